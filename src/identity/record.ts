@@ -1,0 +1,126 @@
+/**
+ * Signed records: every record that leaves a peer is an envelope over a canonical DAG-CBOR
+ * encoding, signed by its author's Ed25519 key. The CID of the envelope's bytes is the record's id,
+ * so any IPLD tool can name and check it.
+ *
+ * Envelope: { v: 1, type, author: did:key, payload, sig }. The signature covers a domain tag
+ * followed by the DAG-CBOR encoding of { v, type, author, payload } (map keys in canonical order).
+ * Decoding rejects any encoding that is not the canonical one, so a record has exactly one id.
+ */
+import * as dagCbor from '@ipld/dag-cbor'
+import { CID } from 'multiformats/cid'
+import { sha256 } from 'multiformats/hashes/sha2'
+import { didFromPublicKey, publicKeyFromDid } from './did.ts'
+import { ed25519Sign, ed25519Verify, type Ed25519Key } from './ed25519.ts'
+import {
+  InvalidDidError, InvalidSignatureError, MalformedRecordError, NonCanonicalEncodingError,
+  RecordTooLargeError, UnexpectedRecordTypeError
+} from './errors.ts'
+
+export const RECORD_VERSION = 1
+/** Default ceiling on an encoded record; protocols pass a smaller one where they can. */
+export const MAX_RECORD_BYTES = 256 * 1024
+/** Longest record type name. */
+export const MAX_RECORD_TYPE_LENGTH = 64
+const SIGNING_DOMAIN = new TextEncoder().encode('peerverse/record/v1\n')
+
+export interface SignedRecord<P = unknown> {
+  v: number
+  type: string
+  author: string
+  payload: P
+  sig: Uint8Array
+}
+
+export interface VerifiedRecord<P = unknown> {
+  record: SignedRecord<P>
+  bytes: Uint8Array
+  cid: CID
+}
+
+export interface VerifyOptions {
+  /** Reject records larger than this many bytes (default MAX_RECORD_BYTES). */
+  maxBytes?: number
+  /** Reject records of any other type. */
+  type?: string
+}
+
+function signingBytes (v: number, type: string, author: string, payload: unknown): Uint8Array {
+  const body = dagCbor.encode({ v, type, author, payload })
+  const out = new Uint8Array(SIGNING_DOMAIN.length + body.length)
+  out.set(SIGNING_DOMAIN)
+  out.set(body, SIGNING_DOMAIN.length)
+  return out
+}
+
+function checkType (type: unknown): asserts type is string {
+  if (typeof type !== 'string' || type.length === 0 || type.length > MAX_RECORD_TYPE_LENGTH) {
+    throw new MalformedRecordError(`record type must be a string of 1..${MAX_RECORD_TYPE_LENGTH} characters`)
+  }
+}
+
+/** The CID (v1, dag-cbor, sha2-256) of encoded record bytes. */
+export async function recordCid (bytes: Uint8Array): Promise<CID> {
+  return CID.createV1(dagCbor.code, await sha256.digest(bytes))
+}
+
+/** Signs a payload as `type` by `key`'s owner; returns the record, its bytes and its CID. */
+export async function signRecord<P> (key: Ed25519Key, type: string, payload: P): Promise<VerifiedRecord<P>> {
+  checkType(type)
+  const author = didFromPublicKey(key.publicKey)
+  let toSign: Uint8Array
+  try {
+    toSign = signingBytes(RECORD_VERSION, type, author, payload)
+  } catch (err) {
+    throw new MalformedRecordError(`payload cannot be encoded as DAG-CBOR: ${(err as Error).message}`)
+  }
+  const record: SignedRecord<P> = { v: RECORD_VERSION, type, author, payload, sig: ed25519Sign(key, toSign) }
+  const bytes = dagCbor.encode(record)
+  if (bytes.length > MAX_RECORD_BYTES) throw new RecordTooLargeError(`record is ${bytes.length} bytes, over ${MAX_RECORD_BYTES}`)
+  return { record, bytes, cid: await recordCid(bytes) }
+}
+
+/**
+ * Decodes and verifies record bytes from anywhere (a peer, the disk, a user).
+ * Throws RecordTooLargeError, MalformedRecordError, NonCanonicalEncodingError, InvalidDidError,
+ * UnexpectedRecordTypeError or InvalidSignatureError.
+ */
+export async function verifyRecord<P = unknown> (bytes: Uint8Array, options: VerifyOptions = {}): Promise<VerifiedRecord<P>> {
+  const maxBytes = options.maxBytes ?? MAX_RECORD_BYTES
+  if (!(bytes instanceof Uint8Array)) throw new MalformedRecordError('record must be bytes')
+  if (bytes.length > maxBytes) throw new RecordTooLargeError(`record is ${bytes.length} bytes, over ${maxBytes}`)
+  let decoded: unknown
+  try {
+    decoded = dagCbor.decode(bytes)
+  } catch (err) {
+    throw new MalformedRecordError(`not DAG-CBOR: ${(err as Error).message}`)
+  }
+  if (decoded == null || typeof decoded !== 'object' || Array.isArray(decoded)) {
+    throw new MalformedRecordError('record must be a map')
+  }
+  const { v, type, author, payload, sig } = decoded as Record<string, unknown>
+  const keys = Object.keys(decoded)
+  if (keys.length !== 5 || !('payload' in decoded)) throw new MalformedRecordError('record must have exactly v, type, author, payload and sig')
+  if (v !== RECORD_VERSION) throw new MalformedRecordError(`unsupported record version ${String(v)}`)
+  checkType(type)
+  if (!(sig instanceof Uint8Array)) throw new MalformedRecordError('sig must be bytes')
+  if (options.type != null && type !== options.type) {
+    throw new UnexpectedRecordTypeError(`expected a ${options.type} record, got ${type}`)
+  }
+  const canonical = dagCbor.encode(decoded)
+  if (!equalBytes(canonical, bytes)) throw new NonCanonicalEncodingError('record is not canonically encoded')
+  let publicKey: Uint8Array
+  try {
+    publicKey = publicKeyFromDid(author)
+  } catch (err) {
+    throw new InvalidDidError(`record author: ${(err as Error).message}`)
+  }
+  if (!ed25519Verify(publicKey, signingBytes(v, type, author as string, payload), sig)) {
+    throw new InvalidSignatureError(`signature does not match author ${String(author)}`)
+  }
+  return { record: decoded as SignedRecord<P>, bytes, cid: await recordCid(bytes) }
+}
+
+function equalBytes (a: Uint8Array, b: Uint8Array): boolean {
+  return a.length === b.length && Buffer.compare(a, b) === 0
+}

@@ -1,0 +1,58 @@
+/**
+ * Every network limit in one place, each enforced by the code named beside it and tested past.
+ * Values follow js-libp2p's doc/LIMITS.md, sized for a 2-core peer.
+ */
+
+/** Open connections at most (libp2p connection manager prunes beyond this). */
+export const MAX_CONNECTIONS = 200
+/** Inbound connections still in their handshake at once (connection manager). */
+export const MAX_INCOMING_PENDING_CONNECTIONS = 16
+/** Inbound connections accepted per second from one IP address (connection manager rate limiter). */
+export const INBOUND_CONNECTIONS_PER_SECOND_PER_HOST = 20
+/** Time an inbound connection may take to finish Noise + Yamux (connection manager). */
+export const INBOUND_UPGRADE_TIMEOUT_MS = 5_000
+/** Time a dial may take (connection manager). */
+export const DIAL_TIMEOUT_MS = 10_000
+/** Concurrent outbound dials (connection manager). */
+export const MAX_PARALLEL_DIALS = 50
+
+/** Streams a peer may open at once on one Yamux connection. */
+export const MAX_INBOUND_STREAMS_PER_CONNECTION = 256
+/** Largest Yamux frame we accept. */
+export const MAX_YAMUX_MESSAGE_BYTES = 256 * 1024
+
+/** Inbound streams per connection on the DHT protocol (kad-dht). */
+export const DHT_MAX_INBOUND_STREAMS = 32
+/** Outbound streams per connection on the DHT protocol (kad-dht). */
+export const DHT_MAX_OUTBOUND_STREAMS = 64
+/** Largest DHT message: kad-dht reads with @libp2p/utils' length-prefixed decoder, which stops here. */
+export const DHT_MAX_MESSAGE_BYTES = 4 * 1024 * 1024
+
+/** Largest gossip RPC frame we read from a peer (gossipsub maxInboundDataLength). */
+export const GOSSIP_MAX_RPC_BYTES = 1024 * 1024
+/** Largest payload we publish on a topic. */
+export const GOSSIP_MAX_MESSAGE_BYTES = 512 * 1024
+/** Bytes buffered for one slow gossip peer before its stream is dropped. */
+export const GOSSIP_MAX_OUTBOUND_BUFFER_BYTES = 4 * 1024 * 1024
+/** Longest topic name. */
+export const GOSSIP_MAX_TOPIC_LENGTH = 256
+/** Topics a peer may subscribe to (the gossip state we keep per peer is bounded by this). */
+export const GOSSIP_MAX_SUBSCRIPTIONS_PER_RPC = 256
+
+/** Largest identify message (identify). */
+export const IDENTIFY_MAX_MESSAGE_BYTES = 8 * 1024
+
+/** Relay reservations a relaying peer holds for others (circuit relay server). */
+export const RELAY_MAX_RESERVATIONS = 64
+/** Relayed connections in progress through this peer at once (circuit relay server hop streams). */
+export const RELAY_MAX_INBOUND_HOP_STREAMS = 64
+/** Bytes one relayed connection may carry before the relay closes it. */
+export const RELAY_MAX_BYTES_PER_CIRCUIT = 128n * 1024n * 1024n
+/** Lifetime of one relayed connection. */
+export const RELAY_MAX_CIRCUIT_DURATION_MS = 10 * 60_000
+
+/** Our own request/response protocols: inbound and outbound streams per connection. */
+export const PROTOCOL_MAX_INBOUND_STREAMS = 4
+export const PROTOCOL_MAX_OUTBOUND_STREAMS = 4
+/** Time one request/response exchange on our own protocols may take. */
+export const PROTOCOL_TIMEOUT_MS = 5_000

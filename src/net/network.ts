@@ -1,0 +1,143 @@
+/**
+ * The libp2p assembly: TCP and WebSocket transports (and circuit relay for peers behind NAT),
+ * Noise, Yamux, identify, ping, a Kademlia DHT on our own protocol id, GossipSub with strict
+ * signing and peer scoring, a circuit relay server, AutoNAT and hole punching (DCUtR).
+ * Every limit comes from limits.ts.
+ */
+import { noise } from '@chainsafe/libp2p-noise'
+import { yamux } from '@chainsafe/libp2p-yamux'
+import { autoNAT } from '@libp2p/autonat'
+import { circuitRelayServer, circuitRelayTransport } from '@libp2p/circuit-relay-v2'
+import { dcutr } from '@libp2p/dcutr'
+import { gossipsub, type GossipSub } from '@libp2p/gossipsub'
+import { identify, identifyPush } from '@libp2p/identify'
+import type { Identify } from '@libp2p/identify'
+import type { Libp2p, PrivateKey } from '@libp2p/interface'
+import { kadDHT, passthroughMapper, type KadDHT } from '@libp2p/kad-dht'
+import { memory } from '@libp2p/memory'
+import { ping, type Ping } from '@libp2p/ping'
+import { tcp } from '@libp2p/tcp'
+import { webSockets } from '@libp2p/websockets'
+import type { Datastore } from 'interface-datastore'
+import { createLibp2p, type Libp2pOptions } from 'libp2p'
+import * as L from './limits.ts'
+
+export const DHT_PROTOCOL = '/peerverse/kad/1.0.0'
+export const PROTOCOL_PREFIX = 'peerverse'
+export const AGENT_VERSION = 'peerverse/0.1.0'
+
+export type DhtMode = 'server' | 'client' | 'auto'
+
+export interface NetworkInit {
+  privateKey: PrivateKey
+  /** Multiaddrs to listen on: /tcp, /ws, /p2p-circuit (reserve a relay slot), /memory (tests, benchmarks). */
+  listen: string[]
+  /** Addresses to announce instead of the listen addresses (a public address behind a port mapping). */
+  announce?: string[]
+  datastore?: Datastore
+  /** 'server' answers DHT queries; 'auto' does so once AutoNAT finds the peer publicly reachable. */
+  dhtMode?: DhtMode
+  /** Relay connections for peers that are not directly reachable (default true). */
+  relayServer?: boolean
+  /** Overrides of the connection manager's limits (tests and benchmarks only). */
+  connectionManager?: Libp2pOptions['connectionManager']
+}
+
+export interface NetworkServices {
+  identify: Identify
+  identifyPush: unknown
+  ping: Ping
+  dht: KadDHT
+  pubsub: GossipSub
+  [key: string]: unknown
+}
+
+export type Network = Libp2p<NetworkServices>
+
+const LOOPBACK = ['127.0.0.1', '::1']
+
+/** Builds (but does not start) the libp2p node. */
+export async function createNetwork (init: NetworkInit): Promise<Network> {
+  const usesMemory = init.listen.some(a => a.startsWith('/memory'))
+  const services: Record<string, unknown> = {
+    identify: identify({ protocolPrefix: PROTOCOL_PREFIX, maxMessageSize: L.IDENTIFY_MAX_MESSAGE_BYTES }),
+    identifyPush: identifyPush({ protocolPrefix: PROTOCOL_PREFIX, maxMessageSize: L.IDENTIFY_MAX_MESSAGE_BYTES }),
+    ping: ping({ runOnLimitedConnection: true }),
+    dht: kadDHT({
+      protocol: DHT_PROTOCOL,
+      clientMode: init.dhtMode === 'auto' ? undefined : init.dhtMode === 'client',
+      peerInfoMapper: passthroughMapper,
+      maxInboundStreams: L.DHT_MAX_INBOUND_STREAMS,
+      maxOutboundStreams: L.DHT_MAX_OUTBOUND_STREAMS,
+      initialQuerySelfInterval: 500,
+      allowQueryWithZeroPeers: false
+    }),
+    pubsub: gossipsub({
+      globalSignaturePolicy: 'StrictSign',
+      allowPublishToZeroTopicPeers: true,
+      emitSelf: false,
+      runOnLimitedConnection: true,
+      maxInboundDataLength: L.GOSSIP_MAX_RPC_BYTES,
+      maxOutboundBufferSize: L.GOSSIP_MAX_OUTBOUND_BUFFER_BYTES,
+      decodeRpcLimits: {
+        maxSubscriptions: L.GOSSIP_MAX_SUBSCRIPTIONS_PER_RPC,
+        maxMessages: 256,
+        maxIhaveMessageIDs: 5000,
+        maxIwantMessageIDs: 5000,
+        maxIdontwantMessageIDs: 5000,
+        maxControlMessages: 256,
+        maxPeerInfos: 16
+      },
+      scoreParams: {
+        // Peers on one machine share an address; colocation only means something between hosts.
+        IPColocationFactorWhitelist: new Set(LOOPBACK)
+      },
+      scoreThresholds: {
+        gossipThreshold: -10,
+        publishThreshold: -50,
+        graylistThreshold: -80
+      }
+    }),
+    autoNAT: autoNAT(),
+    dcutr: dcutr()
+  }
+  if (init.relayServer !== false) {
+    services.relay = circuitRelayServer({
+      maxInboundHopStreams: L.RELAY_MAX_INBOUND_HOP_STREAMS,
+      reservations: {
+        maxReservations: L.RELAY_MAX_RESERVATIONS,
+        defaultDataLimit: L.RELAY_MAX_BYTES_PER_CIRCUIT,
+        defaultDurationLimit: L.RELAY_MAX_CIRCUIT_DURATION_MS
+      }
+    })
+  }
+
+  const options: Libp2pOptions<NetworkServices> = {
+    privateKey: init.privateKey,
+    nodeInfo: { userAgent: AGENT_VERSION },
+    addresses: { listen: init.listen, announce: init.announce ?? [] },
+    datastore: init.datastore,
+    transports: [
+      tcp(),
+      webSockets(),
+      circuitRelayTransport({ reservationCompletionTimeout: L.PROTOCOL_TIMEOUT_MS * 2 }),
+      ...(usesMemory ? [memory()] : [])
+    ],
+    connectionEncrypters: [noise()],
+    streamMuxers: [yamux({
+      maxInboundStreams: L.MAX_INBOUND_STREAMS_PER_CONNECTION,
+      maxMessageSize: L.MAX_YAMUX_MESSAGE_BYTES
+    })],
+    connectionManager: {
+      maxConnections: L.MAX_CONNECTIONS,
+      maxIncomingPendingConnections: L.MAX_INCOMING_PENDING_CONNECTIONS,
+      inboundConnectionThreshold: L.INBOUND_CONNECTIONS_PER_SECOND_PER_HOST,
+      inboundUpgradeTimeout: L.INBOUND_UPGRADE_TIMEOUT_MS,
+      dialTimeout: L.DIAL_TIMEOUT_MS,
+      maxParallelDials: L.MAX_PARALLEL_DIALS,
+      ...init.connectionManager
+    },
+    services: services as Libp2pOptions<NetworkServices>['services']
+  }
+  return createLibp2p(options)
+}

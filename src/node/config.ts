@@ -1,0 +1,136 @@
+/**
+ * Node configuration: embedded defaults, then `config.json` in the data dir, then flags.
+ * Validation is a pure function that names the bad field; nothing starts on a bad config.
+ */
+import { multiaddr } from '@multiformats/multiaddr'
+import { readFile } from 'node:fs/promises'
+import { join } from 'node:path'
+import type { DhtMode } from '../net/network.ts'
+
+export const CONFIG_FILE = 'config.json'
+export const DEFAULT_TCP_PORT = 7410
+export const DEFAULT_WS_PORT = 7411
+export const DEFAULT_API_PORT = 7400
+
+export class ConfigError extends Error {
+  name = 'ConfigError'
+}
+
+export interface NodeConfig {
+  /** The data dir: identity, store, API token. */
+  dataDir: string
+  /** libp2p listen multiaddrs. */
+  listen: string[]
+  /** Multiaddrs to announce instead of the listen addresses. */
+  announce: string[]
+  /** Peers to enter the network through. */
+  bootstrap: string[]
+  /** Local API `host:port`; `false` runs without an API. */
+  api: string | false
+  dht: { mode: DhtMode }
+  relay: { server: boolean }
+}
+
+export type PartialConfig = Partial<Omit<NodeConfig, 'dht' | 'relay'>> & { dht?: Partial<NodeConfig['dht']>, relay?: Partial<NodeConfig['relay']> }
+
+export function defaultConfig (dataDir: string): NodeConfig {
+  return {
+    dataDir,
+    listen: [`/ip4/0.0.0.0/tcp/${DEFAULT_TCP_PORT}`, `/ip4/0.0.0.0/tcp/${DEFAULT_WS_PORT}/ws`, '/p2p-circuit'],
+    announce: [],
+    bootstrap: [],
+    api: `127.0.0.1:${DEFAULT_API_PORT}`,
+    dht: { mode: 'auto' },
+    relay: { server: true }
+  }
+}
+
+/** Merges layers left to right; arrays replace, they do not concatenate. */
+export function mergeConfig (base: NodeConfig, ...layers: Array<PartialConfig | undefined>): NodeConfig {
+  let out = base
+  for (const layer of layers) {
+    if (layer == null) continue
+    out = {
+      ...out,
+      ...dropUndefined(layer),
+      dht: { ...out.dht, ...dropUndefined(layer.dht ?? {}) },
+      relay: { ...out.relay, ...dropUndefined(layer.relay ?? {}) }
+    } as NodeConfig
+  }
+  return out
+}
+
+function dropUndefined<T extends object> (o: T): Partial<T> {
+  return Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined)) as Partial<T>
+}
+
+function checkMultiaddrs (field: string, value: unknown): void {
+  if (!Array.isArray(value)) throw new ConfigError(`${field} must be an array of multiaddrs`)
+  for (const a of value) {
+    if (typeof a !== 'string') throw new ConfigError(`${field}: ${JSON.stringify(a)} is not a multiaddr string`)
+    try {
+      multiaddr(a)
+    } catch (err) {
+      throw new ConfigError(`${field}: ${a} is not a valid multiaddr (${(err as Error).message})`)
+    }
+  }
+}
+
+/** Parses `host:port` (IPv6 in brackets); throws ConfigError. */
+export function parseHostPort (value: string, field = 'api'): { host: string, port: number } {
+  const m = /^(\[[0-9a-fA-F:.]+\]|[^:[\]]+):(\d{1,5})$/.exec(value)
+  if (m == null) throw new ConfigError(`${field} must be host:port, got ${JSON.stringify(value)}`)
+  const port = Number(m[2])
+  if (port > 65535) throw new ConfigError(`${field}: port ${port} is out of range`)
+  return { host: m[1].replace(/^\[|\]$/g, ''), port }
+}
+
+/** Checks a whole config; returns it unchanged or throws ConfigError naming the field. */
+export function validateConfig (config: NodeConfig): NodeConfig {
+  if (typeof config.dataDir !== 'string' || config.dataDir === '') throw new ConfigError('dataDir must be a path')
+  checkMultiaddrs('listen', config.listen)
+  checkMultiaddrs('announce', config.announce)
+  checkMultiaddrs('bootstrap', config.bootstrap)
+  for (const a of config.bootstrap) {
+    if (!multiaddr(a).getComponents().some(c => c.name === 'p2p')) {
+      throw new ConfigError(`bootstrap: ${a} must end in /p2p/<peer id> so the peer can be authenticated`)
+    }
+  }
+  if (config.api !== false) {
+    if (typeof config.api !== 'string') throw new ConfigError('api must be host:port or false')
+    parseHostPort(config.api)
+  }
+  if (!['server', 'client', 'auto'].includes(config.dht?.mode)) throw new ConfigError('dht.mode must be server, client or auto')
+  if (typeof config.relay?.server !== 'boolean') throw new ConfigError('relay.server must be true or false')
+  return config
+}
+
+const KNOWN_KEYS = new Set(['listen', 'announce', 'bootstrap', 'api', 'dht', 'relay'])
+
+/** Reads `config.json` from the data dir, if there is one. */
+export async function readConfigFile (dataDir: string): Promise<PartialConfig | undefined> {
+  const path = join(dataDir, CONFIG_FILE)
+  let text: string
+  try {
+    text = await readFile(path, 'utf8')
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined
+    throw err
+  }
+  let parsed: unknown
+  try {
+    parsed = JSON.parse(text)
+  } catch (err) {
+    throw new ConfigError(`${path}: not valid JSON (${(err as Error).message})`)
+  }
+  if (parsed == null || typeof parsed !== 'object' || Array.isArray(parsed)) throw new ConfigError(`${path}: must be a JSON object`)
+  for (const key of Object.keys(parsed)) {
+    if (!KNOWN_KEYS.has(key)) throw new ConfigError(`${path}: unknown setting ${JSON.stringify(key)}`)
+  }
+  return parsed as PartialConfig
+}
+
+/** Defaults < config file < overrides, validated. */
+export async function loadConfig (dataDir: string, overrides?: PartialConfig): Promise<NodeConfig> {
+  return validateConfig(mergeConfig(defaultConfig(dataDir), await readConfigFile(dataDir), overrides))
+}

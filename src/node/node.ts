@@ -1,0 +1,266 @@
+/**
+ * PeerverseNode: loads the identity, opens the store, assembles the network and the services,
+ * and starts and stops them in order. A library first: the CLI and the tests start it the same way.
+ */
+import { peerIdFromString } from '@libp2p/peer-id'
+import type { PeerId } from '@libp2p/interface'
+import { multiaddr } from '@multiformats/multiaddr'
+import { TypedEventEmitter } from 'main-event'
+import { createPeerBinding } from '../identity/binding.ts'
+import { initIdentity, type Identity } from '../identity/keystore.ts'
+import { Discovery } from '../net/discovery.ts'
+import { GOSSIP_MAX_MESSAGE_BYTES, GOSSIP_MAX_TOPIC_LENGTH } from '../net/limits.ts'
+import { createNetwork, type Network } from '../net/network.ts'
+import { PeerIdentityService } from '../net/peer-identity.ts'
+import { LevelDatastore } from '../store/datastore.ts'
+import { Store } from '../store/store.ts'
+import { validateConfig, type NodeConfig } from './config.ts'
+
+export class PortInUseError extends Error {
+  name = 'PortInUseError'
+}
+
+export class InvalidTopicError extends Error {
+  name = 'InvalidTopicError'
+}
+
+export class MessageTooLargeError extends Error {
+  name = 'MessageTooLargeError'
+}
+
+export class InvalidPeerIdError extends Error {
+  name = 'InvalidPeerIdError'
+}
+
+export interface PeerInfoView {
+  peerId: string
+  did?: string
+  addresses: string[]
+}
+
+export interface NodeStatus {
+  peerId: string
+  did: string
+  addresses: string[]
+  peers: string[]
+  connections: number
+  rejected: number
+  memory: { rss: number, heapUsed: number }
+}
+
+export interface GossipMessageEvent {
+  topic: string
+  from: string
+  data: Uint8Array
+}
+
+export interface RejectedEvent {
+  peerId: string
+  protocol: string
+  error: string
+}
+
+export interface NodeEvents {
+  'peer:connect': CustomEvent<{ peerId: string }>
+  'peer:disconnect': CustomEvent<{ peerId: string }>
+  'peer:identified': CustomEvent<{ peerId: string, did: string }>
+  'gossip:message': CustomEvent<GossipMessageEvent>
+  'peer:rejected': CustomEvent<RejectedEvent>
+  'bootstrap:error': CustomEvent<{ address: string, error: string }>
+}
+
+export interface FindPeerResult {
+  peerId: string
+  addresses: string[]
+  /** The peer whose answer named it. */
+  from: string
+  /** DHT peers that answered during the lookup. */
+  queried: number
+}
+
+function isPortInUse (err: unknown): boolean {
+  for (let e = err as { code?: string, message?: string, cause?: unknown, errors?: unknown[] } | undefined; e != null; e = e.cause as typeof e) {
+    if (e.code === 'EADDRINUSE' || /EADDRINUSE/.test(e.message ?? '')) return true
+    if (Array.isArray(e.errors) && e.errors.some(isPortInUse)) return true
+  }
+  return false
+}
+
+function parsePeerId (value: string): PeerId {
+  try {
+    return peerIdFromString(value)
+  } catch {
+    throw new InvalidPeerIdError(`not a peer id: ${value}`)
+  }
+}
+
+export class PeerverseNode extends TypedEventEmitter<NodeEvents> {
+  readonly config: NodeConfig
+  readonly identity: Identity
+  readonly store: Store
+  readonly net: Network
+  private readonly peerIdentity: PeerIdentityService
+  private readonly discovery: Discovery
+  private rejectedCount = 0
+  private state: 'stopped' | 'starting' | 'started' | 'stopping' = 'stopped'
+
+  constructor (config: NodeConfig, identity: Identity, store: Store, net: Network, binding: Uint8Array) {
+    super()
+    this.config = config
+    this.identity = identity
+    this.store = store
+    this.net = net
+    this.peerIdentity = new PeerIdentityService(net, binding, {
+      onIdentified: (peerId, did) => { this.safeDispatch('peer:identified', { peerId, did }) },
+      onRejected: (peerId, protocol, error) => {
+        this.rejectedCount++
+        this.safeDispatch('peer:rejected', { peerId, protocol, error: `${error.name}: ${error.message}` })
+      }
+    })
+    this.discovery = new Discovery(net, config.bootstrap, {
+      onBootstrapError: (address, error) => { this.safeDispatch('bootstrap:error', { address, error: error.message }) }
+    })
+    net.addEventListener('peer:connect', evt => { this.safeDispatch('peer:connect', { peerId: evt.detail.toString() }) })
+    net.addEventListener('peer:disconnect', evt => { this.safeDispatch('peer:disconnect', { peerId: evt.detail.toString() }) })
+    net.services.pubsub.addEventListener('message', evt => {
+      const msg = evt.detail
+      if (msg.type !== 'signed') return
+      this.safeDispatch('gossip:message', { topic: msg.topic, from: msg.from.toString(), data: msg.data })
+    })
+  }
+
+  private safeDispatch<K extends keyof NodeEvents> (type: K, detail: NodeEvents[K]['detail']): void {
+    this.safeDispatchEvent(type, { detail } as any)
+  }
+
+  get peerId (): string { return this.net.peerId.toString() }
+  get did (): string { return this.identity.did }
+
+  async start (): Promise<void> {
+    if (this.state === 'started' || this.state === 'starting') return
+    this.state = 'starting'
+    try {
+      await this.net.start()
+    } catch (err) {
+      this.state = 'stopped'
+      try { await this.net.stop() } catch {}
+      await this.store.close()
+      if (isPortInUse(err)) throw new PortInUseError(`a listen port is in use (${this.config.listen.join(', ')})`)
+      throw err
+    }
+    await this.peerIdentity.start()
+    this.discovery.start()
+    this.state = 'started'
+  }
+
+  async stop (): Promise<void> {
+    if (this.state === 'stopped' || this.state === 'stopping') return
+    this.state = 'stopping'
+    this.discovery.stop()
+    await this.peerIdentity.stop()
+    await this.net.stop()
+    await this.store.close()
+    this.state = 'stopped'
+  }
+
+  get started (): boolean { return this.state === 'started' }
+
+  addresses (): string[] {
+    return this.net.getMultiaddrs().map(a => a.toString())
+  }
+
+  peers (): PeerInfoView[] {
+    return this.net.getPeers().map(id => ({
+      peerId: id.toString(),
+      did: this.peerIdentity.dids.get(id.toString()),
+      addresses: this.net.getConnections(id).map(c => c.remoteAddr.toString())
+    }))
+  }
+
+  status (): NodeStatus {
+    const mem = process.memoryUsage()
+    return {
+      peerId: this.peerId,
+      did: this.did,
+      addresses: this.addresses(),
+      peers: this.net.getPeers().map(p => p.toString()),
+      connections: this.net.getConnections().length,
+      rejected: this.rejectedCount,
+      memory: { rss: mem.rss, heapUsed: mem.heapUsed }
+    }
+  }
+
+  /** Looks a peer up through the DHT network (never the local cache) and returns its addresses. */
+  async findPeer (peerId: string, options: { signal?: AbortSignal } = {}): Promise<FindPeerResult> {
+    const id = parsePeerId(peerId)
+    let queried = 0
+    for await (const event of this.net.services.dht.findPeer(id, { signal: options.signal, useCache: false })) {
+      if (event.name === 'PEER_RESPONSE') queried++
+      if (event.name === 'FINAL_PEER') {
+        return { peerId, addresses: event.peer.multiaddrs.map(a => a.toString()), from: event.from.toString(), queried }
+      }
+    }
+    throw new Error(`peer ${peerId} not found`)
+  }
+
+  /** Dials a multiaddr or a peer id; returns the remote peer id. */
+  async connect (target: string, options: { signal?: AbortSignal } = {}): Promise<string> {
+    const conn = await this.net.dial(target.startsWith('/') ? multiaddr(target) : parsePeerId(target), options)
+    return conn.remotePeer.toString()
+  }
+
+  /** Round-trip time to a peer (id or multiaddr) in milliseconds. */
+  async ping (target: string, options: { signal?: AbortSignal } = {}): Promise<number> {
+    return this.net.services.ping.ping(target.startsWith('/') ? multiaddr(target) : parsePeerId(target), options)
+  }
+
+  subscribe (topic: string): void {
+    checkTopic(topic)
+    this.net.services.pubsub.subscribe(topic)
+  }
+
+  unsubscribe (topic: string): void {
+    checkTopic(topic)
+    this.net.services.pubsub.unsubscribe(topic)
+  }
+
+  topics (): string[] {
+    return this.net.services.pubsub.getTopics()
+  }
+
+  /** Publishes on a topic; returns the number of peers it was sent to. */
+  async publish (topic: string, data: Uint8Array): Promise<number> {
+    checkTopic(topic)
+    if (data.length > GOSSIP_MAX_MESSAGE_BYTES) throw new MessageTooLargeError(`gossip message is ${data.length} bytes, over ${GOSSIP_MAX_MESSAGE_BYTES}`)
+    const result = await this.net.services.pubsub.publish(topic, data)
+    return result.recipients.length
+  }
+}
+
+function checkTopic (topic: unknown): asserts topic is string {
+  if (typeof topic !== 'string' || topic.length === 0 || topic.length > GOSSIP_MAX_TOPIC_LENGTH) {
+    throw new InvalidTopicError(`a topic is a string of 1..${GOSSIP_MAX_TOPIC_LENGTH} characters`)
+  }
+}
+
+/** Builds a node from a config (identity created on first run); call start() to go online. */
+export async function createNode (config: NodeConfig): Promise<PeerverseNode> {
+  validateConfig(config)
+  const identity = await initIdentity(config.dataDir)
+  const store = await Store.open(config.dataDir)
+  try {
+    const net = await createNetwork({
+      privateKey: identity.peerKey,
+      listen: config.listen,
+      announce: config.announce,
+      datastore: new LevelDatastore(store.sublevel('net')),
+      dhtMode: config.dht.mode,
+      relayServer: config.relay.server
+    })
+    const binding = await createPeerBinding(identity.userKey, net.peerId.toString())
+    return new PeerverseNode(config, identity, store, net, binding.bytes)
+  } catch (err) {
+    await store.close()
+    throw err
+  }
+}
