@@ -1,0 +1,57 @@
+/**
+ * A small client of the local API, for the CLI and tests: finds the running peer through the data
+ * dir (api.json and the token) and speaks JSON to it.
+ */
+import { readApiInfo } from './server.ts'
+
+export class PeerNotRunningError extends Error {
+  name = 'PeerNotRunningError'
+}
+
+export class ApiError extends Error {
+  name = 'ApiError'
+  readonly status: number
+  readonly code: string
+  constructor (status: number, code: string, message: string) {
+    super(message)
+    this.status = status
+    this.code = code
+  }
+}
+
+export class ApiClient {
+  readonly url: string
+  readonly token: string
+
+  constructor (url: string, token: string) {
+    this.url = url
+    this.token = token
+  }
+
+  /** The client of the peer running on `dataDir`; PeerNotRunningError when none is. */
+  static async forDataDir (dataDir: string): Promise<ApiClient> {
+    try {
+      const info = await readApiInfo(dataDir)
+      return new ApiClient(info.url, info.token)
+    } catch {
+      throw new PeerNotRunningError(`no running peer found for ${dataDir} (start one: peerverse start --data ${dataDir})`)
+    }
+  }
+
+  async request<T = unknown> (method: string, path: string, body?: unknown, options: { signal?: AbortSignal } = {}): Promise<T> {
+    let res: Response
+    try {
+      res = await fetch(this.url + path, {
+        method,
+        headers: { authorization: `Bearer ${this.token}`, ...(body != null ? { 'content-type': 'application/json' } : {}) },
+        body: body != null ? JSON.stringify(body) : undefined,
+        signal: options.signal
+      })
+    } catch (err) {
+      throw new PeerNotRunningError(`the peer's API at ${this.url} does not answer (${(err as Error).message})`)
+    }
+    const json = await res.json() as Record<string, unknown>
+    if (!res.ok) throw new ApiError(res.status, String(json.error), String(json.message))
+    return json as T
+  }
+}

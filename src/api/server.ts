@@ -1,0 +1,288 @@
+/**
+ * The local API: HTTP + WebSocket on 127.0.0.1, for the CLI and the browser client.
+ * Every request needs the data dir's token (Authorization: Bearer, or ?token= for a WebSocket),
+ * a Host header naming this server (DNS rebinding) and, when an Origin is sent, our own origin
+ * (CSRF). Bodies, event clients and their buffers are bounded by the constants below.
+ */
+import { randomBytes, timingSafeEqual } from 'node:crypto'
+import { constants } from 'node:fs'
+import { open, readFile, rm, writeFile, rename } from 'node:fs/promises'
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http'
+import type { AddressInfo } from 'node:net'
+import { join } from 'node:path'
+import { WebSocketServer, type WebSocket } from 'ws'
+import type { PeerverseNode, NodeEvents } from '../node/node.ts'
+
+export const API_TOKEN_FILE = 'api-token'
+export const API_INFO_FILE = 'api.json'
+/** Largest request body. */
+export const MAX_API_BODY_BYTES = 1024 * 1024
+/** Event-stream clients at once. */
+export const MAX_API_EVENT_CLIENTS = 32
+/** Bytes queued for one slow event client before it is dropped. */
+export const MAX_API_EVENT_BUFFER_BYTES = 4 * 1024 * 1024
+/** Largest WebSocket message a client may send us. */
+export const MAX_API_WS_MESSAGE_BYTES = 64 * 1024
+/** Time a DHT lookup or a dial requested through the API may take. */
+export const API_OPERATION_TIMEOUT_MS = 30_000
+
+export class ApiPortInUseError extends Error {
+  name = 'ApiPortInUseError'
+}
+
+class HttpError extends Error {
+  name = 'HttpError'
+  readonly status: number
+  readonly code: string
+  constructor (status: number, code: string, message: string) {
+    super(message)
+    this.status = status
+    this.code = code
+  }
+}
+
+export interface ApiInfo {
+  url: string
+  pid: number
+  peerId: string
+  did: string
+}
+
+/** Reads the token of a data dir, creating it (owner-only) on first use. */
+export async function ensureApiToken (dataDir: string): Promise<string> {
+  const path = join(dataDir, API_TOKEN_FILE)
+  try {
+    const handle = await open(path, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL, 0o600)
+    const token = randomBytes(32).toString('base64url')
+    await handle.writeFile(token + '\n')
+    await handle.close()
+    return token
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err
+    return (await readFile(path, 'utf8')).trim()
+  }
+}
+
+export async function readApiInfo (dataDir: string): Promise<ApiInfo & { token: string }> {
+  const info = JSON.parse(await readFile(join(dataDir, API_INFO_FILE), 'utf8')) as ApiInfo
+  const token = (await readFile(join(dataDir, API_TOKEN_FILE), 'utf8')).trim()
+  return { ...info, token }
+}
+
+const EVENT_TYPES: Array<keyof NodeEvents> = ['peer:connect', 'peer:disconnect', 'peer:identified', 'gossip:message', 'peer:rejected', 'bootstrap:error']
+
+function eventJson (type: string, detail: unknown): string {
+  if (type === 'gossip:message') {
+    const d = detail as { topic: string, from: string, data: Uint8Array }
+    return JSON.stringify({ type, topic: d.topic, from: d.from, data: Buffer.from(d.data).toString('base64') })
+  }
+  return JSON.stringify({ type, ...(detail as object) })
+}
+
+export interface ApiServerInit {
+  host?: string
+  port?: number
+  token: string
+}
+
+export class ApiServer {
+  private readonly node: PeerverseNode
+  private readonly host: string
+  private readonly requestedPort: number
+  private readonly token: Buffer
+  private server?: Server
+  private wss?: WebSocketServer
+  private port = 0
+  private readonly listeners: Array<[string, EventListener]> = []
+
+  constructor (node: PeerverseNode, init: ApiServerInit) {
+    this.node = node
+    this.host = init.host ?? '127.0.0.1'
+    this.requestedPort = init.port ?? 0
+    this.token = Buffer.from(init.token)
+  }
+
+  get url (): string {
+    const h = this.host.includes(':') ? `[${this.host}]` : this.host
+    return `http://${h}:${this.port}`
+  }
+
+  async start (): Promise<void> {
+    if (this.server != null) return
+    const server = createServer((req, res) => { void this.handle(req, res) })
+    server.requestTimeout = API_OPERATION_TIMEOUT_MS * 2
+    const wss = new WebSocketServer({ noServer: true, maxPayload: MAX_API_WS_MESSAGE_BYTES })
+    server.on('upgrade', (req, socket, head) => {
+      try {
+        this.authorize(req)
+        const url = new URL(req.url ?? '/', 'http://local')
+        if (url.pathname !== '/api/v0/events') throw new HttpError(404, 'NotFound', 'no such endpoint')
+        if (wss.clients.size >= MAX_API_EVENT_CLIENTS) throw new HttpError(503, 'TooManyClients', 'too many event clients')
+      } catch (err) {
+        const e = err instanceof HttpError ? err : new HttpError(400, 'BadRequest', 'bad upgrade')
+        socket.end(`HTTP/1.1 ${e.status} ${e.code}\r\nConnection: close\r\nContent-Length: 0\r\n\r\n`)
+        return
+      }
+      wss.handleUpgrade(req, socket, head, ws => { this.addEventClient(ws) })
+    })
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', (err: NodeJS.ErrnoException) => {
+        reject(err.code === 'EADDRINUSE' ? new ApiPortInUseError(`API port ${this.host}:${this.requestedPort} is in use`) : err)
+      })
+      server.listen(this.requestedPort, this.host, () => { resolve() })
+    })
+    this.port = (server.address() as AddressInfo).port
+    this.server = server
+    this.wss = wss
+    for (const type of EVENT_TYPES) {
+      const fn = ((evt: CustomEvent) => { this.broadcast(eventJson(type, evt.detail)) }) as EventListener
+      this.node.addEventListener(type, fn)
+      this.listeners.push([type, fn])
+    }
+    const info: ApiInfo = { url: this.url, pid: process.pid, peerId: this.node.peerId, did: this.node.did }
+    const path = join(this.node.config.dataDir, API_INFO_FILE)
+    await writeFile(path + '.tmp', JSON.stringify(info, null, 2) + '\n', { mode: 0o600 })
+    await rename(path + '.tmp', path)
+  }
+
+  async stop (): Promise<void> {
+    const server = this.server
+    if (server == null) return
+    this.server = undefined
+    for (const [type, fn] of this.listeners) this.node.removeEventListener(type as keyof NodeEvents, fn)
+    this.listeners.length = 0
+    for (const ws of this.wss?.clients ?? []) ws.terminate()
+    this.wss?.close()
+    server.closeAllConnections()
+    await new Promise<void>(resolve => { server.close(() => { resolve() }) })
+    await rm(join(this.node.config.dataDir, API_INFO_FILE), { force: true })
+  }
+
+  private addEventClient (ws: WebSocket): void {
+    ws.send(JSON.stringify({ type: 'hello', peerId: this.node.peerId, did: this.node.did }))
+    ws.on('message', () => {})
+    ws.on('error', () => { ws.terminate() })
+  }
+
+  private broadcast (json: string): void {
+    for (const ws of this.wss?.clients ?? []) {
+      if (ws.bufferedAmount > MAX_API_EVENT_BUFFER_BYTES) {
+        ws.terminate()
+        continue
+      }
+      ws.send(json)
+    }
+  }
+
+  private allowedHosts (): Set<string> {
+    return new Set([`127.0.0.1:${this.port}`, `localhost:${this.port}`, `[::1]:${this.port}`, `${this.host.includes(':') ? `[${this.host}]` : this.host}:${this.port}`])
+  }
+
+  /** Host, Origin and token checks; throws HttpError. */
+  private authorize (req: IncomingMessage): void {
+    const hosts = this.allowedHosts()
+    const host = req.headers.host
+    if (host == null || !hosts.has(host.toLowerCase())) throw new HttpError(403, 'ForbiddenHost', 'Host header does not name this peer')
+    const origin = req.headers.origin
+    if (origin != null) {
+      let originHost: string
+      try {
+        const u = new URL(origin)
+        if (u.protocol !== 'http:') throw new Error('scheme')
+        originHost = u.host
+      } catch {
+        throw new HttpError(403, 'ForbiddenOrigin', 'foreign origin')
+      }
+      if (!hosts.has(originHost.toLowerCase())) throw new HttpError(403, 'ForbiddenOrigin', 'foreign origin')
+    }
+    let presented: string | undefined
+    const auth = req.headers.authorization
+    if (auth?.startsWith('Bearer ') === true) presented = auth.slice(7).trim()
+    else presented = new URL(req.url ?? '/', 'http://local').searchParams.get('token') ?? undefined
+    const given = Buffer.from(presented ?? '')
+    if (given.length !== this.token.length || !timingSafeEqual(given, this.token)) {
+      throw new HttpError(401, 'Unauthorized', 'missing or wrong API token')
+    }
+  }
+
+  private async readJson (req: IncomingMessage): Promise<Record<string, unknown>> {
+    const declared = Number(req.headers['content-length'] ?? 0)
+    if (declared > MAX_API_BODY_BYTES) throw new HttpError(413, 'BodyTooLarge', `body over ${MAX_API_BODY_BYTES} bytes`)
+    const chunks: Buffer[] = []
+    let size = 0
+    for await (const chunk of req) {
+      size += (chunk as Buffer).length
+      if (size > MAX_API_BODY_BYTES) throw new HttpError(413, 'BodyTooLarge', `body over ${MAX_API_BODY_BYTES} bytes`)
+      chunks.push(chunk as Buffer)
+    }
+    if (size === 0) return {}
+    try {
+      const value = JSON.parse(Buffer.concat(chunks).toString('utf8'))
+      if (value == null || typeof value !== 'object' || Array.isArray(value)) throw new Error('not an object')
+      return value
+    } catch {
+      throw new HttpError(400, 'InvalidJson', 'body must be a JSON object')
+    }
+  }
+
+  private async handle (req: IncomingMessage, res: ServerResponse): Promise<void> {
+    try {
+      this.authorize(req)
+      const url = new URL(req.url ?? '/', 'http://local')
+      const result = await this.route(req, url)
+      send(res, 200, result)
+    } catch (err) {
+      if (err instanceof HttpError) {
+        send(res, err.status, { error: err.code, message: err.message })
+      } else {
+        const e = err as Error
+        const status = e.name === 'NotFoundError' || /not found/i.test(e.message) ? 404 : e.name === 'AbortError' || e.name === 'TimeoutError' ? 504 : 400
+        send(res, status, { error: e.name ?? 'Error', message: e.message })
+      }
+    }
+  }
+
+  private async route (req: IncomingMessage, url: URL): Promise<unknown> {
+    const method = req.method ?? 'GET'
+    const path = url.pathname
+    const node = this.node
+    const signal = AbortSignal.timeout(API_OPERATION_TIMEOUT_MS)
+    const str = (body: Record<string, unknown>, key: string): string => {
+      const v = body[key]
+      if (typeof v !== 'string' || v === '') throw new HttpError(400, 'BadRequest', `${key} must be a non-empty string`)
+      return v
+    }
+    if (method === 'GET' && path === '/api/v0/status') return node.status()
+    if (method === 'GET' && path === '/api/v0/peers') return { peers: node.peers() }
+    if (method === 'GET' && path.startsWith('/api/v0/dht/peer/')) return node.findPeer(decodeURIComponent(path.slice('/api/v0/dht/peer/'.length)), { signal })
+    if (method === 'GET' && path === '/api/v0/gossip/topics') return { topics: node.topics() }
+    if (method === 'POST') {
+      const body = await this.readJson(req)
+      switch (path) {
+        case '/api/v0/connect': return { peerId: await node.connect(str(body, 'address'), { signal }) }
+        case '/api/v0/ping': return { rttMs: await node.ping(str(body, 'target'), { signal }) }
+        case '/api/v0/gossip/subscribe': node.subscribe(str(body, 'topic')); return { topics: node.topics() }
+        case '/api/v0/gossip/unsubscribe': node.unsubscribe(str(body, 'topic')); return { topics: node.topics() }
+        case '/api/v0/gossip/publish': {
+          const data = typeof body.data === 'string'
+            ? new TextEncoder().encode(body.data)
+            : typeof body.dataBase64 === 'string' ? new Uint8Array(Buffer.from(body.dataBase64, 'base64')) : undefined
+          if (data == null) throw new HttpError(400, 'BadRequest', 'data (text) or dataBase64 is required')
+          return { recipients: await node.publish(str(body, 'topic'), data) }
+        }
+      }
+    }
+    throw new HttpError(404, 'NotFound', `no endpoint ${method} ${path}`)
+  }
+}
+
+function send (res: ServerResponse, status: number, body: unknown): void {
+  const json = JSON.stringify(body)
+  res.writeHead(status, {
+    'content-type': 'application/json; charset=utf-8',
+    'content-length': Buffer.byteLength(json),
+    'cache-control': 'no-store',
+    'x-content-type-options': 'nosniff'
+  })
+  res.end(json)
+}
