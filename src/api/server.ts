@@ -256,6 +256,7 @@ export class ApiServer {
     if (method === 'GET' && path === '/api/v0/peers') return { peers: node.peers() }
     if (method === 'GET' && path.startsWith('/api/v0/dht/peer/')) return node.findPeer(decodeURIComponent(path.slice('/api/v0/dht/peer/'.length)), { signal })
     if (method === 'GET' && path === '/api/v0/gossip/topics') return { topics: node.topics() }
+    if (method === 'GET' && path === '/api/v0/gossip/peers') return { peers: node.topicPeers(url.searchParams.get('topic') ?? '') }
     if (method === 'POST') {
       const body = await this.readJson(req)
       switch (path) {

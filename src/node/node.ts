@@ -9,6 +9,7 @@ import { TypedEventEmitter } from 'main-event'
 import { createPeerBinding } from '../identity/binding.ts'
 import { initIdentity, type Identity } from '../identity/keystore.ts'
 import { Discovery } from '../net/discovery.ts'
+import { GossipRepair } from '../net/gossip-repair.ts'
 import { GOSSIP_MAX_MESSAGE_BYTES, GOSSIP_MAX_TOPIC_LENGTH } from '../net/limits.ts'
 import { createNetwork, type Network } from '../net/network.ts'
 import { PeerIdentityService } from '../net/peer-identity.ts'
@@ -101,6 +102,7 @@ export class PeerverseNode extends TypedEventEmitter<NodeEvents> {
   readonly net: Network
   private readonly peerIdentity: PeerIdentityService
   private readonly discovery: Discovery
+  private readonly gossipRepair: GossipRepair
   private rejectedCount = 0
   private state: 'stopped' | 'starting' | 'started' | 'stopping' = 'stopped'
 
@@ -120,6 +122,7 @@ export class PeerverseNode extends TypedEventEmitter<NodeEvents> {
     this.discovery = new Discovery(net, config.bootstrap, {
       onBootstrapError: (address, error) => { this.safeDispatch('bootstrap:error', { address, error: error.message }) }
     })
+    this.gossipRepair = new GossipRepair(net)
     net.addEventListener('peer:connect', evt => { this.safeDispatch('peer:connect', { peerId: evt.detail.toString() }) })
     net.addEventListener('peer:disconnect', evt => { this.safeDispatch('peer:disconnect', { peerId: evt.detail.toString() }) })
     net.services.pubsub.addEventListener('message', evt => {
@@ -150,6 +153,7 @@ export class PeerverseNode extends TypedEventEmitter<NodeEvents> {
     }
     await this.peerIdentity.start()
     this.discovery.start()
+    this.gossipRepair.start()
     this.state = 'started'
   }
 
@@ -157,6 +161,7 @@ export class PeerverseNode extends TypedEventEmitter<NodeEvents> {
     if (this.state === 'stopped' || this.state === 'stopping') return
     this.state = 'stopping'
     this.discovery.stop()
+    this.gossipRepair.stop()
     await this.peerIdentity.stop()
     await this.net.stop()
     await this.store.close()
@@ -222,6 +227,12 @@ export class PeerverseNode extends TypedEventEmitter<NodeEvents> {
   unsubscribe (topic: string): void {
     checkTopic(topic)
     this.net.services.pubsub.unsubscribe(topic)
+  }
+
+  /** Peers known to subscribe to a topic. */
+  topicPeers (topic: string): string[] {
+    checkTopic(topic)
+    return this.net.services.pubsub.getSubscribers(topic).map(p => p.toString())
   }
 
   topics (): string[] {

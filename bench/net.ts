@@ -1,0 +1,471 @@
+/**
+ * Network benchmark: what our libp2p assembly (src/net/network.ts) costs on one machine, with a
+ * plain node:net socket as the anchor wherever one applies. It prints figures and asserts nothing.
+ *
+ * 1. Stream throughput between two peers (TCP + Noise + Yamux) against a bare TCP socket pair.
+ * 2. A 50-peer swarm in one process (loopback TCP by default, BENCH_SWARM=memory for /memory):
+ *    DHT lookup latency and depth, then GossipSub delivery latency, delivery ratio and
+ *    amplification (bytes sent per payload byte delivered).
+ *
+ * Everything random comes from one seeded PRNG (BENCH_SEED, default 1), peer keys included,
+ * so two runs build the same swarm. Results go to stdout, progress to stderr.
+ */
+import { createHash } from 'node:crypto'
+import * as netSocket from 'node:net'
+import { once } from 'node:events'
+import { performance } from 'node:perf_hooks'
+import { generateKeyPairFromSeed } from '@libp2p/crypto/keys'
+import type { PeerId, PrivateKey } from '@libp2p/interface'
+import { createNetwork, type Network } from '../src/net/network.ts'
+
+const MiB = 1024 * 1024
+
+/** Part 1: bytes moved per throughput run, chunk size, runs per side (median reported). */
+const STREAM_BYTES = 256 * MiB
+const STREAM_CHUNK_BYTES = 64 * 1024
+const STREAM_WARMUP_BYTES = 16 * MiB
+const STREAM_RUNS = 3
+const SINK_PROTOCOL = '/peerverse/bench/sink/1.0.0'
+
+/** Part 2: swarm size and shape. Peer i dials peer 0 and this many random earlier peers. */
+const PEERS = 50
+const RANDOM_DIALS_PER_PEER = 2
+/** Every peer's DHT routing table must hold this many peers before lookups start (or the deadline passes). */
+const ROUTING_TABLE_TARGET = 20
+const ROUTING_TABLE_DEADLINE_MS = 30_000
+const LOOKUPS = 200
+const LOOKUP_TIMEOUT_MS = 10_000
+
+/** Gossip: one topic, every peer meshed with at least Dlo (4) peers before publishing. */
+const TOPIC = 'peerverse/bench/gossip/1'
+const MESH_TARGET = 4
+const MESH_DEADLINE_MS = 30_000
+const MESSAGES = 200
+const MESSAGE_BYTES = 1024
+const PUBLISH_INTERVAL_MS = 20
+/** Background traffic is sampled over this window before publishing. */
+const IDLE_SAMPLE_MS = 3_000
+/** Stop waiting for deliveries after this long without a new one. */
+const DELIVERY_QUIET_MS = 3_000
+
+const SEED = Number(process.env.BENCH_SEED ?? 1)
+const SWARM_TRANSPORT = process.env.BENCH_SWARM === 'memory' ? 'memory' : 'tcp'
+
+// ---------------------------------------------------------------------------------------------
+// small helpers
+
+function mulberry32 (seed: number): () => number {
+  let a = seed >>> 0
+  return () => {
+    a = (a + 0x6D2B79F5) >>> 0
+    let t = a
+    t = Math.imul(t ^ (t >>> 15), t | 1)
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61)
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296
+  }
+}
+
+const rand = mulberry32(SEED)
+const randInt = (n: number): number => Math.floor(rand() * n)
+
+function randomBytes (n: number): Uint8Array {
+  const out = new Uint8Array(n)
+  for (let i = 0; i < n; i += 4) {
+    const v = (rand() * 4294967296) >>> 0
+    out[i] = v & 0xff
+    if (i + 1 < n) out[i + 1] = (v >>> 8) & 0xff
+    if (i + 2 < n) out[i + 2] = (v >>> 16) & 0xff
+    if (i + 3 < n) out[i + 3] = (v >>> 24) & 0xff
+  }
+  return out
+}
+
+const progress = (line: string): void => { process.stderr.write(`[bench] ${line}\n`) }
+const sleep = async (ms: number): Promise<void> => { await new Promise(resolve => setTimeout(resolve, ms)) }
+
+/** Polls `ready` every `everyMs` until it holds or `deadlineMs` passes; returns whether it held. */
+async function waitFor (ready: () => boolean, deadlineMs: number, everyMs = 100): Promise<boolean> {
+  const end = performance.now() + deadlineMs
+  while (!ready()) {
+    if (performance.now() > end) return false
+    await sleep(everyMs)
+  }
+  return true
+}
+
+/** Nearest-rank percentile of an unsorted sample. */
+function percentile (values: number[], p: number): number {
+  if (values.length === 0) return NaN
+  const sorted = [...values].sort((a, b) => a - b)
+  const rank = Math.min(sorted.length, Math.max(1, Math.ceil(p / 100 * sorted.length)))
+  return sorted[rank - 1]
+}
+
+function median (values: number[]): number {
+  const sorted = [...values].sort((a, b) => a - b)
+  const mid = sorted.length >> 1
+  return sorted.length % 2 === 1 ? sorted[mid] : (sorted[mid - 1] + sorted[mid]) / 2
+}
+
+const fmt = (v: number, digits = 1): string => Number.isFinite(v) ? v.toFixed(digits) : 'n/a'
+
+interface Row { figure: string, ours: string, anchor?: string, ratio?: string }
+const summary: Row[] = []
+function result (row: Row): void {
+  summary.push(row)
+  const extra = row.anchor == null ? '' : `   anchor ${row.anchor}   ratio ${row.ratio ?? ''}`
+  console.log(`${row.figure}: ${row.ours}${extra}`)
+}
+
+// Count every byte handed to a node:net socket (libp2p's TCP transport writes through
+// net.Socket#write). Read as differences around a window; bench-only instrumentation.
+let socketBytesWritten = 0
+const socketWrite = netSocket.Socket.prototype.write
+netSocket.Socket.prototype.write = function (this: netSocket.Socket, ...args: unknown[]): boolean {
+  const chunk = args[0]
+  if (chunk instanceof Uint8Array) socketBytesWritten += chunk.byteLength
+  else if (typeof chunk === 'string') socketBytesWritten += Buffer.byteLength(chunk)
+  return (socketWrite as (...a: unknown[]) => boolean).apply(this, args)
+} as typeof netSocket.Socket.prototype.write
+
+async function newKey (): Promise<PrivateKey> {
+  return generateKeyPairFromSeed('Ed25519', randomBytes(32))
+}
+
+// ---------------------------------------------------------------------------------------------
+// 1. stream throughput
+
+/** The receiving side of one transfer: resolves when `expect` bytes have arrived. */
+let sink: { expect: number, got: number, done: () => void } | undefined
+
+function arrived (n: number): void {
+  if (sink == null) return
+  sink.got += n
+  if (sink.got >= sink.expect) {
+    const s = sink
+    sink = undefined
+    s.done()
+  }
+}
+
+async function expectBytes (n: number): Promise<void> {
+  await new Promise<void>(resolve => { sink = { expect: n, got: 0, done: resolve } })
+}
+
+/** MiB/s for one libp2p stream transfer of `bytes`. */
+async function libp2pTransfer (a: Network, b: Network, bytes: number, chunk: Uint8Array): Promise<number> {
+  const stream = await a.dialProtocol(b.getMultiaddrs(), SINK_PROTOCOL)
+  const received = expectBytes(bytes)
+  const t0 = performance.now()
+  for (let sent = 0; sent < bytes; sent += chunk.byteLength) {
+    if (!stream.send(chunk)) await stream.onDrain()
+  }
+  await received
+  const ms = performance.now() - t0
+  await stream.close()
+  return bytes / MiB / (ms / 1000)
+}
+
+/** MiB/s for one plain TCP socket transfer of `bytes` on 127.0.0.1. */
+async function socketTransfer (bytes: number, chunk: Uint8Array): Promise<number> {
+  const server = netSocket.createServer(sock => { sock.on('data', (d: Buffer) => { arrived(d.byteLength) }) })
+  server.listen(0, '127.0.0.1')
+  await once(server, 'listening')
+  const port = (server.address() as netSocket.AddressInfo).port
+  const client = netSocket.connect(port, '127.0.0.1')
+  await once(client, 'connect')
+  const received = expectBytes(bytes)
+  const t0 = performance.now()
+  for (let sent = 0; sent < bytes; sent += chunk.byteLength) {
+    if (!client.write(chunk)) await once(client, 'drain')
+  }
+  await received
+  const ms = performance.now() - t0
+  client.end()
+  await new Promise<void>(resolve => { server.close(() => { resolve() }) })
+  return bytes / MiB / (ms / 1000)
+}
+
+async function benchThroughput (): Promise<void> {
+  progress(`throughput: ${STREAM_RUNS} x ${STREAM_BYTES / MiB} MiB in ${STREAM_CHUNK_BYTES / 1024} KiB chunks`)
+  const listen = ['/ip4/127.0.0.1/tcp/0']
+  const a = await createNetwork({ privateKey: await newKey(), listen, dhtMode: 'client', relayServer: false })
+  const b = await createNetwork({ privateKey: await newKey(), listen, dhtMode: 'client', relayServer: false })
+  await a.start()
+  await b.start()
+  await b.handle(SINK_PROTOCOL, async (stream) => {
+    for await (const chunk of stream) arrived(chunk.byteLength)
+    await stream.close()
+  })
+  const chunk = randomBytes(STREAM_CHUNK_BYTES)
+
+  await libp2pTransfer(a, b, STREAM_WARMUP_BYTES, chunk)
+  await socketTransfer(STREAM_WARMUP_BYTES, chunk)
+  const ours: number[] = []
+  const anchor: number[] = []
+  for (let run = 0; run < STREAM_RUNS; run++) {
+    ours.push(await libp2pTransfer(a, b, STREAM_BYTES, chunk))
+    anchor.push(await socketTransfer(STREAM_BYTES, chunk))
+    progress(`  run ${run + 1}: libp2p ${fmt(ours[run])} MiB/s, node:net ${fmt(anchor[run])} MiB/s`)
+  }
+  await a.stop()
+  await b.stop()
+
+  const o = median(ours)
+  const n = median(anchor)
+  result({
+    figure: 'stream throughput, TCP+Noise+Yamux vs node:net (MiB/s, median of 3)',
+    ours: fmt(o),
+    anchor: fmt(n),
+    ratio: fmt(o / n, 3)
+  })
+}
+
+// ---------------------------------------------------------------------------------------------
+// 2. the swarm
+
+/** What the benchmark reads of kad-dht's routing table beyond the public `size`. */
+interface RoutingTableView {
+  size: number
+  kBucketSize?: number
+  closestPeers?: (kadId: Uint8Array, options: { count: number }) => PeerId[]
+}
+
+/** What the benchmark reads of gossipsub beyond the public GossipSub interface. */
+interface GossipView {
+  getMeshPeers: (topic: string) => string[]
+  streamsOutbound: Map<string, object>
+}
+
+// The service is a SingleKadDHT at runtime; NetworkServices types it as the narrower KadDHT.
+const routingTable = (n: Network): RoutingTableView => (n.services.dht as unknown as { routingTable: RoutingTableView }).routingTable
+const gossip = (n: Network): GossipView => n.services.pubsub as unknown as GossipView
+
+async function buildSwarm (): Promise<Network[]> {
+  progress(`swarm: ${PEERS} peers over ${SWARM_TRANSPORT}`)
+  const nets: Network[] = []
+  for (let i = 0; i < PEERS; i++) {
+    const listen = SWARM_TRANSPORT === 'memory' ? [`/memory/peerverse-bench-${SEED}-${i}`] : ['/ip4/127.0.0.1/tcp/0']
+    const net = await createNetwork({
+      privateKey: await newKey(),
+      listen,
+      dhtMode: 'server',
+      relayServer: false,
+      // Every peer here shares one IP address; the per-host inbound rate limit (meant for one
+      // remote host) would refuse most of the swarm's connections.
+      connectionManager: { inboundConnectionThreshold: 1_000_000 }
+    })
+    await net.start()
+    const targets = new Set<number>()
+    if (i > 0) targets.add(0)
+    for (let k = 0; k < RANDOM_DIALS_PER_PEER && i > 1; k++) targets.add(1 + randInt(i - 1))
+    await Promise.all([...targets].map(async t => net.dial(nets[t].getMultiaddrs())))
+    nets.push(net)
+  }
+  return nets
+}
+
+interface Lookup { ms: number, queried: number, sent: number, hops: number }
+
+/** One findPeer, timed to its first FINAL_PEER; hops derived from which response named the target. */
+async function lookup (querier: Network, target: PeerId): Promise<Lookup | undefined> {
+  // The query starts from the k peers of our routing table closest to the target (depth 1);
+  // a peer first named in a response from a depth-d peer is at depth d+1. The answer's depth is
+  // the depth of the peer whose response contained the target.
+  const rt = routingTable(querier)
+  let start: Set<string> | undefined
+  if (typeof rt.closestPeers === 'function') {
+    const kadId = new Uint8Array(createHash('sha256').update(target.toMultihash().bytes).digest())
+    start = new Set(rt.closestPeers(kadId, { count: rt.kBucketSize ?? 20 }).map(p => p.toString()))
+  }
+  const depth = new Map<string, number>()
+  const depthOf = (p: PeerId): number => {
+    const key = p.toString()
+    if (start == null) return NaN
+    return start.has(key) ? 1 : depth.get(key) ?? NaN
+  }
+  let queried = 0
+  let sent = 0
+  const t0 = performance.now()
+  try {
+    for await (const ev of querier.services.dht.findPeer(target, { useCache: false, signal: AbortSignal.timeout(LOOKUP_TIMEOUT_MS) })) {
+      if (ev.name === 'SEND_QUERY') {
+        sent++
+      } else if (ev.name === 'PEER_RESPONSE') {
+        queried++
+        const d = depthOf(ev.from) + 1
+        for (const c of ev.closer) {
+          const key = c.id.toString()
+          if (!depth.has(key)) depth.set(key, d)
+        }
+      } else if (ev.name === 'FINAL_PEER') {
+        return { ms: performance.now() - t0, queried, sent, hops: depthOf(ev.from) }
+      }
+    }
+  } catch {
+    // not found or timed out: counted as a failure below
+  }
+  return undefined
+}
+
+async function benchDht (nets: Network[]): Promise<void> {
+  const tableReady = (): boolean => nets.every(n => routingTable(n).size >= ROUTING_TABLE_TARGET)
+  const t0 = performance.now()
+  const filled = await waitFor(tableReady, ROUTING_TABLE_DEADLINE_MS)
+  const sizes = nets.map(n => routingTable(n).size)
+  progress(`dht: routing tables ${filled ? 'filled' : 'NOT filled (deadline)'} in ${fmt((performance.now() - t0) / 1000)} s; size min ${Math.min(...sizes)} p50 ${percentile(sizes, 50)} max ${Math.max(...sizes)}`)
+
+  const done: Lookup[] = []
+  let failed = 0
+  for (let i = 0; i < LOOKUPS; i++) {
+    const q = randInt(PEERS)
+    let t = randInt(PEERS - 1)
+    if (t >= q) t++
+    const r = await lookup(nets[q], nets[t].peerId)
+    if (r == null) failed++
+    else done.push(r)
+  }
+  const ms = done.map(r => r.ms)
+  const queried = done.map(r => r.queried)
+  const hops = done.map(r => r.hops).filter(h => Number.isFinite(h))
+  const hopHist = new Map<number, number>()
+  for (const h of hops) hopHist.set(h, (hopHist.get(h) ?? 0) + 1)
+  const hist = [...hopHist.entries()].sort((a, b) => a[0] - b[0]).map(([h, c]) => `${h}:${c}`).join(' ')
+
+  console.log(`dht: routing table size at start min ${Math.min(...sizes)} / p50 ${percentile(sizes, 50)} / max ${Math.max(...sizes)} (target ${ROUTING_TABLE_TARGET})`)
+  result({ figure: `dht findPeer latency p50 / p99 (ms, ${done.length}/${LOOKUPS} found, ${failed} failed)`, ours: `${fmt(percentile(ms, 50), 2)} / ${fmt(percentile(ms, 99), 2)}` })
+  result({ figure: 'dht peers queried before answer p50 / p99 (PEER_RESPONSE count)', ours: `${percentile(queried, 50)} / ${percentile(queried, 99)}` })
+  result({ figure: 'dht requests sent before answer p50 / p99 (SEND_QUERY count)', ours: `${percentile(done.map(r => r.sent), 50)} / ${percentile(done.map(r => r.sent), 99)}` })
+  result({ figure: `dht hops to answer p50 / p99 (derived for ${hops.length}; histogram ${hist})`, ours: `${percentile(hops, 50)} / ${percentile(hops, 99)}` })
+}
+
+async function benchGossip (nets: Network[]): Promise<void> {
+  const sentAt = new Float64Array(MESSAGES)
+  const latencies: number[] = []
+  const seen = new Set<number>()
+  let lastDelivery = performance.now()
+  nets.forEach((net, receiver) => {
+    net.services.pubsub.addEventListener('message', (evt) => {
+      const msg = evt.detail
+      if (msg.topic !== TOPIC || msg.data.byteLength !== MESSAGE_BYTES) return
+      const now = performance.now()
+      const view = new DataView(msg.data.buffer, msg.data.byteOffset, msg.data.byteLength)
+      const index = view.getUint32(8)
+      const key = receiver * MESSAGES + index
+      if (seen.has(key)) return
+      seen.add(key)
+      latencies.push(now - view.getFloat64(0))
+      lastDelivery = now
+    })
+    net.services.pubsub.subscribe(TOPIC)
+  })
+
+  const meshReady = (): boolean => nets.every(n => gossip(n).getMeshPeers(TOPIC).length >= MESH_TARGET)
+  const t0 = performance.now()
+  const formed = await waitFor(meshReady, MESH_DEADLINE_MS)
+  const meshSizes = nets.map(n => gossip(n).getMeshPeers(TOPIC).length)
+  progress(`gossip: meshes ${formed ? 'formed' : 'NOT formed (deadline)'} in ${fmt((performance.now() - t0) / 1000)} s; mesh size min ${Math.min(...meshSizes)} p50 ${percentile(meshSizes, 50)} max ${Math.max(...meshSizes)}`)
+
+  // Count gossipsub's own bytes: every RPC it sends goes through OutboundStream#pushPrefixed
+  // (length-prefixed protobuf, before Noise and Yamux framing). Patched on the shared prototype.
+  let rpcBytes = 0
+  let rpcCounted = false
+  for (const n of nets) {
+    const first = gossip(n).streamsOutbound.values().next().value
+    if (first == null) continue
+    const proto = Object.getPrototypeOf(first) as { pushPrefixed?: (data: { byteLength: number }) => void }
+    const original = proto.pushPrefixed
+    if (typeof original === 'function') {
+      proto.pushPrefixed = function (this: unknown, data: { byteLength: number }) {
+        rpcBytes += data.byteLength
+        original.call(this, data)
+      }
+      rpcCounted = true
+    }
+    break
+  }
+
+  // background over an idle window, for scale
+  const idleRpc0 = rpcBytes
+  const idleSock0 = socketBytesWritten
+  const idleT0 = performance.now()
+  await sleep(IDLE_SAMPLE_MS)
+  const idleSeconds = (performance.now() - idleT0) / 1000
+  const idleRpcPerSec = (rpcBytes - idleRpc0) / idleSeconds
+  const idleSockPerSec = (socketBytesWritten - idleSock0) / idleSeconds
+
+  progress(`gossip: publishing ${MESSAGES} x ${MESSAGE_BYTES} B, one every ${PUBLISH_INTERVAL_MS} ms`)
+  const rpc0 = rpcBytes
+  const sock0 = socketBytesWritten
+  const w0 = performance.now()
+  let publishErrors = 0
+  for (let m = 0; m < MESSAGES; m++) {
+    const data = randomBytes(MESSAGE_BYTES)
+    const view = new DataView(data.buffer)
+    const now = performance.now()
+    view.setFloat64(0, now)
+    view.setUint32(8, m)
+    sentAt[m] = now
+    nets[randInt(PEERS)].services.pubsub.publish(TOPIC, data).catch(() => { publishErrors++ })
+    await sleep(PUBLISH_INTERVAL_MS)
+  }
+  const expected = MESSAGES * (PEERS - 1)
+  lastDelivery = Math.max(lastDelivery, performance.now())
+  await waitFor(() => seen.size >= expected || performance.now() - lastDelivery > DELIVERY_QUIET_MS, 60_000, 20)
+  const windowEnd = seen.size >= expected ? lastDelivery : performance.now()
+  const windowSeconds = (windowEnd - w0) / 1000
+  const rpcSent = rpcBytes - rpc0
+  const sockSent = socketBytesWritten - sock0
+  const deliveries = seen.size
+  const payload = deliveries * MESSAGE_BYTES
+
+  result({ figure: 'gossip delivery latency p50 / p99 (ms)', ours: `${fmt(percentile(latencies, 50), 2)} / ${fmt(percentile(latencies, 99), 2)}` })
+  result({ figure: `gossip delivery ratio (${deliveries} / ${expected}${publishErrors > 0 ? `, ${publishErrors} publish errors` : ''})`, ours: fmt(deliveries / expected, 4) })
+  if (rpcCounted && deliveries > 0) {
+    const net = rpcSent - idleRpcPerSec * windowSeconds
+    result({
+      figure: `gossip amplification, gossipsub RPC bytes / delivered payload (${fmt(rpcSent / 1024, 0)} KiB over ${fmt(windowSeconds, 2)} s; idle ${fmt(idleRpcPerSec / 1024)} KiB/s; net of idle ${fmt(net / payload, 2)})`,
+      ours: fmt(rpcSent / payload, 2)
+    })
+  } else {
+    result({ figure: 'gossip amplification, gossipsub RPC bytes', ours: 'not measured' })
+  }
+  if (SWARM_TRANSPORT === 'tcp' && deliveries > 0) {
+    const net = sockSent - idleSockPerSec * windowSeconds
+    result({
+      figure: `gossip amplification, all TCP bytes written / delivered payload (${fmt(sockSent / 1024, 0)} KiB; idle ${fmt(idleSockPerSec / 1024)} KiB/s; net of idle ${fmt(net / payload, 2)})`,
+      ours: fmt(sockSent / payload, 2)
+    })
+  } else {
+    result({ figure: 'gossip amplification, TCP bytes', ours: 'not measured (memory transport)' })
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+
+async function main (): Promise<void> {
+  const started = performance.now()
+  console.log(`peerverse bench:net  seed ${SEED}  node ${process.version}  swarm ${PEERS} peers over ${SWARM_TRANSPORT}`)
+  await benchThroughput()
+
+  const nets = await buildSwarm()
+  try {
+    await benchDht(nets)
+    await benchGossip(nets)
+  } finally {
+    progress('stopping the swarm')
+    await Promise.all(nets.map(async n => n.stop()))
+  }
+
+  const rows = summary.map(r => [r.figure, r.ours, r.anchor ?? '-', r.ratio ?? '-'])
+  const head = ['figure', 'ours', 'anchor', 'ratio']
+  const widths = head.map((h, i) => Math.max(h.length, ...rows.map(r => r[i].length)))
+  const line = (cells: string[]): string => cells.map((c, i) => c.padEnd(widths[i])).join(' | ')
+  console.log('')
+  console.log(line(head))
+  console.log(widths.map(w => '-'.repeat(w)).join('-|-'))
+  for (const r of rows) console.log(line(r))
+  console.log(`\ntotal ${fmt((performance.now() - started) / 1000)} s`)
+}
+
+await main()
