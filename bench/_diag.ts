@@ -2,7 +2,6 @@ import { performance } from 'node:perf_hooks'
 import { generateKeyPair } from '@libp2p/crypto/keys'
 import { createNetwork, type Network } from '../src/net/network.ts'
 const nets: Network[] = []
-const elu0 = performance.eventLoopUtilization()
 for (let i = 0; i < 50; i++) {
   const net = await createNetwork({ privateKey: await generateKeyPair('Ed25519'), listen: ['/ip4/127.0.0.1/tcp/0'], dhtMode: 'server', relayServer: false, connectionManager: { inboundConnectionThreshold: 1e6 } })
   await net.start()
@@ -10,15 +9,19 @@ for (let i = 0; i < 50; i++) {
   if (i > 1) await net.dial(nets[Math.floor(Math.random() * (i - 1)) + 1].getMultiaddrs())
   nets.push(net)
 }
-console.log('built', performance.eventLoopUtilization(elu0).utilization)
-for (let s = 0; s < 8; s++) {
-  const e = performance.eventLoopUtilization(); const c = process.cpuUsage()
-  await new Promise(r => setTimeout(r, 2000))
-  const conns = nets.reduce((a, n) => a + n.getConnections().length, 0)
-  const streams = nets.reduce((a, n) => a + n.getConnections().reduce((b, c) => b + c.streams.length, 0), 0)
-  const protos: Record<string, number> = {}
-  for (const n of nets) for (const c of n.getConnections()) for (const st of c.streams) protos[st.protocol ?? '?'] = (protos[st.protocol ?? '?'] ?? 0) + 1
+let got = 0
+for (const n of nets) { n.services.pubsub.addEventListener('message', () => { got++ }); n.services.pubsub.subscribe('t') }
+await new Promise(r => setTimeout(r, 5000))
+console.log('mesh', nets.map(n => (n.services.pubsub as any).getMeshPeers('t').length).join(','))
+for (let m = 0; m < 15; m++) {
+  got = 0
+  const e = performance.eventLoopUtilization(); const c = process.cpuUsage(); const t0 = performance.now()
+  await nets[m].services.pubsub.publish('t', new Uint8Array(1024).fill(m))
+  const tp = performance.now() - t0
+  while (got < 49 && performance.now() - t0 < 5000) await new Promise(r => setImmediate(r))
+  const t1 = performance.now() - t0
   const cu = process.cpuUsage(c)
-  console.log(`t${s}: elu ${performance.eventLoopUtilization(e).utilization.toFixed(2)} cpu ${((cu.user + cu.system) / 2e6).toFixed(2)} conns ${conns} streams ${streams}`, JSON.stringify(protos))
+  console.log(`msg ${m}: publish ${tp.toFixed(1)} ms, all ${got} in ${t1.toFixed(1)} ms, cpu ${((cu.user + cu.system) / 1000).toFixed(1)} ms elu ${performance.eventLoopUtilization(e).utilization.toFixed(2)}`)
+  await new Promise(r => setTimeout(r, 300))
 }
 await Promise.all(nets.map(n => n.stop()))

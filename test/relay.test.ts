@@ -25,21 +25,22 @@ describe('circuit relay', { timeout: 120_000 }, () => {
       return addresses.find(a => a.includes(`/p2p/${relay.ready.peerId}/p2p-circuit/p2p/${hidden.ready.peerId}`))
     })
 
-    const dialer = await set.start({ bootstrap: [relay.addr] })
     // The relayed address is what the DHT hands out for the hidden peer.
+    const finder = await set.start({ bootstrap: [relay.addr] })
     const found = await waitFor('the hidden peer in the DHT', async () => {
-      const r = await dialer.api.request<{ addresses: string[] }>('GET', `/api/v0/dht/peer/${hidden.ready.peerId}`)
+      const r = await finder.api.request<{ addresses: string[] }>('GET', `/api/v0/dht/peer/${hidden.ready.peerId}`)
       return r.addresses.some(a => a.includes('p2p-circuit')) ? r : undefined
     })
     assert.ok(found.addresses.every(a => a.includes('p2p-circuit')), 'no direct address is advertised')
 
+    // A fresh peer that knows nothing but the relayed address: the only way in is the relay.
+    const dialer = await set.start()
+    assert.deepEqual((await dialer.api.request<{ peers: string[] }>('GET', '/api/v0/status')).peers, [])
     const { peerId } = await dialer.api.request<{ peerId: string }>('POST', '/api/v0/connect', { address: relayed })
     assert.equal(peerId, hidden.ready.peerId)
     const { rttMs } = await dialer.api.request<{ rttMs: number }>('POST', '/api/v0/ping', { target: hidden.ready.peerId })
     assert.ok(rttMs >= 0)
-    const { peers } = await dialer.api.request<{ peers: Array<{ peerId: string, addresses: string[] }> }>('GET', '/api/v0/peers')
-    const link = peers.find(p => p.peerId === hidden.ready.peerId)
-    assert.ok(link?.addresses.every(a => a.includes('p2p-circuit')), `connected through the relay: ${link?.addresses.join(',')}`)
+    // (DCUtR may then upgrade the link to a direct one dialled by the hidden peer: that is its job.)
 
     // Gossip flows over the relayed connection too.
     const topic = 'peerverse/test/relay'
