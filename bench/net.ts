@@ -42,11 +42,13 @@ const MESH_TARGET = 4
 const MESH_DEADLINE_MS = 30_000
 const MESSAGES = 200
 const MESSAGE_BYTES = 1024
-const PUBLISH_INTERVAL_MS = 20
+/** Each message waits for all its deliveries (or this long), then this gap, before the next. */
+const MESSAGE_TIMEOUT_MS = 5_000
+const MESSAGE_GAP_MS = 20
 /** Background traffic is sampled over this window before publishing. */
 const IDLE_SAMPLE_MS = 3_000
-/** Stop waiting for deliveries after this long without a new one. */
-const DELIVERY_QUIET_MS = 3_000
+/** After the last message, stop waiting for stragglers once this long passes without one. */
+const DELIVERY_QUIET_MS = 2_000
 
 const SEED = Number(process.env.BENCH_SEED ?? 1)
 const SWARM_TRANSPORT = process.env.BENCH_SWARM === 'memory' ? 'memory' : 'tcp'
@@ -241,6 +243,9 @@ interface GossipView {
 const routingTable = (n: Network): RoutingTableView => (n.services.dht as unknown as { routingTable: RoutingTableView }).routingTable
 const gossip = (n: Network): GossipView => n.services.pubsub as unknown as GossipView
 
+/** Connections closed anywhere in the swarm (a ping timeout under load closes one). */
+let connectionsClosed = 0
+
 async function buildSwarm (): Promise<Network[]> {
   progress(`swarm: ${PEERS} peers over ${SWARM_TRANSPORT}`)
   const nets: Network[] = []
@@ -256,6 +261,7 @@ async function buildSwarm (): Promise<Network[]> {
       connectionManager: { inboundConnectionThreshold: 1_000_000 }
     })
     await net.start()
+    net.addEventListener('connection:close', () => { connectionsClosed++ })
     const targets = new Set<number>()
     if (i > 0) targets.add(0)
     for (let k = 0; k < RANDOM_DIALS_PER_PEER && i > 1; k++) targets.add(1 + randInt(i - 1))
@@ -317,6 +323,8 @@ async function benchDht (nets: Network[]): Promise<void> {
 
   const done: Lookup[] = []
   let failed = 0
+  const closed0 = connectionsClosed
+  const cpu0 = process.cpuUsage()
   for (let i = 0; i < LOOKUPS; i++) {
     const q = randInt(PEERS)
     let t = randInt(PEERS - 1)
@@ -325,6 +333,8 @@ async function benchDht (nets: Network[]): Promise<void> {
     if (r == null) failed++
     else done.push(r)
   }
+  const cpu = process.cpuUsage(cpu0)
+  progress(`dht: ${connectionsClosed - closed0} connections closed during lookups`)
   const ms = done.map(r => r.ms)
   const queried = done.map(r => r.queried)
   const hops = done.map(r => r.hops).filter(h => Number.isFinite(h))
@@ -334,16 +344,17 @@ async function benchDht (nets: Network[]): Promise<void> {
 
   console.log(`dht: routing table size at start min ${Math.min(...sizes)} / p50 ${percentile(sizes, 50)} / max ${Math.max(...sizes)} (target ${ROUTING_TABLE_TARGET})`)
   result({ figure: `dht findPeer latency p50 / p99 (ms, ${done.length}/${LOOKUPS} found, ${failed} failed)`, ours: `${fmt(percentile(ms, 50), 2)} / ${fmt(percentile(ms, 99), 2)}` })
+  result({ figure: `dht CPU per lookup, all ${PEERS} peers on one thread (ms)`, ours: fmt((cpu.user + cpu.system) / 1000 / LOOKUPS) })
   result({ figure: 'dht peers queried before answer p50 / p99 (PEER_RESPONSE count)', ours: `${percentile(queried, 50)} / ${percentile(queried, 99)}` })
   result({ figure: 'dht requests sent before answer p50 / p99 (SEND_QUERY count)', ours: `${percentile(done.map(r => r.sent), 50)} / ${percentile(done.map(r => r.sent), 99)}` })
   result({ figure: `dht hops to answer p50 / p99 (derived for ${hops.length}; histogram ${hist})`, ours: `${percentile(hops, 50)} / ${percentile(hops, 99)}` })
 }
 
 async function benchGossip (nets: Network[]): Promise<void> {
-  const sentAt = new Float64Array(MESSAGES)
   const latencies: number[] = []
   const seen = new Set<number>()
-  let lastDelivery = performance.now()
+  const deliveredOf = new Uint16Array(MESSAGES)
+  let allDelivered: { index: number, resolve: () => void } | undefined
   nets.forEach((net, receiver) => {
     net.services.pubsub.addEventListener('message', (evt) => {
       const msg = evt.detail
@@ -352,10 +363,11 @@ async function benchGossip (nets: Network[]): Promise<void> {
       const view = new DataView(msg.data.buffer, msg.data.byteOffset, msg.data.byteLength)
       const index = view.getUint32(8)
       const key = receiver * MESSAGES + index
-      if (seen.has(key)) return
+      if (index >= MESSAGES || seen.has(key)) return
       seen.add(key)
       latencies.push(now - view.getFloat64(0))
-      lastDelivery = now
+      deliveredOf[index]++
+      if (allDelivered?.index === index && deliveredOf[index] >= PEERS - 1) allDelivered.resolve()
     })
     net.services.pubsub.subscribe(TOPIC)
   })
@@ -367,12 +379,15 @@ async function benchGossip (nets: Network[]): Promise<void> {
   progress(`gossip: meshes ${formed ? 'formed' : 'NOT formed (deadline)'} in ${fmt((performance.now() - t0) / 1000)} s; mesh size min ${Math.min(...meshSizes)} p50 ${percentile(meshSizes, 50)} max ${Math.max(...meshSizes)}`)
 
   // Count gossipsub's own bytes: every RPC it sends goes through OutboundStream#pushPrefixed
-  // (length-prefixed protobuf, before Noise and Yamux framing). Patched on the shared prototype.
+  // (length-prefixed protobuf, before Noise and Yamux framing). And count full message copies:
+  // every RPC leaves through GossipSub#sendRpc or #sendRpcInBatch. Both patched on the shared
+  // prototypes, so the counts cover all 50 peers.
   let rpcBytes = 0
+  let copies = 0
   let rpcCounted = false
-  for (const n of nets) {
-    const first = gossip(n).streamsOutbound.values().next().value
-    if (first == null) continue
+  let copiesCounted = false
+  const first = nets.map(n => gossip(n).streamsOutbound.values().next().value).find(v => v != null)
+  if (first != null) {
     const proto = Object.getPrototypeOf(first) as { pushPrefixed?: (data: { byteLength: number }) => void }
     const original = proto.pushPrefixed
     if (typeof original === 'function') {
@@ -382,49 +397,95 @@ async function benchGossip (nets: Network[]): Promise<void> {
       }
       rpcCounted = true
     }
-    break
+  }
+  interface Rpc { messages?: unknown[] }
+  const gsProto = Object.getPrototypeOf(nets[0].services.pubsub) as {
+    sendRpc?: (id: string, rpc: Rpc) => boolean
+    sendRpcInBatch?: (tosend: Set<string>, rpc: Rpc) => void
+  }
+  const sendRpc = gsProto.sendRpc
+  const sendRpcInBatch = gsProto.sendRpcInBatch
+  if (typeof sendRpc === 'function' && typeof sendRpcInBatch === 'function') {
+    gsProto.sendRpc = function (this: unknown, id: string, rpc: Rpc): boolean {
+      const n = rpc.messages?.length ?? 0
+      const ok = sendRpc.call(this, id, rpc)
+      if (ok) copies += n
+      return ok
+    }
+    gsProto.sendRpcInBatch = function (this: unknown, tosend: Set<string>, rpc: Rpc): void {
+      sendRpcInBatch.call(this, tosend, rpc)
+      copies += tosend.size * (rpc.messages?.length ?? 0)
+    }
+    copiesCounted = true
   }
 
-  // background over an idle window, for scale
+  // Background (pings, identify, DHT upkeep, gossip heartbeats) over an idle window, for scale.
   const idleRpc0 = rpcBytes
   const idleSock0 = socketBytesWritten
+  const idleCpu0 = process.cpuUsage()
+  const idleElu0 = performance.eventLoopUtilization()
   const idleT0 = performance.now()
   await sleep(IDLE_SAMPLE_MS)
   const idleSeconds = (performance.now() - idleT0) / 1000
   const idleRpcPerSec = (rpcBytes - idleRpc0) / idleSeconds
   const idleSockPerSec = (socketBytesWritten - idleSock0) / idleSeconds
+  const idleCpu = process.cpuUsage(idleCpu0)
+  const idleCpuPerSec = (idleCpu.user + idleCpu.system) / 1000 / idleSeconds
+  const idleElu = performance.eventLoopUtilization(idleElu0).utilization
+  console.log(`swarm idle background: ${fmt(idleCpuPerSec * 100 / 1000)}% of a core (event loop ${fmt(idleElu * 100)}% busy), ${fmt(idleSockPerSec / 1024)} KiB/s on TCP`)
 
-  progress(`gossip: publishing ${MESSAGES} x ${MESSAGE_BYTES} B, one every ${PUBLISH_INTERVAL_MS} ms`)
+  // One message in flight at a time: all 50 peers share one event loop here, so a message's
+  // 49 deliveries are processed one after another; overlapping messages would only add queueing.
+  progress(`gossip: publishing ${MESSAGES} x ${MESSAGE_BYTES} B from random peers, one in flight at a time`)
   const rpc0 = rpcBytes
+  const copies0 = copies
+  const closed0 = connectionsClosed
   const sock0 = socketBytesWritten
+  const cpu0 = process.cpuUsage()
   const w0 = performance.now()
   let publishErrors = 0
+  let timedOut = 0
   for (let m = 0; m < MESSAGES; m++) {
     const data = randomBytes(MESSAGE_BYTES)
     const view = new DataView(data.buffer)
-    const now = performance.now()
-    view.setFloat64(0, now)
+    const publisher = nets[randInt(PEERS)]
+    const delivered = new Promise<void>(resolve => { allDelivered = { index: m, resolve } })
     view.setUint32(8, m)
-    sentAt[m] = now
-    nets[randInt(PEERS)].services.pubsub.publish(TOPIC, data).catch(() => { publishErrors++ })
-    await sleep(PUBLISH_INTERVAL_MS)
+    view.setFloat64(0, performance.now())
+    publisher.services.pubsub.publish(TOPIC, data).catch(() => { publishErrors++ })
+    const timer = sleep(MESSAGE_TIMEOUT_MS).then(() => 'timeout' as const)
+    if (await Promise.race([delivered, timer]) === 'timeout') timedOut++
+    allDelivered = undefined
+    await sleep(MESSAGE_GAP_MS)
   }
   const expected = MESSAGES * (PEERS - 1)
-  lastDelivery = Math.max(lastDelivery, performance.now())
-  await waitFor(() => seen.size >= expected || performance.now() - lastDelivery > DELIVERY_QUIET_MS, 60_000, 20)
-  const windowEnd = seen.size >= expected ? lastDelivery : performance.now()
-  const windowSeconds = (windowEnd - w0) / 1000
+  if (seen.size < expected) {
+    let last = seen.size
+    await waitFor(() => {
+      if (seen.size === last) return true
+      last = seen.size
+      return false
+    }, 30_000, DELIVERY_QUIET_MS)
+  }
+  const windowSeconds = (performance.now() - w0) / 1000
+  const cpu = process.cpuUsage(cpu0)
+  const cpuMs = (cpu.user + cpu.system) / 1000
   const rpcSent = rpcBytes - rpc0
+  const copiesSent = copies - copies0
+  const netCpuMs = cpuMs - idleCpuPerSec * windowSeconds
   const sockSent = socketBytesWritten - sock0
   const deliveries = seen.size
+  progress(`gossip: ${connectionsClosed - closed0} connections closed during publishing`)
   const payload = deliveries * MESSAGE_BYTES
 
   result({ figure: 'gossip delivery latency p50 / p99 (ms)', ours: `${fmt(percentile(latencies, 50), 2)} / ${fmt(percentile(latencies, 99), 2)}` })
-  result({ figure: `gossip delivery ratio (${deliveries} / ${expected}${publishErrors > 0 ? `, ${publishErrors} publish errors` : ''})`, ours: fmt(deliveries / expected, 4) })
+  result({ figure: `gossip delivery ratio (${deliveries} / ${expected}; ${timedOut} messages short after ${MESSAGE_TIMEOUT_MS} ms${publishErrors > 0 ? `; ${publishErrors} publish errors` : ''})`, ours: fmt(deliveries / expected, 4) })
+  result({ figure: `gossip CPU per message, all ${PEERS} peers in one process (ms; net of idle background ${fmt(netCpuMs / MESSAGES, 1)})`, ours: fmt(cpuMs / MESSAGES, 1) })
+  result({ figure: 'gossip full message copies sent per delivery (1 = no duplicates)', ours: copiesCounted && deliveries > 0 ? fmt(copiesSent / deliveries, 2) : 'not measured' })
   if (rpcCounted && deliveries > 0) {
     const net = rpcSent - idleRpcPerSec * windowSeconds
     result({
-      figure: `gossip amplification, gossipsub RPC bytes / delivered payload (${fmt(rpcSent / 1024, 0)} KiB over ${fmt(windowSeconds, 2)} s; idle ${fmt(idleRpcPerSec / 1024)} KiB/s; net of idle ${fmt(net / payload, 2)})`,
+      figure: `gossip amplification, gossipsub RPC bytes / payload delivered (${fmt(rpcSent / 1024, 0)} KiB in ${fmt(windowSeconds, 1)} s; net of idle ${fmt(net / payload, 2)})`,
       ours: fmt(rpcSent / payload, 2)
     })
   } else {
@@ -433,7 +494,7 @@ async function benchGossip (nets: Network[]): Promise<void> {
   if (SWARM_TRANSPORT === 'tcp' && deliveries > 0) {
     const net = sockSent - idleSockPerSec * windowSeconds
     result({
-      figure: `gossip amplification, all TCP bytes written / delivered payload (${fmt(sockSent / 1024, 0)} KiB; idle ${fmt(idleSockPerSec / 1024)} KiB/s; net of idle ${fmt(net / payload, 2)})`,
+      figure: `gossip amplification, all TCP bytes written / payload delivered (${fmt(sockSent / 1024, 0)} KiB; net of idle ${fmt(net / payload, 2)})`,
       ours: fmt(sockSent / payload, 2)
     })
   } else {

@@ -36,8 +36,13 @@ describe('circuit relay', { timeout: 120_000 }, () => {
     // A fresh peer that knows nothing but the relayed address: the only way in is the relay.
     const dialer = await set.start()
     assert.deepEqual((await dialer.api.request<{ peers: string[] }>('GET', '/api/v0/status')).peers, [])
+    const dialerLog = await EventLog.open(dialer)
+    logs.push(dialerLog)
     const { peerId } = await dialer.api.request<{ peerId: string }>('POST', '/api/v0/connect', { address: relayed })
     assert.equal(peerId, hidden.ready.peerId)
+    // The API's event stream reports the new peer, and then who it is.
+    await waitFor('peer:connect event', () => dialerLog.events.some(e => e.type === 'peer:connect' && e.peerId === hidden.ready.peerId))
+    await waitFor('peer:identified event', () => dialerLog.events.some(e => e.type === 'peer:identified' && e.peerId === hidden.ready.peerId && e.did === hidden.ready.did))
     const { rttMs } = await dialer.api.request<{ rttMs: number }>('POST', '/api/v0/ping', { target: hidden.ready.peerId })
     assert.ok(rttMs >= 0)
     // (DCUtR may then upgrade the link to a direct one dialled by the hidden peer: that is its job.)

@@ -113,6 +113,7 @@ export async function createNetwork (init: NetworkInit): Promise<Network> {
   }
 
   const options: Libp2pOptions<NetworkServices> = {
+    start: false,
     privateKey: init.privateKey,
     nodeInfo: { userAgent: AGENT_VERSION },
     addresses: { listen: init.listen, announce: init.announce ?? [] },
