@@ -103,6 +103,7 @@ describe('a network with no centre', { timeout: 300_000 }, () => {
       for (const p of rest) if ((await connectedIds(p)).has(bootstrap.ready.peerId)) return false
       return true
     })
+    await waitFor('peer:disconnect events for the bootstrap', () => rest.every(p => logs.get(p)!.events.some(e => e.type === 'peer:disconnect' && e.peerId === bootstrap.ready.peerId)))
     for (const p of rest) {
       const ids = await connectedIds(p)
       assert.ok(rest.every(o => o === p || ids.has(o.ready.peerId)), `${p.ready.peerId} still connected to all the others`)
