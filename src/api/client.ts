@@ -2,22 +2,14 @@
  * A small client of the local API, for the CLI and tests: finds the running peer through the data
  * dir (api.json and the token) and speaks JSON to it.
  */
+import { ApiError } from './errors.ts'
 import { readApiInfo } from './server.ts'
 
 export class PeerNotRunningError extends Error {
   name = 'PeerNotRunningError'
 }
 
-export class ApiError extends Error {
-  name = 'ApiError'
-  readonly status: number
-  readonly code: string
-  constructor (status: number, code: string, message: string) {
-    super(message)
-    this.status = status
-    this.code = code
-  }
-}
+export { ApiError }
 
 export class ApiClient {
   readonly url: string

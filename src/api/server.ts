@@ -12,6 +12,7 @@ import type { AddressInfo } from 'node:net'
 import { join } from 'node:path'
 import { WebSocketServer, type WebSocket } from 'ws'
 import type { PeerverseNode, NodeEvents } from '../node/node.ts'
+import { ApiError } from './errors.ts'
 
 export const API_TOKEN_FILE = 'api-token'
 export const API_INFO_FILE = 'api.json'
@@ -28,17 +29,6 @@ export const API_OPERATION_TIMEOUT_MS = 30_000
 
 export class ApiPortInUseError extends Error {
   name = 'ApiPortInUseError'
-}
-
-class HttpError extends Error {
-  name = 'HttpError'
-  readonly status: number
-  readonly code: string
-  constructor (status: number, code: string, message: string) {
-    super(message)
-    this.status = status
-    this.code = code
-  }
 }
 
 export interface ApiInfo {
@@ -116,10 +106,10 @@ export class ApiServer {
       try {
         this.authorize(req)
         const url = new URL(req.url ?? '/', 'http://local')
-        if (url.pathname !== '/api/v0/events') throw new HttpError(404, 'NotFound', 'no such endpoint')
-        if (wss.clients.size >= MAX_API_EVENT_CLIENTS) throw new HttpError(503, 'TooManyClients', 'too many event clients')
+        if (url.pathname !== '/api/v0/events') throw new ApiError(404, 'NotFound', 'no such endpoint')
+        if (wss.clients.size >= MAX_API_EVENT_CLIENTS) throw new ApiError(503, 'TooManyClients', 'too many event clients')
       } catch (err) {
-        const e = err instanceof HttpError ? err : new HttpError(400, 'BadRequest', 'bad upgrade')
+        const e = err instanceof ApiError ? err : new ApiError(400, 'BadRequest', 'bad upgrade')
         socket.end(`HTTP/1.1 ${e.status} ${e.code}\r\nConnection: close\r\nContent-Length: 0\r\n\r\n`)
         return
       }
@@ -178,11 +168,11 @@ export class ApiServer {
     return new Set([`127.0.0.1:${this.port}`, `localhost:${this.port}`, `[::1]:${this.port}`, `${this.host.includes(':') ? `[${this.host}]` : this.host}:${this.port}`])
   }
 
-  /** Host, Origin and token checks; throws HttpError. */
+  /** Host, Origin and token checks; throws ApiError. */
   private authorize (req: IncomingMessage): void {
     const hosts = this.allowedHosts()
     const host = req.headers.host
-    if (host == null || !hosts.has(host.toLowerCase())) throw new HttpError(403, 'ForbiddenHost', 'Host header does not name this peer')
+    if (host == null || !hosts.has(host.toLowerCase())) throw new ApiError(403, 'ForbiddenHost', 'Host header does not name this peer')
     const origin = req.headers.origin
     if (origin != null) {
       let originHost: string
@@ -191,9 +181,9 @@ export class ApiServer {
         if (u.protocol !== 'http:') throw new Error('scheme')
         originHost = u.host
       } catch {
-        throw new HttpError(403, 'ForbiddenOrigin', 'foreign origin')
+        throw new ApiError(403, 'ForbiddenOrigin', 'foreign origin')
       }
-      if (!hosts.has(originHost.toLowerCase())) throw new HttpError(403, 'ForbiddenOrigin', 'foreign origin')
+      if (!hosts.has(originHost.toLowerCase())) throw new ApiError(403, 'ForbiddenOrigin', 'foreign origin')
     }
     let presented: string | undefined
     const auth = req.headers.authorization
@@ -201,18 +191,18 @@ export class ApiServer {
     else presented = new URL(req.url ?? '/', 'http://local').searchParams.get('token') ?? undefined
     const given = Buffer.from(presented ?? '')
     if (given.length !== this.token.length || !timingSafeEqual(given, this.token)) {
-      throw new HttpError(401, 'Unauthorized', 'missing or wrong API token')
+      throw new ApiError(401, 'Unauthorized', 'missing or wrong API token')
     }
   }
 
   private async readJson (req: IncomingMessage): Promise<Record<string, unknown>> {
     const declared = Number(req.headers['content-length'] ?? 0)
-    if (declared > MAX_API_BODY_BYTES) throw new HttpError(413, 'BodyTooLarge', `body over ${MAX_API_BODY_BYTES} bytes`)
+    if (declared > MAX_API_BODY_BYTES) throw new ApiError(413, 'BodyTooLarge', `body over ${MAX_API_BODY_BYTES} bytes`)
     const chunks: Buffer[] = []
     let size = 0
     for await (const chunk of req) {
       size += (chunk as Buffer).length
-      if (size > MAX_API_BODY_BYTES) throw new HttpError(413, 'BodyTooLarge', `body over ${MAX_API_BODY_BYTES} bytes`)
+      if (size > MAX_API_BODY_BYTES) throw new ApiError(413, 'BodyTooLarge', `body over ${MAX_API_BODY_BYTES} bytes`)
       chunks.push(chunk as Buffer)
     }
     if (size === 0) return {}
@@ -221,7 +211,7 @@ export class ApiServer {
       if (value == null || typeof value !== 'object' || Array.isArray(value)) throw new Error('not an object')
       return value
     } catch {
-      throw new HttpError(400, 'InvalidJson', 'body must be a JSON object')
+      throw new ApiError(400, 'InvalidJson', 'body must be a JSON object')
     }
   }
 
@@ -232,7 +222,7 @@ export class ApiServer {
       const result = await this.route(req, url)
       send(res, 200, result)
     } catch (err) {
-      if (err instanceof HttpError) {
+      if (err instanceof ApiError) {
         send(res, err.status, { error: err.code, message: err.message })
       } else {
         const e = err as Error
@@ -249,7 +239,7 @@ export class ApiServer {
     const signal = AbortSignal.timeout(API_OPERATION_TIMEOUT_MS)
     const str = (body: Record<string, unknown>, key: string): string => {
       const v = body[key]
-      if (typeof v !== 'string' || v === '') throw new HttpError(400, 'BadRequest', `${key} must be a non-empty string`)
+      if (typeof v !== 'string' || v === '') throw new ApiError(400, 'BadRequest', `${key} must be a non-empty string`)
       return v
     }
     if (method === 'GET' && path === '/api/v0/status') return node.status()
@@ -268,12 +258,12 @@ export class ApiServer {
           const data = typeof body.data === 'string'
             ? new TextEncoder().encode(body.data)
             : typeof body.dataBase64 === 'string' ? new Uint8Array(Buffer.from(body.dataBase64, 'base64')) : undefined
-          if (data == null) throw new HttpError(400, 'BadRequest', 'data (text) or dataBase64 is required')
+          if (data == null) throw new ApiError(400, 'BadRequest', 'data (text) or dataBase64 is required')
           return { recipients: await node.publish(str(body, 'topic'), data) }
         }
       }
     }
-    throw new HttpError(404, 'NotFound', `no endpoint ${method} ${path}`)
+    throw new ApiError(404, 'NotFound', `no endpoint ${method} ${path}`)
   }
 }
 
