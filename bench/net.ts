@@ -3,9 +3,12 @@
  * plain node:net socket as the anchor wherever one applies. It prints figures and asserts nothing.
  *
  * 1. Stream throughput between two peers (TCP + Noise + Yamux) against a bare TCP socket pair.
- * 2. A 50-peer swarm in one process (loopback TCP by default, BENCH_SWARM=memory for /memory):
- *    DHT lookup latency and depth, then GossipSub delivery latency, delivery ratio and
- *    amplification (bytes sent per payload byte delivered).
+ * 2. A 50-peer swarm in one process on loopback TCP: DHT lookup latency and depth, then GossipSub
+ *    delivery latency, delivery ratio and amplification (bytes sent per payload byte delivered).
+ *    All 50 peers share one event loop, so latencies here are mostly the swarm's summed CPU
+ *    time; the CPU figures printed beside them say how much. (The /memory transport was tried
+ *    and dropped: its connection monitor pings failed with TooManyOutboundProtocolStreamsError
+ *    and aborted about a quarter of the connections, leaving some routing tables at 3 peers.)
  *
  * Everything random comes from one seeded PRNG (BENCH_SEED, default 1), peer keys included,
  * so two runs build the same swarm. Results go to stdout, progress to stderr.
@@ -45,13 +48,12 @@ const MESSAGE_BYTES = 1024
 /** Each message waits for all its deliveries (or this long), then this gap, before the next. */
 const MESSAGE_TIMEOUT_MS = 5_000
 const MESSAGE_GAP_MS = 20
-/** Background traffic is sampled over this window before publishing. */
-const IDLE_SAMPLE_MS = 3_000
+/** Background load is sampled over this window before the lookups (libp2p pings every connection every 10 s). */
+const IDLE_SAMPLE_MS = 10_000
 /** After the last message, stop waiting for stragglers once this long passes without one. */
 const DELIVERY_QUIET_MS = 2_000
 
 const SEED = Number(process.env.BENCH_SEED ?? 1)
-const SWARM_TRANSPORT = process.env.BENCH_SWARM === 'memory' ? 'memory' : 'tcp'
 
 // ---------------------------------------------------------------------------------------------
 // small helpers
@@ -84,6 +86,17 @@ function randomBytes (n: number): Uint8Array {
 
 const progress = (line: string): void => { process.stderr.write(`[bench] ${line}\n`) }
 const sleep = async (ms: number): Promise<void> => { await new Promise(resolve => setTimeout(resolve, ms)) }
+
+/** Resolves with `p`'s value, or with 'timeout' after `ms`. */
+async function withTimeout<T> (p: Promise<T>, ms: number): Promise<T | 'timeout'> {
+  let timer: ReturnType<typeof setTimeout> | undefined
+  const late = new Promise<'timeout'>(resolve => { timer = setTimeout(() => { resolve('timeout') }, ms) })
+  try {
+    return await Promise.race([p, late])
+  } finally {
+    clearTimeout(timer)
+  }
+}
 
 /** Polls `ready` every `everyMs` until it holds or `deadlineMs` passes; returns whether it held. */
 async function waitFor (ready: () => boolean, deadlineMs: number, everyMs = 100): Promise<boolean> {
@@ -247,18 +260,14 @@ const gossip = (n: Network): GossipView => n.services.pubsub as unknown as Gossi
 let connectionsClosed = 0
 
 async function buildSwarm (): Promise<Network[]> {
-  progress(`swarm: ${PEERS} peers over ${SWARM_TRANSPORT}`)
+  progress(`swarm: ${PEERS} peers over loopback TCP`)
   const nets: Network[] = []
   for (let i = 0; i < PEERS; i++) {
-    const listen = SWARM_TRANSPORT === 'memory' ? [`/memory/peerverse-bench-${SEED}-${i}`] : ['/ip4/127.0.0.1/tcp/0']
     const net = await createNetwork({
       privateKey: await newKey(),
-      listen,
+      listen: ['/ip4/127.0.0.1/tcp/0'],
       dhtMode: 'server',
-      relayServer: false,
-      // Every peer here shares one IP address; the per-host inbound rate limit (meant for one
-      // remote host) would refuse most of the swarm's connections.
-      connectionManager: { inboundConnectionThreshold: 1_000_000 }
+      relayServer: false
     })
     await net.start()
     net.addEventListener('connection:close', () => { connectionsClosed++ })
@@ -269,6 +278,95 @@ async function buildSwarm (): Promise<Network[]> {
     nets.push(net)
   }
   return nets
+}
+
+/** Waits until every routing table holds ROUTING_TABLE_TARGET peers (or the deadline). */
+async function fillRoutingTables (nets: Network[]): Promise<void> {
+  const t0 = performance.now()
+  const filled = await waitFor(() => nets.every(n => routingTable(n).size >= ROUTING_TABLE_TARGET), ROUTING_TABLE_DEADLINE_MS)
+  const sizes = nets.map(n => routingTable(n).size)
+  progress(`dht: routing tables ${filled ? 'filled' : 'NOT filled (deadline)'} in ${fmt((performance.now() - t0) / 1000)} s`)
+  console.log(`dht routing table sizes: min ${Math.min(...sizes)} / p50 ${percentile(sizes, 50)} / max ${Math.max(...sizes)} (waited for ${ROUTING_TABLE_TARGET})`)
+}
+
+/** Byte and copy counters for gossipsub, filled in by instrumentGossip. */
+const gossipCount = { rpcBytes: 0, copies: 0, bytesCounted: false, copiesCounted: false }
+
+/**
+ * Counts gossipsub's own bytes: every RPC it sends goes through OutboundStream#pushPrefixed
+ * (length-prefixed protobuf, before Noise and Yamux framing). And counts full message copies:
+ * every RPC leaves through GossipSub#sendRpc or #sendRpcInBatch. Both are patched on the shared
+ * prototypes, so the counts cover all peers. Call once the streams exist.
+ */
+function instrumentGossip (nets: Network[]): void {
+  const first = nets.map(n => gossip(n).streamsOutbound.values().next().value).find(v => v != null)
+  if (first != null) {
+    const proto = Object.getPrototypeOf(first) as { pushPrefixed?: (data: { byteLength: number }) => void }
+    const original = proto.pushPrefixed
+    if (typeof original === 'function') {
+      proto.pushPrefixed = function (this: unknown, data: { byteLength: number }) {
+        gossipCount.rpcBytes += data.byteLength
+        original.call(this, data)
+      }
+      gossipCount.bytesCounted = true
+    }
+  }
+  interface Rpc { messages?: unknown[] }
+  const gsProto = Object.getPrototypeOf(nets[0].services.pubsub) as {
+    sendRpc?: (id: string, rpc: Rpc) => boolean
+    sendRpcInBatch?: (tosend: Set<string>, rpc: Rpc) => void
+  }
+  const sendRpc = gsProto.sendRpc
+  const sendRpcInBatch = gsProto.sendRpcInBatch
+  if (typeof sendRpc === 'function' && typeof sendRpcInBatch === 'function') {
+    gsProto.sendRpc = function (this: unknown, id: string, rpc: Rpc): boolean {
+      const n = rpc.messages?.length ?? 0
+      const ok = sendRpc.call(this, id, rpc)
+      if (ok) gossipCount.copies += n
+      return ok
+    }
+    gsProto.sendRpcInBatch = function (this: unknown, tosend: Set<string>, rpc: Rpc): void {
+      sendRpcInBatch.call(this, tosend, rpc)
+      gossipCount.copies += tosend.size * (rpc.messages?.length ?? 0)
+    }
+    gossipCount.copiesCounted = true
+  }
+}
+
+/** Process CPU, socket and gossip counters, read as differences around a window. */
+interface Meter { t: number, cpu: NodeJS.CpuUsage, elu: ReturnType<typeof performance.eventLoopUtilization>, sock: number, rpc: number, copies: number, closed: number }
+interface Measured { seconds: number, cpuMs: number, elu: number, sock: number, rpc: number, copies: number, closed: number }
+
+function meter (): Meter {
+  return { t: performance.now(), cpu: process.cpuUsage(), elu: performance.eventLoopUtilization(), sock: socketBytesWritten, rpc: gossipCount.rpcBytes, copies: gossipCount.copies, closed: connectionsClosed }
+}
+
+function measured (m: Meter): Measured {
+  const cpu = process.cpuUsage(m.cpu)
+  return {
+    seconds: (performance.now() - m.t) / 1000,
+    cpuMs: (cpu.user + cpu.system) / 1000,
+    elu: performance.eventLoopUtilization(m.elu).utilization,
+    sock: socketBytesWritten - m.sock,
+    rpc: gossipCount.rpcBytes - m.rpc,
+    copies: gossipCount.copies - m.copies,
+    closed: connectionsClosed - m.closed
+  }
+}
+
+/** The idle swarm's background (pings, identify, DHT upkeep, gossip heartbeats), per second. */
+interface Background { cpuMsPerSec: number, sockPerSec: number, rpcPerSec: number }
+
+async function sampleBackground (): Promise<Background> {
+  const m = meter()
+  await sleep(IDLE_SAMPLE_MS)
+  const r = measured(m)
+  const bg = { cpuMsPerSec: r.cpuMs / r.seconds, sockPerSec: r.sock / r.seconds, rpcPerSec: r.rpc / r.seconds }
+  result({
+    figure: `swarm idle background, ${PEERS} peers (% of one core; event loop ${fmt(r.elu * 100, 0)}% busy; ${fmt(bg.sockPerSec / 1024)} KiB/s TCP)`,
+    ours: fmt(bg.cpuMsPerSec / 10)
+  })
+  return bg
 }
 
 interface Lookup { ms: number, queried: number, sent: number, hops: number }
@@ -314,17 +412,11 @@ async function lookup (querier: Network, target: PeerId): Promise<Lookup | undef
   return undefined
 }
 
-async function benchDht (nets: Network[]): Promise<void> {
-  const tableReady = (): boolean => nets.every(n => routingTable(n).size >= ROUTING_TABLE_TARGET)
-  const t0 = performance.now()
-  const filled = await waitFor(tableReady, ROUTING_TABLE_DEADLINE_MS)
-  const sizes = nets.map(n => routingTable(n).size)
-  progress(`dht: routing tables ${filled ? 'filled' : 'NOT filled (deadline)'} in ${fmt((performance.now() - t0) / 1000)} s; size min ${Math.min(...sizes)} p50 ${percentile(sizes, 50)} max ${Math.max(...sizes)}`)
-
+async function benchDht (nets: Network[], bg: Background): Promise<void> {
+  progress(`dht: ${LOOKUPS} findPeer lookups, one at a time`)
   const done: Lookup[] = []
   let failed = 0
-  const closed0 = connectionsClosed
-  const cpu0 = process.cpuUsage()
+  const m = meter()
   for (let i = 0; i < LOOKUPS; i++) {
     const q = randInt(PEERS)
     let t = randInt(PEERS - 1)
@@ -333,28 +425,36 @@ async function benchDht (nets: Network[]): Promise<void> {
     if (r == null) failed++
     else done.push(r)
   }
-  const cpu = process.cpuUsage(cpu0)
-  progress(`dht: ${connectionsClosed - closed0} connections closed during lookups`)
+  const w = measured(m)
+  progress(`dht: ${w.closed} connections closed during lookups`)
   const ms = done.map(r => r.ms)
   const queried = done.map(r => r.queried)
+  const sent = done.map(r => r.sent)
   const hops = done.map(r => r.hops).filter(h => Number.isFinite(h))
   const hopHist = new Map<number, number>()
   for (const h of hops) hopHist.set(h, (hopHist.get(h) ?? 0) + 1)
   const hist = [...hopHist.entries()].sort((a, b) => a[0] - b[0]).map(([h, c]) => `${h}:${c}`).join(' ')
+  const cpuPerLookup = w.cpuMs / LOOKUPS
+  const netCpuPerLookup = (w.cpuMs - bg.cpuMsPerSec * w.seconds) / LOOKUPS
 
-  console.log(`dht: routing table size at start min ${Math.min(...sizes)} / p50 ${percentile(sizes, 50)} / max ${Math.max(...sizes)} (target ${ROUTING_TABLE_TARGET})`)
-  result({ figure: `dht findPeer latency p50 / p99 (ms, ${done.length}/${LOOKUPS} found, ${failed} failed)`, ours: `${fmt(percentile(ms, 50), 2)} / ${fmt(percentile(ms, 99), 2)}` })
-  result({ figure: `dht CPU per lookup, all ${PEERS} peers on one thread (ms)`, ours: fmt((cpu.user + cpu.system) / 1000 / LOOKUPS) })
-  result({ figure: 'dht peers queried before answer p50 / p99 (PEER_RESPONSE count)', ours: `${percentile(queried, 50)} / ${percentile(queried, 99)}` })
-  result({ figure: 'dht requests sent before answer p50 / p99 (SEND_QUERY count)', ours: `${percentile(done.map(r => r.sent), 50)} / ${percentile(done.map(r => r.sent), 99)}` })
-  result({ figure: `dht hops to answer p50 / p99 (derived for ${hops.length}; histogram ${hist})`, ours: `${percentile(hops, 50)} / ${percentile(hops, 99)}` })
+  result({ figure: `dht findPeer latency p50 / p99 (ms; ${done.length}/${LOOKUPS} found, ${failed} failed)`, ours: `${fmt(percentile(ms, 50), 2)} / ${fmt(percentile(ms, 99), 2)}` })
+  result({ figure: `dht CPU per lookup, whole swarm (ms; ${fmt(netCpuPerLookup)} net of idle background)`, ours: fmt(cpuPerLookup) })
+  result({ figure: 'dht peers queried before the answer p50 / p99 (PEER_RESPONSE events)', ours: `${percentile(queried, 50)} / ${percentile(queried, 99)}` })
+  result({ figure: 'dht requests sent before the answer p50 / p99 (SEND_QUERY events)', ours: `${percentile(sent, 50)} / ${percentile(sent, 99)}` })
+  result({ figure: `dht hops to the answer p50 / p99 (derived for ${hops.length}; histogram ${hist})`, ours: `${percentile(hops, 50)} / ${percentile(hops, 99)}` })
 }
 
-async function benchGossip (nets: Network[]): Promise<void> {
-  const latencies: number[] = []
-  const seen = new Set<number>()
-  const deliveredOf = new Uint16Array(MESSAGES)
-  let allDelivered: { index: number, resolve: () => void } | undefined
+/** Per-message delivery bookkeeping, fed by every peer's 'message' listener. */
+interface Deliveries {
+  latencies: number[]
+  seen: Set<number>
+  perMessage: Uint16Array
+  waiting?: { index: number, resolve: () => void }
+}
+
+/** Subscribes every peer to TOPIC with a listener that records delivery latencies. */
+function subscribeAll (nets: Network[]): Deliveries {
+  const d: Deliveries = { latencies: [], seen: new Set(), perMessage: new Uint16Array(MESSAGES) }
   nets.forEach((net, receiver) => {
     net.services.pubsub.addEventListener('message', (evt) => {
       const msg = evt.detail
@@ -363,142 +463,79 @@ async function benchGossip (nets: Network[]): Promise<void> {
       const view = new DataView(msg.data.buffer, msg.data.byteOffset, msg.data.byteLength)
       const index = view.getUint32(8)
       const key = receiver * MESSAGES + index
-      if (index >= MESSAGES || seen.has(key)) return
-      seen.add(key)
-      latencies.push(now - view.getFloat64(0))
-      deliveredOf[index]++
-      if (allDelivered?.index === index && deliveredOf[index] >= PEERS - 1) allDelivered.resolve()
+      if (index >= MESSAGES || d.seen.has(key)) return
+      d.seen.add(key)
+      d.latencies.push(now - view.getFloat64(0))
+      d.perMessage[index]++
+      if (d.waiting?.index === index && d.perMessage[index] >= PEERS - 1) d.waiting.resolve()
     })
     net.services.pubsub.subscribe(TOPIC)
   })
+  return d
+}
 
-  const meshReady = (): boolean => nets.every(n => gossip(n).getMeshPeers(TOPIC).length >= MESH_TARGET)
+async function formMeshes (nets: Network[]): Promise<void> {
   const t0 = performance.now()
-  const formed = await waitFor(meshReady, MESH_DEADLINE_MS)
-  const meshSizes = nets.map(n => gossip(n).getMeshPeers(TOPIC).length)
-  progress(`gossip: meshes ${formed ? 'formed' : 'NOT formed (deadline)'} in ${fmt((performance.now() - t0) / 1000)} s; mesh size min ${Math.min(...meshSizes)} p50 ${percentile(meshSizes, 50)} max ${Math.max(...meshSizes)}`)
+  const formed = await waitFor(() => nets.every(n => gossip(n).getMeshPeers(TOPIC).length >= MESH_TARGET), MESH_DEADLINE_MS)
+  const sizes = nets.map(n => gossip(n).getMeshPeers(TOPIC).length)
+  progress(`gossip: meshes ${formed ? 'formed' : 'NOT formed (deadline)'} in ${fmt((performance.now() - t0) / 1000)} s`)
+  console.log(`gossip mesh sizes: min ${Math.min(...sizes)} / p50 ${percentile(sizes, 50)} / max ${Math.max(...sizes)} (waited for ${MESH_TARGET})`)
+}
 
-  // Count gossipsub's own bytes: every RPC it sends goes through OutboundStream#pushPrefixed
-  // (length-prefixed protobuf, before Noise and Yamux framing). And count full message copies:
-  // every RPC leaves through GossipSub#sendRpc or #sendRpcInBatch. Both patched on the shared
-  // prototypes, so the counts cover all 50 peers.
-  let rpcBytes = 0
-  let copies = 0
-  let rpcCounted = false
-  let copiesCounted = false
-  const first = nets.map(n => gossip(n).streamsOutbound.values().next().value).find(v => v != null)
-  if (first != null) {
-    const proto = Object.getPrototypeOf(first) as { pushPrefixed?: (data: { byteLength: number }) => void }
-    const original = proto.pushPrefixed
-    if (typeof original === 'function') {
-      proto.pushPrefixed = function (this: unknown, data: { byteLength: number }) {
-        rpcBytes += data.byteLength
-        original.call(this, data)
-      }
-      rpcCounted = true
-    }
-  }
-  interface Rpc { messages?: unknown[] }
-  const gsProto = Object.getPrototypeOf(nets[0].services.pubsub) as {
-    sendRpc?: (id: string, rpc: Rpc) => boolean
-    sendRpcInBatch?: (tosend: Set<string>, rpc: Rpc) => void
-  }
-  const sendRpc = gsProto.sendRpc
-  const sendRpcInBatch = gsProto.sendRpcInBatch
-  if (typeof sendRpc === 'function' && typeof sendRpcInBatch === 'function') {
-    gsProto.sendRpc = function (this: unknown, id: string, rpc: Rpc): boolean {
-      const n = rpc.messages?.length ?? 0
-      const ok = sendRpc.call(this, id, rpc)
-      if (ok) copies += n
-      return ok
-    }
-    gsProto.sendRpcInBatch = function (this: unknown, tosend: Set<string>, rpc: Rpc): void {
-      sendRpcInBatch.call(this, tosend, rpc)
-      copies += tosend.size * (rpc.messages?.length ?? 0)
-    }
-    copiesCounted = true
-  }
-
-  // Background (pings, identify, DHT upkeep, gossip heartbeats) over an idle window, for scale.
-  const idleRpc0 = rpcBytes
-  const idleSock0 = socketBytesWritten
-  const idleCpu0 = process.cpuUsage()
-  const idleElu0 = performance.eventLoopUtilization()
-  const idleT0 = performance.now()
-  await sleep(IDLE_SAMPLE_MS)
-  const idleSeconds = (performance.now() - idleT0) / 1000
-  const idleRpcPerSec = (rpcBytes - idleRpc0) / idleSeconds
-  const idleSockPerSec = (socketBytesWritten - idleSock0) / idleSeconds
-  const idleCpu = process.cpuUsage(idleCpu0)
-  const idleCpuPerSec = (idleCpu.user + idleCpu.system) / 1000 / idleSeconds
-  const idleElu = performance.eventLoopUtilization(idleElu0).utilization
-  console.log(`swarm idle background: ${fmt(idleCpuPerSec * 100 / 1000)}% of a core (event loop ${fmt(idleElu * 100)}% busy), ${fmt(idleSockPerSec / 1024)} KiB/s on TCP`)
-
+async function benchGossip (nets: Network[], d: Deliveries, bg: Background): Promise<void> {
   // One message in flight at a time: all 50 peers share one event loop here, so a message's
   // 49 deliveries are processed one after another; overlapping messages would only add queueing.
   progress(`gossip: publishing ${MESSAGES} x ${MESSAGE_BYTES} B from random peers, one in flight at a time`)
-  const rpc0 = rpcBytes
-  const copies0 = copies
-  const closed0 = connectionsClosed
-  const sock0 = socketBytesWritten
-  const cpu0 = process.cpuUsage()
-  const w0 = performance.now()
+  const m = meter()
   let publishErrors = 0
   let timedOut = 0
-  for (let m = 0; m < MESSAGES; m++) {
+  for (let i = 0; i < MESSAGES; i++) {
     const data = randomBytes(MESSAGE_BYTES)
     const view = new DataView(data.buffer)
     const publisher = nets[randInt(PEERS)]
-    const delivered = new Promise<void>(resolve => { allDelivered = { index: m, resolve } })
-    view.setUint32(8, m)
+    const delivered = new Promise<void>(resolve => { d.waiting = { index: i, resolve } })
+    view.setUint32(8, i)
     view.setFloat64(0, performance.now())
     publisher.services.pubsub.publish(TOPIC, data).catch(() => { publishErrors++ })
-    const timer = sleep(MESSAGE_TIMEOUT_MS).then(() => 'timeout' as const)
-    if (await Promise.race([delivered, timer]) === 'timeout') timedOut++
-    allDelivered = undefined
+    if (await withTimeout(delivered, MESSAGE_TIMEOUT_MS) === 'timeout') timedOut++
+    d.waiting = undefined
     await sleep(MESSAGE_GAP_MS)
   }
   const expected = MESSAGES * (PEERS - 1)
-  if (seen.size < expected) {
-    let last = seen.size
+  if (d.seen.size < expected) {
+    // stragglers: stop once a quiet period passes with no new delivery
+    let last = -1
     await waitFor(() => {
-      if (seen.size === last) return true
-      last = seen.size
+      if (d.seen.size === last) return true
+      last = d.seen.size
       return false
     }, 30_000, DELIVERY_QUIET_MS)
   }
-  const windowSeconds = (performance.now() - w0) / 1000
-  const cpu = process.cpuUsage(cpu0)
-  const cpuMs = (cpu.user + cpu.system) / 1000
-  const rpcSent = rpcBytes - rpc0
-  const copiesSent = copies - copies0
-  const netCpuMs = cpuMs - idleCpuPerSec * windowSeconds
-  const sockSent = socketBytesWritten - sock0
-  const deliveries = seen.size
-  progress(`gossip: ${connectionsClosed - closed0} connections closed during publishing`)
+  const w = measured(m)
+  progress(`gossip: ${w.closed} connections closed during publishing`)
+  const deliveries = d.seen.size
   const payload = deliveries * MESSAGE_BYTES
+  const netCpuPerMessage = (w.cpuMs - bg.cpuMsPerSec * w.seconds) / MESSAGES
 
-  result({ figure: 'gossip delivery latency p50 / p99 (ms)', ours: `${fmt(percentile(latencies, 50), 2)} / ${fmt(percentile(latencies, 99), 2)}` })
-  result({ figure: `gossip delivery ratio (${deliveries} / ${expected}; ${timedOut} messages short after ${MESSAGE_TIMEOUT_MS} ms${publishErrors > 0 ? `; ${publishErrors} publish errors` : ''})`, ours: fmt(deliveries / expected, 4) })
-  result({ figure: `gossip CPU per message, all ${PEERS} peers in one process (ms; net of idle background ${fmt(netCpuMs / MESSAGES, 1)})`, ours: fmt(cpuMs / MESSAGES, 1) })
-  result({ figure: 'gossip full message copies sent per delivery (1 = no duplicates)', ours: copiesCounted && deliveries > 0 ? fmt(copiesSent / deliveries, 2) : 'not measured' })
-  if (rpcCounted && deliveries > 0) {
-    const net = rpcSent - idleRpcPerSec * windowSeconds
+  result({ figure: 'gossip delivery latency p50 / p99 (ms)', ours: `${fmt(percentile(d.latencies, 50), 2)} / ${fmt(percentile(d.latencies, 99), 2)}` })
+  result({ figure: `gossip delivery ratio (${deliveries} / ${expected}; ${timedOut} messages incomplete after ${MESSAGE_TIMEOUT_MS} ms${publishErrors > 0 ? `; ${publishErrors} publish errors` : ''})`, ours: fmt(deliveries / expected, 4) })
+  result({ figure: `gossip CPU per message, whole swarm (ms; ${fmt(netCpuPerMessage)} net of idle background)`, ours: fmt(w.cpuMs / MESSAGES) })
+  result({ figure: 'gossip full message copies sent per delivery (1 = no duplicates)', ours: gossipCount.copiesCounted && deliveries > 0 ? fmt(w.copies / deliveries, 2) : 'not measured' })
+  if (gossipCount.bytesCounted && deliveries > 0) {
+    const net = w.rpc - bg.rpcPerSec * w.seconds
     result({
-      figure: `gossip amplification, gossipsub RPC bytes / payload delivered (${fmt(rpcSent / 1024, 0)} KiB in ${fmt(windowSeconds, 1)} s; net of idle ${fmt(net / payload, 2)})`,
-      ours: fmt(rpcSent / payload, 2)
+      figure: `gossip amplification: gossipsub RPC bytes / payload delivered (${fmt(w.rpc / MiB)} MiB in ${fmt(w.seconds)} s; ${fmt(net / payload, 2)} net of idle)`,
+      ours: fmt(w.rpc / payload, 2)
     })
   } else {
-    result({ figure: 'gossip amplification, gossipsub RPC bytes', ours: 'not measured' })
+    result({ figure: 'gossip amplification: gossipsub RPC bytes', ours: 'not measured' })
   }
-  if (SWARM_TRANSPORT === 'tcp' && deliveries > 0) {
-    const net = sockSent - idleSockPerSec * windowSeconds
+  if (deliveries > 0) {
+    const net = w.sock - bg.sockPerSec * w.seconds
     result({
-      figure: `gossip amplification, all TCP bytes written / payload delivered (${fmt(sockSent / 1024, 0)} KiB; net of idle ${fmt(net / payload, 2)})`,
-      ours: fmt(sockSent / payload, 2)
+      figure: `gossip amplification: all TCP bytes written / payload delivered (${fmt(w.sock / MiB)} MiB; ${fmt(net / payload, 2)} net of idle)`,
+      ours: fmt(w.sock / payload, 2)
     })
-  } else {
-    result({ figure: 'gossip amplification, TCP bytes', ours: 'not measured (memory transport)' })
   }
 }
 
@@ -506,13 +543,18 @@ async function benchGossip (nets: Network[]): Promise<void> {
 
 async function main (): Promise<void> {
   const started = performance.now()
-  console.log(`peerverse bench:net  seed ${SEED}  node ${process.version}  swarm ${PEERS} peers over ${SWARM_TRANSPORT}`)
+  console.log(`peerverse bench:net  seed ${SEED}  node ${process.version}  swarm ${PEERS} peers over loopback TCP`)
   await benchThroughput()
 
   const nets = await buildSwarm()
   try {
-    await benchDht(nets)
-    await benchGossip(nets)
+    await fillRoutingTables(nets)
+    const deliveries = subscribeAll(nets)
+    await formMeshes(nets)
+    instrumentGossip(nets)
+    const bg = await sampleBackground()
+    await benchDht(nets, bg)
+    await benchGossip(nets, deliveries, bg)
   } finally {
     progress('stopping the swarm')
     await Promise.all(nets.map(async n => n.stop()))
@@ -521,7 +563,7 @@ async function main (): Promise<void> {
   const rows = summary.map(r => [r.figure, r.ours, r.anchor ?? '-', r.ratio ?? '-'])
   const head = ['figure', 'ours', 'anchor', 'ratio']
   const widths = head.map((h, i) => Math.max(h.length, ...rows.map(r => r[i].length)))
-  const line = (cells: string[]): string => cells.map((c, i) => c.padEnd(widths[i])).join(' | ')
+  const line = (cells: string[]): string => cells.map((c, i) => c.padEnd(widths[i])).join(' | ').trimEnd()
   console.log('')
   console.log(line(head))
   console.log(widths.map(w => '-'.repeat(w)).join('-|-'))

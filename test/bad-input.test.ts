@@ -38,6 +38,10 @@ const FLOOD_DIALS = 60
 const GARBAGE_SOCKETS = 50
 /** Growth of the target's RSS over the whole file that we call bounded (see the memory test). */
 const RSS_GROWTH_BOUND = 200 * 1024 * 1024
+/** The window of libp2p's inbound rate limiter (RateLimiter duration: 1 s, fixed windows). */
+const RATE_WINDOW_MS = 1_000
+
+const sleep = async (ms: number): Promise<void> => { await new Promise(resolve => setTimeout(resolve, Math.max(0, ms))) }
 
 // ---------------------------------------------------------------- bytes
 
@@ -438,27 +442,29 @@ describe('a peer under bad input', { timeout: 240_000 }, () => {
   it('garbage on the TCP port: 50 sockets of seeded random bytes are all closed by the peer', async t => {
     const random = seededBytes(0x7c9)
     const port = tcpPort(target.addr)
+    await sleep(RATE_WINDOW_MS + 100) // a fresh rate-limit window, so some sockets reach the upgrade
     const start = Date.now()
-    const lifetimes = await Promise.all(Array.from({ length: GARBAGE_SOCKETS }, async (_, i) => {
+    const lifetimes = Array.from({ length: GARBAGE_SOCKETS }, (_, i) => {
       // Every tenth socket sends 1 MiB, the others up to 4 KiB.
       const size = i % 10 === 0 ? 1024 * 1024 : 1 + (random(2)[0] << 4)
       const bytes = random(size)
-      return new Promise<number>(resolve => {
-        const s = connect({ host: '127.0.0.1', port })
-        sockets.push(s)
-        s.on('connect', () => { s.write(bytes) })
-        s.on('error', () => {})
-        s.on('close', () => { resolve(Date.now() - start) })
-      })
-    }))
+      const s = connect({ host: '127.0.0.1', port })
+      sockets.push(s)
+      const lifetime = { ms: -1 }
+      s.on('connect', () => { s.write(bytes) })
+      s.on('error', () => {})
+      s.on('close', () => { lifetime.ms = Date.now() - start })
+      return lifetime
+    })
+    await waitFor('target closed every garbage socket', () => lifetimes.every(l => l.ms >= 0), INBOUND_UPGRADE_TIMEOUT_MS + 10_000, 50)
     // Each is closed by the peer: refused at once, or read, found not to be multistream-select, and dropped,
     // at the latest by the inbound upgrade timeout. None is left open.
-    const worst = Math.max(...lifetimes)
+    const worst = Math.max(...lifetimes.map(l => l.ms))
     assert.ok(worst < INBOUND_UPGRADE_TIMEOUT_MS + 3_000, `slowest garbage socket closed after ${worst} ms`)
     await assertUp()
     // The attacker's own connection still works.
     await waitFor('ping after the garbage', async () => (await attacker.services.ping.ping(multiaddr(target.addr))) >= 0, 10_000)
-    t.diagnostic(`garbage sockets closed after ${Math.min(...lifetimes)}..${worst} ms`)
+    t.diagnostic(`garbage sockets closed after ${Math.min(...lifetimes.map(l => l.ms))}..${worst} ms`)
   })
 
   it('a connection flood from one address is turned away; the peer stays reachable after it', async t => {
@@ -486,48 +492,68 @@ describe('a peer under bad input', { timeout: 240_000 }, () => {
     })()
 
     const dialers = await Promise.all(Array.from({ length: FLOOD_DIALS }, async () => newNode()))
+    let heldRaw: Array<{ closedAfter: number }> = []
+    let slowestRaw = 0
+    let okA = 0
+    let okB = 0
+    let spanA = 0
+    let spanB = 0
+    let retried = 0
+    try {
+      // The rate limiter counts per host in fixed one-second windows; start in a fresh one, so the
+      // earlier tests' sockets do not decide what this one sees.
+      await sleep(RATE_WINDOW_MS + 100)
 
-    // Phase A: 400 raw sockets at once, held open without a handshake, and a burst of 60 real dials
-    // while they are held.
-    const floodStart = Date.now()
-    const raw = Array.from({ length: RAW_FLOOD_SOCKETS }, () => {
-      const probe = { opened: Date.now(), connected: false, closedAfter: -1 }
-      const s = connect({ host: '127.0.0.1', port })
-      sockets.push(s)
-      s.on('connect', () => { probe.connected = true })
-      s.on('error', () => {})
-      s.on('close', () => { probe.closedAfter = Date.now() - probe.opened })
-      return probe
-    })
-    await waitFor('raw sockets connected', () => raw.every(p => p.connected || p.closedAfter >= 0), 10_000, 20)
-    const dialsA = await Promise.allSettled(dialers.map(async d => d.dial(targetMa, { signal: AbortSignal.timeout(10_000) })))
-    const spanA = (Date.now() - floodStart) / 1000
-    const okA = dialsA.filter(r => r.status === 'fulfilled').length
+      // Phase A: 400 raw sockets at once, held open without a handshake, and a burst of 60 real dials
+      // while they are held.
+      const floodStart = Date.now()
+      const raw = Array.from({ length: RAW_FLOOD_SOCKETS }, () => {
+        const probe = { opened: Date.now(), connected: false, closedAfter: -1 }
+        const s = connect({ host: '127.0.0.1', port })
+        sockets.push(s)
+        s.on('connect', () => { probe.connected = true })
+        s.on('error', () => {})
+        s.on('close', () => { probe.closedAfter = Date.now() - probe.opened })
+        return probe
+      })
+      await waitFor('raw sockets connected', () => raw.every(p => p.connected || p.closedAfter >= 0), 10_000, 20)
+      const dialsA = await Promise.allSettled(dialers.map(async d => d.dial(targetMa, { signal: AbortSignal.timeout(10_000) })))
+      const lastAttemptA = Date.now()
+      spanA = (lastAttemptA - floodStart) / 1000
+      okA = dialsA.filter(r => r.status === 'fulfilled').length
 
-    // The peer closes every raw socket itself: refused ones at once, accepted ones at the upgrade timeout.
-    await waitFor('target closed every raw socket', () => raw.every(p => p.closedAfter >= 0), INBOUND_UPGRADE_TIMEOUT_MS + 10_000, 50)
-    const heldRaw = raw.filter(p => p.closedAfter >= INBOUND_UPGRADE_TIMEOUT_MS / 2)
-    const slowestRaw = Math.max(...raw.map(p => p.closedAfter))
-    // A raw socket the connection manager accepted is a pending upgrade until it times out, so at most
-    // MAX_INCOMING_PENDING_CONNECTIONS of them can be held; every other one is refused on arrival.
-    assert.ok(heldRaw.length <= MAX_INCOMING_PENDING_CONNECTIONS, `${heldRaw.length} raw sockets held`)
-    assert.ok(slowestRaw < INBOUND_UPGRADE_TIMEOUT_MS + 3_000, `a raw socket stayed open ${slowestRaw} ms`)
-    // Accepted inbound connections per host are capped per one-second window of the rate limiter; a
-    // burst spanning T seconds touches at most floor(T) + 1 windows (from the first raw socket to the last dial).
-    assert.ok(heldRaw.length + okA <= INBOUND_CONNECTIONS_PER_SECOND_PER_HOST * (Math.floor(spanA) + 1), `${heldRaw.length} + ${okA} accepted in ${spanA} s`)
+      // The peer closes every raw socket itself: refused ones at once, accepted ones at the upgrade timeout.
+      await waitFor('target closed every raw socket', () => raw.every(p => p.closedAfter >= 0), INBOUND_UPGRADE_TIMEOUT_MS + 10_000, 50)
+      heldRaw = raw.filter(p => p.closedAfter >= INBOUND_UPGRADE_TIMEOUT_MS / 2)
+      slowestRaw = Math.max(...raw.map(p => p.closedAfter))
+      // A raw socket the connection manager accepted is a pending upgrade until it times out, so at most
+      // MAX_INCOMING_PENDING_CONNECTIONS of them are held; every other one is refused on arrival.
+      assert.ok(heldRaw.length >= 1, 'no raw socket reached the upgrade (the flood never met the pending limit)')
+      assert.ok(heldRaw.length <= MAX_INCOMING_PENDING_CONNECTIONS, `${heldRaw.length} raw sockets held`)
+      assert.ok(slowestRaw < INBOUND_UPGRADE_TIMEOUT_MS + 3_000, `a raw socket stayed open ${slowestRaw} ms`)
+      // Accepted inbound connections per host are capped per one-second window of the rate limiter; a
+      // burst spanning T seconds touches at most floor(T) + 1 windows (from the first raw socket to the last dial).
+      assert.ok(heldRaw.length + okA <= INBOUND_CONNECTIONS_PER_SECOND_PER_HOST * (Math.floor(spanA) + 1), `${heldRaw.length} + ${okA} accepted in ${spanA} s`)
 
-    // Phase B: the raw sockets are gone; the dialers that were refused try again, all at once.
-    const retry = dialers.filter((_, i) => dialsA[i].status === 'rejected')
-    const burstB = Date.now()
-    const dialsB = await Promise.allSettled(retry.map(async d => d.dial(targetMa, { signal: AbortSignal.timeout(10_000) })))
-    const spanB = (Date.now() - burstB) / 1000
-    const okB = dialsB.filter(r => r.status === 'fulfilled').length
-    assert.ok(okB >= 1, 'no dial got through once the raw flood was over')
-    assert.ok(okB <= INBOUND_CONNECTIONS_PER_SECOND_PER_HOST * (Math.floor(spanB) + 1), `${okB} of ${retry.length} dials accepted in ${spanB} s`)
-    assert.ok(okB < retry.length, 'the rate limiter turned none of the burst away')
-
-    watching = false
-    await watcher
+      // Phase B: the raw sockets are gone; the dialers that were refused try again, all at once, in a
+      // fresh rate-limit window.
+      await sleep(lastAttemptA + RATE_WINDOW_MS + 100 - Date.now())
+      const retry = dialers.filter((_, i) => dialsA[i].status === 'rejected')
+      retried = retry.length
+      const burstB = Date.now()
+      const dialsB = await Promise.allSettled(retry.map(async d => d.dial(targetMa, { signal: AbortSignal.timeout(10_000) })))
+      spanB = (Date.now() - burstB) / 1000
+      okB = dialsB.filter(r => r.status === 'fulfilled').length
+      const held = (await status()).connections
+      maxConnections = Math.max(maxConnections, held)
+      assert.ok(held >= okB, `target holds ${held} connections after accepting ${okB}`)
+      assert.ok(okB >= 1, 'no dial got through once the raw flood was over')
+      assert.ok(okB <= INBOUND_CONNECTIONS_PER_SECOND_PER_HOST * (Math.floor(spanB) + 1), `${okB} of ${retry.length} dials accepted in ${spanB} s`)
+      assert.ok(okB < retry.length, 'the rate limiter turned none of the burst away')
+    } finally {
+      watching = false
+      await watcher
+    }
     assert.ok(maxConnections <= MAX_CONNECTIONS, `${maxConnections} connections`)
     assert.ok(polls > 0)
     assert.equal(failedPolls, 0, `${failedPolls} status polls went unanswered (slowest ${slowestPoll} ms)`)
@@ -543,7 +569,7 @@ describe('a peer under bad input', { timeout: 240_000 }, () => {
     assert.ok(rtt > 0)
     await honest.stop()
     t.diagnostic(`raw flood: ${RAW_FLOOD_SOCKETS - heldRaw.length} refused at once, ${heldRaw.length} held until the upgrade timeout (slowest closed after ${slowestRaw} ms)`)
-    t.diagnostic(`dials: ${okA}/${FLOOD_DIALS} during the raw flood (${spanA.toFixed(2)} s), ${okB}/${retry.length} after it (${spanB.toFixed(2)} s)`)
+    t.diagnostic(`dials: ${okA}/${FLOOD_DIALS} during the raw flood (${spanA.toFixed(2)} s), ${okB}/${retried} after it (${spanB.toFixed(2)} s)`)
     t.diagnostic(`status polls: ${polls}, slowest ${slowestPoll} ms, max connections ${maxConnections}`)
   })
 
@@ -606,19 +632,17 @@ describe('a peer under bad input', { timeout: 240_000 }, () => {
     assert.ok(growth < RSS_GROWTH_BOUND, `rss grew ${(growth / 2 ** 20).toFixed(1)} MiB`)
   })
 
-  // @libp2p/utils' lpStream reads the length prefix one byte at a time and, when the varint does not
-  // end, keeps reading (it checks maxLengthLength only after a varint decoded). Our identity protocol
-  // reads through it, as do kad-dht and identify. 0x80 bytes are then swallowed one per microtask,
-  // starving the event loop (about 5 us and 100 B of heap per byte): 2 MiB froze the peer for over
-  // 10 s and added 250 MiB. The peer should refuse a prefix longer than a varint of MAX_BINDING_BYTES.
-  it('identity protocol: a length prefix that never ends is rejected at once', { todo: 'lpStream in @libp2p/utils does not bound an unterminated varint; see the report' }, async () => {
+  // @libp2p/utils' lpStream read the length prefix one byte at a time and, while the varint did not
+  // end, kept reading without applying maxLengthLength; 2 MiB of 0x80 froze the peer for over 10 s.
+  // scripts/patch-deps.mjs bounds the prefix; this is the test that goes past that limit.
+  it('identity protocol: a length prefix that never ends is rejected at once', async () => {
     const base = (await status()).rejected
     const stream = await openStream(PEER_IDENTITY_PROTOCOL)
     const reply = readStream(stream, PROTOCOL_TIMEOUT_MS * 2)
     await sendAll(stream, new Uint8Array(64).fill(0x80))
-    await waitFor('unterminated prefix counted', async () => (await status()).rejected === base + 1, 1_000)
+    await waitFor('unterminated prefix counted', async () => (await status()).rejected === base + 1)
     const out = await reply
     assert.equal(out.end, 'reset')
-    assert.ok(out.ms < 1_000)
+    assert.ok(out.ms < PROTOCOL_TIMEOUT_MS, 'reset on the bad prefix, not by the protocol timeout')
   })
 })

@@ -25,7 +25,7 @@ export const MAX_YAMUX_MESSAGE_BYTES = 256 * 1024
 export const DHT_MAX_INBOUND_STREAMS = 32
 /** Outbound streams per connection on the DHT protocol (kad-dht). */
 export const DHT_MAX_OUTBOUND_STREAMS = 64
-/** Largest DHT message: kad-dht reads with @libp2p/utils' length-prefixed decoder, which stops here. */
+/** Largest DHT message: kad-dht reads through @libp2p/utils, whose read buffer stops at this size (the frame is refused once this much has arrived; a bare length prefix claiming more waits for the DHT timeout). */
 export const DHT_MAX_MESSAGE_BYTES = 4 * 1024 * 1024
 
 /** Largest gossip RPC frame we read from a peer (gossipsub maxInboundDataLength). */
