@@ -25,6 +25,10 @@ export const MAX_YAMUX_MESSAGE_BYTES = 256 * 1024
 export const DHT_MAX_INBOUND_STREAMS = 32
 /** Outbound streams per connection on the DHT protocol (kad-dht). */
 export const DHT_MAX_OUTBOUND_STREAMS = 64
+/** Peers asked in parallel per DHT lookup path (Kademlia's alpha; kad-dht's default of 10 costs CPU for nothing at our size). */
+export const DHT_ALPHA = 3
+/** Disjoint paths per DHT lookup (S/Kademlia), so one lying peer cannot steer a lookup alone. */
+export const DHT_DISJOINT_PATHS = 3
 /** Largest DHT message: kad-dht reads through @libp2p/utils, whose read buffer stops at this size (the frame is refused once this much has arrived; a bare length prefix claiming more waits for the DHT timeout). */
 export const DHT_MAX_MESSAGE_BYTES = 4 * 1024 * 1024
 
@@ -38,6 +42,9 @@ export const GOSSIP_MAX_OUTBOUND_BUFFER_BYTES = 4 * 1024 * 1024
 export const GOSSIP_MAX_TOPIC_LENGTH = 256
 /** Topics a peer may subscribe to (the gossip state we keep per peer is bounded by this). */
 export const GOSSIP_MAX_SUBSCRIPTIONS_PER_RPC = 256
+
+/** Ping streams per connection each way: our pings and libp2p's connection monitor share the protocol. */
+export const PING_MAX_STREAMS = 4
 
 /** Largest identify message (identify). */
 export const IDENTIFY_MAX_MESSAGE_BYTES = 8 * 1024

@@ -62,13 +62,15 @@ export async function createNetwork (init: NetworkInit): Promise<Network> {
   const services: Record<string, unknown> = {
     identify: identify({ protocolPrefix: PROTOCOL_PREFIX, maxMessageSize: L.IDENTIFY_MAX_MESSAGE_BYTES }),
     identifyPush: identifyPush({ protocolPrefix: PROTOCOL_PREFIX, maxMessageSize: L.IDENTIFY_MAX_MESSAGE_BYTES }),
-    ping: ping({ runOnLimitedConnection: true }),
+    ping: ping({ runOnLimitedConnection: true, maxInboundStreams: L.PING_MAX_STREAMS, maxOutboundStreams: L.PING_MAX_STREAMS }),
     dht: kadDHT({
       protocol: DHT_PROTOCOL,
       clientMode: init.dhtMode === 'auto' ? undefined : init.dhtMode === 'client',
       peerInfoMapper: passthroughMapper,
       maxInboundStreams: L.DHT_MAX_INBOUND_STREAMS,
       maxOutboundStreams: L.DHT_MAX_OUTBOUND_STREAMS,
+      alpha: L.DHT_ALPHA,
+      disjointPaths: L.DHT_DISJOINT_PATHS,
       initialQuerySelfInterval: 500,
       allowQueryWithZeroPeers: false
     }),
