@@ -4,9 +4,8 @@
  * TARGET_PEERS connections by walking the DHT (lookups for random keys) and dialling what it
  * finds, so losing any one peer, the bootstrap included, loses nothing.
  */
-import { peerIdFromString } from '@libp2p/peer-id'
 import { generateKeyPair } from '@libp2p/crypto/keys'
-import { peerIdFromPrivateKey } from '@libp2p/peer-id'
+import { peerIdFromPrivateKey, peerIdFromString } from '@libp2p/peer-id'
 import { multiaddr, type Multiaddr } from '@multiformats/multiaddr'
 import type { Network } from './network.ts'
 

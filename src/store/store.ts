@@ -6,7 +6,6 @@ import { ClassicLevel } from 'classic-level'
 import { mkdir } from 'node:fs/promises'
 import { join } from 'node:path'
 
-export type Sublevel = ReturnType<ClassicLevel<string, Uint8Array>['sublevel']> & {}
 export type BytesSublevel = ReturnType<typeof makeSublevel>
 
 function makeSublevel (db: ClassicLevel<string, Uint8Array>, name: string) {
