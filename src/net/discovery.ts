@@ -4,8 +4,8 @@
  * TARGET_PEERS connections by walking the DHT (lookups for random keys) and dialling what it
  * finds, so losing any one peer, the bootstrap included, loses nothing.
  */
-import { generateKeyPair } from '@libp2p/crypto/keys'
-import { peerIdFromPrivateKey, peerIdFromString } from '@libp2p/peer-id'
+import { peerIdFromString } from '@libp2p/peer-id'
+import { randomBytes } from 'node:crypto'
 import { multiaddr, type Multiaddr } from '@multiformats/multiaddr'
 import type { Network } from './network.ts'
 
@@ -90,7 +90,7 @@ export class Discovery {
       if (this.net.getPeers().length === 0) {
         await this.dialKnownPeers(signal)
       } else if (this.net.getPeers().length < TARGET_PEERS) {
-        const key = peerIdFromPrivateKey(await generateKeyPair('Ed25519')).toMultihash().bytes
+        const key = new Uint8Array(randomBytes(32))
         const found: string[] = []
         for await (const event of this.net.services.dht.getClosestPeers(key, { signal })) {
           if (event.name === 'FINAL_PEER') found.push(event.peer.id.toString())

@@ -27,7 +27,8 @@ export class PeerIdentityService {
   private started = false
   private readonly onIdentify = (evt: CustomEvent<{ peerId: PeerId, protocols: string[], connection: Connection }>): void => {
     const { peerId, protocols, connection } = evt.detail
-    if (!protocols.includes(PEER_IDENTITY_PROTOCOL) || this.dids.has(peerId.toString())) return
+    // The dialling side opens the exchange; the other side learns the dialler's binding as it answers.
+    if (connection.direction !== 'outbound' || !protocols.includes(PEER_IDENTITY_PROTOCOL) || this.dids.has(peerId.toString())) return
     void this.exchange(connection).catch(() => {})
   }
 
