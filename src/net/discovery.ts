@@ -1,6 +1,6 @@
 /**
  * Finding peers with no central index. Bootstrap addresses are only a way in: they are dialled
- * with backoff until the peer has company, and never needed again. After that the peer keeps
+ * with backoff until each one answers, and never needed again. After that the peer keeps
  * TARGET_PEERS connections by walking the DHT (lookups for random keys) and dialling what it
  * finds, so losing any one peer, the bootstrap included, loses nothing.
  */
