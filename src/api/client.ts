@@ -30,6 +30,29 @@ export class ApiClient {
     }
   }
 
+  /** A raw request (streamed bodies and answers); the caller reads the Response. */
+  async raw (method: string, path: string, init: { body?: BodyInit, headers?: Record<string, string>, signal?: AbortSignal } = {}): Promise<Response> {
+    try {
+      return await fetch(this.url + path, {
+        method,
+        headers: { authorization: `Bearer ${this.token}`, ...init.headers },
+        body: init.body,
+        signal: init.signal,
+        ...(init.body != null ? { duplex: 'half' } : {})
+      } as RequestInit)
+    } catch (err) {
+      throw new PeerNotRunningError(`the peer's API at ${this.url} does not answer (${(err as Error).message})`)
+    }
+  }
+
+  /** Throws the API's error for a failed raw response. */
+  static async check (res: Response): Promise<Response> {
+    if (res.ok) return res
+    let json: Record<string, unknown> = {}
+    try { json = await res.json() as Record<string, unknown> } catch {}
+    throw new ApiError(res.status, String(json.error ?? res.status), String(json.message ?? res.statusText))
+  }
+
   async request<T = unknown> (method: string, path: string, body?: unknown, options: { signal?: AbortSignal } = {}): Promise<T> {
     let res: Response
     try {

@@ -12,6 +12,10 @@ import type { AddressInfo } from 'node:net'
 import { join } from 'node:path'
 import { WebSocketServer, type WebSocket } from 'ws'
 import type { PeerverseNode, NodeEvents } from '../node/node.ts'
+import { parseCid } from '../content/blockstore.ts'
+import { contentRangeHeader, parseRange, RangeNotSatisfiableError, unsatisfiedRangeHeader } from '../content/http-range.ts'
+import { contentType, SNIFF_BYTES } from '../content/mime.ts'
+import type { CID } from 'multiformats/cid'
 import { ApiError } from './errors.ts'
 
 export const API_TOKEN_FILE = 'api-token'
@@ -26,6 +30,12 @@ export const MAX_API_EVENT_BUFFER_BYTES = 4 * 1024 * 1024
 export const MAX_API_WS_MESSAGE_BYTES = 64 * 1024
 /** Time a DHT lookup or a dial requested through the API may take. */
 export const API_OPERATION_TIMEOUT_MS = 30_000
+/** Time a content read may wait for the swarm before its first byte. */
+export const CONTENT_FIRST_BYTE_TIMEOUT_MS = 60_000
+/** Entries in one directory-building request. */
+export const MAX_API_DIRECTORY_ENTRIES = 1024
+/** Interval between progress lines of a fetch. */
+export const FETCH_PROGRESS_INTERVAL_MS = 250
 
 export class ApiPortInUseError extends Error {
   name = 'ApiPortInUseError'
@@ -219,17 +229,151 @@ export class ApiServer {
     try {
       this.authorize(req)
       const url = new URL(req.url ?? '/', 'http://local')
+      if ((req.method === 'GET' || req.method === 'HEAD') && url.pathname.startsWith('/content/')) {
+        await this.serveContent(req, res, url)
+        return
+      }
+      if (req.method === 'POST' && url.pathname === '/api/v0/content/add') {
+        send(res, 200, await this.addContent(req, url))
+        return
+      }
+      if (req.method === 'POST' && url.pathname === '/api/v0/content/fetch') {
+        await this.fetchContent(req, res)
+        return
+      }
       const result = await this.route(req, url)
       send(res, 200, result)
     } catch (err) {
-      if (err instanceof ApiError) {
+      if (res.headersSent) {
+        res.destroy()
+      } else if (err instanceof ApiError) {
         send(res, err.status, { error: err.code, message: err.message })
       } else {
         const e = err as Error
-        const status = e.name === 'NotFoundError' || /not found/i.test(e.message) ? 404 : e.name === 'AbortError' || e.name === 'TimeoutError' ? 504 : 400
-        send(res, status, { error: e.name ?? 'Error', message: e.message })
+        send(res, errorStatus(e), { error: e.name ?? 'Error', message: e.message })
       }
     }
+  }
+
+  /** POST /api/v0/content/add?name=&pin=: the body is the file's bytes, streamed into the store. */
+  private async addContent (req: IncomingMessage, url: URL): Promise<unknown> {
+    const name = url.searchParams.get('name') ?? undefined
+    const pin = url.searchParams.get('pin') !== 'false'
+    const result = await this.node.content.add(req as AsyncIterable<Uint8Array>, { name, pin })
+    return { cid: result.cid.toString(), size: result.size, blocks: result.blocks }
+  }
+
+  /** POST /api/v0/content/fetch {cid}: fetches a whole file or directory; answers NDJSON progress lines, the last one `done` or `error`. */
+  private async fetchContent (req: IncomingMessage, res: ServerResponse): Promise<void> {
+    const body = await this.readJson(req)
+    const cid = parseCid(body.cid)
+    const controller = new AbortController()
+    res.on('close', () => { if (!res.writableFinished) controller.abort(new Error('client went away')) })
+    res.writeHead(200, { 'content-type': 'application/x-ndjson', 'cache-control': 'no-store', 'x-content-type-options': 'nosniff' })
+    let last = 0
+    const line = (value: unknown): void => { res.write(JSON.stringify(value) + '\n') }
+    try {
+      const stat = await this.node.content.fetch(cid, {
+        signal: controller.signal,
+        onProgress: p => {
+          const now = Date.now()
+          if (now - last < FETCH_PROGRESS_INTERVAL_MS) return
+          last = now
+          line({ progress: p })
+        }
+      })
+      line({ done: true, ...stat })
+    } catch (err) {
+      const e = err as Error
+      line({ error: e.name, message: e.message })
+    }
+    res.end()
+  }
+
+  /** GET|HEAD /content/CID[/path]: the file's bytes, with Range, ETag and a Content-Type. */
+  private async serveContent (req: IncomingMessage, res: ServerResponse, url: URL): Promise<void> {
+    const parts = url.pathname.slice('/content/'.length).split('/')
+    const root = parseCid(parts[0])
+    let path: string
+    try {
+      path = parts.slice(1).map(p => decodeURIComponent(p)).join('/')
+    } catch {
+      throw new ApiError(400, 'InvalidPath', 'path is not valid percent-encoding')
+    }
+    const controller = new AbortController()
+    res.on('close', () => { if (!res.writableFinished) controller.abort(new Error('client went away')) })
+    const timer = setTimeout(() => { controller.abort(new DOMException('no first byte in time', 'TimeoutError')) }, CONTENT_FIRST_BYTE_TIMEOUT_MS)
+    const signal = controller.signal
+    const content = this.node.content
+    let cid: CID = root
+    let name: string | undefined
+    if (path !== '') {
+      const resolved = await content.resolve(root, path, { signal })
+      cid = resolved.cid
+      name = resolved.name
+    }
+    const etag = `"${cid.toString()}"`
+    const stat = await content.stat(cid, { signal, hints: cid.equals(root) ? [] : [root] })
+    const common = {
+      etag,
+      'cache-control': 'public, max-age=31536000, immutable',
+      'x-content-type-options': 'nosniff',
+      'content-security-policy': "default-src 'none'; sandbox",
+      'access-control-expose-headers': 'content-range, content-length, etag'
+    }
+    if (stat.kind === 'directory') {
+      clearTimeout(timer)
+      const entries = await content.ls(cid, { signal })
+      const json = JSON.stringify({ cid: cid.toString(), entries: entries.map(e => ({ name: e.name, cid: e.cid.toString(), size: e.size })) })
+      res.writeHead(200, { ...common, 'content-type': 'application/json; charset=utf-8', 'content-length': Buffer.byteLength(json) })
+      res.end(req.method === 'HEAD' ? undefined : json)
+      return
+    }
+    if (req.headers['if-none-match'] === etag) {
+      clearTimeout(timer)
+      res.writeHead(304, common)
+      res.end()
+      return
+    }
+    const size = stat.size
+    let range: { start: number, end: number } | null
+    try {
+      range = parseRange(req.headers.range, size)
+    } catch (err) {
+      if (!(err instanceof RangeNotSatisfiableError)) throw err
+      clearTimeout(timer)
+      res.writeHead(416, { ...common, 'content-range': unsatisfiedRangeHeader(size), 'content-length': 0 })
+      res.end()
+      return
+    }
+    let head = new Uint8Array(0)
+    if (name == null || contentType(name, head) === 'application/octet-stream') {
+      const pieces: Uint8Array[] = []
+      for await (const chunk of content.cat(cid, { length: SNIFF_BYTES, signal, hints: [root] })) pieces.push(chunk)
+      head = Buffer.concat(pieces)
+    }
+    const type = contentType(name, head)
+    const start = range?.start ?? 0
+    const length = range == null ? size : range.end - range.start + 1
+    const headers: Record<string, string | number> = { ...common, 'content-type': type, 'accept-ranges': 'bytes', 'content-length': length }
+    if (range != null) headers['content-range'] = contentRangeHeader(range.start, range.end, size)
+    if (req.method === 'HEAD' || length === 0) {
+      clearTimeout(timer)
+      res.writeHead(range == null ? 200 : 206, headers)
+      res.end()
+      return
+    }
+    let first = true
+    for await (const chunk of content.cat(cid, { offset: start, length, signal, hints: [root] })) {
+      if (first) {
+        clearTimeout(timer)
+        res.writeHead(range == null ? 200 : 206, headers)
+        first = false
+      }
+      if (!res.write(chunk)) await new Promise<void>(resolve => { res.once('drain', resolve); res.once('close', resolve) })
+      if (res.destroyed) return
+    }
+    res.end()
   }
 
   private async route (req: IncomingMessage, url: URL): Promise<unknown> {
@@ -246,6 +390,16 @@ export class ApiServer {
     if (method === 'GET' && path === '/api/v0/peers') return { peers: node.peers() }
     if (method === 'GET' && path.startsWith('/api/v0/dht/peer/')) return node.findPeer(decodeURIComponent(path.slice('/api/v0/dht/peer/'.length)), { signal })
     if (method === 'GET' && path === '/api/v0/gossip/topics') return { topics: node.topics() }
+    if (method === 'GET' && path === '/api/v0/content/pins') return { pins: await node.content.pins() }
+    if (method === 'GET' && path === '/api/v0/content/store') {
+      const bs = node.content.blockstore
+      return { usedBytes: bs.usedBytes, maxBytes: bs.maxBytes, blocks: bs.blockCount }
+    }
+    if (method === 'GET' && path.startsWith('/api/v0/content/stat/')) return await node.content.stat(decodeURIComponent(path.slice('/api/v0/content/stat/'.length)), { signal })
+    if (method === 'GET' && path.startsWith('/api/v0/content/ls/')) {
+      const entries = await node.content.ls(decodeURIComponent(path.slice('/api/v0/content/ls/'.length)), { signal })
+      return { entries: entries.map(e => ({ name: e.name, cid: e.cid.toString(), size: e.size })) }
+    }
     if (method === 'GET' && path === '/api/v0/gossip/peers') return { peers: node.topicPeers(url.searchParams.get('topic') ?? '') }
     if (method === 'POST') {
       const body = await this.readJson(req)
@@ -254,6 +408,23 @@ export class ApiServer {
         case '/api/v0/ping': return { rttMs: await node.ping(str(body, 'target'), { signal }) }
         case '/api/v0/gossip/subscribe': node.subscribe(str(body, 'topic')); return { topics: node.topics() }
         case '/api/v0/gossip/unsubscribe': node.unsubscribe(str(body, 'topic')); return { topics: node.topics() }
+        case '/api/v0/content/pin': {
+          const info = await node.content.pin(str(body, 'cid'), { name: typeof body.name === 'string' ? body.name : undefined })
+          return info
+        }
+        case '/api/v0/content/unpin': return { unpinned: await node.content.unpin(str(body, 'cid')) }
+        case '/api/v0/content/gc': return await node.content.gc()
+        case '/api/v0/content/directory': {
+          const entries = body.entries
+          if (!Array.isArray(entries) || entries.length > MAX_API_DIRECTORY_ENTRIES) throw new ApiError(400, 'BadRequest', `entries must be an array of at most ${MAX_API_DIRECTORY_ENTRIES} {name, cid}`)
+          const children = entries.map((e: unknown) => {
+            const entry = e as { name?: unknown, cid?: unknown }
+            if (typeof entry?.name !== 'string') throw new ApiError(400, 'BadRequest', 'each entry needs a name')
+            return { name: entry.name, cid: parseCid(entry.cid) }
+          })
+          const dir = await node.content.addDirectory(children, { name: typeof body.name === 'string' ? body.name : undefined, pin: body.pin !== false })
+          return { cid: dir.cid.toString(), size: dir.size }
+        }
         case '/api/v0/gossip/publish': {
           const data = typeof body.data === 'string'
             ? new TextEncoder().encode(body.data)
@@ -264,6 +435,17 @@ export class ApiServer {
       }
     }
     throw new ApiError(404, 'NotFound', `no endpoint ${method} ${path}`)
+  }
+}
+
+/** HTTP status for an error thrown by the node. */
+function errorStatus (e: Error): number {
+  switch (e.name) {
+    case 'NotFoundError': case 'PathNotFoundError': case 'BlockNotFoundError': return 404
+    case 'AbortError': case 'TimeoutError': return 504
+    case 'StoreFullError': return 507
+    case 'UnsupportedContentError': case 'NotADirectoryError': return 422
+    default: return /not found/i.test(e.message) ? 404 : 400
   }
 }
 

@@ -102,3 +102,47 @@ async function * walk (get: GetBlock, cid: CID, start: number, from: number, to:
     pos += size
   }
 }
+
+export interface Leaf {
+  cid: CID
+  /** Offset of the leaf's first byte in the file. */
+  offset: number
+  size: number
+}
+
+/** Most leaves we list for one file (2^20 leaves of 1 MiB: 1 TiB). */
+export const MAX_FILE_LEAVES = 1 << 20
+
+/**
+ * Lists a file's leaves in order, fetching (and verifying) only the root and interior nodes.
+ * A raw root is its own single leaf. Inline data in interior nodes is not supported here (our
+ * importer and the unixfs-v1-2025 profile never write it).
+ */
+export async function fileLeaves (get: GetBlock, root: CID, options: { signal?: AbortSignal } = {}): Promise<Leaf[]> {
+  const leaves: Leaf[] = []
+  const visit = async (cid: CID, offset: number, size: number | undefined, depth: number): Promise<void> => {
+    if (depth > MAX_DAG_DEPTH) throw new UnsupportedContentError(`file DAG deeper than ${MAX_DAG_DEPTH}`)
+    if (cid.code === raw.code && size != null) {
+      if (leaves.length >= MAX_FILE_LEAVES) throw new UnsupportedContentError(`file has more than ${MAX_FILE_LEAVES} leaves`)
+      leaves.push({ cid, offset, size })
+      return
+    }
+    options.signal?.throwIfAborted()
+    const bytes = await get(cid, options)
+    await verifyBlock(cid, bytes)
+    if (cid.code === raw.code) {
+      leaves.push({ cid, offset, size: bytes.length })
+      return
+    }
+    const { node, unixfs } = decodeFileNode(cid, bytes)
+    if (unixfs.data != null && unixfs.data.length > 0) throw new UnsupportedContentError(`${cid.toString()} has inline data`)
+    let pos = offset
+    for (let i = 0; i < node.Links.length; i++) {
+      const childSize = Number(unixfs.blockSizes[i])
+      await visit(node.Links[i].Hash, pos, childSize, depth + 1)
+      pos += childSize
+    }
+  }
+  await visit(root, 0, undefined, 0)
+  return leaves
+}

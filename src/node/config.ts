@@ -29,9 +29,14 @@ export interface NodeConfig {
   api: string | false
   dht: { mode: DhtMode }
   relay: { server: boolean }
+  /** Bytes of blocks the store may hold; unpinned blocks are collected near the limit. */
+  content: { maxStoreBytes: number }
 }
 
-export type PartialConfig = Partial<Omit<NodeConfig, 'dht' | 'relay'>> & { dht?: Partial<NodeConfig['dht']>, relay?: Partial<NodeConfig['relay']> }
+export type PartialConfig = Partial<Omit<NodeConfig, 'dht' | 'relay' | 'content'>> & { dht?: Partial<NodeConfig['dht']>, relay?: Partial<NodeConfig['relay']>, content?: Partial<NodeConfig['content']> }
+
+/** Default limit on the block store (pinned and cached content). */
+export const DEFAULT_MAX_STORE_BYTES = 8 * 1024 * 1024 * 1024
 
 export function defaultConfig (dataDir: string): NodeConfig {
   return {
@@ -41,7 +46,8 @@ export function defaultConfig (dataDir: string): NodeConfig {
     bootstrap: [],
     api: `127.0.0.1:${DEFAULT_API_PORT}`,
     dht: { mode: 'auto' },
-    relay: { server: true }
+    relay: { server: true },
+    content: { maxStoreBytes: DEFAULT_MAX_STORE_BYTES }
   }
 }
 
@@ -54,7 +60,8 @@ export function mergeConfig (base: NodeConfig, ...layers: Array<PartialConfig | 
       ...out,
       ...dropUndefined(layer),
       dht: { ...out.dht, ...dropUndefined(layer.dht ?? {}) },
-      relay: { ...out.relay, ...dropUndefined(layer.relay ?? {}) }
+      relay: { ...out.relay, ...dropUndefined(layer.relay ?? {}) },
+      content: { ...out.content, ...dropUndefined(layer.content ?? {}) }
     } as NodeConfig
   }
   return out
@@ -102,10 +109,14 @@ export function validateConfig (config: NodeConfig): NodeConfig {
   }
   if (!['server', 'client', 'auto'].includes(config.dht?.mode)) throw new ConfigError('dht.mode must be server, client or auto')
   if (typeof config.relay?.server !== 'boolean') throw new ConfigError('relay.server must be true or false')
+  const maxStore = config.content?.maxStoreBytes
+  if (typeof maxStore !== 'number' || !Number.isSafeInteger(maxStore) || maxStore < 16 * 1024 * 1024) {
+    throw new ConfigError('content.maxStoreBytes must be an integer of at least 16 MiB')
+  }
   return config
 }
 
-const KNOWN_KEYS = new Set(['listen', 'announce', 'bootstrap', 'api', 'dht', 'relay'])
+const KNOWN_KEYS = new Set(['listen', 'announce', 'bootstrap', 'api', 'dht', 'relay', 'content'])
 
 /** Reads `config.json` from the data dir, if there is one. */
 export async function readConfigFile (dataDir: string): Promise<PartialConfig | undefined> {

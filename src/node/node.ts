@@ -16,6 +16,9 @@ import { PeerIdentityService } from '../net/peer-identity.ts'
 import { LevelDatastore } from '../store/datastore.ts'
 import { Store } from '../store/store.ts'
 import { validateConfig, type NodeConfig } from './config.ts'
+import { Blockstore } from '../content/blockstore.ts'
+import { ContentService } from '../content/service.ts'
+import { Swarm } from '../content/swarm.ts'
 
 export class PortInUseError extends Error {
   name = 'PortInUseError'
@@ -100,25 +103,28 @@ export class PeerverseNode extends TypedEventEmitter<NodeEvents> {
   readonly identity: Identity
   readonly store: Store
   readonly net: Network
+  readonly content: ContentService
   private readonly peerIdentity: PeerIdentityService
   private readonly discovery: Discovery
   private readonly gossipRepair: GossipRepair
   private rejectedCount = 0
   private state: 'stopped' | 'starting' | 'started' | 'stopping' = 'stopped'
 
-  constructor (config: NodeConfig, identity: Identity, store: Store, net: Network, binding: Uint8Array) {
+  constructor (config: NodeConfig, identity: Identity, store: Store, net: Network, binding: Uint8Array, blockstore: Blockstore) {
     super()
     this.config = config
     this.identity = identity
     this.store = store
     this.net = net
+    const onRejected = (peerId: string, protocol: string, error: Error): void => {
+      this.rejectedCount++
+      this.safeDispatch('peer:rejected', { peerId, protocol, error: `${error.name}: ${error.message}` })
+    }
     this.peerIdentity = new PeerIdentityService(net, binding, {
       onIdentified: (peerId, did) => { this.safeDispatch('peer:identified', { peerId, did }) },
-      onRejected: (peerId, protocol, error) => {
-        this.rejectedCount++
-        this.safeDispatch('peer:rejected', { peerId, protocol, error: `${error.name}: ${error.message}` })
-      }
+      onRejected
     })
+    this.content = new ContentService({ net, blockstore, swarm: new Swarm({ net, blockstore, events: { onRejected } }) })
     this.discovery = new Discovery(net, config.bootstrap, {
       onBootstrapError: (address, error) => { this.safeDispatch('bootstrap:error', { address, error: error.message }) }
     })
@@ -152,6 +158,7 @@ export class PeerverseNode extends TypedEventEmitter<NodeEvents> {
       throw err
     }
     await this.peerIdentity.start()
+    await this.content.start()
     this.discovery.start()
     this.gossipRepair.start()
     this.state = 'started'
@@ -162,6 +169,7 @@ export class PeerverseNode extends TypedEventEmitter<NodeEvents> {
     this.state = 'stopping'
     this.discovery.stop()
     this.gossipRepair.stop()
+    await this.content.stop()
     await this.peerIdentity.stop()
     await this.net.stop()
     await this.store.close()
@@ -269,7 +277,8 @@ export async function createNode (config: NodeConfig): Promise<PeerverseNode> {
       relayServer: config.relay.server
     })
     const binding = await createPeerBinding(identity.userKey, net.peerId.toString())
-    return new PeerverseNode(config, identity, store, net, binding.bytes)
+    const blockstore = await Blockstore.open(store.sublevel('content'), config.dataDir, config.content.maxStoreBytes)
+    return new PeerverseNode(config, identity, store, net, binding.bytes, blockstore)
   } catch (err) {
     await store.close()
     throw err

@@ -1,0 +1,334 @@
+/**
+ * The content capability: add, read, fetch, pin and collect content-addressed files and
+ * directories, over the local block store and the swarm. Reads stream: `cat` yields the first
+ * bytes as soon as the blocks under them arrive, fetching in order from the read position;
+ * `fetch` gets a whole file or directory rarest-first and then announces it in the DHT.
+ */
+import * as dagPb from '@ipld/dag-pb'
+import { UnixFS } from 'ipfs-unixfs'
+import type { CID } from 'multiformats/cid'
+import * as raw from 'multiformats/codecs/raw'
+import type { Network } from '../net/network.ts'
+import { BlockNotFoundError, parseCid, type Blockstore, type PinInfo } from './blockstore.ts'
+import { buildDirectory, listDirectory, resolvePath, type DirEntry, type ResolvedPath } from './directory.ts'
+import { fileLeaves, readFile, UnsupportedContentError, type GetBlock, type Leaf } from './reader.ts'
+import type { Download, DownloadProgress, Swarm } from './swarm.ts'
+import { importFile, type ImportResult } from './unixfs.ts'
+
+/** Files and directories one fetch of a directory walks at most. */
+export const MAX_FETCH_ENTRIES = 10_000
+/** Directory levels one fetch follows at most. */
+export const MAX_FETCH_DEPTH = 32
+/** Provider announcements in flight at once. */
+export const MAX_CONCURRENT_PROVIDES = 4
+
+export interface ContentComponents {
+  net: Network
+  blockstore: Blockstore
+  swarm: Swarm
+}
+
+export type ContentSource = Uint8Array | Iterable<Uint8Array> | AsyncIterable<Uint8Array>
+
+export interface CatOptions {
+  offset?: number
+  length?: number
+  signal?: AbortSignal
+  /** Providers of this CID hold the content too (a directory the file was found under). */
+  hints?: CID[]
+  onProgress?: (p: { bytes: number }) => void
+}
+
+export interface FetchProgress extends DownloadProgress {
+  cid: string
+  files: number
+}
+
+export interface ContentStat {
+  cid: string
+  kind: 'file' | 'directory'
+  /** Bytes of file content (files) or the directory's total tree size. */
+  size: number
+  /** Leaf blocks held here, of the file's total (files only). */
+  localBlocks?: number
+  blocks?: number
+  pinned: boolean
+  /** Blocks this fetch took from peers (fetch only). */
+  fetchedBlocks?: number
+}
+
+export class ContentService {
+  readonly blockstore: Blockstore
+  readonly swarm: Swarm
+  private readonly net: Network
+  private provides = 0
+  private readonly provideQueue: CID[] = []
+  private started = false
+
+  constructor (components: ContentComponents) {
+    this.net = components.net
+    this.blockstore = components.blockstore
+    this.swarm = components.swarm
+    this.blockstore.onPressure = async () => { await this.gc() }
+  }
+
+  async start (): Promise<void> {
+    if (this.started) return
+    this.started = true
+    await this.blockstore.cleanTemporary()
+    await this.swarm.start()
+    // Downloads interrupted by a stop or a crash go on where they were.
+    for (const cid of await this.blockstore.downloads()) void this.fetch(cid).catch(() => {})
+  }
+
+  async stop (): Promise<void> {
+    if (!this.started) return
+    this.started = false
+    await this.swarm.stop()
+  }
+
+  /** A block from the store, else from the swarm (as part of `root`'s download). */
+  private getter (root: CID, options: { signal?: AbortSignal, hints?: CID[] } = {}): { get: GetBlock, download: () => Download } {
+    let download: Download | undefined
+    const d = (): Download => { download ??= this.swarm.download(root, options.hints); return download }
+    const get: GetBlock = async (cid, o) => {
+      if (this.blockstore.has(cid)) {
+        try { return await this.blockstore.get(cid) } catch (err) { if (!(err instanceof BlockNotFoundError)) throw err }
+      }
+      return await d().getBlock(cid, { signal: o.signal ?? options.signal })
+    }
+    return { get, download: d }
+  }
+
+  /** Imports a file, stores its blocks durably, pins it (unless pin is false) and announces it. */
+  async add (source: ContentSource, options: { name?: string, pin?: boolean, signal?: AbortSignal } = {}): Promise<ImportResult> {
+    const src = source instanceof Uint8Array ? [source] : source
+    const result = await importFile(src, async block => {
+      options.signal?.throwIfAborted()
+      await this.blockstore.put(block.cid, block.bytes, { verified: true, durable: true })
+      this.swarm.stored(block.cid)
+    })
+    if (options.pin !== false) await this.blockstore.pin({ cid: result.cid.toString(), size: result.size, name: options.name, pinnedAt: Date.now() })
+    this.provide(result.cid)
+    return result
+  }
+
+  /** Builds a directory from children already held here; pins and announces it like add. */
+  async addDirectory (children: Array<{ name: string, cid: CID }>, options: { name?: string, pin?: boolean } = {}): Promise<{ cid: CID, size: number }> {
+    const entries: DirEntry[] = []
+    for (const c of children) entries.push({ name: c.name, cid: c.cid, size: await this.treeSize(c.cid) })
+    const dir = await buildDirectory(entries, async block => {
+      await this.blockstore.put(block.cid, block.bytes, { verified: true, durable: true })
+    })
+    if (options.pin !== false) await this.blockstore.pin({ cid: dir.cid.toString(), size: dir.size, name: options.name, pinnedAt: Date.now() })
+    this.provide(dir.cid)
+    return dir
+  }
+
+  /** Bytes of all blocks under a held root (dag-pb Tsize). */
+  private async treeSize (cid: CID): Promise<number> {
+    const bytes = await this.blockstore.get(cid)
+    if (cid.code === raw.code) return bytes.length
+    const node = dagPb.decode(bytes)
+    return bytes.length + node.Links.reduce((n, l) => n + (l.Tsize ?? 0), 0)
+  }
+
+  /** Resolves `path` under a root (a directory) to the CID it names. */
+  async resolve (root: CID | string, path: string, options: { signal?: AbortSignal } = {}): Promise<ResolvedPath> {
+    const cid = typeof root === 'string' ? parseCid(root) : root
+    const { get } = this.getter(cid, options)
+    return await resolvePath(get, cid, path, options)
+  }
+
+  /** Lists a directory. */
+  async ls (root: CID | string, options: { signal?: AbortSignal } = {}): Promise<DirEntry[]> {
+    const cid = typeof root === 'string' ? parseCid(root) : root
+    const { get } = this.getter(cid, options)
+    return await listDirectory(get, cid, options)
+  }
+
+  /** What a CID is and how much of it is here (fetches only its root when missing). */
+  async stat (root: CID | string, options: { signal?: AbortSignal, hints?: CID[] } = {}): Promise<ContentStat> {
+    const cid = typeof root === 'string' ? parseCid(root) : root
+    const pinned = (await this.blockstore.getPin(cid)) != null
+    const { get } = this.getter(cid, options)
+    const kind = await this.kindOf(get, cid, options.signal)
+    if (kind === 'directory') return { cid: cid.toString(), kind, size: await this.treeSize(cid), pinned }
+    const leaves = await fileLeaves(get, cid, options)
+    return {
+      cid: cid.toString(),
+      kind,
+      size: leaves.reduce((n, l) => n + l.size, 0),
+      blocks: leaves.length,
+      localBlocks: leaves.filter(l => this.blockstore.has(l.cid)).length,
+      pinned
+    }
+  }
+
+  private async kindOf (get: GetBlock, cid: CID, signal?: AbortSignal): Promise<'file' | 'directory'> {
+    if (cid.code === raw.code) return 'file'
+    if (cid.code !== dagPb.code) throw new UnsupportedContentError(`codec 0x${cid.code.toString(16)} is not UnixFS`)
+    const bytes = await get(cid, { signal })
+    let type: string
+    try {
+      const node = dagPb.decode(bytes)
+      type = node.Data == null ? 'none' : UnixFS.unmarshal(node.Data).type
+    } catch (err) {
+      throw new UnsupportedContentError(`${cid.toString()} is not a UnixFS node: ${(err as Error).message}`)
+    }
+    if (type === 'directory') return 'directory'
+    if (type === 'file' || type === 'raw') return 'file'
+    throw new UnsupportedContentError(`UnixFS ${type} is not supported`)
+  }
+
+  /**
+   * Streams [offset, offset + length) of a file. Missing blocks come from the swarm in order from
+   * the read position; every block is verified before its bytes are yielded, and kept.
+   */
+  async * cat (root: CID | string, options: CatOptions = {}): AsyncGenerator<Uint8Array> {
+    const cid = typeof root === 'string' ? parseCid(root) : root
+    const { get, download } = this.getter(cid, options)
+    const leaves = await fileLeaves(get, cid, options)
+    const offset = options.offset ?? 0
+    const end = options.length == null ? Infinity : offset + options.length
+    let want: ReturnType<Download['addWant']> | undefined
+    let d: Download | undefined
+    if (leaves.some(l => l.offset + l.size > offset && l.offset < end && !this.blockstore.has(l.cid))) {
+      d = download()
+      d.setLeaves(leaves)
+      const range = d.leafRange(offset, end)
+      want = d.addWant(range.from, range.to, true)
+    }
+    const readGet: GetBlock = want == null || d == null
+      ? get
+      : async (c, o) => {
+        if (this.blockstore.has(c)) {
+          try { return await this.blockstore.get(c) } catch (err) { if (!(err instanceof BlockNotFoundError)) throw err }
+        }
+        return await (d as Download).getBlock(c, { signal: o.signal, want })
+      }
+    let bytes = 0
+    try {
+      for await (const chunk of readFile(readGet, cid, { offset: options.offset, length: options.length, signal: options.signal })) {
+        bytes += chunk.length
+        options.onProgress?.({ bytes })
+        yield chunk
+      }
+    } finally {
+      if (want != null) d?.removeWant(want)
+    }
+  }
+
+  /**
+   * Fetches a whole file or directory into the store (rarest first, from every holder found),
+   * then announces it. Resumes from the blocks already held.
+   */
+  async fetch (root: CID | string, options: { signal?: AbortSignal, onProgress?: (p: FetchProgress) => void } = {}): Promise<ContentStat> {
+    const cid = typeof root === 'string' ? parseCid(root) : root
+    await this.blockstore.markDownload(cid)
+    let files = 0
+    let fetchedBlocks = 0
+    const walk = async (c: CID, depth: number, hints: CID[]): Promise<void> => {
+      if (depth > MAX_FETCH_DEPTH) throw new UnsupportedContentError(`directories deeper than ${MAX_FETCH_DEPTH}`)
+      const { get, download } = this.getter(c, { signal: options.signal, hints })
+      const kind = await this.kindOf(get, c, options.signal)
+      if (kind === 'directory') {
+        for (const entry of await listDirectory(get, c, options)) {
+          if (++files > MAX_FETCH_ENTRIES) throw new UnsupportedContentError(`more than ${MAX_FETCH_ENTRIES} entries`)
+          await walk(entry.cid, depth + 1, [cid])
+        }
+        return
+      }
+      files++
+      const leaves: Leaf[] = await fileLeaves(get, c, options)
+      if (leaves.every(l => this.blockstore.has(l.cid))) return
+      const d = download()
+      d.setLeaves(leaves)
+      const before = d.blocksFromPeers
+      try {
+        await d.complete(0, leaves.length, {
+          signal: options.signal,
+          onProgress: p => { options.onProgress?.({ ...p, cid: c.toString(), files }) }
+        })
+      } finally {
+        fetchedBlocks += d.blocksFromPeers - before
+      }
+    }
+    await walk(cid, 0, [])
+    await this.blockstore.clearDownload(cid)
+    this.provide(cid)
+    return { ...await this.stat(cid, options), fetchedBlocks }
+  }
+
+  /** Pins a root, fetching whatever of it is missing first. */
+  async pin (root: CID | string, options: { name?: string, signal?: AbortSignal, onProgress?: (p: FetchProgress) => void } = {}): Promise<PinInfo> {
+    const cid = typeof root === 'string' ? parseCid(root) : root
+    const stat = await this.fetch(cid, options)
+    const info: PinInfo = { cid: cid.toString(), size: stat.size, name: options.name, pinnedAt: Date.now() }
+    await this.blockstore.pin(info)
+    return info
+  }
+
+  /** Unpins a root; its blocks stay until garbage collection. */
+  async unpin (root: CID | string): Promise<boolean> {
+    const cid = typeof root === 'string' ? parseCid(root) : root
+    return await this.blockstore.unpin(cid)
+  }
+
+  async pins (): Promise<PinInfo[]> {
+    return await this.blockstore.pins()
+  }
+
+  /**
+   * Removes every block not reachable from a pin or a download in progress, and stops
+   * announcing roots no longer held whole.
+   */
+  async gc (): Promise<{ removed: number, freed: number }> {
+    const keep = new Set<string>()
+    const roots = [...(await this.pins()).map(p => parseCid(p.cid)), ...(await this.blockstore.downloads())]
+    const mark = async (cid: CID, depth: number): Promise<void> => {
+      const key = cid.toString()
+      if (keep.has(key) || depth > MAX_FETCH_DEPTH + 8) return
+      keep.add(key)
+      if (cid.code !== dagPb.code || !this.blockstore.has(cid)) return
+      let bytes: Uint8Array
+      try { bytes = await this.blockstore.get(cid) } catch { return }
+      for (const link of dagPb.decode(bytes).Links) await mark(link.Hash, depth + 1)
+    }
+    for (const root of roots) await mark(root, 0)
+    const provided = await this.blockstore.providedRoots()
+    const result = await this.blockstore.sweep(keep)
+    for (const root of provided) {
+      if (!this.blockstore.has(root)) {
+        await this.blockstore.unmarkProvided(root)
+        await this.net.services.dht.cancelReprovide(root).catch(() => {})
+      }
+    }
+    return result
+  }
+
+  /** Announces a root in the DHT (in the background; kad-dht re-announces it on a schedule). */
+  provide (cid: CID): void {
+    this.provideQueue.push(cid)
+    this.drainProvides()
+  }
+
+  private drainProvides (): void {
+    while (this.provides < MAX_CONCURRENT_PROVIDES && this.provideQueue.length > 0) {
+      const cid = this.provideQueue.shift() as CID
+      this.provides++
+      void (async () => {
+        try {
+          await this.blockstore.markProvided(cid)
+          if (this.started && this.net.status === 'started') {
+            for await (const _ of this.net.services.dht.provide(cid, { signal: AbortSignal.timeout(60_000) })) { /* drain */ }
+          }
+        } catch {
+        } finally {
+          this.provides--
+          this.drainProvides()
+        }
+      })()
+    }
+  }
+}
