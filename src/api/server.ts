@@ -370,7 +370,13 @@ export class ApiServer {
         res.writeHead(range == null ? 200 : 206, headers)
         first = false
       }
-      if (!res.write(chunk)) await new Promise<void>(resolve => { res.once('drain', resolve); res.once('close', resolve) })
+      if (!res.write(chunk)) {
+        await new Promise<void>(resolve => {
+          const done = (): void => { res.off('drain', done); res.off('close', done); resolve() }
+          res.on('drain', done)
+          res.on('close', done)
+        })
+      }
       if (res.destroyed) return
     }
     res.end()
@@ -441,7 +447,7 @@ export class ApiServer {
 /** HTTP status for an error thrown by the node. */
 function errorStatus (e: Error): number {
   switch (e.name) {
-    case 'NotFoundError': case 'PathNotFoundError': case 'BlockNotFoundError': return 404
+    case 'NotFoundError': case 'PathNotFoundError': case 'BlockNotFoundError': case 'NoProvidersError': return 404
     case 'AbortError': case 'TimeoutError': return 504
     case 'StoreFullError': return 507
     case 'UnsupportedContentError': case 'NotADirectoryError': return 422

@@ -61,6 +61,8 @@ export class ContentService {
   readonly blockstore: Blockstore
   readonly swarm: Swarm
   private readonly net: Network
+  /** Blocks of imports in progress, kept from garbage collection until their root is pinned. */
+  private readonly importing = new Set<string>()
   private provides = 0
   private readonly provideQueue: CID[] = []
   private started = false
@@ -103,14 +105,21 @@ export class ContentService {
   /** Imports a file, stores its blocks durably, pins it (unless pin is false) and announces it. */
   async add (source: ContentSource, options: { name?: string, pin?: boolean, signal?: AbortSignal } = {}): Promise<ImportResult> {
     const src = source instanceof Uint8Array ? [source] : source
-    const result = await importFile(src, async block => {
-      options.signal?.throwIfAborted()
-      await this.blockstore.put(block.cid, block.bytes, { verified: true, durable: true })
-      this.swarm.stored(block.cid)
-    })
-    if (options.pin !== false) await this.blockstore.pin({ cid: result.cid.toString(), size: result.size, name: options.name, pinnedAt: Date.now() })
-    this.provide(result.cid)
-    return result
+    const mine: string[] = []
+    try {
+      const result = await importFile(src, async block => {
+        options.signal?.throwIfAborted()
+        const key = block.cid.toString()
+        if (!this.importing.has(key)) { this.importing.add(key); mine.push(key) }
+        await this.blockstore.put(block.cid, block.bytes, { verified: true, durable: true })
+        this.swarm.stored(block.cid)
+      })
+      if (options.pin !== false) await this.blockstore.pin({ cid: result.cid.toString(), size: result.size, name: options.name, pinnedAt: Date.now() })
+      this.provide(result.cid)
+      return result
+    } finally {
+      for (const key of mine) this.importing.delete(key)
+    }
   }
 
   /** Builds a directory from children already held here; pins and announces it like add. */
@@ -284,7 +293,7 @@ export class ContentService {
    * announcing roots no longer held whole.
    */
   async gc (): Promise<{ removed: number, freed: number }> {
-    const keep = new Set<string>()
+    const keep = new Set<string>(this.importing)
     const roots = [...(await this.pins()).map(p => parseCid(p.cid)), ...(await this.blockstore.downloads())]
     const mark = async (cid: CID, depth: number): Promise<void> => {
       const key = cid.toString()

@@ -97,7 +97,10 @@ function readVarint (bytes: Uint8Array, offset: number, max: number, what: strin
     throw new SwarmProtocolError(`malformed ${what}`)
   }
   if (!Number.isSafeInteger(value) || value > max) throw new SwarmProtocolError(`${what} ${value} is over ${max}`)
-  return { value, next: offset + varint.encodingLength(value) }
+  const next = offset + varint.encodingLength(value)
+  // One message, one encoding: a varint padded with continuation bytes is refused.
+  if (bytes[next - 1] >= 0x80) throw new SwarmProtocolError(`non-minimal ${what}`)
+  return { value, next }
 }
 
 function readCid (bytes: Uint8Array): { cid: CID, next: number } {
@@ -109,6 +112,7 @@ function readCid (bytes: Uint8Array): { cid: CID, next: number } {
   } catch {
     throw new SwarmProtocolError('malformed CID')
   }
+  if (cid.bytes.length !== len) throw new SwarmProtocolError('non-canonical CID')
   return { cid, next: next + len }
 }
 

@@ -14,6 +14,7 @@
  * one at a time in order, within a window and a request rate per peer.
  */
 import type { Connection, PeerId, Stream } from '@libp2p/interface'
+import { logger } from '@libp2p/logger'
 import { peerIdFromString } from '@libp2p/peer-id'
 import * as lp from 'it-length-prefixed'
 import type { CID } from 'multiformats/cid'
@@ -24,6 +25,8 @@ import {
   bitfieldBytes, decodeMessage, encodeMessage, getBit, MAX_FRAME_BYTES, setBit, SWARM_PROTOCOL,
   SwarmProtocolError, type HolderStatus, type SwarmMessage
 } from './swarm-wire.ts'
+
+const log = logger('peerverse:swarm')
 
 /** Requests a downloader keeps outstanding with one holder; a holder refuses more. */
 export const MAX_BLOCKS_IN_FLIGHT_PER_PEER = 8
@@ -55,6 +58,8 @@ export const MAX_PROVIDERS_PER_LOOKUP = 20
 export const BAN_MS = 10 * 60_000
 /** An idle download keeps its sessions this long for the next read. */
 export const DOWNLOAD_LINGER_MS = 10_000
+/** A download that has found no holder for this long fails with NoProvidersError. */
+export const NO_HOLDERS_TIMEOUT_MS = 30_000
 /** Peers asked for the same leaf at once in the end game. */
 export const ENDGAME_MAX_REQUESTERS = 2
 
@@ -106,6 +111,13 @@ interface Waiter {
   reject: (err: Error) => void
 }
 
+/** Errors that are the remote peer's fault: it is banned for them. */
+function isViolation (err: unknown): boolean {
+  const name = (err as Error)?.name
+  return err instanceof SwarmProtocolError || err instanceof BadBlockError || err instanceof SwarmRateLimitError ||
+    name === 'InvalidDataLengthError' || name === 'InvalidDataLengthLengthError'
+}
+
 async function writeFrame (stream: Stream, msg: SwarmMessage): Promise<void> {
   if (!stream.send(lp.encode.single(encodeMessage(msg)))) await stream.onDrain()
 }
@@ -117,6 +129,8 @@ class Session {
   leaves: number
   bits: Uint8Array
   readonly inflight = new Set<string>()
+  /** Requests we cancelled: the holder may have sent the block before it saw CANCEL. */
+  readonly cancelled = new Set<string>()
   readonly dontHave = new Set<string>()
   stalls = 0
   closed = false
@@ -171,6 +185,9 @@ export class Download {
   private lastLookup = 0
   private lookingUp = false
   private idleSince = Date.now()
+  private noHolderSince = Date.now()
+  /** Why the download ended, when it failed. */
+  failure?: Error
   closed = false
   received = 0
   blocksFromPeers = 0
@@ -318,7 +335,7 @@ export class Download {
     try {
       while (this.missingIn(from, to) > 0) {
         options.signal?.throwIfAborted()
-        if (this.closed) throw new Error('download closed')
+        if (this.closed) throw this.failure ?? new Error('download closed')
         options.onProgress?.(this.progress())
         await Promise.race([delay(200, options.signal), this.swarm.leafEvent(this)])
       }
@@ -340,8 +357,21 @@ export class Download {
         void key
       }
     }
+    if (this.sessions.size > 0 || !this.active) this.noHolderSince = now
+    else if (this.probing.size === 0 && !this.lookingUp && now - this.noHolderSince > NO_HOLDERS_TIMEOUT_MS) {
+      this.fail(new NoProvidersError(`no peer holds ${this.root.toString()} (asked connected peers and the DHT for ${Math.round((now - this.noHolderSince) / 1000)} s)`))
+      return
+    }
     if (this.active) this.refresh()
     this.pump()
+  }
+
+  /** Ends the download with an error for everyone waiting on it. */
+  fail (err: Error): void {
+    this.failure = err
+    for (const key of [...this.waiters.keys()]) this.failWaiters(key, err)
+    this.close()
+    this.swarm.wake()
   }
 
   /** Looks for more holders: connected peers first, then the DHT. */
@@ -389,6 +419,7 @@ export class Download {
       if (first.done === true) throw new SwarmProtocolError('stream ended before BITFIELD')
       const msg = decodeMessage(first.value.subarray())
       if (msg.type !== 'bitfield') throw new SwarmProtocolError(`expected BITFIELD, got ${msg.type}`)
+      log('probe of %s for %s: %s', key, this.root, msg.status)
       if (msg.status === 'none' || this.closed || this.swarm.isBanned(key)) {
         this.probed.set(key, Date.now())
         await stream.close().catch(() => { stream?.abort(new Error('closed')) })
@@ -403,9 +434,10 @@ export class Download {
       void this.readLoop(session, frames)
       this.pump()
     } catch (err) {
+      log('probe of %s for %s failed: %s', key, this.root, (err as Error).message)
       stream?.abort(err as Error)
       this.probed.set(key, Date.now())
-      if (err instanceof SwarmProtocolError) this.swarm.penalize(key, err)
+      if (isViolation(err)) this.swarm.penalize(key, err as Error)
     } finally {
       this.probing.delete(key)
     }
@@ -420,7 +452,8 @@ export class Download {
         await this.onMessage(s, msg)
       }
     } catch (err) {
-      if (!s.closed && (err instanceof SwarmProtocolError || err instanceof BadBlockError)) this.swarm.penalize(s.peer, err)
+      log('session with %s for %s ended: %s', s.peer, this.root, (err as Error).message)
+      if (!s.closed && isViolation(err)) this.swarm.penalize(s.peer, err as Error)
     }
     this.dropSession(s)
   }
@@ -430,7 +463,10 @@ export class Download {
       case 'block': return await this.onBlock(s, msg.cid, msg.bytes)
       case 'dont-have': {
         const key = msg.cid.toString()
-        if (!s.inflight.delete(key)) throw new SwarmProtocolError('DONT_HAVE for a block not requested')
+        if (!s.inflight.delete(key)) {
+          if (s.cancelled.delete(key)) return
+          throw new SwarmProtocolError('DONT_HAVE for a block not requested')
+        }
         const index = this.leafIndex.get(key)
         if (index != null) {
           if (s.status === 'complete') { s.status = 'partial'; s.leaves = this.leaves?.length ?? 0; s.bits = new Uint8Array(bitfieldBytes(s.leaves)).fill(0xff) }
@@ -462,7 +498,14 @@ export class Download {
 
   private async onBlock (s: Session, cid: CID, bytes: Uint8Array): Promise<void> {
     const key = cid.toString()
-    if (!s.inflight.delete(key)) throw new SwarmProtocolError(`unrequested block ${key}`)
+    if (!s.inflight.delete(key)) {
+      if (!s.cancelled.delete(key)) throw new SwarmProtocolError(`unrequested block ${key}`)
+      // Sent before our CANCEL arrived: not a lie, only waste.
+      this.received += bytes.length
+      this.wasted += bytes.length
+      this.swarm.stats.bytesWasted += bytes.length
+      return
+    }
     this.received += bytes.length
     try {
       await verifyBlock(cid, bytes)
@@ -472,15 +515,22 @@ export class Download {
     const req = this.requests.get(key)
     if (req == null || req.arrived) {
       this.wasted += bytes.length
+      this.swarm.stats.bytesWasted += bytes.length
       this.pump()
       return
     }
     req.arrived = true
     this.blocksFromPeers++
+    this.swarm.stats.blocksFetched++
+    this.swarm.stats.bytesFetched += bytes.length
     for (const p of req.peers) {
       if (p === s.peer) continue
       const other = this.sessions.get(p)
-      if (other != null && other.inflight.delete(key)) other.send({ type: 'cancel', cid })
+      if (other != null && other.inflight.delete(key)) {
+        other.send({ type: 'cancel', cid })
+        other.cancelled.add(key)
+        if (other.cancelled.size > MAX_BLOCKS_IN_FLIGHT_PER_PEER * 4) other.cancelled.delete(other.cancelled.values().next().value as string)
+      }
     }
     this.pump()
     try {
@@ -649,6 +699,8 @@ export class Swarm {
   private readonly leafWaiters = new Set<() => void>()
   private gcTimer?: ReturnType<typeof setInterval>
   private started = false
+  /** Counters since start: blocks served to peers, and unique blocks fetched from them. */
+  readonly stats = { blocksServed: 0, bytesServed: 0, blocksFetched: 0, bytesFetched: 0, bytesWasted: 0 }
 
   constructor (init: SwarmInit) {
     this.net = init.net
@@ -744,11 +796,16 @@ export class Swarm {
     return new Promise(resolve => { this.leafWaiters.add(resolve) })
   }
 
+  /** Wakes everyone waiting in Download.complete(). */
+  wake (): void {
+    for (const w of this.leafWaiters) w()
+    this.leafWaiters.clear()
+  }
+
   /** Called after a block is stored: wakes waiters and pushes HAVE to holders' sessions. */
   stored (cid: CID): void {
     const key = cid.toString()
-    for (const w of this.leafWaiters) w()
-    this.leafWaiters.clear()
+    this.wake()
     for (const [root, streams] of this.serving) {
       const index = this.leafCache.get(root)?.get(key)
       if (index == null) continue
@@ -815,8 +872,12 @@ export class Swarm {
           bytes = this.blockstore.has(cid) ? await this.blockstore.get(cid) : undefined
         } catch {}
         await writeFrame(stream, bytes == null ? { type: 'dont-have', cid } : { type: 'block', cid, bytes })
+        if (bytes != null) {
+          this.stats.blocksServed++
+          this.stats.bytesServed += bytes.length
+        }
       }
-    })()
+    })().catch(() => { ended = true })
     try {
       for await (const frame of lp.decode(stream, { maxDataLength: MAX_REQUEST_FRAME_BYTES })) {
         const msg = decodeMessage(frame.subarray())
@@ -856,9 +917,9 @@ export class Swarm {
       wake?.()
       stream.abort(err as Error)
       const e = err as Error
-      if (e instanceof SwarmProtocolError || e instanceof SwarmRateLimitError || e.name === 'InvalidDataLengthError' || e.name === 'InvalidDataLengthLengthError') {
-        this.events.onRejected?.(peer, SWARM_PROTOCOL, e)
-      }
+      // A downloader that breaks the protocol loses its session and is reported; holders that
+      // lie are banned on the downloading side, where a lie costs something.
+      if (isViolation(e)) this.events.onRejected?.(peer, SWARM_PROTOCOL, e)
     } finally {
       clearTimeout(openTimer)
       if (rootKey != null) {
@@ -866,7 +927,7 @@ export class Swarm {
         set?.delete(stream)
         if (set?.size === 0) this.serving.delete(rootKey)
       }
-      await sender.catch(() => {})
+      await sender
     }
   }
 }

@@ -50,6 +50,18 @@ export interface NodeStatus {
   connections: number
   rejected: number
   memory: { rss: number, heapUsed: number }
+  content: ContentStatus
+}
+
+export interface ContentStatus {
+  usedBytes: number
+  maxBytes: number
+  blocks: number
+  blocksServed: number
+  bytesServed: number
+  blocksFetched: number
+  bytesFetched: number
+  bytesWasted: number
 }
 
 export interface GossipMessageEvent {
@@ -165,7 +177,12 @@ export class PeerverseNode extends TypedEventEmitter<NodeEvents> {
   }
 
   async stop (): Promise<void> {
-    if (this.state === 'stopped' || this.state === 'stopping') return
+    if (this.state === 'stopped') {
+      // Never started (or already stopped): the store may still be open.
+      await this.store.close()
+      return
+    }
+    if (this.state === 'stopping') return
     this.state = 'stopping'
     this.discovery.stop()
     this.gossipRepair.stop()
@@ -199,7 +216,13 @@ export class PeerverseNode extends TypedEventEmitter<NodeEvents> {
       peers: this.net.getPeers().map(p => p.toString()),
       connections: this.net.getConnections().length,
       rejected: this.rejectedCount,
-      memory: { rss: mem.rss, heapUsed: mem.heapUsed }
+      memory: { rss: mem.rss, heapUsed: mem.heapUsed },
+      content: {
+        usedBytes: this.content.blockstore.usedBytes,
+        maxBytes: this.content.blockstore.maxBytes,
+        blocks: this.content.blockstore.blockCount,
+        ...this.content.swarm.stats
+      }
     }
   }
 
