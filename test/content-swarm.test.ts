@@ -98,6 +98,11 @@ describe('content swarm', { timeout: 600_000 }, () => {
 
   it('one peer adds 64 MiB, four fetch it at once and all end with identical bytes', async () => {
     cid64 = await add(original, join(work, 'big.bin'))
+    // The original announced the root: a DHT lookup from another peer names it.
+    await waitFor('a provider record for the root', async () => {
+      const { providers } = await four[3].api.request<{ providers: string[] }>('GET', `/api/v0/dht/providers/${cid64}`)
+      return providers.includes(original.ready.peerId)
+    }, 20_000)
     const results = await Promise.all(four.map(async (p, i) => await get(p, cid64, join(work, `got-${i}.bin`))))
     const want = sha(file64)
     for (let i = 0; i < 4; i++) {
@@ -115,6 +120,11 @@ describe('content swarm', { timeout: 600_000 }, () => {
   it('a fifth fetches from the four with the original stopped', async () => {
     assert.equal(await set.stop(original), 0)
     const fifth = await set.start({ bootstrap: [four[0].addr] })
+    // Each of the four announced the root once it held all of it.
+    await waitFor('the four are providers of the root', async () => {
+      const { providers } = await fifth.api.request<{ providers: string[] }>('GET', `/api/v0/dht/providers/${cid64}`)
+      return four.filter(p => providers.includes(p.ready.peerId)).length >= 2
+    }, 20_000)
     const before = await Promise.all(four.map(async p => (await status(p)).content.blocksServed))
     await get(fifth, cid64, join(work, 'got-5.bin'))
     assert.equal(sha(await readFile(join(work, 'got-5.bin'))), sha(file64))

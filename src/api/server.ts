@@ -15,7 +15,8 @@ import type { PeerverseNode, NodeEvents } from '../node/node.ts'
 import { parseCid } from '../content/blockstore.ts'
 import { contentRangeHeader, parseRange, RangeNotSatisfiableError, unsatisfiedRangeHeader } from '../content/http-range.ts'
 import { contentType, SNIFF_BYTES } from '../content/mime.ts'
-import type { CID } from 'multiformats/cid'
+import { CID } from 'multiformats/cid'
+import type { Entry, EntryPayload } from '../social/feed.ts'
 import { ApiError } from './errors.ts'
 
 export const API_TOKEN_FILE = 'api-token'
@@ -69,7 +70,7 @@ export async function readApiInfo (dataDir: string): Promise<ApiInfo & { token: 
   return { ...info, token }
 }
 
-const EVENT_TYPES: Array<keyof NodeEvents> = ['peer:connect', 'peer:disconnect', 'peer:identified', 'gossip:message', 'peer:rejected', 'bootstrap:error']
+const EVENT_TYPES: Array<keyof NodeEvents> = ['peer:connect', 'peer:disconnect', 'peer:identified', 'gossip:message', 'peer:rejected', 'bootstrap:error', 'feed:entry', 'feed:fork']
 
 function eventJson (type: string, detail: unknown): string {
   if (type === 'gossip:message') {
@@ -396,11 +397,26 @@ export class ApiServer {
     if (method === 'GET' && path === '/api/v0/peers') return { peers: node.peers() }
     if (method === 'GET' && path.startsWith('/api/v0/dht/peer/')) return node.findPeer(decodeURIComponent(path.slice('/api/v0/dht/peer/'.length)), { signal })
     if (method === 'GET' && path === '/api/v0/gossip/topics') return { topics: node.topics() }
+    if (method === 'GET' && path === '/api/v0/social/feed') {
+      const limit = url.searchParams.get('limit')
+      return { entries: await node.social.timeline({ limit: limit == null ? undefined : intParam(limit, 'limit'), before: url.searchParams.get('before') ?? undefined }) }
+    }
+    if (method === 'GET' && path === '/api/v0/social/following') return { following: node.social.following() }
+    if (method === 'GET' && path === '/api/v0/social/lists') return node.social.lists()
+    if (method === 'GET' && path.startsWith('/api/v0/social/profile/')) return await node.social.profile(decodeURIComponent(path.slice('/api/v0/social/profile/'.length)))
+    if (method === 'GET' && path.startsWith('/api/v0/social/entries/')) {
+      const did = decodeURIComponent(path.slice('/api/v0/social/entries/'.length))
+      const from = url.searchParams.get('from')
+      const limit = url.searchParams.get('limit')
+      const entries = await node.social.entries(did, { from: from == null ? undefined : intParam(from, 'from'), limit: limit == null ? undefined : intParam(limit, 'limit') })
+      return { entries: entries.map(e => ({ id: e.id.toString(), author: e.author, ...jsonPayload(e.payload) })) }
+    }
     if (method === 'GET' && path === '/api/v0/content/pins') return { pins: await node.content.pins() }
     if (method === 'GET' && path === '/api/v0/content/store') {
       const bs = node.content.blockstore
       return { usedBytes: bs.usedBytes, maxBytes: bs.maxBytes, blocks: bs.blockCount }
     }
+    if (method === 'GET' && path.startsWith('/api/v0/dht/providers/')) return { providers: await node.content.providers(decodeURIComponent(path.slice('/api/v0/dht/providers/'.length))) }
     if (method === 'GET' && path.startsWith('/api/v0/content/stat/')) return await node.content.stat(decodeURIComponent(path.slice('/api/v0/content/stat/'.length)), { signal })
     if (method === 'GET' && path.startsWith('/api/v0/content/ls/')) {
       const entries = await node.content.ls(decodeURIComponent(path.slice('/api/v0/content/ls/'.length)), { signal })
@@ -431,6 +447,26 @@ export class ApiServer {
           const dir = await node.content.addDirectory(children, { name: typeof body.name === 'string' ? body.name : undefined, pin: body.pin !== false })
           return { cid: dir.cid.toString(), size: dir.size }
         }
+        case '/api/v0/social/post': {
+          const attachments = cidList(body.attachments)
+          return entryJson(await node.social.post(str(body, 'text'), attachments))
+        }
+        case '/api/v0/social/reply': return entryJson(await node.social.reply(parseCid(body.to), str(body, 'text'), cidList(body.attachments)))
+        case '/api/v0/social/like': return entryJson(await node.social.like(parseCid(body.of)))
+        case '/api/v0/social/delete': return entryJson(await node.social.remove(parseCid(body.of)))
+        case '/api/v0/social/follow': return entryJson(await node.social.follow(str(body, 'did')))
+        case '/api/v0/social/unfollow': return entryJson(await node.social.unfollow(str(body, 'did')))
+        case '/api/v0/social/profile': {
+          const profile: { name?: string, bio?: string, avatar?: CID } = {}
+          if (body.name !== undefined) profile.name = str(body, 'name')
+          if (body.bio !== undefined) profile.bio = String(body.bio)
+          if (body.avatar !== undefined) profile.avatar = parseCid(body.avatar)
+          return entryJson(await node.social.setProfile(profile))
+        }
+        case '/api/v0/social/mute': await node.social.setMuted(str(body, 'did'), true); return node.social.lists()
+        case '/api/v0/social/unmute': await node.social.setMuted(str(body, 'did'), false); return node.social.lists()
+        case '/api/v0/social/block': await node.social.setBlocked(str(body, 'did'), true); return node.social.lists()
+        case '/api/v0/social/unblock': await node.social.setBlocked(str(body, 'did'), false); return node.social.lists()
         case '/api/v0/gossip/publish': {
           const data = typeof body.data === 'string'
             ? new TextEncoder().encode(body.data)
@@ -444,13 +480,39 @@ export class ApiServer {
   }
 }
 
+function intParam (value: string, name: string): number {
+  const n = Number(value)
+  if (!Number.isSafeInteger(n) || n < 0) throw new ApiError(400, 'BadRequest', `${name} must be a non-negative integer`)
+  return n
+}
+
+function cidList (value: unknown): CID[] | undefined {
+  if (value === undefined) return undefined
+  if (!Array.isArray(value)) throw new ApiError(400, 'BadRequest', 'attachments must be a list of CIDs')
+  return value.map(v => parseCid(v))
+}
+
+/** An entry's payload with CIDs as strings. */
+function jsonPayload (payload: EntryPayload): Record<string, unknown> {
+  // A CID serialises as {"/": "bafy…"} (its toJSON); the API gives it as the plain string.
+  return JSON.parse(JSON.stringify(payload, (_k, v) => {
+    if (CID.asCID(v) != null) return String(v)
+    if (v != null && typeof v === 'object' && Object.keys(v).length === 1 && typeof v['/'] === 'string') return v['/']
+    return v
+  }))
+}
+
+function entryJson (e: Entry): Record<string, unknown> {
+  return { id: e.id.toString(), author: e.author, ...jsonPayload(e.payload) }
+}
+
 /** HTTP status for an error thrown by the node. */
 function errorStatus (e: Error): number {
   switch (e.name) {
     case 'NotFoundError': case 'PathNotFoundError': case 'BlockNotFoundError': case 'NoProvidersError': return 404
     case 'AbortError': case 'TimeoutError': return 504
     case 'StoreFullError': return 507
-    case 'UnsupportedContentError': case 'NotADirectoryError': return 422
+    case 'UnsupportedContentError': case 'NotADirectoryError': case 'InvalidEntryError': return 422
     default: return /not found/i.test(e.message) ? 404 : 400
   }
 }

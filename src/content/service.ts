@@ -316,6 +316,12 @@ export class ContentService {
     return result
   }
 
+  /** Peers the DHT names as holders of a CID (a network lookup; dials none of them). */
+  async providers (root: CID | string): Promise<string[]> {
+    const cid = typeof root === 'string' ? parseCid(root) : root
+    return (await this.swarm.findProviders(cid)).map(p => p.toString())
+  }
+
   /** Announces a root in the DHT (in the background; kad-dht re-announces it on a schedule). */
   provide (cid: CID): void {
     this.provideQueue.push(cid)

@@ -19,6 +19,10 @@ import { validateConfig, type NodeConfig } from './config.ts'
 import { Blockstore } from '../content/blockstore.ts'
 import { ContentService } from '../content/service.ts'
 import { Swarm } from '../content/swarm.ts'
+import { SocialService } from '../social/service.ts'
+import { FeedStore } from '../social/store.ts'
+import type { Entry } from '../social/feed.ts'
+import type { ForkEvidence } from '../social/store.ts'
 
 export class PortInUseError extends Error {
   name = 'PortInUseError'
@@ -83,6 +87,17 @@ export interface NodeEvents {
   'gossip:message': CustomEvent<GossipMessageEvent>
   'peer:rejected': CustomEvent<RejectedEvent>
   'bootstrap:error': CustomEvent<{ address: string, error: string }>
+  'feed:entry': CustomEvent<FeedEntryEvent>
+  'feed:fork': CustomEvent<{ author: string, seq: number }>
+}
+
+export interface FeedEntryEvent {
+  author: string
+  seq: number
+  id: string
+  kind: string
+  ts: number
+  text?: string
 }
 
 export interface FindPeerResult {
@@ -116,6 +131,7 @@ export class PeerverseNode extends TypedEventEmitter<NodeEvents> {
   readonly store: Store
   readonly net: Network
   readonly content: ContentService
+  readonly social: SocialService
   private readonly peerIdentity: PeerIdentityService
   private readonly discovery: Discovery
   private readonly gossipRepair: GossipRepair
@@ -137,6 +153,23 @@ export class PeerverseNode extends TypedEventEmitter<NodeEvents> {
       onRejected
     })
     this.content = new ContentService({ net, blockstore, swarm: new Swarm({ net, blockstore, events: { onRejected } }) })
+    this.social = new SocialService({
+      net,
+      store: new FeedStore(store.sublevel('social')),
+      key: identity.userKey,
+      did: identity.did,
+      publish: async (topic, data) => await this.publish(topic, data),
+      subscribe: topic => { this.subscribe(topic) },
+      unsubscribe: topic => { this.unsubscribe(topic) },
+      events: {
+        onEntry: (e: Entry) => {
+          const text = (e.payload.body as { text?: string }).text
+          this.safeDispatch('feed:entry', { author: e.author, seq: e.payload.seq, id: e.id.toString(), kind: e.payload.kind, ts: e.payload.ts, text })
+        },
+        onFork: (f: ForkEvidence) => { this.safeDispatch('feed:fork', { author: f.author, seq: f.seq }) },
+        onRejected
+      }
+    })
     this.discovery = new Discovery(net, config.bootstrap, {
       onBootstrapError: (address, error) => { this.safeDispatch('bootstrap:error', { address, error: error.message }) }
     })
@@ -147,6 +180,7 @@ export class PeerverseNode extends TypedEventEmitter<NodeEvents> {
       const msg = evt.detail
       if (msg.type !== 'signed') return
       this.safeDispatch('gossip:message', { topic: msg.topic, from: msg.from.toString(), data: msg.data })
+      if (msg.topic.startsWith('peerverse/feed/')) void this.social.onGossip(msg.topic, msg.from.toString(), msg.data)
     })
   }
 
@@ -171,6 +205,7 @@ export class PeerverseNode extends TypedEventEmitter<NodeEvents> {
     }
     await this.peerIdentity.start()
     await this.content.start()
+    await this.social.start()
     this.discovery.start()
     this.gossipRepair.start()
     this.state = 'started'
@@ -186,6 +221,7 @@ export class PeerverseNode extends TypedEventEmitter<NodeEvents> {
     this.state = 'stopping'
     this.discovery.stop()
     this.gossipRepair.stop()
+    await this.social.stop()
     await this.content.stop()
     await this.peerIdentity.stop()
     await this.net.stop()
