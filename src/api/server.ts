@@ -409,7 +409,7 @@ export class ApiServer {
       const from = url.searchParams.get('from')
       const limit = url.searchParams.get('limit')
       const entries = await node.social.entries(did, { from: from == null ? undefined : intParam(from, 'from'), limit: limit == null ? undefined : intParam(limit, 'limit') })
-      return { entries: entries.map(e => ({ id: e.id.toString(), author: e.author, ...jsonPayload(e.payload) })) }
+      return { entries: entries.map(entryJson) }
     }
     if (method === 'GET' && path === '/api/v0/content/pins') return { pins: await node.content.pins() }
     if (method === 'GET' && path === '/api/v0/content/store') {
@@ -502,8 +502,10 @@ function jsonPayload (payload: EntryPayload): Record<string, unknown> {
   }))
 }
 
+/** An entry as the API gives it: id, author, seq, prev, ts, kind and the body's fields. */
 function entryJson (e: Entry): Record<string, unknown> {
-  return { id: e.id.toString(), author: e.author, ...jsonPayload(e.payload) }
+  const { body, ...rest } = jsonPayload(e.payload)
+  return { id: e.id.toString(), author: e.author, ...rest, ...(body as Record<string, unknown>) }
 }
 
 /** HTTP status for an error thrown by the node. */
