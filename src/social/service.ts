@@ -115,7 +115,8 @@ export class SocialService {
   private readonly c: SocialComponents
   private readonly locks = new Map<string, Promise<unknown>>()
   private readonly buckets = new Map<string, Bucket>()
-  private readonly syncing = new Set<string>()
+  private readonly syncing = new Map<string, Promise<number>>()
+  private readonly outgoing = new Map<string, Bucket>()
   private follows = new Set<string>()
   private replicate = new Set<string>()
   private muted = new Set<string>()
@@ -174,8 +175,13 @@ export class SocialService {
     }
   }
 
-  /** Recomputes whom we follow (our feed) and replicate (them and, capped, whom they follow). */
+  /** Recomputes whom we follow and replicate; runs one at a time, so a stale result never wins. */
   private async refreshFollows (): Promise<void> {
+    await this.locked('\0follows', async () => { await this.computeFollows() })
+  }
+
+  /** Whom we follow (our feed) and replicate (them and, capped, whom they follow). */
+  private async computeFollows (): Promise<void> {
     const follows = await this.store.follows(this.did)
     const replicate = new Set<string>([this.did, ...follows])
     let strangers = 0
@@ -249,11 +255,7 @@ export class SocialService {
 
   async profile (did: string): Promise<ProfileBody & { did: string, entries: number, forked: boolean }> {
     const head = await this.store.head(did)
-    let profile: ProfileBody = {}
-    for (let seq = head?.seq ?? 0; seq >= 1; seq--) {
-      const e = await this.store.get(did, seq)
-      if (e?.payload.kind === 'profile') { profile = e.payload.body as ProfileBody; break }
-    }
+    const profile = await this.store.profile(did)
     return { did, ...profile, entries: head?.seq ?? 0, forked: this.forked.has(did) }
   }
 
@@ -272,7 +274,7 @@ export class SocialService {
     for await (const item of this.store.timeline({ before: options.before, include })) {
       const e = await this.store.get(item.author, item.seq)
       if (e == null || await this.store.isDeleted(e.id)) continue
-      if (!names.has(item.author)) names.set(item.author, (await this.profile(item.author)).name)
+      if (!names.has(item.author)) names.set(item.author, (await this.store.profile(item.author)).name)
       const body = e.payload.body as Partial<ReplyBody>
       out.push({
         id: e.id.toString(),
@@ -325,10 +327,11 @@ export class SocialService {
    * entry past our head (the caller pulls the gap), ForkedFeedError for a fork, and the
    * verification errors for a bad entry.
    */
-  async ingest (bytes: Uint8Array): Promise<'stored' | 'duplicate' | 'ignored'> {
+  async ingest (bytes: Uint8Array, options: { author?: string } = {}): Promise<'stored' | 'duplicate' | 'ignored'> {
     const entry = await decodeEntry(bytes)
     const author = entry.author
-    if (this.blocked.has(author) || this.forked.has(author) || author === this.did) return 'ignored'
+    if (options.author != null && author !== options.author) throw new InvalidEntryError(`expected an entry of ${options.author}, got one of ${author}`)
+    if (!this.replicate.has(author) || this.blocked.has(author) || this.forked.has(author) || author === this.did) return 'ignored'
     const result = await this.locked(author, async () => {
       const head = await this.store.head(author)
       if (head != null && entry.payload.seq <= head.seq) {
@@ -363,7 +366,7 @@ export class SocialService {
   async onGossip (topic: string, from: string, data: Uint8Array): Promise<void> {
     if (!topic.startsWith('peerverse/feed/1/') || data.length > MAX_ENTRY_BYTES) return
     try {
-      const result = await this.ingest(data)
+      const result = await this.ingest(data, { author: topic.slice('peerverse/feed/1/'.length) })
       log('gossip entry on %s: %s', topic, result)
     } catch (err) {
       if (err instanceof SequenceGapError) {
@@ -412,16 +415,43 @@ export class SocialService {
     }
   }
 
+  /** The authors whose feeds we replicate. */
+  replicating (): string[] { return [...this.replicate] }
+
+  /** Waits for our own request budget with a peer (the server's limits, with a margin). */
+  private async pace (peer: string): Promise<void> {
+    const rate = REQUESTS_PER_PEER_PER_SECOND * 0.8
+    const burst = Math.floor(REQUEST_BURST / 2)
+    while (true) {
+      const now = Date.now()
+      const b = this.outgoing.get(peer) ?? { tokens: burst, at: now }
+      b.tokens = Math.min(burst, b.tokens + (now - b.at) * rate / 1000)
+      b.at = now
+      this.outgoing.set(peer, b)
+      if (b.tokens >= 1) { b.tokens--; return }
+      await new Promise(resolve => setTimeout(resolve, Math.ceil((1 - b.tokens) * 1000 / rate)))
+    }
+  }
+
   /** Pulls everything a peer holds beyond our heads, for the feeds we replicate. */
   async syncWith (peer: PeerId): Promise<number> {
     const key = peer.toString()
-    if (this.syncing.has(key) || !this.started) return 0
-    this.syncing.add(key)
+    const running = this.syncing.get(key)
+    if (running != null) return await running
+    if (!this.started) return 0
+    const run = this.pull(peer).finally(() => { this.syncing.delete(key) })
+    this.syncing.set(key, run)
+    return await run
+  }
+
+  private async pull (peer: PeerId): Promise<number> {
+    const key = peer.toString()
     let stored = 0
-    try {
+    {
       const wanted = [...this.replicate].filter(d => !this.forked.has(d) && d !== this.did).slice(0, MAX_HEADS_PER_REQUEST)
       if (wanted.length === 0) return 0
       let heads: Record<string, number> = {}
+      await this.pace(key)
       await this.request(peer, { op: 'heads', dids: wanted }, async frame => {
         const value = dagCbor.decode(frame) as { heads?: unknown }
         if (value?.heads == null || typeof value.heads !== 'object') throw new InvalidRequestError('malformed heads answer')
@@ -433,28 +463,36 @@ export class SocialService {
         if (typeof theirs !== 'number' || !Number.isSafeInteger(theirs)) continue
         while (true) {
           const ours = (await this.store.head(did))?.seq ?? 0
-          if (theirs <= ours || this.forked.has(did) || this.blocked.has(did)) break
+          if (theirs <= ours || this.forked.has(did) || this.blocked.has(did) || !this.replicate.has(did)) break
+          const from = ours + 1
           const limit = Math.min(MAX_BATCH_ENTRIES, theirs - ours)
           let got = 0
+          let progressed = 0
           let failed = false
-          await this.request(peer, { op: 'entries', did, from: ours + 1, limit }, async frame => {
-            got++
-            try {
-              const entry = await decodeEntry(frame)
-              if (entry.author !== did) throw new InvalidEntryError(`asked for ${did}, got an entry of ${entry.author}`)
-              if (await this.ingest(frame) === 'stored') stored++
-            } catch (err) {
-              failed = true
-              if (!(err instanceof ForkedFeedError)) this.events.onRejected?.(key, FEEDS_PROTOCOL, err as Error)
-              return false
-            }
-            return got < limit
-          })
-          if (failed || got < limit) break
+          await this.pace(key)
+          try {
+            await this.request(peer, { op: 'entries', did, from, limit }, async frame => {
+              got++
+              try {
+                const entry = await decodeEntry(frame)
+                if (entry.author !== did) throw new InvalidEntryError(`asked for ${did}, got an entry of ${entry.author}`)
+                if (entry.payload.seq !== from + got - 1) throw new SequenceGapError(`asked for entry ${from + got - 1} of ${did}, got ${entry.payload.seq}`)
+                if (await this.ingest(frame) === 'stored') { stored++; progressed++ }
+              } catch (err) {
+                failed = true
+                if (!(err instanceof ForkedFeedError)) this.events.onRejected?.(key, FEEDS_PROTOCOL, err as Error)
+                return false
+              }
+              return got < limit
+            })
+          } catch (err) {
+            log('pulling %s from %s failed: %s', did, key, (err as Error).message)
+            break
+          }
+          // A short, failed or fruitless batch ends this feed for this round.
+          if (failed || got < limit || progressed === 0) break
         }
       }
-    } finally {
-      this.syncing.delete(key)
     }
     return stored
   }
@@ -483,7 +521,7 @@ export class SocialService {
       if (req.op === 'heads') {
         const heads: Record<string, number> = {}
         for (const did of req.dids) {
-          if (this.blocked.has(did)) continue
+          if (this.blocked.has(did) || !isDid(did)) continue
           const head = await this.headToServe(did)
           if (head != null) heads[did] = head.seq
         }

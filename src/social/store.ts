@@ -5,13 +5,13 @@
  * entries are written with sync so an acknowledged post survives a crash.
  *
  * Keys: `e/<did>/<seq>` entry bytes, `h/<did>` head, `i/<cid>` -> `<did>/<seq>`,
- * `t/<ts>/<did>/<seq>` posts and replies by time, `d/<cid>` deleted ids, `l/<cid>/<did>` likes, `g/<did>/<did>` who
+ * `t/<ts>/<did>/<seq>` posts and replies by time, `d/<cid>` deleted ids, `l/<cid>/<did>` likes, `p/<did>` merged profile, `g/<did>/<did>` who
  * follows whom (from follow and unfollow entries), `x/<did>` fork evidence, `m/<did>` muted,
  * `b/<did>` blocked. Numbers are zero-padded so keys sort.
  */
 import { CID } from 'multiformats/cid'
 import type { BytesSublevel } from '../store/store.ts'
-import { decodeEntry, type DeleteBody, type Entry, type FeedHead, type FollowBody, type LikeBody } from './feed.ts'
+import { decodeEntry, type DeleteBody, type Entry, type FeedHead, type FollowBody, type LikeBody, type ProfileBody } from './feed.ts'
 
 const pad = (n: number, width: number): string => String(n).padStart(width, '0')
 const SEQ_WIDTH = 13
@@ -45,11 +45,21 @@ export class FeedStore {
   }
 
   async head (did: string): Promise<FeedHead | null> {
-    if (this.heads.has(did)) return this.heads.get(did) ?? null
+    const cached = this.heads.get(did)
+    if (cached != null) return cached
     const raw = await this.db.get(`h/${did}`)
+    // Only feeds we hold are cached: a peer can name any number of dids we do not hold.
     const head = raw == null ? null : parseHead(raw)
-    this.heads.set(did, head)
+    if (head != null) this.heads.set(did, head)
     return head
+  }
+
+  /** An author's profile: the fields of their profile entries merged in order. */
+  async profile (did: string): Promise<ProfileBody> {
+    const raw = await this.db.get(`p/${did}`)
+    if (raw == null) return {}
+    const { name, bio, avatar } = JSON.parse(dec.decode(raw)) as { name?: string, bio?: string, avatar?: string }
+    return { name, bio, avatar: avatar == null ? undefined : CID.parse(avatar) }
   }
 
   /** Appends a verified entry that checkAppend accepted. */
@@ -64,6 +74,12 @@ export class FeedStore {
       { type: 'put', key: `i/${id}`, value: enc.encode(key) }
     ]
     if (kind === 'post' || kind === 'reply') ops.push({ type: 'put', key: `t/${pad(ts, TS_WIDTH)}/${key}`, value: new Uint8Array(0) })
+    if (kind === 'profile') {
+      const body = entry.payload.body as ProfileBody
+      const merged = { ...await this.profile(entry.author), ...body }
+      const json = { name: merged.name, bio: merged.bio, avatar: merged.avatar?.toString() }
+      ops.push({ type: 'put', key: `p/${entry.author}`, value: enc.encode(JSON.stringify(json)) })
+    }
     if (kind === 'like') ops.push({ type: 'put', key: `l/${(entry.payload.body as LikeBody).of.toString()}/${entry.author}`, value: new Uint8Array(0) })
     if (kind === 'follow') ops.push({ type: 'put', key: `g/${entry.author}/${(entry.payload.body as FollowBody).did}`, value: new Uint8Array(0) })
     if (kind === 'unfollow') ops.push({ type: 'del', key: `g/${entry.author}/${(entry.payload.body as FollowBody).did}` })
@@ -180,8 +196,9 @@ export class FeedStore {
     const follows: Array<{ type: 'del', key: string }> = []
     for await (const key of this.db.keys({ gte: `g/${did}/`, lt: `g/${did}0` })) follows.push({ type: 'del', key })
     await this.db.batch(follows)
+    await this.db.del(`p/${did}`)
     await this.db.del(`h/${did}`)
-    this.heads.set(did, null)
+    this.heads.delete(did)
   }
 }
 
