@@ -10,6 +10,8 @@
 import * as dagCbor from '@ipld/dag-cbor'
 import { CID } from 'multiformats/cid'
 import { sha256 } from 'multiformats/hashes/sha2'
+import { create as createDigest } from 'multiformats/hashes/digest'
+import { createHash } from 'node:crypto'
 import { didFromPublicKey, publicKeyFromDid } from './did.ts'
 import { ed25519Sign, ed25519Verify, type Ed25519Key } from './ed25519.ts'
 import {
@@ -86,6 +88,16 @@ export async function signRecord<P> (key: Ed25519Key, type: string, payload: P):
  * UnexpectedRecordTypeError or InvalidSignatureError.
  */
 export async function verifyRecord<P = unknown> (bytes: Uint8Array, options: VerifyOptions = {}): Promise<VerifiedRecord<P>> {
+  return verifyRecordSync<P>(bytes, options)
+}
+
+/** The CID of encoded record bytes, computed synchronously (for pure, synchronous rules). */
+export function recordCidSync (bytes: Uint8Array): CID {
+  return CID.createV1(dagCbor.code, createDigest(sha256.code, createHash('sha256').update(bytes).digest()))
+}
+
+/** verifyRecord, synchronously: the same checks, for pure state transitions. */
+export function verifyRecordSync<P = unknown> (bytes: Uint8Array, options: VerifyOptions = {}): VerifiedRecord<P> {
   const maxBytes = options.maxBytes ?? MAX_RECORD_BYTES
   if (!(bytes instanceof Uint8Array)) throw new MalformedRecordError('record must be bytes')
   if (bytes.length > maxBytes) throw new RecordTooLargeError(`record is ${bytes.length} bytes, over ${maxBytes}`)
@@ -118,7 +130,7 @@ export async function verifyRecord<P = unknown> (bytes: Uint8Array, options: Ver
   if (!ed25519Verify(publicKey, signingBytes(v, type, author as string, payload), sig)) {
     throw new InvalidSignatureError(`signature does not match author ${String(author)}`)
   }
-  return { record: decoded as SignedRecord<P>, bytes, cid: await recordCid(bytes) }
+  return { record: decoded as SignedRecord<P>, bytes, cid: recordCidSync(bytes) }
 }
 
 function equalBytes (a: Uint8Array, b: Uint8Array): boolean {

@@ -1,0 +1,139 @@
+/**
+ * Ledger transactions: signed records (src/identity/record.ts) of type `peerverse/tx`, so a
+ * transaction's id is its CID and its sender is the did:key that signed it. The payload carries the
+ * chain id, the sender's next nonce and a fee, then one operation. Decoding is synchronous and
+ * pure, so the state transition can check transactions itself. Amounts are integers in the
+ * smallest unit, carried as bigint: never floating point.
+ */
+import { CID } from 'multiformats/cid'
+import { isDid } from '../identity/did.ts'
+import type { Ed25519Key } from '../identity/ed25519.ts'
+import { signRecord, verifyRecordSync } from '../identity/record.ts'
+
+export const TX_TYPE = 'peerverse/tx'
+/** Largest encoded transaction. */
+export const MAX_TX_BYTES = 4 * 1024
+/** Smallest fee a transaction may carry. */
+export const MIN_FEE = 1n
+/** Largest amount, fee or balance (2^63 - 1: fits DAG-CBOR's integers). */
+export const MAX_AMOUNT = (1n << 63n) - 1n
+/** Longest asset name and space id. */
+export const MAX_NAME_LENGTH = 128
+/** Parcel coordinates and sides are within [0, MAX_GRID) of a space's grid. */
+export const MAX_GRID = 1 << 20
+/** Largest parcel side, in grid cells. */
+export const MAX_PARCEL_SIDE = 1024
+
+export type TxKind = 'transfer' | 'mint' | 'asset-transfer' | 'claim' | 'parcel-transfer' | 'stake' | 'unstake'
+
+export interface TxBase { chain: string, nonce: number, fee: bigint }
+export type TxOp =
+  | { kind: 'transfer', to: string, amount: bigint }
+  | { kind: 'mint', content: CID, name: string }
+  | { kind: 'asset-transfer', asset: string, to: string }
+  | { kind: 'claim', space: string, x: number, y: number, w: number, h: number }
+  | { kind: 'parcel-transfer', parcel: string, to: string }
+  | { kind: 'stake', amount: bigint }
+  | { kind: 'unstake', amount: bigint }
+export type TxPayload = TxBase & TxOp
+
+/** A decoded, signature-checked transaction. */
+export interface Tx {
+  id: string
+  sender: string
+  bytes: Uint8Array
+  payload: TxPayload
+}
+
+export class MalformedTxError extends Error {
+  name = 'MalformedTxError'
+}
+
+export class WrongChainError extends Error {
+  name = 'WrongChainError'
+}
+
+function int (value: unknown, field: string, min: bigint, max: bigint): bigint {
+  if (typeof value !== 'number' && typeof value !== 'bigint') throw new MalformedTxError(`${field} must be an integer`)
+  if (typeof value === 'number' && !Number.isSafeInteger(value)) throw new MalformedTxError(`${field} must be an integer`)
+  const v = BigInt(value)
+  if (v < min || v > max) throw new MalformedTxError(`${field} must be within ${min}..${max}`)
+  return v
+}
+
+function small (value: unknown, field: string, min: number, max: number): number {
+  if (typeof value !== 'number' || !Number.isSafeInteger(value) || value < min || value > max) throw new MalformedTxError(`${field} must be an integer within ${min}..${max}`)
+  return value
+}
+
+function did (value: unknown, field: string): string {
+  if (typeof value !== 'string' || !isDid(value)) throw new MalformedTxError(`${field} must be a did:key`)
+  return value
+}
+
+function str (value: unknown, field: string, max: number): string {
+  if (typeof value !== 'string' || value.length === 0 || value.length > max) throw new MalformedTxError(`${field} must be a string of 1..${max} characters`)
+  return value
+}
+
+const FIELDS: Record<TxKind, string[]> = {
+  transfer: ['to', 'amount'],
+  mint: ['content', 'name'],
+  'asset-transfer': ['asset', 'to'],
+  claim: ['space', 'x', 'y', 'w', 'h'],
+  'parcel-transfer': ['parcel', 'to'],
+  stake: ['amount'],
+  unstake: ['amount']
+}
+
+/** Checks and normalizes a payload (numbers to bigint where amounts); MalformedTxError otherwise. */
+export function parsePayload (value: unknown): TxPayload {
+  if (value == null || typeof value !== 'object' || Array.isArray(value)) throw new MalformedTxError('payload must be a map')
+  const p = value as Record<string, unknown>
+  const kind = p.kind as TxKind
+  if (typeof kind !== 'string' || !(kind in FIELDS)) throw new MalformedTxError(`unknown transaction kind ${String(p.kind)}`)
+  const allowed = new Set(['chain', 'nonce', 'fee', 'kind', ...FIELDS[kind]])
+  for (const key of Object.keys(p)) if (!allowed.has(key)) throw new MalformedTxError(`unknown field ${key} in a ${kind}`)
+  const base: TxBase = {
+    chain: str(p.chain, 'chain', MAX_NAME_LENGTH),
+    nonce: small(p.nonce, 'nonce', 0, Number.MAX_SAFE_INTEGER),
+    fee: int(p.fee, 'fee', MIN_FEE, MAX_AMOUNT)
+  }
+  switch (kind) {
+    case 'transfer': return { ...base, kind, to: did(p.to, 'to'), amount: int(p.amount, 'amount', 1n, MAX_AMOUNT) }
+    case 'mint': {
+      const content = CID.asCID(p.content)
+      if (content == null) throw new MalformedTxError('content must be a CID')
+      return { ...base, kind, content, name: str(p.name, 'name', MAX_NAME_LENGTH) }
+    }
+    case 'asset-transfer': return { ...base, kind, asset: str(p.asset, 'asset', 128), to: did(p.to, 'to') }
+    case 'claim': return {
+      ...base,
+      kind,
+      space: str(p.space, 'space', MAX_NAME_LENGTH),
+      x: small(p.x, 'x', 0, MAX_GRID - 1),
+      y: small(p.y, 'y', 0, MAX_GRID - 1),
+      w: small(p.w, 'w', 1, MAX_PARCEL_SIDE),
+      h: small(p.h, 'h', 1, MAX_PARCEL_SIDE)
+    }
+    case 'parcel-transfer': return { ...base, kind, parcel: str(p.parcel, 'parcel', 128), to: did(p.to, 'to') }
+    case 'stake':
+    case 'unstake': return { ...base, kind, amount: int(p.amount, 'amount', 1n, MAX_AMOUNT) }
+  }
+}
+
+/** Decodes and verifies a transaction's bytes, synchronously; named errors for anything wrong. */
+export function decodeTx (bytes: Uint8Array, chain?: string): Tx {
+  const verified = verifyRecordSync(bytes, { maxBytes: MAX_TX_BYTES, type: TX_TYPE })
+  const payload = parsePayload(verified.record.payload)
+  if (chain != null && payload.chain !== chain) throw new WrongChainError(`transaction is for chain ${payload.chain}, not ${chain}`)
+  return { id: verified.cid.toString(), sender: verified.record.author, bytes, payload }
+}
+
+/** Signs a transaction. */
+export async function signTx (key: Ed25519Key, payload: TxPayload): Promise<Tx> {
+  const normalized = parsePayload(payload)
+  const signed = await signRecord(key, TX_TYPE, normalized)
+  if (signed.bytes.length > MAX_TX_BYTES) throw new MalformedTxError(`transaction is ${signed.bytes.length} bytes, over ${MAX_TX_BYTES}`)
+  return { id: signed.cid.toString(), sender: signed.record.author, bytes: signed.bytes, payload: normalized }
+}
