@@ -115,6 +115,11 @@ export class MerkleTree {
 
 /** Recomputes the root from an inclusion proof; InvalidProofError when the path is malformed. */
 function rootOf (p: InclusionProof): string {
+  // Proofs come from untrusted peers as JSON: check every field's type before use.
+  if (p == null || typeof p !== 'object' || typeof p.key !== 'string' || typeof p.value !== 'string' || !Array.isArray(p.path) ||
+    !p.path.every(s => s != null && typeof s === 'object' && typeof s.sibling === 'string' && typeof s.left === 'boolean')) {
+    throw new InvalidProofError('malformed inclusion proof')
+  }
   if (!Number.isSafeInteger(p.index) || !Number.isSafeInteger(p.total) || p.index < 0 || p.index >= p.total) throw new InvalidProofError('bad index')
   if (!/^([0-9a-f]{2})*$/.test(p.value)) throw new InvalidProofError('value is not hex')
   let hash = leafHash(p.key, Buffer.from(p.value, 'hex'))
@@ -142,6 +147,7 @@ function rootOf (p: InclusionProof): string {
  * when the proof shows the key is absent. InvalidProofError for anything that does not add up.
  */
 export function verifyStateProof (root: string, key: string, proof: StateProof): Uint8Array | null {
+  if (proof == null || typeof proof !== 'object') throw new InvalidProofError('malformed proof')
   if (proof.key !== key) throw new InvalidProofError('proof is for another key')
   if (proof.present != null) {
     if (proof.present.key !== key || rootOf(proof.present) !== root) throw new InvalidProofError('inclusion proof does not match the root')

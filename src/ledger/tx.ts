@@ -91,7 +91,7 @@ export function parsePayload (value: unknown): TxPayload {
   if (value == null || typeof value !== 'object' || Array.isArray(value)) throw new MalformedTxError('payload must be a map')
   const p = value as Record<string, unknown>
   const kind = p.kind as TxKind
-  if (typeof kind !== 'string' || !(kind in FIELDS)) throw new MalformedTxError(`unknown transaction kind ${String(p.kind)}`)
+  if (typeof kind !== 'string' || !Object.hasOwn(FIELDS, kind)) throw new MalformedTxError(`unknown transaction kind ${String(p.kind)}`)
   const allowed = new Set(['chain', 'nonce', 'fee', 'kind', ...FIELDS[kind]])
   for (const key of Object.keys(p)) if (!allowed.has(key)) throw new MalformedTxError(`unknown field ${key} in a ${kind}`)
   const base: TxBase = {
@@ -107,14 +107,18 @@ export function parsePayload (value: unknown): TxPayload {
       return { ...base, kind, content, name: str(p.name, 'name', MAX_NAME_LENGTH) }
     }
     case 'asset-transfer': return { ...base, kind, asset: str(p.asset, 'asset', 128), to: did(p.to, 'to') }
-    case 'claim': return {
-      ...base,
-      kind,
-      space: str(p.space, 'space', MAX_NAME_LENGTH),
-      x: small(p.x, 'x', 0, MAX_GRID - 1),
-      y: small(p.y, 'y', 0, MAX_GRID - 1),
-      w: small(p.w, 'w', 1, MAX_PARCEL_SIDE),
-      h: small(p.h, 'h', 1, MAX_PARCEL_SIDE)
+    case 'claim': {
+      const claim = {
+        ...base,
+        kind,
+        space: str(p.space, 'space', MAX_NAME_LENGTH),
+        x: small(p.x, 'x', 0, MAX_GRID - 1),
+        y: small(p.y, 'y', 0, MAX_GRID - 1),
+        w: small(p.w, 'w', 1, MAX_PARCEL_SIDE),
+        h: small(p.h, 'h', 1, MAX_PARCEL_SIDE)
+      }
+      if (claim.x + claim.w > MAX_GRID || claim.y + claim.h > MAX_GRID) throw new MalformedTxError(`a parcel must lie within the ${MAX_GRID}-cell grid`)
+      return claim
     }
     case 'parcel-transfer': return { ...base, kind, parcel: str(p.parcel, 'parcel', 128), to: did(p.to, 'to') }
     case 'stake':

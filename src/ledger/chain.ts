@@ -1,0 +1,174 @@
+/**
+ * Chain storage and the signed consensus messages. Committed blocks are stored with their commit
+ * (the precommits of more than two thirds of the signing power) and written with sync before the
+ * node acts on them; the consensus state is written to a write-ahead log with sync before any vote
+ * or proposal leaves the node, so a restart can never sign a second, different one.
+ *
+ * Keys in the `ledger` sublevel: `b/<height>` block and commit, `r/<tx id>` receipts, `w/state`
+ * the consensus write-ahead record, `e/<n>` evidence of double votes.
+ */
+import * as dagCbor from '@ipld/dag-cbor'
+import type { Ed25519Key } from '../identity/ed25519.ts'
+import { signRecord, verifyRecordSync } from '../identity/record.ts'
+import type { BytesSublevel } from '../store/store.ts'
+import { blockHash, InvalidBlockError, type Block, type BlockHeader, type Receipt, type Validator } from './state.ts'
+
+export const PROPOSAL_TYPE = 'peerverse/proposal'
+export const VOTE_TYPE = 'peerverse/vote'
+/** Largest encoded block. */
+export const MAX_BLOCK_BYTES = 400 * 1024
+/** Largest signed vote. */
+export const MAX_VOTE_BYTES = 1024
+
+const pad = (n: number): string => String(n).padStart(12, '0')
+
+export interface VotePayload { type: 'prevote' | 'precommit', height: number, round: number, value: string | null }
+export interface ProposalPayload { height: number, round: number, polRound: number, value: string, block: Uint8Array }
+
+export interface SignedVote extends VotePayload { validator: string, bytes: Uint8Array }
+
+export class InvalidCommitError extends Error {
+  name = 'InvalidCommitError'
+}
+
+export function encodeBlock (block: Block): Uint8Array {
+  return dagCbor.encode(block)
+}
+
+/** Decodes a block's bytes; InvalidBlockError for anything malformed. */
+export function decodeBlock (bytes: Uint8Array): Block {
+  if (bytes.length > MAX_BLOCK_BYTES) throw new InvalidBlockError(`block is ${bytes.length} bytes, over ${MAX_BLOCK_BYTES}`)
+  let value: unknown
+  try {
+    value = dagCbor.decode(bytes)
+  } catch (err) {
+    throw new InvalidBlockError(`block is not DAG-CBOR: ${(err as Error).message}`)
+  }
+  const b = value as { header?: Record<string, unknown>, txs?: unknown }
+  const h = b?.header
+  if (h == null || typeof h !== 'object' || !Array.isArray(b.txs) || !b.txs.every(t => t instanceof Uint8Array)) throw new InvalidBlockError('block must have a header and a list of transactions')
+  const keys = ['chain', 'height', 'time', 'prev', 'proposer', 'txRoot', 'stateRoot', 'validatorsHash']
+  if (Object.keys(h).length !== keys.length || !keys.every(k => k in h)) throw new InvalidBlockError('malformed header')
+  if (typeof h.height !== 'number' || typeof h.time !== 'number' || typeof h.chain !== 'string' || typeof h.proposer !== 'string' ||
+    typeof h.txRoot !== 'string' || typeof h.stateRoot !== 'string' || typeof h.validatorsHash !== 'string' || !(h.prev === null || typeof h.prev === 'string')) {
+    throw new InvalidBlockError('malformed header')
+  }
+  return { header: h as unknown as BlockHeader, txs: b.txs as Uint8Array[] }
+}
+
+export async function signVote (key: Ed25519Key, vote: VotePayload): Promise<Uint8Array> {
+  return (await signRecord(key, VOTE_TYPE, vote)).bytes
+}
+
+export async function signProposal (key: Ed25519Key, proposal: ProposalPayload): Promise<Uint8Array> {
+  return (await signRecord(key, PROPOSAL_TYPE, proposal)).bytes
+}
+
+/** Decodes and verifies a signed vote. */
+export function decodeVote (bytes: Uint8Array): SignedVote {
+  const r = verifyRecordSync<VotePayload>(bytes, { maxBytes: MAX_VOTE_BYTES, type: VOTE_TYPE })
+  const p = r.record.payload
+  if (p == null || (p.type !== 'prevote' && p.type !== 'precommit') || !Number.isSafeInteger(p.height) || !Number.isSafeInteger(p.round) || p.round < 0 ||
+    !(p.value === null || (typeof p.value === 'string' && /^[0-9a-f]{64}$/.test(p.value))) || Object.keys(p).length !== 4) {
+    throw new InvalidBlockError('malformed vote')
+  }
+  return { ...p, validator: r.record.author, bytes }
+}
+
+/** Decodes and verifies a signed proposal (the block inside is only decoded, not checked). */
+export function decodeProposal (bytes: Uint8Array): ProposalPayload & { proposer: string, blockValue: Block } {
+  const r = verifyRecordSync<ProposalPayload>(bytes, { maxBytes: MAX_BLOCK_BYTES + 1024, type: PROPOSAL_TYPE })
+  const p = r.record.payload
+  if (p == null || !Number.isSafeInteger(p.height) || !Number.isSafeInteger(p.round) || !Number.isSafeInteger(p.polRound) || typeof p.value !== 'string' || !(p.block instanceof Uint8Array)) {
+    throw new InvalidBlockError('malformed proposal')
+  }
+  const blockValue = decodeBlock(p.block)
+  if (blockHash(blockValue.header) !== p.value) throw new InvalidBlockError('proposal value is not its block\'s hash')
+  return { ...p, proposer: r.record.author, blockValue }
+}
+
+/**
+ * Checks that `commit` holds precommits for `block` at its height from more than two thirds of
+ * `validators`' power; InvalidCommitError otherwise.
+ */
+export function verifyCommit (block: Block, commit: Uint8Array[], validators: Validator[]): void {
+  const hash = blockHash(block.header)
+  const power = new Map(validators.map(v => [v.id, v.power]))
+  const total = validators.reduce((n, v) => n + v.power, 0)
+  const seen = new Set<string>()
+  let signed = 0
+  for (const bytes of commit) {
+    let vote: SignedVote
+    try {
+      vote = decodeVote(bytes)
+    } catch (err) {
+      throw new InvalidCommitError(`a commit vote is invalid: ${(err as Error).message}`)
+    }
+    if (vote.type !== 'precommit' || vote.height !== block.header.height || vote.value !== hash) throw new InvalidCommitError('a commit vote is not a precommit for this block')
+    const p = power.get(vote.validator)
+    if (p == null) throw new InvalidCommitError(`${vote.validator} is not a validator at ${block.header.height}`)
+    if (seen.has(vote.validator)) continue
+    seen.add(vote.validator)
+    signed += p
+  }
+  if (signed * 3 <= total * 2) throw new InvalidCommitError(`commit holds ${signed} of ${total} power; more than two thirds is needed`)
+}
+
+export interface StoredBlock { block: Block, commit: Uint8Array[] }
+
+export class ChainStore {
+  private readonly db: BytesSublevel
+
+  constructor (db: BytesSublevel) {
+    this.db = db
+  }
+
+  /** Writes a committed block with its commit and receipts, synced to disk. */
+  async putBlock (stored: StoredBlock, receipts: Receipt[]): Promise<void> {
+    const ops: Array<{ type: 'put', key: string, value: Uint8Array }> = [
+      { type: 'put', key: `b/${pad(stored.block.header.height)}`, value: dagCbor.encode({ block: encodeBlock(stored.block), commit: stored.commit }) },
+      ...receipts.map(r => ({ type: 'put' as const, key: `r/${r.tx}`, value: dagCbor.encode(JSON.parse(JSON.stringify(r))) as Uint8Array }))
+    ]
+    await this.db.batch(ops, { sync: true } as Record<string, unknown>)
+  }
+
+  async getBlock (height: number): Promise<StoredBlock | undefined> {
+    const raw = await this.db.get(`b/${pad(height)}`)
+    if (raw == null) return undefined
+    const { block, commit } = dagCbor.decode(raw) as { block: Uint8Array, commit: Uint8Array[] }
+    return { block: decodeBlock(block), commit }
+  }
+
+  async * blocks (from: number): AsyncGenerator<StoredBlock> {
+    for await (const raw of this.db.values({ gte: `b/${pad(from)}`, lt: 'b0' })) {
+      const { block, commit } = dagCbor.decode(raw) as { block: Uint8Array, commit: Uint8Array[] }
+      yield { block: decodeBlock(block), commit }
+    }
+  }
+
+  async receipt (tx: string): Promise<Receipt | undefined> {
+    const raw = await this.db.get(`r/${tx}`)
+    if (raw == null) return undefined
+    const r = dagCbor.decode(raw) as Receipt
+    return r
+  }
+
+  async putWal (record: unknown): Promise<void> {
+    await this.db.put('w/state', new TextEncoder().encode(JSON.stringify(record)), { sync: true } as Record<string, unknown>)
+  }
+
+  async getWal (): Promise<unknown> {
+    const raw = await this.db.get('w/state')
+    return raw == null ? undefined : JSON.parse(new TextDecoder().decode(raw))
+  }
+
+  async putEvidence (a: Uint8Array, b: Uint8Array): Promise<void> {
+    await this.db.put(`e/${Date.now()}-${Math.random().toString(36).slice(2)}`, dagCbor.encode([a, b]), { sync: true } as Record<string, unknown>)
+  }
+
+  async evidence (): Promise<Array<[Uint8Array, Uint8Array]>> {
+    const out: Array<[Uint8Array, Uint8Array]> = []
+    for await (const raw of this.db.values({ gte: 'e/', lt: 'e0' })) out.push(dagCbor.decode(raw) as [Uint8Array, Uint8Array])
+    return out
+  }
+}

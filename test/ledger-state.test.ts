@@ -1,0 +1,887 @@
+/**
+ * The ledger's rules and its state commitment: transactions decode or fail by name; blocks apply
+ * with one receipt per transaction and named reasons; a model-based property run (an independent
+ * plain-map model of the rules) checks supply, signs, nonces and the whole state after every
+ * block; and a light client checks balances and ownership against a header's stateRoot while a
+ * lying server tries every way it can think of to mislead it.
+ */
+import { describe, it } from 'node:test'
+import assert from 'node:assert/strict'
+import fc from 'fast-check'
+import * as dagCbor from '@ipld/dag-cbor'
+import type { CID } from 'multiformats/cid'
+import { ed25519KeyFromSeed, type Ed25519Key } from '../src/identity/ed25519.ts'
+import { didFromPublicKey } from '../src/identity/did.ts'
+import { recordCidSync, signRecord } from '../src/identity/record.ts'
+import {
+  decodeTx, signTx, TX_TYPE, MAX_TX_BYTES, MAX_AMOUNT, MAX_GRID, MAX_PARCEL_SIDE, MAX_NAME_LENGTH,
+  type Tx, type TxOp, type TxPayload
+} from '../src/ledger/tx.ts'
+import {
+  applyBlock, blockHash, buildBlock, checkBlock, decodeAccountValue, decodeOwner, genesisState, proveKey,
+  stateRoot, totalSupply, txRoot, validatorsHash, MAX_BLOCK_TXS, STAKE_PER_POWER, VALIDATOR_UPDATE_DELAY,
+  type Block, type LedgerState, type Receipt, type Validator
+} from '../src/ledger/state.ts'
+import { MerkleTree, verifyStateProof, type InclusionProof, type Leaf, type StateProof } from '../src/ledger/merkle.ts'
+
+const CHAIN = 'peerverse-test'
+const keys: Ed25519Key[] = Array.from({ length: 7 }, (_, i) => ed25519KeyFromSeed(new Uint8Array(32).fill(i + 1)))
+const dids = keys.map(k => didFromPublicKey(k.publicKey))
+const [A, B, C] = dids
+const CONTENT: CID = recordCidSync(new TextEncoder().encode('a hat'))
+
+async function tx (key: Ed25519Key, nonce: number, op: TxOp, fee = 1n): Promise<Tx> {
+  return await signTx(key, { chain: CHAIN, nonce, fee, ...op } as TxPayload)
+}
+
+/** A correctly signed peerverse/tx record over any payload, bypassing signTx's checks. */
+async function rawTx (payload: unknown, key = keys[0]): Promise<Uint8Array> {
+  return (await signRecord(key, TX_TYPE, payload)).bytes
+}
+
+const base = (nonce = 0): Record<string, unknown> => ({ chain: CHAIN, nonce, fee: 1 })
+
+function genesis (balances: Array<[string, bigint, bigint?]>): LedgerState {
+  return genesisState({ chain: CHAIN, time: 0, accounts: balances.map(([id, balance, stake]) => ({ id, balance, ...(stake != null ? { stake } : {}) })) })
+}
+
+/** Builds a block (as a proposer) and has another node check it; returns both views' agreement. */
+function step (state: LedgerState, txs: Tx[], proposer = C, time = (state.height + 1) * 1000): { block: Block, state: LedgerState, receipts: Receipt[] } {
+  const built = buildBlock(state, txs.map(t => t.bytes), proposer, time)
+  const checked = checkBlock(state, built.block)
+  assert.equal(stateRoot(checked.state), built.block.header.stateRoot)
+  assert.deepEqual(checked.receipts, built.receipts)
+  return built
+}
+
+const errorsOf = (receipts: Receipt[]): Array<string | undefined> => receipts.map(r => r.ok ? undefined : r.error)
+
+describe('ledger transactions', () => {
+  const ops: TxOp[] = [
+    { kind: 'transfer', to: B, amount: 5n },
+    { kind: 'mint', content: CONTENT, name: 'hat' },
+    { kind: 'asset-transfer', asset: 'bafyasset', to: B },
+    { kind: 'claim', space: 'plaza', x: 1, y: 2, w: 3, h: 4 },
+    { kind: 'parcel-transfer', parcel: 'bafyparcel', to: B },
+    { kind: 'stake', amount: MAX_AMOUNT },
+    { kind: 'unstake', amount: 1n }
+  ]
+  for (const op of ops) {
+    it(`signs and decodes a ${op.kind} round trip`, async () => {
+      const t = await tx(keys[0], 7, op, 3n)
+      assert.equal(t.sender, A)
+      assert.ok(t.bytes.length <= MAX_TX_BYTES)
+      const d = decodeTx(t.bytes, CHAIN)
+      assert.equal(d.id, t.id)
+      assert.equal(d.sender, A)
+      assert.deepEqual(d.bytes, t.bytes)
+      assert.deepEqual({ ...d.payload, ...(d.payload.kind === 'mint' ? { content: d.payload.content.toString() } : {}) },
+        { ...t.payload, ...(t.payload.kind === 'mint' ? { content: t.payload.content.toString() } : {}) })
+      assert.equal(typeof d.payload.fee, 'bigint')
+      if ('amount' in d.payload) assert.equal(typeof d.payload.amount, 'bigint')
+      // Without a chain to check, any chain decodes.
+      assert.equal(decodeTx(t.bytes).id, t.id)
+    })
+  }
+
+  it('decodes the same bytes to the same id whoever decodes them (property)', async () => {
+    await fc.assert(fc.asyncProperty(fc.nat({ max: 6 }), fc.nat({ max: 1000 }), fc.bigInt({ min: 1n, max: MAX_AMOUNT }), fc.bigInt({ min: 1n, max: MAX_AMOUNT }),
+      async (k, nonce, fee, amount) => {
+        const t = await tx(keys[k], nonce, { kind: 'transfer', to: dids[(k + 1) % 7], amount }, fee)
+        const d = decodeTx(t.bytes, CHAIN)
+        assert.equal(d.id, t.id)
+        assert.equal(d.sender, dids[k])
+        assert.deepEqual(d.payload, t.payload)
+      }), { seed: 42, numRuns: 100 })
+  })
+
+  it('rejects a transaction for another chain with WrongChainError', async () => {
+    const t = await tx(keys[0], 0, { kind: 'transfer', to: B, amount: 1n })
+    assert.throws(() => decodeTx(t.bytes, 'peerverse-main'), { name: 'WrongChainError' })
+  })
+
+  const malformed: Array<[string, Record<string, unknown>]> = [
+    ['an unknown kind', { ...base(), kind: 'burn', amount: 1 }],
+    ['no kind', { ...base(), to: B, amount: 1 }],
+    ['an unknown field', { ...base(), kind: 'transfer', to: B, amount: 1, memo: 'hi' }],
+    ['a field of another kind', { ...base(), kind: 'stake', amount: 1, to: B }],
+    ['a missing field', { ...base(), kind: 'transfer', to: B }],
+    ['amount 0', { ...base(), kind: 'transfer', to: B, amount: 0 }],
+    ['a negative amount', { ...base(), kind: 'transfer', to: B, amount: -5 }],
+    ['an amount over MAX_AMOUNT', { ...base(), kind: 'transfer', to: B, amount: MAX_AMOUNT + 1n }],
+    ['an amount of 2^64 - 1', { ...base(), kind: 'stake', amount: (1n << 64n) - 1n }],
+    ['a float amount', { ...base(), kind: 'transfer', to: B, amount: 1.5 }],
+    ['a string amount', { ...base(), kind: 'transfer', to: B, amount: '5' }],
+    ['a float fee', { ...base(), kind: 'transfer', to: B, amount: 1, fee: 1.25 }],
+    ['fee 0 (below MIN_FEE)', { ...base(), kind: 'transfer', to: B, amount: 1, fee: 0 }],
+    ['no fee', { chain: CHAIN, nonce: 0, kind: 'transfer', to: B, amount: 1 }],
+    ['a negative nonce', { ...base(-1), kind: 'transfer', to: B, amount: 1 }],
+    ['a float nonce', { ...base(0.5), kind: 'transfer', to: B, amount: 1 }],
+    ['an empty chain', { ...base(), chain: '', kind: 'transfer', to: B, amount: 1 }],
+    ['a did:web recipient', { ...base(), kind: 'transfer', to: 'did:web:example.com', amount: 1 }],
+    ['a truncated did:key recipient', { ...base(), kind: 'asset-transfer', asset: 'x', to: B.slice(0, -3) }],
+    ['a numeric recipient', { ...base(), kind: 'parcel-transfer', parcel: 'x', to: 42 }],
+    ['a mint without a CID', { ...base(), kind: 'mint', content: 'bafy-not-a-cid', name: 'hat' }],
+    ['a mint with an empty name', { ...base(), kind: 'mint', content: CONTENT, name: '' }],
+    ['a mint with an overlong name', { ...base(), kind: 'mint', content: CONTENT, name: 'n'.repeat(MAX_NAME_LENGTH + 1) }],
+    ['a parcel left of the grid', { ...base(), kind: 'claim', space: 'plaza', x: -1, y: 0, w: 1, h: 1 }],
+    ['a parcel right of the grid', { ...base(), kind: 'claim', space: 'plaza', x: MAX_GRID, y: 0, w: 1, h: 1 }],
+    ['a parcel below the grid', { ...base(), kind: 'claim', space: 'plaza', x: 0, y: MAX_GRID, w: 1, h: 1 }],
+    ['a parcel of width 0', { ...base(), kind: 'claim', space: 'plaza', x: 0, y: 0, w: 0, h: 1 }],
+    ['a parcel wider than MAX_PARCEL_SIDE', { ...base(), kind: 'claim', space: 'plaza', x: 0, y: 0, w: 1, h: MAX_PARCEL_SIDE + 1 }],
+    ['a parcel at a fractional cell', { ...base(), kind: 'claim', space: 'plaza', x: 0.5, y: 0, w: 1, h: 1 }],
+    ['a payload that is a list', [] as unknown as Record<string, unknown>],
+    ['a payload that is a string', 'transfer' as unknown as Record<string, unknown>]
+  ]
+  for (const [what, payload] of malformed) {
+    it(`rejects ${what} with MalformedTxError`, async () => {
+      const bytes = await rawTx(payload)
+      assert.throws(() => decodeTx(bytes, CHAIN), { name: 'MalformedTxError' })
+      // signTx checks the same rules before signing.
+      await assert.rejects(signTx(keys[0], payload as unknown as TxPayload), { name: 'MalformedTxError' })
+    })
+  }
+
+  it('rejects a kind named after an Object.prototype member with MalformedTxError', async () => {
+    for (const kind of ['constructor', 'toString', '__proto__', 'hasOwnProperty']) {
+      const bytes = await rawTx({ ...base(), kind })
+      assert.throws(() => decodeTx(bytes, CHAIN), { name: 'MalformedTxError' }, kind)
+    }
+  })
+
+  it('rejects a parcel that runs off the edge of the grid with MalformedTxError', async () => {
+    const edge = { ...base(), kind: 'claim', space: 'plaza', x: MAX_GRID - 1, y: 0, w: 2, h: 1 }
+    const edgeBytes = await rawTx(edge)
+    assert.throws(() => decodeTx(edgeBytes, CHAIN), { name: 'MalformedTxError' })
+    const corner = { ...base(), kind: 'claim', space: 'plaza', x: 0, y: MAX_GRID - 10, w: 1, h: MAX_PARCEL_SIDE }
+    const cornerBytes = await rawTx(corner)
+    assert.throws(() => decodeTx(cornerBytes, CHAIN), { name: 'MalformedTxError' })
+  })
+
+  it('accepts a parcel that ends exactly at the edge of the grid', async () => {
+    const t = await tx(keys[0], 0, { kind: 'claim', space: 'plaza', x: MAX_GRID - MAX_PARCEL_SIDE, y: MAX_GRID - 1, w: MAX_PARCEL_SIDE, h: 1 })
+    assert.equal(decodeTx(t.bytes, CHAIN).id, t.id)
+  })
+
+  it('rejects every one-byte mutation by name (exhaustive over positions)', async () => {
+    const allowed = new Set(['InvalidSignatureError', 'MalformedRecordError', 'NonCanonicalEncodingError', 'InvalidDidError', 'UnexpectedRecordTypeError', 'MalformedTxError'])
+    for (const op of ops) {
+      const t = await tx(keys[0], 3, op)
+      for (let i = 0; i < t.bytes.length; i++) {
+        for (const flip of [0x01, 0x80, 0xff]) {
+          const bad = Uint8Array.from(t.bytes)
+          bad[i] ^= flip
+          assert.throws(() => decodeTx(bad, CHAIN), (err: Error) => {
+            assert.ok(allowed.has(err.name), `byte ${i} ^ ${flip} of a ${op.kind}: ${err.name}: ${err.message}`)
+            return true
+          })
+        }
+      }
+      // Truncations and an extra byte too.
+      for (const bad of [t.bytes.subarray(0, t.bytes.length - 1), t.bytes.subarray(0, 10), Uint8Array.of(...t.bytes, 0)]) {
+        assert.throws(() => decodeTx(bad, CHAIN), (err: Error) => allowed.has(err.name))
+      }
+    }
+  })
+
+  it('rejects a re-signed record of another type, and what is not a record at all', async () => {
+    const other = (await signRecord(keys[0], 'peerverse/post', { ...base(), kind: 'transfer', to: B, amount: 1 })).bytes
+    assert.throws(() => decodeTx(other, CHAIN), { name: 'UnexpectedRecordTypeError' })
+    assert.throws(() => decodeTx(new Uint8Array(0), CHAIN), { name: 'MalformedRecordError' })
+    assert.throws(() => decodeTx(dagCbor.encode([1, 2, 3]), CHAIN), { name: 'MalformedRecordError' })
+  })
+
+  it('rejects a transaction over MAX_TX_BYTES', async () => {
+    const big = await rawTx({ ...base(), kind: 'mint', content: CONTENT, name: 'n'.repeat(MAX_TX_BYTES) })
+    assert.ok(big.length > MAX_TX_BYTES)
+    assert.throws(() => decodeTx(big, CHAIN), { name: 'RecordTooLargeError' })
+    assert.throws(() => decodeTx(new Uint8Array(MAX_TX_BYTES + 1), CHAIN), { name: 'RecordTooLargeError' })
+  })
+})
+
+describe('applying blocks', () => {
+  it('applies transfers in order within a block, with fees to the proposer', async () => {
+    const s0 = genesis([[A, 1000n], [B, 10n]])
+    const t1 = await tx(keys[0], 0, { kind: 'transfer', to: B, amount: 100n }, 2n)
+    const t2 = await tx(keys[0], 1, { kind: 'transfer', to: dids[5], amount: 50n }, 3n)
+    const t3 = await tx(keys[1], 0, { kind: 'transfer', to: A, amount: 105n }, 1n) // spends what t1 gave
+    const { state, receipts, block } = step(s0, [t1, t2, t3], C)
+    assert.deepEqual(receipts.map(r => [r.tx, r.sender, r.height, r.ok]), [[t1.id, A, 1, true], [t2.id, A, 1, true], [t3.id, B, 1, true]])
+    assert.deepEqual(state.accounts.get(A), { balance: 1000n - 100n - 2n - 50n - 3n + 105n, nonce: 2, stake: 0n })
+    assert.deepEqual(state.accounts.get(B), { balance: 10n + 100n - 105n - 1n, nonce: 1, stake: 0n })
+    assert.deepEqual(state.accounts.get(dids[5]), { balance: 50n, nonce: 0, stake: 0n })
+    assert.deepEqual(state.accounts.get(C), { balance: 6n, nonce: 0, stake: 0n })
+    assert.equal(totalSupply(state), totalSupply(s0))
+    assert.equal(state.height, 1)
+    assert.equal(state.lastBlock, blockHash(block.header))
+    assert.equal(block.header.txRoot, txRoot([t1.id, t2.id, t3.id]))
+    // The proposer pays itself: a self-proposed block moves nothing but the amount.
+    const t4 = await tx(keys[0], 2, { kind: 'transfer', to: B, amount: 1n }, 9n)
+    const s2 = step(state, [t4], A).state
+    assert.equal(s2.accounts.get(A)?.balance, state.accounts.get(A)!.balance - 1n)
+  })
+
+  it('an empty block changes nothing but height and lastBlock', () => {
+    const s0 = genesis([[A, 1000n]])
+    const { state, receipts } = step(s0, [])
+    assert.deepEqual(receipts, [])
+    assert.equal(stateRoot(state), stateRoot(s0))
+    assert.equal(state.height, 1)
+    assert.equal(state.accounts.has(C), false)
+  })
+
+  it('fails reused and skipped nonces, overspends and a missing fee by name, changing nothing', async () => {
+    const s0 = genesis([[A, 1000n], [B, 5n]])
+    const ok = await tx(keys[0], 0, { kind: 'transfer', to: B, amount: 10n })
+    const s1 = step(s0, [ok]).state
+    const failing = [
+      await tx(keys[0], 0, { kind: 'transfer', to: B, amount: 11n }), // nonce 0 was used
+      ok, // the very same transaction again
+      await tx(keys[0], 2, { kind: 'transfer', to: B, amount: 1n }), // skips nonce 1
+      await tx(keys[0], 1000, { kind: 'stake', amount: 1n }),
+      await tx(keys[0], 1, { kind: 'transfer', to: B, amount: 989n }), // 989 + fee 1 > 989
+      await tx(keys[0], 1, { kind: 'stake', amount: 989n }),
+      await tx(keys[0], 1, { kind: 'unstake', amount: 1n }), // no stake
+      await tx(keys[0], 1, { kind: 'mint', content: CONTENT, name: 'hat' }, 990n), // fee alone too high
+      await tx(keys[3], 0, { kind: 'transfer', to: A, amount: 1n }) // an account that does not exist
+    ]
+    const { state, receipts } = step(s1, failing, C)
+    assert.deepEqual(errorsOf(receipts), [
+      'NonceReusedError', 'NonceReusedError', 'NonceGapError', 'NonceGapError', 'InsufficientFundsError',
+      'InsufficientFundsError', 'InsufficientFundsError', 'InsufficientFundsError', 'InsufficientFundsError'
+    ])
+    for (const r of receipts) {
+      assert.equal(r.ok, false)
+      assert.equal(typeof r.message, 'string')
+      assert.equal(r.created, undefined)
+    }
+    // Nothing changed: no fee paid, no nonce used, not even the proposer's account created.
+    assert.equal(stateRoot(state), stateRoot(s1))
+    assert.deepEqual([...state.accounts], [...s1.accounts])
+    assert.equal(state.accounts.has(C), true) // from the fee of block 1
+    assert.equal(state.accounts.get(C)?.balance, 1n)
+    assert.equal(state.accounts.has(dids[3]), false)
+  })
+
+  it('mints assets with the transaction id as asset id, transferable only by their owner', async () => {
+    const s0 = genesis([[A, 100n], [B, 100n]])
+    const mint = await tx(keys[0], 0, { kind: 'mint', content: CONTENT, name: 'hat' })
+    const b1 = step(s0, [mint])
+    assert.deepEqual(b1.receipts[0], { tx: mint.id, sender: A, height: 1, ok: true, created: mint.id })
+    assert.deepEqual(b1.state.assets.get(mint.id), { id: mint.id, owner: A, minter: A, content: CONTENT.toString(), name: 'hat', height: 1 })
+    const { state, receipts } = step(b1.state, [
+      await tx(keys[1], 0, { kind: 'asset-transfer', asset: mint.id, to: B }), // B does not own it
+      await tx(keys[0], 1, { kind: 'asset-transfer', asset: 'bafy-nothing', to: B }),
+      await tx(keys[0], 1, { kind: 'asset-transfer', asset: mint.id, to: B }),
+      await tx(keys[0], 2, { kind: 'asset-transfer', asset: mint.id, to: A }), // A no longer owns it
+      await tx(keys[1], 0, { kind: 'asset-transfer', asset: mint.id, to: C })
+    ])
+    assert.deepEqual(errorsOf(receipts), ['NotOwnerError', 'NotFoundError', undefined, 'NotOwnerError', undefined])
+    assert.deepEqual(state.assets.get(mint.id), { id: mint.id, owner: C, minter: A, content: CONTENT.toString(), name: 'hat', height: 1 })
+    assert.equal(state.assets.size, 1)
+    assert.equal(state.accounts.get(A)?.nonce, 2)
+    assert.equal(state.accounts.get(B)?.nonce, 1)
+  })
+
+  it('keeps parcels unique and non-overlapping within a space, but not across spaces', async () => {
+    const s0 = genesis([[A, 100n], [B, 100n]])
+    const first = await tx(keys[0], 0, { kind: 'claim', space: 'plaza', x: 10, y: 10, w: 10, h: 10 })
+    const claims = [
+      first,
+      await tx(keys[1], 0, { kind: 'claim', space: 'plaza', x: 19, y: 19, w: 5, h: 5 }), // one cell in common
+      await tx(keys[1], 0, { kind: 'claim', space: 'plaza', x: 12, y: 12, w: 2, h: 2 }), // inside
+      await tx(keys[1], 0, { kind: 'claim', space: 'plaza', x: 0, y: 0, w: 100, h: 100 }), // around
+      await tx(keys[1], 0, { kind: 'claim', space: 'plaza', x: 20, y: 10, w: 5, h: 10 }), // touching edge: fine
+      await tx(keys[1], 1, { kind: 'claim', space: 'plaza', x: 0, y: 10, w: 10, h: 10 }), // touching the other edge
+      await tx(keys[1], 2, { kind: 'claim', space: 'garden', x: 10, y: 10, w: 10, h: 10 }), // same rectangle, other space
+      await tx(keys[0], 1, { kind: 'claim', space: 'plaza', x: 9, y: 19, w: 2, h: 1 }) // overlaps both A's and B's
+    ]
+    const { state, receipts } = step(s0, claims)
+    assert.deepEqual(errorsOf(receipts), [undefined, 'ParcelOverlapError', 'ParcelOverlapError', 'ParcelOverlapError', undefined, undefined, undefined, 'ParcelOverlapError'])
+    assert.deepEqual(receipts.filter(r => r.ok).map(r => r.created), [claims[0].id, claims[4].id, claims[5].id, claims[6].id])
+    assert.deepEqual(state.parcels.get(first.id), { id: first.id, owner: A, space: 'plaza', x: 10, y: 10, w: 10, h: 10 })
+    assert.equal(state.parcels.size, 4)
+
+    const { state: s2, receipts: r2 } = step(state, [
+      await tx(keys[1], 3, { kind: 'parcel-transfer', parcel: first.id, to: B }),
+      await tx(keys[0], 1, { kind: 'parcel-transfer', parcel: 'bafy-nothing', to: B }),
+      await tx(keys[0], 1, { kind: 'parcel-transfer', parcel: first.id, to: B }),
+      await tx(keys[1], 3, { kind: 'claim', space: 'plaza', x: 15, y: 15, w: 1, h: 1 }) // still taken, whoever owns it
+    ])
+    assert.deepEqual(errorsOf(r2), ['NotOwnerError', 'NotFoundError', undefined, 'ParcelOverlapError'])
+    assert.equal(s2.parcels.get(first.id)?.owner, B)
+  })
+
+  it('moves stake and changes the validator set exactly VALIDATOR_UPDATE_DELAY heights later', async () => {
+    assert.equal(VALIDATOR_UPDATE_DELAY, 2)
+    const s0 = genesis([[A, 10_000n, 5_000n], [B, 10_000n]])
+    const before: Validator[] = [{ id: A, power: 5 }]
+    assert.deepEqual(s0.validators, before)
+    const stakeTx = await tx(keys[1], 0, { kind: 'stake', amount: 7_500n })
+    const b1 = step(s0, [stakeTx]) // height 1
+    assert.deepEqual(b1.receipts.map(r => r.ok), [true])
+    assert.deepEqual(b1.state.accounts.get(B), { balance: 10_000n - 7_500n - 1n, nonce: 1, stake: 7_500n })
+    const after: Validator[] = [{ id: B, power: 7 }, { id: A, power: 5 }]
+    const heights: Array<{ block: Block, state: LedgerState }> = [{ block: b1.block, state: b1.state }]
+    for (let h = 2; h <= 4; h++) heights.push(step(heights[heights.length - 1].state, []))
+    // The set in state signs the next height; headers name the set that signs them.
+    assert.deepEqual(b1.state.validators, before) // signs 2
+    assert.deepEqual(heights[1].state.validators, after) // signs 3 = 1 + VALIDATOR_UPDATE_DELAY
+    assert.deepEqual(heights[2].state.validators, after)
+    assert.equal(b1.block.header.validatorsHash, validatorsHash(before))
+    assert.equal(heights[1].block.header.validatorsHash, validatorsHash(before))
+    assert.equal(heights[2].block.header.validatorsHash, validatorsHash(after))
+
+    // Unstake everything of A and part of B at height 5, stake C at height 6: two overlapping changes.
+    const s4 = heights[3].state
+    const b5 = step(s4, [await tx(keys[0], 0, { kind: 'unstake', amount: 5_000n }), await tx(keys[1], 1, { kind: 'unstake', amount: 3_000n })])
+    assert.deepEqual(b5.receipts.map(r => r.ok), [true, true])
+    assert.deepEqual(b5.state.accounts.get(A), { balance: 10_000n - 1n + 5_000n, nonce: 1, stake: 0n })
+    const b6 = step(b5.state, [await tx(keys[0], 1, { kind: 'transfer', to: C, amount: 10_000n }), await tx(keys[2], 0, { kind: 'stake', amount: STAKE_PER_POWER * 9n })], A)
+    assert.deepEqual(b6.receipts.map(r => r.ok), [true, true])
+    const b7 = step(b6.state, [])
+    const b8 = step(b7.state, [])
+    assert.deepEqual(b5.state.validators, after)
+    assert.deepEqual(b6.state.validators, [{ id: B, power: 4 }]) // from height 5's change
+    assert.deepEqual(b7.state.validators, [{ id: C, power: 9 }, { id: B, power: 4 }]) // from height 6's change
+    assert.deepEqual(b8.state.validators, b7.state.validators)
+    assert.equal(b7.block.header.validatorsHash, validatorsHash([{ id: B, power: 4 }]))
+    assert.equal(b8.block.header.validatorsHash, validatorsHash(b7.state.validators))
+    // A failed stake changes nothing, not the validator set either.
+    const b9 = step(b8.state, [await tx(keys[5], 0, { kind: 'stake', amount: 1_000n })])
+    assert.equal(b9.receipts[0].error, 'InsufficientFundsError')
+    assert.deepEqual(b9.state.pending, [])
+    assert.equal(totalSupply(b9.state), totalSupply(s0))
+  })
+
+  describe('rejects blocks that cannot follow the state with InvalidBlockError', () => {
+    const setup = async (): Promise<{ s0: LedgerState, s1: LedgerState, block: Block, t: Tx }> => {
+      const s0 = genesis([[A, 1000n]])
+      const t = await tx(keys[0], 0, { kind: 'transfer', to: B, amount: 1n })
+      const { block, state } = step(s0, [t])
+      return { s0, s1: state, block, t }
+    }
+    const withHeader = (block: Block, patch: Partial<Block['header']>): Block => ({ header: { ...block.header, ...patch }, txs: block.txs })
+
+    it('wrong height, wrong prev, wrong chain, wrong txRoot', async () => {
+      const { s0, s1, block } = await setup()
+      for (const bad of [
+        withHeader(block, { height: 2 }), withHeader(block, { height: 0 }),
+        withHeader(block, { prev: blockHash(block.header) }), withHeader(block, { prev: 'ab'.repeat(32) }),
+        withHeader(block, { chain: 'peerverse-main' }),
+        withHeader(block, { txRoot: txRoot([]) }), { header: block.header, txs: [] }
+      ]) {
+        assert.throws(() => applyBlock(s0, bad), { name: 'InvalidBlockError' })
+        assert.throws(() => checkBlock(s0, bad), { name: 'InvalidBlockError' })
+      }
+      // A block applied twice, or to the wrong state.
+      assert.throws(() => applyBlock(s1, block), { name: 'InvalidBlockError' })
+      const next = step(s1, []).block
+      assert.throws(() => applyBlock(s0, next), { name: 'InvalidBlockError' })
+    })
+
+    it('a duplicate, malformed, foreign, mutated or oversized transaction', async () => {
+      const { s0, block, t } = await setup()
+      const dup = { header: { ...block.header, txRoot: txRoot([t.id, t.id]) }, txs: [t.bytes, t.bytes] }
+      assert.throws(() => applyBlock(s0, dup), { name: 'InvalidBlockError', message: /twice/ })
+      assert.throws(() => buildBlock(s0, [t.bytes, t.bytes], C, 1), { name: 'InvalidBlockError' })
+      const foreign = (await signTx(keys[0], { chain: 'peerverse-main', nonce: 0, fee: 1n, kind: 'transfer', to: B, amount: 1n })).bytes
+      const mutated = Uint8Array.from(t.bytes)
+      mutated[mutated.length - 1] ^= 1
+      const malformed = await rawTx({ ...base(), kind: 'transfer', to: B, amount: 0 })
+      for (const bytes of [foreign, mutated, malformed, new Uint8Array([1, 2, 3]), new Uint8Array(MAX_TX_BYTES + 1)]) {
+        assert.throws(() => applyBlock(s0, { header: block.header, txs: [t.bytes, bytes] }), { name: 'InvalidBlockError' })
+        assert.throws(() => buildBlock(s0, [bytes], C, 1), (err: Error) => err.name !== 'TypeError')
+      }
+    })
+
+    it('more than MAX_BLOCK_TXS transactions', async () => {
+      const { s0, block } = await setup()
+      const many = Array.from({ length: MAX_BLOCK_TXS + 1 }, () => block.txs[0])
+      assert.throws(() => applyBlock(s0, { header: block.header, txs: many }), { name: 'InvalidBlockError' })
+    })
+
+    it('checkBlock: a wrong stateRoot or validatorsHash', async () => {
+      const { s0, block } = await setup()
+      assert.doesNotThrow(() => applyBlock(s0, withHeader(block, { stateRoot: 'ab'.repeat(32) })))
+      assert.throws(() => checkBlock(s0, withHeader(block, { stateRoot: 'ab'.repeat(32) })), { name: 'InvalidBlockError' })
+      assert.throws(() => checkBlock(s0, withHeader(block, { stateRoot: stateRoot(s0) })), { name: 'InvalidBlockError' })
+      const staked = genesis([[A, 1000n, 2000n]])
+      assert.throws(() => checkBlock(s0, withHeader(block, { validatorsHash: validatorsHash(staked.validators) })), { name: 'InvalidBlockError' })
+    })
+  })
+})
+
+// ---------------------------------------------------------------------------------------------
+// Model-based property test: an independent model of the rules in plain maps.
+
+interface MAccount { balance: bigint, nonce: number, stake: bigint }
+interface MAsset { id: string, owner: string, minter: string, content: string, name: string, height: number }
+interface MParcel { id: string, owner: string, space: string, x: number, y: number, w: number, h: number }
+interface Model {
+  accounts: Map<string, MAccount>
+  assets: Map<string, MAsset>
+  parcels: Map<string, MParcel>
+  /** Signs the next height. */
+  validators: Validator[]
+  /** Height -> the set that signs it. */
+  scheduled: Map<number, Validator[]>
+}
+
+function modelValidators (accounts: Map<string, MAccount>): Validator[] {
+  const powered = [...accounts.entries()]
+    .map(([id, a]) => ({ id, power: Number(a.stake / 1000n) }))
+    .filter(v => v.power >= 1)
+  powered.sort((x, y) => y.power - x.power || (x.id < y.id ? -1 : x.id > y.id ? 1 : 0))
+  return powered.slice(0, 100)
+}
+
+function cloneModel (m: Model): Model {
+  return {
+    accounts: new Map([...m.accounts].map(([k, v]) => [k, { ...v }])),
+    assets: new Map([...m.assets].map(([k, v]) => [k, { ...v }])),
+    parcels: new Map([...m.parcels].map(([k, v]) => [k, { ...v }])),
+    validators: m.validators,
+    scheduled: new Map(m.scheduled)
+  }
+}
+
+function disjoint (a: MParcel, b: { x: number, y: number, w: number, h: number }): boolean {
+  return a.x + a.w <= b.x || b.x + b.w <= a.x || a.y + a.h <= b.y || b.y + b.h <= a.y
+}
+
+/** The model's verdict on one transaction; mutates the model when it succeeds. */
+function modelApply (m: Model, t: Tx, proposer: string, height: number): { ok: boolean, error?: string, created?: string } {
+  const p = t.payload
+  const get = (id: string): MAccount => m.accounts.get(id) ?? { balance: 0n, nonce: 0, stake: 0n }
+  const sender = get(t.sender)
+  if (p.nonce !== sender.nonce) return { ok: false, error: p.nonce < sender.nonce ? 'NonceReusedError' : 'NonceGapError' }
+  const spend = p.kind === 'transfer' || p.kind === 'stake' ? p.amount : 0n
+  if (sender.balance < p.fee + spend) return { ok: false, error: 'InsufficientFundsError' }
+  if (p.kind === 'unstake' && sender.stake < p.amount) return { ok: false, error: 'InsufficientFundsError' }
+  if (p.kind === 'asset-transfer') {
+    const asset = m.assets.get(p.asset)
+    if (asset == null) return { ok: false, error: 'NotFoundError' }
+    if (asset.owner !== t.sender) return { ok: false, error: 'NotOwnerError' }
+  }
+  if (p.kind === 'parcel-transfer') {
+    const parcel = m.parcels.get(p.parcel)
+    if (parcel == null) return { ok: false, error: 'NotFoundError' }
+    if (parcel.owner !== t.sender) return { ok: false, error: 'NotOwnerError' }
+  }
+  if (p.kind === 'claim') {
+    for (const other of m.parcels.values()) if (other.space === p.space && !disjoint(other, p)) return { ok: false, error: 'ParcelOverlapError' }
+  }
+  // Success: every effect, one account at a time.
+  const credit = (id: string, delta: bigint): void => { const a = get(id); m.accounts.set(id, { ...a, balance: a.balance + delta }) }
+  const s = get(t.sender)
+  m.accounts.set(t.sender, { balance: s.balance - p.fee, nonce: s.nonce + 1, stake: s.stake })
+  let created: string | undefined
+  switch (p.kind) {
+    case 'transfer': credit(t.sender, -p.amount); credit(p.to, p.amount); break
+    case 'stake': { const a = get(t.sender); m.accounts.set(t.sender, { ...a, balance: a.balance - p.amount, stake: a.stake + p.amount }); break }
+    case 'unstake': { const a = get(t.sender); m.accounts.set(t.sender, { ...a, balance: a.balance + p.amount, stake: a.stake - p.amount }); break }
+    case 'mint': m.assets.set(t.id, { id: t.id, owner: t.sender, minter: t.sender, content: p.content.toString(), name: p.name, height }); created = t.id; break
+    case 'asset-transfer': m.assets.set(p.asset, { ...m.assets.get(p.asset)!, owner: p.to }); break
+    case 'claim': m.parcels.set(t.id, { id: t.id, owner: t.sender, space: p.space, x: p.x, y: p.y, w: p.w, h: p.h }); created = t.id; break
+    case 'parcel-transfer': m.parcels.set(p.parcel, { ...m.parcels.get(p.parcel)!, owner: p.to }); break
+  }
+  credit(proposer, p.fee)
+  return created != null ? { ok: true, created } : { ok: true }
+}
+
+/** The model's end of block: due validator sets take over, stake changes are scheduled. */
+function modelEndBlock (m: Model, height: number, stakeChanged: boolean): void {
+  const due = m.scheduled.get(height + 1)
+  if (due != null) m.validators = due
+  for (const h of [...m.scheduled.keys()]) if (h <= height + 1) m.scheduled.delete(h)
+  if (stakeChanged) m.scheduled.set(height + VALIDATOR_UPDATE_DELAY, modelValidators(m.accounts))
+}
+
+type Cmd = { sender: number, nonceDelta: number, fee: bigint, op:
+  | { kind: 'transfer', to: number, amount: bigint }
+  | { kind: 'mint', name: string }
+  | { kind: 'asset-transfer', ref: number, to: number }
+  | { kind: 'claim', space: string, x: number, y: number, w: number, h: number }
+  | { kind: 'parcel-transfer', ref: number, to: number }
+  | { kind: 'stake' | 'unstake', amount: bigint } }
+
+const cmdArb: fc.Arbitrary<Cmd> = fc.record({
+  sender: fc.nat({ max: 5 }),
+  nonceDelta: fc.constantFrom(0, 0, 0, 0, 0, 0, 0, -1, 1, 2),
+  fee: fc.bigInt({ min: 1n, max: 20n }),
+  op: fc.oneof(
+    { arbitrary: fc.record({ kind: fc.constant('transfer' as const), to: fc.nat({ max: 6 }), amount: fc.oneof(fc.bigInt({ min: 1n, max: 400n }), fc.bigInt({ min: 1500n, max: 6000n })) }), weight: 4 },
+    fc.record({ kind: fc.constant('mint' as const), name: fc.constantFrom('hat', 'sword', 'cat') }),
+    { arbitrary: fc.record({ kind: fc.constant('asset-transfer' as const), ref: fc.nat({ max: 30 }), to: fc.nat({ max: 6 }) }), weight: 2 },
+    { arbitrary: fc.record({ kind: fc.constant('claim' as const), space: fc.constantFrom('plaza', 'garden'), x: fc.nat({ max: 12 }), y: fc.nat({ max: 12 }), w: fc.integer({ min: 1, max: 5 }), h: fc.integer({ min: 1, max: 5 }) }), weight: 2 },
+    { arbitrary: fc.record({ kind: fc.constant('parcel-transfer' as const), ref: fc.nat({ max: 30 }), to: fc.nat({ max: 6 }) }), weight: 2 },
+    fc.record({ kind: fc.constantFrom('stake' as const, 'unstake' as const), amount: fc.oneof(fc.bigInt({ min: 1n, max: 1500n }), fc.bigInt({ min: 1000n, max: 4000n })) })
+  )
+})
+const blocksArb = fc.array(fc.record({ proposer: fc.nat({ max: 6 }), cmds: fc.array(cmdArb, { maxLength: 8 }) }), { minLength: 1, maxLength: 6 })
+
+function pick<T> (list: T[], ref: number, missing: T): T {
+  return ref % (list.length + 1) === list.length ? missing : list[ref % (list.length + 1)]
+}
+
+async function toTx (m: Model, c: Cmd): Promise<Tx> {
+  const nonce = Math.max(0, (m.accounts.get(dids[c.sender])?.nonce ?? 0) + c.nonceDelta)
+  const o = c.op
+  let op: TxOp
+  switch (o.kind) {
+    case 'transfer': op = { kind: 'transfer', to: dids[o.to], amount: o.amount }; break
+    case 'mint': op = { kind: 'mint', content: CONTENT, name: o.name }; break
+    case 'asset-transfer': op = { kind: 'asset-transfer', asset: pick([...m.assets.keys()], o.ref, 'bafy-no-such-asset'), to: dids[o.to] }; break
+    case 'claim': op = { ...o }; break
+    case 'parcel-transfer': op = { kind: 'parcel-transfer', parcel: pick([...m.parcels.keys()], o.ref, 'bafy-no-such-parcel'), to: dids[o.to] }; break
+    default: op = { kind: o.kind, amount: o.amount }
+  }
+  return await tx(keys[c.sender], nonce, op, c.fee)
+}
+
+function snapshot (s: LedgerState): LedgerState {
+  return structuredClone(s)
+}
+
+describe('state transition against a model (property)', () => {
+  it('conserves supply, never goes negative, counts nonces and agrees with the model after every block', async () => {
+    const initial: Array<[string, bigint, bigint?]> = [[dids[0], 2000n, 3000n], [dids[1], 2000n, 1000n], [dids[2], 2000n], [dids[3], 2000n], [dids[4], 2000n], [dids[5], 2000n]]
+    const seen = new Map<string, number>() // receipt outcomes across all runs, to show the run covers them
+    await fc.assert(fc.asyncProperty(blocksArb, async blocks => {
+      let state = genesis(initial)
+      const supply = totalSupply(state)
+      let model: Model = { accounts: new Map(initial.map(([id, balance, stake]) => [id, { balance, nonce: 0, stake: stake ?? 0n }])), assets: new Map(), parcels: new Map(), validators: [], scheduled: new Map() }
+      model.validators = modelValidators(model.accounts)
+      assert.deepEqual(state.validators, model.validators)
+      const okAsSender = new Map<string, number>()
+      for (const { proposer: pi, cmds } of blocks) {
+        const proposer = dids[pi]
+        const height = state.height + 1
+        const working = cloneModel(model)
+        const txs: Tx[] = []
+        const expected: Array<{ ok: boolean, error?: string, created?: string }> = []
+        let stakeChanged = false
+        for (const c of cmds) {
+          const t = await toTx(working, c)
+          if (txs.some(x => x.id === t.id)) continue // the same bytes twice would make the block invalid
+          txs.push(t)
+          const verdict = modelApply(working, t, proposer, height)
+          expected.push(verdict)
+          if (verdict.ok && (t.payload.kind === 'stake' || t.payload.kind === 'unstake')) stakeChanged = true
+        }
+        modelEndBlock(working, height, stakeChanged)
+        const signingSet = state.validators
+
+        const before = snapshot(state)
+        const rootBefore = stateRoot(state)
+        const built = buildBlock(state, txs.map(t => t.bytes), proposer, height * 1000)
+        // Another node checks it; applying it again gives the same result, and leaves the input alone.
+        const again = applyBlock(state, built.block)
+        const checked = checkBlock(state, built.block)
+        assert.equal(stateRoot(again.state), built.block.header.stateRoot)
+        assert.equal(stateRoot(checked.state), built.block.header.stateRoot)
+        assert.deepEqual(again.receipts, built.receipts)
+        assert.equal(stateRoot(state), rootBefore)
+        assert.deepEqual(state, before)
+        assert.equal(built.block.header.validatorsHash, validatorsHash(signingSet))
+
+        const receipts = built.receipts
+        assert.equal(receipts.length, txs.length)
+        receipts.forEach((r, i) => {
+          assert.equal(r.tx, txs[i].id)
+          assert.equal(r.sender, txs[i].sender)
+          assert.equal(r.height, height)
+          assert.deepEqual({ ok: r.ok, error: r.error, created: r.created }, { ok: expected[i].ok, error: expected[i].error, created: expected[i].created }, `tx ${i} (${txs[i].payload.kind})`)
+          const key = r.ok ? `ok ${txs[i].payload.kind}` : r.error!
+          seen.set(key, (seen.get(key) ?? 0) + 1)
+          if (r.ok) okAsSender.set(r.sender, (okAsSender.get(r.sender) ?? 0) + 1)
+        })
+        state = built.state
+        model = working
+
+        assert.equal(state.height, height)
+        assert.equal(totalSupply(state), supply)
+        for (const [id, a] of state.accounts) {
+          assert.ok(a.balance >= 0n && a.stake >= 0n, `${id} went negative`)
+          assert.equal(a.nonce, okAsSender.get(id) ?? 0)
+        }
+        assert.deepEqual(new Map([...state.accounts]), model.accounts)
+        assert.deepEqual(new Map([...state.assets]), model.assets)
+        assert.deepEqual(new Map([...state.parcels]), model.parcels)
+        assert.deepEqual(state.validators, model.validators)
+      }
+    }), { seed: 42, numRuns: 150 })
+    // The run exercised every outcome, not only the happy path.
+    for (const name of ['NonceReusedError', 'NonceGapError', 'InsufficientFundsError', 'NotOwnerError', 'NotFoundError', 'ParcelOverlapError',
+      'ok transfer', 'ok mint', 'ok asset-transfer', 'ok claim', 'ok parcel-transfer', 'ok stake', 'ok unstake']) {
+      assert.ok((seen.get(name) ?? 0) > 0, `no ${name} in the run: ${JSON.stringify([...seen])}`)
+    }
+  })
+})
+
+// ---------------------------------------------------------------------------------------------
+// Merkle commitment and light-client proofs.
+
+const hexOf = (b: Uint8Array): string => Buffer.from(b).toString('hex')
+const keyArb = fc.string({ unit: fc.constantFrom('a', 'b', 'c', '/', 'é', 'Z'), maxLength: 4 })
+const leavesArb = fc.uniqueArray(fc.record({ key: keyArb, value: fc.uint8Array({ maxLength: 8 }) }), { selector: l => l.key, maxLength: 40 })
+
+/** What the key's value really is (hex), or null. */
+function truth (leaves: Leaf[], key: string): string | null {
+  const l = leaves.find(x => x.key === key)
+  return l == null ? null : hexOf(l.value)
+}
+
+/** verifyStateProof's outcome: the value (hex), null for absence, or the name of the error. */
+function outcome (root: string, key: string, proof: StateProof): string | null {
+  try {
+    const v = verifyStateProof(root, key, proof)
+    return v == null ? null : hexOf(v)
+  } catch (err) {
+    return `!${(err as Error).name}`
+  }
+}
+
+const flipHex = (h: string, at = 0): string => h.slice(0, at) + (h[at] === '0' ? '1' : '0') + h.slice(at + 1)
+
+/** Every way we know to bend one inclusion proof. */
+function bent (p: InclusionProof): InclusionProof[] {
+  const out: InclusionProof[] = []
+  out.push({ ...p, value: p.value + '00' }, { ...p, value: p.value === '' ? 'ff' : '' })
+  if (p.value.length > 0) out.push({ ...p, value: flipHex(p.value, p.value.length - 1) })
+  for (let k = 0; k < p.path.length; k++) {
+    const path = (f: (s: InclusionProof['path']) => void): InclusionProof => { const c = p.path.map(s => ({ ...s })); f(c); return { ...p, path: c } }
+    out.push(path(c => { c[k].sibling = flipHex(c[k].sibling, 63) }))
+    out.push(path(c => { c[k].sibling = flipHex(c[k].sibling, 0) }))
+    out.push(path(c => { c[k].left = !c[k].left }))
+    out.push(path(c => { c.splice(k, 1) }))
+    out.push(path(c => { c.splice(k, 0, { ...c[k] }) }))
+    if (k + 1 < p.path.length) out.push(path(c => { [c[k], c[k + 1]] = [c[k + 1], c[k]] }))
+  }
+  out.push({ ...p, path: [...p.path, { sibling: 'ab'.repeat(32), left: false }] }, { ...p, path: [...p.path, { sibling: 'ab'.repeat(32), left: true }] })
+  out.push({ ...p, path: [{ sibling: 'cd'.repeat(32), left: true }, ...p.path] })
+  for (const index of [p.index - 1, p.index + 1, p.index + 2, p.total, p.total - 1, 0]) if (index !== p.index) out.push({ ...p, index })
+  for (const total of [p.total - 1, p.total + 1, p.total + 2, p.total * 2, p.index + 1, 1]) if (total !== p.total) out.push({ ...p, total })
+  out.push({ ...p, index: p.index + 1, total: p.total + 1 }, { ...p, index: Math.floor(p.index / 2), total: Math.ceil(p.total / 2) })
+  return out
+}
+
+/** Everything a lying server could send for `key`, built from the honest tree. */
+function lies (tree: MerkleTree, sorted: Leaf[], key: string): StateProof[] {
+  const honest = tree.prove(key)
+  const root = tree.root
+  const incl = (i: number): InclusionProof | undefined => i >= 0 && i < sorted.length ? tree.prove(sorted[i].key).present : undefined
+  const out: StateProof[] = []
+  const proof = (p: Omit<StateProof, 'root' | 'key'>): void => { out.push({ root, key, ...p }) }
+  // A proof for another key, as it is and relabelled.
+  for (let j = 0; j < sorted.length; j++) {
+    if (sorted[j].key === key) continue
+    const other = incl(j)!
+    proof({ present: other })
+    proof({ present: { ...other, key } })
+    out.push(tree.prove(sorted[j].key))
+  }
+  // A present proof with a made-up leaf.
+  proof({ present: { key, value: 'ff', index: 0, total: Math.max(1, sorted.length), path: incl(0)?.path ?? [] } })
+  if (honest.present != null) {
+    const i = honest.present.index
+    for (const b of bent(honest.present)) proof({ present: b })
+    // Absence of a present key: skip over it, or pretend it is an edge.
+    const prev = incl(i - 1)
+    const next = incl(i + 1)
+    proof({ before: prev, after: next })
+    proof({ before: prev })
+    proof({ after: next })
+    proof({})
+    if (prev != null && next != null) {
+      proof({ before: prev, after: { ...next, index: prev.index + 1 } })
+      proof({ before: { ...prev, index: next.index - 1 }, after: next })
+    }
+    if (prev != null) {
+      proof({ before: { ...prev, index: prev.total - 1 } })
+      proof({ before: { ...prev, total: prev.index + 1 } })
+    }
+    if (next != null) proof({ after: { ...next, index: 0 } })
+    proof({ before: incl(i - 2), after: prev })
+    proof({ before: next, after: incl(i + 2) })
+    proof({ before: honest.present, after: next })
+  } else {
+    const { before, after } = honest
+    // Claim a value for an absent key.
+    if (before != null) proof({ present: { ...before, key } })
+    if (after != null) proof({ present: { ...after, key } })
+    if (before != null) for (const b of bent(before)) proof({ before: b, after })
+    if (after != null) for (const a of bent(after)) proof({ before, after: a })
+    // Neighbours that are not adjacent, or not there.
+    const lo = before != null ? before.index : -1
+    proof({ before: incl(lo - 1), after })
+    proof({ before, after: incl(lo + 2) })
+    proof({ before: incl(lo - 1), after: incl(lo + 2) })
+    proof({ before })
+    proof({ after })
+    proof({ before: after, after: before })
+  }
+  return out
+}
+
+describe('Merkle state commitment', () => {
+  it('has a root that does not depend on insertion order, and changes with any value (property)', () => {
+    const arb = leavesArb.chain(ls => fc.tuple(fc.constant(ls), fc.shuffledSubarray(ls, { minLength: ls.length, maxLength: ls.length }), fc.nat()))
+    fc.assert(fc.property(arb, ([leaves, shuffled, seed]) => {
+      const root = new MerkleTree(leaves).root
+      assert.equal(new MerkleTree(shuffled).root, root)
+      assert.equal(new MerkleTree([...leaves].reverse()).root, root)
+      assert.equal(new MerkleTree(leaves).size, leaves.length)
+      if (leaves.length > 0) {
+        const i = seed % leaves.length
+        const changed = leaves.map((l, j) => j === i ? { key: l.key, value: Uint8Array.of(...l.value, 0) } : l)
+        assert.notEqual(new MerkleTree(changed).root, root)
+        assert.notEqual(new MerkleTree(leaves.filter((_, j) => j !== i)).root, root)
+        assert.throws(() => new MerkleTree([...leaves, { key: leaves[i].key, value: new Uint8Array(0) }]))
+      }
+    }), { seed: 42, numRuns: 300 })
+  })
+
+  it('proves present and absent keys, including before the first, after the last and in the empty tree', () => {
+    const empty = new MerkleTree([])
+    assert.equal(empty.root, 'e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855')
+    const p0 = empty.prove('account/x')
+    assert.equal(p0.before, undefined)
+    assert.equal(p0.after, undefined)
+    assert.equal(verifyStateProof(empty.root, 'account/x', p0), null)
+
+    const leaves = ['b', 'd', 'f', 'h', 'j'].map(key => ({ key, value: new TextEncoder().encode(key.toUpperCase()) }))
+    const tree = new MerkleTree(leaves)
+    for (const l of leaves) assert.deepEqual(verifyStateProof(tree.root, l.key, tree.prove(l.key)), Buffer.from(l.value))
+    for (const key of ['a', '', 'c', 'e', 'i', 'k', 'zzz']) {
+      const p = tree.prove(key)
+      assert.equal(p.present, undefined)
+      assert.equal(verifyStateProof(tree.root, key, p), null, key)
+    }
+    assert.equal(tree.prove('a').before, undefined)
+    assert.equal(tree.prove('a').after?.index, 0)
+    assert.equal(tree.prove('k').after, undefined)
+    assert.equal(tree.prove('k').before?.index, 4)
+    // Proofs are for one key and one root.
+    assert.throws(() => verifyStateProof(tree.root, 'd', tree.prove('b')), { name: 'InvalidProofError' })
+    assert.throws(() => verifyStateProof(empty.root, 'b', tree.prove('b')), { name: 'InvalidProofError' })
+    assert.throws(() => verifyStateProof(tree.root, 'x', p0), { name: 'InvalidProofError' })
+    // Proofs are canonical: a path step too many is refused even though it would not change the value.
+    const d = tree.prove('d').present!
+    assert.throws(() => verifyStateProof(tree.root, 'd', { root: tree.root, key: 'd', present: { ...d, path: [...d.path, d.path[0]] } }), { name: 'InvalidProofError' })
+    // One leaf: no path at all.
+    const one = new MerkleTree([{ key: 'm', value: Uint8Array.of(1) }])
+    assert.deepEqual(one.prove('m').present?.path, [])
+    assert.deepEqual(verifyStateProof(one.root, 'm', one.prove('m')), Buffer.from([1]))
+    assert.equal(verifyStateProof(one.root, 'a', one.prove('a')), null)
+    assert.equal(verifyStateProof(one.root, 'z', one.prove('z')), null)
+  })
+
+  it('round-trips honest proofs for any tree and key (property)', () => {
+    fc.assert(fc.property(leavesArb, keyArb, (leaves, key) => {
+      const tree = new MerkleTree(leaves)
+      const keys = [key, ...leaves.map(l => l.key), ...leaves.map(l => l.key + 'a'), '']
+      for (const k of keys) {
+        const p = tree.prove(k)
+        assert.equal(p.root, tree.root)
+        assert.equal(outcome(tree.root, k, p), truth(leaves, k))
+        // Proofs survive a trip through JSON (how a light client receives them).
+        assert.equal(outcome(tree.root, k, JSON.parse(JSON.stringify(p))), truth(leaves, k))
+      }
+    }), { seed: 42, numRuns: 200 })
+  })
+
+  it('never lets a lying server prove anything but the truth (property)', () => {
+    let rejected = 0
+    let total = 0
+    fc.assert(fc.property(leavesArb, keyArb, fc.option(fc.nat()), (leaves, random, chosen) => {
+      const tree = new MerkleTree(leaves)
+      const sorted = [...leaves].sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0))
+      const key = chosen != null && leaves.length > 0 ? leaves[chosen % leaves.length].key : random
+      const real = truth(leaves, key)
+      for (const lie of lies(tree, sorted, key)) {
+        const got = outcome(tree.root, key, lie)
+        total++
+        if (got === '!InvalidProofError') { rejected++; continue }
+        assert.equal(got, real, `liar got ${JSON.stringify(got)} for ${JSON.stringify(key)} (truth ${JSON.stringify(real)}) with ${JSON.stringify(lie)}`)
+      }
+      // A root from another tree accepts none of the honest proofs unless the trees agree on the key.
+      const other = new MerkleTree([...leaves, { key: `${key}/x`, value: Uint8Array.of(9) }])
+      const got = outcome(other.root, key, tree.prove(key))
+      assert.ok(got === '!InvalidProofError', `stale proof accepted: ${String(got)}`)
+    }), { seed: 42, numRuns: 300 })
+    assert.ok(rejected > total * 0.9, `${rejected} of ${total} lies rejected`)
+  })
+
+  it('rejects malformed proof shapes from a peer with InvalidProofError', () => {
+    const tree = new MerkleTree(['a', 'b', 'c'].map(key => ({ key, value: Uint8Array.of(1) })))
+    const good = tree.prove('b')
+    const present = good.present!
+    const shapes: unknown[] = [
+      { ...good, present: { ...present, path: undefined } },
+      { ...good, present: { ...present, path: null } },
+      { ...good, present: { ...present, path: 'nope' } },
+      { ...good, present: { ...present, path: [null, null] } },
+      { ...good, present: { ...present, value: 42 } },
+      { ...good, present: { ...present, index: '1' } },
+      { ...good, present: { ...present, key: 42 } },
+      { ...good, present: 'yes' },
+      { root: good.root, key: 'bb', before: { ...present, path: null } }
+    ]
+    for (const shape of shapes) {
+      assert.throws(() => verifyStateProof(tree.root, (shape as StateProof).key, shape as StateProof), { name: 'InvalidProofError' }, JSON.stringify(shape))
+    }
+  })
+})
+
+describe('light client against block headers', () => {
+  it('verifies balances and ownership from a header\'s stateRoot, and catches a lying server', async () => {
+    const s0 = genesis([[A, 1_000_000n, 2_000n], [B, 50n]])
+    const mint = await tx(keys[0], 0, { kind: 'mint', content: CONTENT, name: 'hat' })
+    const claim = await tx(keys[0], 1, { kind: 'claim', space: 'plaza', x: 0, y: 0, w: 4, h: 4 })
+    const b1 = step(s0, [mint, claim, await tx(keys[0], 2, { kind: 'transfer', to: B, amount: 1234n })])
+    const b2 = step(b1.state, [await tx(keys[0], 3, { kind: 'asset-transfer', asset: mint.id, to: B }), await tx(keys[1], 0, { kind: 'transfer', to: dids[4], amount: 7n }, 2n)])
+    const header1 = b1.block.header
+    const header2 = b2.block.header
+    // The client holds only headers. The server holds states.
+    const served = (state: LedgerState, key: string): StateProof => JSON.parse(JSON.stringify(proveKey(state, key)))
+
+    const account = (header: typeof header1, state: LedgerState, did: string): ReturnType<typeof decodeAccountValue> | null => {
+      const v = verifyStateProof(header.stateRoot, `account/${did}`, served(state, `account/${did}`))
+      return v == null ? null : decodeAccountValue(v)
+    }
+    assert.deepEqual(account(header1, b1.state, B), { balance: 1284n, nonce: 0, stake: 0n })
+    assert.deepEqual(account(header2, b2.state, B), { balance: 1284n - 7n - 2n, nonce: 1, stake: 0n })
+    assert.deepEqual(account(header2, b2.state, A), b2.state.accounts.get(A))
+    assert.equal(account(header2, b2.state, A)?.stake, 2_000n)
+    assert.equal(account(header2, b2.state, dids[5]), null) // no such account, proven
+    const owner = (header: typeof header1, state: LedgerState, key: string): string | null => {
+      const v = verifyStateProof(header.stateRoot, key, served(state, key))
+      return v == null ? null : decodeOwner(v)
+    }
+    assert.equal(owner(header1, b1.state, `asset/${mint.id}`), A)
+    assert.equal(owner(header2, b2.state, `asset/${mint.id}`), B)
+    assert.equal(owner(header2, b2.state, `parcel/${claim.id}`), A)
+    assert.equal(owner(header2, b2.state, `asset/${claim.id}`), null)
+
+    // Lies: a stale state, another account's leaf relabelled, a doctored value, a skipped leaf.
+    const stale = served(b1.state, `asset/${mint.id}`)
+    assert.throws(() => verifyStateProof(header2.stateRoot, `asset/${mint.id}`, stale), { name: 'InvalidProofError' })
+    const rich = served(b2.state, `account/${A}`)
+    assert.throws(() => verifyStateProof(header2.stateRoot, `account/${B}`, { ...rich, key: `account/${B}`, present: { ...rich.present!, key: `account/${B}` } }), { name: 'InvalidProofError' })
+    const bProof = served(b2.state, `account/${B}`)
+    const doctored = hexOf(dagCbor.encode([10n ** 12n, 1, 0n]))
+    assert.throws(() => verifyStateProof(header2.stateRoot, `account/${B}`, { ...bProof, present: { ...bProof.present!, value: doctored } }), { name: 'InvalidProofError' })
+    // Skip over B's leaf, claiming its neighbours are adjacent.
+    const i = bProof.present!.index
+    const all = [...b2.state.accounts.keys()].map(k => `account/${k}`)
+      .concat([...b2.state.assets.keys()].map(k => `asset/${k}`), [...b2.state.parcels.keys()].map(k => `parcel/${k}`)).sort()
+    assert.equal(all[i], `account/${B}`)
+    const around = (j: number): InclusionProof | undefined => j >= 0 && j < all.length ? proveKey(b2.state, all[j]).present : undefined
+    assert.throws(() => verifyStateProof(header2.stateRoot, `account/${B}`, { root: header2.stateRoot, key: `account/${B}`, before: around(i - 1), after: around(i + 1) }), { name: 'InvalidProofError' })
+    // The proof's own root field is not trusted: a server cannot swap in its own root.
+    const forged = new MerkleTree([{ key: `account/${B}`, value: dagCbor.encode([10n ** 12n, 0, 0n]) }])
+    assert.throws(() => verifyStateProof(header2.stateRoot, `account/${B}`, forged.prove(`account/${B}`)), { name: 'InvalidProofError' })
+  })
+})
