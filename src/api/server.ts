@@ -17,6 +17,7 @@ import { contentRangeHeader, parseRange, RangeNotSatisfiableError, unsatisfiedRa
 import { contentType, SNIFF_BYTES } from '../content/mime.ts'
 import { CID } from 'multiformats/cid'
 import type { Entry, EntryPayload } from '../social/feed.ts'
+import type { Tx } from '../ledger/tx.ts'
 import { ApiError } from './errors.ts'
 
 export const API_TOKEN_FILE = 'api-token'
@@ -70,7 +71,7 @@ export async function readApiInfo (dataDir: string): Promise<ApiInfo & { token: 
   return { ...info, token }
 }
 
-const EVENT_TYPES: Array<keyof NodeEvents> = ['peer:connect', 'peer:disconnect', 'peer:identified', 'gossip:message', 'peer:rejected', 'bootstrap:error', 'feed:entry', 'feed:fork']
+const EVENT_TYPES: Array<keyof NodeEvents> = ['peer:connect', 'peer:disconnect', 'peer:identified', 'gossip:message', 'peer:rejected', 'bootstrap:error', 'feed:entry', 'feed:fork', 'ledger:block', 'ledger:receipt']
 
 function eventJson (type: string, detail: unknown): string {
   if (type === 'gossip:message') {
@@ -256,6 +257,44 @@ export class ApiServer {
     }
   }
 
+  /** GET /api/v0/ledger/...: chain status, balances, assets, parcels, transactions, proofs, blocks. */
+  private async ledgerGet (rest: string, url: URL): Promise<unknown> {
+    const ledger = this.node.ledger
+    const [what, arg] = rest.split('/').map(x => decodeURIComponent(x))
+    const who = arg == null || arg === '' ? this.node.did : arg
+    switch (what) {
+      case 'status': return {
+        chain: ledger.chainId,
+        height: ledger.state.height,
+        lastBlock: ledger.state.lastBlock,
+        validators: ledger.state.validators,
+        validator: ledger.isValidator,
+        mempool: ledger.mempool.size
+      }
+      case 'balance': {
+        const a = ledger.balance(who)
+        return { address: who, balance: a.balance.toString(), nonce: a.nonce, stake: a.stake.toString(), height: ledger.state.height }
+      }
+      case 'assets': return { address: who, assets: ledger.assetsOf(who) }
+      case 'parcels': return { address: who, parcels: ledger.parcelsOf(who) }
+      case 'tx': {
+        if (arg == null) throw new ApiError(400, 'BadRequest', 'a transaction id is required')
+        return { id: arg, ...await ledger.txStatus(arg) }
+      }
+      case 'proof': {
+        const key = url.searchParams.get('key')
+        if (key == null || key === '') throw new ApiError(400, 'BadRequest', 'key is required (account/<did>, asset/<id> or parcel/<id>)')
+        return ledger.prove(key)
+      }
+      case 'block': {
+        const stored = await ledger.block(intParam(arg ?? '', 'height'))
+        if (stored == null) throw new ApiError(404, 'NotFound', `no block ${arg ?? ''}`)
+        return { header: stored.block.header, txs: stored.block.txs.map(t => Buffer.from(t).toString('base64')), commit: stored.commit.length }
+      }
+    }
+    throw new ApiError(404, 'NotFound', `no endpoint GET /api/v0/ledger/${rest}`)
+  }
+
   /** POST /api/v0/content/add?name=&pin=: the body is the file's bytes, streamed into the store. */
   private async addContent (req: IncomingMessage, url: URL): Promise<unknown> {
     const name = url.searchParams.get('name') ?? undefined
@@ -397,6 +436,7 @@ export class ApiServer {
     if (method === 'GET' && path === '/api/v0/peers') return { peers: node.peers() }
     if (method === 'GET' && path.startsWith('/api/v0/dht/peer/')) return node.findPeer(decodeURIComponent(path.slice('/api/v0/dht/peer/'.length)), { signal })
     if (method === 'GET' && path === '/api/v0/gossip/topics') return { topics: node.topics() }
+    if (method === 'GET' && path.startsWith('/api/v0/ledger/')) return await this.ledgerGet(path.slice('/api/v0/ledger/'.length), url)
     if (method === 'GET' && path === '/api/v0/social/feed') {
       const limit = url.searchParams.get('limit')
       return { entries: await node.social.timeline({ limit: limit == null ? undefined : intParam(limit, 'limit'), before: url.searchParams.get('before') ?? undefined }) }
@@ -447,6 +487,15 @@ export class ApiServer {
           const dir = await node.content.addDirectory(children, { name: typeof body.name === 'string' ? body.name : undefined, pin: body.pin !== false })
           return { cid: dir.cid.toString(), size: dir.size }
         }
+        case '/api/v0/ledger/pay': return txJson(await node.ledger.submitOwn({ kind: 'transfer', to: str(body, 'to'), amount: amountParam(body.amount, 'amount') }, feeParam(body.fee)))
+        case '/api/v0/ledger/asset/mint': return txJson(await node.ledger.submitOwn({ kind: 'mint', content: parseCid(body.content), name: str(body, 'name') }, feeParam(body.fee)))
+        case '/api/v0/ledger/asset/transfer': return txJson(await node.ledger.submitOwn({ kind: 'asset-transfer', asset: str(body, 'asset'), to: str(body, 'to') }, feeParam(body.fee)))
+        case '/api/v0/ledger/parcel/claim': return txJson(await node.ledger.submitOwn({ kind: 'claim', space: str(body, 'space'), x: Number(body.x), y: Number(body.y), w: Number(body.w), h: Number(body.h) }, feeParam(body.fee)))
+        case '/api/v0/ledger/parcel/transfer': return txJson(await node.ledger.submitOwn({ kind: 'parcel-transfer', parcel: str(body, 'parcel'), to: str(body, 'to') }, feeParam(body.fee)))
+        case '/api/v0/ledger/stake': return txJson(await node.ledger.submitOwn({ kind: 'stake', amount: amountParam(body.amount, 'amount') }, feeParam(body.fee)))
+        case '/api/v0/ledger/unstake': return txJson(await node.ledger.submitOwn({ kind: 'unstake', amount: amountParam(body.amount, 'amount') }, feeParam(body.fee)))
+        case '/api/v0/ledger/faucet': return txJson(await node.ledger.faucet(typeof body.to === 'string' ? body.to : node.did))
+        case '/api/v0/ledger/submit': return txJson(await node.ledger.submit(new Uint8Array(Buffer.from(str(body, 'tx'), 'base64'))))
         case '/api/v0/social/post': {
           const attachments = cidList(body.attachments)
           return entryJson(await node.social.post(str(body, 'text'), attachments))
@@ -486,6 +535,21 @@ function intParam (value: string, name: string): number {
   return n
 }
 
+/** An amount from JSON: a decimal string or a safe integer, never a fraction. */
+function amountParam (value: unknown, name: string): bigint {
+  if (typeof value === 'string' && /^\d{1,19}$/.test(value)) return BigInt(value)
+  if (typeof value === 'number' && Number.isSafeInteger(value) && value >= 0) return BigInt(value)
+  throw new ApiError(400, 'BadRequest', `${name} must be a whole number of units (a decimal string or an integer)`)
+}
+
+function feeParam (value: unknown): bigint | undefined {
+  return value === undefined ? undefined : amountParam(value, 'fee')
+}
+
+function txJson (tx: Tx): Record<string, unknown> {
+  return { id: tx.id, sender: tx.sender, nonce: tx.payload.nonce, kind: tx.payload.kind, status: 'pending' }
+}
+
 function cidList (value: unknown): CID[] | undefined {
   if (value === undefined) return undefined
   if (!Array.isArray(value)) throw new ApiError(400, 'BadRequest', 'attachments must be a list of CIDs')
@@ -514,6 +578,7 @@ function errorStatus (e: Error): number {
     case 'NotFoundError': case 'PathNotFoundError': case 'BlockNotFoundError': case 'NoProvidersError': return 404
     case 'AbortError': case 'TimeoutError': return 504
     case 'StoreFullError': return 507
+    case 'MempoolFullError': case 'SenderLimitError': return 503
     case 'UnsupportedContentError': case 'NotADirectoryError': case 'InvalidEntryError': return 422
     default: return /not found/i.test(e.message) ? 404 : 400
   }

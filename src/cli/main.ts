@@ -4,7 +4,9 @@
  */
 import { parseArgs, type ParseArgsConfig } from 'node:util'
 import { createReadStream, createWriteStream } from 'node:fs'
-import { lstat, mkdir, readdir, rename, rm, stat } from 'node:fs/promises'
+import { lstat, mkdir, readdir, rename, rm, stat, writeFile } from 'node:fs/promises'
+import { spawn } from 'node:child_process'
+import { devnetGenesis, GENESIS_FILE, genesisJson } from '../ledger/genesis.ts'
 import { join, resolve } from 'node:path'
 import { Readable } from 'node:stream'
 import { pipeline } from 'node:stream/promises'
@@ -46,6 +48,15 @@ Commands:
   feed       the timeline of who you follow, newest first
   profile    set your profile, or show someone's
   mute       hide someone from your timeline / block: stop replicating them too
+  balance    a balance on the ledger (yours by default)
+  pay        send money to a did
+  asset      mint an asset pointing at content, or transfer one
+  assets     assets owned (yours by default)
+  parcel     claim a land parcel in a space's grid, or transfer one; parcels: list them
+  tx         a transaction's status: pending, committed at a height, or rejected with a reason
+  faucet     on a devnet: get funds from the faucet
+  chain      the chain: id, height, validators
+  devnet     run a local network of validators (separate processes on loopback)
 
 Run 'peerverse <command> --help' for a command's options.
 The data dir defaults to $PEERVERSE_DATA or ./.peerverse-data.`,
@@ -55,7 +66,7 @@ Creates an Ed25519 user key (named by a did:key) and a libp2p peer key in DIR.
 Key files are readable by their owner only. An existing key is never overwritten.`,
   start: `Usage: peerverse start [--data DIR] [--listen MULTIADDR ...] [--announce MULTIADDR ...]
                        [--bootstrap MULTIADDR ...] [--api HOST:PORT | --no-api]
-                       [--dht-mode server|client|auto] [--no-relay-server] [--json]
+                       [--dht-mode server|client|auto] [--no-relay-server] [--genesis FILE] [--json]
 
 Runs the peer until SIGINT or SIGTERM. Creates the identity on first run.
   --listen      listen address (repeatable); default TCP 7410, WebSocket 7411 and a relay slot
@@ -63,6 +74,8 @@ Runs the peer until SIGINT or SIGTERM. Creates the identity on first run.
   --bootstrap   a peer to enter the network through, /.../p2p/<peer id> (repeatable)
   --api         local API address, default 127.0.0.1:7400 (port 0 picks a free one)
   --dht-mode    server answers DHT queries; auto (default) does once found reachable
+  --genesis     the chain to follow (a genesis file); default: a single-validator devnet of
+                your own, created in DIR/genesis.json on first start
   --json        print one JSON line when ready instead of the text summary`,
   status: `Usage: peerverse status [--data DIR] [--json]
 
@@ -105,6 +118,27 @@ cursor for --before.`,
   mute: `Usage: peerverse mute|unmute|block|unblock DID [--data DIR]
 
 mute hides an author from your timeline; block also drops their feed and stops replicating it.`,
+  balance: `Usage: peerverse balance [ADDRESS] [--data DIR] [--json]
+
+Amounts are whole numbers of the smallest unit.`,
+  pay: `Usage: peerverse pay ADDRESS AMOUNT [--fee N] [--no-wait] [--data DIR] [--json]
+
+Signs a transfer with your key and waits until it is final (or rejected, with the reason).`,
+  asset: `Usage: peerverse asset mint --content CID --name NAME [--no-wait] [--data DIR]
+       peerverse asset transfer ASSET_ID ADDRESS [--no-wait] [--data DIR]`,
+  assets: `Usage: peerverse assets [ADDRESS] [--data DIR] [--json]`,
+  parcel: `Usage: peerverse parcel claim --space SPACE --x X --y Y --w W --h H [--no-wait] [--data DIR]
+       peerverse parcel transfer PARCEL_ID ADDRESS [--no-wait] [--data DIR]
+       peerverse parcels [ADDRESS] [--data DIR] [--json]`,
+  tx: `Usage: peerverse tx TXID [--data DIR] [--json]`,
+  faucet: `Usage: peerverse faucet [ADDRESS] [--no-wait] [--data DIR]   (devnets only)`,
+  chain: `Usage: peerverse chain [--data DIR] [--json]`,
+  devnet: `Usage: peerverse devnet [--validators N] [--dir DIR] [--base-port P]
+
+Creates N validator identities under DIR (default ./devnet), a genesis that stakes and funds them
+and a faucet, and runs them as N 'peerverse start' processes on 127.0.0.1 (TCP ports from P,
+default 7600; APIs on P+100...). Prints how to point other peers and the CLI at the network, then
+runs until Ctrl-C. Running it again on the same DIR restarts the same chain.`,
   gossip: `Usage: peerverse gossip publish TOPIC TEXT [--data DIR]
        peerverse gossip subscribe TOPIC [--data DIR]   (prints messages until Ctrl-C)`
 }
@@ -153,7 +187,8 @@ async function cmdStart (args: string[]): Promise<void> {
     api: { type: 'string' },
     'no-api': { type: 'boolean' },
     'dht-mode': { type: 'string' },
-    'no-relay-server': { type: 'boolean' }
+    'no-relay-server': { type: 'boolean' },
+    genesis: { type: 'string' }
   })
   if (values.help === true) return out(HELP.start)
   const dir = resolve(values.data ?? DEFAULT_DATA_DIR)
@@ -163,7 +198,8 @@ async function cmdStart (args: string[]): Promise<void> {
     bootstrap: values.bootstrap,
     api: values['no-api'] === true ? false : values.api,
     dht: { mode: values['dht-mode'] as DhtMode | undefined },
-    relay: { server: values['no-relay-server'] === true ? false : undefined }
+    relay: { server: values['no-relay-server'] === true ? false : undefined },
+    ledger: { genesis: values.genesis == null ? undefined : resolve(values.genesis) }
   }
   const config = await loadConfig(dir, overrides)
   const node = await createNode(config)
@@ -196,12 +232,13 @@ async function cmdStart (args: string[]): Promise<void> {
   process.on('SIGINT', () => { shutdown('SIGINT') })
   process.on('SIGTERM', () => { shutdown('SIGTERM') })
   if (values.json === true) {
-    out(JSON.stringify({ event: 'ready', peerId: node.peerId, did: node.did, addresses: node.addresses(), api: api?.url ?? null, dataDir: dir }))
+    out(JSON.stringify({ event: 'ready', peerId: node.peerId, did: node.did, addresses: node.addresses(), api: api?.url ?? null, dataDir: dir, chain: node.ledger.chainId }))
   } else {
     out('peerverse peer running')
     out(`  peer id:  ${node.peerId}`)
     out(`  did:      ${node.did}`)
     for (const a of node.addresses()) out(`  listen:   ${a}`)
+    out(`  chain:    ${node.ledger.chainId} at height ${node.ledger.state.height}${node.ledger.isValidator ? ' (validating)' : ''}`)
     if (api != null) out(`  api:      ${api.url} (token in ${resolve(dir, 'api-token')})`)
     out('Press Ctrl-C to stop.')
   }
@@ -514,7 +551,194 @@ function listCommand (verb: 'mute' | 'unmute' | 'block' | 'unblock') {
   }
 }
 
+interface TxView { id: string, status: string, height?: number, error?: string, message?: string, receipt?: { created?: string } }
+
+/** Waits until a transaction is final or rejected (or the deadline passes), printing its status. */
+async function finish (api: ApiClient, tx: { id: string }, values: { json?: boolean, 'no-wait'?: boolean }, what: string): Promise<void> {
+  let status: TxView = { id: tx.id, status: 'pending' }
+  if (values['no-wait'] !== true) {
+    const deadline = Date.now() + 60_000
+    while (Date.now() < deadline) {
+      status = await api.request<TxView>('GET', `/api/v0/ledger/tx/${tx.id}`)
+      if (status.status === 'committed' || status.status === 'rejected') break
+      await new Promise(resolve => setTimeout(resolve, 200))
+    }
+  }
+  if (values.json === true) return out(JSON.stringify(status))
+  if (status.status === 'committed') out(`${what}: final at height ${status.height ?? '?'} (tx ${tx.id})${status.receipt?.created != null ? `; id ${status.receipt.created}` : ''}`)
+  else if (status.status === 'rejected') throw new Error(`${what} rejected: ${status.error ?? ''}: ${status.message ?? ''} (tx ${tx.id})`)
+  else out(`${what}: pending (tx ${tx.id})`)
+}
+
+const TX_FLAGS = { fee: { type: 'string' }, 'no-wait': { type: 'boolean' } } as const
+
+function wholeNumber (value: string, name: string): string {
+  if (!/^\d{1,19}$/.test(value)) throw new UsageError(`${name} must be a whole number of units, got ${JSON.stringify(value)}`)
+  return value
+}
+
+async function cmdBalance (args: string[]): Promise<void> {
+  const { values, positionals } = parse(args, {})
+  if (values.help === true) return out(HELP.balance)
+  if (positionals.length > 1) throw new UsageError('balance takes at most one address')
+  const b = await (await client(values)).request<{ address: string, balance: string, stake: string, nonce: number, height: number }>('GET', `/api/v0/ledger/balance/${encodeURIComponent(positionals[0] ?? '')}`)
+  if (values.json === true) return out(JSON.stringify(b))
+  out(`${b.balance}${b.stake !== '0' ? ` (+ ${b.stake} staked)` : ''}  at height ${b.height}  ${b.address}`)
+}
+
+async function cmdPay (args: string[]): Promise<void> {
+  const { values, positionals } = parse(args, TX_FLAGS)
+  if (values.help === true) return out(HELP.pay)
+  if (positionals.length !== 2) throw new UsageError('pay takes ADDRESS AMOUNT')
+  const api = await client(values)
+  const tx = await api.request<{ id: string }>('POST', '/api/v0/ledger/pay', { to: positionals[0], amount: wholeNumber(positionals[1], 'AMOUNT'), fee: values.fee == null ? undefined : wholeNumber(values.fee, '--fee') })
+  await finish(api, tx, values, `paid ${positionals[1]} to ${positionals[0]}`)
+}
+
+async function cmdAsset (args: string[]): Promise<void> {
+  const { values, positionals } = parse(args, { ...TX_FLAGS, content: { type: 'string' }, name: { type: 'string' } })
+  if (values.help === true) return out(HELP.asset)
+  const api = await client(values)
+  if (positionals[0] === 'mint' && positionals.length === 1) {
+    if (values.content == null || values.name == null) throw new UsageError('asset mint needs --content CID and --name NAME')
+    const tx = await api.request<{ id: string }>('POST', '/api/v0/ledger/asset/mint', { content: values.content, name: values.name })
+    return await finish(api, tx, values, `minted ${values.name}`)
+  }
+  if (positionals[0] === 'transfer' && positionals.length === 3) {
+    const tx = await api.request<{ id: string }>('POST', '/api/v0/ledger/asset/transfer', { asset: positionals[1], to: positionals[2] })
+    return await finish(api, tx, values, `transferred ${positionals[1]}`)
+  }
+  throw new UsageError('usage: peerverse asset mint --content CID --name NAME | asset transfer ASSET_ID ADDRESS')
+}
+
+async function cmdAssets (args: string[]): Promise<void> {
+  const { values, positionals } = parse(args, {})
+  if (values.help === true) return out(HELP.assets)
+  const { assets } = await (await client(values)).request<{ assets: Array<{ id: string, name: string, content: string }> }>('GET', `/api/v0/ledger/assets/${encodeURIComponent(positionals[0] ?? '')}`)
+  if (values.json === true) return out(JSON.stringify(assets))
+  if (assets.length === 0) out('  (none)')
+  for (const a of assets) out(`${a.id}  ${a.name}  content ${a.content}`)
+}
+
+async function cmdParcel (args: string[]): Promise<void> {
+  const { values, positionals } = parse(args, { ...TX_FLAGS, space: { type: 'string' }, x: { type: 'string' }, y: { type: 'string' }, w: { type: 'string' }, h: { type: 'string' } })
+  if (values.help === true) return out(HELP.parcel)
+  const api = await client(values)
+  if (positionals[0] === 'claim' && positionals.length === 1) {
+    if (values.space == null || values.x == null || values.y == null || values.w == null || values.h == null) throw new UsageError('parcel claim needs --space --x --y --w --h')
+    const n = (v: string, name: string): number => Number(wholeNumber(v, name))
+    const tx = await api.request<{ id: string }>('POST', '/api/v0/ledger/parcel/claim', { space: values.space, x: n(values.x, '--x'), y: n(values.y, '--y'), w: n(values.w, '--w'), h: n(values.h, '--h') })
+    return await finish(api, tx, values, `claimed ${values.w}x${values.h} at ${values.x},${values.y} in ${values.space}`)
+  }
+  if (positionals[0] === 'transfer' && positionals.length === 3) {
+    const tx = await api.request<{ id: string }>('POST', '/api/v0/ledger/parcel/transfer', { parcel: positionals[1], to: positionals[2] })
+    return await finish(api, tx, values, `transferred parcel ${positionals[1]}`)
+  }
+  throw new UsageError('usage: peerverse parcel claim --space S --x X --y Y --w W --h H | parcel transfer PARCEL_ID ADDRESS')
+}
+
+async function cmdParcels (args: string[]): Promise<void> {
+  const { values, positionals } = parse(args, {})
+  if (values.help === true) return out(HELP.parcel)
+  const { parcels } = await (await client(values)).request<{ parcels: Array<{ id: string, space: string, x: number, y: number, w: number, h: number }> }>('GET', `/api/v0/ledger/parcels/${encodeURIComponent(positionals[0] ?? '')}`)
+  if (values.json === true) return out(JSON.stringify(parcels))
+  if (parcels.length === 0) out('  (none)')
+  for (const p of parcels) out(`${p.id}  ${p.space}  ${p.w}x${p.h} at ${p.x},${p.y}`)
+}
+
+async function cmdTx (args: string[]): Promise<void> {
+  const { values, positionals } = parse(args, {})
+  if (values.help === true) return out(HELP.tx)
+  if (positionals.length !== 1) throw new UsageError('tx takes one transaction id')
+  const status = await (await client(values)).request<TxView>('GET', `/api/v0/ledger/tx/${encodeURIComponent(positionals[0])}`)
+  if (values.json === true) return out(JSON.stringify(status))
+  if (status.status === 'committed') out(`committed at height ${status.height ?? '?'}`)
+  else if (status.status === 'rejected') out(`rejected: ${status.error ?? ''}: ${status.message ?? ''}`)
+  else out(status.status)
+}
+
+async function cmdFaucet (args: string[]): Promise<void> {
+  const { values, positionals } = parse(args, TX_FLAGS)
+  if (values.help === true) return out(HELP.faucet)
+  const api = await client(values)
+  const tx = await api.request<{ id: string }>('POST', '/api/v0/ledger/faucet', positionals[0] != null ? { to: positionals[0] } : {})
+  await finish(api, tx, values, 'faucet')
+}
+
+async function cmdChain (args: string[]): Promise<void> {
+  const { values } = parse(args, {})
+  if (values.help === true) return out(HELP.chain)
+  const s = await (await client(values)).request<{ chain: string, height: number, validators: Array<{ id: string, power: number }>, validator: boolean, mempool: number }>('GET', '/api/v0/ledger/status')
+  if (values.json === true) return out(JSON.stringify(s))
+  out(`chain:      ${s.chain}`)
+  out(`height:     ${s.height}`)
+  out(`validator:  ${s.validator ? 'yes' : 'no'}`)
+  out(`mempool:    ${s.mempool}`)
+  out('validators:')
+  for (const v of s.validators) out(`  ${v.id}  power ${v.power}`)
+}
+
+async function cmdDevnet (args: string[]): Promise<void> {
+  const { values, positionals } = parse(args, { validators: { type: 'string' }, dir: { type: 'string' }, 'base-port': { type: 'string' } })
+  if (values.help === true) return out(HELP.devnet)
+  if (positionals.length !== 0) throw new UsageError('devnet takes only flags')
+  const n = Number(values.validators ?? '4')
+  if (!Number.isSafeInteger(n) || n < 1 || n > 16) throw new UsageError('--validators must be 1..16')
+  const base = Number(values['base-port'] ?? '7600')
+  if (!Number.isSafeInteger(base) || base < 1024 || base > 65000) throw new UsageError('--base-port must be 1024..65000')
+  const dir = resolve(values.dir ?? 'devnet')
+  await mkdir(dir, { recursive: true })
+  const dids: string[] = []
+  const peerIds: string[] = []
+  for (let i = 0; i < n; i++) {
+    const id = await initIdentity(join(dir, `v${i}`))
+    dids.push(id.did)
+    peerIds.push(peerIdFromPrivateKey(id.peerKey).toString())
+  }
+  const genesisPath = join(dir, GENESIS_FILE)
+  try {
+    await stat(genesisPath)
+  } catch {
+    await writeFile(genesisPath, genesisJson(devnetGenesis(dids)))
+  }
+  const addr = (i: number): string => `/ip4/127.0.0.1/tcp/${base + i}/p2p/${peerIds[i]}`
+  const procs = dids.map((_, i) => spawn(process.execPath, [
+    process.argv[1], 'start', '--data', join(dir, `v${i}`), '--listen', `/ip4/127.0.0.1/tcp/${base + i}`,
+    '--api', `127.0.0.1:${base + 100 + i}`, '--dht-mode', 'server', '--no-relay-server', '--genesis', genesisPath,
+    ...(i === 0 ? [] : ['--bootstrap', addr(0)])
+  ], { stdio: ['ignore', 'ignore', 'inherit'] }))
+  out(`devnet of ${n} validators running (chain in ${genesisPath})`)
+  for (let i = 0; i < n; i++) out(`  v${i}: ${addr(i)}  api 127.0.0.1:${base + 100 + i}  data ${join(dir, `v${i}`)}`)
+  out('Join it with a peer of your own (it follows the chain and can submit transactions):')
+  out(`  peerverse start --genesis ${genesisPath} --bootstrap ${addr(0)} --data ./my-peer`)
+  out(`  peerverse faucet --data ./my-peer && peerverse balance --data ./my-peer`)
+  out(`Or ask a validator: peerverse chain --data ${join(dir, 'v0')}`)
+  out('Press Ctrl-C to stop.')
+  await new Promise<void>(resolve => {
+    let stopping = false
+    const stop = (): void => {
+      if (stopping) return
+      stopping = true
+      for (const p of procs) p.kill('SIGTERM')
+    }
+    process.on('SIGINT', stop)
+    process.on('SIGTERM', stop)
+    let left = procs.length
+    for (const p of procs) p.on('exit', () => { if (--left === 0) resolve() })
+  })
+}
+
 const COMMANDS: Record<string, (args: string[]) => Promise<void>> = {
+  devnet: cmdDevnet,
+  balance: cmdBalance,
+  pay: cmdPay,
+  asset: cmdAsset,
+  assets: cmdAssets,
+  parcel: cmdParcel,
+  parcels: cmdParcels,
+  tx: cmdTx,
+  faucet: cmdFaucet,
+  chain: cmdChain,
   post: cmdPost,
   follow: async args => { await cmdFollow(args, 'follow') },
   unfollow: async args => { await cmdFollow(args, 'unfollow') },

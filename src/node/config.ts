@@ -31,9 +31,11 @@ export interface NodeConfig {
   relay: { server: boolean }
   /** Bytes of blocks the store may hold; unpinned blocks are collected near the limit. */
   content: { maxStoreBytes: number }
+  /** The chain to follow: a genesis file; null makes (on first start) a single-validator devnet in DIR/genesis.json. */
+  ledger: { genesis: string | null }
 }
 
-export type PartialConfig = Partial<Omit<NodeConfig, 'dht' | 'relay' | 'content'>> & { dht?: Partial<NodeConfig['dht']>, relay?: Partial<NodeConfig['relay']>, content?: Partial<NodeConfig['content']> }
+export type PartialConfig = Partial<Omit<NodeConfig, 'dht' | 'relay' | 'content' | 'ledger'>> & { dht?: Partial<NodeConfig['dht']>, relay?: Partial<NodeConfig['relay']>, content?: Partial<NodeConfig['content']>, ledger?: Partial<NodeConfig['ledger']> }
 
 /** Default limit on the block store (pinned and cached content). */
 export const DEFAULT_MAX_STORE_BYTES = 8 * 1024 * 1024 * 1024
@@ -47,7 +49,8 @@ export function defaultConfig (dataDir: string): NodeConfig {
     api: `127.0.0.1:${DEFAULT_API_PORT}`,
     dht: { mode: 'auto' },
     relay: { server: true },
-    content: { maxStoreBytes: DEFAULT_MAX_STORE_BYTES }
+    content: { maxStoreBytes: DEFAULT_MAX_STORE_BYTES },
+    ledger: { genesis: null }
   }
 }
 
@@ -61,7 +64,8 @@ export function mergeConfig (base: NodeConfig, ...layers: Array<PartialConfig | 
       ...dropUndefined(layer),
       dht: { ...out.dht, ...dropUndefined(layer.dht ?? {}) },
       relay: { ...out.relay, ...dropUndefined(layer.relay ?? {}) },
-      content: { ...out.content, ...dropUndefined(layer.content ?? {}) }
+      content: { ...out.content, ...dropUndefined(layer.content ?? {}) },
+      ledger: { ...out.ledger, ...dropUndefined(layer.ledger ?? {}) }
     } as NodeConfig
   }
   return out
@@ -113,10 +117,12 @@ export function validateConfig (config: NodeConfig): NodeConfig {
   if (typeof maxStore !== 'number' || !Number.isSafeInteger(maxStore) || maxStore < 16 * 1024 * 1024) {
     throw new ConfigError('content.maxStoreBytes must be an integer of at least 16 MiB')
   }
+  const genesis = config.ledger?.genesis
+  if (genesis !== null && (typeof genesis !== 'string' || genesis === '')) throw new ConfigError('ledger.genesis must be a path to a genesis file, or null')
   return config
 }
 
-const KNOWN_KEYS = new Set(['listen', 'announce', 'bootstrap', 'api', 'dht', 'relay', 'content'])
+const KNOWN_KEYS = new Set(['listen', 'announce', 'bootstrap', 'api', 'dht', 'relay', 'content', 'ledger'])
 
 /** Reads `config.json` from the data dir, if there is one. */
 export async function readConfigFile (dataDir: string): Promise<PartialConfig | undefined> {

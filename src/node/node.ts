@@ -20,6 +20,11 @@ import { Blockstore } from '../content/blockstore.ts'
 import { ContentService } from '../content/service.ts'
 import { Swarm } from '../content/swarm.ts'
 import { SocialService } from '../social/service.ts'
+import { ChainStore } from '../ledger/chain.ts'
+import { GENESIS_FILE, loadGenesis } from '../ledger/genesis.ts'
+import { LedgerService } from '../ledger/service.ts'
+import type { Genesis, Receipt } from '../ledger/state.ts'
+import { join } from 'node:path'
 import { FeedStore } from '../social/store.ts'
 import type { Entry } from '../social/feed.ts'
 import type { ForkEvidence } from '../social/store.ts'
@@ -89,6 +94,8 @@ export interface NodeEvents {
   'bootstrap:error': CustomEvent<{ address: string, error: string }>
   'feed:entry': CustomEvent<FeedEntryEvent>
   'feed:fork': CustomEvent<{ author: string, seq: number }>
+  'ledger:block': CustomEvent<{ height: number, hash: string, txs: number, stateRoot: string }>
+  'ledger:receipt': CustomEvent<Receipt>
 }
 
 export interface FeedEntryEvent {
@@ -132,13 +139,14 @@ export class PeerverseNode extends TypedEventEmitter<NodeEvents> {
   readonly net: Network
   readonly content: ContentService
   readonly social: SocialService
+  readonly ledger: LedgerService
   private readonly peerIdentity: PeerIdentityService
   private readonly discovery: Discovery
   private readonly gossipRepair: GossipRepair
   private rejectedCount = 0
   private state: 'stopped' | 'starting' | 'started' | 'stopping' = 'stopped'
 
-  constructor (config: NodeConfig, identity: Identity, store: Store, net: Network, binding: Uint8Array, blockstore: Blockstore) {
+  constructor (config: NodeConfig, identity: Identity, store: Store, net: Network, binding: Uint8Array, blockstore: Blockstore, genesis: Genesis) {
     super()
     this.config = config
     this.identity = identity
@@ -174,6 +182,20 @@ export class PeerverseNode extends TypedEventEmitter<NodeEvents> {
       onBootstrapError: (address, error) => { this.safeDispatch('bootstrap:error', { address, error: error.message }) }
     })
     this.gossipRepair = new GossipRepair(net)
+    this.ledger = new LedgerService({
+      net,
+      chain: new ChainStore(store.sublevel('ledger')),
+      key: identity.userKey,
+      did: identity.did,
+      genesis,
+      publish: async (topic, data) => await this.publish(topic, data),
+      subscribe: topic => { this.subscribe(topic) }
+    })
+    this.ledger.addEventListener('ledger:block', evt => { this.safeDispatch('ledger:block', evt.detail) })
+    this.ledger.addEventListener('ledger:receipt', evt => {
+      // Only our own receipts go out as events.
+      if (evt.detail.sender === identity.did) this.safeDispatch('ledger:receipt', evt.detail)
+    })
     net.addEventListener('peer:connect', evt => { this.safeDispatch('peer:connect', { peerId: evt.detail.toString() }) })
     net.addEventListener('peer:disconnect', evt => { this.safeDispatch('peer:disconnect', { peerId: evt.detail.toString() }) })
     net.services.pubsub.addEventListener('message', evt => {
@@ -181,6 +203,7 @@ export class PeerverseNode extends TypedEventEmitter<NodeEvents> {
       if (msg.type !== 'signed') return
       this.safeDispatch('gossip:message', { topic: msg.topic, from: msg.from.toString(), data: msg.data })
       if (msg.topic.startsWith('peerverse/feed/')) void this.social.onGossip(msg.topic, msg.from.toString(), msg.data)
+      if (msg.topic.startsWith('peerverse/ledger/')) this.ledger.onGossip(msg.topic, msg.data)
     })
   }
 
@@ -206,6 +229,7 @@ export class PeerverseNode extends TypedEventEmitter<NodeEvents> {
     await this.peerIdentity.start()
     await this.content.start()
     await this.social.start()
+    await this.ledger.start()
     this.discovery.start()
     this.gossipRepair.start()
     this.state = 'started'
@@ -221,6 +245,7 @@ export class PeerverseNode extends TypedEventEmitter<NodeEvents> {
     this.state = 'stopping'
     this.discovery.stop()
     this.gossipRepair.stop()
+    await this.ledger.stop()
     await this.social.stop()
     await this.content.stop()
     await this.peerIdentity.stop()
@@ -337,7 +362,10 @@ export async function createNode (config: NodeConfig): Promise<PeerverseNode> {
     })
     const binding = await createPeerBinding(identity.userKey, net.peerId.toString())
     const blockstore = await Blockstore.open(store.sublevel('content'), config.dataDir, config.content.maxStoreBytes)
-    return new PeerverseNode(config, identity, store, net, binding.bytes, blockstore)
+    const genesis = config.ledger.genesis == null
+      ? await loadGenesis(join(config.dataDir, GENESIS_FILE), { createFor: identity.did })
+      : await loadGenesis(config.ledger.genesis)
+    return new PeerverseNode(config, identity, store, net, binding.bytes, blockstore, genesis)
   } catch (err) {
     await store.close()
     throw err
