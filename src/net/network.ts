@@ -39,6 +39,8 @@ export interface NetworkInit {
   dhtMode?: DhtMode
   /** Relay connections for peers that are not directly reachable (default true). */
   relayServer?: boolean
+  /** Peers refused on every connection, either way (set later by the services that ban). */
+  deny?: { peer: (peerId: string) => boolean }
   /** Overrides of the connection manager's limits (tests and benchmarks only). */
   connectionManager?: Libp2pOptions['connectionManager']
 }
@@ -139,6 +141,11 @@ export async function createNetwork (init: NetworkInit): Promise<Network> {
       dialTimeout: L.DIAL_TIMEOUT_MS,
       maxParallelDials: L.MAX_PARALLEL_DIALS,
       ...init.connectionManager
+    },
+    connectionGater: {
+      denyDialPeer: async peer => init.deny?.peer(peer.toString()) === true,
+      denyInboundEncryptedConnection: async peer => init.deny?.peer(peer.toString()) === true,
+      denyOutboundEncryptedConnection: async peer => init.deny?.peer(peer.toString()) === true
     },
     services: services as Libp2pOptions<NetworkServices>['services']
   }

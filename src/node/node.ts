@@ -352,7 +352,10 @@ export async function createNode (config: NodeConfig): Promise<PeerverseNode> {
   const identity = await initIdentity(config.dataDir)
   const store = await Store.open(config.dataDir)
   try {
+    // Banned peers (a holder that sent bad blocks) are refused at the connection gate.
+    const deny = { peer: (_peerId: string): boolean => false }
     const net = await createNetwork({
+      deny,
       privateKey: identity.peerKey,
       listen: config.listen,
       announce: config.announce,
@@ -365,7 +368,9 @@ export async function createNode (config: NodeConfig): Promise<PeerverseNode> {
     const genesis = config.ledger.genesis == null
       ? await loadGenesis(join(config.dataDir, GENESIS_FILE), { createFor: identity.did })
       : await loadGenesis(config.ledger.genesis)
-    return new PeerverseNode(config, identity, store, net, binding.bytes, blockstore, genesis)
+    const node = new PeerverseNode(config, identity, store, net, binding.bytes, blockstore, genesis)
+    deny.peer = peerId => node.content.swarm.isBanned(peerId)
+    return node
   } catch (err) {
     await store.close()
     throw err
