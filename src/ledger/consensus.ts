@@ -23,9 +23,11 @@
  *   timeout_commit pause, if wanted, is the caller's timer before that). Messages for height + 1
  *   are buffered meanwhile (bounded, see below) and replayed by `nextHeight`.
  * - Gossip. As in the paper and CometBFT, liveness needs the network layer to deliver every
- *   message a correct validator received to all correct validators (relay), to re-send a peer the
- *   messages of its height when it moves to a new height or round, and to answer `need-proposal`
- *   by fetching that proposal from peers. Messages dropped by the limits below come back that way.
+ *   message a correct validator received to all correct validators (relay), to send a peer the
+ *   messages of its height again when it moves to a new height or round or makes no progress for a
+ *   while (CometBFT's gossip routines do this continuously), and to answer `need-proposal` by
+ *   fetching that proposal from peers. Messages the machine drops (the limits below, conflicting
+ *   votes not yet relevant) come back that way.
  * - Inputs keep any extra fields (a vote's signed bytes, say): `commit.precommits` and `evidence`
  *   hold the votes as given, and so does `toJSON()` (encode it with DAG-CBOR if they are binary).
  *
@@ -44,8 +46,17 @@
  *    rules) until none is enabled: one of the orders the paper allows.
  * 6. L55 skips to the highest round with f+1 senders, not to any such round.
  * 7. Timeouts grow linearly with the round, timeoutX(r) = X + r * XDelta, CometBFT's defaults.
- * 8. A second, different vote of a validator for one (height, round, type) is not counted and
- *    is reported once as `evidence` (CometBFT's DuplicateVoteEvidence; the paper has none).
+ * 8. A second, different vote of a validator for one (height, round, type) is reported once as
+ *    `evidence` (CometBFT's DuplicateVoteEvidence; the paper has none). Counting follows the
+ *    paper, which counts messages: the "any value" totals (L34, L47) and L55 count each validator
+ *    once (its first vote), and a conflicting vote counts toward its own value only, and only when
+ *    that value is nil, has a proposal kept in that round, or has more than 1/3 of the power in
+ *    first votes (every real quorum has: equivocators hold less than 1/3); at most
+ *    MAX_VALUES_PER_VOTER values per validator. Others are dropped, to come again by gossip.
+ *    Counting first votes alone loses liveness: a correct validator can lock on a value with an
+ *    equivocator's vote for it while the others counted that equivocator's other vote; they then
+ *    never see the proof of that lock and it never unlocks (our simulator found this). CometBFT
+ *    likewise counts a conflicting vote for a block once a peer claims +2/3 for it (VoteSetMaj23).
  * 9. The proposer is a pure function of (validator set, height, round); see `proposer`.
  */
 
@@ -104,6 +115,8 @@ export const MAX_FUTURE_ROUNDS = 4
 export const MAX_CATCHUP_ROUNDS = 2
 /** Distinct proposals kept per round, besides those backed by more than 1/3 of the power. */
 export const MAX_PROPOSALS_PER_ROUND = 3
+/** Distinct values one validator's votes count toward per (round, type): its first vote and conflicting ones (departure 8). */
+export const MAX_VALUES_PER_VOTER = MAX_PROPOSALS_PER_ROUND + 3
 /** Messages for height + 1 buffered per (sender, round, kind). */
 export const MAX_BUFFERED_PER_SENDER_ROUND = 2
 /** Longest value (block hash) and validator id, in characters. */
@@ -352,11 +365,15 @@ export function proposer (validators: Validator[], height: number, round: number
 
 const NIL = '' // tally key of nil: values are non-empty strings
 
-interface Tally { total: number, byValue: Map<string, number> }
+/** total and firstByValue count each validator's first vote; byValue adds conflicting votes (departure 8). */
+interface Tally { total: number, byValue: Map<string, number>, firstByValue: Map<string, number> }
 
 interface RoundData {
   proposals: Array<{ proposal: Proposal, valid: boolean }>
+  /** Each validator's first vote: it alone counts toward the totals. */
   votes: { prevote: Map<string, Vote>, precommit: Map<string, Vote> }
+  /** Its later, conflicting votes that count toward their own values (departure 8). */
+  extra: { prevote: Map<string, Vote[]>, precommit: Map<string, Vote[]> }
   tally: { prevote: Tally, precommit: Tally }
   /** Validator -> number of its messages in this round (L55 counts senders, eviction needs them). */
   senders: Map<string, number>
@@ -366,7 +383,8 @@ interface RoundData {
 const newRound = (): RoundData => ({
   proposals: [],
   votes: { prevote: new Map(), precommit: new Map() },
-  tally: { prevote: { total: 0, byValue: new Map() }, precommit: { total: 0, byValue: new Map() } },
+  extra: { prevote: new Map(), precommit: new Map() },
+  tally: { prevote: { total: 0, byValue: new Map(), firstByValue: new Map() }, precommit: { total: 0, byValue: new Map(), firstByValue: new Map() } },
   senders: new Map(),
   senderPower: 0
 })
@@ -518,8 +536,8 @@ export class Consensus {
       rounds: [...this.rounds.entries()].sort((a, b) => a[0] - b[0]).map(([round, rd]) => ({
         round,
         proposals: rd.proposals.map(e => ({ proposal: { ...e.proposal }, valid: e.valid })),
-        prevotes: [...rd.votes.prevote.values()].map(v => ({ ...v })),
-        precommits: [...rd.votes.precommit.values()].map(v => ({ ...v }))
+        prevotes: [...rd.votes.prevote.values(), ...[...rd.extra.prevote.values()].flat()].map(v => ({ ...v })),
+        precommits: [...rd.votes.precommit.values(), ...[...rd.extra.precommit.values()].flat()].map(v => ({ ...v }))
       })),
       evidence: [...this.evidence],
       asked: [...this.asked],
@@ -581,15 +599,17 @@ export class Consensus {
     if (this.toBuffer(vote.height, vote.round, vote.validator, vote.type, { type: 'vote', vote })) return
     if (vote.height !== this.height || this.decision !== null) return
     if (!this.powers.has(vote.validator)) return
-    const first = this.rounds.get(vote.round)?.votes[vote.type].get(vote.validator)
-    if (first !== undefined) {
-      if (first.value === vote.value) return // duplicate
-      // Departure 8: keep the first vote counted, report the pair once.
+    const rd = this.rounds.get(vote.round)
+    const first = rd?.votes[vote.type].get(vote.validator)
+    if (rd !== undefined && first !== undefined) {
+      if (first.value === vote.value || rd.extra[vote.type].get(vote.validator)?.some(v => v.value === vote.value) === true) return // duplicate
+      // Departure 8: report the pair once; the conflicting vote counts toward its own value only.
       const key = `${vote.type}/${vote.round}/${vote.validator}`
       if (!this.evidence.has(key)) {
         this.evidence.add(key)
         out.push({ type: 'evidence', a: { ...first }, b: vote })
       }
+      if (this.addVote(rd, vote)) this.evaluate(out)
       return
     }
     if (!this.admit(vote.round, vote.validator)) return
@@ -663,17 +683,16 @@ export class Consensus {
   private evict (round: number, sender: string): void {
     const rd = this.rounds.get(round)
     if (rd === undefined) return
+    const power = this.powers.get(sender) ?? 0
     for (const type of ['prevote', 'precommit'] as const) {
       const v = rd.votes[type].get(sender)
       if (v === undefined) continue
-      rd.votes[type].delete(sender)
       const t = rd.tally[type]
-      const power = this.powers.get(sender) ?? 0
       t.total -= power
-      const key = v.value ?? NIL
-      const left = (t.byValue.get(key) ?? 0) - power
-      if (left === 0) t.byValue.delete(key)
-      else t.byValue.set(key, left)
+      subtract(t.firstByValue, v.value ?? NIL, power)
+      for (const x of [v, ...(rd.extra[type].get(sender) ?? [])]) subtract(t.byValue, x.value ?? NIL, power)
+      rd.votes[type].delete(sender)
+      rd.extra[type].delete(sender)
       this.evidence.delete(`${type}/${round}/${sender}`)
     }
     rd.proposals = rd.proposals.filter(e => e.proposal.proposer !== sender)
@@ -702,7 +721,7 @@ export class Consensus {
         const entry = rd.proposals.find(e => e.proposal.value === value)
         if (entry === undefined) { this.ask(round, value, out); continue }
         if (!entry.valid) continue
-        const precommits = [...rd.votes.precommit.values()].filter(v => v.value === value)
+        const precommits = [...rd.votes.precommit.values(), ...[...rd.extra.precommit.values()].flat()].filter(v => v.value === value)
         this.decision = { round, value, precommits }
         this.stepName = 'commit'
         this.awaitingValue = -1
@@ -885,16 +904,35 @@ export class Consensus {
     if (n === 0) rd.senderPower += this.powers.get(id) ?? 0
   }
 
-  private addVote (rd: RoundData, vote: Vote): void {
-    if (rd.votes[vote.type].has(vote.validator)) return
+  /**
+   * Counts a vote: a validator's first vote in the totals and toward its value; a later,
+   * different one toward its own value only, if that is nil or has a proposal kept in this round,
+   * up to MAX_VALUES_PER_VOTER values (departure 8). Returns whether it was counted.
+   */
+  private addVote (rd: RoundData, vote: Vote): boolean {
     const power = this.powers.get(vote.validator)
-    if (power === undefined) return
-    rd.votes[vote.type].set(vote.validator, vote)
+    if (power === undefined) return false
     const t = rd.tally[vote.type]
-    t.total += power
     const key = vote.value ?? NIL
+    const first = rd.votes[vote.type].get(vote.validator)
+    if (first === undefined) {
+      rd.votes[vote.type].set(vote.validator, vote)
+      t.total += power
+      t.firstByValue.set(key, (t.firstByValue.get(key) ?? 0) + power)
+      this.addSender(rd, vote.validator)
+    } else {
+      const extras = rd.extra[vote.type].get(vote.validator) ?? []
+      if (first.value === vote.value || extras.some(v => v.value === vote.value)) return false
+      if (extras.length + 1 >= MAX_VALUES_PER_VOTER) return false
+      // Only where it can matter: equivocators hold less than 1/3, so any quorum for a value has
+      // more than 1/3 in first votes; and L36/L49 need a proposal. Others come again by gossip.
+      const relevant = vote.value === null || rd.proposals.some(e => e.proposal.value === vote.value) || this.oneThird(t.firstByValue.get(key) ?? 0)
+      if (!relevant) return false
+      extras.push(vote)
+      rd.extra[vote.type].set(vote.validator, extras)
+    }
     t.byValue.set(key, (t.byValue.get(key) ?? 0) + power)
-    this.addSender(rd, vote.validator)
+    return true
   }
 
   private timeoutAction (step: TimeoutStep): Action {
@@ -904,6 +942,12 @@ export class Consensus {
       : step === 'prevote' ? t.prevote + this.round * t.prevoteDelta : t.precommit + this.round * t.precommitDelta
     return { type: 'schedule-timeout', step, height: this.height, round: this.round, ms }
   }
+}
+
+function subtract (m: Map<string, number>, key: string, power: number): void {
+  const left = (m.get(key) ?? 0) - power
+  if (left === 0) m.delete(key)
+  else m.set(key, left)
 }
 
 function structuredCloneInput (i: Input): Input {

@@ -222,6 +222,8 @@ export class LedgerService extends TypedEventEmitter<LedgerEvents> {
           this.timers.delete(t)
           void this.serial(async () => {
             if (this.consensus !== consensus || !this.started) return
+            // A round that timed out may have lost messages on the way: send ours of this height again.
+            this.regossip()
             await this.run(consensus.step({ type: 'timeout', step: action.step, height: action.height, round: action.round }))
           })
         }, action.ms)
@@ -246,6 +248,13 @@ export class LedgerService extends TypedEventEmitter<LedgerEvents> {
         if (a != null && b != null) await this.c.chain.putEvidence(a, b)
         this.safeDispatchEvent('ledger:evidence', { detail: { validator: action.a.validator, height: action.a.height, round: action.a.round } })
       }
+    }
+  }
+
+  /** Publishes again the votes we signed at this height (GossipSub does not resend old messages). */
+  private regossip (): void {
+    for (const [key, bytes] of this.voteBytes) {
+      if (key.startsWith(this.c.did + '/')) void this.c.publish(this.topic('consensus'), bytes).catch(() => {})
     }
   }
 
