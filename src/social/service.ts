@@ -328,7 +328,11 @@ export class SocialService {
    * verification errors for a bad entry.
    */
   async ingest (bytes: Uint8Array, options: { author?: string } = {}): Promise<'stored' | 'duplicate' | 'ignored'> {
-    const entry = await decodeEntry(bytes)
+    return await this.ingestEntry(await decodeEntry(bytes), options)
+  }
+
+  /** ingest() for an entry already decoded and verified (decodeEntry). */
+  async ingestEntry (entry: Entry, options: { author?: string } = {}): Promise<'stored' | 'duplicate' | 'ignored'> {
     const author = entry.author
     if (options.author != null && author !== options.author) throw new InvalidEntryError(`expected an entry of ${options.author}, got one of ${author}`)
     if (!this.replicate.has(author) || this.blocked.has(author) || this.forked.has(author) || author === this.did) return 'ignored'
@@ -477,7 +481,7 @@ export class SocialService {
                 const entry = await decodeEntry(frame)
                 if (entry.author !== did) throw new InvalidEntryError(`asked for ${did}, got an entry of ${entry.author}`)
                 if (entry.payload.seq !== from + got - 1) throw new SequenceGapError(`asked for entry ${from + got - 1} of ${did}, got ${entry.payload.seq}`)
-                if (await this.ingest(frame) === 'stored') { stored++; progressed++ }
+                if (await this.ingestEntry(entry) === 'stored') { stored++; progressed++ }
               } catch (err) {
                 failed = true
                 if (!(err instanceof ForkedFeedError)) this.events.onRejected?.(key, FEEDS_PROTOCOL, err as Error)
@@ -530,7 +534,9 @@ export class SocialService {
         const head = await this.headToServe(req.did)
         const last = Math.min(head?.seq ?? 0, req.from + req.limit - 1)
         for (let from = req.from; from <= last; from += 64) {
-          for (const bytes of await this.store.range(req.did, from, Math.min(64, last - from + 1))) await lp.write(bytes, { signal })
+          // One write per range: still one length-prefixed frame per entry, fewer socket writes.
+          const range = await this.store.range(req.did, from, Math.min(64, last - from + 1))
+          if (range.length > 0) await lp.writeV(range, { signal })
         }
       }
       await stream.close({ signal })
