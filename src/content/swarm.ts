@@ -60,6 +60,10 @@ export const BAN_MS = 10 * 60_000
 export const DOWNLOAD_LINGER_MS = 10_000
 /** A download that has found no holder for this long fails with NoProvidersError. */
 export const NO_HOLDERS_TIMEOUT_MS = 30_000
+/** Requests one download keeps outstanding across all its holders (bytes in flight: this many blocks). */
+export const MAX_BLOCKS_IN_FLIGHT_PER_DOWNLOAD = 24
+/** The end game (asking a second holder for a leaf already requested) starts when this few leaves are missing. */
+export const ENDGAME_MAX_MISSING = 4
 /** Peers asked for the same leaf at once in the end game. */
 export const ENDGAME_MAX_REQUESTERS = 2
 
@@ -641,25 +645,39 @@ export class Download {
     return best
   }
 
+  /** Picks one request for `s`; false when it has nothing to ask of s. */
+  private pumpOne (s: Session, endgame: boolean): boolean {
+    // Root and interior nodes first: nothing else can start without them.
+    for (const key of this.nodeWants) {
+      if (this.pickable(key, s, endgame)) {
+        this.requestFrom(s, key, this.nodeCids.get(key) as CID, -1)
+        return true
+      }
+    }
+    const i = this.pickLeaf(s, endgame)
+    if (i == null) return false
+    const leaf = (this.leaves as Leaf[])[i]
+    this.requestFrom(s, leaf.cid.toString(), leaf.cid, i)
+    return true
+  }
+
+  /**
+   * Keeps every holder's window full, one request at a time round the holders, within the
+   * download's total. Duplicates (the end game) only once few leaves are missing, or for the
+   * root and interior nodes, where a second holder's answer saves a round trip.
+   */
   private pump (): void {
     if (this.closed) return
-    for (const s of this.sessions.values()) {
-      for (const endgame of [false, true]) {
-        while (s.inflight.size < MAX_BLOCKS_IN_FLIGHT_PER_PEER && !s.closed) {
-          // Root and interior nodes first: nothing else can start without them.
-          let picked = false
-          for (const key of this.nodeWants) {
-            if (this.pickable(key, s, endgame)) {
-              this.requestFrom(s, key, this.nodeCids.get(key) as CID, -1)
-              picked = true
-              break
-            }
-          }
-          if (picked) continue
-          const i = this.pickLeaf(s, endgame)
-          if (i == null) break
-          const leaf = (this.leaves as Leaf[])[i]
-          this.requestFrom(s, leaf.cid.toString(), leaf.cid, i)
+    let total = 0
+    for (const s of this.sessions.values()) total += s.inflight.size
+    const endgames = this.missing <= ENDGAME_MAX_MISSING || this.leaves == null ? [false, true] : [false]
+    for (const endgame of endgames) {
+      let progressed = true
+      while (progressed && total < MAX_BLOCKS_IN_FLIGHT_PER_DOWNLOAD) {
+        progressed = false
+        for (const s of this.sessions.values()) {
+          if (s.closed || s.inflight.size >= MAX_BLOCKS_IN_FLIGHT_PER_PEER || total >= MAX_BLOCKS_IN_FLIGHT_PER_DOWNLOAD) continue
+          if (this.pumpOne(s, endgame)) { total++; progressed = true }
         }
       }
     }
