@@ -36,6 +36,8 @@ export const API_OPERATION_TIMEOUT_MS = 30_000
 export const CONTENT_FIRST_BYTE_TIMEOUT_MS = 60_000
 /** Entries in one directory-building request. */
 export const MAX_API_DIRECTORY_ENTRIES = 1024
+/** Peers in one deny list. */
+export const MAX_API_DENY_PEERS = 1024
 /** Interval between progress lines of a fetch. */
 export const FETCH_PROGRESS_INTERVAL_MS = 250
 
@@ -71,7 +73,7 @@ export async function readApiInfo (dataDir: string): Promise<ApiInfo & { token: 
   return { ...info, token }
 }
 
-const EVENT_TYPES: Array<keyof NodeEvents> = ['peer:connect', 'peer:disconnect', 'peer:identified', 'gossip:message', 'peer:rejected', 'bootstrap:error', 'feed:entry', 'feed:fork', 'ledger:block', 'ledger:receipt']
+const EVENT_TYPES: Array<keyof NodeEvents> = ['peer:connect', 'peer:disconnect', 'peer:identified', 'gossip:message', 'peer:rejected', 'bootstrap:error', 'feed:entry', 'feed:fork', 'ledger:block', 'ledger:receipt', 'ledger:evidence']
 
 function eventJson (type: string, detail: unknown): string {
   if (type === 'gossip:message') {
@@ -257,7 +259,7 @@ export class ApiServer {
     }
   }
 
-  /** GET /api/v0/ledger/...: chain status, balances, assets, parcels, transactions, proofs, blocks. */
+  /** GET /api/v0/ledger/...: chain status, balances, assets, parcels, transactions, proofs, blocks, evidence. */
   private async ledgerGet (rest: string, url: URL): Promise<unknown> {
     const ledger = this.node.ledger
     const [what, arg] = rest.split('/').map(x => decodeURIComponent(x))
@@ -291,6 +293,7 @@ export class ApiServer {
         if (stored == null) throw new ApiError(404, 'NotFound', `no block ${arg ?? ''}`)
         return { header: stored.block.header, txs: stored.block.txs.map(t => Buffer.from(t).toString('base64')), commit: stored.commit.length }
       }
+      case 'evidence': return { evidence: await ledger.evidence() }
     }
     throw new ApiError(404, 'NotFound', `no endpoint GET /api/v0/ledger/${rest}`)
   }
@@ -468,6 +471,11 @@ export class ApiServer {
       switch (path) {
         case '/api/v0/connect': return { peerId: await node.connect(str(body, 'address'), { signal }) }
         case '/api/v0/ping': return { rttMs: await node.ping(str(body, 'target'), { signal }) }
+        case '/api/v0/net/deny': {
+          const peers = body.peers
+          if (!Array.isArray(peers) || peers.length > MAX_API_DENY_PEERS || !peers.every(p => typeof p === 'string')) throw new ApiError(400, 'BadRequest', `peers must be an array of at most ${MAX_API_DENY_PEERS} peer ids`)
+          return { peers: await node.denyPeers(peers) }
+        }
         case '/api/v0/gossip/subscribe': node.subscribe(str(body, 'topic')); return { topics: node.topics() }
         case '/api/v0/gossip/unsubscribe': node.unsubscribe(str(body, 'topic')); return { topics: node.topics() }
         case '/api/v0/content/pin': {

@@ -129,7 +129,11 @@ export class LedgerService extends TypedEventEmitter<LedgerEvents> {
       maxInboundStreams: PROTOCOL_MAX_INBOUND_STREAMS,
       maxOutboundStreams: PROTOCOL_MAX_OUTBOUND_STREAMS
     })
-    this.syncTimer = setInterval(() => { void this.syncFromPeers() }, SYNC_INTERVAL_MS)
+    this.syncTimer = setInterval(() => {
+      void this.syncFromPeers()
+      // Waiting on votes with no timer armed (L34/L47 need 2f+1 first): nothing else resends ours.
+      if (this.consensus != null) this.regossip()
+    }, SYNC_INTERVAL_MS)
     this.syncTimer.unref?.()
     await this.startHeight()
   }
@@ -272,6 +276,11 @@ export class LedgerService extends TypedEventEmitter<LedgerEvents> {
 
   private async onConsensusMessage (bytes: Uint8Array): Promise<void> {
     const consensus = this.consensus
+    if (consensus == null && this.isValidator && this.started) {
+      // Between a commit and the next height's start: keep the message for that height.
+      if (this.early.length < 1000) this.early.push(bytes)
+      return
+    }
     let input: Parameters<Consensus['step']>[0] | undefined
     let height: number
     try {
@@ -431,6 +440,15 @@ export class LedgerService extends TypedEventEmitter<LedgerEvents> {
 
   async block (height: number): Promise<StoredBlock | undefined> {
     return await this.c.chain.getBlock(height)
+  }
+
+  /** Stored evidence of double votes: who signed two different votes for one (height, round, type). */
+  async evidence (): Promise<Array<{ validator: string, height: number, round: number, type: 'prevote' | 'precommit', values: Array<string | null> }>> {
+    return (await this.c.chain.evidence()).map(([a, b]) => {
+      const va = decodeVote(a)
+      const vb = decodeVote(b)
+      return { validator: va.validator, height: va.height, round: va.round, type: va.type, values: [va.value, vb.value] }
+    })
   }
 
   // -- sync ---------------------------------------------------------------------------------

@@ -96,6 +96,7 @@ export interface NodeEvents {
   'feed:fork': CustomEvent<{ author: string, seq: number }>
   'ledger:block': CustomEvent<{ height: number, hash: string, txs: number, stateRoot: string }>
   'ledger:receipt': CustomEvent<Receipt>
+  'ledger:evidence': CustomEvent<{ validator: string, height: number, round: number }>
 }
 
 export interface FeedEntryEvent {
@@ -144,6 +145,8 @@ export class PeerverseNode extends TypedEventEmitter<NodeEvents> {
   private readonly discovery: Discovery
   private readonly gossipRepair: GossipRepair
   private rejectedCount = 0
+  /** Peers refused at the connection gate on request (POST /api/v0/net/deny). */
+  private readonly denied = new Set<string>()
   private state: 'stopped' | 'starting' | 'started' | 'stopping' = 'stopped'
 
   constructor (config: NodeConfig, identity: Identity, store: Store, net: Network, binding: Uint8Array, blockstore: Blockstore, genesis: Genesis) {
@@ -192,6 +195,7 @@ export class PeerverseNode extends TypedEventEmitter<NodeEvents> {
       subscribe: topic => { this.subscribe(topic) }
     })
     this.ledger.addEventListener('ledger:block', evt => { this.safeDispatch('ledger:block', evt.detail) })
+    this.ledger.addEventListener('ledger:evidence', evt => { this.safeDispatch('ledger:evidence', evt.detail) })
     this.ledger.addEventListener('ledger:receipt', evt => {
       // Only our own receipts go out as events.
       if (evt.detail.sender === identity.did) this.safeDispatch('ledger:receipt', evt.detail)
@@ -306,6 +310,18 @@ export class PeerverseNode extends TypedEventEmitter<NodeEvents> {
     return conn.remotePeer.toString()
   }
 
+  /** Whether `peerId` is on the deny list. */
+  isDenied (peerId: string): boolean { return this.denied.has(peerId) }
+
+  /** Replaces the deny list: those peers are refused either way and hung up on now. Returns the list. */
+  async denyPeers (ids: string[]): Promise<string[]> {
+    const peers = ids.map(parsePeerId)
+    this.denied.clear()
+    for (const p of peers) this.denied.add(p.toString())
+    await Promise.all(peers.map(async p => this.net.hangUp(p).catch(() => {})))
+    return [...this.denied]
+  }
+
   /** Round-trip time to a peer (id or multiaddr) in milliseconds. */
   async ping (target: string, options: { signal?: AbortSignal } = {}): Promise<number> {
     return this.net.services.ping.ping(target.startsWith('/') ? multiaddr(target) : parsePeerId(target), options)
@@ -352,7 +368,7 @@ export async function createNode (config: NodeConfig): Promise<PeerverseNode> {
   const identity = await initIdentity(config.dataDir)
   const store = await Store.open(config.dataDir)
   try {
-    // Banned peers (a holder that sent bad blocks) are refused at the connection gate.
+    // Banned peers (a holder that sent bad blocks) and denied ones are refused at the connection gate.
     const deny = { peer: (_peerId: string): boolean => false }
     const net = await createNetwork({
       deny,
@@ -369,7 +385,7 @@ export async function createNode (config: NodeConfig): Promise<PeerverseNode> {
       ? await loadGenesis(join(config.dataDir, GENESIS_FILE), { createFor: identity.did })
       : await loadGenesis(config.ledger.genesis)
     const node = new PeerverseNode(config, identity, store, net, binding.bytes, blockstore, genesis)
-    deny.peer = peerId => node.content.swarm.isBanned(peerId)
+    deny.peer = peerId => node.content.swarm.isBanned(peerId) || node.isDenied(peerId)
     return node
   } catch (err) {
     await store.close()
