@@ -14,6 +14,9 @@ import { initIdentity } from '../src/identity/keystore.ts'
 import { devnetGenesis, genesisJson } from '../src/ledger/genesis.ts'
 import { signTx } from '../src/ledger/tx.ts'
 import { faucetKey } from '../src/ledger/genesis.ts'
+import { verifyLightClientProof } from '../src/ledger/chain.ts'
+import { decodeAccountValue, type BlockHeader, type Validator } from '../src/ledger/state.ts'
+import type { StateProof } from '../src/ledger/merkle.ts'
 import { PeerSet, runCli, waitFor, type CliPeer } from './helpers/cli-peer.ts'
 
 const set = new PeerSet()
@@ -86,6 +89,26 @@ describe('ledger', { timeout: 300_000 }, () => {
       const res = await a.api.raw('POST', '/api/v0/ledger/submit', { body: JSON.stringify({ tx: Buffer.from(wrongChain.bytes).toString('base64') }), headers: { 'content-type': 'application/json' } })
       assert.equal(res.status, 400)
       assert.equal((await res.json() as { error: string }).error, 'WrongChainError')
+    })
+
+    it('a light client checks a balance from a proof and a signed header, and catches a lying peer', async () => {
+      const { height, proof } = await a.api.request<{ height: number, stateRoot: string, proof: StateProof }>('GET', `/api/v0/ledger/proof?key=${encodeURIComponent(`account/${b.ready.did}`)}`)
+      const block = await a.api.request<{ header: BlockHeader, commit: string[] }>('GET', `/api/v0/ledger/block/${height}`)
+      const commit = block.commit.map(c => new Uint8Array(Buffer.from(c, 'base64')))
+      const { validators } = await chain(a)
+      const value = verifyLightClientProof(block.header, commit, validators as Validator[], `account/${b.ready.did}`, proof)
+      assert.ok(value != null)
+      const proven = decodeAccountValue(value)
+      const { balance: said, height: at } = await b.api.request<Balance & { height: number }>('GET', '/api/v0/ledger/balance/')
+      if (at === height) assert.equal(proven.balance, BigInt(said))
+      assert.ok(proven.balance > 0n)
+      // A peer that lies about the value, the root or the signatures is caught.
+      const lie = structuredClone(proof)
+      lie.present!.value = lie.present!.value.replace(/.$/, c => (c === '0' ? '1' : '0'))
+      assert.throws(() => verifyLightClientProof(block.header, commit, validators as Validator[], `account/${b.ready.did}`, lie), { name: 'InvalidProofError' })
+      const otherRoot = { ...block.header, stateRoot: 'ab'.repeat(32) }
+      assert.throws(() => verifyLightClientProof(otherRoot, commit, validators as Validator[], `account/${b.ready.did}`, proof), { name: 'InvalidCommitError' })
+      assert.throws(() => verifyLightClientProof(block.header, [], validators as Validator[], `account/${b.ready.did}`, proof), { name: 'InvalidCommitError' })
     })
 
     it('mints and transfers an asset, claims a parcel (no overlaps)', async () => {

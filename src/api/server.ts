@@ -291,7 +291,7 @@ export class ApiServer {
       case 'block': {
         const stored = await ledger.block(intParam(arg ?? '', 'height'))
         if (stored == null) throw new ApiError(404, 'NotFound', `no block ${arg ?? ''}`)
-        return { header: stored.block.header, txs: stored.block.txs.map(t => Buffer.from(t).toString('base64')), commit: stored.commit.length }
+        return { header: stored.block.header, txs: stored.block.txs.map(t => Buffer.from(t).toString('base64')), commit: stored.commit.map(v => Buffer.from(v).toString('base64')) }
       }
       case 'evidence': return { evidence: await ledger.evidence() }
     }

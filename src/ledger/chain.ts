@@ -11,7 +11,8 @@ import * as dagCbor from '@ipld/dag-cbor'
 import type { Ed25519Key } from '../identity/ed25519.ts'
 import { signRecord, verifyRecordSync } from '../identity/record.ts'
 import type { BytesSublevel } from '../store/store.ts'
-import { blockHash, InvalidBlockError, type Block, type BlockHeader, type Receipt, type Validator } from './state.ts'
+import { blockHash, InvalidBlockError, validatorsHash, type Block, type BlockHeader, type Receipt, type Validator } from './state.ts'
+import { InvalidProofError, verifyStateProof, type StateProof } from './merkle.ts'
 
 export const PROPOSAL_TYPE = 'peerverse/proposal'
 export const VOTE_TYPE = 'peerverse/vote'
@@ -171,4 +172,17 @@ export class ChainStore {
     for await (const raw of this.db.values({ gte: 'e/', lt: 'e0' })) out.push(dagCbor.decode(raw) as [Uint8Array, Uint8Array])
     return out
   }
+}
+
+/**
+ * The light client's check: trusting only the validator set, verify that `commit` signs `header`
+ * (more than two thirds of the power) and that `proof` shows `key`'s value under the header's
+ * state root. Returns the proven value's bytes, or null for a proven absence. Throws
+ * InvalidCommitError or InvalidProofError; never trusts the peer that sent the three.
+ */
+export function verifyLightClientProof (header: BlockHeader, commit: Uint8Array[], validators: Validator[], key: string, proof: StateProof): Uint8Array | null {
+  if (header.validatorsHash !== validatorsHash(validators)) throw new InvalidCommitError('the header names another validator set')
+  verifyCommit({ header, txs: [] }, commit, validators)
+  if (proof?.root !== header.stateRoot) throw new InvalidProofError('the proof is for another state root')
+  return verifyStateProof(header.stateRoot, key, proof)
 }
