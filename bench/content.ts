@@ -26,7 +26,8 @@
  *
  * Whole-file figures are the median of BENCH_RUNS (default 3) runs, each with a fresh downloader
  * (fresh process, empty data dir, so nothing is cached); the range is printed beside them. CPU is
- * the downloading process's user + system time during the transfer. BENCH_SEED (default 1) seeds
+ * user + system time (all threads) of the downloading process and of the seeding process(es)
+ * during the transfer, per MiB. BENCH_SEED (default 1) seeds
  * the bytes and the read offsets. Results go to stdout, progress to stderr. BENCH_PROFILE=<dir>
  * runs downloaders under --cpu-prof and leaves their profiles in <dir>.
  */
@@ -207,7 +208,7 @@ interface Figures {
   addMs: number[]
   raw: Array<{ ms: number, receiverCpuMs: number, senderCpuMs: number }>
   one: Array<FetchResult & { seederCpuMs: number }>
-  four: Array<FetchResult & { shares: number[], seederCpuMs: number }>
+  four: Array<FetchResult & { sentBytes: number[], seederCpuMs: number }>
   tmpfs: Array<FetchResult & { seederCpuMs: number }>
   inProcess: Array<{ ms: number, cpuMs: number }>
   helia: number[]
@@ -289,8 +290,7 @@ async function fourToOne (seeders: Peer[], cid: string, run: number, f: Figures)
   try {
     for (const s of seeders) await d.call('connect', { addr: s.addrs[0] })
     const r = await fetchFrom(seeders, d, cid)
-    const total = r.sentBytes.reduce((a, b) => a + b, 0)
-    f.four.push({ ...r, shares: r.sentBytes.map(b => b / total) })
+    f.four.push(r)
     describeFetch(`run ${run} ours ${seeders.length} -> 1`, r)
     progress(`  bytes sent per seeder: ${r.sentBytes.map(b => `${fmt(b / MiB)} MiB`).join(' / ')}`)
   } catch (err) {
@@ -390,8 +390,9 @@ function report (f: Figures): void {
   console.log('(CPU is user + system time of the process, all its threads; in one process the downloader column counts both peers)')
 
   if (f.four.length > 0) {
-    const shares = f.four[0].shares.map((_, i) => median(f.four.map(r => r.shares[i])))
-    console.log(`\n${SEEDERS} -> 1: share of bytes sent by each seeder ${shares.map(s => `${fmt(s * 100)}%`).join(' / ')}; ` +
+    const sent = f.four[0].sentBytes.map((_, i) => f.four.reduce((n, r) => n + r.sentBytes[i], 0))
+    const total = sent.reduce((a, b) => a + b, 0)
+    console.log(`\n${SEEDERS} -> 1: share of all bytes the seeders wrote to sockets, by seeder ${sent.map(b => `${fmt(b / total * 100)}%`).join(' / ')}; ` +
       `duplicate bytes ${f.four.map(r => fmt(r.wasted / MiB)).join(' / ')} MiB; peers rejected (banned) by the downloader ${f.four.map(r => r.rejected).join(' / ')}`)
   }
 

@@ -39,7 +39,8 @@ export const MAX_SYNC_BLOCKS = 32
 /** Transactions a block holds at most (by count). */
 export const MAX_TXS_PER_BLOCK = 2_000
 /** Bytes of transactions a block holds at most. */
-export const MAX_BLOCK_TX_BYTES = MAX_BLOCK_BYTES - 16 * 1024
+/** Kept under the signed-record ceiling (MAX_RECORD_BYTES, 256 KiB) that a proposal must fit. */
+export const MAX_BLOCK_TX_BYTES = 200 * 1024
 /** Pause after a commit before the next height starts (CometBFT's timeout_commit). */
 export const COMMIT_PAUSE_MS = 250
 /** A proposer with an empty mempool waits this long for a transaction before proposing an empty block (below the propose timeout). */

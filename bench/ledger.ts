@@ -1,0 +1,498 @@
+/**
+ * Ledger benchmark: four validators as four `peerverse start` processes on loopback (this
+ * machine's cores shared between them), loaded by this process, which is not a validator. It
+ * prints figures and asserts nothing.
+ *
+ * 1. The machine's Ed25519 verification rate on one core (node:crypto through ed25519Verify), and
+ *    the rate of a full decodeTx (DAG-CBOR decode, canonical check, signature, CID), both on the
+ *    signed transfers used below, measured before the validators start.
+ * 2. An open-loop sweep: for each offered rate, transfers pre-signed by their own set of funded
+ *    genesis accounts (consecutive nonces, so refusals in one step leave no nonce gap in the next) are
+ *    POSTed to /api/v0/ledger/submit at that rate, spread round-robin over the four validators'
+ *    APIs (HTTP keep-alive). Each validator's `ledger:block` events arrive over its API WebSocket;
+ *    the block's transactions come from GET /api/v0/ledger/block/:h. A transaction's latency is
+ *    the time the validator it was submitted to announced the block holding it, less the time it
+ *    was handed to HTTP. Committed tx/s is every transaction in the blocks holding the step's
+ *    transactions, less the first block, over the time from that first block to the last, so a
+ *    latency longer than the step does not hide throughput. A step after which no block
+ *    comes for 10 s with transactions waiting ends the sweep (the chain has stalled), and the
+ *    validators' logged errors are printed. The load average is printed too: other work on the
+ *    cores changes every figure.
+ * 3. The share of the verification ceiling: every committed transfer is verified at least once
+ *    per validator, so committed tx/s x 4 verifications compete for the machine's cores, which
+ *    verify at most cores x the single-core rate.
+ *
+ * Targets: 2,000 committed transfers/s with p50 finality under 1 s. For contrast, CometBFT's own
+ * QA saturates near 400 tx/s on its 200-node testnet.
+ *
+ * Everything random comes from one seeded PRNG (BENCH_SEED, default 1), sender keys included.
+ * BENCH_RATES (comma-separated tx/s) and BENCH_STEP_SECONDS change the sweep; BENCH_PROFILE=1
+ * runs validator 1 under --cpu-prof and keeps the profile. Results go to stdout, progress to
+ * stderr.
+ */
+import { spawn, type ChildProcess } from 'node:child_process'
+import { createHash } from 'node:crypto'
+import { once } from 'node:events'
+import { createWriteStream } from 'node:fs'
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises'
+import { Agent, request } from 'node:http'
+import { cpus, loadavg, tmpdir } from 'node:os'
+import { join, resolve } from 'node:path'
+import { performance } from 'node:perf_hooks'
+import * as dagCbor from '@ipld/dag-cbor'
+import WebSocket from 'ws'
+import { readApiInfo } from '../src/api/server.ts'
+import { didFromPublicKey, publicKeyFromDid } from '../src/identity/did.ts'
+import { ed25519KeyFromSeed, ed25519Verify, type Ed25519Key } from '../src/identity/ed25519.ts'
+import { initIdentity } from '../src/identity/keystore.ts'
+import { DEVNET_STAKE, FAUCET_GRANT, FAUCET_SUPPLY, faucetDid, genesisJson } from '../src/ledger/genesis.ts'
+import { MAX_TXS_PER_SENDER } from '../src/ledger/mempool.ts'
+import { COMMIT_PAUSE_MS, MAX_TXS_PER_BLOCK } from '../src/ledger/service.ts'
+import type { Genesis } from '../src/ledger/state.ts'
+import { decodeTx, signTx } from '../src/ledger/tx.ts'
+
+const ROOT = resolve(import.meta.dirname, '..')
+const CLI = join(ROOT, 'src/cli/main.ts')
+
+const VALIDATORS = 4
+/** Offered rates of the sweep (tx/s), each for STEP_SECONDS. */
+const RATES = (process.env.BENCH_RATES ?? '100,250,500,1000,2000').split(',').map(Number)
+const STEP_SECONDS = Number(process.env.BENCH_STEP_SECONDS ?? 15)
+/** Funded senders per step: each step signs with its own accounts. Below MAX_TXS_PER_SENDER x this the backlog is unconstrained. */
+const SENDERS_PER_STEP = 200
+const SENDER_BALANCE = 1_000_000_000n
+/** After a step, wait this long at most for its accepted transactions to commit. */
+const DRAIN_DEADLINE_MS = 20_000
+/** HTTP connections per validator API. */
+const SOCKETS_PER_VALIDATOR = 16
+/** Offering ticks (ms): each sends every transaction due by then. */
+const TICK_MS = 5
+/** How long each Ed25519 measurement runs. */
+const VERIFY_MS = 2_000
+const START_DEADLINE_MS = 60_000
+
+const SEED = Number(process.env.BENCH_SEED ?? 1)
+const PROFILE = process.env.BENCH_PROFILE === '1'
+/** When set, each validator's stderr is written to v<i>.log there (set DEBUG=peerverse:ledger too). */
+const LOG_DIR = process.env.BENCH_LOG_DIR
+
+// ---------------------------------------------------------------------------------------------
+// small helpers
+
+function mulberry32 (seed: number): () => number {
+  let a = seed >>> 0
+  return () => {
+    a = (a + 0x6D2B79F5) >>> 0
+    let t = a
+    t = Math.imul(t ^ (t >>> 15), t | 1)
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61)
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296
+  }
+}
+
+const rand = mulberry32(SEED)
+const randInt = (n: number): number => Math.floor(rand() * n)
+
+const progress = (line: string): void => { process.stderr.write(`[bench] ${line}\n`) }
+const sleep = async (ms: number): Promise<void> => { await new Promise(resolve => setTimeout(resolve, ms)) }
+
+/** Nearest-rank percentile of an unsorted sample. */
+function percentile (values: number[], p: number): number {
+  if (values.length === 0) return NaN
+  const sorted = [...values].sort((a, b) => a - b)
+  const rank = Math.min(sorted.length, Math.max(1, Math.ceil(p / 100 * sorted.length)))
+  return sorted[rank - 1]
+}
+
+const fmt = (n: number, digits = 0): string => Number.isFinite(n) ? n.toLocaleString('en-US', { minimumFractionDigits: digits, maximumFractionDigits: digits }) : 'n/a'
+const pad = (s: string, n: number): string => s.padStart(n)
+
+/** CPU seconds (user + system) a process has used, from /proc (Linux); NaN elsewhere. */
+async function procCpuSeconds (pid: number | undefined): Promise<number> {
+  if (pid == null) return NaN
+  try {
+    const stat = await readFile(`/proc/${pid}/stat`, 'utf8')
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ')
+    return (Number(fields[11]) + Number(fields[12])) / 100
+  } catch {
+    return NaN
+  }
+}
+
+/** A key whose seed is derived from the bench seed and a label. */
+function seededKey (label: string): Ed25519Key {
+  return ed25519KeyFromSeed(createHash('sha256').update(`peerverse/bench/ledger/${SEED}/${label}`).digest())
+}
+
+// ---------------------------------------------------------------------------------------------
+// validators
+
+interface Validator {
+  index: number
+  proc: ChildProcess
+  dataDir: string
+  did: string
+  addr: string
+  url: string
+  token: string
+  agent: Agent
+  ws?: WebSocket
+  stderr: string
+  /** performance.now() at which this validator announced each height. */
+  commits: Map<number, number>
+}
+
+async function startValidator (index: number, dataDir: string, genesisPath: string, bootstrap: string[], profileDir?: string): Promise<Validator> {
+  const args = [
+    ...(profileDir != null ? ['--cpu-prof', '--cpu-prof-dir', profileDir] : []),
+    CLI, 'start', '--data', dataDir, '--api', '127.0.0.1:0', '--dht-mode', 'server', '--json',
+    '--listen', '/ip4/127.0.0.1/tcp/0', '--genesis', genesisPath,
+    ...bootstrap.flatMap(b => ['--bootstrap', b])
+  ]
+  // The ledger's own errors (a step that throws) are logged only under DEBUG; keep them, to report.
+  const proc = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, DEBUG: process.env.DEBUG ?? 'peerverse:ledger:error' } })
+  let stderr = ''
+  proc.stderr!.on('data', d => { stderr = (stderr + String(d)).slice(-4000) })
+  if (LOG_DIR != null) proc.stderr!.pipe(createWriteStream(join(LOG_DIR, `v${index}.log`)))
+  const ready = await new Promise<{ did: string, addresses: string[] }>((resolve, reject) => {
+    let buf = ''
+    const onData = (d: Buffer): void => {
+      buf += d.toString()
+      const nl = buf.indexOf('\n')
+      if (nl >= 0) {
+        proc.stdout!.off('data', onData)
+        try { resolve(JSON.parse(buf.slice(0, nl))) } catch (err) { reject(err) }
+      }
+    }
+    proc.stdout!.on('data', onData)
+    proc.once('exit', code => { reject(new Error(`validator ${index} exited with ${code} before ready: ${stderr}`)) })
+  })
+  proc.stdout!.resume()
+  const info = await readApiInfo(dataDir)
+  const addr = ready.addresses.find(a => a.includes('/tcp/') && !a.includes('/ws') && !a.includes('p2p-circuit')) ?? ready.addresses[0]
+  const v: Validator = {
+    index, proc, dataDir, did: ready.did, addr, url: info.url, token: info.token,
+    agent: new Agent({ keepAlive: true, maxSockets: SOCKETS_PER_VALIDATOR }),
+    get stderr () { return stderr },
+    commits: new Map()
+  }
+  return v
+}
+
+/** One HTTP call to a validator's API; resolves with the status and the parsed body. */
+async function api<T> (v: Validator, method: string, path: string, body?: string): Promise<{ status: number, body: T }> {
+  return await new Promise((resolve, reject) => {
+    const url = new URL(path, v.url)
+    const req = request(url, {
+      method,
+      agent: v.agent,
+      headers: { authorization: `Bearer ${v.token}`, ...(body != null ? { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) } : {}) }
+    }, res => {
+      const chunks: Buffer[] = []
+      res.on('data', (c: Buffer) => chunks.push(c))
+      res.on('end', () => {
+        const text = Buffer.concat(chunks).toString()
+        let parsed: unknown
+        try { parsed = JSON.parse(text) } catch { parsed = text }
+        resolve({ status: res.statusCode ?? 0, body: parsed as T })
+      })
+      res.on('error', reject)
+    })
+    req.on('error', reject)
+    req.end(body)
+  })
+}
+
+/** Subscribes to a validator's events; calls `onBlock(height)` on each `ledger:block`. */
+async function listen (v: Validator, onBlock: (v: Validator, height: number, txs: number) => void): Promise<void> {
+  const ws = new WebSocket(`${v.url.replace(/^http/, 'ws')}/api/v0/events?token=${encodeURIComponent(v.token)}`)
+  v.ws = ws
+  ws.on('message', (data: Buffer) => {
+    const at = performance.now()
+    let evt: { type?: string, height?: number, txs?: number }
+    try { evt = JSON.parse(data.toString()) } catch { return }
+    if (evt.type === 'ledger:block' && typeof evt.height === 'number') {
+      v.commits.set(evt.height, at)
+      onBlock(v, evt.height, evt.txs ?? 0)
+    }
+  })
+  ws.on('error', err => { progress(`validator ${v.index} event socket: ${err.message}`) })
+  await once(ws, 'open')
+}
+
+// ---------------------------------------------------------------------------------------------
+// the load
+
+interface Sent {
+  b64: string
+  step: number
+  /** Validator index it goes to. */
+  to: number
+  submitted: number
+  accepted: boolean
+  error?: string
+  height?: number
+}
+
+interface Step {
+  rate: number
+  txs: Sent[]
+  start: number
+  end: number
+}
+
+async function main (): Promise<void> {
+  const cores = cpus().length
+  const loadStart = loadavg()[0]
+  const work = await mkdtemp(join(tmpdir(), 'peerverse-bench-ledger-'))
+  const profileDir = PROFILE ? await mkdtemp(join(tmpdir(), 'peerverse-ledger-prof-')) : undefined
+  const vals: Validator[] = []
+  const cleanup = async (): Promise<void> => {
+    for (const v of vals) { v.ws?.terminate(); v.agent.destroy() }
+    await Promise.all(vals.map(async v => {
+      if (v.proc.exitCode != null || v.proc.signalCode != null) return
+      const exited = once(v.proc, 'exit')
+      v.proc.kill('SIGTERM')
+      const t = setTimeout(() => { v.proc.kill('SIGKILL') }, 15_000)
+      await exited
+      clearTimeout(t)
+    }))
+    await rm(work, { recursive: true, force: true })
+  }
+  process.once('SIGINT', () => { void cleanup().finally(() => process.exit(130)) })
+
+  try {
+    // -- genesis: four validators, the faucet, and SENDERS_PER_STEP funded senders per step
+    const chain = `peerverse-bench-${SEED}`
+    const validatorDids: string[] = []
+    for (let i = 0; i < VALIDATORS; i++) validatorDids.push((await initIdentity(join(work, `v${i}`))).did)
+    const senders: Ed25519Key[][] = RATES.map((_, s) => Array.from({ length: SENDERS_PER_STEP }, (_, i) => seededKey(`step${s}/sender${i}`)))
+    const genesis: Genesis = {
+      chain,
+      time: Date.now(),
+      accounts: [
+        { id: faucetDid(chain), balance: FAUCET_SUPPLY },
+        ...validatorDids.map(id => ({ id, balance: FAUCET_GRANT, stake: DEVNET_STAKE })),
+        ...senders.flat().map(k => ({ id: didFromPublicKey(k.publicKey), balance: SENDER_BALANCE, stake: 0n }))
+      ]
+    }
+    const genesisPath = join(work, 'genesis.json')
+    await writeFile(genesisPath, genesisJson(genesis))
+
+    // -- pre-sign every step's transfers (round-robin over the step's senders, consecutive nonces)
+    const signStart = performance.now()
+    const steps: Step[] = []
+    const byB64 = new Map<string, Sent>()
+    const sample: Uint8Array[] = []
+    for (let s = 0; s < RATES.length; s++) {
+      const n = Math.round(RATES[s] * STEP_SECONDS)
+      const nonces = new Array<number>(SENDERS_PER_STEP).fill(0)
+      const dids = senders[s].map(k => didFromPublicKey(k.publicKey))
+      const txs: Sent[] = []
+      for (let i = 0; i < n; i++) {
+        const from = i % SENDERS_PER_STEP
+        let to = randInt(SENDERS_PER_STEP - 1)
+        if (to >= from) to++
+        const tx = await signTx(senders[s][from], { chain, nonce: nonces[from]++, fee: 1n, kind: 'transfer', to: dids[to], amount: BigInt(1 + randInt(1000)) })
+        const sent: Sent = { b64: Buffer.from(tx.bytes).toString('base64'), step: s, to: i % VALIDATORS, submitted: 0, accepted: false }
+        txs.push(sent)
+        byB64.set(sent.b64, sent)
+        if (sample.length < 2_000) sample.push(tx.bytes)
+      }
+      steps.push({ rate: RATES[s], txs, start: 0, end: 0 })
+    }
+    const total = steps.reduce((n, s) => n + s.txs.length, 0)
+    progress(`signed ${total} transfers in ${fmt((performance.now() - signStart) / 1000, 1)} s`)
+
+    // -- part 1: Ed25519 verification rate, on this process's one thread, machine otherwise idle
+    const parts = sample.map(bytes => {
+      const r = dagCbor.decode(bytes) as { v: number, type: string, author: string, payload: unknown, sig: Uint8Array }
+      const body = dagCbor.encode({ v: r.v, type: r.type, author: r.author, payload: r.payload })
+      const msg = new Uint8Array(Buffer.concat([Buffer.from('peerverse/record/v1\n'), body]))
+      return { publicKey: publicKeyFromDid(r.author), msg, sig: r.sig }
+    })
+    for (const p of parts) if (!ed25519Verify(p.publicKey, p.msg, p.sig)) throw new Error('signing bytes rebuilt wrongly')
+    let verifies = 0
+    let t0 = performance.now()
+    while (performance.now() - t0 < VERIFY_MS) {
+      for (let i = 0; i < 100; i++) { const p = parts[verifies % parts.length]; ed25519Verify(p.publicKey, p.msg, p.sig); verifies++ }
+    }
+    const verifyRate = verifies / ((performance.now() - t0) / 1000)
+    let decodes = 0
+    t0 = performance.now()
+    while (performance.now() - t0 < VERIFY_MS) {
+      for (let i = 0; i < 100; i++) { decodeTx(sample[decodes % sample.length], chain); decodes++ }
+    }
+    const decodeRate = decodes / ((performance.now() - t0) / 1000)
+    progress(`ed25519Verify ${fmt(verifyRate)}/s, decodeTx ${fmt(decodeRate)}/s on one core`)
+
+    // -- start the validators
+    const startAt = performance.now()
+    vals.push(await startValidator(0, join(work, 'v0'), genesisPath, [], undefined))
+    for (let i = 1; i < VALIDATORS; i++) vals.push(await startValidator(i, join(work, `v${i}`), genesisPath, [vals[0].addr], i === 1 ? profileDir : undefined))
+    if (profileDir != null) progress(`validator 1 runs under --cpu-prof; profile goes to ${profileDir}`)
+
+    // Block contents: fetched once per height from the first validator to announce it.
+    const fetched = new Set<number>()
+    const blockQueue: Array<{ v: Validator, height: number }> = []
+    let fetching = false
+    const blockTxs = new Map<number, number>()
+    const pump = async (): Promise<void> => {
+      if (fetching) return
+      fetching = true
+      try {
+        while (blockQueue.length > 0) {
+          const { v, height } = blockQueue.shift()!
+          try {
+            const res = await api<{ txs: string[] }>(v, 'GET', `/api/v0/ledger/block/${height}`)
+            if (res.status !== 200) throw new Error(`status ${res.status}`)
+            blockTxs.set(height, res.body.txs.length)
+            for (const b64 of res.body.txs) {
+              const sent = byB64.get(b64)
+              if (sent != null) sent.height = height
+            }
+          } catch (err) {
+            progress(`block ${height} from validator ${v.index}: ${(err as Error).message}`)
+            fetched.delete(height)
+          }
+        }
+      } finally {
+        fetching = false
+      }
+    }
+    const onBlock = (v: Validator, height: number, txs: number): void => {
+      if (fetched.has(height)) return
+      fetched.add(height)
+      if (txs === 0) { blockTxs.set(height, 0); return }
+      blockQueue.push({ v, height })
+      void pump()
+    }
+    for (const v of vals) await listen(v, onBlock)
+    const live = async (): Promise<boolean> => {
+      const heights = await Promise.all(vals.map(async v => (await api<{ height: number }>(v, 'GET', '/api/v0/ledger/status')).body.height))
+      return heights.every(h => h >= 2)
+    }
+    while (!await live()) {
+      if (performance.now() - startAt > START_DEADLINE_MS) throw new Error(`validators did not reach height 2 within ${START_DEADLINE_MS / 1000} s`)
+      await sleep(250)
+    }
+    progress(`4 validators committing after ${fmt((performance.now() - startAt) / 1000, 1)} s`)
+
+    // -- part 2: the sweep
+    const stepCpu: number[][] = []
+    let stalled = -1
+    for (let s = 0; s < steps.length; s++) {
+      const step = steps[s]
+      progress(`offering ${step.rate} tx/s for ${STEP_SECONDS} s (${step.txs.length} transfers)`)
+      const cpuBefore = await Promise.all(vals.map(async v => procCpuSeconds(v.proc.pid)))
+      const selfBefore = process.cpuUsage()
+      let next = 0
+      const inflight = new Set<Promise<void>>()
+      step.start = performance.now()
+      while (next < step.txs.length) {
+        const due = Math.min(step.txs.length, Math.floor((performance.now() - step.start) / 1000 * step.rate))
+        for (; next < due; next++) {
+          const sent = step.txs[next]
+          sent.submitted = performance.now()
+          const body = JSON.stringify({ tx: sent.b64 })
+          // A keep-alive socket the server closed while idle resets the next request on it: once, send again.
+          const p = api<{ error?: string }>(vals[sent.to], 'POST', '/api/v0/ledger/submit', body)
+            .catch(async (err: NodeJS.ErrnoException) => {
+              if (err.code !== 'ECONNRESET') throw err
+              return await api<{ error?: string }>(vals[sent.to], 'POST', '/api/v0/ledger/submit', body)
+            })
+            .then(res => {
+              if (res.status === 200 || res.body?.error === 'DuplicateTxError') sent.accepted = true
+              else sent.error = res.body?.error ?? `HTTP ${res.status}`
+            }, (err: NodeJS.ErrnoException) => { sent.error = err.code ?? err.message })
+            .finally(() => { inflight.delete(p) })
+          inflight.add(p)
+        }
+        await sleep(TICK_MS)
+      }
+      step.end = performance.now()
+      await Promise.all(inflight)
+      const drainEnd = performance.now() + DRAIN_DEADLINE_MS
+      while (step.txs.some(t => t.accepted && t.height == null) && performance.now() < drainEnd) await sleep(200)
+      await sleep(500)
+      const cpuAfter = await Promise.all(vals.map(async v => procCpuSeconds(v.proc.pid)))
+      const self = process.cpuUsage(selfBefore)
+      const wall = (performance.now() - step.start) / 1000
+      stepCpu.push([...cpuAfter.map((c, i) => (c - cpuBefore[i]) / wall), (self.user + self.system) / 1e6 / wall])
+      const done = step.txs.filter(t => t.height != null).length
+      progress(`  ${done}/${step.txs.length} committed; ${step.txs.filter(t => t.error != null).length} refused`)
+      const last = Math.max(...vals.flatMap(v => [...v.commits.values()]))
+      if (step.txs.some(t => t.accepted && t.height == null) && performance.now() - last > 10_000) {
+        stalled = s
+        progress(`  no block for ${fmt((performance.now() - last) / 1000, 1)} s with transactions waiting: the chain has stalled; the sweep stops here`)
+        break
+      }
+    }
+
+    // -- figures
+    const commitTime = (sent: Sent): number | undefined => {
+      if (sent.height == null) return undefined
+      return vals[sent.to].commits.get(sent.height) ?? Math.min(...vals.map(v => v.commits.get(sent.height!) ?? Infinity))
+    }
+    const out = (line = ''): void => { process.stdout.write(line + '\n') }
+    out(`Ledger benchmark: ${VALIDATORS} validators (separate processes) + this load process on ${cores} cores, loopback. Seed ${SEED}.`)
+    const txBytes = sample.reduce((n, b) => n + b.length, 0) / sample.length
+    out(`Load average (1 min) at start ${fmt(loadStart, 2)}, at end ${fmt(loadavg()[0], 2)} on ${cores} cores: anything above ~0 is other work sharing the cores.`)
+    out(`Genesis: ${genesis.accounts.length} accounts (${SENDERS_PER_STEP} fresh senders per step). Block limits: ${MAX_TXS_PER_BLOCK} txs, commit pause ${COMMIT_PAUSE_MS} ms; mempool allows ${MAX_TXS_PER_SENDER} waiting txs per sender. A transfer is ${fmt(txBytes)} bytes.`)
+    out()
+    out('1. Ed25519 on this machine (one core, node:crypto, the transfers below)')
+    out(`   ed25519Verify          ${pad(fmt(verifyRate), 8)} /s   (${fmt(1e6 / verifyRate, 1)} us each)`)
+    out(`   decodeTx (full check)  ${pad(fmt(decodeRate), 8)} /s   (${fmt(1e6 / decodeRate, 1)} us each: DAG-CBOR decode + canonical re-encode + verify + CID)`)
+    const ceiling = cores * verifyRate / VALIDATORS
+    out(`   verification ceiling   ${pad(fmt(ceiling), 8)} tx/s = ${cores} cores x ${fmt(verifyRate)} verifies/s / ${VALIDATORS} validators (each verifies every tx at least once)`)
+    out()
+    out(`2. Open-loop sweep, ${STEP_SECONDS} s per step, submissions round-robin over the 4 APIs; committed/s = txs in the step's blocks after its first / time from its first block to its last;`)
+    out('   latency = block announced by the validator the tx was sent to - tx handed to HTTP')
+    out('   offered  submitted/s  accepted  refused  committed  committed/s   p50 ms   p99 ms   max ms  blocks  txs/block  interval ms   CPU v0..v3, load (cores)')
+    let best: { rate: number, committed: number, p50: number, p99: number } | undefined
+    for (const step of steps.slice(0, stepCpu.length)) {
+      const n = step.txs.length
+      const submitRate = n / ((step.end - step.start) / 1000)
+      const accepted = step.txs.filter(t => t.accepted).length
+      const refused = step.txs.filter(t => t.error != null)
+      const committed = step.txs.filter(t => t.height != null)
+      // Service rate between the first and the last block holding this step's transactions (as
+      // seen by validator 0): every transaction in the blocks after the first, over that span.
+      const hs = [...new Set(committed.map(t => t.height!))].sort((a, b) => a - b)
+      const span = hs.length > 1 ? ((vals[0].commits.get(hs[hs.length - 1]) ?? NaN) - (vals[0].commits.get(hs[0]) ?? NaN)) / 1000 : NaN
+      const committedRate = hs.slice(1).reduce((n, h) => n + (blockTxs.get(h) ?? 0), 0) / span
+      const lat = committed.map(t => commitTime(t)! - t.submitted)
+      const heights = new Set(hs)
+      const cpu = stepCpu[steps.indexOf(step)]
+      const gaps = hs.slice(1).map((h, i) => (vals[0].commits.get(h) ?? NaN) - (vals[0].commits.get(hs[i]) ?? NaN)).filter(Number.isFinite)
+      const interval = gaps.length > 0 ? gaps.reduce((a, b) => a + b, 0) / gaps.length : NaN
+      out(`   ${pad(fmt(step.rate), 7)}  ${pad(fmt(submitRate), 11)}  ${pad(fmt(accepted), 8)}  ${pad(fmt(refused.length), 7)}  ${pad(fmt(committed.length), 9)}  ${pad(fmt(committedRate), 11)}  ${pad(fmt(percentile(lat, 50)), 7)}  ${pad(fmt(percentile(lat, 99)), 7)}  ${pad(fmt(Math.max(...lat)), 7)}  ${pad(fmt(heights.size), 6)}  ${pad(fmt(committed.length / heights.size), 9)}  ${pad(fmt(interval), 11)}   ${cpu.slice(0, VALIDATORS).map(c => fmt(c, 2)).join(' ')}, ${fmt(cpu[VALIDATORS], 2)}`)
+      if (refused.length > 0) {
+        const reasons = new Map<string, number>()
+        for (const t of refused) reasons.set(t.error!, (reasons.get(t.error!) ?? 0) + 1)
+        out(`            refused: ${[...reasons].map(([k, v]) => `${k} x${v}`).join(', ')}`)
+      }
+      if (Number.isFinite(committedRate) && (best == null || committedRate > best.committed)) best = { rate: step.rate, committed: committedRate, p50: percentile(lat, 50), p99: percentile(lat, 99) }
+    }
+    if (stalled >= 0) {
+      out(`   STALLED at ${fmt(steps[stalled].rate)} tx/s offered: no block for 10+ s with accepted transactions waiting; ${steps.length - stalled - 1} step(s) not run.`)
+      const errors = new Set<string>()
+      for (const v of vals) for (const line of v.stderr.split('\n')) if (line.includes(':error')) errors.add(`v${v.index}: ${line.replace(/^\S+ /, '').replace(/\d+ bytes/, 'N bytes')}`)
+      for (const e of errors) out(`   validator log: ${e}`)
+    }
+    out()
+    if (best != null) {
+      const share = best.committed * VALIDATORS / (cores * verifyRate)
+      out(`3. Best step: ${fmt(best.committed)} committed tx/s at ${fmt(best.rate)} offered, p50 ${fmt(best.p50)} ms, p99 ${fmt(best.p99)} ms`)
+      out(`   share of the verification ceiling = committed tx/s x ${VALIDATORS} validators / (${cores} cores x ${fmt(verifyRate)} verifies/s) = ${fmt(share * 100, 1)} %`)
+      out(`   target: >= 2,000 committed tx/s with p50 < 1,000 ms -> ${best.committed >= 2000 && best.p50 < 1000 ? 'met' : 'not met'}; CometBFT QA (200 nodes) saturates near 400 tx/s`)
+    }
+  } finally {
+    progress('stopping validators')
+    await cleanup()
+    if (profileDir != null) progress(`profile kept in ${profileDir}`)
+  }
+}
+
+await main()
+
