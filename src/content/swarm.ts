@@ -19,7 +19,6 @@ import { peerIdFromString } from '@libp2p/peer-id'
 import * as lp from 'it-length-prefixed'
 import type { CID } from 'multiformats/cid'
 import type { Network } from '../net/network.ts'
-import { PeerRateLimiter } from '../net/rate-limit.ts'
 import { BlockNotFoundError, type Blockstore } from './blockstore.ts'
 import { BlockVerificationError, fileLeaves, UnsupportedContentError, verifyBlock, type Leaf } from './reader.ts'
 import {
@@ -693,6 +692,11 @@ export class Download {
   }
 }
 
+interface Bucket {
+  tokens: number
+  at: number
+}
+
 export interface SwarmInit {
   net: Network
   blockstore: Blockstore
@@ -706,7 +710,7 @@ export class Swarm {
   private readonly events: SwarmEvents
   private readonly downloads = new Map<string, Download>()
   private readonly banned = new Map<string, number>()
-  private readonly limiter = new PeerRateLimiter(REQUESTS_PER_PEER_PER_SECOND, REQUEST_BURST)
+  private readonly buckets = new Map<string, Bucket>()
   private readonly leafCache = new Map<string, Map<string, number>>()
   /** Holder sessions by root, to push HAVE as leaves arrive. */
   private readonly serving = new Map<string, Set<Stream>>()
@@ -856,7 +860,17 @@ export class Swarm {
     return all ? { status: 'complete', leaves: 0, bits: new Uint8Array(0) } : { status: 'partial', leaves: index.size, bits }
   }
 
-
+  private take (peer: string): boolean {
+    const now = Date.now()
+    const b = this.buckets.get(peer) ?? { tokens: REQUEST_BURST, at: now }
+    b.tokens = Math.min(REQUEST_BURST, b.tokens + (now - b.at) * REQUESTS_PER_PEER_PER_SECOND / 1000)
+    b.at = now
+    if (this.buckets.size > 1024 && !this.buckets.has(peer)) this.buckets.clear()
+    this.buckets.set(peer, b)
+    if (b.tokens < 1) return false
+    b.tokens--
+    return true
+  }
 
   /** The holder side of one session. */
   private async serve (stream: Stream, connection: Connection): Promise<void> {
@@ -900,7 +914,7 @@ export class Swarm {
         }
         if (msg.type === 'want') {
           if (queue.length >= MAX_BLOCKS_IN_FLIGHT_PER_PEER) throw new SwarmProtocolError(`more than ${MAX_BLOCKS_IN_FLIGHT_PER_PEER} requests in flight`)
-          if (!this.limiter.take(peer)) throw new SwarmRateLimitError(`more than ${REQUESTS_PER_PEER_PER_SECOND} requests per second`)
+          if (!this.take(peer)) throw new SwarmRateLimitError(`more than ${REQUESTS_PER_PEER_PER_SECOND} requests per second`)
           queue.push(msg.cid)
           wake?.()
         } else if (msg.type === 'cancel') {

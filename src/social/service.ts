@@ -22,7 +22,6 @@ import type { CID } from 'multiformats/cid'
 import { isDid } from '../identity/did.ts'
 import type { Ed25519Key } from '../identity/ed25519.ts'
 import type { Network } from '../net/network.ts'
-import { PeerRateLimiter } from '../net/rate-limit.ts'
 import { PROTOCOL_MAX_INBOUND_STREAMS, PROTOCOL_MAX_OUTBOUND_STREAMS, PROTOCOL_TIMEOUT_MS } from '../net/limits.ts'
 import {
   checkAppend, createEntry, decodeEntry, ForkedFeedError, InvalidEntryError, MAX_ENTRY_BYTES, SequenceGapError,
@@ -115,7 +114,7 @@ export class SocialService {
   private readonly events: SocialEvents
   private readonly c: SocialComponents
   private readonly locks = new Map<string, Promise<unknown>>()
-  private readonly limiter = new PeerRateLimiter(REQUESTS_PER_PEER_PER_SECOND, REQUEST_BURST)
+  private readonly buckets = new Map<string, Bucket>()
   private readonly syncing = new Map<string, Promise<number>>()
   private readonly outgoing = new Map<string, Bucket>()
   private follows = new Set<string>()
@@ -504,14 +503,24 @@ export class SocialService {
 
   // -- replication: the server --------------------------------------------------------------
 
-
+  private take (peer: string): boolean {
+    const now = Date.now()
+    const b = this.buckets.get(peer) ?? { tokens: REQUEST_BURST, at: now }
+    b.tokens = Math.min(REQUEST_BURST, b.tokens + (now - b.at) * REQUESTS_PER_PEER_PER_SECOND / 1000)
+    b.at = now
+    if (this.buckets.size > 1024 && !this.buckets.has(peer)) this.buckets.clear()
+    this.buckets.set(peer, b)
+    if (b.tokens < 1) return false
+    b.tokens--
+    return true
+  }
 
   private async serve (stream: Stream, connection: Connection): Promise<void> {
     const peer = connection.remotePeer.toString()
     const signal = AbortSignal.timeout(PROTOCOL_TIMEOUT_MS * 2)
     const lp = lpStream(stream, { maxDataLength: MAX_REQUEST_BYTES })
     try {
-      if (!this.limiter.take(peer)) throw new ReplicationRateLimitError(`more than ${REQUESTS_PER_PEER_PER_SECOND} requests per second`)
+      if (!this.take(peer)) throw new ReplicationRateLimitError(`more than ${REQUESTS_PER_PEER_PER_SECOND} requests per second`)
       const req = parseRequest((await lp.read({ signal })).subarray())
       if (req.op === 'heads') {
         const heads: Record<string, number> = {}
