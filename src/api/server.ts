@@ -73,7 +73,7 @@ export async function readApiInfo (dataDir: string): Promise<ApiInfo & { token: 
   return { ...info, token }
 }
 
-const EVENT_TYPES: Array<keyof NodeEvents> = ['peer:connect', 'peer:disconnect', 'peer:identified', 'gossip:message', 'peer:rejected', 'bootstrap:error', 'feed:entry', 'feed:fork', 'ledger:block', 'ledger:receipt', 'ledger:evidence']
+const EVENT_TYPES: Array<keyof NodeEvents> = ['peer:connect', 'peer:disconnect', 'peer:identified', 'gossip:message', 'peer:rejected', 'bootstrap:error', 'feed:entry', 'feed:fork', 'ledger:block', 'ledger:receipt', 'ledger:evidence', 'space:presence', 'space:leave', 'space:chat', 'space:world', 'space:policy']
 
 function eventJson (type: string, detail: unknown): string {
   if (type === 'gossip:message') {
@@ -164,7 +164,17 @@ export class ApiServer {
 
   private addEventClient (ws: WebSocket): void {
     ws.send(JSON.stringify({ type: 'hello', peerId: this.node.peerId, did: this.node.did }))
-    ws.on('message', () => {})
+    // The client's moves come this way (up to 20 a second), not as HTTP requests.
+    ws.on('message', data => {
+      try {
+        const msg = JSON.parse(data.toString()) as { type?: unknown, space?: unknown, position?: unknown, rotation?: unknown }
+        if (msg?.type !== 'space:move') throw new ApiError(400, 'BadRequest', 'unknown message type')
+        this.node.space.move(String(msg.space), vec(msg.position, 3, 'position') as [number, number, number], msg.rotation == null ? undefined : vec(msg.rotation, 4, 'rotation') as [number, number, number, number])
+      } catch (err) {
+        const e = err as Error
+        if (ws.bufferedAmount < MAX_API_EVENT_BUFFER_BYTES) ws.send(JSON.stringify({ type: 'error', error: e instanceof ApiError ? e.code : e.name, message: e.message }))
+      }
+    })
     ws.on('error', () => { ws.terminate() })
   }
 
@@ -465,6 +475,17 @@ export class ApiServer {
       const entries = await node.content.ls(decodeURIComponent(path.slice('/api/v0/content/ls/'.length)), { signal })
       return { entries: entries.map(e => ({ name: e.name, cid: e.cid.toString(), size: e.size })) }
     }
+    if (method === 'GET' && path === '/api/v0/space') return { spaces: node.space.spaces() }
+    if (method === 'GET' && path.startsWith('/api/v0/space/')) {
+      const [id, what] = path.slice('/api/v0/space/'.length).split('/').map(decodeURIComponent)
+      switch (what ?? '') {
+        case '': return node.space.view(id)
+        case 'who': return { members: node.space.who(id) }
+        case 'chat': return { chat: node.space.chat(id, { limit: url.searchParams.has('limit') ? intParam(url.searchParams.get('limit') ?? '', 'limit') : undefined }) }
+        case 'objects': return { objects: node.space.objects(id) }
+      }
+      throw new ApiError(404, 'NotFound', `no endpoint GET ${path}`)
+    }
     if (method === 'GET' && path === '/api/v0/gossip/peers') return { peers: node.topicPeers(url.searchParams.get('topic') ?? '') }
     if (method === 'POST') {
       const body = await this.readJson(req)
@@ -524,6 +545,53 @@ export class ApiServer {
         case '/api/v0/social/unmute': await node.social.setMuted(str(body, 'did'), false); return node.social.lists()
         case '/api/v0/social/block': await node.social.setBlocked(str(body, 'did'), true); return node.social.lists()
         case '/api/v0/social/unblock': await node.social.setBlocked(str(body, 'did'), false); return node.social.lists()
+        case '/api/v0/space/create': return await node.space.create({
+          name: str(body, 'name'),
+          private: body.private === true,
+          grid: { width: optInt(body.width, 'width'), depth: optInt(body.depth, 'depth'), cell: optInt(body.cell, 'cell') },
+          displayName: typeof body.displayName === 'string' ? body.displayName : undefined,
+          avatar: typeof body.avatar === 'string' ? body.avatar : undefined
+        })
+        case '/api/v0/space/join': return await node.space.join(str(body, 'space'), { name: optStr(body.name, 'name'), avatar: optStr(body.avatar, 'avatar'), signal })
+        case '/api/v0/space/leave': await node.space.leave(str(body, 'space')); return { spaces: node.space.spaces() }
+        case '/api/v0/space/look': node.space.setLook(str(body, 'space'), { name: optStr(body.name, 'name'), avatar: optStr(body.avatar, 'avatar') }); return { ok: true }
+        case '/api/v0/space/move':
+          node.space.move(str(body, 'space'), vec(body.position, 3, 'position') as [number, number, number], body.rotation == null ? undefined : vec(body.rotation, 4, 'rotation') as [number, number, number, number])
+          return { ok: true }
+        case '/api/v0/space/say': return await node.space.say(str(body, 'space'), str(body, 'text'))
+        case '/api/v0/space/object/place': {
+          const space = str(body, 'space')
+          const id = await node.space.place(space, {
+            model: parseCid(body.model).toString(),
+            position: vec(body.position, 3, 'position') as [number, number, number],
+            rotation: (body.rotation == null ? [0, 0, 0, 1] : vec(body.rotation, 4, 'rotation')) as [number, number, number, number],
+            scale: (body.scale == null ? [1, 1, 1] : vec(body.scale, 3, 'scale')) as [number, number, number],
+            props: (body.props ?? {}) as Record<string, string | number | boolean>
+          }, optStr(body.id, 'id'))
+          return { id }
+        }
+        case '/api/v0/space/object/move': {
+          const t: { position?: [number, number, number], rotation?: [number, number, number, number], scale?: [number, number, number] } = {}
+          if (body.position != null) t.position = vec(body.position, 3, 'position') as [number, number, number]
+          if (body.rotation != null) t.rotation = vec(body.rotation, 4, 'rotation') as [number, number, number, number]
+          if (body.scale != null) t.scale = vec(body.scale, 3, 'scale') as [number, number, number]
+          await node.space.moveObject(str(body, 'space'), str(body, 'id'), t)
+          return { ok: true }
+        }
+        case '/api/v0/space/object/remove': await node.space.removeObject(str(body, 'space'), str(body, 'id')); return { ok: true }
+        case '/api/v0/space/policy': {
+          const lists = ['addEditors', 'removeEditors', 'ban', 'unban', 'mute', 'unmute', 'kick', 'addMembers', 'removeMembers'] as const
+          const change: Record<string, unknown> = {}
+          for (const k of lists) {
+            const v = body[k]
+            if (v === undefined) continue
+            if (!Array.isArray(v) || v.length > 1024 || !v.every(x => typeof x === 'string')) throw new ApiError(400, 'BadRequest', `${k} must be a list of did:key strings`)
+            change[k] = v
+          }
+          if (body.kickMs !== undefined) change.kickMs = optInt(body.kickMs, 'kickMs')
+          const { space: _s, ...policy } = await node.space.setPolicy(str(body, 'space'), change)
+          return policy
+        }
         case '/api/v0/gossip/publish': {
           const data = typeof body.data === 'string'
             ? new TextEncoder().encode(body.data)
@@ -535,6 +603,26 @@ export class ApiServer {
     }
     throw new ApiError(404, 'NotFound', `no endpoint ${method} ${path}`)
   }
+}
+
+function optInt (value: unknown, name: string): number | undefined {
+  if (value === undefined || value === null) return undefined
+  if (typeof value !== 'number' || !Number.isSafeInteger(value) || value < 0) throw new ApiError(400, 'BadRequest', `${name} must be a non-negative integer`)
+  return value
+}
+
+function optStr (value: unknown, name: string): string | undefined {
+  if (value === undefined || value === null) return undefined
+  if (typeof value !== 'string') throw new ApiError(400, 'BadRequest', `${name} must be a string`)
+  return value
+}
+
+/** A vector of `n` finite numbers from JSON. */
+function vec (value: unknown, n: number, name: string): number[] {
+  if (!Array.isArray(value) || value.length !== n || !value.every(x => typeof x === 'number' && Number.isFinite(x))) {
+    throw new ApiError(400, 'BadRequest', `${name} must be ${n} finite numbers`)
+  }
+  return value as number[]
 }
 
 function intParam (value: string, name: string): number {
@@ -583,7 +671,9 @@ function entryJson (e: Entry): Record<string, unknown> {
 /** HTTP status for an error thrown by the node. */
 function errorStatus (e: Error): number {
   switch (e.name) {
-    case 'NotFoundError': case 'PathNotFoundError': case 'BlockNotFoundError': case 'NoProvidersError': return 404
+    case 'NotFoundError': case 'PathNotFoundError': case 'BlockNotFoundError': case 'NoProvidersError': case 'SpaceNotFoundError': case 'NotJoinedError': case 'UnknownObjectError': return 404
+    case 'NotSpaceOwnerError': case 'EditNotAllowedError': case 'ExcludedError': case 'NotAMemberError': return 403
+    case 'SpaceRateLimitError': return 429
     case 'AbortError': case 'TimeoutError': return 504
     case 'StoreFullError': return 507
     case 'MempoolFullError': case 'SenderLimitError': return 503

@@ -33,9 +33,11 @@ export interface NodeConfig {
   content: { maxStoreBytes: number }
   /** The chain to follow: a genesis file; null makes (on first start) a single-validator devnet in DIR/genesis.json. */
   ledger: { genesis: string | null }
+  /** Spaces: interest management on (the default) or off (every presence frame to everyone, for comparison). */
+  space: { interest: boolean }
 }
 
-export type PartialConfig = Partial<Omit<NodeConfig, 'dht' | 'relay' | 'content' | 'ledger'>> & { dht?: Partial<NodeConfig['dht']>, relay?: Partial<NodeConfig['relay']>, content?: Partial<NodeConfig['content']>, ledger?: Partial<NodeConfig['ledger']> }
+export type PartialConfig = Partial<Omit<NodeConfig, 'dht' | 'relay' | 'content' | 'ledger' | 'space'>> & { dht?: Partial<NodeConfig['dht']>, relay?: Partial<NodeConfig['relay']>, content?: Partial<NodeConfig['content']>, ledger?: Partial<NodeConfig['ledger']>, space?: Partial<NodeConfig['space']> }
 
 /** Default limit on the block store (pinned and cached content). */
 export const DEFAULT_MAX_STORE_BYTES = 8 * 1024 * 1024 * 1024
@@ -50,7 +52,8 @@ export function defaultConfig (dataDir: string): NodeConfig {
     dht: { mode: 'auto' },
     relay: { server: true },
     content: { maxStoreBytes: DEFAULT_MAX_STORE_BYTES },
-    ledger: { genesis: null }
+    ledger: { genesis: null },
+    space: { interest: true }
   }
 }
 
@@ -65,7 +68,8 @@ export function mergeConfig (base: NodeConfig, ...layers: Array<PartialConfig | 
       dht: { ...out.dht, ...dropUndefined(layer.dht ?? {}) },
       relay: { ...out.relay, ...dropUndefined(layer.relay ?? {}) },
       content: { ...out.content, ...dropUndefined(layer.content ?? {}) },
-      ledger: { ...out.ledger, ...dropUndefined(layer.ledger ?? {}) }
+      ledger: { ...out.ledger, ...dropUndefined(layer.ledger ?? {}) },
+      space: { ...out.space, ...dropUndefined(layer.space ?? {}) }
     } as NodeConfig
   }
   return out
@@ -119,10 +123,11 @@ export function validateConfig (config: NodeConfig): NodeConfig {
   }
   const genesis = config.ledger?.genesis
   if (genesis !== null && (typeof genesis !== 'string' || genesis === '')) throw new ConfigError('ledger.genesis must be a path to a genesis file, or null')
+  if (typeof config.space?.interest !== 'boolean') throw new ConfigError('space.interest must be true or false')
   return config
 }
 
-const KNOWN_KEYS = new Set(['listen', 'announce', 'bootstrap', 'api', 'dht', 'relay', 'content', 'ledger'])
+const KNOWN_KEYS = new Set(['listen', 'announce', 'bootstrap', 'api', 'dht', 'relay', 'content', 'ledger', 'space'])
 
 /** Reads `config.json` from the data dir, if there is one. */
 export async function readConfigFile (dataDir: string): Promise<PartialConfig | undefined> {

@@ -28,6 +28,9 @@ import { join } from 'node:path'
 import { FeedStore } from '../social/store.ts'
 import type { Entry } from '../social/feed.ts'
 import type { ForkEvidence } from '../social/store.ts'
+import { SpaceService, type ChatView, type MemberView } from '../space/service.ts'
+import { SpaceStore } from '../space/store.ts'
+import type { PolicyPayload } from '../space/records.ts'
 
 export class PortInUseError extends Error {
   name = 'PortInUseError'
@@ -97,6 +100,11 @@ export interface NodeEvents {
   'ledger:block': CustomEvent<{ height: number, hash: string, txs: number, stateRoot: string }>
   'ledger:receipt': CustomEvent<Receipt>
   'ledger:evidence': CustomEvent<{ validator: string, height: number, round: number }>
+  'space:presence': CustomEvent<{ space: string } & MemberView>
+  'space:leave': CustomEvent<{ space: string, did: string }>
+  'space:chat': CustomEvent<{ space: string } & ChatView>
+  'space:world': CustomEvent<{ space: string, author: string, objects: string[] }>
+  'space:policy': CustomEvent<{ space: string, policy: Omit<PolicyPayload, 'space'> }>
 }
 
 export interface FeedEntryEvent {
@@ -141,6 +149,7 @@ export class PeerverseNode extends TypedEventEmitter<NodeEvents> {
   readonly content: ContentService
   readonly social: SocialService
   readonly ledger: LedgerService
+  readonly space: SpaceService
   private readonly peerIdentity: PeerIdentityService
   private readonly discovery: Discovery
   private readonly gossipRepair: GossipRepair
@@ -200,14 +209,36 @@ export class PeerverseNode extends TypedEventEmitter<NodeEvents> {
       // Only our own receipts go out as events.
       if (evt.detail.sender === identity.did) this.safeDispatch('ledger:receipt', evt.detail)
     })
+    this.space = new SpaceService({
+      net,
+      store: new SpaceStore(store.sublevel('space')),
+      key: identity.userKey,
+      did: identity.did,
+      binding,
+      parcels: space => [...this.ledger.state.parcels.values()].filter(p => p.space === space),
+      publish: async (topic, data) => await this.publish(topic, data),
+      subscribe: topic => { this.subscribe(topic) },
+      unsubscribe: topic => { this.unsubscribe(topic) },
+      interest: config.space.interest,
+      events: {
+        onPresence: (space, m) => { this.safeDispatch('space:presence', { space, ...m }) },
+        onLeave: (space, did) => { this.safeDispatch('space:leave', { space, did }) },
+        onChat: (space, c) => { this.safeDispatch('space:chat', { space, ...c }) },
+        onWorld: (space, w) => { this.safeDispatch('space:world', { space, ...w }) },
+        onPolicy: (space, { space: _s, ...policy }) => { this.safeDispatch('space:policy', { space, policy }) },
+        onRejected
+      }
+    })
     net.addEventListener('peer:connect', evt => { this.safeDispatch('peer:connect', { peerId: evt.detail.toString() }) })
     net.addEventListener('peer:disconnect', evt => { this.safeDispatch('peer:disconnect', { peerId: evt.detail.toString() }) })
     net.services.pubsub.addEventListener('message', evt => {
       const msg = evt.detail
       if (msg.type !== 'signed') return
-      this.safeDispatch('gossip:message', { topic: msg.topic, from: msg.from.toString(), data: msg.data })
+      // Space traffic (up to 20 Hz per member) goes out as the space events, decoded, not here.
+      if (!msg.topic.startsWith('peerverse/space/')) this.safeDispatch('gossip:message', { topic: msg.topic, from: msg.from.toString(), data: msg.data })
       if (msg.topic.startsWith('peerverse/feed/')) void this.social.onGossip(msg.topic, msg.from.toString(), msg.data)
       if (msg.topic.startsWith('peerverse/ledger/')) this.ledger.onGossip(msg.topic, msg.data)
+      if (msg.topic.startsWith('peerverse/space/')) void this.space.onGossip(msg.topic, msg.from.toString(), msg.data)
     })
   }
 
@@ -234,6 +265,7 @@ export class PeerverseNode extends TypedEventEmitter<NodeEvents> {
     await this.content.start()
     await this.social.start()
     await this.ledger.start()
+    await this.space.start()
     this.discovery.start()
     this.gossipRepair.start()
     this.state = 'started'
@@ -249,6 +281,7 @@ export class PeerverseNode extends TypedEventEmitter<NodeEvents> {
     this.state = 'stopping'
     this.discovery.stop()
     this.gossipRepair.stop()
+    await this.space.stop()
     await this.ledger.stop()
     await this.social.stop()
     await this.content.stop()

@@ -1,0 +1,88 @@
+/**
+ * What a peer keeps of the spaces it has joined, in its LevelDB sublevel:
+ *   s/<id>            descriptor bytes
+ *   p/<id>            latest policy bytes
+ *   k/<id>            latest key envelope bytes (private spaces)
+ *   j/<id>            our membership: display name and avatar (present while joined)
+ *   c/<id>/<ts>/<cid> chat records, trimmed to MAX_CHAT_HISTORY
+ *   w/<id>/<n>        accepted world-update records in acceptance order (replayed at start)
+ * Writes that acknowledge a user's action (create, say, world edits) are synced to disk.
+ */
+import type { BytesSublevel } from '../store/store.ts'
+
+/** Chat messages kept per space, the newest. */
+export const MAX_CHAT_HISTORY = 500
+
+const enc = new TextEncoder()
+const dec = new TextDecoder()
+
+export interface Membership { name: string, avatar: string, joined: number }
+
+function pad (n: number, width = 16): string {
+  return n.toString().padStart(width, '0')
+}
+
+export class SpaceStore {
+  private readonly db: BytesSublevel
+  private readonly worldCount = new Map<string, number>()
+
+  constructor (db: BytesSublevel) {
+    this.db = db
+  }
+
+  async get (kind: 's' | 'p' | 'k', id: string): Promise<Uint8Array | undefined> {
+    return await this.db.get(`${kind}/${id}`)
+  }
+
+  async put (kind: 's' | 'p' | 'k', id: string, bytes: Uint8Array, sync = false): Promise<void> {
+    await this.db.put(`${kind}/${id}`, bytes, { sync } as Record<string, unknown>)
+  }
+
+  async setMembership (id: string, m: Membership | null): Promise<void> {
+    if (m == null) await this.db.del(`j/${id}`, { sync: true } as Record<string, unknown>)
+    else await this.db.put(`j/${id}`, enc.encode(JSON.stringify(m)), { sync: true } as Record<string, unknown>)
+  }
+
+  async memberships (): Promise<Map<string, Membership>> {
+    const out = new Map<string, Membership>()
+    for await (const [k, v] of this.db.iterator({ gte: 'j/', lt: 'j0' })) {
+      try { out.set(k.slice(2), JSON.parse(dec.decode(v)) as Membership) } catch {}
+    }
+    return out
+  }
+
+  /** Descriptor ids we hold. */
+  async spaces (): Promise<string[]> {
+    const out: string[] = []
+    for await (const k of this.db.keys({ gte: 's/', lt: 's0' })) out.push(k.slice(2))
+    return out
+  }
+
+  async addChat (id: string, ts: number, cid: string, bytes: Uint8Array, sync = false): Promise<void> {
+    await this.db.put(`c/${id}/${pad(ts)}/${cid}`, bytes, { sync } as Record<string, unknown>)
+    // Trim the oldest past the bound.
+    const keys: string[] = []
+    for await (const k of this.db.keys({ gte: `c/${id}/`, lt: `c/${id}0`, reverse: true })) keys.push(k)
+    if (keys.length > MAX_CHAT_HISTORY) await this.db.batch(keys.slice(MAX_CHAT_HISTORY).map(key => ({ type: 'del' as const, key })))
+  }
+
+  async chat (id: string): Promise<Uint8Array[]> {
+    const out: Uint8Array[] = []
+    for await (const v of this.db.values({ gte: `c/${id}/`, lt: `c/${id}0` })) out.push(v)
+    return out
+  }
+
+  async addWorld (id: string, bytes: Uint8Array, sync = false): Promise<void> {
+    let n = this.worldCount.get(id)
+    if (n == null) {
+      n = 0
+      for await (const k of this.db.keys({ gte: `w/${id}/`, lt: `w/${id}0`, reverse: true, limit: 1 })) n = Number(k.slice(k.lastIndexOf('/') + 1)) + 1
+    }
+    await this.db.put(`w/${id}/${pad(n)}`, bytes, { sync } as Record<string, unknown>)
+    this.worldCount.set(id, n + 1)
+  }
+
+  async *world (id: string): AsyncGenerator<Uint8Array> {
+    for await (const v of this.db.values({ gte: `w/${id}/`, lt: `w/${id}0` })) yield v
+  }
+}

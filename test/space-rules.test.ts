@@ -1,0 +1,181 @@
+/**
+ * The rules of a space, enforced by every honest peer (real nodes on loopback, in one process so
+ * a test can play the dishonest one by publishing crafted bytes): a non-editor's object update, a
+ * forged signature and a banned member's messages are rejected everywhere; parcel owners edit
+ * inside their parcel; a private space shows a relaying non-member no plaintext, and a removed
+ * member cannot read what is sent after the removal.
+ */
+import { describe, it, before, after } from 'node:test'
+import assert from 'node:assert/strict'
+import { mkdtemp, rm } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import * as dagCbor from '@ipld/dag-cbor'
+import { createNode, type PeerverseNode, type RejectedEvent } from '../src/node/node.ts'
+import { defaultConfig, mergeConfig } from '../src/node/config.ts'
+import { createChat, createWorldRecord } from '../src/space/records.ts'
+import { spaceTopic } from '../src/space/service.ts'
+import { placeObject, World } from '../src/space/world.ts'
+import { waitFor } from './helpers/cli-peer.ts'
+
+const MODEL = 'bafkreigh2akiscaildcqabsyg3dfr6chu3fgpregiymsck7e7aqa4s52zy'
+const OBJ = { model: MODEL, position: [10, 0, 10] as [number, number, number], rotation: [0, 0, 0, 1] as [number, number, number, number], scale: [1, 1, 1] as [number, number, number], props: {} }
+
+const dirs: string[] = []
+const nodes: PeerverseNode[] = []
+
+async function startNode (): Promise<PeerverseNode> {
+  const dir = await mkdtemp(join(tmpdir(), 'peerverse-space-'))
+  dirs.push(dir)
+  const n = await createNode(mergeConfig(defaultConfig(dir), { listen: ['/ip4/127.0.0.1/tcp/0'], api: false, dht: { mode: 'server' }, relay: { server: false } }))
+  await n.start()
+  nodes.push(n)
+  return n
+}
+
+async function mesh (list: PeerverseNode[]): Promise<void> {
+  for (let i = 0; i < list.length; i++) {
+    for (let k = i + 1; k < list.length; k++) await list[i].connect(list[k].addresses().find(a => a.includes('/tcp/'))!)
+  }
+}
+
+/** Rejections a node reports, to wait on. */
+function rejections (n: PeerverseNode): RejectedEvent[] {
+  const out: RejectedEvent[] = []
+  n.addEventListener('peer:rejected', evt => { out.push(evt.detail) })
+  return out
+}
+
+/** Waits until `n` has peers subscribed to the space topic (the gossip mesh is up). */
+async function topicReady (n: PeerverseNode, space: string, peers: number): Promise<void> {
+  await waitFor('gossip subscribers', () => n.topicPeers(spaceTopic(space)).length >= peers, 20_000, 50)
+}
+
+after(async () => {
+  for (const n of nodes) await n.stop().catch(() => {})
+  for (const d of dirs) await rm(d, { recursive: true, force: true })
+})
+
+describe('edit rights and moderation, enforced by every honest peer', { timeout: 120_000 }, () => {
+  let owner: PeerverseNode, editor: PeerverseNode, stranger: PeerverseNode
+  let space = ''
+  let ownerRejects: RejectedEvent[], editorRejects: RejectedEvent[]
+
+  before(async () => {
+    owner = await startNode()
+    editor = await startNode()
+    stranger = await startNode()
+    ownerRejects = rejections(owner)
+    editorRejects = rejections(editor)
+    await mesh([owner, editor, stranger])
+    space = (await owner.space.create({ name: 'Workshop' })).id
+    await editor.space.join(space, { name: 'ed' })
+    await stranger.space.join(space, { name: 'st' })
+    await topicReady(owner, space, 2)
+    await topicReady(editor, space, 2)
+    await topicReady(stranger, space, 2)
+    await owner.space.setPolicy(space, { addEditors: [editor.did] })
+    await waitFor('the editor knows it is one', () => editor.space.view(space).policy.editors.includes(editor.did), 10_000, 50)
+  })
+
+  it('an editor places an object and it appears everywhere', async () => {
+    const id = await editor.space.place(space, OBJ)
+    for (const n of [owner, stranger]) {
+      await waitFor('the object arrives', () => n.space.objects(space).some(o => o.id === id), 10_000, 50)
+    }
+  })
+
+  it('a non-editor cannot place locally, and its crafted update is rejected by every honest peer', async () => {
+    await assert.rejects(stranger.space.place(space, OBJ, 'sneaky'), { name: 'EditNotAllowedError' })
+    // Play the dishonest peer: build a valid Yjs update as the stranger and publish it signed.
+    const update = placeObject(new World(), stranger.did, 'sneaky', OBJ)
+    const rec = await createWorldRecord(stranger.identity.userKey, space, update)
+    await stranger.publish(spaceTopic(space), dagCbor.encode({ t: 'world', d: rec.bytes }))
+    for (const list of [ownerRejects, editorRejects]) {
+      await waitFor('rejected as not allowed', () => list.some(r => /EditNotAllowedError/.test(r.error)), 10_000, 50)
+    }
+    for (const n of [owner, editor]) assert.ok(!n.space.objects(space).some(o => o.id === 'sneaky'))
+  })
+
+  it('a forged signature is rejected by every honest peer', async () => {
+    const update = placeObject(new World(), editor.did, 'forged', OBJ)
+    const rec = await createWorldRecord(editor.identity.userKey, space, update)
+    const decoded = dagCbor.decode(rec.bytes) as { sig: Uint8Array }
+    decoded.sig[0] ^= 1
+    await stranger.publish(spaceTopic(space), dagCbor.encode({ t: 'world', d: dagCbor.encode(decoded) }))
+    for (const list of [ownerRejects, editorRejects]) {
+      await waitFor('rejected as badly signed', () => list.some(r => /InvalidSignatureError/.test(r.error)), 10_000, 50)
+    }
+    for (const n of [owner, editor]) assert.ok(!n.space.objects(space).some(o => o.id === 'forged'))
+  })
+
+  it('a banned member\'s messages are dropped by every honest peer', async () => {
+    await owner.space.setPolicy(space, { ban: [stranger.did] })
+    await waitFor('the editor has the ban', () => editor.space.view(space).policy.banned.includes(stranger.did), 10_000, 50)
+    const chat = await createChat(stranger.identity.userKey, space, 'let me in')
+    await stranger.publish(spaceTopic(space), dagCbor.encode({ t: 'chat', d: chat.bytes }))
+    for (const list of [ownerRejects, editorRejects]) {
+      await waitFor('dropped as banned', () => list.some(r => /ExcludedError/.test(r.error) && r.error.includes(stranger.did)), 10_000, 50)
+    }
+    for (const n of [owner, editor]) {
+      assert.ok(!n.space.chat(space).some(c => c.text === 'let me in'))
+      assert.ok(!n.space.who(space).some(m => m.did === stranger.did), 'the banned member is gone from the roster')
+    }
+  })
+
+  it('only the owner changes the policy', async () => {
+    await assert.rejects(editor.space.setPolicy(space, { addEditors: [stranger.did] }), { name: 'NotSpaceOwnerError' })
+  })
+})
+
+describe('a private space', { timeout: 120_000 }, () => {
+  let owner: PeerverseNode, member: PeerverseNode, relay: PeerverseNode
+  let space = ''
+  const wire: Uint8Array[] = []
+  let memberRejects: RejectedEvent[]
+
+  before(async () => {
+    owner = await startNode()
+    member = await startNode()
+    relay = await startNode()
+    memberRejects = rejections(member)
+    await mesh([owner, member, relay])
+    space = (await owner.space.create({ name: 'Consultation', private: true })).id
+    await owner.space.setPolicy(space, { addMembers: [member.did] })
+    await member.space.join(space, { name: 'patient' })
+    // The relay knows the id and forwards the topic's gossip, but is no member.
+    await assert.rejects(relay.space.join(space), { name: 'NotAMemberError' })
+    relay.net.services.pubsub.addEventListener('message', evt => {
+      if (evt.detail.topic === spaceTopic(space)) wire.push(evt.detail.data)
+    })
+    relay.subscribe(spaceTopic(space))
+    await topicReady(owner, space, 2)
+    await topicReady(member, space, 2)
+  })
+
+  it('members read each other; a relaying non-member sees no plaintext on the wire', async () => {
+    const secret = 'the results are fine, no need to worry'
+    await owner.space.say(space, secret)
+    await waitFor('the member reads it', () => member.space.chat(space).some(c => c.text === secret), 10_000, 50)
+    const id = await owner.space.place(space, { ...OBJ, props: { label: 'examination table' } })
+    await waitFor('the member sees the object', () => member.space.objects(space).some(o => o.id === id), 10_000, 50)
+    await waitFor('the relay got the traffic', () => wire.length >= 3, 10_000, 50)
+    const all = Buffer.concat(wire.map(b => Buffer.from(b)))
+    for (const plain of [secret, 'examination table', MODEL, 'patient']) {
+      assert.equal(all.indexOf(Buffer.from(plain)), -1, `"${plain}" is not on the wire`)
+    }
+  })
+
+  it('a removed member cannot read what is sent after the removal', async () => {
+    const before = owner.space.epoch(space)
+    await owner.space.setPolicy(space, { removeMembers: [member.did] })
+    assert.equal(owner.space.epoch(space), before + 1, 'removal rotates the key')
+    await waitFor('the member learns it was removed', () => member.space.isRemoved(space), 10_000, 50)
+    const later = 'said after the removal'
+    const seen = wire.length
+    await owner.space.say(space, later)
+    await waitFor('the relay forwarded it', () => wire.length > seen, 10_000, 50)
+    await waitFor('the member cannot open it', () => memberRejects.some(r => /UnknownEpochError|DecryptError/.test(r.error)), 10_000, 50)
+    assert.ok(!member.space.chat(space).some(c => c.text === later))
+  })
+})
