@@ -7,12 +7,15 @@
  */
 import { describe, it, before, after } from 'node:test'
 import assert from 'node:assert/strict'
-import { mkdtemp, rm } from 'node:fs/promises'
+import { mkdtemp, rm, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import * as dagCbor from '@ipld/dag-cbor'
+import * as Y from 'yjs'
 import { createNode, type PeerverseNode, type RejectedEvent } from '../src/node/node.ts'
 import { defaultConfig, mergeConfig } from '../src/node/config.ts'
+import { initIdentity } from '../src/identity/keystore.ts'
+import { devnetGenesis, genesisJson } from '../src/ledger/genesis.ts'
 import { createChat, createWorldRecord } from '../src/space/records.ts'
 import { spaceTopic } from '../src/space/service.ts'
 import { placeObject, World } from '../src/space/world.ts'
@@ -24,10 +27,10 @@ const OBJ = { model: MODEL, position: [10, 0, 10] as [number, number, number], r
 const dirs: string[] = []
 const nodes: PeerverseNode[] = []
 
-async function startNode (): Promise<PeerverseNode> {
-  const dir = await mkdtemp(join(tmpdir(), 'peerverse-space-'))
-  dirs.push(dir)
-  const n = await createNode(mergeConfig(defaultConfig(dir), { listen: ['/ip4/127.0.0.1/tcp/0'], api: false, dht: { mode: 'server' }, relay: { server: false } }))
+async function startNode (options: { dir?: string, genesis?: string } = {}): Promise<PeerverseNode> {
+  const dir = options.dir ?? await mkdtemp(join(tmpdir(), 'peerverse-space-'))
+  if (options.dir == null) dirs.push(dir)
+  const n = await createNode(mergeConfig(defaultConfig(dir), { listen: ['/ip4/127.0.0.1/tcp/0'], api: false, dht: { mode: 'server' }, relay: { server: false }, ledger: { genesis: options.genesis } }))
   await n.start()
   nodes.push(n)
   return n
@@ -123,8 +126,83 @@ describe('edit rights and moderation, enforced by every honest peer', { timeout:
     }
   })
 
+  it('a muted member\'s chat and a kicked member\'s messages are dropped', async () => {
+    const [muted, kicked] = [await startNode(), await startNode()]
+    await mesh([owner, editor, muted, kicked])
+    await muted.space.join(space)
+    await kicked.space.join(space)
+    await owner.space.setPolicy(space, { mute: [muted.did], kick: [kicked.did] })
+    await waitFor('the editor has the policy', () => editor.space.view(space).policy.muted.includes(muted.did), 10_000, 50)
+    assert.ok(editor.space.view(space).policy.kicked[kicked.did] > Date.now(), 'kicked for a while')
+    await waitFor('both know', () => muted.space.view(space).policy.muted.includes(muted.did) && kicked.space.isRemoved(space), 10_000, 50)
+    await assert.rejects(muted.space.say(space, 'can you hear me'), { name: 'ExcludedError' })
+    for (const [who, text] of [[muted, 'muted words'], [kicked, 'kicked words']] as const) {
+      const chat = await createChat(who.identity.userKey, space, text)
+      await who.publish(spaceTopic(space), dagCbor.encode({ t: 'chat', d: chat.bytes }))
+    }
+    for (const list of [ownerRejects, editorRejects]) {
+      await waitFor('both dropped', () => list.some(r => r.error.includes(`${muted.did} is muted`)) && list.some(r => /ExcludedError/.test(r.error) && r.error.includes(kicked.did)), 10_000, 50)
+    }
+    for (const n of [owner, editor]) assert.ok(!n.space.chat(space).some(c => c.text === 'muted words' || c.text === 'kicked words'))
+  })
+
   it('only the owner changes the policy', async () => {
     await assert.rejects(editor.space.setPolicy(space, { addEditors: [stranger.did] }), { name: 'NotSpaceOwnerError' })
+  })
+})
+
+describe('land parcels on the ledger grant edit rights inside them', { timeout: 120_000 }, () => {
+  let owner: PeerverseNode, landlord: PeerverseNode, other: PeerverseNode
+  let space = ''
+  let otherRejects: RejectedEvent[]
+
+  before(async () => {
+    // One chain for all three: the owner's peer is its single validator, the others follow it.
+    const dirsFor = await Promise.all([0, 1, 2].map(async () => await mkdtemp(join(tmpdir(), 'peerverse-space-'))))
+    dirs.push(...dirsFor)
+    const validator = (await initIdentity(dirsFor[0])).did
+    const genesis = join(dirsFor[0], 'shared-genesis.json')
+    await writeFile(genesis, genesisJson(devnetGenesis([validator])))
+    owner = await startNode({ dir: dirsFor[0], genesis })
+    landlord = await startNode({ dir: dirsFor[1], genesis })
+    other = await startNode({ dir: dirsFor[2], genesis })
+    otherRejects = rejections(other)
+    await mesh([owner, landlord, other])
+    space = (await owner.space.create({ name: 'Market' })).id
+    await landlord.space.join(space)
+    await other.space.join(space)
+    await topicReady(owner, space, 2)
+    await topicReady(other, space, 2)
+    const funded = await owner.ledger.faucet(landlord.did)
+    await waitFor('funded', async () => (await landlord.ledger.txStatus(funded.id)).status === 'committed', 30_000, 100)
+    const claim = await landlord.ledger.submitOwn({ kind: 'claim', space, x: 100, y: 100, w: 20, h: 20 })
+    await waitFor('the parcel is claimed on every peer', async () => {
+      for (const n of [owner, landlord, other]) if (!n.ledger.parcelsOf(landlord.did).some(p => p.space === space)) return false
+      return true
+    }, 30_000, 100)
+    assert.equal((await landlord.ledger.txStatus(claim.id)).status, 'committed')
+  })
+
+  it('the parcel owner places and moves objects inside it; everyone accepts', async () => {
+    const id = await landlord.space.place(space, { ...OBJ, position: [105, 0, 110] })
+    await landlord.space.moveObject(space, id, { position: [118, 0, 119] })
+    for (const n of [owner, other]) {
+      await waitFor('the stall arrives', () => n.space.objects(space).find(o => o.id === id)?.position[0] === 118, 10_000, 50)
+    }
+  })
+
+  it('outside the parcel, or moving out of it, is refused locally and by every honest peer', async () => {
+    await assert.rejects(landlord.space.place(space, { ...OBJ, position: [90, 0, 110] }), { name: 'EditNotAllowedError' })
+    const inside = await landlord.space.place(space, { ...OBJ, position: [101, 0, 101] })
+    await assert.rejects(landlord.space.moveObject(space, inside, { position: [99, 0, 101] }), { name: 'EditNotAllowedError' })
+    // Crafted and sent anyway: the others refuse it.
+    const mirror = new World()
+    Y.applyUpdate(mirror.doc, landlord.space.worldState(space))
+    const update = placeObject(mirror, landlord.did, 'outside', { ...OBJ, position: [10, 0, 10] })
+    const rec = await createWorldRecord(landlord.identity.userKey, space, update)
+    await landlord.publish(spaceTopic(space), dagCbor.encode({ t: 'world', d: rec.bytes }))
+    await waitFor('refused', () => otherRejects.some(r => /EditNotAllowedError/.test(r.error)), 10_000, 50)
+    assert.ok(!other.space.objects(space).some(o => o.id === 'outside'))
   })
 })
 

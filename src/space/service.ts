@@ -26,6 +26,7 @@ import { lpStream } from '@libp2p/utils'
 import { multiaddr } from '@multiformats/multiaddr'
 import { CID } from 'multiformats/cid'
 import { randomBytes } from 'node:crypto'
+import * as Y from 'yjs'
 import { verifyPeerBinding } from '../identity/binding.ts'
 import { isDid } from '../identity/did.ts'
 import type { Ed25519Key } from '../identity/ed25519.ts'
@@ -114,6 +115,8 @@ export interface MemberView {
   near: boolean
   moving: boolean
   seenAt: number
+  /** The sender's clock (ms) when it sent the position we hold: for interpolation, and for latency. */
+  time: number
 }
 
 export interface ChatView { id: string, author: string, text: string, ts: number }
@@ -417,16 +420,37 @@ export class SpaceService {
     }
   }
 
-  /** Fetches the descriptor, policy and key envelopes of a space we do not hold. */
+  /**
+   * Fetches the descriptor, policy and key envelopes of a space we do not hold: asks the topic's
+   * subscribers, the DHT's providers, then the other connected peers, and tries again (a provider
+   * record may still be on its way) until JOIN_TIMEOUT_MS.
+   */
   private async fetchSpace (id: string, outer?: AbortSignal): Promise<void> {
     const signal = outer == null ? AbortSignal.timeout(JOIN_TIMEOUT_MS) : AbortSignal.any([outer, AbortSignal.timeout(JOIN_TIMEOUT_MS)])
-    for await (const peer of this.candidates(id, signal)) {
+    const asked = new Set<string>()
+    const ask = async (peer: PeerId): Promise<boolean> => {
+      asked.add(peer.toString())
       try {
-        if (await this.getFrom(peer, id)) return
+        return await this.getFrom(peer, id)
       } catch (err) {
         log('get %s from %s: %s', id, peer, (err as Error).message)
+        return false
       }
-      if (signal.aborted) break
+    }
+    for (let delay = 250; !signal.aborted; delay = Math.min(delay * 2, 4_000)) {
+      for await (const peer of this.candidates(id, signal)) {
+        if (await ask(peer)) return
+        if (signal.aborted) return
+      }
+      for (const peer of this.net.getPeers()) {
+        if (asked.has(peer.toString())) continue
+        if (await ask(peer)) return
+      }
+      asked.clear()
+      await new Promise<void>(resolve => {
+        const t = setTimeout(resolve, delay)
+        signal.addEventListener('abort', () => { clearTimeout(t); resolve() }, { once: true })
+      })
     }
   }
 
@@ -782,9 +806,10 @@ export class SpaceService {
           j.worldRecords.push({ client: a.applied.client, clockStart: a.applied.clockStart, clockEnd: a.applied.clockEnd, bytes: recBytes })
           this.events.onWorld?.(id, { author: verifyWorldRecord(recBytes, id).author, objects: a.applied.objects })
         }
+        for (const dropped of [...result.dropped, ...result.rejected.map(r => r.id)]) this.heldWorld.get(id)?.delete(dropped)
+        if (result.held.includes(rec.id)) this.holdWorld(id, rec.id, rec.bytes)
         const mine = result.rejected.find(r => r.id === rec.id)
         if (mine != null) throw mine.error
-        if (!result.accepted.some(a => a.id === rec.id)) this.holdWorld(id, rec.id, rec.bytes)
         return
       }
       case 'policy':
@@ -825,7 +850,7 @@ export class SpaceService {
     let m = j.members.get(b.author)
     if (m != null && b.ts < m.beaconTs) return
     if (m == null) {
-      m = { did: b.author, peer: b.peer, name: b.name, avatar: b.avatar, position: b.position, rotation: b.rotation, near: false, moving: false, seenAt: now, addrs: b.addrs, track: new PresenceTrack(), beaconTs: b.ts }
+      m = { did: b.author, peer: b.peer, name: b.name, avatar: b.avatar, position: b.position, rotation: b.rotation, near: false, moving: false, seenAt: now, time: b.ts, addrs: b.addrs, track: new PresenceTrack(), beaconTs: b.ts }
       j.members.set(b.author, m)
     } else {
       if (m.peer !== b.peer) { this.closeOut(j, m.peer); m.track = new PresenceTrack() }
@@ -836,7 +861,7 @@ export class SpaceService {
       m.beaconTs = b.ts
       m.seenAt = now
       // A beacon's position only counts for members whose frames we do not get.
-      if (!m.near) { m.position = b.position; m.rotation = b.rotation }
+      if (!m.near) { m.position = b.position; m.rotation = b.rotation; m.time = b.ts }
     }
     j.interest.update(b.author, m.position[0], m.position[2], now)
     if (b.addrs.length > 0) {
@@ -856,7 +881,7 @@ export class SpaceService {
     if (m == null) {
       // First contact over a stream, before any beacon: a full frame tells us enough.
       if (p.kind !== 'full') return
-      const fresh: Member = { did, peer, name: p.name, avatar: p.avatar ?? '', position: p.position, rotation: p.rotation, near: true, moving: false, seenAt: now, addrs: [], track: new PresenceTrack(), beaconTs: 0 }
+      const fresh: Member = { did, peer, name: p.name, avatar: p.avatar ?? '', position: p.position, rotation: p.rotation, near: true, moving: p.moving === true, seenAt: now, time: p.time, addrs: [], track: new PresenceTrack(), beaconTs: 0 }
       fresh.track.accept(p, now)
       j.members.set(did, fresh)
       j.interest.update(did, p.position[0], p.position[2], now)
@@ -868,6 +893,7 @@ export class SpaceService {
     m.rotation = p.rotation
     m.moving = p.moving === true
     m.seenAt = now
+    m.time = p.time
     if (p.kind === 'full') { m.name = p.name; m.avatar = p.avatar ?? '' }
     j.interest.update(did, p.position[0], p.position[2], now)
     this.events.onPresence?.(j.d.id, viewOf(m))
@@ -884,7 +910,7 @@ export class SpaceService {
 
   who (id: string): MemberView[] {
     const j = this.need(id)
-    const me: MemberView = { did: this.did, peer: this.net.peerId.toString(), name: j.me.name, avatar: j.me.avatar, position: j.me.position, rotation: j.me.rotation, near: true, moving: Date.now() - j.me.lastMoveAt < MOVING_GRACE_MS, seenAt: Date.now() }
+    const me: MemberView = { did: this.did, peer: this.net.peerId.toString(), name: j.me.name, avatar: j.me.avatar, position: j.me.position, rotation: j.me.rotation, near: true, moving: Date.now() - j.me.lastMoveAt < MOVING_GRACE_MS, seenAt: Date.now(), time: Date.now() }
     return [me, ...[...j.members.values()].map(viewOf)]
   }
 
@@ -1100,7 +1126,7 @@ export class SpaceService {
           for (let i = 0; i < frames.length; i += 64) await lp.writeV(frames.slice(i, i + 64), { signal })
         } else {
           const needed = World.needed(req.sv, j.worldRecords).slice(0, MAX_SYNC_WORLD_RECORDS)
-          const frames = needed.map(r => seal((r as { bytes: Uint8Array }).bytes))
+          const frames = needed.map(r => seal(r.bytes))
           for (let i = 0; i < frames.length; i += 64) await lp.writeV(frames.slice(i, i + 64), { signal })
         }
       }
@@ -1138,6 +1164,9 @@ export class SpaceService {
     }
   }
 
+  /** The whole world document as one Yjs update (for tools and tests; peers sync signed records instead). */
+  worldState (id: string): Uint8Array { return Y.encodeStateAsUpdate(this.need(id).world.doc) }
+
   /** Bytes of one held record kind, for tests and tools. */
   descriptorBytes (id: string): Uint8Array { return this.need(id).d.bytes }
 
@@ -1158,7 +1187,7 @@ function chatView (c: Chat): ChatView {
 }
 
 function viewOf (m: Member): MemberView {
-  return { did: m.did, peer: m.peer, name: m.name, avatar: m.avatar, position: m.position, rotation: m.rotation, near: m.near, moving: m.moving, seenAt: m.seenAt }
+  return { did: m.did, peer: m.peer, name: m.name, avatar: m.avatar, position: m.position, rotation: m.rotation, near: m.near, moving: m.moving, seenAt: m.seenAt, time: m.time }
 }
 
 const FRAME_KINDS = new Set(['beacon', 'bye', 'chat', 'world', 'policy', 'keys', 'presence', 'x'])
