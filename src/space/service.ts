@@ -83,6 +83,8 @@ export const MAX_SYNC_REQUEST_BYTES = 16 * 1024
 export const MAX_SYNC_FRAME_BYTES = MAX_POLICY_BYTES + 64 * 1024
 /** Key envelopes (epochs) we keep and serve per space. */
 export const MAX_KEY_EPOCHS = 64
+/** How often each space syncs with one random peer in it. */
+export const SPACE_SYNC_INTERVAL_MS = 30_000
 /** Spaces one peer may be in at once. */
 export const MAX_JOINED_SPACES = 64
 /** Peers a join asks for the descriptor and history. */
@@ -234,8 +236,18 @@ export class SpaceService {
   private readonly worldBuckets = new TokenBuckets(WORLD_UPDATES_PER_SECOND, WORLD_UPDATE_BURST)
   private readonly syncBuckets = new TokenBuckets(SYNC_REQUESTS_PER_SECOND, SYNC_BURST)
   private readonly interestOn: boolean
+  private readonly syncing = new Set<string>()
   private timer?: ReturnType<typeof setInterval>
+  private syncTimer?: ReturnType<typeof setInterval>
   private started = false
+  /** A peer that newly subscribes to one of our spaces (joined, or back from a partition) is synced with. */
+  private readonly onSubscription = (evt: CustomEvent<{ peerId: PeerId, subscriptions: Array<{ topic: string, subscribe: boolean }> }>): void => {
+    for (const sub of evt.detail.subscriptions) {
+      if (!sub.subscribe || !sub.topic.startsWith('peerverse/space/1/')) continue
+      const j = this.joined.get(sub.topic.slice('peerverse/space/1/'.length))
+      if (j != null) void this.syncWith(j, evt.detail.peerId).catch(err => { log('sync with new subscriber: %s', (err as Error).message) })
+    }
+  }
 
   constructor (components: SpaceComponents) {
     this.c = components
@@ -261,6 +273,9 @@ export class SpaceService {
     })
     this.timer = setInterval(() => { this.tick() }, MOVE_INTERVAL_MS / 2)
     this.timer.unref?.()
+    this.syncTimer = setInterval(() => { this.antiEntropy() }, SPACE_SYNC_INTERVAL_MS)
+    this.syncTimer.unref?.()
+    this.net.services.pubsub.addEventListener('subscription-change', this.onSubscription)
     // Rejoin the spaces we were in.
     for (const [id, m] of await this.store.memberships()) {
       try {
@@ -275,6 +290,8 @@ export class SpaceService {
     if (!this.started) return
     this.started = false
     clearInterval(this.timer)
+    clearInterval(this.syncTimer)
+    this.net.services.pubsub.removeEventListener('subscription-change', this.onSubscription)
     for (const [id, j] of this.joined) {
       await this.sayBye(j).catch(() => {})
       this.closeAll(j)
@@ -487,8 +504,19 @@ export class SpaceService {
     }
   }
 
-  /** Pulls one peer's policy, keys, chat and world updates we lack. */
+  /** Pulls one peer's policy, keys, chat and world updates we lack (one pull per peer and space at a time). */
   async syncWith (j: Joined, peer: PeerId): Promise<void> {
+    const key = `${j.d.id}/${peer.toString()}`
+    if (this.syncing.has(key)) return
+    this.syncing.add(key)
+    try {
+      await this.pull(j, peer)
+    } finally {
+      this.syncing.delete(key)
+    }
+  }
+
+  private async pull (j: Joined, peer: PeerId): Promise<void> {
     const id = j.d.id
     await this.getFrom(peer, id)
     await this.request(peer, { op: 'chat', space: id }, async frame => {
@@ -503,6 +531,16 @@ export class SpaceService {
         return true
       })
       if (got < MAX_SYNC_WORLD_RECORDS) break
+    }
+  }
+
+  /** Anti-entropy: each round, every space syncs with one random peer in it (heals what gossip missed). */
+  private antiEntropy (): void {
+    for (const j of this.joined.values()) {
+      const peers = this.net.services.pubsub.getSubscribers(spaceTopic(j.d.id))
+      if (peers.length === 0 || j.removed) continue
+      const peer = peers[Math.floor(Math.random() * peers.length)]
+      void this.syncWith(j, peer).catch(err => { log('anti-entropy %s: %s', j.d.id, (err as Error).message) })
     }
   }
 

@@ -93,7 +93,7 @@ export class InvalidReferenceError extends Error {
 /** Depends on structs we do not hold yet (a clock gap, an unknown origin): retry once earlier updates arrive. */
 export class MissingDependencyError extends Error {
   name = 'MissingDependencyError'
-  /** The first struct we lack: its client, and the clock we would need to hold. */
+  /** A struct we lack (client, clock): retrying makes sense once we hold it. */
   readonly client: number
   readonly clock: number
   constructor (message: string, client: number, clock: number) {
@@ -385,7 +385,7 @@ function readValue (d: decoding.Decoder, depth: number): unknown {
       const n = readCount(d, 2, MAX_OBJECT_PROPS, 'map entries')
       const out: Record<string, unknown> = {}
       for (let i = 0; i < n; i++) {
-        const key = readString(d, MAX_PROP_KEY_LENGTH)
+        const key = readString(d, MAX_OBJECT_VALUE_BYTES)
         if (key === '__proto__' || Object.hasOwn(out, key)) throw new InvalidObjectError(`bad or repeated map key ${JSON.stringify(key)}`)
         out[key] = readValue(d, depth + 1)
       }
@@ -430,14 +430,14 @@ function isWorldError (err: unknown): boolean {
 function decodeChecked (d: decoding.Decoder): WorldUpdate {
   const clients = readUint(d)
   if (clients === 0) throw new MalformedUpdateError('update has no structs')
+  if (clients > (d.arr.length - d.pos) / 4) throw new MalformedUpdateError(`update claims ${clients} clients in ${d.arr.length - d.pos} bytes`)
   if (clients > 1) throw new WrongClientError(`update carries structs of ${clients} clients; an author writes as one`)
-  // each struct is at least: info, parent info or origin, content length, value type
   const n = readCount(d, 0, MAX_UPDATE_STRUCTS, 'structs')
   if (n === 0) throw new MalformedUpdateError('update has no structs')
   const client = readUint(d)
   const clockStart = readUint(d)
   if (clockStart + n > Number.MAX_SAFE_INTEGER) throw new MalformedUpdateError('clock out of range')
-  need(d, n * 4)
+  need(d, n * 2) // each struct is an info byte and more
   const structs: WorldStruct[] = []
   for (let i = 0; i < n; i++) {
     const clock = clockStart + i
@@ -455,9 +455,9 @@ function decodeChecked (d: decoding.Decoder): WorldUpdate {
     } else {
       const parentInfo = readUint(d)
       if (parentInfo !== 1) throw new UnsupportedStructError(`struct ${client}:${clock} is inside a nested type`)
-      const root = readString(d, 64)
+      const root = readString(d, MAX_WORLD_UPDATE_BYTES)
       if (root !== OBJECTS_KEY) throw new UnsupportedStructError(`struct ${client}:${clock} writes root type ${JSON.stringify(root)}`)
-      key = readString(d, MAX_OBJECT_ID_LENGTH)
+      key = readString(d, MAX_WORLD_UPDATE_BYTES)
       checkObjectId(key)
     }
     if (readUint(d) !== 1) throw new UnsupportedStructError(`struct ${client}:${clock} must hold exactly one value`)
@@ -580,7 +580,7 @@ export function checkWorldUpdate (doc: Y.Doc, author: string, update: Uint8Array
   const state = Y.getState(doc.store, client)
   if (u.clockEnd <= state) duplicateOrConflict(doc, u)
   if (u.clockStart < state) throw new ConflictingUpdateError(`update ${client}:${u.clockStart}..${u.clockEnd} overlaps the ${state} clocks we hold`)
-  if (u.clockStart > state) throw new MissingDependencyError(`update starts at clock ${u.clockStart} of ${author}; we hold ${state}`, client, state)
+  if (u.clockStart > state) throw new MissingDependencyError(`update starts at clock ${u.clockStart} of ${author}; we hold ${state}`, client, u.clockStart - 1)
   let missing: MissingDependencyError | null = null
   const keys: string[] = new Array(u.structs.length)
   const newKeys = new Set<string>()
@@ -622,7 +622,10 @@ export function checkWorldUpdate (doc: Y.Doc, author: string, update: Uint8Array
  * errors and leaves the doc untouched on any of them; Yjs never sees bytes we did not read.
  */
 export function applyWorldUpdate (doc: Y.Doc, author: string, update: Uint8Array, ctx: EditContext): AppliedUpdate {
-  const bytes = update.slice() // our own copy: the caller's buffer may be a view into a larger one, or change
+  if (!(update instanceof Uint8Array)) throw new MalformedUpdateError('an update is bytes')
+  if (update.length > MAX_WORLD_UPDATE_BYTES) throw new UpdateTooLargeError(`update is ${update.length} bytes, over ${MAX_WORLD_UPDATE_BYTES}`)
+  // Our own copy (new Uint8Array copies, Buffer#slice would not): the caller's bytes may be a view into a larger buffer, or change.
+  const bytes = new Uint8Array(update)
   const applied = checkWorldUpdate(doc, author, bytes, ctx)
   Y.applyUpdate(doc, bytes, author)
   if (doc.store.pendingStructs != null || doc.store.pendingDs != null) {
@@ -636,7 +639,8 @@ export function applyWorldUpdate (doc: Y.Doc, author: string, update: Uint8Array
 
 // -- the world -------------------------------------------------------------------------------
 
-interface Held { id: string, author: string, update: Uint8Array, ctx: EditContext }
+/** A held update, and the struct it waits for: it is retried only once we hold that. */
+interface Held { id: string, author: string, update: Uint8Array, ctx: EditContext, waits: { client: number, clock: number } }
 
 /** One space's world: its Y.Doc, the rules around it, and the updates waiting for earlier ones. */
 export class World {
@@ -670,7 +674,7 @@ export class World {
       result.held.push(id)
       return result
     }
-    const accepted = this.attempt({ id, author, update: update.slice(), ctx }, result, true)
+    const accepted = this.attempt({ id, author, update, ctx, waits: { client: 0, clock: 0 } }, result, true)
     if (accepted) this.retry(result)
     return result
   }
@@ -694,6 +698,7 @@ export class World {
     } catch (err) {
       const error = err instanceof Error ? err : new Error(String(err))
       if (error instanceof MissingDependencyError) {
+        h.waits = { client: error.client, clock: error.clock }
         if (fresh) this.hold(h, result)
         return false
       }
@@ -705,7 +710,7 @@ export class World {
   }
 
   private hold (h: Held, result: OfferResult): void {
-    this.pending.set(h.id, h)
+    this.pending.set(h.id, { ...h, update: new Uint8Array(h.update) })
     result.held.push(h.id)
     while (this.pending.size > this.maxPending) {
       const oldest = this.pending.keys().next().value as string
@@ -721,7 +726,7 @@ export class World {
     while (moved && this.pending.size > 0) {
       moved = false
       for (const h of [...this.pending.values()]) {
-        if (!this.pending.has(h.id)) continue
+        if (!this.pending.has(h.id) || Y.getState(this.doc.store, h.waits.client) <= h.waits.clock) continue
         if (this.attempt(h, result, false)) moved = true
       }
     }
