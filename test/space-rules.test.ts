@@ -146,6 +146,21 @@ describe('edit rights and moderation, enforced by every honest peer', { timeout:
     for (const n of [owner, editor]) assert.ok(!n.space.chat(space).some(c => c.text === 'muted words' || c.text === 'kicked words'))
   })
 
+  it('edits made before the owner took an editor\'s rights away stay valid, also for a late joiner', async () => {
+    const id = await editor.space.place(space, { ...OBJ, position: [40, 0, 40] }, 'kept')
+    await waitFor('the owner has it', () => owner.space.objects(space).some(o => o.id === id), 10_000, 50)
+    await owner.space.setPolicy(space, { removeEditors: [editor.did] })
+    assert.ok(owner.space.view(space).policy.revoked[editor.did] > 0, 'the policy keeps the clock the rights ended at')
+    const late = await startNode()
+    await mesh([owner, late])
+    await late.space.join(space)
+    const ids = (n: PeerverseNode): string => n.space.objects(space).map(o => `${o.id}@${o.position.join()}`).sort().join(' ')
+    await waitFor('the late joiner has the same world as the owner', () => ids(late) === ids(owner) && ids(late).includes('kept@40,0,40'), 20_000, 50)
+    // Anything the former editor makes now is refused.
+    await waitFor('the editor knows', () => !editor.space.view(space).policy.editors.includes(editor.did), 10_000, 50)
+    await assert.rejects(editor.space.place(space, OBJ, 'too-late'), { name: 'EditNotAllowedError' })
+  })
+
   it('only the owner changes the policy', async () => {
     await assert.rejects(editor.space.setPolicy(space, { addEditors: [stranger.did] }), { name: 'NotSpaceOwnerError' })
   })

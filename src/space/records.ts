@@ -87,6 +87,12 @@ export interface PolicyPayload {
   muted: string[]
   /** did → time (ms) until which the member is kept out. */
   kicked: Record<string, number>
+  /**
+   * did -> the Yjs clock up to which that author's world updates stay valid after the owner took
+   * its rights away (removed as editor, banned, kicked): peers judge history by the rights it was
+   * made under, so a late joiner accepts the same world as everyone else.
+   */
+  revoked: Record<string, number>
   /** Members of a private space (the owner is always one); empty for a public space. */
   members: string[]
 }
@@ -216,7 +222,7 @@ export function verifyDescriptor (bytes: Uint8Array, id?: string): Descriptor {
 
 /** The policy a space starts with: nobody named, and the owner as the one member if private. */
 export function initialPolicy (d: Descriptor): PolicyPayload {
-  return { space: d.id, seq: 0, editors: [], banned: [], muted: [], kicked: {}, members: d.private ? [d.owner] : [] }
+  return { space: d.id, seq: 0, editors: [], banned: [], muted: [], kicked: {}, revoked: {}, members: d.private ? [d.owner] : [] }
 }
 
 function checkPolicyPayload (p: unknown, d: Descriptor): PolicyPayload {
@@ -238,8 +244,16 @@ function checkPolicyPayload (p: unknown, d: Descriptor): PolicyPayload {
     if (!isDid(did)) fail('kicked holds something that is not a did:key')
     checkInt(until, 0, Number.MAX_SAFE_INTEGER, 'kicked until')
   }
-  if (Object.keys(v).length !== 7) fail('policy has unknown fields')
-  return { space: d.id, seq, editors, banned, muted, kicked: kicked as Record<string, number>, members }
+  const revoked = v.revoked
+  if (revoked == null || typeof revoked !== 'object' || Array.isArray(revoked)) fail('revoked must be a map')
+  const rev = Object.entries(revoked)
+  if (rev.length > MAX_POLICY_LIST) fail(`revoked names more than ${MAX_POLICY_LIST}`)
+  for (const [did, clock] of rev) {
+    if (!isDid(did)) fail('revoked holds something that is not a did:key')
+    checkInt(clock, 0, Number.MAX_SAFE_INTEGER, 'revoked clock')
+  }
+  if (Object.keys(v).length !== 8) fail('policy has unknown fields')
+  return { space: d.id, seq, editors, banned, muted, kicked: kicked as Record<string, number>, revoked: revoked as Record<string, number>, members }
 }
 
 export async function createPolicy (key: Ed25519Key, d: Descriptor, payload: PolicyPayload): Promise<Policy> {

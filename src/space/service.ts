@@ -23,7 +23,7 @@ import type { Connection, PeerId, Stream } from '@libp2p/interface'
 import { logger } from '@libp2p/logger'
 import { peerIdFromString } from '@libp2p/peer-id'
 import { lpStream } from '@libp2p/utils'
-import { multiaddr } from '@multiformats/multiaddr'
+import { multiaddr, type Multiaddr } from '@multiformats/multiaddr'
 import { CID } from 'multiformats/cid'
 import { randomBytes } from 'node:crypto'
 import * as Y from 'yjs'
@@ -34,16 +34,16 @@ import { PROTOCOL_MAX_INBOUND_STREAMS, PROTOCOL_MAX_OUTBOUND_STREAMS, PROTOCOL_T
 import type { Network } from '../net/network.ts'
 import { TokenBuckets } from '../net/rate-limit.ts'
 import { createKeyEnvelope, decryptGroup, encryptGroup, openKeyEnvelope } from './crypto.ts'
-import { Interest, MAX_NEAR_MEMBERS, MEMBER_TIMEOUT_MS } from './interest.ts'
-import { decodePresence, encodePresence, MAX_PRESENCE_FRAME_BYTES, PresenceTrack, type Presence } from './presence-wire.ts'
+import { Interest, MAX_NEAR_MEMBERS, MAX_ROSTER_MEMBERS, MEMBER_TIMEOUT_MS } from './interest.ts'
+import { decodePresence, encodePresence, MAX_DISPLAY_NAME_BYTES, MAX_PRESENCE_FRAME_BYTES, PresenceTrack, type Presence } from './presence-wire.ts'
 import {
   createBeacon, createBye, createChat, createDescriptor, createPolicy, createWorldRecord, DEFAULT_KICK_MS, initialPolicy,
-  isExcluded, MAX_BEACON_BYTES, MAX_CHAT_BYTES, MAX_POLICY_BYTES, MAX_WORLD_RECORD_BYTES, NotSpaceOwnerError, parseSpaceId,
+  isExcluded, MAX_BEACON_BYTES, MAX_CHAT_BYTES, MAX_NAME_LENGTH, MAX_POLICY_BYTES, MAX_WORLD_RECORD_BYTES, NotSpaceOwnerError, parseSpaceId,
   verifyBeacon, verifyBye, verifyChat, verifyDescriptor, verifyPolicy, verifyWorldRecord,
   type Chat, type Descriptor, type Grid, type PolicyPayload
 } from './records.ts'
 import { MAX_CHAT_HISTORY, SpaceStore } from './store.ts'
-import { moveObject, placeObject, removeObject, World, type EditContext, type WorldObject, type WorldObjectValue } from './world.ts'
+import { clientIdForDid, decodeStateVector, decodeWorldUpdate, EditNotAllowedError, MAX_ALTITUDE, moveObject, placeObject, removeObject, World, type EditContext, type WorldObject, type WorldObjectValue } from './world.ts'
 
 const log = logger('peerverse:space')
 
@@ -60,6 +60,8 @@ export const STILL_HEARTBEAT_MS = 1_000
 /** Space-wide beacon interval while moving, and while still. */
 export const BEACON_MOVING_MS = 2_000
 export const BEACON_STILL_MS = 5_000
+/** How often members are checked for silence and exclusion. */
+export const SWEEP_INTERVAL_MS = 250
 /** A member not heard from (beacon or presence) for this long is gone. */
 export const MEMBER_GONE_MS = BEACON_STILL_MS * 2 + 1_000
 /** Frames per second a presence stream may carry (twice the fastest honest rate); past it the stream is closed. */
@@ -72,11 +74,22 @@ export const CHAT_BURST = 10
 /** World updates per author per second, and burst. */
 export const WORLD_UPDATES_PER_SECOND = 20
 export const WORLD_UPDATE_BURST = 100
+/** Beacons one peer may send per second (over all our spaces), and burst. */
+export const BEACONS_PER_PEER_PER_SECOND = 2
+export const BEACON_BURST = 8
+/** A beacon or leaving notice older than this is a replay. */
+export const MAX_BEACON_AGE_MS = 60_000
 /** Sync requests per peer per second, and burst. */
 export const SYNC_REQUESTS_PER_SECOND = 10
 export const SYNC_BURST = 40
 /** World records in one sync answer. */
 export const MAX_SYNC_WORLD_RECORDS = 512
+/** World sync requests one pull makes at most (each answers up to MAX_SYNC_WORLD_RECORDS). */
+export const MAX_SYNC_WORLD_ROUNDS = 64
+/** Bytes one sync answer carries at most. */
+export const MAX_SYNC_ANSWER_BYTES = 8 * 1024 * 1024
+/** Key envelopes a `get` answer carries (the newest; older epochs are not needed to join). */
+export const MAX_GET_ENVELOPES = 2
 /** Largest sync request. */
 export const MAX_SYNC_REQUEST_BYTES = 16 * 1024
 /** Largest frame of a sync answer. */
@@ -206,6 +219,7 @@ interface Joined {
   out: Map<string, Outbound>
   inbound: Map<string, Set<Stream>>
   removed: boolean
+  sweptAt: number
 }
 
 type SyncRequest =
@@ -235,8 +249,11 @@ export class SpaceService {
   private readonly chatBuckets = new TokenBuckets(CHAT_PER_SECOND, CHAT_BURST)
   private readonly worldBuckets = new TokenBuckets(WORLD_UPDATES_PER_SECOND, WORLD_UPDATE_BURST)
   private readonly syncBuckets = new TokenBuckets(SYNC_REQUESTS_PER_SECOND, SYNC_BURST)
+  private readonly beaconBuckets = new TokenBuckets(BEACONS_PER_PEER_PER_SECOND, BEACON_BURST)
   private readonly interestOn: boolean
   private readonly syncing = new Set<string>()
+  private readonly opening = new Map<string, Promise<void>>()
+  private readonly locks = new Map<string, Promise<unknown>>()
   private timer?: ReturnType<typeof setInterval>
   private syncTimer?: ReturnType<typeof setInterval>
   private started = false
@@ -305,6 +322,7 @@ export class SpaceService {
 
   /** Creates a space owned by us and joins it. */
   async create (options: { name: string, grid?: Partial<Grid>, private?: boolean, displayName?: string, avatar?: string }): Promise<SpaceView> {
+    checkLook({ name: options.displayName, avatar: options.avatar })
     const d = await createDescriptor(this.c.key, options)
     await this.store.put('s', d.id, d.bytes, true)
     if (d.private) {
@@ -319,6 +337,7 @@ export class SpaceService {
   /** Joins a space by id: finds peers in it, fetches what we lack, and starts presence. */
   async join (id: string, options: { name?: string, avatar?: string, signal?: AbortSignal } = {}): Promise<SpaceView> {
     parseSpaceId(id)
+    checkLook(options)
     const j = this.joined.get(id)
     if (j != null) {
       if (options.name != null || options.avatar != null) this.setLook(id, options)
@@ -328,9 +347,18 @@ export class SpaceService {
     return this.view(id)
   }
 
+  /** Opens a space once: a second open while the first runs waits for it. */
   private async open (id: string, name: string, avatar: string, options: { offline?: boolean, signal?: AbortSignal }): Promise<void> {
     if (this.joined.has(id)) return
-    if (this.joined.size >= MAX_JOINED_SPACES) throw new TooManySpacesError(`already in ${MAX_JOINED_SPACES} spaces`)
+    const running = this.opening.get(id)
+    if (running != null) return await running
+    const run = this.doOpen(id, name, avatar, options).finally(() => { this.opening.delete(id) })
+    this.opening.set(id, run)
+    return await run
+  }
+
+  private async doOpen (id: string, name: string, avatar: string, options: { offline?: boolean, signal?: AbortSignal }): Promise<void> {
+    if (this.joined.size + this.opening.size > MAX_JOINED_SPACES) throw new TooManySpacesError(`already in ${MAX_JOINED_SPACES} spaces`)
     let stored = await this.store.get('s', id)
     if (stored == null) {
       if (options.offline === true) throw new SpaceNotFoundError(`space ${id} is not held here`)
@@ -359,14 +387,12 @@ export class SpaceService {
       members: new Map(),
       out: new Map(),
       inbound: new Map(),
-      removed: false
+      removed: false,
+      sweptAt: 0
     }
     // Keys first (private spaces): the history is stored in the clear, but what arrives is sealed.
-    for (let e = 1; e <= MAX_KEY_EPOCHS * 4; e++) {
-      const env = await this.store.get('k', `${id}/${e}`)
-      if (env == null) { if (e > 1 && j.envelopes.size > 0) break; continue }
-      this.acceptEnvelope(j, env)
-    }
+    for (const [, env] of (await this.store.envelopes(id)).slice(-MAX_KEY_EPOCHS)) this.acceptEnvelope(j, env)
+    if (j.keys.size > 0) j.removed = false
     if (d.private && j.keys.size === 0) throw new NotAMemberError(`no key of private space ${id} is sealed to us`)
     // Replay what we accepted before: it passed the rules then, so its authors' rights are taken as given.
     for await (const bytes of this.store.world(id)) {
@@ -394,6 +420,7 @@ export class SpaceService {
     await this.sayBye(j).catch(() => {})
     this.closeAll(j)
     this.joined.delete(id)
+    this.heldWorld.delete(id)
     this.c.unsubscribe(spaceTopic(id))
     await this.store.setMembership(id, null)
   }
@@ -519,18 +546,20 @@ export class SpaceService {
   private async pull (j: Joined, peer: PeerId): Promise<void> {
     const id = j.d.id
     await this.getFrom(peer, id)
+    let chats = 0
     await this.request(peer, { op: 'chat', space: id }, async frame => {
       await this.ingest(j, 'chat', frame, peer.toString(), true)
-      return true
+      return ++chats < MAX_CHAT_HISTORY
     })
-    for (let round = 0; round < 64; round++) {
+    for (let round = 0; round < MAX_SYNC_WORLD_ROUNDS; round++) {
       let got = 0
-      await this.request(peer, { op: 'world', space: id, sv: j.world.stateVector() }, async frame => {
-        got++
+      const sv = j.world.stateVector()
+      await this.request(peer, { op: 'world', space: id, sv }, async frame => {
         await this.ingest(j, 'world', frame, peer.toString(), true)
-        return true
+        return ++got < MAX_SYNC_WORLD_RECORDS
       })
-      if (got < MAX_SYNC_WORLD_RECORDS) break
+      // A short answer was all of it; a full one that taught us nothing will not either.
+      if (got < MAX_SYNC_WORLD_RECORDS || Buffer.from(j.world.stateVector()).equals(sv)) break
     }
   }
 
@@ -558,7 +587,7 @@ export class SpaceService {
     if (position.length !== 3 || !position.every(Number.isFinite)) throw new InvalidSpaceRequestError('position must be 3 finite numbers')
     if (!quatOk(rotation)) throw new InvalidSpaceRequestError('rotation must be a unit quaternion')
     const g = j.d.grid
-    j.me.position = [Math.min(Math.max(position[0], 0), g.width), position[1], Math.min(Math.max(position[2], 0), g.depth)]
+    j.me.position = [Math.min(Math.max(position[0], 0), g.width), Math.min(Math.max(position[1], -MAX_ALTITUDE), MAX_ALTITUDE), Math.min(Math.max(position[2], 0), g.depth)]
     j.me.rotation = rotation
     j.me.lastMoveAt = Date.now()
     j.interest.setPosition(j.me.position[0], j.me.position[2])
@@ -566,6 +595,7 @@ export class SpaceService {
 
   setLook (id: string, look: { name?: string, avatar?: string }): void {
     const j = this.need(id)
+    checkLook(look)
     if (look.name != null) j.me.name = look.name
     if (look.avatar != null) j.me.avatar = look.avatar
     j.me.look++
@@ -575,8 +605,9 @@ export class SpaceService {
 
   async say (id: string, text: string): Promise<ChatView> {
     const j = this.need(id)
-    const chat = await createChat(this.c.key, id, text)
+    this.checkActive(j)
     if (j.policy.muted.includes(this.did)) throw new ExcludedError('the owner has muted you in this space')
+    const chat = await createChat(this.c.key, id, text)
     await this.store.addChat(id, chat.ts, chat.id, chat.bytes, true)
     this.addChatLocal(j, chat)
     this.events.onChat?.(id, chatView(chat))
@@ -613,7 +644,13 @@ export class SpaceService {
     await this.edit(j, removeObject(j.world, this.did, objectId))
   }
 
+  /** Throws ExcludedError when the owner keeps us out (banned, kicked, removed from a private space). */
+  private checkActive (j: Joined): void {
+    if (j.removed || isExcluded(j.d, j.policy, this.did, Date.now())) throw new ExcludedError(`the owner keeps you out of ${j.d.id}`)
+  }
+
   private async edit (j: Joined, update: Uint8Array): Promise<void> {
+    this.checkActive(j)
     const rec = await createWorldRecord(this.c.key, j.d.id, update)
     const applied = j.world.apply(this.did, update, this.editContext(j))
     await this.store.addWorld(j.d.id, rec.bytes, true)
@@ -622,12 +659,20 @@ export class SpaceService {
     await this.publishFrame(j, { t: 'world', d: rec.bytes })
   }
 
-  private editContext (j: Joined): EditContext {
+  private ownsParcelIn (space: string, did: string): boolean {
+    for (const p of this.c.parcels(space)) if (p.owner === did) return true
+    return false
+  }
+
+  /** The rights world updates are judged by; `formerEditor` is an author whose rights were revoked after the update. */
+  private editContext (j: Joined, formerEditor?: string): EditContext {
     const space = j.d.id
     const parcels = this.c.parcels
+    const editors = new Set(j.policy.editors)
+    if (formerEditor != null) editors.add(formerEditor)
     return {
       owner: j.d.owner,
-      editors: new Set(j.policy.editors),
+      editors,
       bounds: { minX: 0, maxX: j.d.grid.width, minZ: 0, maxZ: j.d.grid.depth },
       parcelOwnerAt: (x: number, z: number) => {
         for (const p of parcels(space)) {
@@ -649,6 +694,24 @@ export class SpaceService {
   }): Promise<PolicyPayload> {
     const j = this.need(id)
     if (j.d.owner !== this.did) throw new NotSpaceOwnerError('only the owner changes a space\'s policy')
+    // One change at a time per space: two at once would sign the same seq.
+    return await this.locked(`policy/${id}`, async () => await this.changePolicy(j, change))
+  }
+
+  private async locked<T> (key: string, fn: () => Promise<T>): Promise<T> {
+    const prev = this.locks.get(key) ?? Promise.resolve()
+    const next = prev.then(fn, fn)
+    const tail = next.catch(() => {})
+    this.locks.set(key, tail)
+    try {
+      return await next
+    } finally {
+      if (this.locks.get(key) === tail) this.locks.delete(key)
+    }
+  }
+
+  private async changePolicy (j: Joined, change: Parameters<SpaceService['setPolicy']>[1]): Promise<PolicyPayload> {
+    const id = j.d.id
     for (const list of Object.values(change)) {
       if (Array.isArray(list)) for (const did of list) if (!isDid(did)) throw new InvalidSpaceRequestError(`not a did:key: ${String(did)}`)
     }
@@ -663,6 +726,13 @@ export class SpaceService {
     const kicked: Record<string, number> = {}
     for (const [did, until] of Object.entries(p.kicked)) if (until > now) kicked[did] = until
     for (const did of change.kick ?? []) if (did !== j.d.owner) kicked[did] = now + (change.kickMs ?? DEFAULT_KICK_MS)
+    // Whoever loses rights keeps the edits made before: up to the clock we hold of theirs.
+    const revoked = { ...p.revoked }
+    const held = decodeStateVector(j.world.stateVector())
+    for (const did of [...(change.removeEditors ?? []), ...(change.ban ?? []), ...(change.kick ?? []), ...(change.removeMembers ?? [])]) {
+      const clock = held.get(clientIdForDid(did)) ?? 0
+      if (clock > 0 && did !== j.d.owner) revoked[did] = Math.max(revoked[did] ?? 0, clock)
+    }
     const next: PolicyPayload = {
       space: id,
       seq: p.seq + 1,
@@ -670,12 +740,12 @@ export class SpaceService {
       banned: edit(p.banned, change.ban, change.unban),
       muted: edit(p.muted, change.mute, change.unmute),
       kicked,
+      revoked,
       members: j.d.private ? edit(p.members, change.addMembers, [...(change.removeMembers ?? []), ...(change.ban ?? [])]) : []
     }
     const policy = await createPolicy(this.c.key, j.d, next)
-    await this.store.put('p', id, policy.bytes, true)
-    this.applyPolicy(j, policy)
-    await this.publishFrame(j, { t: 'policy', d: policy.bytes }, true)
+    // The new key envelope is made before anything is stored, so a failure leaves nothing half done.
+    let envelope: { epoch: number, bytes: Uint8Array } | undefined
     if (j.d.private) {
       const removed = p.members.filter(m => !policy.members.includes(m))
       const added = policy.members.filter(m => !p.members.includes(m))
@@ -683,12 +753,15 @@ export class SpaceService {
         // Removing a member rotates the key; adding one reseals the current key to everyone.
         const epoch = removed.length > 0 ? j.epoch + 1 : j.epoch
         const key = removed.length > 0 ? randomBytes(32) : j.keys.get(j.epoch) ?? randomBytes(32)
-        const env = await this.makeEnvelope(j.d, epoch, key, policy.members)
-        await this.storeEnvelope(id, epoch, env)
-        this.acceptEnvelope(j, env)
-        await this.publishFrame(j, { t: 'keys', d: env }, true)
+        envelope = { epoch, bytes: await this.makeEnvelope(j.d, epoch, key, policy.members) }
       }
     }
+    await this.store.put('p', id, policy.bytes, true)
+    if (envelope != null) await this.storeEnvelope(id, envelope.epoch, envelope.bytes)
+    this.applyPolicy(j, policy)
+    if (envelope != null) this.acceptEnvelope(j, envelope.bytes)
+    await this.publishFrame(j, { t: 'policy', d: policy.bytes }, true)
+    if (envelope != null) await this.publishFrame(j, { t: 'keys', d: envelope.bytes }, true)
     return next
   }
 
@@ -802,13 +875,17 @@ export class SpaceService {
         if (b.author === this.did) return
         if (isExcluded(j.d, j.policy, b.author, now)) throw new ExcludedError(`${b.author} is kept out of ${id}`)
         if (b.peer !== from) throw new InvalidSpaceRequestError(`beacon names peer ${b.peer} but came from ${from}`)
+        if (b.ts < now - MAX_BEACON_AGE_MS) throw new InvalidSpaceRequestError('a stale beacon')
+        if (!this.beaconBuckets.take(from)) throw new SpaceRateLimitError(`more than ${BEACONS_PER_PEER_PER_SECOND} beacons a second`)
+        if (!j.members.has(b.author) && j.members.size >= MAX_ROSTER_MEMBERS) throw new SpaceRateLimitError(`space roster holds ${MAX_ROSTER_MEMBERS} members`)
         this.seeBeacon(j, b)
         return
       }
       case 'bye': {
         const b = verifyBye(bytes, id, now)
+        if (b.ts < now - MAX_BEACON_AGE_MS) throw new InvalidSpaceRequestError('a stale leaving notice')
         const m = j.members.get(b.author)
-        if (m != null && b.ts >= m.beaconTs) this.dropMember(j, b.author, m.peer)
+        if (m != null && m.beaconTs > 0 && b.ts >= m.beaconTs) this.dropMember(j, b.author, m.peer)
         return
       }
       case 'presence': {
@@ -824,16 +901,24 @@ export class SpaceService {
         if (j.policy.muted.includes(chat.author)) throw new ExcludedError(`${chat.author} is muted in ${id}`)
         if (j.chatIds.has(chat.id)) return
         if (!synced && !this.chatBuckets.take(`${id}/${chat.author}`)) throw new SpaceRateLimitError(`${chat.author} sends more than ${CHAT_PER_SECOND} chat messages a second`)
+        // Older than the whole history we keep: nothing to store or show.
+        if (!this.addChatLocal(j, chat)) return
         await this.store.addChat(id, chat.ts, chat.id, chat.bytes)
-        this.addChatLocal(j, chat)
         this.events.onChat?.(id, chatView(chat))
         return
       }
       case 'world': {
         const rec = verifyWorldRecord(bytes, id)
-        if (isExcluded(j.d, j.policy, rec.author, now)) throw new ExcludedError(`${rec.author} is kept out of ${id}`)
+        // An update made before the owner took its author's rights away is judged as made then.
+        const before = (j.policy.revoked[rec.author] ?? 0) >= decodeWorldUpdate(rec.update).clockEnd
+        if (!before && isExcluded(j.d, j.policy, rec.author, now)) throw new ExcludedError(`${rec.author} is kept out of ${id}`)
         if (!synced && !this.worldBuckets.take(`${id}/${rec.author}`)) throw new SpaceRateLimitError(`${rec.author} sends more than ${WORLD_UPDATES_PER_SECOND} world updates a second`)
-        const result = j.world.offer(rec.id, rec.author, rec.update, this.editContext(j))
+        const ctx = this.editContext(j, before ? rec.author : undefined)
+        // Someone who may edit nothing here gets no room in the queue of updates awaiting others.
+        if (rec.author !== ctx.owner && !ctx.editors.has(rec.author) && !this.ownsParcelIn(id, rec.author)) {
+          throw new EditNotAllowedError(`${rec.author} is neither owner nor editor of ${id} and owns no parcel in it`, '')
+        }
+        const result = j.world.offer(rec.id, rec.author, rec.update, ctx)
         const byId = new Map([[rec.id, rec.bytes]])
         for (const held of (this.heldWorld.get(id) ?? new Map<string, { id: string, bytes: Uint8Array }>()).values()) byId.set(held.id, held.bytes)
         for (const a of result.accepted) {
@@ -871,14 +956,17 @@ export class SpaceService {
     while (m.size > 256) m.delete(m.keys().next().value as string)
   }
 
-  private addChatLocal (j: Joined, chat: Chat): void {
-    if (j.chatIds.has(chat.id)) return
+  /** Adds a message to the history in (ts, id) order; false when it is a duplicate or older than all we keep. */
+  private addChatLocal (j: Joined, chat: Chat): boolean {
+    if (j.chatIds.has(chat.id)) return false
+    if (j.chat.length >= MAX_CHAT_HISTORY && (chat.ts < j.chat[0].ts || (chat.ts === j.chat[0].ts && chat.id < j.chat[0].id))) return false
     j.chatIds.add(chat.id)
     // Kept in (ts, id) order; most arrive in order, so insert from the end.
     let i = j.chat.length
     while (i > 0 && (j.chat[i - 1].ts > chat.ts || (j.chat[i - 1].ts === chat.ts && j.chat[i - 1].id > chat.id))) i--
     j.chat.splice(i, 0, chat)
     while (j.chat.length > MAX_CHAT_HISTORY) j.chatIds.delete(j.chat.shift()!.id)
+    return true
   }
 
   // -- presence ----------------------------------------------------------------------------------
@@ -902,11 +990,6 @@ export class SpaceService {
       if (!m.near) { m.position = b.position; m.rotation = b.rotation; m.time = b.ts }
     }
     j.interest.update(b.author, m.position[0], m.position[2], now)
-    if (b.addrs.length > 0) {
-      try {
-        void this.net.peerStore.merge(peerIdFromString(b.peer), { multiaddrs: b.addrs.map(a => multiaddr(a)) }).catch(() => {})
-      } catch {}
-    }
     this.events.onPresence?.(j.d.id, viewOf(m))
   }
 
@@ -965,8 +1048,11 @@ export class SpaceService {
   }
 
   private tickSpace (j: Joined, now: number): void {
-    for (const [did, m] of j.members) {
-      if (now - m.seenAt > (m.near ? MEMBER_TIMEOUT_MS : MEMBER_GONE_MS) || isExcluded(j.d, j.policy, did, now)) this.dropMember(j, did, m.peer)
+    if (now - j.sweptAt >= SWEEP_INTERVAL_MS) {
+      j.sweptAt = now
+      for (const [did, m] of j.members) {
+        if (now - m.seenAt > (m.near ? MEMBER_TIMEOUT_MS : MEMBER_GONE_MS) || isExcluded(j.d, j.policy, did, now)) this.dropMember(j, did, m.peer)
+      }
     }
     if (j.removed) return
     const moving = now - j.me.lastMoveAt < MOVING_GRACE_MS
@@ -1045,7 +1131,11 @@ export class SpaceService {
     o = fresh
     j.out.set(peer, fresh)
     fresh.opening = (async () => {
-      const stream = await this.net.dialProtocol(peerIdFromString(peer), PRESENCE_PROTOCOL, { signal: AbortSignal.timeout(PROTOCOL_TIMEOUT_MS), runOnLimitedConnection: true })
+      // Connected already: that connection. Otherwise the addresses from the member's beacon (kept
+      // with the member, not in the peer store, so made-up beacons cannot fill it).
+      const id = peerIdFromString(peer)
+      const addrs = this.net.getConnections(id).length > 0 ? [] : dialAddrs([...j.members.values()].find(m => m.peer === peer)?.addrs ?? [], peer)
+      const stream = await this.net.dialProtocol(addrs.length > 0 ? addrs : id, PRESENCE_PROTOCOL, { signal: AbortSignal.timeout(PROTOCOL_TIMEOUT_MS), runOnLimitedConnection: true })
       if (fresh.closed) { stream.abort(new Error('closed')); return }
       const lp = lpStream(stream, { maxDataLength: MAX_PRESENCE_FRAME_BYTES + 64 })
       await lp.write(dagCbor.encode({ space: j.d.id, binding: this.c.binding }))
@@ -1149,7 +1239,7 @@ export class SpaceService {
         const d = await this.store.get('s', req.space)
         if (d != null) {
           const keys: Uint8Array[] = []
-          if (j != null) keys.push(...j.envelopes.values())
+          if (j != null) keys.push(...[...j.envelopes.entries()].sort((a, b) => a[0] - b[0]).slice(-MAX_GET_ENVELOPES).map(e => e[1]))
           await lp.write(dagCbor.encode({ descriptor: d, policy: await this.store.get('p', req.space) ?? null, keys }), { signal })
         }
       } else if (j != null && !j.removed) {
@@ -1159,13 +1249,15 @@ export class SpaceService {
           if (key == null) throw new NotAMemberError('no group key')
           return dagCbor.encode({ t: 'x', d: encryptGroup(key, j.epoch, bytes, aad(j.d.id, 'sync')) })
         }
-        if (req.op === 'chat') {
-          const frames = j.chat.map(c => seal(c.bytes))
-          for (let i = 0; i < frames.length; i += 64) await lp.writeV(frames.slice(i, i + 64), { signal })
-        } else {
-          const needed = World.needed(req.sv, j.worldRecords).slice(0, MAX_SYNC_WORLD_RECORDS)
-          const frames = needed.map(r => seal(r.bytes))
-          for (let i = 0; i < frames.length; i += 64) await lp.writeV(frames.slice(i, i + 64), { signal })
+        const records = req.op === 'chat'
+          ? j.chat.map(c => c.bytes)
+          : World.needed(req.sv, j.worldRecords).slice(0, MAX_SYNC_WORLD_RECORDS).map(r => r.bytes)
+        // Sealed a chunk at a time, as sent, and no more than MAX_SYNC_ANSWER_BYTES in all.
+        let sent = 0
+        for (let i = 0; i < records.length && sent < MAX_SYNC_ANSWER_BYTES; i += 64) {
+          const chunk = records.slice(i, i + 64).map(seal)
+          sent += chunk.reduce((n, b) => n + b.length, 0)
+          await lp.writeV(chunk, { signal })
         }
       }
       await stream.close({ signal })
@@ -1218,6 +1310,34 @@ export class SpaceService {
   nearCount (id: string): number { return [...this.need(id).members.values()].filter(m => m.near).length }
 
   static readonly MAX_NEAR = MAX_NEAR_MEMBERS
+}
+
+/** A member's beacon addresses as dialable multiaddrs ending in its peer id (bad ones skipped). */
+function dialAddrs (addrs: string[], peer: string): Multiaddr[] {
+  const out: Multiaddr[] = []
+  for (const a of addrs) {
+    try {
+      const ma = multiaddr(a)
+      const named = ma.getComponents().find(c => c.name === 'p2p')?.value
+      if (named != null && named !== peer) continue
+      out.push(named == null ? ma.encapsulate(`/p2p/${peer}`) : ma)
+    } catch {}
+  }
+  return out
+}
+
+/** Checks a display name and avatar given by the user; InvalidSpaceRequestError otherwise. */
+function checkLook (look: { name?: string, avatar?: string }): void {
+  if (look.name != null && (typeof look.name !== 'string' || look.name.length > MAX_NAME_LENGTH || /[\u0000-\u001f\u007f-\u009f]/u.test(look.name) || new TextEncoder().encode(look.name).length > MAX_DISPLAY_NAME_BYTES)) {
+    throw new InvalidSpaceRequestError(`a display name is one line of at most ${MAX_DISPLAY_NAME_BYTES} bytes`)
+  }
+  if (look.avatar != null && look.avatar !== '') {
+    try {
+      CID.parse(look.avatar)
+    } catch {
+      throw new InvalidSpaceRequestError('avatar must be a CID')
+    }
+  }
 }
 
 function chatView (c: Chat): ChatView {

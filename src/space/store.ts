@@ -2,7 +2,7 @@
  * What a peer keeps of the spaces it has joined, in its LevelDB sublevel:
  *   s/<id>            descriptor bytes
  *   p/<id>            latest policy bytes
- *   k/<id>            latest key envelope bytes (private spaces)
+ *   k/<id>/<epoch>    key envelopes sealed to us (private spaces), by epoch
  *   j/<id>            our membership: display name and avatar (present while joined)
  *   c/<id>/<ts>/<cid> chat records, trimmed to MAX_CHAT_HISTORY
  *   w/<id>/<n>        accepted world-update records in acceptance order (replayed at start)
@@ -25,6 +25,7 @@ function pad (n: number, width = 16): string {
 export class SpaceStore {
   private readonly db: BytesSublevel
   private readonly worldCount = new Map<string, number>()
+  private readonly worldTail = new Map<string, Promise<void>>()
 
   constructor (db: BytesSublevel) {
     this.db = db
@@ -72,14 +73,32 @@ export class SpaceStore {
     return out
   }
 
+  /** Appends an accepted world record; appends to one space run one at a time, so none overwrites another. */
   async addWorld (id: string, bytes: Uint8Array, sync = false): Promise<void> {
-    let n = this.worldCount.get(id)
-    if (n == null) {
-      n = 0
-      for await (const k of this.db.keys({ gte: `w/${id}/`, lt: `w/${id}0`, reverse: true, limit: 1 })) n = Number(k.slice(k.lastIndexOf('/') + 1)) + 1
+    const prev = this.worldTail.get(id) ?? Promise.resolve()
+    const next = prev.then(async () => {
+      let n = this.worldCount.get(id)
+      if (n == null) {
+        n = 0
+        for await (const k of this.db.keys({ gte: `w/${id}/`, lt: `w/${id}0`, reverse: true, limit: 1 })) n = Number(k.slice(k.lastIndexOf('/') + 1)) + 1
+      }
+      await this.db.put(`w/${id}/${pad(n)}`, bytes, { sync } as Record<string, unknown>)
+      this.worldCount.set(id, n + 1)
+    })
+    const tail = next.catch(() => {})
+    this.worldTail.set(id, tail)
+    try {
+      await next
+    } finally {
+      if (this.worldTail.get(id) === tail) this.worldTail.delete(id)
     }
-    await this.db.put(`w/${id}/${pad(n)}`, bytes, { sync } as Record<string, unknown>)
-    this.worldCount.set(id, n + 1)
+  }
+
+  /** Key envelopes held for a space: [epoch, bytes], oldest first. */
+  async envelopes (id: string): Promise<Array<[number, Uint8Array]>> {
+    const out: Array<[number, Uint8Array]> = []
+    for await (const [k, v] of this.db.iterator({ gte: `k/${id}/`, lt: `k/${id}0` })) out.push([Number(k.slice(k.lastIndexOf('/') + 1)), v])
+    return out.sort((a, b) => a[0] - b[0])
   }
 
   async *world (id: string): AsyncGenerator<Uint8Array> {
