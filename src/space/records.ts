@@ -40,6 +40,11 @@ export const MAX_CHAT_BYTES = 12 * 1024
 export const MAX_WORLD_RECORD_BYTES = 80 * 1024
 /** Largest encoded beacon. */
 export const MAX_BEACON_BYTES = 2 * 1024
+/** Longest space id (a CID string), peer id, avatar CID and multiaddr a record may carry. */
+export const MAX_SPACE_ID_LENGTH = 100
+export const MAX_PEER_ID_LENGTH = 128
+export const MAX_AVATAR_LENGTH = 128
+export const MAX_ADDR_LENGTH = 256
 /** Listen addresses a beacon carries at most. */
 export const MAX_BEACON_ADDRS = 8
 /** Longest display name, in characters. */
@@ -149,7 +154,7 @@ function checkDids (value: unknown, what: string): string[] {
 }
 
 function checkSpaceId (value: unknown): string {
-  if (typeof value !== 'string' || value.length > 100) fail('space must be a space id')
+  if (typeof value !== 'string' || value.length > MAX_SPACE_ID_LENGTH) fail('space must be a space id')
   try {
     CID.parse(value)
   } catch {
@@ -332,11 +337,11 @@ function checkBeaconPayload (p: unknown, space: string, now: number): BeaconPayl
   const v = p as Partial<BeaconPayload> | null
   if (v == null || typeof v !== 'object') fail('beacon must be a map')
   if (checkSpaceId(v.space) !== space) fail('beacon is for another space')
-  const peer = checkString(v.peer, 128, 'peer')
+  const peer = checkString(v.peer, MAX_PEER_ID_LENGTH, 'peer')
   if (!Array.isArray(v.addrs) || v.addrs.length > MAX_BEACON_ADDRS) fail(`addrs must be a list of at most ${MAX_BEACON_ADDRS}`)
-  for (const a of v.addrs) checkString(a, 256, 'addr')
+  for (const a of v.addrs) checkString(a, MAX_ADDR_LENGTH, 'addr')
   const name = checkString(v.name, MAX_NAME_LENGTH, 'name')
-  const avatar = checkString(v.avatar, 128, 'avatar')
+  const avatar = checkString(v.avatar, MAX_AVATAR_LENGTH, 'avatar')
   if (avatar !== '') {
     try { CID.parse(avatar) } catch { fail('avatar must be a CID') }
   }

@@ -90,6 +90,10 @@ export const MAX_SYNC_WORLD_ROUNDS = 64
 export const MAX_SYNC_ANSWER_BYTES = 8 * 1024 * 1024
 /** Key envelopes a `get` answer carries (the newest; older epochs are not needed to join). */
 export const MAX_GET_ENVELOPES = 2
+/** Largest state vector a world sync request may carry. */
+export const MAX_SYNC_STATE_VECTOR_BYTES = 8 * 1024
+/** Largest record inside a space message (the largest record kind, plus a sealed frame's overhead). */
+export const MAX_FRAME_RECORD_BYTES = Math.max(MAX_POLICY_BYTES, MAX_WORLD_RECORD_BYTES, MAX_CHAT_BYTES, MAX_BEACON_BYTES) + 1024
 /** Largest sync request. */
 export const MAX_SYNC_REQUEST_BYTES = 16 * 1024
 /** Largest frame of a sync answer. */
@@ -358,7 +362,7 @@ export class SpaceService {
   }
 
   private async doOpen (id: string, name: string, avatar: string, options: { offline?: boolean, signal?: AbortSignal }): Promise<void> {
-    if (this.joined.size + this.opening.size > MAX_JOINED_SPACES) throw new TooManySpacesError(`already in ${MAX_JOINED_SPACES} spaces`)
+    if (this.joined.size + this.opening.size >= MAX_JOINED_SPACES) throw new TooManySpacesError(`already in ${MAX_JOINED_SPACES} spaces`)
     let stored = await this.store.get('s', id)
     if (stored == null) {
       if (options.offline === true) throw new SpaceNotFoundError(`space ${id} is not held here`)
@@ -844,7 +848,11 @@ export class SpaceService {
   async onGossip (topic: string, from: string, data: Uint8Array): Promise<void> {
     const id = topic.slice('peerverse/space/1/'.length)
     const j = this.joined.get(id)
-    if (j == null || data.length > MAX_SPACE_GOSSIP_BYTES) return
+    if (j == null) return
+    if (data.length > MAX_SPACE_GOSSIP_BYTES) {
+      this.events.onRejected?.(from, 'gossip:' + topic, new InvalidSpaceRequestError(`space message over ${MAX_SPACE_GOSSIP_BYTES} bytes`))
+      return
+    }
     try {
       let frame = decodeFrame(data)
       if (frame.t === 'x') {
@@ -1264,7 +1272,7 @@ export class SpaceService {
     } catch (err) {
       stream.abort(err as Error)
       const e = err as Error
-      if (e instanceof InvalidSpaceRequestError || e instanceof SpaceRateLimitError || e.name === 'InvalidDataLengthError') {
+      if (e instanceof InvalidSpaceRequestError || e instanceof SpaceRateLimitError || e.name === 'InvalidDataLengthError' || e.name === 'MalformedUpdateError') {
         this.events.onRejected?.(peer, SPACE_PROTOCOL, e)
       }
     }
@@ -1361,7 +1369,7 @@ function decodeFrame (bytes: Uint8Array): GossipFrame {
   if (f == null || typeof f !== 'object' || typeof f.t !== 'string' || !FRAME_KINDS.has(f.t) || !(f.d instanceof Uint8Array)) {
     throw new InvalidSpaceRequestError('space message must be {t, d}')
   }
-  if (f.d.length > Math.max(MAX_POLICY_BYTES, MAX_WORLD_RECORD_BYTES, MAX_CHAT_BYTES, MAX_BEACON_BYTES) + 1024) throw new InvalidSpaceRequestError('space message too large')
+  if (f.d.length > MAX_FRAME_RECORD_BYTES) throw new InvalidSpaceRequestError(`space message record over ${MAX_FRAME_RECORD_BYTES} bytes`)
   return { t: f.t, d: f.d }
 }
 
@@ -1382,7 +1390,7 @@ export function parseSyncRequest (bytes: Uint8Array): SyncRequest {
   }
   if (r.op === 'get' || r.op === 'chat') return { op: r.op, space }
   if (r.op === 'world') {
-    if (!(r.sv instanceof Uint8Array) || r.sv.length > 8 * 1024) throw new InvalidSpaceRequestError('sv must be a Yjs state vector of at most 8 KiB')
+    if (!(r.sv instanceof Uint8Array) || r.sv.length > MAX_SYNC_STATE_VECTOR_BYTES) throw new InvalidSpaceRequestError(`sv must be a Yjs state vector of at most ${MAX_SYNC_STATE_VECTOR_BYTES} bytes`)
     return { op: 'world', space, sv: r.sv }
   }
   throw new InvalidSpaceRequestError(`unknown op ${String(r.op)}`)
