@@ -1,15 +1,19 @@
 /**
  * The local API: HTTP + WebSocket on 127.0.0.1, for the CLI and the browser client.
- * Every request needs the data dir's token (Authorization: Bearer, or ?token= for a WebSocket),
- * a Host header naming this server (DNS rebinding) and, when an Origin is sent, our own origin
- * (CSRF). Bodies, event clients and their buffers are bounded by the constants below.
+ * Every /api and /content request needs the data dir's token (Authorization: Bearer, or ?token=
+ * for a WebSocket or a media element), a Host header naming this server (DNS rebinding) and, when
+ * an Origin is sent, our own origin (CSRF). The browser client's static files (web/dist, built by
+ * Vite) hold no secret and are served without the token, with the same Host check and a strict
+ * CSP; the token reaches the page only in the URL the peer prints. Bodies, event clients and their
+ * buffers are bounded by the constants below.
  */
 import { randomBytes, timingSafeEqual } from 'node:crypto'
 import { constants } from 'node:fs'
 import { open, readFile, rm, writeFile, rename } from 'node:fs/promises'
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http'
 import type { AddressInfo } from 'node:net'
-import { join } from 'node:path'
+import { extname, join, resolve, sep } from 'node:path'
+import { fileURLToPath } from 'node:url'
 import { WebSocketServer, type WebSocket } from 'ws'
 import type { PeerverseNode, NodeEvents } from '../node/node.ts'
 import { parseCid } from '../content/blockstore.ts'
@@ -40,6 +44,23 @@ export const MAX_API_DIRECTORY_ENTRIES = 1024
 export const MAX_API_DENY_PEERS = 1024
 /** Interval between progress lines of a fetch. */
 export const FETCH_PROGRESS_INTERVAL_MS = 250
+/** Where `vite build` puts the browser client (see vite.config.ts). */
+export const DEFAULT_WEB_ROOT = fileURLToPath(new URL('../../web/dist/', import.meta.url))
+/** Largest static file of the client we serve (the three.js bundle is well under it). */
+export const MAX_STATIC_FILE_BYTES = 16 * 1024 * 1024
+
+const STATIC_TYPES: Record<string, string> = {
+  '.html': 'text/html; charset=utf-8',
+  '.js': 'text/javascript; charset=utf-8',
+  '.css': 'text/css; charset=utf-8',
+  '.json': 'application/json; charset=utf-8',
+  '.svg': 'image/svg+xml',
+  '.png': 'image/png',
+  '.ico': 'image/x-icon',
+  '.woff2': 'font/woff2',
+  '.wasm': 'application/wasm',
+  '.map': 'application/json; charset=utf-8'
+}
 
 export class ApiPortInUseError extends Error {
   name = 'ApiPortInUseError'
@@ -87,6 +108,8 @@ export interface ApiServerInit {
   host?: string
   port?: number
   token: string
+  /** Directory of the built browser client (default web/dist); null serves no client. */
+  webRoot?: string | null
 }
 
 export class ApiServer {
@@ -94,6 +117,7 @@ export class ApiServer {
   private readonly host: string
   private readonly requestedPort: number
   private readonly token: Buffer
+  private readonly webRoot: string | null
   private server?: Server
   private wss?: WebSocketServer
   private port = 0
@@ -104,11 +128,17 @@ export class ApiServer {
     this.host = init.host ?? '127.0.0.1'
     this.requestedPort = init.port ?? 0
     this.token = Buffer.from(init.token)
+    this.webRoot = init.webRoot === null ? null : resolve(init.webRoot ?? DEFAULT_WEB_ROOT)
   }
 
   get url (): string {
     const h = this.host.includes(':') ? `[${this.host}]` : this.host
     return `http://${h}:${this.port}`
+  }
+
+  /** The browser client's address with the token (what `peerverse start` prints). */
+  get clientUrl (): string {
+    return `${this.url}/?token=${encodeURIComponent(this.token.toString())}`
   }
 
   async start (): Promise<void> {
@@ -194,6 +224,19 @@ export class ApiServer {
 
   /** Host, Origin and token checks; throws ApiError. */
   private authorize (req: IncomingMessage): void {
+    this.checkHostAndOrigin(req)
+    let presented: string | undefined
+    const auth = req.headers.authorization
+    if (auth?.startsWith('Bearer ') === true) presented = auth.slice(7).trim()
+    else presented = new URL(req.url ?? '/', 'http://local').searchParams.get('token') ?? undefined
+    const given = Buffer.from(presented ?? '')
+    if (given.length !== this.token.length || !timingSafeEqual(given, this.token)) {
+      throw new ApiError(401, 'Unauthorized', 'missing or wrong API token')
+    }
+  }
+
+  /** The Host (DNS rebinding) and Origin (CSRF) checks; throws ApiError. */
+  private checkHostAndOrigin (req: IncomingMessage): void {
     const hosts = this.allowedHosts()
     const host = req.headers.host
     if (host == null || !hosts.has(host.toLowerCase())) throw new ApiError(403, 'ForbiddenHost', 'Host header does not name this peer')
@@ -208,14 +251,6 @@ export class ApiServer {
         throw new ApiError(403, 'ForbiddenOrigin', 'foreign origin')
       }
       if (!hosts.has(originHost.toLowerCase())) throw new ApiError(403, 'ForbiddenOrigin', 'foreign origin')
-    }
-    let presented: string | undefined
-    const auth = req.headers.authorization
-    if (auth?.startsWith('Bearer ') === true) presented = auth.slice(7).trim()
-    else presented = new URL(req.url ?? '/', 'http://local').searchParams.get('token') ?? undefined
-    const given = Buffer.from(presented ?? '')
-    if (given.length !== this.token.length || !timingSafeEqual(given, this.token)) {
-      throw new ApiError(401, 'Unauthorized', 'missing or wrong API token')
     }
   }
 
@@ -241,8 +276,13 @@ export class ApiServer {
 
   private async handle (req: IncomingMessage, res: ServerResponse): Promise<void> {
     try {
-      this.authorize(req)
       const url = new URL(req.url ?? '/', 'http://local')
+      if (!url.pathname.startsWith('/api/') && !url.pathname.startsWith('/content/')) {
+        this.checkHostAndOrigin(req)
+        await this.serveStatic(req, res, url)
+        return
+      }
+      this.authorize(req)
       if ((req.method === 'GET' || req.method === 'HEAD') && url.pathname.startsWith('/content/')) {
         await this.serveContent(req, res, url)
         return
@@ -289,6 +329,10 @@ export class ApiServer {
       }
       case 'assets': return { address: who, assets: ledger.assetsOf(who) }
       case 'parcels': return { address: who, parcels: ledger.parcelsOf(who) }
+      case 'parcels-in': {
+        if (arg == null || arg === '') throw new ApiError(400, 'BadRequest', 'a space id is required')
+        return { space: arg, parcels: [...ledger.state.parcels.values()].filter(p => p.space === arg) }
+      }
       case 'tx': {
         if (arg == null) throw new ApiError(400, 'BadRequest', 'a transaction id is required')
         return { id: arg, ...await ledger.txStatus(arg) }
@@ -341,6 +385,73 @@ export class ApiServer {
       line({ error: e.name, message: e.message })
     }
     res.end()
+  }
+
+  /**
+   * GET|HEAD of the browser client's files from web/dist: no token (they hold no secret), a strict
+   * CSP (scripts, styles and connections only to this peer), nosniff, and a year's caching for
+   * Vite's content-hashed assets/ (index.html is revalidated, so a rebuild shows at once).
+   */
+  private async serveStatic (req: IncomingMessage, res: ServerResponse, url: URL): Promise<void> {
+    if (req.method !== 'GET' && req.method !== 'HEAD') throw new ApiError(405, 'MethodNotAllowed', `${req.method ?? ''} is not allowed here`)
+    const root = this.webRoot
+    let rel: string
+    try {
+      rel = decodeURIComponent(url.pathname)
+    } catch {
+      throw new ApiError(400, 'InvalidPath', 'path is not valid percent-encoding')
+    }
+    if (rel === '/' || rel === '') rel = '/index.html'
+    const file = root == null ? null : resolve(root, '.' + rel)
+    if (root == null || file == null || !file.startsWith(root + sep) || rel.includes('\0')) throw new ApiError(404, 'NotFound', 'no such file')
+    let data: Buffer
+    try {
+      const handle = await open(file, constants.O_RDONLY)
+      try {
+        const st = await handle.stat()
+        if (!st.isFile() || st.size > MAX_STATIC_FILE_BYTES) throw Object.assign(new Error('not a file'), { code: 'ENOENT' })
+        data = await handle.readFile()
+      } finally {
+        await handle.close()
+      }
+    } catch (err) {
+      const code = (err as NodeJS.ErrnoException).code
+      if (code !== 'ENOENT' && code !== 'EISDIR' && code !== 'ENOTDIR') throw err
+      if (rel === '/index.html') {
+        const text = 'client not built: run npm run build:web\n'
+        res.writeHead(503, { 'content-type': 'text/plain; charset=utf-8', 'content-length': Buffer.byteLength(text), 'cache-control': 'no-store', 'x-content-type-options': 'nosniff' })
+        res.end(req.method === 'HEAD' ? undefined : text)
+        return
+      }
+      throw new ApiError(404, 'NotFound', 'no such file')
+    }
+    const hashed = rel.startsWith('/assets/')
+    const host = req.headers.host ?? ''
+    res.writeHead(200, {
+      'content-type': STATIC_TYPES[extname(file).toLowerCase()] ?? 'application/octet-stream',
+      'content-length': data.length,
+      'cache-control': hashed ? 'public, max-age=31536000, immutable' : 'no-cache',
+      'x-content-type-options': 'nosniff',
+      'referrer-policy': 'no-referrer',
+      'x-frame-options': 'DENY',
+      'cross-origin-opener-policy': 'same-origin',
+      'cross-origin-resource-policy': 'same-origin',
+      // data: and blob: in connect-src let GLTFLoader read embedded buffers (they never leave the page).
+      'content-security-policy': [
+        "default-src 'self'",
+        "script-src 'self'",
+        "style-src 'self'",
+        `connect-src 'self' ws://${host} data: blob:`,
+        "img-src 'self' blob: data:",
+        "media-src 'self' blob: data:",
+        "worker-src 'self' blob:",
+        "object-src 'none'",
+        "base-uri 'none'",
+        "form-action 'none'",
+        "frame-ancestors 'none'"
+      ].join('; ')
+    })
+    res.end(req.method === 'HEAD' ? undefined : data)
   }
 
   /** GET|HEAD /content/CID[/path]: the file's bytes, with Range, ETag and a Content-Type. */

@@ -252,7 +252,7 @@ async function cmdStart (args: string[]): Promise<void> {
   process.on('SIGINT', () => { shutdown('SIGINT') })
   process.on('SIGTERM', () => { shutdown('SIGTERM') })
   if (values.json === true) {
-    out(JSON.stringify({ event: 'ready', peerId: node.peerId, did: node.did, addresses: node.addresses(), api: api?.url ?? null, dataDir: dir, chain: node.ledger.chainId }))
+    out(JSON.stringify({ event: 'ready', peerId: node.peerId, did: node.did, addresses: node.addresses(), api: api?.url ?? null, dataDir: dir, chain: node.ledger.chainId, url: api?.clientUrl ?? null }))
   } else {
     out('peerverse peer running')
     out(`  peer id:  ${node.peerId}`)
@@ -260,6 +260,7 @@ async function cmdStart (args: string[]): Promise<void> {
     for (const a of node.addresses()) out(`  listen:   ${a}`)
     out(`  chain:    ${node.ledger.chainId} at height ${node.ledger.state.height}${node.ledger.isValidator ? ' (validating)' : ''}`)
     if (api != null) out(`  api:      ${api.url} (token in ${resolve(dir, 'api-token')})`)
+    if (api != null) out(`  open:     ${api.clientUrl}`)
     out('Press Ctrl-C to stop.')
   }
 }
