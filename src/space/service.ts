@@ -57,13 +57,32 @@ export const MOVE_INTERVAL_MS = 1000 / MAX_PRESENCE_HZ
 export const MOVING_GRACE_MS = 250
 /** Presence heartbeat to near members while still. */
 export const STILL_HEARTBEAT_MS = 1_000
-/** Space-wide beacon interval while moving, and while still. */
+/**
+ * Space-wide beacon interval while moving, and while still: at least these, and stretched with
+ * the roster so that a member receives at most BEACONS_IN_MOVING_PER_SECOND (moving senders) plus
+ * BEACONS_IN_STILL_PER_SECOND (still ones) however many share the space: what the far members cost
+ * does not grow with the space's size.
+ */
 export const BEACON_MOVING_MS = 2_000
 export const BEACON_STILL_MS = 5_000
+export const BEACONS_IN_MOVING_PER_SECOND = 25
+export const BEACONS_IN_STILL_PER_SECOND = 10
 /** How often members are checked for silence and exclusion. */
 export const SWEEP_INTERVAL_MS = 250
 /** A member not heard from (beacon or presence) for this long is gone. */
 export const MEMBER_GONE_MS = BEACON_STILL_MS * 2 + 1_000
+
+/** Our beacon interval in a space of `roster` members. */
+export function beaconInterval (moving: boolean, roster: number): number {
+  return moving
+    ? Math.max(BEACON_MOVING_MS, Math.ceil(roster * 1000 / BEACONS_IN_MOVING_PER_SECOND))
+    : Math.max(BEACON_STILL_MS, Math.ceil(roster * 1000 / BEACONS_IN_STILL_PER_SECOND))
+}
+
+/** How long a far member may be silent before it counts as gone, in a space of `roster` members. */
+export function goneAfter (roster: number): number {
+  return Math.max(MEMBER_GONE_MS, beaconInterval(false, roster) * 2 + 1_000)
+}
 /** Frames per second a presence stream may carry (twice the fastest honest rate); past it the stream is closed. */
 export const PRESENCE_FRAMES_PER_SECOND = MAX_PRESENCE_HZ * 2
 /** Presence streams one peer may hold open to us at once. */
@@ -387,7 +406,8 @@ export class SpaceService {
       epoch: 0,
       envelopes: new Map(),
       me: { name, avatar, position: [d.grid.width / 2, 0, d.grid.depth / 2], rotation: [0, 0, 0, 1], lastMoveAt: 0, lastFrameAt: 0, lastBeaconAt: 0, seq: 0, look: 0 },
-      interest: new Interest({ memberTimeoutMs: MEMBER_GONE_MS }),
+      // Expiry is ours (the sweep), by whether a member is near and how big the space is.
+      interest: new Interest({ memberTimeoutMs: 24 * 3600_000 }),
       members: new Map(),
       out: new Map(),
       inbound: new Map(),
@@ -593,8 +613,17 @@ export class SpaceService {
     const g = j.d.grid
     j.me.position = [Math.min(Math.max(position[0], 0), g.width), Math.min(Math.max(position[1], -MAX_ALTITUDE), MAX_ALTITUDE), Math.min(Math.max(position[2], 0), g.depth)]
     j.me.rotation = rotation
-    j.me.lastMoveAt = Date.now()
+    const now = Date.now()
+    j.me.lastMoveAt = now
     j.interest.setPosition(j.me.position[0], j.me.position[2])
+    // A move goes out at once when the 20 Hz budget allows, not at the next tick.
+    if (this.interestOn && !j.removed && now - j.me.lastFrameAt >= MOVE_INTERVAL_MS - 2) {
+      try {
+        this.sendFrames(j, now, true)
+      } catch (err) {
+        log.error('presence of %s: %s', id, (err as Error).message)
+      }
+    }
   }
 
   setLook (id: string, look: { name?: string, avatar?: string }): void {
@@ -1058,13 +1087,14 @@ export class SpaceService {
   private tickSpace (j: Joined, now: number): void {
     if (now - j.sweptAt >= SWEEP_INTERVAL_MS) {
       j.sweptAt = now
+      const gone = goneAfter(j.members.size + 1)
       for (const [did, m] of j.members) {
-        if (now - m.seenAt > (m.near ? MEMBER_TIMEOUT_MS : MEMBER_GONE_MS) || isExcluded(j.d, j.policy, did, now)) this.dropMember(j, did, m.peer)
+        if (now - m.seenAt > (m.near ? MEMBER_TIMEOUT_MS : gone) || isExcluded(j.d, j.policy, did, now)) this.dropMember(j, did, m.peer)
       }
     }
     if (j.removed) return
     const moving = now - j.me.lastMoveAt < MOVING_GRACE_MS
-    if (now - j.me.lastBeaconAt >= (moving ? BEACON_MOVING_MS : BEACON_STILL_MS)) {
+    if (now - j.me.lastBeaconAt >= beaconInterval(moving, j.members.size + 1)) {
       j.me.lastBeaconAt = now
       void this.sendBeacon(j).catch(() => {})
     }
@@ -1077,6 +1107,11 @@ export class SpaceService {
       }
       return
     }
+    if (due) this.sendFrames(j, now, moving)
+  }
+
+  /** Sends our presence to the members near us (recomputed now), each on its stream. */
+  private sendFrames (j: Joined, now: number, moving: boolean): void {
     const { near, entered, left } = j.interest.near(now)
     for (const did of left) {
       const m = j.members.get(did)
@@ -1086,7 +1121,6 @@ export class SpaceService {
       const m = j.members.get(did)
       if (m != null) m.near = true
     }
-    if (!due) return
     j.me.lastFrameAt = now
     let full: Uint8Array | undefined
     let move: Uint8Array | undefined
