@@ -16,10 +16,11 @@ import { multiaddr } from '@multiformats/multiaddr'
 import { initIdentity, type Identity } from '../src/identity/keystore.ts'
 import { createNetwork, type Network } from '../src/net/network.ts'
 import { devnetGenesis, faucetDid, faucetKey, genesisJson } from '../src/ledger/genesis.ts'
-import { decodeBlock, decodeProposal, decodeVote, encodeBlock, signProposal, signVote } from '../src/ledger/chain.ts'
+import { decodeBlock, decodeConsensusMessage, signProposal, signVote } from '../src/ledger/chain.ts'
 import { proposer } from '../src/ledger/consensus.ts'
 import { blockHash, buildBlock, checkBlock, genesisState, type BlockHeader, type Genesis, type LedgerState } from '../src/ledger/state.ts'
 import { signTx } from '../src/ledger/tx.ts'
+import { ledgerTopic, type LedgerTopic } from '../src/ledger/service.ts'
 import { PeerSet, waitFor, type CliPeer } from './helpers/cli-peer.ts'
 
 const set = new PeerSet()
@@ -115,7 +116,7 @@ class Byzantine {
     return b
   }
 
-  topic (kind: string): string { return `peerverse/ledger/${this.genesis.chain}/${kind}` }
+  topic (kind: LedgerTopic): string { return ledgerTopic(this.genesis.chain, kind) }
 
   private async publish (bytes: Uint8Array): Promise<void> {
     await this.net.services.pubsub.publish(this.topic('consensus'), bytes).catch(() => {})
@@ -129,8 +130,8 @@ class Byzantine {
       setTimeout(() => { void this.propose(b.header.height + 1, 0).catch(() => {}) }, 600)
       return
     }
-    const { type } = dagCbor.decode(data) as { type?: string }
-    const msg = type === 'peerverse/vote' ? decodeVote(data) : decodeProposal(data)
+    const decoded = decodeConsensusMessage(data)
+    const msg = decoded.kind === 'vote' ? decoded.vote : decoded.proposal
     if (msg.height <= this.state.height) return
     await this.equivocate(msg.height, msg.round, 'value' in msg ? msg.value : null)
     // Our slot in the next round comes early: the others keep it for when they get there.
@@ -159,7 +160,7 @@ class Byzantine {
     const time = Date.now()
     for (const t of [time, time + 1]) {
       const { block } = buildBlock(this.state, [], this.id.did, t)
-      await this.publish(await signProposal(this.id.userKey, { height, round, polRound: -1, value: blockHash(block.header), block: encodeBlock(block) }))
+      await this.publish(await signProposal(this.id.userKey, { height, round, polRound: -1, value: blockHash(block.header) }, block))
     }
   }
 

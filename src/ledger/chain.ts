@@ -4,14 +4,20 @@
  * node acts on them; the consensus state is written to a write-ahead log with sync before any vote
  * or proposal leaves the node, so a restart can never sign a second, different one.
  *
+ * A proposal is signed over the block's hash, as CometBFT signs a BlockID, not over the block: the
+ * block travels beside the small signed proposal in one proposal message, and the hash covers all
+ * of it (the header names the transactions through txRoot). So a block is bounded by
+ * MAX_BLOCK_BYTES, not by the signed-record ceiling, and a relay that changes the block is caught
+ * before anything is executed and never blamed on the proposer.
+ *
  * Keys in the `ledger` sublevel: `b/<height>` block and commit, `r/<tx id>` receipts, `w/state`
  * the consensus write-ahead record, `e/<n>` evidence of double votes.
  */
 import * as dagCbor from '@ipld/dag-cbor'
 import type { Ed25519Key } from '../identity/ed25519.ts'
-import { signRecord, verifyRecordSync } from '../identity/record.ts'
+import { recordCidSync, signRecord, verifyRecordSync } from '../identity/record.ts'
 import type { BytesSublevel } from '../store/store.ts'
-import { blockHash, InvalidBlockError, validatorsHash, type Block, type BlockHeader, type Receipt, type Validator } from './state.ts'
+import { blockHash, InvalidBlockError, txRoot, validatorsHash, type Block, type BlockHeader, type Receipt, type Validator } from './state.ts'
 import { InvalidProofError, verifyStateProof, type StateProof } from './merkle.ts'
 
 export const PROPOSAL_TYPE = 'peerverse/proposal'
@@ -20,16 +26,27 @@ export const VOTE_TYPE = 'peerverse/vote'
 export const MAX_BLOCK_BYTES = 400 * 1024
 /** Largest signed vote. */
 export const MAX_VOTE_BYTES = 1024
+/** Largest signed proposal record (it names the block by hash; the block travels beside it). */
+export const MAX_PROPOSAL_RECORD_BYTES = 1024
+/** Largest proposal message: the signed proposal and the encoded block, with their framing. */
+export const MAX_PROPOSAL_MESSAGE_BYTES = MAX_BLOCK_BYTES + MAX_PROPOSAL_RECORD_BYTES + 64
 
 const pad = (n: number): string => String(n).padStart(12, '0')
 
 export interface VotePayload { type: 'prevote' | 'precommit', height: number, round: number, value: string | null }
-export interface ProposalPayload { height: number, round: number, polRound: number, value: string, block: Uint8Array }
+export interface ProposalPayload { height: number, round: number, polRound: number, value: string }
+/** A decoded proposal message: the signed fields, who signed them, and the block (hash and txRoot checked). */
+export interface DecodedProposal extends ProposalPayload { proposer: string, blockValue: Block, bytes: Uint8Array }
 
 export interface SignedVote extends VotePayload { validator: string, bytes: Uint8Array }
 
 export class InvalidCommitError extends Error {
   name = 'InvalidCommitError'
+}
+
+/** A proposal message that is malformed, or whose block is not the one the proposer signed (a relay's doing, or garbage). */
+export class InvalidProposalError extends Error {
+  name = 'InvalidProposalError'
 }
 
 export function encodeBlock (block: Block): Uint8Array {
@@ -57,12 +74,21 @@ export function decodeBlock (bytes: Uint8Array): Block {
   return { header: h as unknown as BlockHeader, txs: b.txs as Uint8Array[] }
 }
 
-export async function signVote (key: Ed25519Key, vote: VotePayload): Promise<Uint8Array> {
-  return (await signRecord(key, VOTE_TYPE, vote)).bytes
+/** Signs a proposal for `block` (whose hash must be `proposal.value`) and returns the proposal message's bytes. */
+export async function signProposal (key: Ed25519Key, proposal: ProposalPayload, block: Block): Promise<Uint8Array> {
+  const { height, round, polRound, value } = proposal
+  if (blockHash(block.header) !== value) throw new InvalidProposalError('proposal value is not its block\'s hash')
+  const signed = (await signRecord(key, PROPOSAL_TYPE, { height, round, polRound, value })).bytes
+  return encodeProposalMessage(signed, encodeBlock(block))
 }
 
-export async function signProposal (key: Ed25519Key, proposal: ProposalPayload): Promise<Uint8Array> {
-  return (await signRecord(key, PROPOSAL_TYPE, proposal)).bytes
+/** The proposal message: the signed proposal and the encoded block it names. */
+export function encodeProposalMessage (proposal: Uint8Array, block: Uint8Array): Uint8Array {
+  return dagCbor.encode({ proposal, block })
+}
+
+export async function signVote (key: Ed25519Key, vote: VotePayload): Promise<Uint8Array> {
+  return (await signRecord(key, VOTE_TYPE, vote)).bytes
 }
 
 /** Decodes and verifies a signed vote. */
@@ -76,16 +102,53 @@ export function decodeVote (bytes: Uint8Array): SignedVote {
   return { ...p, validator: r.record.author, bytes }
 }
 
-/** Decodes and verifies a signed proposal (the block inside is only decoded, not checked). */
-export function decodeProposal (bytes: Uint8Array): ProposalPayload & { proposer: string, blockValue: Block } {
-  const r = verifyRecordSync<ProposalPayload>(bytes, { maxBytes: MAX_BLOCK_BYTES + 1024, type: PROPOSAL_TYPE })
+/**
+ * Decodes a consensus-topic message: a signed vote, or a proposal message. Throws the record
+ * errors, InvalidBlockError or InvalidProposalError for anything malformed or inconsistent.
+ */
+export function decodeConsensusMessage (bytes: Uint8Array): { kind: 'vote', vote: SignedVote } | { kind: 'proposal', proposal: DecodedProposal } {
+  if (!(bytes instanceof Uint8Array) || bytes.length > MAX_PROPOSAL_MESSAGE_BYTES) throw new InvalidProposalError(`message is over ${MAX_PROPOSAL_MESSAGE_BYTES} bytes`)
+  let value: unknown
+  try {
+    value = dagCbor.decode(bytes)
+  } catch (err) {
+    throw new InvalidProposalError(`not DAG-CBOR: ${(err as Error).message}`)
+  }
+  const m = value as Record<string, unknown> | null
+  if (m != null && typeof m === 'object' && m.type === VOTE_TYPE) return { kind: 'vote', vote: decodeVote(bytes) }
+  return { kind: 'proposal', proposal: proposalFrom(m, bytes) }
+}
+
+/**
+ * Decodes and verifies a proposal message: the proposer's signature, the block's hash against the
+ * signed value and its transactions against the header's txRoot (the block inside is not executed).
+ */
+export function decodeProposal (bytes: Uint8Array): DecodedProposal {
+  const decoded = decodeConsensusMessage(bytes)
+  if (decoded.kind !== 'proposal') throw new InvalidProposalError('not a proposal message')
+  return decoded.proposal
+}
+
+function proposalFrom (m: Record<string, unknown> | null, bytes: Uint8Array): DecodedProposal {
+  if (m == null || typeof m !== 'object' || Object.keys(m).length !== 2 || !(m.proposal instanceof Uint8Array) || !(m.block instanceof Uint8Array)) {
+    throw new InvalidProposalError('a proposal message holds exactly a proposal and a block')
+  }
+  const r = verifyRecordSync<ProposalPayload>(m.proposal, { maxBytes: MAX_PROPOSAL_RECORD_BYTES, type: PROPOSAL_TYPE })
   const p = r.record.payload
-  if (p == null || !Number.isSafeInteger(p.height) || !Number.isSafeInteger(p.round) || !Number.isSafeInteger(p.polRound) || typeof p.value !== 'string' || !(p.block instanceof Uint8Array)) {
+  if (p == null || typeof p !== 'object' || Object.keys(p).length !== 4 || !Number.isSafeInteger(p.height) || !Number.isSafeInteger(p.round) || p.round < 0 ||
+    !Number.isSafeInteger(p.polRound) || p.polRound < -1 || typeof p.value !== 'string' || !/^[0-9a-f]{64}$/.test(p.value)) {
     throw new InvalidBlockError('malformed proposal')
   }
-  const blockValue = decodeBlock(p.block)
-  if (blockHash(blockValue.header) !== p.value) throw new InvalidBlockError('proposal value is not its block\'s hash')
-  return { ...p, proposer: r.record.author, blockValue }
+  let blockValue: Block
+  try {
+    blockValue = decodeBlock(m.block)
+  } catch (err) {
+    throw new InvalidProposalError(`the block beside the proposal: ${(err as Error).message}`)
+  }
+  if (blockHash(blockValue.header) !== p.value) throw new InvalidProposalError('the block beside the proposal is not the one it names')
+  // The header is the proposer's; the transactions beside it must be the ones it names.
+  if (txRoot(blockValue.txs.map(t => recordCidSync(t).toString())) !== blockValue.header.txRoot) throw new InvalidProposalError('the transactions beside the proposal do not match its txRoot')
+  return { height: p.height, round: p.round, polRound: p.polRound, value: p.value, proposer: r.record.author, blockValue, bytes }
 }
 
 /**
@@ -117,6 +180,15 @@ export function verifyCommit (block: Block, commit: Uint8Array[], validators: Va
 
 export interface StoredBlock { block: Block, commit: Uint8Array[] }
 
+/** A receipt with only its defined fields (DAG-CBOR has no undefined). */
+function plainReceipt (r: Receipt): Receipt {
+  const out: Receipt = { tx: r.tx, sender: r.sender, height: r.height, ok: r.ok }
+  if (r.error !== undefined) out.error = r.error
+  if (r.message !== undefined) out.message = r.message
+  if (r.created !== undefined) out.created = r.created
+  return out
+}
+
 export class ChainStore {
   private readonly db: BytesSublevel
 
@@ -128,7 +200,7 @@ export class ChainStore {
   async putBlock (stored: StoredBlock, receipts: Receipt[]): Promise<void> {
     const ops: Array<{ type: 'put', key: string, value: Uint8Array }> = [
       { type: 'put', key: `b/${pad(stored.block.header.height)}`, value: dagCbor.encode({ block: encodeBlock(stored.block), commit: stored.commit }) },
-      ...receipts.map(r => ({ type: 'put' as const, key: `r/${r.tx}`, value: dagCbor.encode(JSON.parse(JSON.stringify(r))) as Uint8Array }))
+      ...receipts.map(r => ({ type: 'put' as const, key: `r/${r.tx}`, value: dagCbor.encode(plainReceipt(r)) }))
     ]
     await this.db.batch(ops, { sync: true } as Record<string, unknown>)
   }

@@ -2,8 +2,14 @@
  * The mempool: signed transactions waiting for a block, bounded in count, bytes and per sender,
  * ordered by fee (highest first) and, for one sender, by nonce, so a block never holds a sender's
  * nonce n+1 without n. When full, a transaction must pay more than the cheapest one held to get in.
+ *
+ * Admission (CometBFT's CheckTx) checks the signature (once per transaction, through the decoder
+ * the node shares with block checks), the nonce and, when given balances, that the sender can pay
+ * the fee at the committed state; `recheck` after each commit drops what the new state makes
+ * unpayable, so transactions no block can hold do not sit in the pool.
  */
-import { decodeTx, type Tx } from './tx.ts'
+import { InsufficientFundsError } from './state.ts'
+import { decodeTx, type Tx, type TxDecoder } from './tx.ts'
 
 /** Transactions held at most. */
 export const MAX_MEMPOOL_TXS = 20_000
@@ -33,9 +39,11 @@ export class Mempool {
   private readonly bySender = new Map<string, Map<number, Tx>>()
   private bytes = 0
   private readonly chain: string
+  private readonly decode: TxDecoder
 
-  constructor (chain: string) {
+  constructor (chain: string, options: { decode?: TxDecoder } = {}) {
     this.chain = chain
+    this.decode = options.decode ?? decodeTx
   }
 
   get size (): number { return this.byId.size }
@@ -48,13 +56,15 @@ export class Mempool {
   hasNonce (sender: string, nonce: number): boolean { return this.bySender.get(sender)?.has(nonce) === true }
 
   /**
-   * Adds a transaction's bytes, given the sender's next nonce in the committed state. Throws the
-   * decoding errors, StaleNonceError, DuplicateTxError, SenderLimitError or MempoolFullError.
+   * Adds a transaction's bytes, given the sender's next nonce and (optionally) balance in the
+   * committed state. Throws the decoding errors, StaleNonceError, InsufficientFundsError (the
+   * balance cannot pay the fee), DuplicateTxError, SenderLimitError or MempoolFullError.
    */
-  add (bytes: Uint8Array, nextNonce: (sender: string) => number): Tx {
-    const tx = decodeTx(bytes, this.chain)
+  add (bytes: Uint8Array, nextNonce: (sender: string) => number, balanceOf?: (sender: string) => bigint): Tx {
+    const tx = this.decode(bytes, this.chain)
     if (this.byId.has(tx.id)) throw new DuplicateTxError(`transaction ${tx.id} is already waiting`)
     if (tx.payload.nonce < nextNonce(tx.sender)) throw new StaleNonceError(`nonce ${tx.payload.nonce} was used; next is ${nextNonce(tx.sender)}`)
+    if (balanceOf != null && balanceOf(tx.sender) < tx.payload.fee) throw new InsufficientFundsError(`balance ${balanceOf(tx.sender)} cannot pay the fee ${tx.payload.fee}`)
     const mine = this.bySender.get(tx.sender) ?? new Map<number, Tx>()
     const same = mine.get(tx.payload.nonce)
     if (same != null && same.payload.fee >= tx.payload.fee) throw new DuplicateTxError(`a transaction with nonce ${tx.payload.nonce} is already waiting; pay a higher fee to replace it`)
@@ -88,35 +98,103 @@ export class Mempool {
     if (mine?.size === 0) this.bySender.delete(tx.sender)
   }
 
-  /** Drops what a committed block made stale (included, or nonce now used). */
-  prune (nextNonce: (sender: string) => number): void {
+  /** Drops what a committed block made stale (included, or nonce now used); returns what it dropped. */
+  prune (nextNonce: (sender: string) => number): Tx[] {
+    const out: Tx[] = []
     for (const [sender, mine] of this.bySender) {
       const next = nextNonce(sender)
-      for (const [nonce, tx] of mine) if (nonce < next) this.remove(tx.id)
+      for (const [nonce, tx] of mine) if (nonce < next) { out.push(tx); this.remove(tx.id) }
     }
+    return out
+  }
+
+  /**
+   * After a commit: drops every transaction of a sender whose next one cannot pay its fee at the
+   * new state (no block can hold it, nor, for want of its nonce, the sender's later ones).
+   * Returns what it dropped.
+   */
+  recheck (nextNonce: (sender: string) => number, balanceOf: (sender: string) => bigint): Tx[] {
+    const out: Tx[] = []
+    for (const [sender, mine] of this.bySender) {
+      const head = mine.get(nextNonce(sender))
+      if (head == null || balanceOf(sender) >= head.payload.fee) continue
+      for (const tx of mine.values()) { out.push(tx); this.remove(tx.id) }
+    }
+    return out
   }
 
   /**
    * Transactions for the next block: each sender's run of consecutive nonces from its next one,
-   * merged by fee (highest first), up to `max` transactions and `maxBytes`.
+   * merged by fee (highest first; among equal fees, senders in the order they arrived), up to
+   * `max` transactions and `maxBytes`. O(n log senders) with a heap of each sender's next one.
    */
   select (nextNonce: (sender: string) => number, max: number, maxBytes: number): Uint8Array[] {
-    const heads: Array<{ sender: string, nonce: number }> = []
-    for (const sender of this.bySender.keys()) heads.push({ sender, nonce: nextNonce(sender) })
+    const heap = new HeadHeap()
+    let order = 0
+    for (const [sender, mine] of this.bySender) {
+      const nonce = nextNonce(sender)
+      const tx = mine.get(nonce)
+      if (tx != null) heap.push({ tx, mine, order: order++ })
+    }
     const out: Uint8Array[] = []
     let bytes = 0
     while (out.length < max) {
-      let best = -1
-      let bestTx: Tx | undefined
-      for (let i = 0; i < heads.length; i++) {
-        const tx = this.bySender.get(heads[i].sender)?.get(heads[i].nonce)
-        if (tx != null && (bestTx == null || tx.payload.fee > bestTx.payload.fee)) { best = i; bestTx = tx }
-      }
-      if (bestTx == null || bytes + bestTx.bytes.length > maxBytes) break
-      out.push(bestTx.bytes)
-      bytes += bestTx.bytes.length
-      heads[best].nonce++
+      const best = heap.peek()
+      if (best == null || bytes + best.tx.bytes.length > maxBytes) break
+      out.push(best.tx.bytes)
+      bytes += best.tx.bytes.length
+      const next = best.mine.get(best.tx.payload.nonce + 1)
+      if (next != null) heap.replaceTop({ tx: next, mine: best.mine, order: best.order })
+      else heap.pop()
     }
     return out
+  }
+}
+
+interface Head { tx: Tx, mine: Map<number, Tx>, order: number }
+
+/** A binary max-heap of senders' next transactions: higher fee first, then lower arrival order. */
+class HeadHeap {
+  private readonly items: Head[] = []
+
+  private static before (a: Head, b: Head): boolean {
+    return a.tx.payload.fee > b.tx.payload.fee || (a.tx.payload.fee === b.tx.payload.fee && a.order < b.order)
+  }
+
+  peek (): Head | undefined { return this.items[0] }
+
+  push (h: Head): void {
+    const a = this.items
+    a.push(h)
+    let i = a.length - 1
+    while (i > 0) {
+      const parent = (i - 1) >> 1
+      if (!HeadHeap.before(a[i], a[parent])) break
+      ;[a[i], a[parent]] = [a[parent], a[i]]
+      i = parent
+    }
+  }
+
+  pop (): void {
+    const a = this.items
+    const last = a.pop()
+    if (last == null || a.length === 0) return
+    this.replaceTop(last)
+  }
+
+  replaceTop (h: Head): void {
+    const a = this.items
+    a[0] = h
+    let i = 0
+    while (true) {
+      const l = 2 * i + 1
+      const r = l + 1
+      let top = i
+      if (l < a.length && HeadHeap.before(a[l], a[top])) top = l
+      if (r < a.length && HeadHeap.before(a[r], a[top])) top = r
+      if (top === i) return
+      ;[a[i], a[top]] = [a[top], a[i]]
+      i = top
+    }
   }
 }

@@ -14,7 +14,8 @@ export class InvalidProofError extends Error {
   name = 'InvalidProofError'
 }
 
-function leafHash (key: string, value: Uint8Array): Buffer {
+/** The hash of one leaf (domain-separated from inner nodes). */
+export function leafHash (key: string, value: Uint8Array): Buffer {
   const k = Buffer.from(key, 'utf8')
   const len = Buffer.alloc(4)
   len.writeUInt32BE(k.length)
@@ -28,6 +29,8 @@ function nodeHash (left: Buffer, right: Buffer): Buffer {
 export interface Leaf {
   key: string
   value: Uint8Array
+  /** leafHash(key, value), when the caller already has it (a cache); computed otherwise. */
+  hash?: Uint8Array
 }
 
 /** One step up from a node: the sibling's hash and which side it is on. */
@@ -63,7 +66,7 @@ export class MerkleTree {
   constructor (entries: Iterable<Leaf>) {
     this.leaves = [...entries].sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0))
     for (let i = 1; i < this.leaves.length; i++) if (this.leaves[i].key === this.leaves[i - 1].key) throw new Error(`duplicate key ${this.leaves[i].key}`)
-    let level = this.leaves.map(l => leafHash(l.key, l.value))
+    let level = this.leaves.map(l => l.hash != null ? Buffer.from(l.hash.buffer, l.hash.byteOffset, l.hash.byteLength) : leafHash(l.key, l.value))
     this.levels = [level]
     while (level.length > 1) {
       const next: Buffer[] = []

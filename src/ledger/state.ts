@@ -6,15 +6,25 @@
  * block that made them (as CometBFT applies validator updates at H+2), so the set that signs a
  * height is always known a height ahead.
  *
- * A transaction that is well formed and signed for this chain but fails against the state (a
- * reused or skipped nonce, too little balance, an asset that is not the sender's) is kept in the
- * block with a failed receipt naming the reason, and changes nothing; a malformed or foreign
- * transaction makes the whole block invalid.
+ * Which transactions a block may hold, and what a failing one costs (Ethereum's rule; Cosmos
+ * charges fees the same way):
+ * - A transaction is includable when its nonce is the sender's next one and the sender's balance
+ *   covers its fee. A block holding one that is not (a reused or skipped nonce, a fee the sender
+ *   cannot pay), or a malformed or foreign one, is invalid as a whole. `buildBlock` leaves such
+ *   transactions out and says why (`skipped`).
+ * - An includable transaction whose operation then fails (too little balance for the amount, an
+ *   asset that is not the sender's, an overlapping parcel, ...) is kept with a failed receipt
+ *   naming the reason: it pays its fee to the proposer and uses its nonce, and changes nothing
+ *   else. So every transaction in a block costs its sender the fee: filling blocks with failing
+ *   transactions is never free.
+ *
+ * Execution is memoizable: the functions take an optional `decode` (a VerifiedTxCache's) so a
+ * node verifies each transaction's signature once, however many times it sees it in proposals.
  */
 import * as dagCbor from '@ipld/dag-cbor'
 import { createHash } from 'node:crypto'
-import { MerkleTree, type StateProof } from './merkle.ts'
-import { decodeTx, MAX_AMOUNT, type Tx } from './tx.ts'
+import { leafHash, MerkleTree, type Leaf, type StateProof } from './merkle.ts'
+import { decodeTx, MAX_AMOUNT, type Tx, type TxDecoder } from './tx.ts'
 
 /** Stake one unit of voting power needs. */
 export const STAKE_PER_POWER = 1_000n
@@ -75,6 +85,19 @@ export interface Receipt {
   created?: string
 }
 
+/** A transaction buildBlock left out, and why (the error's name and message). */
+export interface Skipped {
+  tx: string
+  sender: string
+  error: string
+  message: string
+}
+
+export interface ApplyOptions {
+  /** Decodes and verifies a transaction (default decodeTx); pass a VerifiedTxCache's `decode` to verify each one once. */
+  decode?: TxDecoder
+}
+
 export interface Genesis {
   chain: string
   time: number
@@ -132,11 +155,27 @@ export function genesisState (genesis: Genesis): LedgerState {
   return { chain: genesis.chain, height: 0, lastBlock: null, accounts, assets: new Map(), parcels: new Map(), validators: validatorsFromStakes(accounts), pending: [] }
 }
 
-function leaves (state: LedgerState): Array<{ key: string, value: Uint8Array }> {
-  const out: Array<{ key: string, value: Uint8Array }> = []
-  for (const [id, a] of state.accounts) out.push({ key: `account/${id}`, value: dagCbor.encode([a.balance, a.nonce, a.stake]) })
-  for (const [id, a] of state.assets) out.push({ key: `asset/${id}`, value: dagCbor.encode([a.owner, a.minter, a.content, a.name, a.height]) })
-  for (const [id, p] of state.parcels) out.push({ key: `parcel/${id}`, value: dagCbor.encode([p.owner, p.space, p.x, p.y, p.w, p.h]) })
+/**
+ * Leaves by value object: the rules put a new object in the map for every change, so most leaves
+ * of a state root are the last root's, and only what changed is encoded and hashed again. A hit
+ * also compares the fields, so an object changed in place is never served a stale leaf.
+ */
+const leafCache = new WeakMap<object, { leaf: Required<Leaf>, fields: unknown[] }>()
+
+function leaf (obj: object, key: string, fields: unknown[]): Required<Leaf> {
+  const hit = leafCache.get(obj)
+  if (hit != null && hit.leaf.key === key && hit.fields.every((f, i) => f === fields[i])) return hit.leaf
+  const value = dagCbor.encode(fields)
+  const out = { key, value, hash: leafHash(key, value) }
+  leafCache.set(obj, { leaf: out, fields })
+  return out
+}
+
+function leaves (state: LedgerState): Array<Required<Leaf>> {
+  const out: Array<Required<Leaf>> = []
+  for (const [id, a] of state.accounts) out.push(leaf(a, `account/${id}`, [a.balance, a.nonce, a.stake]))
+  for (const [id, a] of state.assets) out.push(leaf(a, `asset/${id}`, [a.owner, a.minter, a.content, a.name, a.height]))
+  for (const [id, p] of state.parcels) out.push(leaf(p, `parcel/${id}`, [p.owner, p.space, p.x, p.y, p.w, p.h]))
   return out
 }
 
@@ -173,12 +212,22 @@ function account (accounts: Map<string, Account>, id: string): Account {
   return accounts.get(id) ?? { balance: 0n, nonce: 0, stake: 0n }
 }
 
-/** Applies one transaction to the block's working state; throws a named error, having changed nothing, when it fails. */
-function applyTx (s: LedgerState, tx: Tx, proposer: string, height: number): string | undefined {
+/**
+ * Throws NonceReusedError, NonceGapError or InsufficientFundsError when `tx` cannot be in a block
+ * after `s` at all: its nonce is not the sender's next, or the sender cannot pay its fee.
+ */
+function checkIncludable (s: LedgerState, tx: Tx): void {
   const p = tx.payload
   const from = account(s.accounts, tx.sender)
   if (p.nonce < from.nonce) throw new NonceReusedError(`nonce ${p.nonce} was used; next is ${from.nonce}`)
   if (p.nonce > from.nonce) throw new NonceGapError(`nonce ${p.nonce} skips ahead; next is ${from.nonce}`)
+  if (from.balance < p.fee) throw new InsufficientFundsError(`balance ${from.balance} cannot pay the fee ${p.fee}`)
+}
+
+/** Carries out an includable transaction's operation; throws a named error, having changed nothing, when it fails. */
+function execute (s: LedgerState, tx: Tx, height: number): string | undefined {
+  const p = tx.payload
+  const from = account(s.accounts, tx.sender)
   const cost = p.fee + (p.kind === 'transfer' || p.kind === 'stake' ? p.amount : 0n)
   if (from.balance < cost) throw new InsufficientFundsError(`balance ${from.balance} is less than ${cost}`)
   let created: string | undefined
@@ -234,87 +283,151 @@ function applyTx (s: LedgerState, tx: Tx, proposer: string, height: number): str
       s.accounts.set(tx.sender, next)
       break
   }
-  const prop = account(s.accounts, proposer)
-  s.accounts.set(proposer, { ...prop, balance: prop.balance + p.fee })
   return created
 }
 
 /**
+ * Applies an includable transaction (see checkIncludable) to the block's working state: its
+ * operation, or, when that fails, only the fee and the nonce. The fee goes to the proposer.
+ */
+function applyTx (s: LedgerState, tx: Tx, proposer: string, height: number): Receipt {
+  const p = tx.payload
+  let receipt: Receipt
+  try {
+    // execute checks everything before it changes anything, so a failed one leaves nothing behind.
+    const created = execute(s, tx, height)
+    receipt = { tx: tx.id, sender: tx.sender, height, ok: true, ...(created != null ? { created } : {}) }
+  } catch (err) {
+    const from = account(s.accounts, tx.sender)
+    s.accounts.set(tx.sender, { ...from, balance: from.balance - p.fee, nonce: from.nonce + 1 })
+    receipt = { tx: tx.id, sender: tx.sender, height, ok: false, error: (err as Error).name, message: (err as Error).message }
+  }
+  const prop = account(s.accounts, proposer)
+  s.accounts.set(proposer, { ...prop, balance: prop.balance + p.fee })
+  return receipt
+}
+
+/** Decodes a block's transactions (InvalidBlockError for a malformed, foreign or repeated one). */
+function decodeTxs (state: LedgerState, txs: Uint8Array[], decode: TxDecoder): Tx[] {
+  if (txs.length > MAX_BLOCK_TXS) throw new InvalidBlockError(`more than ${MAX_BLOCK_TXS} transactions`)
+  const out: Tx[] = []
+  const ids = new Set<string>()
+  for (const bytes of txs) {
+    let tx: Tx
+    try {
+      tx = decode(bytes, state.chain)
+    } catch (err) {
+      throw new InvalidBlockError(`transaction ${out.length}: ${(err as Error).name}: ${(err as Error).message}`)
+    }
+    if (ids.has(tx.id)) throw new InvalidBlockError('a transaction appears twice')
+    ids.add(tx.id)
+    out.push(tx)
+  }
+  return out
+}
+
+/** The working state for the block at `height` on top of `state` (copies; the input is not changed). */
+function begin (state: LedgerState, height: number): LedgerState {
+  return {
+    ...state,
+    height,
+    accounts: new Map(state.accounts),
+    assets: new Map(state.assets),
+    parcels: new Map(state.parcels),
+    pending: state.pending.filter(p => p.height > height + 1)
+  }
+}
+
+/** End of block: the set for the next height (a pending set due then, else the current one), and any stake change scheduled. */
+function end (next: LedgerState, state: LedgerState, height: number, staked: boolean): void {
+  const due = state.pending.find(p => p.height === height + 1)
+  next.validators = due?.validators ?? state.validators
+  if (staked) next.pending = [...next.pending.filter(p => p.height !== height + VALIDATOR_UPDATE_DELAY), { height: height + VALIDATOR_UPDATE_DELAY, validators: validatorsFromStakes(next.accounts) }]
+}
+
+const stakes = (tx: Tx, r: Receipt): boolean => r.ok && (tx.payload.kind === 'stake' || tx.payload.kind === 'unstake')
+
+/**
  * Applies a block's transactions to a state and returns the new state and one receipt per
  * transaction; the input state is not changed. InvalidBlockError when the block cannot follow
- * the state (chain, height, parent, a malformed or foreign transaction). Does not check the
- * header's stateRoot (see checkBlock) or the block's signatures (the consensus does).
+ * the state (chain, height, parent, a malformed, foreign, repeated or not includable
+ * transaction). Does not check the header's stateRoot (see checkBlock) or the block's signatures
+ * (the consensus does).
  */
-export function applyBlock (state: LedgerState, block: Block): { state: LedgerState, receipts: Receipt[] } {
+export function applyBlock (state: LedgerState, block: Block, options: ApplyOptions = {}): { state: LedgerState, receipts: Receipt[] } {
   const h = block.header
   if (h.chain !== state.chain) throw new InvalidBlockError(`block is for chain ${h.chain}`)
   if (h.height !== state.height + 1) throw new InvalidBlockError(`block ${h.height} does not follow ${state.height}`)
   if (h.prev !== state.lastBlock) throw new InvalidBlockError('block does not link to the last block')
-  if (block.txs.length > MAX_BLOCK_TXS) throw new InvalidBlockError(`more than ${MAX_BLOCK_TXS} transactions`)
-  const txs: Tx[] = []
-  for (const bytes of block.txs) {
-    try {
-      txs.push(decodeTx(bytes, state.chain))
-    } catch (err) {
-      throw new InvalidBlockError(`transaction ${txs.length}: ${(err as Error).name}: ${(err as Error).message}`)
-    }
-  }
-  if (new Set(txs.map(t => t.id)).size !== txs.length) throw new InvalidBlockError('a transaction appears twice')
+  const txs = decodeTxs(state, block.txs, options.decode ?? decodeTx)
   if (txRoot(txs.map(t => t.id)) !== h.txRoot) throw new InvalidBlockError('txRoot does not match the transactions')
-  const next: LedgerState = {
-    ...state,
-    height: h.height,
-    lastBlock: blockHash(h),
-    accounts: new Map(state.accounts),
-    assets: new Map(state.assets),
-    parcels: new Map(state.parcels),
-    pending: state.pending.filter(p => p.height > h.height + 1)
-  }
+  const next = begin(state, h.height)
+  next.lastBlock = blockHash(h)
   const receipts: Receipt[] = []
   let staked = false
-  for (const tx of txs) {
-    // applyTx checks everything before it changes anything, so a failed one leaves nothing behind.
+  for (const [i, tx] of txs.entries()) {
     try {
-      const created = applyTx(next, tx, h.proposer, h.height)
-      receipts.push({ tx: tx.id, sender: tx.sender, height: h.height, ok: true, ...(created != null ? { created } : {}) })
-      if (tx.payload.kind === 'stake' || tx.payload.kind === 'unstake') staked = true
+      checkIncludable(next, tx)
     } catch (err) {
-      receipts.push({ tx: tx.id, sender: tx.sender, height: h.height, ok: false, error: (err as Error).name, message: (err as Error).message })
+      throw new InvalidBlockError(`transaction ${i} (${tx.id}) cannot be included: ${(err as Error).name}: ${(err as Error).message}`)
     }
+    const r = applyTx(next, tx, h.proposer, h.height)
+    receipts.push(r)
+    staked ||= stakes(tx, r)
   }
-  // The set for the next height: a pending set due then, else the current one.
-  const due = state.pending.find(p => p.height === h.height + 1)
-  next.validators = due?.validators ?? state.validators
-  if (staked) next.pending = [...next.pending.filter(p => p.height !== h.height + VALIDATOR_UPDATE_DELAY), { height: h.height + VALIDATOR_UPDATE_DELAY, validators: validatorsFromStakes(next.accounts) }]
+  end(next, state, h.height, staked)
   return { state: next, receipts }
 }
 
-/** Applies a block and checks its state root; the form every node uses. */
-export function checkBlock (state: LedgerState, block: Block): { state: LedgerState, receipts: Receipt[] } {
-  const out = applyBlock(state, block)
+/** Applies a block and checks its state root and signing set; the form every node uses. */
+export function checkBlock (state: LedgerState, block: Block, options: ApplyOptions = {}): { state: LedgerState, receipts: Receipt[] } {
+  if (block.header.validatorsHash !== validatorsHash(state.validators)) throw new InvalidBlockError('validatorsHash does not name the signing set')
+  const out = applyBlock(state, block, options)
   const root = stateRoot(out.state)
   if (root !== block.header.stateRoot) throw new InvalidBlockError(`state root ${block.header.stateRoot} does not match ${root}`)
-  if (block.header.validatorsHash !== validatorsHash(state.validators)) throw new InvalidBlockError('validatorsHash does not name the signing set')
   return out
 }
 
-/** Builds the block a proposer offers: its transactions applied, its roots filled in. */
-export function buildBlock (state: LedgerState, txs: Uint8Array[], proposer: string, time: number): { block: Block, state: LedgerState, receipts: Receipt[] } {
-  const ids = txs.map(b => decodeTx(b, state.chain).id)
+/**
+ * Builds the block a proposer offers from candidate transactions (in order): each is applied
+ * once, those that are not includable at that point are left out (`skipped`, with the reason),
+ * and the roots are filled in. The returned state and receipts are what checkBlock gives for the
+ * block. Throws InvalidBlockError for a malformed, foreign or repeated candidate (a caller bug:
+ * the mempool holds none).
+ */
+export function buildBlock (state: LedgerState, txs: Uint8Array[], proposer: string, time: number, options: ApplyOptions = {}): { block: Block, state: LedgerState, receipts: Receipt[], skipped: Skipped[] } {
+  const height = state.height + 1
+  const candidates = decodeTxs(state, txs, options.decode ?? decodeTx)
+  const next = begin(state, height)
+  const receipts: Receipt[] = []
+  const skipped: Skipped[] = []
+  const included: Tx[] = []
+  let staked = false
+  for (const tx of candidates) {
+    try {
+      checkIncludable(next, tx)
+    } catch (err) {
+      skipped.push({ tx: tx.id, sender: tx.sender, error: (err as Error).name, message: (err as Error).message })
+      continue
+    }
+    const r = applyTx(next, tx, proposer, height)
+    receipts.push(r)
+    included.push(tx)
+    staked ||= stakes(tx, r)
+  }
+  end(next, state, height, staked)
   const header: BlockHeader = {
     chain: state.chain,
-    height: state.height + 1,
+    height,
     time,
     prev: state.lastBlock,
     proposer,
-    txRoot: txRoot(ids),
-    stateRoot: '',
+    txRoot: txRoot(included.map(t => t.id)),
+    stateRoot: stateRoot(next),
     validatorsHash: validatorsHash(state.validators)
   }
-  const draft = applyBlock(state, { header, txs })
-  header.stateRoot = stateRoot(draft.state)
-  const block = { header, txs }
-  return { block, ...checkBlock(state, block) }
+  next.lastBlock = blockHash(header)
+  return { block: { header, txs: included.map(t => t.bytes) }, state: next, receipts, skipped }
 }
 
 /** A block's hash: sha-256 of its header's DAG-CBOR encoding (which commits to txs and state). */

@@ -5,6 +5,7 @@
  * pure, so the state transition can check transactions itself. Amounts are integers in the
  * smallest unit, carried as bigint: never floating point.
  */
+import { createHash } from 'node:crypto'
 import { CID } from 'multiformats/cid'
 import { isDid } from '../identity/did.ts'
 import type { Ed25519Key } from '../identity/ed25519.ts'
@@ -23,6 +24,11 @@ export const MAX_NAME_LENGTH = 128
 export const MAX_GRID = 1 << 20
 /** Largest parcel side, in grid cells. */
 export const MAX_PARCEL_SIDE = 1024
+/**
+ * Verified transactions a VerifiedTxCache remembers: twice a full mempool (MAX_MEMPOOL_TXS), so
+ * every waiting transaction and a block's worth in flight stay verified.
+ */
+export const MAX_VERIFIED_TXS = 40_000
 
 export type TxKind = 'transfer' | 'mint' | 'asset-transfer' | 'claim' | 'parcel-transfer' | 'stake' | 'unstake'
 
@@ -140,4 +146,49 @@ export async function signTx (key: Ed25519Key, payload: TxPayload): Promise<Tx> 
   const signed = await signRecord(key, TX_TYPE, normalized)
   if (signed.bytes.length > MAX_TX_BYTES) throw new MalformedTxError(`transaction is ${signed.bytes.length} bytes, over ${MAX_TX_BYTES}`)
   return { id: signed.cid.toString(), sender: signed.record.author, bytes: signed.bytes, payload: normalized }
+}
+
+/** Decodes and verifies transaction bytes for a chain (decodeTx's contract). */
+export type TxDecoder = (bytes: Uint8Array, chain?: string) => Tx
+
+/**
+ * A bounded memo of decodeTx: each distinct transaction's signature is checked once and the
+ * decoded result reused by the mempool, the proposal check and the commit (CometBFT's mempool
+ * cache, which likewise keeps only transactions that passed). Keyed by the SHA-256 of the exact
+ * bytes, and a hit compares the bytes too, so only bytes that verified here ever skip the check.
+ * Failures are not kept. Least recently used entries go first beyond `max`.
+ */
+export class VerifiedTxCache {
+  private readonly entries = new Map<string, Tx>()
+  /** Entries kept at most. */
+  readonly max: number
+  /** Lookups answered without verifying, and verifications done (for tests and profiling). */
+  hits = 0
+  misses = 0
+
+  constructor (max = MAX_VERIFIED_TXS) {
+    if (!Number.isSafeInteger(max) || max < 1) throw new RangeError('max must be a positive integer')
+    this.max = max
+  }
+
+  get size (): number { return this.entries.size }
+
+  /** decodeTx, verifying only bytes not seen (and verified) before. */
+  readonly decode: TxDecoder = (bytes, chain) => {
+    if (!(bytes instanceof Uint8Array)) return decodeTx(bytes, chain)
+    const key = createHash('sha256').update(bytes).digest('base64')
+    const cached = this.entries.get(key)
+    if (cached != null && Buffer.compare(cached.bytes, bytes) === 0) {
+      this.hits++
+      this.entries.delete(key)
+      this.entries.set(key, cached)
+      if (chain != null && cached.payload.chain !== chain) throw new WrongChainError(`transaction is for chain ${cached.payload.chain}, not ${chain}`)
+      return cached
+    }
+    this.misses++
+    const tx = decodeTx(bytes, chain)
+    this.entries.set(key, tx)
+    if (this.entries.size > this.max) this.entries.delete(this.entries.keys().next().value as string)
+    return tx
+  }
 }

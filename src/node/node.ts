@@ -234,8 +234,9 @@ export class PeerverseNode extends TypedEventEmitter<NodeEvents> {
     net.services.pubsub.addEventListener('message', evt => {
       const msg = evt.detail
       if (msg.type !== 'signed') return
-      // Space traffic (up to 20 Hz per member) goes out as the space events, decoded, not here.
-      if (!msg.topic.startsWith('peerverse/space/')) this.safeDispatch('gossip:message', { topic: msg.topic, from: msg.from.toString(), data: msg.data })
+      // Space traffic (up to 20 Hz per member) and ledger traffic (proposals of hundreds of KiB) go
+      // out as their own decoded events, not here.
+      if (!msg.topic.startsWith('peerverse/space/') && !msg.topic.startsWith('peerverse/ledger/')) this.safeDispatch('gossip:message', { topic: msg.topic, from: msg.from.toString(), data: msg.data })
       if (msg.topic.startsWith('peerverse/feed/')) void this.social.onGossip(msg.topic, msg.from.toString(), msg.data)
       if (msg.topic.startsWith('peerverse/ledger/')) this.ledger.onGossip(msg.topic, msg.data)
       if (msg.topic.startsWith('peerverse/space/')) void this.space.onGossip(msg.topic, msg.from.toString(), msg.data)

@@ -1,0 +1,348 @@
+/**
+ * The ledger's work-once machinery and its limits, without a network: a VerifiedTxCache checks
+ * each transaction's signature once and never serves other bytes; gossiped transaction batches,
+ * proposal messages and blocks are bounded by named constants, each tested past; the mempool's
+ * admission and post-commit recheck keep out what no block could hold; and a LedgerService on a
+ * stub network (a one-validator chain committing on its own) verifies every transaction exactly
+ * once from submission to commit, gossips them in batches, charges failed ones their fee, and
+ * bounds what it remembers.
+ */
+import { describe, it, after } from 'node:test'
+import assert from 'node:assert/strict'
+import { mkdtemp, rm } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import * as dagCbor from '@ipld/dag-cbor'
+import { ed25519KeyFromSeed, type Ed25519Key } from '../src/identity/ed25519.ts'
+import { didFromPublicKey } from '../src/identity/did.ts'
+import { signRecord } from '../src/identity/record.ts'
+import { GOSSIP_MAX_MESSAGE_BYTES } from '../src/net/limits.ts'
+import type { Network } from '../src/net/network.ts'
+import { Store } from '../src/store/store.ts'
+import {
+  ChainStore, decodeConsensusMessage, decodeProposal, encodeBlock, encodeProposalMessage, MAX_BLOCK_BYTES, MAX_PROPOSAL_MESSAGE_BYTES,
+  MAX_PROPOSAL_RECORD_BYTES, MAX_VOTE_BYTES, PROPOSAL_TYPE, signProposal
+} from '../src/ledger/chain.ts'
+import { proposer } from '../src/ledger/consensus.ts'
+import { Mempool } from '../src/ledger/mempool.ts'
+import {
+  decodeTxBatch, encodeTxBatch, LedgerService, ledgerTopic, MAX_BLOCK_TX_BYTES, MAX_EXECUTED_BLOCKS, MAX_REJECTED_KEPT, MAX_TX_BATCH_BYTES,
+  MAX_TX_BATCH_TXS, MAX_TXS_PER_BLOCK
+} from '../src/ledger/service.ts'
+import { blockHash, buildBlock, genesisState, MAX_VALIDATORS, STAKE_PER_POWER, type Genesis } from '../src/ledger/state.ts'
+import { decodeTx, MAX_TX_BYTES, MAX_VERIFIED_TXS, signTx, VerifiedTxCache, type Tx } from '../src/ledger/tx.ts'
+
+const CHAIN = 'peerverse-test'
+const keys: Ed25519Key[] = Array.from({ length: 8 }, (_, i) => ed25519KeyFromSeed(new Uint8Array(32).fill(i + 11)))
+const dids = keys.map(k => didFromPublicKey(k.publicKey))
+
+async function transfer (from: number, nonce: number, to = (from + 1) % dids.length, amount = 1n, fee = 1n): Promise<Tx> {
+  return await signTx(keys[from], { chain: CHAIN, nonce, fee, kind: 'transfer', to: dids[to], amount })
+}
+
+describe('VerifiedTxCache', () => {
+  it('verifies each distinct transaction once, and serves it again only for the same bytes', async () => {
+    const cache = new VerifiedTxCache()
+    assert.equal(cache.max, MAX_VERIFIED_TXS)
+    const t = await transfer(0, 0)
+    const first = cache.decode(t.bytes, CHAIN)
+    const again = cache.decode(Uint8Array.from(t.bytes), CHAIN)
+    assert.deepEqual([cache.misses, cache.hits], [1, 1])
+    assert.equal(again, first)
+    assert.deepEqual(first, decodeTx(t.bytes, CHAIN))
+    // A hit still checks the chain.
+    assert.throws(() => cache.decode(t.bytes, 'another-chain'), { name: 'WrongChainError' })
+    // Other bytes are verified, and failures are not remembered.
+    const mutated = Uint8Array.from(t.bytes)
+    mutated[mutated.length - 1] ^= 1
+    assert.throws(() => cache.decode(mutated, CHAIN), { name: 'InvalidSignatureError' })
+    assert.throws(() => cache.decode(mutated, CHAIN), { name: 'InvalidSignatureError' })
+    assert.equal(cache.misses, 3)
+    assert.equal(cache.size, 1)
+  })
+
+  it('holds MAX_VERIFIED_TXS by default and forgets the oldest past it', async () => {
+    const cache = new VerifiedTxCache()
+    const first = await transfer(0, 0)
+    cache.decode(first.bytes)
+    let last = first
+    for (let n = 1; n <= MAX_VERIFIED_TXS; n++) {
+      last = await transfer(0, n)
+      cache.decode(last.bytes)
+    }
+    assert.equal(cache.size, MAX_VERIFIED_TXS)
+    const misses = cache.misses
+    cache.decode(last.bytes)
+    assert.equal(cache.misses, misses)
+    cache.decode(first.bytes)
+    assert.equal(cache.misses, misses + 1)
+  })
+
+  it('forgets the least recently used beyond its bound', async () => {
+    const cache = new VerifiedTxCache(3)
+    const txs = await Promise.all([0, 1, 2, 3].map(async n => await transfer(0, n)))
+    for (const t of txs.slice(0, 3)) cache.decode(t.bytes)
+    cache.decode(txs[0].bytes) // used again: now the most recent
+    cache.decode(txs[3].bytes) // one past the bound: txs[1] goes
+    assert.equal(cache.size, 3)
+    const misses = cache.misses
+    cache.decode(txs[0].bytes)
+    cache.decode(txs[2].bytes)
+    assert.equal(cache.misses, misses)
+    cache.decode(txs[1].bytes)
+    assert.equal(cache.misses, misses + 1)
+    assert.throws(() => new VerifiedTxCache(0), RangeError)
+  })
+})
+
+describe('gossiped transaction batches', () => {
+  it('round-trip up to MAX_TX_BATCH_TXS transactions and refuse one more', async () => {
+    // Batches are only framing: the transactions in them are checked one by one on receipt.
+    const t = new Uint8Array(32)
+    const full = Array.from({ length: MAX_TX_BATCH_TXS }, () => t)
+    assert.equal(decodeTxBatch(encodeTxBatch(full)).length, MAX_TX_BATCH_TXS)
+    assert.throws(() => encodeTxBatch([...full, t]), { name: 'InvalidTxBatchError' })
+    assert.throws(() => decodeTxBatch(dagCbor.encode([...full, t])), { name: 'InvalidTxBatchError' })
+  })
+
+  it('refuse more than MAX_TX_BATCH_BYTES of transactions, a transaction over MAX_TX_BYTES, and what is not a list of bytes', () => {
+    const big = new Uint8Array(MAX_TX_BYTES)
+    const n = Math.floor(MAX_TX_BATCH_BYTES / MAX_TX_BYTES)
+    assert.equal(decodeTxBatch(dagCbor.encode(Array.from({ length: n }, () => big))).length, n)
+    assert.throws(() => decodeTxBatch(dagCbor.encode(Array.from({ length: n + 1 }, () => big))), { name: 'InvalidTxBatchError' })
+    assert.throws(() => decodeTxBatch(dagCbor.encode([new Uint8Array(MAX_TX_BYTES + 1)])), { name: 'InvalidTxBatchError' })
+    for (const bad of [dagCbor.encode({ txs: [] }), dagCbor.encode(['text']), new Uint8Array([0xff, 1, 2])]) {
+      assert.throws(() => decodeTxBatch(bad), { name: 'InvalidTxBatchError' })
+    }
+  })
+})
+
+describe('proposal messages and block sizes', () => {
+  const validator = ed25519KeyFromSeed(new Uint8Array(32).fill(99))
+  const genesis: Genesis = { chain: CHAIN, time: 0, accounts: [{ id: didFromPublicKey(validator.publicKey), balance: 0n, stake: STAKE_PER_POWER }, ...dids.map(id => ({ id, balance: 1_000_000n }))] }
+
+  it('a full block fits a proposal message and, with the largest commit, a gossip message', () => {
+    // Each transaction adds at most 3 bytes of framing; the header is well under 1 KiB.
+    assert.ok(MAX_BLOCK_TX_BYTES + 3 * MAX_TXS_PER_BLOCK + 1024 <= MAX_BLOCK_BYTES)
+    assert.ok(MAX_PROPOSAL_MESSAGE_BYTES <= GOSSIP_MAX_MESSAGE_BYTES)
+    assert.ok(MAX_BLOCK_BYTES + MAX_VALIDATORS * (MAX_VOTE_BYTES + 3) + 64 <= GOSSIP_MAX_MESSAGE_BYTES)
+  })
+
+  it('the mempool fills a block up to MAX_BLOCK_TX_BYTES, which then fits MAX_BLOCK_BYTES', async () => {
+    const senders = Array.from({ length: 40 }, (_, i) => ed25519KeyFromSeed(new Uint8Array(32).fill(150 + i)))
+    const sdids = senders.map(k => didFromPublicKey(k.publicKey))
+    const state = genesisState({ ...genesis, accounts: [...genesis.accounts, ...sdids.map(id => ({ id, balance: 1_000_000n }))] })
+    const pool = new Mempool(CHAIN)
+    const nonces = new Map<string, number>()
+    let bytes = 0
+    for (let i = 0; bytes <= MAX_BLOCK_TX_BYTES; i++) {
+      const from = i % senders.length
+      const t = await signTx(senders[from], { chain: CHAIN, nonce: Math.floor(i / senders.length), fee: 1n, kind: 'transfer', to: dids[0], amount: 1n })
+      pool.add(t.bytes, s => nonces.get(s) ?? 0)
+      bytes += t.bytes.length
+    }
+    const picked = pool.select(s => nonces.get(s) ?? 0, MAX_TXS_PER_BLOCK, MAX_BLOCK_TX_BYTES)
+    assert.ok(picked.length < pool.size)
+    assert.ok(picked.reduce((n, b) => n + b.length, 0) <= MAX_BLOCK_TX_BYTES)
+    const { block, skipped } = buildBlock(state, picked, genesis.accounts[0].id, 1)
+    assert.deepEqual(skipped, [])
+    assert.ok(encodeBlock(block).length <= MAX_BLOCK_BYTES)
+    const message = await signProposal(validator, { height: 1, round: 0, polRound: -1, value: blockHash(block.header) }, block)
+    assert.ok(message.length <= MAX_PROPOSAL_MESSAGE_BYTES)
+    assert.equal(decodeProposal(message).blockValue.txs.length, picked.length)
+  })
+
+  it('refuses a block that is not the one the proposal names, and a message or record over its bound', async () => {
+    const state = genesisState(genesis)
+    const txs = await Promise.all([0, 1, 2].map(async i => (await transfer(i, 0)).bytes))
+    const { block } = buildBlock(state, txs, genesis.accounts[0].id, 1)
+    const value = blockHash(block.header)
+    const message = await signProposal(validator, { height: 1, round: 0, polRound: -1, value }, block)
+    const ok = decodeConsensusMessage(message)
+    assert.equal(ok.kind, 'proposal')
+    const { proposal } = dagCbor.decode(message) as { proposal: Uint8Array }
+    // A relay swaps, drops or adds a transaction: the header's txRoot no longer matches.
+    const other = (await transfer(5, 0)).bytes
+    for (const changed of [[txs[1], txs[0], txs[2]], txs.slice(1), [...txs, other], [txs[0], txs[1], other]]) {
+      assert.throws(() => decodeProposal(encodeProposalMessage(proposal, encodeBlock({ header: block.header, txs: changed }))), { name: 'InvalidProposalError', message: /txRoot/ })
+    }
+    // Another header: not the block the signature names.
+    assert.throws(() => decodeProposal(encodeProposalMessage(proposal, encodeBlock({ header: { ...block.header, time: 2 }, txs: block.txs }))), { name: 'InvalidProposalError' })
+    await assert.rejects(signProposal(validator, { height: 1, round: 0, polRound: -1, value: 'ab'.repeat(32) }, block), { name: 'InvalidProposalError' })
+    // Past the bounds.
+    assert.throws(() => decodeConsensusMessage(new Uint8Array(MAX_PROPOSAL_MESSAGE_BYTES + 1)), { name: 'InvalidProposalError' })
+    const fat = (await signRecord(validator, PROPOSAL_TYPE, { height: 1, round: 0, polRound: -1, value, pad: 'x'.repeat(MAX_PROPOSAL_RECORD_BYTES) })).bytes
+    assert.throws(() => decodeProposal(encodeProposalMessage(fat, encodeBlock(block))), { name: 'RecordTooLargeError' })
+    const extra = (await signRecord(validator, PROPOSAL_TYPE, { height: 1, round: 0, polRound: -1, value, block: encodeBlock(block) })).bytes
+    assert.throws(() => decodeProposal(encodeProposalMessage(extra, encodeBlock(block))), { name: /RecordTooLargeError|InvalidBlockError/ })
+  })
+})
+
+describe('mempool admission and recheck', () => {
+  it('refuses a transaction whose sender cannot pay its fee, and drops those a commit made unpayable', async () => {
+    const balances = new Map<string, bigint>([[dids[0], 10n], [dids[1], 1n]])
+    const nonce = (): number => 0
+    const balanceOf = (s: string): bigint => balances.get(s) ?? 0n
+    const pool = new Mempool(CHAIN)
+    const noAccount = (await transfer(2, 0)).bytes
+    const feeTooHigh = (await transfer(0, 0, 1, 1n, 11n)).bytes
+    assert.throws(() => pool.add(noAccount, nonce, balanceOf), { name: 'InsufficientFundsError' })
+    assert.throws(() => pool.add(feeTooHigh, nonce, balanceOf), { name: 'InsufficientFundsError' })
+    pool.add((await transfer(0, 0)).bytes, nonce, balanceOf)
+    pool.add((await transfer(0, 1)).bytes, nonce, balanceOf)
+    pool.add((await transfer(1, 0)).bytes, nonce, balanceOf)
+    assert.deepEqual(pool.recheck(nonce, balanceOf), [])
+    balances.set(dids[0], 0n)
+    assert.deepEqual(pool.recheck(nonce, balanceOf).map(t => [t.sender, t.payload.nonce]), [[dids[0], 0], [dids[0], 1]])
+    assert.equal(pool.size, 1)
+  })
+
+  it('selects by fee, then arrival, each sender in nonce order (the heap agrees with a plain scan)', async () => {
+    const pool = new Mempool(CHAIN)
+    const fees = [3n, 1n, 3n, 2n, 5n, 1n]
+    for (let i = 0; i < 18; i++) pool.add((await transfer(i % 6, Math.floor(i / 6), 7, 1n, fees[i % 6] + BigInt(Math.floor(i / 6)))).bytes, () => 0)
+    const picked = pool.select(() => 0, 100, Infinity).map(b => decodeTx(b))
+    // A plain scan: repeatedly the highest-fee head, first-arrived sender on ties.
+    const heads = new Map<string, number>()
+    const expected: Array<[string, number]> = []
+    for (let k = 0; k < 18; k++) {
+      let best: Tx | undefined
+      for (let s = 0; s < 6; s++) {
+        const n = heads.get(dids[s]) ?? 0
+        if (n >= 3) continue
+        const fee = fees[s] + BigInt(n)
+        if (best == null || fee > best.payload.fee) best = { sender: dids[s], payload: { nonce: n, fee } } as unknown as Tx
+      }
+      expected.push([best!.sender, best!.payload.nonce])
+      heads.set(best!.sender, best!.payload.nonce + 1)
+    }
+    assert.deepEqual(picked.map(t => [t.sender, t.payload.nonce]), expected)
+    assert.equal(pool.select(() => 0, 5, Infinity).length, 5)
+  })
+})
+
+// ---------------------------------------------------------------------------------------------
+// A LedgerService on a stub network.
+
+interface Harness { service: LedgerService, published: Array<{ topic: string, data: Uint8Array }>, store: Store, dir: string }
+
+const stubNet = {
+  handle: async () => {},
+  unhandle: async () => {},
+  getPeers: () => [],
+  dialProtocol: async () => { throw new Error('no network') }
+} as unknown as Network
+
+const harnesses: Harness[] = []
+
+async function harness (key: Ed25519Key, genesis: Genesis): Promise<Harness> {
+  const dir = await mkdtemp(join(tmpdir(), 'peerverse-ledger-service-'))
+  const store = await Store.open(dir)
+  const published: Harness['published'] = []
+  const service = new LedgerService({
+    net: stubNet,
+    chain: new ChainStore(store.sublevel('ledger')),
+    key,
+    did: didFromPublicKey(key.publicKey),
+    genesis,
+    publish: async (topic, data) => { published.push({ topic, data }); return 0 },
+    subscribe: () => {}
+  })
+  const h = { service, published, store, dir }
+  harnesses.push(h)
+  await service.start()
+  return h
+}
+
+after(async () => {
+  for (const h of harnesses) {
+    await h.service.stop()
+    await h.store.close()
+    await rm(h.dir, { recursive: true, force: true })
+  }
+})
+
+async function heightReached (service: LedgerService, height: number): Promise<void> {
+  while (service.state.height < height) await new Promise(resolve => setTimeout(resolve, 10))
+}
+
+describe('LedgerService on a stub network (one validator)', () => {
+  const validator = ed25519KeyFromSeed(new Uint8Array(32).fill(77))
+  const vdid = didFromPublicKey(validator.publicKey)
+  const genesis: Genesis = {
+    chain: CHAIN,
+    time: 0,
+    accounts: [{ id: vdid, balance: 0n, stake: STAKE_PER_POWER }, ...dids.slice(0, 6).map(id => ({ id, balance: 1_000_000n })), { id: dids[6], balance: 1n }]
+  }
+
+  it('verifies each transaction once from submission to commit, and gossips them in batches', async () => {
+    const { service, published } = await harness(validator, genesis)
+    const txs: Tx[] = []
+    for (let i = 0; i < 60; i++) txs.push(await transfer(i % 6, Math.floor(i / 6)))
+    for (const t of txs) await service.submit(t.bytes)
+    await heightReached(service, 1)
+    while (txs.some(t => service.state.accounts.get(t.sender)!.nonce <= t.payload.nonce)) await new Promise(resolve => setTimeout(resolve, 10))
+    for (const t of txs) assert.equal((await service.txStatus(t.id)).status, 'committed')
+    // Mempool, proposal, own proposal's check and commit: one verification each.
+    assert.equal(service.txCache.misses, txs.length)
+    const batches = published.filter(p => p.topic === ledgerTopic(CHAIN, 'txs')).map(p => decodeTxBatch(p.data))
+    assert.deepEqual(batches.flat().map(b => decodeTx(b).id).sort(), txs.map(t => t.id).sort())
+    assert.ok(batches.length < txs.length)
+  })
+
+  it('charges a transaction that fails its fee, and drops what its sender can then no longer pay for', async () => {
+    const { service } = await harness(validator, genesis)
+    const fails = await transfer(6, 0, 0, 5n) // dids[6] holds 1: the fee, not the amount
+    const unpayable = await transfer(6, 1, 0, 1n)
+    await service.submit(fails.bytes)
+    await service.submit(unpayable.bytes)
+    while ((await service.txStatus(unpayable.id)).status === 'pending') await new Promise(resolve => setTimeout(resolve, 10))
+    assert.deepEqual(await service.txStatus(fails.id), { status: 'rejected', error: 'InsufficientFundsError', message: 'balance 1 is less than 6' })
+    assert.equal((await service.txStatus(unpayable.id) as { error: string }).error, 'InsufficientFundsError')
+    assert.deepEqual(service.balance(dids[6]), { balance: 0n, nonce: 1, stake: 0n })
+    assert.equal(service.balance(vdid).balance, 1n)
+  })
+
+  it('keeps the reasons of the last MAX_REJECTED_KEPT refused transactions', async () => {
+    const { service } = await harness(validator, genesis)
+    const poor = keys[7] // no account: cannot pay any fee
+    const ids: string[] = []
+    for (let n = 0; n <= MAX_REJECTED_KEPT; n++) {
+      const t = await signTx(poor, { chain: CHAIN, nonce: n, fee: 1n, kind: 'transfer', to: dids[0], amount: 1n })
+      await assert.rejects(service.submit(t.bytes), { name: 'InsufficientFundsError' })
+      ids.push(t.id)
+    }
+    assert.deepEqual(await service.txStatus(ids[0]), { status: 'unknown' })
+    assert.equal((await service.txStatus(ids[1])).status, 'rejected')
+    assert.equal((await service.txStatus(ids[ids.length - 1])).status, 'rejected')
+  })
+})
+
+describe('LedgerService on a stub network (one of four validators)', () => {
+  it('executes only the scheduled proposer\'s proposals, and keeps at most MAX_EXECUTED_BLOCKS of them', async () => {
+    const vkeys = Array.from({ length: 4 }, (_, i) => ed25519KeyFromSeed(new Uint8Array(32).fill(40 + i)))
+    const vdids = vkeys.map(k => didFromPublicKey(k.publicKey))
+    const genesis: Genesis = { chain: CHAIN, time: 0, accounts: vdids.map(id => ({ id, balance: 0n, stake: STAKE_PER_POWER })) }
+    const { service } = await harness(vkeys[0], genesis)
+    const state = genesisState(genesis)
+    const topic = ledgerTopic(CHAIN, 'consensus')
+    let sent = 0
+    for (let round = 0; sent <= MAX_EXECUTED_BLOCKS; round++) {
+      const who = proposer(state.validators, 1, round)
+      if (who === vdids[0]) continue
+      const key = vkeys[vdids.indexOf(who)]
+      const { block } = buildBlock(state, [], who, 1 + round)
+      // A validator out of turn proposes too: never executed.
+      const other = vdids.findIndex((id, i) => id !== who && i !== 0)
+      const wrong = buildBlock(state, [], vdids[other], 10_000 + round).block
+      service.onGossip(topic, await signProposal(vkeys[other], { height: 1, round, polRound: -1, value: blockHash(wrong.header) }, wrong))
+      service.onGossip(topic, await signProposal(key, { height: 1, round, polRound: -1, value: blockHash(block.header) }, block))
+      sent++
+      const expected = Math.min(sent, MAX_EXECUTED_BLOCKS)
+      const deadline = Date.now() + 10_000
+      while (service.executedBlocks < expected && Date.now() < deadline) await new Promise(resolve => setTimeout(resolve, 5))
+      assert.equal(service.executedBlocks, expected)
+    }
+    assert.equal(service.state.height, 0)
+  })
+})
