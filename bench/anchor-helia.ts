@@ -30,6 +30,7 @@ import { MemoryBlockstore } from 'blockstore-core'
 import { MemoryDatastore } from 'datastore-core'
 import { createHeliaLight } from 'helia'
 import { fixedSize } from 'ipfs-unixfs-importer/chunker'
+import { mulberry32Words } from './lib.ts'
 
 const MiB = 1024 * 1024
 const LISTEN = '/ip4/127.0.0.1/tcp/0'
@@ -111,20 +112,9 @@ export async function heliaBitswapFetch (bytes: Uint8Array, options?: { chunkSiz
 // ---------------------------------------------------------------------------------------------
 // run directly
 
-function mulberry32 (seed: number): () => number {
-  let s = seed >>> 0
-  return () => {
-    s = (s + 0x6D2B79F5) >>> 0
-    let t = s
-    t = Math.imul(t ^ (t >>> 15), t | 1)
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61)
-    return (t ^ (t >>> 14)) >>> 0
-  }
-}
-
 /** `n` (a multiple of 4) pseudo-random bytes from mulberry32, little-endian words. */
 function pseudoRandomBytes (n: number, seed: number): Uint8Array {
-  const next = mulberry32(seed)
+  const next = mulberry32Words(seed)
   const out = new Uint8Array(n)
   const view = new DataView(out.buffer)
   for (let i = 0; i < n; i += 4) view.setUint32(i, next(), true)

@@ -23,24 +23,14 @@ import type { Stream } from '@libp2p/interface'
 import { parseCid } from '../src/content/blockstore.ts'
 import { defaultConfig, mergeConfig } from '../src/node/config.ts'
 import { createNode, type PeerverseNode } from '../src/node/node.ts'
+import { mulberry32Words } from './lib.ts'
 
 export const SINK_PROTOCOL = '/peerverse/bench/sink/1.0.0'
-
-function mulberry32 (seed: number): () => number {
-  let s = seed >>> 0
-  return () => {
-    s = (s + 0x6D2B79F5) >>> 0
-    let t = s
-    t = Math.imul(t ^ (t >>> 15), t | 1)
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61)
-    return (t ^ (t >>> 14)) >>> 0
-  }
-}
 
 /** `n` (a multiple of 4) pseudo-random bytes from mulberry32, little-endian words (as bench/anchor-helia.ts makes them). */
 export function pseudoRandomBytes (n: number, seed: number): Uint8Array {
   if (!Number.isSafeInteger(n) || n < 0 || n % 4 !== 0) throw new RangeError(`byte count must be a non-negative multiple of 4, got ${n}`)
-  const next = mulberry32(seed)
+  const next = mulberry32Words(seed)
   const out = new Uint8Array(n)
   const view = new DataView(out.buffer)
   for (let i = 0; i < n; i += 4) view.setUint32(i, next(), true)

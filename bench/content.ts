@@ -43,6 +43,7 @@ import { defaultConfig, mergeConfig, type NodeConfig } from '../src/node/config.
 import { createNode, type PeerverseNode } from '../src/node/node.ts'
 import { heliaBitswapFetch } from './anchor-helia.ts'
 import { pseudoRandomBytes, type FetchResult, type PeerOps, type Ready, type Reply, type Request } from './content-peer.ts'
+import { mulberry32 } from './lib.ts'
 
 const MiB = 1024 * 1024
 const KiB = 1024
@@ -79,17 +80,6 @@ const TARGET_TTFB_P50_MS = 50
 
 // ---------------------------------------------------------------------------------------------
 // small helpers
-
-function mulberry32 (seed: number): () => number {
-  let a = seed >>> 0
-  return () => {
-    a = (a + 0x6D2B79F5) >>> 0
-    let t = a
-    t = Math.imul(t ^ (t >>> 15), t | 1)
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61)
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296
-  }
-}
 
 // offsets come from their own stream, so the file bytes and the reads do not depend on each other
 const rand = mulberry32(SEED ^ 0x5eed0ff5)

@@ -51,6 +51,7 @@ import { MAX_TXS_PER_SENDER } from '../src/ledger/mempool.ts'
 import { COMMIT_PAUSE_MS, MAX_TXS_PER_BLOCK } from '../src/ledger/service.ts'
 import type { Genesis } from '../src/ledger/state.ts'
 import { decodeTx, signTx } from '../src/ledger/tx.ts'
+import { mulberry32 } from './lib.ts'
 
 const ROOT = resolve(import.meta.dirname, '..')
 const CLI = join(ROOT, 'src/cli/main.ts')
@@ -79,17 +80,6 @@ const LOG_DIR = process.env.BENCH_LOG_DIR
 
 // ---------------------------------------------------------------------------------------------
 // small helpers
-
-function mulberry32 (seed: number): () => number {
-  let a = seed >>> 0
-  return () => {
-    a = (a + 0x6D2B79F5) >>> 0
-    let t = a
-    t = Math.imul(t ^ (t >>> 15), t | 1)
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61)
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296
-  }
-}
 
 const rand = mulberry32(SEED)
 const randInt = (n: number): number => Math.floor(rand() * n)

@@ -20,6 +20,7 @@ import { performance } from 'node:perf_hooks'
 import { generateKeyPairFromSeed } from '@libp2p/crypto/keys'
 import type { PeerId, PrivateKey } from '@libp2p/interface'
 import { createNetwork, type Network } from '../src/net/network.ts'
+import { mulberry32 } from './lib.ts'
 
 const MiB = 1024 * 1024
 
@@ -57,17 +58,6 @@ const SEED = Number(process.env.BENCH_SEED ?? 1)
 
 // ---------------------------------------------------------------------------------------------
 // small helpers
-
-function mulberry32 (seed: number): () => number {
-  let a = seed >>> 0
-  return () => {
-    a = (a + 0x6D2B79F5) >>> 0
-    let t = a
-    t = Math.imul(t ^ (t >>> 15), t | 1)
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61)
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296
-  }
-}
 
 const rand = mulberry32(SEED)
 const randInt = (n: number): number => Math.floor(rand() * n)

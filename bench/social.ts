@@ -42,6 +42,7 @@ import { defaultConfig, mergeConfig } from '../src/node/config.ts'
 import { createNode, type FeedEntryEvent, type PeerverseNode } from '../src/node/node.ts'
 import { createEntry, decodeEntry, type FeedHead } from '../src/social/feed.ts'
 import { feedTopic, SocialService } from '../src/social/service.ts'
+import { mulberry32 } from './lib.ts'
 
 /** Part 1: entries in the author's feed, and how long the catch-up may take before we give up. */
 const FEED_ENTRIES = 10_000
@@ -80,17 +81,6 @@ const SEED = Number(process.env.BENCH_SEED ?? 1)
 
 // ---------------------------------------------------------------------------------------------
 // small helpers
-
-function mulberry32 (seed: number): () => number {
-  let a = seed >>> 0
-  return () => {
-    a = (a + 0x6D2B79F5) >>> 0
-    let t = a
-    t = Math.imul(t ^ (t >>> 15), t | 1)
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61)
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296
-  }
-}
 
 const rand = mulberry32(SEED)
 const randInt = (n: number): number => Math.floor(rand() * n)

@@ -30,6 +30,7 @@ import { defaultConfig, mergeConfig } from '../src/node/config.ts'
 import { createNode, type PeerverseNode } from '../src/node/node.ts'
 import { spaceTopic, SpaceService } from '../src/space/service.ts'
 import { MAX_ALTITUDE } from '../src/space/world.ts'
+import { mulberry32 } from './lib.ts'
 
 /** A move() per member this often (the service's fastest presence rate, 20 Hz). */
 export const MOVE_MS = 50
@@ -125,17 +126,6 @@ export interface WorkerOps {
 
 export type Request = { [K in keyof WorkerOps]: { id: number, op: K } & WorkerOps[K]['args'] }[keyof WorkerOps]
 export type Reply = { id: number, ok: true, result: unknown } | { id: number, ok: false, error: string }
-
-export function mulberry32 (seed: number): () => number {
-  let a = seed >>> 0
-  return () => {
-    a = (a + 0x6D2B79F5) >>> 0
-    let t = a
-    t = Math.imul(t ^ (t >>> 15), t | 1)
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61)
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296
-  }
-}
 
 class Histogram {
   readonly counts = new Map<number, number>()

@@ -57,7 +57,8 @@ import { defaultConfig, mergeConfig } from '../src/node/config.ts'
 import { createNode, type PeerverseNode } from '../src/node/node.ts'
 import { AOI_RADIUS } from '../src/space/interest.ts'
 import { MAX_PRESENCE_HZ } from '../src/space/service.ts'
-import { mulberry32, type MemberInit, type Pairs, type Probe, type Reply, type Request, type WindowStats, type WorkerInit, type WorkerOps } from './space-worker.ts'
+import { mulberry32 } from './lib.ts'
+import { type MemberInit, type Pairs, type Probe, type Reply, type Request, type WindowStats, type WorkerInit, type WorkerOps } from './space-worker.ts'
 
 const SEED = Number(process.env.BENCH_SEED ?? 1)
 const MEMBERS = Number(process.env.BENCH_SPACE_MEMBERS ?? 16)

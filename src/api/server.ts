@@ -331,7 +331,7 @@ export class ApiServer {
       case 'parcels': return { address: who, parcels: ledger.parcelsOf(who) }
       case 'parcels-in': {
         if (arg == null || arg === '') throw new ApiError(400, 'BadRequest', 'a space id is required')
-        return { space: arg, parcels: [...ledger.state.parcels.values()].filter(p => p.space === arg) }
+        return { space: arg, parcels: ledger.parcelsIn(arg) }
       }
       case 'tx': {
         if (arg == null) throw new ApiError(400, 'BadRequest', 'a transaction id is required')

@@ -619,6 +619,11 @@ export class LedgerService extends TypedEventEmitter<LedgerEvents> {
     return [...this.state.parcels.values()].filter(p => p.owner === did)
   }
 
+  /** The land parcels of one space (spaces ask this to decide who may build where). */
+  parcelsIn (space: string): Array<{ id: string, space: string, x: number, y: number, w: number, h: number, owner: string }> {
+    return [...this.state.parcels.values()].filter(p => p.space === space)
+  }
+
   /** The current head with a proof of one key against its state root. */
   prove (key: string): { height: number, stateRoot: string, proof: StateProof } {
     return { height: this.state.height, stateRoot: stateRoot(this.state), proof: proveKey(this.state, key) }

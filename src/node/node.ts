@@ -215,7 +215,7 @@ export class PeerverseNode extends TypedEventEmitter<NodeEvents> {
       key: identity.userKey,
       did: identity.did,
       binding,
-      parcels: space => [...this.ledger.state.parcels.values()].filter(p => p.space === space),
+      parcels: space => this.ledger.parcelsIn(space),
       publish: async (topic, data) => await this.publish(topic, data),
       subscribe: topic => { this.subscribe(topic) },
       unsubscribe: topic => { this.unsubscribe(topic) },

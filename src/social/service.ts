@@ -28,6 +28,8 @@ import {
   type Entry, type EntryBody, type EntryKind, type FeedHead, type PostBody, type ProfileBody, type ReplyBody
 } from './feed.ts'
 import { FeedStore, type ForkEvidence } from './store.ts'
+import { KeyedLock } from '../store/keyed-lock.ts'
+import { TokenBuckets } from '../net/rate-limit.ts'
 
 const log = logger('peerverse:social')
 
@@ -104,8 +106,6 @@ export interface TimelineEntry {
 
 type Request = { op: 'heads', dids: string[] } | { op: 'entries', did: string, from: number, limit: number }
 
-interface Bucket { tokens: number, at: number }
-
 export class SocialService {
   readonly store: FeedStore
   private readonly net: Network
@@ -113,10 +113,12 @@ export class SocialService {
   readonly did: string
   private readonly events: SocialEvents
   private readonly c: SocialComponents
-  private readonly locks = new Map<string, Promise<unknown>>()
-  private readonly buckets = new Map<string, Bucket>()
+  private readonly locks = new KeyedLock()
+  /** Requests peers make of us, per peer (REQUESTS_PER_PEER_PER_SECOND, REQUEST_BURST). */
+  private readonly buckets = new TokenBuckets(REQUESTS_PER_PEER_PER_SECOND, REQUEST_BURST, 1024)
   private readonly syncing = new Map<string, Promise<number>>()
-  private readonly outgoing = new Map<string, Bucket>()
+  /** Our own requests, per peer: the server's limits with a margin. */
+  private readonly outgoing = new TokenBuckets(REQUESTS_PER_PEER_PER_SECOND * 0.8, Math.floor(REQUEST_BURST / 2), 1024)
   private follows = new Set<string>()
   private replicate = new Set<string>()
   private muted = new Set<string>()
@@ -164,15 +166,7 @@ export class SocialService {
 
   /** Runs `fn` alone for one author, so appends to a feed never interleave. */
   private async locked<T> (did: string, fn: () => Promise<T>): Promise<T> {
-    const prev = this.locks.get(did) ?? Promise.resolve()
-    const next = prev.then(fn, fn)
-    const tail = next.catch(() => {})
-    this.locks.set(did, tail)
-    try {
-      return await next
-    } finally {
-      if (this.locks.get(did) === tail) this.locks.delete(did)
-    }
+    return await this.locks.run(did, fn)
   }
 
   /** Recomputes whom we follow and replicate; runs one at a time, so a stale result never wins. */
@@ -424,17 +418,7 @@ export class SocialService {
 
   /** Waits for our own request budget with a peer (the server's limits, with a margin). */
   private async pace (peer: string): Promise<void> {
-    const rate = REQUESTS_PER_PEER_PER_SECOND * 0.8
-    const burst = Math.floor(REQUEST_BURST / 2)
-    while (true) {
-      const now = Date.now()
-      const b = this.outgoing.get(peer) ?? { tokens: burst, at: now }
-      b.tokens = Math.min(burst, b.tokens + (now - b.at) * rate / 1000)
-      b.at = now
-      this.outgoing.set(peer, b)
-      if (b.tokens >= 1) { b.tokens--; return }
-      await new Promise(resolve => setTimeout(resolve, Math.ceil((1 - b.tokens) * 1000 / rate)))
-    }
+    while (!this.outgoing.take(peer)) await new Promise(resolve => setTimeout(resolve, this.outgoing.wait(peer)))
   }
 
   /** Pulls everything a peer holds beyond our heads, for the feeds we replicate. */
@@ -503,24 +487,12 @@ export class SocialService {
 
   // -- replication: the server --------------------------------------------------------------
 
-  private take (peer: string): boolean {
-    const now = Date.now()
-    const b = this.buckets.get(peer) ?? { tokens: REQUEST_BURST, at: now }
-    b.tokens = Math.min(REQUEST_BURST, b.tokens + (now - b.at) * REQUESTS_PER_PEER_PER_SECOND / 1000)
-    b.at = now
-    if (this.buckets.size > 1024 && !this.buckets.has(peer)) this.buckets.clear()
-    this.buckets.set(peer, b)
-    if (b.tokens < 1) return false
-    b.tokens--
-    return true
-  }
-
   private async serve (stream: Stream, connection: Connection): Promise<void> {
     const peer = connection.remotePeer.toString()
     const signal = AbortSignal.timeout(PROTOCOL_TIMEOUT_MS * 2)
     const lp = lpStream(stream, { maxDataLength: MAX_REQUEST_BYTES })
     try {
-      if (!this.take(peer)) throw new ReplicationRateLimitError(`more than ${REQUESTS_PER_PEER_PER_SECOND} requests per second`)
+      if (!this.buckets.take(peer)) throw new ReplicationRateLimitError(`more than ${REQUESTS_PER_PEER_PER_SECOND} requests per second`)
       const req = parseRequest((await lp.read({ signal })).subarray())
       if (req.op === 'heads') {
         const heads: Record<string, number> = {}

@@ -43,6 +43,7 @@ import {
   type Chat, type Descriptor, type Grid, type PolicyPayload
 } from './records.ts'
 import { MAX_CHAT_HISTORY, SpaceStore } from './store.ts'
+import { KeyedLock } from '../store/keyed-lock.ts'
 import { clientIdForDid, decodeStateVector, decodeWorldUpdate, EditNotAllowedError, MAX_ALTITUDE, moveObject, placeObject, removeObject, World, type EditContext, type WorldObject, type WorldObjectValue } from './world.ts'
 
 const log = logger('peerverse:space')
@@ -276,7 +277,7 @@ export class SpaceService {
   private readonly interestOn: boolean
   private readonly syncing = new Set<string>()
   private readonly opening = new Map<string, Promise<void>>()
-  private readonly locks = new Map<string, Promise<unknown>>()
+  private readonly locks = new KeyedLock()
   private timer?: ReturnType<typeof setInterval>
   private syncTimer?: ReturnType<typeof setInterval>
   private started = false
@@ -728,19 +729,7 @@ export class SpaceService {
     const j = this.need(id)
     if (j.d.owner !== this.did) throw new NotSpaceOwnerError('only the owner changes a space\'s policy')
     // One change at a time per space: two at once would sign the same seq.
-    return await this.locked(`policy/${id}`, async () => await this.changePolicy(j, change))
-  }
-
-  private async locked<T> (key: string, fn: () => Promise<T>): Promise<T> {
-    const prev = this.locks.get(key) ?? Promise.resolve()
-    const next = prev.then(fn, fn)
-    const tail = next.catch(() => {})
-    this.locks.set(key, tail)
-    try {
-      return await next
-    } finally {
-      if (this.locks.get(key) === tail) this.locks.delete(key)
-    }
+    return await this.locks.run(`policy/${id}`, async () => await this.changePolicy(j, change))
   }
 
   private async changePolicy (j: Joined, change: Parameters<SpaceService['setPolicy']>[1]): Promise<PolicyPayload> {

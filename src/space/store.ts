@@ -8,6 +8,7 @@
  *   w/<id>/<n>        accepted world-update records in acceptance order (replayed at start)
  * Writes that acknowledge a user's action (create, say, world edits) are synced to disk.
  */
+import { KeyedLock } from '../store/keyed-lock.ts'
 import type { BytesSublevel } from '../store/store.ts'
 
 /** Chat messages kept per space, the newest. */
@@ -25,7 +26,7 @@ function pad (n: number, width = 16): string {
 export class SpaceStore {
   private readonly db: BytesSublevel
   private readonly worldCount = new Map<string, number>()
-  private readonly worldTail = new Map<string, Promise<void>>()
+  private readonly appends = new KeyedLock()
 
   constructor (db: BytesSublevel) {
     this.db = db
@@ -75,8 +76,7 @@ export class SpaceStore {
 
   /** Appends an accepted world record; appends to one space run one at a time, so none overwrites another. */
   async addWorld (id: string, bytes: Uint8Array, sync = false): Promise<void> {
-    const prev = this.worldTail.get(id) ?? Promise.resolve()
-    const next = prev.then(async () => {
+    await this.appends.run(id, async () => {
       let n = this.worldCount.get(id)
       if (n == null) {
         n = 0
@@ -85,13 +85,6 @@ export class SpaceStore {
       await this.db.put(`w/${id}/${pad(n)}`, bytes, { sync } as Record<string, unknown>)
       this.worldCount.set(id, n + 1)
     })
-    const tail = next.catch(() => {})
-    this.worldTail.set(id, tail)
-    try {
-      await next
-    } finally {
-      if (this.worldTail.get(id) === tail) this.worldTail.delete(id)
-    }
   }
 
   /** Key envelopes held for a space: [epoch, bytes], oldest first. */
