@@ -8,17 +8,18 @@
  *    signed transfers used below, measured before the validators start.
  * 2. An open-loop sweep: for each offered rate, transfers pre-signed by their own set of funded
  *    genesis accounts (consecutive nonces, so refusals in one step leave no nonce gap in the next) are
- *    POSTed to /api/v0/ledger/submit at that rate, spread round-robin over the four validators'
- *    APIs (HTTP keep-alive). Each validator's `ledger:block` events arrive over its API WebSocket;
+ *    offered at that rate, spread round-robin over the four validators' APIs (HTTP keep-alive): every
+ *    20 ms tick, each validator gets that tick's transactions in one POST /api/v0/ledger/submit-batch,
+ *    as a gateway relaying its users' transactions would (BENCH_SUBMIT=single: one POST
+ *    /api/v0/ledger/submit per transaction, 5 ms ticks). Each validator's `ledger:block` events arrive over its API WebSocket;
  *    the block's transactions come from GET /api/v0/ledger/block/:h. A transaction's latency is
  *    the time the validator it was submitted to announced the block holding it, less the time it
- *    was handed to HTTP. Committed tx/s is every transaction in the blocks holding the step's
+ *    was due (its place in the open-loop schedule, so the wait for its tick counts). Committed tx/s is every transaction in the blocks holding the step's
  *    transactions, less the first block, over the time from that first block to the last, so a
  *    latency longer than the step does not hide throughput. A step after which no block
  *    comes for 10 s with transactions waiting ends the sweep (the chain has stalled), and the
  *    validators' logged errors are printed. The load average is printed too: other work on the
  *    cores changes every figure; the validators' CPU time per committed transaction changes less.
- *    The event socket also carries every gossip message: they are dropped unparsed.
  * 3. The share of the verification ceiling: every committed transfer is verified at least once
  *    per validator, so committed tx/s x 4 verifications compete for the machine's cores, which
  *    verify at most cores x the single-core rate.
@@ -42,7 +43,7 @@ import { join, resolve } from 'node:path'
 import { performance } from 'node:perf_hooks'
 import * as dagCbor from '@ipld/dag-cbor'
 import WebSocket from 'ws'
-import { readApiInfo } from '../src/api/server.ts'
+import { MAX_API_SUBMIT_BATCH_TXS, readApiInfo } from '../src/api/server.ts'
 import { didFromPublicKey, publicKeyFromDid } from '../src/identity/did.ts'
 import { ed25519KeyFromSeed, ed25519Verify, type Ed25519Key } from '../src/identity/ed25519.ts'
 import { initIdentity } from '../src/identity/keystore.ts'
@@ -67,8 +68,15 @@ const SENDER_BALANCE = 1_000_000_000n
 const DRAIN_DEADLINE_MS = 20_000
 /** HTTP connections per validator API. */
 const SOCKETS_PER_VALIDATOR = 16
-/** Offering ticks (ms): each sends every transaction due by then. */
-const TICK_MS = 5
+/** 'batch' (default): each tick's transactions for a validator go in one submit-batch request; 'single': one request each. */
+const SUBMIT_MODE = process.env.BENCH_SUBMIT === 'single' ? 'single' : 'batch'
+/** Transactions in one submit-batch request at most (the API's MAX_API_SUBMIT_BATCH_TXS). */
+const SUBMIT_BATCH = MAX_API_SUBMIT_BATCH_TXS
+/**
+ * Offering ticks (ms): each sends every transaction due by then (a gateway's batching window in
+ * batch mode). A transaction's latency counts from when it was due, so the wait for its tick is in it.
+ */
+const TICK_MS = SUBMIT_MODE === 'batch' ? 20 : 5
 /** How long each Ed25519 measurement runs. */
 const VERIFY_MS = 2_000
 const START_DEADLINE_MS = 60_000
@@ -200,8 +208,8 @@ async function listen (v: Validator, onBlock: (v: Validator, height: number, txs
   v.ws = ws
   ws.on('message', (data: Buffer) => {
     const at = performance.now()
-    // Every gossip message comes this way too (base64, proposals and blocks included): skip all
-    // but block announcements before parsing, so this process takes less of the validators' cores.
+    // Other events come this way too: skip all but block announcements before parsing, so this
+    // process takes less of the cores the validators share.
     if (!data.subarray(0, 32).toString().startsWith('{"type":"ledger:block"')) return
     let evt: { type?: string, height?: number, txs?: number }
     try { evt = JSON.parse(data.toString()) } catch { return }
@@ -233,6 +241,41 @@ interface Step {
   txs: Sent[]
   start: number
   end: number
+}
+
+/** A 'submit' answer's error names that still mean the transaction is in the mempool. */
+const ALREADY_IN = new Set(['DuplicateTxError'])
+
+/**
+ * Hands transactions to a validator's API: one POST /api/v0/ledger/submit each (BENCH_SUBMIT=single),
+ * or one POST /api/v0/ledger/submit-batch for them all (the default: a gateway relaying its users'
+ * transactions). Marks each accepted, or refused with the API's error name.
+ */
+async function submit (v: Validator, group: Sent[]): Promise<void> {
+  // A keep-alive socket the server closed while idle resets the next request on it: once, send again.
+  const post = async <T>(path: string, body: string): Promise<{ status: number, body: T }> => {
+    return await api<T>(v, 'POST', path, body).catch(async (err: NodeJS.ErrnoException) => {
+      if (err.code !== 'ECONNRESET') throw err
+      return await api<T>(v, 'POST', path, body)
+    })
+  }
+  const settle = (sent: Sent, error: string | undefined): void => {
+    if (error == null || ALREADY_IN.has(error)) sent.accepted = true
+    else sent.error = error
+  }
+  try {
+    if (SUBMIT_MODE === 'single') {
+      await Promise.all(group.map(async sent => {
+        const res = await post<{ error?: string }>('/api/v0/ledger/submit', JSON.stringify({ tx: sent.b64 }))
+        settle(sent, res.status === 200 ? undefined : res.body?.error ?? `HTTP ${res.status}`)
+      }))
+      return
+    }
+    const res = await post<{ results?: Array<{ error?: string }>, error?: string }>('/api/v0/ledger/submit-batch', JSON.stringify({ txs: group.map(s => s.b64) }))
+    group.forEach((sent, i) => { settle(sent, res.status === 200 ? res.body.results?.[i]?.error : res.body?.error ?? `HTTP ${res.status}`) })
+  } catch (err) {
+    for (const sent of group) if (!sent.accepted) sent.error = (err as NodeJS.ErrnoException).code ?? (err as Error).message
+  }
 }
 
 async function main (): Promise<void> {
@@ -387,22 +430,18 @@ async function main (): Promise<void> {
       step.start = performance.now()
       while (next < step.txs.length) {
         const due = Math.min(step.txs.length, Math.floor((performance.now() - step.start) / 1000 * step.rate))
+        const batches: Sent[][] = vals.map(() => [])
         for (; next < due; next++) {
           const sent = step.txs[next]
-          sent.submitted = performance.now()
-          const body = JSON.stringify({ tx: sent.b64 })
-          // A keep-alive socket the server closed while idle resets the next request on it: once, send again.
-          const p = api<{ error?: string }>(vals[sent.to], 'POST', '/api/v0/ledger/submit', body)
-            .catch(async (err: NodeJS.ErrnoException) => {
-              if (err.code !== 'ECONNRESET') throw err
-              return await api<{ error?: string }>(vals[sent.to], 'POST', '/api/v0/ledger/submit', body)
-            })
-            .then(res => {
-              if (res.status === 200 || res.body?.error === 'DuplicateTxError') sent.accepted = true
-              else sent.error = res.body?.error ?? `HTTP ${res.status}`
-            }, (err: NodeJS.ErrnoException) => { sent.error = err.code ?? err.message })
-            .finally(() => { inflight.delete(p) })
-          inflight.add(p)
+          sent.submitted = step.start + next * 1000 / step.rate
+          batches[sent.to].push(sent)
+        }
+        for (let i = 0; i < vals.length; i++) {
+          const group = batches[i]
+          for (let from = 0; from < group.length; from += SUBMIT_BATCH) {
+            const p = submit(vals[i], group.slice(from, from + SUBMIT_BATCH)).finally(() => { inflight.delete(p) })
+            inflight.add(p)
+          }
         }
         await sleep(TICK_MS)
       }
@@ -443,8 +482,8 @@ async function main (): Promise<void> {
     const ceiling = cores * verifyRate / VALIDATORS
     out(`   verification ceiling   ${pad(fmt(ceiling), 8)} tx/s = ${cores} cores x ${fmt(verifyRate)} verifies/s / ${VALIDATORS} validators (each verifies every tx at least once)`)
     out()
-    out(`2. Open-loop sweep, ${STEP_SECONDS} s per step, submissions round-robin over the 4 APIs; committed/s = txs in the step's blocks after its first / time from its first block to its last;`)
-    out('   latency = block announced by the validator the tx was sent to - tx handed to HTTP')
+    out(`2. Open-loop sweep, ${STEP_SECONDS} s per step, submissions round-robin over the 4 APIs (${SUBMIT_MODE === 'batch' ? `one submit-batch per validator per ${TICK_MS} ms tick` : 'one submit per transaction'}); committed/s = txs in the step's blocks after its first / time from its first block to its last;`)
+    out('   latency = block announced by the validator the tx was sent to - time the tx was due in the schedule')
     out('   offered  submitted/s  accepted  refused  committed  committed/s   p50 ms   p99 ms   max ms  blocks  txs/block  interval ms   CPU v0..v3, load (cores)')
     let best: { rate: number, committed: number, p50: number, p99: number } | undefined
     for (const step of steps.slice(0, stepCpu.length)) {

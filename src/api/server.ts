@@ -28,6 +28,8 @@ export const API_TOKEN_FILE = 'api-token'
 export const API_INFO_FILE = 'api.json'
 /** Largest request body. */
 export const MAX_API_BODY_BYTES = 1024 * 1024
+/** Signed transactions in one POST /api/v0/ledger/submit-batch. */
+export const MAX_API_SUBMIT_BATCH_TXS = 512
 /** Event-stream clients at once. */
 export const MAX_API_EVENT_CLIENTS = 32
 /** Bytes queued for one slow event client before it is dropped. */
@@ -636,6 +638,22 @@ export class ApiServer {
         case '/api/v0/ledger/unstake': return txJson(await node.ledger.submitOwn({ kind: 'unstake', amount: amountParam(body.amount, 'amount') }, feeParam(body.fee)))
         case '/api/v0/ledger/faucet': return txJson(await node.ledger.faucet(typeof body.to === 'string' ? body.to : node.did))
         case '/api/v0/ledger/submit': return txJson(await node.ledger.submit(new Uint8Array(Buffer.from(str(body, 'tx'), 'base64'))))
+        case '/api/v0/ledger/submit-batch': {
+          // For wallets and gateways that relay many users' transactions: one request, a result each.
+          const txs = body.txs
+          if (!Array.isArray(txs) || txs.length === 0 || txs.length > MAX_API_SUBMIT_BATCH_TXS || !txs.every(t => typeof t === 'string')) {
+            throw new ApiError(400, 'BadRequest', `txs must be an array of 1..${MAX_API_SUBMIT_BATCH_TXS} base64 transactions`)
+          }
+          const results: Array<Record<string, unknown>> = []
+          for (const t of txs as string[]) {
+            try {
+              results.push(txJson(await node.ledger.submit(new Uint8Array(Buffer.from(t, 'base64')))))
+            } catch (err) {
+              results.push({ error: (err as Error).name, message: (err as Error).message })
+            }
+          }
+          return { results }
+        }
         case '/api/v0/social/post': {
           const attachments = cidList(body.attachments)
           return entryJson(await node.social.post(str(body, 'text'), attachments))

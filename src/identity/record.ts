@@ -127,10 +127,28 @@ export function verifyRecordSync<P = unknown> (bytes: Uint8Array, options: Verif
   } catch (err) {
     throw new InvalidDidError(`record author: ${(err as Error).message}`)
   }
-  if (!ed25519Verify(publicKey, signingBytes(v, type, author as string, payload), sig)) {
+  if (!ed25519Verify(publicKey, signedPart(bytes, sig.length), sig)) {
     throw new InvalidSignatureError(`signature does not match author ${String(author)}`)
   }
   return { record: decoded as SignedRecord<P>, bytes, cid: recordCidSync(bytes) }
+}
+
+/**
+ * The signed message of canonical record bytes, cut from them rather than encoded again: the
+ * envelope is the map { v, sig, type, author, payload } in canonical key order, and the signed body
+ * is the same map without `sig`: header 0xa4, the `v` entry, then everything after the signature.
+ * Only for bytes already checked to be the canonical encoding of a version-1 record.
+ */
+function signedPart (bytes: Uint8Array, sigLength: number): Uint8Array {
+  // 0xa5 | 0x61 'v' | 0x01 | 0x63 'sig' | byte-string header | signature
+  const sigHeader = sigLength < 24 ? 1 : sigLength < 0x100 ? 2 : sigLength < 0x10000 ? 3 : 5
+  const rest = 8 + sigHeader + sigLength
+  const out = new Uint8Array(SIGNING_DOMAIN.length + 4 + bytes.length - rest)
+  out.set(SIGNING_DOMAIN)
+  out[SIGNING_DOMAIN.length] = 0xa4
+  out.set(bytes.subarray(1, 4), SIGNING_DOMAIN.length + 1)
+  out.set(bytes.subarray(rest), SIGNING_DOMAIN.length + 4)
+  return out
 }
 
 function equalBytes (a: Uint8Array, b: Uint8Array): boolean {

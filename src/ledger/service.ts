@@ -36,7 +36,7 @@ import {
   type StoredBlock
 } from './chain.ts'
 import { Consensus, proposer, type Action } from './consensus.ts'
-import { Mempool } from './mempool.ts'
+import { MAX_MEMPOOL_TXS, Mempool } from './mempool.ts'
 import {
   blockHash, buildBlock, checkBlock, genesisState, proveKey, stateRoot, type Block, type Genesis, type LedgerState, type Receipt
 } from './state.ts'
@@ -69,12 +69,24 @@ export const PROPOSE_AT_ONCE_TXS = 256
 export const BLOCK_FILL_WAIT_MS = 100
 /** How often a node behind its peers asks them for blocks. */
 export const SYNC_INTERVAL_MS = 2_000
-/** Our transactions wait at most this long to be gossiped together in one batch. */
-export const TX_BATCH_INTERVAL_MS = 25
+/**
+ * Our transactions wait at most this long to be gossiped together in one batch. Each gossip
+ * message costs every validator a signature check, a copy from each mesh peer and a forward, so
+ * fewer, larger batches leave the cores to the transactions.
+ */
+export const TX_BATCH_INTERVAL_MS = 50
 /** Transactions in one gossiped batch at most. */
 export const MAX_TX_BATCH_TXS = 512
 /** Bytes of transactions in one gossiped batch at most. */
 export const MAX_TX_BATCH_BYTES = 128 * 1024
+/**
+ * Gossiped transactions are checked in slices of at most this long, each its own turn of the event
+ * loop, so consensus messages queued behind a flood of transactions are not held up by it (as
+ * CometBFT runs its mempool and consensus reactors apart).
+ */
+export const TX_CHECK_SLICE_MS = 4
+/** Gossiped transactions waiting to be checked at most; a batch beyond it is dropped (its senders' peers resend nothing, the mempool is full anyway). */
+export const MAX_TX_INBOX = MAX_MEMPOOL_TXS
 /** Rejected transactions whose reason is kept for txStatus (oldest forgotten first). */
 export const MAX_REJECTED_KEPT = 10_000
 /** Executed blocks (post-state and receipts) kept for the current height, for the commit to reuse. */
@@ -172,6 +184,10 @@ export class LedgerService extends TypedEventEmitter<LedgerEvents> {
   /** Signed bytes of this height's votes, to build the commit and evidence from. */
   private readonly voteBytes = new Map<string, Uint8Array>()
   private readonly rejected = new Map<string, { error: string, message: string }>()
+  /** Gossiped transactions waiting to be checked, from inboxHead on (see TX_CHECK_SLICE_MS). */
+  private inbox: Uint8Array[] = []
+  private inboxHead = 0
+  private inboxTimer?: ReturnType<typeof setImmediate>
   /** Our transactions waiting to be gossiped as one batch (see TX_BATCH_INTERVAL_MS). */
   private outbox: Uint8Array[] = []
   private outboxBytes = 0
@@ -231,6 +247,10 @@ export class LedgerService extends TypedEventEmitter<LedgerEvents> {
     this.timers.clear()
     this.stopWaitingForTxs()
     this.flushOutbox()
+    if (this.inboxTimer != null) clearImmediate(this.inboxTimer)
+    this.inboxTimer = undefined
+    this.inbox = []
+    this.inboxHead = 0
     await this.busy.catch(() => {})
     await this.c.net.unhandle(SYNC_PROTOCOL)
   }
@@ -490,14 +510,12 @@ export class LedgerService extends TypedEventEmitter<LedgerEvents> {
         log('bad transaction batch: %s', (err as Error).message)
         return
       }
-      let added = 0
-      for (const bytes of txs) {
-        try {
-          this.mempool.add(bytes, s => this.nextNonce(s), s => this.balanceOf(s))
-          added++
-        } catch {}
+      if (this.inbox.length - this.inboxHead + txs.length > MAX_TX_INBOX) {
+        log('transaction inbox full: dropped a batch of %d', txs.length)
+        return
       }
-      if (added > 0) this.waitingForTxs?.onTx()
+      for (const t of txs) this.inbox.push(t)
+      this.inboxTimer ??= setImmediate(() => { this.checkInbox() })
     } else if (topic === this.topic('blocks')) {
       void this.serial(async () => {
         try {
@@ -510,6 +528,33 @@ export class LedgerService extends TypedEventEmitter<LedgerEvents> {
         }
       })
     }
+  }
+
+  /** Gossiped transactions waiting to be checked. */
+  get inboxSize (): number { return this.inbox.length - this.inboxHead }
+
+  /** Checks waiting gossiped transactions into the mempool for one slice, then yields (TX_CHECK_SLICE_MS). */
+  private checkInbox (): void {
+    this.inboxTimer = undefined
+    if (!this.started) return
+    const until = performance.now() + TX_CHECK_SLICE_MS
+    let added = 0
+    while (this.inboxHead < this.inbox.length) {
+      const bytes = this.inbox[this.inboxHead++]
+      try {
+        this.mempool.add(bytes, s => this.nextNonce(s), s => this.balanceOf(s))
+        added++
+      } catch {}
+      if (performance.now() >= until) break
+    }
+    if (this.inboxHead === this.inbox.length) {
+      this.inbox = []
+      this.inboxHead = 0
+    } else {
+      if (this.inboxHead > 4096) { this.inbox = this.inbox.slice(this.inboxHead); this.inboxHead = 0 }
+      this.inboxTimer = setImmediate(() => { this.checkInbox() })
+    }
+    if (added > 0) this.waitingForTxs?.onTx()
   }
 
   private stopWaitingForTxs (): void {

@@ -38,6 +38,11 @@ export const GOSSIP_MAX_RPC_BYTES = 1024 * 1024
 export const GOSSIP_MAX_MESSAGE_BYTES = 512 * 1024
 /** Bytes buffered for one slow gossip peer before its stream is dropped. */
 export const GOSSIP_MAX_OUTBOUND_BUFFER_BYTES = 4 * 1024 * 1024
+/**
+ * Messages at least this large make GossipSub send IDONTWANT to its mesh peers (so they do not
+ * forward us a copy). Below it the control message costs as much as the copy it saves.
+ */
+export const GOSSIP_IDONTWANT_MIN_BYTES = 16 * 1024
 /** Longest topic name. */
 export const GOSSIP_MAX_TOPIC_LENGTH = 256
 /** Topics a peer may subscribe to (the gossip state we keep per peer is bounded by this). */
