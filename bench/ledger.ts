@@ -59,7 +59,7 @@ const CLI = join(ROOT, 'src/cli/main.ts')
 
 const VALIDATORS = 4
 /** Offered rates of the sweep (tx/s), each for STEP_SECONDS. */
-const RATES = (process.env.BENCH_RATES ?? '100,250,500,1000,2000').split(',').map(Number)
+const RATES = (process.env.BENCH_RATES ?? '100,250,500,1000,1500,2000').split(',').map(Number)
 const STEP_SECONDS = Number(process.env.BENCH_STEP_SECONDS ?? 15)
 /** Funded senders per step: each step signs with its own accounts. Below MAX_TXS_PER_SENDER x this the backlog is unconstrained. */
 const SENDERS_PER_STEP = 200

@@ -9,7 +9,8 @@ import { base58btc } from 'multiformats/bases/base58'
 import fc from 'fast-check'
 import {
   ed25519KeyFromSeed, ed25519Sign, ed25519Verify, generateEd25519Key, didFromPublicKey, publicKeyFromDid,
-  signRecord, verifyRecord, initIdentity, loadIdentity, createPeerBinding, verifyPeerBinding, MAX_RECORD_BYTES
+  signRecord, verifyRecord, verifyRecordSync, initIdentity, loadIdentity, createPeerBinding, verifyPeerBinding, MAX_RECORD_BYTES,
+  DID_KEY_CACHE_SIZE, isDid
 } from '../src/identity/index.ts'
 
 const hex = (s: string): Uint8Array => new Uint8Array(Buffer.from(s, 'hex'))
@@ -61,6 +62,61 @@ describe('did:key', () => {
       assert.throws(() => publicKeyFromDid(bad), { name: 'InvalidDidError' }, String(bad))
     }
   })
+  it('remembers at most DID_KEY_CACHE_SIZE keys: past it every did still decodes to its own key, callers own their copy, bad dids still throw', () => {
+    const seedOf = (i: number): Uint8Array => {
+      const seed = new Uint8Array(32).fill(0xd1)
+      new DataView(seed.buffer).setUint32(0, i)
+      return seed
+    }
+    const n = DID_KEY_CACHE_SIZE + 10
+    const pubs: Uint8Array[] = []
+    const all: string[] = []
+    for (let i = 0; i < n; i++) {
+      pubs.push(ed25519KeyFromSeed(seedOf(i)).publicKey)
+      all.push(didFromPublicKey(pubs[i]))
+    }
+    assert.equal(new Set(all).size, n)
+    // First decodings (each remembered, the oldest forgotten past the bound), then again from the
+    // cache: both give the right key.
+    for (let i = 0; i < n; i++) assert.deepEqual(publicKeyFromDid(all[i]), pubs[i], `first decoding of did ${i}`)
+    for (let i = n - 1; i >= n - 20; i--) assert.deepEqual(publicKeyFromDid(all[i]), pubs[i], `cached did ${i}`)
+    // The first ones were pushed out by the DID_KEY_CACHE_SIZE after them: decoded again, right again.
+    for (let i = 0; i < 20; i++) assert.deepEqual(publicKeyFromDid(all[i]), pubs[i], `evicted did ${i}`)
+
+    // A returned key is the caller's: changing it changes nothing for the next caller, whether it
+    // came from a fresh decoding or from the cache.
+    const fresh = didFromPublicKey(ed25519KeyFromSeed(seedOf(n + 1)).publicKey)
+    const expected = publicKeyFromDid(fresh).slice()
+    for (let k = 0; k < 3; k++) {
+      const got = publicKeyFromDid(fresh)
+      assert.deepEqual(got, expected)
+      got.fill(0)
+      got[0] = k + 1
+    }
+    assert.deepEqual(publicKeyFromDid(fresh), expected)
+    const a = publicKeyFromDid(all[n - 1])
+    const b = publicKeyFromDid(all[n - 1])
+    assert.notEqual(a, b)
+    a.reverse()
+    assert.deepEqual(b, pubs[n - 1])
+    assert.deepEqual(publicKeyFromDid(all[n - 1]), pubs[n - 1])
+
+    // With the cache full, what is not a did:key is still refused every time, including near
+    // misses of cached dids; isDid agrees.
+    const cached = all[n - 1]
+    const bad = ['', 'did:web:example.com', 'did:key:', 'did:key:z', 'did:key:zTjsVPtY', cached.slice(0, -1), cached + '1', cached.replace('did:key:z', 'did:key:m'),
+      'did:key:' + base58btc.encode(Uint8Array.of(0xe7, 0x01, ...pubs[n - 1])), cached + 'z'.repeat(128), 42, null, undefined, { did: cached }]
+    for (let round = 0; round < 2; round++) {
+      for (const x of bad) {
+        assert.throws(() => publicKeyFromDid(x), { name: 'InvalidDidError' }, String(x))
+        assert.equal(isDid(x), false, String(x))
+      }
+    }
+    // isDid: true for a cached did, one pushed out of the cache, and one never seen before.
+    assert.equal(isDid(cached), true)
+    for (let i = 10; i <= 30; i++) assert.equal(isDid(all[i]), true, `did ${i}, decoded before and since pushed out`)
+    assert.equal(isDid(didFromPublicKey(ed25519KeyFromSeed(seedOf(n + 2)).publicKey)), true)
+  })
 })
 
 describe('signed records', () => {
@@ -93,6 +149,50 @@ describe('signed records', () => {
         'MalformedRecordError', 'NonCanonicalEncodingError', 'InvalidSignatureError', 'InvalidDidError'
       ].includes(err.name))
     }), { seed: 7, numRuns: 300 })
+  })
+
+  it('verifies the signature over bytes cut from the record: random payloads of every shape verify, any flipped byte fails (seeded)', async () => {
+    const rand = seeded(20261125)
+    const keys = Array.from({ length: 4 }, (_, i) => ed25519KeyFromSeed(new Uint8Array(32).fill(0x50 + i)))
+    const named = ['MalformedRecordError', 'NonCanonicalEncodingError', 'InvalidSignatureError', 'InvalidDidError', 'RecordTooLargeError', 'UnexpectedRecordTypeError']
+    let signatureFailures = 0
+    const seenLengths = new Set<string>()
+    for (let r = 0; r < 200; r++) {
+      // Every 25th record carries a byte string over 65535 bytes (a 5-byte CBOR length header).
+      const budget = { left: r % 25 === 0 ? 200_000 : 20_000 }
+      const payload = r % 25 === 0 ? { big: rand.bytes(65_536 + rand.int(4000)), rest: randomValue(rand, 3, budget) } : randomValue(rand, 4, budget)
+      const type = 't'.repeat(1 + rand.int(64))
+      const { bytes, cid } = await signRecord(keys[r % keys.length], type, payload)
+      assert.ok(bytes.length <= MAX_RECORD_BYTES)
+      seenLengths.add(bytes.length < 256 ? 'small' : bytes.length < 65_536 ? 'medium' : 'large')
+      const ok = verifyRecordSync(bytes)
+      assert.equal(ok.cid.toString(), cid.toString(), `record ${r}`)
+      assert.deepEqual(dagCbor.encode(ok.record.payload), dagCbor.encode(payload), `record ${r}`)
+      // The last byte (end of the payload), the first after the signature, and seeded positions.
+      const positions = [bytes.length - 1, 8 + 2 + 64, ...Array.from({ length: 6 }, () => rand.int(bytes.length))]
+      for (const pos of positions) {
+        const mutated = Uint8Array.from(bytes)
+        mutated[pos] ^= 1 + rand.int(255)
+        assert.throws(() => verifyRecordSync(mutated), (err: Error) => {
+          if (err.name === 'InvalidSignatureError') signatureFailures++
+          return named.includes(err.name)
+        }, `record ${r}, byte ${pos}`)
+      }
+    }
+    assert.deepEqual([...seenLengths].sort(), ['large', 'medium', 'small'])
+    // Most flips land in strings and bytes and keep the encoding canonical: only the signature, over
+    // the cut bytes, catches those.
+    assert.ok(signatureFailures > 200, `${signatureFailures} flips caught by the signature`)
+  })
+
+  it('refuses a record whose signature has any other length, whatever its CBOR length header', async () => {
+    const { record } = await signRecord(key, 'test/note', { text: 'sized' })
+    for (const n of [0, 1, 23, 24, 63, 65, 255, 256, 65_535, 65_536, 70_000]) {
+      const sig = new Uint8Array(n).fill(7)
+      sig.set(record.sig.subarray(0, Math.min(n, 64)))
+      const bytes = dagCbor.encode({ ...record, sig })
+      assert.throws(() => verifyRecordSync(bytes), { name: 'InvalidSignatureError' }, `sig of ${n} bytes`)
+    }
   })
 
   it('rejects non-canonical, oversized, wrong-type and forged records', async () => {
@@ -153,4 +253,75 @@ function encodeMapInOrder (entries: Array<[string, unknown]>): Uint8Array {
     parts.push(dagCbor.encode(k), dagCbor.encode(v))
   }
   return new Uint8Array(Buffer.concat(parts))
+}
+
+/** mulberry32: seeded, so a failing record replays. */
+function seeded (seed: number): { int: (n: number) => number, bytes: (n: number) => Uint8Array } {
+  let s = seed >>> 0
+  const next = (): number => {
+    s = (s + 0x6D2B79F5) >>> 0
+    let t = s
+    t = Math.imul(t ^ (t >>> 15), t | 1)
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61)
+    return (t ^ (t >>> 14)) >>> 0
+  }
+  return {
+    int: n => next() % n,
+    bytes: n => {
+      const out = new Uint8Array(n)
+      for (let i = 0; i < n; i++) out[i] = next() & 0xff
+      return out
+    }
+  }
+}
+
+/** Lengths on both sides of each CBOR length-header boundary (24, 256, 65536). */
+const EDGE_LENGTHS = [0, 1, 23, 24, 25, 255, 256, 257, 1000, 4096]
+
+/** A random DAG-CBOR value: nested maps (short and long keys), lists, strings, bytes, ints, bigints, floats, null, booleans. */
+function randomValue (rand: ReturnType<typeof seeded>, depth: number, budget: { left: number }): unknown {
+  const kinds = depth > 0 && budget.left > 64 ? 11 : 9
+  const pick = rand.int(kinds)
+  const length = (): number => {
+    const n = rand.int(2) === 0 ? EDGE_LENGTHS[rand.int(EDGE_LENGTHS.length)] : rand.int(64)
+    return Math.max(0, Math.min(n, budget.left))
+  }
+  switch (pick) {
+    case 0: return null
+    case 1: return rand.int(2) === 0
+    case 2: return rand.int(2) === 0 ? rand.int(24) : rand.int(0x7fffffff) - 0x3fffffff
+    case 3: return (rand.int(2) === 0 ? 1 : -1) * (rand.int(0x1fffff) * 0x100000000 + rand.int(0x100000000))
+    case 4: {
+      // Beyond the safe integers, up to 64 bits either way.
+      const big = (BigInt(rand.int(0x100000000)) << 32n) | BigInt(rand.int(0x100000000))
+      return rand.int(2) === 0 ? big : -big - 1n
+    }
+    case 5: return (rand.int(1_000_000) + 0.5) / (1 + rand.int(1000))
+    case 6: {
+      const n = length()
+      budget.left -= n
+      return Array.from({ length: n }, () => 'aé€𝄞x'[rand.int(5)]).join('')
+    }
+    case 7:
+    case 8: {
+      const n = length()
+      budget.left -= n
+      return rand.bytes(n)
+    }
+    case 9: {
+      const n = rand.int(6)
+      return Array.from({ length: n }, () => randomValue(rand, depth - 1, budget))
+    }
+    default: {
+      const out: Record<string, unknown> = {}
+      const n = rand.int(7)
+      for (let i = 0; i < n; i++) {
+        const keyLength = [1, 3, 23, 24, 30, 255, 256, 300][rand.int(8)]
+        const k = String.fromCharCode(97 + rand.int(26)).repeat(keyLength) + String(i)
+        budget.left -= k.length
+        out[k] = randomValue(rand, depth - 1, budget)
+      }
+      return out
+    }
+  }
 }

@@ -5,7 +5,8 @@
  * admission and post-commit recheck keep out what no block could hold; and a LedgerService on a
  * stub network (a one-validator chain committing on its own) verifies every transaction exactly
  * once from submission to commit, gossips them in batches, charges failed ones their fee, and
- * bounds what it remembers.
+ * bounds what it remembers. Gossiped transactions wait in a bounded inbox and are checked into the
+ * mempool on later turns of the event loop.
  */
 import { describe, it, after } from 'node:test'
 import assert from 'node:assert/strict'
@@ -27,7 +28,7 @@ import { proposer } from '../src/ledger/consensus.ts'
 import { Mempool } from '../src/ledger/mempool.ts'
 import {
   decodeTxBatch, encodeTxBatch, LedgerService, ledgerTopic, MAX_BLOCK_TX_BYTES, MAX_EXECUTED_BLOCKS, MAX_REJECTED_KEPT, MAX_TX_BATCH_BYTES,
-  MAX_TX_BATCH_TXS, MAX_TXS_PER_BLOCK
+  MAX_TX_BATCH_TXS, MAX_TX_INBOX, MAX_TXS_PER_BLOCK
 } from '../src/ledger/service.ts'
 import { blockHash, buildBlock, genesisState, MAX_VALIDATORS, STAKE_PER_POWER, type Genesis } from '../src/ledger/state.ts'
 import { decodeTx, MAX_TX_BYTES, MAX_VERIFIED_TXS, signTx, VerifiedTxCache, type Tx } from '../src/ledger/tx.ts'
@@ -344,5 +345,126 @@ describe('LedgerService on a stub network (one of four validators)', () => {
       assert.equal(service.executedBlocks, expected)
     }
     assert.equal(service.state.height, 0)
+  })
+})
+
+describe('LedgerService on a stub network (a follower): gossiped transactions', () => {
+  // Not a validator: no block is made, so the mempool holds exactly what the inbox let in.
+  const validator = ed25519KeyFromSeed(new Uint8Array(32).fill(77))
+  const follower = ed25519KeyFromSeed(new Uint8Array(32).fill(78))
+  const genesis: Genesis = {
+    chain: CHAIN,
+    time: 0,
+    accounts: [{ id: didFromPublicKey(validator.publicKey), balance: 0n, stake: STAKE_PER_POWER }, ...dids.slice(0, 6).map(id => ({ id, balance: 1_000_000n }))]
+  }
+  const topic = ledgerTopic(CHAIN, 'txs')
+
+  /** Lets the event loop turn until the inbox is empty (at most `turns` times); returns the turns taken. */
+  async function drain (service: LedgerService, turns = 100_000): Promise<number> {
+    let n = 0
+    while (service.inboxSize > 0 && n < turns) {
+      await new Promise(resolve => setImmediate(resolve))
+      n++
+    }
+    assert.equal(service.inboxSize, 0, `inbox still holds ${service.inboxSize} after ${n} turns`)
+    return n
+  }
+
+  /** Transactions no mempool takes: another chain, a broken signature, a sender with no account. */
+  async function invalid (): Promise<Uint8Array[]> {
+    const other = await signTx(keys[0], { chain: 'another-chain', nonce: 0, fee: 1n, kind: 'transfer', to: dids[1], amount: 1n })
+    const broken = Uint8Array.from((await transfer(1, 50)).bytes)
+    broken[broken.length - 1] ^= 1
+    const poor = await transfer(7, 0)
+    return [other.bytes, broken, poor.bytes]
+  }
+
+  it('are checked into the mempool on later turns of the event loop, not during onGossip', async () => {
+    const { service } = await harness(follower, genesis)
+    assert.equal(service.isValidator, false)
+    const valid: Tx[] = []
+    for (let i = 0; i < 60; i++) valid.push(await transfer(i % 6, Math.floor(i / 6)))
+    const bad = await invalid()
+    const batch = [...valid.slice(0, 30).map(t => t.bytes), ...bad, ...valid.slice(30).map(t => t.bytes)]
+    service.onGossip(topic, encodeTxBatch(batch))
+    // Queued, none checked yet.
+    assert.equal(service.inboxSize, batch.length)
+    assert.equal(service.mempool.size, 0)
+    assert.equal(service.txCache.misses, 0)
+    await drain(service)
+    assert.equal(service.mempool.size, valid.length)
+    for (const t of valid) assert.ok(service.mempool.has(t.id), t.id)
+    // Each checked once; the unfunded sender's is well signed, so it is remembered as verified too.
+    assert.equal(service.txCache.misses, batch.length)
+    assert.equal(service.txCache.size, valid.length + 1)
+    // The same batch again: nothing added, nothing well signed verified twice (the two that failed
+    // verification are not remembered, so they are checked again).
+    service.onGossip(topic, encodeTxBatch(batch))
+    assert.equal(service.inboxSize, batch.length)
+    await drain(service)
+    assert.equal(service.mempool.size, valid.length)
+    assert.equal(service.txCache.misses, batch.length + 2)
+    // What is not a batch never reaches the inbox.
+    service.onGossip(topic, Uint8Array.of(0xff, 1, 2))
+    service.onGossip(topic, dagCbor.encode(['text']))
+    assert.equal(service.inboxSize, 0)
+  })
+
+  it('hold at most MAX_TX_INBOX waiting; a batch that would go past it is dropped whole', async () => {
+    const { service } = await harness(follower, genesis)
+    const valid: Tx[] = []
+    for (let i = 0; i < 12; i++) valid.push(await transfer(i % 6, Math.floor(i / 6)))
+    // The inbox does not look for repeats: the same few transactions fill it.
+    const pool = [...valid.map(t => t.bytes), ...await invalid()]
+    const longest = Math.max(...pool.map(b => b.length))
+    const perBatch = Math.min(MAX_TX_BATCH_TXS, Math.floor(MAX_TX_BATCH_BYTES / longest))
+    const batchOf = (n: number): Uint8Array => encodeTxBatch(Array.from({ length: n }, (_, i) => pool[i % pool.length]))
+    const full = batchOf(perBatch)
+    assert.equal(decodeTxBatch(full).length, perBatch)
+    // No await between these: nothing is checked while the inbox fills.
+    let expected = 0
+    while (expected + perBatch <= MAX_TX_INBOX) {
+      service.onGossip(topic, full)
+      expected += perBatch
+      assert.equal(service.inboxSize, expected)
+    }
+    // One more full batch goes past the bound: dropped, none of it kept.
+    service.onGossip(topic, full)
+    assert.equal(service.inboxSize, expected)
+    const rest = MAX_TX_INBOX - expected
+    assert.ok(rest < perBatch)
+    // One over what is left: dropped; exactly what is left: taken, up to the bound; then nothing more.
+    service.onGossip(topic, batchOf(rest + 1))
+    assert.equal(service.inboxSize, expected)
+    if (rest > 0) service.onGossip(topic, batchOf(rest))
+    assert.equal(service.inboxSize, MAX_TX_INBOX)
+    service.onGossip(topic, batchOf(1))
+    assert.equal(service.inboxSize, MAX_TX_INBOX)
+    assert.equal(service.mempool.size, 0)
+
+    await drain(service)
+    assert.equal(service.mempool.size, valid.length)
+    for (const t of valid) assert.ok(service.mempool.has(t.id))
+    // Drained, it takes batches again.
+    const more: Tx[] = []
+    for (let i = 0; i < 6; i++) more.push(await transfer(i, 2))
+    service.onGossip(topic, encodeTxBatch(more.map(t => t.bytes)))
+    assert.equal(service.inboxSize, more.length)
+    await drain(service)
+    assert.equal(service.mempool.size, valid.length + more.length)
+  })
+
+  it('stop() with transactions waiting empties the inbox and checks none of them', async () => {
+    const { service } = await harness(follower, genesis)
+    const txs: Tx[] = []
+    for (let i = 0; i < 12; i++) txs.push(await transfer(i % 6, Math.floor(i / 6)))
+    service.onGossip(topic, encodeTxBatch(txs.map(t => t.bytes)))
+    assert.equal(service.inboxSize, txs.length)
+    await service.stop()
+    assert.equal(service.inboxSize, 0)
+    // The check that was due does not run after the stop.
+    for (let i = 0; i < 10; i++) await new Promise(resolve => setImmediate(resolve))
+    assert.equal(service.mempool.size, 0)
+    assert.equal(service.txCache.misses, 0)
   })
 })

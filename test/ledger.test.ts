@@ -1,6 +1,7 @@
 /**
  * The ledger between real `peerverse` processes on loopback: the embedded single-validator devnet
  * funds its user and finalizes payments; a follower joins with the genesis file and pays back;
+ * a wallet submits many transactions in one request and gets a result for each;
  * four validators agree on every block under load, keep committing while one is killed (kill -9),
  * take it back at the same state root, and commit exactly one of two transactions spending the
  * same nonce through different validators.
@@ -13,7 +14,8 @@ import { generateKeyPair } from '@libp2p/crypto/keys'
 import { initIdentity } from '../src/identity/keystore.ts'
 import { devnetGenesis, genesisJson } from '../src/ledger/genesis.ts'
 import { signTx } from '../src/ledger/tx.ts'
-import { faucetKey } from '../src/ledger/genesis.ts'
+import { faucetDid, faucetKey } from '../src/ledger/genesis.ts'
+import { MAX_API_SUBMIT_BATCH_TXS } from '../src/api/server.ts'
 import { verifyLightClientProof } from '../src/ledger/chain.ts'
 import { decodeAccountValue, type BlockHeader, type Validator } from '../src/ledger/state.ts'
 import type { StateProof } from '../src/ledger/merkle.ts'
@@ -38,6 +40,14 @@ async function blockHashAt (p: CliPeer, height: number): Promise<{ hash: string,
   const next = await p.api.request<{ header: { prev: string } }>('GET', `/api/v0/ledger/block/${height + 1}`).catch(() => undefined)
   return { hash: next?.header.prev ?? '', stateRoot: b.header.stateRoot }
 }
+
+/** POST /api/v0/ledger/submit-batch with a raw JSON body; the status and the parsed answer. */
+async function submitBatch (p: CliPeer, body: unknown): Promise<{ status: number, json: { results?: Array<Record<string, unknown>>, error?: string } }> {
+  const res = await p.api.raw('POST', '/api/v0/ledger/submit-batch', { body: JSON.stringify(body), headers: { 'content-type': 'application/json' } })
+  return { status: res.status, json: await res.json() as { results?: Array<Record<string, unknown>>, error?: string } }
+}
+
+const b64 = (bytes: Uint8Array): string => Buffer.from(bytes).toString('base64')
 
 async function final (p: CliPeer, id: string): Promise<TxStatus> {
   return await waitFor(`tx ${id} final`, async () => {
@@ -126,6 +136,61 @@ describe('ledger', { timeout: 300_000 }, () => {
       r = await runCli(['parcel', 'claim', '--space', 'plaza', '--x', '3', '--y', '3', '--w', '2', '--h', '2', '--data', a.dataDir])
       assert.equal(r.code, 1)
       assert.match(r.stderr, /ParcelOverlapError/)
+    })
+    it('takes a batch of transactions in one request and answers for each; refuses an empty, oversized or malformed batch', async () => {
+      const { chain: id } = await chain(a)
+      const key = faucetKey(id)
+      const faucet = faucetDid(id)
+      const { nonce } = await a.api.request<Balance>('GET', `/api/v0/ledger/balance/${encodeURIComponent(faucet)}`)
+      const pay = async (n: number, amount = 3n, on = id): Promise<Awaited<ReturnType<typeof signTx>>> =>
+        await signTx(key, { chain: on, nonce: n, fee: 1n, kind: 'transfer', to: b.ready.did, amount })
+
+      // All valid: each answered as pending, in order, then committed.
+      const valid = await Promise.all([0, 1, 2].map(async i => await pay(nonce + i)))
+      let r = await submitBatch(a, { txs: valid.map(t => b64(t.bytes)) })
+      assert.equal(r.status, 200, JSON.stringify(r.json))
+      assert.deepEqual(r.json.results, valid.map(t => ({ id: t.id, sender: faucet, nonce: t.payload.nonce, kind: 'transfer', status: 'pending' })))
+      for (const t of valid) assert.equal((await final(a, t.id)).status, 'committed')
+
+      // Mixed: a result per transaction, in order; the good ones are taken despite the bad ones.
+      const good = await pay(nonce + 3)
+      const wrongChain = await pay(nonce + 4, 3n, 'another-chain')
+      r = await submitBatch(a, { txs: [b64(wrongChain.bytes), b64(good.bytes), 'bm90IGEgdHg=', b64(valid[0].bytes), b64(good.bytes)] })
+      assert.equal(r.status, 200, JSON.stringify(r.json))
+      const results = r.json.results!
+      assert.equal(results.length, 5)
+      assert.equal(results[0].error, 'WrongChainError')
+      assert.deepEqual(results[1], { id: good.id, sender: faucet, nonce: nonce + 3, kind: 'transfer', status: 'pending' })
+      assert.equal(results[2].error, 'MalformedRecordError')
+      assert.equal(results[3].error, 'StaleNonceError') // committed already
+      assert.equal(results[4].error, 'DuplicateTxError') // the same batch's second copy
+      for (const x of [results[0], results[2], results[3], results[4]]) assert.equal(typeof x.message, 'string')
+      assert.equal((await final(a, good.id)).status, 'committed')
+
+      // Exactly MAX_API_SUBMIT_BATCH_TXS is taken (here all garbage: one error each).
+      r = await submitBatch(a, { txs: Array.from({ length: MAX_API_SUBMIT_BATCH_TXS }, () => 'AA==') })
+      assert.equal(r.status, 200)
+      assert.equal(r.json.results!.length, MAX_API_SUBMIT_BATCH_TXS)
+      assert.ok(r.json.results!.every(x => x.error === 'MalformedRecordError'))
+
+      // Refused whole, before any transaction is looked at: none of these submits `unsent`.
+      const unsent = await pay(nonce + 4)
+      const refused: unknown[] = [
+        {},
+        { txs: [] },
+        { txs: Array.from({ length: MAX_API_SUBMIT_BATCH_TXS }, () => b64(unsent.bytes)).concat('AA==') },
+        { txs: [b64(unsent.bytes), 5] },
+        { txs: [b64(unsent.bytes), null] },
+        { txs: [b64(unsent.bytes), { tx: b64(unsent.bytes) }] },
+        { txs: b64(unsent.bytes) },
+        { txs: { 0: b64(unsent.bytes), length: 1 } }
+      ]
+      for (const body of refused) {
+        r = await submitBatch(a, body)
+        assert.equal(r.status, 400, JSON.stringify(body).slice(0, 80))
+        assert.equal(r.json.error, 'BadRequest', JSON.stringify(body).slice(0, 80))
+      }
+      assert.equal((await a.api.request<TxStatus>('GET', `/api/v0/ledger/tx/${unsent.id}`)).status, 'unknown')
     })
   })
 

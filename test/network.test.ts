@@ -1,10 +1,15 @@
 /**
  * Ten real peers, each a `peerverse start` process on loopback, told only the first one as bootstrap.
- * They must come to know each other through the DHT, gossip must reach all, and killing the
- * bootstrap (kill -9) must lose nothing. A restarted peer keeps its peer id and did.
+ * They must come to know each other through the DHT, gossip must reach all (each message once,
+ * though copies come from several mesh peers), and killing the bootstrap (kill -9) must lose
+ * nothing. A restarted peer keeps its peer id and did. GossipSub's fast message id (the signature)
+ * is checked on its own first.
  */
 import { describe, it, before, after } from 'node:test'
 import assert from 'node:assert/strict'
+import { generateKeyPair } from '@libp2p/crypto/keys'
+import { GOSSIP_IDONTWANT_MIN_BYTES, GOSSIP_MAX_MESSAGE_BYTES } from '../src/net/limits.ts'
+import { createNetwork, gossipFastMsgId } from '../src/net/network.ts'
 import { PeerSet, waitFor, type CliPeer } from './helpers/cli-peer.ts'
 import { EventLog } from './helpers/events.ts'
 
@@ -13,6 +18,8 @@ const TOPIC = 'peerverse/test/network'
 const set = new PeerSet()
 const peers: CliPeer[] = []
 const logs = new Map<CliPeer, EventLog>()
+/** Every text published so far: each may reach a peer's handler once at most, ever. */
+const sent: string[] = []
 
 interface PeersResponse { peers: Array<{ peerId: string, did?: string }> }
 
@@ -34,9 +41,19 @@ async function gossipReachesAll (from: CliPeer, group: CliPeer[], text: string):
     missing = others.filter(o => !peers.includes(o.ready.peerId)).map(o => o.ready.peerId)
     return missing.length === 0
   }).catch(err => { throw new Error(`${(err as Error).message}; missing ${missing.join(', ')}`) })
+  sent.push(text)
   const { recipients } = await from.api.request<{ recipients: number }>('POST', '/api/v0/gossip/publish', { topic: TOPIC, data: text })
   assert.ok(recipients > 0)
   await waitFor(`${text} delivered to ${others.length} peers`, () => others.every(o => logs.get(o)!.gossip(TOPIC).includes(text)))
+  // Delivered once, though copies come from each mesh peer; and no earlier message came again since.
+  for (const o of group) {
+    const got = logs.get(o)!.gossip(TOPIC)
+    for (const t of sent) {
+      const n = got.filter(x => x === t).length
+      if (t === text) assert.equal(n, o === from ? 0 : 1, `${o.ready.peerId} got "${t}" ${n} times`)
+      else assert.ok(n <= 1, `${o.ready.peerId} got "${t}" ${n} times`)
+    }
+  }
 }
 
 /** Every peer of `group` finds every other through a DHT network lookup (never its local cache). */
@@ -126,5 +143,53 @@ describe('a network with no centre', { timeout: 300_000 }, () => {
     await waitFor('restarted peer reconnected', async () => (await connectedIds(again)).size >= 3)
     await again.api.request('POST', '/api/v0/gossip/subscribe', { topic: TOPIC })
     await gossipReachesAll(rest[0], [...rest, again], 'welcome back')
+  })
+})
+
+describe('GossipSub fast message id', () => {
+  it('is the signature: equal bytes give one id wherever they sit, other bytes another, no signature none', () => {
+    const sig = Uint8Array.from({ length: 64 }, (_, i) => (i * 37 + 11) & 0xff)
+    const id = gossipFastMsgId({ signature: sig })
+    assert.equal(typeof id, 'string')
+    // Another array with the same bytes, and views into larger buffers at a nonzero offset.
+    const big = new Uint8Array(300)
+    big.fill(0xee)
+    big.set(sig, 37)
+    const view = big.subarray(37, 37 + 64)
+    assert.notEqual(view.byteOffset, 0)
+    const pooled = Buffer.from(sig)
+    for (const same of [Uint8Array.from(sig), view, pooled]) assert.equal(gossipFastMsgId({ signature: same }), id)
+    // Only the signature counts (under StrictSign it covers the sender, sequence number, topic and data).
+    assert.equal(gossipFastMsgId({ signature: view, data: new Uint8Array(10), topic: 'other' } as { signature: Uint8Array }), id)
+    // Any other signature: another id, including one byte changed, a prefix, and a view one byte off.
+    const ids = new Set([id])
+    for (let i = 0; i < 64; i += 9) {
+      const other = Uint8Array.from(sig)
+      other[i] ^= 1
+      ids.add(gossipFastMsgId({ signature: other }))
+    }
+    ids.add(gossipFastMsgId({ signature: sig.subarray(0, 63) }))
+    ids.add(gossipFastMsgId({ signature: big.subarray(36, 36 + 64) }))
+    ids.add(gossipFastMsgId({ signature: big.subarray(38, 38 + 64) }))
+    assert.equal(ids.size, 1 + 8 + 3)
+    // No signature, or an empty one (also as an empty view into a buffer): no fast id, so the
+    // library checks the message in full (and StrictSign refuses it).
+    for (const msg of [{}, { signature: undefined }, { signature: new Uint8Array(0) }, { signature: big.subarray(5, 5) }]) {
+      assert.equal(gossipFastMsgId(msg), undefined)
+    }
+  })
+
+  it('is what the GossipSub service uses, with IDONTWANT from GOSSIP_IDONTWANT_MIN_BYTES on', async () => {
+    // Below the largest message, or IDONTWANT would never be sent.
+    assert.ok(GOSSIP_IDONTWANT_MIN_BYTES > 0 && GOSSIP_IDONTWANT_MIN_BYTES <= GOSSIP_MAX_MESSAGE_BYTES)
+    const net = await createNetwork({ privateKey: await generateKeyPair('Ed25519'), listen: ['/ip4/127.0.0.1/tcp/0'], relayServer: false })
+    try {
+      // GossipSub's own fields (not part of its typed API): the options it was built with.
+      const pubsub = net.services.pubsub as unknown as { fastMsgIdFn?: unknown, opts: { idontwantMinDataSize: number } }
+      assert.equal(pubsub.fastMsgIdFn, gossipFastMsgId)
+      assert.equal(pubsub.opts.idontwantMinDataSize, GOSSIP_IDONTWANT_MIN_BYTES)
+    } finally {
+      await net.stop()
+    }
   })
 })

@@ -503,6 +503,7 @@ export class LedgerService extends TypedEventEmitter<LedgerEvents> {
   onGossip (topic: string, data: Uint8Array): void {
     if (topic === this.topic('consensus')) void this.serial(async () => { await this.onConsensusMessage(data) })
     else if (topic === this.topic('txs')) {
+      if (!this.started) return
       let txs: Uint8Array[]
       try {
         txs = decodeTxBatch(data)
