@@ -19,6 +19,10 @@
  * as soon as a block is committed (CometBFT's skip_timeout_commit), its proposer waiting briefly
  * only while it holds few transactions (PROPOSE_AT_ONCE_TXS, BLOCK_FILL_WAIT_MS).
  *
+ * Consensus first: gossiped transactions go to an inbox checked in short slices, one turn of the
+ * event loop each (TX_CHECK_SLICE_MS), so a vote or proposal that arrives behind a flood of
+ * transactions is handled at once instead of after all of their signature checks.
+ *
  * Wire formats: the consensus topic carries signed votes and proposal messages (chain.ts); the
  * transaction topic carries batches, a DAG-CBOR list of transactions. Both topics have a version
  * in their names: version 2 is the proposal-beside-block format and the batches.
