@@ -12,6 +12,7 @@ import {
   signRecord, verifyRecord, verifyRecordSync, initIdentity, loadIdentity, createPeerBinding, verifyPeerBinding, MAX_RECORD_BYTES,
   DID_KEY_CACHE_SIZE, isDid
 } from '../src/identity/index.ts'
+import { decodeFlatRecord } from '../src/identity/flat-record.ts'
 
 const hex = (s: string): Uint8Array => new Uint8Array(Buffer.from(s, 'hex'))
 const rfc8032 = JSON.parse(readFileSync(join(import.meta.dirname, 'vectors/ed25519-rfc8032.json'), 'utf8'))
@@ -183,6 +184,89 @@ describe('signed records', () => {
     // Most flips land in strings and bytes and keep the encoding canonical: only the signature, over
     // the cut bytes, catches those.
     assert.ok(signatureFailures > 200, `${signatureFailures} flips caught by the signature`)
+  })
+
+  it('reads flat records on a fast path that accepts only the canonical encoding and equals DAG-CBOR\'s decode (seeded property)', async () => {
+    const rand = seeded(4711)
+    const k = ed25519KeyFromSeed(new Uint8Array(32).fill(0x61))
+    // Unsigned integers on both sides of every CBOR head boundary, and of the safe integers.
+    const uints: Array<number | bigint> = [0, 1, 23, 24, 255, 256, 65_535, 65_536, 0xffffffff, 0x100000000, Number.MAX_SAFE_INTEGER, 2n ** 53n, 2n ** 63n - 1n, 2n ** 64n - 1n]
+    const keyChars = 'abcdefghijklmnopqrstuvwxyz_0123456789'
+    const flatValue = (): unknown => {
+      switch (rand.int(3)) {
+        case 0: return uints[rand.int(uints.length)]
+        case 1: return Array.from({ length: EDGE_LENGTHS[rand.int(EDGE_LENGTHS.length)] }, () => keyChars[rand.int(keyChars.length)]).join('')
+        default: return rand.bytes(EDGE_LENGTHS[rand.int(EDGE_LENGTHS.length)])
+      }
+    }
+    /** Is `bytes` the canonical encoding of `value`, and is `value` what DAG-CBOR decodes from them? */
+    const canonicalOf = (bytes: Uint8Array, value: unknown): void => {
+      assert.deepStrictEqual(value, dagCbor.decode(bytes))
+      assert.ok(Buffer.from(dagCbor.encode(value)).equals(Buffer.from(bytes)), 'encodes back to the same bytes')
+    }
+    let fast = 0
+    let general = 0
+    for (let r = 0; r < 300; r++) {
+      const payload: Record<string, unknown> = {}
+      for (let i = rand.int(8); i > 0; i--) payload[Array.from({ length: 1 + rand.int(12) }, () => keyChars[rand.int(keyChars.length)]).join('')] = flatValue()
+      // Every fourth record is not flat: a nested map, a list, a negative number, a float, non-ASCII text, null.
+      const notFlat = r % 4 === 3
+      if (notFlat) payload.z = [{ a: 1 }, [1], -5, 0.5, 'é', null][rand.int(6)]
+      const { bytes } = await signRecord(k, 'test/flat', payload)
+      const read = decodeFlatRecord(bytes)
+      if (notFlat) {
+        assert.equal(read, undefined, `record ${r} is not flat`)
+        general++
+      } else {
+        assert.ok(read !== undefined, `record ${r} is flat`)
+        canonicalOf(bytes, read)
+        assert.equal(verifyRecordSync(bytes).cid.toString(), (await verifyRecord(Uint8Array.from(bytes))).cid.toString())
+        fast++
+      }
+      // Mutations: flips, truncation, a byte more. Whatever the fast path accepts is canonical.
+      for (let m = 0; m < 12; m++) {
+        let mutated = Uint8Array.from(bytes)
+        if (m === 0) mutated = mutated.subarray(0, rand.int(bytes.length))
+        else if (m === 1) mutated = Uint8Array.from([...bytes, rand.int(256)])
+        else mutated[rand.int(bytes.length)] ^= 1 + rand.int(255)
+        const got = decodeFlatRecord(mutated)
+        if (got !== undefined) canonicalOf(mutated, got)
+      }
+    }
+    assert.ok(fast > 150 && general > 50, `${fast} fast, ${general} general`)
+  })
+
+  it('keeps non-canonical flat records off the fast path and refuses them by name', async () => {
+    const { record } = await signRecord(key, 'test/flat', { a: 1, bb: 'x' })
+    const head = (major: number, n: number, width: 1 | 2 | 4 | 8): Uint8Array => {
+      const out = new Uint8Array(1 + width)
+      out[0] = (major << 5) | { 1: 24, 2: 25, 4: 26, 8: 27 }[width]
+      for (let i = 0; i < width; i++) out[width - i] = Math.floor(n / 256 ** i) & 0xff
+      return out
+    }
+    const enc = (v: unknown): Uint8Array => dagCbor.encode(v)
+    const envelope = (payloadBytes: Uint8Array): Uint8Array => new Uint8Array(Buffer.concat([
+      Uint8Array.of(0xa5), enc('v'), enc(1), enc('sig'), enc(record.sig), enc('type'), enc(record.type), enc('author'), enc(record.author), enc('payload'), payloadBytes
+    ]))
+    const canonical = envelope(enc({ a: 1, bb: 'x' }))
+    assert.ok(decodeFlatRecord(canonical) !== undefined)
+    verifyRecordSync(canonical)
+    const variants: Record<string, Uint8Array> = {
+      'an integer in a longer head': envelope(new Uint8Array(Buffer.concat([Uint8Array.of(0xa2), enc('a'), head(0, 1, 1), enc('bb'), enc('x')]))),
+      'a text length in a longer head': envelope(new Uint8Array(Buffer.concat([Uint8Array.of(0xa2), enc('a'), enc(1), enc('bb'), head(3, 1, 2), Buffer.from('x')]))),
+      'keys out of order': envelope(new Uint8Array(Buffer.concat([Uint8Array.of(0xa2), enc('bb'), enc('x'), enc('a'), enc(1)]))),
+      'a key twice': envelope(new Uint8Array(Buffer.concat([Uint8Array.of(0xa2), enc('a'), enc(1), enc('a'), enc(2)]))),
+      'a map length in a longer head': envelope(new Uint8Array(Buffer.concat([head(5, 2, 1), enc('a'), enc(1), enc('bb'), enc('x')]))),
+      'an indefinite-length map': envelope(new Uint8Array(Buffer.concat([Uint8Array.of(0xbf), enc('a'), enc(1), enc('bb'), enc('x'), Uint8Array.of(0xff)]))),
+      'a trailing byte': new Uint8Array([...canonical, 0])
+    }
+    for (const [what, bytes] of Object.entries(variants)) {
+      assert.equal(decodeFlatRecord(bytes), undefined, what)
+      assert.throws(() => verifyRecordSync(bytes), (err: Error) => ['NonCanonicalEncodingError', 'MalformedRecordError'].includes(err.name), what)
+    }
+    // A __proto__ key is left to the general path, which keeps it as data.
+    const proto = envelope(new Uint8Array(Buffer.concat([Uint8Array.of(0xa1), enc('__proto__'), enc(1)])))
+    assert.equal(decodeFlatRecord(proto), undefined)
   })
 
   it('refuses a record whose signature has any other length, whatever its CBOR length header', async () => {
