@@ -25,7 +25,7 @@ import {
   MAX_PROPOSAL_RECORD_BYTES, MAX_VOTE_BYTES, PROPOSAL_TYPE, signProposal
 } from '../src/ledger/chain.ts'
 import { proposer } from '../src/ledger/consensus.ts'
-import { Mempool } from '../src/ledger/mempool.ts'
+import { MAX_TXS_PER_SENDER, Mempool } from '../src/ledger/mempool.ts'
 import {
   decodeTxBatch, encodeTxBatch, LedgerService, ledgerTopic, MAX_BLOCK_TX_BYTES, MAX_EXECUTED_BLOCKS, MAX_REJECTED_KEPT, MAX_TX_BATCH_BYTES,
   MAX_TX_BATCH_TXS, MAX_TX_INBOX, MAX_TXS_PER_BLOCK
@@ -53,9 +53,10 @@ describe('VerifiedTxCache', () => {
     assert.deepEqual(first, decodeTx(t.bytes, CHAIN))
     // A hit still checks the chain.
     assert.throws(() => cache.decode(t.bytes, 'another-chain'), { name: 'WrongChainError' })
-    // Other bytes are verified, and failures are not remembered.
+    // Other bytes are verified, and failures are not remembered (a byte of the signature, which
+    // starts at byte 10: every other check passes, the signature check refuses it).
     const mutated = Uint8Array.from(t.bytes)
-    mutated[mutated.length - 1] ^= 1
+    mutated[12] ^= 1
     assert.throws(() => cache.decode(mutated, CHAIN), { name: 'InvalidSignatureError' })
     assert.throws(() => cache.decode(mutated, CHAIN), { name: 'InvalidSignatureError' })
     assert.equal(cache.misses, 3)
@@ -196,6 +197,29 @@ describe('mempool admission and recheck', () => {
     balances.set(dids[0], 0n)
     assert.deepEqual(pool.recheck(nonce, balanceOf).map(t => [t.sender, t.payload.nonce]), [[dids[0], 0], [dids[0], 1]])
     assert.equal(pool.size, 1)
+  })
+
+  it('refuses by its cheap rules before any signature check: a flood past a sender\'s limit, stale nonces, unpayable fees and duplicates cost no verification', async () => {
+    const cache = new VerifiedTxCache()
+    const pool = new Mempool(CHAIN, { decode: cache.decode })
+    const next = (s: string): number => s === dids[1] ? 5 : 0
+    const balanceOf = (s: string): bigint => s === dids[2] ? 0n : 1_000n
+    /** The same transaction with a byte of its signature (bytes 10..73) changed: only a signature check can tell. */
+    const forged = (t: Tx): Uint8Array => { const b = Uint8Array.from(t.bytes); b[12] ^= 1; return b }
+    for (let n = 0; n < MAX_TXS_PER_SENDER; n++) pool.add((await transfer(0, n)).bytes, next, balanceOf)
+    assert.equal(cache.misses, MAX_TXS_PER_SENDER)
+    const past = await transfer(0, MAX_TXS_PER_SENDER)
+    for (let i = 0; i < 100; i++) assert.throws(() => pool.add(forged(past), next, balanceOf), { name: 'SenderLimitError' })
+    assert.throws(() => pool.add(past.bytes, next, balanceOf), { name: 'SenderLimitError' })
+    const [stale, unpayable, first, other] = await Promise.all([transfer(1, 4), transfer(2, 0), transfer(0, 0), transfer(3, 0)])
+    assert.throws(() => pool.add(forged(stale), next, balanceOf), { name: 'StaleNonceError' })
+    assert.throws(() => pool.add(forged(unpayable), next, balanceOf), { name: 'InsufficientFundsError' })
+    assert.throws(() => pool.add(first.bytes, next, balanceOf), { name: 'DuplicateTxError' })
+    // None of those reached a signature check; a forgery the cheap rules let through still fails it.
+    assert.equal(cache.misses, MAX_TXS_PER_SENDER)
+    assert.throws(() => pool.add(forged(other), next, balanceOf), { name: 'InvalidSignatureError' })
+    assert.equal(cache.misses, MAX_TXS_PER_SENDER + 1)
+    assert.equal(pool.size, MAX_TXS_PER_SENDER)
   })
 
   it('selects by fee, then arrival, each sender in nonce order (the heap agrees with a plain scan)', async () => {
@@ -373,8 +397,9 @@ describe('LedgerService on a stub network (a follower): gossiped transactions', 
   /** Transactions no mempool takes: another chain, a broken signature, a sender with no account. */
   async function invalid (): Promise<Uint8Array[]> {
     const other = await signTx(keys[0], { chain: 'another-chain', nonce: 0, fee: 1n, kind: 'transfer', to: dids[1], amount: 1n })
+    // A byte of the signature (which starts at byte 10), so only the signature check refuses it.
     const broken = Uint8Array.from((await transfer(1, 50)).bytes)
-    broken[broken.length - 1] ^= 1
+    broken[12] ^= 1
     const poor = await transfer(7, 0)
     return [other.bytes, broken, poor.bytes]
   }
@@ -394,16 +419,17 @@ describe('LedgerService on a stub network (a follower): gossiped transactions', 
     await drain(service)
     assert.equal(service.mempool.size, valid.length)
     for (const t of valid) assert.ok(service.mempool.has(t.id), t.id)
-    // Each checked once; the unfunded sender's is well signed, so it is remembered as verified too.
-    assert.equal(service.txCache.misses, batch.length)
-    assert.equal(service.txCache.size, valid.length + 1)
-    // The same batch again: nothing added, nothing well signed verified twice (the two that failed
-    // verification are not remembered, so they are checked again).
+    // The valid ones and the broken signature cost a signature check each; the other chain and the
+    // unfunded sender are refused before theirs (cheap rules first), so nothing is spent on them.
+    assert.equal(service.txCache.misses, valid.length + 1)
+    assert.equal(service.txCache.size, valid.length)
+    // The same batch again: nothing added, nothing well signed verified twice (the broken one failed
+    // verification, is not remembered, and so is checked again).
     service.onGossip(topic, encodeTxBatch(batch))
     assert.equal(service.inboxSize, batch.length)
     await drain(service)
     assert.equal(service.mempool.size, valid.length)
-    assert.equal(service.txCache.misses, batch.length + 2)
+    assert.equal(service.txCache.misses, valid.length + 2)
     // What is not a batch never reaches the inbox.
     service.onGossip(topic, Uint8Array.of(0xff, 1, 2))
     service.onGossip(topic, dagCbor.encode(['text']))

@@ -165,7 +165,8 @@ describe('ledger transactions', () => {
   })
 
   it('rejects every one-byte mutation by name (exhaustive over positions)', async () => {
-    const allowed = new Set(['InvalidSignatureError', 'MalformedRecordError', 'NonCanonicalEncodingError', 'InvalidDidError', 'UnexpectedRecordTypeError', 'MalformedTxError'])
+    // The chain id is checked before the signature, so a flip inside it is WrongChainError.
+    const allowed = new Set(['InvalidSignatureError', 'MalformedRecordError', 'NonCanonicalEncodingError', 'InvalidDidError', 'UnexpectedRecordTypeError', 'MalformedTxError', 'WrongChainError'])
     for (const op of ops) {
       const t = await tx(keys[0], 3, op)
       for (let i = 0; i < t.bytes.length; i++) {

@@ -97,8 +97,24 @@ export function recordCidSync (bytes: Uint8Array): CID {
   return CID.createV1(dagCbor.code, createDigest(sha256.code, createHash('sha256').update(bytes).digest()))
 }
 
+/** A record that passed every check but the signature (readRecordSync); checkRecordSignature completes them. */
+export interface ReadRecord<P = unknown> extends VerifiedRecord<P> {
+  publicKey: Uint8Array
+}
+
 /** verifyRecord, synchronously: the same checks, for pure state transitions. */
 export function verifyRecordSync<P = unknown> (bytes: Uint8Array, options: VerifyOptions = {}): VerifiedRecord<P> {
+  const read = readRecordSync<P>(bytes, options)
+  checkRecordSignature(read)
+  return { record: read.record, bytes: read.bytes, cid: read.cid }
+}
+
+/**
+ * Every check of verifyRecordSync except the signature, the one that costs: callers that can
+ * refuse a record on cheap grounds (a mempool's limits, say) do so before paying for it. The
+ * result is not to be trusted until checkRecordSignature passes.
+ */
+export function readRecordSync<P = unknown> (bytes: Uint8Array, options: VerifyOptions = {}): ReadRecord<P> {
   const maxBytes = options.maxBytes ?? MAX_RECORD_BYTES
   if (!(bytes instanceof Uint8Array)) throw new MalformedRecordError('record must be bytes')
   if (bytes.length > maxBytes) throw new RecordTooLargeError(`record is ${bytes.length} bytes, over ${maxBytes}`)
@@ -132,10 +148,14 @@ export function verifyRecordSync<P = unknown> (bytes: Uint8Array, options: Verif
   } catch (err) {
     throw new InvalidDidError(`record author: ${(err as Error).message}`)
   }
-  if (!ed25519Verify(publicKey, signedPart(bytes, sig.length), sig)) {
-    throw new InvalidSignatureError(`signature does not match author ${String(author)}`)
+  return { record: decoded as SignedRecord<P>, bytes, cid: recordCidSync(bytes), publicKey }
+}
+
+/** The signature check readRecordSync leaves out: InvalidSignatureError unless the author signed it. */
+export function checkRecordSignature (read: ReadRecord): void {
+  if (!ed25519Verify(read.publicKey, signedPart(read.bytes, read.record.sig.length), read.record.sig)) {
+    throw new InvalidSignatureError(`signature does not match author ${String(read.record.author)}`)
   }
-  return { record: decoded as SignedRecord<P>, bytes, cid: recordCidSync(bytes) }
 }
 
 /**

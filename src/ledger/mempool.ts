@@ -58,17 +58,17 @@ export class Mempool {
   /**
    * Adds a transaction's bytes, given the sender's next nonce and (optionally) balance in the
    * committed state. Throws the decoding errors, StaleNonceError, InsufficientFundsError (the
-   * balance cannot pay the fee), DuplicateTxError, SenderLimitError or MempoolFullError.
+   * balance cannot pay the fee), DuplicateTxError, SenderLimitError or MempoolFullError. Those
+   * rules are applied before the signature check as well, so a transaction they refuse is refused
+   * with their error whether or not its signature holds.
    */
   add (bytes: Uint8Array, nextNonce: (sender: string) => number, balanceOf?: (sender: string) => bigint): Tx {
-    const tx = this.decode(bytes, this.chain)
-    if (this.byId.has(tx.id)) throw new DuplicateTxError(`transaction ${tx.id} is already waiting`)
-    if (tx.payload.nonce < nextNonce(tx.sender)) throw new StaleNonceError(`nonce ${tx.payload.nonce} was used; next is ${nextNonce(tx.sender)}`)
-    if (balanceOf != null && balanceOf(tx.sender) < tx.payload.fee) throw new InsufficientFundsError(`balance ${balanceOf(tx.sender)} cannot pay the fee ${tx.payload.fee}`)
+    // The cheap rules run before the signature check too, so what they refuse (a flood past a
+    // sender's limit, say) costs no Ed25519 verification; they run again on the checked result.
+    const tx = this.decode(bytes, this.chain, t => { this.admissible(t, nextNonce, balanceOf) })
+    this.admissible(tx, nextNonce, balanceOf)
     const mine = this.bySender.get(tx.sender) ?? new Map<number, Tx>()
     const same = mine.get(tx.payload.nonce)
-    if (same != null && same.payload.fee >= tx.payload.fee) throw new DuplicateTxError(`a transaction with nonce ${tx.payload.nonce} is already waiting; pay a higher fee to replace it`)
-    if (same == null && mine.size >= MAX_TXS_PER_SENDER) throw new SenderLimitError(`${tx.sender} has ${MAX_TXS_PER_SENDER} transactions waiting`)
     if (this.byId.size >= MAX_MEMPOOL_TXS || this.bytes + bytes.length > MAX_MEMPOOL_BYTES) {
       const cheapest = this.cheapest()
       if (cheapest == null || cheapest.payload.fee >= tx.payload.fee) throw new MempoolFullError('the mempool is full; pay a higher fee')
@@ -80,6 +80,17 @@ export class Mempool {
     this.byId.set(tx.id, tx)
     this.bytes += bytes.length
     return tx
+  }
+
+  /** The rules that need no signature: duplicate, nonce, fee payable, the sender's limit. Throws their named errors. */
+  private admissible (tx: Tx, nextNonce: (sender: string) => number, balanceOf?: (sender: string) => bigint): void {
+    if (this.byId.has(tx.id)) throw new DuplicateTxError(`transaction ${tx.id} is already waiting`)
+    if (tx.payload.nonce < nextNonce(tx.sender)) throw new StaleNonceError(`nonce ${tx.payload.nonce} was used; next is ${nextNonce(tx.sender)}`)
+    if (balanceOf != null && balanceOf(tx.sender) < tx.payload.fee) throw new InsufficientFundsError(`balance ${balanceOf(tx.sender)} cannot pay the fee ${tx.payload.fee}`)
+    const mine = this.bySender.get(tx.sender)
+    const same = mine?.get(tx.payload.nonce)
+    if (same != null && same.payload.fee >= tx.payload.fee) throw new DuplicateTxError(`a transaction with nonce ${tx.payload.nonce} is already waiting; pay a higher fee to replace it`)
+    if (same == null && (mine?.size ?? 0) >= MAX_TXS_PER_SENDER) throw new SenderLimitError(`${tx.sender} has ${MAX_TXS_PER_SENDER} transactions waiting`)
   }
 
   private cheapest (): Tx | undefined {

@@ -33,6 +33,7 @@ import { logger } from '@libp2p/logger'
 import { lpStream } from '@libp2p/utils'
 import { TypedEventEmitter } from 'main-event'
 import type { Ed25519Key } from '../identity/ed25519.ts'
+import { recordCidSync } from '../identity/record.ts'
 import type { Network } from '../net/network.ts'
 import { PROTOCOL_MAX_INBOUND_STREAMS, PROTOCOL_MAX_OUTBOUND_STREAMS, PROTOCOL_TIMEOUT_MS } from '../net/limits.ts'
 import {
@@ -234,6 +235,10 @@ export class LedgerService extends TypedEventEmitter<LedgerEvents> {
       maxOutboundStreams: PROTOCOL_MAX_OUTBOUND_STREAMS
     })
     this.syncTimer = setInterval(() => {
+      // Only a node that has committed nothing for a while asks its peers (CometBFT's block sync
+      // likewise runs only while behind): one that keeps committing is at the head, and a block
+      // or message from further ahead starts a sync at once.
+      if (performance.now() - this.lastProgress < SYNC_INTERVAL_MS) return
       void this.syncFromPeers()
       // Waiting on votes with no timer armed (L34/L47 need 2f+1 first): nothing else resends ours.
       if (this.consensus != null) this.regossip()
@@ -416,6 +421,8 @@ export class LedgerService extends TypedEventEmitter<LedgerEvents> {
   }
 
   private lastBlockTime = 0
+  /** performance.now() of our last commit (or of start): see the sync timer. */
+  private lastProgress = -Infinity
 
   /** Publishes a signed consensus message and feeds it to our own state machine. */
   private async broadcast (bytes: Uint8Array): Promise<void> {
@@ -486,6 +493,7 @@ export class LedgerService extends TypedEventEmitter<LedgerEvents> {
     this.state = state
     this.executed.clear()
     this.lastBlockTime = stored.block.header.time
+    this.lastProgress = performance.now()
     this.mempool.prune(s => this.nextNonce(s))
     for (const tx of this.mempool.recheck(s => this.nextNonce(s), s => this.balanceOf(s))) {
       this.reject(tx.id, { name: 'InsufficientFundsError', message: `balance ${this.balanceOf(tx.sender)} cannot pay the fee of ${tx.sender}'s next transaction` })
@@ -639,9 +647,8 @@ export class LedgerService extends TypedEventEmitter<LedgerEvents> {
     try {
       tx = this.mempool.add(bytes, s => this.nextNonce(s), s => this.balanceOf(s))
     } catch (err) {
-      try {
-        this.reject(this.txCache.decode(bytes).id, err as Error)
-      } catch {}
+      // Its id is the CID of its bytes: no second decode (nor a signature check the refusal spared).
+      if (bytes instanceof Uint8Array && bytes.length <= MAX_TX_BYTES) this.reject(recordCidSync(bytes).toString(), err as Error)
       throw err
     }
     this.gossipTx(bytes)

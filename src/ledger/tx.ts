@@ -9,7 +9,7 @@ import { createHash } from 'node:crypto'
 import { CID } from 'multiformats/cid'
 import { isDid } from '../identity/did.ts'
 import type { Ed25519Key } from '../identity/ed25519.ts'
-import { signRecord, verifyRecordSync } from '../identity/record.ts'
+import { checkRecordSignature, readRecordSync, signRecord } from '../identity/record.ts'
 
 export const TX_TYPE = 'peerverse/tx'
 /** Largest encoded transaction. */
@@ -132,12 +132,19 @@ export function parsePayload (value: unknown): TxPayload {
   }
 }
 
-/** Decodes and verifies a transaction's bytes, synchronously; named errors for anything wrong. */
-export function decodeTx (bytes: Uint8Array, chain?: string): Tx {
-  const verified = verifyRecordSync(bytes, { maxBytes: MAX_TX_BYTES, type: TX_TYPE })
-  const payload = parsePayload(verified.record.payload)
+/**
+ * Decodes and verifies a transaction's bytes, synchronously; named errors for anything wrong.
+ * `precheck`, given, sees the decoded transaction before its signature is checked and may refuse it
+ * by throwing (a mempool's cheap rules: nonce, limits, fee): a refusal then costs no signature check.
+ */
+export function decodeTx (bytes: Uint8Array, chain?: string, precheck?: (tx: Tx) => void): Tx {
+  const read = readRecordSync(bytes, { maxBytes: MAX_TX_BYTES, type: TX_TYPE })
+  const payload = parsePayload(read.record.payload)
   if (chain != null && payload.chain !== chain) throw new WrongChainError(`transaction is for chain ${payload.chain}, not ${chain}`)
-  return { id: verified.cid.toString(), sender: verified.record.author, bytes, payload }
+  const tx = { id: read.cid.toString(), sender: read.record.author, bytes, payload }
+  precheck?.(tx)
+  checkRecordSignature(read)
+  return tx
 }
 
 /** Signs a transaction. */
@@ -148,8 +155,8 @@ export async function signTx (key: Ed25519Key, payload: TxPayload): Promise<Tx> 
   return { id: signed.cid.toString(), sender: signed.record.author, bytes: signed.bytes, payload: normalized }
 }
 
-/** Decodes and verifies transaction bytes for a chain (decodeTx's contract). */
-export type TxDecoder = (bytes: Uint8Array, chain?: string) => Tx
+/** Decodes and verifies transaction bytes for a chain (decodeTx's contract, precheck included). */
+export type TxDecoder = (bytes: Uint8Array, chain?: string, precheck?: (tx: Tx) => void) => Tx
 
 /**
  * A bounded memo of decodeTx: each distinct transaction's signature is checked once and the
@@ -174,8 +181,8 @@ export class VerifiedTxCache {
   get size (): number { return this.entries.size }
 
   /** decodeTx, verifying only bytes not seen (and verified) before. */
-  readonly decode: TxDecoder = (bytes, chain) => {
-    if (!(bytes instanceof Uint8Array)) return decodeTx(bytes, chain)
+  readonly decode: TxDecoder = (bytes, chain, precheck) => {
+    if (!(bytes instanceof Uint8Array)) return decodeTx(bytes, chain, precheck)
     const key = createHash('sha256').update(bytes).digest('base64')
     const cached = this.entries.get(key)
     if (cached != null && Buffer.compare(cached.bytes, bytes) === 0) {
@@ -185,8 +192,8 @@ export class VerifiedTxCache {
       if (chain != null && cached.payload.chain !== chain) throw new WrongChainError(`transaction is for chain ${cached.payload.chain}, not ${chain}`)
       return cached
     }
-    this.misses++
-    const tx = decodeTx(bytes, chain)
+    // Counted just before the signature check: a transaction the precheck refuses costs none.
+    const tx = decodeTx(bytes, chain, t => { precheck?.(t); this.misses++ })
     this.entries.set(key, tx)
     if (this.entries.size > this.max) this.entries.delete(this.entries.keys().next().value as string)
     return tx
