@@ -28,6 +28,7 @@ import { PEER_IDENTITY_PROTOCOL } from '../src/net/peer-identity.ts'
 import type { NodeStatus } from '../src/node/node.ts'
 import { PeerSet, waitFor, type CliPeer } from './helpers/cli-peer.ts'
 import { EventLog } from './helpers/events.ts'
+import { mulberry32Words } from '../bench/lib.ts'
 
 /** kad-dht's own idle limit on an inbound stream (its `incomingMessageTimeout` default; we do not set it). */
 const DHT_INCOMING_MESSAGE_TIMEOUT_MS = 10_000
@@ -47,14 +48,7 @@ const sleep = async (ms: number): Promise<void> => { await new Promise(resolve =
 
 /** mulberry32: a seeded byte source, so every "random" frame replays exactly. */
 function seededBytes (seed: number): (n: number) => Uint8Array {
-  let s = seed >>> 0
-  const next = (): number => {
-    s = (s + 0x6D2B79F5) >>> 0
-    let t = s
-    t = Math.imul(t ^ (t >>> 15), t | 1)
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61)
-    return (t ^ (t >>> 14)) >>> 0
-  }
+  const next = mulberry32Words(seed)
   return n => {
     const out = new Uint8Array(n)
     for (let i = 0; i < n; i++) out[i] = next() & 0xff

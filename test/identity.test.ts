@@ -13,6 +13,7 @@ import {
   DID_KEY_CACHE_SIZE, isDid
 } from '../src/identity/index.ts'
 import { decodeFlatRecord } from '../src/identity/flat-record.ts'
+import { mulberry32Words } from '../bench/lib.ts'
 
 const hex = (s: string): Uint8Array => new Uint8Array(Buffer.from(s, 'hex'))
 const rfc8032 = JSON.parse(readFileSync(join(import.meta.dirname, 'vectors/ed25519-rfc8032.json'), 'utf8'))
@@ -341,14 +342,7 @@ function encodeMapInOrder (entries: Array<[string, unknown]>): Uint8Array {
 
 /** mulberry32: seeded, so a failing record replays. */
 function seeded (seed: number): { int: (n: number) => number, bytes: (n: number) => Uint8Array } {
-  let s = seed >>> 0
-  const next = (): number => {
-    s = (s + 0x6D2B79F5) >>> 0
-    let t = s
-    t = Math.imul(t ^ (t >>> 15), t | 1)
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61)
-    return (t ^ (t >>> 14)) >>> 0
-  }
+  const next = mulberry32Words(seed)
   return {
     int: n => next() % n,
     bytes: n => {
