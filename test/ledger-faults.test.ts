@@ -2,9 +2,10 @@
  * Ledger faults between real `peerverse` validator processes on loopback. A byzantine validator
  * (this test process, holding the fourth validator's key) proposes two different valid blocks in
  * its slots and signs two conflicting prevotes and precommits in every round it sees: the three
- * honest validators keep committing the same blocks and record its double votes as evidence. A
- * 2|2 partition (each side refuses the other through POST /api/v0/net/deny) halts commits, since
- * neither side holds more than 2/3 of the power, and after healing all four go on with one chain.
+ * honest validators keep committing the same blocks, and each of them records its double votes as
+ * evidence (whoever catches one gossips it). A 2|2 partition (each side refuses the other through
+ * POST /api/v0/net/deny) halts commits, since neither side holds more than 2/3 of the power, and
+ * after healing all four go on with one chain.
  */
 import { describe, it, before, after } from 'node:test'
 import assert from 'node:assert/strict'
@@ -131,6 +132,7 @@ class Byzantine {
       return
     }
     const decoded = decodeConsensusMessage(data)
+    if (decoded.kind === 'evidence') return
     const msg = decoded.kind === 'vote' ? decoded.vote : decoded.proposal
     if (msg.height <= this.state.height) return
     await this.equivocate(msg.height, msg.round, 'value' in msg ? msg.value : null)
@@ -205,9 +207,10 @@ describe('ledger faults', { timeout: 150_000 }, () => {
       await waitFor('the honest validators go on committing', async () => (await Promise.all(vals.map(chain))).every(s => s.height >= target), 30_000)
       const h = await assertOneChain(vals)
       assert.ok(h >= target)
-      const evidence = await waitFor('evidence naming the byzantine validator', async () => {
-        const all = (await Promise.all(vals.map(async v => (await v.api.request<{ evidence: Evidence[] }>('GET', '/api/v0/ledger/evidence')).evidence))).flat()
-        return all.some(e => e.validator === byz.id.did) ? all : undefined
+      // Whoever caught it gossips it: every honest validator ends up holding it.
+      const evidence = await waitFor('every honest validator holds evidence naming the byzantine validator', async () => {
+        const each = await Promise.all(vals.map(async v => (await v.api.request<{ evidence: Evidence[] }>('GET', '/api/v0/ledger/evidence')).evidence))
+        return each.every(list => list.some(e => e.validator === byz.id.did)) ? each.flat() : undefined
       }, 20_000)
       assert.ok(evidence.every(e => e.validator === byz.id.did), 'only the byzantine validator is accused')
     })

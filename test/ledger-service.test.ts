@@ -9,6 +9,7 @@
  * mempool on later turns of the event loop.
  */
 import { describe, it, after } from 'node:test'
+import { once } from 'node:events'
 import assert from 'node:assert/strict'
 import { mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
@@ -21,13 +22,13 @@ import { GOSSIP_MAX_MESSAGE_BYTES } from '../src/net/limits.ts'
 import type { Network } from '../src/net/network.ts'
 import { Store } from '../src/store/store.ts'
 import {
-  ChainStore, decodeConsensusMessage, decodeProposal, encodeBlock, encodeProposalMessage, MAX_BLOCK_BYTES, MAX_PROPOSAL_MESSAGE_BYTES,
-  MAX_PROPOSAL_RECORD_BYTES, MAX_VOTE_BYTES, PROPOSAL_TYPE, signProposal
+  ChainStore, decodeConsensusMessage, decodeProposal, encodeBlock, encodeEvidenceMessage, encodeProposalMessage, MAX_BLOCK_BYTES, MAX_PROPOSAL_MESSAGE_BYTES,
+  MAX_PROPOSAL_RECORD_BYTES, MAX_VOTE_BYTES, PROPOSAL_TYPE, signProposal, signVote
 } from '../src/ledger/chain.ts'
 import { proposer } from '../src/ledger/consensus.ts'
 import { MAX_TXS_PER_SENDER, Mempool } from '../src/ledger/mempool.ts'
 import {
-  decodeTxBatch, encodeTxBatch, LedgerService, ledgerTopic, MAX_BLOCK_TX_BYTES, MAX_EXECUTED_BLOCKS, MAX_REJECTED_KEPT, MAX_TX_BATCH_BYTES,
+  decodeTxBatch, encodeTxBatch, evidenceHeightKept, LedgerService, MAX_EVIDENCE_AGE_HEIGHTS, ledgerTopic, MAX_BLOCK_TX_BYTES, MAX_EXECUTED_BLOCKS, MAX_REJECTED_KEPT, MAX_TX_BATCH_BYTES,
   MAX_TX_BATCH_TXS, MAX_TX_INBOX, MAX_TXS_PER_BLOCK
 } from '../src/ledger/service.ts'
 import { blockHash, buildBlock, genesisState, MAX_VALIDATORS, STAKE_PER_POWER, type Genesis } from '../src/ledger/state.ts'
@@ -369,6 +370,71 @@ describe('LedgerService on a stub network (one of four validators)', () => {
       assert.equal(service.executedBlocks, expected)
     }
     assert.equal(service.state.height, 0)
+  })
+})
+
+describe('evidence of double votes', () => {
+  const vkeys = Array.from({ length: 4 }, (_, i) => ed25519KeyFromSeed(new Uint8Array(32).fill(90 + i)))
+  const vdids = vkeys.map(k => didFromPublicKey(k.publicKey))
+  const genesis: Genesis = { chain: CHAIN, time: 0, accounts: vdids.map(id => ({ id, balance: 0n, stake: STAKE_PER_POWER })) }
+  const topic = ledgerTopic(CHAIN, 'consensus')
+  const value = (n: number): string => n.toString(16).padStart(64, '0')
+  const prevote = async (k: Ed25519Key, v: string | null, height = 1, round = 0): Promise<Uint8Array> => await signVote(k, { type: 'prevote', height, round, value: v })
+
+  it('is kept from MAX_EVIDENCE_AGE_HEIGHTS behind our height to two ahead, and not past either end', () => {
+    const ours = MAX_EVIDENCE_AGE_HEIGHTS + 50
+    assert.equal(evidenceHeightKept(ours - MAX_EVIDENCE_AGE_HEIGHTS, ours), true)
+    assert.equal(evidenceHeightKept(ours - MAX_EVIDENCE_AGE_HEIGHTS - 1, ours), false)
+    assert.equal(evidenceHeightKept(ours + 2, ours), true)
+    assert.equal(evidenceHeightKept(ours + 3, ours), false)
+    assert.equal(evidenceHeightKept(1, 0), true)
+  })
+
+  it('a validator that sees a double vote stores it once and gossips it; every node that hears it keeps it, refusing what is not one', async () => {
+    // A validator's consensus detects the double vote itself.
+    const { service: v0, published } = await harness(vkeys[0], genesis)
+    v0.onGossip(topic, await prevote(vkeys[1], value(1)))
+    v0.onGossip(topic, await prevote(vkeys[1], value(2)))
+    await once(v0, 'ledger:evidence')
+    const sent = published.filter(m => m.topic === topic).map(m => decodeConsensusMessage(m.data)).filter(m => m.kind === 'evidence')
+    assert.equal(sent.length, 1)
+    assert.deepEqual(sent[0].kind === 'evidence' && [sent[0].evidence.validator, sent[0].evidence.height, sent[0].evidence.type], [vdids[1], 1, 'prevote'])
+
+    // A follower that saw neither vote learns it from that message.
+    const { service } = await harness(ed25519KeyFromSeed(new Uint8Array(32).fill(99)), genesis)
+    let events = 0
+    service.addEventListener('ledger:evidence', () => { events++ })
+    const wait = async (): Promise<void> => { await once(service, 'ledger:evidence') }
+    let seen = wait()
+    service.onGossip(topic, published.filter(m => m.topic === topic && decodeConsensusMessage(m.data).kind === 'evidence')[0].data)
+    await seen
+    // The same double vote again, in the other order: kept once. Then what is not a double vote.
+    const a = await prevote(vkeys[1], value(1))
+    const b = await prevote(vkeys[1], value(2))
+    service.onGossip(topic, encodeEvidenceMessage(b, a))
+    service.onGossip(topic, dagCbor.encode({ evidence: [b, a] }))
+    service.onGossip(topic, encodeEvidenceMessage(a, a)) // one vote twice
+    service.onGossip(topic, encodeEvidenceMessage(a, await prevote(vkeys[2], value(2)))) // two validators
+    service.onGossip(topic, encodeEvidenceMessage(a, await signVote(vkeys[1], { type: 'precommit', height: 1, round: 0, value: value(2) }))) // two steps
+    service.onGossip(topic, encodeEvidenceMessage(await prevote(vkeys[1], value(1), 1, 1), b)) // two rounds
+    const stranger = ed25519KeyFromSeed(new Uint8Array(32).fill(98))
+    service.onGossip(topic, encodeEvidenceMessage(await prevote(stranger, value(1)), await prevote(stranger, value(2)))) // not a validator
+    service.onGossip(topic, encodeEvidenceMessage(await prevote(vkeys[2], value(1), 3), await prevote(vkeys[2], value(2), 3))) // beyond height + 2
+    const forged = Uint8Array.from(b)
+    forged[12] ^= 1
+    service.onGossip(topic, encodeEvidenceMessage(a, forged)) // a bad signature
+    service.onGossip(topic, dagCbor.encode({ evidence: [a] }))
+    service.onGossip(topic, dagCbor.encode({ evidence: [a, b], extra: 1 }))
+    // Messages are taken in order: once this one is in, every one before it was decided.
+    seen = wait()
+    service.onGossip(topic, encodeEvidenceMessage(await prevote(vkeys[3], null), await prevote(vkeys[3], value(3))))
+    await seen
+    assert.equal(events, 2)
+    const kept = await service.evidence()
+    assert.deepEqual(kept.map(e => [e.validator, e.height, e.round, e.type, [...e.values].sort()]).sort(), [
+      [vdids[1], 1, 0, 'prevote', [value(1), value(2)]],
+      [vdids[3], 1, 0, 'prevote', [null, value(3)].sort()]
+    ].sort())
   })
 })
 

@@ -102,11 +102,42 @@ export function decodeVote (bytes: Uint8Array): SignedVote {
   return { ...p, validator: r.record.author, bytes }
 }
 
+/** Evidence of a double vote: two votes one validator signed for one (height, round, type), for different values. */
+export interface DoubleVote { validator: string, height: number, round: number, type: 'prevote' | 'precommit', a: SignedVote, b: SignedVote }
+
+export class InvalidEvidenceError extends Error {
+  name = 'InvalidEvidenceError'
+}
+
+/** The evidence message of the consensus topic: the two signed votes, in byte order (one encoding per pair). */
+export function encodeEvidenceMessage (a: Uint8Array, b: Uint8Array): Uint8Array {
+  const [first, second] = Buffer.compare(a, b) <= 0 ? [a, b] : [b, a]
+  return dagCbor.encode({ evidence: [first, second] })
+}
+
+/** Checks two signed votes are a double vote (each verified); InvalidEvidenceError otherwise. */
+export function decodeEvidence (a: Uint8Array, b: Uint8Array): DoubleVote {
+  let va: SignedVote
+  let vb: SignedVote
+  try {
+    va = decodeVote(a)
+    vb = decodeVote(b)
+  } catch (err) {
+    throw new InvalidEvidenceError(`evidence holds a bad vote: ${(err as Error).name}: ${(err as Error).message}`)
+  }
+  if (va.validator !== vb.validator || va.height !== vb.height || va.round !== vb.round || va.type !== vb.type) {
+    throw new InvalidEvidenceError('the two votes are not one validator\'s for one height, round and step')
+  }
+  if (va.value === vb.value) throw new InvalidEvidenceError('the two votes are for the same value')
+  return { validator: va.validator, height: va.height, round: va.round, type: va.type, a: va, b: vb }
+}
+
 /**
- * Decodes a consensus-topic message: a signed vote, or a proposal message. Throws the record
- * errors, InvalidBlockError or InvalidProposalError for anything malformed or inconsistent.
+ * Decodes a consensus-topic message: a signed vote, a proposal message, or evidence of a double
+ * vote. Throws the record errors, InvalidBlockError, InvalidProposalError or InvalidEvidenceError
+ * for anything malformed or inconsistent.
  */
-export function decodeConsensusMessage (bytes: Uint8Array): { kind: 'vote', vote: SignedVote } | { kind: 'proposal', proposal: DecodedProposal } {
+export function decodeConsensusMessage (bytes: Uint8Array): { kind: 'vote', vote: SignedVote } | { kind: 'proposal', proposal: DecodedProposal } | { kind: 'evidence', evidence: DoubleVote } {
   if (!(bytes instanceof Uint8Array) || bytes.length > MAX_PROPOSAL_MESSAGE_BYTES) throw new InvalidProposalError(`message is over ${MAX_PROPOSAL_MESSAGE_BYTES} bytes`)
   let value: unknown
   try {
@@ -116,6 +147,13 @@ export function decodeConsensusMessage (bytes: Uint8Array): { kind: 'vote', vote
   }
   const m = value as Record<string, unknown> | null
   if (m != null && typeof m === 'object' && m.type === VOTE_TYPE) return { kind: 'vote', vote: decodeVote(bytes) }
+  if (m != null && typeof m === 'object' && 'evidence' in m) {
+    const pair = m.evidence
+    if (Object.keys(m).length !== 1 || !Array.isArray(pair) || pair.length !== 2 || !pair.every(v => v instanceof Uint8Array && v.length <= MAX_VOTE_BYTES)) {
+      throw new InvalidEvidenceError('an evidence message holds exactly two votes')
+    }
+    return { kind: 'evidence', evidence: decodeEvidence(pair[0], pair[1]) }
+  }
   return { kind: 'proposal', proposal: proposalFrom(m, bytes) }
 }
 
@@ -235,8 +273,17 @@ export class ChainStore {
     return raw == null ? undefined : JSON.parse(new TextDecoder().decode(raw))
   }
 
-  async putEvidence (a: Uint8Array, b: Uint8Array): Promise<void> {
-    await this.db.put(`e/${Date.now()}-${Math.random().toString(36).slice(2)}`, dagCbor.encode([a, b]), { sync: true } as Record<string, unknown>)
+  /**
+   * Stores evidence of a double vote (synced), once per validator, height, round and step;
+   * returns false when that double vote was stored already.
+   */
+  async putEvidence (a: Uint8Array, b: Uint8Array): Promise<boolean> {
+    const e = decodeEvidence(a, b)
+    const key = `e/${e.validator}/${e.height}/${e.round}/${e.type}`
+    if (await this.db.get(key) != null) return false
+    const [first, second] = Buffer.compare(a, b) <= 0 ? [a, b] : [b, a]
+    await this.db.put(key, dagCbor.encode([first, second]), { sync: true } as Record<string, unknown>)
+    return true
   }
 
   async evidence (): Promise<Array<[Uint8Array, Uint8Array]>> {

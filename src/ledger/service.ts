@@ -23,8 +23,9 @@
  * event loop each (TX_CHECK_SLICE_MS), so a vote or proposal that arrives behind a flood of
  * transactions is handled at once instead of after all of their signature checks.
  *
- * Wire formats: the consensus topic carries signed votes and proposal messages (chain.ts); the
- * transaction topic carries batches, a DAG-CBOR list of transactions. Both topics have a version
+ * Wire formats: the consensus topic carries signed votes, proposal messages and evidence of double
+ * votes (the two signed votes; chain.ts), which whoever catches one gossips so that every node
+ * keeps it; the transaction topic carries batches, a DAG-CBOR list of transactions. Both topics have a version
  * in their names: version 2 is the proposal-beside-block format and the batches.
  */
 import * as dagCbor from '@ipld/dag-cbor'
@@ -37,8 +38,8 @@ import { recordCidSync } from '../identity/record.ts'
 import type { Network } from '../net/network.ts'
 import { PROTOCOL_MAX_INBOUND_STREAMS, PROTOCOL_MAX_OUTBOUND_STREAMS, PROTOCOL_TIMEOUT_MS } from '../net/limits.ts'
 import {
-  ChainStore, decodeBlock, decodeConsensusMessage, decodeVote, encodeBlock, MAX_BLOCK_BYTES, signProposal, signVote, verifyCommit,
-  type StoredBlock
+  ChainStore, decodeBlock, decodeConsensusMessage, decodeVote, encodeBlock, encodeEvidenceMessage, InvalidEvidenceError, MAX_BLOCK_BYTES,
+  signProposal, signVote, verifyCommit, type DoubleVote, type StoredBlock
 } from './chain.ts'
 import { Consensus, proposer, type Action } from './consensus.ts'
 import { MAX_MEMPOOL_TXS, Mempool } from './mempool.ts'
@@ -96,6 +97,14 @@ export const MAX_TX_INBOX = MAX_MEMPOOL_TXS
 export const MAX_REJECTED_KEPT = 10_000
 /** Executed blocks (post-state and receipts) kept for the current height, for the commit to reuse. */
 export const MAX_EXECUTED_BLOCKS = 8
+
+/** Gossiped evidence of a double vote is kept only for heights this close to ours. */
+export const MAX_EVIDENCE_AGE_HEIGHTS = 1000
+
+/** Whether gossiped evidence for `height` is kept by a node at `ours`: up to two heights ahead, MAX_EVIDENCE_AGE_HEIGHTS behind. */
+export function evidenceHeightKept (height: number, ours: number): boolean {
+  return height <= ours + 2 && height + MAX_EVIDENCE_AGE_HEIGHTS >= ours
+}
 
 /** Signed votes kept for one height at most. */
 export const MAX_VOTES_KEPT = 50_000
@@ -403,10 +412,25 @@ export class LedgerService extends TypedEventEmitter<LedgerEvents> {
       case 'evidence': {
         const a = this.voteBytes.get(voteKey(action.a))
         const b = this.voteBytes.get(voteKey(action.b))
-        if (a != null && b != null) await this.c.chain.putEvidence(a, b)
+        if (a != null && b != null) {
+          // Every validator learns of it, including those the equivocator showed only one vote.
+          if (await this.c.chain.putEvidence(a, b)) void this.c.publish(this.topic('consensus'), encodeEvidenceMessage(a, b)).catch(() => {})
+        }
         this.safeDispatchEvent('ledger:evidence', { detail: { validator: action.a.validator, height: action.a.height, round: action.a.round } })
       }
     }
+  }
+
+  /**
+   * Evidence of a double vote from a peer: kept (once) when the equivocator is one of our
+   * validators and the height is recent (MAX_EVIDENCE_AGE_HEIGHTS); InvalidEvidenceError otherwise.
+   */
+  private async takeEvidence (e: DoubleVote): Promise<void> {
+    if (!this.state.validators.some(v => v.id === e.validator)) throw new InvalidEvidenceError(`${e.validator} is not a validator`)
+    if (!evidenceHeightKept(e.height, this.state.height)) throw new InvalidEvidenceError(`evidence for height ${e.height} is not within ${MAX_EVIDENCE_AGE_HEIGHTS} heights of ${this.state.height}`)
+    if (!await this.c.chain.putEvidence(e.a.bytes, e.b.bytes)) return
+    log('evidence of a double %s by %s at %d/%d', e.type, e.validator, e.height, e.round)
+    this.safeDispatchEvent('ledger:evidence', { detail: { validator: e.validator, height: e.height, round: e.round } })
   }
 
   /** Publishes again the votes we signed at this height (GossipSub does not resend old messages). */
@@ -441,6 +465,10 @@ export class LedgerService extends TypedEventEmitter<LedgerEvents> {
     let height: number
     try {
       const msg = decodeConsensusMessage(bytes)
+      if (msg.kind === 'evidence') {
+        await this.takeEvidence(msg.evidence)
+        return
+      }
       if (msg.kind === 'vote') {
         const vote = msg.vote
         height = vote.height
