@@ -25,8 +25,8 @@
  *
  * Wire formats: the consensus topic carries signed votes, proposal messages and evidence of double
  * votes (the two signed votes; chain.ts), which whoever catches one gossips so that every node
- * keeps it; the transaction topic carries batches, a DAG-CBOR list of transactions. Both topics have a version
- * in their names: version 2 is the proposal-beside-block format and the batches.
+ * keeps it; the transaction topic carries batches, a DAG-CBOR list of transactions. Both topics
+ * have a version in their names: version 2 is the proposal-beside-block format and the batches.
  */
 import * as dagCbor from '@ipld/dag-cbor'
 import type { Connection, PeerId, Stream } from '@libp2p/interface'
@@ -91,7 +91,7 @@ export const MAX_TX_BATCH_BYTES = 128 * 1024
  * CometBFT runs its mempool and consensus reactors apart).
  */
 export const TX_CHECK_SLICE_MS = 4
-/** Gossiped transactions waiting to be checked at most; a batch beyond it is dropped (its senders' peers resend nothing, the mempool is full anyway). */
+/** Gossiped transactions waiting to be checked at most; a batch that would go past it is dropped whole. */
 export const MAX_TX_INBOX = MAX_MEMPOOL_TXS
 /** Rejected transactions whose reason is kept for txStatus (oldest forgotten first). */
 export const MAX_REJECTED_KEPT = 10_000
