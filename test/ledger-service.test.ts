@@ -19,7 +19,9 @@ import { ed25519KeyFromSeed, type Ed25519Key } from '../src/identity/ed25519.ts'
 import { didFromPublicKey } from '../src/identity/did.ts'
 import { signRecord } from '../src/identity/record.ts'
 import { GOSSIP_MAX_MESSAGE_BYTES } from '../src/net/limits.ts'
-import type { Network } from '../src/net/network.ts'
+import { createNetwork, type Network } from '../src/net/network.ts'
+import { generateKeyPair } from '@libp2p/crypto/keys'
+import { lpStream } from '@libp2p/utils'
 import { Store } from '../src/store/store.ts'
 import {
   ChainStore, decodeConsensusMessage, decodeProposal, encodeBlock, encodeEvidenceMessage, encodeProposalMessage, MAX_BLOCK_BYTES, MAX_PROPOSAL_MESSAGE_BYTES,
@@ -28,7 +30,7 @@ import {
 import { proposer } from '../src/ledger/consensus.ts'
 import { MAX_TXS_PER_SENDER, Mempool } from '../src/ledger/mempool.ts'
 import {
-  decodeTxBatch, encodeTxBatch, evidenceHeightKept, LedgerService, MAX_EVIDENCE_AGE_HEIGHTS, ledgerTopic, MAX_BLOCK_TX_BYTES, MAX_EXECUTED_BLOCKS, MAX_REJECTED_KEPT, MAX_TX_BATCH_BYTES,
+  decodeTxBatch, encodeTxBatch, evidenceHeightKept, LedgerService, MAX_EVIDENCE_AGE_HEIGHTS, MAX_MEMPOOL_STREAM_QUEUE, MEMPOOL_PROTOCOL, ledgerTopic, MAX_BLOCK_TX_BYTES, MAX_EXECUTED_BLOCKS, MAX_REJECTED_KEPT, MAX_TX_BATCH_BYTES,
   MAX_TX_BATCH_TXS, MAX_TX_INBOX, MAX_TXS_PER_BLOCK
 } from '../src/ledger/service.ts'
 import { blockHash, buildBlock, genesisState, MAX_VALIDATORS, STAKE_PER_POWER, type Genesis } from '../src/ledger/state.ts'
@@ -558,5 +560,93 @@ describe('LedgerService on a stub network (a follower): gossiped transactions', 
     for (let i = 0; i < 10; i++) await new Promise(resolve => setImmediate(resolve))
     assert.equal(service.mempool.size, 0)
     assert.equal(service.txCache.misses, 0)
+  })
+})
+
+describe('the mempool protocol between real libp2p peers on loopback', () => {
+  const vkey = ed25519KeyFromSeed(new Uint8Array(32).fill(120))
+  const vdid = didFromPublicKey(vkey.publicKey)
+  // Enough senders for MAX_MEMPOOL_STREAM_QUEUE + 2 full batches under the per-sender limit.
+  const senders = Array.from({ length: 160 }, (_, i) => ed25519KeyFromSeed(Uint8Array.from({ length: 32 }, (_, j) => j === 0 ? i : j === 1 ? 201 : 7)))
+  const senderDids = senders.map(k => didFromPublicKey(k.publicKey))
+  // A second validator that never runs: `vkey` alone holds half the power, so no block commits and
+  // every mempool keeps what it took in.
+  const offline = didFromPublicKey(ed25519KeyFromSeed(new Uint8Array(32).fill(123)).publicKey)
+  const genesis: Genesis = {
+    chain: CHAIN,
+    time: 0,
+    accounts: [
+      { id: vdid, balance: 0n, stake: STAKE_PER_POWER }, { id: offline, balance: 0n, stake: STAKE_PER_POWER },
+      ...dids.slice(0, 6).map(id => ({ id, balance: 1_000_000_000n })), ...senderDids.map(id => ({ id, balance: 1_000_000_000n }))
+    ]
+  }
+  const cleanups: Array<() => Promise<void>> = []
+  after(async () => { for (const c of cleanups.reverse()) await c() })
+
+  /** A started libp2p peer and a LedgerService on it (a validator with `vkey`, else a follower). */
+  async function peer (key: Ed25519Key): Promise<{ net: Network, service: LedgerService, published: Array<{ topic: string, data: Uint8Array }> }> {
+    const net = await createNetwork({ privateKey: await generateKeyPair('Ed25519'), listen: ['/ip4/127.0.0.1/tcp/0'], relayServer: false })
+    await net.start()
+    const dir = await mkdtemp(join(tmpdir(), 'peerverse-mempool-'))
+    const store = await Store.open(dir)
+    const published: Array<{ topic: string, data: Uint8Array }> = []
+    const service = new LedgerService({
+      net, chain: new ChainStore(store.sublevel('ledger')), key, did: didFromPublicKey(key.publicKey), genesis,
+      publish: async (topic, data) => { published.push({ topic, data }); return 0 },
+      subscribe: () => {}
+    })
+    await service.start()
+    cleanups.push(async () => { await service.stop(); await net.stop(); await store.close(); await rm(dir, { recursive: true, force: true }) })
+    return { net, service, published }
+  }
+
+  const frameLimit = MAX_TX_BATCH_BYTES + 3 * MAX_TX_BATCH_TXS + 5
+
+  it('carries a validator\'s batches straight to a neighbour, which checks them in and forwards nothing; refuses an oversized or malformed frame by ending the stream', async () => {
+    const v = await peer(vkey)
+    const f = await peer(ed25519KeyFromSeed(new Uint8Array(32).fill(121)))
+    await v.net.dial(f.net.getMultiaddrs()[0])
+    const txs: Tx[] = []
+    for (let i = 0; i < 40; i++) txs.push(await transfer(i % 6, Math.floor(i / 6)))
+    for (const t of txs) await v.service.submit(t.bytes)
+    // The batch goes when TX_BATCH_INTERVAL_MS is up: wait for the follower to hold every one.
+    while (!txs.every(t => f.service.mempool.has(t.id))) await new Promise(resolve => setTimeout(resolve, 10))
+    assert.equal(v.published.filter(m => m.topic === ledgerTopic(CHAIN, 'txs')).length, 0, 'not over GossipSub')
+    assert.equal(f.published.filter(m => m.topic === ledgerTopic(CHAIN, 'txs')).length, 0, 'not forwarded')
+
+    // A frame over the limit, then a frame that is not a batch: each ends its stream; the peer goes on.
+    for (const frame of [new Uint8Array(frameLimit + 1), Uint8Array.of(0xff, 1, 2)]) {
+      const stream = await f.net.dialProtocol(v.net.peerId, MEMPOOL_PROTOCOL)
+      const lp = lpStream(stream, { maxDataLength: frameLimit * 2 })
+      await lp.write(frame)
+      await assert.rejects(lp.read())
+    }
+    const more = await transfer(0, 7)
+    const stream = await f.net.dialProtocol(v.net.peerId, MEMPOOL_PROTOCOL)
+    await lpStream(stream).write(encodeTxBatch([more.bytes]))
+    while (!v.service.mempool.has(more.id)) await new Promise(resolve => setTimeout(resolve, 10))
+    await stream.close()
+  })
+
+  it('queues at most MAX_MEMPOOL_STREAM_QUEUE batches for a peer; past that, GossipSub carries them', async () => {
+    const v = await peer(vkey)
+    const f = await peer(ed25519KeyFromSeed(new Uint8Array(32).fill(122)))
+    await v.net.dial(f.net.getMultiaddrs()[0])
+    // Full batches flush at once, in one turn of the event loop, before the stream to the peer is open.
+    const perBatch = Math.floor(MAX_TX_BATCH_BYTES / (await transfer(0, 0)).bytes.length)
+    const batches = MAX_MEMPOOL_STREAM_QUEUE + 2
+    const signed: Tx[] = []
+    for (let i = 0; i < perBatch * batches; i++) {
+      signed.push(await signTx(senders[i % senders.length], { chain: CHAIN, nonce: Math.floor(i / senders.length), fee: 1n, kind: 'transfer', to: dids[0], amount: 1n }))
+    }
+    await Promise.all(signed.map(async t => { await v.service.submit(t.bytes) }))
+    const overflow = v.published.filter(m => m.topic === ledgerTopic(CHAIN, 'txs')).length
+    assert.ok(overflow >= 1, `${overflow} batches went over GossipSub`)
+    // Every other transaction reaches the peer over the stream (the last, partial batch goes by
+    // timer, whichever way): nothing is lost between the two.
+    const idOf = new Map(signed.map(t => [Buffer.from(t.bytes).toString('base64'), t.id]))
+    const gossiped = (): Set<string> => new Set(v.published.filter(m => m.topic === ledgerTopic(CHAIN, 'txs')).flatMap(m => decodeTxBatch(m.data)).map(b => idOf.get(Buffer.from(b).toString('base64'))!))
+    while (!signed.every(t => f.service.mempool.has(t.id) || gossiped().has(t.id))) await new Promise(resolve => setTimeout(resolve, 20))
+    assert.ok(f.service.mempool.size >= perBatch * (MAX_MEMPOOL_STREAM_QUEUE - 1), `${f.service.mempool.size} arrived over the stream`)
   })
 })

@@ -25,7 +25,8 @@
  *
  * Wire formats: the consensus topic carries signed votes, proposal messages and evidence of double
  * votes (the two signed votes; chain.ts), which whoever catches one gossips so that every node
- * keeps it; the transaction topic carries batches, a DAG-CBOR list of transactions. Both topics
+ * keeps it; the transaction topic carries batches, a DAG-CBOR list of transactions, which
+ * validators send over MEMPOOL_PROTOCOL instead (length-prefixed batches). Both topics
  * have a version in their names: version 2 is the proposal-beside-block format and the batches.
  */
 import * as dagCbor from '@ipld/dag-cbor'
@@ -73,6 +74,17 @@ export const EMPTY_BLOCK_WAIT_MS = 2_000
 export const PROPOSE_AT_ONCE_TXS = 256
 /** A proposer holding fewer than PROPOSE_AT_ONCE_TXS waits this long after the first for more (so a trickle is not a block per transaction). */
 export const BLOCK_FILL_WAIT_MS = 100
+/**
+ * A validator sends its transaction batches straight to each connected peer over this protocol
+ * (CometBFT's mempool reactor) rather than over GossipSub: a peer does not forward what came this
+ * way, so each batch reaches each neighbour once, where GossipSub's mesh delivers every copy three
+ * times between four validators. Peers that are not validators gossip theirs, which relays them.
+ */
+export const MEMPOOL_PROTOCOL = '/peerverse/ledger/mempool/1.0.0'
+/** Batches queued for one peer's mempool stream at most; past it that peer misses batches (it gets them in the proposal). */
+export const MAX_MEMPOOL_STREAM_QUEUE = 16
+/** A peer that refused the mempool protocol is not asked again for this long. */
+export const MEMPOOL_RETRY_MS = 30_000
 /** How often a node behind its peers asks them for blocks. */
 export const SYNC_INTERVAL_MS = 2_000
 /**
@@ -202,6 +214,10 @@ export class LedgerService extends TypedEventEmitter<LedgerEvents> {
   private inbox: Uint8Array[] = []
   private inboxHead = 0
   private inboxTimer?: ReturnType<typeof setImmediate>
+  /** Our open mempool streams by peer, with what waits to be written (see MEMPOOL_PROTOCOL). */
+  private readonly mempoolOut = new Map<string, { queue: Uint8Array[], writing: boolean, write?: (data: Uint8Array) => Promise<void>, close?: () => Promise<void> }>()
+  /** Peers that refused the mempool protocol, until when. */
+  private readonly mempoolRefused = new Map<string, number>()
   /** Our transactions waiting to be gossiped as one batch (see TX_BATCH_INTERVAL_MS). */
   private outbox: Uint8Array[] = []
   private outboxBytes = 0
@@ -243,6 +259,10 @@ export class LedgerService extends TypedEventEmitter<LedgerEvents> {
       maxInboundStreams: PROTOCOL_MAX_INBOUND_STREAMS,
       maxOutboundStreams: PROTOCOL_MAX_OUTBOUND_STREAMS
     })
+    await this.c.net.handle(MEMPOOL_PROTOCOL, (stream) => { void this.readMempoolStream(stream) }, {
+      maxInboundStreams: PROTOCOL_MAX_INBOUND_STREAMS,
+      maxOutboundStreams: PROTOCOL_MAX_OUTBOUND_STREAMS
+    })
     this.syncTimer = setInterval(() => {
       // Only a node that has committed nothing for a while asks its peers (CometBFT's block sync
       // likewise runs only while behind): one that keeps committing is at the head, and a block
@@ -271,6 +291,10 @@ export class LedgerService extends TypedEventEmitter<LedgerEvents> {
     this.inboxHead = 0
     await this.busy.catch(() => {})
     await this.c.net.unhandle(SYNC_PROTOCOL)
+    await this.c.net.unhandle(MEMPOOL_PROTOCOL)
+    const out = [...this.mempoolOut.values()]
+    this.mempoolOut.clear()
+    await Promise.all(out.map(async o => { await o.close?.().catch(() => {}) }))
   }
 
   /** Runs one step at a time: consensus input, commits and syncs never interleave. */
@@ -543,20 +567,7 @@ export class LedgerService extends TypedEventEmitter<LedgerEvents> {
   onGossip (topic: string, data: Uint8Array): void {
     if (topic === this.topic('consensus')) void this.serial(async () => { await this.onConsensusMessage(data) })
     else if (topic === this.topic('txs')) {
-      if (!this.started) return
-      let txs: Uint8Array[]
-      try {
-        txs = decodeTxBatch(data)
-      } catch (err) {
-        log('bad transaction batch: %s', (err as Error).message)
-        return
-      }
-      if (this.inbox.length - this.inboxHead + txs.length > MAX_TX_INBOX) {
-        log('transaction inbox full: dropped a batch of %d', txs.length)
-        return
-      }
-      for (const t of txs) this.inbox.push(t)
-      this.inboxTimer ??= setImmediate(() => { this.checkInbox() })
+      this.takeBatch(data)
     } else if (topic === this.topic('blocks')) {
       void this.serial(async () => {
         try {
@@ -568,6 +579,83 @@ export class LedgerService extends TypedEventEmitter<LedgerEvents> {
           log('bad block message: %s', (err as Error).message)
         }
       })
+    }
+  }
+
+  /** A batch of transactions from a peer (gossiped, or on a mempool stream) into the inbox; false when refused. */
+  private takeBatch (data: Uint8Array): boolean {
+    if (!this.started) return false
+    let txs: Uint8Array[]
+    try {
+      txs = decodeTxBatch(data)
+    } catch (err) {
+      log('bad transaction batch: %s', (err as Error).message)
+      return false
+    }
+    if (this.inbox.length - this.inboxHead + txs.length > MAX_TX_INBOX) {
+      log('transaction inbox full: dropped a batch of %d', txs.length)
+      return true
+    }
+    for (const t of txs) this.inbox.push(t)
+    this.inboxTimer ??= setImmediate(() => { this.checkInbox() })
+    return true
+  }
+
+  /** Reads a peer's mempool stream: length-prefixed batches, each into the inbox; a malformed one ends the stream. */
+  private async readMempoolStream (stream: Stream): Promise<void> {
+    const lp = lpStream(stream, { maxDataLength: MAX_TX_BATCH_BYTES + 3 * MAX_TX_BATCH_TXS + 5 })
+    try {
+      while (this.started) {
+        const frame = (await lp.read()).subarray()
+        if (!this.takeBatch(frame)) throw new InvalidTxBatchError('not a transaction batch')
+      }
+    } catch (err) {
+      stream.abort(err as Error)
+    }
+  }
+
+  /** Sends a batch straight to every connected peer that speaks MEMPOOL_PROTOCOL; returns how many it was queued for. */
+  private sendBatchDirect (batch: Uint8Array): number {
+    let queued = 0
+    const now = performance.now()
+    for (const peer of this.c.net.getPeers()) {
+      const id = peer.toString()
+      if ((this.mempoolRefused.get(id) ?? 0) > now) continue
+      let out = this.mempoolOut.get(id)
+      if (out == null) {
+        out = { queue: [], writing: false }
+        this.mempoolOut.set(id, out)
+        const o = out
+        void this.c.net.dialProtocol(peer, MEMPOOL_PROTOCOL, { signal: AbortSignal.timeout(PROTOCOL_TIMEOUT_MS) }).then(stream => {
+          if (this.mempoolOut.get(id) !== o || !this.started) { stream.abort(new Error('stopped')); return }
+          const lp = lpStream(stream, { maxDataLength: MAX_TX_BATCH_BYTES + 3 * MAX_TX_BATCH_TXS + 5 })
+          o.write = async data => { await lp.write(data) }
+          o.close = async () => { await stream.close() }
+          stream.addEventListener('close', () => { if (this.mempoolOut.get(id) === o) this.mempoolOut.delete(id) })
+          void this.pumpMempool(id, o)
+        }, () => {
+          if (this.mempoolOut.get(id) === o) this.mempoolOut.delete(id)
+          this.mempoolRefused.set(id, performance.now() + MEMPOOL_RETRY_MS)
+        })
+      }
+      if (out.queue.length >= MAX_MEMPOOL_STREAM_QUEUE) continue
+      out.queue.push(batch)
+      queued++
+      void this.pumpMempool(id, out)
+    }
+    return queued
+  }
+
+  /** Writes one peer's queued batches in order. */
+  private async pumpMempool (id: string, out: { queue: Uint8Array[], writing: boolean, write?: (data: Uint8Array) => Promise<void> }): Promise<void> {
+    if (out.writing || out.write == null) return
+    out.writing = true
+    try {
+      while (out.queue.length > 0) await out.write(out.queue.shift()!)
+    } catch {
+      if (this.mempoolOut.get(id) === out) this.mempoolOut.delete(id)
+    } finally {
+      out.writing = false
     }
   }
 
@@ -624,6 +712,9 @@ export class LedgerService extends TypedEventEmitter<LedgerEvents> {
     const batch = encodeTxBatch(this.outbox)
     this.outbox = []
     this.outboxBytes = 0
+    // A validator's neighbours take its batches straight (they do not forward them); with none
+    // that speaks the protocol yet, and for peers that are not validators, GossipSub carries them.
+    if (this.isValidator && this.started && this.sendBatchDirect(batch) > 0) return
     void this.c.publish(this.topic('txs'), batch).catch(() => {})
   }
 
