@@ -30,7 +30,7 @@ import {
 import { proposer } from '../src/ledger/consensus.ts'
 import { MAX_TXS_PER_SENDER, Mempool } from '../src/ledger/mempool.ts'
 import {
-  decodeTxBatch, encodeTxBatch, evidenceHeightKept, LedgerService, MAX_EVIDENCE_AGE_HEIGHTS, MAX_MEMPOOL_STREAM_QUEUE, MEMPOOL_PROTOCOL, ledgerTopic, MAX_BLOCK_TX_BYTES, MAX_EXECUTED_BLOCKS, MAX_REJECTED_KEPT, MAX_TX_BATCH_BYTES,
+  decodeTxBatch, encodeTxBatch, evidenceHeightKept, LedgerService, MAX_EVIDENCE_AGE_HEIGHTS, MAX_MEMPOOL_STREAM_QUEUE, mempoolProtocol, ledgerTopic, MAX_BLOCK_TX_BYTES, MAX_EXECUTED_BLOCKS, MAX_REJECTED_KEPT, MAX_TX_BATCH_BYTES,
   MAX_TX_BATCH_TXS, MAX_TX_INBOX, MAX_TXS_PER_BLOCK
 } from '../src/ledger/service.ts'
 import { blockHash, buildBlock, genesisState, MAX_VALIDATORS, STAKE_PER_POWER, type Genesis } from '../src/ledger/state.ts'
@@ -606,23 +606,31 @@ describe('the mempool protocol between real libp2p peers on loopback', () => {
     const v = await peer(vkey)
     const f = await peer(ed25519KeyFromSeed(new Uint8Array(32).fill(121)))
     await v.net.dial(f.net.getMultiaddrs()[0])
+    // The first batch opens the stream (and, while it is being dialled, goes over GossipSub too).
+    const first = await transfer(5, 0)
+    await v.service.submit(first.bytes)
+    while (!f.service.mempool.has(first.id)) await new Promise(resolve => setTimeout(resolve, 10))
+    const before = v.published.length
     const txs: Tx[] = []
-    for (let i = 0; i < 40; i++) txs.push(await transfer(i % 6, Math.floor(i / 6)))
+    for (let i = 0; i < 40; i++) txs.push(await transfer(i % 5, Math.floor(i / 5)))
     for (const t of txs) await v.service.submit(t.bytes)
     // The batch goes when TX_BATCH_INTERVAL_MS is up: wait for the follower to hold every one.
     while (!txs.every(t => f.service.mempool.has(t.id))) await new Promise(resolve => setTimeout(resolve, 10))
-    assert.equal(v.published.filter(m => m.topic === ledgerTopic(CHAIN, 'txs')).length, 0, 'not over GossipSub')
+    assert.equal(v.published.slice(before).filter(m => m.topic === ledgerTopic(CHAIN, 'txs')).length, 0, 'not over GossipSub')
     assert.equal(f.published.filter(m => m.topic === ledgerTopic(CHAIN, 'txs')).length, 0, 'not forwarded')
+    // The protocol is the chain's: a peer on another chain does not speak ours.
+    assert.ok(f.net.getProtocols().includes(mempoolProtocol(CHAIN)))
+    assert.notEqual(mempoolProtocol(CHAIN), mempoolProtocol('another-chain'))
 
     // A frame over the limit, then a frame that is not a batch: each ends its stream; the peer goes on.
     for (const frame of [new Uint8Array(frameLimit + 1), Uint8Array.of(0xff, 1, 2)]) {
-      const stream = await f.net.dialProtocol(v.net.peerId, MEMPOOL_PROTOCOL)
+      const stream = await f.net.dialProtocol(v.net.peerId, mempoolProtocol(CHAIN))
       const lp = lpStream(stream, { maxDataLength: frameLimit * 2 })
       await lp.write(frame)
       await assert.rejects(lp.read())
     }
     const more = await transfer(0, 7)
-    const stream = await f.net.dialProtocol(v.net.peerId, MEMPOOL_PROTOCOL)
+    const stream = await f.net.dialProtocol(v.net.peerId, mempoolProtocol(CHAIN))
     await lpStream(stream).write(encodeTxBatch([more.bytes]))
     while (!v.service.mempool.has(more.id)) await new Promise(resolve => setTimeout(resolve, 10))
     await stream.close()
@@ -632,7 +640,13 @@ describe('the mempool protocol between real libp2p peers on loopback', () => {
     const v = await peer(vkey)
     const f = await peer(ed25519KeyFromSeed(new Uint8Array(32).fill(122)))
     await v.net.dial(f.net.getMultiaddrs()[0])
-    // Full batches flush at once, in one turn of the event loop, before the stream to the peer is open.
+    // One transaction first, so the stream to the peer is open (while it is being dialled, batches
+    // go over GossipSub as well).
+    const first = await transfer(0, 0)
+    await v.service.submit(first.bytes)
+    while (!f.service.mempool.has(first.id)) await new Promise(resolve => setTimeout(resolve, 10))
+    const before = v.published.length
+    // Full batches flush at once, in one turn of the event loop, faster than the stream drains.
     const perBatch = Math.floor(MAX_TX_BATCH_BYTES / (await transfer(0, 0)).bytes.length)
     const batches = MAX_MEMPOOL_STREAM_QUEUE + 2
     const signed: Tx[] = []
@@ -640,8 +654,8 @@ describe('the mempool protocol between real libp2p peers on loopback', () => {
       signed.push(await signTx(senders[i % senders.length], { chain: CHAIN, nonce: Math.floor(i / senders.length), fee: 1n, kind: 'transfer', to: dids[0], amount: 1n }))
     }
     await Promise.all(signed.map(async t => { await v.service.submit(t.bytes) }))
-    const overflow = v.published.filter(m => m.topic === ledgerTopic(CHAIN, 'txs')).length
-    assert.ok(overflow >= 1, `${overflow} batches went over GossipSub`)
+    const overflow = v.published.slice(before).filter(m => m.topic === ledgerTopic(CHAIN, 'txs')).length
+    assert.ok(overflow >= 1 && overflow < batches, `${overflow} of ${batches} batches went over GossipSub`)
     // Every other transaction reaches the peer over the stream (the last, partial batch goes by
     // timer, whichever way): nothing is lost between the two.
     const idOf = new Map(signed.map(t => [Buffer.from(t.bytes).toString('base64'), t.id]))

@@ -26,7 +26,7 @@
  * Wire formats: the consensus topic carries signed votes, proposal messages and evidence of double
  * votes (the two signed votes; chain.ts), which whoever catches one gossips so that every node
  * keeps it; the transaction topic carries batches, a DAG-CBOR list of transactions, which
- * validators send over MEMPOOL_PROTOCOL instead (length-prefixed batches). Both topics
+ * validators send over the chain's mempool protocol instead (length-prefixed batches). Both topics
  * have a version in their names: version 2 is the proposal-beside-block format and the batches.
  */
 import * as dagCbor from '@ipld/dag-cbor'
@@ -80,7 +80,10 @@ export const BLOCK_FILL_WAIT_MS = 100
  * way, so each batch reaches each neighbour once, where GossipSub's mesh delivers every copy three
  * times between four validators. Peers that are not validators gossip theirs, which relays them.
  */
-export const MEMPOOL_PROTOCOL = '/peerverse/ledger/mempool/1.0.0'
+export function mempoolProtocol (chain: string): string {
+  // Per chain: a peer on another chain does not speak it, so it is never sent our transactions.
+  return `/peerverse/ledger/${encodeURIComponent(chain)}/mempool/1.0.0`
+}
 /** Batches queued for one peer's mempool stream at most; past it that peer misses batches (it gets them in the proposal). */
 export const MAX_MEMPOOL_STREAM_QUEUE = 16
 /** A peer that refused the mempool protocol is not asked again for this long. */
@@ -214,7 +217,7 @@ export class LedgerService extends TypedEventEmitter<LedgerEvents> {
   private inbox: Uint8Array[] = []
   private inboxHead = 0
   private inboxTimer?: ReturnType<typeof setImmediate>
-  /** Our open mempool streams by peer, with what waits to be written (see MEMPOOL_PROTOCOL). */
+  /** Our open mempool streams by peer, with what waits to be written (see mempoolProtocol). */
   private readonly mempoolOut = new Map<string, { queue: Uint8Array[], writing: boolean, write?: (data: Uint8Array) => Promise<void>, close?: () => Promise<void> }>()
   /** Peers that refused the mempool protocol, until when. */
   private readonly mempoolRefused = new Map<string, number>()
@@ -259,7 +262,7 @@ export class LedgerService extends TypedEventEmitter<LedgerEvents> {
       maxInboundStreams: PROTOCOL_MAX_INBOUND_STREAMS,
       maxOutboundStreams: PROTOCOL_MAX_OUTBOUND_STREAMS
     })
-    await this.c.net.handle(MEMPOOL_PROTOCOL, (stream) => { void this.readMempoolStream(stream) }, {
+    await this.c.net.handle(mempoolProtocol(this.chainId), (stream) => { void this.readMempoolStream(stream) }, {
       maxInboundStreams: PROTOCOL_MAX_INBOUND_STREAMS,
       maxOutboundStreams: PROTOCOL_MAX_OUTBOUND_STREAMS
     })
@@ -291,7 +294,7 @@ export class LedgerService extends TypedEventEmitter<LedgerEvents> {
     this.inboxHead = 0
     await this.busy.catch(() => {})
     await this.c.net.unhandle(SYNC_PROTOCOL)
-    await this.c.net.unhandle(MEMPOOL_PROTOCOL)
+    await this.c.net.unhandle(mempoolProtocol(this.chainId))
     const out = [...this.mempoolOut.values()]
     this.mempoolOut.clear()
     await Promise.all(out.map(async o => { await o.close?.().catch(() => {}) }))
@@ -614,7 +617,7 @@ export class LedgerService extends TypedEventEmitter<LedgerEvents> {
     }
   }
 
-  /** Sends a batch straight to every connected peer that speaks MEMPOOL_PROTOCOL; returns how many it was queued for. */
+  /** Sends a batch straight to every connected peer that speaks our chain's mempool protocol; returns how many open streams took it. */
   private sendBatchDirect (batch: Uint8Array): number {
     let queued = 0
     const now = performance.now()
@@ -626,7 +629,7 @@ export class LedgerService extends TypedEventEmitter<LedgerEvents> {
         out = { queue: [], writing: false }
         this.mempoolOut.set(id, out)
         const o = out
-        void this.c.net.dialProtocol(peer, MEMPOOL_PROTOCOL, { signal: AbortSignal.timeout(PROTOCOL_TIMEOUT_MS) }).then(stream => {
+        void this.c.net.dialProtocol(peer, mempoolProtocol(this.chainId), { signal: AbortSignal.timeout(PROTOCOL_TIMEOUT_MS) }).then(stream => {
           if (this.mempoolOut.get(id) !== o || !this.started) { stream.abort(new Error('stopped')); return }
           const lp = lpStream(stream, { maxDataLength: MAX_TX_BATCH_BYTES + 3 * MAX_TX_BATCH_TXS + 5 })
           o.write = async data => { await lp.write(data) }
@@ -640,7 +643,9 @@ export class LedgerService extends TypedEventEmitter<LedgerEvents> {
       }
       if (out.queue.length >= MAX_MEMPOOL_STREAM_QUEUE) continue
       out.queue.push(batch)
-      queued++
+      // Counted only once the stream is open: while it is being dialled (and may be refused),
+      // GossipSub carries the batch too.
+      if (out.write != null) queued++
       void this.pumpMempool(id, out)
     }
     return queued
