@@ -17,3 +17,18 @@ export function mulberry32 (seed: number): () => number {
   const next = mulberry32Words(seed)
   return () => next() / 4294967296
 }
+
+/** A benchmark's headline figure: ours beside the anchor measured in the same run, and their ratio. */
+export interface SummaryRow { figure: string, ours: string, anchor?: string, ratio?: string }
+
+/** Prints summary rows as a table (figure | ours | anchor | ratio). */
+export function printSummary (summary: SummaryRow[]): void {
+  const rows = summary.map(r => [r.figure, r.ours, r.anchor ?? '-', r.ratio ?? '-'])
+  const head = ['figure', 'ours', 'anchor', 'ratio']
+  const widths = head.map((h, i) => Math.max(h.length, ...rows.map(r => r[i].length)))
+  const line = (cells: string[]): string => cells.map((c, i) => c.padEnd(widths[i])).join(' | ').trimEnd()
+  console.log('')
+  console.log(line(head))
+  console.log(widths.map(w => '-'.repeat(w)).join('-|-'))
+  for (const r of rows) console.log(line(r))
+}

@@ -20,7 +20,7 @@ import { performance } from 'node:perf_hooks'
 import { generateKeyPairFromSeed } from '@libp2p/crypto/keys'
 import type { PeerId, PrivateKey } from '@libp2p/interface'
 import { createNetwork, type Network } from '../src/net/network.ts'
-import { mulberry32 } from './lib.ts'
+import { mulberry32, printSummary, type SummaryRow } from './lib.ts'
 
 const MiB = 1024 * 1024
 
@@ -114,7 +114,7 @@ function median (values: number[]): number {
 
 const fmt = (v: number, digits = 1): string => Number.isFinite(v) ? v.toFixed(digits) : 'n/a'
 
-interface Row { figure: string, ours: string, anchor?: string, ratio?: string }
+type Row = SummaryRow
 const summary: Row[] = []
 function result (row: Row): void {
   summary.push(row)
@@ -550,14 +550,7 @@ async function main (): Promise<void> {
     await Promise.all(nets.map(async n => n.stop()))
   }
 
-  const rows = summary.map(r => [r.figure, r.ours, r.anchor ?? '-', r.ratio ?? '-'])
-  const head = ['figure', 'ours', 'anchor', 'ratio']
-  const widths = head.map((h, i) => Math.max(h.length, ...rows.map(r => r[i].length)))
-  const line = (cells: string[]): string => cells.map((c, i) => c.padEnd(widths[i])).join(' | ').trimEnd()
-  console.log('')
-  console.log(line(head))
-  console.log(widths.map(w => '-'.repeat(w)).join('-|-'))
-  for (const r of rows) console.log(line(r))
+  printSummary(summary)
   console.log(`\ntotal ${fmt((performance.now() - started) / 1000)} s`)
 }
 

@@ -42,7 +42,7 @@ import { defaultConfig, mergeConfig } from '../src/node/config.ts'
 import { createNode, type FeedEntryEvent, type PeerverseNode } from '../src/node/node.ts'
 import { createEntry, decodeEntry, type FeedHead } from '../src/social/feed.ts'
 import { feedTopic, SocialService } from '../src/social/service.ts'
-import { mulberry32 } from './lib.ts'
+import { mulberry32, printSummary, type SummaryRow } from './lib.ts'
 
 /** Part 1: entries in the author's feed, and how long the catch-up may take before we give up. */
 const FEED_ENTRIES = 10_000
@@ -131,7 +131,7 @@ function median (values: number[]): number {
 
 const fmt = (v: number, digits = 1): string => Number.isFinite(v) ? v.toFixed(digits) : 'n/a'
 
-interface Row { figure: string, ours: string, anchor?: string, ratio?: string }
+type Row = SummaryRow
 const summary: Row[] = []
 function result (row: Row): void {
   summary.push(row)
@@ -556,14 +556,7 @@ async function main (): Promise<void> {
     await Promise.all(dirs.map(async d => { await rm(d, { recursive: true, force: true }) }))
   }
 
-  const rows = summary.map(r => [r.figure, r.ours, r.anchor ?? '-', r.ratio ?? '-'])
-  const head = ['figure', 'ours', 'anchor', 'ratio']
-  const widths = head.map((h, i) => Math.max(h.length, ...rows.map(r => r[i].length)))
-  const line = (cells: string[]): string => cells.map((c, i) => c.padEnd(widths[i])).join(' | ').trimEnd()
-  console.log('')
-  console.log(line(head))
-  console.log(widths.map(w => '-'.repeat(w)).join('-|-'))
-  for (const r of rows) console.log(line(r))
+  printSummary(summary)
   console.log(`\ntotal ${fmt((performance.now() - started) / 1000)} s`)
 }
 

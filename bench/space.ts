@@ -57,7 +57,7 @@ import { defaultConfig, mergeConfig } from '../src/node/config.ts'
 import { createNode, type PeerverseNode } from '../src/node/node.ts'
 import { AOI_RADIUS } from '../src/space/interest.ts'
 import { MAX_PRESENCE_HZ } from '../src/space/service.ts'
-import { mulberry32 } from './lib.ts'
+import { mulberry32, printSummary, type SummaryRow } from './lib.ts'
 import { type MemberInit, type Pairs, type Probe, type Reply, type Request, type WindowStats, type WorkerInit, type WorkerOps } from './space-worker.ts'
 
 const SEED = Number(process.env.BENCH_SEED ?? 1)
@@ -152,7 +152,7 @@ function withinRadius (positions: Array<[number, number]>): number {
   return positions.length === 0 ? NaN : sum / positions.length
 }
 
-interface Row { figure: string, ours: string, anchor?: string, ratio?: string }
+type Row = SummaryRow
 const summary: Row[] = []
 function result (row: Row): void {
   summary.push(row)
@@ -472,14 +472,7 @@ async function main (): Promise<void> {
   }
   if (interrupted.signal.aborted) return
 
-  const rows = summary.map(r => [r.figure, r.ours, r.anchor ?? '-', r.ratio ?? '-'])
-  const head = ['figure', 'ours', 'anchor', 'ratio']
-  const widths = head.map((h, i) => Math.max(h.length, ...rows.map(r => r[i].length)))
-  const line = (cells: string[]): string => cells.map((c, i) => c.padEnd(widths[i])).join(' | ').trimEnd()
-  console.log('')
-  console.log(line(head))
-  console.log(widths.map(w => '-'.repeat(w)).join('-|-'))
-  for (const r of rows) console.log(line(r))
+  printSummary(summary)
 
   // Bytes per member should follow the members nearby, not the space's size.
   const on = results.filter(r => r.spec.interest).sort((a, b) => b.spec.members - a.spec.members)

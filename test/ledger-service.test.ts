@@ -30,7 +30,7 @@ import {
 import { proposer } from '../src/ledger/consensus.ts'
 import { MAX_TXS_PER_SENDER, Mempool } from '../src/ledger/mempool.ts'
 import {
-  decodeTxBatch, encodeTxBatch, evidenceHeightKept, LedgerService, MAX_EVIDENCE_AGE_HEIGHTS, MAX_MEMPOOL_STREAM_QUEUE, mempoolProtocol, ledgerTopic, MAX_BLOCK_TX_BYTES, MAX_EXECUTED_BLOCKS, MAX_REJECTED_KEPT, MAX_TX_BATCH_BYTES,
+  decodeTxBatch, encodeTxBatch, evidenceHeightKept, LedgerService, MAX_EVIDENCE_AGE_HEIGHTS, MAX_MEMPOOL_STREAM_QUEUE, mempoolProtocol, ledgerTopic, MAX_BLOCK_TX_BYTES, MAX_EXECUTED_BLOCKS, MAX_REJECTED_KEPT, MAX_TX_BATCH_BYTES, MAX_TX_BATCH_MESSAGE_BYTES,
   MAX_TX_BATCH_TXS, MAX_TX_INBOX, MAX_TXS_PER_BLOCK
 } from '../src/ledger/service.ts'
 import { blockHash, buildBlock, genesisState, MAX_VALIDATORS, STAKE_PER_POWER, type Genesis } from '../src/ledger/state.ts'
@@ -600,16 +600,21 @@ describe('the mempool protocol between real libp2p peers on loopback', () => {
     return { net, service, published }
   }
 
-  const frameLimit = MAX_TX_BATCH_BYTES + 3 * MAX_TX_BATCH_TXS + 5
+  const frameLimit = MAX_TX_BATCH_MESSAGE_BYTES
 
-  it('carries a validator\'s batches straight to a neighbour, which checks them in and forwards nothing; refuses an oversized or malformed frame by ending the stream', async () => {
+  /** A validator and a follower, connected, with the validator's mempool stream to it open (one transaction through). */
+  async function linked (followerSeed: number, first: Tx): Promise<{ v: Awaited<ReturnType<typeof peer>>, f: Awaited<ReturnType<typeof peer>> }> {
     const v = await peer(vkey)
-    const f = await peer(ed25519KeyFromSeed(new Uint8Array(32).fill(121)))
+    const f = await peer(ed25519KeyFromSeed(new Uint8Array(32).fill(followerSeed)))
     await v.net.dial(f.net.getMultiaddrs()[0])
-    // The first batch opens the stream (and, while it is being dialled, goes over GossipSub too).
-    const first = await transfer(5, 0)
+    // While the stream is being dialled, batches go over GossipSub as well.
     await v.service.submit(first.bytes)
     while (!f.service.mempool.has(first.id)) await new Promise(resolve => setTimeout(resolve, 10))
+    return { v, f }
+  }
+
+  it('carries a validator\'s batches straight to a neighbour, which checks them in and forwards nothing; refuses an oversized or malformed frame by ending the stream', async () => {
+    const { v, f } = await linked(121, await transfer(5, 0))
     const before = v.published.length
     const txs: Tx[] = []
     for (let i = 0; i < 40; i++) txs.push(await transfer(i % 5, Math.floor(i / 5)))
@@ -637,14 +642,7 @@ describe('the mempool protocol between real libp2p peers on loopback', () => {
   })
 
   it('queues at most MAX_MEMPOOL_STREAM_QUEUE batches for a peer; past that, GossipSub carries them', async () => {
-    const v = await peer(vkey)
-    const f = await peer(ed25519KeyFromSeed(new Uint8Array(32).fill(122)))
-    await v.net.dial(f.net.getMultiaddrs()[0])
-    // One transaction first, so the stream to the peer is open (while it is being dialled, batches
-    // go over GossipSub as well).
-    const first = await transfer(0, 0)
-    await v.service.submit(first.bytes)
-    while (!f.service.mempool.has(first.id)) await new Promise(resolve => setTimeout(resolve, 10))
+    const { v, f } = await linked(122, await transfer(0, 0))
     const before = v.published.length
     // Full batches flush at once, in one turn of the event loop, faster than the stream drains.
     const perBatch = Math.floor(MAX_TX_BATCH_BYTES / (await transfer(0, 0)).bytes.length)

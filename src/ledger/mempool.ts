@@ -63,10 +63,12 @@ export class Mempool {
    * with their error whether or not its signature holds.
    */
   add (bytes: Uint8Array, nextNonce: (sender: string) => number, balanceOf?: (sender: string) => bigint): Tx {
-    // The cheap rules run before the signature check too, so what they refuse (a flood past a
-    // sender's limit, say) costs no Ed25519 verification; they run again on the checked result.
-    const tx = this.decode(bytes, this.chain, t => { this.admissible(t, nextNonce, balanceOf) })
-    this.admissible(tx, nextNonce, balanceOf)
+    // The cheap rules run before the signature check, so what they refuse (a flood past a
+    // sender's limit, say) costs no Ed25519 verification; a transaction verified before skips
+    // that hook, and meets them here.
+    let checked = false
+    const tx = this.decode(bytes, this.chain, t => { this.admissible(t, nextNonce, balanceOf); checked = true })
+    if (!checked) this.admissible(tx, nextNonce, balanceOf)
     const mine = this.bySender.get(tx.sender) ?? new Map<number, Tx>()
     const same = mine.get(tx.payload.nonce)
     if (this.byId.size >= MAX_MEMPOOL_TXS || this.bytes + bytes.length > MAX_MEMPOOL_BYTES) {

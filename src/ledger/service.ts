@@ -100,6 +100,8 @@ export const TX_BATCH_INTERVAL_MS = 50
 export const MAX_TX_BATCH_TXS = 512
 /** Bytes of transactions in one gossiped batch at most. */
 export const MAX_TX_BATCH_BYTES = 128 * 1024
+/** An encoded batch at most: MAX_TX_BATCH_BYTES of transactions plus each one's CBOR header and the list's. */
+export const MAX_TX_BATCH_MESSAGE_BYTES = MAX_TX_BATCH_BYTES + 3 * MAX_TX_BATCH_TXS + 5
 /**
  * Gossiped transactions are checked in slices of at most this long, each its own turn of the event
  * loop, so consensus messages queued behind a flood of transactions are not held up by it (as
@@ -144,7 +146,7 @@ export function encodeTxBatch (txs: Uint8Array[]): Uint8Array {
 /** Decodes a gossiped batch: a list of at most MAX_TX_BATCH_TXS transactions' bytes, MAX_TX_BATCH_BYTES in all. */
 export function decodeTxBatch (data: Uint8Array): Uint8Array[] {
   // Each transaction adds at most 3 bytes of framing (MAX_TX_BYTES < 2^16), the list at most 5.
-  if (data.length > MAX_TX_BATCH_BYTES + 3 * MAX_TX_BATCH_TXS + 5) throw new InvalidTxBatchError(`batch is over ${MAX_TX_BATCH_BYTES} bytes`)
+  if (data.length > MAX_TX_BATCH_MESSAGE_BYTES) throw new InvalidTxBatchError(`batch is over ${MAX_TX_BATCH_BYTES} bytes`)
   let value: unknown
   try {
     value = dagCbor.decode(data)
@@ -606,7 +608,7 @@ export class LedgerService extends TypedEventEmitter<LedgerEvents> {
 
   /** Reads a peer's mempool stream: length-prefixed batches, each into the inbox; a malformed one ends the stream. */
   private async readMempoolStream (stream: Stream): Promise<void> {
-    const lp = lpStream(stream, { maxDataLength: MAX_TX_BATCH_BYTES + 3 * MAX_TX_BATCH_TXS + 5 })
+    const lp = lpStream(stream, { maxDataLength: MAX_TX_BATCH_MESSAGE_BYTES })
     try {
       while (this.started) {
         const frame = (await lp.read()).subarray()
@@ -631,7 +633,7 @@ export class LedgerService extends TypedEventEmitter<LedgerEvents> {
         const o = out
         void this.c.net.dialProtocol(peer, mempoolProtocol(this.chainId), { signal: AbortSignal.timeout(PROTOCOL_TIMEOUT_MS) }).then(stream => {
           if (this.mempoolOut.get(id) !== o || !this.started) { stream.abort(new Error('stopped')); return }
-          const lp = lpStream(stream, { maxDataLength: MAX_TX_BATCH_BYTES + 3 * MAX_TX_BATCH_TXS + 5 })
+          const lp = lpStream(stream, { maxDataLength: MAX_TX_BATCH_MESSAGE_BYTES })
           o.write = async data => { await lp.write(data) }
           o.close = async () => { await stream.close() }
           stream.addEventListener('close', () => { if (this.mempoolOut.get(id) === o) this.mempoolOut.delete(id) })
