@@ -23,7 +23,8 @@ import {
   stateRoot, totalSupply, txRoot, validatorsHash, MAX_BLOCK_TXS, STAKE_PER_POWER, VALIDATOR_UPDATE_DELAY,
   type Block, type LedgerState, type Receipt, type Validator
 } from '../src/ledger/state.ts'
-import { MerkleTree, verifyStateProof, type InclusionProof, type Leaf, type StateProof } from '../src/ledger/merkle.ts'
+import { hashCounts, leafHash, MerkleTree, verifyStateProof, type InclusionProof, type Leaf, type StateProof } from '../src/ledger/merkle.ts'
+import { mulberry32 } from '../bench/lib.ts'
 
 const CHAIN = 'peerverse-test'
 const keys: Ed25519Key[] = Array.from({ length: 7 }, (_, i) => ed25519KeyFromSeed(new Uint8Array(32).fill(i + 1)))
@@ -879,6 +880,251 @@ describe('Merkle state commitment', () => {
     for (const shape of shapes) {
       assert.throws(() => verifyStateProof(tree.root, (shape as StateProof).key, shape as StateProof), { name: 'InvalidProofError' }, JSON.stringify(shape))
     }
+  })
+})
+
+/** The state's tree from scratch, encoding every value here (independent of state.ts's caches). */
+function scratchTree (s: LedgerState): MerkleTree {
+  const out: Leaf[] = []
+  for (const [id, a] of s.accounts) out.push({ key: `account/${id}`, value: dagCbor.encode([a.balance, a.nonce, a.stake]) })
+  for (const [id, a] of s.assets) out.push({ key: `asset/${id}`, value: dagCbor.encode([a.owner, a.minter, a.content, a.name, a.height]) })
+  for (const [id, p] of s.parcels) out.push({ key: `parcel/${id}`, value: dagCbor.encode([p.owner, p.space, p.x, p.y, p.w, p.h]) })
+  return new MerkleTree(out)
+}
+
+/** A state of `n` made-up accounts (the state root does not care whether ids are real dids). */
+function bigState (n: number): LedgerState {
+  return genesis(Array.from({ length: n }, (_, i): [string, bigint] => [`did:key:test${String(i * 7919 % n).padStart(6, '0')}`, BigInt(i + 1)]))
+}
+
+/** A child state with `ids` changed (new objects, as the rules make), maps copied as `begin` does. */
+function changed (s: LedgerState, ids: string[], by = 1n): LedgerState {
+  const accounts = new Map(s.accounts)
+  for (const id of ids) {
+    const a = accounts.get(id)!
+    accounts.set(id, { ...a, balance: a.balance + by, nonce: a.nonce + 1 })
+  }
+  return { ...s, height: s.height + 1, accounts, assets: new Map(s.assets), parcels: new Map(s.parcels) }
+}
+
+describe('incremental state root', () => {
+  /** The leaves of a map in its iteration order, hashed in one of the ways a caller may pass them. */
+  type HashMode = 'cached' | 'none' | 'plain'
+  const sorted = (m: Map<string, Leaf>): string[] => [...m.keys()].sort((a, b) => (a < b ? -1 : a > b ? 1 : 0))
+
+  it('gives the root and proofs of a tree built from scratch, after any sequence of changes (seeded property)', () => {
+    const rnd = mulberry32(20240611)
+    const int = (n: number): number => Math.floor(rnd() * n)
+    const bytes = (): Uint8Array => Uint8Array.from({ length: int(9) }, () => int(256))
+    let trees = 0
+    let reused = 0
+    for (const size of [0, 1, 2, 3, 4, 5, 7, 8, 9, 16, 17, 33, 100, 1023, 1024, 1025]) {
+      for (const mode of ['cached', 'none', 'plain'] as HashMode[]) {
+        // Short keys from a small alphabet below 64 leaves, so absent keys fall between, before and after them.
+        const newKey = (m: Map<string, Leaf>): string => {
+          for (;;) {
+            const k = size < 64 ? Array.from({ length: 1 + int(4) }, () => 'abcz/'[int(5)]).join('') : `k${int(1e9)}`
+            if (!m.has(k)) return k
+          }
+        }
+        const make = (key: string, value: Uint8Array): Leaf => {
+          if (mode === 'none') return { key, value }
+          const hash = leafHash(key, value)
+          return { key, value, hash: mode === 'plain' ? new Uint8Array(hash) : hash }
+        }
+        const map = new Map<string, Leaf>()
+        while (map.size < size) { const k = newKey(map); map.set(k, make(k, bytes())) }
+        let tree = new MerkleTree(map.values())
+        const rounds = size > 500 ? 12 : 40
+        for (let round = 0; round < rounds; round++) {
+          const keys = [...map.keys()]
+          const touched: string[] = []
+          const op = int(9)
+          if (op === 0) {
+            // No change at all.
+          } else if (op === 1 && keys.length > 0) {
+            // One leaf.
+            const k = keys[int(keys.length)]
+            map.set(k, make(k, bytes()))
+            touched.push(k)
+          } else if (op === 2 && keys.length > 0) {
+            // Many leaves, some twice, some to the same value in a new object.
+            for (let c = 1 + int(Math.max(1, keys.length >> 1)); c > 0; c--) {
+              const k = keys[int(keys.length)]
+              map.set(k, int(4) === 0 ? make(k, Uint8Array.from(map.get(k)!.value)) : make(k, bytes()))
+              touched.push(k)
+            }
+          } else if (op === 3) {
+            // Keys added (at the end of the iteration order).
+            for (let c = 1 + int(3); c > 0; c--) { const k = newKey(map); map.set(k, make(k, bytes())); touched.push(k) }
+          } else if (op === 4 && keys.length > 0) {
+            // Keys removed.
+            for (let c = 1 + int(3); c > 0 && map.size > 0; c--) map.delete(keys[int(keys.length)])
+          } else if (op === 5 && keys.length > 0) {
+            // A key removed and put back: the same key set in another order.
+            const k = keys[int(keys.length)]
+            const l = map.get(k)!
+            map.delete(k)
+            map.set(k, l)
+            touched.push(k)
+          } else if (op === 6 && keys.length > 0) {
+            // Changed, rooted, then changed back.
+            const k = keys[int(keys.length)]
+            const was = map.get(k)!
+            map.set(k, make(k, Uint8Array.of(...was.value, 1)))
+            const between = new MerkleTree(map.values(), tree)
+            assert.equal(between.root, new MerkleTree(map.values()).root)
+            assert.notEqual(between.root, tree.root)
+            map.set(k, int(2) === 0 ? was : make(k, Uint8Array.from(was.value)))
+            const back = new MerkleTree(map.values(), between)
+            assert.equal(back.root, tree.root)
+            touched.push(k)
+          } else if (op === 7 && keys.length > 0) {
+            // One key removed and another added: the same size, another key set.
+            map.delete(keys[int(keys.length)])
+            const k = newKey(map)
+            map.set(k, make(k, bytes()))
+            touched.push(k)
+          } else if (op === 8) {
+            // A whole new map in the same order with every value re-created (equal bytes, new objects).
+            for (const k of keys) map.set(k, make(k, Uint8Array.from(map.get(k)!.value)))
+          }
+          const previousRoot = tree.root
+          const previousProof = size > 0 ? tree.prove(keys[0]) : undefined
+          const leaves = [...map.values()]
+          if (tree.hasKeysOf(leaves)) reused++
+          const next = new MerkleTree(leaves, tree)
+          const scratch = new MerkleTree(leaves)
+          trees++
+          const at = `size ${size}, ${mode} hashes, round ${round}, op ${op}`
+          assert.equal(next.root, scratch.root, at)
+          assert.equal(next.size, map.size, at)
+          // The previous tree is untouched (it may still be serving proofs).
+          assert.equal(tree.root, previousRoot, at)
+          if (previousProof != null) assert.deepEqual(tree.prove(keys[0]), previousProof, at)
+          // Proofs: every key in small trees; in large ones the touched keys, the edges and a sample.
+          const all = sorted(map)
+          const present = map.size <= 64 ? all : [...touched.filter(k => map.has(k)), all[0], all[all.length - 1], ...Array.from({ length: 16 }, () => all[int(all.length)])]
+          const absent = ['', '~', ...present.map(k => `${k}a`), ...keys.filter(k => !map.has(k))]
+          for (const k of present) {
+            const p = next.prove(k)
+            assert.deepEqual(p, scratch.prove(k), `${at}: ${k}`)
+            assert.deepEqual(verifyStateProof(next.root, k, JSON.parse(JSON.stringify(p))), Buffer.from(map.get(k)!.value), `${at}: ${k}`)
+          }
+          for (const k of absent) {
+            if (map.has(k)) continue
+            const p = next.prove(k)
+            assert.deepEqual(p, scratch.prove(k), `${at}: ${k}`)
+            assert.equal(verifyStateProof(next.root, k, p), null, `${at}: ${k}`)
+          }
+          tree = next
+        }
+      }
+    }
+    // The run took the reusing path most of the time, not only the full build.
+    assert.ok(reused > trees / 2, `${reused} of ${trees} trees reused the previous one`)
+  })
+
+  it('hashes only the nodes above the leaves that changed', () => {
+    for (const n of [4096, 1025]) {
+      const depth = Math.ceil(Math.log2(n))
+      const leaves = Array.from({ length: n }, (_, i) => { const key = `k${i}`; const value = Uint8Array.of(i & 255, i >> 8); return { key, value, hash: leafHash(key, value) } })
+      const count = (f: () => MerkleTree): { tree: MerkleTree, leaf: number, node: number } => {
+        const before = { ...hashCounts }
+        const tree = f()
+        return { tree, leaf: hashCounts.leaf - before.leaf, node: hashCounts.node - before.node }
+      }
+      const full = count(() => new MerkleTree(leaves))
+      assert.equal(full.node, n - 1)
+      // Nothing changed: nothing hashed.
+      const same = count(() => new MerkleTree(leaves.map(l => ({ ...l })), full.tree))
+      assert.deepEqual([same.leaf, same.node], [0, 0])
+      assert.equal(same.tree.root, full.tree.root)
+      for (const k of [1, 2, 10, 100]) {
+        const edit = leaves.slice()
+        for (let c = 0; c < k; c++) {
+          const i = (c * 7919 + 13) % n
+          const value = Uint8Array.of(1, 2, 3, c)
+          edit[i] = { key: edit[i].key, value, hash: leafHash(edit[i].key, value) }
+        }
+        const up = count(() => new MerkleTree(edit, full.tree))
+        assert.equal(up.tree.root, new MerkleTree(edit).root)
+        assert.equal(up.leaf, 0)
+        assert.ok(up.node <= k * depth, `n ${n}, k ${k}: ${up.node} node hashes`)
+        if (k === 1) assert.ok(up.node >= depth - 1)
+      }
+      // A key added: built again from scratch.
+      const grown = count(() => new MerkleTree([...leaves, { key: 'new', value: Uint8Array.of(1) }], full.tree))
+      assert.equal(grown.node, n)
+    }
+  })
+
+  it('roots a block\'s state from its parent\'s tree, hashing only what the block changed', () => {
+    const n = 2000
+    const s0 = bigState(n)
+    const ids = [...s0.accounts.keys()]
+    assert.equal(stateRoot(s0), scratchTree(s0).root)
+    /** What `f` hashed: leaves and inner nodes. */
+    const counted = <T>(f: () => T): { out: T, leaf: number, node: number } => {
+      const before = { ...hashCounts }
+      const out = f()
+      return { out, leaf: hashCounts.leaf - before.leaf, node: hashCounts.node - before.node }
+    }
+    const s1 = changed(s0, [ids[3], ids[500], ids[1999], ids[3]])
+    const r1 = counted(() => stateRoot(s1))
+    assert.equal(r1.out, scratchTree(s1).root)
+    assert.equal(r1.leaf, 3) // the three changed accounts, encoded once each
+    assert.ok(r1.node <= 3 * Math.ceil(Math.log2(n)), `${r1.node} node hashes`)
+    // Rooting or proving the same state again hashes nothing.
+    const key = `account/${ids[500]}`
+    const again = counted(() => [stateRoot(s1), proveKey(s1, key)] as const)
+    assert.deepEqual([again.leaf, again.node], [0, 0])
+    const [root, p] = again.out
+    assert.equal(root, r1.out)
+    assert.deepEqual(p, scratchTree(s1).prove(key))
+    assert.deepEqual(decodeAccountValue(verifyStateProof(root, key, p)!), s1.accounts.get(ids[500]))
+  })
+
+  it('agrees with a tree from scratch for siblings, new keys and states changed after they were rooted', async () => {
+    const s0 = bigState(300)
+    const ids = [...s0.accounts.keys()]
+    const roots = (s: LedgerState, at: string): void => {
+      const scratch = scratchTree(s)
+      assert.equal(stateRoot(s), scratch.root, at)
+      for (const key of [`account/${ids[0]}`, `account/${ids[299]}`, `asset/x`, 'account/', 'zzz']) assert.deepEqual(proveKey(s, key), scratch.prove(key), `${at}: ${key}`)
+    }
+    roots(s0, 's0')
+    // Several candidate blocks on one parent, rooted in turns (as a validator checks proposals).
+    const a = changed(s0, ids.slice(0, 50))
+    const b = changed(s0, ids.slice(25, 80), 5n)
+    const c = changed(a, ids.slice(40, 60))
+    roots(a, 'a'); roots(b, 'b'); roots(c, 'c'); roots(s0, 's0 again'); roots(a, 'a again'); roots(b, 'b again')
+    // A key added, and a sibling without it.
+    const d = changed(s0, [ids[7]])
+    d.accounts.set('did:key:new', { balance: 1n, nonce: 0, stake: 0n })
+    const e = changed(s0, [ids[8]])
+    roots(d, 'd'); roots(e, 'e'); roots(d, 'd again')
+    // Real blocks, with an asset minted (a new key of another kind).
+    const g = genesis([[A, 1_000_000n], [B, 10n]])
+    roots(g, 'genesis')
+    const b1 = step(g, [await tx(keys[0], 0, { kind: 'mint', content: CONTENT, name: 'hat' }), await tx(keys[0], 1, { kind: 'transfer', to: B, amount: 5n })])
+    roots(b1.state, 'b1')
+    const b2 = step(b1.state, [await tx(keys[0], 2, { kind: 'transfer', to: B, amount: 5n })])
+    roots(b2.state, 'b2')
+    // A rooted state changed afterwards (the rules never do, but a caller might): its root follows.
+    const m = changed(s0, [ids[1]])
+    roots(m, 'm')
+    m.accounts.set(ids[2], { balance: 99n, nonce: 9, stake: 0n })
+    roots(m, 'm with a new value')
+    m.accounts.get(ids[3])!.balance += 1n
+    roots(m, 'm with a value changed in place')
+    m.accounts.delete(ids[4])
+    roots(m, 'm with a key removed')
+    m.accounts.set(ids[4], { balance: 5n, nonce: 0, stake: 0n })
+    roots(m, 'm with the key back, at the end')
+    m.accounts.get(ids[4])!.balance = 5n
+    m.assets.set('x', { id: 'x', owner: A, minter: A, content: 'c', name: 'n', height: 1 })
+    roots(m, 'm with an asset')
   })
 })
 

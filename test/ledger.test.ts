@@ -209,6 +209,22 @@ describe('ledger', { timeout: 300_000 }, () => {
       await waitFor('all four commit blocks', async () => (await Promise.all(vals.map(chain))).every(s => s.height >= 3), 60_000)
     })
 
+    it('send their proposals and votes straight to each other once linked, not over GossipSub', async () => {
+      const received = async (): Promise<Array<{ direct: number, gossip: number }>> =>
+        await Promise.all(vals.map(async v => (await v.api.request<{ consensusReceived: { direct: number, gossip: number } }>('GET', '/api/v0/ledger/status')).consensusReceived))
+      // Linked once every validator reaches every other directly: from then on nothing comes by gossip.
+      let before = await received()
+      await waitFor('consensus messages only over direct links', async () => {
+        const h0 = (await chain(vals[0])).height
+        await waitFor('three more blocks', async () => (await chain(vals[0])).height >= h0 + 3, 30_000)
+        const now = await received()
+        const quiet = now.every((n, i) => n.gossip === before[i].gossip && n.direct > before[i].direct)
+        before = now
+        return quiet
+      }, 60_000)
+      for (const n of before) assert.ok(n.direct > 0)
+    })
+
     it('agree on every block and state root under load, and keep going while one is killed', async () => {
       const status = await chain(vals[0])
       const key = faucetKey(status.chain)

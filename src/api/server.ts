@@ -325,7 +325,8 @@ export class ApiServer {
         lastBlock: ledger.state.lastBlock,
         validators: ledger.state.validators,
         validator: ledger.isValidator,
-        mempool: ledger.mempool.size
+        mempool: ledger.mempool.size,
+        consensusReceived: { ...ledger.consensusReceived }
       }
       case 'balance': {
         const a = ledger.balance(who)

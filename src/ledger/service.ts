@@ -25,9 +25,11 @@
  *
  * Wire formats: the consensus topic carries signed votes, proposal messages and evidence of double
  * votes (the two signed votes; chain.ts), which whoever catches one gossips so that every node
- * keeps it; the transaction topic carries batches, a DAG-CBOR list of transactions, which
- * validators send over the chain's mempool protocol instead (length-prefixed batches). Both topics
- * have a version in their names: version 2 is the proposal-beside-block format and the batches.
+ * keeps it; the transaction topic carries batches, a DAG-CBOR list of transactions. Validators
+ * send their batches over the chain's mempool protocol, and their votes and proposals over its
+ * consensus protocol, straight to their neighbours (length-prefixed, the same bytes; links.ts),
+ * and use the topics only to reach whom they have no link to. Both topics have a version in their
+ * names: version 2 is the proposal-beside-block format and the batches.
  */
 import * as dagCbor from '@ipld/dag-cbor'
 import type { Connection, PeerId, Stream } from '@libp2p/interface'
@@ -39,7 +41,7 @@ import { recordCidSync } from '../identity/record.ts'
 import type { Network } from '../net/network.ts'
 import { PROTOCOL_MAX_INBOUND_STREAMS, PROTOCOL_MAX_OUTBOUND_STREAMS, PROTOCOL_TIMEOUT_MS } from '../net/limits.ts'
 import {
-  ChainStore, decodeBlock, decodeConsensusMessage, decodeVote, encodeBlock, encodeEvidenceMessage, InvalidEvidenceError, MAX_BLOCK_BYTES,
+  ChainStore, decodeBlock, decodeConsensusMessage, decodeVote, encodeBlock, encodeEvidenceMessage, InvalidEvidenceError, MAX_BLOCK_BYTES, MAX_PROPOSAL_MESSAGE_BYTES,
   signProposal, signVote, verifyCommit, type DoubleVote, type StoredBlock
 } from './chain.ts'
 import { Consensus, proposer, type Action } from './consensus.ts'
@@ -50,6 +52,7 @@ import {
 import { MAX_TX_BYTES, signTx, VerifiedTxCache, type Tx, type TxOp } from './tx.ts'
 import type { StateProof } from './merkle.ts'
 import { FAUCET_GRANT, faucetDid, faucetKey } from './genesis.ts'
+import { DirectLinks } from './links.ts'
 
 const log = logger('peerverse:ledger')
 
@@ -88,6 +91,18 @@ export function mempoolProtocol (chain: string): string {
 export const MAX_MEMPOOL_STREAM_QUEUE = 16
 /** A peer that refused the mempool protocol is not asked again for this long. */
 export const MEMPOOL_RETRY_MS = 30_000
+/**
+ * A validator sends its proposals and votes straight to the other validators over this protocol
+ * (CometBFT's consensus reactor), once it knows which connected peer acts for which validator (the
+ * peers' signed bindings). Messages that came this way are not forwarded. While some validator is
+ * not reachable so, the message goes over GossipSub too, whose mesh relays it: a validator with no
+ * direct link to another still hears from it and is heard.
+ */
+export function consensusProtocol (chain: string): string {
+  return `/peerverse/ledger/${encodeURIComponent(chain)}/consensus/1.0.0`
+}
+/** Consensus messages queued for one validator's stream at most; past it the message goes over GossipSub. */
+export const MAX_CONSENSUS_STREAM_QUEUE = 64
 /** How often a node behind its peers asks them for blocks. */
 export const SYNC_INTERVAL_MS = 2_000
 /**
@@ -185,6 +200,8 @@ export interface LedgerComponents {
   genesis: Genesis
   publish: (topic: string, data: Uint8Array) => Promise<number>
   subscribe: (topic: string) => void
+  /** The did a connected peer acts for, from its signed binding (undefined: not known yet). */
+  didOf?: (peerId: string) => string | undefined
 }
 
 export type TxStatus =
@@ -219,10 +236,11 @@ export class LedgerService extends TypedEventEmitter<LedgerEvents> {
   private inbox: Uint8Array[] = []
   private inboxHead = 0
   private inboxTimer?: ReturnType<typeof setImmediate>
-  /** Our open mempool streams by peer, with what waits to be written (see mempoolProtocol). */
-  private readonly mempoolOut = new Map<string, { queue: Uint8Array[], writing: boolean, write?: (data: Uint8Array) => Promise<void>, close?: () => Promise<void> }>()
-  /** Peers that refused the mempool protocol, until when. */
-  private readonly mempoolRefused = new Map<string, number>()
+  /** Our mempool and consensus streams to our neighbours (see mempoolProtocol, consensusProtocol). */
+  private mempoolLinks?: DirectLinks
+  private consensusLinks?: DirectLinks
+  /** Consensus messages taken in, by the way they came (for status and tests). */
+  readonly consensusReceived = { direct: 0, gossip: 0 }
   /** Our transactions waiting to be gossiped as one batch (see TX_BATCH_INTERVAL_MS). */
   private outbox: Uint8Array[] = []
   private outboxBytes = 0
@@ -268,6 +286,12 @@ export class LedgerService extends TypedEventEmitter<LedgerEvents> {
       maxInboundStreams: PROTOCOL_MAX_INBOUND_STREAMS,
       maxOutboundStreams: PROTOCOL_MAX_OUTBOUND_STREAMS
     })
+    await this.c.net.handle(consensusProtocol(this.chainId), (stream) => { void this.readConsensusStream(stream) }, {
+      maxInboundStreams: PROTOCOL_MAX_INBOUND_STREAMS,
+      maxOutboundStreams: PROTOCOL_MAX_OUTBOUND_STREAMS
+    })
+    this.mempoolLinks = new DirectLinks(this.c.net, mempoolProtocol(this.chainId), { maxFrameBytes: MAX_TX_BATCH_MESSAGE_BYTES, maxQueue: MAX_MEMPOOL_STREAM_QUEUE, retryMs: MEMPOOL_RETRY_MS })
+    this.consensusLinks = new DirectLinks(this.c.net, consensusProtocol(this.chainId), { maxFrameBytes: MAX_PROPOSAL_MESSAGE_BYTES, maxQueue: MAX_CONSENSUS_STREAM_QUEUE, retryMs: MEMPOOL_RETRY_MS })
     this.syncTimer = setInterval(() => {
       // Only a node that has committed nothing for a while asks its peers (CometBFT's block sync
       // likewise runs only while behind): one that keeps committing is at the head, and a block
@@ -297,9 +321,10 @@ export class LedgerService extends TypedEventEmitter<LedgerEvents> {
     await this.busy.catch(() => {})
     await this.c.net.unhandle(SYNC_PROTOCOL)
     await this.c.net.unhandle(mempoolProtocol(this.chainId))
-    const out = [...this.mempoolOut.values()]
-    this.mempoolOut.clear()
-    await Promise.all(out.map(async o => { await o.close?.().catch(() => {}) }))
+    await this.c.net.unhandle(consensusProtocol(this.chainId))
+    await Promise.all([this.mempoolLinks?.close(), this.consensusLinks?.close()])
+    this.mempoolLinks = undefined
+    this.consensusLinks = undefined
   }
 
   /** Runs one step at a time: consensus input, commits and syncs never interleave. */
@@ -402,13 +427,18 @@ export class LedgerService extends TypedEventEmitter<LedgerEvents> {
         const bytes = await signProposal(this.c.key, { height: action.proposal.height, round: action.proposal.round, polRound: action.proposal.polRound, value: action.proposal.value }, block)
         // Our state machine holds its own proposal already, and we executed the block building it:
         // only the others need it.
-        void this.c.publish(this.topic('consensus'), bytes).catch(() => {})
+        this.sendConsensus(bytes)
         return
       }
       case 'vote': {
         await this.c.chain.putWal({ height: consensus.state.height, snapshot: consensus.toJSON() })
         const bytes = await signVote(this.c.key, { type: action.vote.type, height: action.vote.height, round: action.vote.round, value: action.vote.value })
-        await this.broadcast(bytes)
+        this.sendConsensus(bytes)
+        // Our own vote, just signed, goes straight to our state machine: no decoding and
+        // verifying it as if a peer had sent it.
+        if (this.consensus !== consensus || action.vote.height !== this.state.height + 1) return
+        if (this.voteBytes.size < MAX_VOTES_KEPT) this.voteBytes.set(voteKey(action.vote), bytes)
+        await this.run(consensus.step({ type: 'vote', vote: { ...action.vote } }))
         return
       }
       case 'schedule-timeout': {
@@ -428,7 +458,9 @@ export class LedgerService extends TypedEventEmitter<LedgerEvents> {
         const block = this.proposed.get(action.value)
         if (block == null) { log.error('decided on a block we do not hold: %s', action.value); return }
         const commit = action.precommits.map(v => this.voteBytes.get(voteKey(v))).filter((b): b is Uint8Array => b != null)
-        await this.commitBlock({ block, commit })
+        // Our consensus decided on these precommits, each verified as it arrived: with all their
+        // bytes held, the commit need not be checked again.
+        await this.commitBlock({ block, commit }, commit.length === action.precommits.length)
         // For followers: one copy per block, from its proposer (every validator sending its own
         // copy multiplied the largest message on the wire). A follower that misses it syncs.
         if (block.header.proposer === this.c.did) void this.c.publish(this.topic('blocks'), dagCbor.encode({ block: encodeBlock(block), commit })).catch(() => {})
@@ -462,10 +494,49 @@ export class LedgerService extends TypedEventEmitter<LedgerEvents> {
     this.safeDispatchEvent('ledger:evidence', { detail: { validator: e.validator, height: e.height, round: e.round } })
   }
 
-  /** Publishes again the votes we signed at this height (GossipSub does not resend old messages). */
+  /** Sends again the votes we signed at this height (GossipSub does not resend old messages). */
   private regossip (): void {
     for (const [key, bytes] of this.voteBytes) {
-      if (key.startsWith(this.c.did + '/')) void this.c.publish(this.topic('consensus'), bytes).catch(() => {})
+      if (key.startsWith(this.c.did + '/')) this.sendConsensus(bytes)
+    }
+  }
+
+  /**
+   * Sends one of our consensus messages to the other validators: straight to each over its
+   * consensus stream, and over GossipSub as well unless every one of them has an open stream.
+   */
+  private sendConsensus (bytes: Uint8Array): void {
+    const links = this.consensusLinks
+    let everyone = links != null && this.c.didOf != null
+    if (everyone) {
+      const peersOf = new Map<string, PeerId[]>()
+      for (const peer of this.c.net.getPeers()) {
+        const did = this.c.didOf!(peer.toString())
+        if (did != null) peersOf.set(did, [...(peersOf.get(did) ?? []), peer])
+      }
+      for (const v of this.state.validators) {
+        if (v.id === this.c.did) continue
+        let open = false
+        for (const peer of peersOf.get(v.id) ?? []) if (links!.send(peer, bytes) === 'open') open = true
+        if (!open) everyone = false
+      }
+    }
+    if (!everyone) void this.c.publish(this.topic('consensus'), bytes).catch(() => {})
+  }
+
+  /** Reads a validator's consensus stream: length-prefixed messages, each taken in turn (an oversized one ends the stream). */
+  private async readConsensusStream (stream: Stream): Promise<void> {
+    const lp = lpStream(stream, { maxDataLength: MAX_PROPOSAL_MESSAGE_BYTES })
+    try {
+      while (this.started) {
+        const frame = (await lp.read()).subarray()
+        this.consensusReceived.direct++
+        // One message at a time: a peer that sends faster than we take them in is held back by
+        // the stream's flow control (and then gossips), rather than queueing work without bound.
+        await this.serial(async () => { await this.onConsensusMessage(frame) })
+      }
+    } catch (err) {
+      stream.abort(err as Error)
     }
   }
 
@@ -476,12 +547,6 @@ export class LedgerService extends TypedEventEmitter<LedgerEvents> {
   private lastBlockTime = 0
   /** performance.now() of our last commit (or of start): see the sync timer. */
   private lastProgress = -Infinity
-
-  /** Publishes a signed consensus message and feeds it to our own state machine. */
-  private async broadcast (bytes: Uint8Array): Promise<void> {
-    void this.c.publish(this.topic('consensus'), bytes).catch(() => {})
-    await this.onConsensusMessage(bytes)
-  }
 
   private async onConsensusMessage (bytes: Uint8Array): Promise<void> {
     const consensus = this.consensus
@@ -539,10 +604,13 @@ export class LedgerService extends TypedEventEmitter<LedgerEvents> {
     await this.run(consensus.step(input))
   }
 
-  /** Applies a committed block: check (or reuse the check made at proposal time), store (synced), then move on. */
-  private async commitBlock (stored: StoredBlock): Promise<void> {
+  /**
+   * Applies a committed block: check (or reuse the check made at proposal time), store (synced),
+   * then move on. `decided`: the commit is our own consensus's decision, its votes verified on arrival.
+   */
+  private async commitBlock (stored: StoredBlock, decided = false): Promise<void> {
     if (stored.block.header.height !== this.state.height + 1) return
-    verifyCommit(stored.block, stored.commit, this.state.validators)
+    if (!decided) verifyCommit(stored.block, stored.commit, this.state.validators)
     const hash = blockHash(stored.block.header)
     const { state, receipts } = this.execution(hash, stored.block)
     await this.c.chain.putBlock(stored, receipts)
@@ -570,7 +638,10 @@ export class LedgerService extends TypedEventEmitter<LedgerEvents> {
 
   /** A gossip message on one of our topics. */
   onGossip (topic: string, data: Uint8Array): void {
-    if (topic === this.topic('consensus')) void this.serial(async () => { await this.onConsensusMessage(data) })
+    if (topic === this.topic('consensus')) {
+      this.consensusReceived.gossip++
+      void this.serial(async () => { await this.onConsensusMessage(data) })
+    }
     else if (topic === this.topic('txs')) {
       this.takeBatch(data)
     } else if (topic === this.topic('blocks')) {
@@ -621,49 +692,13 @@ export class LedgerService extends TypedEventEmitter<LedgerEvents> {
 
   /** Sends a batch straight to every connected peer that speaks our chain's mempool protocol; returns how many open streams took it. */
   private sendBatchDirect (batch: Uint8Array): number {
+    const links = this.mempoolLinks
+    if (links == null) return 0
     let queued = 0
-    const now = performance.now()
-    for (const peer of this.c.net.getPeers()) {
-      const id = peer.toString()
-      if ((this.mempoolRefused.get(id) ?? 0) > now) continue
-      let out = this.mempoolOut.get(id)
-      if (out == null) {
-        out = { queue: [], writing: false }
-        this.mempoolOut.set(id, out)
-        const o = out
-        void this.c.net.dialProtocol(peer, mempoolProtocol(this.chainId), { signal: AbortSignal.timeout(PROTOCOL_TIMEOUT_MS) }).then(stream => {
-          if (this.mempoolOut.get(id) !== o || !this.started) { stream.abort(new Error('stopped')); return }
-          const lp = lpStream(stream, { maxDataLength: MAX_TX_BATCH_MESSAGE_BYTES })
-          o.write = async data => { await lp.write(data) }
-          o.close = async () => { await stream.close() }
-          stream.addEventListener('close', () => { if (this.mempoolOut.get(id) === o) this.mempoolOut.delete(id) })
-          void this.pumpMempool(id, o)
-        }, () => {
-          if (this.mempoolOut.get(id) === o) this.mempoolOut.delete(id)
-          this.mempoolRefused.set(id, performance.now() + MEMPOOL_RETRY_MS)
-        })
-      }
-      if (out.queue.length >= MAX_MEMPOOL_STREAM_QUEUE) continue
-      out.queue.push(batch)
-      // Counted only once the stream is open: while it is being dialled (and may be refused),
-      // GossipSub carries the batch too.
-      if (out.write != null) queued++
-      void this.pumpMempool(id, out)
-    }
+    // Counted only on an open stream: while one is being dialled (and may be refused), or when a
+    // peer's queue is full (it gets the transactions in the proposal), GossipSub carries the batch too.
+    for (const peer of this.c.net.getPeers()) if (links.send(peer, batch) === 'open') queued++
     return queued
-  }
-
-  /** Writes one peer's queued batches in order. */
-  private async pumpMempool (id: string, out: { queue: Uint8Array[], writing: boolean, write?: (data: Uint8Array) => Promise<void> }): Promise<void> {
-    if (out.writing || out.write == null) return
-    out.writing = true
-    try {
-      while (out.queue.length > 0) await out.write(out.queue.shift()!)
-    } catch {
-      if (this.mempoolOut.get(id) === out) this.mempoolOut.delete(id)
-    } finally {
-      out.writing = false
-    }
   }
 
   /** Gossiped transactions waiting to be checked. */

@@ -160,28 +160,69 @@ export function genesisState (genesis: Genesis): LedgerState {
  * of a state root are the last root's, and only what changed is encoded and hashed again. A hit
  * also compares the fields, so an object changed in place is never served a stale leaf.
  */
-const leafCache = new WeakMap<object, { leaf: Required<Leaf>, fields: unknown[] }>()
+const leafCache = new WeakMap<object, { leaf: Required<Leaf>, kind: string, id: string, fields: unknown[] }>()
 
-function leaf (obj: object, key: string, fields: unknown[]): Required<Leaf> {
+/** The fields each kind of value commits to, in order: its leaf's value is their DAG-CBOR array. */
+const ACCOUNT_FIELDS = ['balance', 'nonce', 'stake'] as const
+const ASSET_FIELDS = ['owner', 'minter', 'content', 'name', 'height'] as const
+const PARCEL_FIELDS = ['owner', 'space', 'x', 'y', 'w', 'h'] as const
+
+/**
+ * The leaf `${kind}/${id}` of `obj`. A hit allocates nothing (the state root reads every value of
+ * the state): it compares kind and id, usually the very same strings, and the fields one by one.
+ */
+function leaf<T extends object> (obj: T, kind: string, id: string, names: ReadonlyArray<keyof T>): Required<Leaf> {
   const hit = leafCache.get(obj)
-  if (hit != null && hit.leaf.key === key && hit.fields.every((f, i) => f === fields[i])) return hit.leaf
+  if (hit != null && hit.id === id && hit.kind === kind && hit.fields.length === names.length) {
+    let same = true
+    for (let i = 0; same && i < names.length; i++) same = hit.fields[i] === obj[names[i]]
+    if (same) return hit.leaf
+  }
+  const key = `${kind}/${id}`
+  const fields = names.map(n => obj[n])
   const value = dagCbor.encode(fields)
   const out = { key, value, hash: leafHash(key, value) }
-  leafCache.set(obj, { leaf: out, fields })
+  leafCache.set(obj, { leaf: out, kind, id, fields })
   return out
 }
 
 function leaves (state: LedgerState): Array<Required<Leaf>> {
   const out: Array<Required<Leaf>> = []
-  for (const [id, a] of state.accounts) out.push(leaf(a, `account/${id}`, [a.balance, a.nonce, a.stake]))
-  for (const [id, a] of state.assets) out.push(leaf(a, `asset/${id}`, [a.owner, a.minter, a.content, a.name, a.height]))
-  for (const [id, p] of state.parcels) out.push(leaf(p, `parcel/${id}`, [p.owner, p.space, p.x, p.y, p.w, p.h]))
+  for (const [id, a] of state.accounts) out.push(leaf(a, 'account', id, ACCOUNT_FIELDS))
+  for (const [id, a] of state.assets) out.push(leaf(a, 'asset', id, ASSET_FIELDS))
+  for (const [id, p] of state.parcels) out.push(leaf(p, 'parcel', id, PARCEL_FIELDS))
   return out
 }
 
+/**
+ * Trees already built, to build the next from: the tree of each state rooted (so stateRoot and
+ * proveKey on one state share it), and the last few built, one of which is usually the parent's
+ * (a validator roots the parent, then each block it builds or checks on top of it). A block's
+ * state differs from its parent's in a few hundred values, so its tree is the parent's with
+ * those leaves and the nodes above them hashed again (see MerkleTree).
+ * Which tree is reused never changes the result: the leaves are always taken from the maps again
+ * (cheap, by the leaf cache) and compared with the old tree's, so a state whose maps were changed
+ * after it was rooted gets the tree of what it holds now. Only hashes are reused, never a root.
+ */
+const treeOf = new WeakMap<LedgerState, MerkleTree>()
+const recentTrees: MerkleTree[] = []
+/** Trees kept besides treeOf's: the parent's, and those of the candidate blocks on top of it. */
+const RECENT_TREES = 4
+
 /** The Merkle tree over accounts, assets and parcels. */
 export function stateTree (state: LedgerState): MerkleTree {
-  return new MerkleTree(leaves(state))
+  const input = leaves(state)
+  const own = treeOf.get(state)
+  const previous = own?.hasKeysOf(input) === true ? own : recentTrees.find(t => t.hasKeysOf(input))
+  const tree = new MerkleTree(input, previous)
+  treeOf.set(state, tree)
+  // The new tree replaces this state's old one among the recent, so re-rooting one state (a proof
+  // server) does not push out the others.
+  const at = own != null ? recentTrees.indexOf(own) : -1
+  if (at >= 0) recentTrees.splice(at, 1)
+  recentTrees.unshift(tree)
+  if (recentTrees.length > RECENT_TREES) recentTrees.pop()
+  return tree
 }
 
 export function stateRoot (state: LedgerState): string {

@@ -201,7 +201,8 @@ export class PeerverseNode extends TypedEventEmitter<NodeEvents> {
       did: identity.did,
       genesis,
       publish: async (topic, data) => await this.publish(topic, data),
-      subscribe: topic => { this.subscribe(topic) }
+      subscribe: topic => { this.subscribe(topic) },
+      didOf: peerId => this.peerIdentity.dids.get(peerId)
     })
     this.ledger.addEventListener('ledger:block', evt => { this.safeDispatch('ledger:block', evt.detail) })
     this.ledger.addEventListener('ledger:evidence', evt => { this.safeDispatch('ledger:evidence', evt.detail) })

@@ -1,0 +1,111 @@
+/**
+ * Direct links: for one protocol, one outbound stream per peer, opened on first use, carrying
+ * length-prefixed frames written in order from a bounded queue. The ledger sends validators'
+ * transaction batches and consensus messages this way (CometBFT's mempool and consensus reactors
+ * talk to each peer directly), so a message crosses each link once and no peer forwards it, where
+ * GossipSub in a small full mesh delivered each one several times and signed and checked it again.
+ *
+ * A peer that refuses the protocol is not dialled again for `retryMs`. A stream that fails is
+ * dropped and opened again on the next send. The caller decides what a send that did not go on an
+ * open stream means (the ledger then falls back to GossipSub).
+ */
+import type { PeerId, Stream } from '@libp2p/interface'
+import { lpStream } from '@libp2p/utils'
+import type { Network } from '../net/network.ts'
+import { PROTOCOL_TIMEOUT_MS } from '../net/limits.ts'
+
+/**
+ * What became of a frame: written on an `open` stream's queue; queued on a stream still being
+ * `dialling` (sent once it opens, unless the dial fails); or not sent, the queue being `full` or
+ * the peer having `refused` the protocol lately.
+ */
+export type LinkSend = 'open' | 'dialling' | 'full' | 'refused'
+
+export interface DirectLinksOptions {
+  /** Largest frame written (the reader's limit). */
+  maxFrameBytes: number
+  /** Frames waiting per peer at most; past it a send is `full`. */
+  maxQueue: number
+  /** How long a peer that refused the protocol is left alone. */
+  retryMs: number
+}
+
+interface Link {
+  queue: Uint8Array[]
+  writing: boolean
+  write?: (data: Uint8Array) => Promise<void>
+  stream?: Stream
+}
+
+export class DirectLinks {
+  private readonly net: Pick<Network, 'dialProtocol'>
+  private readonly protocol: string
+  private readonly options: DirectLinksOptions
+  private readonly links = new Map<string, Link>()
+  private readonly refused = new Map<string, number>()
+  private closed = false
+
+  constructor (net: Pick<Network, 'dialProtocol'>, protocol: string, options: DirectLinksOptions) {
+    this.net = net
+    this.protocol = protocol
+    this.options = options
+  }
+
+  /** Whether our stream to `peer` is open. */
+  isOpen (peer: string): boolean {
+    return this.links.get(peer)?.write != null
+  }
+
+  /** Queues a frame for `peer`, dialling it first if there is no stream yet. */
+  send (peer: PeerId, frame: Uint8Array): LinkSend {
+    if (this.closed) return 'refused'
+    const id = peer.toString()
+    if ((this.refused.get(id) ?? 0) > performance.now()) return 'refused'
+    let link = this.links.get(id)
+    if (link == null) link = this.open(peer)
+    if (link.queue.length >= this.options.maxQueue) return 'full'
+    link.queue.push(frame)
+    void this.pump(id, link)
+    return link.write != null ? 'open' : 'dialling'
+  }
+
+  private open (peer: PeerId): Link {
+    const id = peer.toString()
+    const link: Link = { queue: [], writing: false }
+    this.links.set(id, link)
+    void this.net.dialProtocol(peer, this.protocol, { signal: AbortSignal.timeout(PROTOCOL_TIMEOUT_MS) }).then(stream => {
+      if (this.links.get(id) !== link || this.closed) { stream.abort(new Error('link closed')); return }
+      const lp = lpStream(stream, { maxDataLength: this.options.maxFrameBytes })
+      link.stream = stream
+      link.write = async data => { await lp.write(data) }
+      stream.addEventListener('close', () => { if (this.links.get(id) === link) this.links.delete(id) })
+      void this.pump(id, link)
+    }, () => {
+      if (this.links.get(id) === link) this.links.delete(id)
+      this.refused.set(id, performance.now() + this.options.retryMs)
+    })
+    return link
+  }
+
+  /** Writes one peer's queued frames in order. */
+  private async pump (id: string, link: Link): Promise<void> {
+    if (link.writing || link.write == null) return
+    link.writing = true
+    try {
+      while (link.queue.length > 0) await link.write(link.queue.shift()!)
+    } catch (err) {
+      if (this.links.get(id) === link) this.links.delete(id)
+      link.stream?.abort(err as Error)
+    } finally {
+      link.writing = false
+    }
+  }
+
+  /** Closes every stream; later sends are `refused`. */
+  async close (): Promise<void> {
+    this.closed = true
+    const links = [...this.links.values()]
+    this.links.clear()
+    await Promise.all(links.map(async l => { await l.stream?.close().catch(() => { l.stream?.abort(new Error('closed')) }) }))
+  }
+}
