@@ -59,7 +59,11 @@ const CLI = join(ROOT, 'src/cli/main.ts')
 
 const VALIDATORS = 4
 /** Offered rates of the sweep (tx/s), each for STEP_SECONDS. */
-const RATES = (process.env.BENCH_RATES ?? '100,250,500,1000,1500,2000').split(',').map(Number)
+// 2,200: committing at least the target takes offering more than it.
+const RATES = (process.env.BENCH_RATES ?? '100,250,500,1000,1500,2000,2200').split(',').map(Number)
+/** The issue's target: committed transfers per second, with p50 finality under TARGET_P50_MS. */
+const TARGET_TX_PER_S = 2000
+const TARGET_P50_MS = 1000
 const STEP_SECONDS = Number(process.env.BENCH_STEP_SECONDS ?? 15)
 /** Funded senders per step: each step signs with its own accounts. Below MAX_TXS_PER_SENDER x this the backlog is unconstrained. */
 const SENDERS_PER_STEP = 200
@@ -508,7 +512,11 @@ async function main (): Promise<void> {
         for (const t of refused) reasons.set(t.error!, (reasons.get(t.error!) ?? 0) + 1)
         out(`            refused: ${[...reasons].map(([k, v]) => `${k} x${v}`).join(', ')}`)
       }
-      if (Number.isFinite(committedRate) && (best == null || committedRate > best.committed)) best = { rate: step.rate, committed: committedRate, p50: percentile(lat, 50), p99: percentile(lat, 99) }
+      // The best step is the one that commits most within the latency target; with none within
+      // it, the one that commits most.
+      const row = { rate: step.rate, committed: committedRate, p50: percentile(lat, 50), p99: percentile(lat, 99) }
+      const within = (r: typeof row): boolean => r.p50 < TARGET_P50_MS
+      if (Number.isFinite(committedRate) && (best == null || (within(row) && !within(best)) || (within(row) === within(best) && committedRate > best.committed))) best = row
     }
     // Work per transaction does not depend on what else shares the cores (the rates above do).
     out(`   validator CPU per committed tx (4 validators together): ${steps.slice(0, stepCpu.length).map((step, i) => `${fmt(step.rate)}: ${fmt(stepValidatorCpu[i] * 1000 / Math.max(1, step.txs.filter(t => t.height != null).length), 2)} ms`).join(', ')}`)
@@ -521,9 +529,9 @@ async function main (): Promise<void> {
     out()
     if (best != null) {
       const share = best.committed * VALIDATORS / (cores * verifyRate)
-      out(`3. Best step: ${fmt(best.committed)} committed tx/s at ${fmt(best.rate)} offered, p50 ${fmt(best.p50)} ms, p99 ${fmt(best.p99)} ms`)
+      out(`3. Best step (most committed with p50 < ${fmt(TARGET_P50_MS)} ms): ${fmt(best.committed)} committed tx/s at ${fmt(best.rate)} offered, p50 ${fmt(best.p50)} ms, p99 ${fmt(best.p99)} ms`)
       out(`   share of the verification ceiling = committed tx/s x ${VALIDATORS} validators / (${cores} cores x ${fmt(verifyRate)} verifies/s) = ${fmt(share * 100, 1)} %`)
-      out(`   target: >= 2,000 committed tx/s with p50 < 1,000 ms -> ${best.committed >= 2000 && best.p50 < 1000 ? 'met' : 'not met'}; CometBFT QA (200 nodes) saturates near 400 tx/s`)
+      out(`   target: >= ${fmt(TARGET_TX_PER_S)} committed tx/s with p50 < ${fmt(TARGET_P50_MS)} ms -> ${best.committed >= TARGET_TX_PER_S && best.p50 < TARGET_P50_MS ? 'met' : 'not met'}; CometBFT QA (200 nodes) saturates near 400 tx/s`)
     }
   } finally {
     progress('stopping validators')
