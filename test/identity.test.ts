@@ -6,6 +6,9 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import * as dagCbor from '@ipld/dag-cbor'
 import { base58btc } from 'multiformats/bases/base58'
+import { CID } from 'multiformats/cid'
+import { create as createDigest } from 'multiformats/hashes/digest'
+import { sha256 } from 'multiformats/hashes/sha2'
 import fc from 'fast-check'
 import {
   ed25519KeyFromSeed, ed25519Sign, ed25519Verify, generateEd25519Key, didFromPublicKey, publicKeyFromDid,
@@ -13,6 +16,7 @@ import {
   DID_KEY_CACHE_SIZE, isDid
 } from '../src/identity/index.ts'
 import { decodeFlatRecord } from '../src/identity/flat-record.ts'
+import { recordCidString, recordCidSync, recordId } from '../src/identity/record.ts'
 import { mulberry32Words } from '../bench/lib.ts'
 
 const hex = (s: string): Uint8Array => new Uint8Array(Buffer.from(s, 'hex'))
@@ -123,6 +127,19 @@ describe('did:key', () => {
 
 describe('signed records', () => {
   const key = ed25519KeyFromSeed(hex(rfc8032.vectors[0].secretKey))
+
+  it('names records by the same CID string as the multiformats library (seeded, 2,000 cases and edge digests)', () => {
+    const rand = seeded(99)
+    const digests = [new Uint8Array(32), new Uint8Array(32).fill(0xff), ...Array.from({ length: 2000 }, () => rand.bytes(32))]
+    for (const d of digests) {
+      assert.equal(recordCidString(d), CID.createV1(dagCbor.code, createDigest(sha256.code, d)).toString())
+    }
+    for (let i = 0; i < 500; i++) {
+      const bytes = rand.bytes(rand.int(400))
+      assert.equal(recordId(bytes), recordCidSync(bytes).toString())
+    }
+    assert.throws(() => recordCidString(new Uint8Array(31)), RangeError)
+  })
 
   it('signs, verifies and names a record by the CID of its bytes', async () => {
     const { bytes, cid, record } = await signRecord(key, 'test/note', { text: 'hello', n: 7 })

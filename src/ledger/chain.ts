@@ -15,7 +15,7 @@
  */
 import * as dagCbor from '@ipld/dag-cbor'
 import type { Ed25519Key } from '../identity/ed25519.ts'
-import { recordCidSync, signRecord, verifyRecordSync } from '../identity/record.ts'
+import { recordId, signRecord, verifyRecordSync } from '../identity/record.ts'
 import type { BytesSublevel } from '../store/store.ts'
 import { blockHash, InvalidBlockError, txRoot, validatorsHash, type Block, type BlockHeader, type Receipt, type Validator } from './state.ts'
 import { InvalidProofError, verifyStateProof, type StateProof } from './merkle.ts'
@@ -185,7 +185,7 @@ function proposalFrom (m: Record<string, unknown> | null, bytes: Uint8Array): De
   }
   if (blockHash(blockValue.header) !== p.value) throw new InvalidProposalError('the block beside the proposal is not the one it names')
   // The header is the proposer's; the transactions beside it must be the ones it names.
-  if (txRoot(blockValue.txs.map(t => recordCidSync(t).toString())) !== blockValue.header.txRoot) throw new InvalidProposalError('the transactions beside the proposal do not match its txRoot')
+  if (txRoot(blockValue.txs.map(recordId)) !== blockValue.header.txRoot) throw new InvalidProposalError('the transactions beside the proposal do not match its txRoot')
   return { height: p.height, round: p.round, polRound: p.polRound, value: p.value, proposer: r.record.author, blockValue, bytes }
 }
 
@@ -229,6 +229,8 @@ function plainReceipt (r: Receipt): Receipt {
 
 export class ChainStore {
   private readonly db: BytesSublevel
+  /** The write-ahead record's text as last written or read (null: none); undefined until then. */
+  private walText?: string | null
 
   constructor (db: BytesSublevel) {
     this.db = db
@@ -265,12 +267,18 @@ export class ChainStore {
   }
 
   async putWal (record: unknown): Promise<void> {
-    await this.db.put('w/state', new TextEncoder().encode(JSON.stringify(record)), { sync: true } as Record<string, unknown>)
+    const text = JSON.stringify(record)
+    await this.db.put('w/state', new TextEncoder().encode(text), { sync: true } as Record<string, unknown>)
+    this.walText = text
   }
 
+  /** The last write-ahead record: read from disk once, then kept from our own writes (only we write it). */
   async getWal (): Promise<unknown> {
-    const raw = await this.db.get('w/state')
-    return raw == null ? undefined : JSON.parse(new TextDecoder().decode(raw))
+    if (this.walText === undefined) {
+      const raw = await this.db.get('w/state')
+      this.walText = raw == null ? null : new TextDecoder().decode(raw)
+    }
+    return this.walText == null ? undefined : JSON.parse(this.walText)
   }
 
   /**

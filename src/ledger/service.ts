@@ -37,7 +37,7 @@ import { logger } from '@libp2p/logger'
 import { lpStream } from '@libp2p/utils'
 import { TypedEventEmitter } from 'main-event'
 import type { Ed25519Key } from '../identity/ed25519.ts'
-import { recordCidSync } from '../identity/record.ts'
+import { recordId } from '../identity/record.ts'
 import type { Network } from '../net/network.ts'
 import { PROTOCOL_MAX_INBOUND_STREAMS, PROTOCOL_MAX_OUTBOUND_STREAMS, PROTOCOL_TIMEOUT_MS } from '../net/limits.ts'
 import {
@@ -809,7 +809,7 @@ export class LedgerService extends TypedEventEmitter<LedgerEvents> {
       tx = this.mempool.add(bytes, s => this.nextNonce(s), s => this.balanceOf(s))
     } catch (err) {
       // Its id is the CID of its bytes: no second decode (nor a signature check the refusal spared).
-      if (bytes instanceof Uint8Array && bytes.length <= MAX_TX_BYTES) this.reject(recordCidSync(bytes).toString(), err as Error)
+      if (bytes instanceof Uint8Array && bytes.length <= MAX_TX_BYTES) this.reject(recordId(bytes), err as Error)
       throw err
     }
     this.gossipTx(bytes)

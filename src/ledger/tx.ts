@@ -9,7 +9,7 @@ import { createHash } from 'node:crypto'
 import { CID } from 'multiformats/cid'
 import { isDid } from '../identity/did.ts'
 import type { Ed25519Key } from '../identity/ed25519.ts'
-import { checkRecordSignature, readRecordSync, signRecord } from '../identity/record.ts'
+import { checkRecordSignature, readRecordSync, recordCidString, signRecord } from '../identity/record.ts'
 
 export const TX_TYPE = 'peerverse/tx'
 /** Largest encoded transaction. */
@@ -141,7 +141,7 @@ export function decodeTx (bytes: Uint8Array, chain?: string, precheck?: (tx: Tx)
   const read = readRecordSync(bytes, { maxBytes: MAX_TX_BYTES, type: TX_TYPE })
   const payload = parsePayload(read.record.payload)
   if (chain != null && payload.chain !== chain) throw new WrongChainError(`transaction is for chain ${payload.chain}, not ${chain}`)
-  const tx = { id: read.cid.toString(), sender: read.record.author, bytes, payload }
+  const tx = { id: recordCidString(read.cid.multihash.digest), sender: read.record.author, bytes, payload }
   precheck?.(tx)
   checkRecordSignature(read)
   return tx
