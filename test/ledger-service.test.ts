@@ -30,7 +30,7 @@ import {
 import { proposer } from '../src/ledger/consensus.ts'
 import { MAX_TXS_PER_SENDER, Mempool } from '../src/ledger/mempool.ts'
 import {
-  decodeTxBatch, encodeTxBatch, evidenceHeightKept, LedgerService, MAX_EVIDENCE_AGE_HEIGHTS, MAX_MEMPOOL_STREAM_QUEUE, mempoolProtocol, ledgerTopic, MAX_BLOCK_TX_BYTES, MAX_EXECUTED_BLOCKS, MAX_REJECTED_KEPT, MAX_TX_BATCH_BYTES, MAX_TX_BATCH_MESSAGE_BYTES,
+  consensusProtocol, decodeTxBatch, encodeTxBatch, evidenceHeightKept, LedgerService, MAX_EVIDENCE_AGE_HEIGHTS, MAX_MEMPOOL_STREAM_QUEUE, mempoolProtocol, ledgerTopic, MAX_BLOCK_TX_BYTES, MAX_EXECUTED_BLOCKS, MAX_REJECTED_KEPT, MAX_TX_BATCH_BYTES, MAX_TX_BATCH_MESSAGE_BYTES,
   MAX_TX_BATCH_TXS, MAX_TX_INBOX, MAX_TXS_PER_BLOCK
 } from '../src/ledger/service.ts'
 import { blockHash, buildBlock, genesisState, MAX_VALIDATORS, STAKE_PER_POWER, type Genesis } from '../src/ledger/state.ts'
@@ -584,7 +584,7 @@ describe('the mempool protocol between real libp2p peers on loopback', () => {
   after(async () => { for (const c of cleanups.reverse()) await c() })
 
   /** A started libp2p peer and a LedgerService on it (a validator with `vkey`, else a follower). */
-  async function peer (key: Ed25519Key): Promise<{ net: Network, service: LedgerService, published: Array<{ topic: string, data: Uint8Array }> }> {
+  async function peer (key: Ed25519Key, didOf?: (peerId: string) => string | undefined): Promise<{ net: Network, service: LedgerService, published: Array<{ topic: string, data: Uint8Array }> }> {
     const net = await createNetwork({ privateKey: await generateKeyPair('Ed25519'), listen: ['/ip4/127.0.0.1/tcp/0'], relayServer: false })
     await net.start()
     const dir = await mkdtemp(join(tmpdir(), 'peerverse-mempool-'))
@@ -593,7 +593,8 @@ describe('the mempool protocol between real libp2p peers on loopback', () => {
     const service = new LedgerService({
       net, chain: new ChainStore(store.sublevel('ledger')), key, did: didFromPublicKey(key.publicKey), genesis,
       publish: async (topic, data) => { published.push({ topic, data }); return 0 },
-      subscribe: () => {}
+      subscribe: () => {},
+      didOf
     })
     await service.start()
     cleanups.push(async () => { await service.stop(); await net.stop(); await store.close(); await rm(dir, { recursive: true, force: true }) })
@@ -639,6 +640,38 @@ describe('the mempool protocol between real libp2p peers on loopback', () => {
     await lpStream(stream).write(encodeTxBatch([more.bytes]))
     while (!v.service.mempool.has(more.id)) await new Promise(resolve => setTimeout(resolve, 10))
     await stream.close()
+  })
+
+  it('the consensus protocol takes messages only from a peer bound to a validator: a follower\'s stream is ended unread', async () => {
+    const fkey = ed25519KeyFromSeed(new Uint8Array(32).fill(124))
+    const bound = new Map<string, string>()
+    const v = await peer(vkey, id => bound.get(id))
+    const f = await peer(fkey)
+    await f.net.dial(v.net.getMultiaddrs()[0])
+    // The follower's binding is known (it is somebody), but it is not one of the chain's validators.
+    bound.set(f.net.peerId.toString(), didFromPublicKey(fkey.publicKey))
+    const vote = await signVote(fkey, { type: 'prevote', height: 1, round: 0, value: null })
+    const stream = await f.net.dialProtocol(v.net.peerId, consensusProtocol(CHAIN))
+    const lp = lpStream(stream)
+    // Ended at once: the write or the read after it fails.
+    await assert.rejects(async () => { await lp.write(vote); await lp.read() })
+    assert.equal(v.service.consensusReceived.direct, 0)
+  })
+
+  it('sends again the other validators\' votes it holds while no block commits, not only its own', async () => {
+    const v = await peer(vkey)
+    // The offline validator's prevote reaches v (over GossipSub here), and no block can commit.
+    const theirs = await signVote(ed25519KeyFromSeed(new Uint8Array(32).fill(123)), { type: 'prevote', height: 1, round: 0, value: null })
+    v.service.onGossip(ledgerTopic(CHAIN, 'consensus'), theirs)
+    const resent = (): boolean => v.published.some(m => m.topic === ledgerTopic(CHAIN, 'consensus') && Buffer.compare(m.data, theirs) === 0)
+    while (!resent()) await new Promise(resolve => setTimeout(resolve, 50))
+    // A vote by a peer that is not a validator is not kept, so it is never sent on.
+    const stranger = await signVote(ed25519KeyFromSeed(new Uint8Array(32).fill(125)), { type: 'prevote', height: 1, round: 0, value: null })
+    v.service.onGossip(ledgerTopic(CHAIN, 'consensus'), stranger)
+    const count = (): number => v.published.filter(m => Buffer.compare(m.data, theirs) === 0).length
+    const n = count()
+    while (count() === n) await new Promise(resolve => setTimeout(resolve, 50))
+    assert.ok(!v.published.some(m => Buffer.compare(m.data, stranger) === 0), 'a stranger\'s vote was sent on')
   })
 
   it('queues at most MAX_MEMPOOL_STREAM_QUEUE batches for a peer; past that, GossipSub carries them', async () => {

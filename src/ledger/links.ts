@@ -21,6 +21,9 @@ import { PROTOCOL_TIMEOUT_MS } from '../net/limits.ts'
  */
 export type LinkSend = 'open' | 'dialling' | 'full' | 'refused'
 
+/** Refusals remembered before the expired ones are dropped (they are kept per peer, for `retryMs`). */
+export const MAX_REFUSED_KEPT = 1024
+
 export interface DirectLinksOptions {
   /** Largest frame written (the reader's limit). */
   maxFrameBytes: number
@@ -60,7 +63,9 @@ export class DirectLinks {
   send (peer: PeerId, frame: Uint8Array): LinkSend {
     if (this.closed) return 'refused'
     const id = peer.toString()
-    if ((this.refused.get(id) ?? 0) > performance.now()) return 'refused'
+    const now = performance.now()
+    if ((this.refused.get(id) ?? 0) > now) return 'refused'
+    if (this.refused.size > MAX_REFUSED_KEPT) for (const [k, until] of this.refused) if (until <= now) this.refused.delete(k)
     let link = this.links.get(id)
     if (link == null) link = this.open(peer)
     if (link.queue.length >= this.options.maxQueue) return 'full'
@@ -106,6 +111,7 @@ export class DirectLinks {
     this.closed = true
     const links = [...this.links.values()]
     this.links.clear()
-    await Promise.all(links.map(async l => { await l.stream?.close().catch(() => { l.stream?.abort(new Error('closed')) }) }))
+    // A peer that stopped reading must not hold up our stop: its stream is reset after a while.
+    await Promise.all(links.map(async l => { await l.stream?.close({ signal: AbortSignal.timeout(PROTOCOL_TIMEOUT_MS) }).catch(() => { l.stream?.abort(new Error('closed')) }) }))
   }
 }

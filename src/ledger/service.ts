@@ -103,6 +103,8 @@ export function consensusProtocol (chain: string): string {
 }
 /** Consensus messages queued for one validator's stream at most; past it the message goes over GossipSub. */
 export const MAX_CONSENSUS_STREAM_QUEUE = 64
+/** Proposal messages of the current height kept to send again (the scheduled proposers' and ours). */
+export const MAX_PROPOSALS_KEPT = 8
 /** How often a node behind its peers asks them for blocks. */
 export const SYNC_INTERVAL_MS = 2_000
 /**
@@ -231,6 +233,8 @@ export class LedgerService extends TypedEventEmitter<LedgerEvents> {
   private readonly waited = new Set<string>()
   /** Signed bytes of this height's votes, to build the commit and evidence from. */
   private readonly voteBytes = new Map<string, Uint8Array>()
+  /** This height's proposal messages, to send again (bounded by MAX_PROPOSALS_KEPT). */
+  private readonly proposalBytes = new Map<string, Uint8Array>()
   private readonly rejected = new Map<string, { error: string, message: string }>()
   /** Gossiped transactions waiting to be checked, from inboxHead on (see TX_CHECK_SLICE_MS). */
   private inbox: Uint8Array[] = []
@@ -286,7 +290,7 @@ export class LedgerService extends TypedEventEmitter<LedgerEvents> {
       maxInboundStreams: PROTOCOL_MAX_INBOUND_STREAMS,
       maxOutboundStreams: PROTOCOL_MAX_OUTBOUND_STREAMS
     })
-    await this.c.net.handle(consensusProtocol(this.chainId), (stream) => { void this.readConsensusStream(stream) }, {
+    await this.c.net.handle(consensusProtocol(this.chainId), (stream, connection) => { void this.readConsensusStream(stream, connection) }, {
       maxInboundStreams: PROTOCOL_MAX_INBOUND_STREAMS,
       maxOutboundStreams: PROTOCOL_MAX_OUTBOUND_STREAMS
     })
@@ -342,6 +346,7 @@ export class LedgerService extends TypedEventEmitter<LedgerEvents> {
     this.proposed.clear()
     this.executed.clear()
     this.voteBytes.clear()
+    this.proposalBytes.clear()
     this.waited.clear()
     if (!this.isValidator) { this.consensus = undefined; return }
     const height = this.state.height + 1
@@ -427,6 +432,7 @@ export class LedgerService extends TypedEventEmitter<LedgerEvents> {
         const bytes = await signProposal(this.c.key, { height: action.proposal.height, round: action.proposal.round, polRound: action.proposal.polRound, value: action.proposal.value }, block)
         // Our state machine holds its own proposal already, and we executed the block building it:
         // only the others need it.
+        this.keepProposal(`${action.proposal.round}/${action.proposal.value}`, bytes)
         this.sendConsensus(bytes)
         return
       }
@@ -494,11 +500,20 @@ export class LedgerService extends TypedEventEmitter<LedgerEvents> {
     this.safeDispatchEvent('ledger:evidence', { detail: { validator: e.validator, height: e.height, round: e.round } })
   }
 
-  /** Sends again the votes we signed at this height (GossipSub does not resend old messages). */
+  /**
+   * Sends again every vote and proposal we hold of this height, ours and the others' (on a round
+   * timeout, and while no block commits). Liveness needs every message a correct validator took to
+   * reach every correct validator: over direct links nothing is forwarded, so a message lost with a
+   * failed link, or shown by a byzantine validator to some only, gets there this way (CometBFT's
+   * gossip routines likewise keep sending peers the votes they lack).
+   */
   private regossip (): void {
-    for (const [key, bytes] of this.voteBytes) {
-      if (key.startsWith(this.c.did + '/')) this.sendConsensus(bytes)
-    }
+    for (const bytes of this.proposalBytes.values()) this.sendConsensus(bytes)
+    for (const bytes of this.voteBytes.values()) this.sendConsensus(bytes)
+  }
+
+  private keepProposal (key: string, bytes: Uint8Array): void {
+    if (this.proposalBytes.size < MAX_PROPOSALS_KEPT) this.proposalBytes.set(key, bytes)
   }
 
   /**
@@ -524,20 +539,28 @@ export class LedgerService extends TypedEventEmitter<LedgerEvents> {
     if (!everyone) void this.c.publish(this.topic('consensus'), bytes).catch(() => {})
   }
 
-  /** Reads a validator's consensus stream: length-prefixed messages, each taken in turn (an oversized one ends the stream). */
-  private async readConsensusStream (stream: Stream): Promise<void> {
+  /**
+   * Reads a validator's consensus stream: length-prefixed messages, each taken in turn. Only a
+   * peer bound to one of our validators may send here (others gossip); an oversized frame, or a
+   * stream from anyone else, is ended.
+   */
+  private async readConsensusStream (stream: Stream, connection: Connection): Promise<void> {
     const lp = lpStream(stream, { maxDataLength: MAX_PROPOSAL_MESSAGE_BYTES })
     try {
-      while (this.started) {
+      const did = this.c.didOf?.(connection.remotePeer.toString())
+      if (did == null || !this.state.validators.some(v => v.id === did)) throw new NotValidatorError(`peer ${connection.remotePeer.toString()} is not bound to a validator`)
+      while (true) {
         const frame = (await lp.read()).subarray()
+        if (!this.started) break
         this.consensusReceived.direct++
-        // One message at a time: a peer that sends faster than we take them in is held back by
-        // the stream's flow control (and then gossips), rather than queueing work without bound.
+        // One message at a time: the next is read once this one is taken in.
         await this.serial(async () => { await this.onConsensusMessage(frame) })
       }
     } catch (err) {
       stream.abort(err as Error)
+      return
     }
+    stream.abort(new Error('ledger stopped'))
   }
 
   private lastTime (): number {
@@ -567,7 +590,8 @@ export class LedgerService extends TypedEventEmitter<LedgerEvents> {
         const vote = msg.vote
         height = vote.height
         const { bytes: _bytes, ...plain } = vote
-        if (height === this.state.height + 1 && this.voteBytes.size < MAX_VOTES_KEPT) this.voteBytes.set(voteKey(plain), bytes)
+        // Kept (for the commit, evidence and sending again) only from the height's validators.
+        if (height === this.state.height + 1 && this.voteBytes.size < MAX_VOTES_KEPT && this.state.validators.some(v => v.id === plain.validator)) this.voteBytes.set(voteKey(plain), bytes)
         input = { type: 'vote', vote: plain }
       } else {
         // The block beside the proposal is the one it names (decodeConsensusMessage checked), so
@@ -589,6 +613,7 @@ export class LedgerService extends TypedEventEmitter<LedgerEvents> {
             }
           }
           if (valid) this.proposed.set(p.value, p.blockValue)
+          this.keepProposal(`${p.round}/${p.value}`, bytes)
           input = { type: 'proposal', proposal: { height: p.height, round: p.round, polRound: p.polRound, value: p.value, proposer: p.proposer }, valid }
         }
       }
