@@ -642,7 +642,7 @@ describe('the mempool protocol between real libp2p peers on loopback', () => {
     await stream.close()
   })
 
-  it('the consensus protocol takes messages only from a peer bound to a validator: a follower\'s stream is ended unread', async () => {
+  it('the consensus protocol takes messages only from a peer bound to a validator: a follower\'s stream is ended unread', { timeout: 60_000 }, async () => {
     const fkey = ed25519KeyFromSeed(new Uint8Array(32).fill(124))
     const bound = new Map<string, string>()
     const v = await peer(vkey, id => bound.get(id))
@@ -658,7 +658,7 @@ describe('the mempool protocol between real libp2p peers on loopback', () => {
     assert.equal(v.service.consensusReceived.direct, 0)
   })
 
-  it('sends again the other validators\' votes it holds while no block commits, not only its own', async () => {
+  it('sends again the other validators\' votes it holds while no block commits, not only its own', { timeout: 60_000 }, async () => {
     const v = await peer(vkey)
     // The offline validator's prevote reaches v (over GossipSub here), and no block can commit.
     const theirs = await signVote(ed25519KeyFromSeed(new Uint8Array(32).fill(123)), { type: 'prevote', height: 1, round: 0, value: null })
