@@ -89,7 +89,7 @@ export function mempoolProtocol (chain: string): string {
 }
 /** Batches queued for one peer's mempool stream at most; past it that peer misses batches (it gets them in the proposal). */
 export const MAX_MEMPOOL_STREAM_QUEUE = 16
-/** A peer that refused the mempool protocol is not asked again for this long. */
+/** A peer that refused the mempool (or consensus) protocol is not asked again for this long. */
 export const MEMPOOL_RETRY_MS = 30_000
 /**
  * A validator sends its proposals and votes straight to the other validators over this protocol
