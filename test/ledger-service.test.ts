@@ -313,6 +313,11 @@ describe('LedgerService on a stub network (one validator)', () => {
     for (const t of txs) assert.equal((await service.txStatus(t.id)).status, 'committed')
     // Mempool, proposal, own proposal's check and commit: one verification each.
     assert.equal(service.txCache.misses, txs.length)
+    // Committed, they are forgotten: the cache holds what is pending. A copy that comes again is
+    // refused by the mempool's cheap rules (a used nonce) with no second signature check.
+    assert.equal(service.txCache.size, 0)
+    await assert.rejects(service.submit(txs[0].bytes), { name: 'StaleNonceError' })
+    assert.equal(service.txCache.misses, txs.length)
     const batches = published.filter(p => p.topic === ledgerTopic(CHAIN, 'txs')).map(p => decodeTxBatch(p.data))
     assert.deepEqual(batches.flat().map(b => decodeTx(b).id).sort(), txs.map(t => t.id).sort())
     assert.ok(batches.length < txs.length)

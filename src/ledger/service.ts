@@ -639,6 +639,7 @@ export class LedgerService extends TypedEventEmitter<LedgerEvents> {
     const hash = blockHash(stored.block.header)
     const { state, receipts } = this.execution(hash, stored.block)
     await this.c.chain.putBlock(stored, receipts)
+    for (const r of receipts) this.txCache.forget(r.tx)
     log('committed block %d: %d txs; mempool %d; cache %d hits %d misses', stored.block.header.height, stored.block.txs.length, this.mempool.size, this.txCache.hits, this.txCache.misses)
     this.state = state
     this.executed.clear()

@@ -5,11 +5,10 @@
  * pure, so the state transition can check transactions itself. Amounts are integers in the
  * smallest unit, carried as bigint: never floating point.
  */
-import { createHash } from 'node:crypto'
 import { CID } from 'multiformats/cid'
 import { isDid } from '../identity/did.ts'
 import type { Ed25519Key } from '../identity/ed25519.ts'
-import { checkRecordSignature, readRecordSync, recordCidString, signRecord } from '../identity/record.ts'
+import { checkRecordSignature, readRecordSync, recordCidString, recordId, signRecord } from '../identity/record.ts'
 
 export const TX_TYPE = 'peerverse/tx'
 /** Largest encoded transaction. */
@@ -183,7 +182,8 @@ export class VerifiedTxCache {
   /** decodeTx, verifying only bytes not seen (and verified) before. */
   readonly decode: TxDecoder = (bytes, chain, precheck) => {
     if (!(bytes instanceof Uint8Array)) return decodeTx(bytes, chain, precheck)
-    const key = createHash('sha256').update(bytes).digest('base64')
+    // Keyed by the transaction's id (the CID of its bytes), so a committed one can be forgotten by id.
+    const key = recordId(bytes)
     const cached = this.entries.get(key)
     if (cached != null && Buffer.compare(cached.bytes, bytes) === 0) {
       this.hits++
@@ -197,5 +197,14 @@ export class VerifiedTxCache {
     this.entries.set(key, tx)
     if (this.entries.size > this.max) this.entries.delete(this.entries.keys().next().value as string)
     return tx
+  }
+
+  /**
+   * Drops a transaction (once it is committed: its nonce is used, so any copy that comes later is
+   * refused by the mempool's cheap rules before a signature check). Keeps the cache to what is
+   * still pending, rather than the last MAX_VERIFIED_TXS transactions the node saw.
+   */
+  forget (id: string): void {
+    this.entries.delete(id)
   }
 }
