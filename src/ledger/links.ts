@@ -54,11 +54,6 @@ export class DirectLinks {
     this.options = options
   }
 
-  /** Whether our stream to `peer` is open. */
-  isOpen (peer: string): boolean {
-    return this.links.get(peer)?.write != null
-  }
-
   /** Queues a frame for `peer`, dialling it first if there is no stream yet. */
   send (peer: PeerId, frame: Uint8Array): LinkSend {
     if (this.closed) return 'refused'

@@ -267,7 +267,10 @@ export class LedgerService extends TypedEventEmitter<LedgerEvents> {
   get chainId (): string { return this.genesis.chain }
   private topic (kind: LedgerTopic): string { return ledgerTopic(this.chainId, kind) }
 
-  get isValidator (): boolean { return this.state.validators.some(v => v.id === this.c.did) }
+  get isValidator (): boolean { return this.validates(this.c.did) }
+
+  /** Whether `did` is one of the validators of the height being decided. */
+  private validates (did: string): boolean { return this.state.validators.some(v => v.id === did) }
 
   /** Blocks executed and kept at the current height (at most MAX_EXECUTED_BLOCKS). */
   get executedBlocks (): number { return this.executed.size }
@@ -493,7 +496,7 @@ export class LedgerService extends TypedEventEmitter<LedgerEvents> {
    * validators and the height is recent (MAX_EVIDENCE_AGE_HEIGHTS); InvalidEvidenceError otherwise.
    */
   private async takeEvidence (e: DoubleVote): Promise<void> {
-    if (!this.state.validators.some(v => v.id === e.validator)) throw new InvalidEvidenceError(`${e.validator} is not a validator`)
+    if (!this.validates(e.validator)) throw new InvalidEvidenceError(`${e.validator} is not a validator`)
     if (!evidenceHeightKept(e.height, this.state.height)) throw new InvalidEvidenceError(`evidence for height ${e.height} is not within ${MAX_EVIDENCE_AGE_HEIGHTS} heights of ${this.state.height}`)
     if (!await this.c.chain.putEvidence(e.a.bytes, e.b.bytes)) return
     log('evidence of a double %s by %s at %d/%d', e.type, e.validator, e.height, e.round)
@@ -548,7 +551,7 @@ export class LedgerService extends TypedEventEmitter<LedgerEvents> {
     const lp = lpStream(stream, { maxDataLength: MAX_PROPOSAL_MESSAGE_BYTES })
     try {
       const did = this.c.didOf?.(connection.remotePeer.toString())
-      if (did == null || !this.state.validators.some(v => v.id === did)) throw new NotValidatorError(`peer ${connection.remotePeer.toString()} is not bound to a validator`)
+      if (did == null || !this.validates(did)) throw new NotValidatorError(`peer ${connection.remotePeer.toString()} is not bound to a validator`)
       while (true) {
         const frame = (await lp.read()).subarray()
         if (!this.started) break
@@ -591,7 +594,7 @@ export class LedgerService extends TypedEventEmitter<LedgerEvents> {
         height = vote.height
         const { bytes: _bytes, ...plain } = vote
         // Kept (for the commit, evidence and sending again) only from the height's validators.
-        if (height === this.state.height + 1 && this.voteBytes.size < MAX_VOTES_KEPT && this.state.validators.some(v => v.id === plain.validator)) this.voteBytes.set(voteKey(plain), bytes)
+        if (height === this.state.height + 1 && this.voteBytes.size < MAX_VOTES_KEPT && this.validates(plain.validator)) this.voteBytes.set(voteKey(plain), bytes)
         input = { type: 'vote', vote: plain }
       } else {
         // The block beside the proposal is the one it names (decodeConsensusMessage checked), so
