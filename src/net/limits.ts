@@ -54,6 +54,12 @@ export const PING_MAX_STREAMS = 4
 /** Largest identify message (identify). */
 export const IDENTIFY_MAX_MESSAGE_BYTES = 8 * 1024
 
+/**
+ * Largest frame of libp2p's small control protocols (relay hop/stop, AutoNAT, DCUtR; each reads
+ * at most 8 KiB): the prefix guard refuses a length prefix longer than this needs.
+ */
+export const LIBP2P_CONTROL_MAX_MESSAGE_BYTES = 8 * 1024
+
 /** Relay reservations a relaying peer holds for others (circuit relay server). */
 export const RELAY_MAX_RESERVATIONS = 64
 /** Relayed connections in progress through this peer at once (circuit relay server hop streams). */

@@ -21,6 +21,7 @@ import { webSockets } from '@libp2p/websockets'
 import type { Datastore } from 'interface-datastore'
 import { createLibp2p, type Libp2pOptions } from 'libp2p'
 import * as L from './limits.ts'
+import { prefixGuard } from './prefix-guard.ts'
 
 export const DHT_PROTOCOL = '/peerverse/kad/1.0.0'
 export const PROTOCOL_PREFIX = 'peerverse'
@@ -164,5 +165,19 @@ export async function createNetwork (init: NetworkInit): Promise<Network> {
     },
     services: services as Libp2pOptions<NetworkServices>['services']
   }
-  return createLibp2p(options)
+  const node = await createLibp2p(options)
+  // Length-prefixed protocols read by libraries, not by framed.ts: their prefixes are bounded here.
+  for (const [protocol, maxFrameBytes] of GUARDED_PROTOCOLS) node.use(protocol, prefixGuard(maxFrameBytes))
+  return node
 }
+
+/** Protocols whose length prefixes the prefix guard bounds, with the largest frame each reads. */
+export const GUARDED_PROTOCOLS: ReadonlyArray<readonly [string, number]> = [
+  [DHT_PROTOCOL, L.DHT_MAX_MESSAGE_BYTES],
+  [`/${PROTOCOL_PREFIX}/id/1.0.0`, L.IDENTIFY_MAX_MESSAGE_BYTES],
+  [`/${PROTOCOL_PREFIX}/id/push/1.0.0`, L.IDENTIFY_MAX_MESSAGE_BYTES],
+  ['/libp2p/circuit/relay/0.2.0/hop', L.LIBP2P_CONTROL_MAX_MESSAGE_BYTES],
+  ['/libp2p/circuit/relay/0.2.0/stop', L.LIBP2P_CONTROL_MAX_MESSAGE_BYTES],
+  ['/libp2p/autonat/1.0.0', L.LIBP2P_CONTROL_MAX_MESSAGE_BYTES],
+  ['/libp2p/dcutr', L.LIBP2P_CONTROL_MAX_MESSAGE_BYTES]
+]

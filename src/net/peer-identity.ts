@@ -5,7 +5,7 @@
  * another peer id is rejected with a named error and counted against the sender.
  */
 import type { Connection, PeerId, Stream } from '@libp2p/interface'
-import { lpStream } from '@libp2p/utils'
+import { framed, UnexpectedEOFError, type Framed } from './framed.ts'
 import { MAX_BINDING_BYTES, verifyPeerBinding } from '../identity/binding.ts'
 import type { Network } from './network.ts'
 import { PROTOCOL_MAX_INBOUND_STREAMS, PROTOCOL_MAX_OUTBOUND_STREAMS, PROTOCOL_TIMEOUT_MS, MAX_CONNECTIONS } from './limits.ts'
@@ -66,7 +66,7 @@ export class PeerIdentityService {
   async exchange (connection: Connection): Promise<string> {
     const signal = AbortSignal.timeout(PROTOCOL_TIMEOUT_MS)
     const stream = await connection.newStream(PEER_IDENTITY_PROTOCOL, { signal, runOnLimitedConnection: true })
-    const lp = lpStream(stream, { maxDataLength: MAX_BINDING_BYTES })
+    const lp = framed(stream, { maxFrameBytes: MAX_BINDING_BYTES })
     try {
       await lp.write(this.binding, { signal })
       const did = await this.readBinding(lp, connection.remotePeer, signal)
@@ -81,7 +81,7 @@ export class PeerIdentityService {
 
   private async respond (stream: Stream, connection: Connection): Promise<void> {
     const signal = AbortSignal.timeout(PROTOCOL_TIMEOUT_MS)
-    const lp = lpStream(stream, { maxDataLength: MAX_BINDING_BYTES })
+    const lp = framed(stream, { maxFrameBytes: MAX_BINDING_BYTES })
     try {
       await this.readBinding(lp, connection.remotePeer, signal)
       await lp.write(this.binding, { signal })
@@ -92,9 +92,10 @@ export class PeerIdentityService {
     }
   }
 
-  private async readBinding (lp: ReturnType<typeof lpStream>, remote: PeerId, signal: AbortSignal): Promise<string> {
+  private async readBinding (lp: Framed, remote: PeerId, signal: AbortSignal): Promise<string> {
     const bytes = await lp.read({ signal })
-    const { did } = await verifyPeerBinding(bytes.subarray(), remote.toString())
+    if (bytes == null) throw new UnexpectedEOFError('the stream closed before a binding')
+    const { did } = await verifyPeerBinding(bytes, remote.toString())
     const known = this.dids.get(remote.toString())
     if (known !== did && (this.dids.size < MAX_CONNECTIONS || known != null)) {
       this.dids.set(remote.toString(), did)

@@ -2,15 +2,14 @@
  * PeerverseNode: loads the identity, opens the store, assembles the network and the services,
  * and starts and stops them in order. A library first: the CLI and the tests start it the same way.
  */
-import { peerIdFromString } from '@libp2p/peer-id'
-import type { PeerId } from '@libp2p/interface'
 import { multiaddr } from '@multiformats/multiaddr'
 import { TypedEventEmitter } from 'main-event'
 import { createPeerBinding } from '../identity/binding.ts'
 import { initIdentity, type Identity } from '../identity/keystore.ts'
 import { Discovery } from '../net/discovery.ts'
 import { GossipRepair } from '../net/gossip-repair.ts'
-import { GOSSIP_MAX_MESSAGE_BYTES, GOSSIP_MAX_TOPIC_LENGTH } from '../net/limits.ts'
+import { checkTopic, InvalidPeerIdError, InvalidTopicError, libp2pGossip, libp2pProtocols, libp2pRouting, MessageTooLargeError, parsePeerId, type Libp2pGossip } from '../net/libp2p-ports.ts'
+import type { GossipMessage, ProtocolPort, RoutingPort } from '../net/ports.ts'
 import { createNetwork, type Network } from '../net/network.ts'
 import { PeerIdentityService } from '../net/peer-identity.ts'
 import { LevelDatastore } from '../store/datastore.ts'
@@ -36,17 +35,7 @@ export class PortInUseError extends Error {
   name = 'PortInUseError'
 }
 
-export class InvalidTopicError extends Error {
-  name = 'InvalidTopicError'
-}
-
-export class MessageTooLargeError extends Error {
-  name = 'MessageTooLargeError'
-}
-
-export class InvalidPeerIdError extends Error {
-  name = 'InvalidPeerIdError'
-}
+export { InvalidTopicError, MessageTooLargeError, InvalidPeerIdError }
 
 export interface PeerInfoView {
   peerId: string
@@ -133,19 +122,25 @@ function isPortInUse (err: unknown): boolean {
   return false
 }
 
-function parsePeerId (value: string): PeerId {
-  try {
-    return peerIdFromString(value)
-  } catch {
-    throw new InvalidPeerIdError(`not a peer id: ${value}`)
-  }
-}
+/**
+ * Topics whose messages do not go out as `gossip:message` events: space traffic (up to 20 Hz per
+ * member) and ledger traffic (proposals of hundreds of KiB) have decoded events of their own.
+ */
+export const QUIET_TOPIC_PREFIXES = ['peerverse/space/', 'peerverse/ledger/']
 
 export class PeerverseNode extends TypedEventEmitter<NodeEvents> {
   readonly config: NodeConfig
   readonly identity: Identity
   readonly store: Store
   readonly net: Network
+  /** The ports the capabilities reach the network through. */
+  readonly gossip: Libp2pGossip
+  readonly protocols: ProtocolPort
+  readonly routing: RoutingPort
+  /** Topics subscribed to through subscribe() (the API), each with its unsubscribe. */
+  private readonly apiTopics = new Map<string, () => void>()
+  /** Topics the services subscribed to through their callbacks, each with its unsubscribe. */
+  private readonly serviceTopics = new Map<string, () => void>()
   readonly content: ContentService
   readonly social: SocialService
   readonly ledger: LedgerService
@@ -164,6 +159,9 @@ export class PeerverseNode extends TypedEventEmitter<NodeEvents> {
     this.identity = identity
     this.store = store
     this.net = net
+    this.gossip = libp2pGossip(net)
+    this.protocols = libp2pProtocols(net)
+    this.routing = libp2pRouting(net)
     const onRejected = (peerId: string, protocol: string, error: Error): void => {
       this.rejectedCount++
       this.safeDispatch('peer:rejected', { peerId, protocol, error: `${error.name}: ${error.message}` })
@@ -179,8 +177,8 @@ export class PeerverseNode extends TypedEventEmitter<NodeEvents> {
       key: identity.userKey,
       did: identity.did,
       publish: async (topic, data) => await this.publish(topic, data),
-      subscribe: topic => { this.subscribe(topic) },
-      unsubscribe: topic => { this.unsubscribe(topic) },
+      subscribe: topic => { this.serviceSubscribe(topic, m => this.social.onGossip(m.topic, m.from, m.data)) },
+      unsubscribe: topic => { this.serviceUnsubscribe(topic) },
       events: {
         onEntry: (e: Entry) => {
           const text = (e.payload.body as { text?: string }).text
@@ -201,7 +199,7 @@ export class PeerverseNode extends TypedEventEmitter<NodeEvents> {
       did: identity.did,
       genesis,
       publish: async (topic, data) => await this.publish(topic, data),
-      subscribe: topic => { this.subscribe(topic) },
+      subscribe: topic => { this.serviceSubscribe(topic, m => { this.ledger.onGossip(m.topic, m.data) }) },
       didOf: peerId => this.peerIdentity.dids.get(peerId)
     })
     this.ledger.addEventListener('ledger:block', evt => { this.safeDispatch('ledger:block', evt.detail) })
@@ -218,8 +216,8 @@ export class PeerverseNode extends TypedEventEmitter<NodeEvents> {
       binding,
       parcels: space => this.ledger.parcelsIn(space),
       publish: async (topic, data) => await this.publish(topic, data),
-      subscribe: topic => { this.subscribe(topic) },
-      unsubscribe: topic => { this.unsubscribe(topic) },
+      subscribe: topic => { this.serviceSubscribe(topic, m => this.space.onGossip(m.topic, m.from, m.data)) },
+      unsubscribe: topic => { this.serviceUnsubscribe(topic) },
       interest: config.space.interest,
       events: {
         onPresence: (space, m) => { this.safeDispatch('space:presence', { space, ...m }) },
@@ -232,16 +230,25 @@ export class PeerverseNode extends TypedEventEmitter<NodeEvents> {
     })
     net.addEventListener('peer:connect', evt => { this.safeDispatch('peer:connect', { peerId: evt.detail.toString() }) })
     net.addEventListener('peer:disconnect', evt => { this.safeDispatch('peer:disconnect', { peerId: evt.detail.toString() }) })
-    net.services.pubsub.addEventListener('message', evt => {
-      const msg = evt.detail
-      if (msg.type !== 'signed') return
-      // Space traffic (up to 20 Hz per member) and ledger traffic (proposals of hundreds of KiB) go
-      // out as their own decoded events, not here.
-      if (!msg.topic.startsWith('peerverse/space/') && !msg.topic.startsWith('peerverse/ledger/')) this.safeDispatch('gossip:message', { topic: msg.topic, from: msg.from.toString(), data: msg.data })
-      if (msg.topic.startsWith('peerverse/feed/')) void this.social.onGossip(msg.topic, msg.from.toString(), msg.data)
-      if (msg.topic.startsWith('peerverse/ledger/')) this.ledger.onGossip(msg.topic, msg.data)
-      if (msg.topic.startsWith('peerverse/space/')) void this.space.onGossip(msg.topic, msg.from.toString(), msg.data)
-    })
+  }
+
+  /** A service's subscription: its handler, and the message as a `gossip:message` event unless quiet. */
+  private serviceSubscribe (topic: string, handler: (m: GossipMessage) => void | Promise<void>): void {
+    if (this.serviceTopics.has(topic)) return
+    this.serviceTopics.set(topic, this.gossip.subscribe(topic, async m => {
+      this.gossipEvent(m)
+      await handler(m)
+    }))
+  }
+
+  private serviceUnsubscribe (topic: string): void {
+    this.serviceTopics.get(topic)?.()
+    this.serviceTopics.delete(topic)
+  }
+
+  private gossipEvent (m: GossipMessage): void {
+    if (QUIET_TOPIC_PREFIXES.some(p => m.topic.startsWith(p))) return
+    this.safeDispatch('gossip:message', { topic: m.topic, from: m.from, data: m.data })
   }
 
   private safeDispatch<K extends keyof NodeEvents> (type: K, detail: NodeEvents[K]['detail']): void {
@@ -288,6 +295,7 @@ export class PeerverseNode extends TypedEventEmitter<NodeEvents> {
     await this.social.stop()
     await this.content.stop()
     await this.peerIdentity.stop()
+    this.gossip.close()
     await this.net.stop()
     await this.store.close()
     this.state = 'stopped'
@@ -362,38 +370,33 @@ export class PeerverseNode extends TypedEventEmitter<NodeEvents> {
     return this.net.services.ping.ping(target.startsWith('/') ? multiaddr(target) : parsePeerId(target), options)
   }
 
+  /** Subscribes the API to a topic: its messages go out as `gossip:message` events. */
   subscribe (topic: string): void {
-    checkTopic(topic)
-    this.net.services.pubsub.subscribe(topic)
+    if (this.apiTopics.has(topic)) return
+    this.apiTopics.set(topic, this.gossip.subscribe(topic, m => {
+      // A topic a service also holds already gave the event.
+      if (!this.serviceTopics.has(m.topic)) this.gossipEvent(m)
+    }))
   }
 
   unsubscribe (topic: string): void {
     checkTopic(topic)
-    this.net.services.pubsub.unsubscribe(topic)
+    this.apiTopics.get(topic)?.()
+    this.apiTopics.delete(topic)
   }
 
   /** Peers known to subscribe to a topic. */
   topicPeers (topic: string): string[] {
-    checkTopic(topic)
-    return this.net.services.pubsub.getSubscribers(topic).map(p => p.toString())
+    return this.gossip.subscribers(topic)
   }
 
   topics (): string[] {
-    return this.net.services.pubsub.getTopics()
+    return this.gossip.topics()
   }
 
   /** Publishes on a topic; returns the number of peers it was sent to. */
   async publish (topic: string, data: Uint8Array): Promise<number> {
-    checkTopic(topic)
-    if (data.length > GOSSIP_MAX_MESSAGE_BYTES) throw new MessageTooLargeError(`gossip message is ${data.length} bytes, over ${GOSSIP_MAX_MESSAGE_BYTES}`)
-    const result = await this.net.services.pubsub.publish(topic, data)
-    return result.recipients.length
-  }
-}
-
-function checkTopic (topic: unknown): asserts topic is string {
-  if (typeof topic !== 'string' || topic.length === 0 || topic.length > GOSSIP_MAX_TOPIC_LENGTH) {
-    throw new InvalidTopicError(`a topic is a string of 1..${GOSSIP_MAX_TOPIC_LENGTH} characters`)
+    return await this.gossip.publish(topic, data)
   }
 }
 

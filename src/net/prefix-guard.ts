@@ -1,0 +1,81 @@
+/**
+ * A stream middleware that bounds the length prefixes of a length-prefixed protocol we do not read
+ * ourselves (kad-dht, identify). Their reader takes a varint one byte at a time and, while it has
+ * not ended, keeps reading, so a peer could send megabytes of 0x80 and hold the event loop for
+ * seconds. The guard follows the frames as bytes arrive and resets the stream at the first
+ * prefix byte past what the protocol's largest frame needs. Our own protocols read through
+ * framed.ts, which bounds the prefix itself.
+ */
+import type { Stream, StreamMiddleware } from '@libp2p/interface'
+import { InvalidDataLengthLengthError, varintLength } from './framed.ts'
+
+/** Follows the length-prefixed frames of one direction of a stream. */
+export class PrefixTracker {
+  private readonly maxPrefix: number
+  private prefixBytes = 0
+  /** The length read so far of a prefix that has not ended. */
+  private length = 0
+  /** Bytes left of the current frame's body. */
+  private remaining = 0
+
+  constructor (maxFrameBytes: number) {
+    this.maxPrefix = varintLength(maxFrameBytes)
+  }
+
+  /** Takes the next bytes; throws InvalidDataLengthLengthError on a prefix that runs too long. */
+  feed (data: Uint8Array): void {
+    let i = 0
+    while (i < data.length) {
+      if (this.remaining > 0) {
+        const skip = Math.min(this.remaining, data.length - i)
+        this.remaining -= skip
+        i += skip
+        continue
+      }
+      const b = data[i++]
+      this.length += (b & 0x7f) * 0x80 ** this.prefixBytes
+      this.prefixBytes++
+      if (b < 0x80) {
+        // The prefix ended: skip the frame it announced.
+        this.remaining = this.length
+        this.length = 0
+        this.prefixBytes = 0
+      } else if (this.prefixBytes >= this.maxPrefix) {
+        throw new InvalidDataLengthLengthError(`length prefix longer than ${this.maxPrefix} bytes`)
+      }
+    }
+  }
+}
+
+interface GuardableStream {
+  onData?: (data: Uint8Array | { subarray: () => Uint8Array }) => void
+  readBuffer?: { byteLength: number, subarray: () => Uint8Array }
+}
+
+/** Bounds the length prefixes read on every stream of the protocol it is installed for. */
+export function prefixGuard (maxFrameBytes: number): StreamMiddleware {
+  return (stream: Stream, connection, next) => {
+    const s = stream as unknown as GuardableStream
+    const onData = s.onData
+    if (typeof onData === 'function') {
+      const tracker = new PrefixTracker(maxFrameBytes)
+      try {
+        // Bytes that arrived with the protocol negotiation are already buffered.
+        if (s.readBuffer != null && s.readBuffer.byteLength > 0) tracker.feed(s.readBuffer.subarray())
+      } catch (err) {
+        stream.abort(err as Error)
+        throw err
+      }
+      s.onData = data => {
+        try {
+          tracker.feed(data instanceof Uint8Array ? data : data.subarray())
+        } catch (err) {
+          stream.abort(err as Error)
+          return
+        }
+        onData.call(stream, data)
+      }
+    }
+    next(stream, connection)
+  }
+}
