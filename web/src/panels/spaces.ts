@@ -1,0 +1,174 @@
+// Spaces: the one shown (name, id, link), our spaces (enter, leave), create and join by id or link.
+import type { Api } from '../api.ts'
+import { $, h, parseSpaceRef } from '../dom.ts'
+import type { Report, SpaceLoader } from '../panel.ts'
+import type { View } from '../scene.ts'
+import type { SpaceView, Store } from '../store.ts'
+
+export interface SpacesContext {
+  api: Pick<Api, 'get' | 'post'>
+  store: Pick<Store, 'spaceId' | 'setSpace'>
+  view: Pick<View, 'me' | 'setGrid' | 'renderer' | 'webglError'>
+  report: Report
+  /** Tells the banner which space is being joined (null when done). */
+  setJoining: (id: string | null) => void
+  /** The other panels' parts in showing a space, in the order their results apply. */
+  loaders: SpaceLoader[]
+  /** Our pose should go to the peer again (we stand somewhere new). */
+  poseChanged: () => void
+}
+
+export interface SpacesPanel {
+  /** Our spaces, asked again. */
+  refresh: () => Promise<void>
+  /** Shows a space we are in (again): its descriptor, people, chat, objects and parcels. */
+  load: (id: string) => Promise<void>
+  /** At start: the space the link names, else our first one, else nothing. */
+  pickInitial: () => Promise<void>
+}
+
+export function mountSpaces (ctx: SpacesContext): SpacesPanel {
+  const { api, store, view, report } = ctx
+  let spaces: SpaceView[] = []
+
+  async function refresh (): Promise<void> {
+    try {
+      spaces = (await api.get<{ spaces: SpaceView[] }>('/api/v0/space')).spaces
+    } catch (err) {
+      report.showError('spaces', err)
+    }
+    render()
+  }
+
+  function render (): void {
+    const ul = $('spaces')
+    ul.replaceChildren(...spaces.map(s => {
+      const go = h('button', { type: 'button', class: 'link', 'data-space': s.id, text: s.name + (s.private ? ' 🔒' : '') })
+      go.addEventListener('click', () => { void enter(s.id) })
+      const leave = h('button', { type: 'button', class: 'small', 'data-leave': s.id, title: 'Leave this space', text: 'leave' })
+      leave.addEventListener('click', () => { void leaveSpace(s.id) })
+      return h('li', { class: s.id === store.spaceId ? 'current' : undefined, 'data-space': s.id }, go, h('span', { class: 'muted', text: ` ${s.members} here` }), leave)
+    }))
+    if (spaces.length === 0) ul.append(h('li', { class: 'muted', text: 'You are in no space yet.' }))
+  }
+
+  function hashSpace (): string | undefined {
+    return parseSpaceRef(location.hash)
+  }
+
+  async function pickInitial (): Promise<void> {
+    const fromLink = hashSpace()
+    if (fromLink != null) { await enter(fromLink); return }
+    if (spaces.length > 0) { await enter(spaces[0].id); return }
+    showEmpty()
+  }
+
+  /** The view's placeholder text: no WebGL, or no space yet. */
+  function showEmpty (): void {
+    const el = $('empty-space')
+    el.hidden = store.spaceId != null && view.renderer != null
+    el.textContent = view.renderer == null
+      ? `This browser gives no WebGL (${view.webglError ?? 'unavailable'}): the 3D view is off, the panel still works.`
+      : 'Create or join a space in the panel to step in.'
+  }
+  showEmpty()
+
+  window.addEventListener('hashchange', () => {
+    const id = hashSpace()
+    if (id != null && id !== store.spaceId) void enter(id)
+  })
+
+  /** Joins (when not yet a member) and shows a space. */
+  async function enter (id: string, options: { name?: string } = {}): Promise<void> {
+    if (!spaces.some(s => s.id === id) || options.name != null) {
+      ctx.setJoining(id)
+      try {
+        await api.post('/api/v0/space/join', { space: id, ...(options.name != null ? { name: options.name } : {}) })
+      } catch (err) {
+        report.showError('join', err)
+        return
+      } finally {
+        ctx.setJoining(null)
+      }
+      await refresh()
+    }
+    await load(id)
+  }
+
+  async function leaveSpace (id: string): Promise<void> {
+    try {
+      await api.post('/api/v0/space/leave', { space: id })
+    } catch (err) {
+      report.showError('leave', err)
+    }
+    await refresh()
+    if (store.spaceId === id) {
+      store.setSpace(null, null)
+      $('space-name').textContent = '—'
+      $('space-id').textContent = ''
+      history.replaceState(history.state, '', location.pathname + location.search)
+      if (spaces.length > 0) await enter(spaces[0].id)
+      else showEmpty()
+    }
+  }
+
+  async function load (id: string): Promise<void> {
+    let sv: SpaceView
+    try {
+      sv = await api.get<SpaceView>(`/api/v0/space/${encodeURIComponent(id)}`)
+    } catch (err) {
+      report.showError('space', err)
+      return
+    }
+    const switched = store.spaceId !== id
+    store.setSpace(id, sv)
+    showEmpty()
+    $('space-name').textContent = sv.name
+    $('space-id').textContent = id
+    $('space-id').title = id
+    if (hashSpace() !== id) history.replaceState(history.state, '', `${location.pathname}${location.search}#space=${encodeURIComponent(id)}`)
+    view.setGrid(sv.grid)
+    // Where the peer puts a newcomer, until `who` tells us where we stand.
+    if (switched) view.me.position = [sv.grid.width / 2, 0, sv.grid.depth / 2]
+    render()
+    const applies = await Promise.all(ctx.loaders.map(l => l.load(id, switched)))
+    if (store.spaceId !== id) return
+    for (const apply of applies) apply?.()
+    ctx.poseChanged()
+  }
+
+  $('create-form').addEventListener('submit', e => {
+    e.preventDefault()
+    const name = $<HTMLInputElement>('create-name').value.trim()
+    if (name === '') { report.showError('create', new Error('give the space a name')); return }
+    const displayName = $<HTMLInputElement>('join-name').value.trim()
+    void (async () => {
+      try {
+        const sv = await api.post<SpaceView>('/api/v0/space/create', { name, private: $<HTMLInputElement>('create-private').checked, ...(displayName !== '' ? { displayName } : {}) })
+        $<HTMLInputElement>('create-name').value = ''
+        await refresh()
+        await load(sv.id)
+      } catch (err) {
+        report.showError('create', err)
+      }
+    })()
+  })
+
+  $('join-form').addEventListener('submit', e => {
+    e.preventDefault()
+    const id = parseSpaceRef($<HTMLInputElement>('join-id').value)
+    if (id == null) { report.showError('join', new Error('paste a space id or a link with #space=…')); return }
+    const name = $<HTMLInputElement>('join-name').value.trim()
+    void enter(id, name !== '' ? { name } : {}).then(() => { if (store.spaceId === id) $<HTMLInputElement>('join-id').value = '' })
+  })
+
+  $('space-copy').addEventListener('click', () => {
+    if (store.spaceId == null) return
+    // The link carries no token: whoever gets it pastes it into their own client's join box
+    // (or opens it, when their peer runs on the same address and their tab holds its token).
+    const link = `${location.origin}/#space=${store.spaceId}`
+    navigator.clipboard?.writeText(link).then(() => { report.showInfo(`copied ${link}`) }, () => { report.showInfo(link) }) ?? report.showInfo(link)
+  })
+
+  return { refresh, load, pickInitial }
+}
