@@ -42,6 +42,7 @@ describe('framed streams and request/response over libp2p', () => {
   let a: Network
   let b: Network
   let pa: ProtocolPort
+  let pb: ProtocolPort
   const served: Array<{ peer: string, error: string }> = []
   /** Streams the test handler received, each with the outcome of reading it. */
   const inbound: Array<Promise<string>> = []
@@ -52,7 +53,7 @@ describe('framed streams and request/response over libp2p', () => {
     await a.start()
     await b.start()
     pa = libp2pProtocols(a)
-    const pb = libp2pProtocols(b)
+    pb = libp2pProtocols(b)
     // An echo service: the answer is the request, three times, in separate frames.
     await pb.handle('/peerverse/test-echo/1.0.0', serve({ protocol: '/peerverse/test-echo/1.0.0', maxRequestBytes: MAX, onRejected: (peer, _p, err) => { served.push({ peer, error: err.name }) } }, async (req, x) => {
       await x.out.writeMany([req, req, req], { signal: x.signal })
@@ -139,5 +140,26 @@ describe('framed streams and request/response over libp2p', () => {
     assert.ok(Date.now() - start < PROTOCOL_TIMEOUT_MS, 'reset on the bad prefix, not by a timeout')
     // The DHT still answers honest queries afterwards: the peers stay connected.
     assert.ok(a.getConnections(b.peerId).length > 0)
+  })
+
+  it('a protocol with a middleware runs its handler once per inbound stream', async () => {
+    const protocol = '/peerverse/test-middleware/1.0.0'
+    let calls = 0
+    let passed = 0
+    b.use(protocol, (stream, connection, next) => { passed++; next(stream, connection) })
+    await pb.handle(protocol, serve({ protocol, maxRequestBytes: 16 }, async (_req, x) => {
+      calls++
+      await x.out.write(Uint8Array.of(calls), { signal: x.signal })
+    }), { maxInboundStreams: 8, maxOutboundStreams: 8 })
+    for (let i = 0; i < 3; i++) {
+      // The handler answers once; a second run on the same stream would answer again.
+      const got: number[] = []
+      await request(pa, b.peerId.toString(), protocol, new Uint8Array(1), f => { got.push(...f); return true }, { maxFrameBytes: 16 })
+      assert.deepEqual(got, [i + 1])
+    }
+    assert.equal(passed, 3)
+    assert.equal(calls, 3)
+    await pb.unhandle(protocol)
+    b.unuse(protocol)
   })
 })

@@ -1,0 +1,191 @@
+/**
+ * Node-only: the API's routes for content: adding a file (streamed body) or a directory, fetching
+ * with NDJSON progress, pins, the store's use, providers, stat and listings, garbage collection,
+ * and GET|HEAD /content/CID[/path] for the browser: the bytes with Range, ETag and a Content-Type,
+ * streaming from peers as needed.
+ */
+import type { IncomingMessage, ServerResponse } from 'node:http'
+import { CID } from 'multiformats/cid'
+import { parseCid } from '../../content/blockstore.ts'
+import { contentRangeHeader, parseRange, RangeNotSatisfiableError, unsatisfiedRangeHeader } from '../../content/http-range.ts'
+import { contentType, SNIFF_BYTES } from '../../content/mime.ts'
+import type { PeerverseNode } from '../../node/node.ts'
+import { ApiError } from '../errors.ts'
+import { str, type Route } from '../routes.ts'
+
+/** Time a content read may wait for the swarm before its first byte. */
+export const CONTENT_FIRST_BYTE_TIMEOUT_MS = 60_000
+/** Entries in one directory-building request. */
+export const MAX_API_DIRECTORY_ENTRIES = 1024
+/** Interval between progress lines of a fetch. */
+export const FETCH_PROGRESS_INTERVAL_MS = 250
+
+  /** POST /api/v0/content/add?name=&pin=: the body is the file's bytes, streamed into the store. */
+async function addContent (node: PeerverseNode, req: IncomingMessage, url: URL): Promise<unknown> {
+    const name = url.searchParams.get('name') ?? undefined
+    const pin = url.searchParams.get('pin') !== 'false'
+    const result = await node.content.add(req as AsyncIterable<Uint8Array>, { name, pin })
+    return { cid: result.cid.toString(), size: result.size, blocks: result.blocks }
+  }
+
+  /** POST /api/v0/content/fetch {cid}: fetches a whole file or directory; answers NDJSON progress lines, the last one `done` or `error`. */
+async function fetchContent (node: PeerverseNode, body: Record<string, unknown>, res: ServerResponse): Promise<void> {
+    const cid = parseCid(body.cid)
+    const controller = new AbortController()
+    res.on('close', () => { if (!res.writableFinished) controller.abort(new Error('client went away')) })
+    res.writeHead(200, { 'content-type': 'application/x-ndjson', 'cache-control': 'no-store', 'x-content-type-options': 'nosniff' })
+    let last = 0
+    const line = (value: unknown): void => { res.write(JSON.stringify(value) + '\n') }
+    try {
+      const stat = await node.content.fetch(cid, {
+        signal: controller.signal,
+        onProgress: p => {
+          const now = Date.now()
+          if (now - last < FETCH_PROGRESS_INTERVAL_MS) return
+          last = now
+          line({ progress: p })
+        }
+      })
+      line({ done: true, ...stat })
+    } catch (err) {
+      const e = err as Error
+      line({ error: e.name, message: e.message })
+    }
+    res.end()
+  }
+
+  /** GET|HEAD /content/CID[/path]: the file's bytes, with Range, ETag and a Content-Type. */
+export async function serveContent (node: PeerverseNode, req: IncomingMessage, res: ServerResponse, url: URL): Promise<void> {
+    const parts = url.pathname.slice('/content/'.length).split('/')
+    const root = parseCid(parts[0])
+    let path: string
+    try {
+      path = parts.slice(1).map(p => decodeURIComponent(p)).join('/')
+    } catch {
+      throw new ApiError(400, 'InvalidPath', 'path is not valid percent-encoding')
+    }
+    const controller = new AbortController()
+    res.on('close', () => { if (!res.writableFinished) controller.abort(new Error('client went away')) })
+    const timer = setTimeout(() => { controller.abort(new DOMException('no first byte in time', 'TimeoutError')) }, CONTENT_FIRST_BYTE_TIMEOUT_MS)
+    const signal = controller.signal
+    const content = node.content
+    let cid: CID = root
+    let name: string | undefined
+    if (path !== '') {
+      const resolved = await content.resolve(root, path, { signal })
+      cid = resolved.cid
+      name = resolved.name
+    }
+    const etag = `"${cid.toString()}"`
+    const stat = await content.stat(cid, { signal, hints: cid.equals(root) ? [] : [root] })
+    const common = {
+      etag,
+      'cache-control': 'public, max-age=31536000, immutable',
+      'x-content-type-options': 'nosniff',
+      'content-security-policy': "default-src 'none'; sandbox",
+      'access-control-expose-headers': 'content-range, content-length, etag'
+    }
+    if (stat.kind === 'directory') {
+      clearTimeout(timer)
+      const entries = await content.ls(cid, { signal })
+      const json = JSON.stringify({ cid: cid.toString(), entries: entries.map(e => ({ name: e.name, cid: e.cid.toString(), size: e.size })) })
+      res.writeHead(200, { ...common, 'content-type': 'application/json; charset=utf-8', 'content-length': Buffer.byteLength(json) })
+      res.end(req.method === 'HEAD' ? undefined : json)
+      return
+    }
+    if (req.headers['if-none-match'] === etag) {
+      clearTimeout(timer)
+      res.writeHead(304, common)
+      res.end()
+      return
+    }
+    const size = stat.size
+    let range: { start: number, end: number } | null
+    try {
+      range = parseRange(req.headers.range, size)
+    } catch (err) {
+      if (!(err instanceof RangeNotSatisfiableError)) throw err
+      clearTimeout(timer)
+      res.writeHead(416, { ...common, 'content-range': unsatisfiedRangeHeader(size), 'content-length': 0 })
+      res.end()
+      return
+    }
+    let head = new Uint8Array(0)
+    if (name == null || contentType(name, head) === 'application/octet-stream') {
+      const pieces: Uint8Array[] = []
+      for await (const chunk of content.cat(cid, { length: SNIFF_BYTES, signal, hints: [root] })) pieces.push(chunk)
+      head = Buffer.concat(pieces)
+    }
+    const type = contentType(name, head)
+    const start = range?.start ?? 0
+    const length = range == null ? size : range.end - range.start + 1
+    const headers: Record<string, string | number> = { ...common, 'content-type': type, 'accept-ranges': 'bytes', 'content-length': length }
+    if (range != null) headers['content-range'] = contentRangeHeader(range.start, range.end, size)
+    if (req.method === 'HEAD' || length === 0) {
+      clearTimeout(timer)
+      res.writeHead(range == null ? 200 : 206, headers)
+      res.end()
+      return
+    }
+    let first = true
+    for await (const chunk of content.cat(cid, { offset: start, length, signal, hints: [root] })) {
+      if (first) {
+        clearTimeout(timer)
+        res.writeHead(range == null ? 200 : 206, headers)
+        first = false
+      }
+      if (!res.write(chunk)) {
+        await new Promise<void>(resolve => {
+          const done = (): void => { res.off('drain', done); res.off('close', done); resolve() }
+          res.on('drain', done)
+          res.on('close', done)
+        })
+      }
+      if (res.destroyed) return
+    }
+    res.end()
+  }
+
+
+export const contentRoutes: Route[] = [
+  { method: 'POST', path: '/api/v0/content/add', handle: async ({ node, req, url }) => await addContent(node, req, url) },
+  { method: 'POST', path: '/api/v0/content/fetch', raw: true, handle: async ({ node, body, res }) => { await fetchContent(node, await body(), res) } },
+  { method: 'GET', path: '/api/v0/content/pins', handle: async ({ node }) => ({ pins: await node.content.pins() }) },
+  {
+    method: 'GET',
+    path: '/api/v0/content/store',
+    handle: ({ node }) => {
+      const bs = node.content.blockstore
+      return { usedBytes: bs.usedBytes, maxBytes: bs.maxBytes, blocks: bs.blockCount }
+    }
+  },
+  { method: 'GET', path: '/api/v0/dht/providers/*', handle: async ({ node, rest }) => ({ providers: await node.content.providers(decodeURIComponent(rest)) }) },
+  { method: 'GET', path: '/api/v0/content/stat/*', handle: async ({ node, rest, signal }) => await node.content.stat(decodeURIComponent(rest), { signal }) },
+  {
+    method: 'GET',
+    path: '/api/v0/content/ls/*',
+    handle: async ({ node, rest, signal }) => {
+      const entries = await node.content.ls(decodeURIComponent(rest), { signal })
+      return { entries: entries.map(e => ({ name: e.name, cid: e.cid.toString(), size: e.size })) }
+    }
+  },
+  { method: 'POST', path: '/api/v0/content/pin', handle: async ({ node, body }) => { const b = await body(); return await node.content.pin(str(b, 'cid'), { name: typeof b.name === 'string' ? b.name : undefined }) } },
+  { method: 'POST', path: '/api/v0/content/unpin', handle: async ({ node, body }) => ({ unpinned: await node.content.unpin(str(await body(), 'cid')) }) },
+  { method: 'POST', path: '/api/v0/content/gc', handle: async ({ node }) => await node.content.gc() },
+  {
+    method: 'POST',
+    path: '/api/v0/content/directory',
+    handle: async ({ node, body }) => {
+      const b = await body()
+      const entries = b.entries
+      if (!Array.isArray(entries) || entries.length > MAX_API_DIRECTORY_ENTRIES) throw new ApiError(400, 'BadRequest', `entries must be an array of at most ${MAX_API_DIRECTORY_ENTRIES} {name, cid}`)
+      const children = entries.map((e: unknown) => {
+        const entry = e as { name?: unknown, cid?: unknown }
+        if (typeof entry?.name !== 'string') throw new ApiError(400, 'BadRequest', 'each entry needs a name')
+        return { name: entry.name, cid: parseCid(entry.cid) }
+      })
+      const dir = await node.content.addDirectory(children, { name: typeof b.name === 'string' ? b.name : undefined, pin: b.pin !== false })
+      return { cid: dir.cid.toString(), size: dir.size }
+    }
+  }
+]

@@ -1,0 +1,132 @@
+/**
+ * Node-only: the API's routes for the ledger: chain status, balances, assets, parcels,
+ * transactions, proofs, blocks and evidence; paying, minting, claiming, staking, the faucet and
+ * submitting signed transactions (one or a batch).
+ */
+import { parseCid } from '../../content/blockstore.ts'
+import type { Tx } from '../../ledger/tx.ts'
+import { ApiError } from '../errors.ts'
+import { intParam, str, type Route, type RouteContext } from '../routes.ts'
+
+/** Signed transactions in one POST /api/v0/ledger/submit-batch. */
+export const MAX_API_SUBMIT_BATCH_TXS = 512
+/** A submit-batch request checks transactions for at most this long before yielding to other work. */
+export const SUBMIT_BATCH_SLICE_MS = 4
+
+/** An amount from JSON: a decimal string or a safe integer, never a fraction. */
+function amountParam (value: unknown, name: string): bigint {
+  if (typeof value === 'string' && /^\d{1,19}$/.test(value)) return BigInt(value)
+  if (typeof value === 'number' && Number.isSafeInteger(value) && value >= 0) return BigInt(value)
+  throw new ApiError(400, 'BadRequest', `${name} must be a whole number of units (a decimal string or an integer)`)
+}
+
+function feeParam (value: unknown): bigint | undefined {
+  return value === undefined ? undefined : amountParam(value, 'fee')
+}
+
+function txJson (tx: Tx): Record<string, unknown> {
+  return { id: tx.id, sender: tx.sender, nonce: tx.payload.nonce, kind: tx.payload.kind, status: 'pending' }
+}
+
+/** GET /api/v0/ledger/...: one route, the first path segment says what. */
+async function ledgerGet ({ node, rest, url }: RouteContext): Promise<unknown> {
+  const ledger = node.ledger
+  const [what, arg] = rest.split('/').map(x => decodeURIComponent(x))
+  const who = arg == null || arg === '' ? node.did : arg
+  switch (what) {
+    case 'status': return {
+      chain: ledger.chainId,
+      height: ledger.state.height,
+      lastBlock: ledger.state.lastBlock,
+      validators: ledger.state.validators,
+      validator: ledger.isValidator,
+      mempool: ledger.mempool.size,
+      consensusReceived: { ...ledger.consensusReceived }
+    }
+    case 'balance': {
+      const a = ledger.balance(who)
+      return { address: who, balance: a.balance.toString(), nonce: a.nonce, stake: a.stake.toString(), height: ledger.state.height }
+    }
+    case 'assets': return { address: who, assets: ledger.assetsOf(who) }
+    case 'parcels': return { address: who, parcels: ledger.parcelsOf(who) }
+    case 'parcels-in': {
+      if (arg == null || arg === '') throw new ApiError(400, 'BadRequest', 'a space id is required')
+      return { space: arg, parcels: ledger.parcelsIn(arg) }
+    }
+    case 'tx': {
+      if (arg == null) throw new ApiError(400, 'BadRequest', 'a transaction id is required')
+      return { id: arg, ...await ledger.txStatus(arg) }
+    }
+    case 'proof': {
+      const key = url.searchParams.get('key')
+      if (key == null || key === '') throw new ApiError(400, 'BadRequest', 'key is required (account/<did>, asset/<id> or parcel/<id>)')
+      return ledger.prove(key)
+    }
+    case 'block': {
+      const stored = await ledger.block(intParam(arg ?? '', 'height'))
+      if (stored == null) throw new ApiError(404, 'NotFound', `no block ${arg ?? ''}`)
+      return { header: stored.block.header, txs: stored.block.txs.map(t => Buffer.from(t).toString('base64')), commit: stored.commit.map(v => Buffer.from(v).toString('base64')) }
+    }
+    case 'evidence': return { evidence: await ledger.evidence() }
+  }
+  throw new ApiError(404, 'NotFound', `no endpoint GET /api/v0/ledger/${rest}`)
+}
+
+/** A POST that submits one of our own transactions, built from the body. */
+function own (path: string, payload: (b: Record<string, unknown>) => Parameters<RouteContext['node']['ledger']['submitOwn']>[0]): Route {
+  return {
+    method: 'POST',
+    path,
+    handle: async ({ node, body }) => {
+      const b = await body()
+      return txJson(await node.ledger.submitOwn(payload(b), feeParam(b.fee)))
+    }
+  }
+}
+
+export const ledgerRoutes: Route[] = [
+  { method: 'GET', path: '/api/v0/ledger/*', handle: ledgerGet },
+  own('/api/v0/ledger/pay', b => ({ kind: 'transfer', to: str(b, 'to'), amount: amountParam(b.amount, 'amount') })),
+  own('/api/v0/ledger/asset/mint', b => ({ kind: 'mint', content: parseCid(b.content), name: str(b, 'name') })),
+  own('/api/v0/ledger/asset/transfer', b => ({ kind: 'asset-transfer', asset: str(b, 'asset'), to: str(b, 'to') })),
+  own('/api/v0/ledger/parcel/claim', b => ({ kind: 'claim', space: str(b, 'space'), x: Number(b.x), y: Number(b.y), w: Number(b.w), h: Number(b.h) })),
+  own('/api/v0/ledger/parcel/transfer', b => ({ kind: 'parcel-transfer', parcel: str(b, 'parcel'), to: str(b, 'to') })),
+  own('/api/v0/ledger/stake', b => ({ kind: 'stake', amount: amountParam(b.amount, 'amount') })),
+  own('/api/v0/ledger/unstake', b => ({ kind: 'unstake', amount: amountParam(b.amount, 'amount') })),
+  {
+    method: 'POST',
+    path: '/api/v0/ledger/faucet',
+    handle: async ({ node, body }) => {
+      const b = await body()
+      return txJson(await node.ledger.faucet(typeof b.to === 'string' ? b.to : node.did))
+    }
+  },
+  { method: 'POST', path: '/api/v0/ledger/submit', handle: async ({ node, body }) => txJson(await node.ledger.submit(new Uint8Array(Buffer.from(str(await body(), 'tx'), 'base64')))) },
+  {
+    method: 'POST',
+    path: '/api/v0/ledger/submit-batch',
+    // For wallets and gateways that relay many users' transactions: one request, a result each.
+    handle: async ({ node, body }) => {
+      const txs = (await body()).txs
+      if (!Array.isArray(txs) || txs.length === 0 || txs.length > MAX_API_SUBMIT_BATCH_TXS || !txs.every(t => typeof t === 'string')) {
+        throw new ApiError(400, 'BadRequest', `txs must be an array of 1..${MAX_API_SUBMIT_BATCH_TXS} base64 transactions`)
+      }
+      const results: Array<Record<string, unknown>> = []
+      let slice = performance.now()
+      for (const t of txs as string[]) {
+        // Each transaction is a signature check: give the event loop back now and then, so a
+        // large batch does not hold up the peer's consensus messages.
+        if (performance.now() - slice >= SUBMIT_BATCH_SLICE_MS) {
+          await new Promise(resolve => setImmediate(resolve))
+          slice = performance.now()
+        }
+        try {
+          results.push(txJson(await node.ledger.submit(new Uint8Array(Buffer.from(t, 'base64')))))
+        } catch (err) {
+          results.push({ error: (err as Error).name, message: (err as Error).message })
+        }
+      }
+      return { results }
+    }
+  }
+]
