@@ -17,19 +17,7 @@ import {
   buildDirectory, fileTreeSize, listDirectory, resolvePath, type DirEntry
 } from '../../src/content/directory.ts'
 import { CHUNK_SIZE, MAX_LINKS_PER_NODE, importFile, type Block } from '../../src/content/unixfs.ts'
-
-function seededBytes (length: number, seed: number): Uint8Array {
-  const out = new Uint8Array(length)
-  let s = seed >>> 0
-  for (let i = 0; i < length; i++) {
-    s = (s + 0x6d2b79f5) >>> 0
-    let t = s
-    t = Math.imul(t ^ (t >>> 15), t | 1)
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61)
-    out[i] = (t ^ (t >>> 14)) & 0xff
-  }
-  return out
-}
+import { seededBytes } from '../helpers/random.ts'
 
 /** A block map with the get and put our modules take. */
 function memory (): { blocks: Map<string, Uint8Array>, put: (b: Block) => Promise<void>, get: (cid: CID) => Promise<Uint8Array> } {

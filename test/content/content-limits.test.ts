@@ -27,25 +27,12 @@ import { CHUNK_SIZE, importFile, rawBlock, type Block } from '../../src/content/
 import { createNetwork, type Network } from '../../src/net/network.ts'
 import { createNode, type PeerverseNode, type RejectedEvent } from '../../src/node/node.ts'
 import { defaultConfig, mergeConfig } from '../../src/node/config.ts'
+import { seededBytes } from '../helpers/random.ts'
 
 /** How long any single step may take before the test fails instead of hanging. */
 const STEP_MS = 10_000
 
 // ---------------------------------------------------------------- bytes and files
-
-/** mulberry32: seeded bytes, so every file replays exactly. */
-function seededBytes (length: number, seed: number): Uint8Array {
-  const out = new Uint8Array(length)
-  let s = seed >>> 0
-  for (let i = 0; i < length; i++) {
-    s = (s + 0x6d2b79f5) >>> 0
-    let t = s
-    t = Math.imul(t ^ (t >>> 15), t | 1)
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61)
-    out[i] = (t ^ (t >>> 14)) & 0xff
-  }
-  return out
-}
 
 function cat (...parts: Uint8Array[]): Uint8Array {
   const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0))

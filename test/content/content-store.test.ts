@@ -26,22 +26,9 @@ import { CHUNK_SIZE, rawBlock, type Block } from '../../src/content/unixfs.ts'
 import { createNode, type PeerverseNode } from '../../src/node/node.ts'
 import { defaultConfig, mergeConfig } from '../../src/node/config.ts'
 import { Store } from '../../src/store/store.ts'
+import { seededBytes } from '../helpers/random.ts'
 
 // ---------------------------------------------------------------- helpers
-
-/** mulberry32: seeded bytes, so every "random" file replays exactly. */
-function seededBytes (length: number, seed: number): Uint8Array {
-  const out = new Uint8Array(length)
-  let s = seed >>> 0
-  for (let i = 0; i < length; i++) {
-    s = (s + 0x6d2b79f5) >>> 0
-    let t = s
-    t = Math.imul(t ^ (t >>> 15), t | 1)
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61)
-    out[i] = (t ^ (t >>> 14)) & 0xff
-  }
-  return out
-}
 
 const hex = (b: Uint8Array): string => Buffer.from(b.buffer, b.byteOffset, b.byteLength).toString('hex')
 const unhex = (s: string): Uint8Array => Uint8Array.from(Buffer.from(s, 'hex'))

@@ -20,25 +20,10 @@ import { createNetwork, type Network } from '../../src/net/network.ts'
 import { decodeMessage, encodeMessage, SWARM_PROTOCOL, type SwarmMessage } from '../../src/content/swarm-wire.ts'
 import { PeerSet, runCli, waitFor, type CliPeer } from '../helpers/cli-peer.ts'
 import { EventLog } from '../helpers/events.ts'
+import { seededBytes } from '../helpers/random.ts'
 
 const MiB = 1024 * 1024
 const set = new PeerSet()
-
-function seededBytes (length: number, seed: number): Uint8Array {
-  const out = new Uint8Array(length)
-  const view = new DataView(out.buffer)
-  let s = seed >>> 0
-  let i = 0
-  for (; i + 4 <= length; i += 4) {
-    s = (s + 0x6d2b79f5) >>> 0
-    let t = s
-    t = Math.imul(t ^ (t >>> 15), t | 1)
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61)
-    view.setUint32(i, (t ^ (t >>> 14)) >>> 0)
-  }
-  for (; i < length; i++) out[i] = (seed + i) & 0xff
-  return out
-}
 
 const sha = (b: Uint8Array): string => createHash('sha256').update(b).digest('hex')
 

@@ -7,19 +7,7 @@ import assert from 'node:assert/strict'
 import { importer } from 'ipfs-unixfs-importer'
 import { MemoryBlockstore } from 'blockstore-core'
 import { CHUNK_SIZE, MAX_LINKS_PER_NODE, importFile, type Block } from '../../src/content/unixfs.ts'
-
-function seededBytes (length: number, seed: number): Uint8Array {
-  const out = new Uint8Array(length)
-  let s = seed >>> 0
-  for (let i = 0; i < length; i++) {
-    s = (s + 0x6d2b79f5) >>> 0
-    let t = s
-    t = Math.imul(t ^ (t >>> 15), t | 1)
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61)
-    out[i] = (t ^ (t >>> 14)) & 0xff
-  }
-  return out
-}
+import { seededBytes } from '../helpers/random.ts'
 
 /** Feeds the bytes in uneven pieces, so chunking cannot lean on the caller's boundaries. */
 function * pieces (bytes: Uint8Array): Generator<Uint8Array> {

@@ -17,7 +17,7 @@ import {
 } from '../../src/identity/index.ts'
 import { decodeFlatRecord } from '../../src/identity/flat-record.ts'
 import { recordCidString, recordCidSync, recordId } from '../../src/identity/record.ts'
-import { mulberry32Words } from '../../bench/lib.ts'
+import { seeded, type Random } from '../helpers/random.ts'
 
 const hex = (s: string): Uint8Array => new Uint8Array(Buffer.from(s, 'hex'))
 const rfc8032 = JSON.parse(readFileSync(join(import.meta.dirname, 'vectors/ed25519-rfc8032.json'), 'utf8'))
@@ -357,24 +357,11 @@ function encodeMapInOrder (entries: Array<[string, unknown]>): Uint8Array {
   return new Uint8Array(Buffer.concat(parts))
 }
 
-/** mulberry32: seeded, so a failing record replays. */
-function seeded (seed: number): { int: (n: number) => number, bytes: (n: number) => Uint8Array } {
-  const next = mulberry32Words(seed)
-  return {
-    int: n => next() % n,
-    bytes: n => {
-      const out = new Uint8Array(n)
-      for (let i = 0; i < n; i++) out[i] = next() & 0xff
-      return out
-    }
-  }
-}
-
 /** Lengths on both sides of each CBOR length-header boundary (24, 256, 65536). */
 const EDGE_LENGTHS = [0, 1, 23, 24, 25, 255, 256, 257, 1000, 4096]
 
 /** A random DAG-CBOR value: nested maps (short and long keys), lists, strings, bytes, ints, bigints, floats, null, booleans. */
-function randomValue (rand: ReturnType<typeof seeded>, depth: number, budget: { left: number }): unknown {
+function randomValue (rand: Random, depth: number, budget: { left: number }): unknown {
   const kinds = depth > 0 && budget.left > 64 ? 11 : 9
   const pick = rand.int(kinds)
   const length = (): number => {

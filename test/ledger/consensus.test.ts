@@ -18,6 +18,7 @@
 import { describe, it } from 'node:test'
 import assert from 'node:assert/strict'
 import fc from 'fast-check'
+import { seeded, type Random } from '../helpers/random.ts'
 import {
   Consensus, ConsensusStateError, DEFAULT_TIMEOUTS, InvalidConsensusInputError, InvalidValidatorSetError, MAX_CATCHUP_ROUNDS,
   MAX_FUTURE_ROUNDS, MAX_PROPOSALS_PER_ROUND, PROPOSER_RESOLUTION, proposer,
@@ -54,18 +55,6 @@ function setup (opts: { vs?: Validator[], self?: string | null, height?: number,
 
 function feed (c: Consensus, inputs: Input[]): Action[] {
   return inputs.flatMap(i => c.step(i))
-}
-
-/** Seeded PRNG (mulberry32). */
-function prng (seed: number): () => number {
-  let a = seed >>> 0
-  return () => {
-    a = (a + 0x6D2B79F5) >>> 0
-    let t = a
-    t = Math.imul(t ^ (t >>> 15), t | 1)
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61)
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296
-  }
 }
 
 // ---------------------------------------------------------------- proposer
@@ -608,7 +597,7 @@ interface SimNode {
 
 class Sim {
   readonly cfg: SimConfig
-  readonly rng: () => number
+  readonly rng: Random
   readonly q = new EventQueue()
   readonly validators: Validator[]
   readonly nodes: SimNode[]
@@ -626,7 +615,7 @@ class Sim {
 
   constructor (cfg: SimConfig) {
     this.cfg = cfg
-    this.rng = prng(cfg.seed)
+    this.rng = seeded(cfg.seed)
     this.validators = weightedSet(cfg.powers)
     this.nodes = this.validators.map((v, i) => ({
       i, id: v.id, behaviour: cfg.byzantine?.[i] ?? 'honest', c: null, crashed: false, incarnation: 0, wal: '', seen: new Set(), store: new Map(), hr: '', hrAtLastCheck: '', commits: new Map(), evidence: new Set(), delivered: new Map()
@@ -653,7 +642,7 @@ class Sim {
     if (cfg.restartsUntil !== undefined) {
       for (const n of this.honest) {
         for (let t = 50 + this.rng() * 400; t < cfg.restartsUntil; t += 200 + this.rng() * 800) {
-          const down = 1 + Math.floor(this.rng() * 300)
+          const down = 1 + this.rng.int(300)
           this.q.push(t, () => { if (!n.crashed) { this.crash(n); this.q.push(this.now + down, () => this.recover(n)) } })
         }
       }
@@ -733,7 +722,7 @@ class Sim {
     for (const a of actions) {
       switch (a.type) {
         case 'need-value':
-          this.later(n, 1 + Math.floor(this.rng() * 5), { type: 'value-ready', height: a.height, round: a.round, value: `blk-${a.height}-${a.round}-${n.i}` })
+          this.later(n, 1 + this.rng.int(5), { type: 'value-ready', height: a.height, round: a.round, value: `blk-${a.height}-${a.round}-${n.i}` })
           break
         case 'schedule-timeout':
           this.later(n, a.ms, { type: 'timeout', step: a.step, height: a.height, round: a.round })
@@ -805,15 +794,15 @@ class Sim {
         if (m.kind === 'proposal') {
           const p = m.proposal
           const options = [p.value, `bz-${h}-${p.round}-a`, `bz-${h}-${p.round}-b`, `bad-${h}-${p.round}`]
-          const value = options[Math.floor(this.rng() * options.length)]
+          const value = options[this.rng.int(options.length)]
           const out: Proposal = { ...p, value, polRound: value === p.value ? p.polRound : -1 }
           this.noteProposed(out)
           this.send(n, peer, { kind: 'proposal', proposal: out })
         } else {
           const v = m.vote
           const known = [...(this.proposed.get(h) ?? [])]
-          const options: Array<string | null> = [v.value, null, `bz-${h}-${v.round}-a`, known[Math.floor(this.rng() * known.length)] ?? null]
-          this.send(n, peer, { kind: 'vote', vote: { ...v, value: options[Math.floor(this.rng() * options.length)] } })
+          const options: Array<string | null> = [v.value, null, `bz-${h}-${v.round}-a`, known[this.rng.int(known.length)] ?? null]
+          this.send(n, peer, { kind: 'vote', vote: { ...v, value: options[this.rng.int(options.length)] } })
         }
       }
     }
@@ -832,7 +821,7 @@ class Sim {
       const key = `${b.i}/${h}/${r}/${kind}`
       if (this.splitDone.has(key)) continue
       this.splitDone.add(key)
-      this.q.push(this.now + 1 + Math.floor(this.rng() * 10), () => this.splitSend(b, h, r, kind))
+      this.q.push(this.now + 1 + this.rng.int(10), () => this.splitSend(b, h, r, kind))
     }
   }
 
@@ -880,7 +869,7 @@ class Sim {
     const before = this.now < this.cfg.gst
     if (before && this.rng() < this.cfg.dropRate) return
     if (before && this.cfg.partition === true && from.behaviour === 'honest' && to.behaviour === 'honest' && this.group[from.i] !== this.group[to.i] && this.rng() < 0.9) return
-    const delay = 1 + Math.floor(this.rng() * (before ? this.cfg.preGstDelay : this.cfg.delay))
+    const delay = 1 + this.rng.int(before ? this.cfg.preGstDelay : this.cfg.delay)
     this.q.push(this.now + delay, () => this.deliver(to, m))
   }
 
@@ -992,7 +981,7 @@ describe('simulated network (fast-check, seed 42)', () => {
   it('a validator restored from the snapshot after each signing, fed other inputs, never signs against what it signed', () => {
     let clones = 0
     fc.assert(fc.property(fc.nat(), seed => {
-      const fuzz = prng(seed ^ 0x5eed)
+      const fuzz = seeded(seed ^ 0x5eed)
       const onSigned = (sim: Sim, c: Consensus): void => {
         clones++
         const clone = Consensus.fromJSON(JSON.parse(JSON.stringify(c.toJSON())))
@@ -1010,14 +999,14 @@ describe('simulated network (fast-check, seed 42)', () => {
         }
         check(clone.start())
         check(clone.ownMessages())
-        const pick = <T>(xs: T[]): T => xs[Math.floor(fuzz() * xs.length)]
+        const pick = fuzz.pick
         for (let k = 0; k < 25 && clone.state.step !== 'commit'; k++) {
           const { height: h, round: r } = clone.state
           const rr = Math.max(0, r + pick([-1, 0, 0, 1, 2]))
           const value = pick(['A', 'B', `blk-${h}-${rr}-1`, null])
           const kind = pick(['vote', 'vote', 'vote', 'proposal', 'timeout', 'ready'])
           const input: Input = kind === 'vote'
-            ? { type: 'vote', vote: { type: pick(['prevote', 'precommit'] as const), height: h, round: rr, value, validator: idOf(1 + Math.floor(fuzz() * 3)) } }
+            ? { type: 'vote', vote: { type: pick(['prevote', 'precommit'] as const), height: h, round: rr, value, validator: idOf(1 + fuzz.int(3)) } }
             : kind === 'proposal'
               ? { type: 'proposal', proposal: { height: h, round: rr, polRound: pick([-1, rr - 1]), value: value ?? 'A', proposer: proposer(sim.validators, h, rr) }, valid: fuzz() < 0.8 }
               : kind === 'timeout'

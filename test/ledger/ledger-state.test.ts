@@ -24,7 +24,7 @@ import {
   type Block, type LedgerState, type Receipt, type Validator
 } from '../../src/ledger/state.ts'
 import { hashCounts, leafHash, MerkleTree, verifyStateProof, type InclusionProof, type Leaf, type StateProof } from '../../src/ledger/merkle.ts'
-import { mulberry32 } from '../../bench/lib.ts'
+import { seeded } from '../helpers/random.ts'
 
 const CHAIN = 'peerverse-test'
 const keys: Ed25519Key[] = Array.from({ length: 7 }, (_, i) => ed25519KeyFromSeed(new Uint8Array(32).fill(i + 1)))
@@ -913,9 +913,9 @@ describe('incremental state root', () => {
   const sorted = (m: Map<string, Leaf>): string[] => [...m.keys()].sort((a, b) => (a < b ? -1 : a > b ? 1 : 0))
 
   it('gives the root and proofs of a tree built from scratch, after any sequence of changes (seeded property)', () => {
-    const rnd = mulberry32(20240611)
-    const int = (n: number): number => Math.floor(rnd() * n)
-    const bytes = (): Uint8Array => Uint8Array.from({ length: int(9) }, () => int(256))
+    const rnd = seeded(20240611)
+    const int = rnd.int
+    const bytes = (): Uint8Array => rnd.bytes(int(9))
     let trees = 0
     let reused = 0
     for (const size of [0, 1, 2, 3, 4, 5, 7, 8, 9, 16, 17, 33, 100, 1023, 1024, 1025]) {

@@ -28,7 +28,7 @@ import { PEER_IDENTITY_PROTOCOL } from '../../src/net/peer-identity.ts'
 import type { NodeStatus } from '../../src/node/node.ts'
 import { PeerSet, waitFor, type CliPeer } from '../helpers/cli-peer.ts'
 import { EventLog } from '../helpers/events.ts'
-import { mulberry32Words } from '../../bench/lib.ts'
+import { seeded } from '../helpers/random.ts'
 
 /** kad-dht's own idle limit on an inbound stream (its `incomingMessageTimeout` default; we do not set it). */
 const DHT_INCOMING_MESSAGE_TIMEOUT_MS = 10_000
@@ -45,16 +45,6 @@ const RATE_WINDOW_MS = 1_000
 const sleep = async (ms: number): Promise<void> => { await new Promise(resolve => setTimeout(resolve, Math.max(0, ms))) }
 
 // ---------------------------------------------------------------- bytes
-
-/** mulberry32: a seeded byte source, so every "random" frame replays exactly. */
-function seededBytes (seed: number): (n: number) => Uint8Array {
-  const next = mulberry32Words(seed)
-  return n => {
-    const out = new Uint8Array(n)
-    for (let i = 0; i < n; i++) out[i] = next() & 0xff
-    return out
-  }
-}
 
 function varint (n: number): Uint8Array {
   const out: number[] = []
@@ -283,7 +273,7 @@ describe('a peer under bad input', { timeout: 240_000 }, () => {
     const other = peerIdFromPrivateKey(await generateKeyPair('Ed25519')).toString()
     const good = await createPeerBinding(user, me)
     const badSig = dagCbor.encode({ ...good.record, sig: good.record.sig.map((b, i) => i === 0 ? b ^ 1 : b) })
-    const random = seededBytes(0x1d)
+    const random = seeded(0x1d).bytes
     const cases: Array<{ name: string, bytes: Uint8Array, error: string }> = [
       // A prefix one past the cap (2-byte varint): refused on the length, before any body is read.
       { name: 'length prefix MAX_BINDING_BYTES + 1', bytes: cat(varint(MAX_BINDING_BYTES + 1), random(64)), error: 'InvalidDataLengthError' },
@@ -360,7 +350,7 @@ describe('a peer under bad input', { timeout: 240_000 }, () => {
     assert.ok(overOut.ms < DHT_INCOMING_MESSAGE_TIMEOUT_MS / 2, `over-limit frame reset after ${overOut.ms} ms`)
 
     // Garbage protobuf frames (seeded): each stream is reset without an answer, long before the idle timeout.
-    const random = seededBytes(0xd47)
+    const random = seeded(0xd47).bytes
     for (const size of [1, 7, 200, 4096]) {
       const stream = await openStream(DHT_PROTOCOL)
       const reply = readStream(stream, DHT_INCOMING_MESSAGE_TIMEOUT_MS * 2)
@@ -411,7 +401,7 @@ describe('a peer under bad input', { timeout: 240_000 }, () => {
     }
 
     // Garbage frames (seeded sizes and bytes) on a gossip stream.
-    const random = seededBytes(0x6055)
+    const random = seeded(0x6055).bytes
     const garbage = await openStream(GOSSIP_PROTOCOLS[0])
     for (const size of [1, 3, 64, 1000, 65_536, 300_000]) await sendAll(garbage, frame(random(size)))
     await sendAll(garbage, random(5000)) // and unframed bytes
@@ -434,7 +424,7 @@ describe('a peer under bad input', { timeout: 240_000 }, () => {
   })
 
   it('garbage on the TCP port: 50 sockets of seeded random bytes are all closed by the peer', async t => {
-    const random = seededBytes(0x7c9)
+    const random = seeded(0x7c9).bytes
     const port = tcpPort(target.addr)
     await sleep(RATE_WINDOW_MS + 100) // a fresh rate-limit window, so some sockets reach the upgrade
     const start = Date.now()
@@ -598,7 +588,7 @@ describe('a peer under bad input', { timeout: 240_000 }, () => {
     assert.equal((await rawHttp('/api/v0/status', { headers: { ...bearer(), origin: `https://${host}` } })).status, 403)
 
     // WebSocket upgrade without the token: answered with 401, never switched.
-    const upgrade = { connection: 'Upgrade', upgrade: 'websocket', 'sec-websocket-version': '13', 'sec-websocket-key': Buffer.from(seededBytes(0x3e)(16)).toString('base64') }
+    const upgrade = { connection: 'Upgrade', upgrade: 'websocket', 'sec-websocket-version': '13', 'sec-websocket-key': Buffer.from(seeded(0x3e).bytes(16)).toString('base64') }
     assert.equal((await rawHttp('/api/v0/events', { headers: { host, ...upgrade } })).status, 401)
     assert.equal((await rawHttp(`/api/v0/events?token=${encodeURIComponent(target.api.token)}`, { headers: { host: 'evil.example:1234', ...upgrade } })).status, 403)
     const opened = await new Promise<boolean>(resolve => {
