@@ -18,6 +18,7 @@ import {
 } from '../../src/content/directory.ts'
 import { CHUNK_SIZE, MAX_LINKS_PER_NODE, importFile, type Block } from '../../src/content/unixfs.ts'
 import { seededBytes } from '../helpers/random.ts'
+import { utf8 } from '../helpers/bytes.ts'
 
 /** A block map with the get and put our modules take. */
 function memory (): { blocks: Map<string, Uint8Array>, put: (b: Block) => Promise<void>, get: (cid: CID) => Promise<Uint8Array> } {
@@ -85,7 +86,6 @@ async function sameAsImporter (tree: Tree): Promise<CID> {
   return ours.cid
 }
 
-const text = (s: string): Uint8Array => new TextEncoder().encode(s)
 
 /** `n` distinct names of exactly MAX_NAME_BYTES bytes. */
 function longNames (n: number): string[] {
@@ -101,7 +101,7 @@ describe('UnixFS directories match ipfs-unixfs-importer (unixfs-v1-2025)', () =>
   })
 
   it('one file', async () => {
-    await sameAsImporter({ 'a.txt': text('hello') })
+    await sameAsImporter({ 'a.txt': utf8('hello') })
   })
 
   it('an empty file', async () => {
@@ -112,7 +112,7 @@ describe('UnixFS directories match ipfs-unixfs-importer (unixfs-v1-2025)', () =>
     const names = ['b', 'B', 'a', 'A', 'a.b', 'ab', 'a-b', 'a_b', 'aa', 'Z', 'z', '~', ' space', '0', '10', '9',
       'é', 'e\u0301', 'ｆｕｌｌ', '😀', '日本', 'zz😀', 'zzｆ']
     const tree: Tree = {}
-    for (const [i, name] of names.entries()) tree[name] = text(`file ${i}`)
+    for (const [i, name] of names.entries()) tree[name] = utf8(`file ${i}`)
     const { put, get } = memory()
     const { cid } = await build(tree, put)
     assert.equal(cid.toString(), (await reference(tree)).cid)
@@ -124,8 +124,8 @@ describe('UnixFS directories match ipfs-unixfs-importer (unixfs-v1-2025)', () =>
 
   it('nested directories', async () => {
     await sameAsImporter({
-      'README.md': text('# world'),
-      models: { 'tree.glb': seededBytes(5000, 1), 'rock.gltf': text('{}'), lod: { 'tree-lod1.glb': seededBytes(700, 2) } },
+      'README.md': utf8('# world'),
+      models: { 'tree.glb': seededBytes(5000, 1), 'rock.gltf': utf8('{}'), lod: { 'tree-lod1.glb': seededBytes(700, 2) } },
       audio: { 'wind.ogg': seededBytes(3000, 3) },
       empty: {}
     })
@@ -135,13 +135,13 @@ describe('UnixFS directories match ipfs-unixfs-importer (unixfs-v1-2025)', () =>
     await sameAsImporter({
       'big.bin': seededBytes(3 * CHUNK_SIZE + 12_345, 4),
       'exact.bin': seededBytes(2 * CHUNK_SIZE, 5),
-      sub: { 'one-more.bin': seededBytes(CHUNK_SIZE + 1, 6), 'small.txt': text('small') }
+      sub: { 'one-more.bin': seededBytes(CHUNK_SIZE + 1, 6), 'small.txt': utf8('small') }
     })
   })
 
   it(`${MAX_DIRECTORY_ENTRIES} entries with ${MAX_NAME_BYTES}-byte names stay flat`, async () => {
     const tree: Tree = {}
-    for (const name of longNames(MAX_DIRECTORY_ENTRIES)) tree[name] = text(name.slice(0, 5))
+    for (const name of longNames(MAX_DIRECTORY_ENTRIES)) tree[name] = utf8(name.slice(0, 5))
     await sameAsImporter(tree)
   })
 })
@@ -231,8 +231,8 @@ describe('fileTreeSize', () => {
 describe('resolvePath and listDirectory', () => {
   const glb = seededBytes(2 * CHUNK_SIZE + 10, 7)
   const tree: Tree = {
-    'index.json': text('{"spawn":[0,0,0]}'),
-    models: { 'tree.glb': glb, lod: { 'tree-lod1.glb': text('lod') } },
+    'index.json': utf8('{"spawn":[0,0,0]}'),
+    models: { 'tree.glb': glb, lod: { 'tree-lod1.glb': utf8('lod') } },
     empty: {}
   }
 
@@ -263,7 +263,7 @@ describe('resolvePath and listDirectory', () => {
     const { cid, blockstore } = await reference(tree)
     const get = async (c: CID): Promise<Uint8Array> => await stored(blockstore, c)
     const found = await resolvePath(get, CID.parse(cid), '/models/lod/tree-lod1.glb')
-    const { cid: want } = await importFile([text('lod')], async () => {})
+    const { cid: want } = await importFile([utf8('lod')], async () => {})
     assert.equal(found.cid.toString(), want.toString())
   })
 
@@ -305,7 +305,7 @@ describe('resolvePath and listDirectory', () => {
 
   it('refuses sharded directories it cannot read', async () => {
     const big: Tree = {}
-    for (const name of longNames(MAX_DIRECTORY_ENTRIES + 100)) big[name] = text('x')
+    for (const name of longNames(MAX_DIRECTORY_ENTRIES + 100)) big[name] = utf8('x')
     const { cid, blockstore } = await reference(big)
     const get = async (c: CID): Promise<Uint8Array> => await stored(blockstore, c)
     await assert.rejects(resolvePath(get, CID.parse(cid), '/' + longNames(1)[0]), { name: 'UnsupportedContentError' })

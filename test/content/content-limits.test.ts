@@ -28,27 +28,13 @@ import { createNetwork, type Network } from '../../src/net/network.ts'
 import { createNode, type PeerverseNode, type RejectedEvent } from '../../src/node/node.ts'
 import { defaultConfig, mergeConfig } from '../../src/node/config.ts'
 import { seededBytes } from '../helpers/random.ts'
+import { cat, toHex, utf8, varint } from '../helpers/bytes.ts'
 
 /** How long any single step may take before the test fails instead of hanging. */
 const STEP_MS = 10_000
 
 // ---------------------------------------------------------------- bytes and files
 
-function cat (...parts: Uint8Array[]): Uint8Array {
-  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0))
-  let o = 0
-  for (const p of parts) { out.set(p, o); o += p.length }
-  return out
-}
-
-function varint (n: number): Uint8Array {
-  const out: number[] = []
-  while (n >= 0x80) { out.push((n % 0x80) | 0x80); n = Math.floor(n / 0x80) }
-  out.push(n)
-  return Uint8Array.from(out)
-}
-
-const utf8 = (s: string): Uint8Array => new TextEncoder().encode(s)
 const sameBytes = (a: Uint8Array, b: Uint8Array): boolean => Buffer.from(a.buffer, a.byteOffset, a.byteLength).equals(Buffer.from(b.buffer, b.byteOffset, b.byteLength))
 
 /** A length-prefixed frame around raw bytes, or around an encoded message. */
@@ -128,16 +114,15 @@ class Wire {
   }
 }
 
-const hex = (b: Uint8Array): string => Buffer.from(b.buffer, b.byteOffset, b.byteLength).toString('hex')
 
 /** A message as plain data (CIDs and bytes as strings), for deepEqual. */
 function plain (m: SwarmMessage): Record<string, unknown> {
   switch (m.type) {
     case 'open': return { type: m.type, root: m.root.toString() }
     case 'want': case 'dont-have': case 'cancel': return { type: m.type, cid: m.cid.toString() }
-    case 'block': return { type: m.type, cid: m.cid.toString(), bytes: hex(m.bytes) }
+    case 'block': return { type: m.type, cid: m.cid.toString(), bytes: toHex(m.bytes) }
     case 'have': return { type: m.type, index: m.index }
-    case 'bitfield': return { type: m.type, status: m.status, leaves: m.leaves, bits: hex(m.bits) }
+    case 'bitfield': return { type: m.type, status: m.status, leaves: m.leaves, bits: toHex(m.bits) }
   }
 }
 

@@ -4,11 +4,10 @@
  * service's add / cat / pin / gc on a node that is never started.
  * Randomness is seeded (mulberry32 for data, fast-check seed 42), so a failure replays.
  */
-import { describe, it, type TestContext } from 'node:test'
+import { describe, it } from 'node:test'
 import assert from 'node:assert/strict'
 import { readFileSync } from 'node:fs'
-import { mkdir, mkdtemp, readdir, rm, stat, writeFile } from 'node:fs/promises'
-import { tmpdir } from 'node:os'
+import { mkdir, readdir, rm, stat, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import * as dagPb from '@ipld/dag-pb'
 import fc from 'fast-check'
@@ -27,41 +26,11 @@ import { createNode, type PeerverseNode } from '../../src/node/node.ts'
 import { defaultConfig, mergeConfig } from '../../src/node/config.ts'
 import { Store } from '../../src/store/store.ts'
 import { seededBytes } from '../helpers/random.ts'
+import { cat, fromHex, toHex, utf8, varint } from '../helpers/bytes.ts'
+import { cleanups, tempDir } from '../helpers/cleanup.ts'
 
 // ---------------------------------------------------------------- helpers
 
-const hex = (b: Uint8Array): string => Buffer.from(b.buffer, b.byteOffset, b.byteLength).toString('hex')
-const unhex = (s: string): Uint8Array => Uint8Array.from(Buffer.from(s, 'hex'))
-const utf8 = (s: string): Uint8Array => new TextEncoder().encode(s)
-
-function cat (...parts: Uint8Array[]): Uint8Array {
-  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0))
-  let o = 0
-  for (const p of parts) { out.set(p, o); o += p.length }
-  return out
-}
-
-function varint (n: number): Uint8Array {
-  const out: number[] = []
-  while (n >= 0x80) { out.push((n % 0x80) | 0x80); n = Math.floor(n / 0x80) }
-  out.push(n)
-  return Uint8Array.from(out)
-}
-
-/** Cleanups of one test, run last-in first-out once it ends (stores close before their dir goes). */
-function cleanups (t: TestContext): (fn: () => Promise<unknown>) => void {
-  const fns: Array<() => Promise<unknown>> = []
-  t.after(async () => {
-    for (const fn of fns.reverse()) await fn().catch(() => {})
-  })
-  return fn => { fns.push(fn) }
-}
-
-async function tempDir (defer: (fn: () => Promise<unknown>) => void): Promise<string> {
-  const dir = await mkdtemp(join(tmpdir(), 'peerverse-content-'))
-  defer(async () => rm(dir, { recursive: true, force: true }))
-  return dir
-}
 
 /** A real Store and a Blockstore over its `content` sublevel, closed when the test ends. */
 async function openBlocks (dir: string, maxBytes: number, defer: (fn: () => Promise<unknown>) => void): Promise<{ store: Store, blocks: Blockstore }> {
@@ -97,7 +66,7 @@ const GiB = 1024 * 1024 * 1024
 describe('block store over a real LevelDB', () => {
   it('put then get returns the same bytes; size, count and has() follow', async t => {
     const defer = cleanups(t)
-    const dir = await tempDir(defer)
+    const dir = await tempDir(defer, 'content')
     const { blocks } = await openBlocks(dir, GiB, defer)
     const a = await rawBlock(seededBytes(1000, 1))
     const b = await rawBlock(seededBytes(CHUNK_SIZE, 2))
@@ -121,7 +90,7 @@ describe('block store over a real LevelDB', () => {
 
   it('refuses bytes that do not match the CID and stores nothing', async t => {
     const defer = cleanups(t)
-    const dir = await tempDir(defer)
+    const dir = await tempDir(defer, 'content')
     const { blocks } = await openBlocks(dir, GiB, defer)
     const good = await rawBlock(seededBytes(4096, 3))
     const wrong = good.bytes.slice()
@@ -139,7 +108,7 @@ describe('block store over a real LevelDB', () => {
 
   it('takes a block of exactly MAX_BLOCK_BYTES and refuses one byte more', async t => {
     const defer = cleanups(t)
-    const dir = await tempDir(defer)
+    const dir = await tempDir(defer, 'content')
     const { blocks } = await openBlocks(dir, GiB, defer)
     const atLimit = await rawBlock(seededBytes(MAX_BLOCK_BYTES, 4))
     const over = await rawBlock(seededBytes(MAX_BLOCK_BYTES + 1, 5))
@@ -154,7 +123,7 @@ describe('block store over a real LevelDB', () => {
 
   it('treats a damaged or missing file as absent and forgets the block, also across reopen', async t => {
     const defer = cleanups(t)
-    const dir = await tempDir(defer)
+    const dir = await tempDir(defer, 'content')
     const { store, blocks } = await openBlocks(dir, GiB, defer)
     const damaged = await rawBlock(seededBytes(8192, 6))
     const missing = await rawBlock(seededBytes(8192, 7))
@@ -184,7 +153,7 @@ describe('block store over a real LevelDB', () => {
 
   it('keeps its index, pins, downloads and provided roots across reopen', async t => {
     const defer = cleanups(t)
-    const dir = await tempDir(defer)
+    const dir = await tempDir(defer, 'content')
     const first = await openBlocks(dir, GiB, defer)
     const made: Block[] = []
     for (let i = 0; i < 5; i++) made.push(await rawBlock(seededBytes(1000 + i * 777, 10 + i)))
@@ -222,7 +191,7 @@ describe('block store over a real LevelDB', () => {
 
   it('enforces maxBytes: up to the limit is taken, past it StoreFullError; pressure is asked first', async t => {
     const defer = cleanups(t)
-    const dir = await tempDir(defer)
+    const dir = await tempDir(defer, 'content')
     const MAX = 10_000
     const watermark = Math.floor(MAX * GC_WATERMARK)
     const { blocks } = await openBlocks(dir, MAX, defer)
@@ -260,7 +229,7 @@ describe('block store over a real LevelDB', () => {
 
   it('sweep keeps exactly the blocks in keep', async t => {
     const defer = cleanups(t)
-    const dir = await tempDir(defer)
+    const dir = await tempDir(defer, 'content')
     const { blocks } = await openBlocks(dir, GiB, defer)
     const made: Block[] = []
     for (let i = 0; i < 6; i++) made.push(await rawBlock(seededBytes(500 + i, 30 + i)))
@@ -281,7 +250,7 @@ describe('block store over a real LevelDB', () => {
 
   it('cleanTemporary removes .tmp leftovers of a crash and nothing else', async t => {
     const defer = cleanups(t)
-    const dir = await tempDir(defer)
+    const dir = await tempDir(defer, 'content')
     const { blocks } = await openBlocks(dir, GiB, defer)
     const b = await rawBlock(seededBytes(2048, 40))
     await blocks.put(b.cid, b.bytes)
@@ -317,20 +286,20 @@ function fromVector (m: VectorMessage): SwarmMessage {
   switch (m.type) {
     case 'open': return { type: 'open', root: CID.parse(m.root as string) }
     case 'want': case 'dont-have': case 'cancel': return { type: m.type, cid: CID.parse(m.cid as string) }
-    case 'block': return { type: 'block', cid: CID.parse(m.cid as string), bytes: unhex(m.bytes as string) }
+    case 'block': return { type: 'block', cid: CID.parse(m.cid as string), bytes: fromHex(m.bytes as string) }
     case 'have': return { type: 'have', index: m.index as number }
-    case 'bitfield': return { type: 'bitfield', status: m.status as HolderStatus, leaves: m.leaves as number, bits: unhex(m.bits as string) }
+    case 'bitfield': return { type: 'bitfield', status: m.status as HolderStatus, leaves: m.leaves as number, bits: fromHex(m.bits as string) }
   }
 }
 
 /** A message as plain data (CIDs as strings with their bytes, bytes as hex), for deepEqual. */
 function plain (m: SwarmMessage): Record<string, unknown> {
   switch (m.type) {
-    case 'open': return { type: m.type, root: m.root.toString(), rootBytes: hex(m.root.bytes) }
-    case 'want': case 'dont-have': case 'cancel': return { type: m.type, cid: m.cid.toString(), cidBytes: hex(m.cid.bytes) }
-    case 'block': return { type: m.type, cid: m.cid.toString(), cidBytes: hex(m.cid.bytes), bytes: hex(m.bytes) }
+    case 'open': return { type: m.type, root: m.root.toString(), rootBytes: toHex(m.root.bytes) }
+    case 'want': case 'dont-have': case 'cancel': return { type: m.type, cid: m.cid.toString(), cidBytes: toHex(m.cid.bytes) }
+    case 'block': return { type: m.type, cid: m.cid.toString(), cidBytes: toHex(m.cid.bytes), bytes: toHex(m.bytes) }
     case 'have': return { type: m.type, index: m.index }
-    case 'bitfield': return { type: m.type, status: m.status, leaves: m.leaves, bits: hex(m.bits) }
+    case 'bitfield': return { type: m.type, status: m.status, leaves: m.leaves, bits: toHex(m.bits) }
   }
 }
 
@@ -370,8 +339,8 @@ describe('swarm wire format', () => {
     assert.deepEqual(new Set(vectors.vectors.map(v => v.message.type)), new Set(['open', 'want', 'block', 'dont-have', 'have', 'cancel', 'bitfield']))
     for (const v of vectors.vectors) {
       const msg = fromVector(v.message)
-      assert.equal(hex(encode(msg)), v.hex, v.name)
-      assert.deepEqual(plain(decodeMessage(unhex(v.hex))), plain(msg), v.name)
+      assert.equal(toHex(encode(msg)), v.hex, v.name)
+      assert.deepEqual(plain(decodeMessage(fromHex(v.hex))), plain(msg), v.name)
     }
   })
 
@@ -380,7 +349,7 @@ describe('swarm wire format', () => {
       const bytes = encode(msg)
       const back = decodeMessage(bytes)
       assert.deepEqual(plain(back), plain(msg))
-      assert.equal(hex(encode(back)), hex(bytes))
+      assert.equal(toHex(encode(back)), toHex(bytes))
     }), { seed: 42, numRuns: 500 })
   })
 
@@ -444,7 +413,7 @@ describe('swarm wire format', () => {
   it('random bytes decode to a message or SwarmProtocolError, never another error (property)', () => {
     const check = (bytes: Uint8Array): void => {
       const r = outcome(bytes)
-      if (!r.ok) assert.equal(r.name, 'SwarmProtocolError', `${hex(bytes)}: ${String(r.error)}`)
+      if (!r.ok) assert.equal(r.name, 'SwarmProtocolError', `${toHex(bytes)}: ${String(r.error)}`)
     }
     fc.assert(fc.property(fc.uint8Array({ maxLength: 300 }), check), { seed: 42, numRuns: 2000 })
     // Random bodies behind each valid type byte, to reach past the first switch.
@@ -470,7 +439,7 @@ describe('swarm wire format', () => {
         bytes = cat(frame.subarray(0, at), Uint8Array.of(e.value), frame.subarray(at))
       }
       const r = outcome(bytes)
-      if (!r.ok) assert.equal(r.name, 'SwarmProtocolError', `${hex(bytes)}: ${String(r.error)}`)
+      if (!r.ok) assert.equal(r.name, 'SwarmProtocolError', `${toHex(bytes)}: ${String(r.error)}`)
     }), { seed: 42, numRuns: 3000 })
   })
 
@@ -490,7 +459,7 @@ describe('swarm wire format', () => {
     ]
     for (const f of frames) {
       const r = outcome(f)
-      if (r.ok) assert.equal(hex(encode(r.msg)), hex(f), `${hex(f)} decoded to ${JSON.stringify(plain(r.msg))}`)
+      if (r.ok) assert.equal(toHex(encode(r.msg)), toHex(f), `${toHex(f)} decoded to ${JSON.stringify(plain(r.msg))}`)
       else assert.equal(r.name, 'SwarmProtocolError')
     }
   })
@@ -502,7 +471,7 @@ const MiB = 1024 * 1024
 
 /** A node that is built but never started (no network); its store is closed when the test ends. */
 async function offlineNode (defer: (fn: () => Promise<unknown>) => void, maxStoreBytes?: number): Promise<PeerverseNode> {
-  const dir = await tempDir(defer)
+  const dir = await tempDir(defer, 'content')
   const node = await createNode(mergeConfig(defaultConfig(dir), {
     listen: ['/ip4/127.0.0.1/tcp/0'], api: false, dht: { mode: 'server' }, relay: { server: false },
     content: maxStoreBytes == null ? undefined : { maxStoreBytes }

@@ -18,22 +18,22 @@ import {
 import { decodeFlatRecord } from '../../src/identity/flat-record.ts'
 import { recordCidString, recordCidSync, recordId } from '../../src/identity/record.ts'
 import { seeded, type Random } from '../helpers/random.ts'
+import { fromHex } from '../helpers/bytes.ts'
 
-const hex = (s: string): Uint8Array => new Uint8Array(Buffer.from(s, 'hex'))
 const rfc8032 = JSON.parse(readFileSync(join(import.meta.dirname, 'vectors/ed25519-rfc8032.json'), 'utf8'))
 const didVectors = JSON.parse(readFileSync(join(import.meta.dirname, 'vectors/did-key-ed25519.json'), 'utf8'))
 
 describe('ed25519', () => {
   for (const [i, v] of rfc8032.vectors.entries()) {
     it(`matches RFC 8032 test ${i + 1}`, () => {
-      const key = ed25519KeyFromSeed(hex(v.secretKey))
+      const key = ed25519KeyFromSeed(fromHex(v.secretKey))
       assert.equal(Buffer.from(key.publicKey).toString('hex'), v.publicKey)
-      const sig = ed25519Sign(key, hex(v.message))
+      const sig = ed25519Sign(key, fromHex(v.message))
       assert.equal(Buffer.from(sig).toString('hex'), v.signature)
-      assert.equal(ed25519Verify(hex(v.publicKey), hex(v.message), hex(v.signature)), true)
-      const bad = hex(v.signature)
+      assert.equal(ed25519Verify(fromHex(v.publicKey), fromHex(v.message), fromHex(v.signature)), true)
+      const bad = fromHex(v.signature)
       bad[0] ^= 1
-      assert.equal(ed25519Verify(hex(v.publicKey), hex(v.message), bad), false)
+      assert.equal(ed25519Verify(fromHex(v.publicKey), fromHex(v.message), bad), false)
     })
   }
 
@@ -126,7 +126,7 @@ describe('did:key', () => {
 })
 
 describe('signed records', () => {
-  const key = ed25519KeyFromSeed(hex(rfc8032.vectors[0].secretKey))
+  const key = ed25519KeyFromSeed(fromHex(rfc8032.vectors[0].secretKey))
 
   it('names records by the same CID string as the multiformats library (seeded, 2,000 cases and edge digests)', () => {
     const rand = seeded(99)

@@ -29,6 +29,7 @@ import type { NodeStatus } from '../../src/node/node.ts'
 import { PeerSet, waitFor, type CliPeer } from '../helpers/cli-peer.ts'
 import { EventLog } from '../helpers/events.ts'
 import { seeded } from '../helpers/random.ts'
+import { cat, readVarint, utf8, varint } from '../helpers/bytes.ts'
 
 /** kad-dht's own idle limit on an inbound stream (its `incomingMessageTimeout` default; we do not set it). */
 const DHT_INCOMING_MESSAGE_TIMEOUT_MS = 10_000
@@ -46,37 +47,10 @@ const sleep = async (ms: number): Promise<void> => { await new Promise(resolve =
 
 // ---------------------------------------------------------------- bytes
 
-function varint (n: number): Uint8Array {
-  const out: number[] = []
-  while (n >= 0x80) {
-    out.push((n % 0x80) | 0x80)
-    n = Math.floor(n / 0x80)
-  }
-  out.push(n)
-  return Uint8Array.from(out)
-}
-
-function readVarint (buf: Uint8Array): { value: number, length: number } {
-  let value = 0
-  for (let i = 0, scale = 1; i < buf.length && i < 8; i++, scale *= 0x80) {
-    value += (buf[i] & 0x7f) * scale
-    if (buf[i] < 0x80) return { value, length: i + 1 }
-  }
-  throw new Error('no varint')
-}
-
-function cat (...parts: Uint8Array[]): Uint8Array {
-  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0))
-  let o = 0
-  for (const p of parts) { out.set(p, o); o += p.length }
-  return out
-}
-
 /** An unsigned-varint length-prefixed frame. */
 const frame = (body: Uint8Array): Uint8Array => cat(varint(body.length), body)
 /** A protobuf length-delimited field (`tag` already carries wire type 2). */
 const pbField = (tag: number, body: Uint8Array): Uint8Array => cat(varint(tag), varint(body.length), body)
-const utf8 = (s: string): Uint8Array => new TextEncoder().encode(s)
 
 /** The largest `n` with `head + field(tag, n bytes)` fitting in `total` bytes. */
 function padFor (total: number, head: number): number {

@@ -6,7 +6,7 @@
  * the SocialService of one started node (posting, forks, mute, block, restart).
  * Keys come from fixed seeds and fast-check runs with seed 42, so a failure replays.
  */
-import { describe, it, before, after, type TestContext } from 'node:test'
+import { describe, it, before, after } from 'node:test'
 import assert from 'node:assert/strict'
 import { mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
@@ -29,13 +29,14 @@ import { FeedStore, type ForkEvidence } from '../../src/social/store.ts'
 import { createNode, type PeerverseNode } from '../../src/node/node.ts'
 import { defaultConfig, mergeConfig } from '../../src/node/config.ts'
 import { Store } from '../../src/store/store.ts'
+import { utf8 } from '../helpers/bytes.ts'
+import { cleanups, tempDir } from '../helpers/cleanup.ts'
 
 // ---------------------------------------------------------------- helpers
 
 /** A test author's key from a fixed seed. */
 const keyOf = (n: number): Ed25519Key => ed25519KeyFromSeed(new Uint8Array(32).fill(n))
 const didOf = (key: Ed25519Key): string => didFromPublicKey(key.publicKey)
-const utf8 = (s: string): Uint8Array => new TextEncoder().encode(s)
 const b64 = (b: Uint8Array): string => Buffer.from(b.buffer, b.byteOffset, b.byteLength).toString('base64')
 
 async function contentCid (s: string): Promise<CID> {
@@ -43,21 +44,6 @@ async function contentCid (s: string): Promise<CID> {
 }
 
 const headOf = (e: Entry): FeedHead => ({ seq: e.payload.seq, id: e.id, ts: e.payload.ts })
-
-/** Cleanups of one test, run last-in first-out once it ends (stores close before their dir goes). */
-function cleanups (t: TestContext): (fn: () => Promise<unknown>) => void {
-  const fns: Array<() => Promise<unknown>> = []
-  t.after(async () => {
-    for (const fn of fns.reverse()) await fn().catch(() => {})
-  })
-  return fn => { fns.push(fn) }
-}
-
-async function tempDir (defer: (fn: () => Promise<unknown>) => void): Promise<string> {
-  const dir = await mkdtemp(join(tmpdir(), 'peerverse-social-'))
-  defer(async () => rm(dir, { recursive: true, force: true }))
-  return dir
-}
 
 /** A feed of `n` posts by `key`, one second apart from `t0`. */
 async function postFeed (key: Ed25519Key, n: number, t0: number, label = 'post'): Promise<Entry[]> {
@@ -318,7 +304,7 @@ describe('feed entries: properties over random mutations of a valid feed', () =>
 
   it('delivered in any order to a fresh FeedStore, only ever stores a prefix in order; the rest is SequenceGapError', async t => {
     const defer = cleanups(t)
-    const dir = await tempDir(defer)
+    const dir = await tempDir(defer, 'social')
     const store = await Store.open(dir)
     defer(async () => store.close())
     let run = 0
@@ -353,7 +339,7 @@ describe('feed entries: properties over random mutations of a valid feed', () =>
 
   it('a forged entry (another key claiming the author or the position) never enters the author\'s feed', async t => {
     const defer = cleanups(t)
-    const dir = await tempDir(defer)
+    const dir = await tempDir(defer, 'social')
     const store = await Store.open(dir)
     defer(async () => store.close())
     let run = 0
@@ -452,7 +438,7 @@ describe('FeedStore over a real LevelDB', () => {
 
   it('appends, indexes, pages the timeline, keeps tombstones, likes and follows, drops feeds, and survives a reopen', async t => {
     const defer = cleanups(t)
-    const dir = await tempDir(defer)
+    const dir = await tempDir(defer, 'social')
     let store = await Store.open(dir)
     defer(async () => store.close())
     let fs = new FeedStore(store.sublevel('social'))

@@ -13,10 +13,8 @@ import {
   MAX_KEY_ENVELOPE_BYTES, MAX_MESSAGES_PER_EPOCH, MAX_SEAL_PLAINTEXT_BYTES, MAX_SPACE_MEMBERS,
   MAX_ENVELOPE_SPACE_LENGTH, SEAL_INFO, SEAL_OVERHEAD_BYTES, SEALED_GROUP_KEY_BYTES, SPACE_KEYS_TYPE
 } from '../../src/space/crypto.ts'
+import { fromHex, toHex, utf8 } from '../helpers/bytes.ts'
 
-const hex = (s: string): Uint8Array => new Uint8Array(Buffer.from(s, 'hex'))
-const toHex = (b: Uint8Array): string => Buffer.from(b).toString('hex')
-const text = (s: string): Uint8Array => new TextEncoder().encode(s)
 const seeded = (n: number): Ed25519Key => ed25519KeyFromSeed(new Uint8Array(32).fill(n))
 const didOf = (k: Ed25519Key): string => didFromPublicKey(k.publicKey)
 
@@ -60,7 +58,7 @@ function flipEach (bytes: Uint8Array, check: (b: Uint8Array, i: number) => void)
 
 describe('space crypto: Ed25519 to X25519', () => {
   it('matches libsodium crypto_sign_ed25519_{pk,sk}_to_curve25519 (ed25519_convert test)', () => {
-    const key = ed25519KeyFromSeed(hex('421151a459faeade3d247115f94aedae42318124095afabe4d1451a559faedee'))
+    const key = ed25519KeyFromSeed(fromHex('421151a459faeade3d247115f94aedae42318124095afabe4d1451a559faedee'))
     assert.equal(toHex(x25519PublicKeyFromDid(didOf(key))), 'f1814f0e8ff1043d8a44d25babff3cedcae6c22c3edaa48f857ae70de2baae50')
     assert.equal(toHex(x25519SecretFromEd25519(key)), '8052030376d47112be7f73ed7a019293dd12ad910b654455798b4667d73de166')
   })
@@ -74,50 +72,50 @@ describe('space crypto: Ed25519 to X25519', () => {
 
   it('refuses small-order and malformed recipients', () => {
     for (const pub of SMALL_ORDER_KEYS) {
-      assert.throws(() => sealTo(didFromPublicKey(hex(pub)), text('x')), { name: 'InvalidRecipientError' }, pub)
+      assert.throws(() => sealTo(didFromPublicKey(fromHex(pub)), utf8('x')), { name: 'InvalidRecipientError' }, pub)
     }
-    assert.throws(() => sealTo(didFromPublicKey(new Uint8Array(32).fill(0xff)), text('x')), { name: 'InvalidRecipientError' })
-    assert.throws(() => sealTo('did:web:example.com', text('x')), { name: 'InvalidRecipientError' })
+    assert.throws(() => sealTo(didFromPublicKey(new Uint8Array(32).fill(0xff)), utf8('x')), { name: 'InvalidRecipientError' })
+    assert.throws(() => sealTo('did:web:example.com', utf8('x')), { name: 'InvalidRecipientError' })
   })
 })
 
 describe('space crypto: sealed boxes', () => {
   it('opens the fixed vector, and the vector follows the documented construction', () => {
-    const sealed = hex(VECTORS.sealed)
-    assert.equal(new TextDecoder().decode(openSealed(alice, sealed, text('aad'))), 'peerverse sealed vector')
+    const sealed = fromHex(VECTORS.sealed)
+    assert.equal(new TextDecoder().decode(openSealed(alice, sealed, utf8('aad'))), 'peerverse sealed vector')
     // Recompute with independent parts: noble X25519 and HKDF, Node's ChaCha20-Poly1305.
     const ephPub = sealed.subarray(1, 33)
     const recipient = x25519PublicKeyFromDid(ALICE)
     const shared = x25519.getSharedSecret(x25519SecretFromEd25519(alice), ephPub)
-    const key = hkdf(sha256, shared, new Uint8Array([...ephPub, ...recipient]), text(SEAL_INFO), 32)
+    const key = hkdf(sha256, shared, new Uint8Array([...ephPub, ...recipient]), utf8(SEAL_INFO), 32)
     const body = sealed.subarray(33, sealed.length - 16)
     const d = createDecipheriv('chacha20-poly1305', key, new Uint8Array(12), { authTagLength: 16 })
     d.setAuthTag(sealed.subarray(sealed.length - 16))
-    d.setAAD(new Uint8Array([1, ...text('aad')]), { plaintextLength: body.length })
+    d.setAAD(new Uint8Array([1, ...utf8('aad')]), { plaintextLength: body.length })
     const plain = Buffer.concat([d.update(body), d.final()])
     assert.equal(plain.toString(), 'peerverse sealed vector')
   })
 
   it('round-trips, is randomised, and binds aad', () => {
-    const a = sealTo(BOB, text('secret'))
-    const b = sealTo(BOB, text('secret'))
+    const a = sealTo(BOB, utf8('secret'))
+    const b = sealTo(BOB, utf8('secret'))
     assert.notDeepEqual(a, b)
     assert.equal(a.length, 6 + SEAL_OVERHEAD_BYTES)
-    assert.deepEqual(openSealed(bob, a), text('secret'))
+    assert.deepEqual(openSealed(bob, a), utf8('secret'))
     assert.deepEqual(openSealed(bob, sealTo(BOB, new Uint8Array(0))), new Uint8Array(0))
-    const withAad = sealTo(BOB, text('secret'), text('ctx'))
-    assert.deepEqual(openSealed(bob, withAad, text('ctx')), text('secret'))
+    const withAad = sealTo(BOB, utf8('secret'), utf8('ctx'))
+    assert.deepEqual(openSealed(bob, withAad, utf8('ctx')), utf8('secret'))
     assert.throws(() => openSealed(bob, withAad), { name: 'SealOpenError' })
-    assert.throws(() => openSealed(bob, withAad, text('ctX')), { name: 'SealOpenError' })
+    assert.throws(() => openSealed(bob, withAad, utf8('ctX')), { name: 'SealOpenError' })
   })
 
   it('cannot be opened by anyone else', () => {
-    const sealed = sealTo(ALICE, text('for alice'))
+    const sealed = sealTo(ALICE, utf8('for alice'))
     for (const k of [bob, carol, owner]) assert.throws(() => openSealed(k, sealed), { name: 'SealOpenError' })
   })
 
   it('fails on any flipped bit, truncation, unknown version or low-order ephemeral key', () => {
-    const sealed = sealTo(ALICE, text('tamper me'))
+    const sealed = sealTo(ALICE, utf8('tamper me'))
     flipEach(sealed, (b, i) => { assert.throws(() => openSealed(alice, b), { name: 'SealOpenError' }, `byte ${i}`) })
     flipEach(sealed, (b, i) => {
       b[i] ^= 0x80 // the top bit of the ephemeral key is ignored by X25519, yet still refused (it is in the salt)
@@ -148,7 +146,7 @@ describe('space crypto: sealed boxes', () => {
 
 describe('space crypto: key envelopes', () => {
   it('opens the fixed vector for each member and no one else', () => {
-    const bytes = hex(VECTORS.envelope)
+    const bytes = fromHex(VECTORS.envelope)
     assert.deepEqual(openKeyEnvelope(alice, ALICE, bytes, OWNER, SPACE), { epoch: 3, groupKey: VECTOR_GROUP_KEY })
     assert.deepEqual(openKeyEnvelope(bob, BOB, bytes, OWNER, SPACE), { epoch: 3, groupKey: VECTOR_GROUP_KEY })
     assert.throws(() => openKeyEnvelope(carol, CAROL, bytes, OWNER, SPACE), { name: 'NotAMemberError' })
@@ -178,7 +176,7 @@ describe('space crypto: key envelopes', () => {
   })
 
   it('rejects tampered envelope bytes', () => {
-    const bytes = hex(VECTORS.envelope)
+    const bytes = fromHex(VECTORS.envelope)
     flipEach(bytes, (b, i) => {
       assert.throws(() => openKeyEnvelope(alice, ALICE, b, OWNER, SPACE), (err: Error) => {
         return ['InvalidSignatureError', 'MalformedRecordError', 'NonCanonicalEncodingError', 'InvalidDidError',
@@ -248,7 +246,7 @@ describe('space crypto: key envelopes', () => {
 
 describe('space crypto: group messages', () => {
   it('decrypts the fixed vector', () => {
-    const out = decryptGroup(e => e === 7 ? VECTOR_GROUP_KEY : undefined, hex(VECTORS.group), text('space-1/chat'))
+    const out = decryptGroup(e => e === 7 ? VECTOR_GROUP_KEY : undefined, fromHex(VECTORS.group), utf8('space-1/chat'))
     assert.equal(out.epoch, 7)
     assert.equal(new TextDecoder().decode(out.plaintext), 'hello, space')
   })
@@ -256,40 +254,40 @@ describe('space crypto: group messages', () => {
   it('round-trips with fresh nonces, and binds aad', () => {
     const key = generateGroupKey()
     const keys = (e: number): Uint8Array | undefined => e === 2 ? key : undefined
-    const a = encryptGroup(key, 2, text('hi'), text('ctx'))
+    const a = encryptGroup(key, 2, utf8('hi'), utf8('ctx'))
     assert.equal(a.length, 2 + GROUP_OVERHEAD_BYTES)
-    assert.deepEqual(decryptGroup(keys, a, text('ctx')), { epoch: 2, plaintext: text('hi') })
-    assert.throws(() => decryptGroup(keys, a, text('ctX')), { name: 'DecryptError' })
+    assert.deepEqual(decryptGroup(keys, a, utf8('ctx')), { epoch: 2, plaintext: utf8('hi') })
+    assert.throws(() => decryptGroup(keys, a, utf8('ctX')), { name: 'DecryptError' })
     assert.throws(() => decryptGroup(keys, a, new Uint8Array(0)), { name: 'DecryptError' })
-    assert.throws(() => decryptGroup(() => generateGroupKey(), a, text('ctx')), { name: 'DecryptError' })
+    assert.throws(() => decryptGroup(() => generateGroupKey(), a, utf8('ctx')), { name: 'DecryptError' })
     const nonces = new Set<string>()
-    for (let i = 0; i < 1000; i++) nonces.add(toHex(encryptGroup(key, 2, text('hi'), text('ctx')).subarray(5, GROUP_HEADER_BYTES)))
+    for (let i = 0; i < 1000; i++) nonces.add(toHex(encryptGroup(key, 2, utf8('hi'), utf8('ctx')).subarray(5, GROUP_HEADER_BYTES)))
     assert.equal(nonces.size, 1000)
   })
 
   it('fails on any flipped bit, including the header, even when every epoch has the key', () => {
     const key = generateGroupKey()
-    const msg = encryptGroup(key, 9, text('tamper me'), text('ctx'))
-    flipEach(msg, (b, i) => { assert.throws(() => decryptGroup(() => key, b, text('ctx')), { name: 'DecryptError' }, `byte ${i}`) })
+    const msg = encryptGroup(key, 9, utf8('tamper me'), utf8('ctx'))
+    flipEach(msg, (b, i) => { assert.throws(() => decryptGroup(() => key, b, utf8('ctx')), { name: 'DecryptError' }, `byte ${i}`) })
     flipEach(msg.subarray(0, 5), (head, i) => {
       const b = new Uint8Array([...head, ...msg.subarray(5)])
-      assert.throws(() => decryptGroup(e => e === 9 ? key : undefined, b, text('ctx')),
+      assert.throws(() => decryptGroup(e => e === 9 ? key : undefined, b, utf8('ctx')),
         { name: i === 0 ? 'DecryptError' : 'UnknownEpochError' }, `byte ${i}`)
     })
-    for (let n = 0; n < GROUP_OVERHEAD_BYTES; n++) assert.throws(() => decryptGroup(() => key, msg.subarray(0, n), text('ctx')), { name: 'DecryptError' })
+    for (let n = 0; n < GROUP_OVERHEAD_BYTES; n++) assert.throws(() => decryptGroup(() => key, msg.subarray(0, n), utf8('ctx')), { name: 'DecryptError' })
   })
 
   it('enforces epoch and size limits at their edges', () => {
     const key = generateGroupKey()
-    assert.equal(decryptGroup(() => key, encryptGroup(key, MAX_EPOCH, text('x'), text('')), text('')).epoch, MAX_EPOCH)
-    for (const e of [-1, MAX_EPOCH + 1, 1.5, NaN]) assert.throws(() => encryptGroup(key, e, text('x'), text('')), { name: 'InvalidSpaceCryptoInputError' })
-    assert.throws(() => encryptGroup(key.subarray(0, GROUP_KEY_BYTES - 1), 0, text('x'), text('')), { name: 'InvalidSpaceCryptoInputError' })
+    assert.equal(decryptGroup(() => key, encryptGroup(key, MAX_EPOCH, utf8('x'), utf8('')), utf8('')).epoch, MAX_EPOCH)
+    for (const e of [-1, MAX_EPOCH + 1, 1.5, NaN]) assert.throws(() => encryptGroup(key, e, utf8('x'), utf8('')), { name: 'InvalidSpaceCryptoInputError' })
+    assert.throws(() => encryptGroup(key.subarray(0, GROUP_KEY_BYTES - 1), 0, utf8('x'), utf8('')), { name: 'InvalidSpaceCryptoInputError' })
     const big = new Uint8Array(MAX_GROUP_PLAINTEXT_BYTES).fill(3)
-    assert.deepEqual(decryptGroup(() => key, encryptGroup(key, 0, big, text('')), text('')).plaintext, big)
-    assert.throws(() => encryptGroup(key, 0, new Uint8Array(MAX_GROUP_PLAINTEXT_BYTES + 1), text('')), { name: 'InvalidSpaceCryptoInputError' })
+    assert.deepEqual(decryptGroup(() => key, encryptGroup(key, 0, big, utf8('')), utf8('')).plaintext, big)
+    assert.throws(() => encryptGroup(key, 0, new Uint8Array(MAX_GROUP_PLAINTEXT_BYTES + 1), utf8('')), { name: 'InvalidSpaceCryptoInputError' })
     const tooBig = new Uint8Array(MAX_GROUP_PLAINTEXT_BYTES + GROUP_OVERHEAD_BYTES + 1)
     tooBig[0] = 1
-    assert.throws(() => decryptGroup(() => key, tooBig, text('')), { name: 'DecryptError' })
+    assert.throws(() => decryptGroup(() => key, tooBig, utf8('')), { name: 'DecryptError' })
   })
 
   it('documents a nonce-collision bound of at most 2^-32 at MAX_MESSAGES_PER_EPOCH', () => {
@@ -299,7 +297,7 @@ describe('space crypto: group messages', () => {
   it('random bytes fail only with DecryptError or UnknownEpochError (property)', () => {
     const key = generateGroupKey()
     fc.assert(fc.property(fc.uint8Array({ maxLength: 120 }), fc.boolean(), (bytes, known) => {
-      assert.throws(() => decryptGroup(() => known ? key : undefined, bytes, text('')), (err: Error) => err.name === 'DecryptError' || err.name === 'UnknownEpochError')
+      assert.throws(() => decryptGroup(() => known ? key : undefined, bytes, utf8('')), (err: Error) => err.name === 'DecryptError' || err.name === 'UnknownEpochError')
     }), { seed: 11, numRuns: 300 })
   })
 
@@ -327,12 +325,12 @@ describe('space crypto: membership over epochs', () => {
     bobKeys.set(b1.epoch, b1.groupKey)
     assert.throws(() => openKeyEnvelope(bob, BOB, e2.bytes, OWNER, SPACE), { name: 'NotAMemberError' })
 
-    const aad = text(`${SPACE}/chat`)
-    const old = encryptGroup(k1, 1, text('before'), aad)
-    const next = encryptGroup(aliceKeys.get(2) as Uint8Array, 2, text('after'), aad)
-    assert.deepEqual(decryptGroup(e => bobKeys.get(e), old, aad).plaintext, text('before'))
-    assert.deepEqual(decryptGroup(e => aliceKeys.get(e), old, aad).plaintext, text('before'))
-    assert.deepEqual(decryptGroup(e => aliceKeys.get(e), next, aad).plaintext, text('after'))
+    const aad = utf8(`${SPACE}/chat`)
+    const old = encryptGroup(k1, 1, utf8('before'), aad)
+    const next = encryptGroup(aliceKeys.get(2) as Uint8Array, 2, utf8('after'), aad)
+    assert.deepEqual(decryptGroup(e => bobKeys.get(e), old, aad).plaintext, utf8('before'))
+    assert.deepEqual(decryptGroup(e => aliceKeys.get(e), old, aad).plaintext, utf8('before'))
+    assert.deepEqual(decryptGroup(e => aliceKeys.get(e), next, aad).plaintext, utf8('after'))
     assert.throws(() => decryptGroup(e => bobKeys.get(e), next, aad), { name: 'UnknownEpochError' })
     assert.throws(() => decryptGroup(() => bobKeys.get(1), next, aad), { name: 'DecryptError' })
   })

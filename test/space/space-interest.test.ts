@@ -15,9 +15,8 @@ import {
   MAX_AVATAR_BYTES, MAX_DISPLAY_NAME_BYTES, MAX_PRESENCE_FRAME_BYTES, MAX_PRESENCE_TIME_MS,
   PRESENCE_MOVE_FRAME_BYTES, PRESENCE_TRACK_RESET_MS
 } from '../../src/space/presence-wire.ts'
+import { fromHex, toHex } from '../helpers/bytes.ts'
 
-const hex = (s: string): Uint8Array => new Uint8Array(Buffer.from(s, 'hex'))
-const toHex = (b: Uint8Array): string => Buffer.from(b).toString('hex')
 const id = (i: number): string => `m${String(i).padStart(4, '0')}`
 const norm = (q: number[]): number => Math.hypot(...q)
 const close = (a: number[], b: number[], eps = 1e-9): boolean => a.length === b.length && a.every((x, i) => Math.abs(x - b[i]) <= eps)
@@ -277,11 +276,11 @@ function malformed (bytes: Uint8Array, why: string): void {
 
 describe('presence wire: frames', () => {
   it('decodes and re-encodes the version 1 fixtures', () => {
-    const m = decodePresence(hex(MOVE_FRAME))
+    const m = decodePresence(fromHex(MOVE_FRAME))
     assert.deepEqual(m, { kind: 'move', seq: 0xfffffffe, time: 1_700_000_000_123, position: [1.5, 0, -2.25], rotation: m.rotation, moving: true })
     assert.ok(close(m.rotation, [0, Math.SQRT1_2, 0, Math.SQRT1_2], 1e-7))
     assert.equal(toHex(encodePresence(m)), MOVE_FRAME)
-    const f = decodePresence(hex(FULL_FRAME))
+    const f = decodePresence(fromHex(FULL_FRAME))
     assert.deepEqual(f, { kind: 'full', seq: 1, time: 1_700_000_000_000, position: [10, 1.75, 20], rotation: [0, 0, 0, 1], moving: false, avatar: AVATAR, name: 'Zoë 🌍' })
     assert.equal(toHex(encodePresence(f)), FULL_FRAME)
   })
@@ -367,7 +366,7 @@ describe('presence wire: frames', () => {
     }
     fc.assert(fc.property(fc.uint8Array({ maxLength: MAX_PRESENCE_FRAME_BYTES + 8 }), check), { seed: 21, numRuns: 2000 })
     // Mutations of valid frames reach deeper.
-    const valid = [hex(MOVE_FRAME), hex(FULL_FRAME)]
+    const valid = [fromHex(MOVE_FRAME), fromHex(FULL_FRAME)]
     fc.assert(fc.property(fc.nat({ max: 1 }), fc.array(fc.tuple(fc.nat(), fc.integer({ min: 0, max: 255 })), { minLength: 1, maxLength: 3 }), fc.integer({ min: -3, max: 3 }), (which, edits, cut) => {
       const b = Uint8Array.from(valid[which])
       for (const [at, v] of edits) b[at % b.length] = v
