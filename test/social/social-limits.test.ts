@@ -8,11 +8,7 @@
  */
 import { describe, it, before, after } from 'node:test'
 import assert from 'node:assert/strict'
-import { mkdtemp, rm } from 'node:fs/promises'
-import { tmpdir } from 'node:os'
-import { join } from 'node:path'
 import * as dagCbor from '@ipld/dag-cbor'
-import { generateKeyPair } from '@libp2p/crypto/keys'
 import type { PeerId, Stream } from '@libp2p/interface'
 import { lpStream } from '@libp2p/utils'
 import { multiaddr, type Multiaddr } from '@multiformats/multiaddr'
@@ -23,9 +19,9 @@ import {
   FEEDS_PROTOCOL, MAX_BATCH_ENTRIES, MAX_HEADS_PER_REQUEST, MAX_REQUEST_BYTES, MAX_STRANGER_FEEDS, REQUEST_BURST,
   REQUESTS_PER_PEER_PER_SECOND
 } from '../../src/social/service.ts'
-import { createNetwork, type Network } from '../../src/net/network.ts'
-import { createNode, type PeerverseNode, type RejectedEvent } from '../../src/node/node.ts'
-import { defaultConfig, mergeConfig } from '../../src/node/config.ts'
+import type { Network } from '../../src/net/network.ts'
+import type { PeerverseNode, RejectedEvent } from '../../src/node/node.ts'
+import { LocalPeers, waiter } from '../helpers/local-peers.ts'
 
 /** How long any single step may take before the test fails instead of hanging. */
 const STEP_MS = 10_000
@@ -53,41 +49,13 @@ async function buildFeed (key: Ed25519Key, n: number, t0: number, make: (i: numb
   return out
 }
 
+/** This file's nodes and bare networks, and every 'peer:rejected' each node emitted, in order. */
+const peers = new LocalPeers('social-limits')
+const { rejections } = peers
+const startNode = async (): Promise<PeerverseNode> => await peers.startNode()
+const newPeer = async (listen: string[] = []): Promise<Network> => await peers.newPeer(listen)
 /** Waits until `cond` holds, calling `trigger` between looks; fails after the deadline. */
-async function eventually (what: string, cond: () => Promise<boolean> | boolean, options: { trigger?: () => Promise<unknown>, timeoutMs?: number } = {}): Promise<void> {
-  const deadline = Date.now() + (options.timeoutMs ?? STEP_MS)
-  while (true) {
-    if (await cond()) return
-    if (Date.now() > deadline) assert.fail(`${what}: not within ${options.timeoutMs ?? STEP_MS} ms`)
-    if (options.trigger != null) await options.trigger().catch(() => {})
-    await delay(50)
-  }
-}
-
-const dirs: string[] = []
-const nets: Network[] = []
-const nodes: PeerverseNode[] = []
-/** Every 'peer:rejected' each node emitted, in order. */
-const rejections = new Map<PeerverseNode, RejectedEvent[]>()
-
-async function startNode (): Promise<PeerverseNode> {
-  const dir = await mkdtemp(join(tmpdir(), 'peerverse-social-limits-'))
-  dirs.push(dir)
-  const node = await createNode(mergeConfig(defaultConfig(dir), { listen: ['/ip4/127.0.0.1/tcp/0'], api: false, dht: { mode: 'server' }, relay: { server: false } }))
-  nodes.push(node)
-  const log: RejectedEvent[] = []
-  rejections.set(node, log)
-  node.addEventListener('peer:rejected', evt => { log.push(evt.detail) })
-  await node.start()
-  return node
-}
-
-async function newPeer (listen: string[] = []): Promise<Network> {
-  const net = await createNetwork({ privateKey: await generateKeyPair('Ed25519'), listen, relayServer: false, dhtMode: 'client' })
-  nets.push(net)
-  await net.start()
-  return net
-}
+const eventually = waiter({ timeoutMs: STEP_MS, intervalMs: 50 })
 
 const rejectionsOf = (node: PeerverseNode, peer: string | { toString: () => string }): RejectedEvent[] =>
   (rejections.get(node) ?? []).filter(r => r.peerId === peer.toString())
@@ -112,11 +80,7 @@ async function heldBytes (node: PeerverseNode, did: string): Promise<string[]> {
   }
 }
 
-after(async () => {
-  for (const node of nodes) await node.stop().catch(() => {})
-  await Promise.all(nets.map(async n => { try { await n.stop() } catch {} }))
-  await Promise.all(dirs.map(async d => { await rm(d, { recursive: true, force: true }) }))
-})
+after(async () => { await peers.stop() })
 
 // ---------------------------------------------------------------- speaking the protocol
 

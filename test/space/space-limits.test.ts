@@ -10,11 +10,7 @@
 import { describe, it, before, after } from 'node:test'
 import assert from 'node:assert/strict'
 import { randomBytes } from 'node:crypto'
-import { mkdtemp, rm } from 'node:fs/promises'
-import { tmpdir } from 'node:os'
-import { join } from 'node:path'
 import * as dagCbor from '@ipld/dag-cbor'
-import { generateKeyPair } from '@libp2p/crypto/keys'
 import type { PeerId, Stream } from '@libp2p/interface'
 import { lpStream } from '@libp2p/utils'
 import { multiaddr, type Multiaddr } from '@multiformats/multiaddr'
@@ -22,9 +18,8 @@ import { createPeerBinding } from '../../src/identity/binding.ts'
 import { didFromPublicKey } from '../../src/identity/did.ts'
 import { ed25519KeyFromSeed, type Ed25519Key } from '../../src/identity/ed25519.ts'
 import { signRecord } from '../../src/identity/record.ts'
-import { createNetwork, type Network } from '../../src/net/network.ts'
-import { createNode, type PeerverseNode, type RejectedEvent } from '../../src/node/node.ts'
-import { defaultConfig, mergeConfig } from '../../src/node/config.ts'
+import type { Network } from '../../src/net/network.ts'
+import type { PeerverseNode, RejectedEvent } from '../../src/node/node.ts'
 import { encodePresence, MAX_DISPLAY_NAME_BYTES, MAX_PRESENCE_FRAME_BYTES } from '../../src/space/presence-wire.ts'
 import {
   BEACON_TYPE, CHAT_TYPE, createBeacon, createBye, createChat, createDescriptor, createPolicy, initialPolicy,
@@ -38,6 +33,7 @@ import {
   MAX_PRESENCE_STREAMS_PER_PEER, MAX_SPACE_GOSSIP_BYTES, MAX_SYNC_FRAME_BYTES, MAX_SYNC_REQUEST_BYTES, MAX_SYNC_STATE_VECTOR_BYTES, PRESENCE_FRAMES_PER_SECOND,
   PRESENCE_PROTOCOL, SPACE_PROTOCOL, spaceTopic, SYNC_BURST, SYNC_REQUESTS_PER_SECOND
 } from '../../src/space/service.ts'
+import { LocalPeers, waiter } from '../helpers/local-peers.ts'
 
 /** How long any single step may take before the test fails instead of hanging. */
 const STEP_MS = 10_000
@@ -55,18 +51,6 @@ const keyOf = (...seed: number[]): Ed25519Key => {
 const didOf = (key: Ed25519Key): string => didFromPublicKey(key.publicKey)
 /** `n` distinct, well-formed did:keys (no key pair needed: a did only has to parse). */
 const someDids = (n: number): string[] => Array.from({ length: n }, () => didFromPublicKey(randomBytes(32)))
-const delay = async (ms: number): Promise<void> => { await new Promise(resolve => setTimeout(resolve, ms)) }
-
-/** Waits until `cond` holds, calling `trigger` between looks; fails after the deadline. */
-async function eventually (what: string, cond: () => Promise<boolean> | boolean, options: { trigger?: () => Promise<unknown>, timeoutMs?: number } = {}): Promise<void> {
-  const deadline = Date.now() + (options.timeoutMs ?? STEP_MS)
-  while (true) {
-    if (await cond()) return
-    if (Date.now() > deadline) assert.fail(`${what}: not within ${options.timeoutMs ?? STEP_MS} ms`)
-    if (options.trigger != null) await options.trigger().catch(() => {})
-    await delay(25)
-  }
-}
 
 /** DAG-CBOR of `body` plus a `pad` byte string sized so the whole encoding is exactly `size` bytes. */
 function padded (body: Record<string, unknown>, size: number): Uint8Array {
@@ -85,30 +69,13 @@ function beaconOf (space: string, peer: string, over: Partial<BeaconPayload> = {
   return { space, peer, addrs: [], name: 'mallory', avatar: '', position: [20, 0, 20], rotation: [0, 0, 0, 1], ts: Date.now(), ...over }
 }
 
-const dirs: string[] = []
-const nets: Network[] = []
-const nodes: PeerverseNode[] = []
-/** Every 'peer:rejected' each node emitted, in order. */
-const rejections = new Map<PeerverseNode, RejectedEvent[]>()
-
-async function startNode (): Promise<PeerverseNode> {
-  const dir = await mkdtemp(join(tmpdir(), 'peerverse-space-limits-'))
-  dirs.push(dir)
-  const node = await createNode(mergeConfig(defaultConfig(dir), { listen: ['/ip4/127.0.0.1/tcp/0'], api: false, dht: { mode: 'server' }, relay: { server: false } }))
-  nodes.push(node)
-  const log: RejectedEvent[] = []
-  rejections.set(node, log)
-  node.addEventListener('peer:rejected', evt => { log.push(evt.detail) })
-  await node.start()
-  return node
-}
-
-async function newPeer (): Promise<Network> {
-  const net = await createNetwork({ privateKey: await generateKeyPair('Ed25519'), listen: [], relayServer: false, dhtMode: 'client' })
-  nets.push(net)
-  await net.start()
-  return net
-}
+/** This file's nodes and bare networks, and every 'peer:rejected' each node emitted, in order. */
+const peers = new LocalPeers('space-limits')
+const { rejections } = peers
+const startNode = async (): Promise<PeerverseNode> => await peers.startNode()
+const newPeer = async (listen: string[] = []): Promise<Network> => await peers.newPeer(listen)
+/** Waits until `cond` holds, calling `trigger` between looks; fails after the deadline. */
+const eventually = waiter({ timeoutMs: STEP_MS, intervalMs: 25 })
 
 const tcpAddr = (n: PeerverseNode): string => n.addresses().find(a => a.includes('/tcp/')) as string
 
@@ -145,11 +112,7 @@ async function ended (stream: Stream): Promise<string> {
   return stream.status
 }
 
-after(async () => {
-  for (const node of nodes) await node.stop().catch(() => {})
-  await Promise.all(nets.map(async n => { try { await n.stop() } catch {} }))
-  await Promise.all(dirs.map(async d => { await rm(d, { recursive: true, force: true }) }))
-})
+after(async () => { await peers.stop() })
 
 // ---------------------------------------------------------------- the signed records, pure
 
