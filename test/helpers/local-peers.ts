@@ -2,13 +2,15 @@
  * Real peers in the test's own process, on 127.0.0.1: full nodes (each with a temp data dir and a
  * log of every 'peer:rejected' it emits) and bare libp2p networks that speak our protocols by
  * hand, the way a hostile or buggy peer would. `stop()` ends them all and removes the dirs.
- * Also `waiter`, the poll-until-true used with them.
+ * Also `waiter`, the poll-until-true used with them, and `exchange`, one raw request and its answer.
  */
 import assert from 'node:assert/strict'
 import { mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { generateKeyPair } from '@libp2p/crypto/keys'
+import type { Stream } from '@libp2p/interface'
+import { lpStream, type LengthPrefixedStream } from '@libp2p/utils'
 import { createNetwork, type Network } from '../../src/net/network.ts'
 import { createNode, type PeerverseNode, type RejectedEvent } from '../../src/node/node.ts'
 import { defaultConfig, mergeConfig } from '../../src/node/config.ts'
@@ -70,5 +72,34 @@ export class LocalPeers {
     for (const node of this.nodes) await node.stop().catch(() => {})
     await Promise.all(this.nets.map(async n => { try { await n.stop() } catch {} }))
     await Promise.all(this.dirs.map(async d => { await rm(d, { recursive: true, force: true }) }))
+  }
+}
+
+/** What a server said to one raw request. */
+export interface Answer {
+  /** The frames the server sent. */
+  frames: Uint8Array[]
+  /** How the exchange ended: 'eof' for a clean close, else the error's name. */
+  end: string
+}
+
+/**
+ * One raw request on an open `stream`: `send` writes it, then every length-prefixed answer frame
+ * (up to `maxDataLength` bytes) is read until the server closes or resets the stream.
+ */
+export async function exchange (stream: Stream, maxDataLength: number, signal: AbortSignal, send: (lp: LengthPrefixedStream<Stream>) => Promise<void>): Promise<Answer> {
+  const lp = lpStream(stream, { maxDataLength })
+  const frames: Uint8Array[] = []
+  try {
+    await send(lp)
+    while (true) frames.push((await lp.read({ signal })).subarray())
+  } catch (err) {
+    const name = (err as Error).name
+    if (name === 'UnexpectedEOFError') {
+      await stream.close({ signal }).catch(() => { stream.abort(new Error('close failed')) })
+      return { frames, end: 'eof' }
+    }
+    stream.abort(err as Error)
+    return { frames, end: name }
   }
 }

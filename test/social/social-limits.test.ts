@@ -21,7 +21,7 @@ import {
 } from '../../src/social/service.ts'
 import type { Network } from '../../src/net/network.ts'
 import type { PeerverseNode, RejectedEvent } from '../../src/node/node.ts'
-import { LocalPeers, waiter } from '../helpers/local-peers.ts'
+import { exchange, LocalPeers, waiter, type Answer } from '../helpers/local-peers.ts'
 
 /** How long any single step may take before the test fails instead of hanging. */
 const STEP_MS = 10_000
@@ -84,13 +84,6 @@ after(async () => { await peers.stop() })
 
 // ---------------------------------------------------------------- speaking the protocol
 
-interface Answer {
-  /** The frames the server sent. */
-  frames: Uint8Array[]
-  /** How the exchange ended: 'eof' for a clean close, else the error's name. */
-  end: string
-}
-
 /**
  * One request from a raw peer: `body` (a request object, or raw bytes sent as they are) out, every
  * answer frame in until the server closes or resets the stream.
@@ -98,25 +91,14 @@ interface Answer {
 async function ask (from: Network, to: Multiaddr, body: Record<string, unknown> | Uint8Array, options: { framed?: boolean } = {}): Promise<Answer> {
   const signal = AbortSignal.timeout(STEP_MS)
   const stream: Stream = await from.dialProtocol(to, FEEDS_PROTOCOL, { signal })
-  const lp = lpStream(stream, { maxDataLength: 2 * MAX_REQUEST_BYTES })
-  const frames: Uint8Array[] = []
-  try {
+  return await exchange(stream, 2 * MAX_REQUEST_BYTES, signal, async lp => {
     if (body instanceof Uint8Array) {
       if (options.framed === false) stream.send(body)
       else await lp.write(body, { signal })
     } else {
       await lp.write(dagCbor.encode(body), { signal })
     }
-    while (true) frames.push((await lp.read({ signal })).subarray())
-  } catch (err) {
-    const name = (err as Error).name
-    if (name === 'UnexpectedEOFError') {
-      await stream.close({ signal }).catch(() => { stream.abort(new Error('close failed')) })
-      return { frames, end: 'eof' }
-    }
-    stream.abort(err as Error)
-    return { frames, end: name }
-  }
+  })
 }
 
 /** A heads answer: { heads: { did: seq } }. */

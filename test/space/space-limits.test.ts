@@ -33,7 +33,7 @@ import {
   MAX_PRESENCE_STREAMS_PER_PEER, MAX_SPACE_GOSSIP_BYTES, MAX_SYNC_FRAME_BYTES, MAX_SYNC_REQUEST_BYTES, MAX_SYNC_STATE_VECTOR_BYTES, PRESENCE_FRAMES_PER_SECOND,
   PRESENCE_PROTOCOL, SPACE_PROTOCOL, spaceTopic, SYNC_BURST, SYNC_REQUESTS_PER_SECOND
 } from '../../src/space/service.ts'
-import { LocalPeers, waiter } from '../helpers/local-peers.ts'
+import { exchange, LocalPeers, waiter, type Answer } from '../helpers/local-peers.ts'
 
 /** How long any single step may take before the test fails instead of hanging. */
 const STEP_MS = 10_000
@@ -406,31 +406,11 @@ describe('crafted gossip on a space topic', { timeout: 60_000 }, () => {
 
 // ---------------------------------------------------------------- raw presence streams and sync requests
 
-interface Answer {
-  /** The frames the server sent. */
-  frames: Uint8Array[]
-  /** How the exchange ended: 'eof' for a clean close, else the error's name. */
-  end: string
-}
-
 /** One sync request from `from`: `body` out as one frame, every answer frame in until the server closes or resets. */
 async function ask (from: Network, to: PeerId | Multiaddr, body: Uint8Array): Promise<Answer> {
   const signal = AbortSignal.timeout(STEP_MS)
   const stream = await from.dialProtocol(to, SPACE_PROTOCOL, { signal })
-  const lp = lpStream(stream, { maxDataLength: MAX_SYNC_FRAME_BYTES })
-  const frames: Uint8Array[] = []
-  try {
-    await lp.write(body, { signal })
-    while (true) frames.push((await lp.read({ signal })).subarray())
-  } catch (err) {
-    const name = (err as Error).name
-    if (name === 'UnexpectedEOFError') {
-      await stream.close({ signal }).catch(() => { stream.abort(new Error('close failed')) })
-      return { frames, end: 'eof' }
-    }
-    stream.abort(err as Error)
-    return { frames, end: name }
-  }
+  return await exchange(stream, MAX_SYNC_FRAME_BYTES, signal, async lp => { await lp.write(body, { signal }) })
 }
 
 interface PresenceStream { stream: Stream, write: (bytes: Uint8Array) => Promise<void> }
