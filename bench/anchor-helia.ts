@@ -30,7 +30,7 @@ import { MemoryBlockstore } from 'blockstore-core'
 import { MemoryDatastore } from 'datastore-core'
 import { createHeliaLight } from 'helia'
 import { fixedSize } from 'ipfs-unixfs-importer/chunker'
-import { mulberry32Words } from './lib.ts'
+import { seededBytes } from './lib.ts'
 
 const MiB = 1024 * 1024
 const LISTEN = '/ip4/127.0.0.1/tcp/0'
@@ -112,18 +112,9 @@ export async function heliaBitswapFetch (bytes: Uint8Array, options?: { chunkSiz
 // ---------------------------------------------------------------------------------------------
 // run directly
 
-/** `n` (a multiple of 4) pseudo-random bytes from mulberry32, little-endian words. */
-function pseudoRandomBytes (n: number, seed: number): Uint8Array {
-  const next = mulberry32Words(seed)
-  const out = new Uint8Array(n)
-  const view = new DataView(out.buffer)
-  for (let i = 0; i < n; i += 4) view.setUint32(i, next(), true)
-  return out
-}
-
 if (process.argv[1] != null && import.meta.url === pathToFileURL(process.argv[1]).href) {
   const mib = Number(process.argv[2] ?? 64)
   if (!Number.isInteger(mib) || mib <= 0) throw new Error(`size in MiB must be a positive integer, got ${process.argv[2]}`)
-  const result = await heliaBitswapFetch(pseudoRandomBytes(mib * MiB, 1))
+  const result = await heliaBitswapFetch(seededBytes(mib * MiB, 1))
   console.log(`helia bitswap ${mib} MiB: ${result.mibPerSecond.toFixed(1)} MiB/s`)
 }

@@ -9,7 +9,7 @@
  * every time is measured here, around the call it names. On `stop`, or when the parent goes away,
  * it stops the node, deletes its data dir and exits.
  *
- * The module also exports the seeded byte generator so the parent makes the same bytes for the
+ * The bytes come from `seededBytes` (bench/lib.ts), so the parent makes the same bytes for the
  * Helia anchor.
  */
 import { mkdtemp, rm } from 'node:fs/promises'
@@ -23,19 +23,9 @@ import type { Stream } from '@libp2p/interface'
 import { parseCid } from '../src/content/blockstore.ts'
 import { defaultConfig, mergeConfig } from '../src/node/config.ts'
 import { createNode, type PeerverseNode } from '../src/node/node.ts'
-import { mulberry32Words } from './lib.ts'
+import { seededBytes } from './lib.ts'
 
 export const SINK_PROTOCOL = '/peerverse/bench/sink/1.0.0'
-
-/** `n` (a multiple of 4) pseudo-random bytes from mulberry32, little-endian words (as bench/anchor-helia.ts makes them). */
-export function pseudoRandomBytes (n: number, seed: number): Uint8Array {
-  if (!Number.isSafeInteger(n) || n < 0 || n % 4 !== 0) throw new RangeError(`byte count must be a non-negative multiple of 4, got ${n}`)
-  const next = mulberry32Words(seed)
-  const out = new Uint8Array(n)
-  const view = new DataView(out.buffer)
-  for (let i = 0; i < n; i += 4) view.setUint32(i, next(), true)
-  return out
-}
 
 /** Requests the parent sends, and what each returns. */
 export interface PeerOps {
@@ -189,7 +179,7 @@ async function runChild (name: string): Promise<void> {
 
   const ops: { [K in keyof PeerOps]: (args: PeerOps[K]['args']) => Promise<PeerOps[K]['result']> } = {
     async add ({ seed, bytes }) {
-      const data = pseudoRandomBytes(bytes, seed)
+      const data = seededBytes(bytes, seed)
       const t0 = performance.now()
       const r = await n.content.add(data)
       return { cid: r.cid.toString(), ms: performance.now() - t0, blocks: r.blocks }
@@ -259,7 +249,7 @@ async function runChild (name: string): Promise<void> {
       const ready = await replies.next()
       if (ready.done === true) throw new Error('sink closed before it was ready')
       const ack = replies.next()
-      const data = pseudoRandomBytes(chunk, 7)
+      const data = seededBytes(chunk, 7)
       const header = new Uint8Array(8)
       new DataView(header.buffer).setBigUint64(0, BigInt(bytes))
       const cpu = process.cpuUsage()

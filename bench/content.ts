@@ -42,8 +42,8 @@ import { parseCid } from '../src/content/blockstore.ts'
 import { defaultConfig, mergeConfig, type NodeConfig } from '../src/node/config.ts'
 import { createNode, type PeerverseNode } from '../src/node/node.ts'
 import { heliaBitswapFetch } from './anchor-helia.ts'
-import { pseudoRandomBytes, type FetchResult, type PeerOps, type Ready, type Reply, type Request } from './content-peer.ts'
-import { mulberry32 } from './lib.ts'
+import { type FetchResult, type PeerOps, type Ready, type Reply, type Request } from './content-peer.ts'
+import { seeded, seededBytes } from './lib.ts'
 
 const MiB = 1024 * 1024
 const KiB = 1024
@@ -82,8 +82,7 @@ const TARGET_TTFB_P50_MS = 50
 // small helpers
 
 // offsets come from their own stream, so the file bytes and the reads do not depend on each other
-const rand = mulberry32(SEED ^ 0x5eed0ff5)
-const randInt = (n: number): number => Math.floor(rand() * n)
+const rand = seeded(SEED ^ 0x5eed0ff5)
 
 const progress = (line: string): void => { process.stderr.write(`[bench] ${line}\n`) }
 
@@ -109,10 +108,10 @@ const mibps = (bytes: number, ms: number): number => bytes / MiB / (ms / 1000)
 function readOffsets (count: number): number[] {
   const leaves = Array.from({ length: LEAVES }, (_, i) => i)
   for (let i = leaves.length - 1; i > 0; i--) {
-    const j = randInt(i + 1);
+    const j = rand.int(i + 1);
     [leaves[i], leaves[j]] = [leaves[j], leaves[i]]
   }
-  return leaves.slice(0, count).map(leaf => leaf * MiB + randInt(MiB - READ_BYTES + 1))
+  return leaves.slice(0, count).map(leaf => leaf * MiB + rand.int(MiB - READ_BYTES + 1))
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -427,7 +426,7 @@ async function main (): Promise<void> {
     await Promise.all(seeders.map(async p => { await p.stop() }))
   }
 
-  const bytes = pseudoRandomBytes(SIZE, SEED)
+  const bytes = seededBytes(SIZE, SEED)
   await inProcess(bytes, f)
 
   progress(`anchor: helia bitswap, ${RUNS} x ${SIZE_MIB} MiB between two Helia nodes in this process`)

@@ -52,7 +52,7 @@ import { MAX_TXS_PER_SENDER } from '../src/ledger/mempool.ts'
 import { COMMIT_PAUSE_MS, MAX_TXS_PER_BLOCK } from '../src/ledger/service.ts'
 import type { Genesis } from '../src/ledger/state.ts'
 import { decodeTx, signTx } from '../src/ledger/tx.ts'
-import { mulberry32 } from './lib.ts'
+import { seeded } from './lib.ts'
 
 const ROOT = resolve(import.meta.dirname, '..')
 const CLI = join(ROOT, 'src/cli/main.ts')
@@ -93,8 +93,7 @@ const LOG_DIR = process.env.BENCH_LOG_DIR
 // ---------------------------------------------------------------------------------------------
 // small helpers
 
-const rand = mulberry32(SEED)
-const randInt = (n: number): number => Math.floor(rand() * n)
+const rand = seeded(SEED)
 
 const progress = (line: string): void => { process.stderr.write(`[bench] ${line}\n`) }
 const sleep = async (ms: number): Promise<void> => { await new Promise(resolve => setTimeout(resolve, ms)) }
@@ -332,9 +331,9 @@ async function main (): Promise<void> {
       const txs: Sent[] = []
       for (let i = 0; i < n; i++) {
         const from = i % SENDERS_PER_STEP
-        let to = randInt(SENDERS_PER_STEP - 1)
+        let to = rand.int(SENDERS_PER_STEP - 1)
         if (to >= from) to++
-        const tx = await signTx(senders[s][from], { chain, nonce: nonces[from]++, fee: 1n, kind: 'transfer', to: dids[to], amount: BigInt(1 + randInt(1000)) })
+        const tx = await signTx(senders[s][from], { chain, nonce: nonces[from]++, fee: 1n, kind: 'transfer', to: dids[to], amount: BigInt(1 + rand.int(1000)) })
         const sent: Sent = { b64: Buffer.from(tx.bytes).toString('base64'), step: s, to: i % VALIDATORS, submitted: 0, accepted: false }
         txs.push(sent)
         byB64.set(sent.b64, sent)

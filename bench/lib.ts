@@ -1,22 +1,7 @@
 /** Helpers the benchmarks share. */
 
-/** mulberry32: a small seeded PRNG; each call gives the next 32-bit word. */
-export function mulberry32Words (seed: number): () => number {
-  let s = seed >>> 0
-  return () => {
-    s = (s + 0x6D2B79F5) >>> 0
-    let t = s
-    t = Math.imul(t ^ (t >>> 15), t | 1)
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61)
-    return (t ^ (t >>> 14)) >>> 0
-  }
-}
-
-/** mulberry32 as floats in [0, 1). */
-export function mulberry32 (seed: number): () => number {
-  const next = mulberry32Words(seed)
-  return () => next() / 4294967296
-}
+/** The seeded PRNG the tests use too (mulberry32), so a run replays from its seed. */
+export { seeded, seededBytes, type Random } from '../test/helpers/random.ts'
 
 /** A benchmark's headline figure: ours beside the anchor measured in the same run, and their ratio. */
 export interface SummaryRow { figure: string, ours: string, anchor?: string, ratio?: string }

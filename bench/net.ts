@@ -20,7 +20,7 @@ import { performance } from 'node:perf_hooks'
 import { generateKeyPairFromSeed } from '@libp2p/crypto/keys'
 import type { PeerId, PrivateKey } from '@libp2p/interface'
 import { createNetwork, type Network } from '../src/net/network.ts'
-import { mulberry32, printSummary, type SummaryRow } from './lib.ts'
+import { seeded, printSummary, type SummaryRow } from './lib.ts'
 
 const MiB = 1024 * 1024
 
@@ -59,20 +59,7 @@ const SEED = Number(process.env.BENCH_SEED ?? 1)
 // ---------------------------------------------------------------------------------------------
 // small helpers
 
-const rand = mulberry32(SEED)
-const randInt = (n: number): number => Math.floor(rand() * n)
-
-function randomBytes (n: number): Uint8Array {
-  const out = new Uint8Array(n)
-  for (let i = 0; i < n; i += 4) {
-    const v = (rand() * 4294967296) >>> 0
-    out[i] = v & 0xff
-    if (i + 1 < n) out[i + 1] = (v >>> 8) & 0xff
-    if (i + 2 < n) out[i + 2] = (v >>> 16) & 0xff
-    if (i + 3 < n) out[i + 3] = (v >>> 24) & 0xff
-  }
-  return out
-}
+const rand = seeded(SEED)
 
 const progress = (line: string): void => { process.stderr.write(`[bench] ${line}\n`) }
 const sleep = async (ms: number): Promise<void> => { await new Promise(resolve => setTimeout(resolve, ms)) }
@@ -134,7 +121,7 @@ netSocket.Socket.prototype.write = function (this: netSocket.Socket, ...args: un
 } as typeof netSocket.Socket.prototype.write
 
 async function newKey (): Promise<PrivateKey> {
-  return generateKeyPairFromSeed('Ed25519', randomBytes(32))
+  return generateKeyPairFromSeed('Ed25519', rand.bytes(32))
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -202,7 +189,7 @@ async function benchThroughput (): Promise<void> {
     for await (const chunk of stream) arrived(chunk.byteLength)
     await stream.close()
   })
-  const chunk = randomBytes(STREAM_CHUNK_BYTES)
+  const chunk = rand.bytes(STREAM_CHUNK_BYTES)
 
   await libp2pTransfer(a, b, STREAM_WARMUP_BYTES, chunk)
   await socketTransfer(STREAM_WARMUP_BYTES, chunk)
@@ -263,7 +250,7 @@ async function buildSwarm (): Promise<Network[]> {
     net.addEventListener('connection:close', () => { connectionsClosed++ })
     const targets = new Set<number>()
     if (i > 0) targets.add(0)
-    for (let k = 0; k < RANDOM_DIALS_PER_PEER && i > 1; k++) targets.add(1 + randInt(i - 1))
+    for (let k = 0; k < RANDOM_DIALS_PER_PEER && i > 1; k++) targets.add(1 + rand.int(i - 1))
     await Promise.all([...targets].map(async t => net.dial(nets[t].getMultiaddrs())))
     nets.push(net)
   }
@@ -408,8 +395,8 @@ async function benchDht (nets: Network[], bg: Background): Promise<void> {
   let failed = 0
   const m = meter()
   for (let i = 0; i < LOOKUPS; i++) {
-    const q = randInt(PEERS)
-    let t = randInt(PEERS - 1)
+    const q = rand.int(PEERS)
+    let t = rand.int(PEERS - 1)
     if (t >= q) t++
     const r = await lookup(nets[q], nets[t].peerId)
     if (r == null) failed++
@@ -480,9 +467,9 @@ async function benchGossip (nets: Network[], d: Deliveries, bg: Background): Pro
   let publishErrors = 0
   let timedOut = 0
   for (let i = 0; i < MESSAGES; i++) {
-    const data = randomBytes(MESSAGE_BYTES)
+    const data = rand.bytes(MESSAGE_BYTES)
     const view = new DataView(data.buffer)
-    const publisher = nets[randInt(PEERS)]
+    const publisher = nets[rand.int(PEERS)]
     const delivered = new Promise<void>(resolve => { d.waiting = { index: i, resolve } })
     view.setUint32(8, i)
     view.setFloat64(0, performance.now())

@@ -42,7 +42,7 @@ import { defaultConfig, mergeConfig } from '../src/node/config.ts'
 import { createNode, type FeedEntryEvent, type PeerverseNode } from '../src/node/node.ts'
 import { createEntry, decodeEntry, type FeedHead } from '../src/social/feed.ts'
 import { feedTopic, SocialService } from '../src/social/service.ts'
-import { mulberry32, printSummary, type SummaryRow } from './lib.ts'
+import { seeded, printSummary, type SummaryRow } from './lib.ts'
 
 /** Part 1: entries in the author's feed, and how long the catch-up may take before we give up. */
 const FEED_ENTRIES = 10_000
@@ -82,23 +82,16 @@ const SEED = Number(process.env.BENCH_SEED ?? 1)
 // ---------------------------------------------------------------------------------------------
 // small helpers
 
-const rand = mulberry32(SEED)
-const randInt = (n: number): number => Math.floor(rand() * n)
-
-function randomBytes (n: number): Uint8Array {
-  const out = new Uint8Array(n)
-  for (let i = 0; i < n; i++) out[i] = randInt(256)
-  return out
-}
+const rand = seeded(SEED)
 
 const WORDS = ['peer', 'mesh', 'feed', 'space', 'avatar', 'world', 'signal', 'node', 'light', 'river', 'stone', 'garden',
   'music', 'tonight', 'build', 'open', 'shared', 'quiet', 'north', 'market', 'dream', 'river', 'glass', 'orbit']
 
 /** A seeded post text of TEXT_MIN_CHARS..TEXT_MAX_CHARS characters. */
 function postText (): string {
-  const length = TEXT_MIN_CHARS + randInt(TEXT_MAX_CHARS - TEXT_MIN_CHARS + 1)
+  const length = TEXT_MIN_CHARS + rand.int(TEXT_MAX_CHARS - TEXT_MIN_CHARS + 1)
   let s = ''
-  while (s.length < length) s += (s === '' ? '' : ' ') + WORDS[randInt(WORDS.length)]
+  while (s.length < length) s += (s === '' ? '' : ' ') + WORDS[rand.int(WORDS.length)]
   return s.slice(0, length)
 }
 
@@ -205,10 +198,10 @@ const dirs: string[] = []
 async function seededDataDir (): Promise<string> {
   const dir = await mkdtemp(join(tmpdir(), 'peerverse-bench-social-'))
   dirs.push(dir)
-  const userKey = ed25519KeyFromSeed(randomBytes(32))
+  const userKey = ed25519KeyFromSeed(rand.bytes(32))
   const file = { version: 1, type: 'ed25519', did: didFromPublicKey(userKey.publicKey), seed: Buffer.from(userKey.seed).toString('base64') }
   await writeFile(join(dir, USER_KEY_FILE), JSON.stringify(file, null, 2) + '\n', { mode: 0o600 })
-  const peerKey = await generateKeyPairFromSeed('Ed25519', randomBytes(32))
+  const peerKey = await generateKeyPairFromSeed('Ed25519', rand.bytes(32))
   await writeFile(join(dir, PEER_KEY_FILE), privateKeyToProtobuf(peerKey), { mode: 0o600 })
   return dir
 }
@@ -417,7 +410,7 @@ async function buildSwarm (): Promise<{ author: PeerverseNode, followers: Peerve
     // Follow first (no peers yet), so the subscription goes out with the first gossip hello.
     await f.social.follow(author.did)
     const targets = new Set<PeerverseNode>([author])
-    for (let k = 0; k < RANDOM_DIALS_PER_FOLLOWER && i > 0; k++) targets.add(followers[randInt(i)])
+    for (let k = 0; k < RANDOM_DIALS_PER_FOLLOWER && i > 0; k++) targets.add(followers[rand.int(i)])
     const ok = await Promise.all([...targets].map(async t => await dial(f, t)))
     failedDials += ok.filter(x => !x).length
     followers.push(f)

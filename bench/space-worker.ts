@@ -30,7 +30,7 @@ import { defaultConfig, mergeConfig } from '../src/node/config.ts'
 import { createNode, type PeerverseNode } from '../src/node/node.ts'
 import { spaceTopic, SpaceService } from '../src/space/service.ts'
 import { MAX_ALTITUDE } from '../src/space/world.ts'
-import { mulberry32 } from './lib.ts'
+import { seeded, type Random } from './lib.ts'
 
 /** A move() per member this often (the service's fastest presence rate, 20 Hz). */
 export const MOVE_MS = 50
@@ -211,7 +211,7 @@ function instrumentFrames (): void {
 
 interface Member {
   node: PeerverseNode
-  rand: () => number
+  rand: Random
   x: number
   z: number
   heading: number
@@ -306,12 +306,12 @@ async function runWorker (): Promise<void> {
 
   /** The anchor: a member pings a random connected member, RTT halved later. */
   const pinger = async (m: Member): Promise<void> => {
-    const rand = mulberry32(Math.floor(m.rand() * 2 ** 32))
+    const rand = seeded(m.rand.word())
     while (going) {
       const connected = new Set(m.node.net.getConnections().map(c => c.remotePeer.toString()))
       const targets = peers.filter(p => p !== m.node.peerId && connected.has(p))
       if (targets.length > 0) {
-        const target = targets[Math.floor(rand() * targets.length)]
+        const target = rand.pick(targets)
         try {
           const rtt = await m.node.ping(target, { signal: AbortSignal.timeout(PING_TIMEOUT_MS) })
           if (measuring) pingRtt.add(rtt)
@@ -340,7 +340,7 @@ async function runWorker (): Promise<void> {
       space: { interest: w.interest },
       ledger: { genesis: w.genesis }
     }))
-    const m: Member = { node, rand: mulberry32(spec.seed), x: spec.x, z: spec.z, heading: spec.heading, lastY: new Map() }
+    const m: Member = { node, rand: seeded(spec.seed), x: spec.x, z: spec.z, heading: spec.heading, lastY: new Map() }
     nodes.add(node)
     await node.start()
     listen(m)

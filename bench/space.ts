@@ -57,7 +57,7 @@ import { defaultConfig, mergeConfig } from '../src/node/config.ts'
 import { createNode, type PeerverseNode } from '../src/node/node.ts'
 import { AOI_RADIUS } from '../src/space/interest.ts'
 import { MAX_PRESENCE_HZ } from '../src/space/service.ts'
-import { mulberry32, printSummary, type SummaryRow } from './lib.ts'
+import { seeded, printSummary, type SummaryRow } from './lib.ts'
 import { type MemberInit, type Pairs, type Probe, type Reply, type Request, type WindowStats, type WorkerInit, type WorkerOps } from './space-worker.ts'
 
 const SEED = Number(process.env.BENCH_SEED ?? 1)
@@ -276,9 +276,9 @@ async function run (spec: RunSpec, index: number, root: string, genesis: string)
     const addr = owner.addresses().find(a => a.includes('/tcp/'))!
     const bootstrap = addr.includes('/p2p/') ? addr : `${addr}/p2p/${owner.peerId}`
 
-    const rand = mulberry32(SEED * 1000 + index)
+    const rand = seeded(SEED * 1000 + index)
     const specs: MemberInit[] = Array.from({ length: spec.members }, () => ({
-      x: rand() * side, z: rand() * side, heading: rand() * 2 * Math.PI, seed: Math.floor(rand() * 2 ** 32)
+      x: rand() * side, z: rand() * side, heading: rand() * 2 * Math.PI, seed: rand.word()
     }))
     const k = Math.min(WORKERS, spec.members)
     for (let w = 0; w < k; w++) workers.push(await Worker.spawn(`run${index}-w${w}`))

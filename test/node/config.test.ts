@@ -1,0 +1,70 @@
+import { describe, it } from 'node:test'
+import assert from 'node:assert/strict'
+import { mkdtemp, rm, writeFile } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import fc from 'fast-check'
+import { defaultConfig, loadConfig, mergeConfig, parseHostPort, validateConfig } from '../../src/node/config.ts'
+
+const PEER = '12D3KooWHA2LP2mTvhM1oESTY8J2ed6VB5tx4T83Go7E9ECAXYoq'
+
+describe('config', () => {
+  it('defaults listen on TCP and WebSocket and keep the API on loopback', () => {
+    const c = validateConfig(defaultConfig('/tmp/x'))
+    assert.ok(c.listen.some(a => /\/tcp\/\d+$/.test(a)))
+    assert.ok(c.listen.some(a => a.endsWith('/ws')))
+    assert.equal(parseHostPort(c.api as string).host, '127.0.0.1')
+  })
+
+  it('layers defaults < file < flags, arrays replacing arrays', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'peerverse-cfg-'))
+    try {
+      await writeFile(join(dir, 'config.json'), JSON.stringify({ bootstrap: [`/ip4/127.0.0.1/tcp/1/p2p/${PEER}`], dht: { mode: 'client' } }))
+      const fromFile = await loadConfig(dir)
+      assert.deepEqual(fromFile.bootstrap, [`/ip4/127.0.0.1/tcp/1/p2p/${PEER}`])
+      assert.equal(fromFile.dht.mode, 'client')
+      assert.equal(fromFile.relay.server, true)
+      const withFlags = await loadConfig(dir, { bootstrap: [], dht: { mode: undefined }, api: '127.0.0.1:0' })
+      assert.deepEqual(withFlags.bootstrap, [])
+      assert.equal(withFlags.dht.mode, 'client', 'an undefined flag does not erase the file value')
+      assert.equal(withFlags.api, '127.0.0.1:0')
+    } finally {
+      await rm(dir, { recursive: true, force: true })
+    }
+  })
+
+  it('refuses bad files and values with ConfigError naming the field', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'peerverse-cfg-'))
+    try {
+      await writeFile(join(dir, 'config.json'), '{ not json')
+      await assert.rejects(loadConfig(dir), { name: 'ConfigError', message: /not valid JSON/ })
+      await writeFile(join(dir, 'config.json'), '{"lisen": []}')
+      await assert.rejects(loadConfig(dir), { name: 'ConfigError', message: /unknown setting "lisen"/ })
+      await writeFile(join(dir, 'config.json'), '[]')
+      await assert.rejects(loadConfig(dir), { name: 'ConfigError' })
+    } finally {
+      await rm(dir, { recursive: true, force: true })
+    }
+    const base = defaultConfig('/tmp/x')
+    const bad: Array<[object, RegExp]> = [
+      [{ listen: ['not-a-multiaddr'] }, /listen/],
+      [{ listen: '/ip4/1.2.3.4/tcp/1' }, /listen/],
+      [{ bootstrap: ['/ip4/127.0.0.1/tcp/1'] }, /bootstrap.*p2p/],
+      [{ api: 'localhost' }, /api/],
+      [{ api: '127.0.0.1:70000' }, /api/],
+      [{ dht: { mode: 'always' } }, /dht.mode/],
+      [{ relay: { server: 'yes' } }, /relay.server/]
+    ]
+    for (const [layer, message] of bad) {
+      assert.throws(() => validateConfig(mergeConfig(base, layer as never)), { name: 'ConfigError', message }, JSON.stringify(layer))
+    }
+  })
+
+  it('parses host:port, IPv6 in brackets (property over ports)', () => {
+    assert.deepEqual(parseHostPort('[::1]:80'), { host: '::1', port: 80 })
+    fc.assert(fc.property(fc.integer({ min: 0, max: 65535 }), port => {
+      assert.deepEqual(parseHostPort(`127.0.0.1:${port}`), { host: '127.0.0.1', port })
+    }), { seed: 1, numRuns: 100 })
+    assert.throws(() => parseHostPort('127.0.0.1:65536'), { name: 'ConfigError' })
+  })
+})
