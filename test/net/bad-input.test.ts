@@ -23,7 +23,7 @@ import {
   DHT_MAX_MESSAGE_BYTES, GOSSIP_MAX_RPC_BYTES, INBOUND_CONNECTIONS_PER_SECOND_PER_HOST,
   INBOUND_UPGRADE_TIMEOUT_MS, MAX_CONNECTIONS, MAX_INCOMING_PENDING_CONNECTIONS, PROTOCOL_TIMEOUT_MS
 } from '../../src/net/limits.ts'
-import { createNetwork, DHT_PROTOCOL, type Network } from '../../src/net/network.ts'
+import { createNetwork, DHT_PROTOCOL, GUARDED_PROTOCOLS, type Network } from '../../src/net/network.ts'
 import { PEER_IDENTITY_PROTOCOL } from '../../src/net/peer-identity.ts'
 import type { NodeStatus } from '../../src/node/node.ts'
 import { PeerSet, waitFor, type CliPeer } from '../helpers/cli-peer.ts'
@@ -592,7 +592,27 @@ describe('a peer under bad input', { timeout: 240_000 }, () => {
 
   // @libp2p/utils' lpStream read the length prefix one byte at a time and, while the varint did not
   // end, kept reading without applying maxLengthLength; 2 MiB of 0x80 froze the peer for over 10 s.
-  // scripts/patch-deps.mjs bounds the prefix; this is the test that goes past that limit.
+  // Our protocols read through src/net/framed.ts, which bounds the prefix; the libraries' protocols
+  // (DHT, identify, relay, AutoNAT, DCUtR) are bounded by the prefix guard. These tests go past both.
+  it('every guarded library protocol: a length prefix that never ends resets the stream at once', async () => {
+    for (const [protocol] of GUARDED_PROTOCOLS) {
+      let stream: Stream
+      try {
+        stream = await openStream(protocol)
+      } catch (err) {
+        // Only the protocols the target speaks can be tried (it runs no relay transport's stop side for us).
+        if ((err as Error).name === 'UnsupportedProtocolError') continue
+        throw err
+      }
+      const reply = readStream(stream, PROTOCOL_TIMEOUT_MS * 2)
+      await sendAll(stream, new Uint8Array(64).fill(0x80))
+      const out = await reply
+      assert.equal(out.end, 'reset', protocol)
+      assert.ok(out.ms < PROTOCOL_TIMEOUT_MS, `${protocol}: reset on the bad prefix, not by a timeout`)
+    }
+    await assertUp()
+  })
+
   it('identity protocol: a length prefix that never ends is rejected at once', async () => {
     const base = (await status()).rejected
     const stream = await openStream(PEER_IDENTITY_PROTOCOL)
