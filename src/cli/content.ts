@@ -1,0 +1,189 @@
+/**
+ * `peerverse` commands for content: add files and directories, get them from the swarm, pin,
+ * list and collect. Files stream through the local API. Node-only (reads and writes local files).
+ */
+import { createReadStream, createWriteStream } from 'node:fs'
+import { lstat, mkdir, readdir, rename, rm, stat } from 'node:fs/promises'
+import { join, resolve } from 'node:path'
+import { Readable } from 'node:stream'
+import { pipeline } from 'node:stream/promises'
+import { ApiClient } from '../api/client.ts'
+import { client, out, parse, UsageError, type Commands } from './args.ts'
+
+const HELP: Record<string, string> = {
+  add: `Usage: peerverse add FILE|DIR [--name NAME] [--no-pin] [--data DIR] [--json]
+
+Imports into the running peer's store and prints the CID (CIDv1; UnixFS, 1 MiB raw leaves,
+balanced DAG of up to 1024 links: the unixfs-v1-2025 profile, so IPFS tools agree on it).
+A directory gets a directory CID. The content is pinned unless --no-pin, and announced.`,
+  get: `Usage: peerverse get CID [-o PATH] [--data DIR] [--json]
+
+Fetches the whole file or directory from every peer that holds it (every block verified), then
+writes it to PATH (default: the CID). A progress bar shows bytes, rate and peers on a terminal.
+An interrupted get resumes from the blocks already fetched.`,
+  pin: `Usage: peerverse pin CID [--name NAME] [--data DIR]
+       peerverse unpin CID [--data DIR]`,
+  ls: `Usage: peerverse ls [--data DIR] [--json]
+
+Lists pinned content: CID, size and name.`,
+  gc: `Usage: peerverse gc [--data DIR] [--json]
+
+Removes every block not under a pin or a download in progress.`
+}
+
+function mib (n: number): string {
+  return (n / (1024 * 1024)).toFixed(1)
+}
+
+/** Adds one file through the API (streamed); returns its CID. */
+async function addFile (api: ApiClient, path: string, name: string | undefined, pin: boolean): Promise<{ cid: string, size: number }> {
+  const query = new URLSearchParams({ pin: String(pin), ...(name != null ? { name } : {}) })
+  const body = Readable.toWeb(createReadStream(path)) as unknown as BodyInit
+  const res = await ApiClient.check(await api.raw('POST', `/api/v0/content/add?${query.toString()}`, { body, headers: { 'content-type': 'application/octet-stream' } }))
+  return await res.json() as { cid: string, size: number }
+}
+
+/** Adds a directory tree bottom-up; returns the directory's CID. */
+export async function addTree (api: ApiClient, path: string, name: string | undefined, pin: boolean): Promise<{ cid: string, size: number }> {
+  const info = await lstat(path)
+  if (info.isSymbolicLink()) throw new Error(`${path} is a symbolic link; add what it points to`)
+  if (info.isFile()) return await addFile(api, path, name, pin)
+  if (!info.isDirectory()) throw new Error(`${path} is not a file or directory`)
+  const entries: Array<{ name: string, cid: string }> = []
+  for (const child of (await readdir(path)).sort()) {
+    const childInfo = await lstat(join(path, child))
+    if (childInfo.isSymbolicLink()) continue
+    const { cid } = await addTree(api, join(path, child), undefined, false)
+    entries.push({ name: child, cid })
+  }
+  return await api.request<{ cid: string, size: number }>('POST', '/api/v0/content/directory', { entries, name, pin })
+}
+
+async function cmdAdd (args: string[]): Promise<void> {
+  const { values, positionals } = parse(args, { name: { type: 'string' }, 'no-pin': { type: 'boolean' } })
+  if (values.help === true) return out(HELP.add)
+  if (positionals.length !== 1) throw new UsageError('add takes one file or directory')
+  const path = resolve(positionals[0])
+  try {
+    await stat(path)
+  } catch {
+    throw new UsageError(`${positionals[0]} does not exist`)
+  }
+  const api = await client(values)
+  const result = await addTree(api, path, values.name ?? positionals[0].replace(/\/+$/, '').split('/').pop(), values['no-pin'] !== true)
+  if (values.json === true) return out(JSON.stringify(result))
+  out(result.cid)
+}
+
+interface FetchLine {
+  progress?: { bytes: number, total: number, peers: number, received: number }
+  done?: boolean
+  error?: string
+  message?: string
+  cid?: string
+  kind?: 'file' | 'directory'
+  size?: number
+  fetchedBlocks?: number
+}
+
+/** Writes a fetched (local) CID to `path`: a file through a temporary name, or a directory tree. */
+async function writeOut (api: ApiClient, cid: string, path: string, kind: 'file' | 'directory'): Promise<void> {
+  if (kind === 'directory') {
+    await mkdir(path, { recursive: true })
+    const { entries } = await api.request<{ entries: Array<{ name: string, cid: string }> }>('GET', `/api/v0/content/ls/${cid}`)
+    for (const e of entries) {
+      if (e.name.includes('/') || e.name === '.' || e.name === '..' || e.name === '' || e.name.includes('\0')) throw new Error(`refusing unsafe name ${JSON.stringify(e.name)} in ${cid}`)
+      const stat = await api.request<{ kind: 'file' | 'directory' }>('GET', `/api/v0/content/stat/${e.cid}`)
+      await writeOut(api, e.cid, join(path, e.name), stat.kind)
+    }
+    return
+  }
+  const tmp = `${path}.partial`
+  const res = await ApiClient.check(await api.raw('GET', `/content/${cid}`))
+  if (res.body == null) throw new Error('empty answer')
+  try {
+    await pipeline(Readable.fromWeb(res.body as never), createWriteStream(tmp))
+    await rename(tmp, path)
+  } catch (err) {
+    await rm(tmp, { force: true })
+    throw err
+  }
+}
+
+async function cmdGet (args: string[]): Promise<void> {
+  const { values, positionals } = parse(args, { output: { type: 'string', short: 'o' } })
+  if (values.help === true) return out(HELP.get)
+  if (positionals.length !== 1) throw new UsageError('get takes one CID')
+  const cid = positionals[0]
+  const api = await client(values)
+  const res = await ApiClient.check(await api.raw('POST', '/api/v0/content/fetch', { body: JSON.stringify({ cid }), headers: { 'content-type': 'application/json' } }))
+  const tty = process.stderr.isTTY && values.json !== true
+  const started = Date.now()
+  let done: FetchLine | undefined
+  let buffer = ''
+  for await (const chunk of (res.body as unknown as AsyncIterable<Uint8Array>)) {
+    buffer += Buffer.from(chunk).toString('utf8')
+    let nl: number
+    while ((nl = buffer.indexOf('\n')) >= 0) {
+      const line = JSON.parse(buffer.slice(0, nl)) as FetchLine
+      buffer = buffer.slice(nl + 1)
+      if (line.error != null) throw new Error(`${line.error}: ${line.message ?? ''}`)
+      if (line.done === true) done = line
+      if (line.progress != null && tty) {
+        const p = line.progress
+        const rate = p.received / Math.max((Date.now() - started) / 1000, 0.001)
+        process.stderr.write(`\r  ${mib(p.bytes)} / ${mib(p.total)} MiB  ${mib(rate)} MiB/s  ${p.peers} peer${p.peers === 1 ? '' : 's'}   `)
+      }
+    }
+  }
+  if (tty) process.stderr.write('\n')
+  if (done?.kind == null) throw new Error('the peer ended the fetch without an answer')
+  const path = resolve(values.output ?? cid)
+  await writeOut(api, cid, path, done.kind)
+  if (values.json === true) return out(JSON.stringify({ cid, path, kind: done.kind, size: done.size, fetchedBlocks: done.fetchedBlocks }))
+  out(`${cid} -> ${path} (${done.size ?? 0} bytes)`)
+}
+
+async function cmdPin (args: string[]): Promise<void> {
+  const { values, positionals } = parse(args, { name: { type: 'string' } })
+  if (values.help === true) return out(HELP.pin)
+  if (positionals.length !== 1) throw new UsageError('pin takes one CID')
+  const info = await (await client(values)).request<{ cid: string, size: number }>('POST', '/api/v0/content/pin', { cid: positionals[0], name: values.name })
+  if (values.json === true) return out(JSON.stringify(info))
+  out(`pinned ${info.cid} (${info.size} bytes)`)
+}
+
+async function cmdUnpin (args: string[]): Promise<void> {
+  const { values, positionals } = parse(args, {})
+  if (values.help === true) return out(HELP.pin)
+  if (positionals.length !== 1) throw new UsageError('unpin takes one CID')
+  const { unpinned } = await (await client(values)).request<{ unpinned: boolean }>('POST', '/api/v0/content/unpin', { cid: positionals[0] })
+  if (values.json === true) return out(JSON.stringify({ unpinned }))
+  out(unpinned ? `unpinned ${positionals[0]}` : `${positionals[0]} was not pinned`)
+}
+
+async function cmdLs (args: string[]): Promise<void> {
+  const { values } = parse(args, {})
+  if (values.help === true) return out(HELP.ls)
+  const { pins } = await (await client(values)).request<{ pins: Array<{ cid: string, size: number, name?: string }> }>('GET', '/api/v0/content/pins')
+  if (values.json === true) return out(JSON.stringify(pins))
+  if (pins.length === 0) out('  (nothing pinned)')
+  for (const p of pins) out(`${p.cid}  ${p.size}${p.name != null ? `  ${p.name}` : ''}`)
+}
+
+async function cmdGc (args: string[]): Promise<void> {
+  const { values } = parse(args, {})
+  if (values.help === true) return out(HELP.gc)
+  const result = await (await client(values)).request<{ removed: number, freed: number }>('POST', '/api/v0/content/gc', {})
+  if (values.json === true) return out(JSON.stringify(result))
+  out(`removed ${result.removed} blocks, freed ${result.freed} bytes`)
+}
+
+export const contentCommands: Commands = {
+  add: { run: cmdAdd, summary: 'import a file or directory into the store; prints its CID' },
+  get: { run: cmdGet, summary: 'fetch a CID from the swarm and write it to a file or directory' },
+  pin: { run: cmdPin, summary: 'keep a CID (fetching it first) / unpin: let it be collected' },
+  unpin: { run: cmdUnpin },
+  ls: { run: cmdLs, summary: 'list pinned content' },
+  gc: { run: cmdGc, summary: 'remove unpinned blocks from the store' }
+}

@@ -1,0 +1,159 @@
+/**
+ * `peerverse` commands for the ledger: balances, payments, assets, parcels, transaction status,
+ * the devnet faucet and the chain. Commands that submit a transaction wait until it is final
+ * unless --no-wait. Node-only (the CLI is a Node shell over the local API).
+ */
+import type { ApiClient } from '../api/client.ts'
+import { client, out, parse, UsageError, wholeNumber, type Commands } from './args.ts'
+
+const HELP: Record<string, string> = {
+  balance: `Usage: peerverse balance [ADDRESS] [--data DIR] [--json]
+
+Amounts are whole numbers of the smallest unit.`,
+  pay: `Usage: peerverse pay ADDRESS AMOUNT [--fee N] [--no-wait] [--data DIR] [--json]
+
+Signs a transfer with your key and waits until it is final (or rejected, with the reason).`,
+  asset: `Usage: peerverse asset mint --content CID --name NAME [--no-wait] [--data DIR]
+       peerverse asset transfer ASSET_ID ADDRESS [--no-wait] [--data DIR]`,
+  assets: `Usage: peerverse assets [ADDRESS] [--data DIR] [--json]`,
+  parcel: `Usage: peerverse parcel claim --space SPACE --x X --y Y --w W --h H [--no-wait] [--data DIR]
+       peerverse parcel transfer PARCEL_ID ADDRESS [--no-wait] [--data DIR]
+       peerverse parcels [ADDRESS] [--data DIR] [--json]`,
+  tx: `Usage: peerverse tx TXID [--data DIR] [--json]`,
+  faucet: `Usage: peerverse faucet [ADDRESS] [--no-wait] [--data DIR]   (devnets only)`,
+  chain: `Usage: peerverse chain [--data DIR] [--json]`
+}
+
+interface TxView { id: string, status: string, height?: number, error?: string, message?: string, receipt?: { created?: string } }
+
+/** Waits until a transaction is final or rejected (or the deadline passes), printing its status. */
+async function finish (api: ApiClient, tx: { id: string }, values: { json?: boolean, 'no-wait'?: boolean }, what: string): Promise<void> {
+  let status: TxView = { id: tx.id, status: 'pending' }
+  if (values['no-wait'] !== true) {
+    const deadline = Date.now() + 60_000
+    while (Date.now() < deadline) {
+      status = await api.request<TxView>('GET', `/api/v0/ledger/tx/${tx.id}`)
+      if (status.status === 'committed' || status.status === 'rejected') break
+      await new Promise(resolve => setTimeout(resolve, 200))
+    }
+  }
+  if (values.json === true) return out(JSON.stringify(status))
+  if (status.status === 'committed') out(`${what}: final at height ${status.height ?? '?'} (tx ${tx.id})${status.receipt?.created != null ? `; id ${status.receipt.created}` : ''}`)
+  else if (status.status === 'rejected') throw new Error(`${what} rejected: ${status.error ?? ''}: ${status.message ?? ''} (tx ${tx.id})`)
+  else out(`${what}: pending (tx ${tx.id})`)
+}
+
+const TX_FLAGS = { fee: { type: 'string' }, 'no-wait': { type: 'boolean' } } as const
+
+async function cmdBalance (args: string[]): Promise<void> {
+  const { values, positionals } = parse(args, {})
+  if (values.help === true) return out(HELP.balance)
+  if (positionals.length > 1) throw new UsageError('balance takes at most one address')
+  const b = await (await client(values)).request<{ address: string, balance: string, stake: string, nonce: number, height: number }>('GET', `/api/v0/ledger/balance/${encodeURIComponent(positionals[0] ?? '')}`)
+  if (values.json === true) return out(JSON.stringify(b))
+  out(`${b.balance}${b.stake !== '0' ? ` (+ ${b.stake} staked)` : ''}  at height ${b.height}  ${b.address}`)
+}
+
+async function cmdPay (args: string[]): Promise<void> {
+  const { values, positionals } = parse(args, TX_FLAGS)
+  if (values.help === true) return out(HELP.pay)
+  if (positionals.length !== 2) throw new UsageError('pay takes ADDRESS AMOUNT')
+  const api = await client(values)
+  const tx = await api.request<{ id: string }>('POST', '/api/v0/ledger/pay', { to: positionals[0], amount: wholeNumber(positionals[1], 'AMOUNT'), fee: values.fee == null ? undefined : wholeNumber(values.fee, '--fee') })
+  await finish(api, tx, values, `paid ${positionals[1]} to ${positionals[0]}`)
+}
+
+async function cmdAsset (args: string[]): Promise<void> {
+  const { values, positionals } = parse(args, { ...TX_FLAGS, content: { type: 'string' }, name: { type: 'string' } })
+  if (values.help === true) return out(HELP.asset)
+  const api = await client(values)
+  if (positionals[0] === 'mint' && positionals.length === 1) {
+    if (values.content == null || values.name == null) throw new UsageError('asset mint needs --content CID and --name NAME')
+    const tx = await api.request<{ id: string }>('POST', '/api/v0/ledger/asset/mint', { content: values.content, name: values.name })
+    return await finish(api, tx, values, `minted ${values.name}`)
+  }
+  if (positionals[0] === 'transfer' && positionals.length === 3) {
+    const tx = await api.request<{ id: string }>('POST', '/api/v0/ledger/asset/transfer', { asset: positionals[1], to: positionals[2] })
+    return await finish(api, tx, values, `transferred ${positionals[1]}`)
+  }
+  throw new UsageError('usage: peerverse asset mint --content CID --name NAME | asset transfer ASSET_ID ADDRESS')
+}
+
+async function cmdAssets (args: string[]): Promise<void> {
+  const { values, positionals } = parse(args, {})
+  if (values.help === true) return out(HELP.assets)
+  const { assets } = await (await client(values)).request<{ assets: Array<{ id: string, name: string, content: string }> }>('GET', `/api/v0/ledger/assets/${encodeURIComponent(positionals[0] ?? '')}`)
+  if (values.json === true) return out(JSON.stringify(assets))
+  if (assets.length === 0) out('  (none)')
+  for (const a of assets) out(`${a.id}  ${a.name}  content ${a.content}`)
+}
+
+async function cmdParcel (args: string[]): Promise<void> {
+  const { values, positionals } = parse(args, { ...TX_FLAGS, space: { type: 'string' }, x: { type: 'string' }, y: { type: 'string' }, w: { type: 'string' }, h: { type: 'string' } })
+  if (values.help === true) return out(HELP.parcel)
+  const api = await client(values)
+  if (positionals[0] === 'claim' && positionals.length === 1) {
+    if (values.space == null || values.x == null || values.y == null || values.w == null || values.h == null) throw new UsageError('parcel claim needs --space --x --y --w --h')
+    const n = (v: string, name: string): number => Number(wholeNumber(v, name))
+    const tx = await api.request<{ id: string }>('POST', '/api/v0/ledger/parcel/claim', { space: values.space, x: n(values.x, '--x'), y: n(values.y, '--y'), w: n(values.w, '--w'), h: n(values.h, '--h') })
+    return await finish(api, tx, values, `claimed ${values.w}x${values.h} at ${values.x},${values.y} in ${values.space}`)
+  }
+  if (positionals[0] === 'transfer' && positionals.length === 3) {
+    const tx = await api.request<{ id: string }>('POST', '/api/v0/ledger/parcel/transfer', { parcel: positionals[1], to: positionals[2] })
+    return await finish(api, tx, values, `transferred parcel ${positionals[1]}`)
+  }
+  throw new UsageError('usage: peerverse parcel claim --space S --x X --y Y --w W --h H | parcel transfer PARCEL_ID ADDRESS')
+}
+
+async function cmdParcels (args: string[]): Promise<void> {
+  const { values, positionals } = parse(args, {})
+  if (values.help === true) return out(HELP.parcel)
+  const { parcels } = await (await client(values)).request<{ parcels: Array<{ id: string, space: string, x: number, y: number, w: number, h: number }> }>('GET', `/api/v0/ledger/parcels/${encodeURIComponent(positionals[0] ?? '')}`)
+  if (values.json === true) return out(JSON.stringify(parcels))
+  if (parcels.length === 0) out('  (none)')
+  for (const p of parcels) out(`${p.id}  ${p.space}  ${p.w}x${p.h} at ${p.x},${p.y}`)
+}
+
+async function cmdTx (args: string[]): Promise<void> {
+  const { values, positionals } = parse(args, {})
+  if (values.help === true) return out(HELP.tx)
+  if (positionals.length !== 1) throw new UsageError('tx takes one transaction id')
+  const status = await (await client(values)).request<TxView>('GET', `/api/v0/ledger/tx/${encodeURIComponent(positionals[0])}`)
+  if (values.json === true) return out(JSON.stringify(status))
+  if (status.status === 'committed') out(`committed at height ${status.height ?? '?'}`)
+  else if (status.status === 'rejected') out(`rejected: ${status.error ?? ''}: ${status.message ?? ''}`)
+  else out(status.status)
+}
+
+async function cmdFaucet (args: string[]): Promise<void> {
+  const { values, positionals } = parse(args, TX_FLAGS)
+  if (values.help === true) return out(HELP.faucet)
+  const api = await client(values)
+  const tx = await api.request<{ id: string }>('POST', '/api/v0/ledger/faucet', positionals[0] != null ? { to: positionals[0] } : {})
+  await finish(api, tx, values, 'faucet')
+}
+
+async function cmdChain (args: string[]): Promise<void> {
+  const { values } = parse(args, {})
+  if (values.help === true) return out(HELP.chain)
+  const s = await (await client(values)).request<{ chain: string, height: number, validators: Array<{ id: string, power: number }>, validator: boolean, mempool: number }>('GET', '/api/v0/ledger/status')
+  if (values.json === true) return out(JSON.stringify(s))
+  out(`chain:      ${s.chain}`)
+  out(`height:     ${s.height}`)
+  out(`validator:  ${s.validator ? 'yes' : 'no'}`)
+  out(`mempool:    ${s.mempool}`)
+  out('validators:')
+  for (const v of s.validators) out(`  ${v.id}  power ${v.power}`)
+}
+
+export const ledgerCommands: Commands = {
+  balance: { run: cmdBalance, summary: 'a balance on the ledger (yours by default)' },
+  pay: { run: cmdPay, summary: 'send money to a did' },
+  asset: { run: cmdAsset, summary: 'mint an asset pointing at content, or transfer one' },
+  assets: { run: cmdAssets, summary: 'assets owned (yours by default)' },
+  parcel: { run: cmdParcel, summary: "claim a land parcel in a space's grid, or transfer one; parcels: list them" },
+  parcels: { run: cmdParcels },
+  tx: { run: cmdTx, summary: "a transaction's status: pending, committed at a height, or rejected with a reason" },
+  faucet: { run: cmdFaucet, summary: 'on a devnet: get funds from the faucet' },
+  chain: { run: cmdChain, summary: 'the chain: id, height, validators' }
+}

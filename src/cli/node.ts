@@ -1,0 +1,262 @@
+/**
+ * `peerverse` commands about the peer itself and its network: create an identity, run the peer,
+ * ask it for its status and peers, dial, look up, gossip, and run a local devnet of validators.
+ * Node-only (the CLI is a Node shell over the node and its API).
+ */
+import { spawn } from 'node:child_process'
+import { mkdir, stat, writeFile } from 'node:fs/promises'
+import { join, resolve } from 'node:path'
+import { peerIdFromPrivateKey } from '@libp2p/peer-id'
+import { ApiServer, ensureApiToken } from '../api/server.ts'
+import { initIdentity } from '../identity/keystore.ts'
+import { devnetGenesis, GENESIS_FILE, genesisJson } from '../ledger/genesis.ts'
+import type { DhtMode } from '../net/network.ts'
+import { loadConfig, parseHostPort, type PartialConfig } from '../node/config.ts'
+import { createNode } from '../node/node.ts'
+import type { NodeStatus, PeerInfoView } from '../node/node.ts'
+import { client, DEFAULT_DATA_DIR, out, parse, UsageError, type Commands } from './args.ts'
+
+const HELP: Record<string, string> = {
+  init: `Usage: peerverse init [--data DIR]
+
+Creates an Ed25519 user key (named by a did:key) and a libp2p peer key in DIR.
+Key files are readable by their owner only. An existing key is never overwritten.`,
+  start: `Usage: peerverse start [--data DIR] [--listen MULTIADDR ...] [--announce MULTIADDR ...]
+                       [--bootstrap MULTIADDR ...] [--api HOST:PORT | --no-api]
+                       [--dht-mode server|client|auto] [--no-relay-server] [--genesis FILE] [--json]
+
+Runs the peer until SIGINT or SIGTERM. Creates the identity on first run.
+  --listen      listen address (repeatable); default TCP 7410, WebSocket 7411 and a relay slot
+  --announce    address to announce instead of the listen addresses (repeatable)
+  --bootstrap   a peer to enter the network through, /.../p2p/<peer id> (repeatable)
+  --api         local API address, default 127.0.0.1:7400 (port 0 picks a free one)
+  --dht-mode    server answers DHT queries; auto (default) does once found reachable
+  --genesis     the chain to follow (a genesis file); default: a single-validator devnet of
+                your own, created in DIR/genesis.json on first start
+  --json        print one JSON line when ready instead of the text summary`,
+  status: `Usage: peerverse status [--data DIR] [--json]
+
+Asks the running peer for its peer id, did, addresses and connected peers.`,
+  peers: `Usage: peerverse peers [--data DIR] [--json]`,
+  'find-peer': `Usage: peerverse find-peer PEER_ID [--data DIR] [--json]
+
+Looks the peer up through the DHT (not the local cache) and prints its addresses.`,
+  connect: `Usage: peerverse connect MULTIADDR [--data DIR]`,
+  gossip: `Usage: peerverse gossip publish TOPIC TEXT [--data DIR]
+       peerverse gossip subscribe TOPIC [--data DIR]   (prints messages until Ctrl-C)`,
+  devnet: `Usage: peerverse devnet [--validators N] [--dir DIR] [--base-port P]
+
+Creates N validator identities under DIR (default ./devnet), a genesis that stakes and funds them
+and a faucet, and runs them as N 'peerverse start' processes on 127.0.0.1 (TCP ports from P,
+default 7600; APIs on P+100...). Prints how to point other peers and the CLI at the network, then
+runs until Ctrl-C. Running it again on the same DIR restarts the same chain.`
+}
+
+async function cmdInit (args: string[]): Promise<void> {
+  const { values } = parse(args, {})
+  if (values.help === true) return out(HELP.init)
+  const dir = resolve(values.data ?? DEFAULT_DATA_DIR)
+  const id = await initIdentity(dir)
+  if (values.json === true) return out(JSON.stringify({ dataDir: dir, did: id.did, peerId: peerIdFromPrivateKey(id.peerKey).toString(), created: id.created }))
+  out(id.created ? `created identity in ${dir}` : `identity already exists in ${dir} (kept)`)
+  out(`did: ${id.did}`)
+}
+
+async function cmdStart (args: string[]): Promise<void> {
+  const { values } = parse(args, {
+    listen: { type: 'string', multiple: true },
+    announce: { type: 'string', multiple: true },
+    bootstrap: { type: 'string', multiple: true },
+    api: { type: 'string' },
+    'no-api': { type: 'boolean' },
+    'dht-mode': { type: 'string' },
+    'no-relay-server': { type: 'boolean' },
+    genesis: { type: 'string' }
+  })
+  if (values.help === true) return out(HELP.start)
+  const dir = resolve(values.data ?? DEFAULT_DATA_DIR)
+  const overrides: PartialConfig = {
+    listen: values.listen,
+    announce: values.announce,
+    bootstrap: values.bootstrap,
+    api: values['no-api'] === true ? false : values.api,
+    dht: { mode: values['dht-mode'] as DhtMode | undefined },
+    relay: { server: values['no-relay-server'] === true ? false : undefined },
+    ledger: { genesis: values.genesis == null ? undefined : resolve(values.genesis) }
+  }
+  const config = await loadConfig(dir, overrides)
+  const node = await createNode(config)
+  let api: ApiServer | undefined
+  node.addEventListener('bootstrap:error', evt => {
+    process.stderr.write(`peerverse: bootstrap ${evt.detail.address} unreachable (${evt.detail.error}); retrying\n`)
+  })
+  await node.start()
+  try {
+    if (config.api !== false) {
+      const { host, port } = parseHostPort(config.api)
+      api = new ApiServer(node, { host, port, token: await ensureApiToken(dir) })
+      await api.start()
+    }
+  } catch (err) {
+    await node.stop()
+    throw err
+  }
+  let stopping = false
+  const shutdown = (signal: string): void => {
+    if (stopping) return
+    stopping = true
+    process.stderr.write(`peerverse: ${signal}, stopping\n`)
+    void (async () => {
+      await api?.stop()
+      await node.stop()
+      process.exit(0)
+    })()
+  }
+  process.on('SIGINT', () => { shutdown('SIGINT') })
+  process.on('SIGTERM', () => { shutdown('SIGTERM') })
+  if (values.json === true) {
+    out(JSON.stringify({ event: 'ready', peerId: node.peerId, did: node.did, addresses: node.addresses(), api: api?.url ?? null, dataDir: dir, chain: node.ledger.chainId, url: api?.clientUrl ?? null }))
+  } else {
+    out('peerverse peer running')
+    out(`  peer id:  ${node.peerId}`)
+    out(`  did:      ${node.did}`)
+    for (const a of node.addresses()) out(`  listen:   ${a}`)
+    out(`  chain:    ${node.ledger.chainId} at height ${node.ledger.state.height}${node.ledger.isValidator ? ' (validating)' : ''}`)
+    if (api != null) out(`  api:      ${api.url} (token in ${resolve(dir, 'api-token')})`)
+    if (api != null) out(`  open:     ${api.clientUrl}`)
+    out('Press Ctrl-C to stop.')
+  }
+}
+
+function printPeers (peers: PeerInfoView[]): void {
+  if (peers.length === 0) out('  (none)')
+  for (const p of peers) out(`  ${p.peerId}${p.did != null ? `  ${p.did}` : ''}  ${p.addresses.join(' ')}`)
+}
+
+async function cmdStatus (args: string[]): Promise<void> {
+  const { values } = parse(args, {})
+  if (values.help === true) return out(HELP.status)
+  const api = await client(values)
+  const status = await api.request<NodeStatus>('GET', '/api/v0/status')
+  if (values.json === true) return out(JSON.stringify(status))
+  const { peers } = await api.request<{ peers: PeerInfoView[] }>('GET', '/api/v0/peers')
+  out(`peer id:   ${status.peerId}`)
+  out(`did:       ${status.did}`)
+  out('addresses:')
+  for (const a of status.addresses) out(`  ${a}`)
+  out(`peers (${peers.length}):`)
+  printPeers(peers)
+}
+
+async function cmdPeers (args: string[]): Promise<void> {
+  const { values } = parse(args, {})
+  if (values.help === true) return out(HELP.peers)
+  const { peers } = await (await client(values)).request<{ peers: PeerInfoView[] }>('GET', '/api/v0/peers')
+  if (values.json === true) return out(JSON.stringify(peers))
+  printPeers(peers)
+}
+
+async function cmdFindPeer (args: string[]): Promise<void> {
+  const { values, positionals } = parse(args, {})
+  if (values.help === true) return out(HELP['find-peer'])
+  if (positionals.length !== 1) throw new UsageError('find-peer takes one peer id')
+  const result = await (await client(values)).request<{ addresses: string[], from: string }>('GET', `/api/v0/dht/peer/${encodeURIComponent(positionals[0])}`)
+  if (values.json === true) return out(JSON.stringify(result))
+  for (const a of result.addresses) out(a)
+}
+
+async function cmdConnect (args: string[]): Promise<void> {
+  const { values, positionals } = parse(args, {})
+  if (values.help === true) return out(HELP.connect)
+  if (positionals.length !== 1) throw new UsageError('connect takes one multiaddr')
+  const { peerId } = await (await client(values)).request<{ peerId: string }>('POST', '/api/v0/connect', { address: positionals[0] })
+  out(`connected to ${peerId}`)
+}
+
+async function cmdGossip (args: string[]): Promise<void> {
+  const { values, positionals } = parse(args, {})
+  if (values.help === true) return out(HELP.gossip)
+  const [verb, topic, ...rest] = positionals
+  const api = await client(values)
+  if (verb === 'publish' && topic != null && rest.length === 1) {
+    const { recipients } = await api.request<{ recipients: number }>('POST', '/api/v0/gossip/publish', { topic, data: rest[0] })
+    return out(`published to ${recipients} peers`)
+  }
+  if (verb === 'subscribe' && topic != null && rest.length === 0) {
+    await api.request('POST', '/api/v0/gossip/subscribe', { topic })
+    const ws = new WebSocket(`${api.url.replace(/^http/, 'ws')}/api/v0/events?token=${encodeURIComponent(api.token)}`)
+    await new Promise<void>((resolve, reject) => {
+      ws.addEventListener('message', evt => {
+        const e = JSON.parse(String(evt.data))
+        if (e.type !== 'gossip:message' || e.topic !== topic) return
+        const line = { from: e.from, text: Buffer.from(e.data, 'base64').toString('utf8') }
+        out(values.json === true ? JSON.stringify(line) : `${line.from}: ${line.text}`)
+      })
+      ws.addEventListener('close', () => { resolve() })
+      ws.addEventListener('error', () => { reject(new Error('event stream closed')) })
+    })
+    return
+  }
+  throw new UsageError('usage: peerverse gossip publish TOPIC TEXT | gossip subscribe TOPIC')
+}
+
+async function cmdDevnet (args: string[]): Promise<void> {
+  const { values, positionals } = parse(args, { validators: { type: 'string' }, dir: { type: 'string' }, 'base-port': { type: 'string' } })
+  if (values.help === true) return out(HELP.devnet)
+  if (positionals.length !== 0) throw new UsageError('devnet takes only flags')
+  const n = Number(values.validators ?? '4')
+  if (!Number.isSafeInteger(n) || n < 1 || n > 16) throw new UsageError('--validators must be 1..16')
+  const base = Number(values['base-port'] ?? '7600')
+  if (!Number.isSafeInteger(base) || base < 1024 || base > 65000) throw new UsageError('--base-port must be 1024..65000')
+  const dir = resolve(values.dir ?? 'devnet')
+  await mkdir(dir, { recursive: true })
+  const dids: string[] = []
+  const peerIds: string[] = []
+  for (let i = 0; i < n; i++) {
+    const id = await initIdentity(join(dir, `v${i}`))
+    dids.push(id.did)
+    peerIds.push(peerIdFromPrivateKey(id.peerKey).toString())
+  }
+  const genesisPath = join(dir, GENESIS_FILE)
+  try {
+    await stat(genesisPath)
+  } catch {
+    await writeFile(genesisPath, genesisJson(devnetGenesis(dids)))
+  }
+  const addr = (i: number): string => `/ip4/127.0.0.1/tcp/${base + i}/p2p/${peerIds[i]}`
+  const procs = dids.map((_, i) => spawn(process.execPath, [
+    process.argv[1], 'start', '--data', join(dir, `v${i}`), '--listen', `/ip4/127.0.0.1/tcp/${base + i}`,
+    '--api', `127.0.0.1:${base + 100 + i}`, '--dht-mode', 'server', '--no-relay-server', '--genesis', genesisPath,
+    ...(i === 0 ? [] : ['--bootstrap', addr(0)])
+  ], { stdio: ['ignore', 'ignore', 'inherit'] }))
+  out(`devnet of ${n} validators running (chain in ${genesisPath})`)
+  for (let i = 0; i < n; i++) out(`  v${i}: ${addr(i)}  api 127.0.0.1:${base + 100 + i}  data ${join(dir, `v${i}`)}`)
+  out('Join it with a peer of your own (it follows the chain and can submit transactions):')
+  out(`  peerverse start --genesis ${genesisPath} --bootstrap ${addr(0)} --data ./my-peer`)
+  out(`  peerverse faucet --data ./my-peer && peerverse balance --data ./my-peer`)
+  out(`Or ask a validator: peerverse chain --data ${join(dir, 'v0')}`)
+  out('Press Ctrl-C to stop.')
+  await new Promise<void>(resolve => {
+    let stopping = false
+    const stop = (): void => {
+      if (stopping) return
+      stopping = true
+      for (const p of procs) p.kill('SIGTERM')
+    }
+    process.on('SIGINT', stop)
+    process.on('SIGTERM', stop)
+    let left = procs.length
+    for (const p of procs) p.on('exit', () => { if (--left === 0) resolve() })
+  })
+}
+
+export const nodeCommands: Commands = {
+  init: { run: cmdInit, summary: 'create an identity (Ed25519 key, did:key) in a data dir' },
+  start: { run: cmdStart, summary: 'run the peer in the foreground until Ctrl-C' },
+  status: { run: cmdStatus, summary: 'show the running peer: ids, addresses, connected peers' },
+  peers: { run: cmdPeers, summary: 'list connected peers with their did:key' },
+  'find-peer': { run: cmdFindPeer, summary: 'look a peer up through the DHT' },
+  connect: { run: cmdConnect, summary: 'dial a multiaddr' },
+  gossip: { run: cmdGossip, summary: 'publish or subscribe on a gossip topic' },
+  devnet: { run: cmdDevnet, summary: 'run a local network of validators (separate processes on loopback)' }
+}
