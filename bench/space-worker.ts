@@ -16,7 +16,7 @@
  * timed the same way from its move() call: the member's height (y, which interest management
  * ignores) carries Date.now() of the move mod 2·MAX_ALTITUDE ms, shifted into ±MAX_ALTITUDE (exact
  * in the frame's f32), so `move -> seen` includes the wait for the service's next 20 Hz tick.
- * Only 'space:presence' events raised inside SpaceService#takePresence (a presence frame, over a stream or, with interest
+ * Only 'space:presence' events raised inside SpacePresence#takePresence (a presence frame, over a stream or, with interest
  * management off, over gossip) count as frames; the others come from signed beacons and are timed
  * separately. That split is bench-only instrumentation: takePresence is wrapped on the prototype.
  */
@@ -28,7 +28,8 @@ import { monitorEventLoopDelay, performance } from 'node:perf_hooks'
 import { pathToFileURL } from 'node:url'
 import { defaultConfig, mergeConfig } from '../src/node/config.ts'
 import { createNode, type PeerverseNode } from '../src/node/node.ts'
-import { spaceTopic, SpaceService } from '../src/space/service.ts'
+import { spaceTopic } from '../src/space/index.ts'
+import { SpacePresence } from '../src/space/streams.ts'
 import { MAX_ALTITUDE } from '../src/space/world.ts'
 import { seeded, type Random } from './lib.ts'
 
@@ -189,9 +190,9 @@ let inFrame = 0
 let frameBytes = 0
 let frameSourceInstrumented = false
 
-/** Wraps SpaceService#takePresence (bench-only) so a presence event can tell a frame from a beacon. */
+/** Wraps SpacePresence#takePresence (bench-only) so a presence event can tell a frame from a beacon. */
 function instrumentFrames (): void {
-  const proto = SpaceService.prototype as unknown as { takePresence?: (...args: unknown[]) => unknown }
+  const proto = SpacePresence.prototype as unknown as { takePresence?: (...args: unknown[]) => unknown }
   const original = proto.takePresence
   if (typeof original !== 'function') return
   proto.takePresence = function (this: unknown, ...args: unknown[]): unknown {

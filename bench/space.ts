@@ -56,7 +56,7 @@ import { devnetGenesis, genesisJson } from '../src/ledger/genesis.ts'
 import { defaultConfig, mergeConfig } from '../src/node/config.ts'
 import { createNode, type PeerverseNode } from '../src/node/node.ts'
 import { AOI_RADIUS } from '../src/space/interest.ts'
-import { MAX_PRESENCE_HZ } from '../src/space/service.ts'
+import { MAX_PRESENCE_HZ } from '../src/space/index.ts'
 import { seeded, printSummary, type SummaryRow } from './lib.ts'
 import { type MemberInit, type Pairs, type Probe, type Reply, type Request, type WindowStats, type WorkerInit, type WorkerOps } from './space-worker.ts'
 

@@ -27,9 +27,7 @@ import { join } from 'node:path'
 import { FeedStore } from '../social/store.ts'
 import type { Entry } from '../social/feed.ts'
 import type { ForkEvidence } from '../social/store.ts'
-import { SpaceService, type ChatView, type MemberView } from '../space/service.ts'
-import { SpaceStore } from '../space/store.ts'
-import type { PolicyPayload } from '../space/records.ts'
+import { space, SPACE_EVENTS, type SpaceEvents, type SpaceService } from '../space/index.ts'
 
 export class PortInUseError extends Error {
   name = 'PortInUseError'
@@ -89,11 +87,11 @@ export interface NodeEvents {
   'ledger:block': CustomEvent<{ height: number, hash: string, txs: number, stateRoot: string }>
   'ledger:receipt': CustomEvent<Receipt>
   'ledger:evidence': CustomEvent<{ validator: string, height: number, round: number }>
-  'space:presence': CustomEvent<{ space: string } & MemberView>
-  'space:leave': CustomEvent<{ space: string, did: string }>
-  'space:chat': CustomEvent<{ space: string } & ChatView>
-  'space:world': CustomEvent<{ space: string, author: string, objects: string[] }>
-  'space:policy': CustomEvent<{ space: string, policy: Omit<PolicyPayload, 'space'> }>
+  'space:presence': SpaceEvents['space:presence']
+  'space:leave': SpaceEvents['space:leave']
+  'space:chat': SpaceEvents['space:chat']
+  'space:world': SpaceEvents['space:world']
+  'space:policy': SpaceEvents['space:policy']
 }
 
 export interface FeedEntryEvent {
@@ -208,26 +206,16 @@ export class PeerverseNode extends TypedEventEmitter<NodeEvents> {
       // Only our own receipts go out as events.
       if (evt.detail.sender === identity.did) this.safeDispatch('ledger:receipt', evt.detail)
     })
-    this.space = new SpaceService({
-      net,
-      store: new SpaceStore(store.sublevel('space')),
-      key: identity.userKey,
-      did: identity.did,
-      binding,
-      parcels: space => this.ledger.parcelsIn(space),
-      publish: async (topic, data) => await this.publish(topic, data),
-      subscribe: topic => { this.serviceSubscribe(topic, m => this.space.onGossip(m.topic, m.from, m.data)) },
-      unsubscribe: topic => { this.serviceUnsubscribe(topic) },
-      interest: config.space.interest,
-      events: {
-        onPresence: (space, m) => { this.safeDispatch('space:presence', { space, ...m }) },
-        onLeave: (space, did) => { this.safeDispatch('space:leave', { space, did }) },
-        onChat: (space, c) => { this.safeDispatch('space:chat', { space, ...c }) },
-        onWorld: (space, w) => { this.safeDispatch('space:world', { space, ...w }) },
-        onPolicy: (space, { space: _s, ...policy }) => { this.safeDispatch('space:policy', { space, policy }) },
-        onRejected
-      }
+    this.space = space({ interest: config.space.interest })({
+      gossip: this.gossip,
+      protocols: this.protocols,
+      routing: this.routing,
+      onRejected,
+      identity: { did: identity.did, key: identity.userKey, binding },
+      store: store.sublevel('space'),
+      parcels: id => this.ledger.parcelsIn(id)
     })
+    for (const name of SPACE_EVENTS) this.space.addEventListener(name, evt => { this.safeDispatch(name, evt.detail) })
     net.addEventListener('peer:connect', evt => { this.safeDispatch('peer:connect', { peerId: evt.detail.toString() }) })
     net.addEventListener('peer:disconnect', evt => { this.safeDispatch('peer:disconnect', { peerId: evt.detail.toString() }) })
   }

@@ -1,5 +1,6 @@
 /**
- * End-to-end encryption for private spaces. Pure: no I/O; randomness comes from Node's CSPRNG.
+ * End-to-end encryption for private spaces. Pure: no I/O; the primitives (X25519, HKDF,
+ * ChaCha20-Poly1305) and randomness come through src/identity, so this file imports no `node:` module.
  *
  * Members of a private space share one 32-byte group key per epoch. The owner seals that key to
  * each member's identity key (the Ed25519 key its did:key names) in a signed key envelope; to
@@ -19,24 +20,19 @@
  */
 import * as dagCbor from '@ipld/dag-cbor'
 import { ed25519 } from '@noble/curves/ed25519.js'
-import {
-  createCipheriv, createDecipheriv, createPrivateKey, createPublicKey, diffieHellman, hkdfSync,
-  randomBytes, type KeyObject
-} from 'node:crypto'
 import { didFromPublicKey, isDid, publicKeyFromDid } from '../identity/did.ts'
 import { ED25519_SEED_BYTES, type Ed25519Key } from '../identity/ed25519.ts'
 import { InvalidKeyError } from '../identity/errors.ts'
 import { signRecord, verifyRecordSync, type VerifiedRecord } from '../identity/record.ts'
+import { randomBytes } from '../identity/hash.ts'
+import { AEAD_KEY_BYTES, AEAD_NONCE_BYTES, AEAD_TAG_BYTES, aeadOpen, aeadSeal, hkdfSha256, X25519_KEY_BYTES, x25519PublicKey, x25519SharedSecret } from '../identity/seal.ts'
 
 /** Record type of a signed key envelope. */
 export const SPACE_KEYS_TYPE = 'peerverse/space-keys'
 /** HKDF info string of the sealed box (the `/1` is the construction's version). */
 export const SEAL_INFO = 'peerverse/space-seal/1'
 export const SEAL_VERSION = 1
-export const X25519_KEY_BYTES = 32
-const AEAD_KEY_BYTES = 32
-const AEAD_NONCE_BYTES = 12
-export const AEAD_TAG_BYTES = 16
+export { X25519_KEY_BYTES, AEAD_TAG_BYTES }
 /** Bytes a sealed box adds to its plaintext: version, ephemeral public key, tag. */
 export const SEAL_OVERHEAD_BYTES = 1 + X25519_KEY_BYTES + AEAD_TAG_BYTES
 /** Largest plaintext sealTo accepts (it is meant for keys and small secrets). */
@@ -130,9 +126,6 @@ export interface DecryptedGroupMessage {
   plaintext: Uint8Array
 }
 
-// DER prefixes for raw X25519 keys (RFC 8410).
-const X25519_PKCS8_PREFIX = Buffer.from('302e020100300506032b656e04220420', 'hex')
-const X25519_SPKI_PREFIX = Buffer.from('302a300506032b656e032100', 'hex')
 const SEAL_INFO_BYTES = new TextEncoder().encode(SEAL_INFO)
 const ZERO_NONCE = new Uint8Array(AEAD_NONCE_BYTES)
 const EMPTY = new Uint8Array(0)
@@ -157,28 +150,6 @@ function concat (...parts: Uint8Array[]): Uint8Array {
     at += p.length
   }
   return out
-}
-
-function x25519Private (secret: Uint8Array): KeyObject {
-  return createPrivateKey({ key: Buffer.concat([X25519_PKCS8_PREFIX, secret]), format: 'der', type: 'pkcs8' })
-}
-
-function x25519PublicBytes (privateKey: KeyObject): Uint8Array {
-  return new Uint8Array(createPublicKey(privateKey).export({ format: 'der', type: 'spki' }).subarray(X25519_SPKI_PREFIX.length))
-}
-
-/** X25519(priv, pub), or undefined when the result is all zero (a low-order public key). */
-function x25519Shared (privateKey: KeyObject, publicKey: Uint8Array): Uint8Array | undefined {
-  let shared: Uint8Array
-  try {
-    const pub = createPublicKey({ key: Buffer.concat([X25519_SPKI_PREFIX, publicKey]), format: 'der', type: 'spki' })
-    shared = new Uint8Array(diffieHellman({ privateKey, publicKey: pub }))
-  } catch {
-    return undefined // OpenSSL refuses an all-zero result ("failed during derivation")
-  }
-  let acc = 0
-  for (const b of shared) acc |= b
-  return acc === 0 ? undefined : shared
 }
 
 const X25519_CACHE_SIZE = 1024
@@ -218,30 +189,7 @@ export function x25519SecretFromEd25519 (key: Ed25519Key): Uint8Array {
 }
 
 function sealKey (shared: Uint8Array, ephPub: Uint8Array, recipientPub: Uint8Array): Uint8Array {
-  return new Uint8Array(hkdfSync('sha256', shared, concat(ephPub, recipientPub), SEAL_INFO_BYTES, AEAD_KEY_BYTES))
-}
-
-function aeadSeal (key: Uint8Array, nonce: Uint8Array, plaintext: Uint8Array, aad: Uint8Array): Uint8Array {
-  const cipher = createCipheriv('chacha20-poly1305', key, nonce, { authTagLength: AEAD_TAG_BYTES })
-  cipher.setAAD(aad, { plaintextLength: plaintext.length })
-  const body = cipher.update(plaintext)
-  cipher.final()
-  return concat(body, cipher.getAuthTag())
-}
-
-/** Opens ciphertext‖tag, or returns undefined when authentication fails. */
-function aeadOpen (key: Uint8Array, nonce: Uint8Array, sealed: Uint8Array, aad: Uint8Array): Uint8Array | undefined {
-  const body = sealed.subarray(0, sealed.length - AEAD_TAG_BYTES)
-  const decipher = createDecipheriv('chacha20-poly1305', key, nonce, { authTagLength: AEAD_TAG_BYTES })
-  decipher.setAuthTag(sealed.subarray(sealed.length - AEAD_TAG_BYTES))
-  decipher.setAAD(aad, { plaintextLength: body.length })
-  const plaintext = decipher.update(body)
-  try {
-    decipher.final()
-  } catch {
-    return undefined
-  }
-  return new Uint8Array(plaintext)
+  return hkdfSha256(shared, concat(ephPub, recipientPub), SEAL_INFO_BYTES, AEAD_KEY_BYTES)
 }
 
 /**
@@ -253,10 +201,10 @@ export function sealTo (recipientDid: string, plaintext: Uint8Array, aad: Uint8A
   checkBytes(plaintext, 'plaintext', undefined, MAX_SEAL_PLAINTEXT_BYTES)
   checkBytes(aad, 'aad')
   const recipientPub = recipientX25519(recipientDid)
-  const eph = x25519Private(randomBytes(X25519_KEY_BYTES))
-  const shared = x25519Shared(eph, recipientPub)
+  const eph = randomBytes(X25519_KEY_BYTES)
+  const shared = x25519SharedSecret(eph, recipientPub)
   if (shared == null) throw new InvalidRecipientError('low-order recipient key')
-  const ephPub = x25519PublicBytes(eph)
+  const ephPub = x25519PublicKey(eph)
   const version = Uint8Array.of(SEAL_VERSION)
   const body = aeadSeal(sealKey(shared, ephPub, recipientPub), ZERO_NONCE, plaintext, concat(version, aad))
   return concat(version, ephPub, body)
@@ -269,10 +217,10 @@ export function openSealed (key: Ed25519Key, sealed: Uint8Array, aad: Uint8Array
   if (sealed.length > MAX_SEAL_PLAINTEXT_BYTES + SEAL_OVERHEAD_BYTES) throw new SealOpenError('sealed box is too large')
   if (sealed[0] !== SEAL_VERSION) throw new SealOpenError(`unknown sealed box version ${sealed[0]}`)
   const ephPub = sealed.subarray(1, 1 + X25519_KEY_BYTES)
-  const me = x25519Private(x25519SecretFromEd25519(key))
-  const shared = x25519Shared(me, ephPub)
+  const me = x25519SecretFromEd25519(key)
+  const shared = x25519SharedSecret(me, ephPub)
   if (shared == null) throw new SealOpenError('low-order ephemeral key')
-  const plaintext = aeadOpen(sealKey(shared, ephPub, x25519PublicBytes(me)), ZERO_NONCE, sealed.subarray(1 + X25519_KEY_BYTES), concat(sealed.subarray(0, 1), aad))
+  const plaintext = aeadOpen(sealKey(shared, ephPub, x25519PublicKey(me)), ZERO_NONCE, sealed.subarray(1 + X25519_KEY_BYTES), concat(sealed.subarray(0, 1), aad))
   if (plaintext == null) throw new SealOpenError('sealed box does not open with this key')
   return plaintext
 }

@@ -29,17 +29,42 @@ export const MAX_MEMBER_ID_LENGTH = 128
 /** Widest neighbourhood cellsAround returns: (2r+1)² cells. */
 export const MAX_CELL_RADIUS = 16
 
+// -- how often: the one timing rule, used by the presence model (presence.ts) and the tests ---------
+
 /** Frames per second while moving, to each near member. */
 export const MAX_PRESENCE_HZ = 20
+/** Presence frame interval to near members while moving. */
 export const MOVING_INTERVAL_MS = 1000 / MAX_PRESENCE_HZ
 /** Heartbeat to near members while standing still. */
 export const STILL_HEARTBEAT_MS = 1000
-/** Space-wide beacon while moving (far members need a fresh position to notice me approach). */
-export const FAR_BEACON_MOVING_MS = 1000
-/** Space-wide beacon while still. */
-export const FAR_BEACON_STILL_MS = 2000
-/** A member unheard for longer disappears: 2.5 still beacons, so one lost beacon is not a departure. */
-export const MEMBER_TIMEOUT_MS = 5000
+/** A member counts as moving this long after its last move. */
+export const MOVING_GRACE_MS = 250
+/** A frame due within this much of now goes out on this tick rather than the next. */
+export const TICK_SLACK_MS = 2
+/**
+ * Space-wide beacon interval (the far channel) while moving, and while still: at least these, and
+ * stretched with the roster so that a member receives at most BEACONS_IN_MOVING_PER_SECOND (moving
+ * senders) plus BEACONS_IN_STILL_PER_SECOND (still ones) however many share the space: what the
+ * far members cost does not grow with the space's size.
+ */
+export const BEACON_MOVING_MS = 2_000
+export const BEACON_STILL_MS = 5_000
+export const BEACONS_IN_MOVING_PER_SECOND = 25
+export const BEACONS_IN_STILL_PER_SECOND = 10
+/** The far channel's base intervals are the beacon's. */
+export { BEACON_MOVING_MS as FAR_BEACON_MOVING_MS, BEACON_STILL_MS as FAR_BEACON_STILL_MS }
+/** A near member silent this long (five missed heartbeats) is gone. */
+export const NEAR_MEMBER_TIMEOUT_MS = 5_000
+/** A far member not heard from (beacon or presence) for this long is gone, in a small space. */
+export const MEMBER_GONE_MS = BEACON_STILL_MS * 2 + 1_000
+/**
+ * A roster entry unheard for longer is forgotten by Interest.expire (its default): two still
+ * beacons, so one lost beacon is not a departure. The space service sweeps by its own rule
+ * (NEAR_MEMBER_TIMEOUT_MS near, goneAfter far) and gives Interest a longer timeout.
+ */
+export const MEMBER_TIMEOUT_MS = 2 * BEACON_STILL_MS
+/** How often members are checked for silence and exclusion. */
+export const SWEEP_INTERVAL_MS = 250
 
 export class InvalidInterestInputError extends Error {
   name = 'InvalidInterestInputError'
@@ -237,9 +262,24 @@ export class Interest {
 
 export type PresenceChannel = 'near' | 'far'
 
-/** Milliseconds between frames on a channel: near 50 moving / 1000 still; far beacon 1000 / 2000. */
-export function presenceInterval (channel: PresenceChannel, moving: boolean): number {
-  if (channel === 'far') return moving ? FAR_BEACON_MOVING_MS : FAR_BEACON_STILL_MS
+/** Our beacon interval in a space of `roster` members (us included). */
+export function beaconInterval (moving: boolean, roster: number): number {
+  return moving
+    ? Math.max(BEACON_MOVING_MS, Math.ceil(roster * 1000 / BEACONS_IN_MOVING_PER_SECOND))
+    : Math.max(BEACON_STILL_MS, Math.ceil(roster * 1000 / BEACONS_IN_STILL_PER_SECOND))
+}
+
+/** How long a far member may be silent before it counts as gone, in a space of `roster` members. */
+export function goneAfter (roster: number): number {
+  return Math.max(MEMBER_GONE_MS, beaconInterval(false, roster) * 2 + 1_000)
+}
+
+/**
+ * Milliseconds between frames on a channel: near 50 moving / 1000 still; far (the beacon) 2000
+ * moving / 5000 still, stretched in a space of many members (`roster`, us included; default 1).
+ */
+export function presenceInterval (channel: PresenceChannel, moving: boolean, roster = 1): number {
+  if (channel === 'far') return beaconInterval(moving, roster)
   return moving ? MOVING_INTERVAL_MS : STILL_HEARTBEAT_MS
 }
 
@@ -251,14 +291,16 @@ export interface PresenceDelayInput {
   now: number
   /** 'near' (default): frames to near members; 'far': the space-wide beacon. */
   channel?: PresenceChannel
+  /** Members in the space, us included (stretches the far channel); default 1. */
+  roster?: number
 }
 
 /** Milliseconds until the next frame on the channel is due; 0 means send now. */
-export function presenceDelay ({ moving, lastSentAt, now, channel = 'near' }: PresenceDelayInput): number {
+export function presenceDelay ({ moving, lastSentAt, now, channel = 'near', roster = 1 }: PresenceDelayInput): number {
   checkNumber(now, 'now', Number.MAX_SAFE_INTEGER)
   if (lastSentAt == null) return 0
   checkNumber(lastSentAt, 'lastSentAt', Number.MAX_SAFE_INTEGER)
-  const interval = presenceInterval(channel, moving)
+  const interval = presenceInterval(channel, moving, roster)
   return Math.max(0, Math.min(interval, lastSentAt + interval - now)) // a clock stepping back waits one interval at most
 }
 

@@ -16,7 +16,7 @@
  * MalformedPresenceError: the only error decodePresence throws.
  */
 import { CID } from 'multiformats/cid'
-import { MAX_COORDINATE_M, MEMBER_TIMEOUT_MS, type Quat, type Vec3 } from './interest.ts'
+import { MAX_COORDINATE_M, NEAR_MEMBER_TIMEOUT_MS, type Quat, type Vec3 } from './interest.ts'
 
 export const PRESENCE_VERSION = 1
 export const PRESENCE_KIND_MOVE = 1
@@ -36,7 +36,7 @@ export const MAX_PRESENCE_SEQ = 0xffff_ffff
 /** How far a rotation's norm may be from 1 (f32 rounding of a unit quaternion is ~1e-7). */
 export const QUATERNION_NORM_TOLERANCE = 1e-3
 /** A track silent this long accepts any seq next (the sender restarted its counter). */
-export const PRESENCE_TRACK_RESET_MS = MEMBER_TIMEOUT_MS
+export const PRESENCE_TRACK_RESET_MS = NEAR_MEMBER_TIMEOUT_MS
 
 export class MalformedPresenceError extends Error {
   name = 'MalformedPresenceError'

@@ -7,7 +7,7 @@ import { describe, it } from 'node:test'
 import assert from 'node:assert/strict'
 import {
   BEACON_MOVING_MS, BEACON_STILL_MS, BEACONS_IN_MOVING_PER_SECOND, BEACONS_IN_STILL_PER_SECOND, beaconInterval, goneAfter, MEMBER_GONE_MS
-} from '../../src/space/service.ts'
+} from '../../src/space/index.ts'
 
 describe('beacon intervals', () => {
   it('small spaces beacon at the base rates', () => {

@@ -32,7 +32,7 @@ import {
   BEACON_BURST, BEACONS_PER_PEER_PER_SECOND, MAX_FRAME_RECORD_BYTES, CHAT_BURST, CHAT_PER_SECOND, MAX_BEACON_AGE_MS, MAX_JOINED_SPACES,
   MAX_PRESENCE_STREAMS_PER_PEER, MAX_SPACE_GOSSIP_BYTES, MAX_SYNC_FRAME_BYTES, MAX_SYNC_REQUEST_BYTES, MAX_SYNC_STATE_VECTOR_BYTES, PRESENCE_FRAMES_PER_SECOND,
   PRESENCE_PROTOCOL, SPACE_PROTOCOL, spaceTopic, SYNC_BURST, SYNC_REQUESTS_PER_SECOND
-} from '../../src/space/service.ts'
+} from '../../src/space/index.ts'
 import { exchange, LocalPeers, waiter, type Answer } from '../helpers/local-peers.ts'
 
 /** How long any single step may take before the test fails instead of hanging. */

@@ -17,7 +17,7 @@ import { defaultConfig, mergeConfig } from '../../src/node/config.ts'
 import { initIdentity } from '../../src/identity/keystore.ts'
 import { devnetGenesis, genesisJson } from '../../src/ledger/genesis.ts'
 import { createChat, createWorldRecord } from '../../src/space/records.ts'
-import { spaceTopic } from '../../src/space/service.ts'
+import { spaceTopic } from '../../src/space/index.ts'
 import { placeObject, World } from '../../src/space/world.ts'
 import { waitFor } from '../helpers/cli-peer.ts'
 

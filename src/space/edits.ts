@@ -1,0 +1,157 @@
+/**
+ * World edits in a space: ours (place, move, remove an object) and others' (signed world records
+ * from gossip or a sync answer), judged by the world rules (world.ts) against the owner's policy
+ * and the ledger's parcels, kept on disk in acceptance order and replayed when the space opens.
+ * Records that wait for earlier ones are held (bounded) until those arrive.
+ */
+import * as Y from 'yjs'
+import { logger } from '@libp2p/logger'
+import { randomBytes, base64url } from '../identity/hash.ts'
+import { TokenBuckets } from '../net/rate-limit.ts'
+import { ExcludedError, SpaceRateLimitError } from './errors.ts'
+import { publishFrame } from './frames.ts'
+import { checkActive, type Joined, type SpaceCore } from './joined.ts'
+import { createWorldRecord, isExcluded, verifyWorldRecord } from './records.ts'
+import {
+  decodeWorldUpdate, EditNotAllowedError, moveObject, placeObject, removeObject, World,
+  type AppliedUpdate, type EditContext, type UpdateRange, type WorldObject, type WorldObjectValue
+} from './world.ts'
+
+const log = logger('peerverse:space')
+
+/** World updates per author per second, and burst. */
+export const WORLD_UPDATES_PER_SECOND = 20
+export const WORLD_UPDATE_BURST = 100
+/** Signed records we hold while their updates wait for earlier ones (World.offer holds the updates). */
+export const MAX_HELD_WORLD_RECORDS = 256
+
+/** An accepted world record with the Yjs clock range it adds, for sync. */
+export interface WorldRecordRange extends UpdateRange { bytes: Uint8Array }
+
+/** A space's world: the document, the records it was built from, and the records held back. */
+export class WorldLog {
+  readonly world = new World()
+  readonly records: WorldRecordRange[] = []
+  /** Signed records awaiting earlier ones, by record id (oldest first). */
+  readonly held = new Map<string, Uint8Array>()
+
+  accepted (applied: AppliedUpdate, bytes: Uint8Array): void {
+    this.records.push({ client: applied.client, clockStart: applied.clockStart, clockEnd: applied.clockEnd, bytes })
+  }
+
+  hold (id: string, bytes: Uint8Array): void {
+    this.held.set(id, bytes)
+    while (this.held.size > MAX_HELD_WORLD_RECORDS) this.held.delete(this.held.keys().next().value as string)
+  }
+}
+
+export class SpaceEdits {
+  private readonly core: SpaceCore
+  private readonly buckets = new TokenBuckets(WORLD_UPDATES_PER_SECOND, WORLD_UPDATE_BURST)
+
+  constructor (core: SpaceCore) {
+    this.core = core
+  }
+
+  /** Replays the records we accepted before: they passed the rules then, so their authors' rights are taken as given. */
+  async replay (j: Joined): Promise<void> {
+    const id = j.d.id
+    for await (const bytes of this.core.store.world(id)) {
+      try {
+        const rec = verifyWorldRecord(bytes, id)
+        j.edits.accepted(j.edits.world.apply(rec.author, rec.update, { ...this.editContext(j), owner: rec.author }), bytes)
+      } catch (err) {
+        log.error('stored world record of %s failed to replay: %s', id, (err as Error).message)
+      }
+    }
+  }
+
+  objects (j: Joined): Array<WorldObject & { id: string }> {
+    return [...j.edits.world.objects()].map(([oid, o]) => ({ ...o, id: oid }))
+  }
+
+  /** The whole world document as one Yjs update (for tools and tests; peers sync signed records instead). */
+  state (j: Joined): Uint8Array {
+    return Y.encodeStateAsUpdate(j.edits.world.doc)
+  }
+
+  /** Places (or replaces) an object; returns its id. */
+  async place (j: Joined, value: WorldObjectValue, objectId?: string): Promise<string> {
+    const oid = objectId ?? base64url(randomBytes(9))
+    await this.edit(j, placeObject(j.edits.world, this.core.did, oid, value))
+    return oid
+  }
+
+  async move (j: Joined, objectId: string, transform: Partial<Pick<WorldObjectValue, 'position' | 'rotation' | 'scale'>>): Promise<void> {
+    await this.edit(j, moveObject(j.edits.world, this.core.did, objectId, transform))
+  }
+
+  async remove (j: Joined, objectId: string): Promise<void> {
+    await this.edit(j, removeObject(j.edits.world, this.core.did, objectId))
+  }
+
+  private async edit (j: Joined, update: Uint8Array): Promise<void> {
+    checkActive(this.core, j)
+    const rec = await createWorldRecord(this.core.key, j.d.id, update)
+    const applied = j.edits.world.apply(this.core.did, update, this.editContext(j))
+    await this.core.store.addWorld(j.d.id, rec.bytes, true)
+    j.edits.accepted(applied, rec.bytes)
+    this.core.emit('space:world', { space: j.d.id, author: this.core.did, objects: applied.objects })
+    await publishFrame(this.core.gossip, j, { t: 'world', d: rec.bytes })
+  }
+
+  private ownsParcelIn (space: string, did: string): boolean {
+    for (const p of this.core.parcels(space)) if (p.owner === did) return true
+    return false
+  }
+
+  /** The rights world updates are judged by; `formerEditor` is an author whose rights were revoked after the update. */
+  editContext (j: Joined, formerEditor?: string): EditContext {
+    const space = j.d.id
+    const parcels = this.core.parcels
+    const editors = new Set(j.policy.editors)
+    if (formerEditor != null) editors.add(formerEditor)
+    return {
+      owner: j.d.owner,
+      editors,
+      bounds: { minX: 0, maxX: j.d.grid.width, minZ: 0, maxZ: j.d.grid.depth },
+      parcelOwnerAt: (x: number, z: number) => {
+        for (const p of parcels(space)) {
+          if (x >= p.x && x < p.x + p.w && z >= p.y && z < p.y + p.h) return p.owner
+        }
+        return undefined
+      }
+    }
+  }
+
+  /** A world record from gossip or a sync answer (`synced`: not rate-limited). */
+  async take (j: Joined, bytes: Uint8Array, synced: boolean, now: number): Promise<void> {
+    const id = j.d.id
+    const rec = verifyWorldRecord(bytes, id)
+    // An update made before the owner took its author's rights away is judged as made then.
+    const before = (j.policy.revoked[rec.author] ?? 0) >= decodeWorldUpdate(rec.update).clockEnd
+    if (!before && isExcluded(j.d, j.policy, rec.author, now)) throw new ExcludedError(`${rec.author} is kept out of ${id}`)
+    if (!synced && !this.buckets.take(`${id}/${rec.author}`)) throw new SpaceRateLimitError(`${rec.author} sends more than ${WORLD_UPDATES_PER_SECOND} world updates a second`)
+    const ctx = this.editContext(j, before ? rec.author : undefined)
+    // Someone who may edit nothing here gets no room in the queue of updates awaiting others.
+    if (rec.author !== ctx.owner && !ctx.editors.has(rec.author) && !this.ownsParcelIn(id, rec.author)) {
+      throw new EditNotAllowedError('', `${rec.author} is neither owner nor editor of ${id} and owns no parcel in it`)
+    }
+    const log = j.edits
+    const result = log.world.offer(rec.id, rec.author, rec.update, ctx)
+    const byId = new Map([[rec.id, rec.bytes]])
+    for (const [heldId, heldBytes] of log.held) byId.set(heldId, heldBytes)
+    for (const a of result.accepted) {
+      const recBytes = byId.get(a.id)
+      log.held.delete(a.id)
+      if (recBytes == null) continue
+      await this.core.store.addWorld(id, recBytes)
+      log.accepted(a.applied, recBytes)
+      this.core.emit('space:world', { space: id, author: verifyWorldRecord(recBytes, id).author, objects: a.applied.objects })
+    }
+    for (const dropped of [...result.dropped, ...result.rejected.map(r => r.id)]) log.held.delete(dropped)
+    if (result.held.includes(rec.id)) log.hold(rec.id, rec.bytes)
+    const mine = result.rejected.find(r => r.id === rec.id)
+    if (mine != null) throw mine.error
+  }
+}

@@ -1,0 +1,230 @@
+/**
+ * Finding, joining and leaving spaces. A space's id is the CID of its signed descriptor; members
+ * announce it in the DHT (as content providers), so anyone with the id finds peers in it: first
+ * the connected subscribers of its topic, then the DHT's providers, then any connected peer. A join
+ * fetches what it lacks (descriptor, policy, key envelopes) over the sync protocol, loads what is
+ * held (keys, world, chat), subscribes to the space's gossip and pulls the rest from a few peers.
+ */
+import { logger } from '@libp2p/logger'
+import { CID } from 'multiformats/cid'
+import type { SpaceChat } from './chat.ts'
+import { ChatLog } from './chat.ts'
+import { WorldLog, type SpaceEdits } from './edits.ts'
+import { ExcludedError, InvalidSpaceRequestError, NotAMemberError, SpaceNotFoundError, TooManySpacesError } from './errors.ts'
+import { spaceTopic } from './frames.ts'
+import type { Joined, SpaceCore } from './joined.ts'
+import { KeyRing, MAX_KEY_EPOCHS } from './keyring.ts'
+import type { SpacePolicy } from './policy.ts'
+import { createPresence } from './presence.ts'
+import { MAX_DISPLAY_NAME_BYTES } from './presence-wire.ts'
+import { createDescriptor, isExcluded, MAX_NAME_LENGTH, verifyDescriptor, type Grid } from './records.ts'
+import { PresenceStreams, type SpacePresence } from './streams.ts'
+import type { SpaceSync } from './sync.ts'
+import type { GossipMessage } from '../net/ports.ts'
+
+const log = logger('peerverse:space')
+
+/** Spaces one peer may be in at once. */
+export const MAX_JOINED_SPACES = 64
+/** Peers a join asks for the descriptor and history. */
+export const MAX_SYNC_PEERS = 3
+/** How long a join looks for a peer that has the space. */
+export const JOIN_TIMEOUT_MS = 20_000
+/** How long an announcement in the DHT may take. */
+const ANNOUNCE_TIMEOUT_MS = 60_000
+/** First and longest wait between rounds of looking for a peer with the space. */
+const FETCH_RETRY_MS = 250
+const FETCH_RETRY_MAX_MS = 4_000
+
+export interface CreateOptions { name: string, grid?: Partial<Grid>, private?: boolean, displayName?: string, avatar?: string }
+export interface JoinOptions { name?: string, avatar?: string, signal?: AbortSignal }
+
+/** Checks a display name and avatar given by the user; InvalidSpaceRequestError otherwise. */
+export function checkLook (look: { name?: string, avatar?: string }): void {
+  if (look.name != null && (typeof look.name !== 'string' || look.name.length > MAX_NAME_LENGTH || /[\u0000-\u001f\u007f-\u009f]/u.test(look.name) || new TextEncoder().encode(look.name).length > MAX_DISPLAY_NAME_BYTES)) {
+    throw new InvalidSpaceRequestError(`a display name is one line of at most ${MAX_DISPLAY_NAME_BYTES} bytes`)
+  }
+  if (look.avatar != null && look.avatar !== '') {
+    try {
+      CID.parse(look.avatar)
+    } catch {
+      throw new InvalidSpaceRequestError('avatar must be a CID')
+    }
+  }
+}
+
+export interface MembershipParts {
+  sync: SpaceSync
+  policy: SpacePolicy
+  chat: SpaceChat
+  edits: SpaceEdits
+  presence: SpacePresence
+  /** A gossip message on a joined space's topic. */
+  onGossip: (message: GossipMessage) => Promise<void>
+}
+
+export class SpaceMembership {
+  private readonly core: SpaceCore
+  private readonly parts: MembershipParts
+  private readonly opening = new Map<string, Promise<void>>()
+
+  constructor (core: SpaceCore, parts: MembershipParts) {
+    this.core = core
+    this.parts = parts
+  }
+
+  /** Creates a space owned by us and joins it. */
+  async create (options: CreateOptions): Promise<string> {
+    checkLook({ name: options.displayName, avatar: options.avatar })
+    const d = await createDescriptor(this.core.key, options)
+    await this.core.store.put('s', d.id, d.bytes, true)
+    if (d.private) await this.parts.policy.founding(d)
+    await this.open(d.id, options.displayName ?? '', options.avatar ?? '', { offline: true })
+    return d.id
+  }
+
+  /** Rejoins the spaces we were in (at start). */
+  async rejoin (): Promise<void> {
+    for (const [id, m] of await this.core.store.memberships()) {
+      try {
+        await this.open(id, m.name, m.avatar, { offline: true })
+      } catch (err) {
+        log('could not rejoin %s: %s', id, (err as Error).message)
+      }
+    }
+  }
+
+  /** Opens a space once: a second open while the first runs waits for it. */
+  async open (id: string, name: string, avatar: string, options: { offline?: boolean, signal?: AbortSignal }): Promise<void> {
+    if (this.core.joined.has(id)) return
+    const running = this.opening.get(id)
+    if (running != null) return await running
+    const run = this.doOpen(id, name, avatar, options).finally(() => { this.opening.delete(id) })
+    this.opening.set(id, run)
+    return await run
+  }
+
+  private async doOpen (id: string, name: string, avatar: string, options: { offline?: boolean, signal?: AbortSignal }): Promise<void> {
+    const { store } = this.core
+    if (this.core.joined.size + this.opening.size >= MAX_JOINED_SPACES) throw new TooManySpacesError(`already in ${MAX_JOINED_SPACES} spaces`)
+    let stored = await store.get('s', id)
+    if (stored == null) {
+      if (options.offline === true) throw new SpaceNotFoundError(`space ${id} is not held here`)
+      await this.fetchSpace(id, options.signal)
+      stored = await store.get('s', id)
+      if (stored == null) throw new SpaceNotFoundError(`no peer has space ${id}`)
+    }
+    const d = verifyDescriptor(stored, id)
+    const policy = await this.parts.policy.held(d)
+    if (isExcluded(d, policy, this.core.did, Date.now())) {
+      throw d.private && !policy.members.includes(this.core.did) ? new NotAMemberError(`not a member of private space ${id}`) : new ExcludedError(`the owner keeps you out of ${id}`)
+    }
+    const j: Joined = {
+      d,
+      policy,
+      removed: false,
+      keys: new KeyRing(id),
+      chat: new ChatLog(),
+      edits: new WorldLog(),
+      presence: createPresence(d.grid, name, avatar),
+      streams: new PresenceStreams(),
+      unsubscribe: () => {}
+    }
+    // Keys first (private spaces): the history is stored in the clear, but what arrives is sealed.
+    await this.parts.policy.loadKeys(j, MAX_KEY_EPOCHS)
+    if (j.keys.keys.size > 0) j.removed = false
+    if (d.private && j.keys.keys.size === 0) throw new NotAMemberError(`no key of private space ${id} is sealed to us`)
+    await this.parts.edits.replay(j)
+    await this.parts.chat.replay(j)
+    this.core.joined.set(id, j)
+    await store.setMembership(id, { name, avatar, joined: Date.now() })
+    j.unsubscribe = this.core.gossip.subscribe(spaceTopic(id), this.parts.onGossip)
+    void this.announce(id)
+    void this.syncFromPeers(j).catch(err => { log('sync of %s: %s', id, (err as Error).message) })
+    void this.parts.presence.sendBeacon(j).catch(() => {})
+  }
+
+  /** Leaves a space: a leaving notice, streams closed, topic left, membership forgotten. */
+  async leave (j: Joined, options: { forget: boolean }): Promise<void> {
+    await this.parts.presence.sayBye(j).catch(() => {})
+    this.parts.presence.closeAll(j)
+    this.core.joined.delete(j.d.id)
+    j.unsubscribe()
+    if (options.forget) await this.core.store.setMembership(j.d.id, null)
+  }
+
+  /** Announces that we are in the space (DHT provider record), so joiners find us. */
+  private async announce (id: string): Promise<void> {
+    try {
+      await this.core.routing.provide(CID.parse(id), { signal: AbortSignal.timeout(ANNOUNCE_TIMEOUT_MS) })
+    } catch (err) {
+      log('announcing %s: %s', id, (err as Error).message)
+    }
+  }
+
+  /** Peers that may have the space: connected subscribers of its topic, then DHT providers. */
+  private async * candidates (id: string, signal: AbortSignal): AsyncGenerator<string> {
+    const seen = new Set<string>([this.core.protocols.peerId])
+    for (const p of this.core.gossip.subscribers(spaceTopic(id))) {
+      if (!seen.has(p)) { seen.add(p); yield p }
+    }
+    try {
+      for await (const prov of this.core.routing.findProviders(CID.parse(id), { signal })) {
+        if (seen.has(prov.peer)) continue
+        seen.add(prov.peer)
+        yield prov.peer
+      }
+    } catch (err) {
+      if (!signal.aborted) log('finding providers of %s: %s', id, (err as Error).message)
+    }
+  }
+
+  /**
+   * Fetches the descriptor, policy and key envelopes of a space we do not hold: asks the topic's
+   * subscribers, the DHT's providers, then the other connected peers, and tries again (a provider
+   * record may still be on its way) until JOIN_TIMEOUT_MS.
+   */
+  private async fetchSpace (id: string, outer?: AbortSignal): Promise<void> {
+    const signal = outer == null ? AbortSignal.timeout(JOIN_TIMEOUT_MS) : AbortSignal.any([outer, AbortSignal.timeout(JOIN_TIMEOUT_MS)])
+    const asked = new Set<string>()
+    const ask = async (peer: string): Promise<boolean> => {
+      asked.add(peer)
+      try {
+        return await this.parts.sync.getFrom(peer, id)
+      } catch (err) {
+        log('get %s from %s: %s', id, peer, (err as Error).message)
+        return false
+      }
+    }
+    for (let delay = FETCH_RETRY_MS; !signal.aborted; delay = Math.min(delay * 2, FETCH_RETRY_MAX_MS)) {
+      for await (const peer of this.candidates(id, signal)) {
+        if (await ask(peer)) return
+        if (signal.aborted) return
+      }
+      for (const peer of this.core.protocols.peers()) {
+        if (asked.has(peer)) continue
+        if (await ask(peer)) return
+      }
+      asked.clear()
+      await new Promise<void>(resolve => {
+        const t = setTimeout(resolve, delay)
+        signal.addEventListener('abort', () => { clearTimeout(t); resolve() }, { once: true })
+      })
+    }
+  }
+
+  /** Pulls chat history and the world from a few peers in the space. */
+  private async syncFromPeers (j: Joined): Promise<void> {
+    const signal = AbortSignal.timeout(JOIN_TIMEOUT_MS)
+    let n = 0
+    for await (const peer of this.candidates(j.d.id, signal)) {
+      try {
+        await this.parts.sync.syncWith(j, peer)
+        n++
+      } catch (err) {
+        log('sync %s with %s: %s', j.d.id, peer, (err as Error).message)
+      }
+      if (n >= MAX_SYNC_PEERS || !this.core.joined.has(j.d.id)) break
+    }
+  }
+}
