@@ -43,6 +43,8 @@ function remoteOf (conn: Connection): RemotePeer {
 export interface Libp2pGossip extends GossipPort {
   /** Topics with at least one handler. */
   topics: () => string[]
+  /** Calls `handler` with every message on a subscribed topic, whoever subscribed (the node's raw event stream). */
+  tap: (handler: GossipHandler) => () => void
   /** Stops listening to GossipSub (the node's stop). */
   close: () => void
 }
@@ -52,13 +54,14 @@ export function libp2pGossip (net: Network): Libp2pGossip {
   const pubsub = net.services.pubsub
   const table = new Map<string, Set<GossipHandler>>()
   const changes = new Set<(peer: string, topic: string, subscribed: boolean) => void>()
+  const taps = new Set<GossipHandler>()
   const onMessage = (evt: CustomEvent): void => {
     const msg = evt.detail as { type: string, topic: string, from: PeerId, data: Uint8Array }
     if (msg.type !== 'signed') return
     const handlers = table.get(msg.topic)
     if (handlers == null) return
     const message = { topic: msg.topic, from: msg.from.toString(), data: msg.data }
-    for (const h of handlers) {
+    for (const h of [...taps, ...handlers]) {
       try {
         const r = h(message)
         if (r instanceof Promise) r.catch(() => {})
@@ -112,7 +115,13 @@ export function libp2pGossip (net: Network): Libp2pGossip {
       return () => { changes.delete(h) }
     },
     topics: () => [...table.keys()],
+    tap (handler) {
+      const h: GossipHandler = m => handler(m)
+      taps.add(h)
+      return () => { taps.delete(h) }
+    },
     close () {
+      taps.clear()
       pubsub.removeEventListener('message', onMessage as EventListener)
       pubsub.removeEventListener('subscription-change', onChange as EventListener)
       changes.clear()

@@ -160,6 +160,11 @@ export class PeerverseNode extends TypedEventEmitter<NodeEvents> {
     this.gossip = libp2pGossip(net)
     this.protocols = libp2pProtocols(net)
     this.routing = libp2pRouting(net)
+    // Every gossip message on a topic we hold goes out as a `gossip:message` event, unless its
+    // capability has decoded events of its own.
+    this.gossip.tap(m => {
+      if (!QUIET_TOPIC_PREFIXES.some(p => m.topic.startsWith(p))) this.safeDispatch('gossip:message', { topic: m.topic, from: m.from, data: m.data })
+    })
     const onRejected = (peerId: string, protocol: string, error: Error): void => {
       this.rejectedCount++
       this.safeDispatch('peer:rejected', { peerId, protocol, error: `${error.name}: ${error.message}` })
@@ -220,23 +225,15 @@ export class PeerverseNode extends TypedEventEmitter<NodeEvents> {
     net.addEventListener('peer:disconnect', evt => { this.safeDispatch('peer:disconnect', { peerId: evt.detail.toString() }) })
   }
 
-  /** A service's subscription: its handler, and the message as a `gossip:message` event unless quiet. */
+  /** A service's subscription, until the service subscribes through its gossip port itself. */
   private serviceSubscribe (topic: string, handler: (m: GossipMessage) => void | Promise<void>): void {
     if (this.serviceTopics.has(topic)) return
-    this.serviceTopics.set(topic, this.gossip.subscribe(topic, async m => {
-      this.gossipEvent(m)
-      await handler(m)
-    }))
+    this.serviceTopics.set(topic, this.gossip.subscribe(topic, handler))
   }
 
   private serviceUnsubscribe (topic: string): void {
     this.serviceTopics.get(topic)?.()
     this.serviceTopics.delete(topic)
-  }
-
-  private gossipEvent (m: GossipMessage): void {
-    if (QUIET_TOPIC_PREFIXES.some(p => m.topic.startsWith(p))) return
-    this.safeDispatch('gossip:message', { topic: m.topic, from: m.from, data: m.data })
   }
 
   private safeDispatch<K extends keyof NodeEvents> (type: K, detail: NodeEvents[K]['detail']): void {
@@ -361,10 +358,8 @@ export class PeerverseNode extends TypedEventEmitter<NodeEvents> {
   /** Subscribes the API to a topic: its messages go out as `gossip:message` events. */
   subscribe (topic: string): void {
     if (this.apiTopics.has(topic)) return
-    this.apiTopics.set(topic, this.gossip.subscribe(topic, m => {
-      // A topic a service also holds already gave the event.
-      if (!this.serviceTopics.has(m.topic)) this.gossipEvent(m)
-    }))
+    // Its messages reach the event stream through the node's tap.
+    this.apiTopics.set(topic, this.gossip.subscribe(topic, () => {}))
   }
 
   unsubscribe (topic: string): void {
