@@ -16,9 +16,7 @@ import { extname, join, resolve, sep } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { WebSocketServer, type WebSocket } from 'ws'
 import type { PeerverseNode, NodeEvents } from '../node/node.ts'
-import { parseCid } from '../content/blockstore.ts'
-import { contentRangeHeader, parseRange, RangeNotSatisfiableError, unsatisfiedRangeHeader } from '../content/http-range.ts'
-import { contentType, SNIFF_BYTES } from '../content/mime.ts'
+import { contentRangeHeader, contentType, parseCid, parseRange, RangeNotSatisfiableError, SNIFF_BYTES, unsatisfiedRangeHeader } from '../content/index.ts'
 import { CID } from 'multiformats/cid'
 import type { Entry, EntryPayload } from '../social/feed.ts'
 import type { Tx } from '../ledger/tx.ts'
@@ -582,8 +580,8 @@ export class ApiServer {
     }
     if (method === 'GET' && path === '/api/v0/content/pins') return { pins: await node.content.pins() }
     if (method === 'GET' && path === '/api/v0/content/store') {
-      const bs = node.content.blockstore
-      return { usedBytes: bs.usedBytes, maxBytes: bs.maxBytes, blocks: bs.blockCount }
+      const { usedBytes, maxBytes, blocks } = node.content.status()
+      return { usedBytes, maxBytes, blocks }
     }
     if (method === 'GET' && path.startsWith('/api/v0/dht/providers/')) return { providers: await node.content.providers(decodeURIComponent(path.slice('/api/v0/dht/providers/'.length))) }
     if (method === 'GET' && path.startsWith('/api/v0/content/stat/')) return await node.content.stat(decodeURIComponent(path.slice('/api/v0/content/stat/'.length)), { signal })

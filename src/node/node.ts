@@ -16,8 +16,7 @@ import { LevelDatastore } from '../store/datastore.ts'
 import { Store } from '../store/store.ts'
 import { validateConfig, type NodeConfig } from './config.ts'
 import { Blockstore } from '../content/blockstore.ts'
-import { ContentService } from '../content/service.ts'
-import { Swarm } from '../content/swarm.ts'
+import { content, type ContentService, type ContentStatus } from '../content/index.ts'
 import { SocialService } from '../social/service.ts'
 import { ChainStore } from '../ledger/chain.ts'
 import { GENESIS_FILE, loadGenesis } from '../ledger/genesis.ts'
@@ -54,16 +53,7 @@ export interface NodeStatus {
   content: ContentStatus
 }
 
-export interface ContentStatus {
-  usedBytes: number
-  maxBytes: number
-  blocks: number
-  blocksServed: number
-  bytesServed: number
-  blocksFetched: number
-  bytesFetched: number
-  bytesWasted: number
-}
+export type { ContentStatus }
 
 export interface GossipMessageEvent {
   topic: string
@@ -170,7 +160,7 @@ export class PeerverseNode extends TypedEventEmitter<NodeEvents> {
       onIdentified: (peerId, did) => { this.safeDispatch('peer:identified', { peerId, did }) },
       onRejected
     })
-    this.content = new ContentService({ net, blockstore, swarm: new Swarm({ net, blockstore, events: { onRejected } }) })
+    this.content = content()({ protocols: this.protocols, routing: this.routing, onRejected, blockstore })
     this.social = new SocialService({
       net,
       store: new FeedStore(store.sublevel('social')),
@@ -325,12 +315,7 @@ export class PeerverseNode extends TypedEventEmitter<NodeEvents> {
       connections: this.net.getConnections().length,
       rejected: this.rejectedCount,
       memory: { rss: mem.rss, heapUsed: mem.heapUsed },
-      content: {
-        usedBytes: this.content.blockstore.usedBytes,
-        maxBytes: this.content.blockstore.maxBytes,
-        blocks: this.content.blockstore.blockCount,
-        ...this.content.swarm.stats
-      }
+      content: this.content.status()
     }
   }
 
@@ -423,7 +408,7 @@ export async function createNode (config: NodeConfig): Promise<PeerverseNode> {
       ? await loadGenesis(join(config.dataDir, GENESIS_FILE), { createFor: identity.did })
       : await loadGenesis(config.ledger.genesis)
     const node = new PeerverseNode(config, identity, store, net, binding.bytes, blockstore, genesis)
-    deny.peer = peerId => node.content.swarm.isBanned(peerId) || node.isDenied(peerId)
+    deny.peer = peerId => node.content.isBanned(peerId) || node.isDenied(peerId)
     return node
   } catch (err) {
     await store.close()
