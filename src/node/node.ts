@@ -9,7 +9,7 @@ import { initIdentity, type Identity } from '../identity/keystore.ts'
 import { Discovery } from '../net/discovery.ts'
 import { GossipRepair } from '../net/gossip-repair.ts'
 import { checkTopic, InvalidPeerIdError, InvalidTopicError, libp2pGossip, libp2pProtocols, libp2pRouting, MessageTooLargeError, parsePeerId, type Libp2pGossip } from '../net/libp2p-ports.ts'
-import type { GossipMessage, ProtocolPort, RoutingPort } from '../net/ports.ts'
+import type { GossipMessage, GossipPort, ProtocolPort, RoutingPort } from '../net/ports.ts'
 import { createNetwork, type Network } from '../net/network.ts'
 import { PeerIdentityService } from '../net/peer-identity.ts'
 import { LevelDatastore } from '../store/datastore.ts'
@@ -17,15 +17,12 @@ import { Store } from '../store/store.ts'
 import { validateConfig, type NodeConfig } from './config.ts'
 import { Blockstore } from '../content/blockstore.ts'
 import { content, type ContentService, type ContentStatus } from '../content/index.ts'
-import { SocialService } from '../social/service.ts'
+import { FeedStore, social, SOCIAL_EVENTS, type FeedEntryEvent, type SocialService } from '../social/index.ts'
 import { ChainStore } from '../ledger/chain.ts'
 import { GENESIS_FILE, loadGenesis } from '../ledger/genesis.ts'
 import { LedgerService } from '../ledger/service.ts'
 import type { Genesis, Receipt } from '../ledger/state.ts'
 import { join } from 'node:path'
-import { FeedStore } from '../social/store.ts'
-import type { Entry } from '../social/feed.ts'
-import type { ForkEvidence } from '../social/store.ts'
 import { SpaceService, type ChatView, type MemberView } from '../space/service.ts'
 import { SpaceStore } from '../space/store.ts'
 import type { PolicyPayload } from '../space/records.ts'
@@ -86,14 +83,7 @@ export interface NodeEvents {
   'space:policy': CustomEvent<{ space: string, policy: Omit<PolicyPayload, 'space'> }>
 }
 
-export interface FeedEntryEvent {
-  author: string
-  seq: number
-  id: string
-  kind: string
-  ts: number
-  text?: string
-}
+export type { FeedEntryEvent }
 
 export interface FindPeerResult {
   peerId: string
@@ -131,6 +121,8 @@ export class PeerverseNode extends TypedEventEmitter<NodeEvents> {
   private readonly apiTopics = new Map<string, () => void>()
   /** Topics the services subscribed to through their callbacks, each with its unsubscribe. */
   private readonly serviceTopics = new Map<string, () => void>()
+  /** Topics capabilities subscribed to through their gossip port, with how many subscriptions each. */
+  private readonly capabilityTopics = new Map<string, number>()
   readonly content: ContentService
   readonly social: SocialService
   readonly ledger: LedgerService
@@ -161,23 +153,15 @@ export class PeerverseNode extends TypedEventEmitter<NodeEvents> {
       onRejected
     })
     this.content = content()({ protocols: this.protocols, routing: this.routing, onRejected, blockstore })
-    this.social = new SocialService({
-      net,
-      store: new FeedStore(store.sublevel('social')),
-      key: identity.userKey,
+    this.social = social()({
+      gossip: this.capabilityGossip(),
+      protocols: this.protocols,
+      onRejected,
       did: identity.did,
-      publish: async (topic, data) => await this.publish(topic, data),
-      subscribe: topic => { this.serviceSubscribe(topic, m => this.social.onGossip(m.topic, m.from, m.data)) },
-      unsubscribe: topic => { this.serviceUnsubscribe(topic) },
-      events: {
-        onEntry: (e: Entry) => {
-          const text = (e.payload.body as { text?: string }).text
-          this.safeDispatch('feed:entry', { author: e.author, seq: e.payload.seq, id: e.id.toString(), kind: e.payload.kind, ts: e.payload.ts, text })
-        },
-        onFork: (f: ForkEvidence) => { this.safeDispatch('feed:fork', { author: f.author, seq: f.seq }) },
-        onRejected
-      }
+      key: identity.userKey,
+      store: new FeedStore(store.sublevel('social'))
     })
+    for (const name of SOCIAL_EVENTS) this.social.addEventListener(name, evt => { this.safeDispatch(name, evt.detail) })
     this.discovery = new Discovery(net, config.bootstrap, {
       onBootstrapError: (address, error) => { this.safeDispatch('bootstrap:error', { address, error: error.message }) }
     })
@@ -229,6 +213,35 @@ export class PeerverseNode extends TypedEventEmitter<NodeEvents> {
       this.gossipEvent(m)
       await handler(m)
     }))
+  }
+
+  /**
+   * The gossip port capabilities get: the node's, with their messages also going out as
+   * `gossip:message` events (unless quiet), as the API's event stream has always had them.
+   */
+  private capabilityGossip (): GossipPort {
+    const gossip = this.gossip
+    return {
+      publish: async (topic, data) => await gossip.publish(topic, data),
+      subscribers: topic => gossip.subscribers(topic),
+      onSubscriptionChange: handler => gossip.onSubscriptionChange(handler),
+      subscribe: (topic, handler) => {
+        const off = gossip.subscribe(topic, async m => {
+          this.gossipEvent(m)
+          await handler(m)
+        })
+        this.capabilityTopics.set(topic, (this.capabilityTopics.get(topic) ?? 0) + 1)
+        let done = false
+        return () => {
+          if (done) return
+          done = true
+          off()
+          const left = (this.capabilityTopics.get(topic) ?? 1) - 1
+          if (left > 0) this.capabilityTopics.set(topic, left)
+          else this.capabilityTopics.delete(topic)
+        }
+      }
+    }
   }
 
   private serviceUnsubscribe (topic: string): void {
@@ -360,7 +373,7 @@ export class PeerverseNode extends TypedEventEmitter<NodeEvents> {
     if (this.apiTopics.has(topic)) return
     this.apiTopics.set(topic, this.gossip.subscribe(topic, m => {
       // A topic a service also holds already gave the event.
-      if (!this.serviceTopics.has(m.topic)) this.gossipEvent(m)
+      if (!this.serviceTopics.has(m.topic) && !this.capabilityTopics.has(m.topic)) this.gossipEvent(m)
     }))
   }
 
