@@ -131,7 +131,7 @@ async function runChild (name: string): Promise<void> {
 
   // Time inside Blockstore.put (bench-only instrumentation of one instance).
   const trace = { putMs: 0, puts: 0 }
-  const bs = n.content.blockstore
+  const bs = n.content['blockstore']
   const put = bs.put.bind(bs)
   bs.put = async (...args: Parameters<typeof put>): Promise<void> => {
     const t = performance.now()
@@ -200,7 +200,7 @@ async function runChild (name: string): Promise<void> {
       const ms = performance.now() - t0
       const cpuMs = cpuMsSince(cpu)
       // the download lingers after fetch returns (DOWNLOAD_LINGER_MS), so this is the same one
-      const d = n.content.swarm.download(root)
+      const d = n.content['swarm'].download(root)
       return {
         ms,
         cpuMs,

@@ -1,4 +1,7 @@
 /**
+ * Node-only: block files on disk (node:fs). The one file of the content capability that imports a
+ * node: module; the rest reaches it through the ContentBlockstore interface (blocks.ts).
+ *
  * The local block store: verified blocks as files, an index and pins in the node's LevelDB.
  *
  * Block bytes live one file per block under `DIR/blocks/<shard>/<cid>` (as Kubo's flatfs does),
@@ -18,66 +21,20 @@ import { join } from 'node:path'
 import { randomBytes } from 'node:crypto'
 import { CID } from 'multiformats/cid'
 import type { BytesSublevel } from '../store/store.ts'
+import {
+  BlockNotFoundError, BlockTooLargeError, decodeCid, GC_WATERMARK, InvalidCidError, MAX_BLOCK_BYTES, parseCid, StoreFullError,
+  type ContentBlockstore, type PinInfo, type PutOptions
+} from './blocks.ts'
 import { verifyBlock } from './reader.ts'
-import { CHUNK_SIZE } from './unixfs.ts'
-
-/** Largest block we store, fetch or serve: one chunk plus room for a dag-pb node of 1024 links. */
-export const MAX_BLOCK_BYTES = CHUNK_SIZE + 128 * 1024
-/** Garbage collection of unpinned blocks starts when the store passes this share of its limit. */
-export const GC_WATERMARK = 0.9
 
 export const BLOCKS_DIR = 'blocks'
 
-export class BlockNotFoundError extends Error {
-  name = 'BlockNotFoundError'
+export {
+  BlockNotFoundError, BlockTooLargeError, decodeCid, GC_WATERMARK, InvalidCidError, MAX_BLOCK_BYTES, parseCid, StoreFullError,
+  type PinInfo, type PutOptions
 }
 
-export class BlockTooLargeError extends Error {
-  name = 'BlockTooLargeError'
-}
-
-export class StoreFullError extends Error {
-  name = 'StoreFullError'
-}
-
-export class InvalidCidError extends Error {
-  name = 'InvalidCidError'
-}
-
-/** Parses a CID string from a user or a peer; InvalidCidError otherwise. */
-export function parseCid (value: unknown): CID {
-  if (typeof value !== 'string' || value.length === 0 || value.length > 256) throw new InvalidCidError('a CID is a string of 1..256 characters')
-  try {
-    return CID.parse(value).toV1()
-  } catch {
-    throw new InvalidCidError(`not a CID: ${value.slice(0, 80)}`)
-  }
-}
-
-/** Decodes a CID from bytes off the wire; InvalidCidError otherwise. */
-export function decodeCid (bytes: Uint8Array): CID {
-  try {
-    return CID.decode(bytes)
-  } catch {
-    throw new InvalidCidError('malformed CID bytes')
-  }
-}
-
-export interface PutOptions {
-  /** Skip hashing: the caller has just verified these bytes against the CID. */
-  verified?: boolean
-  /** fsync the block before returning (our own imports: acknowledged data must survive a crash). */
-  durable?: boolean
-}
-
-export interface PinInfo {
-  cid: string
-  size: number
-  name?: string
-  pinnedAt: number
-}
-
-export class Blockstore {
+export class Blockstore implements ContentBlockstore {
   private readonly db: BytesSublevel
   private readonly dir: string
   readonly maxBytes: number

@@ -3,16 +3,19 @@
  * directories, over the local block store and the swarm. Reads stream: `cat` yields the first
  * bytes as soon as the blocks under them arrive, fetching in order from the read position;
  * `fetch` gets a whole file or directory rarest-first and then announces it in the DHT.
+ * Others see only its methods (status, has, isBanned, add, cat, stat, ls, pins, gc ...): the block
+ * store and the swarm stay inside, reached through the ContentComponents it was built with.
  */
 import * as dagPb from '@ipld/dag-pb'
 import { UnixFS } from 'ipfs-unixfs'
 import type { CID } from 'multiformats/cid'
 import * as raw from 'multiformats/codecs/raw'
-import type { Network } from '../net/network.ts'
-import { BlockNotFoundError, parseCid, type Blockstore, type PinInfo } from './blockstore.ts'
+import { TypedEventEmitter } from 'main-event'
+import type { ProtocolPort, RejectSink, RoutingPort } from '../net/ports.ts'
+import { BlockNotFoundError, parseCid, type ContentBlockstore, type PinInfo } from './blocks.ts'
 import { buildDirectory, listDirectory, resolvePath, type DirEntry, type ResolvedPath } from './directory.ts'
 import { fileLeaves, readFile, UnsupportedContentError, type GetBlock, type Leaf } from './reader.ts'
-import type { Download, DownloadProgress, Swarm } from './swarm.ts'
+import { Swarm, type Download, type DownloadProgress } from './swarm.ts'
 import { importFile, type ImportResult } from './unixfs.ts'
 
 /** Files and directories one fetch of a directory walks at most. */
@@ -21,11 +24,43 @@ export const MAX_FETCH_ENTRIES = 10_000
 export const MAX_FETCH_DEPTH = 32
 /** Provider announcements in flight at once. */
 export const MAX_CONCURRENT_PROVIDES = 4
+/** Time one provider announcement may take. */
+export const PROVIDE_TIMEOUT_MS = 60_000
+
+export interface ContentInit {
+  /** Provider announcements in flight at once (default MAX_CONCURRENT_PROVIDES). */
+  maxConcurrentProvides?: number
+  /** Time one provider announcement may take (default PROVIDE_TIMEOUT_MS). */
+  provideTimeoutMs?: number
+}
 
 export interface ContentComponents {
-  net: Network
-  blockstore: Blockstore
-  swarm: Swarm
+  /** Our swarm protocol, and the connected peers downloads ask first. */
+  protocols: ProtocolPort
+  /** Announcing what we hold, and finding holders, in the DHT. */
+  routing: RoutingPort
+  /** Where peers that broke the swarm protocol or sent bad blocks are reported. */
+  onRejected: RejectSink
+  /** The block store (blockstore.ts on the Node peer). */
+  blockstore: ContentBlockstore
+}
+
+/** Content emits no events of its own: bad peers go to the onRejected component. */
+export type ContentEvents = Record<never, CustomEvent>
+
+/** Event names content emits (none; see ContentEvents). */
+export const CONTENT_EVENTS = [] as const
+
+/** The store and the swarm at a glance (GET /api/v0/status, /api/v0/content/store). */
+export interface ContentStatus {
+  usedBytes: number
+  maxBytes: number
+  blocks: number
+  blocksServed: number
+  bytesServed: number
+  blocksFetched: number
+  bytesFetched: number
+  bytesWasted: number
 }
 
 export type ContentSource = Uint8Array | Iterable<Uint8Array> | AsyncIterable<Uint8Array>
@@ -57,20 +92,25 @@ export interface ContentStat {
   fetchedBlocks?: number
 }
 
-export class ContentService {
-  readonly blockstore: Blockstore
-  readonly swarm: Swarm
-  private readonly net: Network
+export class ContentService extends TypedEventEmitter<ContentEvents> {
+  private readonly blockstore: ContentBlockstore
+  private readonly swarm: Swarm
+  private readonly routing: RoutingPort
+  private readonly maxConcurrentProvides: number
+  private readonly provideTimeoutMs: number
   /** Blocks of imports in progress, kept from garbage collection until their root is pinned. */
   private readonly importing = new Set<string>()
   private provides = 0
   private readonly provideQueue: CID[] = []
   private started = false
 
-  constructor (components: ContentComponents) {
-    this.net = components.net
+  constructor (init: ContentInit, components: ContentComponents) {
+    super()
+    this.routing = components.routing
     this.blockstore = components.blockstore
-    this.swarm = components.swarm
+    this.maxConcurrentProvides = init.maxConcurrentProvides ?? MAX_CONCURRENT_PROVIDES
+    this.provideTimeoutMs = init.provideTimeoutMs ?? PROVIDE_TIMEOUT_MS
+    this.swarm = new Swarm(components)
     this.blockstore.onPressure = async () => { await this.gc() }
   }
 
@@ -87,6 +127,26 @@ export class ContentService {
     if (!this.started) return
     this.started = false
     await this.swarm.stop()
+  }
+
+  /** The store's use and the swarm's counters since start. */
+  status (): ContentStatus {
+    return {
+      usedBytes: this.blockstore.usedBytes,
+      maxBytes: this.blockstore.maxBytes,
+      blocks: this.blockstore.blockCount,
+      ...this.swarm.stats
+    }
+  }
+
+  /** Whether a block is held here. */
+  has (cid: CID): boolean {
+    return this.blockstore.has(cid)
+  }
+
+  /** Whether a peer is banned for sending bad blocks or breaking the swarm protocol (the connection gate asks). */
+  isBanned (peer: string): boolean {
+    return this.swarm.isBanned(peer)
   }
 
   /** A block from the store, else from the swarm (as part of `root`'s download). */
@@ -310,7 +370,7 @@ export class ContentService {
     for (const root of provided) {
       if (!this.blockstore.has(root)) {
         await this.blockstore.unmarkProvided(root)
-        await this.net.services.dht.cancelReprovide(root).catch(() => {})
+        await this.routing.cancelProvide(root).catch(() => {})
       }
     }
     return result
@@ -319,7 +379,7 @@ export class ContentService {
   /** Peers the DHT names as holders of a CID (a network lookup; dials none of them). */
   async providers (root: CID | string): Promise<string[]> {
     const cid = typeof root === 'string' ? parseCid(root) : root
-    return (await this.swarm.findProviders(cid)).map(p => p.toString())
+    return await this.swarm.findProviders(cid)
   }
 
   /** Announces a root in the DHT (in the background; kad-dht re-announces it on a schedule). */
@@ -329,15 +389,13 @@ export class ContentService {
   }
 
   private drainProvides (): void {
-    while (this.provides < MAX_CONCURRENT_PROVIDES && this.provideQueue.length > 0) {
+    while (this.provides < this.maxConcurrentProvides && this.provideQueue.length > 0) {
       const cid = this.provideQueue.shift() as CID
       this.provides++
       void (async () => {
         try {
           await this.blockstore.markProvided(cid)
-          if (this.started && this.net.status === 'started') {
-            for await (const _ of this.net.services.dht.provide(cid, { signal: AbortSignal.timeout(60_000) })) { /* drain */ }
-          }
+          if (this.started) await this.routing.provide(cid, { signal: AbortSignal.timeout(this.provideTimeoutMs) })
         } catch {
         } finally {
           this.provides--

@@ -9,24 +9,20 @@ import { initIdentity, type Identity } from '../identity/keystore.ts'
 import { Discovery } from '../net/discovery.ts'
 import { GossipRepair } from '../net/gossip-repair.ts'
 import { checkTopic, InvalidPeerIdError, InvalidTopicError, libp2pGossip, libp2pProtocols, libp2pRouting, MessageTooLargeError, parsePeerId, type Libp2pGossip } from '../net/libp2p-ports.ts'
-import type { GossipMessage, ProtocolPort, RoutingPort } from '../net/ports.ts'
+import type { GossipMessage, GossipPort, ProtocolPort, RoutingPort } from '../net/ports.ts'
 import { createNetwork, type Network } from '../net/network.ts'
 import { PeerIdentityService } from '../net/peer-identity.ts'
 import { LevelDatastore } from '../store/datastore.ts'
 import { Store } from '../store/store.ts'
 import { validateConfig, type NodeConfig } from './config.ts'
 import { Blockstore } from '../content/blockstore.ts'
-import { ContentService } from '../content/service.ts'
-import { Swarm } from '../content/swarm.ts'
-import { SocialService } from '../social/service.ts'
+import { content, type ContentService, type ContentStatus } from '../content/index.ts'
+import { FeedStore, social, SOCIAL_EVENTS, type FeedEntryEvent, type SocialService } from '../social/index.ts'
 import { ChainStore } from '../ledger/chain.ts'
 import { GENESIS_FILE, loadGenesis } from '../ledger/genesis.ts'
 import { LedgerService } from '../ledger/service.ts'
 import type { Genesis, Receipt } from '../ledger/state.ts'
 import { join } from 'node:path'
-import { FeedStore } from '../social/store.ts'
-import type { Entry } from '../social/feed.ts'
-import type { ForkEvidence } from '../social/store.ts'
 import { space, SPACE_EVENTS, type SpaceEvents, type SpaceService } from '../space/index.ts'
 
 export class PortInUseError extends Error {
@@ -52,16 +48,7 @@ export interface NodeStatus {
   content: ContentStatus
 }
 
-export interface ContentStatus {
-  usedBytes: number
-  maxBytes: number
-  blocks: number
-  blocksServed: number
-  bytesServed: number
-  blocksFetched: number
-  bytesFetched: number
-  bytesWasted: number
-}
+export type { ContentStatus }
 
 export interface GossipMessageEvent {
   topic: string
@@ -94,14 +81,7 @@ export interface NodeEvents {
   'space:policy': SpaceEvents['space:policy']
 }
 
-export interface FeedEntryEvent {
-  author: string
-  seq: number
-  id: string
-  kind: string
-  ts: number
-  text?: string
-}
+export type { FeedEntryEvent }
 
 export interface FindPeerResult {
   peerId: string
@@ -173,24 +153,16 @@ export class PeerverseNode extends TypedEventEmitter<NodeEvents> {
       onIdentified: (peerId, did) => { this.safeDispatch('peer:identified', { peerId, did }) },
       onRejected
     })
-    this.content = new ContentService({ net, blockstore, swarm: new Swarm({ net, blockstore, events: { onRejected } }) })
-    this.social = new SocialService({
-      net,
-      store: new FeedStore(store.sublevel('social')),
-      key: identity.userKey,
+    this.content = content()({ protocols: this.protocols, routing: this.routing, onRejected, blockstore })
+    this.social = social()({
+      gossip: this.gossip,
+      protocols: this.protocols,
+      onRejected,
       did: identity.did,
-      publish: async (topic, data) => await this.publish(topic, data),
-      subscribe: topic => { this.serviceSubscribe(topic, m => this.social.onGossip(m.topic, m.from, m.data)) },
-      unsubscribe: topic => { this.serviceUnsubscribe(topic) },
-      events: {
-        onEntry: (e: Entry) => {
-          const text = (e.payload.body as { text?: string }).text
-          this.safeDispatch('feed:entry', { author: e.author, seq: e.payload.seq, id: e.id.toString(), kind: e.payload.kind, ts: e.payload.ts, text })
-        },
-        onFork: (f: ForkEvidence) => { this.safeDispatch('feed:fork', { author: f.author, seq: f.seq }) },
-        onRejected
-      }
+      key: identity.userKey,
+      store: new FeedStore(store.sublevel('social'))
     })
+    for (const name of SOCIAL_EVENTS) this.social.addEventListener(name, evt => { this.safeDispatch(name, evt.detail) })
     this.discovery = new Discovery(net, config.bootstrap, {
       onBootstrapError: (address, error) => { this.safeDispatch('bootstrap:error', { address, error: error.message }) }
     })
@@ -310,12 +282,7 @@ export class PeerverseNode extends TypedEventEmitter<NodeEvents> {
       connections: this.net.getConnections().length,
       rejected: this.rejectedCount,
       memory: { rss: mem.rss, heapUsed: mem.heapUsed },
-      content: {
-        usedBytes: this.content.blockstore.usedBytes,
-        maxBytes: this.content.blockstore.maxBytes,
-        blocks: this.content.blockstore.blockCount,
-        ...this.content.swarm.stats
-      }
+      content: this.content.status()
     }
   }
 
@@ -406,7 +373,7 @@ export async function createNode (config: NodeConfig): Promise<PeerverseNode> {
       ? await loadGenesis(join(config.dataDir, GENESIS_FILE), { createFor: identity.did })
       : await loadGenesis(config.ledger.genesis)
     const node = new PeerverseNode(config, identity, store, net, binding.bytes, blockstore, genesis)
-    deny.peer = peerId => node.content.swarm.isBanned(peerId) || node.isDenied(peerId)
+    deny.peer = peerId => node.content.isBanned(peerId) || node.isDenied(peerId)
     return node
   } catch (err) {
     await store.close()

@@ -550,7 +550,7 @@ describe('swarm limits against a real node', { timeout: 120_000 }, () => {
   })
 
   it('as a downloader, rejects and disconnects a holder that sends wrong bytes (fetch)', async () => {
-    assert.equal(node.content.blockstore.has(remote.root), false)
+    assert.equal(node.content.has(remote.root), false)
     const liar = await scriptedHolder((msg, reply) => {
       if (msg.type === 'open') reply(complete)
       if (msg.type === 'want') {
@@ -575,7 +575,7 @@ describe('swarm limits against a real node', { timeout: 120_000 }, () => {
     // No honest holder: the fetch waits until it is aborted, and stores nothing false.
     controller.abort()
     await assert.rejects(fetching, { name: 'AbortError' })
-    assert.equal(node.content.blockstore.has(remote.root), false)
+    assert.equal(node.content.has(remote.root), false)
   })
 
   it('as a downloader, rejects and disconnects a holder that sends a block it was not asked for (cat)', async () => {
@@ -596,7 +596,7 @@ describe('swarm limits against a real node', { timeout: 120_000 }, () => {
     assert.equal(node.net.getConnections(pushy.net.peerId).length, 0)
     controller.abort()
     await assert.rejects(reading, { name: 'AbortError' })
-    assert.equal(node.content.blockstore.has(remote.leaves[1].cid), false, 'the unrequested block was not kept')
+    assert.equal(node.content.has(remote.leaves[1].cid), false, 'the unrequested block was not kept')
   })
 
   // Download.readLoop and Download.probe (src/content/swarm.ts) penalize only SwarmProtocolError and

@@ -524,7 +524,7 @@ describe('content service on a node that is not started', () => {
   it('gc removes unpinned content, keeps pinned content and the blocks it shares; unpin then gc removes it', async t => {
     const defer = cleanups(t)
     const node = await offlineNode(defer)
-    const blocks = node.content.blockstore
+    const blocks = node.content['blockstore']
     const a = seededBytes(2 * CHUNK_SIZE + 4321, 60)
     // b shares its first chunk with a (the same leaf block) and has one of its own.
     const b = cat(a.subarray(0, CHUNK_SIZE), seededBytes(500_000, 61))
@@ -565,7 +565,7 @@ describe('content service on a node that is not started', () => {
     const added = await node.content.add(data)
     const stat = await node.content.stat(added.cid)
     assert.equal(stat.localBlocks, stat.blocks, `${stat.localBlocks} of ${stat.blocks} leaves held after add`)
-    assert.ok(node.content.blockstore.usedBytes <= limit)
+    assert.ok(node.content.status().usedBytes <= limit)
     assertSameBytes(await readAll(node.content.cat(added.cid, { signal: AbortSignal.timeout(5_000) })), data)
   })
 })

@@ -6,9 +6,7 @@
  */
 import type { IncomingMessage, ServerResponse } from 'node:http'
 import { CID } from 'multiformats/cid'
-import { parseCid } from '../../content/blockstore.ts'
-import { contentRangeHeader, parseRange, RangeNotSatisfiableError, unsatisfiedRangeHeader } from '../../content/http-range.ts'
-import { contentType, SNIFF_BYTES } from '../../content/mime.ts'
+import { contentRangeHeader, contentType, parseCid, parseRange, RangeNotSatisfiableError, SNIFF_BYTES, unsatisfiedRangeHeader } from '../../content/index.ts'
 import type { PeerverseNode } from '../../node/node.ts'
 import { ApiError } from '../errors.ts'
 import { str, type Route } from '../routes.ts'
@@ -155,8 +153,8 @@ export const contentRoutes: Route[] = [
     method: 'GET',
     path: '/api/v0/content/store',
     handle: ({ node }) => {
-      const bs = node.content.blockstore
-      return { usedBytes: bs.usedBytes, maxBytes: bs.maxBytes, blocks: bs.blockCount }
+      const { usedBytes, maxBytes, blocks } = node.content.status()
+      return { usedBytes, maxBytes, blocks }
     }
   },
   { method: 'GET', path: '/api/v0/dht/providers/*', handle: async ({ node, rest }) => ({ providers: await node.content.providers(decodeURIComponent(rest)) }) },

@@ -3,7 +3,7 @@
  * transactions, proofs, blocks and evidence; paying, minting, claiming, staking, the faucet and
  * submitting signed transactions (one or a batch).
  */
-import { parseCid } from '../../content/blockstore.ts'
+import { parseCid } from '../../content/index.ts'
 import type { Tx } from '../../ledger/tx.ts'
 import { ApiError } from '../errors.ts'
 import { intParam, str, type Route, type RouteContext } from '../routes.ts'

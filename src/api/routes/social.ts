@@ -3,7 +3,7 @@
  * entries of a feed; posting, replying, liking, deleting, following, profiles, mutes and blocks.
  */
 import { CID } from 'multiformats/cid'
-import { parseCid } from '../../content/blockstore.ts'
+import { parseCid } from '../../content/index.ts'
 import type { Entry, EntryPayload } from '../../social/feed.ts'
 import { ApiError } from '../errors.ts'
 import { optIntQuery, str, type Route, type RouteContext } from '../routes.ts'

@@ -3,7 +3,7 @@
  * objects; creating, joining, leaving, our look and pose, chat, objects and the owner's policy.
  * Also the one message a client sends on the event WebSocket, its moves.
  */
-import { parseCid } from '../../content/blockstore.ts'
+import { parseCid } from '../../content/index.ts'
 import type { PeerverseNode } from '../../node/node.ts'
 import { ApiError } from '../errors.ts'
 import { intParam, optInt, optStr, str, vec, type Route } from '../routes.ts'

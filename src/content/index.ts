@@ -1,0 +1,32 @@
+/**
+ * The content capability's public face: content-addressed files and directories over the local
+ * block store and the swarm. Build it with `content(init)(components)`; others import content only
+ * from here. The block store on disk (blockstore.ts, Node-only) is opened by the node and passed in
+ * as a component.
+ */
+import { ContentService, type ContentComponents, type ContentInit } from './service.ts'
+
+export {
+  CONTENT_EVENTS, ContentService, MAX_CONCURRENT_PROVIDES, MAX_FETCH_DEPTH, MAX_FETCH_ENTRIES, PROVIDE_TIMEOUT_MS,
+  type CatOptions, type ContentComponents, type ContentEvents, type ContentInit, type ContentSource, type ContentStat,
+  type ContentStatus, type FetchProgress
+} from './service.ts'
+export {
+  BlockNotFoundError, BlockTooLargeError, InvalidCidError, MAX_BLOCK_BYTES, parseCid, StoreFullError,
+  type ContentBlockstore, type PinInfo
+} from './blocks.ts'
+export type { DirEntry, ResolvedPath } from './directory.ts'
+export { contentRangeHeader, parseRange, RangeNotSatisfiableError, unsatisfiedRangeHeader } from './http-range.ts'
+export { contentType, SNIFF_BYTES } from './mime.ts'
+export type { ImportResult } from './unixfs.ts'
+
+/** What other capabilities may ask of content: whether a peer is banned, whether a block is here. */
+export interface ContentView {
+  isBanned: (peer: string) => boolean
+  has: ContentService['has']
+}
+
+/** The content service from its settings and components (js-libp2p style). */
+export function content (init: ContentInit = {}): (components: ContentComponents) => ContentService {
+  return components => new ContentService(init, components)
+}

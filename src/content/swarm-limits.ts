@@ -1,0 +1,43 @@
+/**
+ * The swarm's limits, defined once here so the downloader, the holder and the tests read the same
+ * numbers (js-libp2p doc/LIMITS.md style). Enforced in swarm-download.ts and swarm-holder.ts.
+ */
+
+/** Requests a downloader keeps outstanding with one holder; a holder refuses more. */
+export const MAX_BLOCKS_IN_FLIGHT_PER_PEER = 8
+/** Requests a holder accepts from one peer per second (a token bucket of this rate) ... */
+export const REQUESTS_PER_PEER_PER_SECOND = 2048
+/** ... with this burst. */
+export const REQUEST_BURST = 256
+/** Largest frame a holder reads from a downloader (requests only: no block is ever sent this way). */
+export const MAX_REQUEST_FRAME_BYTES = 256
+/** Concurrent sessions (streams) one connection may open to us, and we to it. */
+export const MAX_SESSIONS_PER_CONNECTION = 32
+/** Holders one download talks to at once. */
+export const MAX_PEERS_PER_DOWNLOAD = 16
+/** A request unanswered this long may be sent to another holder. */
+export const STALL_TIMEOUT_MS = 5_000
+/** A holder that stalls this many times is dropped from the download. */
+export const MAX_STALLS_PER_SESSION = 3
+/** Time a holder has to answer OPEN (and a downloader to send it). */
+export const SESSION_OPEN_TIMEOUT_MS = 5_000
+/** How often a download looks for more holders while it has fewer than it could use. */
+export const PEER_REFRESH_MS = 1_000
+/** A peer that said it holds nothing is not asked again for this long. */
+export const PROBE_BACKOFF_MS = 2_000
+/** DHT provider lookups for one download are this far apart at least. */
+export const PROVIDER_LOOKUP_INTERVAL_MS = 10_000
+/** Holders one provider lookup may add. */
+export const MAX_PROVIDERS_PER_LOOKUP = 20
+/** A peer that sent a bad block is ignored this long. */
+export const BAN_MS = 10 * 60_000
+/** An idle download keeps its sessions this long for the next read. */
+export const DOWNLOAD_LINGER_MS = 10_000
+/** A download that has found no holder for this long fails with NoProvidersError. */
+export const NO_HOLDERS_TIMEOUT_MS = 30_000
+/** Requests one download keeps outstanding across all its holders (bytes in flight: this many blocks). */
+export const MAX_BLOCKS_IN_FLIGHT_PER_DOWNLOAD = 24
+/** The end game (asking a second holder for a leaf already requested) starts when this few leaves are missing. */
+export const ENDGAME_MAX_MISSING = 4
+/** Peers asked for the same leaf at once in the end game. */
+export const ENDGAME_MAX_REQUESTERS = 2
