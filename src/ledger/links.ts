@@ -1,18 +1,19 @@
 /**
- * Direct links: for one protocol, one outbound stream per peer, opened on first use, carrying
- * length-prefixed frames written in order from a bounded queue. The ledger sends validators'
- * transaction batches and consensus messages this way (CometBFT's mempool and consensus reactors
- * talk to each peer directly), so a message crosses each link once and no peer forwards it, where
- * GossipSub in a small full mesh delivered each one several times and signed and checked it again.
+ * Direct links: for one protocol, one outbound stream per peer (dialled through the ProtocolPort),
+ * opened on first use, carrying length-prefixed frames (framed.ts) written in order from a bounded
+ * queue. The ledger sends validators' transaction batches and consensus messages this way
+ * (CometBFT's mempool and consensus reactors talk to each peer directly), so a message crosses each
+ * link once and no peer forwards it, where GossipSub in a small full mesh delivered each one
+ * several times and signed and checked it again.
  *
  * A peer that refuses the protocol is not dialled again for `retryMs`. A stream that fails is
  * dropped and opened again on the next send. The caller decides what a send that did not go on an
  * open stream means (the ledger then falls back to GossipSub).
  */
-import type { PeerId, Stream } from '@libp2p/interface'
-import { lpStream } from '@libp2p/utils'
-import type { Network } from '../net/network.ts'
+import type { Stream } from '@libp2p/interface'
+import { framed, type Framed } from '../net/framed.ts'
 import { PROTOCOL_TIMEOUT_MS } from '../net/limits.ts'
+import type { ProtocolPort } from '../net/ports.ts'
 
 /**
  * What became of a frame: written on an `open` stream's queue; queued on a stream still being
@@ -36,48 +37,45 @@ export interface DirectLinksOptions {
 interface Link {
   queue: Uint8Array[]
   writing: boolean
-  write?: (data: Uint8Array) => Promise<void>
+  out?: Framed
   stream?: Stream
 }
 
 export class DirectLinks {
-  private readonly net: Pick<Network, 'dialProtocol'>
+  private readonly protocols: Pick<ProtocolPort, 'dial'>
   private readonly protocol: string
   private readonly options: DirectLinksOptions
   private readonly links = new Map<string, Link>()
   private readonly refused = new Map<string, number>()
   private closed = false
 
-  constructor (net: Pick<Network, 'dialProtocol'>, protocol: string, options: DirectLinksOptions) {
-    this.net = net
+  constructor (protocols: Pick<ProtocolPort, 'dial'>, protocol: string, options: DirectLinksOptions) {
+    this.protocols = protocols
     this.protocol = protocol
     this.options = options
   }
 
   /** Queues a frame for `peer`, dialling it first if there is no stream yet. */
-  send (peer: PeerId, frame: Uint8Array): LinkSend {
+  send (id: string, frame: Uint8Array): LinkSend {
     if (this.closed) return 'refused'
-    const id = peer.toString()
     const now = performance.now()
     if ((this.refused.get(id) ?? 0) > now) return 'refused'
     if (this.refused.size > MAX_REFUSED_KEPT) for (const [k, until] of this.refused) if (until <= now) this.refused.delete(k)
     let link = this.links.get(id)
-    if (link == null) link = this.open(peer)
+    if (link == null) link = this.open(id)
     if (link.queue.length >= this.options.maxQueue) return 'full'
     link.queue.push(frame)
     void this.pump(id, link)
-    return link.write != null ? 'open' : 'dialling'
+    return link.out != null ? 'open' : 'dialling'
   }
 
-  private open (peer: PeerId): Link {
-    const id = peer.toString()
+  private open (id: string): Link {
     const link: Link = { queue: [], writing: false }
     this.links.set(id, link)
-    void this.net.dialProtocol(peer, this.protocol, { signal: AbortSignal.timeout(PROTOCOL_TIMEOUT_MS) }).then(stream => {
+    void this.protocols.dial(id, this.protocol, { signal: AbortSignal.timeout(PROTOCOL_TIMEOUT_MS) }).then(stream => {
       if (this.links.get(id) !== link || this.closed) { stream.abort(new Error('link closed')); return }
-      const lp = lpStream(stream, { maxDataLength: this.options.maxFrameBytes })
       link.stream = stream
-      link.write = async data => { await lp.write(data) }
+      link.out = framed(stream, { maxFrameBytes: this.options.maxFrameBytes })
       stream.addEventListener('close', () => { if (this.links.get(id) === link) this.links.delete(id) })
       void this.pump(id, link)
     }, () => {
@@ -89,10 +87,11 @@ export class DirectLinks {
 
   /** Writes one peer's queued frames in order. */
   private async pump (id: string, link: Link): Promise<void> {
-    if (link.writing || link.write == null) return
+    const out = link.out
+    if (link.writing || out == null) return
     link.writing = true
     try {
-      while (link.queue.length > 0) await link.write(link.queue.shift()!)
+      while (link.queue.length > 0) await out.write(link.queue.shift()!)
     } catch (err) {
       if (this.links.get(id) === link) this.links.delete(id)
       link.stream?.abort(err as Error)

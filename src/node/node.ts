@@ -19,11 +19,8 @@ import { Blockstore } from '../content/blockstore.ts'
 import { ContentService } from '../content/service.ts'
 import { Swarm } from '../content/swarm.ts'
 import { SocialService } from '../social/service.ts'
-import { ChainStore } from '../ledger/chain.ts'
-import { GENESIS_FILE } from '../ledger/genesis.ts'
+import { GENESIS_FILE, LEDGER_EVENTS, ledger, type Genesis, type LedgerService, type Receipt } from '../ledger/index.ts'
 import { loadGenesis } from '../ledger/genesis-file.ts'
-import { LedgerService } from '../ledger/service.ts'
-import type { Genesis, Receipt } from '../ledger/state.ts'
 import { join } from 'node:path'
 import { FeedStore } from '../social/store.ts'
 import type { Entry } from '../social/feed.ts'
@@ -193,22 +190,16 @@ export class PeerverseNode extends TypedEventEmitter<NodeEvents> {
       onBootstrapError: (address, error) => { this.safeDispatch('bootstrap:error', { address, error: error.message }) }
     })
     this.gossipRepair = new GossipRepair(net)
-    this.ledger = new LedgerService({
-      net,
-      chain: new ChainStore(store.sublevel('ledger')),
-      key: identity.userKey,
-      did: identity.did,
-      genesis,
-      publish: async (topic, data) => await this.publish(topic, data),
-      subscribe: topic => { this.serviceSubscribe(topic, m => { this.ledger.onGossip(m.topic, m.data) }) },
-      didOf: peerId => this.peerIdentity.dids.get(peerId)
+    this.ledger = ledger()({
+      gossip: this.gossip,
+      protocols: this.protocols,
+      onRejected,
+      didOf: peerId => this.peerIdentity.dids.get(peerId),
+      identity: { did: identity.did, key: identity.userKey },
+      store: store.sublevel('ledger'),
+      genesis
     })
-    this.ledger.addEventListener('ledger:block', evt => { this.safeDispatch('ledger:block', evt.detail) })
-    this.ledger.addEventListener('ledger:evidence', evt => { this.safeDispatch('ledger:evidence', evt.detail) })
-    this.ledger.addEventListener('ledger:receipt', evt => {
-      // Only our own receipts go out as events.
-      if (evt.detail.sender === identity.did) this.safeDispatch('ledger:receipt', evt.detail)
-    })
+    for (const name of LEDGER_EVENTS) this.ledger.addEventListener(name, evt => { this.safeDispatch(name, evt.detail) })
     this.space = new SpaceService({
       net,
       store: new SpaceStore(store.sublevel('space')),
