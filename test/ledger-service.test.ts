@@ -30,7 +30,8 @@ import {
 import { proposer } from '../src/ledger/consensus.ts'
 import { MAX_TXS_PER_SENDER, Mempool } from '../src/ledger/mempool.ts'
 import { consensusProtocol, ledger, LedgerService, ledgerTopic, mempoolProtocol } from '../src/ledger/index.ts'
-import { MAX_BLOCK_TX_BYTES, MAX_EXECUTED_BLOCKS, MAX_REJECTED_KEPT, MAX_TXS_PER_BLOCK } from '../src/ledger/service.ts'
+import { MAX_EXECUTED_BLOCKS } from '../src/ledger/executions.ts'
+import { MAX_BLOCK_TX_BYTES, MAX_REJECTED_KEPT, MAX_TXS_PER_BLOCK } from '../src/ledger/service.ts'
 import { MAX_MEMPOOL_STREAM_QUEUE, MAX_TX_INBOX } from '../src/ledger/tx-channel.ts'
 import {
   decodeTxBatch, encodeTxBatch, evidenceHeightKept, MAX_EVIDENCE_AGE_HEIGHTS, MAX_TX_BATCH_BYTES, MAX_TX_BATCH_MESSAGE_BYTES, MAX_TX_BATCH_TXS

@@ -20,15 +20,14 @@
  * proposer waiting briefly only while it holds few transactions (PROPOSE_AT_ONCE_TXS,
  * BLOCK_FILL_WAIT_MS).
  */
-import * as dagCbor from '@ipld/dag-cbor'
 import { logger } from '@libp2p/logger'
 import { TypedEventEmitter } from 'main-event'
 import { recordId } from '../identity/record.ts'
 import {
-  ChainStore, decodeConsensusMessage, decodeVote, encodeBlock, encodeEvidenceMessage, InvalidEvidenceError, signProposal, signVote, verifyCommit, type DoubleVote, type StoredBlock
+  ChainStore, decodeConsensusMessage, decodeVote, encodeEvidenceMessage, InvalidEvidenceError, signProposal, signVote, verifyCommit, type DoubleVote, type StoredBlock
 } from './chain.ts'
 import { ConsensusChannel, NotValidatorError } from './consensus-channel.ts'
-import { Consensus, proposer, type Action, type Timeouts } from './consensus.ts'
+import { Consensus, proposer, type Action } from './consensus.ts'
 import { FAUCET_GRANT, faucetDid, faucetKey } from './genesis.ts'
 import type { LedgerComponents, LedgerEvents, LedgerInit, Parcels } from './index.ts'
 import { Mempool } from './mempool.ts'
@@ -36,7 +35,8 @@ import type { StateProof } from './merkle.ts'
 import {
   blockHash, buildBlock, checkBlock, genesisState, proveKey, stateRoot, type Block, type Genesis, type LedgerState, type Parcel, type Receipt
 } from './state.ts'
-import { BlockSync, decodeSyncFrame, SYNC_INTERVAL_MS } from './sync.ts'
+import { Executions } from './executions.ts'
+import { BlockSync, decodeSyncFrame, encodeSyncFrame, SYNC_INTERVAL_MS } from './sync.ts'
 import { TxChannel } from './tx-channel.ts'
 import { MAX_TX_BYTES, signTx, VerifiedTxCache, type Tx, type TxOp } from './tx.ts'
 import { evidenceHeightKept, ledgerTopic, MAX_EVIDENCE_AGE_HEIGHTS } from './wire.ts'
@@ -61,8 +61,6 @@ export const PROPOSE_AT_ONCE_TXS = 256
 export const BLOCK_FILL_WAIT_MS = 100
 /** Rejected transactions whose reason is kept for txStatus (oldest forgotten first). */
 export const MAX_REJECTED_KEPT = 10_000
-/** Executed blocks (post-state and receipts) kept for the current height, for the commit to reuse. */
-export const MAX_EXECUTED_BLOCKS = 8
 /** Consensus messages for the next heights kept to replay when we get there. */
 export const MAX_EARLY_MESSAGES = 1000
 
@@ -72,13 +70,7 @@ export type TxStatus =
   | { status: 'rejected', error: string, message: string }
   | { status: 'unknown' }
 
-interface Settings {
-  timeouts?: Partial<Timeouts>
-  commitPauseMs: number
-  emptyBlockWaitMs: number
-  blockFillWaitMs: number
-  syncIntervalMs: number
-}
+type Settings = Required<Pick<LedgerInit, 'commitPauseMs' | 'emptyBlockWaitMs' | 'blockFillWaitMs' | 'syncIntervalMs'>> & Pick<LedgerInit, 'timeouts'>
 
 export class LedgerService extends TypedEventEmitter<LedgerEvents> implements Parcels {
   state: LedgerState
@@ -95,8 +87,8 @@ export class LedgerService extends TypedEventEmitter<LedgerEvents> implements Pa
   private consensus?: Consensus
   /** Blocks proposed at the current height, by hash. */
   private readonly proposed = new Map<string, Block>()
-  /** Blocks executed on top of `state` at the current height, by hash (bounded by MAX_EXECUTED_BLOCKS). */
-  private readonly executed = new Map<string, { parent: LedgerState, state: LedgerState, receipts: Receipt[] }>()
+  /** Blocks executed on top of `state` at the current height, by hash. */
+  private readonly executed: Executions
   /** Messages for the next heights, replayed when we get there (bounded by MAX_EARLY_MESSAGES). */
   private readonly early: Uint8Array[] = []
   private readonly timers = new Set<ReturnType<typeof setTimeout>>()
@@ -130,6 +122,7 @@ export class LedgerService extends TypedEventEmitter<LedgerEvents> implements Pa
     this.chain = new ChainStore(components.store)
     this.txCache = new VerifiedTxCache()
     this.mempool = new Mempool(components.genesis.chain, { decode: this.txCache.decode })
+    this.executed = new Executions(this.txCache.decode)
     const { gossip, protocols, onRejected } = components
     this.txs = new TxChannel({
       chain: this.chainId,
@@ -173,7 +166,7 @@ export class LedgerService extends TypedEventEmitter<LedgerEvents> implements Pa
   /** Whether `did` is one of the validators of the height being decided. */
   private validates (did: string): boolean { return this.state.validators.some(v => v.id === did) }
 
-  /** Blocks executed and kept at the current height (at most MAX_EXECUTED_BLOCKS). */
+  /** Blocks executed and kept at the current height (at most MAX_EXECUTED_BLOCKS, executions.ts). */
   get executedBlocks (): number { return this.executed.size }
 
   /** Consensus messages taken in, by the way they came (for status and tests). */
@@ -265,21 +258,6 @@ export class LedgerService extends TypedEventEmitter<LedgerEvents> implements Pa
     for (const action of actions) await this.act(action)
   }
 
-  /** Keeps the result of executing a block on top of the current state, for the commit. */
-  private remember (hash: string, result: { state: LedgerState, receipts: Receipt[] }): void {
-    if (this.executed.size >= MAX_EXECUTED_BLOCKS) this.executed.delete(this.executed.keys().next().value as string)
-    this.executed.set(hash, { parent: this.state, ...result })
-  }
-
-  /** The result of executing `block` on the current state: remembered, or computed (checkBlock) now. */
-  private execution (hash: string, block: Block): { state: LedgerState, receipts: Receipt[] } {
-    const known = this.executed.get(hash)
-    if (known != null && known.parent === this.state) return known
-    const result = checkBlock(this.state, block, { decode: this.txCache.decode })
-    this.remember(hash, result)
-    return result
-  }
-
   /** Carries out one action of the consensus state machine. */
   private async act (action: Action): Promise<void> {
     const consensus = this.consensus
@@ -320,7 +298,7 @@ export class LedgerService extends TypedEventEmitter<LedgerEvents> implements Pa
         for (const s of built.skipped) if (s.error === 'NonceReusedError') this.mempool.remove(s.tx)
         const hash = blockHash(built.block.header)
         this.proposed.set(hash, built.block)
-        this.remember(hash, built)
+        this.executed.remember(hash, this.state, built)
         log('built block %d/%d: %d txs (%d left out) in %d ms', action.height, action.round, built.block.txs.length, built.skipped.length, Math.round(performance.now() - t0))
         await this.run(consensus.step({ type: 'value-ready', height: action.height, round: action.round, value: hash }))
         return
@@ -369,7 +347,7 @@ export class LedgerService extends TypedEventEmitter<LedgerEvents> implements Pa
         await this.commitBlock({ block, commit }, commit.length === action.precommits.length)
         // For followers: one copy per block, from its proposer (every validator sending its own
         // copy multiplied the largest message on the wire). A follower that misses it syncs.
-        if (block.header.proposer === did) void this.c.gossip.publish(ledgerTopic(this.chainId, 'blocks'), dagCbor.encode({ block: encodeBlock(block), commit })).catch(() => {})
+        if (block.header.proposer === did) void this.c.gossip.publish(ledgerTopic(this.chainId, 'blocks'), encodeSyncFrame({ block, commit })).catch(() => {})
         return
       }
       case 'need-proposal':
@@ -438,7 +416,7 @@ export class LedgerService extends TypedEventEmitter<LedgerEvents> implements Pa
           if (valid) {
             try {
               const t0 = performance.now()
-              this.execution(p.value, p.blockValue)
+              this.executed.of(p.value, p.blockValue, this.state)
               log('checked proposal %d/%d: %d txs, %d bytes in %d ms', p.height, p.round, p.blockValue.txs.length, bytes.length, Math.round(performance.now() - t0))
             } catch (err) {
               log('invalid block proposed by %s: %s', p.proposer, (err as Error).message)
@@ -484,7 +462,7 @@ export class LedgerService extends TypedEventEmitter<LedgerEvents> implements Pa
     if (stored.block.header.height !== this.state.height + 1) return
     if (!decided) verifyCommit(stored.block, stored.commit, this.state.validators)
     const hash = blockHash(stored.block.header)
-    const { state, receipts } = this.execution(hash, stored.block)
+    const { state, receipts } = this.executed.of(hash, stored.block, this.state)
     await this.chain.putBlock(stored, receipts)
     for (const r of receipts) this.txCache.forget(r.tx)
     log('committed block %d: %d txs; mempool %d; cache %d hits %d misses', stored.block.header.height, stored.block.txs.length, this.mempool.size, this.txCache.hits, this.txCache.misses)

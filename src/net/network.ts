@@ -12,7 +12,7 @@ import { dcutr } from '@libp2p/dcutr'
 import { gossipsub, type GossipSub } from '@libp2p/gossipsub'
 import { identify, identifyPush } from '@libp2p/identify'
 import type { Identify } from '@libp2p/identify'
-import type { Libp2p, PrivateKey } from '@libp2p/interface'
+import type { Libp2p, PrivateKey, StreamMiddleware } from '@libp2p/interface'
 import { kadDHT, passthroughMapper, type KadDHT } from '@libp2p/kad-dht'
 import { memory } from '@libp2p/memory'
 import { ping, type Ping } from '@libp2p/ping'
@@ -166,9 +166,22 @@ export async function createNetwork (init: NetworkInit): Promise<Network> {
     services: services as Libp2pOptions<NetworkServices>['services']
   }
   const node = await createLibp2p(options)
+  fixMiddlewareSharing(node)
   // Length-prefixed protocols read by libraries, not by framed.ts: their prefixes are bounded here.
   for (const [protocol, maxFrameBytes] of GUARDED_PROTOCOLS) node.use(protocol, prefixGuard(maxFrameBytes))
   return node
+}
+
+/**
+ * libp2p's registrar hands out the very array of middleware registered for a protocol, and its
+ * inbound path pushes the protocol's handler onto that array, so with any middleware registered
+ * every inbound stream would add the handler once more (the Nth stream would run it N times). The
+ * registrar is given a getMiddleware that hands out a copy.
+ */
+function fixMiddlewareSharing (node: Libp2p): void {
+  const registrar = (node as unknown as { components: { registrar: { getMiddleware: (protocol: string) => StreamMiddleware[] } } }).components.registrar
+  const get = registrar.getMiddleware.bind(registrar)
+  registrar.getMiddleware = protocol => [...get(protocol)]
 }
 
 /** Protocols whose length prefixes the prefix guard bounds, with the largest frame each reads. */
