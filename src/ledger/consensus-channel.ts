@@ -16,12 +16,11 @@
  */
 import type { Stream } from '@libp2p/interface'
 import { framed } from '../net/framed.ts'
-import { PROTOCOL_MAX_INBOUND_STREAMS, PROTOCOL_MAX_OUTBOUND_STREAMS } from '../net/limits.ts'
 import { FRAMING_ERRORS } from '../net/rpc.ts'
 import type { DidOf, GossipPort, ProtocolPort, RejectSink, RemotePeer } from '../net/ports.ts'
 import { MAX_PROPOSAL_MESSAGE_BYTES } from './chain.ts'
 import type { Validator } from './consensus.ts'
-import { DirectLinks } from './links.ts'
+import { LinkedChannel } from './links.ts'
 import { MEMPOOL_RETRY_MS } from './tx-channel.ts'
 import { consensusProtocol, ledgerTopic } from './wire.ts'
 
@@ -59,11 +58,9 @@ export class ConsensusChannel {
   /** Consensus messages taken in, by the way they came (for status and tests). */
   readonly received = { direct: 0, gossip: 0 }
   private readonly o: ConsensusChannelOptions
-  private readonly topic: string
   private readonly protocol: string
+  private readonly channel: LinkedChannel
   private started = false
-  private unsubscribe?: () => void
-  private links?: DirectLinks
   /** Signed bytes of this height's votes, to build the commit and evidence from and to send again. */
   private readonly votes = new Map<string, Uint8Array>()
   /** This height's proposal messages, to send again (bounded by MAX_PROPOSALS_KEPT). */
@@ -71,39 +68,34 @@ export class ConsensusChannel {
 
   constructor (options: ConsensusChannelOptions) {
     this.o = options
-    this.topic = ledgerTopic(options.chain, 'consensus')
     this.protocol = consensusProtocol(options.chain)
+    this.channel = new LinkedChannel(options, ledgerTopic(options.chain, 'consensus'), this.protocol, {
+      maxFrameBytes: MAX_PROPOSAL_MESSAGE_BYTES, maxQueue: MAX_CONSENSUS_STREAM_QUEUE, retryMs: MEMPOOL_RETRY_MS
+    }, {
+      onGossip: data => {
+        this.received.gossip++
+        void this.o.onMessage(data)
+      },
+      onStream: (stream, remote) => { void this.readStream(stream, remote) }
+    })
   }
 
   async start (): Promise<void> {
     if (this.started) return
     this.started = true
-    this.unsubscribe = this.o.gossip.subscribe(this.topic, m => {
-      this.received.gossip++
-      void this.o.onMessage(m.data)
-    })
-    await this.o.protocols.handle(this.protocol, (stream, remote) => { void this.readStream(stream, remote) }, {
-      maxInboundStreams: PROTOCOL_MAX_INBOUND_STREAMS,
-      maxOutboundStreams: PROTOCOL_MAX_OUTBOUND_STREAMS
-    })
-    this.links = new DirectLinks(this.o.protocols, this.protocol, { maxFrameBytes: MAX_PROPOSAL_MESSAGE_BYTES, maxQueue: MAX_CONSENSUS_STREAM_QUEUE, retryMs: MEMPOOL_RETRY_MS })
+    await this.channel.start()
   }
 
-  /** Takes nothing more in; the links stay until `close`. */
+  /** Takes nothing more in; the protocol and links stay until `close`. */
   halt (): void {
-    if (!this.started) return
     this.started = false
-    this.unsubscribe?.()
-    this.unsubscribe = undefined
+    this.channel.halt()
   }
 
-  /** Stops handling the consensus protocol and closes our streams (after `halt`). */
+  /** Stops handling the consensus protocol and closes our streams. */
   async close (): Promise<void> {
-    const links = this.links
-    if (links == null) return
-    this.links = undefined
-    await this.o.protocols.unhandle(this.protocol)
-    await links.close()
+    this.halt()
+    await this.channel.close()
   }
 
   /** Forgets the kept messages: a new height starts. */
@@ -138,7 +130,7 @@ export class ConsensusChannel {
    * consensus stream, and over GossipSub as well unless every one of them has an open stream.
    */
   send (bytes: Uint8Array): void {
-    const links = this.links
+    const links = this.channel.links
     let everyone = links != null
     if (links != null) {
       const peersOf = new Map<string, string[]>()
@@ -158,7 +150,7 @@ export class ConsensusChannel {
 
   /** Publishes on the consensus topic only (evidence: every node keeps it). */
   gossip (bytes: Uint8Array): void {
-    void this.o.gossip.publish(this.topic, bytes).catch(() => {})
+    this.channel.publish(bytes)
   }
 
   /**

@@ -6,14 +6,16 @@
  * link once and no peer forwards it, where GossipSub in a small full mesh delivered each one
  * several times and signed and checked it again.
  *
+ * LinkedChannel pairs the protocol with the gossip topic that carries the same frames.
+ *
  * A peer that refuses the protocol is not dialled again for `retryMs`. A stream that fails is
  * dropped and opened again on the next send. The caller decides what a send that did not go on an
  * open stream means (the ledger then falls back to GossipSub).
  */
 import type { Stream } from '@libp2p/interface'
 import { framed, type Framed } from '../net/framed.ts'
-import { PROTOCOL_TIMEOUT_MS } from '../net/limits.ts'
-import type { ProtocolPort } from '../net/ports.ts'
+import { PROTOCOL_MAX_INBOUND_STREAMS, PROTOCOL_MAX_OUTBOUND_STREAMS, PROTOCOL_TIMEOUT_MS } from '../net/limits.ts'
+import type { GossipPort, ProtocolPort, RemotePeer } from '../net/ports.ts'
 
 /**
  * What became of a frame: written on an `open` stream's queue; queued on a stream still being
@@ -107,5 +109,66 @@ export class DirectLinks {
     this.links.clear()
     // A peer that stopped reading must not hold up our stop: its stream is reset after a while.
     await Promise.all(links.map(async l => { await l.stream?.close({ signal: AbortSignal.timeout(PROTOCOL_TIMEOUT_MS) }).catch(() => { l.stream?.abort(new Error('closed')) }) }))
+  }
+}
+
+/** Where a channel's frames come in: its gossip topic, and its protocol's inbound streams. */
+export interface ChannelHandlers {
+  onGossip: (data: Uint8Array) => void
+  onStream: (stream: Stream, remote: RemotePeer) => void
+}
+
+/**
+ * A gossip topic and a stream protocol that carry the same frames: frames come in on both, and go
+ * out over direct links (GossipSub being the fallback). Started, halted (nothing more comes in)
+ * and closed (the protocol unhandled, the links closed) together.
+ */
+export class LinkedChannel {
+  /** Our outbound streams; undefined before start and after close. */
+  links?: DirectLinks
+  private readonly ports: { gossip: GossipPort, protocols: ProtocolPort }
+  private readonly topic: string
+  private readonly protocol: string
+  private readonly options: DirectLinksOptions
+  private readonly handlers: ChannelHandlers
+  private unsubscribe?: () => void
+
+  constructor (ports: { gossip: GossipPort, protocols: ProtocolPort }, topic: string, protocol: string, options: DirectLinksOptions, handlers: ChannelHandlers) {
+    this.ports = ports
+    this.topic = topic
+    this.protocol = protocol
+    this.options = options
+    this.handlers = handlers
+  }
+
+  async start (): Promise<void> {
+    if (this.unsubscribe != null) return
+    this.unsubscribe = this.ports.gossip.subscribe(this.topic, m => { this.handlers.onGossip(m.data) })
+    await this.ports.protocols.handle(this.protocol, this.handlers.onStream, {
+      maxInboundStreams: PROTOCOL_MAX_INBOUND_STREAMS,
+      maxOutboundStreams: PROTOCOL_MAX_OUTBOUND_STREAMS
+    })
+    this.links = new DirectLinks(this.ports.protocols, this.protocol, this.options)
+  }
+
+  /** Takes nothing more from the topic; the protocol and links stay until `close`. */
+  halt (): void {
+    this.unsubscribe?.()
+    this.unsubscribe = undefined
+  }
+
+  /** Stops handling the protocol and closes our streams. */
+  async close (): Promise<void> {
+    this.halt()
+    const links = this.links
+    if (links == null) return
+    this.links = undefined
+    await this.ports.protocols.unhandle(this.protocol)
+    await links.close()
+  }
+
+  /** Publishes a frame on the topic. */
+  publish (frame: Uint8Array): void {
+    void this.ports.gossip.publish(this.topic, frame).catch(() => {})
   }
 }

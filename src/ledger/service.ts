@@ -214,6 +214,10 @@ export class LedgerService extends TypedEventEmitter<LedgerEvents> implements Pa
     this.messages.halt()
     this.txs.halt()
     await this.busy.catch(() => {})
+    // A step that was running may have armed a timer meanwhile.
+    for (const t of this.timers) clearTimeout(t)
+    this.timers.clear()
+    this.stopWaitingForTxs()
     await this.sync.stop()
     await Promise.all([this.txs.close(), this.messages.close()])
   }

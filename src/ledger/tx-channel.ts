@@ -15,9 +15,8 @@
 import type { Stream } from '@libp2p/interface'
 import { logger } from '@libp2p/logger'
 import { framed } from '../net/framed.ts'
-import { PROTOCOL_MAX_INBOUND_STREAMS, PROTOCOL_MAX_OUTBOUND_STREAMS } from '../net/limits.ts'
 import type { GossipPort, ProtocolPort, RejectSink, RemotePeer } from '../net/ports.ts'
-import { DirectLinks } from './links.ts'
+import { LinkedChannel } from './links.ts'
 import { MAX_MEMPOOL_TXS } from './mempool.ts'
 import {
   decodeTxBatch, encodeTxBatch, InvalidTxBatchError, ledgerTopic, MAX_TX_BATCH_BYTES, MAX_TX_BATCH_MESSAGE_BYTES, MAX_TX_BATCH_TXS, mempoolProtocol
@@ -52,12 +51,10 @@ export interface TxChannelOptions {
 
 export class TxChannel {
   private readonly o: TxChannelOptions
-  private readonly topic: string
   private readonly protocol: string
   private readonly batchIntervalMs: number
+  private readonly channel: LinkedChannel
   private started = false
-  private unsubscribe?: () => void
-  private links?: DirectLinks
   /** Peers' transactions waiting to be checked, from inboxHead on (see TX_CHECK_SLICE_MS). */
   private inbox: Uint8Array[] = []
   private inboxHead = 0
@@ -69,28 +66,27 @@ export class TxChannel {
 
   constructor (options: TxChannelOptions) {
     this.o = options
-    this.topic = ledgerTopic(options.chain, 'txs')
     this.protocol = mempoolProtocol(options.chain)
     this.batchIntervalMs = options.batchIntervalMs ?? TX_BATCH_INTERVAL_MS
+    this.channel = new LinkedChannel(options, ledgerTopic(options.chain, 'txs'), this.protocol, {
+      maxFrameBytes: MAX_TX_BATCH_MESSAGE_BYTES, maxQueue: MAX_MEMPOOL_STREAM_QUEUE, retryMs: MEMPOOL_RETRY_MS
+    }, {
+      onGossip: data => { this.take(data) },
+      onStream: (stream, remote) => { void this.readStream(stream, remote) }
+    })
   }
 
   async start (): Promise<void> {
     if (this.started) return
     this.started = true
-    this.unsubscribe = this.o.gossip.subscribe(this.topic, m => { this.take(m.data) })
-    await this.o.protocols.handle(this.protocol, (stream, remote) => { void this.readStream(stream, remote) }, {
-      maxInboundStreams: PROTOCOL_MAX_INBOUND_STREAMS,
-      maxOutboundStreams: PROTOCOL_MAX_OUTBOUND_STREAMS
-    })
-    this.links = new DirectLinks(this.o.protocols, this.protocol, { maxFrameBytes: MAX_TX_BATCH_MESSAGE_BYTES, maxQueue: MAX_MEMPOOL_STREAM_QUEUE, retryMs: MEMPOOL_RETRY_MS })
+    await this.channel.start()
   }
 
   /** Sends what is queued (over GossipSub) and drops what waits to be checked; the links stay until `close`. */
   halt (): void {
     if (!this.started) return
     this.started = false
-    this.unsubscribe?.()
-    this.unsubscribe = undefined
+    this.channel.halt()
     this.flush()
     if (this.inboxTimer != null) clearImmediate(this.inboxTimer)
     this.inboxTimer = undefined
@@ -100,11 +96,7 @@ export class TxChannel {
 
   /** Stops handling the mempool protocol and closes our streams (after `halt`). */
   async close (): Promise<void> {
-    const links = this.links
-    if (links == null) return
-    this.links = undefined
-    await this.o.protocols.unhandle(this.protocol)
-    await links.close()
+    await this.channel.close()
   }
 
   /** Peers' transactions waiting to be checked. */
@@ -130,12 +122,12 @@ export class TxChannel {
     this.outbox = []
     this.outboxBytes = 0
     if (this.started && this.o.direct() && this.sendDirect(batch) > 0) return
-    void this.o.gossip.publish(this.topic, batch).catch(() => {})
+    this.channel.publish(batch)
   }
 
   /** Sends a batch straight to every connected peer that speaks our chain's mempool protocol; returns how many open streams took it. */
   private sendDirect (batch: Uint8Array): number {
-    const links = this.links
+    const links = this.channel.links
     if (links == null) return 0
     let queued = 0
     // Counted only on an open stream: while one is being dialled (and may be refused), or when a
