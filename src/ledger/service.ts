@@ -206,18 +206,14 @@ export class LedgerService extends TypedEventEmitter<LedgerEvents> implements Pa
     this.started = false
     this.heightStarted = 0
     clearInterval(this.syncTimer)
-    for (const t of this.timers) clearTimeout(t)
-    this.timers.clear()
-    this.stopWaitingForTxs()
+    this.clearTimers()
     this.unsubscribeBlocks?.()
     this.unsubscribeBlocks = undefined
     this.messages.halt()
     this.txs.halt()
     await this.busy.catch(() => {})
     // A step that was running may have armed a timer meanwhile.
-    for (const t of this.timers) clearTimeout(t)
-    this.timers.clear()
-    this.stopWaitingForTxs()
+    this.clearTimers()
     await this.sync.stop()
     await Promise.all([this.txs.close(), this.messages.close()])
   }
@@ -482,15 +478,20 @@ export class LedgerService extends TypedEventEmitter<LedgerEvents> implements Pa
     // Only our own receipts go out as events.
     const self = this.c.identity.did
     for (const r of receipts) if (r.sender === self) this.safeDispatchEvent('ledger:receipt', { detail: r })
-    for (const t of this.timers) clearTimeout(t)
-    this.timers.clear()
-    this.stopWaitingForTxs()
+    this.clearTimers()
     this.consensus = undefined
     const t = setTimeout(() => {
       this.timers.delete(t)
       void this.serial(async () => { if (this.started) await this.startHeight() })
     }, this.settings.commitPauseMs)
     this.timers.add(t)
+  }
+
+  /** Clears the height's timers and any wait of our proposal for transactions. */
+  private clearTimers (): void {
+    for (const t of this.timers) clearTimeout(t)
+    this.timers.clear()
+    this.stopWaitingForTxs()
   }
 
   private stopWaitingForTxs (): void {
