@@ -86,8 +86,8 @@ export class TxChannel {
   halt (): void {
     if (!this.started) return
     this.started = false
-    this.channel.halt()
     this.flush()
+    this.channel.halt()
     if (this.inboxTimer != null) clearImmediate(this.inboxTimer)
     this.inboxTimer = undefined
     this.inbox = []
