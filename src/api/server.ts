@@ -14,7 +14,7 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import type { AddressInfo } from 'node:net'
 import { join, resolve } from 'node:path'
 import { WebSocketServer, type WebSocket } from 'ws'
-import type { PeerverseNode, NodeEvents } from '../node/node.ts'
+import { EVENT_NAMES, type PeerverseNode, type NodeEvents } from '../node/node.ts'
 import { ApiError } from './errors.ts'
 import { findRoute, type Route } from './routes.ts'
 import { contentRoutes, serveContent } from './routes/content.ts'
@@ -80,7 +80,8 @@ export async function readApiInfo (dataDir: string): Promise<ApiInfo & { token: 
   return { ...info, token }
 }
 
-const EVENT_TYPES: Array<keyof NodeEvents> = ['peer:connect', 'peer:disconnect', 'peer:identified', 'gossip:message', 'peer:rejected', 'bootstrap:error', 'feed:entry', 'feed:fork', 'ledger:block', 'ledger:receipt', 'ledger:evidence', 'space:presence', 'space:leave', 'space:chat', 'space:world', 'space:policy']
+/** The event stream sends every event the node and its capabilities emit, by their exported names. */
+const EVENT_TYPES: ReadonlyArray<keyof NodeEvents> = EVENT_NAMES
 
 function eventJson (type: string, detail: unknown): string {
   if (type === 'gossip:message') {

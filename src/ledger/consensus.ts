@@ -6,7 +6,8 @@
  * No I/O, timers, clock or crypto: the ledger service decodes and verifies signed messages, feeds
  * them in as `Input`s and carries out the `Action`s returned (sign and broadcast, arm a timer,
  * build a block, apply a commit). So a whole network of these runs in one test, and a validator's
- * state is plain data that goes to a write-ahead log.
+ * state is plain data that goes to a write-ahead log. Its vocabulary and input checks are in
+ * consensus-types.ts, a round's tallies in consensus-round.ts, the proposer schedule in proposer.ts.
  *
  * Powers: "2f+1" is more than 2/3 of the total voting power, "f+1" more than 1/3.
  *
@@ -59,337 +60,21 @@
  *    likewise counts a conflicting vote for a block once a peer claims +2/3 for it (VoteSetMaj23).
  * 9. The proposer is a pure function of (validator set, height, round); see `proposer`.
  */
+import {
+  checkInput, checkInt, checkProposal, checkString, checkTimeouts, checkValidators, checkVote, ConsensusStateError, invalid, InvalidConsensusInputError, isObject,
+  MAX_CATCHUP_ROUNDS, MAX_FUTURE_ROUNDS, MAX_ID_LENGTH, MAX_PROPOSALS_PER_ROUND, MAX_BUFFERED_PER_SENDER_ROUND,
+  type Action, type ConsensusInit, type ConsensusSnapshot, type ConsensusState, type Input, type Proposal, type Step, type TimeoutStep, type Timeouts, type Validator, type Vote, type VoteType
+} from './consensus-types.ts'
+import { addSender, addVote, newRound, NIL, structuredCloneInput, subtract, type RoundData } from './consensus-round.ts'
+import { pick, scheduleOf } from './proposer.ts'
 
-export interface Validator { id: string, power: number }
-export interface Proposal { height: number, round: number, polRound: number, value: string, proposer: string }
-export type VoteType = 'prevote' | 'precommit'
-/** A vote; `value` null is a vote for nil. */
-export interface Vote { type: VoteType, height: number, round: number, value: string | null, validator: string }
-export type TimeoutStep = 'propose' | 'prevote' | 'precommit'
-/** 'commit': decided at this height, waiting for `nextHeight`. */
-export type Step = TimeoutStep | 'commit'
+export {
+  checkValidators, ConsensusStateError, DEFAULT_TIMEOUTS, InvalidConsensusInputError, InvalidValidatorSetError, MAX_BUFFERED_PER_SENDER_ROUND, MAX_CATCHUP_ROUNDS,
+  MAX_FUTURE_ROUNDS, MAX_ID_LENGTH, MAX_PROPOSALS_PER_ROUND, MAX_TIMEOUT_MS, MAX_TOTAL_POWER, MAX_VALIDATORS, MAX_VALUE_LENGTH, MAX_VALUES_PER_VOTER, PROPOSER_RESOLUTION
+} from './consensus-types.ts'
+export type { Action, ConsensusInit, ConsensusSnapshot, ConsensusState, Input, Proposal, Step, TimeoutStep, Timeouts, Validator, Vote, VoteType } from './consensus-types.ts'
+export { proposer } from './proposer.ts'
 
-export type Input =
-  /** A proposal from the network; `valid` is the app's check of the proposed block. */
-  | { type: 'proposal', proposal: Proposal, valid: boolean }
-  | { type: 'vote', vote: Vote }
-  /** A timer armed by a `schedule-timeout` action went off. */
-  | { type: 'timeout', step: TimeoutStep, height: number, round: number }
-  /** The app built a block for our proposal, answering `need-value`. */
-  | { type: 'value-ready', height: number, round: number, value: string }
-
-export type Action =
-  /** We are the proposer and have no valid value: build a block and answer `value-ready`. */
-  | { type: 'need-value', height: number, round: number }
-  /** Persist our state, then sign and broadcast this proposal. */
-  | { type: 'propose', proposal: Proposal }
-  /** Persist our state, then sign and broadcast this vote. */
-  | { type: 'vote', vote: Vote }
-  /** Feed `{ type: 'timeout', step, height, round }` back after `ms` milliseconds. */
-  | { type: 'schedule-timeout', step: TimeoutStep, height: number, round: number, ms: number }
-  /** Decided: `precommits` are more than 2/3 of the power for `value` at `round`. */
-  | { type: 'commit', height: number, round: number, value: string, precommits: Vote[] }
-  /** A validator signed two different votes for one (height, round, type). */
-  | { type: 'evidence', a: Vote, b: Vote }
-  /** More than 2/3 voted for a value whose proposal we lack: fetch it from peers, feed it as a `proposal`. */
-  | { type: 'need-proposal', height: number, round: number, value: string }
-
-/** Base and per-round growth of each timeout, in milliseconds. */
-export interface Timeouts {
-  propose: number
-  proposeDelta: number
-  prevote: number
-  prevoteDelta: number
-  precommit: number
-  precommitDelta: number
-}
-
-/** CometBFT's defaults (config.toml timeout_propose, timeout_propose_delta, ...). */
-export const DEFAULT_TIMEOUTS: Readonly<Timeouts> = Object.freeze({
-  propose: 3000, proposeDelta: 500, prevote: 1000, prevoteDelta: 500, precommit: 1000, precommitDelta: 500
-})
-
-/** Rounds ahead of ours whose messages are always kept. */
-export const MAX_FUTURE_ROUNDS = 4
-/** Further-ahead rounds kept per sender (its highest ones), as CometBFT's peerCatchupRounds. */
-export const MAX_CATCHUP_ROUNDS = 2
-/** Distinct proposals kept per round, besides those backed by more than 1/3 of the power. */
-export const MAX_PROPOSALS_PER_ROUND = 3
-/** Distinct values one validator's votes count toward per (round, type): its first vote and conflicting ones (departure 8). */
-export const MAX_VALUES_PER_VOTER = MAX_PROPOSALS_PER_ROUND + 3
-/** Messages for height + 1 buffered per (sender, round, kind). */
-export const MAX_BUFFERED_PER_SENDER_ROUND = 2
-/** Longest value (block hash) and validator id, in characters. */
-export const MAX_VALUE_LENGTH = 256
-export const MAX_ID_LENGTH = 512
-/** Largest validator set. */
-export const MAX_VALIDATORS = 10_000
-/** Largest total power: 3 * total stays an exact integer (CometBFT caps at MaxInt64 / 8). */
-export const MAX_TOTAL_POWER = Math.floor(Number.MAX_SAFE_INTEGER / 8)
-/** Proposer schedule resolution: powers are scaled so one schedule period has at most this many slots (+ one per validator). */
-export const PROPOSER_RESOLUTION = 10_000
-/** Largest timeout base or delta (a day). */
-export const MAX_TIMEOUT_MS = 86_400_000
-
-export class InvalidConsensusInputError extends Error {
-  name = 'InvalidConsensusInputError'
-}
-
-export class InvalidValidatorSetError extends Error {
-  name = 'InvalidValidatorSetError'
-}
-
-export class ConsensusStateError extends Error {
-  name = 'ConsensusStateError'
-}
-
-/** Read-only view of the algorithm's variables. */
-export interface ConsensusState {
-  readonly height: number
-  readonly round: number
-  readonly step: Step
-  readonly lockedValue: string | null
-  readonly lockedRound: number
-  readonly validValue: string | null
-  readonly validRound: number
-  readonly decision: { readonly round: number, readonly value: string } | null
-}
-
-export interface ConsensusInit {
-  /** Our validator id (did:key); null, or an id not in the set, follows without voting. */
-  self: string | null
-  validators: Validator[]
-  height: number
-  timeouts?: Partial<Timeouts>
-}
-
-/** Everything `fromJSON` needs; plain data. */
-export interface ConsensusSnapshot {
-  version: 1
-  self: string | null
-  validators: Validator[]
-  timeouts: Timeouts
-  height: number
-  round: number
-  step: Step
-  lockedValue: string | null
-  lockedRound: number
-  validValue: string | null
-  validRound: number
-  started: boolean
-  decision: { round: number, value: string, precommits: Vote[] } | null
-  /** Round whose `need-value` is unanswered, or -1. */
-  awaitingValue: number
-  /** L34, L36, L47 "for the first time" in the current round. */
-  fired: { prevoteTimeout: boolean, lock: boolean, precommitTimeout: boolean }
-  /** What we signed at this height: never sign anything else for the same slot. */
-  own: { proposals: Proposal[], votes: Vote[] }
-  rounds: Array<{ round: number, proposals: Array<{ proposal: Proposal, valid: boolean }>, prevotes: Vote[], precommits: Vote[] }>
-  /** Keys `type/round/validator` already reported as evidence. */
-  evidence: string[]
-  /** Keys `round/value` already asked for with `need-proposal`. */
-  asked: string[]
-  /** Inputs for height + 1. */
-  buffer: Input[]
-}
-
-// ---------------------------------------------------------------- checks
-
-const invalid = (msg: string): never => { throw new InvalidConsensusInputError(msg) }
-
-function isObject (x: unknown): x is Record<string, unknown> {
-  return typeof x === 'object' && x !== null
-}
-
-function checkInt (x: unknown, name: string, min: number): number {
-  if (typeof x !== 'number' || !Number.isSafeInteger(x) || x < min) invalid(`${name} must be an integer >= ${min}`)
-  return x as number
-}
-
-function checkString (x: unknown, name: string, max: number): string {
-  if (typeof x !== 'string' || x.length === 0 || x.length > max) invalid(`${name} must be a non-empty string of at most ${max} characters`)
-  return x as string
-}
-
-function checkProposal (p: unknown): Proposal {
-  if (!isObject(p)) return invalid('proposal must be an object')
-  checkInt(p.height, 'proposal.height', 0)
-  checkInt(p.round, 'proposal.round', 0)
-  checkInt(p.polRound, 'proposal.polRound', -1)
-  checkString(p.value, 'proposal.value', MAX_VALUE_LENGTH)
-  checkString(p.proposer, 'proposal.proposer', MAX_ID_LENGTH)
-  return p as unknown as Proposal
-}
-
-function checkVote (v: unknown): Vote {
-  if (!isObject(v)) return invalid('vote must be an object')
-  if (v.type !== 'prevote' && v.type !== 'precommit') invalid('vote.type must be prevote or precommit')
-  checkInt(v.height, 'vote.height', 0)
-  checkInt(v.round, 'vote.round', 0)
-  if (v.value !== null) checkString(v.value, 'vote.value', MAX_VALUE_LENGTH)
-  checkString(v.validator, 'vote.validator', MAX_ID_LENGTH)
-  return v as unknown as Vote
-}
-
-function checkInput (input: unknown): Input {
-  if (!isObject(input)) return invalid('input must be an object')
-  switch (input.type) {
-    case 'proposal':
-      checkProposal(input.proposal)
-      if (typeof input.valid !== 'boolean') invalid('proposal input needs a boolean valid')
-      break
-    case 'vote':
-      checkVote(input.vote)
-      break
-    case 'timeout':
-      if (input.step !== 'propose' && input.step !== 'prevote' && input.step !== 'precommit') invalid('timeout.step must be propose, prevote or precommit')
-      checkInt(input.height, 'timeout.height', 0)
-      checkInt(input.round, 'timeout.round', 0)
-      break
-    case 'value-ready':
-      checkInt(input.height, 'value-ready.height', 0)
-      checkInt(input.round, 'value-ready.round', 0)
-      checkString(input.value, 'value-ready.value', MAX_VALUE_LENGTH)
-      break
-    default:
-      invalid(`unknown input type ${String(input.type)}`)
-  }
-  return input as unknown as Input
-}
-
-/** Checks a validator set: non-empty, unique ids, positive integer powers, bounded total. Returns the total power. */
-export function checkValidators (validators: readonly Validator[]): number {
-  if (!Array.isArray(validators) || validators.length === 0) throw new InvalidValidatorSetError('the validator set must be a non-empty array')
-  if (validators.length > MAX_VALIDATORS) throw new InvalidValidatorSetError(`at most ${MAX_VALIDATORS} validators`)
-  const ids = new Set<string>()
-  let total = 0
-  for (const v of validators) {
-    if (!isObject(v) || typeof v.id !== 'string' || v.id.length === 0 || v.id.length > MAX_ID_LENGTH) throw new InvalidValidatorSetError('each validator needs an id string')
-    if (ids.has(v.id)) throw new InvalidValidatorSetError(`duplicate validator ${v.id}`)
-    ids.add(v.id)
-    const power = v.power as unknown
-    if (typeof power !== 'number' || !Number.isSafeInteger(power) || power < 1) throw new InvalidValidatorSetError(`validator ${v.id} needs a positive integer power`)
-    total += power
-    if (total > MAX_TOTAL_POWER) throw new InvalidValidatorSetError(`total power above ${MAX_TOTAL_POWER}`)
-  }
-  return total
-}
-
-function checkTimeouts (t: Partial<Timeouts> | undefined): Timeouts {
-  const out = { ...DEFAULT_TIMEOUTS }
-  if (t === undefined) return out
-  if (!isObject(t)) throw new InvalidConsensusInputError('timeouts must be an object')
-  for (const k of Object.keys(DEFAULT_TIMEOUTS) as Array<keyof Timeouts>) {
-    const x = t[k]
-    if (x === undefined) continue
-    if (!Number.isSafeInteger(x) || x < 0 || x > MAX_TIMEOUT_MS) throw new InvalidConsensusInputError(`timeouts.${k} must be an integer in [0, ${MAX_TIMEOUT_MS}]`)
-    out[k] = x
-  }
-  return out
-}
-
-// ---------------------------------------------------------------- proposer
-
-const gcd = (a: number, b: number): number => { while (b !== 0) [a, b] = [b, a % b]; return a }
-
-/**
- * One period of CometBFT's weighted round-robin (spec/consensus/proposer-selection.md), from all
- * priorities at zero: each slot every validator's priority grows by its power, the highest (ties:
- * the smallest id) proposes and drops by the total. Starting from zero the priorities sum to
- * zero, so CometBFT's centering is a no-op and they stay within (-P, P], under its rescaling
- * threshold; so for a fixed set this is CometBFT's sequence. After P slots every priority is back
- * at zero, each validator having proposed exactly power times: the sequence has period P. Powers
- * are first divided by their gcd and, above PROPOSER_RESOLUTION, scaled down (at least 1 each) so
- * a period stays short; the sequence is then fair to within 1/PROPOSER_RESOLUTION of the power.
- */
-function buildSchedule (validators: readonly Validator[], total: number): string[] {
-  const sorted = [...validators].sort((a, b) => a.id < b.id ? -1 : a.id > b.id ? 1 : 0)
-  let weights = total > PROPOSER_RESOLUTION
-    ? sorted.map(v => Math.max(1, Number(BigInt(v.power) * BigInt(PROPOSER_RESOLUTION) / BigInt(total))))
-    : sorted.map(v => v.power)
-  const g = weights.reduce(gcd)
-  weights = weights.map(w => w / g)
-  const period = weights.reduce((a, b) => a + b, 0)
-  const priority = new Array<number>(sorted.length).fill(0)
-  const schedule = new Array<string>(period)
-  for (let k = 0; k < period; k++) {
-    let best = 0
-    for (let i = 0; i < sorted.length; i++) {
-      priority[i] += weights[i]
-      if (priority[i] > priority[best]) best = i
-    }
-    priority[best] -= period
-    schedule[k] = sorted[best].id
-  }
-  return schedule
-}
-
-const scheduleCache = new Map<string, string[]>()
-const SCHEDULE_CACHE_SIZE = 8
-
-function scheduleOf (validators: readonly Validator[]): string[] {
-  const total = checkValidators(validators)
-  const key = validators.map(v => `${v.id}\u0000${v.power}`).sort().join('\u0001')
-  let s = scheduleCache.get(key)
-  if (s === undefined) {
-    s = buildSchedule(validators, total)
-    if (scheduleCache.size >= SCHEDULE_CACHE_SIZE) scheduleCache.delete(scheduleCache.keys().next().value as string)
-    scheduleCache.set(key, s)
-  }
-  return s
-}
-
-function pick (schedule: readonly string[], height: number, round: number): string {
-  return schedule[((height % schedule.length) + (round % schedule.length)) % schedule.length]
-}
-
-/**
- * The proposer of (height, round): slot height + round of the period of CometBFT's weighted
- * round-robin (see buildSchedule), which does not depend on the order of `validators`.
- *
- * CometBFT carries the priorities in the chain state from height to height (incremented once per
- * height and once per round, so its round r of height h is likewise slot h + r) and starts a new
- * validator at -1.125 P so that leaving and rejoining cannot jump the queue. We derive the slot
- * from (height, round) alone, so every node agrees with nothing but the validator set and there is
- * no priority state to store or to get wrong; the price is that a changed set starts a fresh
- * schedule. Over any P consecutive slots of a fixed set each validator proposes exactly its
- * (scaled) power times, and no validator holds two slots in a row unless its power exceeds 1/2.
- */
-export function proposer (validators: Validator[], height: number, round: number): string {
-  checkInt(height, 'height', 0)
-  checkInt(round, 'round', 0)
-  return pick(scheduleOf(validators), height, round)
-}
-
-// ---------------------------------------------------------------- the state machine
-
-const NIL = '' // tally key of nil: values are non-empty strings
-
-/** total and firstByValue count each validator's first vote; byValue adds conflicting votes (departure 8). */
-interface Tally { total: number, byValue: Map<string, number>, firstByValue: Map<string, number> }
-
-interface RoundData {
-  proposals: Array<{ proposal: Proposal, valid: boolean }>
-  /** Each validator's first vote: it alone counts toward the totals. */
-  votes: { prevote: Map<string, Vote>, precommit: Map<string, Vote> }
-  /** Its later, conflicting votes that count toward their own values (departure 8). */
-  extra: { prevote: Map<string, Vote[]>, precommit: Map<string, Vote[]> }
-  tally: { prevote: Tally, precommit: Tally }
-  /** Validator -> number of its messages in this round (L55 counts senders, eviction needs them). */
-  senders: Map<string, number>
-  senderPower: number
-}
-
-const newRound = (): RoundData => ({
-  proposals: [],
-  votes: { prevote: new Map(), precommit: new Map() },
-  extra: { prevote: new Map(), precommit: new Map() },
-  tally: { prevote: { total: 0, byValue: new Map(), firstByValue: new Map() }, precommit: { total: 0, byValue: new Map(), firstByValue: new Map() } },
-  senders: new Map(),
-  senderPower: 0
-})
-
-/** A bug guard: each pass of `evaluate` fires one rule that moves the state forward. */
 const MAX_RULE_PASSES = 10_000
 
 export class Consensus {
@@ -566,9 +251,9 @@ export class Consensus {
       const rd = c.roundData(checkInt(r.round, 'round', 0))
       for (const e of r.proposals) {
         rd.proposals.push({ proposal: { ...checkProposal(e.proposal) }, valid: e.valid === true })
-        c.addSender(rd, e.proposal.proposer)
+        addSender(rd, e.proposal.proposer, c.powers)
       }
-      for (const v of [...r.prevotes, ...r.precommits]) c.addVote(rd, { ...checkVote(v) })
+      for (const v of [...r.prevotes, ...r.precommits]) addVote(rd, { ...checkVote(v) }, c.powers, c.total)
     }
     c.evidence = new Set(snapshot.evidence)
     c.asked = new Set(snapshot.asked)
@@ -591,7 +276,7 @@ export class Consensus {
     if (!this.admit(p.round, p.proposer)) return
     const data = this.roundData(p.round)
     data.proposals.push({ proposal: p, valid })
-    this.addSender(data, p.proposer)
+    addSender(data, p.proposer, this.powers)
     this.evaluate(out)
   }
 
@@ -609,11 +294,11 @@ export class Consensus {
         this.evidence.add(key)
         out.push({ type: 'evidence', a: { ...first }, b: vote })
       }
-      if (this.addVote(rd, vote)) this.evaluate(out)
+      if (addVote(rd, vote, this.powers, this.total)) this.evaluate(out)
       return
     }
     if (!this.admit(vote.round, vote.validator)) return
-    this.addVote(this.roundData(vote.round), vote)
+    addVote(this.roundData(vote.round), vote, this.powers, this.total)
     this.evaluate(out)
   }
 
@@ -828,7 +513,7 @@ export class Consensus {
     const proposal: Proposal = { height: this.height, round: this.round, polRound, value, proposer: self }
     this.ownProposals.set(this.round, proposal)
     rd.proposals.push({ proposal, valid: true })
-    this.addSender(rd, self)
+    addSender(rd, self, this.powers)
     out.push({ type: 'propose', proposal: { ...proposal } })
   }
 
@@ -842,7 +527,7 @@ export class Consensus {
     if (rd.votes[type].has(self)) return // as above: a vote with our id is already out there
     const vote: Vote = { type, height: this.height, round: this.round, value, validator: self }
     this.ownVotes.set(key, vote)
-    this.addVote(rd, vote)
+    addVote(rd, vote, this.powers, this.total)
     out.push({ type: 'vote', vote: { ...vote } })
   }
 
@@ -898,62 +583,11 @@ export class Consensus {
     return rd
   }
 
-  private addSender (rd: RoundData, id: string): void {
-    const n = rd.senders.get(id) ?? 0
-    rd.senders.set(id, n + 1)
-    if (n === 0) rd.senderPower += this.powers.get(id) ?? 0
-  }
-
-  /**
-   * Counts a vote: a validator's first vote in the totals and toward its value; a later,
-   * different one toward its own value only, if that is nil or has a proposal kept in this round,
-   * up to MAX_VALUES_PER_VOTER values (departure 8). Returns whether it was counted.
-   */
-  private addVote (rd: RoundData, vote: Vote): boolean {
-    const power = this.powers.get(vote.validator)
-    if (power === undefined) return false
-    const t = rd.tally[vote.type]
-    const key = vote.value ?? NIL
-    const first = rd.votes[vote.type].get(vote.validator)
-    if (first === undefined) {
-      rd.votes[vote.type].set(vote.validator, vote)
-      t.total += power
-      t.firstByValue.set(key, (t.firstByValue.get(key) ?? 0) + power)
-      this.addSender(rd, vote.validator)
-    } else {
-      const extras = rd.extra[vote.type].get(vote.validator) ?? []
-      if (first.value === vote.value || extras.some(v => v.value === vote.value)) return false
-      if (extras.length + 1 >= MAX_VALUES_PER_VOTER) return false
-      // Only where it can matter: equivocators hold less than 1/3, so any quorum for a value has
-      // more than 1/3 in first votes; and L36/L49 need a proposal. Others come again by gossip.
-      const relevant = vote.value === null || rd.proposals.some(e => e.proposal.value === vote.value) || this.oneThird(t.firstByValue.get(key) ?? 0)
-      if (!relevant) return false
-      extras.push(vote)
-      rd.extra[vote.type].set(vote.validator, extras)
-    }
-    t.byValue.set(key, (t.byValue.get(key) ?? 0) + power)
-    return true
-  }
-
   private timeoutAction (step: TimeoutStep): Action {
     const t = this.timeouts
     const ms = step === 'propose'
       ? t.propose + this.round * t.proposeDelta
       : step === 'prevote' ? t.prevote + this.round * t.prevoteDelta : t.precommit + this.round * t.precommitDelta
     return { type: 'schedule-timeout', step, height: this.height, round: this.round, ms }
-  }
-}
-
-function subtract (m: Map<string, number>, key: string, power: number): void {
-  const left = (m.get(key) ?? 0) - power
-  if (left === 0) m.delete(key)
-  else m.set(key, left)
-}
-
-function structuredCloneInput (i: Input): Input {
-  switch (i.type) {
-    case 'proposal': return { type: 'proposal', proposal: { ...i.proposal }, valid: i.valid }
-    case 'vote': return { type: 'vote', vote: { ...i.vote } }
-    default: return { ...i }
   }
 }

@@ -1,18 +1,17 @@
 /**
- * Genesis files and the devnet faucet. A chain is named by its genesis: chain id, time and the
+ * Genesis rules and the devnet faucet. A chain is named by its genesis: chain id, time and the
  * first accounts (balances and stakes; stake makes validators). The embedded default is a
  * single-validator devnet whose only validator is the local user, created on first start.
+ * Reading and writing the file on disk is genesis-file.ts's (Node-only); this runs anywhere.
  *
  * Devnets also fund a faucet: an account whose key is derived from the chain id, so every peer on
  * a devnet can sign faucet transfers to its own user. A faucet key is public by construction:
  * only devnets have one.
  */
-import { createHash, randomBytes } from 'node:crypto'
-import { readFile, rename, writeFile } from 'node:fs/promises'
-import { didFromPublicKey } from '../identity/did.ts'
+import { didFromPublicKey, isDid } from '../identity/did.ts'
 import { ed25519KeyFromSeed, type Ed25519Key } from '../identity/ed25519.ts'
+import { randomBytes, sha256, toHex } from '../identity/hash.ts'
 import { STAKE_PER_POWER, type Genesis } from './state.ts'
-import { isDid } from '../identity/did.ts'
 
 export const GENESIS_FILE = 'genesis.json'
 /** Units the faucet holds on a new devnet. */
@@ -28,7 +27,7 @@ export class GenesisError extends Error {
 
 /** The devnet faucet key of a chain (public: derived from the chain id). */
 export function faucetKey (chain: string): Ed25519Key {
-  return ed25519KeyFromSeed(createHash('sha256').update(`peerverse/devnet-faucet/${chain}`).digest())
+  return ed25519KeyFromSeed(sha256(`peerverse/devnet-faucet/${chain}`))
 }
 
 export function faucetDid (chain: string): string {
@@ -37,7 +36,7 @@ export function faucetDid (chain: string): string {
 
 /** A devnet genesis: the validators (each staked and funded) and the faucet. */
 export function devnetGenesis (validators: string[], time = Date.now()): Genesis {
-  const chain = `peerverse-devnet-${randomBytes(4).toString('hex')}`
+  const chain = `peerverse-devnet-${toHex(randomBytes(4))}`
   return {
     chain,
     time,
@@ -70,19 +69,4 @@ export function parseGenesis (text: string, source: string): Genesis {
   })
   if (!accounts.some(a => a.stake >= STAKE_PER_POWER)) throw new GenesisError(`${source}: no account has stake enough to validate`)
   return { chain: v.chain, time: v.time, accounts }
-}
-
-/** Reads a genesis file, or creates a single-validator devnet one (for `did`) when `create` and absent. */
-export async function loadGenesis (path: string, options: { createFor?: string } = {}): Promise<Genesis> {
-  let text: string
-  try {
-    text = await readFile(path, 'utf8')
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code !== 'ENOENT' || options.createFor == null) throw new GenesisError(`cannot read genesis ${path}: ${(err as Error).message}`)
-    const g = devnetGenesis([options.createFor])
-    await writeFile(path + '.tmp', genesisJson(g))
-    await rename(path + '.tmp', path)
-    return g
-  }
-  return parseGenesis(text, path)
 }

@@ -4,11 +4,16 @@
  * an untrusted peer hands it. Leaves and inner nodes are domain-separated (RFC 6962 style), so a
  * node can never pass for a leaf. Pure.
  */
-import { createHash } from 'node:crypto'
+import { sha256 } from '../identity/hash.ts'
 
 const LEAF = Buffer.from([0])
 const NODE = Buffer.from([1])
-const EMPTY = createHash('sha256').digest()
+const EMPTY = buf(sha256())
+
+/** Bytes as a Buffer: the same object when they are one (sha256 gives Buffers on Node), else a view. */
+function buf (b: Uint8Array): Buffer {
+  return Buffer.isBuffer(b) ? b : Buffer.from(b.buffer, b.byteOffset, b.byteLength)
+}
 
 export class InvalidProofError extends Error {
   name = 'InvalidProofError'
@@ -26,12 +31,12 @@ export function leafHash (key: string, value: Uint8Array): Buffer {
   const k = Buffer.from(key, 'utf8')
   const len = Buffer.alloc(4)
   len.writeUInt32BE(k.length)
-  return createHash('sha256').update(LEAF).update(len).update(k).update(value).digest()
+  return buf(sha256(LEAF, len, k, value))
 }
 
 function nodeHash (left: Buffer, right: Buffer): Buffer {
   hashCounts.node++
-  return createHash('sha256').update(NODE).update(left).update(right).digest()
+  return buf(sha256(NODE, left, right))
 }
 
 export interface Leaf {
@@ -83,7 +88,7 @@ const byKey = (a: string, b: string): number => (a < b ? -1 : a > b ? 1 : 0)
 /** A leaf's hash as a Buffer: the caller's own when it is one, else a view of it, else computed. */
 function hashOf (l: Leaf): Buffer {
   if (l.hash == null) return leafHash(l.key, l.value)
-  return Buffer.isBuffer(l.hash) ? l.hash : Buffer.from(l.hash.buffer, l.hash.byteOffset, l.hash.byteLength)
+  return buf(l.hash)
 }
 
 /**

@@ -22,7 +22,7 @@
  * node verifies each transaction's signature once, however many times it sees it in proposals.
  */
 import * as dagCbor from '@ipld/dag-cbor'
-import { createHash } from 'node:crypto'
+import { sha256Hex } from '../identity/hash.ts'
 import { leafHash, MerkleTree, type Leaf, type StateProof } from './merkle.ts'
 import { decodeTx, MAX_AMOUNT, type Tx, type TxDecoder } from './tx.ts'
 
@@ -127,7 +127,7 @@ export class ParcelOverlapError extends Error {
 }
 
 const hex = (b: Uint8Array): string => Buffer.from(b).toString('hex')
-const sha = (b: Uint8Array): string => createHash('sha256').update(b).digest('hex')
+const sha = (b: Uint8Array): string => sha256Hex(b)
 
 /** The validator set a map of stakes gives: power = stake / STAKE_PER_POWER, largest first. */
 export function validatorsFromStakes (accounts: Map<string, Account>): Validator[] {

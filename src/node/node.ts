@@ -16,12 +16,10 @@ import { LevelDatastore } from '../store/datastore.ts'
 import { Store } from '../store/store.ts'
 import { validateConfig, type NodeConfig } from './config.ts'
 import { Blockstore } from '../content/blockstore.ts'
-import { content, type ContentService, type ContentStatus } from '../content/index.ts'
-import { FeedStore, social, SOCIAL_EVENTS, type FeedEntryEvent, type SocialService } from '../social/index.ts'
-import { ChainStore } from '../ledger/chain.ts'
-import { GENESIS_FILE, loadGenesis } from '../ledger/genesis.ts'
-import { LedgerService } from '../ledger/service.ts'
-import type { Genesis, Receipt } from '../ledger/state.ts'
+import { content, CONTENT_EVENTS, type ContentEvents, type ContentService, type ContentStatus } from '../content/index.ts'
+import { FeedStore, social, SOCIAL_EVENTS, type FeedEntryEvent, type SocialEvents, type SocialService } from '../social/index.ts'
+import { GENESIS_FILE, LEDGER_EVENTS, ledger, type Genesis, type LedgerEvents, type LedgerService } from '../ledger/index.ts'
+import { loadGenesis } from '../ledger/genesis-file.ts'
 import { join } from 'node:path'
 import { space, SPACE_EVENTS, type SpaceEvents, type SpaceService } from '../space/index.ts'
 
@@ -62,24 +60,24 @@ export interface RejectedEvent {
   error: string
 }
 
-export interface NodeEvents {
+/** The node's own events (its network); each capability's are added from its exported list. */
+export interface NodeOwnEvents {
   'peer:connect': CustomEvent<{ peerId: string }>
   'peer:disconnect': CustomEvent<{ peerId: string }>
   'peer:identified': CustomEvent<{ peerId: string, did: string }>
   'gossip:message': CustomEvent<GossipMessageEvent>
   'peer:rejected': CustomEvent<RejectedEvent>
   'bootstrap:error': CustomEvent<{ address: string, error: string }>
-  'feed:entry': CustomEvent<FeedEntryEvent>
-  'feed:fork': CustomEvent<{ author: string, seq: number }>
-  'ledger:block': CustomEvent<{ height: number, hash: string, txs: number, stateRoot: string }>
-  'ledger:receipt': CustomEvent<Receipt>
-  'ledger:evidence': CustomEvent<{ validator: string, height: number, round: number }>
-  'space:presence': SpaceEvents['space:presence']
-  'space:leave': SpaceEvents['space:leave']
-  'space:chat': SpaceEvents['space:chat']
-  'space:world': SpaceEvents['space:world']
-  'space:policy': SpaceEvents['space:policy']
 }
+
+/** The names of the node's own events. */
+export const NODE_EVENTS = ['peer:connect', 'peer:disconnect', 'peer:identified', 'gossip:message', 'peer:rejected', 'bootstrap:error'] as const satisfies ReadonlyArray<keyof NodeOwnEvents>
+
+/** Every event the node emits: its own and each capability's, forwarded under the same names. */
+export type NodeEvents = NodeOwnEvents & ContentEvents & SocialEvents & LedgerEvents & SpaceEvents
+
+/** Every event name the node emits, built from each capability's exported list (the API's event stream sends these). */
+export const EVENT_NAMES = [...NODE_EVENTS, ...CONTENT_EVENTS, ...SOCIAL_EVENTS, ...LEDGER_EVENTS, ...SPACE_EVENTS] as const
 
 export type { FeedEntryEvent }
 
@@ -117,8 +115,6 @@ export class PeerverseNode extends TypedEventEmitter<NodeEvents> {
   readonly routing: RoutingPort
   /** Topics subscribed to through subscribe() (the API), each with its unsubscribe. */
   private readonly apiTopics = new Map<string, () => void>()
-  /** Topics the services subscribed to through their callbacks, each with its unsubscribe. */
-  private readonly serviceTopics = new Map<string, () => void>()
   readonly content: ContentService
   readonly social: SocialService
   readonly ledger: LedgerService
@@ -158,8 +154,7 @@ export class PeerverseNode extends TypedEventEmitter<NodeEvents> {
       gossip: this.gossip,
       protocols: this.protocols,
       onRejected,
-      did: identity.did,
-      key: identity.userKey,
+      identity: { did: identity.did, key: identity.userKey },
       store: new FeedStore(store.sublevel('social'))
     })
     for (const name of SOCIAL_EVENTS) this.social.addEventListener(name, evt => { this.safeDispatch(name, evt.detail) })
@@ -167,22 +162,16 @@ export class PeerverseNode extends TypedEventEmitter<NodeEvents> {
       onBootstrapError: (address, error) => { this.safeDispatch('bootstrap:error', { address, error: error.message }) }
     })
     this.gossipRepair = new GossipRepair(net)
-    this.ledger = new LedgerService({
-      net,
-      chain: new ChainStore(store.sublevel('ledger')),
-      key: identity.userKey,
-      did: identity.did,
-      genesis,
-      publish: async (topic, data) => await this.publish(topic, data),
-      subscribe: topic => { this.serviceSubscribe(topic, m => { this.ledger.onGossip(m.topic, m.data) }) },
-      didOf: peerId => this.peerIdentity.dids.get(peerId)
+    this.ledger = ledger()({
+      gossip: this.gossip,
+      protocols: this.protocols,
+      onRejected,
+      didOf: peerId => this.peerIdentity.dids.get(peerId),
+      identity: { did: identity.did, key: identity.userKey },
+      store: store.sublevel('ledger'),
+      genesis
     })
-    this.ledger.addEventListener('ledger:block', evt => { this.safeDispatch('ledger:block', evt.detail) })
-    this.ledger.addEventListener('ledger:evidence', evt => { this.safeDispatch('ledger:evidence', evt.detail) })
-    this.ledger.addEventListener('ledger:receipt', evt => {
-      // Only our own receipts go out as events.
-      if (evt.detail.sender === identity.did) this.safeDispatch('ledger:receipt', evt.detail)
-    })
+    for (const name of LEDGER_EVENTS) this.ledger.addEventListener(name, evt => { this.safeDispatch(name, evt.detail) })
     this.space = space({ interest: config.space.interest })({
       gossip: this.gossip,
       protocols: this.protocols,
@@ -195,17 +184,6 @@ export class PeerverseNode extends TypedEventEmitter<NodeEvents> {
     for (const name of SPACE_EVENTS) this.space.addEventListener(name, evt => { this.safeDispatch(name, evt.detail) })
     net.addEventListener('peer:connect', evt => { this.safeDispatch('peer:connect', { peerId: evt.detail.toString() }) })
     net.addEventListener('peer:disconnect', evt => { this.safeDispatch('peer:disconnect', { peerId: evt.detail.toString() }) })
-  }
-
-  /** A service's subscription, until the service subscribes through its gossip port itself. */
-  private serviceSubscribe (topic: string, handler: (m: GossipMessage) => void | Promise<void>): void {
-    if (this.serviceTopics.has(topic)) return
-    this.serviceTopics.set(topic, this.gossip.subscribe(topic, handler))
-  }
-
-  private serviceUnsubscribe (topic: string): void {
-    this.serviceTopics.get(topic)?.()
-    this.serviceTopics.delete(topic)
   }
 
   private safeDispatch<K extends keyof NodeEvents> (type: K, detail: NodeEvents[K]['detail']): void {

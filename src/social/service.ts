@@ -97,9 +97,8 @@ export interface SocialComponents {
   protocols: ProtocolPort
   /** Where bad entries and requests from peers are reported. */
   onRejected: RejectSink
-  /** Our user did, and the key that signs our entries. */
-  did: string
-  key: Ed25519Key
+  /** Our user: its did, and the key that signs our entries. */
+  identity: { did: string, key: Ed25519Key }
   store: FeedStore
 }
 
@@ -146,8 +145,8 @@ export class SocialService extends TypedEventEmitter<SocialEvents> {
     this.protocols = components.protocols
     this.onRejected = components.onRejected
     this.store = components.store
-    this.key = components.key
-    this.did = components.did
+    this.key = components.identity.key
+    this.did = components.identity.did
     this.syncIntervalMs = init.syncIntervalMs ?? SYNC_INTERVAL_MS
     this.maxSyncPeersPerRound = init.maxSyncPeersPerRound ?? MAX_SYNC_PEERS_PER_ROUND
     this.replication = new Replication({

@@ -13,6 +13,11 @@ import { createPeerBinding } from '../../src/identity/binding.ts'
 import { initIdentity, type Identity } from '../../src/identity/keystore.ts'
 import { createNetwork, type Network } from '../../src/net/network.ts'
 import { Store } from '../../src/store/store.ts'
+import { Blockstore } from '../../src/content/blockstore.ts'
+import { content } from '../../src/content/index.ts'
+import { devnetGenesis } from '../../src/ledger/genesis.ts'
+import { ledger } from '../../src/ledger/index.ts'
+import { FeedStore, social } from '../../src/social/index.ts'
 import { space } from '../../src/space/index.ts'
 import { recordingPorts, type RecordingPorts } from '../helpers/ports.ts'
 
@@ -24,14 +29,37 @@ interface Startable {
 interface Env {
   net: Network
   ports: RecordingPorts
-  /** A fresh store for each capability built (a sublevel can be taken once). */
+  /** A fresh store for each capability built (a sublevel can be taken once), and its directory. */
   store: Store
+  storeDir: string
   identity: Identity
   binding: Uint8Array
 }
 
 /** Each capability, built from its factory with just the components it asks for. */
 const CAPABILITIES: Record<string, (env: Env) => Startable | Promise<Startable>> = {
+  content: async ({ ports, store, storeDir }) => content({})({
+    protocols: ports.protocols,
+    routing: ports.routing,
+    onRejected: () => {},
+    blockstore: await Blockstore.open(store.sublevel('content'), storeDir, 64 * 1024 * 1024)
+  }),
+  ledger: ({ ports, store, identity }) => ledger({})({
+    gossip: ports.gossip,
+    protocols: ports.protocols,
+    onRejected: () => {},
+    didOf: () => undefined,
+    identity: { did: identity.did, key: identity.userKey },
+    store: store.sublevel('ledger'),
+    genesis: devnetGenesis([identity.did])
+  }),
+  social: ({ ports, store, identity }) => social({})({
+    gossip: ports.gossip,
+    protocols: ports.protocols,
+    onRejected: () => {},
+    identity: { did: identity.did, key: identity.userKey },
+    store: new FeedStore(store.sublevel('social'))
+  }),
   space: ({ ports, store, identity, binding }) => space({})({
     gossip: ports.gossip,
     protocols: ports.protocols,
@@ -52,9 +80,10 @@ describe('every capability factory', () => {
 
   /** Builds a capability over the shared ports and a store of its own. */
   async function build (make: (env: Env) => Startable | Promise<Startable>): Promise<Startable> {
-    const store = await Store.open(join(dir, `store-${stores.length}`))
+    const storeDir = join(dir, `store-${stores.length}`)
+    const store = await Store.open(storeDir)
     stores.push(store)
-    return await make({ ...env, store })
+    return await make({ ...env, store, storeDir })
   }
 
   before(async () => {
@@ -63,7 +92,7 @@ describe('every capability factory', () => {
     const net = await createNetwork({ privateKey: identity.peerKey, listen: ['/ip4/127.0.0.1/tcp/0'], relayServer: false })
     await net.start()
     const binding = (await createPeerBinding(identity.userKey, net.peerId.toString())).bytes
-    env = { net, ports: recordingPorts(net), store: undefined as unknown as Store, identity, binding }
+    env = { net, ports: recordingPorts(net), store: undefined as unknown as Store, storeDir: dir, identity, binding }
     baseProtocols = net.getProtocols()
     baseTopics = net.services.pubsub.getTopics()
   })

@@ -21,7 +21,7 @@ import { decodeBlock, decodeConsensusMessage, signProposal, signVote } from '../
 import { proposer } from '../../src/ledger/consensus.ts'
 import { blockHash, buildBlock, checkBlock, genesisState, type BlockHeader, type Genesis, type LedgerState } from '../../src/ledger/state.ts'
 import { signTx } from '../../src/ledger/tx.ts'
-import { ledgerTopic, type LedgerTopic } from '../../src/ledger/service.ts'
+import { ledgerTopic, type LedgerTopic } from '../../src/ledger/index.ts'
 import { PeerSet, waitFor, type CliPeer } from '../helpers/cli-peer.ts'
 
 const set = new PeerSet()

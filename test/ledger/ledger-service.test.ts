@@ -29,10 +29,15 @@ import {
 } from '../../src/ledger/chain.ts'
 import { proposer } from '../../src/ledger/consensus.ts'
 import { MAX_TXS_PER_SENDER, Mempool } from '../../src/ledger/mempool.ts'
+import { consensusProtocol, ledger, LedgerService, ledgerTopic, mempoolProtocol } from '../../src/ledger/index.ts'
+import { MAX_EXECUTED_BLOCKS } from '../../src/ledger/executions.ts'
+import { MAX_BLOCK_TX_BYTES, MAX_REJECTED_KEPT, MAX_TXS_PER_BLOCK } from '../../src/ledger/service.ts'
+import { MAX_MEMPOOL_STREAM_QUEUE, MAX_TX_INBOX } from '../../src/ledger/tx-channel.ts'
 import {
-  consensusProtocol, decodeTxBatch, encodeTxBatch, evidenceHeightKept, LedgerService, MAX_EVIDENCE_AGE_HEIGHTS, MAX_MEMPOOL_STREAM_QUEUE, mempoolProtocol, ledgerTopic, MAX_BLOCK_TX_BYTES, MAX_EXECUTED_BLOCKS, MAX_REJECTED_KEPT, MAX_TX_BATCH_BYTES, MAX_TX_BATCH_MESSAGE_BYTES,
-  MAX_TX_BATCH_TXS, MAX_TX_INBOX, MAX_TXS_PER_BLOCK
-} from '../../src/ledger/service.ts'
+  decodeTxBatch, encodeTxBatch, evidenceHeightKept, MAX_EVIDENCE_AGE_HEIGHTS, MAX_TX_BATCH_BYTES, MAX_TX_BATCH_MESSAGE_BYTES, MAX_TX_BATCH_TXS
+} from '../../src/ledger/wire.ts'
+import { libp2pProtocols } from '../../src/net/libp2p-ports.ts'
+import { noNetwork, recordingGossip, type RecordingGossip } from '../helpers/ledger-ports.ts'
 import { blockHash, buildBlock, genesisState, MAX_VALIDATORS, STAKE_PER_POWER, type Genesis } from '../../src/ledger/state.ts'
 import { decodeTx, MAX_TX_BYTES, MAX_VERIFIED_TXS, signTx, VerifiedTxCache, type Tx } from '../../src/ledger/tx.ts'
 
@@ -254,28 +259,28 @@ describe('mempool admission and recheck', () => {
 
 interface Harness { service: LedgerService, published: Array<{ topic: string, data: Uint8Array }>, store: Store, dir: string }
 
-const stubNet = {
-  handle: async () => {},
-  unhandle: async () => {},
-  getPeers: () => [],
-  dialProtocol: async () => { throw new Error('no network') }
-} as unknown as Network
-
 const harnesses: Harness[] = []
+/** Each service's gossip port, to deliver messages as if peers had gossiped them. */
+const gossipOf = new Map<LedgerService, RecordingGossip>()
+
+function deliver (service: LedgerService, topic: string, data: Uint8Array): void {
+  gossipOf.get(service)!.deliver(topic, data)
+}
 
 async function harness (key: Ed25519Key, genesis: Genesis): Promise<Harness> {
   const dir = await mkdtemp(join(tmpdir(), 'peerverse-ledger-service-'))
   const store = await Store.open(dir)
-  const published: Harness['published'] = []
-  const service = new LedgerService({
-    net: stubNet,
-    chain: new ChainStore(store.sublevel('ledger')),
-    key,
-    did: didFromPublicKey(key.publicKey),
-    genesis,
-    publish: async (topic, data) => { published.push({ topic, data }); return 0 },
-    subscribe: () => {}
+  const gossip = recordingGossip()
+  const published: Harness['published'] = gossip.published
+  const service = ledger()({
+    gossip,
+    protocols: noNetwork(),
+    didOf: () => undefined,
+    identity: { did: didFromPublicKey(key.publicKey), key },
+    store: store.sublevel('ledger'),
+    genesis
   })
+  gossipOf.set(service, gossip)
   const h = { service, published, store, dir }
   harnesses.push(h)
   await service.start()
@@ -368,8 +373,8 @@ describe('LedgerService on a stub network (one of four validators)', () => {
       // A validator out of turn proposes too: never executed.
       const other = vdids.findIndex((id, i) => id !== who && i !== 0)
       const wrong = buildBlock(state, [], vdids[other], 10_000 + round).block
-      service.onGossip(topic, await signProposal(vkeys[other], { height: 1, round, polRound: -1, value: blockHash(wrong.header) }, wrong))
-      service.onGossip(topic, await signProposal(key, { height: 1, round, polRound: -1, value: blockHash(block.header) }, block))
+      deliver(service, topic, await signProposal(vkeys[other], { height: 1, round, polRound: -1, value: blockHash(wrong.header) }, wrong))
+      deliver(service, topic, await signProposal(key, { height: 1, round, polRound: -1, value: blockHash(block.header) }, block))
       sent++
       const expected = Math.min(sent, MAX_EXECUTED_BLOCKS)
       const deadline = Date.now() + 10_000
@@ -400,8 +405,8 @@ describe('evidence of double votes', () => {
   it('a validator that sees a double vote stores it once and gossips it; every node that hears it keeps it, refusing what is not one', async () => {
     // A validator's consensus detects the double vote itself.
     const { service: v0, published } = await harness(vkeys[0], genesis)
-    v0.onGossip(topic, await prevote(vkeys[1], value(1)))
-    v0.onGossip(topic, await prevote(vkeys[1], value(2)))
+    deliver(v0, topic, await prevote(vkeys[1], value(1)))
+    deliver(v0, topic, await prevote(vkeys[1], value(2)))
     await once(v0, 'ledger:evidence')
     const sent = published.filter(m => m.topic === topic).map(m => decodeConsensusMessage(m.data)).filter(m => m.kind === 'evidence')
     assert.equal(sent.length, 1)
@@ -413,28 +418,28 @@ describe('evidence of double votes', () => {
     service.addEventListener('ledger:evidence', () => { events++ })
     const wait = async (): Promise<void> => { await once(service, 'ledger:evidence') }
     let seen = wait()
-    service.onGossip(topic, published.filter(m => m.topic === topic && decodeConsensusMessage(m.data).kind === 'evidence')[0].data)
+    deliver(service, topic, published.filter(m => m.topic === topic && decodeConsensusMessage(m.data).kind === 'evidence')[0].data)
     await seen
     // The same double vote again, in the other order: kept once. Then what is not a double vote.
     const a = await prevote(vkeys[1], value(1))
     const b = await prevote(vkeys[1], value(2))
-    service.onGossip(topic, encodeEvidenceMessage(b, a))
-    service.onGossip(topic, dagCbor.encode({ evidence: [b, a] }))
-    service.onGossip(topic, encodeEvidenceMessage(a, a)) // one vote twice
-    service.onGossip(topic, encodeEvidenceMessage(a, await prevote(vkeys[2], value(2)))) // two validators
-    service.onGossip(topic, encodeEvidenceMessage(a, await signVote(vkeys[1], { type: 'precommit', height: 1, round: 0, value: value(2) }))) // two steps
-    service.onGossip(topic, encodeEvidenceMessage(await prevote(vkeys[1], value(1), 1, 1), b)) // two rounds
+    deliver(service, topic, encodeEvidenceMessage(b, a))
+    deliver(service, topic, dagCbor.encode({ evidence: [b, a] }))
+    deliver(service, topic, encodeEvidenceMessage(a, a)) // one vote twice
+    deliver(service, topic, encodeEvidenceMessage(a, await prevote(vkeys[2], value(2)))) // two validators
+    deliver(service, topic, encodeEvidenceMessage(a, await signVote(vkeys[1], { type: 'precommit', height: 1, round: 0, value: value(2) }))) // two steps
+    deliver(service, topic, encodeEvidenceMessage(await prevote(vkeys[1], value(1), 1, 1), b)) // two rounds
     const stranger = ed25519KeyFromSeed(new Uint8Array(32).fill(98))
-    service.onGossip(topic, encodeEvidenceMessage(await prevote(stranger, value(1)), await prevote(stranger, value(2)))) // not a validator
-    service.onGossip(topic, encodeEvidenceMessage(await prevote(vkeys[2], value(1), 3), await prevote(vkeys[2], value(2), 3))) // beyond height + 2
+    deliver(service, topic, encodeEvidenceMessage(await prevote(stranger, value(1)), await prevote(stranger, value(2)))) // not a validator
+    deliver(service, topic, encodeEvidenceMessage(await prevote(vkeys[2], value(1), 3), await prevote(vkeys[2], value(2), 3))) // beyond height + 2
     const forged = Uint8Array.from(b)
     forged[12] ^= 1
-    service.onGossip(topic, encodeEvidenceMessage(a, forged)) // a bad signature
-    service.onGossip(topic, dagCbor.encode({ evidence: [a] }))
-    service.onGossip(topic, dagCbor.encode({ evidence: [a, b], extra: 1 }))
+    deliver(service, topic, encodeEvidenceMessage(a, forged)) // a bad signature
+    deliver(service, topic, dagCbor.encode({ evidence: [a] }))
+    deliver(service, topic, dagCbor.encode({ evidence: [a, b], extra: 1 }))
     // Messages are taken in order: once this one is in, every one before it was decided.
     seen = wait()
-    service.onGossip(topic, encodeEvidenceMessage(await prevote(vkeys[3], null), await prevote(vkeys[3], value(3))))
+    deliver(service, topic, encodeEvidenceMessage(await prevote(vkeys[3], null), await prevote(vkeys[3], value(3))))
     await seen
     assert.equal(events, 2)
     const kept = await service.evidence()
@@ -484,7 +489,7 @@ describe('LedgerService on a stub network (a follower): gossiped transactions', 
     for (let i = 0; i < 60; i++) valid.push(await transfer(i % 6, Math.floor(i / 6)))
     const bad = await invalid()
     const batch = [...valid.slice(0, 30).map(t => t.bytes), ...bad, ...valid.slice(30).map(t => t.bytes)]
-    service.onGossip(topic, encodeTxBatch(batch))
+    deliver(service, topic, encodeTxBatch(batch))
     // Queued, none checked yet.
     assert.equal(service.inboxSize, batch.length)
     assert.equal(service.mempool.size, 0)
@@ -498,14 +503,14 @@ describe('LedgerService on a stub network (a follower): gossiped transactions', 
     assert.equal(service.txCache.size, valid.length)
     // The same batch again: nothing added, nothing well signed verified twice (the broken one failed
     // verification, is not remembered, and so is checked again).
-    service.onGossip(topic, encodeTxBatch(batch))
+    deliver(service, topic, encodeTxBatch(batch))
     assert.equal(service.inboxSize, batch.length)
     await drain(service)
     assert.equal(service.mempool.size, valid.length)
     assert.equal(service.txCache.misses, valid.length + 2)
     // What is not a batch never reaches the inbox.
-    service.onGossip(topic, Uint8Array.of(0xff, 1, 2))
-    service.onGossip(topic, dagCbor.encode(['text']))
+    deliver(service, topic, Uint8Array.of(0xff, 1, 2))
+    deliver(service, topic, dagCbor.encode(['text']))
     assert.equal(service.inboxSize, 0)
   })
 
@@ -523,21 +528,21 @@ describe('LedgerService on a stub network (a follower): gossiped transactions', 
     // No await between these: nothing is checked while the inbox fills.
     let expected = 0
     while (expected + perBatch <= MAX_TX_INBOX) {
-      service.onGossip(topic, full)
+      deliver(service, topic, full)
       expected += perBatch
       assert.equal(service.inboxSize, expected)
     }
     // One more full batch goes past the bound: dropped, none of it kept.
-    service.onGossip(topic, full)
+    deliver(service, topic, full)
     assert.equal(service.inboxSize, expected)
     const rest = MAX_TX_INBOX - expected
     assert.ok(rest < perBatch)
     // One over what is left: dropped; exactly what is left: taken, up to the bound; then nothing more.
-    service.onGossip(topic, batchOf(rest + 1))
+    deliver(service, topic, batchOf(rest + 1))
     assert.equal(service.inboxSize, expected)
-    if (rest > 0) service.onGossip(topic, batchOf(rest))
+    if (rest > 0) deliver(service, topic, batchOf(rest))
     assert.equal(service.inboxSize, MAX_TX_INBOX)
-    service.onGossip(topic, batchOf(1))
+    deliver(service, topic, batchOf(1))
     assert.equal(service.inboxSize, MAX_TX_INBOX)
     assert.equal(service.mempool.size, 0)
 
@@ -547,7 +552,7 @@ describe('LedgerService on a stub network (a follower): gossiped transactions', 
     // Drained, it takes batches again.
     const more: Tx[] = []
     for (let i = 0; i < 6; i++) more.push(await transfer(i, 2))
-    service.onGossip(topic, encodeTxBatch(more.map(t => t.bytes)))
+    deliver(service, topic, encodeTxBatch(more.map(t => t.bytes)))
     assert.equal(service.inboxSize, more.length)
     await drain(service)
     assert.equal(service.mempool.size, valid.length + more.length)
@@ -557,7 +562,7 @@ describe('LedgerService on a stub network (a follower): gossiped transactions', 
     const { service } = await harness(follower, genesis)
     const txs: Tx[] = []
     for (let i = 0; i < 12; i++) txs.push(await transfer(i % 6, Math.floor(i / 6)))
-    service.onGossip(topic, encodeTxBatch(txs.map(t => t.bytes)))
+    deliver(service, topic, encodeTxBatch(txs.map(t => t.bytes)))
     assert.equal(service.inboxSize, txs.length)
     await service.stop()
     assert.equal(service.inboxSize, 0)
@@ -594,13 +599,12 @@ describe('the mempool protocol between real libp2p peers on loopback', () => {
     await net.start()
     const dir = await mkdtemp(join(tmpdir(), 'peerverse-mempool-'))
     const store = await Store.open(dir)
-    const published: Array<{ topic: string, data: Uint8Array }> = []
-    const service = new LedgerService({
-      net, chain: new ChainStore(store.sublevel('ledger')), key, did: didFromPublicKey(key.publicKey), genesis,
-      publish: async (topic, data) => { published.push({ topic, data }); return 0 },
-      subscribe: () => {},
-      didOf
+    const gossip = recordingGossip()
+    const published = gossip.published
+    const service = ledger()({
+      gossip, protocols: libp2pProtocols(net), didOf: didOf ?? (() => undefined), identity: { did: didFromPublicKey(key.publicKey), key }, store: store.sublevel('ledger'), genesis
     })
+    gossipOf.set(service, gossip)
     await service.start()
     cleanups.push(async () => { await service.stop(); await net.stop(); await store.close(); await rm(dir, { recursive: true, force: true }) })
     return { net, service, published }
@@ -667,12 +671,12 @@ describe('the mempool protocol between real libp2p peers on loopback', () => {
     const v = await peer(vkey)
     // The offline validator's prevote reaches v (over GossipSub here), and no block can commit.
     const theirs = await signVote(ed25519KeyFromSeed(new Uint8Array(32).fill(123)), { type: 'prevote', height: 1, round: 0, value: null })
-    v.service.onGossip(ledgerTopic(CHAIN, 'consensus'), theirs)
+    deliver(v.service, ledgerTopic(CHAIN, 'consensus'), theirs)
     const resent = (): boolean => v.published.some(m => m.topic === ledgerTopic(CHAIN, 'consensus') && Buffer.compare(m.data, theirs) === 0)
     while (!resent()) await new Promise(resolve => setTimeout(resolve, 50))
     // A vote by a peer that is not a validator is not kept, so it is never sent on.
     const stranger = await signVote(ed25519KeyFromSeed(new Uint8Array(32).fill(125)), { type: 'prevote', height: 1, round: 0, value: null })
-    v.service.onGossip(ledgerTopic(CHAIN, 'consensus'), stranger)
+    deliver(v.service, ledgerTopic(CHAIN, 'consensus'), stranger)
     const count = (): number => v.published.filter(m => Buffer.compare(m.data, theirs) === 0).length
     const n = count()
     while (count() === n) await new Promise(resolve => setTimeout(resolve, 50))
