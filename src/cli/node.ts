@@ -121,7 +121,7 @@ async function cmdStart (args: string[]): Promise<void> {
     out(`  peer id:  ${node.peerId}`)
     out(`  did:      ${node.did}`)
     for (const a of node.addresses()) out(`  listen:   ${a}`)
-    out(`  chain:    ${node.ledger.chainId} at height ${node.ledger.state.height}${node.ledger.isValidator ? ' (validating)' : ''}`)
+    out(`  chain:    ${node.ledger.chainId} at height ${node.ledger.status().height}${node.ledger.isValidator ? ' (validating)' : ''}`)
     if (api != null) out(`  api:      ${api.url} (token in ${resolve(dir, 'api-token')})`)
     if (api != null) out(`  open:     ${api.clientUrl}`)
     out('Press Ctrl-C to stop.')

@@ -5,59 +5,10 @@
  * store sublevel it is given, and tells the world through the events in LEDGER_EVENTS.
  * Other capabilities ask it through narrow interfaces (a space asks `Parcels`).
  */
-import type { Ed25519Key } from '../identity/ed25519.ts'
-import type { DidOf, GossipPort, ProtocolPort, RejectSink } from '../net/ports.ts'
-import type { BytesSublevel } from '../store/store.ts'
-import type { Timeouts } from './consensus.ts'
 import { LedgerService } from './service.ts'
-import type { Genesis, Parcel, Receipt } from './state.ts'
+import type { LedgerComponents, LedgerInit } from './types.ts'
 
-export interface LedgerInit {
-  /** Consensus timeouts (default CometBFT's, consensus.ts DEFAULT_TIMEOUTS). */
-  timeouts?: Partial<Timeouts>
-  /** Pause after a commit before the next height starts (default COMMIT_PAUSE_MS: none). */
-  commitPauseMs?: number
-  /** How long a proposer with no transactions waits for one (default EMPTY_BLOCK_WAIT_MS). */
-  emptyBlockWaitMs?: number
-  /** How long a proposer with a few transactions waits for more (default BLOCK_FILL_WAIT_MS). */
-  blockFillWaitMs?: number
-  /** How often a node that committed nothing lately asks peers for blocks (default SYNC_INTERVAL_MS). */
-  syncIntervalMs?: number
-  /** How long our transactions wait to go together in one batch (default TX_BATCH_INTERVAL_MS). */
-  txBatchIntervalMs?: number
-}
-
-export interface LedgerComponents {
-  gossip: GossipPort
-  protocols: ProtocolPort
-  /** Where input a peer should not have sent is reported. */
-  onRejected?: RejectSink
-  /** The user did a connected peer acts for (its signed binding): whose consensus stream is whose. */
-  didOf: DidOf
-  /** Our user: its key signs our transactions, and our votes when we are a validator. */
-  identity: { did: string, key: Ed25519Key }
-  /** The sublevel that holds the chain (blocks, receipts, evidence, the consensus write-ahead record). */
-  store: BytesSublevel
-  /** The chain's genesis: it names the chain. */
-  genesis: Genesis
-}
-
-export interface LedgerEvents {
-  /** A block was committed. */
-  'ledger:block': CustomEvent<{ height: number, hash: string, txs: number, stateRoot: string }>
-  /** One of our own transactions was committed (applied or refused with its fee charged). */
-  'ledger:receipt': CustomEvent<Receipt>
-  /** A validator signed two different votes for one height, round and step. */
-  'ledger:evidence': CustomEvent<{ validator: string, height: number, round: number }>
-}
-
-/** The names of the ledger's events, as the API lists them. */
-export const LEDGER_EVENTS = ['ledger:block', 'ledger:receipt', 'ledger:evidence'] as const satisfies ReadonlyArray<keyof LedgerEvents>
-
-/** What a space asks the ledger: the land parcels of a space, to decide who may build where. */
-export interface Parcels {
-  parcelsIn: (space: string) => Parcel[]
-}
+export { LEDGER_EVENTS, type LedgerComponents, type LedgerEvents, type LedgerInit, type LedgerStatus, type Parcels } from './types.ts'
 
 /** Builds the ledger service (js-libp2p style: settings first, then what it runs on). */
 export function ledger (init: LedgerInit = {}): (components: LedgerComponents) => LedgerService {

@@ -29,7 +29,7 @@ import {
 import { ConsensusChannel, NotValidatorError } from './consensus-channel.ts'
 import { Consensus, proposer, type Action } from './consensus.ts'
 import { FAUCET_GRANT, faucetDid, faucetKey } from './genesis.ts'
-import type { LedgerComponents, LedgerEvents, LedgerInit, Parcels } from './index.ts'
+import type { LedgerComponents, LedgerEvents, LedgerInit, LedgerStatus, Parcels } from './types.ts'
 import { Mempool } from './mempool.ts'
 import type { StateProof } from './merkle.ts'
 import {
@@ -162,6 +162,19 @@ export class LedgerService extends TypedEventEmitter<LedgerEvents> implements Pa
   get chainId (): string { return this.genesis.chain }
 
   get isValidator (): boolean { return this.validates(this.c.identity.did) }
+
+  /** The chain as this peer sees it: id, height, last block, validators, mempool size, messages received. */
+  status (): LedgerStatus {
+    return {
+      chain: this.chainId,
+      height: this.state.height,
+      lastBlock: this.state.lastBlock,
+      validators: this.state.validators,
+      validator: this.isValidator,
+      mempool: this.mempool.size,
+      consensusReceived: { ...this.consensusReceived }
+    }
+  }
 
   /** Whether `did` is one of the validators of the height being decided. */
   private validates (did: string): boolean { return this.state.validators.some(v => v.id === did) }

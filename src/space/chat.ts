@@ -6,7 +6,7 @@
 import { TokenBuckets } from '../net/rate-limit.ts'
 import { ExcludedError, SpaceRateLimitError } from './errors.ts'
 import { publishFrame } from './frames.ts'
-import { checkActive, type Joined, type SpaceCore } from './joined.ts'
+import { checkActive, ChatLog, type ChatView, type Joined, type SpaceCore } from './joined.ts'
 import { createChat, isExcluded, verifyChat, type Chat } from './records.ts'
 import { MAX_CHAT_HISTORY } from './store.ts'
 
@@ -14,31 +14,10 @@ import { MAX_CHAT_HISTORY } from './store.ts'
 export const CHAT_PER_SECOND = 2
 export const CHAT_BURST = 10
 
-export interface ChatView { id: string, author: string, text: string, ts: number }
-
 export function chatView (c: Chat): ChatView {
   return { id: c.id, author: c.author, text: c.text, ts: c.ts }
 }
 
-/** A space's chat history in memory: the newest MAX_CHAT_HISTORY, in (ts, id) order. */
-export class ChatLog {
-  readonly messages: Chat[] = []
-  readonly ids = new Set<string>()
-
-  /** Adds a message in (ts, id) order; false when it is a duplicate or older than all we keep. */
-  add (chat: Chat): boolean {
-    const list = this.messages
-    if (this.ids.has(chat.id)) return false
-    if (list.length >= MAX_CHAT_HISTORY && (chat.ts < list[0].ts || (chat.ts === list[0].ts && chat.id < list[0].id))) return false
-    this.ids.add(chat.id)
-    // Most arrive in order, so insert from the end.
-    let i = list.length
-    while (i > 0 && (list[i - 1].ts > chat.ts || (list[i - 1].ts === chat.ts && list[i - 1].id > chat.id))) i--
-    list.splice(i, 0, chat)
-    while (list.length > MAX_CHAT_HISTORY) this.ids.delete(list.shift()!.id)
-    return true
-  }
-}
 
 export class SpaceChat {
   private readonly core: SpaceCore
@@ -87,3 +66,5 @@ export class SpaceChat {
     this.core.emit('space:chat', { space: id, ...chatView(chat) })
   }
 }
+
+export { ChatLog, type ChatView }

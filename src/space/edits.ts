@@ -11,6 +11,7 @@ import { TokenBuckets } from '../net/rate-limit.ts'
 import { ExcludedError, SpaceRateLimitError } from './errors.ts'
 import { publishFrame } from './frames.ts'
 import { checkActive, type Joined, type SpaceCore } from './joined.ts'
+export { MAX_HELD_WORLD_RECORDS, WorldLog, type WorldRecordRange } from './joined.ts'
 import { createWorldRecord, isExcluded, verifyWorldRecord } from './records.ts'
 import {
   decodeWorldUpdate, EditNotAllowedError, moveObject, placeObject, removeObject, World,
@@ -22,28 +23,7 @@ const log = logger('peerverse:space')
 /** World updates per author per second, and burst. */
 export const WORLD_UPDATES_PER_SECOND = 20
 export const WORLD_UPDATE_BURST = 100
-/** Signed records we hold while their updates wait for earlier ones (World.offer holds the updates). */
-export const MAX_HELD_WORLD_RECORDS = 256
 
-/** An accepted world record with the Yjs clock range it adds, for sync. */
-export interface WorldRecordRange extends UpdateRange { bytes: Uint8Array }
-
-/** A space's world: the document, the records it was built from, and the records held back. */
-export class WorldLog {
-  readonly world = new World()
-  readonly records: WorldRecordRange[] = []
-  /** Signed records awaiting earlier ones, by record id (oldest first). */
-  readonly held = new Map<string, Uint8Array>()
-
-  accepted (applied: AppliedUpdate, bytes: Uint8Array): void {
-    this.records.push({ client: applied.client, clockStart: applied.clockStart, clockEnd: applied.clockEnd, bytes })
-  }
-
-  hold (id: string, bytes: Uint8Array): void {
-    this.held.set(id, bytes)
-    while (this.held.size > MAX_HELD_WORLD_RECORDS) this.held.delete(this.held.keys().next().value as string)
-  }
-}
 
 export class SpaceEdits {
   private readonly core: SpaceCore

@@ -6,14 +6,14 @@
  */
 import type { Ed25519Key } from '../identity/ed25519.ts'
 import type { GossipPort, ProtocolPort, RejectSink, RoutingPort } from '../net/ports.ts'
-import type { ChatLog, ChatView } from './chat.ts'
-import type { WorldLog } from './edits.ts'
+import type { Stream } from '@libp2p/interface'
+import type { Framed } from '../net/framed.ts'
 import { ExcludedError, NotJoinedError } from './errors.ts'
 import type { KeyRing } from './keyring.ts'
 import type { MemberView, PresenceState } from './presence.ts'
-import { isExcluded, type Descriptor, type PolicyPayload } from './records.ts'
-import type { SpaceStore } from './store.ts'
-import type { PresenceStreams } from './streams.ts'
+import { isExcluded, type Chat, type Descriptor, type PolicyPayload } from './records.ts'
+import { MAX_CHAT_HISTORY, type SpaceStore } from './store.ts'
+import { World, type AppliedUpdate, type UpdateRange } from './world.ts'
 
 /** A land parcel of a space from the ledger (x/y of a parcel are metres on x/z). */
 export interface Parcel { owner: string, x: number, y: number, w: number, h: number }
@@ -28,6 +28,69 @@ export interface SpaceEvents {
   'space:chat': CustomEvent<{ space: string } & ChatView>
   'space:world': CustomEvent<{ space: string, author: string, objects: string[] }>
   'space:policy': CustomEvent<{ space: string, policy: Omit<PolicyPayload, 'space'> }>
+}
+
+
+// -- the parts' state, each owned by the file named beside it --------------------------------
+
+/** A chat message as the API shows it (chat.ts). */
+export interface ChatView { id: string, author: string, text: string, ts: number }
+
+/** A space's chat history in memory (chat.ts): the newest MAX_CHAT_HISTORY, in (ts, id) order. */
+export class ChatLog {
+  readonly messages: Chat[] = []
+  readonly ids = new Set<string>()
+
+  /** Adds a message in (ts, id) order; false when it is a duplicate or older than all we keep. */
+  add (chat: Chat): boolean {
+    const list = this.messages
+    if (this.ids.has(chat.id)) return false
+    if (list.length >= MAX_CHAT_HISTORY && (chat.ts < list[0].ts || (chat.ts === list[0].ts && chat.id < list[0].id))) return false
+    this.ids.add(chat.id)
+    // Most arrive in order, so insert from the end.
+    let i = list.length
+    while (i > 0 && (list[i - 1].ts > chat.ts || (list[i - 1].ts === chat.ts && list[i - 1].id > chat.id))) i--
+    list.splice(i, 0, chat)
+    while (list.length > MAX_CHAT_HISTORY) this.ids.delete(list.shift()!.id)
+    return true
+  }
+}
+
+/** Signed records we hold while their updates wait for earlier ones (World.offer holds the updates). */
+export const MAX_HELD_WORLD_RECORDS = 256
+
+/** An accepted world record with the Yjs clock range it adds, for sync. */
+export interface WorldRecordRange extends UpdateRange { bytes: Uint8Array }
+
+/** A space's world: the document, the records it was built from, and the records held back (edits.ts). */
+export class WorldLog {
+  readonly world = new World()
+  readonly records: WorldRecordRange[] = []
+  /** Signed records awaiting earlier ones, by record id (oldest first). */
+  readonly held = new Map<string, Uint8Array>()
+
+  accepted (applied: AppliedUpdate, bytes: Uint8Array): void {
+    this.records.push({ client: applied.client, clockStart: applied.clockStart, clockEnd: applied.clockEnd, bytes })
+  }
+
+  hold (id: string, bytes: Uint8Array): void {
+    this.held.set(id, bytes)
+    while (this.held.size > MAX_HELD_WORLD_RECORDS) this.held.delete(this.held.keys().next().value as string)
+  }
+}
+
+/** One presence stream we send on (streams.ts). */
+export interface Outbound {
+  stream?: Stream
+  out?: Framed
+  busy: boolean
+  closed: boolean
+}
+
+/** A space's presence streams: ours out, by peer, and theirs in (streams.ts). */
+export class PresenceStreams {
+  readonly out = new Map<string, Outbound>()
+  readonly inbound = new Map<string, Set<Stream>>()
 }
 
 /** One space we are in. */

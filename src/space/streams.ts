@@ -18,7 +18,8 @@ import { TokenBuckets } from '../net/rate-limit.ts'
 import { ExcludedError, InvalidSpaceRequestError, NotJoinedError, SpaceRateLimitError } from './errors.ts'
 import { publishFrame } from './frames.ts'
 import { MAX_PRESENCE_HZ, MAX_ROSTER_MEMBERS, STILL_HEARTBEAT_MS, type Quat, type Vec3 } from './interest.ts'
-import type { Joined, SpaceCore } from './joined.ts'
+import type { Joined, Outbound, SpaceCore } from './joined.ts'
+export { PresenceStreams } from './joined.ts'
 import {
   applyBeacon, applyFrame, decide, encodeOwn, frameDue, memberOnPeer, planFrames, removeMember, selfView, setLook, setPose,
   streamClosed, sweep, viewOf, type FramePlan, type MemberView
@@ -45,19 +46,6 @@ export const MAX_BEACON_AGE_MS = 60_000
 /** Addresses a beacon names at most, and the longest. */
 const BEACON_ADDRS = 8
 const MAX_BEACON_ADDR_LENGTH = 256
-
-interface Outbound {
-  stream?: Stream
-  out?: Framed
-  busy: boolean
-  closed: boolean
-}
-
-/** A space's presence streams: ours out, by peer, and theirs in. */
-export class PresenceStreams {
-  readonly out = new Map<string, Outbound>()
-  readonly inbound = new Map<string, Set<Stream>>()
-}
 
 /** Checks a position and rotation from the user; InvalidSpaceRequestError otherwise. */
 function checkPose (position: number[], rotation: number[]): void {

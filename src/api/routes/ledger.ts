@@ -34,18 +34,10 @@ async function ledgerGet ({ node, rest, url }: RouteContext): Promise<unknown> {
   const [what, arg] = rest.split('/').map(x => decodeURIComponent(x))
   const who = arg == null || arg === '' ? node.did : arg
   switch (what) {
-    case 'status': return {
-      chain: ledger.chainId,
-      height: ledger.state.height,
-      lastBlock: ledger.state.lastBlock,
-      validators: ledger.state.validators,
-      validator: ledger.isValidator,
-      mempool: ledger.mempool.size,
-      consensusReceived: { ...ledger.consensusReceived }
-    }
+    case 'status': return ledger.status()
     case 'balance': {
       const a = ledger.balance(who)
-      return { address: who, balance: a.balance.toString(), nonce: a.nonce, stake: a.stake.toString(), height: ledger.state.height }
+      return { address: who, balance: a.balance.toString(), nonce: a.nonce, stake: a.stake.toString(), height: ledger.status().height }
     }
     case 'assets': return { address: who, assets: ledger.assetsOf(who) }
     case 'parcels': return { address: who, parcels: ledger.parcelsOf(who) }
