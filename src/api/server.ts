@@ -1,5 +1,5 @@
 /**
- * The local API: HTTP + WebSocket on 127.0.0.1, for the CLI and the browser client.
+ * Node-only: the local API, HTTP + WebSocket on 127.0.0.1, for the CLI and the browser client.
  * Every /api and /content request needs the data dir's token (Authorization: Bearer, or ?token=
  * for a WebSocket or a media element), a Host header naming this server (DNS rebinding) and, when
  * an Origin is sent, our own origin (CSRF). The browser client's static files (web/dist, built by

@@ -1,5 +1,6 @@
 /**
- * Ed25519 on Node's native crypto (several times faster than a JS implementation).
+ * Ed25519 on Node's native crypto (several times faster than a JS implementation). Node-only
+ * (node:crypto): a browser peer supplies this file's functions from @noble/curves.
  * Keys travel as raw bytes (32-byte seed, 32-byte public key); KeyObjects are built at the edge.
  */
 import { createPrivateKey, createPublicKey, generateKeyPairSync, sign, verify, type KeyObject } from 'node:crypto'

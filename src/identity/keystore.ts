@@ -1,6 +1,7 @@
 /**
  * The identity files in a data dir: the user's Ed25519 key (named by its did:key) and the libp2p
  * peer key. Both are created once, readable by the owner only, and never overwritten.
+ * Node-only: key files on disk (node:fs).
  */
 import { generateKeyPair, privateKeyFromProtobuf, privateKeyToProtobuf } from '@libp2p/crypto/keys'
 import type { PrivateKey } from '@libp2p/interface'

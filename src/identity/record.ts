@@ -11,7 +11,7 @@ import * as dagCbor from '@ipld/dag-cbor'
 import { CID } from 'multiformats/cid'
 import { sha256 } from 'multiformats/hashes/sha2'
 import { create as createDigest } from 'multiformats/hashes/digest'
-import { createHash } from 'node:crypto'
+import { sha256 as sha256Digest } from './hash.ts'
 import { didFromPublicKey, publicKeyFromDid } from './did.ts'
 import { ed25519Sign, ed25519Verify, type Ed25519Key } from './ed25519.ts'
 import { decodeFlatRecord } from './flat-record.ts'
@@ -94,7 +94,7 @@ export async function verifyRecord<P = unknown> (bytes: Uint8Array, options: Ver
 
 /** The CID of encoded record bytes, computed synchronously (for pure, synchronous rules). */
 export function recordCidSync (bytes: Uint8Array): CID {
-  return CID.createV1(dagCbor.code, createDigest(sha256.code, createHash('sha256').update(bytes).digest()))
+  return CID.createV1(dagCbor.code, createDigest(sha256.code, sha256Digest(bytes)))
 }
 
 const BASE32 = 'abcdefghijklmnopqrstuvwxyz234567'
@@ -125,7 +125,7 @@ export function recordCidString (digest: Uint8Array): string {
 
 /** recordCidSync(bytes).toString(), faster. */
 export function recordId (bytes: Uint8Array): string {
-  return recordCidString(createHash('sha256').update(bytes).digest())
+  return recordCidString(sha256Digest(bytes))
 }
 
 /** A record that passed every check but the signature (readRecordSync); checkRecordSignature completes them. */

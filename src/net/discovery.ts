@@ -5,7 +5,7 @@
  * finds, so losing any one peer, the bootstrap included, loses nothing.
  */
 import { peerIdFromString } from '@libp2p/peer-id'
-import { randomBytes } from 'node:crypto'
+import { randomBytes } from '../identity/hash.ts'
 import { multiaddr, type Multiaddr } from '@multiformats/multiaddr'
 import type { Network } from './network.ts'
 

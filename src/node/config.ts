@@ -1,6 +1,7 @@
 /**
  * Node configuration: embedded defaults, then `config.json` in the data dir, then flags.
  * Validation is a pure function that names the bad field; nothing starts on a bad config.
+ * Node-only where it reads config.json from the data dir (node:fs).
  */
 import { multiaddr } from '@multiformats/multiaddr'
 import { readFile } from 'node:fs/promises'

@@ -1,6 +1,7 @@
 /**
  * Persistence: one LevelDB per data dir, opened once per node, a sublevel per service.
- * Services receive only their sublevel, never the whole database.
+ * Services receive only their sublevel, never the whole database. Node-only: LevelDB on disk
+ * (a browser peer opens IndexedDB through browser-level instead).
  */
 import { ClassicLevel } from 'classic-level'
 import { mkdir } from 'node:fs/promises'
