@@ -168,7 +168,7 @@ export async function createNetwork (init: NetworkInit): Promise<Network> {
   const node = await createLibp2p(options)
   fixMiddlewareSharing(node)
   // Length-prefixed protocols read by libraries, not by framed.ts: their prefixes are bounded here.
-  for (const [protocol, maxFrameBytes] of GUARDED_PROTOCOLS) node.use(protocol, prefixGuard(maxFrameBytes))
+  for (const [protocol, maxFrameBytes, maxFrames] of GUARDED_PROTOCOLS) node.use(protocol, prefixGuard(maxFrameBytes, maxFrames))
   return node
 }
 
@@ -184,13 +184,17 @@ function fixMiddlewareSharing (node: Libp2p): void {
   registrar.getMiddleware = protocol => [...get(protocol)]
 }
 
-/** Protocols whose length prefixes the prefix guard bounds, with the largest frame each reads. */
-export const GUARDED_PROTOCOLS: ReadonlyArray<readonly [string, number]> = [
+/**
+ * Protocols whose length prefixes the prefix guard bounds, with the largest frame each reads and,
+ * where only the first frames are framed, how many (a relay's hop and stop streams carry one
+ * message each way and then the relayed connection's bytes).
+ */
+export const GUARDED_PROTOCOLS: ReadonlyArray<readonly [string, number, number?]> = [
   [DHT_PROTOCOL, L.DHT_MAX_MESSAGE_BYTES],
   [`/${PROTOCOL_PREFIX}/id/1.0.0`, L.IDENTIFY_MAX_MESSAGE_BYTES],
   [`/${PROTOCOL_PREFIX}/id/push/1.0.0`, L.IDENTIFY_MAX_MESSAGE_BYTES],
-  ['/libp2p/circuit/relay/0.2.0/hop', L.LIBP2P_CONTROL_MAX_MESSAGE_BYTES],
-  ['/libp2p/circuit/relay/0.2.0/stop', L.LIBP2P_CONTROL_MAX_MESSAGE_BYTES],
+  ['/libp2p/circuit/relay/0.2.0/hop', L.LIBP2P_CONTROL_MAX_MESSAGE_BYTES, 1],
+  ['/libp2p/circuit/relay/0.2.0/stop', L.LIBP2P_CONTROL_MAX_MESSAGE_BYTES, 1],
   ['/libp2p/autonat/1.0.0', L.LIBP2P_CONTROL_MAX_MESSAGE_BYTES],
   ['/libp2p/dcutr', L.LIBP2P_CONTROL_MAX_MESSAGE_BYTES]
 ]

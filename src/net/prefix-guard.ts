@@ -9,23 +9,33 @@
 import type { Stream, StreamMiddleware } from '@libp2p/interface'
 import { InvalidDataLengthLengthError, varintLength } from './framed.ts'
 
-/** Follows the length-prefixed frames of one direction of a stream. */
+/**
+ * Follows the length-prefixed frames of one direction of a stream, the first `maxFrames` of them
+ * (a relay's hop and stop streams carry one framed message each way, then the relayed bytes).
+ */
 export class PrefixTracker {
   private readonly maxPrefix: number
+  private framesLeft: number
   private prefixBytes = 0
   /** The length read so far of a prefix that has not ended. */
   private length = 0
   /** Bytes left of the current frame's body. */
   private remaining = 0
 
-  constructor (maxFrameBytes: number) {
+  constructor (maxFrameBytes: number, maxFrames = Infinity) {
     this.maxPrefix = varintLength(maxFrameBytes)
+    this.framesLeft = maxFrames
+  }
+
+  /** Whether the frames it follows are over (the rest of the stream is not framed). */
+  get done (): boolean {
+    return this.framesLeft === 0 && this.remaining === 0
   }
 
   /** Takes the next bytes; throws InvalidDataLengthLengthError on a prefix that runs too long. */
   feed (data: Uint8Array): void {
     let i = 0
-    while (i < data.length) {
+    while (i < data.length && !this.done) {
       if (this.remaining > 0) {
         const skip = Math.min(this.remaining, data.length - i)
         this.remaining -= skip
@@ -40,6 +50,7 @@ export class PrefixTracker {
         this.remaining = this.length
         this.length = 0
         this.prefixBytes = 0
+        this.framesLeft--
       } else if (this.prefixBytes >= this.maxPrefix) {
         throw new InvalidDataLengthLengthError(`length prefix longer than ${this.maxPrefix} bytes`)
       }
@@ -52,13 +63,13 @@ interface GuardableStream {
   readBuffer?: { byteLength: number, subarray: () => Uint8Array }
 }
 
-/** Bounds the length prefixes read on every stream of the protocol it is installed for. */
-export function prefixGuard (maxFrameBytes: number): StreamMiddleware {
+/** Bounds the length prefixes read on every stream of the protocol it is installed for (its first `maxFrames` frames). */
+export function prefixGuard (maxFrameBytes: number, maxFrames = Infinity): StreamMiddleware {
   return (stream: Stream, connection, next) => {
     const s = stream as unknown as GuardableStream
     const onData = s.onData
     if (typeof onData === 'function') {
-      const tracker = new PrefixTracker(maxFrameBytes)
+      const tracker = new PrefixTracker(maxFrameBytes, maxFrames)
       try {
         // Bytes that arrived with the protocol negotiation are already buffered.
         if (s.readBuffer != null && s.readBuffer.byteLength > 0) tracker.feed(s.readBuffer.subarray())
@@ -67,6 +78,12 @@ export function prefixGuard (maxFrameBytes: number): StreamMiddleware {
         throw err
       }
       s.onData = data => {
+        if (tracker.done) {
+          // The framed part is over: nothing more to follow.
+          s.onData = onData
+          onData.call(stream, data)
+          return
+        }
         try {
           tracker.feed(data instanceof Uint8Array ? data : data.subarray())
         } catch (err) {

@@ -36,6 +36,19 @@ describe('PrefixTracker', () => {
     d.feed(new Uint8Array(3).fill(0xff))
     assert.throws(() => { d.feed(Uint8Array.of(0x80)) }, { name: 'InvalidDataLengthLengthError' })
   })
+
+  it('follows only the first frames when told so: the bytes after them are not framed (a relayed connection)', () => {
+    const t = new PrefixTracker(MAX, 1)
+    // One 3-byte frame, then what a relayed Noise handshake could look like: bytes >= 0x80 in a row.
+    t.feed(Uint8Array.of(3, 1, 2))
+    assert.equal(t.done, false)
+    t.feed(Uint8Array.of(3, 0x80, 0x80, 0x80, 0x80))
+    assert.equal(t.done, true)
+    t.feed(new Uint8Array(64).fill(0x80))
+    // Within the first frames the bound still holds.
+    const u = new PrefixTracker(MAX, 1)
+    assert.throws(() => { u.feed(new Uint8Array(3).fill(0x80)) }, { name: 'InvalidDataLengthLengthError' })
+  })
 })
 
 describe('framed streams and request/response over libp2p', () => {
