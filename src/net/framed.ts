@@ -7,6 +7,7 @@
  */
 import type { Stream } from '@libp2p/interface'
 import { byteStream } from '@libp2p/utils'
+import { Uint8ArrayList } from 'uint8arraylist'
 
 /** A length prefix longer than the largest allowed frame needs. */
 export class InvalidDataLengthLengthError extends Error {
@@ -114,21 +115,13 @@ export function framed (stream: Stream, options: FramedOptions): Framed {
         yield frame
       }
     },
+    // Prefix and frame go out as a list, as lpStream sent them: a large frame is not copied.
     async write (frame, opts = {}) {
-      await bytes.write(concat([encodeVarint(frame.byteLength), frame]), opts)
+      await bytes.write(new Uint8ArrayList(encodeVarint(frame.byteLength), frame), opts)
     },
     async writeMany (frames, opts = {}) {
       if (frames.length === 0) return
-      await bytes.write(concat(frames.flatMap(f => [encodeVarint(f.byteLength), f])), opts)
+      await bytes.write(new Uint8ArrayList(...frames.flatMap(f => [encodeVarint(f.byteLength), f])), opts)
     }
   }
-}
-
-function concat (parts: Uint8Array[]): Uint8Array {
-  let n = 0
-  for (const p of parts) n += p.byteLength
-  const out = new Uint8Array(n)
-  let at = 0
-  for (const p of parts) { out.set(p, at); at += p.byteLength }
-  return out
 }
