@@ -158,8 +158,9 @@ export function libp2pProtocols (net: Network): ProtocolPort {
     },
     onPeer (event, handler) {
       const listener = (evt: CustomEvent): void => {
-        const d = evt.detail as PeerId | { peerId: PeerId }
-        handler(('peerId' in d ? d.peerId : d).toString())
+        const d = evt.detail as PeerId | { peerId: PeerId, protocols: string[] }
+        if ('peerId' in d) handler(d.peerId.toString(), d.protocols)
+        else handler(d.toString())
       }
       net.addEventListener(libp2pEvent[event], listener as EventListener)
       return () => { net.removeEventListener(libp2pEvent[event], listener as EventListener) }

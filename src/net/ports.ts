@@ -71,8 +71,8 @@ export interface ProtocolPort {
   /** Open connections, all or to one peer. */
   connections: (peer?: string) => RemotePeer[]
   hangUp: (peer: string) => Promise<void>
-  /** Calls `handler` on a peer event; returns the function that stops it. */
-  onPeer: (event: PeerEvent, handler: (peer: string) => void) => () => void
+  /** Calls `handler` on a peer event (after identify, with the protocols the peer speaks); returns the function that stops it. */
+  onPeer: (event: PeerEvent, handler: (peer: string, protocols?: string[]) => void) => () => void
 }
 
 export interface ProviderRecord {

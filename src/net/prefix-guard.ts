@@ -9,6 +9,12 @@
 import type { Stream, StreamMiddleware } from '@libp2p/interface'
 import { InvalidDataLengthLengthError, varintLength } from './framed.ts'
 
+/** Bytes in several buffers, read by index (a Uint8ArrayList). */
+export interface ByteList {
+  byteLength: number
+  get: (index: number) => number
+}
+
 /**
  * Follows the length-prefixed frames of one direction of a stream, the first `maxFrames` of them
  * (a relay's hop and stop streams carry one framed message each way, then the relayed bytes).
@@ -32,17 +38,22 @@ export class PrefixTracker {
     return this.framesLeft === 0 && this.remaining === 0
   }
 
-  /** Takes the next bytes; throws InvalidDataLengthLengthError on a prefix that runs too long. */
-  feed (data: Uint8Array): void {
+  /**
+   * Takes the next bytes (a Uint8ArrayList is read in place, not copied); throws
+   * InvalidDataLengthLengthError on a prefix that runs too long.
+   */
+  feed (data: Uint8Array | ByteList): void {
+    const length = data.byteLength
+    const at = data instanceof Uint8Array ? (i: number) => data[i] : (i: number) => data.get(i)
     let i = 0
-    while (i < data.length && !this.done) {
+    while (i < length && !this.done) {
       if (this.remaining > 0) {
-        const skip = Math.min(this.remaining, data.length - i)
+        const skip = Math.min(this.remaining, length - i)
         this.remaining -= skip
         i += skip
         continue
       }
-      const b = data[i++]
+      const b = at(i++)
       this.length += (b & 0x7f) * 0x80 ** this.prefixBytes
       this.prefixBytes++
       if (b < 0x80) {
@@ -59,8 +70,8 @@ export class PrefixTracker {
 }
 
 interface GuardableStream {
-  onData?: (data: Uint8Array | { subarray: () => Uint8Array }) => void
-  readBuffer?: { byteLength: number, subarray: () => Uint8Array }
+  onData?: (data: Uint8Array | ByteList) => void
+  readBuffer?: ByteList
 }
 
 /** Bounds the length prefixes read on every stream of the protocol it is installed for (its first `maxFrames` frames). */
@@ -72,7 +83,7 @@ export function prefixGuard (maxFrameBytes: number, maxFrames = Infinity): Strea
       const tracker = new PrefixTracker(maxFrameBytes, maxFrames)
       try {
         // Bytes that arrived with the protocol negotiation are already buffered.
-        if (s.readBuffer != null && s.readBuffer.byteLength > 0) tracker.feed(s.readBuffer.subarray())
+        if (s.readBuffer != null && s.readBuffer.byteLength > 0) tracker.feed(s.readBuffer)
       } catch (err) {
         stream.abort(err as Error)
         throw err
@@ -85,7 +96,7 @@ export function prefixGuard (maxFrameBytes: number, maxFrames = Infinity): Strea
           return
         }
         try {
-          tracker.feed(data instanceof Uint8Array ? data : data.subarray())
+          tracker.feed(data)
         } catch (err) {
           stream.abort(err as Error)
           return

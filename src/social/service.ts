@@ -176,9 +176,10 @@ export class SocialService extends TypedEventEmitter<SocialEvents> {
       maxOutboundStreams: PROTOCOL_MAX_OUTBOUND_STREAMS,
       runOnLimitedConnection: true
     })
-    // A peer that finished identify may hold feeds we replicate (one that does not speak the
-    // protocol refuses the stream, and the pull ends there).
-    this.stopIdentify = this.protocols.onPeer('identify', peer => { void this.syncWith(peer).catch(() => {}) })
+    // A peer that finished identify and speaks the feeds protocol may hold feeds we replicate.
+    this.stopIdentify = this.protocols.onPeer('identify', (peer, protocols) => {
+      if (protocols?.includes(FEEDS_PROTOCOL) === true) void this.syncWith(peer).catch(() => {})
+    })
     this.timer = setInterval(() => { void this.syncRound() }, this.syncIntervalMs)
     this.timer.unref?.()
   }

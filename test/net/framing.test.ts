@@ -7,6 +7,7 @@ import { describe, it, before, after } from 'node:test'
 import assert from 'node:assert/strict'
 import { generateKeyPair } from '@libp2p/crypto/keys'
 import type { Stream } from '@libp2p/interface'
+import { Uint8ArrayList } from 'uint8arraylist'
 import { encodeVarint, framed, InvalidDataLengthLengthError, varintLength } from '../../src/net/framed.ts'
 import { libp2pProtocols } from '../../src/net/libp2p-ports.ts'
 import { DHT_MAX_MESSAGE_BYTES, PROTOCOL_TIMEOUT_MS } from '../../src/net/limits.ts'
@@ -31,6 +32,9 @@ describe('PrefixTracker', () => {
     const t = new PrefixTracker(MAX)
     t.feed(Uint8Array.of(0x80))
     assert.throws(() => { t.feed(Uint8Array.of(0x80)) }, (e: Error) => e instanceof InvalidDataLengthLengthError)
+    // A list of buffers (what Yamux hands over) is read in place, across its buffers.
+    assert.throws(() => { new PrefixTracker(MAX).feed(new Uint8ArrayList(Uint8Array.of(0x80), Uint8Array.of(0x80))) }, { name: 'InvalidDataLengthLengthError' })
+    new PrefixTracker(MAX).feed(new Uint8ArrayList(Uint8Array.of(0x82), Uint8Array.of(0x01, 7), new Uint8Array(129)))
     // 4 MiB needs 4 bytes: three continuation bytes pass, the fourth is refused.
     const d = new PrefixTracker(DHT_MAX_MESSAGE_BYTES)
     d.feed(new Uint8Array(3).fill(0xff))
