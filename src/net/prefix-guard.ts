@@ -69,41 +69,69 @@ export class PrefixTracker {
   }
 }
 
-interface GuardableStream {
-  onData?: (data: Uint8Array | ByteList) => void
-  readBuffer?: ByteList
-}
+type Listener = EventListenerOrEventListenerObject | null
 
-/** Bounds the length prefixes read on every stream of the protocol it is installed for (its first `maxFrames` frames). */
+/**
+ * Bounds the length prefixes read on every stream of the protocol it is installed for (its first
+ * `maxFrames` frames). The protocol's handler (or dialler) gets a view of the stream whose
+ * 'message' listeners see each chunk only after the guard has followed it; the stream object
+ * itself is left as it is (changing a stream instance's shape made every stream of the process
+ * slower).
+ */
 export function prefixGuard (maxFrameBytes: number, maxFrames = Infinity): StreamMiddleware {
   return (stream: Stream, connection, next) => {
-    const s = stream as unknown as GuardableStream
-    const onData = s.onData
-    if (typeof onData === 'function') {
-      const tracker = new PrefixTracker(maxFrameBytes, maxFrames)
-      try {
-        // Bytes that arrived with the protocol negotiation are already buffered.
-        if (s.readBuffer != null && s.readBuffer.byteLength > 0) tracker.feed(s.readBuffer)
-      } catch (err) {
-        stream.abort(err as Error)
-        throw err
-      }
-      s.onData = data => {
-        if (tracker.done) {
-          // The framed part is over: nothing more to follow.
-          s.onData = onData
-          onData.call(stream, data)
-          return
+    const tracker = new PrefixTracker(maxFrameBytes, maxFrames)
+    /** Chunks already followed: every listener gets the same event object. */
+    let checked: object | undefined
+    const wrapped = new Map<Listener, EventListener>()
+    const bound = new Map<string | symbol, (...args: unknown[]) => unknown>()
+    const wrap = (listener: Listener): EventListener => {
+      let w = wrapped.get(listener)
+      if (w == null) {
+        w = (evt: Event) => {
+          if (checked !== evt && !tracker.done) {
+            checked = evt
+            try {
+              tracker.feed((evt as unknown as { data: Uint8Array | ByteList }).data)
+            } catch (err) {
+              stream.abort(err as Error)
+              return
+            }
+          }
+          if (typeof listener === 'function') listener(evt)
+          else listener?.handleEvent(evt)
         }
-        try {
-          tracker.feed(data)
-        } catch (err) {
-          stream.abort(err as Error)
-          return
-        }
-        onData.call(stream, data)
+        wrapped.set(listener, w)
       }
+      return w
     }
-    next(stream, connection)
+    const view = new Proxy(stream, {
+      get (target, prop) {
+        if (prop === 'addEventListener') {
+          return (type: string, listener: Listener, options?: unknown) => {
+            target.addEventListener(type as 'message', (type === 'message' ? wrap(listener) : listener) as EventListener, options as AddEventListenerOptions)
+          }
+        }
+        if (prop === 'removeEventListener') {
+          return (type: string, listener: Listener, options?: unknown) => {
+            target.removeEventListener(type as 'message', (type === 'message' ? wrapped.get(listener) ?? listener : listener) as EventListener, options as EventListenerOptions)
+          }
+        }
+        const value = Reflect.get(target, prop, target)
+        // Methods run on the stream itself (they use its private fields); own properties such
+        // as the logger are handed over as they are.
+        if (typeof value !== 'function' || Object.hasOwn(target, prop)) return value
+        let b = bound.get(prop)
+        if (b == null) {
+          b = (value as (...args: unknown[]) => unknown).bind(target)
+          bound.set(prop, b)
+        }
+        return b
+      },
+      set (target, prop, value) {
+        return Reflect.set(target, prop, value, target)
+      }
+    })
+    next(view, connection)
   }
 }
