@@ -98,6 +98,9 @@ function isPortInUse (err: unknown): boolean {
   return false
 }
 
+/** Errors of a stream opened on a connection that closed meanwhile (ping tries once more). */
+const CONNECTION_REPLACED_ERRORS = new Set(['ConnectionClosedError', 'ConnectionClosingError', 'StreamResetError'])
+
 /**
  * Topics whose messages do not go out as `gossip:message` events: space traffic (up to 20 Hz per
  * member) and ledger traffic (proposals of hundreds of KiB) have decoded events of their own.
@@ -297,7 +300,15 @@ export class PeerverseNode extends TypedEventEmitter<NodeEvents> {
 
   /** Round-trip time to a peer (id or multiaddr) in milliseconds. */
   async ping (target: string, options: { signal?: AbortSignal } = {}): Promise<number> {
-    return this.net.services.ping.ping(target.startsWith('/') ? multiaddr(target) : parsePeerId(target), options)
+    const to = target.startsWith('/') ? multiaddr(target) : parsePeerId(target)
+    try {
+      return await this.net.services.ping.ping(to, options)
+    } catch (err) {
+      // The connection closed under the ping: a relayed one replaced by a direct one after hole
+      // punching does that. Once more, on the connection there is now.
+      if (!CONNECTION_REPLACED_ERRORS.has((err as Error).name) || options.signal?.aborted === true) throw err
+      return await this.net.services.ping.ping(to, options)
+    }
   }
 
   /** Subscribes the API to a topic: its messages go out as `gossip:message` events. */
