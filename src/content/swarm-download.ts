@@ -14,19 +14,10 @@ import {
   MAX_PEERS_PER_DOWNLOAD, MAX_STALLS_PER_SESSION, NO_HOLDERS_TIMEOUT_MS, PEER_REFRESH_MS, PROBE_BACKOFF_MS,
   PROVIDER_LOOKUP_INTERVAL_MS, STALL_TIMEOUT_MS
 } from './swarm-limits.ts'
-import { BadBlockError, isViolation, NoProvidersError, openSession, Session, type FrameReader } from './swarm-session.ts'
+import { BadBlockError, isViolation, NoProvidersError, openSession, Session, type FrameReader, type SwarmStats } from './swarm-session.ts'
 import { bitfieldBytes, decodeMessage, getBit, setBit, SwarmProtocolError, type SwarmMessage } from './swarm-wire.ts'
 
 const log = logger('peerverse:swarm')
-
-/** Counters since start: blocks served to peers, and unique blocks fetched from them. */
-export interface SwarmStats {
-  blocksServed: number
-  bytesServed: number
-  blocksFetched: number
-  bytesFetched: number
-  bytesWasted: number
-}
 
 /** What a download needs of the swarm around it (the Swarm service). */
 export interface DownloadHost {

@@ -13,11 +13,10 @@ import type { RejectSink, RemotePeer } from '../net/ports.ts'
 import { TokenBuckets } from '../net/rate-limit.ts'
 import { BlockNotFoundError, type ContentBlockstore } from './blocks.ts'
 import { fileLeaves, UnsupportedContentError, type Leaf } from './reader.ts'
-import type { SwarmStats } from './swarm-download.ts'
 import {
   MAX_BLOCKS_IN_FLIGHT_PER_PEER, MAX_REQUEST_FRAME_BYTES, REQUEST_BURST, REQUESTS_PER_PEER_PER_SECOND, SESSION_OPEN_TIMEOUT_MS
 } from './swarm-limits.ts'
-import { isViolation, SwarmRateLimitError, writeFrame } from './swarm-session.ts'
+import { isViolation, SwarmRateLimitError, writeFrame, type SwarmStats } from './swarm-session.ts'
 import { bitfieldBytes, decodeMessage, setBit, SWARM_PROTOCOL, SwarmProtocolError, type HolderStatus } from './swarm-wire.ts'
 
 /** Roots whose leaf index a holder keeps in memory at once. */

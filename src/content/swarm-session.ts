@@ -105,3 +105,12 @@ export class Session {
     void writeFrame(this.stream, msg).catch(() => {})
   }
 }
+
+/** Counters since start: blocks served to peers, and unique blocks fetched from them. */
+export interface SwarmStats {
+  blocksServed: number
+  bytesServed: number
+  blocksFetched: number
+  bytesFetched: number
+  bytesWasted: number
+}

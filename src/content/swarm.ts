@@ -21,14 +21,16 @@ import type { CID } from 'multiformats/cid'
 import type { ProtocolPort, RejectSink, RoutingPort } from '../net/ports.ts'
 import type { ContentBlockstore } from './blocks.ts'
 import { BlockVerificationError } from './reader.ts'
-import { Download, type DownloadHost, type SwarmStats } from './swarm-download.ts'
+import { Download, type DownloadHost } from './swarm-download.ts'
+import type { SwarmStats } from './swarm-session.ts'
 import { Holder } from './swarm-holder.ts'
 import { BAN_MS, DOWNLOAD_LINGER_MS, MAX_PROVIDERS_PER_LOOKUP, MAX_SESSIONS_PER_CONNECTION, SESSION_OPEN_TIMEOUT_MS } from './swarm-limits.ts'
 import { SWARM_PROTOCOL } from './swarm-wire.ts'
 
 export * from './swarm-limits.ts'
 export { BadBlockError, NoProvidersError, SwarmRateLimitError } from './swarm-session.ts'
-export { Download, type DownloadProgress, type SwarmStats } from './swarm-download.ts'
+export { Download, type DownloadProgress } from './swarm-download.ts'
+export type { SwarmStats } from './swarm-session.ts'
 export { BlockVerificationError }
 
 /** How often idle downloads are closed and expired bans forgotten. */

@@ -12,8 +12,6 @@ import type { ProtocolPort, RejectSink, RemotePeer } from './ports.ts'
 /** Errors that say the peer broke the protocol's framing (as opposed to going away). */
 export const FRAMING_ERRORS = new Set(['InvalidDataLengthError', 'InvalidDataLengthLengthError'])
 
-/** Errors that only say the exchange ended early (timeout, reset, our own abort): nobody's fault. */
-export const ENDED_ERRORS = new Set(['AbortError', 'TimeoutError', 'StreamResetError', 'StreamStateError', 'StreamClosedError'])
 
 export interface RequestOptions {
   /** Largest answer frame accepted. */
