@@ -2,10 +2,29 @@
  * Persistence: one LevelDB per data dir, opened once per node, a sublevel per service.
  * Services receive only their sublevel, never the whole database. Node-only: LevelDB on disk
  * (a browser peer opens IndexedDB through browser-level instead).
+ *
+ * A write that fails must not cost the writes acknowledged after it. LevelDB turns a failed
+ * *sync* into a sticky error, but when appending a log record fails (ENOSPC half-way through a
+ * record) it returns the error and goes on appending later records after the torn fragment: its
+ * log writer's block offset no longer matches the file, and on recovery the reader drops the rest
+ * of that 32 KiB block, acknowledged records included. So every write through the root database
+ * runs one at a time (none is in flight when one fails); after any failed write the store refuses
+ * writes at once (StoreWriteError), closes and reopens LevelDB (recovery turns the log into a
+ * table and starts a fresh log), retrying every STORE_REOPEN_RETRY_MS, and then accepts writes
+ * again with no restart. A ballast file gives the reopen room on a full disk (disk.ts), and a
+ * periodic check of free space warns below LOW_DISK_BYTES.
  */
+import { logger } from '@libp2p/logger'
 import { ClassicLevel } from 'classic-level'
 import { mkdir } from 'node:fs/promises'
 import { join } from 'node:path'
+import { Ballast, DEFAULT_BALLAST_BYTES, diskSpace } from './disk.ts'
+import { isNoSpace, isPersistenceFailure, openErrorOf, StoreWriteError, writeErrorOf } from './errors.ts'
+
+export { StoreLockedError, StoreOpenError, StoreWriteError, type StoreOpenReason, type StoreWriteCode } from './errors.ts'
+export { BALLAST_FILE, BALLAST_MAX_FRACTION, BALLAST_REARM_FACTOR, DEFAULT_BALLAST_BYTES } from './disk.ts'
+
+const log = logger('peerverse:store')
 
 export type BytesSublevel = ReturnType<typeof makeSublevel>
 
@@ -14,43 +33,311 @@ function makeSublevel (db: ClassicLevel<string, Uint8Array>, name: string) {
 }
 
 export const STORE_DIR = 'store'
+/** How often a store that refuses writes tries to reopen. */
+export const STORE_REOPEN_RETRY_MS = 2_000
+/** Below this many free bytes on the data dir's disk the peer warns. */
+export const LOW_DISK_BYTES = 1024 * 1024 * 1024
+/** How often free space is checked. */
+export const DISK_CHECK_INTERVAL_MS = 15_000
+/** Free bytes beyond the memtable's size a reopen waits for after ENOSPC (LevelDB writes the memtable out as a table). */
+export const REOPEN_MARGIN_BYTES = 256 * 1024
 
-export class StoreLockedError extends Error {
-  name = 'StoreLockedError'
+export interface StoreInit {
+  /** Warn below this many free bytes (default LOW_DISK_BYTES). */
+  lowDiskBytes?: number
+  /** Bytes of emergency ballast (default DEFAULT_BALLAST_BYTES, at most BALLAST_MAX_FRACTION of the disk). */
+  ballastBytes?: number
+  /** How often a failed store tries to reopen (default STORE_REOPEN_RETRY_MS). */
+  reopenRetryMs?: number
+  /** How often free space is checked once the monitor runs (default DISK_CHECK_INTERVAL_MS). */
+  diskCheckIntervalMs?: number
+}
+
+export interface DiskStatus {
+  free: number
+  total: number
+  /** Free space is below `lowDiskBytes`. */
+  low: boolean
+  lowDiskBytes: number
+}
+
+export interface StoreStatus {
+  writable: boolean
+  /** The write failure that made the store refuse writes (the last one, kept once recovered). */
+  lastError?: { code: string, message: string }
+  /** Free space as last checked. */
+  disk?: DiskStatus
+  /** Bytes of ballast held now. */
+  ballastBytes: number
+}
+
+/** What the store tells its listeners: it stopped or resumed accepting writes, or free space crossed the warning line. */
+export type StoreChange =
+  | { type: 'writable', writable: boolean, error?: StoreWriteError }
+  | { type: 'disk', disk: DiskStatus }
+
+const noop = (): void => {}
+type AnyFn = (...args: unknown[]) => Promise<unknown>
+
+/** LevelDB whose writes all pass through `guard` (sublevels reach the root's private methods). */
+class GuardedLevel extends ClassicLevel<string, Uint8Array> {
+  guard: <T>(op: () => Promise<T>) => Promise<T> = async op => await op()
+}
+const base = ClassicLevel.prototype as unknown as Record<string, AnyFn>
+const guarded = GuardedLevel.prototype as unknown as Record<string, unknown>
+for (const method of ['_put', '_del', '_batch', '_clear']) {
+  const original = base[method]
+  guarded[method] = function (this: GuardedLevel, ...args: unknown[]) { return this.guard(async () => await original.apply(this, args)) }
+}
+guarded._chainedBatch = function (this: GuardedLevel) {
+  const batch = (base._chainedBatch as unknown as () => { _write: AnyFn }).call(this)
+  const write = batch._write.bind(batch)
+  batch._write = async (...args: unknown[]) => await this.guard(async () => await write(...args))
+  return batch
 }
 
 export class Store {
   readonly db: ClassicLevel<string, Uint8Array>
+  readonly location: string
+  readonly dataDir: string
+  private readonly ballast: Ballast
   private readonly names = new Set<string>()
+  private readonly sublevels: BytesSublevel[] = []
+  private readonly listeners = new Set<(change: StoreChange) => void>()
+  private readonly lowDiskBytes: number
+  private readonly reopenRetryMs: number
+  private readonly diskCheckIntervalMs: number
+  private writableNow = true
+  private failure?: StoreWriteError
+  private disk?: DiskStatus
+  private ballastHeld = 0
+  /** The last write in the queue; the next one starts after it. */
+  private tail: Promise<unknown> = Promise.resolve()
+  private recovering?: Promise<void>
+  private retryTimer?: ReturnType<typeof setTimeout>
+  private diskTimer?: ReturnType<typeof setInterval>
+  private closed = false
 
-  private constructor (db: ClassicLevel<string, Uint8Array>) {
+  private constructor (db: GuardedLevel, dataDir: string, ballast: Ballast, init: StoreInit) {
     this.db = db
+    this.dataDir = dataDir
+    this.location = db.location
+    this.ballast = ballast
+    this.lowDiskBytes = init.lowDiskBytes ?? LOW_DISK_BYTES
+    this.reopenRetryMs = init.reopenRetryMs ?? STORE_REOPEN_RETRY_MS
+    this.diskCheckIntervalMs = init.diskCheckIntervalMs ?? DISK_CHECK_INTERVAL_MS
+    db.guard = async op => await this.write(op)
   }
 
-  /** Opens (creating if needed) the store in `dataDir/store`. StoreLockedError when another process holds it. */
-  static async open (dataDir: string): Promise<Store> {
+  /**
+   * Opens (creating if needed) the store in `dataDir/store`. StoreOpenError naming the cause when it
+   * cannot (StoreLockedError when another process holds it); on a full disk the ballast is released
+   * and the open tried once more.
+   */
+  static async open (dataDir: string, init: StoreInit = {}): Promise<Store> {
     const location = join(dataDir, STORE_DIR)
-    await mkdir(location, { recursive: true })
-    const db = new ClassicLevel<string, Uint8Array>(location, { keyEncoding: 'utf8', valueEncoding: 'view' })
+    const ballast = new Ballast(dataDir, init.ballastBytes ?? DEFAULT_BALLAST_BYTES)
+    let db: GuardedLevel
     try {
-      await db.open()
+      db = await openLevel(location)
     } catch (err) {
-      const cause = (err as { cause?: { code?: string } }).cause
-      if (cause?.code === 'LEVEL_LOCKED') throw new StoreLockedError(`${location} is in use by another peerverse process`)
-      throw err
+      if (!isNoSpace(err) || await ballast.release().catch(() => 0) === 0) throw openErrorOf(err, location)
+      log('no space to open %s: released the ballast, trying again', location)
+      try {
+        db = await openLevel(location)
+      } catch (again) {
+        throw openErrorOf(again, location)
+      }
     }
-    return new Store(db)
+    const store = new Store(db, dataDir, ballast, init)
+    store.ballastHeld = await ballast.ensure().catch(err => { log('no ballast made: %s', (err as Error).message); return 0 })
+    return store
   }
 
-  /** The sublevel of one service; each name may be taken once, so services never share keys. */
+  /** The sublevel of one service; each name may be taken once, so services never share keys. It keeps working across the store's reopens. */
   sublevel (name: string): BytesSublevel {
     if (!/^[a-z][a-z0-9-]*$/.test(name)) throw new Error(`invalid sublevel name ${name}`)
     if (this.names.has(name)) throw new Error(`sublevel ${name} is already taken`)
     this.names.add(name)
-    return makeSublevel(this.db, name)
+    const sub = makeSublevel(this.db, name)
+    // While the store refuses writes (and while it reopens, when the sublevel is briefly closed)
+    // a write fails with StoreWriteError rather than LevelDB's "not open".
+    const writes = sub as unknown as Record<string, AnyFn>
+    for (const method of ['put', 'del', 'batch', 'clear']) {
+      const original = writes[method].bind(sub)
+      writes[method] = (...args: unknown[]) => {
+        if (method === 'batch' && args.length === 0) return original()
+        if (!this.writableNow) return Promise.reject(this.refusal())
+        return original(...args)
+      }
+    }
+    this.sublevels.push(sub)
+    return sub
   }
 
+  /** Whether writes are accepted now. */
+  get writable (): boolean { return this.writableNow }
+
+  /** The write failure that made the store refuse writes (kept after it recovered, for status). */
+  get lastError (): StoreWriteError | undefined { return this.failure }
+
+  status (): StoreStatus {
+    return {
+      writable: this.writableNow,
+      lastError: this.failure == null ? undefined : { code: this.failure.code, message: this.failure.message },
+      disk: this.disk,
+      ballastBytes: this.ballastHeld
+    }
+  }
+
+  /** Calls `listener` on every change of writability or of the low-disk state; returns the unsubscribe. */
+  onChange (listener: (change: StoreChange) => void): () => void {
+    this.listeners.add(listener)
+    return () => { this.listeners.delete(listener) }
+  }
+
+  /** Checks free space now every `diskCheckIntervalMs` (the first check reports a disk already low). */
+  startMonitor (): void {
+    if (this.diskTimer != null || this.closed) return
+    void this.checkDisk()
+    this.diskTimer = setInterval(() => { void this.checkDisk() }, this.diskCheckIntervalMs)
+    this.diskTimer.unref?.()
+  }
+
+  /** Reads free space, tells listeners when it crosses `lowDiskBytes`, and makes the ballast again once there is room. */
+  async checkDisk (): Promise<DiskStatus | undefined> {
+    let space
+    try {
+      space = await diskSpace(this.dataDir)
+    } catch (err) {
+      log('cannot read free space of %s: %s', this.dataDir, (err as Error).message)
+      return this.disk
+    }
+    const was = this.disk?.low
+    const disk = { ...space, low: space.free < this.lowDiskBytes, lowDiskBytes: this.lowDiskBytes }
+    this.disk = disk
+    if (disk.low !== was && (was != null || disk.low)) {
+      log(disk.low ? 'low disk: %d bytes free at %s (warning below %d)' : 'disk space back: %d bytes free at %s (warning below %d)', disk.free, this.dataDir, this.lowDiskBytes)
+      this.emit({ type: 'disk', disk })
+    }
+    if (this.writableNow && !this.closed) {
+      this.ballastHeld = await this.ballast.ensure().catch(() => this.ballastHeld)
+    }
+    return disk
+  }
+
+  /** Stops retrying, waits for the write in flight and closes LevelDB; safe to call twice, and on a failed store. */
   async close (): Promise<void> {
+    this.closed = true
+    clearTimeout(this.retryTimer)
+    clearInterval(this.diskTimer)
+    this.diskTimer = undefined
+    await this.recovering
+    await this.tail
     if (this.db.status === 'open' || this.db.status === 'opening') await this.db.close()
   }
+
+  /** Runs one write after the ones before it; a failure makes the store refuse writes and reopen. */
+  private async write<T> (op: () => Promise<T>): Promise<T> {
+    if (!this.writableNow) throw this.refusal()
+    const run = this.tail.then(async () => {
+      if (!this.writableNow) throw this.refusal()
+      try {
+        return await op()
+      } catch (err) {
+        throw this.failed(err)
+      }
+    })
+    this.tail = run.then(noop, noop)
+    return await run
+  }
+
+  private refusal (): StoreWriteError {
+    const failure = this.failure
+    return new StoreWriteError(`the store is not accepting writes: ${failure?.message ?? 'it is reopening'}`, { code: failure?.code ?? 'EIO', cause: failure?.cause })
+  }
+
+  /** Reads a failed write: LevelDB's own failures stop writes and start the reopen; others pass through. */
+  private failed (err: unknown): unknown {
+    if (!isPersistenceFailure(err)) return err
+    const error = writeErrorOf(err, this.location)
+    this.failure = error
+    log.error('write failed, refusing writes until the store reopens: %s', error.message)
+    this.setWritable(false, error)
+    this.startRecovery()
+    return error
+  }
+
+  private setWritable (writable: boolean, error?: StoreWriteError): void {
+    if (this.writableNow === writable) return
+    this.writableNow = writable
+    this.emit({ type: 'writable', writable, error })
+  }
+
+  private emit (change: StoreChange): void {
+    for (const listener of [...this.listeners]) {
+      try { listener(change) } catch (err) { log.error('store listener failed: %s', (err as Error).message) }
+    }
+  }
+
+  private startRecovery (): void {
+    if (this.recovering != null || this.closed) return
+    this.recovering = this.recover().finally(() => { this.recovering = undefined })
+  }
+
+  /** One attempt to reopen; on failure the next is scheduled. */
+  private async recover (): Promise<void> {
+    clearTimeout(this.retryTimer)
+    const noSpace = this.failure?.code === 'ENOSPC'
+    if (noSpace && this.ballastHeld > 0) {
+      const freed = await this.ballast.release().catch(() => 0)
+      this.ballastHeld = 0
+      log('released %d bytes of ballast', freed)
+    }
+    void this.checkDisk()
+    try {
+      if (noSpace && !await this.roomToReopen()) throw new Error('not enough free space to reopen yet')
+      await this.reopen()
+    } catch (err) {
+      log('store not reopened yet (%s); trying again in %d ms', (err as Error).message, this.reopenRetryMs)
+      if (!this.closed) {
+        this.retryTimer = setTimeout(() => { this.startRecovery() }, this.reopenRetryMs)
+        this.retryTimer.unref?.()
+      }
+      return
+    }
+    if (this.closed) return
+    log('store reopened; accepting writes again')
+    this.setWritable(true)
+  }
+
+  /** Whether free space would hold the memtable LevelDB writes out on reopen (while open, reads keep working until then). */
+  private async roomToReopen (): Promise<boolean> {
+    if (this.db.status !== 'open') return true
+    let memtable = 0
+    try { memtable = Number(this.db.getProperty('leveldb.approximate-memory-usage')) } catch {}
+    const { free } = await diskSpace(this.dataDir)
+    return free >= memtable + REOPEN_MARGIN_BYTES
+  }
+
+  /** Closes and reopens LevelDB, then the sublevels handed out (the root's close closed them). */
+  private async reopen (): Promise<void> {
+    await this.tail
+    if (this.closed) return
+    if (this.db.status === 'open') await this.db.close()
+    if (this.closed) return
+    await this.db.open()
+    for (const sub of this.sublevels) if (sub.status !== 'open') await sub.open()
+  }
+}
+
+async function openLevel (location: string): Promise<GuardedLevel> {
+  await mkdir(location, { recursive: true }).catch(async err => {
+    // A recursive mkdir reports ENOENT for a parent it cannot create (a read-only or full disk): the plain one says why.
+    if ((err as { code?: string }).code !== 'ENOENT') throw err
+    await mkdir(location)
+  })
+  const db = new GuardedLevel(location, { keyEncoding: 'utf8', valueEncoding: 'view' })
+  await db.open()
+  return db
 }
