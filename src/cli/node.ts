@@ -90,6 +90,17 @@ async function cmdStart (args: string[]): Promise<void> {
   node.addEventListener('bootstrap:error', evt => {
     process.stderr.write(`peerverse: bootstrap ${evt.detail.address} unreachable (${evt.detail.error}); retrying\n`)
   })
+  node.addEventListener('disk:low', evt => {
+    process.stderr.write(`peerverse: low disk: ${formatBytes(evt.detail.free)} free for ${dir} (warning below ${formatBytes(evt.detail.lowDiskBytes)}); free some space before writes fail\n`)
+  })
+  node.addEventListener('disk:ok', evt => {
+    process.stderr.write(`peerverse: disk space back: ${formatBytes(evt.detail.free)} free for ${dir}\n`)
+  })
+  node.addEventListener('store:writable', evt => {
+    process.stderr.write(evt.detail.writable
+      ? 'peerverse: the store accepts writes again\n'
+      : `peerverse: the store is refusing writes until it can reopen: ${evt.detail.error ?? 'a write failed'}\n`)
+  })
   await node.start()
   try {
     if (config.api !== false) {
@@ -107,9 +118,18 @@ async function cmdStart (args: string[]): Promise<void> {
     stopping = true
     process.stderr.write(`peerverse: ${signal}, stopping\n`)
     void (async () => {
-      await api?.stop()
-      await node.stop()
-      process.exit(0)
+      // Each step runs whatever the one before it did: on a full disk or a failing store a service
+      // may fail to save its last state, and the peer still closes its store and exits cleanly.
+      let code = 0
+      for (const [what, step] of [['api', async () => api?.stop()], ['node', async () => node.stop()]] as const) {
+        try {
+          await step()
+        } catch (err) {
+          process.stderr.write(`peerverse: stopping the ${what}: ${(err as Error).message}\n`)
+          if (!isStoreFailure(err)) code = 1
+        }
+      }
+      process.exit(code)
     })()
   }
   process.on('SIGINT', () => { shutdown('SIGINT') })
@@ -128,6 +148,21 @@ async function cmdStart (args: string[]): Promise<void> {
   }
 }
 
+/** Whether an error is the store failing to persist (a full disk), which a shutdown reports but survives. */
+function isStoreFailure (err: unknown): boolean {
+  for (let e = err as { name?: string, code?: string, cause?: unknown } | undefined, depth = 0; e != null && depth < 8; e = e.cause as typeof e, depth++) {
+    if (e.name === 'StoreWriteError' || e.code === 'LEVEL_IO_ERROR' || e.code === 'LEVEL_DATABASE_NOT_OPEN') return true
+  }
+  return false
+}
+
+/** Bytes as KiB, MiB or GiB. */
+function formatBytes (n: number): string {
+  if (n >= 1024 ** 3) return `${(n / 1024 ** 3).toFixed(1)} GiB`
+  if (n >= 1024 ** 2) return `${(n / 1024 ** 2).toFixed(1)} MiB`
+  return `${Math.round(n / 1024)} KiB`
+}
+
 function printPeers (peers: PeerInfoView[]): void {
   if (peers.length === 0) out('  (none)')
   for (const p of peers) out(`  ${p.peerId}${p.did != null ? `  ${p.did}` : ''}  ${p.addresses.join(' ')}`)
@@ -144,6 +179,13 @@ async function cmdStatus (args: string[]): Promise<void> {
   out(`did:       ${status.did}`)
   out('addresses:')
   for (const a of status.addresses) out(`  ${a}`)
+  const store = status.store
+  if (store != null) {
+    const disk = store.disk == null ? '' : `, ${formatBytes(store.disk.free)} free on its disk`
+    out(`store:     ${store.writable ? 'accepting writes' : 'REFUSING WRITES (reopening by itself)'}${disk}`)
+    if (!store.writable && store.lastError != null) out(`  last error: ${store.lastError.message}`)
+    if (store.disk?.low === true) out(`  warning: low disk, below ${formatBytes(store.disk.lowDiskBytes)} free`)
+  }
   out(`peers (${peers.length}):`)
   printPeers(peers)
 }

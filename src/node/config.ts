@@ -7,6 +7,8 @@ import { multiaddr } from '@multiformats/multiaddr'
 import { readFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import type { DhtMode } from '../net/network.ts'
+import { DEFAULT_BALLAST_BYTES } from '../store/disk.ts'
+import { LOW_DISK_BYTES } from '../store/store.ts'
 
 export const CONFIG_FILE = 'config.json'
 export const DEFAULT_TCP_PORT = 7410
@@ -36,9 +38,11 @@ export interface NodeConfig {
   ledger: { genesis: string | null }
   /** Spaces: interest management on (the default) or off (every presence frame to everyone, for comparison). */
   space: { interest: boolean }
+  /** The store: warn below `lowDiskBytes` free on its disk; keep `ballastBytes` of emergency reserve (capped to a share of the disk). */
+  store: { lowDiskBytes: number, ballastBytes: number }
 }
 
-export type PartialConfig = Partial<Omit<NodeConfig, 'dht' | 'relay' | 'content' | 'ledger' | 'space'>> & { dht?: Partial<NodeConfig['dht']>, relay?: Partial<NodeConfig['relay']>, content?: Partial<NodeConfig['content']>, ledger?: Partial<NodeConfig['ledger']>, space?: Partial<NodeConfig['space']> }
+export type PartialConfig = Partial<Omit<NodeConfig, 'dht' | 'relay' | 'content' | 'ledger' | 'space' | 'store'>> & { store?: Partial<NodeConfig['store']>, dht?: Partial<NodeConfig['dht']>, relay?: Partial<NodeConfig['relay']>, content?: Partial<NodeConfig['content']>, ledger?: Partial<NodeConfig['ledger']>, space?: Partial<NodeConfig['space']> }
 
 /** Default limit on the block store (pinned and cached content). */
 export const DEFAULT_MAX_STORE_BYTES = 8 * 1024 * 1024 * 1024
@@ -54,7 +58,8 @@ export function defaultConfig (dataDir: string): NodeConfig {
     relay: { server: true },
     content: { maxStoreBytes: DEFAULT_MAX_STORE_BYTES },
     ledger: { genesis: null },
-    space: { interest: true }
+    space: { interest: true },
+    store: { lowDiskBytes: LOW_DISK_BYTES, ballastBytes: DEFAULT_BALLAST_BYTES }
   }
 }
 
@@ -70,7 +75,8 @@ export function mergeConfig (base: NodeConfig, ...layers: Array<PartialConfig | 
       relay: { ...out.relay, ...dropUndefined(layer.relay ?? {}) },
       content: { ...out.content, ...dropUndefined(layer.content ?? {}) },
       ledger: { ...out.ledger, ...dropUndefined(layer.ledger ?? {}) },
-      space: { ...out.space, ...dropUndefined(layer.space ?? {}) }
+      space: { ...out.space, ...dropUndefined(layer.space ?? {}) },
+      store: { ...out.store, ...dropUndefined(layer.store ?? {}) }
     } as NodeConfig
   }
   return out
@@ -125,10 +131,14 @@ export function validateConfig (config: NodeConfig): NodeConfig {
   const genesis = config.ledger?.genesis
   if (genesis !== null && (typeof genesis !== 'string' || genesis === '')) throw new ConfigError('ledger.genesis must be a path to a genesis file, or null')
   if (typeof config.space?.interest !== 'boolean') throw new ConfigError('space.interest must be true or false')
+  for (const field of ['lowDiskBytes', 'ballastBytes'] as const) {
+    const v = config.store?.[field]
+    if (typeof v !== 'number' || !Number.isSafeInteger(v) || v < 0) throw new ConfigError(`store.${field} must be a whole number of bytes`)
+  }
   return config
 }
 
-const KNOWN_KEYS = new Set(['listen', 'announce', 'bootstrap', 'api', 'dht', 'relay', 'content', 'ledger', 'space'])
+const KNOWN_KEYS = new Set(['listen', 'announce', 'bootstrap', 'api', 'dht', 'relay', 'content', 'ledger', 'space', 'store'])
 
 /** Reads `config.json` from the data dir, if there is one. */
 export async function readConfigFile (dataDir: string): Promise<PartialConfig | undefined> {

@@ -13,7 +13,7 @@ import type { ProtocolPort, RoutingPort } from '../net/ports.ts'
 import { createNetwork, type Network } from '../net/network.ts'
 import { PeerIdentityService } from '../net/peer-identity.ts'
 import { LevelDatastore } from '../store/datastore.ts'
-import { Store } from '../store/store.ts'
+import { Store, type DiskStatus, type StoreStatus } from '../store/store.ts'
 import { validateConfig, type NodeConfig } from './config.ts'
 import { Blockstore } from '../content/blockstore.ts'
 import { content, CONTENT_EVENTS, type ContentEvents, type ContentService, type ContentStatus } from '../content/index.ts'
@@ -44,6 +44,8 @@ export interface NodeStatus {
   rejected: number
   memory: { rss: number, heapUsed: number }
   content: ContentStatus
+  /** Whether the store accepts writes, its last write failure, free space on its disk and the warning line. */
+  store: StoreStatus
 }
 
 export type { ContentStatus }
@@ -68,10 +70,15 @@ export interface NodeOwnEvents {
   'gossip:message': CustomEvent<GossipMessageEvent>
   'peer:rejected': CustomEvent<RejectedEvent>
   'bootstrap:error': CustomEvent<{ address: string, error: string }>
+  /** The store stopped accepting writes (a write failed) or accepts them again. */
+  'store:writable': CustomEvent<{ writable: boolean, code?: string, error?: string }>
+  /** Free space on the data dir's disk fell below the warning line, or is back above it. */
+  'disk:low': CustomEvent<DiskStatus>
+  'disk:ok': CustomEvent<DiskStatus>
 }
 
 /** The names of the node's own events. */
-export const NODE_EVENTS = ['peer:connect', 'peer:disconnect', 'peer:identified', 'gossip:message', 'peer:rejected', 'bootstrap:error'] as const satisfies ReadonlyArray<keyof NodeOwnEvents>
+export const NODE_EVENTS = ['peer:connect', 'peer:disconnect', 'peer:identified', 'gossip:message', 'peer:rejected', 'bootstrap:error', 'store:writable', 'disk:low', 'disk:ok'] as const satisfies ReadonlyArray<keyof NodeOwnEvents>
 
 /** Every event the node emits: its own and each capability's, forwarded under the same names. */
 export type NodeEvents = NodeOwnEvents & ContentEvents & SocialEvents & LedgerEvents & SpaceEvents
@@ -185,6 +192,10 @@ export class PeerverseNode extends TypedEventEmitter<NodeEvents> {
       parcels: id => this.ledger.parcelsIn(id)
     })
     for (const name of SPACE_EVENTS) this.space.addEventListener(name, evt => { this.safeDispatch(name, evt.detail) })
+    store.onChange(change => {
+      if (change.type === 'disk') this.safeDispatch(change.disk.low ? 'disk:low' : 'disk:ok', change.disk)
+      else this.safeDispatch('store:writable', { writable: change.writable, code: change.error?.code, error: change.error?.message })
+    })
     net.addEventListener('peer:connect', evt => { this.safeDispatch('peer:connect', { peerId: evt.detail.toString() }) })
     net.addEventListener('peer:disconnect', evt => { this.safeDispatch('peer:disconnect', { peerId: evt.detail.toString() }) })
   }
@@ -215,6 +226,7 @@ export class PeerverseNode extends TypedEventEmitter<NodeEvents> {
     await this.space.start()
     this.discovery.start()
     this.gossipRepair.start()
+    this.store.startMonitor()
     this.state = 'started'
   }
 
@@ -226,17 +238,20 @@ export class PeerverseNode extends TypedEventEmitter<NodeEvents> {
     }
     if (this.state === 'stopping') return
     this.state = 'stopping'
-    this.discovery.stop()
-    this.gossipRepair.stop()
-    await this.space.stop()
-    await this.ledger.stop()
-    await this.social.stop()
-    await this.content.stop()
-    await this.peerIdentity.stop()
-    this.gossip.close()
-    await this.net.stop()
-    await this.store.close()
+    // Every step runs whatever the one before it did (a service that cannot save its last state on
+    // a full disk must not keep the store open); the first failure is thrown once all have run.
+    const failures: unknown[] = []
+    const steps: Array<() => unknown> = [
+      () => { this.discovery.stop() }, () => { this.gossipRepair.stop() },
+      async () => this.space.stop(), async () => this.ledger.stop(), async () => this.social.stop(),
+      async () => this.content.stop(), async () => this.peerIdentity.stop(), () => { this.gossip.close() },
+      async () => this.net.stop(), async () => this.store.close()
+    ]
+    for (const step of steps) {
+      try { await step() } catch (err) { failures.push(err) }
+    }
     this.state = 'stopped'
+    if (failures.length > 0) throw failures[0]
   }
 
   get started (): boolean { return this.state === 'started' }
@@ -263,7 +278,8 @@ export class PeerverseNode extends TypedEventEmitter<NodeEvents> {
       connections: this.net.getConnections().length,
       rejected: this.rejectedCount,
       memory: { rss: mem.rss, heapUsed: mem.heapUsed },
-      content: this.content.status()
+      content: this.content.status(),
+      store: this.store.status()
     }
   }
 
@@ -343,7 +359,7 @@ export class PeerverseNode extends TypedEventEmitter<NodeEvents> {
 export async function createNode (config: NodeConfig): Promise<PeerverseNode> {
   validateConfig(config)
   const identity = await initIdentity(config.dataDir)
-  const store = await Store.open(config.dataDir)
+  const store = await Store.open(config.dataDir, { lowDiskBytes: config.store.lowDiskBytes, ballastBytes: config.store.ballastBytes })
   try {
     // Banned peers (a holder that sent bad blocks) and denied ones are refused at the connection gate.
     const deny = { peer: (_peerId: string): boolean => false }

@@ -14,6 +14,7 @@ import { TokenBuckets } from '../net/rate-limit.ts'
 import { request, serve } from '../net/rpc.ts'
 import { decodeEntry, ForkedFeedError, InvalidEntryError, MAX_ENTRY_BYTES, SequenceGapError, type Entry, type FeedHead } from './feed.ts'
 import type { FeedStore } from './store.ts'
+import { isStoreWriteError } from '../store/errors.ts'
 
 const log = logger('peerverse:social')
 
@@ -137,7 +138,8 @@ export class Replication {
               if (await host.ingestEntry(entry) === 'stored') { stored++; progressed++ }
             } catch (err) {
               failed = true
-              if (!(err instanceof ForkedFeedError)) this.onRejected(peer, FEEDS_PROTOCOL, err as Error)
+              // Our own store failing (a full disk) is not the peer's fault.
+              if (!(err instanceof ForkedFeedError) && !isStoreWriteError(err)) this.onRejected(peer, FEEDS_PROTOCOL, err as Error)
               return false
             }
             return got < limit

@@ -30,6 +30,7 @@ import {
 } from './feed.ts'
 import { FEEDS_PROTOCOL, Replication } from './replication.ts'
 import type { FeedStore, ForkEvidence } from './store.ts'
+import { isStoreWriteError } from '../store/errors.ts'
 import { KeyedLock } from '../store/keyed-lock.ts'
 
 export {
@@ -227,7 +228,11 @@ export class SocialService extends TypedEventEmitter<SocialEvents> {
 
   // -- our own feed --------------------------------------------------------------------------
 
-  /** Appends an entry to our feed (durably), then pushes it to followers. */
+  /**
+   * Appends an entry to our feed (durably), then pushes it to followers. When the store cannot save
+   * it (StoreWriteError) nothing is sent and the feed's head stays where it was, so the next entry
+   * takes the same seq and no follower ever sees two entries at one seq.
+   */
   async append (kind: EntryKind, body: EntryBody): Promise<Entry> {
     const entry = await this.locked(this.did, async () => {
       const head = await this.store.head(this.did)
@@ -422,6 +427,8 @@ export class SocialService extends TypedEventEmitter<SocialEvents> {
         else void this.syncRound().catch(() => {})
         return
       }
+      // Our own store failing (a full disk) is not the sender's fault: the entry comes again by a later pull.
+      if (isStoreWriteError(err)) { log('gossip entry on %s not stored: %s', topic, (err as Error).message); return }
       if (!(err instanceof ForkedFeedError)) this.onRejected(from, 'gossip:' + topic, err as Error)
     }
   }

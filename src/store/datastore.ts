@@ -1,11 +1,28 @@
 /**
  * A libp2p Datastore over one sublevel, so the peer store (known peers, their addresses and keys)
- * and DHT records survive a restart in the node's own LevelDB.
+ * and DHT records survive a restart in the node's own LevelDB. What libp2p keeps here is a cache
+ * of the network's state: while the store refuses writes (a full disk) a write is dropped, not
+ * failed, so dialling, identify and stopping go on as before (libp2p's own updates would otherwise
+ * throw out of a protocol's unhandle or an identify).
  */
+import { logger } from '@libp2p/logger'
 import { BaseDatastore } from 'datastore-core'
 import { Key, type Pair, type Query, type KeyQuery, type Batch } from 'interface-datastore'
 import { NotFoundError } from 'interface-store'
+import { isStoreWriteError } from './errors.ts'
 import type { BytesSublevel } from './store.ts'
+
+const log = logger('peerverse:store:datastore')
+
+/** Runs a write; a StoreWriteError (the store refusing writes) is logged and dropped. */
+async function cached (what: string, write: () => Promise<unknown>): Promise<void> {
+  try {
+    await write()
+  } catch (err) {
+    if (!isStoreWriteError(err)) throw err
+    log('%s not saved while the store refuses writes: %s', what, err.message)
+  }
+}
 
 export class LevelDatastore extends BaseDatastore {
   private readonly level: BytesSublevel
@@ -16,7 +33,7 @@ export class LevelDatastore extends BaseDatastore {
   }
 
   async put (key: Key, value: Uint8Array): Promise<Key> {
-    await this.level.put(key.toString(), value)
+    await cached(`put ${key.toString()}`, async () => this.level.put(key.toString(), value))
     return key
   }
 
@@ -31,7 +48,7 @@ export class LevelDatastore extends BaseDatastore {
   }
 
   async delete (key: Key): Promise<void> {
-    await this.level.del(key.toString())
+    await cached(`delete ${key.toString()}`, async () => this.level.del(key.toString()))
   }
 
   batch (): Batch {
@@ -39,7 +56,7 @@ export class LevelDatastore extends BaseDatastore {
     return {
       put: (key: Key, value: Uint8Array) => { ops.push({ type: 'put', key: key.toString(), value }) },
       delete: (key: Key) => { ops.push({ type: 'del', key: key.toString() }) },
-      commit: async () => { await this.level.batch(ops) }
+      commit: async () => { await cached(`batch of ${ops.length}`, async () => this.level.batch(ops)) }
     }
   }
 
