@@ -4,8 +4,12 @@
  * can reopen (LevelDB's recovery writes a table) and garbage collection can run, and made again
  * once there is room. Node-only (node:fs).
  */
+import { execFile } from 'node:child_process'
 import { open, rm, stat, statfs } from 'node:fs/promises'
 import { join } from 'node:path'
+import { promisify } from 'node:util'
+
+const run = promisify(execFile)
 
 /** The ballast file's name in the data dir. */
 export const BALLAST_FILE = 'store-ballast'
@@ -64,6 +68,11 @@ export class Ballast {
       const held = await this.held()
       if (size === 0 || held >= size) return held
       if (free < (size - held) * BALLAST_REARM_FACTOR) return held
+      // fallocate reserves the blocks at once where the system has it (Linux); else zeros are written.
+      try {
+        await run('fallocate', ['-l', String(size), this.path])
+        if (await this.held() >= size) return size
+      } catch {}
       const fh = await open(this.path, 'w', 0o600)
       try {
         const zeros = new Uint8Array(Math.min(BALLAST_CHUNK, size))

@@ -226,6 +226,13 @@ export class Store {
     return disk
   }
 
+  /** Deletes the ballast now (garbage collection on a full disk may need the room); returns the bytes freed. It is made again once there is room. */
+  async releaseBallast (): Promise<number> {
+    const freed = await this.ballast.release()
+    this.ballastHeld = 0
+    return freed
+  }
+
   /** Stops retrying, waits for the write in flight and closes LevelDB; safe to call twice, and on a failed store. */
   async close (): Promise<void> {
     this.closed = true

@@ -108,6 +108,14 @@ describe('social on a full disk, real processes', { timeout: 300_000 }, () => {
     const err = await postUntilRefused(a, 'filling', [])
     assert.equal(err.status, 507)
     assert.equal((await status(a)).store.writable, false)
+    // The warning and the refusal are shown on stderr and by `peerverse status`.
+    const shown = await runCli(['status', '--data', dir])
+    assert.equal(shown.code, 0, shown.stderr)
+    assert.match(shown.stdout, /store: +REFUSING WRITES/)
+    assert.match(shown.stdout, /last error: no space left/)
+    assert.match(shown.stdout, /warning: low disk, below 1\.0 GiB free/)
+    assert.match(a.stderr(), /low disk: .* free for .*warning below 1\.0 GiB/)
+    assert.match(a.stderr(), /the store is refusing writes until it can reopen: no space left/)
     assert.equal(await set.stop(a), 0, a.stderr())
     assert.doesNotMatch(a.stderr(), /LEVEL_IO_ERROR|\n\s+at /)
     // It closed cleanly: with space back the same data dir starts and holds the post.
