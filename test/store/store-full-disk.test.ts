@@ -9,8 +9,9 @@ import assert from 'node:assert/strict'
 import { mkdir, rm, stat, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import {
-  BALLAST_FILE, BALLAST_MAX_FRACTION, Store, STORE_DIR, StoreWriteError, type StoreChange
+  BALLAST_FILE, BALLAST_MAX_FRACTION, LOW_DISK_BYTES, Store, STORE_DIR, StoreWriteError, type StoreChange
 } from '../../src/store/store.ts'
+import { defaultConfig, mergeConfig, validateConfig } from '../../src/node/config.ts'
 import { cleanups, tempDir } from '../helpers/cleanup.ts'
 import { waitFor } from '../helpers/cli-peer.ts'
 import { fill, mountTmpfs, unfill } from './tmpfs.ts'
@@ -163,6 +164,17 @@ describe('store on a full disk', () => {
     const change = await low
     assert.equal(change.type, 'disk')
     assert.equal(change.type === 'disk' && change.disk.low, true)
+  })
+})
+
+describe('store settings', () => {
+  it('default to LOW_DISK_BYTES and the default ballast, and must be whole numbers of bytes', () => {
+    const config = defaultConfig('/tmp/x')
+    assert.equal(config.store.lowDiskBytes, LOW_DISK_BYTES)
+    assert.equal(LOW_DISK_BYTES, 1024 ** 3)
+    assert.equal(validateConfig(mergeConfig(config, { store: { ballastBytes: 0 } })).store.ballastBytes, 0)
+    assert.throws(() => validateConfig(mergeConfig(config, { store: { ballastBytes: -1 } })), { name: 'ConfigError', message: /store.ballastBytes/ })
+    assert.throws(() => validateConfig(mergeConfig(config, { store: { lowDiskBytes: 1.5 } })), { name: 'ConfigError', message: /store.lowDiskBytes/ })
   })
 })
 
