@@ -39,6 +39,8 @@ export const STORE_REOPEN_RETRY_MS = 2_000
 export const LOW_DISK_BYTES = 1024 * 1024 * 1024
 /** How often free space is checked. */
 export const DISK_CHECK_INTERVAL_MS = 15_000
+/** Writes queued while one is in flight go to LevelDB together as one batch of at most this many key and value bytes (as LevelDB's own group commit does). */
+export const WRITE_GROUP_MAX_BYTES = 1024 * 1024
 /** Free bytes beyond the memtable's size a reopen waits for after ENOSPC (LevelDB writes the memtable out as a table). */
 export const REOPEN_MARGIN_BYTES = 256 * 1024
 
@@ -76,24 +78,57 @@ export type StoreChange =
   | { type: 'writable', writable: boolean, error?: StoreWriteError }
   | { type: 'disk', disk: DiskStatus }
 
-const noop = (): void => {}
 type AnyFn = (...args: unknown[]) => Promise<unknown>
 
-/** LevelDB whose writes all pass through `guard` (sublevels reach the root's private methods). */
+/** A write as LevelDB's batch takes it (keys and values already encoded). */
+interface WriteOp { type: 'put' | 'del', key: unknown, value?: unknown }
+
+/** How the root's writes reach the store's queue. */
+interface WriteQueue {
+  /** Operations to apply atomically, queued behind the writes before them. */
+  ops: (ops: WriteOp[], sync: boolean) => Promise<unknown>
+  /** A write that runs on its own (a range clear, a native chained batch). */
+  alone: (run: () => Promise<unknown>) => Promise<unknown>
+}
+
+/** LevelDB whose writes all go through the store's queue (sublevels reach the root's private methods). */
 class GuardedLevel extends ClassicLevel<string, Uint8Array> {
-  guard: <T>(op: () => Promise<T>) => Promise<T> = async op => await op()
+  queue?: WriteQueue
 }
 const base = ClassicLevel.prototype as unknown as Record<string, AnyFn>
-const guarded = GuardedLevel.prototype as unknown as Record<string, unknown>
-for (const method of ['_put', '_del', '_batch', '_clear']) {
-  const original = base[method]
-  guarded[method] = function (this: GuardedLevel, ...args: unknown[]) { return this.guard(async () => await original.apply(this, args)) }
+const guarded = GuardedLevel.prototype as unknown as Record<string, (this: GuardedLevel, ...args: never[]) => unknown>
+const syncOf = (options: unknown): boolean => (options as { sync?: boolean } | undefined)?.sync === true
+guarded._put = function (this: GuardedLevel, key: unknown, value: unknown, options: unknown) {
+  return this.queue == null ? base._put.call(this, key, value, options) : this.queue.ops([{ type: 'put', key, value }], syncOf(options))
+}
+guarded._del = function (this: GuardedLevel, key: unknown, options: unknown) {
+  return this.queue == null ? base._del.call(this, key, options) : this.queue.ops([{ type: 'del', key }], syncOf(options))
+}
+guarded._batch = function (this: GuardedLevel, ops: unknown, options: unknown) {
+  return this.queue == null ? base._batch.call(this, ops, options) : this.queue.ops(ops as WriteOp[], syncOf(options))
+}
+guarded._clear = function (this: GuardedLevel, ...args: unknown[]) {
+  return this.queue == null ? base._clear.apply(this, args) : this.queue.alone(async () => base._clear.apply(this, args))
 }
 guarded._chainedBatch = function (this: GuardedLevel) {
   const batch = (base._chainedBatch as unknown as () => { _write: AnyFn }).call(this)
   const write = batch._write.bind(batch)
-  batch._write = async (...args: unknown[]) => await this.guard(async () => await write(...args))
+  batch._write = async (...args: unknown[]) => this.queue == null ? await write(...args) : await this.queue.alone(async () => write(...args))
   return batch
+}
+
+/** A write waiting in the queue. */
+interface Pending {
+  ops?: WriteOp[]
+  sync: boolean
+  run?: () => Promise<unknown>
+  bytes: number
+  resolve: (value: unknown) => void
+  reject: (err: unknown) => void
+}
+
+function sizeOf (v: unknown): number {
+  return typeof v === 'string' ? v.length : (v as Uint8Array | undefined)?.byteLength ?? 0
 }
 
 export class Store {
@@ -111,8 +146,10 @@ export class Store {
   private failure?: StoreWriteError
   private disk?: DiskStatus
   private ballastHeld = 0
-  /** The last write in the queue; the next one starts after it. */
-  private tail: Promise<unknown> = Promise.resolve()
+  /** Writes waiting for the one in flight. */
+  private readonly queue: Pending[] = []
+  /** The loop that hands the queue to LevelDB, while it runs. */
+  private flushing?: Promise<void>
   private recovering?: Promise<void>
   private retryTimer?: ReturnType<typeof setTimeout>
   private diskTimer?: ReturnType<typeof setInterval>
@@ -126,7 +163,10 @@ export class Store {
     this.lowDiskBytes = init.lowDiskBytes ?? LOW_DISK_BYTES
     this.reopenRetryMs = init.reopenRetryMs ?? STORE_REOPEN_RETRY_MS
     this.diskCheckIntervalMs = init.diskCheckIntervalMs ?? DISK_CHECK_INTERVAL_MS
-    db.guard = async op => await this.write(op)
+    db.queue = {
+      ops: (ops, sync) => this.submit({ ops, sync, bytes: ops.length === 1 ? sizeOf(ops[0].key) + sizeOf(ops[0].value) : ops.reduce((n, op) => n + sizeOf(op.key) + sizeOf(op.value), 0) }),
+      alone: run => this.submit({ run, sync: false, bytes: 0 })
+    }
   }
 
   /**
@@ -240,23 +280,61 @@ export class Store {
     clearInterval(this.diskTimer)
     this.diskTimer = undefined
     await this.recovering
-    await this.tail
+    await this.flushing
     if (this.db.status === 'open' || this.db.status === 'opening') await this.db.close()
   }
 
-  /** Runs one write after the ones before it; a failure makes the store refuse writes and reopen. */
-  private async write<T> (op: () => Promise<T>): Promise<T> {
-    if (!this.writableNow) throw this.refusal()
-    const run = this.tail.then(async () => {
-      if (!this.writableNow) throw this.refusal()
-      try {
-        return await op()
-      } catch (err) {
-        throw this.failed(err)
-      }
+  /**
+   * Queues a write. One batch is in flight at a time, so none is when one fails; the writes that
+   * queued behind it go together as the next batch (one log record, one sync), which keeps LevelDB's
+   * group commit. A failed batch fails every write in it, and none of them was applied.
+   */
+  private submit (write: Omit<Pending, 'resolve' | 'reject'>): Promise<unknown> {
+    if (!this.writableNow) return Promise.reject(this.refusal())
+    return new Promise((resolve, reject) => {
+      this.queue.push({ ...write, resolve, reject })
+      if (this.flushing == null) this.flushing = this.flush()
     })
-    this.tail = run.then(noop, noop)
-    return await run
+  }
+
+  private async flush (): Promise<void> {
+    try {
+      while (this.queue.length > 0) await this.flushGroup()
+    } finally {
+      // Runs in the same tick as the empty check above: a write queued later starts a new loop.
+      this.flushing = undefined
+    }
+  }
+
+  /** Hands the next group of queued writes to LevelDB and settles each. */
+  private async flushGroup (): Promise<void> {
+    const group: Pending[] = [this.queue.shift()!]
+    if (group[0].run == null) {
+      let bytes = group[0].bytes
+      while (this.queue.length > 0 && this.queue[0].run == null && bytes + this.queue[0].bytes <= WRITE_GROUP_MAX_BYTES) {
+        bytes += this.queue[0].bytes
+        group.push(this.queue.shift()!)
+      }
+    }
+    if (!this.writableNow) {
+      const refusal = this.refusal()
+      for (const w of group) w.reject(refusal)
+      return
+    }
+    try {
+      const first = group[0]
+      const options = { sync: group.some(w => w.sync) }
+      const single = group.length === 1 && first.ops?.length === 1 ? first.ops[0] : undefined
+      const result = first.run != null
+        ? await first.run()
+        : single != null
+          ? await (single.type === 'put' ? base._put.call(this.db, single.key, single.value, options) : base._del.call(this.db, single.key, options))
+          : await base._batch.call(this.db, group.length === 1 ? first.ops : group.flatMap(w => w.ops!), options)
+      for (const w of group) w.resolve(result)
+    } catch (err) {
+      const error = this.failed(err)
+      for (const w of group) w.reject(error)
+    }
   }
 
   private refusal (): StoreWriteError {
@@ -329,7 +407,7 @@ export class Store {
 
   /** Closes and reopens LevelDB, then the sublevels handed out (the root's close closed them). */
   private async reopen (): Promise<void> {
-    await this.tail
+    await this.flushing
     if (this.closed) return
     if (this.db.status === 'open') await this.db.close()
     if (this.closed) return

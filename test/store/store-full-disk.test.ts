@@ -80,6 +80,38 @@ describe('store on a full disk', () => {
     assert.equal(await feed2.get(key(failedAt)), undefined, 'the failed write is not there')
   })
 
+  it('concurrent writes on a full disk: each one is either acknowledged and kept, or failed and absent', async t => {
+    const defer = cleanups(t)
+    const mnt = await mountTmpfs(t, defer, 32)
+    if (mnt == null) return
+    const dataDir = join(mnt, 'data')
+    await mkdir(dataDir)
+    const store = await Store.open(dataDir, { ballastBytes: 0, reopenRetryMs: 20 })
+    defer(async () => store.close())
+    const kv = store.sublevel('kv')
+    for (let i = 0; i < 20; i++) await kv.put(key(i), value(i))
+    await fill(join(mnt, 'filler'))
+    const results = await Promise.allSettled(Array.from({ length: 300 }, async (_, i) => {
+      const n = 20 + i
+      if (i % 3 === 0) await kv.batch([{ type: 'put', key: key(n), value: value(n) }, { type: 'put', key: key(n) + '/pair', value: value(n) }], { sync: true } as object)
+      else await kv.put(key(n), value(n), { sync: i % 2 === 0 } as object)
+    }))
+    const failed = results.flatMap((r, i) => r.status === 'rejected' ? [20 + i] : [])
+    assert.ok(failed.length > 0, 'some writes fail on the full disk')
+    for (const r of results) if (r.status === 'rejected') assert.equal((r.reason as Error).name, 'StoreWriteError')
+    await unfill(join(mnt, 'filler'))
+    await waitFor('the store accepts writes again', () => store.writable, 30_000, 20)
+    await store.close()
+    const again = await Store.open(dataDir, { ballastBytes: 0 })
+    defer(async () => again.close())
+    const kv2 = again.sublevel('kv')
+    for (let i = 0; i < 320; i++) {
+      const kept = (await kv2.get(key(i))) !== undefined
+      assert.equal(kept, !failed.includes(i), `write ${i} was ${failed.includes(i) ? 'failed' : 'acknowledged'} but is ${kept ? '' : 'not '}there`)
+      if ((i - 20) % 3 === 0 && i >= 20) assert.equal((await kv2.get(key(i) + '/pair')) !== undefined, kept, 'a batch is all or nothing')
+    }
+  })
+
   it('runs concurrent writes one at a time through sublevels, batches and chained batches', async t => {
     const defer = cleanups(t)
     const dir = await tempDir(defer, 'store-serial')
