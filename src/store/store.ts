@@ -7,8 +7,9 @@
  * *sync* into a sticky error, but when appending a log record fails (ENOSPC half-way through a
  * record) it returns the error and goes on appending later records after the torn fragment: its
  * log writer's block offset no longer matches the file, and on recovery the reader drops the rest
- * of that 32 KiB block, acknowledged records included. So every write through the root database
- * runs one at a time (none is in flight when one fails); after any failed write the store refuses
+ * of that 32 KiB block, acknowledged records included. So writes through the root database go to
+ * LevelDB one batch at a time (none is in flight when one fails; writes that queued meanwhile go
+ * together as the next batch, as LevelDB's own group commit does); after any failed write the store refuses
  * writes at once (StoreWriteError), closes and reopens LevelDB (recovery turns the log into a
  * table and starts a fresh log), retrying every STORE_REOPEN_RETRY_MS, and then accepts writes
  * again with no restart. A ballast file gives the reopen room on a full disk (disk.ts), and a
