@@ -49,7 +49,7 @@ export const MAX_API_EVENT_BUFFER_BYTES = 4 * 1024 * 1024
 export const MAX_API_WS_MESSAGE_BYTES = 64 * 1024
 /** Time a DHT lookup or a dial requested through the API may take. */
 export const API_OPERATION_TIMEOUT_MS = 30_000
-/** Time a request may send no bytes (headers or body) before it is answered 408; there is no limit on the whole. */
+/** Time a request may send no bytes before a stalled body is answered 408 (stalled headers: the connection closes); nothing limits the whole. */
 export const API_IDLE_TIMEOUT_MS = 30_000
 
 export class ApiPortInUseError extends Error {
