@@ -78,8 +78,12 @@ class SlowSeeder {
       while (!ended) {
         if (queue.length === 0 || this.sent >= this.allowed) { await wait(); continue }
         const cid = queue.shift() as CID
+        try {
+          stream.send(lp.encode.single(encodeMessage({ type: 'block', cid, bytes: this.blocks.get(cid.toString()) as Uint8Array })))
+        } catch {
+          break
+        }
         this.sent++
-        stream.send(lp.encode.single(encodeMessage({ type: 'block', cid, bytes: this.blocks.get(cid.toString()) as Uint8Array })))
       }
     })()
     try {
