@@ -5,10 +5,10 @@
  * the last byte frees unpinned blocks and leftovers (also when LevelDB can no longer write), and
  * the index and the files agree afterwards.
  */
-import { describe, it, type TestContext } from 'node:test'
+import { after, describe, it, type TestContext } from 'node:test'
 import assert from 'node:assert/strict'
 import { execFile } from 'node:child_process'
-import { mkdir, mkdtemp, open, readdir, rm, rmdir, statfs, writeFile } from 'node:fs/promises'
+import { mkdir, mkdtemp, open, readdir, readFile, rm, rmdir, statfs, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { promisify } from 'node:util'
@@ -18,6 +18,7 @@ import { createNode, type PeerverseNode } from '../../src/node/node.ts'
 import { defaultConfig, mergeConfig } from '../../src/node/config.ts'
 import { Store } from '../../src/store/store.ts'
 import { cat } from '../helpers/bytes.ts'
+import { PeerSet, runCli } from '../helpers/cli-peer.ts'
 import { cleanups } from '../helpers/cleanup.ts'
 import { seededBytes } from '../helpers/random.ts'
 
@@ -221,5 +222,55 @@ describe('content on a full disk (tmpfs)', { timeout: 120_000 }, () => {
     assert.deepEqual(await indexKeys(again), await filesOnDisk(disk))
     assert.deepEqual([...reopened.cids()].map(String), [made[0].cid.toString()])
     assert.equal(reopened.usedBytes, CHUNK_SIZE)
+  })
+
+  describe('a real peer on a tmpfs', () => {
+    const set = new PeerSet()
+    after(async () => { await set.cleanup() })
+
+    it('peerverse add of a file or a directory that runs out of space fails (507 DiskFullError) and removes what it wrote; gc works on the full disk', async t => {
+      const defer = cleanups(t)
+      const disk = await mountTmpfs(t, defer, 64)
+      if (disk == null) return
+      defer(async () => { await set.cleanup() })
+      const data = join(disk, 'peer')
+      const peer = await set.start({ dataDir: data })
+      const src = await set.tempDir()
+      await writeFile(join(src, 'kept.bin'), seededBytes(2 * CHUNK_SIZE, 50))
+      const kept = await runCli(['add', join(src, 'kept.bin'), '--data', data, '--json'])
+      assert.equal(kept.code, 0, kept.stderr)
+      const tree = join(src, 'tree')
+      await mkdir(join(tree, 'sub'), { recursive: true })
+      await writeFile(join(tree, 'a.bin'), seededBytes(4 * CHUNK_SIZE, 51))
+      await writeFile(join(tree, 'sub', 'b.bin'), seededBytes(3 * CHUNK_SIZE, 52))
+      await writeFile(join(tree, 'z.bin'), seededBytes(24 * CHUNK_SIZE, 53))
+      const before = await filesOnDisk(data)
+      const filler = await fillDisk(disk, 12 * MiB)
+
+      const dir = await runCli(['add', tree, '--data', data])
+      assert.equal(dir.code, 1, dir.stdout)
+      assert.match(dir.stderr, /no space left/)
+      assert.deepEqual(await filesOnDisk(data), before, 'the files added before the one that failed are gone too')
+      const file = await runCli(['add', join(tree, 'z.bin'), '--data', data])
+      assert.equal(file.code, 1)
+      assert.match(file.stderr, /no space left/)
+      const res = await peer.api.raw('POST', '/api/v0/content/add', { body: await readFile(join(tree, 'z.bin')), headers: { 'content-type': 'application/octet-stream' } })
+      assert.equal(res.status, 507)
+      assert.equal(((await res.json()) as { error: string }).error, 'DiskFullError')
+      assert.deepEqual(await filesOnDisk(data), before)
+      const store = await peer.api.request<{ blocks: number }>('GET', '/api/v0/content/store')
+      assert.equal(store.blocks, before.length)
+
+      // An unpinned file, then the disk full to the last byte: gc still works and frees it.
+      await rm(filler)
+      const loose = await runCli(['add', join(tree, 'a.bin'), '--no-pin', '--data', data])
+      assert.equal(loose.code, 0, loose.stderr)
+      await fillDisk(disk)
+      const gc = await runCli(['gc', '--data', data, '--json'])
+      assert.equal(gc.code, 0, gc.stderr)
+      assert.equal((JSON.parse(gc.stdout) as { removed: number }).removed, 5, 'four leaves and the root')
+      assert.deepEqual(await filesOnDisk(data), before)
+      assert.equal(await set.stop(peer), 0)
+    })
   })
 })
