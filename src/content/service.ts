@@ -171,7 +171,7 @@ export class ContentService extends TypedEventEmitter<ContentEvents> {
     const now = Date.now()
     for (const record of await this.blockstore.downloads()) {
       let cid: CID
-      try { cid = parseCid(record.cid) } catch { await this.blockstore.clearDownload(CID.parse(record.cid)).catch(() => {}); continue }
+      try { cid = parseCid(record.cid) } catch { continue }
       const found = record.found || this.blockstore.has(cid)
       const reason = found
         ? undefined
@@ -185,7 +185,7 @@ export class ContentService extends TypedEventEmitter<ContentEvents> {
         if (this.abandoned.length > MAX_ABANDONED_LISTED) this.abandoned.shift()
         continue
       }
-      void this.fetch(cid, { resumed: true }).catch(() => {})
+      void this.fetch(cid).catch(() => {})
     }
   }
 
@@ -451,7 +451,7 @@ export class ContentService extends TypedEventEmitter<ContentEvents> {
    * another fetch of it goes on; failed, it is kept and resumed on the next start (see
    * resumeDownloads).
    */
-  async fetch (root: CID | string, options: { signal?: AbortSignal, onProgress?: (p: FetchProgress) => void, resumed?: boolean } = {}): Promise<ContentStat> {
+  async fetch (root: CID | string, options: { signal?: AbortSignal, onProgress?: (p: FetchProgress) => void } = {}): Promise<ContentStat> {
     const cid = typeof root === 'string' ? parseCid(root) : root
     const key = cid.toString()
     const record: DownloadRecord = await this.blockstore.getDownload(cid) ?? { cid: key, attempts: 0, since: Date.now(), found: false }
