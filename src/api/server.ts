@@ -342,7 +342,7 @@ function errorStatus (e: Error): number {
     case 'NotSpaceOwnerError': case 'EditNotAllowedError': case 'ExcludedError': case 'NotAMemberError': return 403
     case 'SpaceRateLimitError': return 429
     case 'AbortError': case 'TimeoutError': return 504
-    case 'StoreFullError': return 507
+    case 'StoreFullError': case 'DiskFullError': return 507
     case 'MempoolFullError': case 'SenderLimitError': return 503
     case 'UnsupportedContentError': case 'NotADirectoryError': case 'InvalidEntryError': return 422
     default: return /not found/i.test(e.message) ? 404 : 400
