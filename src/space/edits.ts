@@ -82,12 +82,11 @@ export class SpaceEdits {
   private async edit (j: Joined, update: Uint8Array): Promise<void> {
     checkActive(this.core, j)
     const id = j.d.id
-    if (this.sendBuckets.wait(id) > 0) {
+    if (!this.sendBuckets.take(id)) {
       throw new SpaceRateLimitError(`not sent: receivers take ${WORLD_UPDATE_BURST - WORLD_SEND_MARGIN} world edits at once, then ${WORLD_UPDATES_PER_SECOND} a second (try again in ${this.sendBuckets.wait(id)} ms)`)
     }
     const rec = await createWorldRecord(this.core.key, id, update)
     const applied = j.edits.world.apply(this.core.did, update, this.editContext(j))
-    this.sendBuckets.take(id)
     await this.core.store.addWorld(id, sealStored(j, rec.bytes), true)
     j.edits.accepted(applied, rec.bytes)
     this.core.emit('space:world', { space: j.d.id, author: this.core.did, objects: applied.objects })
