@@ -88,14 +88,14 @@ export class SpaceChat {
     if (j.chat.ids.has(chat.id)) return
     let area: ChatArea = this.known(j, author) ? 'known' : 'new'
     if (!synced && src != null) {
-      if (!this.peerBuckets.take(`${id}/${src.peer}`)) throw new SpaceRateLimitError(`peer ${src.peer} signs more than ${CHAT_PER_PEER_PER_SECOND} chat messages a second (this one by ${author})`)
+      if (!this.peerBuckets.take(`${id}/${src.peer}`, 1, now)) throw new SpaceRateLimitError(`peer ${src.peer} signs more than ${CHAT_PER_PEER_PER_SECOND} chat messages a second (this one by ${author})`)
       if (area === 'new') {
         checkAdmission(id, author, src.proof)
         const via = src.via ?? src.peer
-        if (!this.newcomerBuckets.take(`${id}/${via}`)) throw new SpaceRateLimitError(`more than ${NEWCOMER_CHAT_PER_SECOND} chat messages a second from newcomers through ${via} (this one by ${author})`)
+        if (!this.newcomerBuckets.take(`${id}/${via}`, 1, now)) throw new SpaceRateLimitError(`more than ${NEWCOMER_CHAT_PER_SECOND} chat messages a second from newcomers through ${via} (this one by ${author})`)
         if (j.chat.heard(author, now, () => this.promotions.take(id, 1, now))) area = 'known'
       }
-      if (!this.buckets.take(`${id}/${author}`)) throw new SpaceRateLimitError(`${author} sends more than ${CHAT_PER_SECOND} chat messages a second`)
+      if (!this.buckets.take(`${id}/${author}`, 1, now)) throw new SpaceRateLimitError(`${author} sends more than ${CHAT_PER_SECOND} chat messages a second`)
     }
     // Not kept (older than all of its part we keep): nothing to store or show.
     if (!await this.keep(j, chat, area, false)) return

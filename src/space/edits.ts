@@ -121,11 +121,11 @@ export class SpaceEdits {
   async take (j: Joined, bytes: Uint8Array, synced: boolean, now: number, from?: string): Promise<void> {
     const id = j.d.id
     const rec = verifyWorldRecord(bytes, id)
-    if (!synced && from != null && !this.peerBuckets.take(`${id}/${from}`)) throw new SpaceRateLimitError(`peer ${from} signs more than ${WORLD_UPDATES_PER_PEER_PER_SECOND} world updates a second`)
+    if (!synced && from != null && !this.peerBuckets.take(`${id}/${from}`, 1, now)) throw new SpaceRateLimitError(`peer ${from} signs more than ${WORLD_UPDATES_PER_PEER_PER_SECOND} world updates a second`)
     // An update made before the owner took its author's rights away is judged as made then.
     const before = (j.policy.revoked[rec.author] ?? 0) >= decodeWorldUpdate(rec.update).clockEnd
     if (!before && isExcluded(j.d, j.policy, rec.author, now)) throw new ExcludedError(`${rec.author} is kept out of ${id}`)
-    if (!synced && !this.buckets.take(`${id}/${rec.author}`)) throw new SpaceRateLimitError(`${rec.author} sends more than ${WORLD_UPDATES_PER_SECOND} world updates a second`)
+    if (!synced && !this.buckets.take(`${id}/${rec.author}`, 1, now)) throw new SpaceRateLimitError(`${rec.author} sends more than ${WORLD_UPDATES_PER_SECOND} world updates a second`)
     const ctx = this.editContext(j, before ? rec.author : undefined)
     // Someone who may edit nothing here gets no room in the queue of updates awaiting others.
     if (rec.author !== ctx.owner && !ctx.editors.has(rec.author) && !this.ownsParcelIn(id, rec.author)) {

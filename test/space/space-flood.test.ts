@@ -19,7 +19,7 @@ import { createNode, type PeerverseNode, type RejectedEvent } from '../../src/no
 import { defaultConfig, mergeConfig } from '../../src/node/config.ts'
 import { solveAdmission } from '../../src/space/admission.ts'
 import { CHAT_BURST, CHAT_PEER_BURST, CHAT_SEND_MARGIN, MAX_CHAT_HISTORY, spaceTopic, WORLD_SEND_MARGIN, WORLD_UPDATE_BURST, WORLD_UPDATES_PER_SECOND } from '../../src/space/index.ts'
-import { createChat, type Chat } from '../../src/space/records.ts'
+import { createBeacon, createChat, type Chat } from '../../src/space/records.ts'
 import { SpaceStore } from '../../src/space/store.ts'
 import { Store } from '../../src/store/store.ts'
 import { seeded } from '../helpers/random.ts'
@@ -161,6 +161,19 @@ describe('a flood of fresh identities against a space with a history', { timeout
     assert.equal(historyKept(owner), MAX_CHAT_HISTORY)
     assert.equal(heard(), kept)
     await connectAll()
+  })
+
+  it("beacons of a fresh identity: refused without its admission proof, and it is listed once it sends one", async () => {
+    const since = (rejections.get(owner) ?? []).length
+    const beacon = async (): Promise<Uint8Array> => (await createBeacon(mallory.identity.userKey, {
+      space, peer: mallory.peerId, addrs: [], name: 'stranger', avatar: '', position: [8, 0, 8], rotation: [0, 0, 0, 1], ts: Date.now()
+    })).bytes
+    await mallory.publish(topic, dagCbor.encode({ t: 'beacon', d: await beacon() }))
+    await eventually('the beacon without a proof is refused', () => gossipRejections(owner, mallory.peerId, since).some(r => r.error.startsWith('AdmissionRequiredError')))
+    assert.ok(!owner.space.who(space).some(m => m.did === mallory.did))
+    const w = await solveAdmission(space, mallory.did)
+    await mallory.publish(topic, dagCbor.encode({ t: 'beacon', d: await beacon(), w }))
+    await eventually('the stranger with a proof is listed', () => owner.space.who(space).some(m => m.did === mallory.did))
   })
 
   it('the long-standing member is still heard at once after the flood (its new message takes the place of the oldest of the author holding the most)', async () => {

@@ -21,12 +21,16 @@ import {
 } from '../../src/space/history.ts'
 import type { Joined, SpaceCore } from '../../src/space/joined.ts'
 import { KeyRing } from '../../src/space/keyring.ts'
+import { SpaceEdits, WORLD_UPDATE_PEER_BURST, WORLD_UPDATES_PER_PEER_PER_SECOND, WorldLog } from '../../src/space/edits.ts'
+import { placeObject, World } from '../../src/space/world.ts'
+import { createWorldRecord } from '../../src/space/records.ts'
 import { createChat, createDescriptor, initialPolicy, type Chat } from '../../src/space/records.ts'
 import { SpaceStore } from '../../src/space/store.ts'
 import { Store } from '../../src/store/store.ts'
 import { cleanups, tempDir } from '../helpers/cleanup.ts'
 import { seeded } from '../helpers/random.ts'
 
+const MODEL = 'bafkreigh2akiscaildcqabsyg3dfr6chu3fgpregiymsck7e7aqa4s52zy'
 const SPACE = 'bafyreihdwdcefgh4dqkjv67uzcmw7ojee6xedzdetojuzjevtenxquvyku'
 
 /** A chat as the model sees it (the model reads only id, author and ts). */
@@ -179,7 +183,7 @@ describe('admission proof', () => {
 })
 
 describe('the chat part on a real store: limits per signing peer and per peer newcomers come through', () => {
-  async function setup (t: import('node:test').TestContext): Promise<{ chat: SpaceChat, j: Joined, published: Uint8Array[] }> {
+  async function setup (t: import('node:test').TestContext): Promise<{ chat: SpaceChat, edits: SpaceEdits, j: Joined, published: Uint8Array[] }> {
     const defer = cleanups(t)
     const dir = await tempDir(defer, 'space-history')
     const store = await Store.open(dir)
@@ -194,8 +198,9 @@ describe('the chat part on a real store: limits per signing peer and per peer ne
       gossip: { publish: async (_topic: string, data: Uint8Array) => { published.push(data); return 1 } },
       emit: () => {}
     } as unknown as SpaceCore
-    const j = { d, policy: initialPolicy(d), removed: false, keys: new KeyRing(d.id), chat: new ChatHistory() } as unknown as Joined
-    return { chat: new SpaceChat(core), j, published }
+    ;(core as unknown as { parcels: () => [] }).parcels = () => []
+    const j = { d, policy: initialPolicy(d), removed: false, keys: new KeyRing(d.id), chat: new ChatHistory(), edits: new WorldLog() } as unknown as Joined
+    return { chat: new SpaceChat(core), edits: new SpaceEdits(core), j, published }
   }
 
   it(`one peer signing chat of many known authors: past CHAT_PEER_BURST (${CHAT_PEER_BURST}, then ${CHAT_PER_PEER_PER_SECOND}/s) each is a SpaceRateLimitError`, async t => {
@@ -252,5 +257,38 @@ describe('the chat part on a real store: limits per signing peer and per peer ne
     assert.ok(said >= CHAT_BURST - CHAT_SEND_MARGIN && said < CHAT_BURST, `${said} said`)
     assert.equal(published.length, said)
     assert.equal(said + refused, 3 * CHAT_BURST)
+  })
+
+  it(`one peer signing world updates of several editors: past WORLD_UPDATE_PEER_BURST (${WORLD_UPDATE_PEER_BURST}, then ${WORLD_UPDATES_PER_PEER_PER_SECOND}/s) each is a SpaceRateLimitError`, async t => {
+    const { edits, j } = await setup(t)
+    const editors = [keyOf(400), keyOf(401), keyOf(402)]
+    j.policy = { ...j.policy, editors: editors.map(didOf) }
+    const per = Math.ceil((WORLD_UPDATE_PEER_BURST + 10) / editors.length)
+    const records: Uint8Array[] = []
+    for (const [e, key] of editors.entries()) {
+      // Each editor's updates in its own order, made against a scratch copy of the world.
+      const scratch = new World()
+      const ctx = edits.editContext(j)
+      for (let i = 0; i < per; i++) {
+        const update = placeObject(scratch, didOf(key), `o${e}-${i}`, { model: MODEL, position: [1 + i, 0, 1 + e], rotation: [0, 0, 0, 1], scale: [1, 1, 1], props: {} })
+        scratch.apply(didOf(key), update, ctx)
+        records.push((await createWorldRecord(key, j.d.id, update)).bytes)
+      }
+    }
+    // Interleaved, as they would come: editor 0, 1, 2, 0, 1, 2, …
+    const order = Array.from({ length: per }, (_, i) => editors.map((_e, e) => records[e * per + i])).flat()
+    const now = Date.now()
+    let taken = 0
+    let refused = 0
+    for (const bytes of order) {
+      try { await edits.take(j, bytes, false, now, 'mallory'); taken++ } catch (err) {
+        assert.equal((err as Error).name, 'SpaceRateLimitError')
+        assert.match((err as Error).message, /signs more than/)
+        refused++
+      }
+    }
+    assert.equal(taken, WORLD_UPDATE_PEER_BURST)
+    assert.equal(refused, order.length - WORLD_UPDATE_PEER_BURST)
+    assert.equal(j.edits.world.objects().size, WORLD_UPDATE_PEER_BURST)
   })
 })
