@@ -24,13 +24,11 @@
  * BLOCK_FILL_WAIT_MS).
  */
 import { logger } from '@libp2p/logger'
-import { recordId } from '../identity/record.ts'
 import {
   decodeConsensusMessage, encodeEvidenceMessage, InvalidEvidenceError, signProposal, signVote, verifyCommit, walBlockKey, type DoubleVote, type StoredBlock
 } from './chain.ts'
-import { ConsensusChannel, NotValidatorError } from './consensus-channel.ts'
+import { ConsensusChannel } from './consensus-channel.ts'
 import { Consensus, proposer, type Action } from './consensus.ts'
-import { FAUCET_GRANT, faucetDid, faucetKey } from './genesis.ts'
 import { PERSIST_RETRY_MS } from './halt.ts'
 import type { LedgerComponents, LedgerInit, LedgerStatus } from './types.ts'
 import { StaleNonceError } from './mempool.ts'
@@ -38,7 +36,6 @@ import { blockHash, buildBlock, checkBlock, type Block } from './state.ts'
 import { Executions } from './executions.ts'
 import { BlockSync, decodeSyncFrame, encodeSyncFrame, SYNC_INTERVAL_MS } from './sync.ts'
 import { TxChannel } from './tx-channel.ts'
-import { MAX_TX_BYTES, signTx, type Tx, type TxOp } from './tx.ts'
 import { LedgerIntake } from './intake.ts'
 import { evidenceHeightKept, ledgerTopic, MAX_EVIDENCE_AGE_HEIGHTS } from './wire.ts'
 
@@ -68,7 +65,7 @@ export const MAX_EARLY_MESSAGES = 1000
 
 export type { TxStatus } from './view.ts'
 
-type Settings = Required<Pick<LedgerInit, 'commitPauseMs' | 'emptyBlockWaitMs' | 'blockFillWaitMs' | 'syncIntervalMs' | 'persistRetryMs'>> & Pick<LedgerInit, 'timeouts'>
+type Settings = Required<Pick<LedgerInit, 'commitPauseMs' | 'emptyBlockWaitMs' | 'blockFillWaitMs' | 'syncIntervalMs'>> & Pick<LedgerInit, 'timeouts'>
 
 export class LedgerService extends LedgerIntake {
   private readonly c: LedgerComponents
@@ -111,8 +108,7 @@ export class LedgerService extends LedgerIntake {
       commitPauseMs: init.commitPauseMs ?? COMMIT_PAUSE_MS,
       emptyBlockWaitMs: init.emptyBlockWaitMs ?? EMPTY_BLOCK_WAIT_MS,
       blockFillWaitMs: init.blockFillWaitMs ?? BLOCK_FILL_WAIT_MS,
-      syncIntervalMs: init.syncIntervalMs ?? SYNC_INTERVAL_MS,
-      persistRetryMs: init.persistRetryMs ?? PERSIST_RETRY_MS
+      syncIntervalMs: init.syncIntervalMs ?? SYNC_INTERVAL_MS
     }
     this.executed = new Executions(this.txCache.decode)
     const { gossip, protocols, onRejected } = components
@@ -328,7 +324,11 @@ export class LedgerService extends LedgerIntake {
         const txs = this.mempool.select(s => this.nextNonce(s), MAX_TXS_PER_BLOCK, MAX_BLOCK_TX_BYTES)
         const built = buildBlock(this.state, txs, did, Math.max(Date.now(), this.lastTime() + 1), { decode: this.txCache.decode })
         // Left out: a nonce already used is stale for good; the rest waits for the post-commit recheck.
-        for (const s of built.skipped) if (s.error === 'NonceReusedError') this.mempool.remove(s.tx)
+        for (const s of built.skipped) {
+          if (s.error !== 'NonceReusedError') continue
+          this.mempool.remove(s.tx)
+          this.book.reject(s.tx, new StaleNonceError('its nonce was used by a committed transaction'))
+        }
         const hash = blockHash(built.block.header)
         this.proposed.set(hash, built.block)
         this.executed.remember(hash, this.state, built)
