@@ -7,7 +7,7 @@
  * account (the exact bytes already waiting, or already committed; the sender's limit) comes first,
  * so a flood of forgeries past a sender's limit costs no Ed25519 verification; then the signature
  * (once per transaction, through the decoder the node shares with block checks); then the nonce
- * (neither used nor skipping ahead of the sender's committed and waiting ones) and, when given
+ * (not used, and at most MAX_NONCE_AHEAD past the sender's next) and, when given
  * balances, that the sender can pay the fee at the committed state. So a forged transaction is
  * refused as forged, whatever nonce it names. `recheck` after each commit drops what the new state
  * makes unpayable, so transactions no block can hold do not sit in the pool.
@@ -21,6 +21,15 @@ export const MAX_MEMPOOL_TXS = 20_000
 export const MAX_MEMPOOL_BYTES = 32 * 1024 * 1024
 /** Transactions one sender may have waiting. */
 export const MAX_TXS_PER_SENDER = 64
+/**
+ * How far past the sender's committed next nonce a transaction may be (Ethereum's txpool keeps such
+ * "queued" ones likewise): one further ahead is refused with NonceGapError. Within it, one whose
+ * earlier nonces are missing waits for them (they may be on their way through another peer), at
+ * most GAP_LIFETIME_MS.
+ */
+export const MAX_NONCE_AHEAD = MAX_TXS_PER_SENDER
+/** A transaction waiting for a missing earlier nonce of its sender is dropped (as NonceGapError) after this long. */
+export const GAP_LIFETIME_MS = 10 * 60_000
 
 export class MempoolFullError extends Error {
   name = 'MempoolFullError'
@@ -56,6 +65,8 @@ export interface MempoolOptions {
 export class Mempool {
   private readonly byId = new Map<string, Tx>()
   private readonly bySender = new Map<string, Map<number, Tx>>()
+  /** When each waiting transaction came (for GAP_LIFETIME_MS). */
+  private readonly arrived = new Map<string, number>()
   private bytes = 0
   private readonly chain: string
   private readonly decode: TxDecoder
@@ -90,7 +101,7 @@ export class Mempool {
    * DuplicateTxError, SenderLimitError, StaleNonceError, NonceGapError, InsufficientFundsError
    * (the balance cannot pay the fee) or MempoolFullError.
    */
-  add (bytes: Uint8Array, nextNonce: (sender: string) => number, balanceOf?: (sender: string) => bigint): Tx {
+  add (bytes: Uint8Array, nextNonce: (sender: string) => number, balanceOf?: (sender: string) => bigint, now = Date.now()): Tx {
     // The checks that need no signature run before it (a refusal costs no Ed25519
     // verification); a transaction verified before skips that hook, and meets them here.
     let checked = false
@@ -112,6 +123,7 @@ export class Mempool {
     mine.set(tx.payload.nonce, tx)
     this.bySender.set(tx.sender, mine)
     this.byId.set(tx.id, tx)
+    this.arrived.set(tx.id, now)
     this.bytes += bytes.length
     return tx
   }
@@ -133,8 +145,7 @@ export class Mempool {
     const next = nextNonce(tx.sender)
     const nonce = tx.payload.nonce
     if (nonce < next) throw new StaleNonceError(`nonce ${nonce} was used; next is ${next}`)
-    const after = this.pendingNonce(tx.sender, next)
-    if (nonce > after) throw new NonceGapError(`nonce ${nonce} skips ahead; next is ${after}${after > next ? ` (after ${after - next} waiting)` : ''}`)
+    if (nonce >= next + MAX_NONCE_AHEAD) throw new NonceGapError(`nonce ${nonce} skips too far ahead: next is ${next}, and at most ${MAX_NONCE_AHEAD - 1} past it may wait`)
     if (balanceOf != null && balanceOf(tx.sender) < tx.payload.fee) throw new InsufficientFundsError(`balance ${balanceOf(tx.sender)} cannot pay the fee ${tx.payload.fee}`)
     const same = this.bySender.get(tx.sender)?.get(nonce)
     if (same != null && same.payload.fee >= tx.payload.fee) throw new DuplicateTxError(`a transaction with nonce ${nonce} is already waiting; pay a higher fee to replace it`)
@@ -150,6 +161,7 @@ export class Mempool {
     const tx = this.byId.get(id)
     if (tx == null) return
     this.byId.delete(id)
+    this.arrived.delete(id)
     this.bytes -= tx.bytes.length
     const mine = this.bySender.get(tx.sender)
     mine?.delete(tx.payload.nonce)
@@ -163,6 +175,22 @@ export class Mempool {
       const next = nextNonce(sender)
       for (const [nonce, tx] of mine) if (nonce < next) { out.push(tx); this.remove(tx.id) }
     }
+    return out
+  }
+
+  /**
+   * Drops what has waited longer than `lifetimeMs` for a missing earlier nonce of its sender;
+   * returns what it dropped, with the nonce each was missing.
+   */
+  expireGaps (nextNonce: (sender: string) => number, now = Date.now(), lifetimeMs = GAP_LIFETIME_MS): Array<{ tx: Tx, missing: number }> {
+    const out: Array<{ tx: Tx, missing: number }> = []
+    for (const [sender, mine] of this.bySender) {
+      const missing = this.pendingNonce(sender, nextNonce(sender))
+      for (const [nonce, tx] of mine) {
+        if (nonce > missing && now - (this.arrived.get(tx.id) ?? now) > lifetimeMs) out.push({ tx, missing })
+      }
+    }
+    for (const { tx } of out) this.remove(tx.id)
     return out
   }
 

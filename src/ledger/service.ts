@@ -31,7 +31,7 @@ import { ConsensusChannel } from './consensus-channel.ts'
 import { Consensus, proposer, type Action } from './consensus.ts'
 import { PERSIST_RETRY_MS } from './halt.ts'
 import type { LedgerComponents, LedgerInit, LedgerStatus } from './types.ts'
-import { StaleNonceError } from './mempool.ts'
+import { GAP_LIFETIME_MS, StaleNonceError } from './mempool.ts'
 import { blockHash, buildBlock, checkBlock, type Block } from './state.ts'
 import { Executions } from './executions.ts'
 import { BlockSync, decodeSyncFrame, encodeSyncFrame, SYNC_INTERVAL_MS } from './sync.ts'
@@ -532,6 +532,9 @@ export class LedgerService extends LedgerIntake {
     }
     for (const tx of this.mempool.recheck(s => this.nextNonce(s), s => this.balanceOf(s))) {
       this.book.reject(tx.id, { name: 'InsufficientFundsError', message: `balance ${this.balanceOf(tx.sender)} cannot pay the fee of ${tx.sender}'s next transaction` })
+    }
+    for (const { tx, missing } of this.mempool.expireGaps(s => this.nextNonce(s))) {
+      this.book.reject(tx.id, { name: 'NonceGapError', message: `nonce ${tx.payload.nonce} waited ${GAP_LIFETIME_MS / 60_000} minutes for nonce ${missing}, which never came` })
     }
     this.safeDispatchEvent('ledger:block', { detail: { height: state.height, hash, txs: stored.block.txs.length, stateRoot: stored.block.header.stateRoot } })
     // Only our own receipts go out as events.

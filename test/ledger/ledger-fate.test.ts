@@ -3,9 +3,10 @@
  * follower, so nothing commits unless a test delivers a committed block): a transaction answered
  * "pending" is on disk before that answer, and after a restart is pending again and submitted
  * again; the loser of a double spend is refused with its reason, kept across a restart, and the
- * reasons kept are bounded (MAX_REJECTED_KEPT, in memory and on disk); a nonce that skips ahead is
- * refused with NonceGapError (and a peer's such transaction dropped and counted); a forged sender
- * is refused with InvalidSignatureError whatever nonce it names.
+ * reasons kept are bounded (MAX_REJECTED_KEPT, in memory and on disk); a nonce that skips ahead
+ * waits for the missing one, boundedly, and one too far ahead is refused with NonceGapError (a
+ * peer's such transaction dropped and counted); a forged sender is refused with
+ * InvalidSignatureError whatever nonce it names.
  */
 import { describe, it, after } from 'node:test'
 import assert from 'node:assert/strict'
@@ -18,6 +19,7 @@ import { Store } from '../../src/store/store.ts'
 import { signVote } from '../../src/ledger/chain.ts'
 import { ledger, ledgerTopic, type LedgerService } from '../../src/ledger/index.ts'
 import { MAX_REJECTED_KEPT, TxBook } from '../../src/ledger/pending.ts'
+import { GAP_LIFETIME_MS, MAX_NONCE_AHEAD, Mempool } from '../../src/ledger/mempool.ts'
 import { encodeSyncFrame } from '../../src/ledger/sync.ts'
 import { blockHash, buildBlock, STAKE_PER_POWER, type Genesis } from '../../src/ledger/state.ts'
 import { encodeTxBatch } from '../../src/ledger/wire.ts'
@@ -156,20 +158,37 @@ describe('the fate of a transaction', () => {
     assert.equal((await f.service.txStatus(dear.id)).status, 'pending')
   })
 
-  it('refuses a nonce that skips ahead with NonceGapError, and drops and counts a peer\'s such transaction', async () => {
+  it('keeps a nonce that skips ahead waiting for the missing one (at most MAX_NONCE_AHEAD past the next, GAP_LIFETIME_MS long), refuses one further with NonceGapError, and drops and counts a peer\'s such', async () => {
     const f = await follow(await tempDir())
     const skip = await transfer(2, 1)
-    await assert.rejects(f.service.submit(skip.bytes), { name: 'NonceGapError', message: /nonce 1 skips ahead; next is 0/ })
-    assert.equal((await f.service.txStatus(skip.id) as { error: string }).error, 'NonceGapError')
-    f.gossip.deliver(ledgerTopic(CHAIN, 'txs'), encodeTxBatch([(await transfer(2, 3)).bytes]))
+    await f.service.submit(skip.bytes)
+    assert.equal((await f.service.txStatus(skip.id)).status, 'pending')
+    const far = await transfer(2, MAX_NONCE_AHEAD)
+    await assert.rejects(f.service.submit(far.bytes), { name: 'NonceGapError', message: /skips too far ahead: next is 0/ })
+    assert.equal((await f.service.txStatus(far.id) as { error: string }).error, 'NonceGapError')
+    f.gossip.deliver(ledgerTopic(CHAIN, 'txs'), encodeTxBatch([(await transfer(2, MAX_NONCE_AHEAD + 3)).bytes]))
     await until('the inbox is checked', () => f.service.inboxSize === 0)
     assert.equal(f.service.status().gossipRefused.NonceGapError, 1)
-    assert.equal(f.service.mempool.size, 0)
-    // In order, each next nonce is taken (the waiting ones count), and one past them is refused.
-    await f.service.submit((await transfer(2, 0)).bytes)
-    await f.service.submit(skip.bytes)
-    await assert.rejects(f.service.submit((await transfer(2, 3)).bytes), { name: 'NonceGapError', message: /next is 2 \(after 2 waiting\)/ })
-    assert.equal(f.service.mempool.size, 2)
+    assert.equal(f.service.mempool.size, 1)
+    // The missing nonce comes (through another peer, say): both commit.
+    const missing = await transfer(2, 0)
+    f.gossip.deliver(ledgerTopic(CHAIN, 'blocks'), await committedBlock(f.service, [missing, skip]))
+    await until('the block commits', () => f.service.state.height === 1)
+    assert.equal((await f.service.txStatus(skip.id)).status, 'committed')
+  })
+
+  it('drops a transaction that waited GAP_LIFETIME_MS for a missing nonce', async () => {
+    const pool = new Mempool(CHAIN)
+    const next = (): number => 0
+    const t0 = 1_000_000
+    const waiting = await transfer(2, 2)
+    const ready = await transfer(1, 0)
+    pool.add(waiting.bytes, next, undefined, t0)
+    pool.add(ready.bytes, next, undefined, t0)
+    assert.deepEqual(pool.expireGaps(next, t0 + GAP_LIFETIME_MS), [])
+    assert.deepEqual(pool.expireGaps(next, t0 + GAP_LIFETIME_MS + 1).map(e => [e.tx.id, e.missing]), [[waiting.id, 0]])
+    assert.equal(pool.size, 1)
+    assert.ok(pool.has(ready.id), 'one whose nonce is next never expires so')
   })
 
   it('refuses a forged sender as InvalidSignatureError whatever its nonce: used, skipping ahead or next', async () => {

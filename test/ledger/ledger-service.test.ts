@@ -28,7 +28,7 @@ import {
   MAX_PROPOSAL_RECORD_BYTES, MAX_VOTE_BYTES, PROPOSAL_TYPE, signProposal, signVote
 } from '../../src/ledger/chain.ts'
 import { proposer } from '../../src/ledger/consensus.ts'
-import { MAX_TXS_PER_SENDER, Mempool } from '../../src/ledger/mempool.ts'
+import { MAX_NONCE_AHEAD, MAX_TXS_PER_SENDER, Mempool } from '../../src/ledger/mempool.ts'
 import { consensusProtocol, ledger, LedgerService, ledgerTopic, mempoolProtocol } from '../../src/ledger/index.ts'
 import { MAX_EXECUTED_BLOCKS } from '../../src/ledger/executions.ts'
 import { MAX_BLOCK_TX_BYTES, MAX_REJECTED_KEPT, MAX_TXS_PER_BLOCK } from '../../src/ledger/service.ts'
@@ -219,7 +219,7 @@ describe('mempool admission and recheck', () => {
     const past = await transfer(0, MAX_TXS_PER_SENDER)
     for (let i = 0; i < 100; i++) assert.throws(() => pool.add(forged(past), next, balanceOf), { name: 'SenderLimitError' })
     assert.throws(() => pool.add(past.bytes, next, balanceOf), { name: 'SenderLimitError' })
-    const [stale, unpayable, first, other, gap] = await Promise.all([transfer(1, 4), transfer(2, 0), transfer(0, 0), transfer(3, 0), transfer(3, 9)])
+    const [stale, unpayable, first, other, gap] = await Promise.all([transfer(1, 4), transfer(2, 0), transfer(0, 0), transfer(3, 0), transfer(3, MAX_NONCE_AHEAD)])
     assert.throws(() => pool.add(first.bytes, next, balanceOf), { name: 'DuplicateTxError' })
     // None of those reached a signature check.
     assert.equal(cache.misses, MAX_TXS_PER_SENDER)

@@ -14,6 +14,7 @@ import { generateKeyPair } from '@libp2p/crypto/keys'
 import { initIdentity } from '../../src/identity/keystore.ts'
 import { devnetGenesis, genesisJson } from '../../src/ledger/genesis.ts'
 import { signTx } from '../../src/ledger/tx.ts'
+import { MAX_NONCE_AHEAD } from '../../src/ledger/mempool.ts'
 import { faucetDid, faucetKey } from '../../src/ledger/genesis.ts'
 import { MAX_API_SUBMIT_BATCH_TXS } from '../../src/api/server.ts'
 import { verifyLightClientProof } from '../../src/ledger/chain.ts'
@@ -99,10 +100,10 @@ describe('ledger', { timeout: 300_000 }, () => {
       const res = await a.api.raw('POST', '/api/v0/ledger/submit', { body: JSON.stringify({ tx: Buffer.from(wrongChain.bytes).toString('base64') }), headers: { 'content-type': 'application/json' } })
       assert.equal(res.status, 400)
       assert.equal((await res.json() as { error: string }).error, 'WrongChainError')
-      // A nonce that skips ahead, and a forged sender (a byte of the signature changed, whatever its nonce).
+      // A nonce that skips too far ahead, and a forged sender (a byte of the signature changed, whatever its nonce).
       const faucet = faucetDid(status.chain)
       const { nonce } = await a.api.request<Balance>('GET', `/api/v0/ledger/balance/${encodeURIComponent(faucet)}`)
-      const skip = await signTx(faucetKey(status.chain), { chain: status.chain, nonce: nonce + 5, fee: 1n, kind: 'transfer', to: b.ready.did, amount: 5n })
+      const skip = await signTx(faucetKey(status.chain), { chain: status.chain, nonce: nonce + MAX_NONCE_AHEAD, fee: 1n, kind: 'transfer', to: b.ready.did, amount: 5n })
       const stale = await signTx(faucetKey(status.chain), { chain: status.chain, nonce: 0, fee: 1n, kind: 'transfer', to: b.ready.did, amount: 6n })
       const forge = (bytes: Uint8Array): string => { const f = Uint8Array.from(bytes); f[12] ^= 1; return Buffer.from(f).toString('base64') }
       const submit = async (tx: string): Promise<{ status: number, error: string }> => {
