@@ -14,6 +14,7 @@ import type { DhtMode } from '../net/network.ts'
 import { loadConfig, ownerOnlyDataDir, parseHostPort, type PartialConfig } from '../node/config.ts'
 import { createNode } from '../node/node.ts'
 import type { NodeStatus, PeerInfoView } from '../node/node.ts'
+import { ledgerState, type LedgerStatusView } from './ledger.ts'
 import { client, DEFAULT_DATA_DIR, out, parse, UsageError, type Commands } from './args.ts'
 
 const HELP: Record<string, string> = {
@@ -153,6 +154,8 @@ async function cmdStatus (args: string[]): Promise<void> {
   for (const a of status.addresses) out(`  ${a}`)
   out(`peers (${peers.length}):`)
   printPeers(peers)
+  const ledger = await api.request<LedgerStatusView>('GET', '/api/v0/ledger/status')
+  out(`ledger:    ${ledger.chain} at height ${ledger.height}, ${ledgerState(ledger)}`)
 }
 
 async function cmdPeers (args: string[]): Promise<void> {
