@@ -1,20 +1,23 @@
 /**
  * Node-only: the local API, HTTP + WebSocket on 127.0.0.1, for the CLI and the browser client.
- * Every /api and /content request needs the data dir's token (Authorization: Bearer, or ?token=
- * for a WebSocket or a media element), a Host header naming this server (DNS rebinding) and, when
- * an Origin is sent, our own origin (CSRF). The browser client's static files (web/dist, built by
+ * Every /api and /content request needs this run's token (Authorization: Bearer; `?token=` only on
+ * the event WebSocket and GET /content, which a browser loads by URL), a Host header naming this
+ * server (DNS rebinding) and, when an Origin is sent, our own origin (CSRF). One endpoint needs no
+ * token: the challenge by which the CLI checks it speaks to our peer before it sends the token
+ * (auth.ts). A request body may take as long as it likes while its bytes keep coming; one that
+ * stalls for the idle limit gets 408. The browser client's static files (web/dist, built by
  * Vite) hold no secret and are served without the token, with the same Host check and a strict
  * CSP; the token reaches the page only in the URL the peer prints. Bodies, event clients and their
  * buffers are bounded by the constants below.
  */
-import { randomBytes, timingSafeEqual } from 'node:crypto'
-import { constants } from 'node:fs'
-import { open, readFile, rm, writeFile, rename } from 'node:fs/promises'
+import { timingSafeEqual } from 'node:crypto'
+import { readFile, rm, writeFile, rename } from 'node:fs/promises'
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import { join, resolve } from 'node:path'
 import { WebSocketServer, type WebSocket } from 'ws'
 import { EVENT_NAMES, type PeerverseNode, type NodeEvents } from '../node/node.ts'
+import { API_INFO_FILE, API_PROOF_PATH, API_TOKEN_FILE, apiProof, InvalidNonceError, queryTokenAllowed } from './auth.ts'
 import { ApiError } from './errors.ts'
 import { findRoute, type Route } from './routes.ts'
 import { contentRoutes, serveContent } from './routes/content.ts'
@@ -28,6 +31,7 @@ export { CONTENT_FIRST_BYTE_TIMEOUT_MS, FETCH_PROGRESS_INTERVAL_MS, MAX_API_DIRE
 export { MAX_API_SUBMIT_BATCH_TXS, SUBMIT_BATCH_SLICE_MS } from './routes/ledger.ts'
 export { MAX_API_DENY_PEERS } from './routes/node.ts'
 export { DEFAULT_WEB_ROOT, MAX_STATIC_FILE_BYTES } from './static.ts'
+export { API_INFO_FILE, API_PROOF_PATH, API_TOKEN_FILE, createApiToken } from './auth.ts'
 
 /** Every route of the API, one table per capability, tried in order. */
 export const ROUTES: readonly Route[] = [...nodeRoutes, ...contentRoutes, ...socialRoutes, ...ledgerRoutes, ...spaceRoutes]
@@ -35,8 +39,6 @@ export const ROUTES: readonly Route[] = [...nodeRoutes, ...contentRoutes, ...soc
 /** Messages a client may send on the event WebSocket, by type. */
 const SOCKET_MESSAGES: Record<string, (node: PeerverseNode, msg: Record<string, unknown>) => void> = { ...spaceSocketMessages }
 
-export const API_TOKEN_FILE = 'api-token'
-export const API_INFO_FILE = 'api.json'
 /** Largest request body. */
 export const MAX_API_BODY_BYTES = 1024 * 1024
 /** Event-stream clients at once. */
@@ -47,6 +49,8 @@ export const MAX_API_EVENT_BUFFER_BYTES = 4 * 1024 * 1024
 export const MAX_API_WS_MESSAGE_BYTES = 64 * 1024
 /** Time a DHT lookup or a dial requested through the API may take. */
 export const API_OPERATION_TIMEOUT_MS = 30_000
+/** Time a request may send no bytes before a stalled body is answered 408 (stalled headers: the connection closes); nothing limits the whole. */
+export const API_IDLE_TIMEOUT_MS = 30_000
 
 export class ApiPortInUseError extends Error {
   name = 'ApiPortInUseError'
@@ -57,21 +61,6 @@ export interface ApiInfo {
   pid: number
   peerId: string
   did: string
-}
-
-/** Reads the token of a data dir, creating it (owner-only) on first use. */
-export async function ensureApiToken (dataDir: string): Promise<string> {
-  const path = join(dataDir, API_TOKEN_FILE)
-  try {
-    const handle = await open(path, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL, 0o600)
-    const token = randomBytes(32).toString('base64url')
-    await handle.writeFile(token + '\n')
-    await handle.close()
-    return token
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err
-    return (await readFile(path, 'utf8')).trim()
-  }
 }
 
 export async function readApiInfo (dataDir: string): Promise<ApiInfo & { token: string }> {
@@ -97,6 +86,8 @@ export interface ApiServerInit {
   token: string
   /** Directory of the built browser client (default web/dist); null serves no client. */
   webRoot?: string | null
+  /** Time a request may send no bytes before it is answered 408 (default API_IDLE_TIMEOUT_MS). */
+  idleTimeoutMs?: number
 }
 
 export class ApiServer {
@@ -105,6 +96,7 @@ export class ApiServer {
   private readonly requestedPort: number
   private readonly token: Buffer
   private readonly webRoot: string | null
+  private readonly idleTimeoutMs: number
   private server?: Server
   private wss?: WebSocketServer
   private port = 0
@@ -116,6 +108,7 @@ export class ApiServer {
     this.requestedPort = init.port ?? 0
     this.token = Buffer.from(init.token)
     this.webRoot = init.webRoot === null ? null : resolve(init.webRoot ?? DEFAULT_WEB_ROOT)
+    this.idleTimeoutMs = init.idleTimeoutMs ?? API_IDLE_TIMEOUT_MS
   }
 
   get url (): string {
@@ -131,11 +124,15 @@ export class ApiServer {
   async start (): Promise<void> {
     if (this.server != null) return
     const server = createServer((req, res) => { void this.handle(req, res) })
-    server.requestTimeout = API_OPERATION_TIMEOUT_MS * 2
+    // No limit on a whole request (a slow honest upload keeps going while its bytes come); an
+    // idle socket times out instead: a stalled body is answered 408 (see handle), a connection
+    // with no request is closed, and one whose answer is being worked on is left alone.
+    server.requestTimeout = 0
+    server.timeout = this.idleTimeoutMs
     const wss = new WebSocketServer({ noServer: true, maxPayload: MAX_API_WS_MESSAGE_BYTES })
     server.on('upgrade', (req, socket, head) => {
       try {
-        this.authorize(req)
+        this.authorize(req, true)
         const url = new URL(req.url ?? '/', 'http://local')
         if (url.pathname !== '/api/v0/events') throw new ApiError(404, 'NotFound', 'no such endpoint')
         if (wss.clients.size >= MAX_API_EVENT_CLIENTS) throw new ApiError(503, 'TooManyClients', 'too many event clients')
@@ -211,12 +208,17 @@ export class ApiServer {
   }
 
   /** Host, Origin and token checks; throws ApiError. */
-  private authorize (req: IncomingMessage): void {
+  private authorize (req: IncomingMessage, upgrade = false): void {
     this.checkHostAndOrigin(req)
+    const url = new URL(req.url ?? '/', 'http://local')
+    const fromQuery = url.searchParams.get('token')
+    if (fromQuery != null && !queryTokenAllowed(req.method ?? 'GET', url.pathname, upgrade)) {
+      throw new ApiError(401, 'QueryTokenRefused', 'the API token is taken from ?token= only on the event WebSocket and GET /content; send it as Authorization: Bearer')
+    }
     let presented: string | undefined
     const auth = req.headers.authorization
     if (auth?.startsWith('Bearer ') === true) presented = auth.slice(7).trim()
-    else presented = new URL(req.url ?? '/', 'http://local').searchParams.get('token') ?? undefined
+    else presented = fromQuery ?? undefined
     const given = Buffer.from(presented ?? '')
     if (given.length !== this.token.length || !timingSafeEqual(given, this.token)) {
       throw new ApiError(401, 'Unauthorized', 'missing or wrong API token')
@@ -262,9 +264,40 @@ export class ApiServer {
     }
   }
 
+  /** The challenge: proves this peer holds the token without it leaving (auth.ts). */
+  private answerProof (req: IncomingMessage, res: ServerResponse, url: URL): void {
+    this.checkHostAndOrigin(req)
+    if (req.method !== 'GET') throw new ApiError(405, 'MethodNotAllowed', `${req.method ?? ''} is not allowed here`)
+    try {
+      send(res, 200, { proof: apiProof(this.token.toString(), this.url, url.searchParams.get('nonce') ?? '') })
+    } catch (err) {
+      if (err instanceof InvalidNonceError) throw new ApiError(400, 'InvalidNonce', err.message)
+      throw err
+    }
+  }
+
+  /** Answers 408 to a request whose body stopped coming for the idle limit, and hangs up. */
+  private stalled (req: IncomingMessage, res: ServerResponse): void {
+    if (!res.headersSent) {
+      const json = JSON.stringify({ error: 'RequestTimeout', message: `no request bytes for ${this.idleTimeoutMs} ms` })
+      res.writeHead(408, { 'content-type': 'application/json; charset=utf-8', 'content-length': Buffer.byteLength(json), connection: 'close', 'cache-control': 'no-store' })
+      res.end(json, () => { req.socket.destroy() })
+    } else {
+      req.socket.destroy()
+    }
+  }
+
   private async handle (req: IncomingMessage, res: ServerResponse): Promise<void> {
+    // The idle limit runs from this request's start (a kept-alive socket had another one set).
+    req.socket.setTimeout(this.idleTimeoutMs)
+    req.on('timeout', () => { this.stalled(req, res) })
+    res.on('timeout', () => {})
     try {
       const url = new URL(req.url ?? '/', 'http://local')
+      if (url.pathname === API_PROOF_PATH) {
+        this.answerProof(req, res, url)
+        return
+      }
       if (!url.pathname.startsWith('/api/') && !url.pathname.startsWith('/content/')) {
         this.checkHostAndOrigin(req)
         await serveStatic(this.webRoot, req, res, url)
@@ -309,7 +342,7 @@ function errorStatus (e: Error): number {
     case 'NotSpaceOwnerError': case 'EditNotAllowedError': case 'ExcludedError': case 'NotAMemberError': return 403
     case 'SpaceRateLimitError': return 429
     case 'AbortError': case 'TimeoutError': return 504
-    case 'StoreFullError': case 'StoreWriteError': return 507
+    case 'StoreFullError': case 'DiskFullError': case 'StoreWriteError': return 507
     case 'MempoolFullError': case 'SenderLimitError': return 503
     case 'UnsupportedContentError': case 'NotADirectoryError': case 'InvalidEntryError': return 422
     default: return /not found/i.test(e.message) ? 404 : 400

@@ -2,6 +2,7 @@
  * `peerverse` commands for content: add files and directories, get them from the swarm, pin,
  * list and collect. Files stream through the local API. Node-only (reads and writes local files).
  */
+import { randomUUID } from 'node:crypto'
 import { createReadStream, createWriteStream } from 'node:fs'
 import { lstat, mkdir, readdir, rename, rm, stat } from 'node:fs/promises'
 import { join, resolve } from 'node:path'
@@ -15,12 +16,15 @@ const HELP: Record<string, string> = {
 
 Imports into the running peer's store and prints the CID (CIDv1; UnixFS, 1 MiB raw leaves,
 balanced DAG of up to 1024 links: the unixfs-v1-2025 profile, so IPFS tools agree on it).
-A directory gets a directory CID. The content is pinned unless --no-pin, and announced.`,
+A directory gets a directory CID. The content is pinned unless --no-pin, and announced.
+An add that fails (a full disk: DiskFullError) removes the blocks it wrote, directories too.`,
   get: `Usage: peerverse get CID [-o PATH] [--data DIR] [--json]
 
 Fetches the whole file or directory from every peer that holds it (every block verified), then
 writes it to PATH (default: the CID). A progress bar shows bytes, rate and peers on a terminal.
-An interrupted get resumes from the blocks already fetched.`,
+Ctrl-C stops the download at once (unless another request waits for the same CID); a get
+run again resumes from the blocks already fetched. A get that never finds a holder is tried
+again on the next starts of the peer, a few times, then given up (peerverse status says so).`,
   pin: `Usage: peerverse pin CID [--name NAME] [--data DIR]
        peerverse unpin CID [--data DIR]`,
   ls: `Usage: peerverse ls [--data DIR] [--json]
@@ -28,7 +32,8 @@ An interrupted get resumes from the blocks already fetched.`,
 Lists pinned content: CID, size and name.`,
   gc: `Usage: peerverse gc [--data DIR] [--json]
 
-Removes every block not under a pin or a download in progress.`
+Removes every block not under a pin or a download in progress, and what a crash or a failed
+write left behind. It frees space before it writes anything, so it works on a full disk.`
 }
 
 function mib (n: number): string {
@@ -36,27 +41,45 @@ function mib (n: number): string {
 }
 
 /** Adds one file through the API (streamed); returns its CID. */
-async function addFile (api: ApiClient, path: string, name: string | undefined, pin: boolean): Promise<{ cid: string, size: number }> {
-  const query = new URLSearchParams({ pin: String(pin), ...(name != null ? { name } : {}) })
+async function addFile (api: ApiClient, path: string, name: string | undefined, pin: boolean, importId?: string): Promise<{ cid: string, size: number }> {
+  const query = new URLSearchParams({ pin: String(pin), ...(name != null ? { name } : {}), ...(importId != null ? { import: importId } : {}) })
   const body = Readable.toWeb(createReadStream(path)) as unknown as BodyInit
   const res = await ApiClient.check(await api.raw('POST', `/api/v0/content/add?${query.toString()}`, { body, headers: { 'content-type': 'application/octet-stream' } }))
   return await res.json() as { cid: string, size: number }
 }
 
-/** Adds a directory tree bottom-up; returns the directory's CID. */
+/**
+ * Adds a file, or a directory tree bottom-up as one import: when any part fails, the blocks the
+ * import wrote are removed again. Returns the root's CID.
+ */
 export async function addTree (api: ApiClient, path: string, name: string | undefined, pin: boolean): Promise<{ cid: string, size: number }> {
   const info = await lstat(path)
   if (info.isSymbolicLink()) throw new Error(`${path} is a symbolic link; add what it points to`)
   if (info.isFile()) return await addFile(api, path, name, pin)
+  const importId = randomUUID()
+  try {
+    const result = await addTreePart(api, path, name, pin, importId)
+    await api.request('POST', '/api/v0/content/import/end', { import: importId })
+    return result
+  } catch (err) {
+    await api.request('POST', '/api/v0/content/import/end', { import: importId, discard: true }).catch(() => {})
+    throw err
+  }
+}
+
+async function addTreePart (api: ApiClient, path: string, name: string | undefined, pin: boolean, importId: string): Promise<{ cid: string, size: number }> {
+  const info = await lstat(path)
+  if (info.isSymbolicLink()) throw new Error(`${path} is a symbolic link; add what it points to`)
+  if (info.isFile()) return await addFile(api, path, name, pin, importId)
   if (!info.isDirectory()) throw new Error(`${path} is not a file or directory`)
   const entries: Array<{ name: string, cid: string }> = []
   for (const child of (await readdir(path)).sort()) {
     const childInfo = await lstat(join(path, child))
     if (childInfo.isSymbolicLink()) continue
-    const { cid } = await addTree(api, join(path, child), undefined, false)
+    const { cid } = await addTreePart(api, join(path, child), undefined, false, importId)
     entries.push({ name: child, cid })
   }
-  return await api.request<{ cid: string, size: number }>('POST', '/api/v0/content/directory', { entries, name, pin })
+  return await api.request<{ cid: string, size: number }>('POST', '/api/v0/content/directory', { entries, name, pin, import: importId })
 }
 
 async function cmdAdd (args: string[]): Promise<void> {
@@ -87,19 +110,19 @@ interface FetchLine {
 }
 
 /** Writes a fetched (local) CID to `path`: a file through a temporary name, or a directory tree. */
-async function writeOut (api: ApiClient, cid: string, path: string, kind: 'file' | 'directory'): Promise<void> {
+async function writeOut (api: ApiClient, cid: string, path: string, kind: 'file' | 'directory', signal?: AbortSignal): Promise<void> {
   if (kind === 'directory') {
     await mkdir(path, { recursive: true })
     const { entries } = await api.request<{ entries: Array<{ name: string, cid: string }> }>('GET', `/api/v0/content/ls/${cid}`)
     for (const e of entries) {
       if (e.name.includes('/') || e.name === '.' || e.name === '..' || e.name === '' || e.name.includes('\0')) throw new Error(`refusing unsafe name ${JSON.stringify(e.name)} in ${cid}`)
       const stat = await api.request<{ kind: 'file' | 'directory' }>('GET', `/api/v0/content/stat/${e.cid}`)
-      await writeOut(api, e.cid, join(path, e.name), stat.kind)
+      await writeOut(api, e.cid, join(path, e.name), stat.kind, signal)
     }
     return
   }
   const tmp = `${path}.partial`
-  const res = await ApiClient.check(await api.raw('GET', `/content/${cid}`))
+  const res = await ApiClient.check(await api.raw('GET', `/content/${cid}`, { signal }))
   if (res.body == null) throw new Error('empty answer')
   try {
     await pipeline(Readable.fromWeb(res.body as never), createWriteStream(tmp))
@@ -116,7 +139,22 @@ async function cmdGet (args: string[]): Promise<void> {
   if (positionals.length !== 1) throw new UsageError('get takes one CID')
   const cid = positionals[0]
   const api = await client(values)
-  const res = await ApiClient.check(await api.raw('POST', '/api/v0/content/fetch', { body: JSON.stringify({ cid }), headers: { 'content-type': 'application/json' } }))
+  // Ctrl-C aborts the request, and the peer stops the download when the request goes.
+  const controller = new AbortController()
+  const interrupt = (): void => { controller.abort(new Error('interrupted')); process.exitCode = 130 }
+  process.once('SIGINT', interrupt)
+  try {
+    await fetchAndWrite(api, cid, values, controller.signal)
+  } catch (err) {
+    if (controller.signal.aborted) { process.stderr.write('\ninterrupted; the download stopped\n'); return }
+    throw err
+  } finally {
+    process.off('SIGINT', interrupt)
+  }
+}
+
+async function fetchAndWrite (api: ApiClient, cid: string, values: { output?: string, json?: boolean }, signal: AbortSignal): Promise<void> {
+  const res = await ApiClient.check(await api.raw('POST', '/api/v0/content/fetch', { body: JSON.stringify({ cid }), headers: { 'content-type': 'application/json' }, signal }))
   const tty = process.stderr.isTTY && values.json !== true
   const started = Date.now()
   let done: FetchLine | undefined
@@ -139,7 +177,7 @@ async function cmdGet (args: string[]): Promise<void> {
   if (tty) process.stderr.write('\n')
   if (done?.kind == null) throw new Error('the peer ended the fetch without an answer')
   const path = resolve(values.output ?? cid)
-  await writeOut(api, cid, path, done.kind)
+  await writeOut(api, cid, path, done.kind, signal)
   if (values.json === true) return out(JSON.stringify({ cid, path, kind: done.kind, size: done.size, fetchedBlocks: done.fetchedBlocks }))
   out(`${cid} -> ${path} (${done.size ?? 0} bytes)`)
 }
@@ -174,9 +212,9 @@ async function cmdLs (args: string[]): Promise<void> {
 async function cmdGc (args: string[]): Promise<void> {
   const { values } = parse(args, {})
   if (values.help === true) return out(HELP.gc)
-  const result = await (await client(values)).request<{ removed: number, freed: number }>('POST', '/api/v0/content/gc', {})
+  const result = await (await client(values)).request<{ removed: number, freed: number, strays?: number }>('POST', '/api/v0/content/gc', {})
   if (values.json === true) return out(JSON.stringify(result))
-  out(`removed ${result.removed} blocks, freed ${result.freed} bytes`)
+  out(`removed ${result.removed} blocks${(result.strays ?? 0) > 0 ? ` and ${result.strays ?? 0} leftover files` : ''}, freed ${result.freed} bytes`)
 }
 
 export const contentCommands: Commands = {

@@ -24,6 +24,16 @@ Signs a transfer with your key and waits until it is final (or rejected, with th
   chain: `Usage: peerverse chain [--data DIR] [--json]`
 }
 
+/** What `chain` and `status` show of GET /api/v0/ledger/status. */
+export interface LedgerStatusView { chain: string, height: number, halted?: { error: string, code?: string, message: string, since: number } | null }
+
+/** One line: committing, or halted because the ledger cannot write (and since when). */
+export function ledgerState (s: LedgerStatusView): string {
+  const h = s.halted
+  if (h == null) return 'committing'
+  return `HALTED: cannot write to the store${h.code != null ? ` (${h.code})` : ''} since ${new Date(h.since).toISOString()}: ${h.message}; resumes by itself once it can write (free some disk space)`
+}
+
 interface TxView { id: string, status: string, height?: number, error?: string, message?: string, receipt?: { created?: string } }
 
 /** Waits until a transaction is final or rejected (or the deadline passes), printing its status. */
@@ -136,10 +146,11 @@ async function cmdFaucet (args: string[]): Promise<void> {
 async function cmdChain (args: string[]): Promise<void> {
   const { values } = parse(args, {})
   if (values.help === true) return out(HELP.chain)
-  const s = await (await client(values)).request<{ chain: string, height: number, validators: Array<{ id: string, power: number }>, validator: boolean, mempool: number }>('GET', '/api/v0/ledger/status')
+  const s = await (await client(values)).request<LedgerStatusView & { validators: Array<{ id: string, power: number }>, validator: boolean, mempool: number }>('GET', '/api/v0/ledger/status')
   if (values.json === true) return out(JSON.stringify(s))
   out(`chain:      ${s.chain}`)
   out(`height:     ${s.height}`)
+  out(`state:      ${ledgerState(s)}`)
   out(`validator:  ${s.validator ? 'yes' : 'no'}`)
   out(`mempool:    ${s.mempool}`)
   out('validators:')

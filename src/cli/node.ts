@@ -7,13 +7,14 @@ import { spawn } from 'node:child_process'
 import { mkdir, stat, writeFile } from 'node:fs/promises'
 import { join, resolve } from 'node:path'
 import { peerIdFromPrivateKey } from '@libp2p/peer-id'
-import { ApiServer, ensureApiToken } from '../api/server.ts'
+import { ApiServer, createApiToken } from '../api/server.ts'
 import { initIdentity } from '../identity/keystore.ts'
 import { devnetGenesis, GENESIS_FILE, genesisJson } from '../ledger/genesis.ts'
 import type { DhtMode } from '../net/network.ts'
-import { loadConfig, parseHostPort, type PartialConfig } from '../node/config.ts'
+import { loadConfig, ownerOnlyDataDir, parseHostPort, type PartialConfig } from '../node/config.ts'
 import { createNode } from '../node/node.ts'
 import type { NodeStatus, PeerInfoView } from '../node/node.ts'
+import { ledgerState, type LedgerStatusView } from './ledger.ts'
 import { client, DEFAULT_DATA_DIR, out, parse, UsageError, type Commands } from './args.ts'
 
 const HELP: Record<string, string> = {
@@ -25,7 +26,8 @@ Key files are readable by their owner only. An existing key is never overwritten
                        [--bootstrap MULTIADDR ...] [--api HOST:PORT | --no-api]
                        [--dht-mode server|client|auto] [--no-relay-server] [--genesis FILE] [--json]
 
-Runs the peer until SIGINT or SIGTERM. Creates the identity on first run.
+Runs the peer until SIGINT or SIGTERM. Creates the identity on first run. The data dir and
+everything in it are made owner-only. The API token is new on every start: open the new URL.
   --listen      listen address (repeatable); default TCP 7410, WebSocket 7411 and a relay slot
   --announce    address to announce instead of the listen addresses (repeatable)
   --bootstrap   a peer to enter the network through, /.../p2p/<peer id> (repeatable)
@@ -56,7 +58,9 @@ async function cmdInit (args: string[]): Promise<void> {
   const { values } = parse(args, {})
   if (values.help === true) return out(HELP.init)
   const dir = resolve(values.data ?? DEFAULT_DATA_DIR)
+  process.umask(0o077)
   const id = await initIdentity(dir)
+  await ownerOnlyDataDir(dir)
   if (values.json === true) return out(JSON.stringify({ dataDir: dir, did: id.did, peerId: peerIdFromPrivateKey(id.peerKey).toString(), created: id.created }))
   out(id.created ? `created identity in ${dir}` : `identity already exists in ${dir} (kept)`)
   out(`did: ${id.did}`)
@@ -75,6 +79,8 @@ async function cmdStart (args: string[]): Promise<void> {
   })
   if (values.help === true) return out(HELP.start)
   const dir = resolve(values.data ?? DEFAULT_DATA_DIR)
+  // Owner-only whoever made the dir: nothing this process writes is readable by others.
+  process.umask(0o077)
   const overrides: PartialConfig = {
     listen: values.listen,
     announce: values.announce,
@@ -85,6 +91,8 @@ async function cmdStart (args: string[]): Promise<void> {
     ledger: { genesis: values.genesis == null ? undefined : resolve(values.genesis) }
   }
   const config = await loadConfig(dir, overrides)
+  const walked = await ownerOnlyDataDir(dir)
+  if (walked.truncated) process.stderr.write(`peerverse: ${dir} holds over ${walked.entries} entries; only those were made owner-only (the dir itself is)\n`)
   const node = await createNode(config)
   let api: ApiServer | undefined
   node.addEventListener('bootstrap:error', evt => {
@@ -105,7 +113,7 @@ async function cmdStart (args: string[]): Promise<void> {
   try {
     if (config.api !== false) {
       const { host, port } = parseHostPort(config.api)
-      api = new ApiServer(node, { host, port, token: await ensureApiToken(dir) })
+      api = new ApiServer(node, { host, port, token: await createApiToken(dir) })
       await api.start()
     }
   } catch (err) {
@@ -142,7 +150,7 @@ async function cmdStart (args: string[]): Promise<void> {
     out(`  did:      ${node.did}`)
     for (const a of node.addresses()) out(`  listen:   ${a}`)
     out(`  chain:    ${node.ledger.chainId} at height ${node.ledger.status().height}${node.ledger.isValidator ? ' (validating)' : ''}`)
-    if (api != null) out(`  api:      ${api.url} (token in ${resolve(dir, 'api-token')})`)
+    if (api != null) out(`  api:      ${api.url} (this run's token in ${resolve(dir, 'api-token')})`)
     if (api != null) out(`  open:     ${api.clientUrl}`)
     out('Press Ctrl-C to stop.')
   }
@@ -188,6 +196,8 @@ async function cmdStatus (args: string[]): Promise<void> {
   }
   out(`peers (${peers.length}):`)
   printPeers(peers)
+  const ledger = await api.request<LedgerStatusView>('GET', '/api/v0/ledger/status')
+  out(`ledger:    ${ledger.chain} at height ${ledger.height}, ${ledgerState(ledger)}`)
 }
 
 async function cmdPeers (args: string[]): Promise<void> {
@@ -226,7 +236,7 @@ async function cmdGossip (args: string[]): Promise<void> {
   }
   if (verb === 'subscribe' && topic != null && rest.length === 0) {
     await api.request('POST', '/api/v0/gossip/subscribe', { topic })
-    const ws = new WebSocket(`${api.url.replace(/^http/, 'ws')}/api/v0/events?token=${encodeURIComponent(api.token)}`)
+    const ws = new WebSocket(await api.eventsUrl())
     await new Promise<void>((resolve, reject) => {
       ws.addEventListener('message', evt => {
         const e = JSON.parse(String(evt.data))

@@ -27,6 +27,13 @@ its owner adds them with --member (and removing one with --no-member rotates the
 The owner's policy names editors, and bans, mutes and kicks (every honest peer enforces it).`
 }
 
+/** A refusal over a space's rate limit, saying what was not sent; other errors as they are. */
+function notSent (err: unknown, what: string): unknown {
+  const e = err as { code?: string, message?: string }
+  if (e?.code !== 'SpaceRateLimitError') return err
+  return new Error(`not sent: ${what}: ${String(e.message).replace(/^not sent: /, '')}`)
+}
+
 interface SpaceInfo { id: string, name: string, owner: string, private: boolean, members: number, objects: number, grid: { width: number, depth: number, cell: number } }
 
 async function cmdSpace (args: string[]): Promise<void> {
@@ -80,7 +87,8 @@ async function cmdSpace (args: string[]): Promise<void> {
     }
     case 'say': {
       if (rest.length === 0) throw new UsageError('space say needs ID and TEXT')
-      const c = await api.request<{ id: string }>('POST', '/api/v0/space/say', { space: needId(), text: rest.join(' ') })
+      const text = rest.join(' ')
+      const c = await api.request<{ id: string }>('POST', '/api/v0/space/say', { space: needId(), text }).catch(err => { throw notSent(err, JSON.stringify(text)) })
       return out(json ? JSON.stringify(c) : c.id)
     }
     case 'who': {
@@ -108,6 +116,7 @@ async function cmdSpace (args: string[]): Promise<void> {
       const at = values.at.split(',').map(Number)
       if (at.length !== 3 || !at.every(Number.isFinite)) throw new UsageError('--at must be X,Y,Z')
       const r = await api.request<{ id: string }>('POST', '/api/v0/space/object/place', { space: needId(), model: values.model, position: at, id: values.object })
+        .catch(err => { throw notSent(err, `the object ${values.model} at ${at.join(',')}`) })
       return out(r.id)
     }
     case 'remove': {

@@ -24,6 +24,27 @@ export class StoreFullError extends Error {
   name = 'StoreFullError'
 }
 
+/** The file system under the store has no space left (ENOSPC); nothing half-written is kept. */
+export class DiskFullError extends Error {
+  name = 'DiskFullError'
+  readonly code = 'ENOSPC'
+}
+
+/** Whether an error from a file or a LevelDB write means the disk is full. */
+export function isNoSpace (err: unknown): boolean {
+  for (let e = err as { code?: unknown, message?: unknown, cause?: unknown } | undefined, depth = 0; e != null && depth < 4; e = e.cause as typeof e, depth++) {
+    if (e.code === 'ENOSPC' || (e as Error).name === 'DiskFullError') return true
+    if (typeof e.message === 'string' && /no space left|ENOSPC/i.test(e.message)) return true
+  }
+  return false
+}
+
+/** DiskFullError for an error that means the disk is full, else the error itself. */
+export function diskError (err: unknown, what: string): Error {
+  if (err instanceof DiskFullError || !isNoSpace(err)) return err as Error
+  return new DiskFullError(`no space left on the disk to ${what}`, { cause: err })
+}
+
 export class InvalidCidError extends Error {
   name = 'InvalidCidError'
 }
@@ -54,6 +75,17 @@ export interface PutOptions {
   durable?: boolean
 }
 
+/** A download in progress as the store keeps it (`d/<cid>`). */
+export interface DownloadRecord {
+  cid: string
+  /** Times it was started: by the user, then once on each start of the peer. */
+  attempts: number
+  /** When it was first asked for (ms since the epoch). */
+  since: number
+  /** Whether any holder was ever found (its root block is here). */
+  found: boolean
+}
+
 export interface PinInfo {
   cid: string
   size: number
@@ -80,16 +112,34 @@ export interface ContentBlockstore {
   unpin: (cid: CID) => Promise<boolean>
   getPin: (cid: CID) => Promise<PinInfo | undefined>
   pins: () => Promise<PinInfo[]>
-  /** Downloads in progress, kept from garbage collection across restarts. */
-  markDownload: (cid: CID) => Promise<void>
+  /** Downloads in progress, kept from garbage collection across restarts, with how they went. */
+  markDownload: (record: DownloadRecord) => Promise<void>
+  getDownload: (cid: CID) => Promise<DownloadRecord | undefined>
   clearDownload: (cid: CID) => Promise<void>
-  downloads: () => Promise<CID[]>
+  downloads: () => Promise<DownloadRecord[]>
   /** Roots we announce as a provider, to withdraw them when they are gone. */
   markProvided: (cid: CID) => Promise<void>
   unmarkProvided: (cid: CID) => Promise<void>
   providedRoots: () => Promise<CID[]>
-  /** Removes every block not in `keep`. */
-  sweep: (keep: Set<string>) => Promise<{ removed: number, freed: number }>
-  /** Deletes what a crash mid-write left behind. */
-  cleanTemporary: () => Promise<void>
+  /** Deletes held blocks (files first, then their index entries in small batches); returns bytes freed. */
+  deleteMany: (cids: Iterable<CID>) => Promise<number>
+  /**
+   * Removes every block not in `keep`, then what a crash or a failed write left behind (temporary
+   * files, block files with no index entry, index entries with no file). Frees space before it
+   * writes anything, so it works on a full disk.
+   */
+  sweep: (keep: Set<string>) => Promise<SweepResult>
+  /** The same clean-up of leftovers alone (on start). */
+  repair: () => Promise<SweepResult>
+}
+
+export interface SweepResult {
+  /** Held blocks removed. */
+  removed: number
+  /** Bytes freed on disk, leftovers included. */
+  freed: number
+  /** Leftover files removed (temporary files and block files with no index entry). */
+  strays: number
+  /** Index entries whose deletion could not be written yet (tried again by the next sweep). */
+  indexPending: number
 }

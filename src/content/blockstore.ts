@@ -12,27 +12,42 @@
  * against its CID before it is stored and again when it is read back, so a damaged file is
  * treated as missing, never returned.
  *
+ * A write that fails (a full disk: DiskFullError) removes what it wrote, its temporary file and
+ * its block file, so the index never names a file that is not there. Deleting frees space before
+ * it needs any: block files are unlinked first, then their index entries go in small batches; an
+ * index deletion LevelDB cannot write yet is kept and tried again, and the block is forgotten in
+ * memory at once. `repair` (on start and after every sweep) removes what a crash or a failed write
+ * left behind: temporary files, block files with no index entry, index entries with no file.
+ *
  * The `content` sublevel holds: `b/<cid>` the block index (size), `p/<cid>` pins, `d/<cid>`
- * downloads in progress (kept from garbage collection across restarts), `r/<cid>` roots we
- * announce as a provider.
+ * downloads in progress (kept from garbage collection across restarts, with their attempts),
+ * `r/<cid>` roots we announce as a provider.
  */
-import { mkdir, open, readdir, readFile, rename, rm, unlink } from 'node:fs/promises'
+import { lstat, mkdir, open, readdir, readFile, rename, rm, unlink } from 'node:fs/promises'
 import { join } from 'node:path'
 import { randomBytes } from 'node:crypto'
+import { logger } from '@libp2p/logger'
 import { CID } from 'multiformats/cid'
 import type { BytesSublevel } from '../store/store.ts'
 import {
-  BlockNotFoundError, BlockTooLargeError, decodeCid, GC_WATERMARK, InvalidCidError, MAX_BLOCK_BYTES, parseCid, StoreFullError,
-  type ContentBlockstore, type PinInfo, type PutOptions
+  BlockNotFoundError, BlockTooLargeError, decodeCid, DiskFullError, diskError, GC_WATERMARK, InvalidCidError, MAX_BLOCK_BYTES, parseCid, StoreFullError,
+  type ContentBlockstore, type DownloadRecord, type PinInfo, type PutOptions, type SweepResult
 } from './blocks.ts'
 import { verifyBlock } from './reader.ts'
 
+const log = logger('peerverse:content')
+
 export const BLOCKS_DIR = 'blocks'
+/** Index deletions written in one LevelDB batch (small, so a nearly full disk can take it). */
+export const INDEX_DELETE_BATCH = 64
 
 export {
-  BlockNotFoundError, BlockTooLargeError, decodeCid, GC_WATERMARK, InvalidCidError, MAX_BLOCK_BYTES, parseCid, StoreFullError,
-  type PinInfo, type PutOptions
+  BlockNotFoundError, BlockTooLargeError, decodeCid, DiskFullError, GC_WATERMARK, InvalidCidError, MAX_BLOCK_BYTES, parseCid, StoreFullError,
+  type DownloadRecord, type PinInfo, type PutOptions, type SweepResult
 }
+
+/** A block file name: a CID string (base32, lower case). */
+const BLOCK_NAME = /^[a-z0-9]+$/
 
 export class Blockstore implements ContentBlockstore {
   private readonly db: BytesSublevel
@@ -43,6 +58,10 @@ export class Blockstore implements ContentBlockstore {
   /** Called when usage passes the watermark; returns once unpinned blocks have been collected. */
   onPressure?: () => Promise<void>
   private readonly sizes = new Map<string, number>()
+  /** Blocks being written now (their temporary and block files are not leftovers). */
+  private readonly writing = new Map<string, Promise<void>>()
+  /** Index entries of deleted blocks whose deletion LevelDB has not taken yet. */
+  private readonly staleIndex = new Set<string>()
 
   private constructor (db: BytesSublevel, dir: string, maxBytes: number) {
     this.db = db
@@ -85,27 +104,54 @@ export class Blockstore implements ContentBlockstore {
     return this.sizes.get(cid.toString())
   }
 
-  /** Stores a block after checking it against its CID. Storing a held block is a no-op. */
+  /**
+   * Stores a block after checking it against its CID. Storing a held block is a no-op. On a full
+   * disk it throws DiskFullError and leaves neither a temporary file nor a block file behind.
+   */
   async put (cid: CID, bytes: Uint8Array, options: PutOptions = {}): Promise<void> {
     if (bytes.length > MAX_BLOCK_BYTES) throw new BlockTooLargeError(`block of ${bytes.length} bytes is over ${MAX_BLOCK_BYTES}`)
     if (options.verified !== true) await verifyBlock(cid, bytes)
     const key = cid.toString()
     if (this.sizes.has(key)) return
+    const running = this.writing.get(key)
+    if (running != null) return await running
     if (this.used + bytes.length > this.maxBytes * GC_WATERMARK && this.onPressure != null) await this.onPressure()
-    if (this.used + bytes.length > this.maxBytes) throw new StoreFullError(`store holds ${this.used} bytes; limit ${this.maxBytes}`)
-    const path = this.path(key)
-    await mkdir(join(this.dir, key.slice(-2)), { recursive: true })
-    const tmp = `${path}.${randomBytes(6).toString('hex')}.tmp`
-    const handle = await open(tmp, 'w')
-    try {
-      await handle.writeFile(bytes)
-      if (options.durable === true) await handle.sync()
-    } finally {
-      await handle.close()
-    }
-    await rename(tmp, path)
     if (this.sizes.has(key)) return
-    await this.db.put('b/' + key, encodeSize(bytes.length), syncIf(options.durable === true))
+    if (this.used + bytes.length > this.maxBytes) throw new StoreFullError(`store holds ${this.used} bytes; limit ${this.maxBytes}`)
+    const write = this.write(key, bytes, options.durable === true)
+    this.writing.set(key, write)
+    try {
+      await write
+    } finally {
+      this.writing.delete(key)
+    }
+  }
+
+  private async write (key: string, bytes: Uint8Array, durable: boolean): Promise<void> {
+    const path = this.path(key)
+    const tmp = `${path}.${randomBytes(6).toString('hex')}.tmp`
+    try {
+      await mkdir(join(this.dir, key.slice(-2)), { recursive: true })
+      const handle = await open(tmp, 'w')
+      try {
+        await handle.writeFile(bytes)
+        if (durable) await handle.sync()
+      } finally {
+        await handle.close()
+      }
+      await rename(tmp, path)
+    } catch (err) {
+      await rm(tmp, { force: true }).catch(() => {})
+      throw diskError(err, `store block ${key}`)
+    }
+    this.staleIndex.delete(key)
+    try {
+      await this.db.put('b/' + key, encodeSize(bytes.length), syncIf(durable))
+    } catch (err) {
+      // No index entry: the file goes too, so the index and the files agree.
+      await rm(path, { force: true }).catch(() => {})
+      throw diskError(err, `index block ${key}`)
+    }
     this.sizes.set(key, bytes.length)
     this.used += bytes.length
     this.count++
@@ -129,15 +175,52 @@ export class Blockstore implements ContentBlockstore {
   }
 
   async delete (cid: CID): Promise<void> {
-    const key = cid.toString()
-    const size = this.sizes.get(key)
-    if (size == null) return
-    this.sizes.delete(key)
-    this.used -= size
-    this.count--
-    await this.db.del('b/' + key)
-    await unlink(this.path(key)).catch(() => {})
+    await this.deleteMany([cid])
   }
+
+  /**
+   * Deletes held blocks: forgets them, unlinks their files (freeing space), then deletes their
+   * index entries in batches of INDEX_DELETE_BATCH. An index deletion that fails is kept for the
+   * next flush (a block file is gone before its entry, never the other way round). Returns bytes freed.
+   */
+  async deleteMany (cids: Iterable<CID>): Promise<number> {
+    const keys: string[] = []
+    let freed = 0
+    for (const cid of cids) {
+      const key = cid.toString()
+      const size = this.sizes.get(key)
+      if (size == null) continue
+      this.sizes.delete(key)
+      this.used -= size
+      this.count--
+      freed += size
+      keys.push(key)
+    }
+    for (const key of keys) {
+      await unlink(this.path(key)).catch(err => { if ((err as { code?: string }).code !== 'ENOENT') log('unlink of block %s failed: %s', key, (err as Error).message) })
+      this.staleIndex.add(key)
+    }
+    await this.flushIndex()
+    return freed
+  }
+
+  /** Writes the pending index deletions, a small batch at a time; stops at the first failure. */
+  private async flushIndex (): Promise<void> {
+    while (this.staleIndex.size > 0) {
+      const batch = [...this.staleIndex].slice(0, INDEX_DELETE_BATCH)
+      try {
+        await this.db.batch(batch.map(key => ({ type: 'del' as const, key: 'b/' + key })))
+      } catch (err) {
+        log('%d index deletions wait: %s', this.staleIndex.size, (err as Error).message)
+        return
+      }
+      // A block stored again meanwhile took its key out of the set before writing its entry.
+      for (const key of batch) if (!this.sizes.has(key)) this.staleIndex.delete(key)
+    }
+  }
+
+  /** Index deletions not written yet. */
+  get pendingIndexDeletions (): number { return this.staleIndex.size }
 
   /** CIDs of all held blocks. */
   * cids (): Generator<CID> {
@@ -145,7 +228,11 @@ export class Blockstore implements ContentBlockstore {
   }
 
   async pin (info: PinInfo): Promise<void> {
-    await this.db.put('p/' + info.cid, new TextEncoder().encode(JSON.stringify(info)), syncIf(true))
+    try {
+      await this.db.put('p/' + info.cid, new TextEncoder().encode(JSON.stringify(info)), syncIf(true))
+    } catch (err) {
+      throw diskError(err, `pin ${info.cid}`)
+    }
   }
 
   async unpin (cid: CID): Promise<boolean> {
@@ -167,17 +254,27 @@ export class Blockstore implements ContentBlockstore {
   }
 
   /** Records a download in progress, so its blocks survive garbage collection and a restart. */
-  async markDownload (cid: CID): Promise<void> {
-    await this.db.put('d/' + cid.toString(), new Uint8Array(0))
+  async markDownload (record: DownloadRecord): Promise<void> {
+    try {
+      await this.db.put('d/' + record.cid, new TextEncoder().encode(JSON.stringify(record)))
+    } catch (err) {
+      throw diskError(err, `record the download of ${record.cid}`)
+    }
+  }
+
+  async getDownload (cid: CID): Promise<DownloadRecord | undefined> {
+    const key = cid.toString()
+    const value = await this.db.get('d/' + key)
+    return value == null ? undefined : decodeDownload(key, value)
   }
 
   async clearDownload (cid: CID): Promise<void> {
     await this.db.del('d/' + cid.toString())
   }
 
-  async downloads (): Promise<CID[]> {
-    const out: CID[] = []
-    for await (const key of this.db.keys({ gte: 'd/', lt: 'd0' })) out.push(CID.parse(key.slice(2)))
+  async downloads (): Promise<DownloadRecord[]> {
+    const out: DownloadRecord[] = []
+    for await (const [key, value] of this.db.iterator({ gte: 'd/', lt: 'd0' })) out.push(decodeDownload(key.slice(2), value))
     return out
   }
 
@@ -196,27 +293,60 @@ export class Blockstore implements ContentBlockstore {
     return out
   }
 
-  /** Removes every block not in `keep`; returns blocks and bytes freed. */
-  async sweep (keep: Set<string>): Promise<{ removed: number, freed: number }> {
-    let removed = 0
-    let freed = 0
-    for (const [key, size] of [...this.sizes]) {
-      if (keep.has(key)) continue
-      await this.delete(CID.parse(key))
-      removed++
-      freed += size
-    }
-    return { removed, freed }
+  /**
+   * Removes every block not in `keep`, then the leftovers (see repair). Space is freed before
+   * anything is written, so this works on a full disk.
+   */
+  async sweep (keep: Set<string>): Promise<SweepResult> {
+    const victims: CID[] = []
+    for (const key of this.sizes.keys()) if (!keep.has(key) && !this.writing.has(key)) victims.push(CID.parse(key))
+    const freed = await this.deleteMany(victims)
+    const rest = await this.repair()
+    return { removed: victims.length, freed: freed + rest.freed, strays: rest.strays, indexPending: rest.indexPending }
   }
 
-  /** Deletes leftover temporary files from a crash mid-write. */
-  async cleanTemporary (): Promise<void> {
-    for (const shard of await readdir(this.dir)) {
+  /**
+   * Removes what a crash or a failed write left behind: temporary files, block files with no
+   * index entry, and index entries whose file is gone. Blocks being written now are left alone.
+   */
+  async repair (): Promise<SweepResult> {
+    const indexed = new Set(this.sizes.keys())
+    const seen = new Set<string>()
+    let strays = 0
+    let freed = 0
+    for (const shard of await readdir(this.dir).catch(() => [] as string[])) {
       for (const name of await readdir(join(this.dir, shard)).catch(() => [] as string[])) {
-        if (name.endsWith('.tmp')) await rm(join(this.dir, shard, name), { force: true })
+        const key = name.endsWith('.tmp') ? name.slice(0, name.indexOf('.')) : name
+        if (!BLOCK_NAME.test(key) || this.writing.has(key)) continue
+        if (key === name && indexed.has(key)) { seen.add(key); continue }
+        if (key === name && this.sizes.has(key)) continue
+        const file = join(this.dir, shard, name)
+        const size = await lstat(file).then(s => s.isFile() ? s.size : -1, () => -1)
+        if (size < 0) continue
+        await rm(file, { force: true })
+        strays++
+        freed += size
       }
     }
+    const missing: CID[] = []
+    for (const key of indexed) if (!seen.has(key) && this.sizes.has(key) && !this.writing.has(key)) missing.push(CID.parse(key))
+    if (missing.length > 0) log('%d indexed blocks have no file; dropping them', missing.length)
+    await this.deleteMany(missing)
+    await this.flushIndex()
+    if (strays > 0) log('removed %d leftover block files (%d bytes)', strays, freed)
+    return { removed: 0, freed, strays, indexPending: this.staleIndex.size }
   }
+}
+
+/** A `d/` record; one written before attempts were counted is an empty value. */
+function decodeDownload (cid: string, value: Uint8Array): DownloadRecord {
+  if (value.length > 0) {
+    try {
+      const r = JSON.parse(new TextDecoder().decode(value)) as Partial<DownloadRecord>
+      return { cid, attempts: Number(r.attempts) || 0, since: Number(r.since) || Date.now(), found: r.found === true }
+    } catch {}
+  }
+  return { cid, attempts: 0, since: Date.now(), found: false }
 }
 
 /** LevelDB write options; classic-level honours `sync` through sublevels, whose types omit it. */

@@ -7,13 +7,14 @@
 import { ContentService, type ContentComponents, type ContentInit } from './service.ts'
 
 export {
-  CONTENT_EVENTS, ContentService, MAX_CONCURRENT_PROVIDES, MAX_FETCH_DEPTH, MAX_FETCH_ENTRIES, PROVIDE_TIMEOUT_MS,
-  type CatOptions, type ContentComponents, type ContentEvents, type ContentInit, type ContentSource, type ContentStat,
+  CONTENT_EVENTS, ContentService, IMPORT_IDLE_MS, InvalidImportError, MAX_ABANDONED_LISTED, MAX_CONCURRENT_PROVIDES, MAX_FETCH_DEPTH,
+  MAX_FETCH_ENTRIES, MAX_OPEN_IMPORTS, MAX_UNFOUND_DOWNLOAD_AGE_MS, MAX_UNFOUND_DOWNLOAD_ATTEMPTS, PROVIDE_TIMEOUT_MS,
+  type AbandonedDownload, type CatOptions, type ContentComponents, type ContentEvents, type ContentInit, type ContentSource, type ContentStat,
   type ContentStatus, type FetchProgress
 } from './service.ts'
 export {
-  BlockNotFoundError, BlockTooLargeError, InvalidCidError, MAX_BLOCK_BYTES, parseCid, StoreFullError,
-  type ContentBlockstore, type PinInfo
+  BlockNotFoundError, BlockTooLargeError, DiskFullError, InvalidCidError, MAX_BLOCK_BYTES, parseCid, StoreFullError,
+  type ContentBlockstore, type DownloadRecord, type PinInfo, type SweepResult
 } from './blocks.ts'
 export type { DirEntry, ResolvedPath } from './directory.ts'
 export { contentRangeHeader, parseRange, RangeNotSatisfiableError, unsatisfiedRangeHeader } from './http-range.ts'

@@ -7,12 +7,13 @@
  * store and the swarm stay inside, reached through the ContentComponents it was built with.
  */
 import * as dagPb from '@ipld/dag-pb'
+import { logger } from '@libp2p/logger'
 import { UnixFS } from 'ipfs-unixfs'
-import type { CID } from 'multiformats/cid'
+import { CID } from 'multiformats/cid'
 import * as raw from 'multiformats/codecs/raw'
 import { TypedEventEmitter } from 'main-event'
 import type { ProtocolPort, RejectSink, RoutingPort } from '../net/ports.ts'
-import { BlockNotFoundError, parseCid, type ContentBlockstore, type PinInfo } from './blocks.ts'
+import { BlockNotFoundError, parseCid, type ContentBlockstore, type DownloadRecord, type PinInfo, type SweepResult } from './blocks.ts'
 import { buildDirectory, listDirectory, resolvePath, type DirEntry, type ResolvedPath } from './directory.ts'
 import { fileLeaves, readFile, UnsupportedContentError, type GetBlock, type Leaf } from './reader.ts'
 import { Swarm, type Download, type DownloadProgress } from './swarm.ts'
@@ -26,6 +27,39 @@ export const MAX_FETCH_DEPTH = 32
 export const MAX_CONCURRENT_PROVIDES = 4
 /** Time one provider announcement may take. */
 export const PROVIDE_TIMEOUT_MS = 60_000
+/** Times a download that never found a holder is started (by the user, then once per start of the peer) before it is given up. */
+export const MAX_UNFOUND_DOWNLOAD_ATTEMPTS = 5
+/** Age after which a download that never found a holder is given up on the next start. */
+export const MAX_UNFOUND_DOWNLOAD_AGE_MS = 7 * 24 * 3600_000
+/** Given-up downloads the status lists (the most recent). */
+export const MAX_ABANDONED_LISTED = 16
+/** Imports (a directory added file by file) open at once. */
+export const MAX_OPEN_IMPORTS = 64
+/** An import not touched for this long is closed; its blocks become ordinary unpinned blocks. */
+export const IMPORT_IDLE_MS = 10 * 60_000
+
+const log = logger('peerverse:content')
+
+/** An import id is missing, malformed, unknown, or one too many. */
+export class InvalidImportError extends Error {
+  name = 'InvalidImportError'
+}
+
+/** Blocks of one import: all it added (kept from gc while open) and those it wrote new (removed if it is discarded). */
+interface ImportGroup {
+  blocks: Set<string>
+  wrote: Set<string>
+  touched: number
+}
+
+/** A download given up: it never found a holder within its attempts or age. */
+export interface AbandonedDownload {
+  cid: string
+  attempts: number
+  since: number
+  at: number
+  reason: string
+}
 
 export interface ContentInit {
   /** Provider announcements in flight at once (default MAX_CONCURRENT_PROVIDES). */
@@ -61,6 +95,8 @@ export interface ContentStatus {
   blocksFetched: number
   bytesFetched: number
   bytesWasted: number
+  /** Downloads given up since start because no holder was ever found (the most recent MAX_ABANDONED_LISTED). */
+  abandonedDownloads: AbandonedDownload[]
 }
 
 export type ContentSource = Uint8Array | Iterable<Uint8Array> | AsyncIterable<Uint8Array>
@@ -98,8 +134,13 @@ export class ContentService extends TypedEventEmitter<ContentEvents> {
   private readonly routing: RoutingPort
   private readonly maxConcurrentProvides: number
   private readonly provideTimeoutMs: number
-  /** Blocks of imports in progress, kept from garbage collection until their root is pinned. */
-  private readonly importing = new Set<string>()
+  /** Blocks of adds in progress (with how many adds hold each), kept from garbage collection until their root is pinned. */
+  private readonly importing = new Map<string, number>()
+  /** Imports by id: a directory added file by file, kept from gc until ended. */
+  private readonly imports = new Map<string, ImportGroup>()
+  /** Fetches in progress per root (the user's and resumed ones). */
+  private readonly fetching = new Map<string, number>()
+  private readonly abandoned: AbandonedDownload[] = []
   private provides = 0
   private readonly provideQueue: CID[] = []
   private started = false
@@ -117,10 +158,35 @@ export class ContentService extends TypedEventEmitter<ContentEvents> {
   async start (): Promise<void> {
     if (this.started) return
     this.started = true
-    await this.blockstore.cleanTemporary()
+    await this.blockstore.repair().catch(err => { log('repair of the block store failed: %s', (err as Error).message) })
     await this.swarm.start()
-    // Downloads interrupted by a stop or a crash go on where they were.
-    for (const cid of await this.blockstore.downloads()) void this.fetch(cid).catch(() => {})
+    await this.resumeDownloads()
+  }
+
+  /**
+   * Downloads interrupted by a stop or a crash go on where they were; one that never found a
+   * holder is given up after MAX_UNFOUND_DOWNLOAD_ATTEMPTS starts or MAX_UNFOUND_DOWNLOAD_AGE_MS.
+   */
+  private async resumeDownloads (): Promise<void> {
+    const now = Date.now()
+    for (const record of await this.blockstore.downloads()) {
+      let cid: CID
+      try { cid = parseCid(record.cid) } catch { continue }
+      const found = record.found || this.blockstore.has(cid)
+      const reason = found
+        ? undefined
+        : record.attempts >= MAX_UNFOUND_DOWNLOAD_ATTEMPTS
+          ? `no holder found in ${record.attempts} attempts`
+          : now - record.since > MAX_UNFOUND_DOWNLOAD_AGE_MS ? `no holder found in ${Math.floor((now - record.since) / 3600_000)} h` : undefined
+      if (reason != null) {
+        log('giving up the download of %s: %s', record.cid, reason)
+        await this.blockstore.clearDownload(cid).catch(() => {})
+        this.abandoned.push({ cid: record.cid, attempts: record.attempts, since: record.since, at: now, reason })
+        if (this.abandoned.length > MAX_ABANDONED_LISTED) this.abandoned.shift()
+        continue
+      }
+      void this.fetch(cid).catch(() => {})
+    }
   }
 
   async stop (): Promise<void> {
@@ -135,7 +201,8 @@ export class ContentService extends TypedEventEmitter<ContentEvents> {
       usedBytes: this.blockstore.usedBytes,
       maxBytes: this.blockstore.maxBytes,
       blocks: this.blockstore.blockCount,
-      ...this.swarm.stats
+      ...this.swarm.stats,
+      abandonedDownloads: [...this.abandoned]
     }
   }
 
@@ -150,9 +217,15 @@ export class ContentService extends TypedEventEmitter<ContentEvents> {
   }
 
   /** A block from the store, else from the swarm (as part of `root`'s download). */
-  private getter (root: CID, options: { signal?: AbortSignal, hints?: CID[] } = {}): { get: GetBlock, download: () => Download } {
+  private getter (root: CID, options: { signal?: AbortSignal, hints?: CID[], used?: Download[] } = {}): { get: GetBlock, download: () => Download } {
     let download: Download | undefined
-    const d = (): Download => { download ??= this.swarm.download(root, options.hints); return download }
+    const d = (): Download => {
+      if (download == null) {
+        download = this.swarm.download(root, options.hints)
+        options.used?.push(download)
+      }
+      return download
+    }
     const get: GetBlock = async (cid, o) => {
       if (this.blockstore.has(cid)) {
         try { return await this.blockstore.get(cid) } catch (err) { if (!(err instanceof BlockNotFoundError)) throw err }
@@ -162,36 +235,117 @@ export class ContentService extends TypedEventEmitter<ContentEvents> {
     return { get, download: d }
   }
 
-  /** Imports a file, stores its blocks durably, pins it (unless pin is false) and announces it. */
-  async add (source: ContentSource, options: { name?: string, pin?: boolean, signal?: AbortSignal } = {}): Promise<ImportResult> {
+  /**
+   * Imports a file, stores its blocks durably, pins it (unless pin is false) and announces it.
+   * When it fails (DiskFullError on a full disk) the blocks it wrote that nothing else references
+   * are removed again. With `importId` the blocks stay part of that import (see endImport).
+   */
+  async add (source: ContentSource, options: { name?: string, pin?: boolean, signal?: AbortSignal, importId?: string } = {}): Promise<ImportResult> {
     const src = source instanceof Uint8Array ? [source] : source
-    const mine: string[] = []
+    const group = this.importGroup(options.importId)
+    const held: string[] = []
+    const wrote: string[] = []
     try {
       const result = await importFile(src, async block => {
         options.signal?.throwIfAborted()
-        const key = block.cid.toString()
-        if (!this.importing.has(key)) { this.importing.add(key); mine.push(key) }
-        await this.blockstore.put(block.cid, block.bytes, { verified: true, durable: true })
+        await this.putImported(block.cid, block.bytes, held, wrote, group)
         this.swarm.stored(block.cid)
       })
       if (options.pin !== false) await this.blockstore.pin({ cid: result.cid.toString(), size: result.size, name: options.name, pinnedAt: Date.now() })
       this.provide(result.cid)
       return result
+    } catch (err) {
+      this.release(held)
+      held.length = 0
+      await this.discard(wrote, group)
+      throw err
     } finally {
-      for (const key of mine) this.importing.delete(key)
+      this.release(held)
     }
   }
 
+  /** Stores one block of an import, noting it as held by the import and whether it was new. */
+  private async putImported (cid: CID, bytes: Uint8Array, held: string[], wrote: string[], group?: ImportGroup): Promise<void> {
+    const key = cid.toString()
+    this.importing.set(key, (this.importing.get(key) ?? 0) + 1)
+    held.push(key)
+    group?.blocks.add(key)
+    const had = this.blockstore.has(cid)
+    await this.blockstore.put(cid, bytes, { verified: true, durable: true })
+    if (!had) { wrote.push(key); group?.wrote.add(key) }
+  }
+
+  private release (held: string[]): void {
+    for (const key of held) {
+      const n = (this.importing.get(key) ?? 1) - 1
+      if (n <= 0) this.importing.delete(key)
+      else this.importing.set(key, n)
+    }
+  }
+
+  /**
+   * Removes blocks a failed import wrote, except those something else now references (a pin, a
+   * download, another import). Space is freed before anything is written.
+   */
+  private async discard (keys: Iterable<string>, group?: ImportGroup): Promise<void> {
+    const mine = [...keys]
+    if (mine.length === 0) return
+    const others = [...this.imports.values()].filter(g => g !== group)
+    const keep = await this.reachable(others)
+    const victims = mine.filter(k => !keep.has(k)).map(k => CID.parse(k))
+    await this.blockstore.deleteMany(victims).catch(err => { log('removing %d blocks of a failed import: %s', victims.length, (err as Error).message) })
+  }
+
+  /** The open import of `id`, created on first use; InvalidImportError for a bad id or too many. */
+  private importGroup (id: string | undefined): ImportGroup | undefined {
+    if (id == null) return undefined
+    if (typeof id !== 'string' || !/^[A-Za-z0-9_-]{8,64}$/.test(id)) throw new InvalidImportError('an import id is 8..64 letters, digits, _ or -')
+    const now = Date.now()
+    for (const [k, g] of this.imports) if (now - g.touched > IMPORT_IDLE_MS) this.imports.delete(k)
+    let group = this.imports.get(id)
+    if (group == null) {
+      if (this.imports.size >= MAX_OPEN_IMPORTS) throw new InvalidImportError(`more than ${MAX_OPEN_IMPORTS} imports open`)
+      group = { blocks: new Set(), wrote: new Set(), touched: now }
+      this.imports.set(id, group)
+    }
+    group.touched = now
+    return group
+  }
+
+  /**
+   * Ends an import: kept (its root is pinned or referenced by now), or discarded (the user's add
+   * failed part way), which removes the blocks it wrote that nothing else references.
+   */
+  async endImport (id: string, options: { discard?: boolean } = {}): Promise<{ removed: number }> {
+    const group = this.imports.get(id)
+    if (group == null) return { removed: 0 }
+    this.imports.delete(id)
+    if (options.discard !== true) return { removed: 0 }
+    const before = this.blockstore.blockCount
+    await this.discard(group.wrote)
+    return { removed: before - this.blockstore.blockCount }
+  }
+
   /** Builds a directory from children already held here; pins and announces it like add. */
-  async addDirectory (children: Array<{ name: string, cid: CID }>, options: { name?: string, pin?: boolean } = {}): Promise<{ cid: CID, size: number }> {
+  async addDirectory (children: Array<{ name: string, cid: CID }>, options: { name?: string, pin?: boolean, importId?: string } = {}): Promise<{ cid: CID, size: number }> {
+    const group = this.importGroup(options.importId)
     const entries: DirEntry[] = []
     for (const c of children) entries.push({ name: c.name, cid: c.cid, size: await this.treeSize(c.cid) })
-    const dir = await buildDirectory(entries, async block => {
-      await this.blockstore.put(block.cid, block.bytes, { verified: true, durable: true })
-    })
-    if (options.pin !== false) await this.blockstore.pin({ cid: dir.cid.toString(), size: dir.size, name: options.name, pinnedAt: Date.now() })
-    this.provide(dir.cid)
-    return dir
+    const held: string[] = []
+    const wrote: string[] = []
+    try {
+      const dir = await buildDirectory(entries, async block => { await this.putImported(block.cid, block.bytes, held, wrote, group) })
+      if (options.pin !== false) await this.blockstore.pin({ cid: dir.cid.toString(), size: dir.size, name: options.name, pinnedAt: Date.now() })
+      this.provide(dir.cid)
+      return dir
+    } catch (err) {
+      this.release(held)
+      held.length = 0
+      await this.discard(wrote, group)
+      throw err
+    } finally {
+      this.release(held)
+    }
   }
 
   /** Bytes of all blocks under a held root (dag-pb Tsize). */
@@ -285,21 +439,32 @@ export class ContentService extends TypedEventEmitter<ContentEvents> {
       }
     } finally {
       if (want != null) d?.removeWant(want)
+      // The reader went away: withdraw what no one else waits for.
+      if (options.signal?.aborted === true) d?.cancelIdle()
     }
   }
 
   /**
    * Fetches a whole file or directory into the store (rarest first, from every holder found),
-   * then announces it. Resumes from the blocks already held.
+   * then announces it. Resumes from the blocks already held. Aborted (the client went away), it
+   * stops its downloads unless another request waits for them, and forgets the root unless
+   * another fetch of it goes on; failed, it is kept and resumed on the next start (see
+   * resumeDownloads).
    */
   async fetch (root: CID | string, options: { signal?: AbortSignal, onProgress?: (p: FetchProgress) => void } = {}): Promise<ContentStat> {
     const cid = typeof root === 'string' ? parseCid(root) : root
-    await this.blockstore.markDownload(cid)
+    const key = cid.toString()
+    const record: DownloadRecord = await this.blockstore.getDownload(cid) ?? { cid: key, attempts: 0, since: Date.now(), found: false }
+    record.attempts++
+    record.found ||= this.blockstore.has(cid)
+    await this.blockstore.markDownload(record)
+    this.fetching.set(key, (this.fetching.get(key) ?? 0) + 1)
+    const used: Download[] = []
     let files = 0
     let fetchedBlocks = 0
     const walk = async (c: CID, depth: number, hints: CID[]): Promise<void> => {
       if (depth > MAX_FETCH_DEPTH) throw new UnsupportedContentError(`directories deeper than ${MAX_FETCH_DEPTH}`)
-      const { get, download } = this.getter(c, { signal: options.signal, hints })
+      const { get, download } = this.getter(c, { signal: options.signal, hints, used })
       const kind = await this.kindOf(get, c, options.signal)
       if (kind === 'directory') {
         for (const entry of await listDirectory(get, c, options)) {
@@ -323,8 +488,23 @@ export class ContentService extends TypedEventEmitter<ContentEvents> {
         fetchedBlocks += d.blocksFromPeers - before
       }
     }
-    await walk(cid, 0, [])
-    await this.blockstore.clearDownload(cid)
+    try {
+      await walk(cid, 0, [])
+      await this.blockstore.clearDownload(cid).catch(() => {})
+    } catch (err) {
+      const last = this.fetching.get(key) === 1
+      if (options.signal?.aborted === true) {
+        for (const d of used) this.swarm.halt(d)
+        if (last) await this.blockstore.clearDownload(cid).catch(() => {})
+      } else if (!record.found && this.blockstore.has(cid)) {
+        await this.blockstore.markDownload({ ...record, found: true }).catch(() => {})
+      }
+      throw err
+    } finally {
+      const n = (this.fetching.get(key) ?? 1) - 1
+      if (n <= 0) this.fetching.delete(key)
+      else this.fetching.set(key, n)
+    }
     this.provide(cid)
     return { ...await this.stat(cid, options), fetchedBlocks }
   }
@@ -348,13 +528,11 @@ export class ContentService extends TypedEventEmitter<ContentEvents> {
     return await this.blockstore.pins()
   }
 
-  /**
-   * Removes every block not reachable from a pin or a download in progress, and stops
-   * announcing roots no longer held whole.
-   */
-  async gc (): Promise<{ removed: number, freed: number }> {
-    const keep = new Set<string>(this.importing)
-    const roots = [...(await this.pins()).map(p => parseCid(p.cid)), ...(await this.blockstore.downloads())]
+  /** Blocks reachable from a pin or a download in progress, and those of adds and `imports` in progress. */
+  private async reachable (imports: Iterable<ImportGroup> = this.imports.values()): Promise<Set<string>> {
+    const keep = new Set<string>(this.importing.keys())
+    for (const g of imports) for (const key of g.blocks) keep.add(key)
+    const roots = [...(await this.pins()).map(p => parseCid(p.cid)), ...(await this.blockstore.downloads()).map(d => parseCid(d.cid))]
     const mark = async (cid: CID, depth: number): Promise<void> => {
       const key = cid.toString()
       if (keep.has(key) || depth > MAX_FETCH_DEPTH + 8) return
@@ -365,11 +543,21 @@ export class ContentService extends TypedEventEmitter<ContentEvents> {
       for (const link of dagPb.decode(bytes).Links) await mark(link.Hash, depth + 1)
     }
     for (const root of roots) await mark(root, 0)
-    const provided = await this.blockstore.providedRoots()
+    return keep
+  }
+
+  /**
+   * Removes every block not reachable from a pin or a download in progress, and what a crash or a
+   * failed write left behind; then stops announcing roots no longer held whole. It only reads
+   * before it has freed space, so it works on a full disk.
+   */
+  async gc (): Promise<SweepResult> {
+    const keep = await this.reachable()
     const result = await this.blockstore.sweep(keep)
+    const provided = await this.blockstore.providedRoots().catch(() => [] as CID[])
     for (const root of provided) {
       if (!this.blockstore.has(root)) {
-        await this.blockstore.unmarkProvided(root)
+        await this.blockstore.unmarkProvided(root).catch(() => {})
         await this.routing.cancelProvide(root).catch(() => {})
       }
     }

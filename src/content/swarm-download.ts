@@ -583,6 +583,21 @@ export class Download {
     }
   }
 
+  /** Withdraws every request in flight when no one waits for the download (a reader went away). */
+  cancelIdle (): void {
+    if (this.active || this.closed) return
+    for (const s of this.sessions.values()) {
+      for (const key of s.inflight) {
+        const req = this.requests.get(key)
+        if (req == null) continue
+        s.send({ type: 'cancel', cid: this.leaves?.[req.index]?.cid ?? this.nodeCids.get(key) as CID })
+        s.cancelled.add(key)
+        this.release(key, s.peer)
+      }
+      s.inflight.clear()
+    }
+  }
+
   close (): void {
     if (this.closed) return
     this.closed = true

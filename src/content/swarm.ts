@@ -105,6 +105,16 @@ export class Swarm implements DownloadHost {
     return d
   }
 
+  /**
+   * Stops a download no one waits for any more (its last request went away): cancels what it has
+   * in flight and closes its sessions, so no more blocks arrive. One still waited on goes on.
+   */
+  halt (d: Download): void {
+    if (d.active || d.closed) return
+    d.close()
+    if (this.downloads.get(d.root.toString()) === d) this.downloads.delete(d.root.toString())
+  }
+
   private sweep (): void {
     const now = Date.now()
     for (const [key, d] of this.downloads) {

@@ -11,7 +11,10 @@
  * before anything is executed and never blamed on the proposer.
  *
  * Keys in the `ledger` sublevel: `b/<height>` block and commit, `r/<tx id>` receipts, `w/state`
- * the consensus write-ahead record, `e/<n>` evidence of double votes.
+ * the consensus write-ahead record, `w/b/<hash>` the blocks it commits us to (ours proposed, or
+ * voted for), `w/probe` the write that tells whether the store takes writes again, `e/<...>`
+ * evidence of double votes, `p/<tx id>` and `x/<n>` transactions we accepted and refused
+ * (pending.ts).
  */
 import * as dagCbor from '@ipld/dag-cbor'
 import type { Ed25519Key } from '../identity/ed25519.ts'
@@ -218,6 +221,12 @@ export function verifyCommit (block: Block, commit: Uint8Array[], validators: Va
 
 export interface StoredBlock { block: Block, commit: Uint8Array[] }
 
+/** One operation of a batch written to the ledger's sublevel. */
+export type BatchOp = { type: 'put', key: string, value: Uint8Array } | { type: 'del', key: string }
+
+/** Where a block the write-ahead record commits us to is kept. */
+export const walBlockKey = (hash: string): string => `w/b/${hash}`
+
 /** A receipt with only its defined fields (DAG-CBOR has no undefined). */
 function plainReceipt (r: Receipt): Receipt {
   const out: Receipt = { tx: r.tx, sender: r.sender, height: r.height, ok: r.ok }
@@ -236,11 +245,15 @@ export class ChainStore {
     this.db = db
   }
 
-  /** Writes a committed block with its commit and receipts, synced to disk. */
-  async putBlock (stored: StoredBlock, receipts: Receipt[]): Promise<void> {
-    const ops: Array<{ type: 'put', key: string, value: Uint8Array }> = [
+  /**
+   * Writes a committed block with its commit and receipts, synced to disk, in one batch with
+   * `also` (the write-ahead blocks and pending records the commit makes stale go with it).
+   */
+  async putBlock (stored: StoredBlock, receipts: Receipt[], also: BatchOp[] = []): Promise<void> {
+    const ops: BatchOp[] = [
       { type: 'put', key: `b/${pad(stored.block.header.height)}`, value: dagCbor.encode({ block: encodeBlock(stored.block), commit: stored.commit }) },
-      ...receipts.map(r => ({ type: 'put' as const, key: `r/${r.tx}`, value: dagCbor.encode(plainReceipt(r)) }))
+      ...receipts.map(r => ({ type: 'put' as const, key: `r/${r.tx}`, value: dagCbor.encode(plainReceipt(r)) })),
+      ...also
     ]
     await this.db.batch(ops, { sync: true } as Record<string, unknown>)
   }
@@ -266,10 +279,34 @@ export class ChainStore {
     return r
   }
 
-  async putWal (record: unknown): Promise<void> {
+  /**
+   * Writes the consensus write-ahead record (synced), with the blocks it commits us to that are
+   * not on disk yet: a restart that restores a decision, or our own proposal, then holds its block.
+   */
+  async putWal (record: unknown, blocks: Block[] = []): Promise<void> {
     const text = JSON.stringify(record)
-    await this.db.put('w/state', new TextEncoder().encode(text), { sync: true } as Record<string, unknown>)
+    await this.db.batch([
+      { type: 'put', key: 'w/state', value: new TextEncoder().encode(text) },
+      ...blocks.map(b => ({ type: 'put' as const, key: walBlockKey(blockHash(b.header)), value: encodeBlock(b) }))
+    ], { sync: true } as Record<string, unknown>)
     this.walText = text
+  }
+
+  /** The blocks written beside the write-ahead record (any height: the caller keeps those of its own). */
+  async walBlocks (): Promise<Array<{ hash: string, block: Block }>> {
+    const out: Array<{ hash: string, block: Block }> = []
+    for await (const [key, raw] of this.db.iterator({ gte: 'w/b/', lt: 'w/b0' })) out.push({ hash: key.slice(4), block: decodeBlock(raw) })
+    return out
+  }
+
+  /** Forgets the write-ahead record read or written last, so the next getWal reads what is on disk (after a failed write). */
+  forgetWal (): void {
+    this.walText = undefined
+  }
+
+  /** A small synced write: whether the store takes writes (again). Throws the store's error. */
+  async probe (): Promise<void> {
+    await this.db.put('w/probe', new TextEncoder().encode(String(Date.now())), { sync: true } as Record<string, unknown>)
   }
 
   /** The last write-ahead record: read from disk once, then kept from our own writes (only we write it). */

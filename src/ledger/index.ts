@@ -17,6 +17,7 @@ export function ledger (init: LedgerInit = {}): (components: LedgerComponents) =
 
 export { LedgerService, type TxStatus, COMMIT_PAUSE_MS, MAX_TXS_PER_BLOCK } from './service.ts'
 export { NotValidatorError } from './consensus-channel.ts'
+export { LedgerHaltedError, PERSIST_RETRY_MS, type HaltInfo } from './halt.ts'
 export { consensusProtocol, ledgerTopic, mempoolProtocol, SYNC_PROTOCOL, type LedgerTopic } from './wire.ts'
 export { devnetGenesis, faucetDid, faucetKey, FAUCET_GRANT, GENESIS_FILE, genesisJson, GenesisError, parseGenesis } from './genesis.ts'
 export type { Genesis, Parcel, Receipt } from './state.ts'

@@ -3,12 +3,16 @@
  * ordered by fee (highest first) and, for one sender, by nonce, so a block never holds a sender's
  * nonce n+1 without n. When full, a transaction must pay more than the cheapest one held to get in.
  *
- * Admission (CometBFT's CheckTx) checks the signature (once per transaction, through the decoder
- * the node shares with block checks), the nonce and, when given balances, that the sender can pay
- * the fee at the committed state; `recheck` after each commit drops what the new state makes
- * unpayable, so transactions no block can hold do not sit in the pool.
+ * Admission (CometBFT's CheckTx): what costs nothing to check and says nothing of the sender's
+ * account (the exact bytes already waiting, or already committed; the sender's limit) comes first,
+ * so a flood of forgeries past a sender's limit costs no Ed25519 verification; then the signature
+ * (once per transaction, through the decoder the node shares with block checks); then the nonce
+ * (not used, and at most MAX_NONCE_AHEAD past the sender's next) and, when given
+ * balances, that the sender can pay the fee at the committed state. So a forged transaction is
+ * refused as forged, whatever nonce it names. `recheck` after each commit drops what the new state
+ * makes unpayable, so transactions no block can hold do not sit in the pool.
  */
-import { InsufficientFundsError } from './state.ts'
+import { InsufficientFundsError, NonceGapError } from './state.ts'
 import { decodeTx, type Tx, type TxDecoder } from './tx.ts'
 
 /** Transactions held at most. */
@@ -17,6 +21,15 @@ export const MAX_MEMPOOL_TXS = 20_000
 export const MAX_MEMPOOL_BYTES = 32 * 1024 * 1024
 /** Transactions one sender may have waiting. */
 export const MAX_TXS_PER_SENDER = 64
+/**
+ * How far past the sender's committed next nonce a transaction may be (Ethereum's txpool keeps such
+ * "queued" ones likewise): one further ahead is refused with NonceGapError. Within it, one whose
+ * earlier nonces are missing waits for them (they may be on their way through another peer), at
+ * most GAP_LIFETIME_MS.
+ */
+export const MAX_NONCE_AHEAD = MAX_TXS_PER_SENDER
+/** A transaction waiting for a missing earlier nonce of its sender is dropped (as NonceGapError) after this long. */
+export const GAP_LIFETIME_MS = 10 * 60_000
 
 export class MempoolFullError extends Error {
   name = 'MempoolFullError'
@@ -34,16 +47,35 @@ export class DuplicateTxError extends Error {
   name = 'DuplicateTxError'
 }
 
+/** A waiting transaction pushed out by another (one paying more for its nonce, or for room in a full pool). */
+export class ReplacedTxError extends Error {
+  name = 'ReplacedTxError'
+}
+
+export { NonceGapError }
+
+export interface MempoolOptions {
+  decode?: TxDecoder
+  /** Whether these exact bytes were committed (their signature held): refused as stale with no signature check. */
+  committed?: (id: string) => boolean
+  /** Told of each waiting transaction another pushed out. */
+  onReplaced?: (tx: Tx, err: ReplacedTxError) => void
+}
+
 export class Mempool {
   private readonly byId = new Map<string, Tx>()
   private readonly bySender = new Map<string, Map<number, Tx>>()
+  /** When each waiting transaction came (for GAP_LIFETIME_MS). */
+  private readonly arrived = new Map<string, number>()
   private bytes = 0
   private readonly chain: string
   private readonly decode: TxDecoder
+  private readonly o: MempoolOptions
 
-  constructor (chain: string, options: { decode?: TxDecoder } = {}) {
+  constructor (chain: string, options: MempoolOptions = {}) {
     this.chain = chain
     this.decode = options.decode ?? decodeTx
+    this.o = options
   }
 
   get size (): number { return this.byId.size }
@@ -55,44 +87,68 @@ export class Mempool {
   /** Whether a transaction of `sender` with `nonce` is waiting. */
   hasNonce (sender: string, nonce: number): boolean { return this.bySender.get(sender)?.has(nonce) === true }
 
+  /** The nonce after `sender`'s run of waiting transactions from `next` (its committed next nonce). */
+  pendingNonce (sender: string, next: number): number {
+    const mine = this.bySender.get(sender)
+    let n = next
+    while (mine?.has(n) === true) n++
+    return n
+  }
+
   /**
    * Adds a transaction's bytes, given the sender's next nonce and (optionally) balance in the
-   * committed state. Throws the decoding errors, StaleNonceError, InsufficientFundsError (the
-   * balance cannot pay the fee), DuplicateTxError, SenderLimitError or MempoolFullError. Those
-   * rules are applied before the signature check as well, so a transaction they refuse is refused
-   * with their error whether or not its signature holds.
+   * committed state. Throws the decoding errors (InvalidSignatureError for a forgery),
+   * DuplicateTxError, SenderLimitError, StaleNonceError, NonceGapError, InsufficientFundsError
+   * (the balance cannot pay the fee) or MempoolFullError.
    */
-  add (bytes: Uint8Array, nextNonce: (sender: string) => number, balanceOf?: (sender: string) => bigint): Tx {
-    // The cheap rules run before the signature check, so what they refuse (a flood past a
-    // sender's limit, say) costs no Ed25519 verification; a transaction verified before skips
-    // that hook, and meets them here.
+  add (bytes: Uint8Array, nextNonce: (sender: string) => number, balanceOf?: (sender: string) => bigint, now = Date.now()): Tx {
+    // The checks that need no signature run before it (a refusal costs no Ed25519
+    // verification); a transaction verified before skips that hook, and meets them here.
     let checked = false
-    const tx = this.decode(bytes, this.chain, t => { this.admissible(t, nextNonce, balanceOf); checked = true })
-    if (!checked) this.admissible(tx, nextNonce, balanceOf)
+    const tx = this.decode(bytes, this.chain, t => { this.unsigned(t); checked = true })
+    if (!checked) this.unsigned(tx)
+    this.signed(tx, nextNonce, balanceOf)
     const mine = this.bySender.get(tx.sender) ?? new Map<number, Tx>()
     const same = mine.get(tx.payload.nonce)
     if (this.byId.size >= MAX_MEMPOOL_TXS || this.bytes + bytes.length > MAX_MEMPOOL_BYTES) {
       const cheapest = this.cheapest()
       if (cheapest == null || cheapest.payload.fee >= tx.payload.fee) throw new MempoolFullError('the mempool is full; pay a higher fee')
       this.remove(cheapest.id)
+      this.o.onReplaced?.(cheapest, new ReplacedTxError(`pushed out of a full mempool by ${tx.id}, which pays a higher fee`))
     }
-    if (same != null) this.remove(same.id)
+    if (same != null) {
+      this.remove(same.id)
+      this.o.onReplaced?.(same, new ReplacedTxError(`replaced by ${tx.id}, which pays a higher fee for nonce ${tx.payload.nonce}`))
+    }
     mine.set(tx.payload.nonce, tx)
     this.bySender.set(tx.sender, mine)
     this.byId.set(tx.id, tx)
+    this.arrived.set(tx.id, now)
     this.bytes += bytes.length
     return tx
   }
 
-  /** The rules that need no signature: duplicate, nonce, fee payable, the sender's limit. Throws their named errors. */
-  private admissible (tx: Tx, nextNonce: (sender: string) => number, balanceOf?: (sender: string) => bigint): void {
+  /**
+   * The rules that need no signature and read no account: these exact bytes waiting or committed
+   * already, the sender's limit. Throws their named errors.
+   */
+  private unsigned (tx: Tx): void {
     if (this.byId.has(tx.id)) throw new DuplicateTxError(`transaction ${tx.id} is already waiting`)
-    if (tx.payload.nonce < nextNonce(tx.sender)) throw new StaleNonceError(`nonce ${tx.payload.nonce} was used; next is ${nextNonce(tx.sender)}`)
-    if (balanceOf != null && balanceOf(tx.sender) < tx.payload.fee) throw new InsufficientFundsError(`balance ${balanceOf(tx.sender)} cannot pay the fee ${tx.payload.fee}`)
+    // The same bytes as a committed transaction: its signature held, and its nonce is used.
+    if (this.o.committed?.(tx.id) === true) throw new StaleNonceError(`transaction ${tx.id} is committed already; its nonce ${tx.payload.nonce} is used`)
     const mine = this.bySender.get(tx.sender)
-    const same = mine?.get(tx.payload.nonce)
-    if (same != null && same.payload.fee >= tx.payload.fee) throw new DuplicateTxError(`a transaction with nonce ${tx.payload.nonce} is already waiting; pay a higher fee to replace it`)
-    if (same == null && (mine?.size ?? 0) >= MAX_TXS_PER_SENDER) throw new SenderLimitError(`${tx.sender} has ${MAX_TXS_PER_SENDER} transactions waiting`)
+    if (mine?.has(tx.payload.nonce) !== true && (mine?.size ?? 0) >= MAX_TXS_PER_SENDER) throw new SenderLimitError(`${tx.sender} has ${MAX_TXS_PER_SENDER} transactions waiting`)
+  }
+
+  /** The rules for a transaction whose signature holds: nonce (neither used nor skipped), a fee that can be paid, a replacement that pays more. */
+  private signed (tx: Tx, nextNonce: (sender: string) => number, balanceOf?: (sender: string) => bigint): void {
+    const next = nextNonce(tx.sender)
+    const nonce = tx.payload.nonce
+    if (nonce < next) throw new StaleNonceError(`nonce ${nonce} was used; next is ${next}`)
+    if (nonce >= next + MAX_NONCE_AHEAD) throw new NonceGapError(`nonce ${nonce} skips too far ahead: next is ${next}, and at most ${MAX_NONCE_AHEAD - 1} past it may wait`)
+    if (balanceOf != null && balanceOf(tx.sender) < tx.payload.fee) throw new InsufficientFundsError(`balance ${balanceOf(tx.sender)} cannot pay the fee ${tx.payload.fee}`)
+    const same = this.bySender.get(tx.sender)?.get(nonce)
+    if (same != null && same.payload.fee >= tx.payload.fee) throw new DuplicateTxError(`a transaction with nonce ${nonce} is already waiting; pay a higher fee to replace it`)
   }
 
   private cheapest (): Tx | undefined {
@@ -105,6 +161,7 @@ export class Mempool {
     const tx = this.byId.get(id)
     if (tx == null) return
     this.byId.delete(id)
+    this.arrived.delete(id)
     this.bytes -= tx.bytes.length
     const mine = this.bySender.get(tx.sender)
     mine?.delete(tx.payload.nonce)
@@ -118,6 +175,22 @@ export class Mempool {
       const next = nextNonce(sender)
       for (const [nonce, tx] of mine) if (nonce < next) { out.push(tx); this.remove(tx.id) }
     }
+    return out
+  }
+
+  /**
+   * Drops what has waited longer than `lifetimeMs` for a missing earlier nonce of its sender;
+   * returns what it dropped, with the nonce each was missing.
+   */
+  expireGaps (nextNonce: (sender: string) => number, now = Date.now(), lifetimeMs = GAP_LIFETIME_MS): Array<{ tx: Tx, missing: number }> {
+    const out: Array<{ tx: Tx, missing: number }> = []
+    for (const [sender, mine] of this.bySender) {
+      const missing = this.pendingNonce(sender, nextNonce(sender))
+      for (const [nonce, tx] of mine) {
+        if (nonce > missing && now - (this.arrived.get(tx.id) ?? now) > lifetimeMs) out.push({ tx, missing })
+      }
+    }
+    for (const { tx } of out) this.remove(tx.id)
     return out
   }
 

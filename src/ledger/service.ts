@@ -7,9 +7,12 @@
  * the network only through the ports in its components (index.ts).
  *
  * Safety across crashes: the consensus state is written (synced) to a write-ahead record before
- * any proposal or vote leaves the node, and a committed block is written (synced) before the
- * node moves to the next height, so kill -9 at any moment loses no committed block and cannot make
- * a validator sign two different messages for one height, round and step.
+ * any proposal or vote leaves the node, with the block that proposal or vote commits us to (so a
+ * restart that restores a decision holds the block it decided), and a committed block is written
+ * (synced) before the node moves to the next height, so kill -9 at any moment loses no committed
+ * block and cannot make a validator sign two different messages for one height, round and step.
+ * A transaction answered "pending" was written first (pending.ts) and is submitted again after a
+ * restart. A write that fails halts the ledger until writes succeed again (halt.ts).
  *
  * Work done once (the measured costs: an Ed25519 verify is ~110 us, executing a block of 1,000
  * transfers a few ms once verified): every transaction's signature is checked once per node, by a
@@ -21,24 +24,19 @@
  * BLOCK_FILL_WAIT_MS).
  */
 import { logger } from '@libp2p/logger'
-import { TypedEventEmitter } from 'main-event'
-import { recordId } from '../identity/record.ts'
 import {
-  ChainStore, decodeConsensusMessage, decodeVote, encodeEvidenceMessage, InvalidEvidenceError, signProposal, signVote, verifyCommit, type DoubleVote, type StoredBlock
+  decodeConsensusMessage, encodeEvidenceMessage, InvalidEvidenceError, signProposal, signVote, verifyCommit, walBlockKey, type DoubleVote, type StoredBlock
 } from './chain.ts'
-import { ConsensusChannel, NotValidatorError } from './consensus-channel.ts'
+import { ConsensusChannel } from './consensus-channel.ts'
 import { Consensus, proposer, type Action } from './consensus.ts'
-import { FAUCET_GRANT, faucetDid, faucetKey } from './genesis.ts'
-import type { LedgerComponents, LedgerEvents, LedgerInit, LedgerStatus, Parcels } from './types.ts'
-import { Mempool } from './mempool.ts'
-import type { StateProof } from './merkle.ts'
-import {
-  blockHash, buildBlock, checkBlock, genesisState, proveKey, stateRoot, type Block, type Genesis, type LedgerState, type Parcel, type Receipt
-} from './state.ts'
+import { PERSIST_RETRY_MS } from './halt.ts'
+import type { LedgerComponents, LedgerInit, LedgerStatus } from './types.ts'
+import { GAP_LIFETIME_MS, StaleNonceError } from './mempool.ts'
+import { blockHash, buildBlock, checkBlock, type Block } from './state.ts'
 import { Executions } from './executions.ts'
 import { BlockSync, decodeSyncFrame, encodeSyncFrame, SYNC_INTERVAL_MS } from './sync.ts'
 import { TxChannel } from './tx-channel.ts'
-import { MAX_TX_BYTES, signTx, VerifiedTxCache, type Tx, type TxOp } from './tx.ts'
+import { LedgerIntake } from './intake.ts'
 import { evidenceHeightKept, ledgerTopic, MAX_EVIDENCE_AGE_HEIGHTS } from './wire.ts'
 
 const log = logger('peerverse:ledger')
@@ -59,28 +57,19 @@ export const EMPTY_BLOCK_WAIT_MS = 2_000
 export const PROPOSE_AT_ONCE_TXS = 256
 /** A proposer holding fewer than PROPOSE_AT_ONCE_TXS waits this long after the first for more (so a trickle is not a block per transaction). */
 export const BLOCK_FILL_WAIT_MS = 100
-/** Rejected transactions whose reason is kept for txStatus (oldest forgotten first). */
-export const MAX_REJECTED_KEPT = 10_000
+export { MAX_REJECTED_KEPT } from './pending.ts'
+/** Our pending transactions (answered "pending", not yet committed or refused) are sent again this often. */
+export const PENDING_RESEND_MS = 10_000
 /** Consensus messages for the next heights kept to replay when we get there. */
 export const MAX_EARLY_MESSAGES = 1000
 
-export type TxStatus =
-  | { status: 'pending' }
-  | { status: 'committed', height: number, receipt: Receipt }
-  | { status: 'rejected', error: string, message: string }
-  | { status: 'unknown' }
+export type { TxStatus } from './view.ts'
 
 type Settings = Required<Pick<LedgerInit, 'commitPauseMs' | 'emptyBlockWaitMs' | 'blockFillWaitMs' | 'syncIntervalMs'>> & Pick<LedgerInit, 'timeouts'>
 
-export class LedgerService extends TypedEventEmitter<LedgerEvents> implements Parcels {
-  state: LedgerState
-  readonly mempool: Mempool
-  readonly genesis: Genesis
-  /** Every transaction's signature is checked once here, whoever asks (mempool, proposal, commit). */
-  readonly txCache: VerifiedTxCache
+export class LedgerService extends LedgerIntake {
   private readonly c: LedgerComponents
   private readonly settings: Settings
-  private readonly chain: ChainStore
   private readonly txs: TxChannel
   private readonly messages: ConsensusChannel
   private readonly sync: BlockSync
@@ -96,7 +85,11 @@ export class LedgerService extends TypedEventEmitter<LedgerEvents> implements Pa
   private waitingForTxs?: { timer: ReturnType<typeof setTimeout>, fill?: ReturnType<typeof setTimeout>, onTx: () => void }
   /** (height/round)s whose proposal has waited for transactions already. */
   private readonly waited = new Set<string>()
-  private readonly rejected = new Map<string, { error: string, message: string }>()
+  /** Hashes of the blocks on disk beside the write-ahead record (removed with the next committed block). */
+  private readonly walBlocks = new Set<string>()
+  /** Peers' transactions the mempool refused, by error name. */
+  private readonly gossipRefused: Record<string, number> = {}
+  private resendTimer?: ReturnType<typeof setInterval>
   private unsubscribeBlocks?: () => void
   private syncTimer?: ReturnType<typeof setInterval>
   /** The height the consensus was last started for. */
@@ -108,7 +101,7 @@ export class LedgerService extends TypedEventEmitter<LedgerEvents> implements Pa
   private lastProgress = -Infinity
 
   constructor (init: LedgerInit, components: LedgerComponents) {
-    super()
+    super(components, init.persistRetryMs ?? PERSIST_RETRY_MS)
     this.c = components
     this.settings = {
       timeouts: init.timeouts,
@@ -117,11 +110,6 @@ export class LedgerService extends TypedEventEmitter<LedgerEvents> implements Pa
       blockFillWaitMs: init.blockFillWaitMs ?? BLOCK_FILL_WAIT_MS,
       syncIntervalMs: init.syncIntervalMs ?? SYNC_INTERVAL_MS
     }
-    this.genesis = components.genesis
-    this.state = genesisState(components.genesis)
-    this.chain = new ChainStore(components.store)
-    this.txCache = new VerifiedTxCache()
-    this.mempool = new Mempool(components.genesis.chain, { decode: this.txCache.decode })
     this.executed = new Executions(this.txCache.decode)
     const { gossip, protocols, onRejected } = components
     this.txs = new TxChannel({
@@ -129,7 +117,16 @@ export class LedgerService extends TypedEventEmitter<LedgerEvents> implements Pa
       gossip,
       protocols,
       onRejected,
-      admit: bytes => { this.mempool.add(bytes, s => this.nextNonce(s), s => this.balanceOf(s)) },
+      admit: bytes => {
+        try {
+          this.mempool.add(bytes, s => this.nextNonce(s), s => this.balanceOf(s))
+        } catch (err) {
+          // Dropped and counted (a skipped nonce among them: the gap may fill, and the sender's peer sends it again).
+          const name = (err as Error).name
+          this.gossipRefused[name] = (this.gossipRefused[name] ?? 0) + 1
+          throw err
+        }
+      },
       onAdded: () => { this.waitingForTxs?.onTx() },
       direct: () => this.isValidator,
       batchIntervalMs: init.txBatchIntervalMs
@@ -159,8 +156,6 @@ export class LedgerService extends TypedEventEmitter<LedgerEvents> implements Pa
     })
   }
 
-  get chainId (): string { return this.genesis.chain }
-
   get isValidator (): boolean { return this.validates(this.c.identity.did) }
 
   /** The chain as this peer sees it: id, height, last block, validators, mempool size, messages received. */
@@ -172,7 +167,10 @@ export class LedgerService extends TypedEventEmitter<LedgerEvents> implements Pa
       validators: this.state.validators,
       validator: this.isValidator,
       mempool: this.mempool.size,
-      consensusReceived: { ...this.consensusReceived }
+      consensusReceived: { ...this.consensusReceived },
+      halted: this.halt.info == null ? null : { ...this.halt.info },
+      pendingOwn: this.book.pendingCount,
+      gossipRefused: { ...this.gossipRefused }
     }
   }
 
@@ -197,6 +195,7 @@ export class LedgerService extends TypedEventEmitter<LedgerEvents> implements Pa
       this.state = state
     }
     log('chain %s at height %d', this.chainId, this.state.height)
+    const left = await this.book.load()
     this.unsubscribeBlocks = this.c.gossip.subscribe(ledgerTopic(this.chainId, 'blocks'), m => { this.onBlockGossip(m.data) })
     await this.messages.start()
     await this.sync.start()
@@ -205,13 +204,18 @@ export class LedgerService extends TypedEventEmitter<LedgerEvents> implements Pa
       // Only a node that has committed nothing for a while asks its peers (CometBFT's block sync
       // likewise runs only while behind): one that keeps committing is at the head, and a block
       // or message from further ahead starts a sync at once.
-      if (performance.now() - this.lastProgress < this.settings.syncIntervalMs) return
+      if (performance.now() - this.lastProgress < this.settings.syncIntervalMs || this.halt.halted) return
       void this.syncFromPeers()
       // Waiting on votes with no timer armed (L34/L47 need 2f+1 first): nothing else resends ours.
       if (this.consensus != null) this.messages.resend()
     }, this.settings.syncIntervalMs)
     this.syncTimer.unref?.()
-    await this.startHeight()
+    // What a crash left pending goes back in, in nonce order, and out to our peers again.
+    if (left.length > 0) log('submitting again %d pending transactions of ours', left.length)
+    this.resubmit(left)
+    this.resendTimer = setInterval(() => { this.resubmit(this.book.pendingTxs()) }, PENDING_RESEND_MS)
+    this.resendTimer.unref?.()
+    await this.serial(async () => { await this.startHeight() }).catch(() => {})
   }
 
   async stop (): Promise<void> {
@@ -219,6 +223,8 @@ export class LedgerService extends TypedEventEmitter<LedgerEvents> implements Pa
     this.started = false
     this.heightStarted = 0
     clearInterval(this.syncTimer)
+    clearInterval(this.resendTimer)
+    this.halt.stop()
     this.clearTimers()
     this.unsubscribeBlocks?.()
     this.unsubscribeBlocks = undefined
@@ -244,6 +250,8 @@ export class LedgerService extends TypedEventEmitter<LedgerEvents> implements Pa
   }
 
   private async startHeight (): Promise<void> {
+    // Halted: resume() starts the height once writes succeed again.
+    if (this.halt.halted) return
     // Once per height: a commit timer that fires after a later block came by sync or gossip
     // would otherwise start the same height again (restoring our own WAL, losing our proposal).
     if (this.heightStarted === this.state.height + 1) return
@@ -256,12 +264,20 @@ export class LedgerService extends TypedEventEmitter<LedgerEvents> implements Pa
     const height = this.state.height + 1
     const wal = await this.chain.getWal() as { height?: number, snapshot?: unknown } | undefined
     const restored = wal?.height === height && wal.snapshot != null
+    // The blocks our write-ahead record commits us to (ours proposed, or voted for): a restored
+    // decision or proposal needs its block, which no one else may hold (a lone validator's).
+    this.walBlocks.clear()
+    for (const { hash, block } of await this.chain.walBlocks()) {
+      this.walBlocks.add(hash)
+      if (restored && block.header.height === height) this.proposed.set(hash, block)
+    }
     this.consensus = restored
       ? Consensus.fromJSON(wal.snapshot as never)
       : new Consensus({ self: this.c.identity.did, validators: this.state.validators, height, timeouts: this.settings.timeouts })
-    // A restored machine re-arms what the crash lost and gossips its own messages again (the same
-    // signed bytes: Ed25519 signatures are deterministic).
-    await this.run(restored ? [...this.consensus.start(), ...this.consensus.ownMessages()] : this.consensus.start())
+    // A restored machine gossips its own messages again (the same signed bytes: Ed25519
+    // signatures are deterministic; held again, our precommit can go in a restored commit), then
+    // re-arms what the crash lost.
+    await this.run(restored ? [...this.consensus.ownMessages(), ...this.consensus.start()] : this.consensus.start())
     // Messages that arrived early for this height.
     const early = this.early.splice(0)
     for (const bytes of early) await this.onConsensusMessage(bytes)
@@ -308,7 +324,11 @@ export class LedgerService extends TypedEventEmitter<LedgerEvents> implements Pa
         const txs = this.mempool.select(s => this.nextNonce(s), MAX_TXS_PER_BLOCK, MAX_BLOCK_TX_BYTES)
         const built = buildBlock(this.state, txs, did, Math.max(Date.now(), this.lastTime() + 1), { decode: this.txCache.decode })
         // Left out: a nonce already used is stale for good; the rest waits for the post-commit recheck.
-        for (const s of built.skipped) if (s.error === 'NonceReusedError') this.mempool.remove(s.tx)
+        for (const s of built.skipped) {
+          if (s.error !== 'NonceReusedError') continue
+          this.mempool.remove(s.tx)
+          this.book.reject(s.tx, new StaleNonceError('its nonce was used by a committed transaction'))
+        }
         const hash = blockHash(built.block.header)
         this.proposed.set(hash, built.block)
         this.executed.remember(hash, this.state, built)
@@ -319,7 +339,7 @@ export class LedgerService extends TypedEventEmitter<LedgerEvents> implements Pa
       case 'propose': {
         const block = this.proposed.get(action.proposal.value)
         if (block == null) return
-        await this.chain.putWal({ height: consensus.state.height, snapshot: consensus.toJSON() })
+        await this.putWal(consensus, action.proposal.value)
         const bytes = await signProposal(key, { height: action.proposal.height, round: action.proposal.round, polRound: action.proposal.polRound, value: action.proposal.value }, block)
         // Our state machine holds its own proposal already, and we executed the block building it:
         // only the others need it.
@@ -328,7 +348,7 @@ export class LedgerService extends TypedEventEmitter<LedgerEvents> implements Pa
         return
       }
       case 'vote': {
-        await this.chain.putWal({ height: consensus.state.height, snapshot: consensus.toJSON() })
+        await this.putWal(consensus, action.vote.value)
         const bytes = await signVote(key, { type: action.vote.type, height: action.vote.height, round: action.vote.round, value: action.vote.value })
         this.messages.send(bytes)
         // Our own vote, just signed, goes straight to our state machine: no decoding and
@@ -353,11 +373,27 @@ export class LedgerService extends TypedEventEmitter<LedgerEvents> implements Pa
       }
       case 'commit': {
         const block = this.proposed.get(action.value)
-        if (block == null) { log.error('decided on a block we do not hold: %s', action.value); return }
+        if (block == null) {
+          // Restored from a record whose block is not on disk: the others commit it, and sync brings it.
+          log.error('decided on a block we do not hold: %s; fetching it from peers', action.value)
+          void this.syncFromPeers()
+          return
+        }
         const commit = action.precommits.map(v => this.messages.voteBytes(v)).filter((b): b is Uint8Array => b != null)
         // Our consensus decided on these precommits, each verified as it arrived: with all their
-        // bytes held, the commit need not be checked again.
-        await this.commitBlock({ block, commit }, commit.length === action.precommits.length)
+        // bytes held, the commit need not be checked again. Restored after a restart or a halt,
+        // it may hold only ours: enough for a lone validator, and otherwise sync brings the block.
+        const whole = commit.length === action.precommits.length
+        if (!whole) {
+          try {
+            verifyCommit(block, commit, this.state.validators)
+          } catch {
+            log('decided %s without the precommits\' bytes; fetching the block from peers', action.value)
+            void this.syncFromPeers()
+            return
+          }
+        }
+        await this.commitBlock({ block, commit }, true)
         // For followers: one copy per block, from its proposer (every validator sending its own
         // copy multiplied the largest message on the wire). A follower that misses it syncs.
         if (block.header.proposer === did) void this.c.gossip.publish(ledgerTopic(this.chainId, 'blocks'), encodeSyncFrame({ block, commit })).catch(() => {})
@@ -472,20 +508,33 @@ export class LedgerService extends TypedEventEmitter<LedgerEvents> implements Pa
    * then move on. `decided`: the commit is our own consensus's decision, its votes verified on arrival.
    */
   private async commitBlock (stored: StoredBlock, decided = false): Promise<void> {
-    if (stored.block.header.height !== this.state.height + 1) return
+    // Halted: nothing is applied that is not on disk (sync or gossip brings it again).
+    if (stored.block.header.height !== this.state.height + 1 || this.halt.halted) return
     if (!decided) verifyCommit(stored.block, stored.commit, this.state.validators)
     const hash = blockHash(stored.block.header)
     const { state, receipts } = this.executed.of(hash, stored.block, this.state)
-    await this.chain.putBlock(stored, receipts)
-    for (const r of receipts) this.txCache.forget(r.tx)
+    const ids = receipts.map(r => r.tx)
+    // In the block's own write: the write-ahead blocks of this height, and our pending records it settles.
+    const stale = [...this.walBlocks].map(h => ({ type: 'del' as const, key: walBlockKey(h) }))
+    await this.persist(async () => { await this.chain.putBlock(stored, receipts, [...stale, ...this.book.committedOps(ids)]) })
+    this.walBlocks.clear()
+    this.book.committed(ids)
+    for (const id of ids) this.txCache.committed(id)
     log('committed block %d: %d txs; mempool %d; cache %d hits %d misses', stored.block.header.height, stored.block.txs.length, this.mempool.size, this.txCache.hits, this.txCache.misses)
     this.state = state
     this.executed.clear()
     this.lastBlockTime = stored.block.header.time
     this.lastProgress = performance.now()
-    this.mempool.prune(s => this.nextNonce(s))
+    // What the block made invalid is refused, with its reason: a double spend's loser, for one.
+    const included = new Set(ids)
+    for (const tx of this.mempool.prune(s => this.nextNonce(s))) {
+      if (!included.has(tx.id)) this.book.reject(tx.id, new StaleNonceError(`nonce ${tx.payload.nonce} of ${tx.sender} was used by another transaction, committed at height ${state.height}`))
+    }
     for (const tx of this.mempool.recheck(s => this.nextNonce(s), s => this.balanceOf(s))) {
-      this.reject(tx.id, { name: 'InsufficientFundsError', message: `balance ${this.balanceOf(tx.sender)} cannot pay the fee of ${tx.sender}'s next transaction` })
+      this.book.reject(tx.id, { name: 'InsufficientFundsError', message: `balance ${this.balanceOf(tx.sender)} cannot pay the fee of ${tx.sender}'s next transaction` })
+    }
+    for (const { tx, missing } of this.mempool.expireGaps(s => this.nextNonce(s))) {
+      this.book.reject(tx.id, { name: 'NonceGapError', message: `nonce ${tx.payload.nonce} waited ${GAP_LIFETIME_MS / 60_000} minutes for nonce ${missing}, which never came` })
     }
     this.safeDispatchEvent('ledger:block', { detail: { height: state.height, hash, txs: stored.block.txs.length, stateRoot: stored.block.header.stateRoot } })
     // Only our own receipts go out as events.
@@ -514,102 +563,53 @@ export class LedgerService extends TypedEventEmitter<LedgerEvents> implements Pa
     this.waitingForTxs = undefined
   }
 
-  /** Remembers why a transaction was refused, for txStatus (the last MAX_REJECTED_KEPT). */
-  private reject (id: string, err: { name: string, message: string }): void {
-    this.rejected.delete(id)
-    this.rejected.set(id, { error: err.name, message: err.message })
-    if (this.rejected.size > MAX_REJECTED_KEPT) this.rejected.delete(this.rejected.keys().next().value as string)
-  }
+  // -- halting on a failed write -----------------------------------------------------------
 
-  // -- queries and transactions ---------------------------------------------------------------
-
-  nextNonce (sender: string): number {
-    return this.state.accounts.get(sender)?.nonce ?? 0
-  }
-
-  private balanceOf (sender: string): bigint {
-    return this.state.accounts.get(sender)?.balance ?? 0n
-  }
-
-  /** The next nonce for a new transaction of `sender`: past any waiting in the mempool. */
-  private pendingNonce (sender: string): number {
-    let n = this.nextNonce(sender)
-    while (this.mempool.hasNonce(sender, n)) n++
-    return n
-  }
-
-  /** Signs a transaction of ours with the next nonce and submits it. */
-  async submitOwn (op: TxOp, fee = 1n): Promise<Tx> {
-    const { did, key } = this.c.identity
-    const tx = await signTx(key, { chain: this.chainId, nonce: this.pendingNonce(did), fee, ...op } as never)
-    await this.submit(tx.bytes)
-    return tx
-  }
-
-  /** On a devnet: a faucet transfer to `to`, signed with the chain's public faucet key. */
-  async faucet (to: string, amount = FAUCET_GRANT): Promise<Tx> {
-    const faucet = faucetDid(this.chainId)
-    if (!this.state.accounts.has(faucet)) throw new NotValidatorError('this chain has no faucet (only devnets do)')
-    const tx = await signTx(faucetKey(this.chainId), { chain: this.chainId, nonce: this.pendingNonce(faucet), fee: 1n, kind: 'transfer', to, amount })
-    await this.submit(tx.bytes)
-    return tx
-  }
-
-  /** Adds a signed transaction to the mempool and sends it on (batched). Throws the mempool's named errors. */
-  async submit (bytes: Uint8Array): Promise<Tx> {
-    let tx: Tx
-    try {
-      tx = this.mempool.add(bytes, s => this.nextNonce(s), s => this.balanceOf(s))
-    } catch (err) {
-      // Its id is the CID of its bytes: no second decode (nor a signature check the refusal spared).
-      if (bytes instanceof Uint8Array && bytes.length <= MAX_TX_BYTES) this.reject(recordId(bytes), err as Error)
-      throw err
+  /**
+   * A write failed: drop what memory holds beyond the last write (the running height's machine,
+   * its timers and what it was told since), so that nothing is signed or applied from it, and
+   * try again by timer. Transactions are refused meanwhile.
+   */
+  protected enterHalt (err: unknown): void {
+    if (!this.started) return
+    if (this.halt.enter(err)) {
+      log.error('cannot write; the ledger halts until it can: %s', (err as Error).message)
+      this.safeDispatchEvent('ledger:halted', { detail: { ...this.halt.info! } })
     }
-    this.txs.send(bytes)
-    this.waitingForTxs?.onTx()
-    return tx
+    this.clearTimers()
+    this.consensus = undefined
+    this.heightStarted = 0
+    this.chain.forgetWal()
   }
 
-  async txStatus (id: string): Promise<TxStatus> {
-    const receipt = await this.chain.receipt(id)
-    if (receipt != null) return receipt.ok ? { status: 'committed', height: receipt.height, receipt } : { status: 'rejected', error: receipt.error ?? 'Error', message: receipt.message ?? '' }
-    if (this.mempool.has(id)) return { status: 'pending' }
-    const r = this.rejected.get(id)
-    return r != null ? { status: 'rejected', ...r } : { status: 'unknown' }
+  protected retryWrites (): void { void this.serial(async () => { await this.resume() }) }
+
+  protected send (bytes: Uint8Array): void { this.txs.send(bytes) }
+
+  protected onTxs (): void { this.waitingForTxs?.onTx() }
+
+  /** The retry timer: one small synced write; once it succeeds, the height starts again from what is on disk, as after a restart. */
+  private async resume (): Promise<void> {
+    if (!this.started || !this.halt.halted) return
+    try {
+      await this.chain.probe()
+    } catch (err) {
+      this.halt.enter(err)
+      return
+    }
+    log('writes succeed again; the ledger resumes at height %d', this.state.height + 1)
+    this.halt.clear()
+    this.safeDispatchEvent('ledger:resumed', { detail: { height: this.state.height } })
+    this.lastProgress = performance.now()
+    this.resubmit(this.book.pendingTxs())
+    await this.startHeight()
+    void this.syncFromPeers()
   }
 
-  balance (did: string): { balance: bigint, nonce: number, stake: bigint } {
-    return this.state.accounts.get(did) ?? { balance: 0n, nonce: 0, stake: 0n }
-  }
-
-  assetsOf (did: string): Array<{ id: string, name: string, content: string, owner: string }> {
-    return [...this.state.assets.values()].filter(a => a.owner === did)
-  }
-
-  parcelsOf (did: string): Parcel[] {
-    return [...this.state.parcels.values()].filter(p => p.owner === did)
-  }
-
-  /** The land parcels of one space (spaces ask this to decide who may build where). */
-  parcelsIn (space: string): Parcel[] {
-    return [...this.state.parcels.values()].filter(p => p.space === space)
-  }
-
-  /** The current head with a proof of one key against its state root. */
-  prove (key: string): { height: number, stateRoot: string, proof: StateProof } {
-    return { height: this.state.height, stateRoot: stateRoot(this.state), proof: proveKey(this.state, key) }
-  }
-
-  async block (height: number): Promise<StoredBlock | undefined> {
-    return await this.chain.getBlock(height)
-  }
-
-  /** Stored evidence of double votes: who signed two different votes for one (height, round, type). */
-  async evidence (): Promise<Array<{ validator: string, height: number, round: number, type: 'prevote' | 'precommit', values: Array<string | null> }>> {
-    return (await this.chain.evidence()).map(([a, b]) => {
-      const va = decodeVote(a)
-      const vb = decodeVote(b)
-      return { validator: va.validator, height: va.height, round: va.round, type: va.type, values: [va.value, vb.value] }
-    })
+  /** Writes the write-ahead record with the block `value` names when it is not on disk yet. */
+  private async putWal (consensus: Consensus, value: string | null): Promise<void> {
+    const block = value == null || this.walBlocks.has(value) ? undefined : this.proposed.get(value)
+    await this.persist(async () => { await this.chain.putWal({ height: consensus.state.height, snapshot: consensus.toJSON() }, block == null ? [] : [block]) })
+    if (block != null && value != null) this.walBlocks.add(value)
   }
 }

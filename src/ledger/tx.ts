@@ -166,6 +166,7 @@ export type TxDecoder = (bytes: Uint8Array, chain?: string, precheck?: (tx: Tx) 
  */
 export class VerifiedTxCache {
   private readonly entries = new Map<string, Tx>()
+  private readonly committedIds = new Set<string>()
   /** Entries kept at most. */
   readonly max: number
   /** Lookups answered without verifying, and verifications done (for tests and profiling). */
@@ -207,4 +208,19 @@ export class VerifiedTxCache {
   forget (id: string): void {
     this.entries.delete(id)
   }
+
+  /**
+   * Forgets a committed transaction and remembers its id (the last `max`), so a copy that comes
+   * again is known for a committed one, its signature already checked, and refused as stale
+   * without a second verification.
+   */
+  committed (id: string): void {
+    this.entries.delete(id)
+    this.committedIds.delete(id)
+    this.committedIds.add(id)
+    if (this.committedIds.size > this.max) this.committedIds.delete(this.committedIds.values().next().value as string)
+  }
+
+  /** Whether `id` was committed (one of the last `max` marked so). */
+  readonly isCommitted = (id: string): boolean => this.committedIds.has(id)
 }

@@ -6,6 +6,7 @@ import type { Ed25519Key } from '../identity/ed25519.ts'
 import type { DidOf, GossipPort, ProtocolPort, RejectSink } from '../net/ports.ts'
 import type { BytesSublevel } from '../store/store.ts'
 import type { Timeouts } from './consensus.ts'
+import type { HaltInfo } from './halt.ts'
 import type { Genesis, LedgerState, Parcel, Receipt } from './state.ts'
 
 export interface LedgerInit {
@@ -21,6 +22,8 @@ export interface LedgerInit {
   syncIntervalMs?: number
   /** How long our transactions wait to go together in one batch (default TX_BATCH_INTERVAL_MS). */
   txBatchIntervalMs?: number
+  /** How often a ledger halted by a failed write tries to write again (default PERSIST_RETRY_MS). */
+  persistRetryMs?: number
 }
 
 export interface LedgerComponents {
@@ -45,10 +48,14 @@ export interface LedgerEvents {
   'ledger:receipt': CustomEvent<Receipt>
   /** A validator signed two different votes for one height, round and step. */
   'ledger:evidence': CustomEvent<{ validator: string, height: number, round: number }>
+  /** A write failed: the ledger commits nothing and takes no transaction until writes succeed again. */
+  'ledger:halted': CustomEvent<HaltInfo>
+  /** Writes succeed again: the ledger goes on from its last committed height. */
+  'ledger:resumed': CustomEvent<{ height: number }>
 }
 
 /** The names of the ledger's events, as the API lists them. */
-export const LEDGER_EVENTS = ['ledger:block', 'ledger:receipt', 'ledger:evidence'] as const satisfies ReadonlyArray<keyof LedgerEvents>
+export const LEDGER_EVENTS = ['ledger:block', 'ledger:receipt', 'ledger:evidence', 'ledger:halted', 'ledger:resumed'] as const satisfies ReadonlyArray<keyof LedgerEvents>
 
 /** What a space asks the ledger: the land parcels of a space, to decide who may build where. */
 export interface Parcels {
@@ -67,4 +74,10 @@ export interface LedgerStatus {
   mempool: number
   /** Consensus messages received over direct links and over gossip. */
   consensusReceived: { direct: number, gossip: number }
+  /** Why the ledger is halted (it cannot write to its store), or null while it runs. */
+  halted: HaltInfo | null
+  /** Transactions we answered "pending" that no block has committed or refused yet. */
+  pendingOwn: number
+  /** Peers' transactions the mempool refused, by error name (NonceGapError for a skipped nonce, ...). */
+  gossipRefused: Record<string, number>
 }

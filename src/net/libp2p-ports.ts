@@ -55,12 +55,18 @@ export function libp2pGossip (net: Network): Libp2pGossip {
   const table = new Map<string, Set<GossipHandler>>()
   const changes = new Set<(peer: string, topic: string, subscribed: boolean) => void>()
   const taps = new Set<GossipHandler>()
+  // GossipSub announces each message's propagation source just before the message itself.
+  const sources = new WeakMap<object, string>()
+  const onSource = (evt: CustomEvent): void => {
+    const d = evt.detail as { propagationSource: PeerId, msg: object }
+    sources.set(d.msg, d.propagationSource.toString())
+  }
   const onMessage = (evt: CustomEvent): void => {
     const msg = evt.detail as { type: string, topic: string, from: PeerId, data: Uint8Array }
     if (msg.type !== 'signed') return
     const handlers = table.get(msg.topic)
     if (handlers == null) return
-    const message = { topic: msg.topic, from: msg.from.toString(), data: msg.data }
+    const message = { topic: msg.topic, from: msg.from.toString(), via: sources.get(msg), data: msg.data }
     for (const h of [...taps, ...handlers]) {
       try {
         const r = h(message)
@@ -72,6 +78,7 @@ export function libp2pGossip (net: Network): Libp2pGossip {
     const { peerId, subscriptions } = evt.detail as { peerId: PeerId, subscriptions: Array<{ topic: string, subscribe: boolean }> }
     for (const s of subscriptions) for (const h of changes) h(peerId.toString(), s.topic, s.subscribe)
   }
+  pubsub.addEventListener('gossipsub:message' as 'message', onSource as EventListener)
   pubsub.addEventListener('message', onMessage as EventListener)
   pubsub.addEventListener('subscription-change', onChange as EventListener)
   return {
@@ -122,6 +129,7 @@ export function libp2pGossip (net: Network): Libp2pGossip {
     },
     close () {
       taps.clear()
+      pubsub.removeEventListener('gossipsub:message' as 'message', onSource as EventListener)
       pubsub.removeEventListener('message', onMessage as EventListener)
       pubsub.removeEventListener('subscription-change', onChange as EventListener)
       changes.clear()

@@ -10,8 +10,10 @@ import type { CID } from 'multiformats/cid'
 /** A gossip message that passed the transport's signature check. */
 export interface GossipMessage {
   topic: string
-  /** Peer id of the signer. */
+  /** Peer id of the signer (the origin, with strict signing). */
   from: string
+  /** Peer id of the connected peer that passed it to us, where the transport says. */
+  via?: string
   data: Uint8Array
 }
 

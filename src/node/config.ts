@@ -1,10 +1,10 @@
 /**
  * Node configuration: embedded defaults, then `config.json` in the data dir, then flags.
  * Validation is a pure function that names the bad field; nothing starts on a bad config.
- * Node-only where it reads config.json from the data dir (node:fs).
+ * Node-only where it reads config.json from the data dir and makes the dir owner-only (node:fs).
  */
 import { multiaddr } from '@multiformats/multiaddr'
-import { readFile } from 'node:fs/promises'
+import { chmod, lstat, mkdir, opendir, readFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import type { DhtMode } from '../net/network.ts'
 import { DEFAULT_BALLAST_BYTES } from '../store/disk.ts'
@@ -166,4 +166,50 @@ export async function readConfigFile (dataDir: string): Promise<PartialConfig | 
 /** Defaults < config file < overrides, validated. */
 export async function loadConfig (dataDir: string, overrides?: PartialConfig): Promise<NodeConfig> {
   return validateConfig(mergeConfig(defaultConfig(dataDir), await readConfigFile(dataDir), overrides))
+}
+
+/** Entries `ownerOnlyDataDir` fixes at most (the dir itself, at 0700, already shuts others out of the rest). */
+export const MAX_DATA_DIR_WALK_ENTRIES = 100_000
+/** Mode of the data dir and every directory in it. */
+export const DATA_DIR_MODE = 0o700
+/** Mode of every file in the data dir. */
+export const DATA_FILE_MODE = 0o600
+
+/**
+ * Makes the data dir owner-only whoever made it: creates it 0700 if missing, sets it to 0700, and
+ * walks what is inside (not following links, at most `maxEntries` entries) setting directories to
+ * 0700 and files to 0600. Returns the entries seen and whether the walk stopped at the bound.
+ */
+export async function ownerOnlyDataDir (dataDir: string, options: { maxEntries?: number } = {}): Promise<{ entries: number, truncated: boolean }> {
+  const maxEntries = options.maxEntries ?? MAX_DATA_DIR_WALK_ENTRIES
+  await mkdir(dataDir, { recursive: true, mode: DATA_DIR_MODE })
+  await chmod(dataDir, DATA_DIR_MODE)
+  let entries = 0
+  const dirs = [dataDir]
+  for (let dir = dirs.pop(); dir != null; dir = dirs.pop()) {
+    let handle
+    try {
+      handle = await opendir(dir)
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') continue
+      throw err
+    }
+    for await (const entry of handle) {
+      // Leaving the loop closes the directory handle.
+      if (entries >= maxEntries) return { entries, truncated: true }
+      entries++
+      const path = join(dir, entry.name)
+      try {
+        const st = await lstat(path)
+        if (st.isSymbolicLink()) continue
+        const want = st.isDirectory() ? DATA_DIR_MODE : DATA_FILE_MODE
+        if ((st.mode & 0o777) !== want) await chmod(path, want)
+        if (st.isDirectory()) dirs.push(path)
+      } catch (err) {
+        // Gone since it was listed (LevelDB compacting, a .tmp renamed): nothing to fix.
+        if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err
+      }
+    }
+  }
+  return { entries, truncated: false }
 }

@@ -9,7 +9,7 @@ import { logger } from '@libp2p/logger'
 import { randomBytes, base64url } from '../identity/hash.ts'
 import { TokenBuckets } from '../net/rate-limit.ts'
 import { ExcludedError, SpaceRateLimitError } from './errors.ts'
-import { publishFrame } from './frames.ts'
+import { openStored, publishFrame, sealStored } from './frames.ts'
 import { checkActive, type Joined, type SpaceCore } from './joined.ts'
 export { MAX_HELD_WORLD_RECORDS, WorldLog, type WorldRecordRange } from './joined.ts'
 import { createWorldRecord, isExcluded, verifyWorldRecord } from './records.ts'
@@ -20,24 +20,32 @@ import {
 
 const log = logger('peerverse:space')
 
-/** World updates per author per second, and burst. */
+/** World updates per author per second, and burst (what every receiver takes). */
 export const WORLD_UPDATES_PER_SECOND = 20
 export const WORLD_UPDATE_BURST = 100
+/** Of WORLD_UPDATE_BURST, the tokens our own peer keeps in hand for delays on the way. */
+export const WORLD_SEND_MARGIN = 10
+/** World updates per signing peer per second (any authors), and burst. */
+export const WORLD_UPDATES_PER_PEER_PER_SECOND = 40
+export const WORLD_UPDATE_PEER_BURST = 200
 
 
 export class SpaceEdits {
   private readonly core: SpaceCore
   private readonly buckets = new TokenBuckets(WORLD_UPDATES_PER_SECOND, WORLD_UPDATE_BURST)
+  private readonly sendBuckets = new TokenBuckets(WORLD_UPDATES_PER_SECOND, WORLD_UPDATE_BURST - WORLD_SEND_MARGIN)
+  private readonly peerBuckets = new TokenBuckets(WORLD_UPDATES_PER_PEER_PER_SECOND, WORLD_UPDATE_PEER_BURST)
 
   constructor (core: SpaceCore) {
     this.core = core
   }
 
-  /** Replays the records we accepted before: they passed the rules then, so their authors' rights are taken as given. */
+  /** Replays the records we accepted before (opened with the group key in a private space): they passed the rules then, so their authors' rights are taken as given. */
   async replay (j: Joined): Promise<void> {
     const id = j.d.id
-    for await (const bytes of this.core.store.world(id)) {
+    for await (const stored of this.core.store.world(id)) {
       try {
+        const bytes = openStored(j, stored)
         const rec = verifyWorldRecord(bytes, id)
         j.edits.accepted(j.edits.world.apply(rec.author, rec.update, { ...this.editContext(j), owner: rec.author }), bytes)
       } catch (err) {
@@ -70,11 +78,16 @@ export class SpaceEdits {
     await this.edit(j, removeObject(j.edits.world, this.core.did, objectId))
   }
 
+  /** Our edit: past the receivers' per-author limit (less a margin) it is refused with SpaceRateLimitError and not sent. */
   private async edit (j: Joined, update: Uint8Array): Promise<void> {
     checkActive(this.core, j)
-    const rec = await createWorldRecord(this.core.key, j.d.id, update)
+    const id = j.d.id
+    if (!this.sendBuckets.take(id)) {
+      throw new SpaceRateLimitError(`not sent: receivers take ${WORLD_UPDATE_BURST - WORLD_SEND_MARGIN} world edits at once, then ${WORLD_UPDATES_PER_SECOND} a second (try again in ${this.sendBuckets.wait(id)} ms)`)
+    }
+    const rec = await createWorldRecord(this.core.key, id, update)
     const applied = j.edits.world.apply(this.core.did, update, this.editContext(j))
-    await this.core.store.addWorld(j.d.id, rec.bytes, true)
+    await this.core.store.addWorld(id, sealStored(j, rec.bytes), true)
     j.edits.accepted(applied, rec.bytes)
     this.core.emit('space:world', { space: j.d.id, author: this.core.did, objects: applied.objects })
     await publishFrame(this.core.gossip, j, { t: 'world', d: rec.bytes })
@@ -104,14 +117,15 @@ export class SpaceEdits {
     }
   }
 
-  /** A world record from gossip or a sync answer (`synced`: not rate-limited). */
-  async take (j: Joined, bytes: Uint8Array, synced: boolean, now: number): Promise<void> {
+  /** A world record from gossip (`from`: the peer that signed the gossip message) or a sync answer (`synced`: not rate-limited). */
+  async take (j: Joined, bytes: Uint8Array, synced: boolean, now: number, from?: string): Promise<void> {
     const id = j.d.id
     const rec = verifyWorldRecord(bytes, id)
+    if (!synced && from != null && !this.peerBuckets.take(`${id}/${from}`, 1, now)) throw new SpaceRateLimitError(`peer ${from} signs more than ${WORLD_UPDATES_PER_PEER_PER_SECOND} world updates a second`)
     // An update made before the owner took its author's rights away is judged as made then.
     const before = (j.policy.revoked[rec.author] ?? 0) >= decodeWorldUpdate(rec.update).clockEnd
     if (!before && isExcluded(j.d, j.policy, rec.author, now)) throw new ExcludedError(`${rec.author} is kept out of ${id}`)
-    if (!synced && !this.buckets.take(`${id}/${rec.author}`)) throw new SpaceRateLimitError(`${rec.author} sends more than ${WORLD_UPDATES_PER_SECOND} world updates a second`)
+    if (!synced && !this.buckets.take(`${id}/${rec.author}`, 1, now)) throw new SpaceRateLimitError(`${rec.author} sends more than ${WORLD_UPDATES_PER_SECOND} world updates a second`)
     const ctx = this.editContext(j, before ? rec.author : undefined)
     // Someone who may edit nothing here gets no room in the queue of updates awaiting others.
     if (rec.author !== ctx.owner && !ctx.editors.has(rec.author) && !this.ownsParcelIn(id, rec.author)) {
@@ -125,7 +139,7 @@ export class SpaceEdits {
       const recBytes = byId.get(a.id)
       log.held.delete(a.id)
       if (recBytes == null) continue
-      await this.core.store.addWorld(id, recBytes)
+      await this.core.store.addWorld(id, sealStored(j, recBytes))
       log.accepted(a.applied, recBytes)
       this.core.emit('space:world', { space: id, author: verifyWorldRecord(recBytes, id).author, objects: a.applied.objects })
     }

@@ -5,6 +5,7 @@
  */
 export { NotAMemberError } from './crypto.ts'
 export { InvalidSpaceRecordError, NotSpaceOwnerError } from './records.ts'
+export { AdmissionRequiredError, InvalidAdmissionError } from './admission.ts'
 
 export class SpaceNotFoundError extends Error { name = 'SpaceNotFoundError' }
 export class NotJoinedError extends Error { name = 'NotJoinedError' }

@@ -6,6 +6,7 @@
  */
 import * as dagCbor from '@ipld/dag-cbor'
 import type { GossipPort } from '../net/ports.ts'
+import { ADMISSION_NONCE_BYTES } from './admission.ts'
 import { InvalidSpaceRequestError } from './errors.ts'
 import type { Joined } from './joined.ts'
 import { MAX_BEACON_BYTES, MAX_CHAT_BYTES, MAX_POLICY_BYTES, MAX_WORLD_RECORD_BYTES } from './records.ts'
@@ -17,7 +18,11 @@ export const MAX_FRAME_RECORD_BYTES = Math.max(MAX_POLICY_BYTES, MAX_WORLD_RECOR
 export const MAX_SPACE_GOSSIP_BYTES = MAX_POLICY_BYTES + 4 * 1024
 
 export type FrameKind = 'beacon' | 'bye' | 'chat' | 'world' | 'policy' | 'keys' | 'presence' | 'x'
-export interface GossipFrame { t: FrameKind, d: Uint8Array }
+/** A frame: its kind, its record, and (chat and beacons) the author's admission proof, admission.ts. */
+export interface GossipFrame { t: FrameKind, d: Uint8Array, w?: Uint8Array }
+
+/** Kinds whose frames carry our admission proof when we have one. */
+const ADMITTED_KINDS = new Set<FrameKind>(['chat', 'beacon'])
 
 const FRAME_KINDS = new Set<string>(['beacon', 'bye', 'chat', 'world', 'policy', 'keys', 'presence', 'x'])
 
@@ -42,13 +47,16 @@ export function decodeFrame (bytes: Uint8Array): GossipFrame {
     throw new InvalidSpaceRequestError('space message must be {t, d}')
   }
   if (f.d.length > MAX_FRAME_RECORD_BYTES) throw new InvalidSpaceRequestError(`space message record over ${MAX_FRAME_RECORD_BYTES} bytes`)
-  return { t: f.t, d: f.d }
+  if (f.w === undefined) return { t: f.t, d: f.d }
+  if (!(f.w instanceof Uint8Array) || f.w.length !== ADMISSION_NONCE_BYTES) throw new InvalidSpaceRequestError(`an admission proof is ${ADMISSION_NONCE_BYTES} bytes`)
+  return { t: f.t, d: f.d, w: f.w }
 }
 
 /** Publishes a frame on the space's topic, sealed in a private space unless `clear`. */
 export async function publishFrame (gossip: Pick<GossipPort, 'publish'>, j: Joined, frame: GossipFrame, clear = false): Promise<void> {
   let out = frame
-  if (j.d.private && !clear) out = { t: 'x', d: j.keys.seal('gossip', dagCbor.encode(frame), 'no group key for this space') }
+  if (j.admission != null && ADMITTED_KINDS.has(frame.t)) out = { ...frame, w: j.admission }
+  if (j.d.private && !clear) out = { t: 'x', d: j.keys.seal('gossip', dagCbor.encode(out), 'no group key for this space') }
   await gossip.publish(spaceTopic(j.d.id), dagCbor.encode(out)).catch(err => {
     // No peer in the space yet is not an error for a member alone in it.
     if (!/NoPeersSubscribedToTopic|PublishError/.test(String((err as Error).message ?? err))) throw err
@@ -79,4 +87,14 @@ export function openSynced (j: Joined, kind: FrameKind, bytes: Uint8Array): Uint
   const frame = decodeFrame(bytes)
   if (frame.t !== 'x') throw new InvalidSpaceRequestError('a private space syncs only sealed records')
   return j.keys.open('sync', frame.d)
+}
+
+/** A chat or world record as we store it: sealed under the group key in a private space. */
+export function sealStored (j: Joined, bytes: Uint8Array): Uint8Array {
+  return j.d.private ? j.keys.seal('store', bytes, 'no group key to store this space\'s records under') : bytes
+}
+
+/** A stored chat or world record, opened in a private space (UnknownEpochError, DecryptError). */
+export function openStored (j: Joined, bytes: Uint8Array): Uint8Array {
+  return j.d.private ? j.keys.open('store', bytes) : bytes
 }

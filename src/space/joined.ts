@@ -11,8 +11,9 @@ import type { Framed } from '../net/framed.ts'
 import { ExcludedError, NotJoinedError } from './errors.ts'
 import type { KeyRing } from './keyring.ts'
 import type { MemberView, PresenceState } from './presence.ts'
-import { isExcluded, type Chat, type Descriptor, type PolicyPayload } from './records.ts'
-import { MAX_CHAT_HISTORY, type SpaceStore } from './store.ts'
+import type { ChatHistory } from './history.ts'
+import { isExcluded, type Descriptor, type PolicyPayload } from './records.ts'
+import type { SpaceStore } from './store.ts'
 import { World, type AppliedUpdate, type UpdateRange } from './world.ts'
 
 /** A land parcel of a space from the ledger (x/y of a parcel are metres on x/z). */
@@ -35,26 +36,6 @@ export interface SpaceEvents {
 
 /** A chat message as the API shows it (chat.ts). */
 export interface ChatView { id: string, author: string, text: string, ts: number }
-
-/** A space's chat history in memory (chat.ts): the newest MAX_CHAT_HISTORY, in (ts, id) order. */
-export class ChatLog {
-  readonly messages: Chat[] = []
-  readonly ids = new Set<string>()
-
-  /** Adds a message in (ts, id) order; false when it is a duplicate or older than all we keep. */
-  add (chat: Chat): boolean {
-    const list = this.messages
-    if (this.ids.has(chat.id)) return false
-    if (list.length >= MAX_CHAT_HISTORY && (chat.ts < list[0].ts || (chat.ts === list[0].ts && chat.id < list[0].id))) return false
-    this.ids.add(chat.id)
-    // Most arrive in order, so insert from the end.
-    let i = list.length
-    while (i > 0 && (list[i - 1].ts > chat.ts || (list[i - 1].ts === chat.ts && list[i - 1].id > chat.id))) i--
-    list.splice(i, 0, chat)
-    while (list.length > MAX_CHAT_HISTORY) this.ids.delete(list.shift()!.id)
-    return true
-  }
-}
 
 /** Signed records we hold while their updates wait for earlier ones (World.offer holds the updates). */
 export const MAX_HELD_WORLD_RECORDS = 256
@@ -103,7 +84,10 @@ export interface Joined {
   removed: boolean
   /** Group keys and envelopes of a private space (keyring.ts). */
   readonly keys: KeyRing
-  readonly chat: ChatLog
+  /** The chat history kept, by part (history.ts). */
+  readonly chat: ChatHistory
+  /** Our admission proof for a public space we do not own (admission.ts), sent with our chat and beacons. */
+  admission?: Uint8Array
   /** The world document and the signed records it was built from (edits.ts). */
   readonly edits: WorldLog
   /** Our presence and the members we hear of (the pure model, presence.ts). */

@@ -10,7 +10,7 @@ import { decryptGroup, encryptGroup, NotAMemberError, openKeyEnvelope } from './
 export const MAX_KEY_EPOCHS = 64
 
 /** What our traffic under a group key is for: bound into each message as associated data. */
-export type SealedChannel = 'gossip' | 'sync' | 'presence'
+export type SealedChannel = 'gossip' | 'sync' | 'presence' | 'store'
 
 const enc = new TextEncoder()
 

@@ -5,10 +5,12 @@
  * fetches what it lacks (descriptor, policy, key envelopes) over the sync protocol, loads what is
  * held (keys, world, chat), subscribes to the space's gossip and pulls the rest from a few peers.
  */
+import * as dagCbor from '@ipld/dag-cbor'
 import { logger } from '@libp2p/logger'
 import { CID } from 'multiformats/cid'
 import type { SpaceChat } from './chat.ts'
-import { ChatLog } from './chat.ts'
+import { solveAdmission, isAdmitted } from './admission.ts'
+import { ChatHistory } from './chat.ts'
 import { WorldLog, type SpaceEdits } from './edits.ts'
 import { ExcludedError, InvalidSpaceRequestError, NotAMemberError, SpaceNotFoundError, TooManySpacesError } from './errors.ts'
 import { spaceTopic } from './frames.ts'
@@ -124,24 +126,40 @@ export class SpaceMembership {
       policy,
       removed: false,
       keys: new KeyRing(id),
-      chat: new ChatLog(),
+      chat: new ChatHistory(),
       edits: new WorldLog(),
       presence: createPresence(d.grid, name, avatar),
       streams: new PresenceStreams(),
       unsubscribe: () => {}
     }
-    // Keys first (private spaces): the history is stored in the clear, but what arrives is sealed.
+    // Keys first (private spaces): the history is stored sealed under them, and what arrives is sealed.
     await this.parts.policy.loadKeys(j, MAX_KEY_EPOCHS)
     if (j.keys.keys.size > 0) j.removed = false
     if (d.private && j.keys.keys.size === 0) throw new NotAMemberError(`no key of private space ${id} is sealed to us`)
     await this.parts.edits.replay(j)
     await this.parts.chat.replay(j)
+    // A public space we do not own hears us only with our admission proof: found once, kept.
+    if (!d.private && d.owner !== this.core.did) j.admission = await this.admission(id, options.signal)
     this.core.joined.set(id, j)
     await store.setMembership(id, { name, avatar, joined: Date.now() })
     j.unsubscribe = this.core.gossip.subscribe(spaceTopic(id), this.parts.onGossip)
     void this.announce(id)
     void this.syncFromPeers(j).catch(err => { log('sync of %s: %s', id, (err as Error).message) })
     void this.parts.presence.sendBeacon(j).catch(() => {})
+  }
+
+  /** Our admission proof for a space: the one stored, or a new one (stored for next time). */
+  private async admission (id: string, signal?: AbortSignal): Promise<Uint8Array> {
+    const stored = await this.core.store.get('a', id)
+    if (stored != null) {
+      try {
+        const v = dagCbor.decode(stored) as { did?: unknown, nonce?: unknown }
+        if (v.did === this.core.did && v.nonce instanceof Uint8Array && isAdmitted(id, this.core.did, v.nonce)) return v.nonce
+      } catch {}
+    }
+    const nonce = await solveAdmission(id, this.core.did, { signal })
+    await this.core.store.put('a', id, dagCbor.encode({ did: this.core.did, nonce }))
+    return nonce
   }
 
   /** Leaves a space: a leaving notice, streams closed, topic left, membership forgotten. */

@@ -15,7 +15,7 @@ import { TypedEventEmitter } from 'main-event'
 import type { Ed25519Key } from '../identity/ed25519.ts'
 import { PROTOCOL_MAX_INBOUND_STREAMS, PROTOCOL_MAX_OUTBOUND_STREAMS } from '../net/limits.ts'
 import type { GossipMessage, GossipPort, ProtocolPort, RejectSink, RoutingPort } from '../net/ports.ts'
-import { SpaceChat, type ChatView } from './chat.ts'
+import { SpaceChat, type ChatView, type Source } from './chat.ts'
 import { SpaceEdits } from './edits.ts'
 import { InvalidSpaceRequestError } from './errors.ts'
 import { MAX_SPACE_GOSSIP_BYTES, openGossip, SPACE_TOPIC_PREFIX, spaceTopic, type FrameKind } from './frames.ts'
@@ -94,8 +94,8 @@ export class SpaceService extends TypedEventEmitter<SpaceEvents> {
       joined: new Map(),
       emit: (type, detail) => { this.safeDispatchEvent(type, { detail } as any) }
     }
-    this.presence = new SpacePresence(this.core, { interest: init.interest !== false })
     this.chats = new SpaceChat(this.core)
+    this.presence = new SpacePresence(this.core, { interest: init.interest !== false }, (j, did) => this.chats.known(j, did))
     this.edits = new SpaceEdits(this.core)
     this.policy = new SpacePolicy(this.core, (j, did) => { this.presence.dropMember(j, did) })
     this.sync = new SpaceSync(this.core, this.policy, async (j, kind, bytes, from, synced) => { await this.ingest(j, kind, bytes, from, synced) })
@@ -219,7 +219,7 @@ export class SpaceService extends TypedEventEmitter<SpaceEvents> {
   // -- gossip ------------------------------------------------------------------------------------
 
   /** A gossip message on a space topic. */
-  private async onGossip ({ topic, from, data }: GossipMessage): Promise<void> {
+  private async onGossip ({ topic, from, via, data }: GossipMessage): Promise<void> {
     const j = this.core.joined.get(topic.slice(SPACE_TOPIC_PREFIX.length))
     if (j == null) return
     if (data.length > MAX_SPACE_GOSSIP_BYTES) {
@@ -228,21 +228,21 @@ export class SpaceService extends TypedEventEmitter<SpaceEvents> {
     }
     try {
       const frame = openGossip(j, data)
-      await this.ingest(j, frame.t, frame.d, from, false)
+      await this.ingest(j, frame.t, frame.d, from, false, { peer: from, via, proof: frame.w })
     } catch (err) {
       this.core.reject(from, 'gossip:' + topic, err as Error)
     }
   }
 
   /** Hands one record (unsealed) from gossip or a sync answer to its part. */
-  private async ingest (j: Joined, kind: FrameKind, bytes: Uint8Array, from: string, synced: boolean): Promise<void> {
+  private async ingest (j: Joined, kind: FrameKind, bytes: Uint8Array, from: string, synced: boolean, src?: Source): Promise<void> {
     const now = Date.now()
     switch (kind) {
-      case 'beacon': this.presence.takeBeacon(j, bytes, from, now); return
+      case 'beacon': this.presence.takeBeacon(j, bytes, from, now, src?.proof); return
       case 'bye': this.presence.takeBye(j, bytes, now); return
       case 'presence': this.presence.takeGossipFrame(j, from, bytes); return
-      case 'chat': await this.chats.take(j, bytes, synced, now); return
-      case 'world': await this.edits.take(j, bytes, synced, now); return
+      case 'chat': await this.chats.take(j, bytes, synced, now, src); return
+      case 'world': await this.edits.take(j, bytes, synced, now, synced ? undefined : from); return
       case 'policy': await this.policy.takePolicy(j.d, bytes); return
       case 'keys': await this.policy.takeEnvelope(j.d, bytes); return
       default: throw new InvalidSpaceRequestError(`unknown frame kind ${String(kind)}`)

@@ -4,15 +4,19 @@
  *   p/<id>            latest policy bytes
  *   k/<id>/<epoch>    key envelopes sealed to us (private spaces), by epoch
  *   j/<id>            our membership: display name and avatar (present while joined)
- *   c/<id>/<ts>/<cid> chat records, trimmed to MAX_CHAT_HISTORY
+ *   a/<id>            our admission proof for the space (admission.ts): {did, nonce}
+ *   c/<id>/<ts>/<cid> chat records of known authors, n/<id>/<ts>/<cid> of newcomers (history.ts
+ *                     decides what is kept; the store deletes what it evicts)
  *   w/<id>/<n>        accepted world-update records in acceptance order (replayed at start)
- * Writes that acknowledge a user's action (create, say, world edits) are synced to disk.
+ * Chat and world records of a private space are stored sealed under its group key (the caller
+ * seals them); the rest in the clear. Writes that acknowledge a user's action (create, say, world
+ * edits) are synced to disk.
  */
 import { KeyedLock } from '../store/keyed-lock.ts'
 import type { BytesSublevel } from '../store/store.ts'
+import type { ChatArea } from './history.ts'
 
-/** Chat messages kept per space, the newest. */
-export const MAX_CHAT_HISTORY = 500
+export { MAX_CHAT_HISTORY } from './history.ts'
 
 const enc = new TextEncoder()
 const dec = new TextDecoder()
@@ -21,6 +25,13 @@ export interface Membership { name: string, avatar: string, joined: number }
 
 function pad (n: number, width = 16): string {
   return n.toString().padStart(width, '0')
+}
+
+/** Where a chat record is stored: its part of the history, time and id. */
+export interface ChatKey { area: ChatArea, ts: number, id: string }
+
+function chatKey (space: string, c: ChatKey): string {
+  return `${c.area === 'known' ? 'c' : 'n'}/${space}/${pad(c.ts)}/${c.id}`
 }
 
 export class SpaceStore {
@@ -32,11 +43,11 @@ export class SpaceStore {
     this.db = db
   }
 
-  async get (kind: 's' | 'p' | 'k', id: string): Promise<Uint8Array | undefined> {
+  async get (kind: 's' | 'p' | 'k' | 'a', id: string): Promise<Uint8Array | undefined> {
     return await this.db.get(`${kind}/${id}`)
   }
 
-  async put (kind: 's' | 'p' | 'k', id: string, bytes: Uint8Array, sync = false): Promise<void> {
+  async put (kind: 's' | 'p' | 'k' | 'a', id: string, bytes: Uint8Array, sync = false): Promise<void> {
     await this.db.put(`${kind}/${id}`, bytes, { sync } as Record<string, unknown>)
   }
 
@@ -60,17 +71,21 @@ export class SpaceStore {
     return out
   }
 
-  async addChat (id: string, ts: number, cid: string, bytes: Uint8Array, sync = false): Promise<void> {
-    await this.db.put(`c/${id}/${pad(ts)}/${cid}`, bytes, { sync } as Record<string, unknown>)
-    // Trim the oldest past the bound.
-    const keys: string[] = []
-    for await (const k of this.db.keys({ gte: `c/${id}/`, lt: `c/${id}0`, reverse: true })) keys.push(k)
-    if (keys.length > MAX_CHAT_HISTORY) await this.db.batch(keys.slice(MAX_CHAT_HISTORY).map(key => ({ type: 'del' as const, key })))
+  /** Stores a chat record in its part and deletes the ones the history evicted for it, in one batch. */
+  async addChat (id: string, chat: ChatKey & { bytes: Uint8Array }, evicted: ChatKey[] = [], sync = false): Promise<void> {
+    await this.db.batch([
+      { type: 'put' as const, key: chatKey(id, chat), value: chat.bytes },
+      ...evicted.map(e => ({ type: 'del' as const, key: chatKey(id, e) }))
+    ], { sync } as Record<string, unknown>)
   }
 
-  async chat (id: string): Promise<Uint8Array[]> {
-    const out: Uint8Array[] = []
-    for await (const v of this.db.values({ gte: `c/${id}/`, lt: `c/${id}0` })) out.push(v)
+  /** The stored chat records of a space, known authors' first, each in (ts, id) order. */
+  async chat (id: string): Promise<Array<{ area: ChatArea, bytes: Uint8Array }>> {
+    const out: Array<{ area: ChatArea, bytes: Uint8Array }> = []
+    for (const area of ['known', 'new'] as const) {
+      const p = area === 'known' ? 'c' : 'n'
+      for await (const v of this.db.values({ gte: `${p}/${id}/`, lt: `${p}/${id}0` })) out.push({ area, bytes: v })
+    }
     return out
   }
 

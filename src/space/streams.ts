@@ -15,6 +15,7 @@ import { framed, UnexpectedEOFError, type Framed } from '../net/framed.ts'
 import { PROTOCOL_TIMEOUT_MS } from '../net/limits.ts'
 import type { RemotePeer } from '../net/ports.ts'
 import { TokenBuckets } from '../net/rate-limit.ts'
+import { checkAdmission } from './admission.ts'
 import { ExcludedError, InvalidSpaceRequestError, NotJoinedError, SpaceRateLimitError } from './errors.ts'
 import { publishFrame } from './frames.ts'
 import { MAX_PRESENCE_HZ, MAX_ROSTER_MEMBERS, STILL_HEARTBEAT_MS, type Quat, type Vec3 } from './interest.ts'
@@ -71,10 +72,13 @@ export class SpacePresence {
   private readonly core: SpaceCore
   private readonly interest: boolean
   private readonly beaconBuckets = new TokenBuckets(BEACONS_PER_PEER_PER_SECOND, BEACON_BURST)
+  /** Whether the space knows an author (chat.ts): its beacons need no admission proof, and find room in a full roster. */
+  private readonly known: (j: Joined, did: string) => boolean
 
-  constructor (core: SpaceCore, options: { interest: boolean }) {
+  constructor (core: SpaceCore, options: { interest: boolean }, known: (j: Joined, did: string) => boolean = () => false) {
     this.core = core
     this.interest = options.interest
+    this.known = known
   }
 
   // -- what we do --------------------------------------------------------------------------------
@@ -213,8 +217,12 @@ export class SpacePresence {
 
   // -- what others send ------------------------------------------------------------------------
 
-  /** A beacon from gossip: checked (author, policy, peer, age, rate, roster), then applied. */
-  takeBeacon (j: Joined, bytes: Uint8Array, from: string, now: number): void {
+  /**
+   * A beacon from gossip: checked (author, policy, peer, age, rate, an admission proof from an
+   * author the space does not know, roster), then applied. In a full roster a known author takes
+   * the place of the member unknown to the space heard from longest ago.
+   */
+  takeBeacon (j: Joined, bytes: Uint8Array, from: string, now: number, proof?: Uint8Array): void {
     const id = j.d.id
     const b = verifyBeacon(bytes, id, now)
     if (b.author === this.core.did) return
@@ -222,7 +230,14 @@ export class SpacePresence {
     if (b.peer !== from) throw new InvalidSpaceRequestError(`beacon names peer ${b.peer} but came from ${from}`)
     if (b.ts < now - MAX_BEACON_AGE_MS) throw new InvalidSpaceRequestError('a stale beacon')
     if (!this.beaconBuckets.take(from)) throw new SpaceRateLimitError(`more than ${BEACONS_PER_PEER_PER_SECOND} beacons a second`)
-    if (!j.presence.members.has(b.author) && j.presence.members.size >= MAX_ROSTER_MEMBERS) throw new SpaceRateLimitError(`space roster holds ${MAX_ROSTER_MEMBERS} members`)
+    const known = this.known(j, b.author)
+    if (!known) checkAdmission(id, b.author, proof)
+    if (!j.presence.members.has(b.author) && j.presence.members.size >= MAX_ROSTER_MEMBERS) {
+      let stranger: { did: string, seenAt: number } | undefined
+      if (known) for (const m of j.presence.members.values()) if (!this.known(j, m.did) && (stranger == null || m.seenAt < stranger.seenAt)) stranger = m
+      if (stranger == null) throw new SpaceRateLimitError(`space roster holds ${MAX_ROSTER_MEMBERS} members`)
+      this.dropMember(j, stranger.did)
+    }
     const seen = applyBeacon(j.presence, b, now)
     if (seen == null) return
     if (seen.oldPeer != null) this.closeOut(j, seen.oldPeer)

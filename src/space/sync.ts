@@ -20,7 +20,7 @@ import type { Joined, SpaceCore } from './joined.ts'
 import { MAX_KEY_EPOCHS } from './keyring.ts'
 import type { SpacePolicy } from './policy.ts'
 import { MAX_POLICY_BYTES, parseSpaceId, verifyDescriptor } from './records.ts'
-import { MAX_CHAT_HISTORY } from './store.ts'
+import { MAX_CHAT_HISTORY, MAX_NEWCOMER_CHAT } from './history.ts'
 import { World } from './world.ts'
 
 const log = logger('peerverse:space')
@@ -188,7 +188,7 @@ export class SpaceSync {
     let chats = 0
     await this.request(peer, { op: 'chat', space: id }, async frame => {
       await this.ingest(j, 'chat', openSynced(j, 'chat', frame), peer, true)
-      return ++chats < MAX_CHAT_HISTORY
+      return ++chats < MAX_CHAT_HISTORY + MAX_NEWCOMER_CHAT
     })
     for (let round = 0; round < MAX_SYNC_WORLD_ROUNDS; round++) {
       let got = 0

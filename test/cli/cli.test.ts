@@ -47,7 +47,7 @@ describe('peerverse CLI', () => {
     await runCli(['init', '--data', dir])
     const r = await runCli(['status', '--data', dir])
     assert.equal(r.code, 1)
-    assert.match(r.stderr, /no running peer/)
+    assert.match(r.stderr, /no peer is running for /)
   })
 
   it('exits with a clear error when a port is in use', async () => {

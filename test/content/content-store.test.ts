@@ -162,7 +162,7 @@ describe('block store over a real LevelDB', () => {
     assert.equal(used, made.reduce((n, b) => n + b.bytes.length, 0))
     await first.blocks.pin({ cid: made[0].cid.toString(), size: 1000, name: 'zero', pinnedAt: 1 })
     await first.blocks.pin({ cid: made[1].cid.toString(), size: 1777, pinnedAt: 2 })
-    await first.blocks.markDownload(made[2].cid)
+    await first.blocks.markDownload({ cid: made[2].cid.toString(), attempts: 2, since: 1234, found: true })
     await first.blocks.markProvided(made[3].cid)
     await first.store.close()
 
@@ -175,7 +175,7 @@ describe('block store over a real LevelDB', () => {
       { cid: made[0].cid.toString(), size: 1000, name: 'zero', pinnedAt: 1 },
       { cid: made[1].cid.toString(), size: 1777, pinnedAt: 2 }
     ])
-    assert.deepEqual((await second.blocks.downloads()).map(String), [made[2].cid.toString()])
+    assert.deepEqual(await second.blocks.downloads(), [{ cid: made[2].cid.toString(), attempts: 2, since: 1234, found: true }])
     assert.deepEqual((await second.blocks.providedRoots()).map(String), [made[3].cid.toString()])
     assert.equal(await second.blocks.unpin(made[1].cid), true)
     assert.equal(await second.blocks.unpin(made[1].cid), false)
@@ -239,16 +239,16 @@ describe('block store over a real LevelDB', () => {
     keep.add((await rawBlock(utf8('not held'))).cid.toString())
     const result = await blocks.sweep(keep)
     const gone = made.filter(b => !keep.has(b.cid.toString()))
-    assert.deepEqual(result, { removed: 4, freed: gone.reduce((n, b) => n + b.bytes.length, 0) })
+    assert.deepEqual(result, { removed: 4, freed: gone.reduce((n, b) => n + b.bytes.length, 0), strays: 0, indexPending: 0 })
     for (const b of made) assert.equal(blocks.has(b.cid), keep.has(b.cid.toString()), b.cid.toString())
     assert.equal(blocks.blockCount, 2)
     assert.equal(blocks.usedBytes, made[1].bytes.length + made[4].bytes.length)
     assert.deepEqual(await filesOnDisk(dir), [made[1].cid.toString(), made[4].cid.toString()].sort())
-    assert.deepEqual(await blocks.sweep(new Set()), { removed: 2, freed: made[1].bytes.length + made[4].bytes.length })
+    assert.deepEqual(await blocks.sweep(new Set()), { removed: 2, freed: made[1].bytes.length + made[4].bytes.length, strays: 0, indexPending: 0 })
     assert.equal(blocks.blockCount, 0)
   })
 
-  it('cleanTemporary removes .tmp leftovers of a crash and nothing else', async t => {
+  it('repair removes .tmp leftovers of a crash and nothing else', async t => {
     const defer = cleanups(t)
     const dir = await tempDir(defer, 'content')
     const { blocks } = await openBlocks(dir, GiB, defer)
@@ -260,7 +260,7 @@ describe('block store over a real LevelDB', () => {
     for (const p of leftovers) await writeFile(p, seededBytes(100, 41))
     const bystander = join(dir, BLOCKS_DIR, 'zz', 'notes.txt')
     await writeFile(bystander, utf8('not a temporary file'))
-    await blocks.cleanTemporary()
+    assert.deepEqual(await blocks.repair(), { removed: 0, freed: 200, strays: 2, indexPending: 0 })
     for (const p of leftovers) assert.equal(await exists(p), false, p)
     assert.equal(await exists(bystander), true)
     assertSameBytes(await blocks.get(b.cid), b.bytes)
@@ -538,18 +538,18 @@ describe('content service on a node that is not started', () => {
     assert.deepEqual((await node.content.pins()).map(p => p.cid), [pinned.cid.toString()])
 
     const first = await node.content.gc()
-    assert.deepEqual(first, { removed: 2, freed: 500_000 + bRootSize })
+    assert.deepEqual(first, { removed: 2, freed: 500_000 + bRootSize, strays: 0, indexPending: 0 })
     assert.equal(blocks.has(loose.cid), false)
     assert.equal(blocks.has(pinned.cid), true)
     assertSameBytes(await readAll(node.content.cat(pinned.cid)), a)
     const stat = await node.content.stat(pinned.cid)
     assert.equal(stat.localBlocks, 3)
     // Nothing more to collect.
-    assert.deepEqual(await node.content.gc(), { removed: 0, freed: 0 })
+    assert.deepEqual(await node.content.gc(), { removed: 0, freed: 0, strays: 0, indexPending: 0 })
 
     assert.equal(await node.content.unpin(pinned.cid), true)
     assert.equal(await node.content.unpin(pinned.cid), false)
-    assert.deepEqual(await node.content.gc(), { removed: 4, freed: a.length + aRootSize })
+    assert.deepEqual(await node.content.gc(), { removed: 4, freed: a.length + aRootSize, strays: 0, indexPending: 0 })
     assert.equal(blocks.blockCount, 0)
     assert.equal(blocks.usedBytes, 0)
     assert.deepEqual(await filesOnDisk(node.config.dataDir), [])

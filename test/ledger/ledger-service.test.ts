@@ -28,7 +28,7 @@ import {
   MAX_PROPOSAL_RECORD_BYTES, MAX_VOTE_BYTES, PROPOSAL_TYPE, signProposal, signVote
 } from '../../src/ledger/chain.ts'
 import { proposer } from '../../src/ledger/consensus.ts'
-import { MAX_TXS_PER_SENDER, Mempool } from '../../src/ledger/mempool.ts'
+import { MAX_NONCE_AHEAD, MAX_TXS_PER_SENDER, Mempool } from '../../src/ledger/mempool.ts'
 import { consensusProtocol, ledger, LedgerService, ledgerTopic, mempoolProtocol } from '../../src/ledger/index.ts'
 import { MAX_EXECUTED_BLOCKS } from '../../src/ledger/executions.ts'
 import { MAX_BLOCK_TX_BYTES, MAX_REJECTED_KEPT, MAX_TXS_PER_BLOCK } from '../../src/ledger/service.ts'
@@ -207,7 +207,7 @@ describe('mempool admission and recheck', () => {
     assert.equal(pool.size, 1)
   })
 
-  it('refuses by its cheap rules before any signature check: a flood past a sender\'s limit, stale nonces, unpayable fees and duplicates cost no verification', async () => {
+  it('refuses a flood past a sender\'s limit and duplicates before any signature check, and a forgery as forged whatever its nonce or fee', async () => {
     const cache = new VerifiedTxCache()
     const pool = new Mempool(CHAIN, { decode: cache.decode })
     const next = (s: string): number => s === dids[1] ? 5 : 0
@@ -219,14 +219,17 @@ describe('mempool admission and recheck', () => {
     const past = await transfer(0, MAX_TXS_PER_SENDER)
     for (let i = 0; i < 100; i++) assert.throws(() => pool.add(forged(past), next, balanceOf), { name: 'SenderLimitError' })
     assert.throws(() => pool.add(past.bytes, next, balanceOf), { name: 'SenderLimitError' })
-    const [stale, unpayable, first, other] = await Promise.all([transfer(1, 4), transfer(2, 0), transfer(0, 0), transfer(3, 0)])
-    assert.throws(() => pool.add(forged(stale), next, balanceOf), { name: 'StaleNonceError' })
-    assert.throws(() => pool.add(forged(unpayable), next, balanceOf), { name: 'InsufficientFundsError' })
+    const [stale, unpayable, first, other, gap] = await Promise.all([transfer(1, 4), transfer(2, 0), transfer(0, 0), transfer(3, 0), transfer(3, MAX_NONCE_AHEAD)])
     assert.throws(() => pool.add(first.bytes, next, balanceOf), { name: 'DuplicateTxError' })
-    // None of those reached a signature check; a forgery the cheap rules let through still fails it.
+    // None of those reached a signature check.
     assert.equal(cache.misses, MAX_TXS_PER_SENDER)
-    assert.throws(() => pool.add(forged(other), next, balanceOf), { name: 'InvalidSignatureError' })
-    assert.equal(cache.misses, MAX_TXS_PER_SENDER + 1)
+    // A forgery is refused as forged, whatever its nonce (used, skipping ahead, or next) or fee.
+    for (const t of [stale, unpayable, other, gap]) assert.throws(() => pool.add(forged(t), next, balanceOf), { name: 'InvalidSignatureError' })
+    assert.equal(cache.misses, MAX_TXS_PER_SENDER + 4)
+    // The same transactions well signed meet the nonce and fee rules.
+    assert.throws(() => pool.add(stale.bytes, next, balanceOf), { name: 'StaleNonceError' })
+    assert.throws(() => pool.add(unpayable.bytes, next, balanceOf), { name: 'InsufficientFundsError' })
+    assert.throws(() => pool.add(gap.bytes, next, balanceOf), { name: 'NonceGapError' })
     assert.equal(pool.size, MAX_TXS_PER_SENDER)
   })
 
@@ -346,7 +349,7 @@ describe('LedgerService on a stub network (one validator)', () => {
     const poor = keys[7] // no account: cannot pay any fee
     const ids: string[] = []
     for (let n = 0; n <= MAX_REJECTED_KEPT; n++) {
-      const t = await signTx(poor, { chain: CHAIN, nonce: n, fee: 1n, kind: 'transfer', to: dids[0], amount: 1n })
+      const t = await signTx(poor, { chain: CHAIN, nonce: 0, fee: 1n, kind: 'transfer', to: dids[0], amount: BigInt(n + 1) })
       await assert.rejects(service.submit(t.bytes), { name: 'InsufficientFundsError' })
       ids.push(t.id)
     }
@@ -497,17 +500,19 @@ describe('LedgerService on a stub network (a follower): gossiped transactions', 
     await drain(service)
     assert.equal(service.mempool.size, valid.length)
     for (const t of valid) assert.ok(service.mempool.has(t.id), t.id)
-    // The valid ones and the broken signature cost a signature check each; the other chain and the
-    // unfunded sender are refused before theirs (cheap rules first), so nothing is spent on them.
-    assert.equal(service.txCache.misses, valid.length + 1)
-    assert.equal(service.txCache.size, valid.length)
+    // The valid ones, the broken signature and the unfunded sender cost a signature check each
+    // (the signature comes before the account's rules); the other chain is refused before its.
+    assert.equal(service.txCache.misses, valid.length + 2)
+    assert.equal(service.txCache.size, valid.length + 1)
     // The same batch again: nothing added, nothing well signed verified twice (the broken one failed
     // verification, is not remembered, and so is checked again).
     deliver(service, topic, encodeTxBatch(batch))
     assert.equal(service.inboxSize, batch.length)
     await drain(service)
     assert.equal(service.mempool.size, valid.length)
-    assert.equal(service.txCache.misses, valid.length + 2)
+    assert.equal(service.txCache.misses, valid.length + 3)
+    // Each refusal counted by its reason.
+    assert.deepEqual(service.status().gossipRefused, { WrongChainError: 2, InvalidSignatureError: 2, InsufficientFundsError: 2, DuplicateTxError: valid.length })
     // What is not a batch never reaches the inbox.
     deliver(service, topic, Uint8Array.of(0xff, 1, 2))
     deliver(service, topic, dagCbor.encode(['text']))

@@ -14,6 +14,7 @@ import { generateKeyPair } from '@libp2p/crypto/keys'
 import { initIdentity } from '../../src/identity/keystore.ts'
 import { devnetGenesis, genesisJson } from '../../src/ledger/genesis.ts'
 import { signTx } from '../../src/ledger/tx.ts'
+import { MAX_NONCE_AHEAD } from '../../src/ledger/mempool.ts'
 import { faucetDid, faucetKey } from '../../src/ledger/genesis.ts'
 import { MAX_API_SUBMIT_BATCH_TXS } from '../../src/api/server.ts'
 import { verifyLightClientProof } from '../../src/ledger/chain.ts'
@@ -99,6 +100,19 @@ describe('ledger', { timeout: 300_000 }, () => {
       const res = await a.api.raw('POST', '/api/v0/ledger/submit', { body: JSON.stringify({ tx: Buffer.from(wrongChain.bytes).toString('base64') }), headers: { 'content-type': 'application/json' } })
       assert.equal(res.status, 400)
       assert.equal((await res.json() as { error: string }).error, 'WrongChainError')
+      // A nonce that skips too far ahead, and a forged sender (a byte of the signature changed, whatever its nonce).
+      const faucet = faucetDid(status.chain)
+      const { nonce } = await a.api.request<Balance>('GET', `/api/v0/ledger/balance/${encodeURIComponent(faucet)}`)
+      const skip = await signTx(faucetKey(status.chain), { chain: status.chain, nonce: nonce + MAX_NONCE_AHEAD, fee: 1n, kind: 'transfer', to: b.ready.did, amount: 5n })
+      const stale = await signTx(faucetKey(status.chain), { chain: status.chain, nonce: 0, fee: 1n, kind: 'transfer', to: b.ready.did, amount: 6n })
+      const forge = (bytes: Uint8Array): string => { const f = Uint8Array.from(bytes); f[12] ^= 1; return Buffer.from(f).toString('base64') }
+      const submit = async (tx: string): Promise<{ status: number, error: string }> => {
+        const r = await a.api.raw('POST', '/api/v0/ledger/submit', { body: JSON.stringify({ tx }), headers: { 'content-type': 'application/json' } })
+        return { status: r.status, error: (await r.json() as { error: string }).error }
+      }
+      assert.deepEqual(await submit(Buffer.from(skip.bytes).toString('base64')), { status: 400, error: 'NonceGapError' })
+      assert.deepEqual(await submit(forge(stale.bytes)), { status: 400, error: 'InvalidSignatureError' })
+      assert.deepEqual(await submit(forge(skip.bytes)), { status: 400, error: 'InvalidSignatureError' })
     })
 
     it('a light client checks a balance from a proof and a signed header, and catches a lying peer', async () => {
@@ -269,6 +283,10 @@ describe('ledger', { timeout: 300_000 }, () => {
       const s2 = await vals[1].api.request<TxStatus>('GET', `/api/v0/ledger/tx/${two.id}`)
       const committed = [s1, s2].filter(s => s.status === 'committed')
       assert.equal(committed.length, 1, JSON.stringify([s1, s2]))
+      // Where each was submitted, the loser is refused with its reason, not unknown.
+      const loser = s1.status === 'committed' ? { peer: vals[2], id: two.id } : { peer: vals[0], id: one.id }
+      const lost = await final(loser.peer, loser.id)
+      assert.equal(lost.status, 'rejected', JSON.stringify(lost))
     })
   })
 })

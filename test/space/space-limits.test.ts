@@ -33,6 +33,7 @@ import {
   MAX_PRESENCE_STREAMS_PER_PEER, MAX_SPACE_GOSSIP_BYTES, MAX_SYNC_FRAME_BYTES, MAX_SYNC_REQUEST_BYTES, MAX_SYNC_STATE_VECTOR_BYTES, PRESENCE_FRAMES_PER_SECOND,
   PRESENCE_PROTOCOL, SPACE_PROTOCOL, spaceTopic, SYNC_BURST, SYNC_REQUESTS_PER_SECOND
 } from '../../src/space/index.ts'
+import { solveAdmission } from '../../src/space/admission.ts'
 import { exchange, LocalPeers, waiter, type Answer } from '../helpers/local-peers.ts'
 
 /** How long any single step may take before the test fails instead of hanging. */
@@ -63,7 +64,16 @@ function padded (body: Record<string, unknown>, size: number): Uint8Array {
   throw new Error(`cannot pad to ${size} bytes`)
 }
 
-const frameOf = (t: string, d: Uint8Array): Uint8Array => dagCbor.encode({ t, d })
+/** A gossip frame; `w` is its author's admission proof. */
+const frameOf = (t: string, d: Uint8Array, w?: Uint8Array): Uint8Array => dagCbor.encode(w == null ? { t, d } : { t, d, w })
+
+/** The admission proof of `did` in `space` (found once, as a peer does). */
+const proofs = new Map<string, Promise<Uint8Array>>()
+async function proofOf (space: string, did: string): Promise<Uint8Array> {
+  const key = `${space}/${did}`
+  if (!proofs.has(key)) proofs.set(key, solveAdmission(space, did))
+  return await (proofs.get(key) as Promise<Uint8Array>)
+}
 
 function beaconOf (space: string, peer: string, over: Partial<BeaconPayload> = {}): BeaconPayload {
   return { space, peer, addrs: [], name: 'mallory', avatar: '', position: [20, 0, 20], rotation: [0, 0, 0, 1], ts: Date.now(), ...over }
@@ -302,11 +312,12 @@ describe('crafted gossip on a space topic', { timeout: 60_000 }, () => {
     const author = keyOf(12)
     const N = 3 * CHAT_BURST
     const chats = await Promise.all(Array.from({ length: N }, async (_, i) => await createChat(author, space, `flood ${i}`)))
+    const w = await proofOf(space, didOf(author))
     const since = mark(victim)
     const accepted = (): number => victim.space.chat(space).filter(c => c.author === didOf(author)).length
     const refused = (): number => rejectionsOf(victim, mallory.peerId, since).filter(r => r.error.startsWith('SpaceRateLimitError') && r.error.includes(didOf(author))).length
     const start = Date.now()
-    for (const c of chats) await send(frameOf('chat', c.bytes))
+    for (const c of chats) await send(frameOf('chat', c.bytes, w))
     await eventually('every message of the flood was taken or refused', () => accepted() + refused() === N)
     const seconds = (Date.now() - start) / 1000
     assert.ok(accepted() >= CHAT_BURST, `only ${accepted()} taken`)
@@ -322,6 +333,7 @@ describe('crafted gossip on a space topic', { timeout: 60_000 }, () => {
     const N = 3 * BEACON_BURST
     const t0 = Date.now() - 1_000
     const beacons = await Promise.all(Array.from({ length: N }, async (_, i) => await createBeacon(mallory.identity.userKey, beaconOf(space, mallory.peerId, { ts: t0 + i, name: `beacon ${i}` }))))
+    const w = await proofOf(space, mallory.did)
     let seen = 0
     const onPresence = (evt: CustomEvent<{ did: string }>): void => { if (evt.detail.did === mallory.did) seen++ }
     victim.addEventListener('space:presence', onPresence)
@@ -329,7 +341,7 @@ describe('crafted gossip on a space topic', { timeout: 60_000 }, () => {
       const since = mark(victim)
       const refused = (): number => rejectionsOf(victim, mallory.peerId, since).filter(r => r.error.startsWith('SpaceRateLimitError') && /beacons/.test(r.error)).length
       const start = Date.now()
-      for (const b of beacons) await send(frameOf('beacon', b.bytes))
+      for (const b of beacons) await send(frameOf('beacon', b.bytes, w))
       await eventually('every beacon of the flood was taken or refused', () => seen + refused() === N)
       const seconds = (Date.now() - start) / 1000
       assert.ok(seen >= BEACON_BURST, `only ${seen} taken`)
@@ -369,7 +381,7 @@ describe('crafted gossip on a space topic', { timeout: 60_000 }, () => {
 
   it(`a message of MAX_SPACE_GOSSIP_BYTES (${MAX_SPACE_GOSSIP_BYTES}) is read; one byte more is dropped unread`, async () => {
     const [a, b, c] = await Promise.all(['at the limit', 'over the limit', 'after the big ones'].map(async (t, i) => await createChat(keyOf(20 + i), space, t)))
-    const atLimit = padded({ t: 'chat', d: a.bytes }, MAX_SPACE_GOSSIP_BYTES)
+    const atLimit = padded({ t: 'chat', d: a.bytes, w: await proofOf(space, a.author) }, MAX_SPACE_GOSSIP_BYTES)
     await sendRaw(atLimit)
     await eventually('the chat in the message at the limit is taken', () => victim.space.chat(space).some(x => x.text === 'at the limit'))
     const overLimit = padded({ t: 'chat', d: b.bytes }, MAX_SPACE_GOSSIP_BYTES + 1)
@@ -377,7 +389,7 @@ describe('crafted gossip on a space topic', { timeout: 60_000 }, () => {
     await sendRaw(overLimit)
     await got
     // Published after it, by the same peer, and taken: the big one had its turn.
-    await send(frameOf('chat', c.bytes))
+    await send(frameOf('chat', c.bytes, await proofOf(space, c.author)))
     await eventually('the chat sent after it is taken', () => victim.space.chat(space).some(x => x.text === 'after the big ones'))
     assert.ok(!victim.space.chat(space).some(x => x.text === 'over the limit'), 'the chat inside the oversized message was not read')
     await stillWorks()
@@ -391,7 +403,7 @@ describe('crafted gossip on a space topic', { timeout: 60_000 }, () => {
     await sendRaw(overLimit)
     await got
     const after = await createChat(keyOf(31), space, 'after the big one, again')
-    await send(frameOf('chat', after.bytes))
+    await send(frameOf('chat', after.bytes, await proofOf(space, after.author)))
     await eventually('the chat sent after it is taken', () => victim.space.chat(space).some(x => x.text === 'after the big one, again'))
     const reported = rejectionsOf(victim, mallory.peerId, since).filter(r => r.protocol === `gossip:${topic}`)
     assert.equal(reported.length, 1, 'one rejection, naming its error')

@@ -1,6 +1,7 @@
 /**
  * The space store: concurrent appends of world records all land (none overwrites another), chat
- * history is trimmed to MAX_CHAT_HISTORY, and key envelopes are listed by epoch.
+ * records are kept by part (known authors, newcomers) and deleted as the history evicts them, and
+ * key envelopes are listed by epoch.
  */
 import { describe, it, after } from 'node:test'
 import assert from 'node:assert/strict'
@@ -8,7 +9,7 @@ import { mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { Store } from '../../src/store/store.ts'
-import { MAX_CHAT_HISTORY, SpaceStore } from '../../src/space/store.ts'
+import { SpaceStore } from '../../src/space/store.ts'
 
 const dirs: string[] = []
 after(async () => { for (const d of dirs) await rm(d, { recursive: true, force: true }) })
@@ -46,13 +47,14 @@ describe('space store', () => {
     }
   })
 
-  it('trims chat past MAX_CHAT_HISTORY, dropping the oldest', async () => {
+  it('keeps chat by part, known authors first, and deletes what the history evicted in the same batch', async () => {
     const { store, spaces } = await open()
     try {
-      for (let i = 0; i < MAX_CHAT_HISTORY + 5; i++) await spaces.addChat('s1', 1000 + i, `c${i}`, new Uint8Array([i & 0xff]))
+      for (let i = 0; i < 6; i++) await spaces.addChat('s1', { area: i % 2 === 0 ? 'known' : 'new', ts: 1000 + i, id: `c${i}`, bytes: new Uint8Array([i]) })
+      await spaces.addChat('s1', { area: 'new', ts: 2000, id: 'c9', bytes: new Uint8Array([9]) }, [{ area: 'known', ts: 1000, id: 'c0' }, { area: 'new', ts: 1001, id: 'c1' }])
+      await spaces.addChat('s10', { area: 'known', ts: 1, id: 'x', bytes: new Uint8Array([99]) })
       const chat = await spaces.chat('s1')
-      assert.equal(chat.length, MAX_CHAT_HISTORY)
-      assert.equal(chat[0][0], 5)
+      assert.deepEqual(chat.map(c => [c.area, c.bytes[0]]), [['known', 2], ['known', 4], ['new', 3], ['new', 5], ['new', 9]])
     } finally {
       await store.close()
     }

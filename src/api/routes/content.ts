@@ -18,11 +18,18 @@ export const MAX_API_DIRECTORY_ENTRIES = 1024
 /** Interval between progress lines of a fetch. */
 export const FETCH_PROGRESS_INTERVAL_MS = 250
 
-  /** POST /api/v0/content/add?name=&pin=: the body is the file's bytes, streamed into the store. */
+  /**
+   * POST /api/v0/content/add?name=&pin=&import=: the body is the file's bytes, streamed into the
+   * store. A full disk answers 507 DiskFullError, with the blocks of the failed add removed. With
+   * `import` the file is part of a directory import (see /content/import/end).
+   */
 async function addContent (node: PeerverseNode, req: IncomingMessage, url: URL): Promise<unknown> {
     const name = url.searchParams.get('name') ?? undefined
     const pin = url.searchParams.get('pin') !== 'false'
-    const result = await node.content.add(req as AsyncIterable<Uint8Array>, { name, pin })
+    const importId = url.searchParams.get('import') ?? undefined
+    const controller = new AbortController()
+    req.on('close', () => { if (!req.complete) controller.abort(new Error('client went away')) })
+    const result = await node.content.add(req as AsyncIterable<Uint8Array>, { name, pin, importId, signal: controller.signal })
     return { cid: result.cid.toString(), size: result.size, blocks: result.blocks }
   }
 
@@ -153,8 +160,8 @@ export const contentRoutes: Route[] = [
     method: 'GET',
     path: '/api/v0/content/store',
     handle: ({ node }) => {
-      const { usedBytes, maxBytes, blocks } = node.content.status()
-      return { usedBytes, maxBytes, blocks }
+      const { usedBytes, maxBytes, blocks, abandonedDownloads } = node.content.status()
+      return { usedBytes, maxBytes, blocks, abandonedDownloads }
     }
   },
   { method: 'GET', path: '/api/v0/dht/providers/*', handle: async ({ node, rest }) => ({ providers: await node.content.providers(decodeURIComponent(rest)) }) },
@@ -182,8 +189,15 @@ export const contentRoutes: Route[] = [
         if (typeof entry?.name !== 'string') throw new ApiError(400, 'BadRequest', 'each entry needs a name')
         return { name: entry.name, cid: parseCid(entry.cid) }
       })
-      const dir = await node.content.addDirectory(children, { name: typeof b.name === 'string' ? b.name : undefined, pin: b.pin !== false })
+      const importId = typeof b.import === 'string' ? b.import : undefined
+      const dir = await node.content.addDirectory(children, { name: typeof b.name === 'string' ? b.name : undefined, pin: b.pin !== false, importId })
       return { cid: dir.cid.toString(), size: dir.size }
     }
+  },
+  {
+    // POST /api/v0/content/import/end {import, discard}: ends a directory import; discard removes the blocks it wrote that nothing else references.
+    method: 'POST',
+    path: '/api/v0/content/import/end',
+    handle: async ({ node, body }) => { const b = await body(); return await node.content.endImport(str(b, 'import'), { discard: b.discard === true }) }
   }
 ]

@@ -59,7 +59,7 @@ export function mountStatus (ctx: StatusContext): StatusPanel {
 
   function updateBanner (): void {
     if (badToken) {
-      setBannerText('bad-token', 'Your peer refused this page\'s token (was it restarted with another data dir?): open the URL the peer printed again.')
+      setBannerText('bad-token', 'Your peer refused this page\'s token (each start of the peer makes a new one): open the URL the peer printed again.')
     } else if (!wsOpen) {
       const secs = Math.max(0, Math.ceil((wsRetryAt - Date.now()) / 1000))
       setBannerText('connecting', wsRetryAt === 0 ? 'Connecting to your peer…' : `Not connected to your peer. Retrying${secs > 0 ? ` in ${secs}s` : ''}… (is \`peerverse start\` still running?)`)

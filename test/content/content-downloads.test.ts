@@ -1,0 +1,265 @@
+/**
+ * Downloads that stop when asked, and downloads that are given up. A real `peerverse` process
+ * fetches from a slow seeder on loopback (a bare libp2p peer in the test that serves real blocks
+ * only as the test lets it): Ctrl-C on `peerverse get` ends the download at once, so the seeder
+ * sees its session close, gets no more requests, and nothing resumes after a restart; with two
+ * requests for the same CID, aborting one leaves the other to finish. A download that never finds
+ * a holder is given up after MAX_UNFOUND_DOWNLOAD_ATTEMPTS starts (or its age) and says so.
+ */
+import { describe, it, after } from 'node:test'
+import assert from 'node:assert/strict'
+import { spawn } from 'node:child_process'
+import { once } from 'node:events'
+import { createHash } from 'node:crypto'
+import { readFile } from 'node:fs/promises'
+import { join } from 'node:path'
+import { generateKeyPair } from '@libp2p/crypto/keys'
+import type { Stream } from '@libp2p/interface'
+import { multiaddr } from '@multiformats/multiaddr'
+import * as lp from 'it-length-prefixed'
+import type { CID } from 'multiformats/cid'
+import { MAX_UNFOUND_DOWNLOAD_AGE_MS, MAX_UNFOUND_DOWNLOAD_ATTEMPTS } from '../../src/content/index.ts'
+import type { Blockstore } from '../../src/content/blockstore.ts'
+import { decodeMessage, encodeMessage, SWARM_PROTOCOL } from '../../src/content/swarm-wire.ts'
+import { CHUNK_SIZE, importFile, rawBlock } from '../../src/content/unixfs.ts'
+import { createNetwork, type Network } from '../../src/net/network.ts'
+import { createNode, type PeerverseNode } from '../../src/node/node.ts'
+import { defaultConfig, mergeConfig } from '../../src/node/config.ts'
+import { CLI, PeerSet, waitFor, type CliPeer } from '../helpers/cli-peer.ts'
+import { cleanups, tempDir } from '../helpers/cleanup.ts'
+import { seededBytes } from '../helpers/random.ts'
+
+const MiB = 1024 * 1024
+const set = new PeerSet()
+const sha = (b: Uint8Array): string => createHash('sha256').update(b).digest('hex')
+
+/**
+ * A seeder that holds one file and sends a block only while the test allows (`allow`), so a
+ * download can be caught part way. It records every session and request it sees.
+ */
+class SlowSeeder {
+  readonly net: Network
+  readonly blocks = new Map<string, Uint8Array>()
+  opens = 0
+  open = 0
+  wants = 0
+  sent = 0
+  private allowed = 0
+  private readonly wakers = new Set<() => void>()
+
+  private constructor (net: Network) { this.net = net }
+
+  static async start (): Promise<SlowSeeder> {
+    const net = await createNetwork({ privateKey: await generateKeyPair('Ed25519'), listen: ['/ip4/127.0.0.1/tcp/0'], relayServer: false, dhtMode: 'client' })
+    await net.start()
+    const seeder = new SlowSeeder(net)
+    await net.handle(SWARM_PROTOCOL, (stream: Stream) => { void seeder.serve(stream) }, { maxInboundStreams: 32 })
+    return seeder
+  }
+
+  async add (data: Uint8Array): Promise<CID> {
+    return (await importFile([data], async b => { this.blocks.set(b.cid.toString(), b.bytes) })).cid
+  }
+
+  /** Lets `n` more blocks go (Infinity: all). */
+  allow (n: number): void {
+    this.allowed += n
+    for (const w of this.wakers) w()
+    this.wakers.clear()
+  }
+
+  private async serve (stream: Stream): Promise<void> {
+    this.opens++
+    this.open++
+    const queue: CID[] = []
+    let ended = false
+    const wait = async (): Promise<void> => { await new Promise<void>(resolve => { this.wakers.add(resolve) }) }
+    const sender = (async () => {
+      while (!ended) {
+        if (queue.length === 0 || this.sent >= this.allowed) { await wait(); continue }
+        const cid = queue.shift() as CID
+        try {
+          stream.send(lp.encode.single(encodeMessage({ type: 'block', cid, bytes: this.blocks.get(cid.toString()) as Uint8Array })))
+        } catch {
+          break
+        }
+        this.sent++
+      }
+    })()
+    try {
+      for await (const frame of lp.decode(stream, { maxDataLength: 1024 })) {
+        const msg = decodeMessage(frame.subarray())
+        if (msg.type === 'open') stream.send(lp.encode.single(encodeMessage({ type: 'bitfield', status: 'complete', leaves: 0, bits: new Uint8Array(0) })))
+        if (msg.type === 'want') { this.wants++; queue.push(msg.cid) }
+        if (msg.type === 'cancel') { const i = queue.findIndex(c => c.equals(msg.cid)); if (i >= 0) queue.splice(i, 1) }
+        for (const w of this.wakers) w()
+        this.wakers.clear()
+      }
+    } catch {}
+    ended = true
+    this.open--
+    for (const w of this.wakers) w()
+    this.wakers.clear()
+    await sender
+  }
+
+  async stop (): Promise<void> {
+    this.allow(Infinity)
+    await this.net.stop()
+  }
+}
+
+interface StatusContent { content: { blocksFetched: number } }
+
+async function fetched (p: CliPeer): Promise<number> {
+  return (await p.api.request<StatusContent>('GET', '/api/v0/status')).content.blocksFetched
+}
+
+/** Watches for `ms` that `still` keeps holding (an absence: nothing more happens). */
+async function holdsFor (what: string, ms: number, still: () => Promise<boolean> | boolean): Promise<void> {
+  const end = Date.now() + ms
+  while (Date.now() < end) {
+    assert.ok(await still(), what)
+    await new Promise(resolve => setTimeout(resolve, 100))
+  }
+}
+
+describe('downloads that stop when asked', { timeout: 300_000 }, () => {
+  after(async () => { await set.cleanup() })
+
+  it('Ctrl-C on peerverse get stops the download: the session closes, no more blocks arrive, nothing resumes after a restart', async () => {
+    const dir = await set.tempDir()
+    let downloader = await set.start({ dataDir: dir })
+    const seeder = await SlowSeeder.start()
+    try {
+      const data = seededBytes(32 * MiB, 70)
+      const root = await seeder.add(data)
+      await seeder.net.dial(multiaddr(downloader.addr))
+      seeder.allow(3)
+      const proc = spawn(process.execPath, [CLI, 'get', root.toString(), '-o', join(dir, 'out.bin'), '--data', dir], { stdio: ['ignore', 'pipe', 'pipe'] })
+      let stderr = ''
+      proc.stderr.on('data', d => { stderr += d })
+      const exited = once(proc, 'exit') as Promise<[number | null, string | null]>
+      await waitFor('three blocks arrived', async () => seeder.sent === 3 && await fetched(downloader) === 3, 30_000)
+      assert.equal(seeder.open, 1)
+      proc.kill('SIGINT')
+      const [code] = await exited
+      assert.equal(code, 130, stderr)
+      // The peer ends the download when the request goes: its session with the seeder closes.
+      await waitFor('the seeder\'s session is closed', () => seeder.open === 0, 20_000)
+      const wants = seeder.wants
+      const got = await fetched(downloader)
+      assert.ok(got <= 3, `fetched ${got}`)
+      seeder.allow(Infinity)
+      await holdsFor('no new session, request or block after the abort', 3_000, async () =>
+        seeder.opens === 1 && seeder.wants === wants && await fetched(downloader) === got)
+
+      // The aborted get is not resumed when the peer starts again.
+      assert.equal(await set.stop(downloader), 0)
+      downloader = await set.start({ dataDir: dir })
+      await seeder.net.dial(multiaddr(downloader.addr))
+      await holdsFor('no session opened after the restart', 3_000, () => seeder.opens === 1)
+
+      // A get run again resumes from the blocks already here and finishes.
+      const r = spawn(process.execPath, [CLI, 'get', root.toString(), '-o', join(dir, 'out.bin'), '--data', dir, '--json'], { stdio: ['ignore', 'pipe', 'pipe'] })
+      let out = ''
+      r.stdout.on('data', d => { out += d })
+      const [again] = await once(r, 'exit') as [number]
+      assert.equal(again, 0)
+      assert.equal(sha(await readFile(join(dir, 'out.bin'))), sha(data))
+      assert.ok((JSON.parse(out) as { fetchedBlocks: number }).fetchedBlocks <= 33 - got, out)
+    } finally {
+      await seeder.stop()
+      await set.stop(downloader)
+    }
+  })
+
+  it('aborting one of two requests for the same CID leaves the other to finish', async () => {
+    const downloader = await set.start()
+    const seeder = await SlowSeeder.start()
+    try {
+      const data = seededBytes(16 * MiB, 71)
+      const root = await seeder.add(data)
+      await seeder.net.dial(multiaddr(downloader.addr))
+      seeder.allow(2)
+      const body = JSON.stringify({ cid: root.toString() })
+      const headers = { 'content-type': 'application/json' }
+      const controller = new AbortController()
+      const first = await downloader.api.raw('POST', '/api/v0/content/fetch', { body, headers, signal: controller.signal })
+      const second = downloader.api.raw('POST', '/api/v0/content/fetch', { body, headers })
+      await waitFor('two blocks arrived', async () => seeder.sent === 2 && await fetched(downloader) === 2, 30_000)
+      controller.abort()
+      await first.body?.cancel().catch(() => {})
+      await holdsFor('the session stays open for the other request', 1_000, () => seeder.open === 1)
+      seeder.allow(Infinity)
+      const res = await second
+      const lines = (await res.text()).trim().split('\n').map(l => JSON.parse(l) as Record<string, unknown>)
+      assert.equal(lines.at(-1)?.done, true, JSON.stringify(lines.at(-1)))
+      const r = await downloader.api.raw('GET', `/content/${root.toString()}`)
+      assert.equal(sha(new Uint8Array(await r.arrayBuffer())), sha(data))
+    } finally {
+      await seeder.stop()
+      await set.stop(downloader)
+    }
+  })
+})
+
+describe('downloads that never find a holder', { timeout: 300_000 }, () => {
+  /** A node on `dir` (loopback, no API), started; stop it before the next. */
+  async function startNode (dir: string): Promise<PeerverseNode> {
+    const node = await createNode(mergeConfig(defaultConfig(dir), { listen: ['/ip4/127.0.0.1/tcp/0'], api: false, dht: { mode: 'server' }, relay: { server: false } }))
+    await node.start()
+    return node
+  }
+
+  it(`are given up after ${MAX_UNFOUND_DOWNLOAD_ATTEMPTS} attempts, named in the content status; one that found a holder is kept`, async t => {
+    const defer = cleanups(t)
+    const dir = await tempDir(defer, 'downloads')
+    const missing = (await rawBlock(seededBytes(100, 80))).cid
+    // A two-leaf file of which only the root is here.
+    const nodes: Array<{ cid: CID, bytes: Uint8Array }> = []
+    const partial = (await importFile([seededBytes(2 * CHUNK_SIZE, 81)], async b => { nodes.push(b) })).cid
+    const partialRoot = nodes.find(b => b.cid.equals(partial)) as { cid: CID, bytes: Uint8Array }
+    let node = await startNode(dir)
+    defer(async () => node.stop())
+    const blocks = node.content['blockstore'] as Blockstore
+    // The user's get: its first attempt (it found nothing and the peer stopped).
+    await blocks.markDownload({ cid: missing.toString(), attempts: 1, since: Date.now(), found: false })
+    // A download whose root is here: it found a holder once, so it is never given up.
+    await blocks.put(partialRoot.cid, partialRoot.bytes)
+    await blocks.markDownload({ cid: partial.toString(), attempts: 1, since: Date.now(), found: false })
+    for (let attempt = 2; attempt <= MAX_UNFOUND_DOWNLOAD_ATTEMPTS; attempt++) {
+      await node.stop()
+      node = await startNode(dir)
+      const store = node.content['blockstore'] as Blockstore
+      await waitFor(`attempt ${attempt} recorded`, async () => (await store.getDownload(missing))?.attempts === attempt, 10_000, 50)
+      assert.deepEqual(node.content.status().abandonedDownloads, [])
+    }
+    await node.stop()
+    node = await startNode(dir)
+    const store = node.content['blockstore'] as Blockstore
+    assert.equal(await store.getDownload(missing), undefined, 'the record is gone')
+    const abandoned = node.content.status().abandonedDownloads
+    assert.equal(abandoned.length, 1)
+    assert.equal(abandoned[0].cid, missing.toString())
+    assert.equal(abandoned[0].attempts, MAX_UNFOUND_DOWNLOAD_ATTEMPTS)
+    assert.match(abandoned[0].reason, /no holder found/)
+    assert.deepEqual(node.status().content.abandonedDownloads.map(a => a.cid), [missing.toString()])
+    // The found one was resumed and is still waiting for its holders.
+    await waitFor('the found one resumed', async () => (await store.getDownload(partial))?.attempts === MAX_UNFOUND_DOWNLOAD_ATTEMPTS + 1, 10_000, 50)
+    assert.equal((await store.getDownload(partial))?.found, true)
+  })
+
+  it('one older than MAX_UNFOUND_DOWNLOAD_AGE_MS is given up on the next start', async t => {
+    const defer = cleanups(t)
+    const dir = await tempDir(defer, 'downloads')
+    const missing = (await rawBlock(seededBytes(100, 90))).cid
+    let node = await startNode(dir)
+    defer(async () => node.stop())
+    await (node.content['blockstore'] as Blockstore).markDownload({ cid: missing.toString(), attempts: 1, since: Date.now() - MAX_UNFOUND_DOWNLOAD_AGE_MS - 60_000, found: false })
+    await node.stop()
+    node = await startNode(dir)
+    assert.equal(await (node.content['blockstore'] as Blockstore).getDownload(missing), undefined)
+    assert.deepEqual(node.content.status().abandonedDownloads.map(a => [a.cid, a.attempts]), [[missing.toString(), 1]])
+  })
+})
