@@ -9,15 +9,17 @@
  * log writer's block offset no longer matches the file, and on recovery the reader drops the rest
  * of that 32 KiB block, acknowledged records included. So writes through the root database go to
  * LevelDB one batch at a time (none is in flight when one fails; writes that queued meanwhile go
- * together as the next batch, as LevelDB's own group commit does); after any failed write the store refuses
- * writes at once (StoreWriteError), closes and reopens LevelDB (recovery turns the log into a
- * table and starts a fresh log), retrying every STORE_REOPEN_RETRY_MS, and then accepts writes
- * again with no restart. A ballast file gives the reopen room on a full disk (disk.ts), and a
- * periodic check of free space warns below LOW_DISK_BYTES.
+ * together as the next batch, as LevelDB's own group commit does). After any failed write the
+ * store refuses writes at once (StoreWriteError) and repairs LevelDB, retrying every
+ * STORE_REOPEN_RETRY_MS: when the log append failed, a forced memtable flush writes what the log
+ * held to a table and starts a fresh log (readers and iterators carry on); otherwise (a sticky
+ * error) it closes and reopens LevelDB, whose recovery does the same. Then it accepts writes again
+ * with no restart. A ballast file gives the repair room on a full disk (disk.ts), and a periodic
+ * check of free space warns below LOW_DISK_BYTES.
  */
 import { logger } from '@libp2p/logger'
 import { ClassicLevel } from 'classic-level'
-import { mkdir } from 'node:fs/promises'
+import { mkdir, stat } from 'node:fs/promises'
 import { join } from 'node:path'
 import { Ballast, DEFAULT_BALLAST_BYTES, diskSpace } from './disk.ts'
 import { isNoSpace, isPersistenceFailure, openErrorOf, StoreWriteError, writeErrorOf } from './errors.ts'
@@ -42,8 +44,10 @@ export const LOW_DISK_BYTES = 1024 * 1024 * 1024
 export const DISK_CHECK_INTERVAL_MS = 15_000
 /** Writes queued while one is in flight go to LevelDB together as one batch of at most this many key and value bytes (as LevelDB's own group commit does). */
 export const WRITE_GROUP_MAX_BYTES = 1024 * 1024
-/** Free bytes beyond the memtable's size a reopen waits for after ENOSPC (LevelDB writes the memtable out as a table). */
+/** Free bytes beyond the memtable's size a repair waits for after ENOSPC (LevelDB writes the memtable out as a table). */
 export const REOPEN_MARGIN_BYTES = 256 * 1024
+/** How long a reopen waits for open iterators (readers) to finish before it closes them. */
+export const REOPEN_ITERATOR_WAIT_MS = 10_000
 
 export interface StoreInit {
   /** Warn below this many free bytes (default LOW_DISK_BYTES). */
@@ -95,6 +99,40 @@ interface WriteQueue {
 /** LevelDB whose writes all go through the store's queue (sublevels reach the root's private methods). */
 class GuardedLevel extends ClassicLevel<string, Uint8Array> {
   queue?: WriteQueue
+  iterators?: OpenIterators
+}
+
+/** The root's open iterators (every sublevel's iterators are the root's), so a reopen can wait for them. */
+class OpenIterators {
+  private readonly open = new Set<object>()
+  private idle?: { promise: Promise<void>, resolve: () => void }
+
+  track (iterator: { _close: () => Promise<void> }): void {
+    this.open.add(iterator)
+    const close = iterator._close.bind(iterator)
+    iterator._close = async () => {
+      try {
+        await close()
+      } finally {
+        this.open.delete(iterator)
+        if (this.open.size === 0) this.idle?.resolve()
+      }
+    }
+  }
+
+  /** Resolves once no iterator is open, or after `ms`. */
+  async settled (ms: number): Promise<void> {
+    if (this.open.size === 0) return
+    if (this.idle == null) {
+      let resolve = (): void => {}
+      const promise = new Promise<void>(r => { resolve = r })
+      this.idle = { promise, resolve }
+      void promise.then(() => { this.idle = undefined })
+    }
+    let timer: ReturnType<typeof setTimeout> | undefined
+    await Promise.race([this.idle.promise, new Promise<void>(r => { timer = setTimeout(r, ms) })])
+    clearTimeout(timer)
+  }
 }
 const base = ClassicLevel.prototype as unknown as Record<string, AnyFn>
 const guarded = GuardedLevel.prototype as unknown as Record<string, (this: GuardedLevel, ...args: never[]) => unknown>
@@ -110,6 +148,11 @@ guarded._batch = function (this: GuardedLevel, ops: unknown, options: unknown) {
 }
 guarded._clear = function (this: GuardedLevel, ...args: unknown[]) {
   return this.queue == null ? base._clear.apply(this, args) : this.queue.alone(async () => base._clear.apply(this, args))
+}
+guarded._iterator = function (this: GuardedLevel, options: unknown) {
+  const iterator = base._iterator.call(this, options) as unknown as { _close: () => Promise<void> }
+  this.iterators?.track(iterator)
+  return iterator
 }
 guarded._chainedBatch = function (this: GuardedLevel) {
   const batch = (base._chainedBatch as unknown as () => { _write: AnyFn }).call(this)
@@ -164,6 +207,7 @@ export class Store {
     this.lowDiskBytes = init.lowDiskBytes ?? LOW_DISK_BYTES
     this.reopenRetryMs = init.reopenRetryMs ?? STORE_REOPEN_RETRY_MS
     this.diskCheckIntervalMs = init.diskCheckIntervalMs ?? DISK_CHECK_INTERVAL_MS
+    db.iterators = new OpenIterators()
     db.queue = {
       ops: (ops, sync) => this.submit({ ops, sync, bytes: ops.length === 1 ? sizeOf(ops[0].key) + sizeOf(ops[0].value) : ops.reduce((n, op) => n + sizeOf(op.key) + sizeOf(op.value), 0) }),
       alone: run => this.submit({ run, sync: false, bytes: 0 })
@@ -371,7 +415,7 @@ export class Store {
     this.recovering = this.recover().finally(() => { this.recovering = undefined })
   }
 
-  /** One attempt to reopen; on failure the next is scheduled. */
+  /** One attempt to repair the store; on failure the next is scheduled. */
   private async recover (): Promise<void> {
     clearTimeout(this.retryTimer)
     const noSpace = this.failure?.code === 'ENOSPC'
@@ -381,11 +425,18 @@ export class Store {
       log('released %d bytes of ballast', freed)
     }
     void this.checkDisk()
+    let how: string
     try {
-      if (noSpace && !await this.roomToReopen()) throw new Error('not enough free space to reopen yet')
-      await this.reopen()
+      // A table written on a full disk would fail and leave LevelDB with a sticky error: wait for room.
+      if (noSpace && !await this.roomToFlush()) throw new Error('not enough free space yet')
+      if (await this.rollLog()) {
+        how = 'a fresh log'
+      } else {
+        await this.reopen()
+        how = 'a reopen'
+      }
     } catch (err) {
-      log('store not reopened yet (%s); trying again in %d ms', (err as Error).message, this.reopenRetryMs)
+      log('store not repaired yet (%s); trying again in %d ms', (err as Error).message, this.reopenRetryMs)
       if (!this.closed) {
         this.retryTimer = setTimeout(() => { this.startRecovery() }, this.reopenRetryMs)
         this.retryTimer.unref?.()
@@ -393,12 +444,26 @@ export class Store {
       return
     }
     if (this.closed) return
-    log('store reopened; accepting writes again')
+    log('store repaired by %s; accepting writes again', how)
     this.setWritable(true)
   }
 
-  /** Whether free space would hold the memtable LevelDB writes out on reopen (while open, reads keep working until then). */
-  private async roomToReopen (): Promise<boolean> {
+  /**
+   * When appending to the log failed, makes LevelDB start a fresh log without closing: a forced
+   * memtable flush (compactRange over an empty range) writes what the torn log held to a table,
+   * switches to a new log and deletes the old one. Readers and iterators carry on meanwhile.
+   * Returns whether the torn log is gone; if not (LevelDB kept a sticky error), the store reopens.
+   */
+  private async rollLog (): Promise<boolean> {
+    const torn = /(\d+\.log): /.exec(String((this.failure?.cause as Error | undefined)?.message))?.[1]
+    if (torn == null || this.db.status !== 'open') return false
+    await this.flushing
+    await this.db.compactRange('\x00', '\x00').catch(() => {})
+    return !await exists(join(this.location, torn))
+  }
+
+  /** Whether free space would hold the memtable LevelDB writes out as a table (while open, reads keep working until then). */
+  private async roomToFlush (): Promise<boolean> {
     if (this.db.status !== 'open') return true
     let memtable = 0
     try { memtable = Number(this.db.getProperty('leveldb.approximate-memory-usage')) } catch {}
@@ -410,10 +475,22 @@ export class Store {
   private async reopen (): Promise<void> {
     await this.flushing
     if (this.closed) return
+    // Closing ends open iterators: give the readers holding them a while to finish first.
+    await (this.db as GuardedLevel).iterators?.settled(REOPEN_ITERATOR_WAIT_MS)
+    if (this.closed) return
     if (this.db.status === 'open') await this.db.close()
     if (this.closed) return
     await this.db.open()
     for (const sub of this.sublevels) if (sub.status !== 'open') await sub.open()
+  }
+}
+
+async function exists (path: string): Promise<boolean> {
+  try {
+    await stat(path)
+    return true
+  } catch {
+    return false
   }
 }
 

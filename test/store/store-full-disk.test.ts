@@ -36,6 +36,9 @@ describe('store on a full disk', () => {
     const acked: number[] = []
     for (let i = 0; i < 20; i++) { await feed.put(key(i), value(i), { sync: true } as object); acked.push(i) }
 
+    // A reader in the middle of an iteration when the write fails.
+    const reader = feed.keys()
+    assert.equal(await reader.next(), key(0))
     await fill(join(mnt, 'filler'))
     let failedAt = -1
     let failure: StoreWriteError | undefined
@@ -66,6 +69,8 @@ describe('store on a full disk', () => {
     await unfill(join(mnt, 'filler'))
     await waitFor('the store accepts writes again', () => store.writable, 30_000, 20)
     assert.deepEqual(changes.filter(c => c.type === 'writable').map(c => c.type === 'writable' && c.writable), [false, true])
+    assert.equal(await reader.next(), key(1), 'the repair kept the reader\'s iterator open')
+    await reader.close()
     // The sublevel handed out before the reopen keeps working.
     for (let i = failedAt + 1; i < failedAt + 40; i++) { await feed.put(key(i), value(i), { sync: true } as object); acked.push(i) }
     same(await feed.get(key(failedAt + 1)), value(failedAt + 1))
@@ -78,6 +83,38 @@ describe('store on a full disk', () => {
     for (const i of acked) if ((await feed2.get(key(i))) === undefined) missing.push(i)
     assert.deepEqual(missing, [], 'every acknowledged write survives')
     assert.equal(await feed2.get(key(failedAt)), undefined, 'the failed write is not there')
+  })
+
+  it('when LevelDB keeps a sticky error (a table it could not write), the store reopens, and the sublevels handed out keep working', async t => {
+    const defer = cleanups(t)
+    const mnt = await mountTmpfs(t, defer, 32)
+    if (mnt == null) return
+    const dataDir = join(mnt, 'data')
+    await mkdir(dataDir)
+    const store = await Store.open(dataDir, { ballastBytes: 0, reopenRetryMs: 20 })
+    defer(async () => store.close())
+    const kv = store.sublevel('kv')
+    const acked: number[] = []
+    for (let i = 0; i < 50; i++) { await kv.put(key(i), value(i)); acked.push(i) }
+    await fill(join(mnt, 'filler'))
+    let failed = -1
+    for (let i = 50; i < 5000 && failed < 0; i++) {
+      await kv.put(key(i), value(i), { sync: true } as object).then(() => { acked.push(i) }, () => { failed = i })
+    }
+    assert.ok(failed > 0)
+    // A flush of the memtable on the full disk fails inside LevelDB, which then fails every write.
+    await store.db.compactRange('\x00', '\x00')
+    await unfill(join(mnt, 'filler'))
+    await waitFor('the store accepts writes again', () => store.writable, 30_000, 20)
+    for (let i = failed + 1; i < failed + 20; i++) { await kv.put(key(i), value(i), { sync: true } as object); acked.push(i) }
+    await store.close()
+    const again = await Store.open(dataDir, { ballastBytes: 0 })
+    defer(async () => again.close())
+    const kv2 = again.sublevel('kv')
+    const missing: number[] = []
+    for (const i of acked) if ((await kv2.get(key(i))) === undefined) missing.push(i)
+    assert.deepEqual(missing, [])
+    assert.equal(await kv2.get(key(failed)), undefined)
   })
 
   it('concurrent writes on a full disk: each one is either acknowledged and kept, or failed and absent', async t => {
