@@ -18,7 +18,7 @@ import { createNode, type PeerverseNode } from '../../src/node/node.ts'
 import { defaultConfig, mergeConfig } from '../../src/node/config.ts'
 import { Store } from '../../src/store/store.ts'
 import { cat } from '../helpers/bytes.ts'
-import { PeerSet, runCli } from '../helpers/cli-peer.ts'
+import { PeerSet, runCli, waitFor } from '../helpers/cli-peer.ts'
 import { cleanups } from '../helpers/cleanup.ts'
 import { seededBytes } from '../helpers/random.ts'
 
@@ -184,6 +184,8 @@ describe('content on a full disk (tmpfs)', { timeout: 120_000 }, () => {
       await blocks.pin({ cid: another.cid.toString(), size: 10, name: 'x'.repeat(200), pinnedAt: i }).catch((err: Error) => { failure = err })
     }
     assert.equal(failure?.name, 'DiskFullError', String(failure))
+    // The store refuses writes until it has repaired LevelDB, on the room its ballast gave back.
+    await waitFor('the store accepts writes again', () => node.store.writable, 30_000, 20)
 
     const result = await node.content.gc()
     assert.equal(result.removed, 5)
