@@ -107,7 +107,7 @@ async function cmdStart (args: string[]): Promise<void> {
   node.addEventListener('store:writable', evt => {
     process.stderr.write(evt.detail.writable
       ? 'peerverse: the store accepts writes again\n'
-      : `peerverse: the store is refusing writes until it can reopen: ${evt.detail.error ?? 'a write failed'}\n`)
+      : `peerverse: the store is refusing writes until it has repaired itself: ${evt.detail.error ?? 'a write failed'}\n`)
   })
   await node.start()
   try {
@@ -190,7 +190,7 @@ async function cmdStatus (args: string[]): Promise<void> {
   const store = status.store
   if (store != null) {
     const disk = store.disk == null ? '' : `, ${formatBytes(store.disk.free)} free on its disk`
-    out(`store:     ${store.writable ? 'accepting writes' : 'REFUSING WRITES (reopening by itself)'}${disk}`)
+    out(`store:     ${store.writable ? 'accepting writes' : 'REFUSING WRITES (it repairs itself once it can)'}${disk}`)
     if (!store.writable && store.lastError != null) out(`  last error: ${store.lastError.message}`)
     if (store.disk?.low === true) out(`  warning: low disk, below ${formatBytes(store.disk.lowDiskBytes)} free`)
   }

@@ -115,7 +115,7 @@ describe('social on a full disk, real processes', { timeout: 300_000 }, () => {
     assert.match(shown.stdout, /last error: no space left/)
     assert.match(shown.stdout, /warning: low disk, below 1\.0 GiB free/)
     assert.match(a.stderr(), /low disk: .* free for .*warning below 1\.0 GiB/)
-    assert.match(a.stderr(), /the store is refusing writes until it can reopen: no space left/)
+    assert.match(a.stderr(), /the store is refusing writes until it has repaired itself: no space left/)
     assert.equal(await set.stop(a), 0, a.stderr())
     assert.doesNotMatch(a.stderr(), /LEVEL_IO_ERROR|\n\s+at /)
     // It closed cleanly: with space back the same data dir starts and holds the post.
