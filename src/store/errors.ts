@@ -69,7 +69,7 @@ export function isPersistenceFailure (err: unknown): boolean {
 export function writeErrorOf (err: unknown, location: string): StoreWriteError {
   const detail = chain(err).text
   if (isNoSpace(err)) {
-    return new StoreWriteError(`no space left on the device holding ${location}: the write was not saved; free some space and it will be retried by the store (${detail})`, { code: 'ENOSPC', cause: err })
+    return new StoreWriteError(`no space left on the device holding ${location}: the write was not saved. Free some space: the store accepts writes again by itself (${detail})`, { code: 'ENOSPC', cause: err })
   }
   return new StoreWriteError(`the store at ${location} could not save a write (${detail})`, { code: 'EIO', cause: err })
 }
