@@ -278,12 +278,14 @@ export class ApiServer {
 
   /** Answers 408 to a request whose body stopped coming for the idle limit, and hangs up. */
   private stalled (req: IncomingMessage, res: ServerResponse): void {
+    // The socket, taken now: once the answer is sent the request lets go of it (req.socket is null).
+    const socket = req.socket
     if (!res.headersSent) {
       const json = JSON.stringify({ error: 'RequestTimeout', message: `no request bytes for ${this.idleTimeoutMs} ms` })
       res.writeHead(408, { 'content-type': 'application/json; charset=utf-8', 'content-length': Buffer.byteLength(json), connection: 'close', 'cache-control': 'no-store' })
-      res.end(json, () => { req.socket.destroy() })
+      res.end(json, () => { socket?.destroy() })
     } else {
-      req.socket.destroy()
+      socket?.destroy()
     }
   }
 
