@@ -107,6 +107,16 @@ export function parseHostPort (value: string, field = 'api'): { host: string, po
   return { host: m[1].replace(/^\[|\]$/g, ''), port }
 }
 
+/**
+ * Whether the API may listen on `host`: a literal loopback address only. A name such as
+ * `localhost` may stand for both ::1 and 127.0.0.1, so another process could hold the other one.
+ */
+export function isLoopbackHost (host: string): boolean {
+  if (host === '::1') return true
+  const m = /^127\.(\d{1,3})\.(\d{1,3})\.(\d{1,3})$/.exec(host)
+  return m != null && m.slice(1).every(n => Number(n) <= 255)
+}
+
 /** Checks a whole config; returns it unchanged or throws ConfigError naming the field. */
 export function validateConfig (config: NodeConfig): NodeConfig {
   if (typeof config.dataDir !== 'string' || config.dataDir === '') throw new ConfigError('dataDir must be a path')
@@ -120,7 +130,10 @@ export function validateConfig (config: NodeConfig): NodeConfig {
   }
   if (config.api !== false) {
     if (typeof config.api !== 'string') throw new ConfigError('api must be host:port or false')
-    parseHostPort(config.api)
+    const { host } = parseHostPort(config.api)
+    if (!isLoopbackHost(host)) {
+      throw new ConfigError(`api: ${host} is not a loopback address; the local API holds the keys to this peer and listens only on 127.0.0.1 (or another 127.x.y.z) or [::1]`)
+    }
   }
   if (!['server', 'client', 'auto'].includes(config.dht?.mode)) throw new ConfigError('dht.mode must be server, client or auto')
   if (typeof config.relay?.server !== 'boolean') throw new ConfigError('relay.server must be true or false')

@@ -87,7 +87,8 @@ export function openErrorOf (err: unknown, location: string): StoreOpenError {
   if (codes.includes('EACCES') || codes.includes('EPERM') || codes.includes('EROFS') || /Permission denied|Operation not permitted|Read-only file system/i.test(detail)) {
     return new StoreOpenError(`cannot open the store at ${location}: permission denied or read-only file system. Run as the data dir's owner, check its mode (ls -ld), or remount it writable (${detail})`, { reason: 'permission', cause: err })
   }
-  if (codes.includes('LEVEL_CORRUPTION') || /Corruption|corrupt/i.test(detail)) {
+  // A MANIFEST or CURRENT that names a file which is gone is a damaged store, not a passing fault.
+  if (codes.includes('LEVEL_CORRUPTION') || /Corruption|corrupt/i.test(detail) || /(MANIFEST|CURRENT)[^:]*: No such file/.test(detail)) {
     return new StoreOpenError(`the store at ${location} is corrupt. Restore it from a backup, or move it aside to start with an empty store (the identity and keys beside it are kept) (${detail})`, { reason: 'corruption', cause: err })
   }
   return new StoreOpenError(`cannot open the store at ${location} (${detail})`, { reason: 'unknown', cause: err })

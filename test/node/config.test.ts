@@ -4,7 +4,7 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import fc from 'fast-check'
-import { defaultConfig, loadConfig, mergeConfig, parseHostPort, validateConfig } from '../../src/node/config.ts'
+import { defaultConfig, isLoopbackHost, loadConfig, mergeConfig, parseHostPort, validateConfig } from '../../src/node/config.ts'
 
 const PEER = '12D3KooWHA2LP2mTvhM1oESTY8J2ed6VB5tx4T83Go7E9ECAXYoq'
 
@@ -52,6 +52,11 @@ describe('config', () => {
       [{ bootstrap: ['/ip4/127.0.0.1/tcp/1'] }, /bootstrap.*p2p/],
       [{ api: 'localhost' }, /api/],
       [{ api: '127.0.0.1:70000' }, /api/],
+      [{ api: '0.0.0.0:7400' }, /api: 0\.0\.0\.0 is not a loopback/],
+      [{ api: '[::]:7400' }, /api: :: is not a loopback/],
+      [{ api: 'localhost:7400' }, /api: localhost is not a loopback/],
+      [{ api: '127.0.0.256:7400' }, /not a loopback/],
+      [{ api: '192.168.1.2:7400' }, /not a loopback/],
       [{ dht: { mode: 'always' } }, /dht.mode/],
       [{ relay: { server: 'yes' } }, /relay.server/]
     ]
@@ -66,5 +71,7 @@ describe('config', () => {
       assert.deepEqual(parseHostPort(`127.0.0.1:${port}`), { host: '127.0.0.1', port })
     }), { seed: 1, numRuns: 100 })
     assert.throws(() => parseHostPort('127.0.0.1:65536'), { name: 'ConfigError' })
+    for (const host of ['127.0.0.1', '127.1.2.3', '::1']) assert.equal(isLoopbackHost(host), true, host)
+    for (const host of ['0.0.0.0', '::', 'localhost', '128.0.0.1', '127.0.0.1.5', '::ffff:127.0.0.1']) assert.equal(isLoopbackHost(host), false, host)
   })
 })

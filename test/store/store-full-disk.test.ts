@@ -6,7 +6,7 @@
  */
 import { describe, it } from 'node:test'
 import assert from 'node:assert/strict'
-import { mkdir, rm, stat, writeFile } from 'node:fs/promises'
+import { mkdir, readdir, rm, stat, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import {
   BALLAST_FILE, BALLAST_MAX_FRACTION, LOW_DISK_BYTES, Store, STORE_DIR, StoreWriteError, type StoreChange
@@ -292,6 +292,18 @@ describe('a store that cannot open says why', () => {
     await store.close()
     await writeFile(join(dir, STORE_DIR, 'CURRENT'), 'garbage')
     await assert.rejects(Store.open(dir, { ballastBytes: 0 }), { name: 'StoreOpenError', reason: 'corruption', message: /is corrupt.*move it aside/ })
+  })
+
+  it('a MANIFEST that is gone', async t => {
+    const defer = cleanups(t)
+    const dir = await tempDir(defer, 'store-manifest')
+    const store = await Store.open(dir, { ballastBytes: 0 })
+    await store.sublevel('kv').put('a', value(1))
+    await store.close()
+    for (const f of await readdir(join(dir, STORE_DIR))) {
+      if (f.startsWith('MANIFEST-')) await rm(join(dir, STORE_DIR, f))
+    }
+    await assert.rejects(Store.open(dir, { ballastBytes: 0 }), { name: 'StoreOpenError', reason: 'corruption', message: /is corrupt.*MANIFEST/ })
   })
 
   it('locked by another process', async t => {
