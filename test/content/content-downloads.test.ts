@@ -20,7 +20,8 @@ import type { Stream } from '@libp2p/interface'
 import { multiaddr } from '@multiformats/multiaddr'
 import * as lp from 'it-length-prefixed'
 import type { CID } from 'multiformats/cid'
-import { MAX_UNFOUND_DOWNLOAD_AGE_MS, MAX_UNFOUND_DOWNLOAD_ATTEMPTS } from '../../src/content/index.ts'
+import { content, MAX_UNFOUND_DOWNLOAD_AGE_MS, MAX_UNFOUND_DOWNLOAD_ATTEMPTS } from '../../src/content/index.ts'
+import type { StoreState, UnwantedDownloads } from '../../src/content/download-records.ts'
 import type { Blockstore } from '../../src/content/blockstore.ts'
 import { decodeMessage, encodeMessage, SWARM_PROTOCOL } from '../../src/content/swarm-wire.ts'
 import { CHUNK_SIZE, importFile, rawBlock } from '../../src/content/unixfs.ts'
@@ -346,5 +347,42 @@ describe('a get onto a full disk', { timeout: 300_000 }, () => {
     const [ok] = await once(again, 'exit') as [number]
     assert.equal(ok, 0, err2)
     assert.equal(sha(await readFile(out)), sha(data))
+  })
+})
+
+describe('the record of a download ended while the store refuses writes', () => {
+  it('is no root for gc at once and is deleted when the store takes writes again; a new fetch keeps it', async t => {
+    const defer = cleanups(t)
+    const dir = await tempDir(defer, 'unwanted')
+    const node = await createNode(mergeConfig(defaultConfig(dir), { listen: ['/ip4/127.0.0.1/tcp/0'], api: false, dht: { mode: 'server' }, relay: { server: false } }))
+    defer(async () => node.stop())
+    const blocks = node.content['blockstore'] as Blockstore
+    // The store's state as content sees it, refusing writes until the test says otherwise.
+    const listeners = new Set<(change: { type: string, writable?: boolean }) => void>()
+    const state: StoreState & { writable: boolean } = { writable: false, onChange: l => { listeners.add(l); return () => { listeners.delete(l) } } }
+    const svc = content()({ protocols: node['protocols'], routing: node['routing'], onRejected: () => {}, blockstore: blocks, store: state })
+    const unwanted = svc['unwanted'] as UnwantedDownloads
+    unwanted.start()
+    // A partial download: the root and one of its two leaves are here.
+    const made: Array<{ cid: CID, bytes: Uint8Array }> = []
+    const root = (await importFile([seededBytes(2 * CHUNK_SIZE, 95)], async b => { made.push(b) })).cid
+    for (const b of made.slice(0, 2)) await blocks.put(b.cid, b.bytes)
+    const other = (await rawBlock(seededBytes(100, 96))).cid
+    for (const cid of [root, other]) await blocks.markDownload({ cid: cid.toString(), attempts: 1, since: Date.now(), found: true })
+
+    await unwanted.forget(root.toString())
+    await unwanted.forget(other.toString())
+    assert.equal(unwanted.pending, 2)
+    assert.ok(await blocks.getDownload(root) != null, 'not deleted while the store refuses writes')
+    const gc = await svc.gc()
+    assert.equal(gc.removed, 2, 'its blocks are no longer kept')
+    // `other` is wanted again before the store recovers: its record stays.
+    assert.equal(unwanted.keep(other.toString()), true)
+    state.writable = true
+    for (const l of listeners) l({ type: 'writable', writable: true })
+    await waitFor('the record is deleted', async () => await blocks.getDownload(root) == null, 10_000, 20)
+    assert.equal(unwanted.pending, 0)
+    assert.ok(await blocks.getDownload(other) != null)
+    await unwanted.stop()
   })
 })
