@@ -254,6 +254,19 @@ describe('downloads that never find a holder', { timeout: 300_000 }, () => {
     assert.equal((await store.getDownload(partial))?.found, true)
   })
 
+  it('peerverse start warns of a download it gives up', async t => {
+    const defer = cleanups(t)
+    const dir = await set.tempDir()
+    const missing = (await rawBlock(seededBytes(100, 91))).cid
+    const offline = await createNode(mergeConfig(defaultConfig(dir), { listen: ['/ip4/127.0.0.1/tcp/0'], api: false }))
+    await (offline.content['blockstore'] as Blockstore).markDownload({ cid: missing.toString(), attempts: MAX_UNFOUND_DOWNLOAD_ATTEMPTS, since: Date.now(), found: false })
+    await offline.stop()
+    const peer = await set.start({ dataDir: dir })
+    defer(async () => { await set.kill(peer) })
+    await waitFor('the warning', () => peer.stderr().includes(`gave up the download of ${missing.toString()}`), 10_000, 50)
+    assert.match(peer.stderr(), /no holder found in \d+ attempts/)
+  })
+
   it('one older than MAX_UNFOUND_DOWNLOAD_AGE_MS is given up on the next start', async t => {
     const defer = cleanups(t)
     const dir = await tempDir(defer, 'downloads')
