@@ -24,7 +24,8 @@ Fetches the whole file or directory from every peer that holds it (every block v
 writes it to PATH (default: the CID). A progress bar shows bytes, rate and peers on a terminal.
 Ctrl-C stops the download at once (unless another request waits for the same CID); a get
 run again resumes from the blocks already fetched. A get that never finds a holder is tried
-again on the next starts of the peer, a few times, then given up (peerverse status says so).`,
+again on the next starts of the peer, a few times, then given up (peerverse status says so).
+A get onto a full disk fails (DiskFullError) and is not resumed; peerverse gc frees its blocks.`,
   pin: `Usage: peerverse pin CID [--name NAME] [--data DIR]
        peerverse unpin CID [--data DIR]`,
   ls: `Usage: peerverse ls [--data DIR] [--json]

@@ -110,6 +110,9 @@ async function cmdStart (args: string[]): Promise<void> {
       : `peerverse: the store is refusing writes until it has repaired itself: ${evt.detail.error ?? 'a write failed'}\n`)
   })
   await node.start()
+  for (const a of node.content.status().abandonedDownloads) {
+    process.stderr.write(`peerverse: gave up the download of ${a.cid} (${a.reason}); run 'peerverse get ${a.cid}' to try again\n`)
+  }
   try {
     if (config.api !== false) {
       const { host, port } = parseHostPort(config.api)

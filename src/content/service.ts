@@ -14,6 +14,7 @@ import * as raw from 'multiformats/codecs/raw'
 import { TypedEventEmitter } from 'main-event'
 import type { ProtocolPort, RejectSink, RoutingPort } from '../net/ports.ts'
 import { BlockNotFoundError, parseCid, type ContentBlockstore, type DownloadRecord, type PinInfo, type SweepResult } from './blocks.ts'
+import { isStoreFailure, UnwantedDownloads, type StoreState } from './download-records.ts'
 import { buildDirectory, listDirectory, resolvePath, type DirEntry, type ResolvedPath } from './directory.ts'
 import { fileLeaves, readFile, UnsupportedContentError, type GetBlock, type Leaf } from './reader.ts'
 import { Swarm, type Download, type DownloadProgress } from './swarm.ts'
@@ -77,6 +78,8 @@ export interface ContentComponents {
   onRejected: RejectSink
   /** The block store (blockstore.ts on the Node peer). */
   blockstore: ContentBlockstore
+  /** The node's store: record deletions it refused are written when it takes writes again. */
+  store?: StoreState
 }
 
 /** Content emits no events of its own: bad peers go to the onRejected component. */
@@ -141,6 +144,8 @@ export class ContentService extends TypedEventEmitter<ContentEvents> {
   /** Fetches in progress per root (the user's and resumed ones). */
   private readonly fetching = new Map<string, number>()
   private readonly abandoned: AbandonedDownload[] = []
+  /** Records of downloads ended for good (aborted, or the store could not keep their blocks). */
+  private readonly unwanted: UnwantedDownloads
   private provides = 0
   private readonly provideQueue: CID[] = []
   private started = false
@@ -152,6 +157,7 @@ export class ContentService extends TypedEventEmitter<ContentEvents> {
     this.maxConcurrentProvides = init.maxConcurrentProvides ?? MAX_CONCURRENT_PROVIDES
     this.provideTimeoutMs = init.provideTimeoutMs ?? PROVIDE_TIMEOUT_MS
     this.swarm = new Swarm(components)
+    this.unwanted = new UnwantedDownloads(this.blockstore, components.store)
     this.blockstore.onPressure = async () => { await this.gc() }
   }
 
@@ -159,6 +165,7 @@ export class ContentService extends TypedEventEmitter<ContentEvents> {
     if (this.started) return
     this.started = true
     await this.blockstore.repair().catch(err => { log('repair of the block store failed: %s', (err as Error).message) })
+    this.unwanted.start()
     await this.swarm.start()
     await this.resumeDownloads()
   }
@@ -193,6 +200,7 @@ export class ContentService extends TypedEventEmitter<ContentEvents> {
     if (!this.started) return
     this.started = false
     await this.swarm.stop()
+    await this.unwanted.stop()
   }
 
   /** The store's use and the swarm's counters since start. */
@@ -457,7 +465,13 @@ export class ContentService extends TypedEventEmitter<ContentEvents> {
     const record: DownloadRecord = await this.blockstore.getDownload(cid) ?? { cid: key, attempts: 0, since: Date.now(), found: false }
     record.attempts++
     record.found ||= this.blockstore.has(cid)
-    await this.blockstore.markDownload(record)
+    const wasUnwanted = this.unwanted.keep(key)
+    try {
+      await this.blockstore.markDownload(record)
+    } catch (err) {
+      if (wasUnwanted && !this.fetching.has(key)) void this.unwanted.forget(key)
+      throw err
+    }
     this.fetching.set(key, (this.fetching.get(key) ?? 0) + 1)
     const used: Download[] = []
     let files = 0
@@ -490,12 +504,13 @@ export class ContentService extends TypedEventEmitter<ContentEvents> {
     }
     try {
       await walk(cid, 0, [])
-      await this.blockstore.clearDownload(cid).catch(() => {})
+      if (this.fetching.get(key) === 1) await this.unwanted.forget(key)
     } catch (err) {
       const last = this.fetching.get(key) === 1
-      if (options.signal?.aborted === true) {
+      if (options.signal?.aborted === true || isStoreFailure(err)) {
+        // Aborted, or our store cannot keep the blocks: not resumed on the next start.
         for (const d of used) this.swarm.halt(d)
-        if (last) await this.blockstore.clearDownload(cid).catch(() => {})
+        if (last) await this.unwanted.forget(key)
       } else if (!record.found && this.blockstore.has(cid)) {
         await this.blockstore.markDownload({ ...record, found: true }).catch(() => {})
       }
@@ -532,7 +547,8 @@ export class ContentService extends TypedEventEmitter<ContentEvents> {
   private async reachable (imports: Iterable<ImportGroup> = this.imports.values()): Promise<Set<string>> {
     const keep = new Set<string>(this.importing.keys())
     for (const g of imports) for (const key of g.blocks) keep.add(key)
-    const roots = [...(await this.pins()).map(p => parseCid(p.cid)), ...(await this.blockstore.downloads()).map(d => parseCid(d.cid))]
+    const downloads = (await this.blockstore.downloads()).filter(d => !this.unwanted.has(d.cid))
+    const roots = [...(await this.pins()).map(p => parseCid(p.cid)), ...downloads.map(d => parseCid(d.cid))]
     const mark = async (cid: CID, depth: number): Promise<void> => {
       const key = cid.toString()
       if (keep.has(key) || depth > MAX_FETCH_DEPTH + 8) return

@@ -7,7 +7,7 @@ import type { Stream } from '@libp2p/interface'
 import { logger } from '@libp2p/logger'
 import type { CID } from 'multiformats/cid'
 import type { ProtocolPort } from '../net/ports.ts'
-import { BlockNotFoundError, type ContentBlockstore } from './blocks.ts'
+import { BlockNotFoundError, diskError, type ContentBlockstore } from './blocks.ts'
 import { verifyBlock, type Leaf } from './reader.ts'
 import {
   ENDGAME_MAX_MISSING, ENDGAME_MAX_REQUESTERS, MAX_BLOCKS_IN_FLIGHT_PER_DOWNLOAD, MAX_BLOCKS_IN_FLIGHT_PER_PEER,
@@ -283,6 +283,7 @@ export class Download {
 
   /** Ends the download with an error for everyone waiting on it. */
   fail (err: Error): void {
+    if (this.closed) return
     this.failure = err
     for (const key of [...this.waiters.keys()]) this.failWaiters(key, err)
     this.close()
@@ -440,8 +441,11 @@ export class Download {
     try {
       await this.swarm.blockstore.put(cid, bytes, { verified: true })
     } catch (err) {
+      // Our store cannot keep the block (a full disk, a store refusing writes, its size limit):
+      // asking for it again would only fetch it again, so the whole download ends here.
       this.requests.delete(key)
-      this.failWaiters(key, err as Error)
+      log('storing %s failed; ending the download of %s: %s', key, this.root, (err as Error).message)
+      this.fail(diskError(err, `store block ${key}`))
       return
     }
     this.requests.delete(key)

@@ -159,7 +159,7 @@ export class PeerverseNode extends TypedEventEmitter<NodeEvents> {
       onIdentified: (peerId, did) => { this.safeDispatch('peer:identified', { peerId, did }) },
       onRejected
     })
-    this.content = content()({ protocols: this.protocols, routing: this.routing, onRejected, blockstore })
+    this.content = content()({ protocols: this.protocols, routing: this.routing, onRejected, blockstore, store })
     this.social = social()({
       gossip: this.gossip,
       protocols: this.protocols,

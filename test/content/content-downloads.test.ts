@@ -4,30 +4,34 @@
  * only as the test lets it): Ctrl-C on `peerverse get` ends the download at once, so the seeder
  * sees its session close, gets no more requests, and nothing resumes after a restart; with two
  * requests for the same CID, aborting one leaves the other to finish. A download that never finds
- * a holder is given up after MAX_UNFOUND_DOWNLOAD_ATTEMPTS starts (or its age) and says so.
+ * a holder is given up after MAX_UNFOUND_DOWNLOAD_ATTEMPTS starts (or its age) and says so. A get
+ * onto a full disk (a real tmpfs) fails with DiskFullError after a bounded number of blocks, is
+ * not resumed, and gc on the full disk frees what it fetched.
  */
-import { describe, it, after } from 'node:test'
+import { describe, it, after, type TestContext } from 'node:test'
 import assert from 'node:assert/strict'
 import { spawn } from 'node:child_process'
 import { once } from 'node:events'
 import { createHash } from 'node:crypto'
-import { readFile } from 'node:fs/promises'
+import { open, readFile, rm, statfs } from 'node:fs/promises'
 import { join } from 'node:path'
 import { generateKeyPair } from '@libp2p/crypto/keys'
 import type { Stream } from '@libp2p/interface'
 import { multiaddr } from '@multiformats/multiaddr'
 import * as lp from 'it-length-prefixed'
 import type { CID } from 'multiformats/cid'
-import { MAX_UNFOUND_DOWNLOAD_AGE_MS, MAX_UNFOUND_DOWNLOAD_ATTEMPTS } from '../../src/content/index.ts'
+import { content, MAX_UNFOUND_DOWNLOAD_AGE_MS, MAX_UNFOUND_DOWNLOAD_ATTEMPTS } from '../../src/content/index.ts'
+import type { StoreState, UnwantedDownloads } from '../../src/content/download-records.ts'
 import type { Blockstore } from '../../src/content/blockstore.ts'
 import { decodeMessage, encodeMessage, SWARM_PROTOCOL } from '../../src/content/swarm-wire.ts'
 import { CHUNK_SIZE, importFile, rawBlock } from '../../src/content/unixfs.ts'
 import { createNetwork, type Network } from '../../src/net/network.ts'
 import { createNode, type PeerverseNode } from '../../src/node/node.ts'
 import { defaultConfig, mergeConfig } from '../../src/node/config.ts'
-import { CLI, PeerSet, waitFor, type CliPeer } from '../helpers/cli-peer.ts'
+import { CLI, PeerSet, runCli, waitFor, type CliPeer } from '../helpers/cli-peer.ts'
 import { cleanups, tempDir } from '../helpers/cleanup.ts'
 import { seededBytes } from '../helpers/random.ts'
+import { mountTmpfs } from '../store/tmpfs.ts'
 
 const MiB = 1024 * 1024
 const set = new PeerSet()
@@ -250,6 +254,19 @@ describe('downloads that never find a holder', { timeout: 300_000 }, () => {
     assert.equal((await store.getDownload(partial))?.found, true)
   })
 
+  it('peerverse start warns of a download it gives up', async t => {
+    const defer = cleanups(t)
+    const dir = await set.tempDir()
+    const missing = (await rawBlock(seededBytes(100, 91))).cid
+    const offline = await createNode(mergeConfig(defaultConfig(dir), { listen: ['/ip4/127.0.0.1/tcp/0'], api: false }))
+    await (offline.content['blockstore'] as Blockstore).markDownload({ cid: missing.toString(), attempts: MAX_UNFOUND_DOWNLOAD_ATTEMPTS, since: Date.now(), found: false })
+    await offline.stop()
+    const peer = await set.start({ dataDir: dir })
+    defer(async () => { await set.kill(peer) })
+    await waitFor('the warning', () => peer.stderr().includes(`gave up the download of ${missing.toString()}`), 10_000, 50)
+    assert.match(peer.stderr(), /no holder found in \d+ attempts/)
+  })
+
   it('one older than MAX_UNFOUND_DOWNLOAD_AGE_MS is given up on the next start', async t => {
     const defer = cleanups(t)
     const dir = await tempDir(defer, 'downloads')
@@ -261,5 +278,124 @@ describe('downloads that never find a holder', { timeout: 300_000 }, () => {
     node = await startNode(dir)
     assert.equal(await (node.content['blockstore'] as Blockstore).getDownload(missing), undefined)
     assert.deepEqual(node.content.status().abandonedDownloads.map(a => [a.cid, a.attempts]), [[missing.toString(), 1]])
+  })
+})
+
+/** Writes a filler file on `dir` until only about `leave` bytes are free there. */
+async function fillTo (dir: string, leave: number): Promise<string> {
+  const path = join(dir, 'filler')
+  const fs = await statfs(dir)
+  let goal = fs.bavail * fs.bsize - leave
+  const fh = await open(path, 'w')
+  try {
+    const chunk = new Uint8Array(MiB).fill(9)
+    while (goal > 0) {
+      const { bytesWritten } = await fh.write(chunk, 0, Math.min(goal, chunk.length))
+      goal -= bytesWritten
+    }
+  } finally {
+    await fh.close()
+  }
+  return path
+}
+
+describe('a get onto a full disk', { timeout: 300_000 }, () => {
+  after(async () => { await set.cleanup() })
+
+  it('fails with DiskFullError within a bounded number of blocks, leaves the peer usable, is not resumed after a restart, and gc on the full disk frees its blocks', async (t: TestContext) => {
+    const defer = cleanups(t)
+    const disk = await mountTmpfs(t, defer, 64)
+    if (disk == null) return
+    const dir = join(disk, 'peer')
+    let peer = await set.start({ dataDir: dir })
+    defer(async () => { await set.kill(peer) })
+    const seeder = await SlowSeeder.start()
+    defer(async () => { await seeder.stop() })
+    const data = seededBytes(32 * MiB, 72)
+    const root = await seeder.add(data)
+    const blocks = seeder.blocks.size
+    seeder.allow(Infinity)
+    await seeder.net.dial(multiaddr(peer.addr))
+    const filler = await fillTo(disk, 8 * MiB)
+    const out = join(await set.tempDir(), 'out.bin')
+
+    const proc = spawn(process.execPath, [CLI, 'get', root.toString(), '-o', out, '--data', dir], { stdio: ['ignore', 'pipe', 'pipe'] })
+    defer(async () => { proc.kill('SIGKILL') })
+    let stderr = ''
+    proc.stderr.on('data', d => { stderr += d })
+    let code: number | null | undefined
+    proc.once('exit', c => { code = c })
+    // Without an end the download would fetch the same blocks again and again: wait for either.
+    await waitFor('the get ends (or fetches more than twice the file)', async () => code !== undefined || await fetched(peer) > 2 * blocks, 120_000)
+    const got = await fetched(peer)
+    assert.ok(got < 2 * blocks, `fetched ${got} blocks of a ${blocks}-block file`)
+    assert.notEqual(code, undefined, 'the get returned')
+    assert.notEqual(code, 0)
+    assert.match(stderr, /DiskFullError/)
+    assert.match(stderr, /no space left/)
+    // Nothing is asked for any more, and the peer still answers.
+    const wants = seeder.wants
+    await holdsFor('no new request or block after the failure', 2_000, async () => seeder.wants === wants && await fetched(peer) === got)
+    const held = (await peer.api.request<{ blocks: number }>('GET', '/api/v0/content/store')).blocks
+    assert.ok(held > 0, 'some blocks were stored before the disk filled')
+
+    // gc on the full disk frees the blocks of the download that ended.
+    const gc = await runCli(['gc', '--data', dir, '--json'])
+    assert.equal(gc.code, 0, gc.stderr)
+    assert.equal((JSON.parse(gc.stdout) as { removed: number }).removed, held)
+    assert.equal((await peer.api.request<{ blocks: number }>('GET', '/api/v0/content/store')).blocks, 0)
+
+    // After a restart nothing resumes: no session is opened with the seeder.
+    assert.equal(await set.stop(peer), 0)
+    const opens = seeder.opens
+    peer = await set.start({ dataDir: dir })
+    await seeder.net.dial(multiaddr(peer.addr))
+    await holdsFor('no session opened after the restart', 3_000, async () => seeder.opens === opens && await fetched(peer) === 0)
+
+    // With space again the same get succeeds.
+    await rm(filler)
+    const again = spawn(process.execPath, [CLI, 'get', root.toString(), '-o', out, '--data', dir], { stdio: ['ignore', 'ignore', 'pipe'] })
+    let err2 = ''
+    again.stderr.on('data', d => { err2 += d })
+    const [ok] = await once(again, 'exit') as [number]
+    assert.equal(ok, 0, err2)
+    assert.equal(sha(await readFile(out)), sha(data))
+  })
+})
+
+describe('the record of a download ended while the store refuses writes', () => {
+  it('is no root for gc at once and is deleted when the store takes writes again; a new fetch keeps it', async t => {
+    const defer = cleanups(t)
+    const dir = await tempDir(defer, 'unwanted')
+    const node = await createNode(mergeConfig(defaultConfig(dir), { listen: ['/ip4/127.0.0.1/tcp/0'], api: false, dht: { mode: 'server' }, relay: { server: false } }))
+    defer(async () => node.stop())
+    const blocks = node.content['blockstore'] as Blockstore
+    // The store's state as content sees it, refusing writes until the test says otherwise.
+    const listeners = new Set<(change: { type: string, writable?: boolean }) => void>()
+    const state: StoreState & { writable: boolean } = { writable: false, onChange: l => { listeners.add(l); return () => { listeners.delete(l) } } }
+    const svc = content()({ protocols: node['protocols'], routing: node['routing'], onRejected: () => {}, blockstore: blocks, store: state })
+    const unwanted = svc['unwanted'] as UnwantedDownloads
+    unwanted.start()
+    // A partial download: the root and one of its two leaves are here.
+    const made: Array<{ cid: CID, bytes: Uint8Array }> = []
+    const root = (await importFile([seededBytes(2 * CHUNK_SIZE, 95)], async b => { made.push(b) })).cid
+    for (const b of made.slice(0, 2)) await blocks.put(b.cid, b.bytes)
+    const other = (await rawBlock(seededBytes(100, 96))).cid
+    for (const cid of [root, other]) await blocks.markDownload({ cid: cid.toString(), attempts: 1, since: Date.now(), found: true })
+
+    await unwanted.forget(root.toString())
+    await unwanted.forget(other.toString())
+    assert.equal(unwanted.pending, 2)
+    assert.ok(await blocks.getDownload(root) != null, 'not deleted while the store refuses writes')
+    const gc = await svc.gc()
+    assert.equal(gc.removed, 2, 'its blocks are no longer kept')
+    // `other` is wanted again before the store recovers: its record stays.
+    assert.equal(unwanted.keep(other.toString()), true)
+    state.writable = true
+    for (const l of listeners) l({ type: 'writable', writable: true })
+    await waitFor('the record is deleted', async () => await blocks.getDownload(root) == null, 10_000, 20)
+    assert.equal(unwanted.pending, 0)
+    assert.ok(await blocks.getDownload(other) != null)
+    await unwanted.stop()
   })
 })
