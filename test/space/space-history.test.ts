@@ -14,7 +14,7 @@ import {
   ADMISSION_NONCE_BYTES, AdmissionRequiredError, checkAdmission, InvalidAdmissionError, isAdmitted, solveAdmission, SPACE_ADMISSION_BITS
 } from '../../src/space/admission.ts'
 import {
-  CHAT_BURST, CHAT_PEER_BURST, CHAT_PER_PEER_PER_SECOND, CHAT_PER_SECOND, CHAT_SEND_MARGIN, NEWCOMER_CHAT_BURST, NEWCOMER_CHAT_PER_SECOND, SpaceChat
+  CHAT_BURST, CHAT_PEER_BURST, CHAT_PER_PEER_PER_SECOND, CHAT_PER_SECOND, CHAT_SEND_MARGIN, MAX_SYNC_NEW_AUTHORS, NEWCOMER_CHAT_BURST, NEWCOMER_CHAT_PER_SECOND, SpaceChat
 } from '../../src/space/chat.ts'
 import {
   ChatHistory, MAX_CHAT_HISTORY, MAX_CHAT_KEPT, MAX_NEWCOMER_CHAT, MAX_PROMOTED_CHAT, MAX_NEWCOMERS_TRACKED, MAX_PROMOTED, NEWCOMER_PROBATION_MS, PROMOTION_BURST, PROMOTIONS_PER_HOUR
@@ -231,7 +231,7 @@ describe('admission proof', () => {
 })
 
 describe('the chat part on a real store: limits per signing peer and per peer newcomers come through', () => {
-  async function setup (t: import('node:test').TestContext): Promise<{ chat: SpaceChat, edits: SpaceEdits, j: Joined, published: Uint8Array[] }> {
+  async function setup (t: import('node:test').TestContext): Promise<{ chat: SpaceChat, edits: SpaceEdits, j: Joined, published: Uint8Array[], core: SpaceCore }> {
     const defer = cleanups(t)
     const dir = await tempDir(defer, 'space-history')
     const store = await Store.open(dir)
@@ -248,7 +248,7 @@ describe('the chat part on a real store: limits per signing peer and per peer ne
     } as unknown as SpaceCore
     ;(core as unknown as { parcels: () => [] }).parcels = () => []
     const j = { d, policy: initialPolicy(d), removed: false, keys: new KeyRing(d.id), chat: new ChatHistory(), edits: new WorldLog() } as unknown as Joined
-    return { chat: new SpaceChat(core), edits: new SpaceEdits(core), j, published }
+    return { chat: new SpaceChat(core), edits: new SpaceEdits(core), j, published, core }
   }
 
   it(`one peer signing chat of many known authors: past CHAT_PEER_BURST (${CHAT_PEER_BURST}, then ${CHAT_PER_PEER_PER_SECOND}/s) each is a SpaceRateLimitError`, async t => {
@@ -305,6 +305,83 @@ describe('the chat part on a real store: limits per signing peer and per peer ne
     assert.ok(said >= CHAT_BURST - CHAT_SEND_MARGIN && said < CHAT_BURST, `${said} said`)
     assert.equal(published.length, said)
     assert.equal(said + refused, 3 * CHAT_BURST)
+  })
+
+  it('promoted sybils (injected clock, past the probation) go to the promoted part: the owner\'s and an editor\'s history is whole, in the store too, and the parts and proofs come back after a reopen', async t => {
+    const { chat, j, core } = await setup(t)
+    const editor = keyOf(500)
+    j.policy = { ...j.policy, editors: [didOf(editor)] }
+    const t0 = Date.now() - 3600_000
+    for (let i = 0; i < MAX_CHAT_HISTORY; i++) {
+      const c = await createChat(i % 5 === 4 ? editor : keyOf(100), j.d.id, `history ${i}`, t0 + i * 1000)
+      await chat.take(j, c.bytes, false, t0 + i * 1000, { peer: `p${i % 7}` })
+    }
+    assert.equal(j.chat.size('named'), MAX_CHAT_HISTORY)
+    const sybils = [keyOf(600), keyOf(601), keyOf(602)]
+    const proofs = await Promise.all(sybils.map(async k => await solveAdmission(j.d.id, didOf(k))))
+    const now = Date.now()
+    for (const [s, k] of sybils.entries()) await chat.take(j, (await createChat(k, j.d.id, 'hello', now)).bytes, false, now, { peer: `s${s}`, proof: proofs[s] })
+    assert.equal(j.chat.size('new'), sybils.length)
+    const later = now + NEWCOMER_PROBATION_MS
+    for (let i = 0; i < 200; i++) {
+      for (const [s, k] of sybils.entries()) {
+        const at = later + i * 1000
+        await chat.take(j, (await createChat(k, j.d.id, `spam ${i}`, at)).bytes, false, at, { peer: `s${s}`, proof: proofs[s] })
+      }
+    }
+    assert.ok(sybils.every(k => j.chat.knows(didOf(k))), 'promoted')
+    assert.equal(j.chat.size('named'), MAX_CHAT_HISTORY, 'the promoted evict none of the named')
+    assert.equal(j.chat.size('known'), MAX_PROMOTED_CHAT)
+    // Reopened from the store: the same parts, the proofs of the promoted, the named whole.
+    const j2 = { ...j, chat: new ChatHistory() } as Joined
+    await new SpaceChat(core).replay(j2)
+    for (const area of ['named', 'known', 'new', 'unproven'] as const) assert.equal(j2.chat.size(area), j.chat.size(area), area)
+    assert.ok(sybils.every((k, s) => j2.chat.proofOf(didOf(k))?.every((b, i) => b === proofs[s][i])))
+  })
+
+  it('a record the store holds as promoted moves to the named part once the policy names its author', async t => {
+    const { chat, j, core } = await setup(t)
+    const author = keyOf(700)
+    const c = await createChat(author, j.d.id, 'before I was an editor')
+    await core.store.addChat(j.d.id, { area: 'known', ts: c.ts, id: c.id, bytes: c.bytes })
+    j.policy = { ...j.policy, editors: [didOf(author)] }
+    await chat.replay(j)
+    assert.equal(j.chat.area(c.id), 'named')
+    assert.deepEqual((await core.store.chat(j.d.id)).map(r => r.area), ['named'])
+  })
+
+  it(`a lying sync answer: records without a valid proof are unproven, from at most MAX_SYNC_NEW_AUTHORS (${MAX_SYNC_NEW_AUTHORS}) authors an answer, and evict no proven newcomer and nothing named`, async t => {
+    const { chat, j } = await setup(t)
+    const now = Date.now()
+    for (let i = 0; i < 100; i++) {
+      const c = await createChat(keyOf(100), j.d.id, `owner ${i}`, now - 10_000 + i)
+      await chat.take(j, c.bytes, true, now, { peer: 'o' })
+    }
+    // Proven newcomers the joiner holds from elsewhere: nearly the whole newcomers' part.
+    const honest = [keyOf(800), keyOf(801)]
+    const hp = await Promise.all(honest.map(async k => await solveAdmission(j.d.id, didOf(k))))
+    for (let i = 0; i < MAX_NEWCOMER_CHAT - 5; i++) {
+      const s = i % 2
+      const c = await createChat(honest[s], j.d.id, `honest ${i}`, now - 5000 + i)
+      await chat.take(j, c.bytes, true, now, { peer: 'honest-peer', proof: hp[s], strangers: new Set() })
+    }
+    assert.equal(j.chat.size('new'), MAX_NEWCOMER_CHAT - 5)
+    // The liar: 2 * MAX_SYNC_NEW_AUTHORS fresh identities, three messages each, half with a forged proof.
+    const strangers = new Set<string>()
+    let n = 0
+    for (let i = 0; i < 2 * MAX_SYNC_NEW_AUTHORS; i++) {
+      const k = keyOf(1000 + i)
+      for (let m = 0; m < 3; m++) {
+        const c = await createChat(k, j.d.id, `liar ${i}/${m}`, now - 1000 + n++)
+        await chat.take(j, c.bytes, true, now, { peer: 'liar', proof: i % 2 === 0 ? new Uint8Array(8) : undefined, strangers })
+      }
+    }
+    assert.equal(strangers.size, MAX_SYNC_NEW_AUTHORS)
+    assert.equal(j.chat.size('new'), MAX_NEWCOMER_CHAT - 5, 'every proven newcomer message is kept')
+    assert.equal(j.chat.size('unproven'), 5, 'the liar had only the free room')
+    assert.equal(j.chat.size('named'), 100)
+    const liars = new Set(j.chat.messages.filter(c => c.text.startsWith('liar')).map(c => c.author))
+    assert.ok([...liars].every(a => strangers.has(a)))
   })
 
   it(`one peer signing world updates of several editors: past WORLD_UPDATE_PEER_BURST (${WORLD_UPDATE_PEER_BURST}, then ${WORLD_UPDATES_PER_PEER_PER_SECOND}/s) each is a SpaceRateLimitError`, async t => {
