@@ -98,7 +98,7 @@ export class SpaceService extends TypedEventEmitter<SpaceEvents> {
     this.presence = new SpacePresence(this.core, { interest: init.interest !== false }, (j, did) => this.chats.known(j, did))
     this.edits = new SpaceEdits(this.core)
     this.policy = new SpacePolicy(this.core, (j, did) => { this.presence.dropMember(j, did) })
-    this.sync = new SpaceSync(this.core, this.policy, async (j, kind, bytes, from, synced) => { await this.ingest(j, kind, bytes, from, synced) })
+    this.sync = new SpaceSync(this.core, this.policy, async (j, kind, bytes, from, synced, src) => { await this.ingest(j, kind, bytes, from, synced, src) })
     this.membership = new SpaceMembership(this.core, {
       sync: this.sync,
       policy: this.policy,

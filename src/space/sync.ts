@@ -1,7 +1,9 @@
 /**
  * The space sync protocol, `/peerverse/space/1.0.0`: one request, a stream of answer frames.
  *   {op: 'get', space}        -> one frame {descriptor, policy, keys}: what a joiner needs first
- *   {op: 'chat', space}       -> the chat history, one signed record a frame
+ *   {op: 'chat', space}       -> the chat history, one signed record a frame; in a public space a
+ *                                record of an author outside the policy comes as {t: 'chat', d, w}
+ *                                with the author's admission proof when we hold it
  *   {op: 'world', space, sv}  -> the world records the asker lacks by its Yjs state vector
  * Always the authors' signed records, so the asker checks every one itself; sealed under the
  * group key in a private space. Requests are rate-limited per peer; what breaks the protocol is
@@ -15,12 +17,14 @@ import type { RemotePeer } from '../net/ports.ts'
 import { TokenBuckets } from '../net/rate-limit.ts'
 import { request, serve } from '../net/rpc.ts'
 import { InvalidSpaceRequestError, SpaceRateLimitError } from './errors.ts'
-import { openSynced, sealSynced, type FrameKind } from './frames.ts'
+import { decodeFrame, openSynced, sealSynced, type FrameKind } from './frames.ts'
 import type { Joined, SpaceCore } from './joined.ts'
 import { MAX_KEY_EPOCHS } from './keyring.ts'
 import type { SpacePolicy } from './policy.ts'
 import { MAX_POLICY_BYTES, parseSpaceId, verifyDescriptor } from './records.ts'
-import { MAX_CHAT_HISTORY, MAX_NEWCOMER_CHAT } from './history.ts'
+import type { Source } from './chat.ts'
+import { isPrivileged, MAX_CHAT_KEPT } from './history.ts'
+import type { Chat } from './records.ts'
 import { World } from './world.ts'
 
 const log = logger('peerverse:space')
@@ -80,7 +84,26 @@ export function parseSyncRequest (bytes: Uint8Array): SyncRequest {
 const VIOLATIONS = new Set(['InvalidSpaceRequestError', 'SpaceRateLimitError', 'MalformedUpdateError'])
 
 /** Takes one record of a kind, from gossip or from a sync answer. */
-export type Ingest = (j: Joined, kind: FrameKind, bytes: Uint8Array, from: string, synced: boolean) => Promise<void>
+export type Ingest = (j: Joined, kind: FrameKind, bytes: Uint8Array, from: string, synced: boolean, src?: Source) => Promise<void>
+
+/** A chat record as a sync answer carries it: with its author's proof where we hold one (public spaces). */
+export function syncedChat (j: Joined, c: Chat): Uint8Array {
+  const w = j.d.private || isPrivileged(j.d, j.policy, c.author) ? undefined : j.chat.proofOf(c.author)
+  return w == null ? sealSynced(j, c.bytes) : dagCbor.encode({ t: 'chat', d: c.bytes, w })
+}
+
+/** A chat frame of a sync answer: the record, and its author's proof when it came with one. */
+export function openSyncedChat (j: Joined, bytes: Uint8Array): { d: Uint8Array, w?: Uint8Array } {
+  if (!j.d.private) {
+    let v: unknown
+    try { v = dagCbor.decode(bytes) } catch { v = null }
+    if ((v as { t?: unknown } | null)?.t === 'chat') {
+      const f = decodeFrame(bytes)
+      return { d: f.d, w: f.w }
+    }
+  }
+  return { d: openSynced(j, 'chat', bytes) }
+}
 
 export class SpaceSync {
   private readonly core: SpaceCore
@@ -129,12 +152,14 @@ export class SpaceSync {
     }
     if (j == null || j.removed) return
     const records = req.op === 'chat'
-      ? j.chat.messages.map(c => c.bytes)
-      : World.needed(req.sv, j.edits.records).slice(0, MAX_SYNC_WORLD_RECORDS).map(r => r.bytes)
+      ? j.chat.messages.slice()
+      : World.needed(req.sv, j.edits.records).slice(0, MAX_SYNC_WORLD_RECORDS)
     // Sealed a chunk at a time, as sent, and no more than MAX_SYNC_ANSWER_BYTES in all.
     let sent = 0
     for (let i = 0; i < records.length && sent < MAX_SYNC_ANSWER_BYTES; i += SYNC_CHUNK_RECORDS) {
-      const chunk = records.slice(i, i + SYNC_CHUNK_RECORDS).map(r => sealSynced(j, r))
+      const chunk = req.op === 'chat'
+        ? (records.slice(i, i + SYNC_CHUNK_RECORDS) as Chat[]).map(c => syncedChat(j, c))
+        : records.slice(i, i + SYNC_CHUNK_RECORDS).map(r => sealSynced(j, r.bytes))
       sent += chunk.reduce((n, b) => n + b.length, 0)
       await writeMany(chunk, { signal })
     }
@@ -186,9 +211,12 @@ export class SpaceSync {
     const id = j.d.id
     await this.getFrom(peer, id)
     let chats = 0
+    // One answer brings unproven authors only up to MAX_SYNC_NEW_AUTHORS (chat.ts).
+    const strangers = new Set<string>()
     await this.request(peer, { op: 'chat', space: id }, async frame => {
-      await this.ingest(j, 'chat', openSynced(j, 'chat', frame), peer, true)
-      return ++chats < MAX_CHAT_HISTORY + MAX_NEWCOMER_CHAT
+      const { d, w } = openSyncedChat(j, frame)
+      await this.ingest(j, 'chat', d, peer, true, { peer, proof: w, strangers })
+      return ++chats < MAX_CHAT_KEPT
     })
     for (let round = 0; round < MAX_SYNC_WORLD_ROUNDS; round++) {
       let got = 0

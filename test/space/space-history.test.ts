@@ -14,10 +14,10 @@ import {
   ADMISSION_NONCE_BYTES, AdmissionRequiredError, checkAdmission, InvalidAdmissionError, isAdmitted, solveAdmission, SPACE_ADMISSION_BITS
 } from '../../src/space/admission.ts'
 import {
-  CHAT_BURST, CHAT_PEER_BURST, CHAT_PER_PEER_PER_SECOND, CHAT_PER_SECOND, CHAT_SEND_MARGIN, NEWCOMER_CHAT_BURST, NEWCOMER_CHAT_PER_SECOND, SpaceChat
+  CHAT_BURST, CHAT_PEER_BURST, CHAT_PER_PEER_PER_SECOND, CHAT_PER_SECOND, CHAT_SEND_MARGIN, MAX_SYNC_NEW_AUTHORS, NEWCOMER_CHAT_BURST, NEWCOMER_CHAT_PER_SECOND, SpaceChat
 } from '../../src/space/chat.ts'
 import {
-  ChatHistory, MAX_CHAT_HISTORY, MAX_NEWCOMER_CHAT, MAX_NEWCOMERS_TRACKED, MAX_PROMOTED, NEWCOMER_PROBATION_MS, PROMOTION_BURST, PROMOTIONS_PER_HOUR
+  ChatHistory, MAX_CHAT_HISTORY, MAX_CHAT_KEPT, MAX_NEWCOMER_CHAT, MAX_PROMOTED_CHAT, MAX_NEWCOMERS_TRACKED, MAX_PROMOTED, NEWCOMER_PROBATION_MS, PROMOTION_BURST, PROMOTIONS_PER_HOUR
 } from '../../src/space/history.ts'
 import type { Joined, SpaceCore } from '../../src/space/joined.ts'
 import { KeyRing } from '../../src/space/keyring.ts'
@@ -48,49 +48,94 @@ const didOf = (k: Ed25519Key): string => didFromPublicKey(k.publicKey)
 const fresh = (i: number): string => `did:key:fresh${i}`
 
 describe('chat history: known authors apart from newcomers', () => {
-  it(`a flood of ${MAX_CHAT_HISTORY + 100} newcomers (one message each) evicts none of a known author's ${MAX_CHAT_HISTORY} messages`, () => {
+  it(`a flood of ${MAX_CHAT_HISTORY + 100} newcomers (one message each) evicts none of the owner's ${MAX_CHAT_HISTORY} messages`, () => {
     const h = new ChatHistory()
     let n = 0
-    for (let i = 0; i < MAX_CHAT_HISTORY; i++) assert.ok(h.add(chatOf('did:key:owner', 1000 + i, n++), 'known').added)
+    for (let i = 0; i < MAX_CHAT_HISTORY; i++) assert.ok(h.add(chatOf('did:key:owner', 1000 + i, n++), 'named').added)
     let evicted = 0
     for (let i = 0; i < MAX_CHAT_HISTORY + 100; i++) {
       const r = h.add(chatOf(fresh(i), 10_000 + i, n++), 'new')
       evicted += r.evicted.length
       assert.ok(r.evicted.every(e => e.area === 'new'), 'a newcomer evicts only newcomers')
     }
-    assert.equal(h.countOf('did:key:owner', 'known'), MAX_CHAT_HISTORY)
+    assert.equal(h.countOf('did:key:owner', 'named'), MAX_CHAT_HISTORY)
     assert.equal(h.size('new'), MAX_NEWCOMER_CHAT, `MAX_NEWCOMER_CHAT (${MAX_NEWCOMER_CHAT}) newcomers' messages kept, no more`)
     assert.equal(evicted, MAX_CHAT_HISTORY + 100 - MAX_NEWCOMER_CHAT)
     assert.equal(h.messages.length, MAX_CHAT_HISTORY + MAX_NEWCOMER_CHAT)
   })
 
-  it(`past MAX_CHAT_HISTORY (${MAX_CHAT_HISTORY}) the known author holding the most loses its oldest: a chatty member does not erase a quiet one`, () => {
+  it(`past MAX_CHAT_HISTORY (${MAX_CHAT_HISTORY}) the named author holding the most loses its oldest: a chatty member does not erase a quiet one`, () => {
     const h = new ChatHistory()
     let n = 0
-    for (let i = 0; i < 20; i++) h.add(chatOf('did:key:quiet', i, n++), 'known')
-    for (let i = 0; i < MAX_CHAT_HISTORY - 20; i++) h.add(chatOf('did:key:chatty', 100 + i, n++), 'known')
-    assert.equal(h.size('known'), MAX_CHAT_HISTORY)
+    for (let i = 0; i < 20; i++) h.add(chatOf('did:key:quiet', i, n++), 'named')
+    for (let i = 0; i < MAX_CHAT_HISTORY - 20; i++) h.add(chatOf('did:key:chatty', 100 + i, n++), 'named')
+    assert.equal(h.size('named'), MAX_CHAT_HISTORY)
     // One more: the chatty author's oldest goes, though the quiet one's are older.
-    const r = h.add(chatOf('did:key:chatty', 10_000, n++), 'known')
+    const r = h.add(chatOf('did:key:chatty', 10_000, n++), 'named')
     assert.deepEqual(r.evicted.map(e => e.chat.author), ['did:key:chatty'])
-    for (let i = 0; i < 2000; i++) h.add(chatOf('did:key:chatty', 20_000 + i, n++), 'known')
-    assert.equal(h.countOf('did:key:quiet', 'known'), 20)
-    assert.equal(h.size('known'), MAX_CHAT_HISTORY)
+    for (let i = 0; i < 2000; i++) h.add(chatOf('did:key:chatty', 20_000 + i, n++), 'named')
+    assert.equal(h.countOf('did:key:quiet', 'named'), 20)
+    assert.equal(h.size('named'), MAX_CHAT_HISTORY)
   })
 
-  it('fair share among known authors: K promoted identities leave the owner about MAX_CHAT_HISTORY / (K + 1)', () => {
+  it(`promoted sybils, however many and however long they speak, evict none of the named authors' messages; past MAX_PROMOTED_CHAT (${MAX_PROMOTED_CHAT}) they share the promoted part: K of them leave an honest promoted author MAX_PROMOTED_CHAT / (K + 1)`, () => {
     const h = new ChatHistory()
     let n = 0
-    for (let i = 0; i < MAX_CHAT_HISTORY; i++) h.add(chatOf('did:key:owner', i, n++), 'known')
-    const K = 99
-    for (let round = 0; round < 10; round++) for (let k = 0; k < K; k++) h.add(chatOf(fresh(k), 10_000 + round * K + k, n++), 'known')
-    assert.equal(h.countOf('did:key:owner', 'known'), MAX_CHAT_HISTORY / (K + 1))
+    for (let i = 0; i < MAX_CHAT_HISTORY; i++) h.add(chatOf(i % 5 === 4 ? 'did:key:member' : 'did:key:owner', i, n++), 'named')
+    for (let i = 0; i < MAX_PROMOTED_CHAT; i++) h.add(chatOf('did:key:honest', 1000 + i, n++), 'known')
+    // K promoted sybils (8 hours of promotions), each speaking 20 times: many times both bounds.
+    const K = 499
+    for (let round = 0; round < 20; round++) {
+      for (let k = 0; k < K; k++) {
+        const r = h.add(chatOf(fresh(k), 10_000 + round * K + k, n++), 'known')
+        assert.ok(r.evicted.every(e => e.area === 'known'), 'a promoted author evicts only promoted authors')
+      }
+    }
+    assert.equal(h.size('named'), MAX_CHAT_HISTORY)
+    assert.equal(h.countOf('did:key:owner', 'named'), MAX_CHAT_HISTORY * 4 / 5)
+    assert.equal(h.countOf('did:key:member', 'named'), MAX_CHAT_HISTORY / 5)
+    assert.equal(h.size('known'), MAX_PROMOTED_CHAT)
+    assert.equal(h.countOf('did:key:honest', 'known'), MAX_PROMOTED_CHAT / (K + 1))
+  })
+
+  it('a message without a proof never evicts a proven newcomer: it takes free room, then only the place of another unproven one, and goes first', () => {
+    const h = new ChatHistory()
+    let n = 0
+    for (let i = 0; i < MAX_NEWCOMER_CHAT - 10; i++) h.add(chatOf(fresh(i % 50), 1000 + i, n++), 'new')
+    let kept = 0
+    for (let i = 0; i < 2 * MAX_NEWCOMER_CHAT; i++) {
+      const r = h.add(chatOf(`did:key:stranger${i}`, 5000 + i, n++), 'unproven')
+      assert.ok(r.evicted.every(e => e.area === 'unproven'), 'an unproven message evicts only unproven ones')
+      if (r.added) kept++
+    }
+    assert.equal(h.size('new'), MAX_NEWCOMER_CHAT - 10, 'every proven newcomer message is kept')
+    assert.equal(h.size('unproven'), 10, 'the unproven fill the free room, no more')
+    assert.ok(kept >= 10)
+    // A proven newcomer's next message takes the place of an unproven one.
+    const r = h.add(chatOf(fresh(0), 99_999, n++), 'new')
+    assert.deepEqual(r.evicted.map(e => e.area), ['unproven'])
+    for (let i = 0; i < 20; i++) h.add(chatOf(fresh(1), 100_000 + i, n++), 'new')
+    assert.equal(h.size('unproven'), 0)
+    assert.equal(h.size('new'), MAX_NEWCOMER_CHAT)
+    // The part full of proven ones, an unproven message is not kept at all.
+    const u = h.add(chatOf('did:key:late', 200_000, n++), 'unproven')
+    assert.equal(u.added, false)
+    assert.deepEqual(u.evicted, [])
+  })
+
+  it('the proof of an author is forgotten when its last message is evicted', () => {
+    const h = new ChatHistory()
+    h.setProof(fresh(0), new Uint8Array(8))
+    h.add(chatOf(fresh(0), 1, 0), 'new')
+    for (let i = 1; i <= MAX_NEWCOMER_CHAT; i++) h.add(chatOf(fresh(i), 1 + i, i), 'new')
+    assert.equal(h.holds(fresh(0)), false)
+    assert.equal(h.proofOf(fresh(0)), undefined)
   })
 
   it('a message older than all of its part is not kept once the part is full', () => {
     const h = new ChatHistory()
-    for (let i = 0; i < MAX_CHAT_HISTORY; i++) h.add(chatOf('did:key:owner', 1000 + i, i), 'known')
-    const r = h.add(chatOf('did:key:owner', 1, 999_999), 'known')
+    for (let i = 0; i < MAX_CHAT_HISTORY; i++) h.add(chatOf('did:key:owner', 1000 + i, i), 'named')
+    const r = h.add(chatOf('did:key:owner', 1, 999_999), 'named')
     assert.equal(r.added, false)
     assert.deepEqual(r.evicted, [])
     assert.equal(h.ids.has('c999999'), false)
@@ -133,16 +178,19 @@ describe('chat history: known authors apart from newcomers', () => {
     assert.equal(g.knows(fresh(MAX_PROMOTED)), true)
   })
 
-  it('random interleavings of known and new messages keep both bounds and never evict a known message for a new one (seeded)', () => {
+  it('random interleavings of all four parts keep every bound and evict only inside a part (unproven before proven newcomers) (seeded)', () => {
     const rnd = seeded(14)
     const h = new ChatHistory()
-    for (let n = 0; n < 5000; n++) {
-      const known = rnd() < 0.3
-      const author = known ? `did:key:k${rnd.int(5)}` : fresh(rnd.int(2000))
-      const r = h.add(chatOf(author, rnd.int(100_000), n), known ? 'known' : 'new')
-      if (!known) assert.ok(r.evicted.every(e => e.area === 'new'))
-      assert.ok(h.size('known') <= MAX_CHAT_HISTORY && h.size('new') <= MAX_NEWCOMER_CHAT)
-      assert.equal(h.messages.length, h.size('known') + h.size('new'))
+    const areas = ['named', 'known', 'new', 'unproven'] as const
+    for (let n = 0; n < 8000; n++) {
+      const area = areas[rnd.int(4)]
+      const author = area === 'named' ? `did:key:k${rnd.int(5)}` : `${area}:${fresh(rnd.int(2000))}`
+      const r = h.add(chatOf(author, rnd.int(100_000), n), area)
+      if (area === 'named' || area === 'known' || area === 'unproven') assert.ok(r.evicted.every(e => e.area === area))
+      else assert.ok(r.evicted.every(e => e.area === 'new' || e.area === 'unproven'))
+      assert.ok(h.size('named') <= MAX_CHAT_HISTORY && h.size('known') <= MAX_PROMOTED_CHAT && h.size('new') + h.size('unproven') <= MAX_NEWCOMER_CHAT)
+      assert.equal(h.messages.length, h.size('named') + h.size('known') + h.size('new') + h.size('unproven'))
+      assert.ok(h.messages.length <= MAX_CHAT_KEPT)
     }
     for (let i = 1; i < h.messages.length; i++) {
       const [a, b] = [h.messages[i - 1], h.messages[i]]
@@ -183,7 +231,7 @@ describe('admission proof', () => {
 })
 
 describe('the chat part on a real store: limits per signing peer and per peer newcomers come through', () => {
-  async function setup (t: import('node:test').TestContext): Promise<{ chat: SpaceChat, edits: SpaceEdits, j: Joined, published: Uint8Array[] }> {
+  async function setup (t: import('node:test').TestContext): Promise<{ chat: SpaceChat, edits: SpaceEdits, j: Joined, published: Uint8Array[], core: SpaceCore }> {
     const defer = cleanups(t)
     const dir = await tempDir(defer, 'space-history')
     const store = await Store.open(dir)
@@ -200,7 +248,7 @@ describe('the chat part on a real store: limits per signing peer and per peer ne
     } as unknown as SpaceCore
     ;(core as unknown as { parcels: () => [] }).parcels = () => []
     const j = { d, policy: initialPolicy(d), removed: false, keys: new KeyRing(d.id), chat: new ChatHistory(), edits: new WorldLog() } as unknown as Joined
-    return { chat: new SpaceChat(core), edits: new SpaceEdits(core), j, published }
+    return { chat: new SpaceChat(core), edits: new SpaceEdits(core), j, published, core }
   }
 
   it(`one peer signing chat of many known authors: past CHAT_PEER_BURST (${CHAT_PEER_BURST}, then ${CHAT_PER_PEER_PER_SECOND}/s) each is a SpaceRateLimitError`, async t => {
@@ -257,6 +305,83 @@ describe('the chat part on a real store: limits per signing peer and per peer ne
     assert.ok(said >= CHAT_BURST - CHAT_SEND_MARGIN && said < CHAT_BURST, `${said} said`)
     assert.equal(published.length, said)
     assert.equal(said + refused, 3 * CHAT_BURST)
+  })
+
+  it('promoted sybils (injected clock, past the probation) go to the promoted part: the owner\'s and an editor\'s history is whole, in the store too, and the parts and proofs come back after a reopen', async t => {
+    const { chat, j, core } = await setup(t)
+    const editor = keyOf(500)
+    j.policy = { ...j.policy, editors: [didOf(editor)] }
+    const t0 = Date.now() - 3600_000
+    for (let i = 0; i < MAX_CHAT_HISTORY; i++) {
+      const c = await createChat(i % 5 === 4 ? editor : keyOf(100), j.d.id, `history ${i}`, t0 + i * 1000)
+      await chat.take(j, c.bytes, false, t0 + i * 1000, { peer: `p${i % 7}` })
+    }
+    assert.equal(j.chat.size('named'), MAX_CHAT_HISTORY)
+    const sybils = [keyOf(600), keyOf(601), keyOf(602)]
+    const proofs = await Promise.all(sybils.map(async k => await solveAdmission(j.d.id, didOf(k))))
+    const now = Date.now()
+    for (const [s, k] of sybils.entries()) await chat.take(j, (await createChat(k, j.d.id, 'hello', now)).bytes, false, now, { peer: `s${s}`, proof: proofs[s] })
+    assert.equal(j.chat.size('new'), sybils.length)
+    const later = now + NEWCOMER_PROBATION_MS
+    for (let i = 0; i < 200; i++) {
+      for (const [s, k] of sybils.entries()) {
+        const at = later + i * 1000
+        await chat.take(j, (await createChat(k, j.d.id, `spam ${i}`, at)).bytes, false, at, { peer: `s${s}`, proof: proofs[s] })
+      }
+    }
+    assert.ok(sybils.every(k => j.chat.knows(didOf(k))), 'promoted')
+    assert.equal(j.chat.size('named'), MAX_CHAT_HISTORY, 'the promoted evict none of the named')
+    assert.equal(j.chat.size('known'), MAX_PROMOTED_CHAT)
+    // Reopened from the store: the same parts, the proofs of the promoted, the named whole.
+    const j2 = { ...j, chat: new ChatHistory() } as Joined
+    await new SpaceChat(core).replay(j2)
+    for (const area of ['named', 'known', 'new', 'unproven'] as const) assert.equal(j2.chat.size(area), j.chat.size(area), area)
+    assert.ok(sybils.every((k, s) => j2.chat.proofOf(didOf(k))?.every((b, i) => b === proofs[s][i])))
+  })
+
+  it('a record the store holds as promoted moves to the named part once the policy names its author', async t => {
+    const { chat, j, core } = await setup(t)
+    const author = keyOf(700)
+    const c = await createChat(author, j.d.id, 'before I was an editor')
+    await core.store.addChat(j.d.id, { area: 'known', ts: c.ts, id: c.id, bytes: c.bytes })
+    j.policy = { ...j.policy, editors: [didOf(author)] }
+    await chat.replay(j)
+    assert.equal(j.chat.area(c.id), 'named')
+    assert.deepEqual((await core.store.chat(j.d.id)).map(r => r.area), ['named'])
+  })
+
+  it(`a lying sync answer: records without a valid proof are unproven, from at most MAX_SYNC_NEW_AUTHORS (${MAX_SYNC_NEW_AUTHORS}) authors an answer, and evict no proven newcomer and nothing named`, async t => {
+    const { chat, j } = await setup(t)
+    const now = Date.now()
+    for (let i = 0; i < 100; i++) {
+      const c = await createChat(keyOf(100), j.d.id, `owner ${i}`, now - 10_000 + i)
+      await chat.take(j, c.bytes, true, now, { peer: 'o' })
+    }
+    // Proven newcomers the joiner holds from elsewhere: nearly the whole newcomers' part.
+    const honest = [keyOf(800), keyOf(801)]
+    const hp = await Promise.all(honest.map(async k => await solveAdmission(j.d.id, didOf(k))))
+    for (let i = 0; i < MAX_NEWCOMER_CHAT - 5; i++) {
+      const s = i % 2
+      const c = await createChat(honest[s], j.d.id, `honest ${i}`, now - 5000 + i)
+      await chat.take(j, c.bytes, true, now, { peer: 'honest-peer', proof: hp[s], strangers: new Set() })
+    }
+    assert.equal(j.chat.size('new'), MAX_NEWCOMER_CHAT - 5)
+    // The liar: 2 * MAX_SYNC_NEW_AUTHORS fresh identities, three messages each, half with a forged proof.
+    const strangers = new Set<string>()
+    let n = 0
+    for (let i = 0; i < 2 * MAX_SYNC_NEW_AUTHORS; i++) {
+      const k = keyOf(1000 + i)
+      for (let m = 0; m < 3; m++) {
+        const c = await createChat(k, j.d.id, `liar ${i}/${m}`, now - 1000 + n++)
+        await chat.take(j, c.bytes, true, now, { peer: 'liar', proof: i % 2 === 0 ? new Uint8Array(8) : undefined, strangers })
+      }
+    }
+    assert.equal(strangers.size, MAX_SYNC_NEW_AUTHORS)
+    assert.equal(j.chat.size('new'), MAX_NEWCOMER_CHAT - 5, 'every proven newcomer message is kept')
+    assert.equal(j.chat.size('unproven'), 5, 'the liar had only the free room')
+    assert.equal(j.chat.size('named'), 100)
+    const liars = new Set(j.chat.messages.filter(c => c.text.startsWith('liar')).map(c => c.author))
+    assert.ok([...liars].every(a => strangers.has(a)))
   })
 
   it(`one peer signing world updates of several editors: past WORLD_UPDATE_PEER_BURST (${WORLD_UPDATE_PEER_BURST}, then ${WORLD_UPDATES_PER_PEER_PER_SECOND}/s) each is a SpaceRateLimitError`, async t => {
