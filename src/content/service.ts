@@ -250,15 +250,26 @@ export class ContentService extends TypedEventEmitter<ContentEvents> {
    */
   async add (source: ContentSource, options: { name?: string, pin?: boolean, signal?: AbortSignal, importId?: string } = {}): Promise<ImportResult> {
     const src = source instanceof Uint8Array ? [source] : source
+    return await this.runImport(options, async put => await importFile(src, async block => {
+      options.signal?.throwIfAborted()
+      await put(block.cid, block.bytes)
+      this.swarm.stored(block.cid)
+    }))
+  }
+
+  /**
+   * Runs one import (`build` stores its blocks through `put`), then pins and announces its root.
+   * When it fails, the blocks it wrote that nothing else references are removed again.
+   */
+  private async runImport<R extends { cid: CID, size: number }> (
+    options: { name?: string, pin?: boolean, importId?: string },
+    build: (put: (cid: CID, bytes: Uint8Array) => Promise<void>) => Promise<R>
+  ): Promise<R> {
     const group = this.importGroup(options.importId)
     const held: string[] = []
     const wrote: string[] = []
     try {
-      const result = await importFile(src, async block => {
-        options.signal?.throwIfAborted()
-        await this.putImported(block.cid, block.bytes, held, wrote, group)
-        this.swarm.stored(block.cid)
-      })
+      const result = await build(async (cid, bytes) => { await this.putImported(cid, bytes, held, wrote, group) })
       if (options.pin !== false) await this.blockstore.pin({ cid: result.cid.toString(), size: result.size, name: options.name, pinnedAt: Date.now() })
       this.provide(result.cid)
       return result
@@ -336,24 +347,9 @@ export class ContentService extends TypedEventEmitter<ContentEvents> {
 
   /** Builds a directory from children already held here; pins and announces it like add. */
   async addDirectory (children: Array<{ name: string, cid: CID }>, options: { name?: string, pin?: boolean, importId?: string } = {}): Promise<{ cid: CID, size: number }> {
-    const group = this.importGroup(options.importId)
     const entries: DirEntry[] = []
     for (const c of children) entries.push({ name: c.name, cid: c.cid, size: await this.treeSize(c.cid) })
-    const held: string[] = []
-    const wrote: string[] = []
-    try {
-      const dir = await buildDirectory(entries, async block => { await this.putImported(block.cid, block.bytes, held, wrote, group) })
-      if (options.pin !== false) await this.blockstore.pin({ cid: dir.cid.toString(), size: dir.size, name: options.name, pinnedAt: Date.now() })
-      this.provide(dir.cid)
-      return dir
-    } catch (err) {
-      this.release(held)
-      held.length = 0
-      await this.discard(wrote, group)
-      throw err
-    } finally {
-      this.release(held)
-    }
+    return await this.runImport(options, async put => await buildDirectory(entries, async block => { await put(block.cid, block.bytes) }))
   }
 
   /** Bytes of all blocks under a held root (dag-pb Tsize). */
