@@ -18,6 +18,7 @@ import { isStoreFailure, UnwantedDownloads, type StoreState } from './download-r
 import { buildDirectory, listDirectory, resolvePath, type DirEntry, type ResolvedPath } from './directory.ts'
 import { fileLeaves, readFile, UnsupportedContentError, type GetBlock, type Leaf } from './reader.ts'
 import { Swarm, type Download, type DownloadProgress } from './swarm.ts'
+import { Imports } from './imports.ts'
 import { importFile, type ImportResult } from './unixfs.ts'
 
 /** Files and directories one fetch of a directory walks at most. */
@@ -34,24 +35,7 @@ export const MAX_UNFOUND_DOWNLOAD_ATTEMPTS = 5
 export const MAX_UNFOUND_DOWNLOAD_AGE_MS = 7 * 24 * 3600_000
 /** Given-up downloads the status lists (the most recent). */
 export const MAX_ABANDONED_LISTED = 16
-/** Imports (a directory added file by file) open at once. */
-export const MAX_OPEN_IMPORTS = 64
-/** An import not touched for this long is closed; its blocks become ordinary unpinned blocks. */
-export const IMPORT_IDLE_MS = 10 * 60_000
-
 const log = logger('peerverse:content')
-
-/** An import id is missing, malformed, unknown, or one too many. */
-export class InvalidImportError extends Error {
-  name = 'InvalidImportError'
-}
-
-/** Blocks of one import: all it added (kept from gc while open) and those it wrote new (removed if it is discarded). */
-interface ImportGroup {
-  blocks: Set<string>
-  wrote: Set<string>
-  touched: number
-}
 
 /** A download given up: it never found a holder within its attempts or age. */
 export interface AbandonedDownload {
@@ -137,10 +121,8 @@ export class ContentService extends TypedEventEmitter<ContentEvents> {
   private readonly routing: RoutingPort
   private readonly maxConcurrentProvides: number
   private readonly provideTimeoutMs: number
-  /** Blocks of adds in progress (with how many adds hold each), kept from garbage collection until their root is pinned. */
-  private readonly importing = new Map<string, number>()
-  /** Imports by id: a directory added file by file, kept from gc until ended. */
-  private readonly imports = new Map<string, ImportGroup>()
+  /** Adds and imports in progress: their blocks are kept from gc until their root is pinned. */
+  private readonly imports: Imports
   /** Fetches in progress per root (the user's and resumed ones). */
   private readonly fetching = new Map<string, number>()
   private readonly abandoned: AbandonedDownload[] = []
@@ -158,6 +140,7 @@ export class ContentService extends TypedEventEmitter<ContentEvents> {
     this.provideTimeoutMs = init.provideTimeoutMs ?? PROVIDE_TIMEOUT_MS
     this.swarm = new Swarm(components)
     this.unwanted = new UnwantedDownloads(this.blockstore, components.store)
+    this.imports = new Imports(this.blockstore, async keep => await this.reachableFrom(keep))
     this.blockstore.onPressure = async () => { await this.gc() }
   }
 
@@ -250,106 +233,30 @@ export class ContentService extends TypedEventEmitter<ContentEvents> {
    */
   async add (source: ContentSource, options: { name?: string, pin?: boolean, signal?: AbortSignal, importId?: string } = {}): Promise<ImportResult> {
     const src = source instanceof Uint8Array ? [source] : source
-    return await this.runImport(options, async put => await importFile(src, async block => {
+    return await this.imports.run(options.importId, async put => await this.finishImport(await importFile(src, async block => {
       options.signal?.throwIfAborted()
       await put(block.cid, block.bytes)
       this.swarm.stored(block.cid)
-    }))
+    }), options))
   }
 
-  /**
-   * Runs one import (`build` stores its blocks through `put`), then pins and announces its root.
-   * When it fails, the blocks it wrote that nothing else references are removed again.
-   */
-  private async runImport<R extends { cid: CID, size: number }> (
-    options: { name?: string, pin?: boolean, importId?: string },
-    build: (put: (cid: CID, bytes: Uint8Array) => Promise<void>) => Promise<R>
-  ): Promise<R> {
-    const group = this.importGroup(options.importId)
-    const held: string[] = []
-    const wrote: string[] = []
-    try {
-      const result = await build(async (cid, bytes) => { await this.putImported(cid, bytes, held, wrote, group) })
-      if (options.pin !== false) await this.blockstore.pin({ cid: result.cid.toString(), size: result.size, name: options.name, pinnedAt: Date.now() })
-      this.provide(result.cid)
-      return result
-    } catch (err) {
-      this.release(held)
-      held.length = 0
-      await this.discard(wrote, group)
-      throw err
-    } finally {
-      this.release(held)
-    }
+  /** Pins (unless pin is false) and announces the root of an import. */
+  private async finishImport<R extends { cid: CID, size: number }> (result: R, options: { name?: string, pin?: boolean }): Promise<R> {
+    if (options.pin !== false) await this.blockstore.pin({ cid: result.cid.toString(), size: result.size, name: options.name, pinnedAt: Date.now() })
+    this.provide(result.cid)
+    return result
   }
 
-  /** Stores one block of an import, noting it as held by the import and whether it was new. */
-  private async putImported (cid: CID, bytes: Uint8Array, held: string[], wrote: string[], group?: ImportGroup): Promise<void> {
-    const key = cid.toString()
-    this.importing.set(key, (this.importing.get(key) ?? 0) + 1)
-    held.push(key)
-    group?.blocks.add(key)
-    const had = this.blockstore.has(cid)
-    await this.blockstore.put(cid, bytes, { verified: true, durable: true })
-    if (!had) { wrote.push(key); group?.wrote.add(key) }
-  }
-
-  private release (held: string[]): void {
-    for (const key of held) {
-      const n = (this.importing.get(key) ?? 1) - 1
-      if (n <= 0) this.importing.delete(key)
-      else this.importing.set(key, n)
-    }
-  }
-
-  /**
-   * Removes blocks a failed import wrote, except those something else now references (a pin, a
-   * download, another import). Space is freed before anything is written.
-   */
-  private async discard (keys: Iterable<string>, group?: ImportGroup): Promise<void> {
-    const mine = [...keys]
-    if (mine.length === 0) return
-    const others = [...this.imports.values()].filter(g => g !== group)
-    const keep = await this.reachable(others)
-    const victims = mine.filter(k => !keep.has(k)).map(k => CID.parse(k))
-    await this.blockstore.deleteMany(victims).catch(err => { log('removing %d blocks of a failed import: %s', victims.length, (err as Error).message) })
-  }
-
-  /** The open import of `id`, created on first use; InvalidImportError for a bad id or too many. */
-  private importGroup (id: string | undefined): ImportGroup | undefined {
-    if (id == null) return undefined
-    if (typeof id !== 'string' || !/^[A-Za-z0-9_-]{8,64}$/.test(id)) throw new InvalidImportError('an import id is 8..64 letters, digits, _ or -')
-    const now = Date.now()
-    for (const [k, g] of this.imports) if (now - g.touched > IMPORT_IDLE_MS) this.imports.delete(k)
-    let group = this.imports.get(id)
-    if (group == null) {
-      if (this.imports.size >= MAX_OPEN_IMPORTS) throw new InvalidImportError(`more than ${MAX_OPEN_IMPORTS} imports open`)
-      group = { blocks: new Set(), wrote: new Set(), touched: now }
-      this.imports.set(id, group)
-    }
-    group.touched = now
-    return group
-  }
-
-  /**
-   * Ends an import: kept (its root is pinned or referenced by now), or discarded (the user's add
-   * failed part way), which removes the blocks it wrote that nothing else references.
-   */
+  /** Ends an import (see Imports.end): kept, or discarded with the blocks it wrote that nothing else references. */
   async endImport (id: string, options: { discard?: boolean } = {}): Promise<{ removed: number }> {
-    const group = this.imports.get(id)
-    if (group == null) return { removed: 0 }
-    this.imports.delete(id)
-    if (options.discard !== true) return { removed: 0 }
-    const before = this.blockstore.blockCount
-    await this.discard(group.wrote)
-    return { removed: before - this.blockstore.blockCount }
+    return await this.imports.end(id, options)
   }
 
   /** Builds a directory from children already held here; pins and announces it like add. */
   async addDirectory (children: Array<{ name: string, cid: CID }>, options: { name?: string, pin?: boolean, importId?: string } = {}): Promise<{ cid: CID, size: number }> {
     const entries: DirEntry[] = []
     for (const c of children) entries.push({ name: c.name, cid: c.cid, size: await this.treeSize(c.cid) })
-    return await this.runImport(options, async put => await buildDirectory(entries, async block => { await put(block.cid, block.bytes) }))
+    return await this.imports.run(options.importId, async put => await this.finishImport(await buildDirectory(entries, async block => { await put(block.cid, block.bytes) }), options))
   }
 
   /** Bytes of all blocks under a held root (dag-pb Tsize). */
@@ -539,10 +446,8 @@ export class ContentService extends TypedEventEmitter<ContentEvents> {
     return await this.blockstore.pins()
   }
 
-  /** Blocks reachable from a pin or a download in progress, and those of adds and `imports` in progress. */
-  private async reachable (imports: Iterable<ImportGroup> = this.imports.values()): Promise<Set<string>> {
-    const keep = new Set<string>(this.importing.keys())
-    for (const g of imports) for (const key of g.blocks) keep.add(key)
+  /** `keep` and the blocks reachable from a pin or a download still wanted. */
+  private async reachableFrom (keep: Set<string>): Promise<Set<string>> {
     const downloads = (await this.blockstore.downloads()).filter(d => !this.unwanted.has(d.cid))
     const roots = [...(await this.pins()).map(p => parseCid(p.cid)), ...downloads.map(d => parseCid(d.cid))]
     const mark = async (cid: CID, depth: number): Promise<void> => {
@@ -564,7 +469,7 @@ export class ContentService extends TypedEventEmitter<ContentEvents> {
    * before it has freed space, so it works on a full disk.
    */
   async gc (): Promise<SweepResult> {
-    const keep = await this.reachable()
+    const keep = await this.reachableFrom(this.imports.held())
     const result = await this.blockstore.sweep(keep)
     const provided = await this.blockstore.providedRoots().catch(() => [] as CID[])
     for (const root of provided) {
