@@ -53,11 +53,17 @@ export class PeerSet {
     return dir
   }
 
-  /** Starts a peer on loopback (TCP on a free port, API on a free port, DHT server mode). */
-  async start (options: { dataDir?: string, bootstrap?: string[], listen?: string[], extra?: string[] } = {}): Promise<CliPeer> {
+  /**
+   * Starts a peer on loopback (TCP on a free port, API on a free port, DHT server mode, mDNS off:
+   * a test reaches only loopback and its own namespaces). `dhtMode: 'default'` passes no
+   * `--dht-mode`, as a user would.
+   */
+  async start (options: { dataDir?: string, bootstrap?: string[], listen?: string[], extra?: string[], dhtMode?: 'server' | 'client' | 'auto' | 'default' } = {}): Promise<CliPeer> {
     const dataDir = options.dataDir ?? await this.tempDir()
     const listen = options.listen ?? ['/ip4/127.0.0.1/tcp/0']
-    const args = [CLI, 'start', '--data', dataDir, '--api', '127.0.0.1:0', '--dht-mode', 'server', '--json',
+    const dhtMode = options.dhtMode ?? 'server'
+    const args = [CLI, 'start', '--data', dataDir, '--api', '127.0.0.1:0', '--no-mdns', '--json',
+      ...(dhtMode === 'default' ? [] : ['--dht-mode', dhtMode]),
       ...listen.flatMap(l => ['--listen', l]),
       ...(options.bootstrap ?? []).flatMap(b => ['--bootstrap', b]),
       ...(options.extra ?? [])]
