@@ -7,7 +7,8 @@ import { client, out, parse, UsageError, wholeNumber, type Commands } from './ar
 
 const HELP: Record<string, string> = {
   space: `Usage: peerverse space create NAME [--private] [--width M] [--depth M] [--cell M] [--name DISPLAY] [--data DIR] [--json]
-       peerverse space join ID [--name DISPLAY] [--avatar CID]
+       peerverse space join ID|LINK [--name DISPLAY] [--avatar CID]
+       peerverse space link ID [--json]
        peerverse space leave ID
        peerverse space list
        peerverse space say ID TEXT
@@ -24,7 +25,10 @@ A space is a shared 3D place with no server: its id is the CID of its signed des
 peers in it keep its chat and objects. The running peer stays in the spaces it joined (across
 restarts) until 'space leave'. A private space encrypts everything end to end to its members;
 its owner adds them with --member (and removing one with --no-member rotates the key).
-The owner's policy names editors, and bans, mutes and kicks (every honest peer enforces it).`
+The owner's policy names editors, and bans, mutes and kicks (every honest peer enforces it).
+'space link' prints the space's link: its code (pv:space=ID&peer=...) and the browser client's
+URL; both carry addresses of this peer and a few other members, so 'space join LINK' on a peer
+that knows no one asks them first (any link form works, and a bare ID asks the DHT).`
 }
 
 /** A refusal over a space's rate limit, saying what was not sent; other errors as they are. */
@@ -76,7 +80,16 @@ async function cmdSpace (args: string[]): Promise<void> {
       if (id == null) throw new UsageError('space create needs a NAME')
       return show(await api.request<SpaceInfo>('POST', '/api/v0/space/create', { name: [id, ...rest].join(' '), private: values.private === true, width: n(values.width, '--width'), depth: n(values.depth, '--depth'), cell: n(values.cell, '--cell'), displayName: values.name }))
     }
-    case 'join': return show(await api.request<SpaceInfo>('POST', '/api/v0/space/join', { space: needId(), name: values.name, avatar: values.avatar }))
+    case 'join': {
+      const target = needId()
+      // An id is letters and digits; anything else (pv:..., a URL, #space=...) is a link.
+      const which = /^[a-z0-9]+$/i.test(target) ? { space: target } : { link: target }
+      return show(await api.request<SpaceInfo>('POST', '/api/v0/space/join', { ...which, name: values.name, avatar: values.avatar }))
+    }
+    case 'link': {
+      const link = await api.request<{ code: string, link: string }>('GET', `/api/v0/space/link?id=${encodeURIComponent(needId())}`)
+      return out(json ? JSON.stringify(link) : `${link.code}\n${link.link}`)
+    }
     case 'leave': await api.request('POST', '/api/v0/space/leave', { space: needId() }); return out(`left ${id ?? ''}`)
     case 'list': {
       const { spaces } = await api.request<{ spaces: SpaceInfo[] }>('GET', '/api/v0/space')
@@ -144,5 +157,5 @@ async function cmdSpace (args: string[]): Promise<void> {
 }
 
 export const spaceCommands: Commands = {
-  space: { run: cmdSpace, summary: "create, join and leave spaces; say, who, chat, objects, and the owner's policy" }
+  space: { run: cmdSpace, summary: "create, join (by id or link), link and leave spaces; say, who, chat, objects, and the owner's policy" }
 }
