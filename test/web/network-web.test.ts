@@ -3,7 +3,8 @@
  * each on a chain of its own at first, B told about no one), two headless Chromium pages. A space
  * link made by A's peer, opened on B's page, joins A's space through the peer it carries; the
  * invite A's page shows, accepted on B's page, makes B follow A's chain (B's network panel shows
- * it); the space A lists from its page shows in B's Explore panel with its members present. Also
+ * it); the space A lists from its page shows in B's Explore panel with its members present; a
+ * content link with A's peer fetches and offers the file on B's page. Also
  * the client's reading of links (pure, no browser) and the named errors it shows for bad ones.
  */
 import { describe, it, before, after } from 'node:test'
@@ -94,6 +95,21 @@ describe('the browser client and the network: invites, links, Explore', { timeou
     await pb.click('#netjoin-send')
     await pb.waitForFunction(() => document.getElementById('netjoin-result')!.dataset.code === 'InvalidLinkError', null, { timeout: 10_000 })
     assert.equal(await pb.isVisible('#netjoin-confirm'), false)
+  })
+
+  it('a content link with A\'s peer, opened on B\'s page, fetches the file and offers it', async () => {
+    const text = 'the harbour master\'s notes\n'.repeat(50)
+    const added = await a.api.raw('POST', '/api/v0/content/add?name=notes.txt', { body: new TextEncoder().encode(text) })
+    assert.equal(added.status, 200)
+    const { cid } = await added.json() as { cid: string }
+    const { link } = await a.api.request<{ code: string, link: string }>('GET', `/api/v0/content/link?cid=${cid}`)
+    assert.match(link, /#content=/)
+    await pb.evaluate(l => { location.hash = l.slice(l.indexOf('#')) }, link)
+    await pb.waitForFunction(() => ['done', 'failed'].includes(document.getElementById('file-state')!.dataset.state ?? ''), null, { timeout: 60_000 })
+    assert.equal(await pb.getAttribute('#file-state', 'data-state'), 'done', (await pb.textContent('#file-state')) ?? '')
+    // The offered link serves the bytes (from B's own peer, which now holds them).
+    const got = await pb.evaluate(async () => await (await fetch((document.getElementById('file-open') as HTMLAnchorElement).href)).text())
+    assert.equal(got, text)
   })
 
   it('a space link with A\'s peer, opened on B\'s page, joins A\'s space', async () => {

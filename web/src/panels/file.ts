@@ -16,7 +16,7 @@ export interface FilePanel {
 
 /** A line of the peer's fetch answer: progress, the last line (done, with the content's stat) or an error. */
 interface FetchLine {
-  progress?: { bytes?: number, blocks?: number }
+  progress?: { bytes?: number, total?: number, peers?: number }
   done?: boolean
   kind?: 'file' | 'directory'
   size?: number
@@ -48,8 +48,8 @@ export function mountFile (ctx: FileContext): FilePanel {
     try {
       last = await api.postLines<FetchLine>('/api/v0/content/fetch', { link: formatLink(link) }, line => {
         if (current !== cid || line.progress == null) return
-        const bytes = line.progress.bytes
-        if (bytes != null) state(`fetching… ${bytes} bytes`, 'fetching')
+        const { bytes, total, peers } = line.progress
+        if (bytes != null) state(`fetching… ${bytes}${total != null && total > 0 ? ` of ${total}` : ''} bytes${peers != null ? ` from ${peers} peer${peers === 1 ? '' : 's'}` : ''}`, 'fetching')
       })
     } catch (err) {
       if (current === cid) state('failed', 'failed')
