@@ -18,10 +18,19 @@ import { validateConfig, type NodeConfig } from './config.ts'
 import { Blockstore } from '../content/blockstore.ts'
 import { content, CONTENT_EVENTS, type ContentEvents, type ContentService, type ContentStatus } from '../content/index.ts'
 import { FeedStore, social, SOCIAL_EVENTS, type FeedEntryEvent, type SocialEvents, type SocialService } from '../social/index.ts'
-import { GENESIS_FILE, LEDGER_EVENTS, ledger, type Genesis, type LedgerEvents, type LedgerService } from '../ledger/index.ts'
-import { loadGenesis } from '../ledger/genesis-file.ts'
-import { join } from 'node:path'
+import { LEDGER_EVENTS, type LedgerEvents, type LedgerService } from '../ledger/index.ts'
+import { NetworkIdService, type MismatchDetail, type NetworkName, type NetworkStatus } from './network-id.ts'
+import { parseJoinCode, readNetworkFile, type RememberedNetwork } from './join.ts'
+import { NodeChain } from './chain.ts'
+import type { Link } from '../net/links.ts'
 import { space, SPACE_EVENTS, type SpaceEvents, type SpaceService } from '../space/index.ts'
+
+/** What the node is told of its network beside the config: every peer to start from, a join code, the remembered network. */
+export interface NodeNetworkInit {
+  bootstrap: string[]
+  join?: Link
+  remembered?: RememberedNetwork
+}
 
 export class PortInUseError extends Error {
   name = 'PortInUseError'
@@ -46,6 +55,8 @@ export interface NodeStatus {
   content: ContentStatus
   /** Whether the store accepts writes, its last write failure, free space on its disk and the warning line. */
   store: StoreStatus
+  /** The network: its genesis CID, chain, whether it is our own devnet, and connected peers on it and on others. */
+  network: NetworkStatus
 }
 
 export type { ContentStatus }
@@ -75,10 +86,14 @@ export interface NodeOwnEvents {
   /** Free space on the data dir's disk fell below the warning line, or is back above it. */
   'disk:low': CustomEvent<DiskStatus>
   'disk:ok': CustomEvent<DiskStatus>
+  /** Every bootstrap (or remembered) peer that told its chain is on another chain than ours. */
+  'network:mismatch': CustomEvent<MismatchDetail>
+  /** The peer follows a network (on start, and after a join switched it). */
+  'network:joined': CustomEvent<NetworkName & { devnet: boolean }>
 }
 
 /** The names of the node's own events. */
-export const NODE_EVENTS = ['peer:connect', 'peer:disconnect', 'peer:identified', 'gossip:message', 'peer:rejected', 'bootstrap:error', 'store:writable', 'disk:low', 'disk:ok'] as const satisfies ReadonlyArray<keyof NodeOwnEvents>
+export const NODE_EVENTS = ['peer:connect', 'peer:disconnect', 'peer:identified', 'gossip:message', 'peer:rejected', 'bootstrap:error', 'store:writable', 'disk:low', 'disk:ok', 'network:mismatch', 'network:joined'] as const satisfies ReadonlyArray<keyof NodeOwnEvents>
 
 /** Every event the node emits: its own and each capability's, forwarded under the same names. */
 export type NodeEvents = NodeOwnEvents & ContentEvents & SocialEvents & LedgerEvents & SpaceEvents
@@ -127,7 +142,8 @@ export class PeerverseNode extends TypedEventEmitter<NodeEvents> {
   private readonly apiTopics = new Map<string, () => void>()
   readonly content: ContentService
   readonly social: SocialService
-  readonly ledger: LedgerService
+  /** The chain this peer follows: resolved, and its ledger built, during start(). */
+  readonly chain: NodeChain
   readonly space: SpaceService
   private readonly peerIdentity: PeerIdentityService
   private readonly discovery: Discovery
@@ -137,7 +153,7 @@ export class PeerverseNode extends TypedEventEmitter<NodeEvents> {
   private readonly denied = new Set<string>()
   private state: 'stopped' | 'starting' | 'started' | 'stopping' = 'stopped'
 
-  constructor (config: NodeConfig, identity: Identity, store: Store, net: Network, binding: Uint8Array, blockstore: Blockstore, genesis: Genesis) {
+  constructor (config: NodeConfig, identity: Identity, store: Store, net: Network, binding: Uint8Array, blockstore: Blockstore, network: NodeNetworkInit) {
     super()
     this.config = config
     this.identity = identity
@@ -168,20 +184,35 @@ export class PeerverseNode extends TypedEventEmitter<NodeEvents> {
       store: new FeedStore(store.sublevel('social'))
     })
     for (const name of SOCIAL_EVENTS) this.social.addEventListener(name, evt => { this.safeDispatch(name, evt.detail) })
-    this.discovery = new Discovery(net, config.bootstrap, {
+    this.discovery = new Discovery(net, network.bootstrap, {
       onBootstrapError: (address, error) => { this.safeDispatch('bootstrap:error', { address, error: error.message }) }
     })
     this.gossipRepair = new GossipRepair(net)
-    this.ledger = ledger()({
-      gossip: this.gossip,
+    const networkId = new NetworkIdService({
       protocols: this.protocols,
       onRejected,
-      didOf: peerId => this.peerIdentity.dids.get(peerId),
-      identity: { did: identity.did, key: identity.userKey },
-      store: store.sublevel('ledger'),
-      genesis
+      startPeers: network.bootstrap.map(a => multiaddr(a).getComponents().findLast(c => c.name === 'p2p')?.value ?? ''),
+      onMismatch: detail => { this.safeDispatch('network:mismatch', detail) }
     })
-    for (const name of LEDGER_EVENTS) this.ledger.addEventListener(name, evt => { this.safeDispatch(name, evt.detail) })
+    this.chain = new NodeChain({
+      config,
+      store,
+      networkId,
+      join: network.join,
+      remembered: network.remembered,
+      dial: async (addr, options) => this.net.dial(multiaddr(addr), options),
+      cat: (cid, options) => this.content.cat(cid, options),
+      content: this.content,
+      ledgerComponents: {
+        gossip: this.gossip,
+        protocols: this.protocols,
+        onRejected,
+        didOf: peerId => this.peerIdentity.dids.get(peerId),
+        identity: { did: identity.did, key: identity.userKey }
+      },
+      onLedger: l => { for (const name of LEDGER_EVENTS) l.addEventListener(name, evt => { this.safeDispatch(name, evt.detail) }) },
+      onJoined: detail => { this.safeDispatch('network:joined', detail) }
+    })
     this.space = space({ interest: config.space.interest })({
       gossip: this.gossip,
       protocols: this.protocols,
@@ -222,9 +253,16 @@ export class PeerverseNode extends TypedEventEmitter<NodeEvents> {
     await this.peerIdentity.start()
     await this.content.start()
     await this.social.start()
-    await this.ledger.start()
-    await this.space.start()
     this.discovery.start()
+    try {
+      await this.chain.start()
+    } catch (err) {
+      // No chain (a join that could not finish): nothing else starts, and the peer stops cleanly.
+      this.state = 'started'
+      await this.stop().catch(() => {})
+      throw err
+    }
+    await this.space.start()
     this.gossipRepair.start()
     this.store.startMonitor()
     this.state = 'started'
@@ -243,7 +281,7 @@ export class PeerverseNode extends TypedEventEmitter<NodeEvents> {
     const failures: unknown[] = []
     const steps: Array<() => unknown> = [
       () => { this.discovery.stop() }, () => { this.gossipRepair.stop() },
-      async () => this.space.stop(), async () => this.ledger.stop(), async () => this.social.stop(),
+      async () => this.space.stop(), async () => this.chain.stop(), async () => this.social.stop(),
       async () => this.content.stop(), async () => this.peerIdentity.stop(), () => { this.gossip.close() },
       async () => this.net.stop(), async () => this.store.close()
     ]
@@ -255,6 +293,9 @@ export class PeerverseNode extends TypedEventEmitter<NodeEvents> {
   }
 
   get started (): boolean { return this.state === 'started' }
+
+  /** The ledger of the chain this peer follows (there once start() resolved). */
+  get ledger (): LedgerService { return this.chain.ledger }
 
   addresses (): string[] {
     return this.net.getMultiaddrs().map(a => a.toString())
@@ -279,7 +320,8 @@ export class PeerverseNode extends TypedEventEmitter<NodeEvents> {
       rejected: this.rejectedCount,
       memory: { rss: mem.rss, heapUsed: mem.heapUsed },
       content: this.content.status(),
-      store: this.store.status()
+      store: this.store.status(),
+      network: this.chain.networkStatus()
     }
   }
 
@@ -358,6 +400,10 @@ export class PeerverseNode extends TypedEventEmitter<NodeEvents> {
 /** Builds a node from a config (identity created on first run); call start() to go online. */
 export async function createNode (config: NodeConfig): Promise<PeerverseNode> {
   validateConfig(config)
+  // A malformed join code is refused before anything is written.
+  const join = config.ledger.join == null ? undefined : parseJoinCode(config.ledger.join)
+  const remembered = await readNetworkFile(config.dataDir)
+  const bootstrap = [...new Set([...config.bootstrap, ...(join?.peers ?? []), ...(remembered?.peers ?? [])])]
   const identity = await initIdentity(config.dataDir)
   const store = await Store.open(config.dataDir, { lowDiskBytes: config.store.lowDiskBytes, ballastBytes: config.store.ballastBytes })
   try {
@@ -374,10 +420,7 @@ export async function createNode (config: NodeConfig): Promise<PeerverseNode> {
     })
     const binding = await createPeerBinding(identity.userKey, net.peerId.toString())
     const blockstore = await Blockstore.open(store.sublevel('content'), config.dataDir, config.content.maxStoreBytes)
-    const genesis = config.ledger.genesis == null
-      ? await loadGenesis(join(config.dataDir, GENESIS_FILE), { createFor: identity.did })
-      : await loadGenesis(config.ledger.genesis)
-    const node = new PeerverseNode(config, identity, store, net, binding.bytes, blockstore, genesis)
+    const node = new PeerverseNode(config, identity, store, net, binding.bytes, blockstore, { bootstrap, join, remembered })
     deny.peer = peerId => node.content.isBanned(peerId) || node.isDenied(peerId)
     return node
   } catch (err) {

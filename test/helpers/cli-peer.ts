@@ -53,14 +53,19 @@ export class PeerSet {
     return dir
   }
 
-  /** Starts a peer on loopback (TCP on a free port, API on a free port, DHT server mode). */
-  async start (options: { dataDir?: string, bootstrap?: string[], listen?: string[], extra?: string[] } = {}): Promise<CliPeer> {
+  /**
+   * Starts a peer on loopback (TCP on a free port, API on a free port, DHT server mode). Unless
+   * `extra` names a chain (--genesis, --join) or `devnet` is false, it runs a devnet of its own
+   * (--devnet) whatever its bootstrap peers follow, as peers did before networks were joined.
+   */
+  async start (options: { dataDir?: string, bootstrap?: string[], listen?: string[], extra?: string[], devnet?: boolean } = {}): Promise<CliPeer> {
     const dataDir = options.dataDir ?? await this.tempDir()
     const listen = options.listen ?? ['/ip4/127.0.0.1/tcp/0']
     const args = [CLI, 'start', '--data', dataDir, '--api', '127.0.0.1:0', '--dht-mode', 'server', '--json',
       ...listen.flatMap(l => ['--listen', l]),
       ...(options.bootstrap ?? []).flatMap(b => ['--bootstrap', b]),
-      ...(options.extra ?? [])]
+      ...(options.extra ?? []),
+      ...(options.devnet !== false && !(options.extra ?? []).some(x => x === '--genesis' || x === '--join' || x === '--devnet') ? ['--devnet'] : [])]
     const proc = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'] })
     let stderr = ''
     proc.stderr!.on('data', d => { stderr += d })
