@@ -20,6 +20,9 @@ const HELP: Record<string, string> = {
        peerverse space policy ID [--editor DID ...] [--no-editor DID ...] [--ban DID ...] [--unban DID ...]
                                  [--mute DID ...] [--unmute DID ...] [--kick DID ...]
                                  [--member DID ...] [--no-member DID ...]
+       peerverse space publish ID [--description TEXT] [--tags a,b] [--thumbnail CID]
+       peerverse space unpublish ID
+       peerverse space explore [--json]
 
 A space is a shared 3D place with no server: its id is the CID of its signed descriptor, and the
 peers in it keep its chat and objects. The running peer stays in the spaces it joined (across
@@ -28,7 +31,10 @@ its owner adds them with --member (and removing one with --no-member rotates the
 The owner's policy names editors, and bans, mutes and kicks (every honest peer enforces it).
 'space link' prints the space's link: its code (pv:space=ID&peer=...) and the browser client's
 URL; both carry addresses of this peer and a few other members, so 'space join LINK' on a peer
-that knows no one asks them first (any link form works, and a bare ID asks the DHT).`
+that knows no one asks them first (any link form works, and a bare ID asks the DHT).
+'space publish' lists one of your public spaces in the directory (peers learn it over gossip and
+the DHT, with no centre) until 'space unpublish'; 'space explore' shows the live spaces listed,
+most members present first, each with the link that opens it.`
 }
 
 /** A refusal over a space's rate limit, saying what was not sent; other errors as they are. */
@@ -60,7 +66,10 @@ async function cmdSpace (args: string[]): Promise<void> {
     unmute: { type: 'string', multiple: true },
     kick: { type: 'string', multiple: true },
     member: { type: 'string', multiple: true },
-    'no-member': { type: 'string', multiple: true }
+    'no-member': { type: 'string', multiple: true },
+    description: { type: 'string' },
+    tags: { type: 'string' },
+    thumbnail: { type: 'string' }
   })
   if (values.help === true || positionals.length === 0) return out(HELP.space)
   const [verb, id, ...rest] = positionals
@@ -153,7 +162,42 @@ async function cmdSpace (args: string[]): Promise<void> {
       return out(JSON.stringify(p, null, json ? undefined : 2))
     }
   }
+  const listed = await directoryCommand(api, verb, id, values, json)
+  if (listed) return
   throw new UsageError(`unknown space command ${JSON.stringify(verb)} (see peerverse space --help)`)
+}
+
+interface ListingInfo { space: string, name: string, description: string, tags: string[], thumbnail: string, owner: string, present: number, updatedAt: number, link: string }
+
+/** The directory's verbs (publish, unpublish, explore); false for any other verb. */
+async function directoryCommand (api: Awaited<ReturnType<typeof client>>, verb: string, id: string | undefined, values: { description?: string, tags?: string, thumbnail?: string }, json: boolean): Promise<boolean> {
+  switch (verb) {
+    case 'publish': {
+      if (id == null) throw new UsageError('space publish needs a space id')
+      const tags = values.tags == null ? undefined : values.tags.split(',').map(t => t.trim()).filter(t => t !== '')
+      const l = await api.request<ListingInfo>('POST', '/api/v0/directory/publish', { space: id, description: values.description, tags, thumbnail: values.thumbnail })
+      out(json ? JSON.stringify(l) : `listed ${l.space} (${l.name}), ${l.present} here\n  ${l.link}`)
+      return true
+    }
+    case 'unpublish': {
+      if (id == null) throw new UsageError('space unpublish needs a space id')
+      await api.request('POST', '/api/v0/directory/unpublish', { space: id })
+      out(`unlisted ${id}`)
+      return true
+    }
+    case 'explore': {
+      const { listings } = await api.request<{ listings: ListingInfo[] }>('GET', '/api/v0/directory')
+      if (json) { out(JSON.stringify(listings)); return true }
+      if (listings.length === 0) out('  (no live spaces listed yet)')
+      for (const l of listings) {
+        out(`${l.name}  ${l.present} here${l.tags.length > 0 ? '  [' + l.tags.join(', ') + ']' : ''}  owner ${l.owner}`)
+        if (l.description !== '') out(`  ${l.description}`)
+        out(`  ${l.link}`)
+      }
+      return true
+    }
+  }
+  return false
 }
 
 export const spaceCommands: Commands = {

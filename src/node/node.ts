@@ -24,6 +24,7 @@ import { parseJoinCode, readNetworkFile, type RememberedNetwork } from './join.t
 import { NodeChain } from './chain.ts'
 import type { Link } from '../net/links.ts'
 import { space, SPACE_EVENTS, type SpaceEvents, type SpaceService } from '../space/index.ts'
+import { directory, DIRECTORY_EVENTS, type DirectoryEvents, type DirectoryService } from '../directory/index.ts'
 
 /** What the node is told of its network beside the config: every peer to start from, a join code, the remembered network. */
 export interface NodeNetworkInit {
@@ -96,10 +97,10 @@ export interface NodeOwnEvents {
 export const NODE_EVENTS = ['peer:connect', 'peer:disconnect', 'peer:identified', 'gossip:message', 'peer:rejected', 'bootstrap:error', 'store:writable', 'disk:low', 'disk:ok', 'network:mismatch', 'network:joined'] as const satisfies ReadonlyArray<keyof NodeOwnEvents>
 
 /** Every event the node emits: its own and each capability's, forwarded under the same names. */
-export type NodeEvents = NodeOwnEvents & ContentEvents & SocialEvents & LedgerEvents & SpaceEvents
+export type NodeEvents = NodeOwnEvents & ContentEvents & SocialEvents & LedgerEvents & SpaceEvents & DirectoryEvents
 
 /** Every event name the node emits, built from each capability's exported list (the API's event stream sends these). */
-export const EVENT_NAMES = [...NODE_EVENTS, ...CONTENT_EVENTS, ...SOCIAL_EVENTS, ...LEDGER_EVENTS, ...SPACE_EVENTS] as const
+export const EVENT_NAMES = [...NODE_EVENTS, ...CONTENT_EVENTS, ...SOCIAL_EVENTS, ...LEDGER_EVENTS, ...SPACE_EVENTS, ...DIRECTORY_EVENTS] as const
 
 export type { FeedEntryEvent }
 
@@ -127,7 +128,7 @@ const CONNECTION_REPLACED_ERRORS = new Set(['ConnectionClosedError', 'Connection
  * Topics whose messages do not go out as `gossip:message` events: space traffic (up to 20 Hz per
  * member) and ledger traffic (proposals of hundreds of KiB) have decoded events of their own.
  */
-export const QUIET_TOPIC_PREFIXES = ['peerverse/space/', 'peerverse/ledger/']
+export const QUIET_TOPIC_PREFIXES = ['peerverse/space/', 'peerverse/ledger/', 'peerverse/directory/']
 
 export class PeerverseNode extends TypedEventEmitter<NodeEvents> {
   readonly config: NodeConfig
@@ -145,6 +146,7 @@ export class PeerverseNode extends TypedEventEmitter<NodeEvents> {
   /** The chain this peer follows: resolved, and its ledger built, during start(). */
   readonly chain: NodeChain
   readonly space: SpaceService
+  readonly directory: DirectoryService
   private readonly peerIdentity: PeerIdentityService
   private readonly discovery: Discovery
   private readonly gossipRepair: GossipRepair
@@ -223,12 +225,32 @@ export class PeerverseNode extends TypedEventEmitter<NodeEvents> {
       parcels: id => this.ledger.parcelsIn(id)
     })
     for (const name of SPACE_EVENTS) this.space.addEventListener(name, evt => { this.safeDispatch(name, evt.detail) })
+    this.directory = this.makeDirectory(onRejected)
     store.onChange(change => {
       if (change.type === 'disk') this.safeDispatch(change.disk.low ? 'disk:low' : 'disk:ok', change.disk)
       else this.safeDispatch('store:writable', { writable: change.writable, code: change.error?.code, error: change.error?.message })
     })
     net.addEventListener('peer:connect', evt => { this.safeDispatch('peer:connect', { peerId: evt.detail.toString() }) })
     net.addEventListener('peer:disconnect', evt => { this.safeDispatch('peer:disconnect', { peerId: evt.detail.toString() }) })
+  }
+
+  /** The directory of live spaces: it reads spaces through a narrow view, and social's blocks. */
+  private makeDirectory (onRejected: (peerId: string, protocol: string, error: Error) => void): DirectoryService {
+    const d = directory()({
+      gossip: this.gossip,
+      protocols: this.protocols,
+      routing: this.routing,
+      onRejected,
+      identity: { did: this.identity.did, key: this.identity.userKey },
+      store: this.store.sublevel('directory'),
+      spaces: {
+        descriptor: id => this.space.isJoined(id) ? this.space.descriptorBytes(id) : undefined,
+        present: id => this.space.isJoined(id) ? this.space.view(id).members : undefined
+      },
+      social: { isBlocked: did => this.social.isBlocked(did) }
+    })
+    for (const name of DIRECTORY_EVENTS) d.addEventListener(name, evt => { this.safeDispatch(name, evt.detail) })
+    return d
   }
 
   private safeDispatch<K extends keyof NodeEvents> (type: K, detail: NodeEvents[K]['detail']): void {
@@ -263,6 +285,7 @@ export class PeerverseNode extends TypedEventEmitter<NodeEvents> {
       throw err
     }
     await this.space.start()
+    await this.directory.start()
     this.gossipRepair.start()
     this.store.startMonitor()
     this.state = 'started'
@@ -281,7 +304,7 @@ export class PeerverseNode extends TypedEventEmitter<NodeEvents> {
     const failures: unknown[] = []
     const steps: Array<() => unknown> = [
       () => { this.discovery.stop() }, () => { this.gossipRepair.stop() },
-      async () => this.space.stop(), async () => this.chain.stop(), async () => this.social.stop(),
+      async () => this.directory.stop(), async () => this.space.stop(), async () => this.chain.stop(), async () => this.social.stop(),
       async () => this.content.stop(), async () => this.peerIdentity.stop(), () => { this.gossip.close() },
       async () => this.net.stop(), async () => this.store.close()
     ]
