@@ -113,6 +113,7 @@ async function runChild (name: string): Promise<void> {
   try {
     dir = await mkdtemp(join(tmpdir(), 'peerverse-bench-content-'))
     node = await createNode(mergeConfig(defaultConfig(dir), {
+      discovery: { mdns: false },
       listen: ['/ip4/127.0.0.1/tcp/0'],
       api: false,
       dht: { mode: 'server' },

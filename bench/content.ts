@@ -315,7 +315,7 @@ async function inProcess (bytes: Uint8Array, f: Figures): Promise<void> {
   const start = async (): Promise<PeerverseNode> => {
     const dir = await mkdtemp(join(tmpdir(), 'peerverse-bench-content-'))
     dirs.push(dir)
-    const config: NodeConfig = mergeConfig(defaultConfig(dir), { listen: ['/ip4/127.0.0.1/tcp/0'], api: false, dht: { mode: 'server' }, relay: { server: false } })
+    const config: NodeConfig = mergeConfig(defaultConfig(dir), { discovery: { mdns: false }, listen: ['/ip4/127.0.0.1/tcp/0'], api: false, dht: { mode: 'server' }, relay: { server: false } })
     const node = await createNode(config)
     nodes.push(node)
     await node.start()

@@ -147,7 +147,7 @@ interface Validator {
 async function startValidator (index: number, dataDir: string, genesisPath: string, bootstrap: string[], profileDir?: string): Promise<Validator> {
   const args = [
     ...(profileDir != null ? ['--cpu-prof', '--cpu-prof-dir', profileDir] : []),
-    CLI, 'start', '--data', dataDir, '--api', '127.0.0.1:0', '--dht-mode', 'server', '--json',
+    CLI, 'start', '--data', dataDir, '--api', '127.0.0.1:0', '--dht-mode', 'server', '--no-mdns', '--json',
     '--listen', '/ip4/127.0.0.1/tcp/0', '--genesis', genesisPath,
     ...bootstrap.flatMap(b => ['--bootstrap', b])
   ]

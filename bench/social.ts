@@ -209,6 +209,7 @@ async function seededDataDir (): Promise<string> {
 async function startNode (): Promise<PeerverseNode> {
   const dir = await seededDataDir()
   const node = await createNode(mergeConfig(defaultConfig(dir), {
+    discovery: { mdns: false },
     listen: ['/ip4/127.0.0.1/tcp/0'],
     api: false,
     dht: { mode: 'server' },

@@ -333,6 +333,7 @@ async function runWorker (): Promise<void> {
     const dir = join(w.dir, `m${k}`)
     await mkdir(dir, { recursive: true })
     const node = await createNode(mergeConfig(defaultConfig(dir), {
+      discovery: { mdns: false },
       listen: ['/ip4/127.0.0.1/tcp/0'],
       bootstrap: [w.bootstrap],
       api: false,

@@ -250,6 +250,7 @@ const owners: PeerverseNode[] = []
 
 async function startOwner (dir: string, genesis: string, interest: boolean): Promise<PeerverseNode> {
   const node = await createNode(mergeConfig(defaultConfig(dir), {
+    discovery: { mdns: false },
     listen: ['/ip4/127.0.0.1/tcp/0'],
     api: false,
     dht: { mode: 'server' },

@@ -56,7 +56,7 @@ async function sizes (): Promise<void> {
 async function main (): Promise<void> {
   await sizes()
   const dir = await mkdtemp(join(tmpdir(), 'peerverse-bench-web-'))
-  const peer = spawn(process.execPath, [join(ROOT, 'src/cli/main.ts'), 'start', '--data', dir, '--api', '127.0.0.1:0', '--listen', '/ip4/127.0.0.1/tcp/0', '--json'], { stdio: ['ignore', 'pipe', 'inherit'] })
+  const peer = spawn(process.execPath, [join(ROOT, 'src/cli/main.ts'), 'start', '--data', dir, '--api', '127.0.0.1:0', '--listen', '/ip4/127.0.0.1/tcp/0', '--no-mdns', '--json'], { stdio: ['ignore', 'pipe', 'inherit'] })
   const browser = await chromium.launch({
     executablePath: CHROMIUM,
     headless: true,

@@ -24,7 +24,7 @@ Creates an Ed25519 user key (named by a did:key) and a libp2p peer key in DIR.
 Key files are readable by their owner only. An existing key is never overwritten.`,
   start: `Usage: peerverse start [--data DIR] [--listen MULTIADDR ...] [--announce MULTIADDR ...]
                        [--bootstrap MULTIADDR ...] [--api HOST:PORT | --no-api]
-                       [--dht-mode server|client|auto] [--no-relay-server]
+                       [--dht-mode server|client|auto] [--no-mdns] [--no-relay-server]
                        [--join CODE | --genesis FILE | --devnet] [--json]
 
 Runs the peer until SIGINT or SIGTERM. Creates the identity on first run. The data dir and
@@ -33,7 +33,9 @@ everything in it are made owner-only. The API token is new on every start: open 
   --announce    address to announce instead of the listen addresses (repeatable)
   --bootstrap   a peer to enter the network through, /.../p2p/<peer id> (repeatable)
   --api         local API address, default 127.0.0.1:7400 (port 0 picks a free one)
-  --dht-mode    server answers DHT queries; auto (default) does once found reachable
+  --dht-mode    the WAN DHT: server answers queries; auto (default) does once publicly
+                reachable. The LAN DHT (private and loopback addresses) always answers
+  --no-mdns     do not look for peers on the LAN by multicast DNS (on by default)
   --join        join the network of a join code (peerverse invite on a peer of it): fetches
                 its genesis from the code's peers, follows the chain and remembers the network,
                 so a plain start later rejoins it
@@ -49,7 +51,8 @@ and the same as a link the browser client opens. On another machine or data dir:
   peerverse start --join CODE`,
   status: `Usage: peerverse status [--data DIR] [--json]
 
-Asks the running peer for its peer id, did, addresses and connected peers.`,
+Asks the running peer for its peer id, did, addresses, DHT modes and routing table sizes (WAN and
+LAN), whether mDNS is on, and its connected peers.`,
   peers: `Usage: peerverse peers [--data DIR] [--json]`,
   'find-peer': `Usage: peerverse find-peer PEER_ID [--data DIR] [--json]
 
@@ -85,6 +88,7 @@ async function cmdStart (args: string[]): Promise<void> {
     api: { type: 'string' },
     'no-api': { type: 'boolean' },
     'dht-mode': { type: 'string' },
+    'no-mdns': { type: 'boolean' },
     'no-relay-server': { type: 'boolean' },
     genesis: { type: 'string' },
     join: { type: 'string' },
@@ -100,6 +104,7 @@ async function cmdStart (args: string[]): Promise<void> {
     bootstrap: values.bootstrap,
     api: values['no-api'] === true ? false : values.api,
     dht: { mode: values['dht-mode'] as DhtMode | undefined },
+    discovery: { mdns: values['no-mdns'] === true ? false : undefined },
     relay: { server: values['no-relay-server'] === true ? false : undefined },
     ledger: { genesis: values.genesis == null ? undefined : resolve(values.genesis), join: values.join, devnet: values.devnet }
   }
@@ -223,6 +228,7 @@ async function cmdStatus (args: string[]): Promise<void> {
     if (!store.writable && store.lastError != null) out(`  last error: ${store.lastError.message}`)
     if (store.disk?.low === true) out(`  warning: low disk, below ${formatBytes(store.disk.lowDiskBytes)} free`)
   }
+  printDiscovery(status)
   out(`peers (${peers.length}):`)
   printPeers(peers)
   const ledger = await api.request<LedgerStatusView>('GET', '/api/v0/ledger/status')
@@ -239,6 +245,14 @@ async function cmdInvite (args: string[]): Promise<void> {
   out(invite.code)
   out(`browser: ${invite.link}`)
   out(`On another peer: peerverse start --join '${invite.code}'`)
+}
+
+/** The DHTs' modes and routing tables, and mDNS. */
+function printDiscovery (status: NodeStatus): void {
+  if (status.dht != null) {
+    out(`dht:       wan ${status.dht.wan.mode} (${status.dht.wan.peers} in routing table), lan ${status.dht.lan.mode} (${status.dht.lan.peers} in routing table)`)
+  }
+  if (status.mdns != null) out(`mdns:      ${status.mdns ? 'on' : 'off'}`)
 }
 
 async function cmdPeers (args: string[]): Promise<void> {
@@ -319,7 +333,7 @@ async function cmdDevnet (args: string[]): Promise<void> {
   const addr = (i: number): string => `/ip4/127.0.0.1/tcp/${base + i}/p2p/${peerIds[i]}`
   const procs = dids.map((_, i) => spawn(process.execPath, [
     process.argv[1], 'start', '--data', join(dir, `v${i}`), '--listen', `/ip4/127.0.0.1/tcp/${base + i}`,
-    '--api', `127.0.0.1:${base + 100 + i}`, '--dht-mode', 'server', '--no-relay-server', '--genesis', genesisPath,
+    '--api', `127.0.0.1:${base + 100 + i}`, '--dht-mode', 'server', '--no-mdns', '--no-relay-server', '--genesis', genesisPath,
     ...(i === 0 ? [] : ['--bootstrap', addr(0)])
   ], { stdio: ['ignore', 'ignore', 'inherit'] }))
   out(`devnet of ${n} validators running (chain in ${genesisPath})`)

@@ -5,8 +5,9 @@
  */
 import type { Connection, PeerId } from '@libp2p/interface'
 import { peerIdFromString } from '@libp2p/peer-id'
-import { multiaddr } from '@multiformats/multiaddr'
+import { multiaddr, type Multiaddr } from '@multiformats/multiaddr'
 import { GOSSIP_MAX_MESSAGE_BYTES, GOSSIP_MAX_TOPIC_LENGTH } from './limits.ts'
+import { activeDhts, dhts } from './dhts.ts'
 import type { Network } from './network.ts'
 import type { GossipHandler, GossipPort, PeerEvent, ProtocolPort, RemotePeer, RoutingPort } from './ports.ts'
 
@@ -176,20 +177,86 @@ export function libp2pProtocols (net: Network): ProtocolPort {
   }
 }
 
-/** Content routing over the DHT; providers' addresses go to the peer store for dialling. */
+/**
+ * Content routing over both DHTs (dhts.ts). libp2p's own `contentRouting` does ask every DHT
+ * service (each registers as a content router), but it needs every one to succeed
+ * (`Promise.all` for provide) and waits on each: a DHT with an empty routing table (the WAN DHT of
+ * a default peer on a LAN) holds its query until the caller's timeout, failing the announcement
+ * the other DHT made. Here an announcement succeeds when one DHT took it, and only DHTs with peers
+ * are asked. Providers' addresses go to the peer store for dialling.
+ */
 export function libp2pRouting (net: Network): RoutingPort {
   return {
     async provide (cid, options = {}) {
-      await net.contentRouting.provide(cid, options)
+      const results = await Promise.allSettled(activeDhts(net).map(async dht => { await drain(dht.provide(cid, options)) }))
+      const failed = results.filter(r => r.status === 'rejected')
+      if (failed.length === results.length && failed.length > 0) throw failed[0].reason
     },
     async cancelProvide (cid) {
-      await net.services.dht.cancelReprovide(cid)
+      await Promise.allSettled(dhts(net).map(async d => d.dht.cancelReprovide(cid)))
     },
     async * findProviders (cid, options = {}) {
-      for await (const p of net.contentRouting.findProviders(cid, options)) {
-        if (p.multiaddrs.length > 0) await net.peerStore.merge(p.id, { multiaddrs: p.multiaddrs }).catch(() => {})
-        yield { peer: p.id.toString(), addresses: p.multiaddrs.map(a => a.toString()) }
+      const seen = new Set<string>()
+      // Both queries stop once the caller stops reading.
+      const controller = new AbortController()
+      const signal = options.signal == null ? controller.signal : AbortSignal.any([controller.signal, options.signal])
+      try {
+        for await (const p of mergeProviders(activeDhts(net).map(dht => dht.findProviders(cid, { signal })))) {
+          const peer = p.id.toString()
+          if (seen.has(peer)) continue
+          seen.add(peer)
+          if (p.multiaddrs.length > 0) await net.peerStore.merge(p.id, { multiaddrs: p.multiaddrs }).catch(() => {})
+          yield { peer, addresses: p.multiaddrs.map(a => a.toString()) }
+        }
+      } finally {
+        controller.abort()
       }
     }
   }
+}
+
+async function drain (source: AsyncIterable<unknown>): Promise<void> {
+  for await (const _ of source) {} // eslint-disable-line no-unused-vars
+}
+
+interface FoundProvider { id: PeerId, multiaddrs: Multiaddr[] }
+
+/**
+ * The PROVIDER events of several DHT queries as one stream, in arrival order. One query failing
+ * ends only its part; the stream fails only when every query failed and none found anyone.
+ */
+async function * mergeProviders (sources: Array<AsyncIterable<{ name: string, providers?: FoundProvider[] }>>): AsyncGenerator<FoundProvider> {
+  const queue: FoundProvider[] = []
+  const errors: unknown[] = []
+  let running = sources.length
+  let found = 0
+  let wake: (() => void) | undefined
+  const notify = (): void => { const w = wake; wake = undefined; w?.() }
+  for (const source of sources) {
+    void (async () => {
+      try {
+        for await (const event of source) {
+          if (event.name !== 'PROVIDER' || event.providers == null) continue
+          queue.push(...event.providers)
+          notify()
+        }
+      } catch (err) {
+        errors.push(err)
+      } finally {
+        running--
+        notify()
+      }
+    })()
+  }
+  while (true) {
+    const next = queue.shift()
+    if (next != null) {
+      found++
+      yield next
+      continue
+    }
+    if (running === 0) break
+    await new Promise<void>(resolve => { wake = resolve })
+  }
+  if (found === 0 && errors.length === sources.length && errors.length > 0) throw errors[0]
 }

@@ -1,8 +1,15 @@
 /**
  * The libp2p assembly: TCP and WebSocket transports (and circuit relay for peers behind NAT),
- * Noise, Yamux, identify, ping, a Kademlia DHT on our own protocol id, GossipSub with strict
- * signing and peer scoring, a circuit relay server, AutoNAT and hole punching (DCUtR).
+ * Noise, Yamux, identify, ping, two Kademlia DHTs on our own protocol ids, GossipSub with strict
+ * signing and peer scoring, a circuit relay server, AutoNAT and hole punching (DCUtR), and mDNS.
  * Every limit comes from limits.ts.
+ *
+ * Two DHTs, as IPFS keeps them (Helia's defaults: a LAN DHT and the Amino DHT). The WAN DHT
+ * (`/peerverse/kad/1.0.0`) follows the mode setting: in `auto` a peer answers queries only once
+ * AutoNAT finds it publicly reachable, so on a LAN, at home or on one machine every default peer
+ * would stay a client and nobody would answer anyone. The LAN DHT (`/peerverse/lan/kad/1.0.0`) is
+ * always a server and carries only private and loopback addresses, so peers that reach each other
+ * only there still form one DHT; public addresses stay on the WAN DHT.
  */
 import { noise } from '@chainsafe/libp2p-noise'
 import { yamux } from '@chainsafe/libp2p-yamux'
@@ -13,7 +20,8 @@ import { gossipsub, type GossipSub } from '@libp2p/gossipsub'
 import { identify, identifyPush } from '@libp2p/identify'
 import type { Identify } from '@libp2p/identify'
 import type { Libp2p, PrivateKey, StreamMiddleware } from '@libp2p/interface'
-import { kadDHT, passthroughMapper, type KadDHT } from '@libp2p/kad-dht'
+import { kadDHT, passthroughMapper, removePrivateAddressesMapper, removePublicAddressesMapper, type KadDHT } from '@libp2p/kad-dht'
+import { mdns } from '@libp2p/mdns'
 import { memory } from '@libp2p/memory'
 import { ping, type Ping } from '@libp2p/ping'
 import { tcp } from '@libp2p/tcp'
@@ -24,6 +32,14 @@ import * as L from './limits.ts'
 import { prefixGuard } from './prefix-guard.ts'
 
 export const DHT_PROTOCOL = '/peerverse/kad/1.0.0'
+/** The LAN DHT: always a server, private and loopback addresses only. */
+export const LAN_DHT_PROTOCOL = '/peerverse/lan/kad/1.0.0'
+/** The LAN DHT's records live under their own datastore prefix, apart from the WAN DHT's (`/dht`). */
+export const LAN_DHT_DATASTORE_PREFIX = '/dht-lan'
+/** Our mDNS service name, so we find our own peers on the LAN and not every libp2p node there. */
+export const MDNS_SERVICE_TAG = '_peerverse._udp.local'
+/** Time between mDNS queries on the LAN (the library's default). */
+export const MDNS_INTERVAL_MS = 10_000
 export const PROTOCOL_PREFIX = 'peerverse'
 export const AGENT_VERSION = 'peerverse/0.1.0'
 
@@ -42,6 +58,8 @@ export interface NetworkInit {
   relayServer?: boolean
   /** Peers refused on every connection, either way (set later by the services that ban). */
   deny?: { peer: (peerId: string) => boolean }
+  /** Find peers on the LAN by multicast DNS (default false here; the node's config turns it on by default). */
+  mdns?: boolean
   /** Overrides of the connection manager's limits (tests and benchmarks only). */
   connectionManager?: Libp2pOptions['connectionManager']
 }
@@ -51,6 +69,7 @@ export interface NetworkServices {
   identifyPush: unknown
   ping: Ping
   dht: KadDHT
+  lanDht: KadDHT
   pubsub: GossipSub
   [key: string]: unknown
 }
@@ -71,6 +90,29 @@ export function gossipFastMsgId (msg: { signature?: Uint8Array }): string {
   return (msg.signature != null && msg.signature.length > 0 ? Buffer.from(msg.signature.buffer, msg.signature.byteOffset, msg.signature.byteLength).toString('base64') : undefined) as string
 }
 
+/** What both DHTs share: our limits on streams, lookup width and paths. */
+const DHT_SHARED_OPTIONS = {
+  maxInboundStreams: L.DHT_MAX_INBOUND_STREAMS,
+  maxOutboundStreams: L.DHT_MAX_OUTBOUND_STREAMS,
+  alpha: L.DHT_ALPHA,
+  disjointPaths: L.DHT_DISJOINT_PATHS,
+  initialQuerySelfInterval: 500,
+  allowQueryWithZeroPeers: false
+} as const
+
+/**
+ * The WAN DHT's address filter. In `auto` mode (the default) a peer serves the WAN DHT only once
+ * it is publicly reachable, and then strangers on the internet ask it for peers: it hands out
+ * public addresses only (as the IPFS Amino DHT does), since a private address names another host
+ * on every LAN it reaches and leaks this one's layout; the LAN DHT carries private addresses. A
+ * peer told `server` or `client` keeps every address, so a network run by hand on one machine or
+ * one LAN (`--dht-mode server` on loopback) works on the WAN DHT as it always has. (kad-dht's
+ * own default mapper is the same private-address filter, for the same reason.)
+ */
+export function wanPeerInfoMapper (mode: DhtMode | undefined): typeof passthroughMapper {
+  return mode === 'auto' ? removePrivateAddressesMapper : passthroughMapper
+}
+
 /** Builds (but does not start) the libp2p node. */
 export async function createNetwork (init: NetworkInit): Promise<Network> {
   const usesMemory = init.listen.some(a => a.startsWith('/memory'))
@@ -81,13 +123,17 @@ export async function createNetwork (init: NetworkInit): Promise<Network> {
     dht: kadDHT({
       protocol: DHT_PROTOCOL,
       clientMode: init.dhtMode === 'auto' ? undefined : init.dhtMode === 'client',
-      peerInfoMapper: passthroughMapper,
-      maxInboundStreams: L.DHT_MAX_INBOUND_STREAMS,
-      maxOutboundStreams: L.DHT_MAX_OUTBOUND_STREAMS,
-      alpha: L.DHT_ALPHA,
-      disjointPaths: L.DHT_DISJOINT_PATHS,
-      initialQuerySelfInterval: 500,
-      allowQueryWithZeroPeers: false
+      peerInfoMapper: wanPeerInfoMapper(init.dhtMode),
+      ...DHT_SHARED_OPTIONS
+    }),
+    lanDht: kadDHT({
+      protocol: LAN_DHT_PROTOCOL,
+      clientMode: false,
+      peerInfoMapper: removePublicAddressesMapper,
+      logPrefix: 'libp2p:peerverse:dht-lan',
+      datastorePrefix: LAN_DHT_DATASTORE_PREFIX,
+      metricsPrefix: 'libp2p_dht_lan',
+      ...DHT_SHARED_OPTIONS
     }),
     pubsub: gossipsub({
       globalSignaturePolicy: 'StrictSign',
@@ -121,6 +167,7 @@ export async function createNetwork (init: NetworkInit): Promise<Network> {
     autoNAT: autoNAT(),
     dcutr: dcutr()
   }
+  if (init.mdns === true) services.mdns = mdns({ serviceTag: MDNS_SERVICE_TAG, interval: MDNS_INTERVAL_MS })
   if (init.relayServer !== false) {
     services.relay = circuitRelayServer({
       maxInboundHopStreams: L.RELAY_MAX_INBOUND_HOP_STREAMS,
@@ -191,6 +238,7 @@ function fixMiddlewareSharing (node: Libp2p): void {
  */
 export const GUARDED_PROTOCOLS: ReadonlyArray<readonly [string, number, number?]> = [
   [DHT_PROTOCOL, L.DHT_MAX_MESSAGE_BYTES],
+  [LAN_DHT_PROTOCOL, L.DHT_MAX_MESSAGE_BYTES],
   [`/${PROTOCOL_PREFIX}/id/1.0.0`, L.IDENTIFY_MAX_MESSAGE_BYTES],
   [`/${PROTOCOL_PREFIX}/id/push/1.0.0`, L.IDENTIFY_MAX_MESSAGE_BYTES],
   ['/libp2p/circuit/relay/0.2.0/hop', L.LIBP2P_CONTROL_MAX_MESSAGE_BYTES, 1],

@@ -31,6 +31,8 @@ export interface NodeConfig {
   /** Local API `host:port`; `false` runs without an API. */
   api: string | false
   dht: { mode: DhtMode }
+  /** Finding peers with nothing configured: multicast DNS on the LAN (default on). */
+  discovery: { mdns: boolean }
   relay: { server: boolean }
   /** Bytes of blocks the store may hold; unpinned blocks are collected near the limit. */
   content: { maxStoreBytes: number }
@@ -46,7 +48,7 @@ export interface NodeConfig {
   store: { lowDiskBytes: number, ballastBytes: number }
 }
 
-export type PartialConfig = Partial<Omit<NodeConfig, 'dht' | 'relay' | 'content' | 'ledger' | 'space' | 'store'>> & { store?: Partial<NodeConfig['store']>, dht?: Partial<NodeConfig['dht']>, relay?: Partial<NodeConfig['relay']>, content?: Partial<NodeConfig['content']>, ledger?: Partial<NodeConfig['ledger']>, space?: Partial<NodeConfig['space']> }
+export type PartialConfig = Partial<Omit<NodeConfig, 'dht' | 'discovery' | 'relay' | 'content' | 'ledger' | 'space' | 'store'>> & { store?: Partial<NodeConfig['store']>, dht?: Partial<NodeConfig['dht']>, discovery?: Partial<NodeConfig['discovery']>, relay?: Partial<NodeConfig['relay']>, content?: Partial<NodeConfig['content']>, ledger?: Partial<NodeConfig['ledger']>, space?: Partial<NodeConfig['space']> }
 
 /** Default limit on the block store (pinned and cached content). */
 export const DEFAULT_MAX_STORE_BYTES = 8 * 1024 * 1024 * 1024
@@ -59,6 +61,7 @@ export function defaultConfig (dataDir: string): NodeConfig {
     bootstrap: [],
     api: `127.0.0.1:${DEFAULT_API_PORT}`,
     dht: { mode: 'auto' },
+    discovery: { mdns: true },
     relay: { server: true },
     content: { maxStoreBytes: DEFAULT_MAX_STORE_BYTES },
     ledger: { genesis: null, join: null, devnet: false },
@@ -76,6 +79,7 @@ export function mergeConfig (base: NodeConfig, ...layers: Array<PartialConfig | 
       ...out,
       ...dropUndefined(layer),
       dht: { ...out.dht, ...dropUndefined(layer.dht ?? {}) },
+      discovery: { ...out.discovery, ...dropUndefined(layer.discovery ?? {}) },
       relay: { ...out.relay, ...dropUndefined(layer.relay ?? {}) },
       content: { ...out.content, ...dropUndefined(layer.content ?? {}) },
       ledger: { ...out.ledger, ...dropUndefined(layer.ledger ?? {}) },
@@ -140,6 +144,7 @@ export function validateConfig (config: NodeConfig): NodeConfig {
     }
   }
   if (!['server', 'client', 'auto'].includes(config.dht?.mode)) throw new ConfigError('dht.mode must be server, client or auto')
+  if (typeof config.discovery?.mdns !== 'boolean') throw new ConfigError('discovery.mdns must be true or false')
   if (typeof config.relay?.server !== 'boolean') throw new ConfigError('relay.server must be true or false')
   const maxStore = config.content?.maxStoreBytes
   if (typeof maxStore !== 'number' || !Number.isSafeInteger(maxStore) || maxStore < 16 * 1024 * 1024) {
@@ -159,7 +164,7 @@ export function validateConfig (config: NodeConfig): NodeConfig {
   return config
 }
 
-const KNOWN_KEYS = new Set(['listen', 'announce', 'bootstrap', 'api', 'dht', 'relay', 'content', 'ledger', 'space', 'store'])
+const KNOWN_KEYS = new Set(['listen', 'announce', 'bootstrap', 'api', 'dht', 'discovery', 'relay', 'content', 'ledger', 'space', 'store'])
 
 /** Reads `config.json` from the data dir, if there is one. */
 export async function readConfigFile (dataDir: string): Promise<PartialConfig | undefined> {

@@ -7,6 +7,7 @@ import { TypedEventEmitter } from 'main-event'
 import { createPeerBinding } from '../identity/binding.ts'
 import { initIdentity, type Identity } from '../identity/keystore.ts'
 import { Discovery } from '../net/discovery.ts'
+import { dhtStatus, findPeerOnDhts, type DhtStatus } from '../net/dhts.ts'
 import { GossipRepair } from '../net/gossip-repair.ts'
 import { checkTopic, InvalidPeerIdError, InvalidTopicError, libp2pGossip, libp2pProtocols, libp2pRouting, MessageTooLargeError, parsePeerId, type Libp2pGossip } from '../net/libp2p-ports.ts'
 import type { ProtocolPort, RoutingPort } from '../net/ports.ts'
@@ -58,6 +59,10 @@ export interface NodeStatus {
   store: StoreStatus
   /** The network: its genesis CID, chain, whether it is our own devnet, and connected peers on it and on others. */
   network: NetworkStatus
+  /** Each DHT's mode and routing table size (the WAN DHT and the LAN DHT). */
+  dht: DhtStatus
+  /** Whether the peer looks for peers on the LAN by mDNS. */
+  mdns: boolean
 }
 
 export type { ContentStatus }
@@ -344,21 +349,18 @@ export class PeerverseNode extends TypedEventEmitter<NodeEvents> {
       memory: { rss: mem.rss, heapUsed: mem.heapUsed },
       content: this.content.status(),
       store: this.store.status(),
-      network: this.chain.networkStatus()
+      network: this.chain.networkStatus(),
+      dht: dhtStatus(this.net),
+      mdns: this.config.discovery.mdns
     }
   }
 
   /** Looks a peer up through the DHT network (never the local cache) and returns its addresses. */
   async findPeer (peerId: string, options: { signal?: AbortSignal } = {}): Promise<FindPeerResult> {
     const id = parsePeerId(peerId)
-    let queried = 0
-    for await (const event of this.net.services.dht.findPeer(id, { signal: options.signal, useCache: false })) {
-      if (event.name === 'PEER_RESPONSE') queried++
-      if (event.name === 'FINAL_PEER') {
-        return { peerId, addresses: event.peer.multiaddrs.map(a => a.toString()), from: event.from.toString(), queried }
-      }
-    }
-    throw new Error(`peer ${peerId} not found`)
+    // Both DHTs at once (the WAN one and the LAN one); the first answer wins.
+    const { addresses, from, queried } = await findPeerOnDhts(this.net, id, options)
+    return { peerId, addresses, from, queried }
   }
 
   /** Dials a multiaddr or a peer id; returns the remote peer id. */
@@ -439,6 +441,7 @@ export async function createNode (config: NodeConfig): Promise<PeerverseNode> {
       announce: config.announce,
       datastore: new LevelDatastore(store.sublevel('net')),
       dhtMode: config.dht.mode,
+      mdns: config.discovery.mdns,
       relayServer: config.relay.server
     })
     const binding = await createPeerBinding(identity.userKey, net.peerId.toString())

@@ -57,10 +57,10 @@ describe('peerverse CLI', () => {
     const port = (blocker.address() as { port: number }).port
     try {
       const dir = await set.tempDir()
-      const p2p = await runCli(['start', '--data', dir, '--listen', `/ip4/127.0.0.1/tcp/${port}`, '--api', '127.0.0.1:0'])
+      const p2p = await runCli(['start', '--data', dir, '--listen', `/ip4/127.0.0.1/tcp/${port}`, '--api', '127.0.0.1:0', '--no-mdns'])
       assert.equal(p2p.code, 1)
       assert.match(p2p.stderr, /in use/)
-      const api = await runCli(['start', '--data', dir, '--listen', '/ip4/127.0.0.1/tcp/0', '--api', `127.0.0.1:${port}`])
+      const api = await runCli(['start', '--data', dir, '--listen', '/ip4/127.0.0.1/tcp/0', '--api', `127.0.0.1:${port}`, '--no-mdns'])
       assert.equal(api.code, 1)
       assert.match(api.stderr, /API port .* in use/)
     } finally {

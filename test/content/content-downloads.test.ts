@@ -211,7 +211,7 @@ describe('downloads that stop when asked', { timeout: 300_000 }, () => {
 describe('downloads that never find a holder', { timeout: 300_000 }, () => {
   /** A node on `dir` (loopback, no API), started; stop it before the next. */
   async function startNode (dir: string): Promise<PeerverseNode> {
-    const node = await createNode(mergeConfig(defaultConfig(dir), { listen: ['/ip4/127.0.0.1/tcp/0'], api: false, dht: { mode: 'server' }, relay: { server: false } }))
+    const node = await createNode(mergeConfig(defaultConfig(dir), { discovery: { mdns: false }, listen: ['/ip4/127.0.0.1/tcp/0'], api: false, dht: { mode: 'server' }, relay: { server: false } }))
     await node.start()
     return node
   }
@@ -258,7 +258,7 @@ describe('downloads that never find a holder', { timeout: 300_000 }, () => {
     const defer = cleanups(t)
     const dir = await set.tempDir()
     const missing = (await rawBlock(seededBytes(100, 91))).cid
-    const offline = await createNode(mergeConfig(defaultConfig(dir), { listen: ['/ip4/127.0.0.1/tcp/0'], api: false }))
+    const offline = await createNode(mergeConfig(defaultConfig(dir), { discovery: { mdns: false }, listen: ['/ip4/127.0.0.1/tcp/0'], api: false }))
     await (offline.content['blockstore'] as Blockstore).markDownload({ cid: missing.toString(), attempts: MAX_UNFOUND_DOWNLOAD_ATTEMPTS, since: Date.now(), found: false })
     await offline.stop()
     const peer = await set.start({ dataDir: dir })
@@ -367,7 +367,7 @@ describe('the record of a download ended while the store refuses writes', () => 
   it('is no root for gc at once and is deleted when the store takes writes again; a new fetch keeps it', async t => {
     const defer = cleanups(t)
     const dir = await tempDir(defer, 'unwanted')
-    const node = await createNode(mergeConfig(defaultConfig(dir), { listen: ['/ip4/127.0.0.1/tcp/0'], api: false, dht: { mode: 'server' }, relay: { server: false } }))
+    const node = await createNode(mergeConfig(defaultConfig(dir), { discovery: { mdns: false }, listen: ['/ip4/127.0.0.1/tcp/0'], api: false, dht: { mode: 'server' }, relay: { server: false } }))
     defer(async () => node.stop())
     const blocks = node.content['blockstore'] as Blockstore
     // The store's state as content sees it, refusing writes until the test says otherwise.

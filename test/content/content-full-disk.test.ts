@@ -67,7 +67,7 @@ export async function fillDisk (dir: string, leave = 0): Promise<string> {
 
 /** A node that is built but never started, its data dir on `dir`; its store is closed when the test ends. */
 async function offlineNode (defer: Defer, dir: string): Promise<PeerverseNode> {
-  const node = await createNode(mergeConfig(defaultConfig(dir), { listen: ['/ip4/127.0.0.1/tcp/0'], api: false, dht: { mode: 'server' }, relay: { server: false } }))
+  const node = await createNode(mergeConfig(defaultConfig(dir), { discovery: { mdns: false }, listen: ['/ip4/127.0.0.1/tcp/0'], api: false, dht: { mode: 'server' }, relay: { server: false } }))
   defer(async () => node.store.close())
   return node
 }

@@ -269,7 +269,7 @@ async function scriptedHolder (script: Script): Promise<ScriptedHolder> {
 describe('swarm limits against a real node', { timeout: 120_000 }, () => {
   before(async () => {
     dataDir = await mkdtemp(join(tmpdir(), 'peerverse-swarm-limits-'))
-    node = await createNode(mergeConfig(defaultConfig(dataDir), { listen: ['/ip4/127.0.0.1/tcp/0'], api: false, dht: { mode: 'server' }, relay: { server: false } }))
+    node = await createNode(mergeConfig(defaultConfig(dataDir), { discovery: { mdns: false }, listen: ['/ip4/127.0.0.1/tcp/0'], api: false, dht: { mode: 'server' }, relay: { server: false } }))
     node.addEventListener('peer:rejected', evt => { rejections.push(evt.detail) })
     await node.start()
     nodeAddr = multiaddr(node.addresses()[0])

@@ -473,6 +473,7 @@ const MiB = 1024 * 1024
 async function offlineNode (defer: (fn: () => Promise<unknown>) => void, maxStoreBytes?: number): Promise<PeerverseNode> {
   const dir = await tempDir(defer, 'content')
   const node = await createNode(mergeConfig(defaultConfig(dir), {
+    discovery: { mdns: false },
     listen: ['/ip4/127.0.0.1/tcp/0'], api: false, dht: { mode: 'server' }, relay: { server: false },
     content: maxStoreBytes == null ? undefined : { maxStoreBytes }
   }))

@@ -54,14 +54,18 @@ export class PeerSet {
   }
 
   /**
-   * Starts a peer on loopback (TCP on a free port, API on a free port, DHT server mode). Unless
-   * `extra` names a chain (--genesis, --join) or `devnet` is false, it runs a devnet of its own
-   * (--devnet) whatever its bootstrap peers follow, as peers did before networks were joined.
+   * Starts a peer on loopback (TCP on a free port, API on a free port, DHT server mode, mDNS off:
+   * a test reaches only loopback and its own namespaces). `dhtMode: 'default'` passes no
+   * `--dht-mode`, as a user would. Unless `extra` names a chain (--genesis, --join) or `devnet` is
+   * false, it runs a devnet of its own (--devnet) whatever its bootstrap peers follow, as peers did
+   * before networks were joined.
    */
-  async start (options: { dataDir?: string, bootstrap?: string[], listen?: string[], extra?: string[], devnet?: boolean } = {}): Promise<CliPeer> {
+  async start (options: { dataDir?: string, bootstrap?: string[], listen?: string[], extra?: string[], devnet?: boolean, dhtMode?: 'server' | 'client' | 'auto' | 'default' } = {}): Promise<CliPeer> {
     const dataDir = options.dataDir ?? await this.tempDir()
     const listen = options.listen ?? ['/ip4/127.0.0.1/tcp/0']
-    const args = [CLI, 'start', '--data', dataDir, '--api', '127.0.0.1:0', '--dht-mode', 'server', '--json',
+    const dhtMode = options.dhtMode ?? 'server'
+    const args = [CLI, 'start', '--data', dataDir, '--api', '127.0.0.1:0', '--no-mdns', '--json',
+      ...(dhtMode === 'default' ? [] : ['--dht-mode', dhtMode]),
       ...listen.flatMap(l => ['--listen', l]),
       ...(options.bootstrap ?? []).flatMap(b => ['--bootstrap', b]),
       ...(options.extra ?? []),

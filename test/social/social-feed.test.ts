@@ -597,7 +597,7 @@ describe('SocialService on a started node', { timeout: 60_000 }, () => {
   let mine: { first: Entry, second: Entry, reply: Entry, gone: Entry }
 
   async function open (): Promise<PeerverseNode> {
-    const n = await createNode(mergeConfig(defaultConfig(dir), { listen: ['/ip4/127.0.0.1/tcp/0'], api: false, dht: { mode: 'server' }, relay: { server: false } }))
+    const n = await createNode(mergeConfig(defaultConfig(dir), { discovery: { mdns: false }, listen: ['/ip4/127.0.0.1/tcp/0'], api: false, dht: { mode: 'server' }, relay: { server: false } }))
     n.addEventListener('feed:fork', evt => { forks.push(evt.detail) })
     await n.start()
     return n

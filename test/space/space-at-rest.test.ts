@@ -27,7 +27,7 @@ const running = new Set<PeerverseNode>()
 async function startAt (dir?: string): Promise<{ node: PeerverseNode, dir: string }> {
   const d = dir ?? await mkdtemp(join(tmpdir(), 'peerverse-space-at-rest-'))
   if (dir == null) dirs.push(d)
-  const node = await createNode(mergeConfig(defaultConfig(d), { listen: ['/ip4/127.0.0.1/tcp/0'], api: false, dht: { mode: 'server' }, relay: { server: false } }))
+  const node = await createNode(mergeConfig(defaultConfig(d), { discovery: { mdns: false }, listen: ['/ip4/127.0.0.1/tcp/0'], api: false, dht: { mode: 'server' }, relay: { server: false } }))
   await node.start()
   running.add(node)
   return { node, dir: d }

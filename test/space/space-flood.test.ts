@@ -43,7 +43,7 @@ const rejections = new Map<PeerverseNode, RejectedEvent[]>()
 async function startAt (dir?: string): Promise<PeerverseNode> {
   const d = dir ?? await mkdtemp(join(tmpdir(), 'peerverse-space-flood-'))
   if (dir == null) dirs.push(d)
-  const node = await createNode(mergeConfig(defaultConfig(d), { listen: ['/ip4/127.0.0.1/tcp/0'], api: false, dht: { mode: 'server' }, relay: { server: false } }))
+  const node = await createNode(mergeConfig(defaultConfig(d), { discovery: { mdns: false }, listen: ['/ip4/127.0.0.1/tcp/0'], api: false, dht: { mode: 'server' }, relay: { server: false } }))
   const log: RejectedEvent[] = []
   rejections.set(node, log)
   node.addEventListener('peer:rejected', evt => { log.push(evt.detail) })

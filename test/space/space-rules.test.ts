@@ -30,7 +30,7 @@ const nodes: PeerverseNode[] = []
 async function startNode (options: { dir?: string, genesis?: string } = {}): Promise<PeerverseNode> {
   const dir = options.dir ?? await mkdtemp(join(tmpdir(), 'peerverse-space-'))
   if (options.dir == null) dirs.push(dir)
-  const n = await createNode(mergeConfig(defaultConfig(dir), { listen: ['/ip4/127.0.0.1/tcp/0'], api: false, dht: { mode: 'server' }, relay: { server: false }, ledger: { genesis: options.genesis } }))
+  const n = await createNode(mergeConfig(defaultConfig(dir), { discovery: { mdns: false }, listen: ['/ip4/127.0.0.1/tcp/0'], api: false, dht: { mode: 'server' }, relay: { server: false }, ledger: { genesis: options.genesis } }))
   await n.start()
   nodes.push(n)
   return n

@@ -65,7 +65,7 @@ describe('store', () => {
 
 describe('node lifecycle', () => {
   it('start and stop are safe to call twice, and the store is closed on stop', async () => withDir(async dir => {
-    const node = await createNode(mergeConfig(defaultConfig(dir), { listen: ['/ip4/127.0.0.1/tcp/0'], api: false }))
+    const node = await createNode(mergeConfig(defaultConfig(dir), { discovery: { mdns: false }, listen: ['/ip4/127.0.0.1/tcp/0'], api: false }))
     await Promise.all([node.start(), node.start()])
     await node.start()
     assert.equal(node.started, true)
@@ -75,7 +75,7 @@ describe('node lifecycle', () => {
     assert.equal(node.started, false)
     assert.equal(node.store.db.status, 'closed')
     // The data dir is free again: the same identity comes back.
-    const again = await createNode(mergeConfig(defaultConfig(dir), { listen: ['/ip4/127.0.0.1/tcp/0'], api: false }))
+    const again = await createNode(mergeConfig(defaultConfig(dir), { discovery: { mdns: false }, listen: ['/ip4/127.0.0.1/tcp/0'], api: false }))
     assert.equal(again.peerId, node.peerId)
     assert.equal(again.did, node.did)
     await again.store.close()
