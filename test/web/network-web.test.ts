@@ -51,6 +51,7 @@ describe('the browser client and the network: invites, links, Explore', { timeou
   let browser: Browser
   let pa: Page, pb: Page
   let space = ''
+  let genesisB = ''
   const problems: string[] = []
 
   before(async () => {
@@ -89,6 +90,7 @@ describe('the browser client and the network: invites, links, Explore', { timeou
     }
     const chainA = await pa.getAttribute('#net-chain', 'data-chain')
     const chainB = await pb.getAttribute('#net-chain', 'data-chain')
+    genesisB = (await pb.getAttribute('#net-genesis', 'data-genesis'))!
     assert.notEqual(chainA, chainB, 'two fresh peers start two chains')
     // A malformed code gets its named error, and nothing is sent.
     await pb.fill('#netjoin-input', 'pv:join=notacid')
@@ -155,7 +157,15 @@ describe('the browser client and the network: invites, links, Explore', { timeou
     await pb.waitForFunction(() => document.getElementById('net-warning')!.hidden, null, { timeout: 30_000 })
     const s = await b.api.request<NetworkStatus>('GET', '/api/v0/status')
     assert.equal(s.network?.chain, chainA)
+    await pb.locator('#sec-network').scrollIntoViewIfNeeded()
     await pb.screenshot({ path: join(SHOTS, 'b-joined-network.png') })
+    // B now follows a joined network: another network's invite (its own old devnet) is refused by name.
+    await pb.fill('#netjoin-input', `pv:join=${genesisB}&peer=${encodeURIComponent(a.addr)}`)
+    await pb.click('#netjoin-send')
+    await pb.click('#netjoin-yes')
+    await pb.waitForFunction(() => document.getElementById('netjoin-result')!.dataset.code != null, null, { timeout: 30_000 })
+    assert.equal(await pb.getAttribute('#netjoin-result', 'data-code'), 'NetworkMismatchError')
+    assert.equal(await pb.getAttribute('#net-chain', 'data-chain'), chainA, 'B stays on A\'s chain')
   })
 
   it('Explore on B lists the space A listed from its page, with the members present', async () => {
@@ -176,10 +186,19 @@ describe('the browser client and the network: invites, links, Explore', { timeou
     assert.ok(listing != null)
     assert.ok(shown >= 1)
     assert.match((await pb.textContent(row))!, new RegExp(`${shown} present`))
+    await pb.locator('#sec-explore').scrollIntoViewIfNeeded()
     await pb.screenshot({ path: join(SHOTS, 'b-explore.png') })
     // Unlisted by its owner, it leaves A's Explore.
     await pa.click('#dir-unpublish')
     await pa.waitForFunction(sel => document.querySelector(sel) == null, row, { timeout: 30_000 })
+    // A private space is never listed: the page shows the peer's named refusal.
+    await pa.fill('#create-name', 'Vault')
+    await pa.check('#create-private')
+    await pa.click('#create-send')
+    await pa.waitForFunction(() => document.getElementById('space-name')!.textContent === 'Vault', null, { timeout: 30_000 })
+    await pa.waitForFunction(() => /private/.test(document.getElementById('dir-hint')!.textContent ?? ''), null, { timeout: 10_000 })
+    await pa.click('#dir-publish')
+    await pa.waitForSelector('#errors [data-code="PrivateSpaceListingError"]', { timeout: 30_000 })
     assert.deepEqual(problems, [], 'no uncaught errors on either page')
   })
 })
