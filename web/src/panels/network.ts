@@ -42,12 +42,16 @@ export function mountNetwork (ctx: NetworkContext): NetworkPanel {
   const debounce = debouncer()
   let status: NetworkStatus | null = null
   let pending: Link | null = null
+  let failing = false
 
   async function refresh (): Promise<void> {
     try {
       status = await api.get<NetworkStatus>('/api/v0/status')
+      failing = false
     } catch (err) {
-      if (!(err instanceof ApiError && (err.code === 'PeerUnreachable' || err.status === 401))) report.showError('network', err)
+      // One message per outage, not one per interval.
+      if (!failing && !(err instanceof ApiError && (err.code === 'PeerUnreachable' || err.status === 401))) report.showError('network', err)
+      failing = true
       return
     }
     render(status)
@@ -186,7 +190,9 @@ export function mountNetwork (ctx: NetworkContext): NetworkPanel {
     events: {
       'peer:connect': changed,
       'peer:disconnect': changed,
-      'peer:identified': changed
+      'peer:identified': changed,
+      'network:joined': changed,
+      'network:mismatch': changed
     }
   }
 }
