@@ -25,6 +25,8 @@ export interface NodeChainInit extends JoinPorts {
   store: Store
   join?: Link
   remembered?: RememberedNetwork
+  /** How long joining may take (default JOIN_TIMEOUT_MS). */
+  timeoutMs?: number
   content: Parameters<typeof addGenesis>[0]
   ledgerComponents: Omit<LedgerComponents, 'store' | 'genesis'>
   /** A ledger was built (forward its events). */
@@ -71,7 +73,8 @@ export class NodeChain {
       bootstrap: config.bootstrap,
       devnet: config.ledger.devnet,
       remembered: this.init.remembered,
-      did: this.init.ledgerComponents.identity.did
+      did: this.init.ledgerComponents.identity.did,
+      timeoutMs: this.init.timeoutMs
     })
     await this.run(resolved)
   }
@@ -125,7 +128,7 @@ export class NodeChain {
       const own = this.init.networkId.own
       if (own != null && sameNetwork(own.genesis, link.target)) return { ...own, switched: false }
       if (this.init.networkId.configured) throw new NetworkMismatchError(`this peer follows network ${own?.genesis ?? '?'} (chain ${own?.chain ?? '?'}); joining ${link.target} needs a fresh data dir`)
-      const resolved = await joinAndRemember(this.init, this.init.config.dataDir, link.target, link.peers, { signal: options.signal })
+      const resolved = await joinAndRemember(this.init, this.init.config.dataDir, link.target, link.peers, { signal: options.signal, timeoutMs: this.init.timeoutMs })
       const old = this.current
       const before = this.resolved
       this.current = undefined

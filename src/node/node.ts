@@ -32,6 +32,14 @@ export interface NodeNetworkInit {
   bootstrap: string[]
   join?: Link
   remembered?: RememberedNetwork
+  /** How long joining a network may take (default JOIN_TIMEOUT_MS). */
+  joinTimeoutMs?: number
+}
+
+/** Settings of createNode beside the config. */
+export interface CreateNodeOptions {
+  /** How long joining a network may take (default JOIN_TIMEOUT_MS). */
+  joinTimeoutMs?: number
 }
 
 export class PortInUseError extends Error {
@@ -207,6 +215,7 @@ export class PeerverseNode extends TypedEventEmitter<NodeEvents> {
       networkId,
       join: network.join,
       remembered: network.remembered,
+      timeoutMs: network.joinTimeoutMs,
       dial: async (addr, options) => this.net.dial(multiaddr(addr), options),
       cat: (cid, options) => this.content.cat(cid, options),
       content: this.content,
@@ -423,7 +432,7 @@ export class PeerverseNode extends TypedEventEmitter<NodeEvents> {
 }
 
 /** Builds a node from a config (identity created on first run); call start() to go online. */
-export async function createNode (config: NodeConfig): Promise<PeerverseNode> {
+export async function createNode (config: NodeConfig, options: CreateNodeOptions = {}): Promise<PeerverseNode> {
   validateConfig(config)
   // A malformed join code is refused before anything is written.
   const join = config.ledger.join == null ? undefined : parseJoinCode(config.ledger.join)
@@ -446,7 +455,7 @@ export async function createNode (config: NodeConfig): Promise<PeerverseNode> {
     })
     const binding = await createPeerBinding(identity.userKey, net.peerId.toString())
     const blockstore = await Blockstore.open(store.sublevel('content'), config.dataDir, config.content.maxStoreBytes)
-    const node = new PeerverseNode(config, identity, store, net, binding.bytes, blockstore, { bootstrap, join, remembered })
+    const node = new PeerverseNode(config, identity, store, net, binding.bytes, blockstore, { bootstrap, join, remembered, joinTimeoutMs: options.joinTimeoutMs })
     deny.peer = peerId => node.content.isBanned(peerId) || node.isDenied(peerId)
     return node
   } catch (err) {
