@@ -14,8 +14,16 @@ import { ApiClient } from '../../src/api/client.ts'
 import { ApiError } from '../../src/api/errors.ts'
 import { readApiInfo } from '../../src/api/server.ts'
 import { linkPeerId, parseLink } from '../../src/net/links.ts'
+import { CID } from 'multiformats/cid'
+import { MAX_HINTED_HOLDERS } from '../../src/content/swarm.ts'
+import { SWARM_PROTOCOL } from '../../src/content/swarm-wire.ts'
+import { Download } from '../../src/content/swarm-download.ts'
+import type { DownloadHost } from '../../src/content/swarm-session.ts'
 import { PeerSet, runCli, type CliPeer } from '../helpers/cli-peer.ts'
 import { seededBytes } from '../helpers/random.ts'
+
+/** Any CID (a raw block's). */
+const HELLO_CID = 'bafkreifzjut3te2nhyekklss27nh3k72ysco7y32koao5eei66wof36n5e'
 
 const set = new PeerSet()
 after(async () => { await set.cleanup() })
@@ -49,6 +57,37 @@ async function closedPort (): Promise<number> {
 }
 
 describe('content links', { timeout: 300_000 }, () => {
+  it(`make at most MAX_HINTED_HOLDERS (${MAX_HINTED_HOLDERS}) of a download's candidate holders, dialled at the link's addresses`, () => {
+    const dialled: Array<{ peer: string, protocol: string, addresses?: string[] }> = []
+    const host = {
+      blockstore: { has: () => false },
+      protocols: {
+        dial: async (peer: string, protocol: string, options: { addresses?: string[] } = {}) => {
+          dialled.push({ peer, protocol, addresses: options.addresses })
+          throw new Error('unreachable')
+        }
+      },
+      stats: { blocksServed: 0, bytesServed: 0, blocksFetched: 0, bytesFetched: 0, bytesWasted: 0 },
+      isBanned: () => false,
+      penalize: () => {},
+      candidatePeers: () => [],
+      findProviders: async () => [],
+      leafEvent: async () => {},
+      wake: () => {},
+      stored: () => {}
+    } as unknown as DownloadHost
+    const d = new Download(host, CID.parse(HELLO_CID), [])
+    try {
+      // Three links' worth of holders (each peer at its own address): only the first MAX_HINTED_HOLDERS are kept.
+      const holders = Array.from({ length: MAX_HINTED_HOLDERS * 3 }, (_, i) => ({ peer: `peer${i}`, addresses: [`/ip4/127.0.0.1/tcp/${4000 + i}/p2p/peer${i}`] }))
+      for (let i = 0; i < 3; i++) d.addHolders(holders.slice(i * MAX_HINTED_HOLDERS, (i + 1) * MAX_HINTED_HOLDERS))
+      assert.deepEqual(dialled.map(x => x.peer), holders.slice(0, MAX_HINTED_HOLDERS).map(h => h.peer))
+      assert.ok(dialled.every((x, i) => x.protocol === SWARM_PROTOCOL && x.addresses?.[0] === holders[i].addresses[0]))
+    } finally {
+      d.close()
+    }
+  })
+
   it('let a peer that knows no one fetch a file (get LINK) and a directory (API, browser link)', async () => {
     const a = await set.start()
     const dir = await set.tempDir()

@@ -10,13 +10,17 @@ import { describe, it, after } from 'node:test'
 import assert from 'node:assert/strict'
 import { createServer } from 'node:net'
 import * as dagCbor from '@ipld/dag-cbor'
+import { generateKeyPairFromSeed } from '@libp2p/crypto/keys'
+import { peerIdFromPrivateKey } from '@libp2p/peer-id'
 import { lpStream } from '@libp2p/utils'
 import { ApiError } from '../../src/api/errors.ts'
 import { readApiInfo } from '../../src/api/server.ts'
 import { ed25519KeyFromSeed } from '../../src/identity/ed25519.ts'
 import { InvalidLinkError, linkPeerId, MAX_LINK_PEERS, parseLink } from '../../src/net/links.ts'
 import { createDescriptor } from '../../src/space/records.ts'
-import { SPACE_PROTOCOL } from '../../src/space/index.ts'
+import { MAX_LINK_OTHER_HOLDERS, SPACE_PROTOCOL } from '../../src/space/index.ts'
+import type { Joined, SpaceCore } from '../../src/space/joined.ts'
+import { spaceLink } from '../../src/space/share.ts'
 import { PeerSet, runCli, waitFor, type CliPeer } from '../helpers/cli-peer.ts'
 import { LocalPeers } from '../helpers/local-peers.ts'
 import { seededBytes } from '../helpers/random.ts'
@@ -56,6 +60,25 @@ async function closedPort (): Promise<number> {
 }
 
 describe('space links', { timeout: 300_000 }, () => {
+  it(`name this peer and at most MAX_LINK_OTHER_HOLDERS (${MAX_LINK_OTHER_HOLDERS}) other members, the most recently seen`, async () => {
+    const ids: string[] = []
+    for (let i = 0; i < MAX_LINK_OTHER_HOLDERS + 5; i++) ids.push(peerIdFromPrivateKey(await generateKeyPairFromSeed('Ed25519', seededBytes(32, 170 + i))).toString())
+    const [self, ...others] = ids
+    const core = { protocols: { peerId: self, addresses: () => ['/ip4/0.0.0.0/tcp/4001', '/ip4/127.0.0.1/tcp/4001', '/ip4/192.168.1.9/tcp/4001'] } } as unknown as SpaceCore
+    // Members seen at increasing times; one without addresses, one whose addresses are all unusable.
+    const members = new Map(others.map((peer, i) => [`did:${i}`, { peer, seenAt: 1000 + i, addrs: i === others.length - 1 ? [] : i === others.length - 2 ? ['/ip4/127.0.0.1/tcp/5/p2p/' + self] : [`/ip4/127.0.0.1/tcp/${5000 + i}`] }]))
+    const j = { d: { id: 'bafyspace' }, presence: { members } } as unknown as Joined
+    const link = spaceLink(core, j)
+    assert.equal(link.kind, 'space')
+    const named = link.peers.map(linkPeerId)
+    assert.deepEqual(link.peers.slice(0, 2), [`/ip4/192.168.1.9/tcp/4001/p2p/${self}`, `/ip4/127.0.0.1/tcp/4001/p2p/${self}`], 'our own addresses first, LAN before loopback, never 0.0.0.0')
+    const rest = named.filter(p => p !== self)
+    assert.equal(rest.length, MAX_LINK_OTHER_HOLDERS)
+    // The newest members with a usable address: others[n-3], others[n-4], ... (the last two have none).
+    assert.deepEqual(rest, others.slice(0, others.length - 2).reverse().slice(0, MAX_LINK_OTHER_HOLDERS))
+    assert.ok(link.peers.length <= MAX_LINK_PEERS)
+  })
+
   it('let a peer that knows no one join a space (CLI code and browser link), and name other members', async () => {
     const a = await set.start()
     const { id } = await a.api.request<{ id: string }>('POST', '/api/v0/space/create', { name: 'Hall' })
