@@ -10,6 +10,11 @@
  *    and dropped: its connection monitor pings failed with TooManyOutboundProtocolStreamsError
  *    and aborted about a quarter of the connections, leaving some routing tables at 3 peers.)
  *
+ * 3. Do default peers find each other (bench/net-discovery.ts): 50 chained peers with default
+ *    settings against the same swarm with every peer a WAN DHT server, the configuration before
+ *    the LAN DHT.
+ *
+ * `node bench/net.ts [throughput] [swarm] [discovery]` runs only the parts named (default all).
  * Everything random comes from one seeded PRNG (BENCH_SEED, default 1), peer keys included,
  * so two runs build the same swarm. Results go to stdout, progress to stderr.
  */
@@ -21,6 +26,7 @@ import { generateKeyPairFromSeed } from '@libp2p/crypto/keys'
 import type { PeerId, PrivateKey } from '@libp2p/interface'
 import { createNetwork, type Network } from '../src/net/network.ts'
 import { seeded, printSummary, type SummaryRow } from './lib.ts'
+import { benchDiscovery } from './net-discovery.ts'
 
 const MiB = 1024 * 1024
 
@@ -521,8 +527,17 @@ async function benchGossip (nets: Network[], d: Deliveries, bg: Background): Pro
 async function main (): Promise<void> {
   const started = performance.now()
   console.log(`peerverse bench:net  seed ${SEED}  node ${process.version}  swarm ${PEERS} peers over loopback TCP`)
-  await benchThroughput()
+  const named = process.argv.slice(2)
+  const part = (name: string): boolean => named.length === 0 || named.includes(name)
+  if (part('throughput')) await benchThroughput()
+  if (part('swarm')) await benchSwarm()
+  if (part('discovery')) await benchDiscovery(SEED, result)
 
+  printSummary(summary)
+  console.log(`\ntotal ${fmt((performance.now() - started) / 1000)} s`)
+}
+
+async function benchSwarm (): Promise<void> {
   const nets = await buildSwarm()
   try {
     await fillRoutingTables(nets)
@@ -536,9 +551,6 @@ async function main (): Promise<void> {
     progress('stopping the swarm')
     await Promise.all(nets.map(async n => n.stop()))
   }
-
-  printSummary(summary)
-  console.log(`\ntotal ${fmt((performance.now() - started) / 1000)} s`)
 }
 
 await main()

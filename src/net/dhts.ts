@@ -33,9 +33,11 @@ export function routingTableSize (dht: KadDHT): number {
   return typeof table?.size === 'number' ? table.size : 0
 }
 
-/** Both DHTs by name. */
+/** Both DHTs by name (the LAN one where the network runs it). */
 export function dhts (net: Network): Array<{ name: DhtName, dht: KadDHT }> {
-  return [{ name: 'wan', dht: net.services.dht }, { name: 'lan', dht: net.services.lanDht }]
+  const all: Array<{ name: DhtName, dht: KadDHT }> = [{ name: 'wan', dht: net.services.dht }]
+  if (net.services.lanDht != null) all.push({ name: 'lan', dht: net.services.lanDht })
+  return all
 }
 
 /** The DHTs worth asking now: those with peers in their routing table, or both when neither has any. */
@@ -47,7 +49,7 @@ export function activeDhts (net: Network): KadDHT[] {
 
 /** Each DHT's mode and routing table size. */
 export function dhtStatus (net: Network): DhtStatus {
-  const view = (dht: KadDHT): DhtView => ({ mode: dht.getMode(), peers: routingTableSize(dht) })
+  const view = (dht: KadDHT | undefined): DhtView => dht == null ? { mode: 'client', peers: 0 } : { mode: dht.getMode(), peers: routingTableSize(dht) }
   return { wan: view(net.services.dht), lan: view(net.services.lanDht) }
 }
 

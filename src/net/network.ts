@@ -58,6 +58,8 @@ export interface NetworkInit {
   relayServer?: boolean
   /** Peers refused on every connection, either way (set later by the services that ban). */
   deny?: { peer: (peerId: string) => boolean }
+  /** Run the LAN DHT (default true; false only for a benchmark's anchor, the single DHT peers ran before). */
+  lanDht?: boolean
   /** Find peers on the LAN by multicast DNS (default false here; the node's config turns it on by default). */
   mdns?: boolean
   /** Overrides of the connection manager's limits (tests and benchmarks only). */
@@ -69,6 +71,7 @@ export interface NetworkServices {
   identifyPush: unknown
   ping: Ping
   dht: KadDHT
+  /** Absent only where the network was built without it (a benchmark's anchor). */
   lanDht: KadDHT
   pubsub: GossipSub
   [key: string]: unknown
@@ -126,7 +129,7 @@ export async function createNetwork (init: NetworkInit): Promise<Network> {
       peerInfoMapper: wanPeerInfoMapper(init.dhtMode),
       ...DHT_SHARED_OPTIONS
     }),
-    lanDht: kadDHT({
+    lanDht: init.lanDht === false ? undefined : kadDHT({
       protocol: LAN_DHT_PROTOCOL,
       clientMode: false,
       peerInfoMapper: removePublicAddressesMapper,
@@ -167,6 +170,7 @@ export async function createNetwork (init: NetworkInit): Promise<Network> {
     autoNAT: autoNAT(),
     dcutr: dcutr()
   }
+  if (services.lanDht == null) delete services.lanDht
   if (init.mdns === true) services.mdns = mdns({ serviceTag: MDNS_SERVICE_TAG, interval: MDNS_INTERVAL_MS })
   if (init.relayServer !== false) {
     services.relay = circuitRelayServer({
