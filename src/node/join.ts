@@ -57,7 +57,12 @@ export async function readNetworkFile (dataDir: string): Promise<RememberedNetwo
     if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined
     throw err
   }
-  const v = JSON.parse(text) as RememberedNetwork
+  let v: RememberedNetwork
+  try {
+    v = JSON.parse(text)
+  } catch (err) {
+    throw new JoinError(`${join(dataDir, NETWORK_FILE)} is not JSON (${(err as Error).message}); remove it to start afresh`)
+  }
   if (typeof v?.genesis !== 'string' || typeof v.chain !== 'string' || !Array.isArray(v.peers)) throw new JoinError(`${join(dataDir, NETWORK_FILE)} is not a network record`)
   return { genesis: v.genesis, chain: v.chain, peers: v.peers.filter(p => typeof p === 'string').slice(0, MAX_REMEMBERED_PEERS) }
 }
@@ -90,6 +95,15 @@ function describe (answers: Answers): string {
   return [...answers].map(([addr, a]) => `${addr}: ${a.name != null ? `chain ${a.name.chain} (genesis ${a.name.genesis})` : a.name === null ? 'has no chain yet' : a.error ?? 'no answer'}`).join('; ')
 }
 
+/** Waits `ms`, or less if `signal` fires. */
+async function pause (ms: number, signal: AbortSignal): Promise<void> {
+  await new Promise<void>(resolve => {
+    const done = (): void => { clearTimeout(t); signal.removeEventListener('abort', done); resolve() }
+    const t = setTimeout(done, ms)
+    signal.addEventListener('abort', done, { once: true })
+  })
+}
+
 /** Asks each peer its network, round after round until one answers with a chain (or `enough` says so) or the signal fires. */
 async function askPeers (ports: JoinPorts, peers: string[], signal: AbortSignal, enough: (a: Answers) => boolean): Promise<Answers> {
   const answers: Answers = new Map(peers.map(p => [p, {}]))
@@ -104,7 +118,7 @@ async function askPeers (ports: JoinPorts, peers: string[], signal: AbortSignal,
       }
     }))
     if (enough(answers)) return answers
-    await new Promise(resolve => { const t = setTimeout(resolve, JOIN_RETRY_MS); signal.addEventListener('abort', () => { clearTimeout(t); resolve(undefined) }, { once: true }) })
+    await pause(JOIN_RETRY_MS, signal)
   }
   return answers
 }
