@@ -14,7 +14,7 @@ import { multiaddr } from '@multiformats/multiaddr'
 import { CID } from 'multiformats/cid'
 import { GENESIS_FILE, GenesisError, parseGenesis } from '../ledger/genesis.ts'
 import { loadGenesisFile, writeGenesisFile, type GenesisFile } from '../ledger/genesis-file.ts'
-import { InvalidLinkError, linkPeerId, parseLink, type Link } from '../net/links.ts'
+import { checkLinkPeer, InvalidLinkError, linkPeerId, parseLink, type Link } from '../net/links.ts'
 import { HANDSHAKE_TIMEOUT_MS, type NetworkIdService, type NetworkName } from './network-id.ts'
 
 /** The data dir's record of the network it joined. */
@@ -64,7 +64,9 @@ export async function readNetworkFile (dataDir: string): Promise<RememberedNetwo
     throw new JoinError(`${join(dataDir, NETWORK_FILE)} is not JSON (${(err as Error).message}); remove it to start afresh`)
   }
   if (typeof v?.genesis !== 'string' || typeof v.chain !== 'string' || !Array.isArray(v.peers)) throw new JoinError(`${join(dataDir, NETWORK_FILE)} is not a network record`)
-  return { genesis: v.genesis, chain: v.chain, peers: v.peers.filter(p => typeof p === 'string').slice(0, MAX_REMEMBERED_PEERS) }
+  // Only addresses a link could carry (a multiaddr ending in /p2p/<peer id>) become bootstrap addresses.
+  const peers = v.peers.filter(p => { try { checkLinkPeer(p); return true } catch { return false } })
+  return { genesis: v.genesis, chain: v.chain, peers: peers.slice(0, MAX_REMEMBERED_PEERS) }
 }
 
 async function writeNetworkFile (dataDir: string, n: RememberedNetwork): Promise<void> {
