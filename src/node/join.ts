@@ -213,7 +213,10 @@ export async function resolveNetwork (ports: JoinPorts, o: ResolveOptions): Prom
     if (o.remembered != null && o.remembered.genesis !== o.join.target) throw new NetworkMismatchError(`this data dir follows network ${o.remembered.genesis} (chain ${o.remembered.chain}), not ${o.join.target}; use a fresh --data dir to join another network`)
     if (o.remembered == null) return await joinAndRemember(ports, o.dataDir, o.join.target, o.join.peers, o)
   }
-  if (o.remembered != null) return { ...await loadGenesisFile(genesisPath), configured: true }
+  if (o.remembered != null) {
+    if (o.devnet) throw new NetworkMismatchError(`this data dir follows network ${o.remembered.genesis} (chain ${o.remembered.chain}); a devnet of your own needs a fresh --data dir`)
+    return { ...await loadGenesisFile(genesisPath), configured: true }
+  }
   if (await exists(genesisPath) || o.devnet || o.bootstrap.length === 0) {
     return { ...await loadGenesisFile(genesisPath, { createFor: o.did }), configured: false }
   }

@@ -179,5 +179,18 @@ describe('joining a network: bad input', { timeout: 180_000 }, () => {
     await assert.rejects(e.chain.join(formatLink({ kind: 'join', target: f.status().network.genesis, peers: [f.addresses()[0]] })), { name: 'NetworkMismatchError' })
     assert.deepEqual(await e.chain.join(code), { genesis: aNet.genesis, chain: aNet.chain, switched: false })
     await assert.rejects(e.chain.join('pv:content=' + aNet.genesis + '&peer=' + encodeURIComponent(aAddr)), { name: 'InvalidLinkError' })
+    // It remembers the network: forcing a devnet of its own on that data dir is refused.
+    await e.stop()
+    const forced = await createNode(mergeConfig(defaultConfig(e.config.dataDir), { listen: ['/ip4/127.0.0.1/tcp/0'], api: false, relay: { server: false }, ledger: { devnet: true } }))
+    peers.nodes.push(forced)
+    await assert.rejects(forced.start(), { name: 'NetworkMismatchError' })
+    // A plain start rejoins it, its blocks of A's chain read back from that chain's own sublevel.
+    const height = e.ledger.status().height
+    const plain = await createNode(mergeConfig(defaultConfig(e.config.dataDir), { listen: ['/ip4/127.0.0.1/tcp/0'], api: false, relay: { server: false } }))
+    peers.nodes.push(plain)
+    await plain.start()
+    assert.equal(plain.ledger.chainId, aNet.chain)
+    assert.equal(plain.status().network.genesis, aNet.genesis)
+    assert.ok(plain.ledger.status().height >= height, `replayed ${plain.ledger.status().height} of ${height}`)
   })
 })
