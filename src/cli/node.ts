@@ -132,6 +132,7 @@ async function cmdStart (args: string[]): Promise<void> {
       ? 'peerverse: the store accepts writes again\n'
       : `peerverse: the store is refusing writes until it has repaired itself: ${evt.detail.error ?? 'a write failed'}\n`)
   })
+  if (config.ledger.join != null) process.stderr.write('peerverse: joining the network of the code (fetching its genesis from its peers)\n')
   await node.start()
   for (const a of node.content.status().abandonedDownloads) {
     process.stderr.write(`peerverse: gave up the download of ${a.cid} (${a.reason}); run 'peerverse get ${a.cid}' to try again\n`)

@@ -14,7 +14,7 @@ import { multiaddr } from '@multiformats/multiaddr'
 import { CID } from 'multiformats/cid'
 import { GENESIS_FILE, GenesisError, parseGenesis } from '../ledger/genesis.ts'
 import { loadGenesisFile, writeGenesisFile, type GenesisFile } from '../ledger/genesis-file.ts'
-import { InvalidLinkError, linkPeerId, parseLink, type Link } from '../net/links.ts'
+import { checkLinkPeer, InvalidLinkError, linkPeerId, parseLink, type Link } from '../net/links.ts'
 import { HANDSHAKE_TIMEOUT_MS, type NetworkIdService, type NetworkName } from './network-id.ts'
 
 /** The data dir's record of the network it joined. */
@@ -57,9 +57,16 @@ export async function readNetworkFile (dataDir: string): Promise<RememberedNetwo
     if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined
     throw err
   }
-  const v = JSON.parse(text) as RememberedNetwork
+  let v: RememberedNetwork
+  try {
+    v = JSON.parse(text)
+  } catch (err) {
+    throw new JoinError(`${join(dataDir, NETWORK_FILE)} is not JSON (${(err as Error).message}); remove it to start afresh`)
+  }
   if (typeof v?.genesis !== 'string' || typeof v.chain !== 'string' || !Array.isArray(v.peers)) throw new JoinError(`${join(dataDir, NETWORK_FILE)} is not a network record`)
-  return { genesis: v.genesis, chain: v.chain, peers: v.peers.filter(p => typeof p === 'string').slice(0, MAX_REMEMBERED_PEERS) }
+  // Only addresses a link could carry (a multiaddr ending in /p2p/<peer id>) become bootstrap addresses.
+  const peers = v.peers.filter(p => { try { checkLinkPeer(p); return true } catch { return false } })
+  return { genesis: v.genesis, chain: v.chain, peers: peers.slice(0, MAX_REMEMBERED_PEERS) }
 }
 
 async function writeNetworkFile (dataDir: string, n: RememberedNetwork): Promise<void> {
@@ -90,6 +97,15 @@ function describe (answers: Answers): string {
   return [...answers].map(([addr, a]) => `${addr}: ${a.name != null ? `chain ${a.name.chain} (genesis ${a.name.genesis})` : a.name === null ? 'has no chain yet' : a.error ?? 'no answer'}`).join('; ')
 }
 
+/** Waits `ms`, or less if `signal` fires. */
+async function pause (ms: number, signal: AbortSignal): Promise<void> {
+  await new Promise<void>(resolve => {
+    const done = (): void => { clearTimeout(t); signal.removeEventListener('abort', done); resolve() }
+    const t = setTimeout(done, ms)
+    signal.addEventListener('abort', done, { once: true })
+  })
+}
+
 /** Asks each peer its network, round after round until one answers with a chain (or `enough` says so) or the signal fires. */
 async function askPeers (ports: JoinPorts, peers: string[], signal: AbortSignal, enough: (a: Answers) => boolean): Promise<Answers> {
   const answers: Answers = new Map(peers.map(p => [p, {}]))
@@ -104,7 +120,7 @@ async function askPeers (ports: JoinPorts, peers: string[], signal: AbortSignal,
       }
     }))
     if (enough(answers)) return answers
-    await new Promise(resolve => { const t = setTimeout(resolve, JOIN_RETRY_MS); signal.addEventListener('abort', () => { clearTimeout(t); resolve(undefined) }, { once: true }) })
+    await pause(JOIN_RETRY_MS, signal)
   }
   return answers
 }
@@ -197,7 +213,10 @@ export async function resolveNetwork (ports: JoinPorts, o: ResolveOptions): Prom
     if (o.remembered != null && o.remembered.genesis !== o.join.target) throw new NetworkMismatchError(`this data dir follows network ${o.remembered.genesis} (chain ${o.remembered.chain}), not ${o.join.target}; use a fresh --data dir to join another network`)
     if (o.remembered == null) return await joinAndRemember(ports, o.dataDir, o.join.target, o.join.peers, o)
   }
-  if (o.remembered != null) return { ...await loadGenesisFile(genesisPath), configured: true }
+  if (o.remembered != null) {
+    if (o.devnet) throw new NetworkMismatchError(`this data dir follows network ${o.remembered.genesis} (chain ${o.remembered.chain}); a devnet of your own needs a fresh --data dir`)
+    return { ...await loadGenesisFile(genesisPath), configured: true }
+  }
   if (await exists(genesisPath) || o.devnet || o.bootstrap.length === 0) {
     return { ...await loadGenesisFile(genesisPath, { createFor: o.did }), configured: false }
   }

@@ -148,6 +148,8 @@ export class NetworkIdService {
     this.configured = configured
     this.mismatched = false
     this.check()
+    // Peers asked before we had a chain (or on the old one) learn our name now.
+    if (this.started) for (const peer of this.peers.keys()) void this.ask(peer).catch(() => {})
   }
 
   private record (peer: string, name: NetworkName | null): void {

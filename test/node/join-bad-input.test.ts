@@ -8,7 +8,7 @@
  */
 import { describe, it, after, before } from 'node:test'
 import assert from 'node:assert/strict'
-import { mkdtemp, readdir } from 'node:fs/promises'
+import { mkdtemp, readdir, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import * as lp from 'it-length-prefixed'
@@ -21,7 +21,7 @@ import { decodeMessage, encodeMessage, MAX_FRAME_BYTES, SWARM_PROTOCOL, type Swa
 import { importFile, type Block } from '../../src/content/unixfs.ts'
 import { devnetGenesis, genesisJson } from '../../src/ledger/genesis.ts'
 import { MAX_HANDSHAKE_BYTES, NETWORK_PROTOCOL, NetworkIdService, decodeHandshake, encodeHandshake } from '../../src/node/network-id.ts'
-import { NETWORK_FILE } from '../../src/node/join.ts'
+import { MAX_GENESIS_BYTES, MAX_REMEMBERED_PEERS, NETWORK_FILE, readNetworkFile } from '../../src/node/join.ts'
 import { LocalPeers, exchange, waiter } from '../helpers/local-peers.ts'
 import { cat, varint, utf8 } from '../helpers/bytes.ts'
 
@@ -87,6 +87,28 @@ describe('joining a network: bad input', { timeout: 180_000 }, () => {
     const files = await readdir(dir)
     assert.ok(!files.includes('genesis.json') && !files.includes(NETWORK_FILE), files.join(' '))
     await handshake.stop()
+  })
+
+  it('refuses content over MAX_GENESIS_BYTES named as a genesis, and writes nothing', async () => {
+    const big = new Uint8Array(MAX_GENESIS_BYTES + 1).fill(0x20)
+    const { cid } = await a.content.add(big, { name: 'not a genesis' })
+    const { node, dir } = await joiner({ ledger: { join: formatLink({ kind: 'join', target: cid.toString(), peers: [aAddr] }) } })
+    await assert.rejects(node.start(), (err: Error) => {
+      assert.equal(err.name, 'JoinError')
+      assert.match(err.message, new RegExp(`over ${MAX_GENESIS_BYTES} bytes`))
+      return true
+    })
+    assert.ok(!(await readdir(dir)).includes('genesis.json'))
+  })
+
+  it('remembers at most MAX_REMEMBERED_PEERS peers of a network, only real addresses, and refuses a record that is not JSON', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'peerverse-join-bad-'))
+    peers.dirs.push(dir)
+    const many = Array.from({ length: MAX_REMEMBERED_PEERS + 5 }, (_, i) => `/ip4/127.0.0.1/tcp/${2000 + i}/p2p/${a.peerId}`)
+    await writeFile(join(dir, NETWORK_FILE), JSON.stringify({ genesis: 'g', chain: 'c', peers: ['not an address', ...many] }))
+    assert.deepEqual((await readNetworkFile(dir))?.peers, many.slice(0, MAX_REMEMBERED_PEERS))
+    await writeFile(join(dir, NETWORK_FILE), '{ not json')
+    await assert.rejects(readNetworkFile(dir), { name: 'JoinError' })
   })
 
   it('refuses a peer whose handshake claims one chain for a genesis that names another (ChainClaimError)', async () => {
@@ -157,5 +179,18 @@ describe('joining a network: bad input', { timeout: 180_000 }, () => {
     await assert.rejects(e.chain.join(formatLink({ kind: 'join', target: f.status().network.genesis, peers: [f.addresses()[0]] })), { name: 'NetworkMismatchError' })
     assert.deepEqual(await e.chain.join(code), { genesis: aNet.genesis, chain: aNet.chain, switched: false })
     await assert.rejects(e.chain.join('pv:content=' + aNet.genesis + '&peer=' + encodeURIComponent(aAddr)), { name: 'InvalidLinkError' })
+    // It remembers the network: forcing a devnet of its own on that data dir is refused.
+    await e.stop()
+    const forced = await createNode(mergeConfig(defaultConfig(e.config.dataDir), { listen: ['/ip4/127.0.0.1/tcp/0'], api: false, relay: { server: false }, ledger: { devnet: true } }))
+    peers.nodes.push(forced)
+    await assert.rejects(forced.start(), { name: 'NetworkMismatchError' })
+    // A plain start rejoins it, its blocks of A's chain read back from that chain's own sublevel.
+    const height = e.ledger.status().height
+    const plain = await createNode(mergeConfig(defaultConfig(e.config.dataDir), { listen: ['/ip4/127.0.0.1/tcp/0'], api: false, relay: { server: false } }))
+    peers.nodes.push(plain)
+    await plain.start()
+    assert.equal(plain.ledger.chainId, aNet.chain)
+    assert.equal(plain.status().network.genesis, aNet.genesis)
+    assert.ok(plain.ledger.status().height >= height, `replayed ${plain.ledger.status().height} of ${height}`)
   })
 })

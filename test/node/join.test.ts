@@ -86,7 +86,7 @@ describe('joining a network', { timeout: 300_000 }, () => {
     await waitFor('C follows the chain', async () => (await c.api.request<{ height: number }>('GET', '/api/v0/ledger/status')).height >= 2, 30_000)
   })
 
-  it('a peer on a devnet of its own restarted with a bootstrap on another chain prints one clear line and keeps its chain', async () => {
+  it('a peer on a devnet of its own restarted with a bootstrap on another chain prints one clear line and keeps its chain; asked through the API, it joins', async () => {
     const d = await set.start({ devnet: false })
     const own = (await status(d)).network
     assert.notEqual(own.genesis, aNet.genesis)
@@ -100,6 +100,21 @@ describe('joining a network', { timeout: 300_000 }, () => {
     assert.equal(s.network.peersOnOtherChains, 1)
     assert.equal(s.network.peersOnChain, 0)
     await assert.rejects(readFile(join(d.dataDir, NETWORK_FILE)), { code: 'ENOENT' })
+
+    // Through the API (the browser's way): a peer on its own devnet joins A's network at once.
+    const { code } = await invite(a)
+    const joined = await again.api.request<{ genesis: string, chain: string, switched: boolean }>('POST', '/api/v0/network/join', { link: code })
+    assert.deepEqual(joined, { genesis: aNet.genesis, chain: aNet.chain, switched: true })
+    const after = await status(again)
+    assert.equal(after.network.genesis, aNet.genesis)
+    assert.equal(after.network.devnet, false)
+    const r = await runCli(['pay', again.ready.did, '55', '--data', a.dataDir, '--json'])
+    assert.equal(r.code, 0, r.stderr)
+    await waitFor('the switched peer sees the payment', async () => await balance(again) === 55n, 30_000)
+    // Now it follows a network: another one is refused with 409.
+    const res = await again.api.raw('POST', '/api/v0/network/join', { body: JSON.stringify({ link: `pv:join=${own.genesis}&peer=${encodeURIComponent(a.addr)}` }), headers: { 'content-type': 'application/json' } })
+    assert.equal(res.status, 409)
+    assert.equal((await res.json() as { error: string }).error, 'NetworkMismatchError')
   })
 
   it('refuses a malformed join code with InvalidLinkError and writes nothing', async () => {
