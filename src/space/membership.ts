@@ -219,12 +219,14 @@ export class SpaceMembership {
 
   /**
    * Fetches the descriptor, policy and key envelopes of a space we do not hold: asks a link's
-   * peers (dialled at the link's addresses), the topic's subscribers, the DHT's providers, then
-   * the other connected peers, and tries again (a provider record may still be on its way) until
+   * peers (dialled at the link's addresses, all at once and beside the rest, so an address that
+   * never answers holds nothing up), the topic's subscribers, the DHT's providers, then the other
+   * connected peers, and tries again (a provider record may still be on its way) until
    * JOIN_TIMEOUT_MS.
    */
   private async fetchSpace (id: string, holders: LinkHolder[], outer?: AbortSignal): Promise<void> {
-    const signal = outer == null ? AbortSignal.timeout(JOIN_TIMEOUT_MS) : AbortSignal.any([outer, AbortSignal.timeout(JOIN_TIMEOUT_MS)])
+    const found = new AbortController()
+    const signal = AbortSignal.any([found.signal, AbortSignal.timeout(JOIN_TIMEOUT_MS), ...(outer == null ? [] : [outer])])
     const asked = new Set<string>()
     const addresses = new Map(holders.map(h => [h.peer, h.addresses]))
     const ask = async (peer: string): Promise<boolean> => {
@@ -236,15 +238,27 @@ export class SpaceMembership {
         return false
       }
     }
+    const askLinked = async (): Promise<void> => {
+      const got = await Promise.all(holders.map(async h => await ask(h.peer)))
+      if (got.includes(true)) found.abort()
+    }
     for (let delay = FETCH_RETRY_MS; !signal.aborted; delay = Math.min(delay * 2, FETCH_RETRY_MAX_MS)) {
-      for await (const peer of this.candidates(id, signal, holders)) {
-        if (await ask(peer)) return
-        if (signal.aborted) return
+      const linked = askLinked()
+      try {
+        for await (const peer of this.candidates(id, signal)) {
+          if (await ask(peer)) return
+          if (signal.aborted) return
+        }
+        for (const peer of this.core.protocols.peers()) {
+          if (signal.aborted) return
+          if (asked.has(peer)) continue
+          if (await ask(peer)) return
+        }
+      } finally {
+        // What a linked peer answered is stored before the join reads it.
+        await linked
       }
-      for (const peer of this.core.protocols.peers()) {
-        if (asked.has(peer)) continue
-        if (await ask(peer)) return
-      }
+      if (signal.aborted) return
       asked.clear()
       await new Promise<void>(resolve => {
         const t = setTimeout(resolve, delay)
