@@ -155,7 +155,7 @@ export class DirectoryService extends TypedEventEmitter<DirectoryEvents> {
   private readonly syncBuckets = new TokenBuckets(SYNC_REQUESTS_PER_PEER_PER_SECOND, SYNC_REQUEST_BURST, MAX_RATE_LIMITED_PEERS)
   /** Peers we synced with, and when (at most MAX_SYNC_PEERS per refresh period). */
   private readonly synced = new Map<string, number>()
-  private work?: Uint8Array
+  private work?: Promise<Uint8Array>
   private lastSeq = 0
   private provided = false
   private started = false
@@ -396,17 +396,21 @@ export class DirectoryService extends TypedEventEmitter<DirectoryEvents> {
     }
   }
 
+  /** Our proof of work: stored, or solved once (concurrent callers share the one solve). */
   private async ownWork (): Promise<Uint8Array> {
-    if (this.work != null) return this.work
-    const stored = await this.c.store.get('work')
-    if (stored != null) {
-      this.work = stored
-      return stored
+    this.work ??= (async () => {
+      const stored = await this.c.store.get('work')
+      if (stored != null) return stored
+      const work = await solveListingWork(this.did, { signal: this.controller?.signal })
+      await this.c.store.put('work', work, { sync: true } as Record<string, unknown>)
+      return work
+    })()
+    try {
+      return await this.work
+    } catch (err) {
+      this.work = undefined
+      throw err
     }
-    const work = await solveListingWork(this.did, { signal: this.controller?.signal })
-    await this.c.store.put('work', work, { sync: true } as Record<string, unknown>)
-    this.work = work
-    return work
   }
 
   private nextSeq (): number {
