@@ -29,6 +29,13 @@ describe('directory between real peers', () => {
     const b = await peers.start({ bootstrap: [a.addr] })
     const c = await peers.start({ bootstrap: [b.addr] })
     const d = await peers.start({ bootstrap: [c.addr] })
+    // Only neighbours in the chain may talk, so D hears of A through C and B alone (the DHT would
+    // otherwise introduce them).
+    const deny = async (p: CliPeer, others: CliPeer[]): Promise<void> => { await p.api.request('POST', '/api/v0/net/deny', { peers: others.map(o => o.ready.peerId) }) }
+    await deny(a, [c, d])
+    await deny(b, [d])
+    await deny(c, [a])
+    await deny(d, [a, b])
     const space = await a.api.request<{ id: string }>('POST', '/api/v0/space/create', { name: 'Plaza' })
     const pub = await runCli(['space', 'publish', space.id, '--description', 'an open square', '--tags', 'music,chat', '--data', a.dataDir])
     assert.equal(pub.code, 0, pub.stderr)
