@@ -2,11 +2,11 @@
  * The directory's ways in for a newcomer, between real nodes in one process on 127.0.0.1: a peer
  * that holds listings provides the well-known DHT key (so a newcomer finds it through any DHT
  * peer), and a newcomer syncs the listings over /peerverse/directory/1.0.0 from a peer it asks,
- * with the owner's listing arriving checked and whole.
+ * with the owner's listing arriving checked and whole; a peer asking too often is refused.
  */
 import { describe, it, after } from 'node:test'
 import assert from 'node:assert/strict'
-import { DIRECTORY_KEY } from '../../src/directory/index.ts'
+import { DIRECTORY_KEY, SYNC_REQUEST_BURST } from '../../src/directory/index.ts'
 import type { PeerverseNode } from '../../src/node/node.ts'
 import { LocalPeers, waiter } from '../helpers/local-peers.ts'
 
@@ -43,5 +43,15 @@ describe('directory through the DHT and sync', () => {
     assert.deepEqual(seen?.tags, ['talks'])
     assert.equal(seen?.owner, a.did)
     assert.ok(seen?.link.includes(a.peerId))
+  })
+
+  it(`a peer that asks for syncs faster than SYNC_REQUEST_BURST (${SYNC_REQUEST_BURST}) allows is refused and reported`, async () => {
+    const a = await peers.startNode()
+    const q = await peers.startNode()
+    await q.connect(tcpAddr(a))
+    let refused = 0
+    for (let i = 0; i < SYNC_REQUEST_BURST + 3; i++) await q.directory.syncWith(a.peerId).catch(() => { refused++ })
+    assert.ok(refused >= 2, `refused ${refused}`)
+    await eventually('A to report Q', () => (peers.rejections.get(a) ?? []).some(r => r.peerId === q.peerId && /DirectoryRateLimitError/.test(r.error)))
   })
 })
