@@ -20,7 +20,7 @@ import { sha256 } from '../identity/hash.ts'
 import { readRecordSync } from '../identity/record.ts'
 import { formatLink, MAX_LINK_ADDRESS_LENGTH, shareableAddresses } from '../net/links.ts'
 import { PROTOCOL_MAX_INBOUND_STREAMS, PROTOCOL_MAX_OUTBOUND_STREAMS } from '../net/limits.ts'
-import type { GossipMessage, GossipPort, ProtocolPort, RejectSink, RoutingPort } from '../net/ports.ts'
+import type { GossipMessage, GossipPort, GossipVerdict, ProtocolPort, RejectSink, RoutingPort } from '../net/ports.ts'
 import { TokenBuckets } from '../net/rate-limit.ts'
 import { deadline, request, serve } from '../net/rpc.ts'
 import type { SocialView } from '../social/index.ts'
@@ -155,7 +155,7 @@ export class DirectoryService extends TypedEventEmitter<DirectoryEvents> {
   private readonly syncBuckets = new TokenBuckets(SYNC_REQUESTS_PER_PEER_PER_SECOND, SYNC_REQUEST_BURST, MAX_RATE_LIMITED_PEERS)
   /** Peers we synced with, and when (at most MAX_SYNC_PEERS per refresh period). */
   private readonly synced = new Map<string, number>()
-  private work?: Uint8Array
+  private work?: Promise<Uint8Array>
   private lastSeq = 0
   private provided = false
   private started = false
@@ -181,7 +181,11 @@ export class DirectoryService extends TypedEventEmitter<DirectoryEvents> {
       maxOutboundStreams: PROTOCOL_MAX_OUTBOUND_STREAMS,
       runOnLimitedConnection: true
     })
-    this.unsubscribe = this.c.gossip.subscribe(DIRECTORY_TOPIC, m => { this.onGossip(m) })
+    // Where the gossip port can, each record is judged before it is forwarded, so junk stops at
+    // the first honest peer; otherwise it is judged on delivery.
+    const stopValidating = this.c.gossip.validate?.(DIRECTORY_TOPIC, m => this.onGossip(m))
+    const stopHandling = this.c.gossip.subscribe(DIRECTORY_TOPIC, m => { if (stopValidating == null) this.onGossip(m) })
+    this.unsubscribe = () => { stopHandling(); stopValidating?.() }
     this.stopPeers = this.c.protocols.onPeer('identify', (peer, protocols) => {
       if (protocols?.includes(DIRECTORY_PROTOCOL) === true) this.maybeSync(peer)
     })
@@ -253,8 +257,11 @@ export class DirectoryService extends TypedEventEmitter<DirectoryEvents> {
     return { listings: this.book.size, owners: this.book.owners, tombstones: this.book.tombstoneCount, published: this.published(), dropped: { ...this.dropped } }
   }
 
-  /** Takes one record from a peer (gossip or sync): kept, dropped, or refused as the peer's fault. */
-  take (bytes: Uint8Array, from: string, channel: string): 'kept' | 'dropped' | 'bad' {
+  /**
+   * Takes one record from a peer (gossip or sync): kept; passed (valid, not for us to keep or
+   * show, but for others to judge: a listing by an owner we blocked); dropped; or bad (the peer's fault).
+   */
+  take (bytes: Uint8Array, from: string, channel: string): 'kept' | 'passed' | 'dropped' | 'bad' {
     const now = Date.now()
     if (this.isKnown(bytes)) return 'dropped'
     let rec
@@ -276,7 +283,7 @@ export class DirectoryService extends TypedEventEmitter<DirectoryEvents> {
     const l = rec.listing
     if (this.c.social.isBlocked(l.owner)) {
       this.count('blocked')
-      return 'dropped'
+      return 'passed'
     }
     if (l.owner === this.did && !this.own.has(l.space)) {
       // An old listing of ours we since unlisted (or from before a reset): not ours to keep.
@@ -296,13 +303,15 @@ export class DirectoryService extends TypedEventEmitter<DirectoryEvents> {
 
   // -- spreading ---------------------------------------------------------------------------------
 
-  private onGossip ({ from, data }: GossipMessage): void {
+  /** A record on the topic: 'accept' forwards it, 'ignore' drops it, 'reject' drops it and marks the sender. */
+  private onGossip ({ from, data }: GossipMessage): GossipVerdict {
     if (!this.gossipBuckets.take(from)) {
       this.count('rateLimited')
       this.c.onRejected(from, 'gossip:' + DIRECTORY_TOPIC, new DirectoryRateLimitError(`over ${GOSSIP_RECORDS_PER_PEER_PER_SECOND} directory records a second`))
-      return
+      return 'reject'
     }
-    this.take(data, from, 'gossip:' + DIRECTORY_TOPIC)
+    const verdict = this.take(data, from, 'gossip:' + DIRECTORY_TOPIC)
+    return verdict === 'kept' || verdict === 'passed' ? 'accept' : verdict === 'bad' ? 'reject' : 'ignore'
   }
 
   /** The sync protocol's server: one request, then our records (never a blocked owner's). */
@@ -387,17 +396,21 @@ export class DirectoryService extends TypedEventEmitter<DirectoryEvents> {
     }
   }
 
+  /** Our proof of work: stored, or solved once (concurrent callers share the one solve). */
   private async ownWork (): Promise<Uint8Array> {
-    if (this.work != null) return this.work
-    const stored = await this.c.store.get('work')
-    if (stored != null) {
-      this.work = stored
-      return stored
+    this.work ??= (async () => {
+      const stored = await this.c.store.get('work')
+      if (stored != null) return stored
+      const work = await solveListingWork(this.did, { signal: this.controller?.signal })
+      await this.c.store.put('work', work, { sync: true } as Record<string, unknown>)
+      return work
+    })()
+    try {
+      return await this.work
+    } catch (err) {
+      this.work = undefined
+      throw err
     }
-    const work = await solveListingWork(this.did, { signal: this.controller?.signal })
-    await this.c.store.put('work', work, { sync: true } as Record<string, unknown>)
-    this.work = work
-    return work
   }
 
   private nextSeq (): number {

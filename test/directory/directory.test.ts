@@ -3,7 +3,7 @@
  * space listed on A shows on a peer three hops away (each peer told only the one before) with its
  * live member count, is hidden by a block, cannot be listed when private, and goes when its owner
  * unlists it; and a flood of listings (many owners, oversized fields, bad signatures, forgeries
- * of a private space) stays bounded while the peer stays up.
+ * of a private space) stays bounded while the peer stays up, and goes no further than it.
  */
 import { describe, it, after } from 'node:test'
 import assert from 'node:assert/strict'
@@ -29,6 +29,13 @@ describe('directory between real peers', () => {
     const b = await peers.start({ bootstrap: [a.addr] })
     const c = await peers.start({ bootstrap: [b.addr] })
     const d = await peers.start({ bootstrap: [c.addr] })
+    // Only neighbours in the chain may talk, so D hears of A through C and B alone (the DHT would
+    // otherwise introduce them).
+    const deny = async (p: CliPeer, others: CliPeer[]): Promise<void> => { await p.api.request('POST', '/api/v0/net/deny', { peers: others.map(o => o.ready.peerId) }) }
+    await deny(a, [c, d])
+    await deny(b, [d])
+    await deny(c, [a])
+    await deny(d, [a, b])
     const space = await a.api.request<{ id: string }>('POST', '/api/v0/space/create', { name: 'Plaza' })
     const pub = await runCli(['space', 'publish', space.id, '--description', 'an open square', '--tags', 'music,chat', '--data', a.dataDir])
     assert.equal(pub.code, 0, pub.stderr)
@@ -64,13 +71,17 @@ describe('directory between real peers', () => {
     assert.equal((await listings(a)).length, 0)
   })
 
-  it('a flood of listings stays bounded, each bad one dropped and counted, and the peer stays up', async () => {
+  it('a flood of listings stays bounded, each bad one dropped and counted, the peer stays up and forwards none of it', async () => {
     const t = await peers.start()
     const f = await peers.start({ bootstrap: [t.addr] })
-    await waitFor('F to see T on the directory topic', async () => {
-      const { peers: subs } = await f.api.request<{ peers: string[] }>('GET', `/api/v0/gossip/peers?topic=${encodeURIComponent(DIRECTORY_TOPIC)}`)
-      return subs.includes(t.ready.peerId)
-    }, 30_000)
+    // G hears the flooder only through T: whatever T refuses must not reach G.
+    const g = await peers.start({ bootstrap: [t.addr] })
+    await g.api.request('POST', '/api/v0/net/deny', { peers: [f.ready.peerId] })
+    const subscribed = async (p: CliPeer, other: CliPeer): Promise<boolean> => {
+      const { peers: subs } = await p.api.request<{ peers: string[] }>('GET', `/api/v0/gossip/peers?topic=${encodeURIComponent(DIRECTORY_TOPIC)}`)
+      return subs.includes(other.ready.peerId)
+    }
+    await waitFor('F to see T, and T to see G, on the directory topic', async () => await subscribed(f, t) && await subscribed(t, g), 30_000)
     const send = async (bytes: Uint8Array): Promise<void> => {
       await f.api.request('POST', '/api/v0/gossip/publish', { topic: DIRECTORY_TOPIC, dataBase64: Buffer.from(bytes).toString('base64') })
     }
@@ -107,6 +118,8 @@ describe('directory between real peers', () => {
     assert.ok((s.dropped.evicted ?? 0) >= 2, `evicted ${JSON.stringify(s.dropped)}`)
     for (const [reason] of bad) assert.ok((s.dropped[reason] ?? 0) >= 1, `${reason} dropped: ${JSON.stringify(s.dropped)}`)
     assert.equal((await listings(t)).some(l => l.name === 'Den'), false)
+    // What T accepted went on to G; what it refused did not.
+    await waitFor('G to hold the owner\'s listings', async () => (await status(g)).listings === MAX_LISTINGS_PER_OWNER, 30_000)
 
     // Then junk as fast as it can be sent: the rate limit drops most of it before any check.
     const rand = seeded(15)
@@ -118,5 +131,10 @@ describe('directory between real peers', () => {
     const st = await t.api.request<{ rejected: number, peerId: string }>('GET', '/api/v0/status')
     assert.ok(st.rejected > rejectedBefore, 'the flooding peer is reported')
     assert.equal(st.peerId, t.ready.peerId)
+    const gs = await status(g)
+    assert.equal(gs.listings, MAX_LISTINGS_PER_OWNER)
+    for (const reason of ['private', 'notOwner', 'oversized', 'invalid', 'work', 'rateLimited']) {
+      assert.equal(gs.dropped[reason] ?? 0, 0, `G saw ${reason} records that T should have stopped: ${JSON.stringify(gs.dropped)}`)
+    }
   })
 })
