@@ -25,6 +25,7 @@ import { ledgerRoutes } from './routes/ledger.ts'
 import { nodeRoutes } from './routes/node.ts'
 import { socialRoutes } from './routes/social.ts'
 import { spaceRoutes, spaceSocketMessages } from './routes/space.ts'
+import { directoryRoutes } from './routes/directory.ts'
 import { DEFAULT_WEB_ROOT, serveStatic } from './static.ts'
 
 export { CONTENT_FIRST_BYTE_TIMEOUT_MS, FETCH_PROGRESS_INTERVAL_MS, MAX_API_DIRECTORY_ENTRIES } from './routes/content.ts'
@@ -34,7 +35,7 @@ export { DEFAULT_WEB_ROOT, MAX_STATIC_FILE_BYTES } from './static.ts'
 export { API_INFO_FILE, API_PROOF_PATH, API_TOKEN_FILE, createApiToken } from './auth.ts'
 
 /** Every route of the API, one table per capability, tried in order. */
-export const ROUTES: readonly Route[] = [...nodeRoutes, ...contentRoutes, ...socialRoutes, ...ledgerRoutes, ...spaceRoutes]
+export const ROUTES: readonly Route[] = [...nodeRoutes, ...contentRoutes, ...socialRoutes, ...ledgerRoutes, ...spaceRoutes, ...directoryRoutes]
 
 /** Messages a client may send on the event WebSocket, by type. */
 const SOCKET_MESSAGES: Record<string, (node: PeerverseNode, msg: Record<string, unknown>) => void> = { ...spaceSocketMessages }

@@ -18,14 +18,19 @@ Imports into the running peer's store and prints the CID (CIDv1; UnixFS, 1 MiB r
 balanced DAG of up to 1024 links: the unixfs-v1-2025 profile, so IPFS tools agree on it).
 A directory gets a directory CID. The content is pinned unless --no-pin, and announced.
 An add that fails (a full disk: DiskFullError) removes the blocks it wrote, directories too.`,
-  get: `Usage: peerverse get CID [-o PATH] [--data DIR] [--json]
+  get: `Usage: peerverse get CID|LINK [-o PATH] [--data DIR] [--json]
 
 Fetches the whole file or directory from every peer that holds it (every block verified), then
 writes it to PATH (default: the CID). A progress bar shows bytes, rate and peers on a terminal.
 Ctrl-C stops the download at once (unless another request waits for the same CID); a get
 run again resumes from the blocks already fetched. A get that never finds a holder is tried
 again on the next starts of the peer, a few times, then given up (peerverse status says so).
-A get onto a full disk fails (DiskFullError) and is not resumed; peerverse gc frees its blocks.`,
+A get onto a full disk fails (DiskFullError) and is not resumed; peerverse gc frees its blocks.
+Given a content link (peerverse link), the peers it names are asked too, beside the DHT's.`,
+  link: `Usage: peerverse link CID [--data DIR] [--json]
+
+Prints the content's link: its code (pv:content=CID&peer=...) and the browser client's URL, both
+carrying this peer's addresses, so 'peerverse get LINK' on a peer that knows no one fetches it.`,
   pin: `Usage: peerverse pin CID [--name NAME] [--data DIR]
        peerverse unpin CID [--data DIR]`,
   ls: `Usage: peerverse ls [--data DIR] [--json]
@@ -134,18 +139,31 @@ async function writeOut (api: ApiClient, cid: string, path: string, kind: 'file'
   }
 }
 
+/** A CID is letters and digits; anything else (pv:..., a client URL, #content=...) is a link. */
+function isLink (arg: string): boolean {
+  return !/^[a-z0-9]+$/i.test(arg)
+}
+
+async function cmdLink (args: string[]): Promise<void> {
+  const { values, positionals } = parse(args, {})
+  if (values.help === true) return out(HELP.link)
+  if (positionals.length !== 1) throw new UsageError('link takes one CID')
+  const link = await (await client(values)).request<{ code: string, link: string }>('GET', `/api/v0/content/link?cid=${encodeURIComponent(positionals[0])}`)
+  out(values.json === true ? JSON.stringify(link) : `${link.code}\n${link.link}`)
+}
+
 async function cmdGet (args: string[]): Promise<void> {
   const { values, positionals } = parse(args, { output: { type: 'string', short: 'o' } })
   if (values.help === true) return out(HELP.get)
-  if (positionals.length !== 1) throw new UsageError('get takes one CID')
-  const cid = positionals[0]
+  if (positionals.length !== 1) throw new UsageError('get takes one CID or link')
+  const target = isLink(positionals[0]) ? { link: positionals[0] } : { cid: positionals[0] }
   const api = await client(values)
   // Ctrl-C aborts the request, and the peer stops the download when the request goes.
   const controller = new AbortController()
   const interrupt = (): void => { controller.abort(new Error('interrupted')); process.exitCode = 130 }
   process.once('SIGINT', interrupt)
   try {
-    await fetchAndWrite(api, cid, values, controller.signal)
+    await fetchAndWrite(api, target, values, controller.signal)
   } catch (err) {
     if (controller.signal.aborted) { process.stderr.write('\ninterrupted; the download stopped\n'); return }
     throw err
@@ -154,8 +172,8 @@ async function cmdGet (args: string[]): Promise<void> {
   }
 }
 
-async function fetchAndWrite (api: ApiClient, cid: string, values: { output?: string, json?: boolean }, signal: AbortSignal): Promise<void> {
-  const res = await ApiClient.check(await api.raw('POST', '/api/v0/content/fetch', { body: JSON.stringify({ cid }), headers: { 'content-type': 'application/json' }, signal }))
+async function fetchAndWrite (api: ApiClient, target: { cid: string } | { link: string }, values: { output?: string, json?: boolean }, signal: AbortSignal): Promise<void> {
+  const res = await ApiClient.check(await api.raw('POST', '/api/v0/content/fetch', { body: JSON.stringify(target), headers: { 'content-type': 'application/json' }, signal }))
   const tty = process.stderr.isTTY && values.json !== true
   const started = Date.now()
   let done: FetchLine | undefined
@@ -176,7 +194,8 @@ async function fetchAndWrite (api: ApiClient, cid: string, values: { output?: st
     }
   }
   if (tty) process.stderr.write('\n')
-  if (done?.kind == null) throw new Error('the peer ended the fetch without an answer')
+  if (done?.kind == null || done.cid == null) throw new Error('the peer ended the fetch without an answer')
+  const cid = done.cid
   const path = resolve(values.output ?? cid)
   await writeOut(api, cid, path, done.kind, signal)
   if (values.json === true) return out(JSON.stringify({ cid, path, kind: done.kind, size: done.size, fetchedBlocks: done.fetchedBlocks }))
@@ -220,7 +239,8 @@ async function cmdGc (args: string[]): Promise<void> {
 
 export const contentCommands: Commands = {
   add: { run: cmdAdd, summary: 'import a file or directory into the store; prints its CID' },
-  get: { run: cmdGet, summary: 'fetch a CID from the swarm and write it to a file or directory' },
+  get: { run: cmdGet, summary: 'fetch a CID or content link from the swarm and write it to a file or directory' },
+  link: { run: cmdLink, summary: "print a content link (the CID and this peer's addresses)" },
   pin: { run: cmdPin, summary: 'keep a CID (fetching it first) / unpin: let it be collected' },
   unpin: { run: cmdUnpin },
   ls: { run: cmdLs, summary: 'list pinned content' },

@@ -25,7 +25,7 @@ Key files are readable by their owner only. An existing key is never overwritten
   start: `Usage: peerverse start [--data DIR] [--listen MULTIADDR ...] [--announce MULTIADDR ...]
                        [--bootstrap MULTIADDR ...] [--api HOST:PORT | --no-api]
                        [--dht-mode server|client|auto] [--no-mdns] [--no-relay-server]
-                       [--genesis FILE] [--json]
+                       [--join CODE | --genesis FILE | --devnet] [--json]
 
 Runs the peer until SIGINT or SIGTERM. Creates the identity on first run. The data dir and
 everything in it are made owner-only. The API token is new on every start: open the new URL.
@@ -36,9 +36,19 @@ everything in it are made owner-only. The API token is new on every start: open 
   --dht-mode    the WAN DHT: server answers queries; auto (default) does once publicly
                 reachable. The LAN DHT (private and loopback addresses) always answers
   --no-mdns     do not look for peers on the LAN by multicast DNS (on by default)
-  --genesis     the chain to follow (a genesis file); default: a single-validator devnet of
-                your own, created in DIR/genesis.json on first start
+  --join        join the network of a join code (peerverse invite on a peer of it): fetches
+                its genesis from the code's peers, follows the chain and remembers the network,
+                so a plain start later rejoins it
+  --genesis     the chain to follow (a genesis file)
+  --devnet      a single-validator devnet of your own even with --bootstrap peers
+                With none of these: the network this data dir remembers; else the chain of the
+                --bootstrap peers (all must agree); else a devnet of your own in DIR/genesis.json
   --json        print one JSON line when ready instead of the text summary`,
+  invite: `Usage: peerverse invite [--data DIR] [--json]
+
+Prints a join code for this peer's network (its genesis CID and a few of this peer's addresses)
+and the same as a link the browser client opens. On another machine or data dir:
+  peerverse start --join CODE`,
   status: `Usage: peerverse status [--data DIR] [--json]
 
 Asks the running peer for its peer id, did, addresses, DHT modes and routing table sizes (WAN and
@@ -80,7 +90,9 @@ async function cmdStart (args: string[]): Promise<void> {
     'dht-mode': { type: 'string' },
     'no-mdns': { type: 'boolean' },
     'no-relay-server': { type: 'boolean' },
-    genesis: { type: 'string' }
+    genesis: { type: 'string' },
+    join: { type: 'string' },
+    devnet: { type: 'boolean' }
   })
   if (values.help === true) return out(HELP.start)
   const dir = resolve(values.data ?? DEFAULT_DATA_DIR)
@@ -94,7 +106,7 @@ async function cmdStart (args: string[]): Promise<void> {
     dht: { mode: values['dht-mode'] as DhtMode | undefined },
     discovery: { mdns: values['no-mdns'] === true ? false : undefined },
     relay: { server: values['no-relay-server'] === true ? false : undefined },
-    ledger: { genesis: values.genesis == null ? undefined : resolve(values.genesis) }
+    ledger: { genesis: values.genesis == null ? undefined : resolve(values.genesis), join: values.join, devnet: values.devnet }
   }
   const config = await loadConfig(dir, overrides)
   const walked = await ownerOnlyDataDir(dir)
@@ -103,6 +115,11 @@ async function cmdStart (args: string[]): Promise<void> {
   let api: ApiServer | undefined
   node.addEventListener('bootstrap:error', evt => {
     process.stderr.write(`peerverse: bootstrap ${evt.detail.address} unreachable (${evt.detail.error}); retrying\n`)
+  })
+  node.addEventListener('network:mismatch', evt => {
+    const { ours, theirs } = evt.detail
+    const other = [...new Set(theirs.map(t => `${t.chain} (genesis ${t.genesis})`))].join(', ')
+    process.stderr.write(`peerverse: network mismatch: this peer follows chain ${ours.chain} (genesis ${ours.genesis}) but its bootstrap peers follow ${other}; it stays on its own chain. To join theirs, start with a fresh --data dir and --join CODE (peerverse invite on one of them)\n`)
   })
   node.addEventListener('disk:low', evt => {
     process.stderr.write(`peerverse: low disk: ${formatBytes(evt.detail.free)} free for ${dir} (warning below ${formatBytes(evt.detail.lowDiskBytes)}); free some space before writes fail\n`)
@@ -115,6 +132,7 @@ async function cmdStart (args: string[]): Promise<void> {
       ? 'peerverse: the store accepts writes again\n'
       : `peerverse: the store is refusing writes until it has repaired itself: ${evt.detail.error ?? 'a write failed'}\n`)
   })
+  if (config.ledger.join != null) process.stderr.write('peerverse: joining the network of the code (fetching its genesis from its peers)\n')
   await node.start()
   for (const a of node.content.status().abandonedDownloads) {
     process.stderr.write(`peerverse: gave up the download of ${a.cid} (${a.reason}); run 'peerverse get ${a.cid}' to try again\n`)
@@ -152,13 +170,14 @@ async function cmdStart (args: string[]): Promise<void> {
   process.on('SIGINT', () => { shutdown('SIGINT') })
   process.on('SIGTERM', () => { shutdown('SIGTERM') })
   if (values.json === true) {
-    out(JSON.stringify({ event: 'ready', peerId: node.peerId, did: node.did, addresses: node.addresses(), api: api?.url ?? null, dataDir: dir, chain: node.ledger.chainId, url: api?.clientUrl ?? null }))
+    out(JSON.stringify({ event: 'ready', peerId: node.peerId, did: node.did, addresses: node.addresses(), api: api?.url ?? null, dataDir: dir, chain: node.ledger.chainId, genesis: node.status().network.genesis, url: api?.clientUrl ?? null }))
   } else {
     out('peerverse peer running')
     out(`  peer id:  ${node.peerId}`)
     out(`  did:      ${node.did}`)
     for (const a of node.addresses()) out(`  listen:   ${a}`)
     out(`  chain:    ${node.ledger.chainId} at height ${node.ledger.status().height}${node.ledger.isValidator ? ' (validating)' : ''}`)
+    out(`  network:  ${node.status().network.genesis}${node.status().network.devnet ? ' (a devnet of your own; peerverse invite gives others a join code)' : ''}`)
     if (api != null) out(`  api:      ${api.url} (this run's token in ${resolve(dir, 'api-token')})`)
     if (api != null) out(`  open:     ${api.clientUrl}`)
     out('Press Ctrl-C to stop.')
@@ -178,6 +197,13 @@ function formatBytes (n: number): string {
   if (n >= 1024 ** 3) return `${(n / 1024 ** 3).toFixed(1)} GiB`
   if (n >= 1024 ** 2) return `${(n / 1024 ** 2).toFixed(1)} MiB`
   return `${Math.round(n / 1024)} KiB`
+}
+
+/** The network lines of `peerverse status`. */
+function printNetwork (status: NodeStatus): void {
+  const n = status.network
+  if (n == null) return
+  out(`network:   ${n.genesis} (chain ${n.chain}${n.devnet ? ', a devnet of your own' : ''}), peers on it ${n.peersOnChain}, on other chains ${n.peersOnOtherChains}`)
 }
 
 function printPeers (peers: PeerInfoView[]): void {
@@ -208,6 +234,18 @@ async function cmdStatus (args: string[]): Promise<void> {
   printPeers(peers)
   const ledger = await api.request<LedgerStatusView>('GET', '/api/v0/ledger/status')
   out(`ledger:    ${ledger.chain} at height ${ledger.height}, ${ledgerState(ledger)}`)
+  printNetwork(status)
+}
+
+async function cmdInvite (args: string[]): Promise<void> {
+  const { values, positionals } = parse(args, {})
+  if (values.help === true) return out(HELP.invite)
+  if (positionals.length !== 0) throw new UsageError('invite takes only flags')
+  const invite = await (await client(values)).request<{ code: string, link: string }>('GET', '/api/v0/network/invite')
+  if (values.json === true) return out(JSON.stringify(invite))
+  out(invite.code)
+  out(`browser: ${invite.link}`)
+  out(`On another peer: peerverse start --join '${invite.code}'`)
 }
 
 /** The DHTs' modes and routing tables, and mDNS. */
@@ -323,6 +361,7 @@ async function cmdDevnet (args: string[]): Promise<void> {
 export const nodeCommands: Commands = {
   init: { run: cmdInit, summary: 'create an identity (Ed25519 key, did:key) in a data dir' },
   start: { run: cmdStart, summary: 'run the peer in the foreground until Ctrl-C' },
+  invite: { run: cmdInvite, summary: 'print a join code for this peer\'s network (and its browser link)' },
   status: { run: cmdStatus, summary: 'show the running peer: ids, addresses, connected peers' },
   peers: { run: cmdPeers, summary: 'list connected peers with their did:key' },
   'find-peer': { run: cmdFindPeer, summary: 'look a peer up through the DHT' },

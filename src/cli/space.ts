@@ -7,7 +7,8 @@ import { client, out, parse, UsageError, wholeNumber, type Commands } from './ar
 
 const HELP: Record<string, string> = {
   space: `Usage: peerverse space create NAME [--private] [--width M] [--depth M] [--cell M] [--name DISPLAY] [--data DIR] [--json]
-       peerverse space join ID [--name DISPLAY] [--avatar CID]
+       peerverse space join ID|LINK [--name DISPLAY] [--avatar CID]
+       peerverse space link ID [--json]
        peerverse space leave ID
        peerverse space list
        peerverse space say ID TEXT
@@ -19,12 +20,21 @@ const HELP: Record<string, string> = {
        peerverse space policy ID [--editor DID ...] [--no-editor DID ...] [--ban DID ...] [--unban DID ...]
                                  [--mute DID ...] [--unmute DID ...] [--kick DID ...]
                                  [--member DID ...] [--no-member DID ...]
+       peerverse space publish ID [--description TEXT] [--tags a,b] [--thumbnail CID]
+       peerverse space unpublish ID
+       peerverse space explore [--json]
 
 A space is a shared 3D place with no server: its id is the CID of its signed descriptor, and the
 peers in it keep its chat and objects. The running peer stays in the spaces it joined (across
 restarts) until 'space leave'. A private space encrypts everything end to end to its members;
 its owner adds them with --member (and removing one with --no-member rotates the key).
-The owner's policy names editors, and bans, mutes and kicks (every honest peer enforces it).`
+The owner's policy names editors, and bans, mutes and kicks (every honest peer enforces it).
+'space link' prints the space's link: its code (pv:space=ID&peer=...) and the browser client's
+URL; both carry addresses of this peer and a few other members, so 'space join LINK' on a peer
+that knows no one asks them first (any link form works, and a bare ID asks the DHT).
+'space publish' lists one of your public spaces in the directory (peers learn it over gossip and
+the DHT, with no centre) until 'space unpublish'; 'space explore' shows the live spaces listed,
+most members present first, each with the link that opens it.`
 }
 
 /** A refusal over a space's rate limit, saying what was not sent; other errors as they are. */
@@ -56,7 +66,10 @@ async function cmdSpace (args: string[]): Promise<void> {
     unmute: { type: 'string', multiple: true },
     kick: { type: 'string', multiple: true },
     member: { type: 'string', multiple: true },
-    'no-member': { type: 'string', multiple: true }
+    'no-member': { type: 'string', multiple: true },
+    description: { type: 'string' },
+    tags: { type: 'string' },
+    thumbnail: { type: 'string' }
   })
   if (values.help === true || positionals.length === 0) return out(HELP.space)
   const [verb, id, ...rest] = positionals
@@ -76,7 +89,16 @@ async function cmdSpace (args: string[]): Promise<void> {
       if (id == null) throw new UsageError('space create needs a NAME')
       return show(await api.request<SpaceInfo>('POST', '/api/v0/space/create', { name: [id, ...rest].join(' '), private: values.private === true, width: n(values.width, '--width'), depth: n(values.depth, '--depth'), cell: n(values.cell, '--cell'), displayName: values.name }))
     }
-    case 'join': return show(await api.request<SpaceInfo>('POST', '/api/v0/space/join', { space: needId(), name: values.name, avatar: values.avatar }))
+    case 'join': {
+      const target = needId()
+      // An id is letters and digits; anything else (pv:..., a URL, #space=...) is a link.
+      const which = /^[a-z0-9]+$/i.test(target) ? { space: target } : { link: target }
+      return show(await api.request<SpaceInfo>('POST', '/api/v0/space/join', { ...which, name: values.name, avatar: values.avatar }))
+    }
+    case 'link': {
+      const link = await api.request<{ code: string, link: string }>('GET', `/api/v0/space/link?id=${encodeURIComponent(needId())}`)
+      return out(json ? JSON.stringify(link) : `${link.code}\n${link.link}`)
+    }
     case 'leave': await api.request('POST', '/api/v0/space/leave', { space: needId() }); return out(`left ${id ?? ''}`)
     case 'list': {
       const { spaces } = await api.request<{ spaces: SpaceInfo[] }>('GET', '/api/v0/space')
@@ -140,9 +162,44 @@ async function cmdSpace (args: string[]): Promise<void> {
       return out(JSON.stringify(p, null, json ? undefined : 2))
     }
   }
+  const listed = await directoryCommand(api, verb, id, values, json)
+  if (listed) return
   throw new UsageError(`unknown space command ${JSON.stringify(verb)} (see peerverse space --help)`)
 }
 
+interface ListingInfo { space: string, name: string, description: string, tags: string[], thumbnail: string, owner: string, present: number, updatedAt: number, link: string }
+
+/** The directory's verbs (publish, unpublish, explore); false for any other verb. */
+async function directoryCommand (api: Awaited<ReturnType<typeof client>>, verb: string, id: string | undefined, values: { description?: string, tags?: string, thumbnail?: string }, json: boolean): Promise<boolean> {
+  switch (verb) {
+    case 'publish': {
+      if (id == null) throw new UsageError('space publish needs a space id')
+      const tags = values.tags == null ? undefined : values.tags.split(',').map(t => t.trim()).filter(t => t !== '')
+      const l = await api.request<ListingInfo>('POST', '/api/v0/directory/publish', { space: id, description: values.description, tags, thumbnail: values.thumbnail })
+      out(json ? JSON.stringify(l) : `listed ${l.space} (${l.name}), ${l.present} here\n  ${l.link}`)
+      return true
+    }
+    case 'unpublish': {
+      if (id == null) throw new UsageError('space unpublish needs a space id')
+      await api.request('POST', '/api/v0/directory/unpublish', { space: id })
+      out(`unlisted ${id}`)
+      return true
+    }
+    case 'explore': {
+      const { listings } = await api.request<{ listings: ListingInfo[] }>('GET', '/api/v0/directory')
+      if (json) { out(JSON.stringify(listings)); return true }
+      if (listings.length === 0) out('  (no live spaces listed yet)')
+      for (const l of listings) {
+        out(`${l.name}  ${l.present} here${l.tags.length > 0 ? '  [' + l.tags.join(', ') + ']' : ''}  owner ${l.owner}`)
+        if (l.description !== '') out(`  ${l.description}`)
+        out(`  ${l.link}`)
+      }
+      return true
+    }
+  }
+  return false
+}
+
 export const spaceCommands: Commands = {
-  space: { run: cmdSpace, summary: "create, join and leave spaces; say, who, chat, objects, and the owner's policy" }
+  space: { run: cmdSpace, summary: "create, join (by id or link), link and leave spaces; say, who, chat, objects, and the owner's policy" }
 }

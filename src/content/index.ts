@@ -10,7 +10,7 @@ export {
   CONTENT_EVENTS, ContentService, MAX_ABANDONED_LISTED, MAX_CONCURRENT_PROVIDES, MAX_FETCH_DEPTH,
   MAX_FETCH_ENTRIES, MAX_UNFOUND_DOWNLOAD_AGE_MS, MAX_UNFOUND_DOWNLOAD_ATTEMPTS, PROVIDE_TIMEOUT_MS,
   type AbandonedDownload, type CatOptions, type ContentComponents, type ContentEvents, type ContentInit, type ContentSource, type ContentStat,
-  type ContentStatus, type FetchProgress
+  type ContentStatus, type FetchOptions, type FetchProgress
 } from './service.ts'
 export { IMPORT_IDLE_MS, InvalidImportError, MAX_OPEN_IMPORTS } from './imports.ts'
 export {

@@ -12,6 +12,7 @@ import { UnixFS } from 'ipfs-unixfs'
 import { CID } from 'multiformats/cid'
 import * as raw from 'multiformats/codecs/raw'
 import { TypedEventEmitter } from 'main-event'
+import { linkHolders, shareableAddresses, type Link, type LinkHolder } from '../net/links.ts'
 import type { ProtocolPort, RejectSink, RoutingPort } from '../net/ports.ts'
 import { BlockNotFoundError, parseCid, type ContentBlockstore, type DownloadRecord, type PinInfo, type SweepResult } from './blocks.ts'
 import { isStoreFailure, UnwantedDownloads, type StoreState } from './download-records.ts'
@@ -94,7 +95,16 @@ export interface CatOptions {
   signal?: AbortSignal
   /** Providers of this CID hold the content too (a directory the file was found under). */
   hints?: CID[]
+  /** Peers a link names as holders (multiaddrs ending in /p2p/<peer id>, at most MAX_LINK_PEERS): asked beside the DHT's providers. */
+  peers?: string[]
   onProgress?: (p: { bytes: number }) => void
+}
+
+export interface FetchOptions {
+  signal?: AbortSignal
+  onProgress?: (p: FetchProgress) => void
+  /** Peers a link names as holders (multiaddrs ending in /p2p/<peer id>, at most MAX_LINK_PEERS): asked beside the DHT's providers. */
+  peers?: string[]
 }
 
 export interface FetchProgress extends DownloadProgress {
@@ -208,11 +218,11 @@ export class ContentService extends TypedEventEmitter<ContentEvents> {
   }
 
   /** A block from the store, else from the swarm (as part of `root`'s download). */
-  private getter (root: CID, options: { signal?: AbortSignal, hints?: CID[], used?: Download[] } = {}): { get: GetBlock, download: () => Download } {
+  private getter (root: CID, options: { signal?: AbortSignal, hints?: CID[], used?: Download[], holders?: LinkHolder[] } = {}): { get: GetBlock, download: () => Download } {
     let download: Download | undefined
     const d = (): Download => {
       if (download == null) {
-        download = this.swarm.download(root, options.hints)
+        download = this.swarm.download(root, options.hints, options.holders)
         options.used?.push(download)
       }
       return download
@@ -321,7 +331,7 @@ export class ContentService extends TypedEventEmitter<ContentEvents> {
    */
   async * cat (root: CID | string, options: CatOptions = {}): AsyncGenerator<Uint8Array> {
     const cid = typeof root === 'string' ? parseCid(root) : root
-    const { get, download } = this.getter(cid, options)
+    const { get, download } = this.getter(cid, { ...options, holders: linkHolders(options.peers ?? [], this.swarm.protocols.peerId) })
     const leaves = await fileLeaves(get, cid, options)
     const offset = options.offset ?? 0
     const end = options.length == null ? Infinity : offset + options.length
@@ -362,8 +372,9 @@ export class ContentService extends TypedEventEmitter<ContentEvents> {
    * another fetch of it goes on; failed, it is kept and resumed on the next start (see
    * resumeDownloads).
    */
-  async fetch (root: CID | string, options: { signal?: AbortSignal, onProgress?: (p: FetchProgress) => void } = {}): Promise<ContentStat> {
+  async fetch (root: CID | string, options: FetchOptions = {}): Promise<ContentStat> {
     const cid = typeof root === 'string' ? parseCid(root) : root
+    const holders = linkHolders(options.peers ?? [], this.swarm.protocols.peerId)
     const key = cid.toString()
     const record: DownloadRecord = await this.blockstore.getDownload(cid) ?? { cid: key, attempts: 0, since: Date.now(), found: false }
     record.attempts++
@@ -381,7 +392,7 @@ export class ContentService extends TypedEventEmitter<ContentEvents> {
     let fetchedBlocks = 0
     const walk = async (c: CID, depth: number, hints: CID[]): Promise<void> => {
       if (depth > MAX_FETCH_DEPTH) throw new UnsupportedContentError(`directories deeper than ${MAX_FETCH_DEPTH}`)
-      const { get, download } = this.getter(c, { signal: options.signal, hints, used })
+      const { get, download } = this.getter(c, { signal: options.signal, hints, used, holders })
       const kind = await this.kindOf(get, c, options.signal)
       if (kind === 'directory') {
         for (const entry of await listDirectory(get, c, options)) {
@@ -427,8 +438,15 @@ export class ContentService extends TypedEventEmitter<ContentEvents> {
     return { ...await this.stat(cid, options), fetchedBlocks }
   }
 
+  /** A content link: the CID and this peer's shareable addresses (`pv:content=<CID>&peer=...`). */
+  link (root: CID | string): Link {
+    const cid = typeof root === 'string' ? parseCid(root) : root
+    const { protocols } = this.swarm
+    return { kind: 'content', target: cid.toString(), peers: shareableAddresses(protocols.addresses(), protocols.peerId) }
+  }
+
   /** Pins a root, fetching whatever of it is missing first. */
-  async pin (root: CID | string, options: { name?: string, signal?: AbortSignal, onProgress?: (p: FetchProgress) => void } = {}): Promise<PinInfo> {
+  async pin (root: CID | string, options: FetchOptions & { name?: string } = {}): Promise<PinInfo> {
     const cid = typeof root === 'string' ? parseCid(root) : root
     const stat = await this.fetch(cid, options)
     const info: PinInfo = { cid: cid.toString(), size: stat.size, name: options.name, pinnedAt: Date.now() }

@@ -6,48 +6,18 @@
 import type { Stream } from '@libp2p/interface'
 import { logger } from '@libp2p/logger'
 import type { CID } from 'multiformats/cid'
-import type { ProtocolPort } from '../net/ports.ts'
-import { BlockNotFoundError, diskError, type ContentBlockstore } from './blocks.ts'
+import type { LinkHolder } from '../net/links.ts'
+import { BlockNotFoundError, diskError } from './blocks.ts'
 import { verifyBlock, type Leaf } from './reader.ts'
 import {
-  ENDGAME_MAX_MISSING, ENDGAME_MAX_REQUESTERS, MAX_BLOCKS_IN_FLIGHT_PER_DOWNLOAD, MAX_BLOCKS_IN_FLIGHT_PER_PEER,
+  ENDGAME_MAX_MISSING, ENDGAME_MAX_REQUESTERS, MAX_BLOCKS_IN_FLIGHT_PER_DOWNLOAD, MAX_HINTED_HOLDERS, MAX_BLOCKS_IN_FLIGHT_PER_PEER,
   MAX_PEERS_PER_DOWNLOAD, MAX_STALLS_PER_SESSION, NO_HOLDERS_TIMEOUT_MS, PEER_REFRESH_MS, PROBE_BACKOFF_MS,
   PROVIDER_LOOKUP_INTERVAL_MS, STALL_TIMEOUT_MS
 } from './swarm-limits.ts'
-import { BadBlockError, isViolation, NoProvidersError, openSession, Session, type FrameReader, type SwarmStats } from './swarm-session.ts'
+import { BadBlockError, isViolation, NoProvidersError, openSession, Session, type DownloadHost, type DownloadProgress, type FrameReader } from './swarm-session.ts'
 import { bitfieldBytes, decodeMessage, getBit, setBit, SwarmProtocolError, type SwarmMessage } from './swarm-wire.ts'
 
 const log = logger('peerverse:swarm')
-
-/** What a download needs of the swarm around it (the Swarm service). */
-export interface DownloadHost {
-  readonly blockstore: ContentBlockstore
-  readonly protocols: Pick<ProtocolPort, 'dial'>
-  readonly stats: SwarmStats
-  isBanned: (peer: string) => boolean
-  /** Bans a holder that broke the protocol or lied. */
-  penalize: (peer: string, error: Error) => void
-  /** Connected peers worth asking (not over a limited relay). */
-  candidatePeers: () => Iterable<string>
-  /** Provider records for a CID in the DHT; dials none of them. */
-  findProviders: (cid: CID) => Promise<string[]>
-  /** Resolves at the next leaf stored by any download. */
-  leafEvent: () => Promise<void>
-  /** Wakes everyone waiting in complete(). */
-  wake: () => void
-  /** A block was stored: wake waiters, tell holders' sessions. */
-  stored: (cid: CID) => void
-}
-
-export interface DownloadProgress {
-  /** Leaf bytes held of the file. */
-  bytes: number
-  total: number
-  /** Bytes received from peers in this download. */
-  received: number
-  peers: number
-  blocksFromPeers: number
-}
 
 export interface Want {
   from: number
@@ -92,6 +62,8 @@ export class Download {
   private readonly sessions = new Map<string, Session>()
   private readonly probing = new Set<string>()
   private readonly probed = new Map<string, number>()
+  /** Holders a link named (peer -> its addresses): probed beside connected peers and the DHT's providers. */
+  private readonly hinted = new Map<string, string[]>()
   private readonly requests = new Map<string, Request>()
   private readonly nodeWants = new Set<string>()
   private readonly wants = new Set<Want>()
@@ -274,7 +246,8 @@ export class Download {
     }
     if (this.sessions.size > 0 || !this.active) this.noHolderSince = now
     else if (this.probing.size === 0 && !this.lookingUp && now - this.noHolderSince > NO_HOLDERS_TIMEOUT_MS) {
-      this.fail(new NoProvidersError(`no peer holds ${this.root.toString()} (asked connected peers and the DHT for ${Math.round((now - this.noHolderSince) / 1000)} s)`))
+      const linked = this.hinted.size > 0 ? `, the link's peers (${[...this.hinted.keys()].join(', ')})` : ''
+      this.fail(new NoProvidersError(`no peer holds ${this.root.toString()} (asked connected peers${linked} and the DHT for ${Math.round((now - this.noHolderSince) / 1000)} s)`))
       return
     }
     if (this.active) this.refresh()
@@ -290,11 +263,20 @@ export class Download {
     this.swarm.wake()
   }
 
-  /** Looks for more holders: connected peers first, then the DHT. */
+  /** Makes a link's peers candidate holders (dialled at the link's addresses); they are trusted for nothing. */
+  addHolders (holders: LinkHolder[]): void {
+    for (const h of holders) {
+      if (this.hinted.size >= MAX_HINTED_HOLDERS && !this.hinted.has(h.peer)) break
+      this.hinted.set(h.peer, h.addresses)
+    }
+    if (holders.length > 0) this.refresh()
+  }
+
+  /** Looks for more holders: connected peers and a link's peers first, then the DHT. */
   refresh (): void {
     if (this.closed || this.sessions.size + this.probing.size >= MAX_PEERS_PER_DOWNLOAD) return
     const now = Date.now()
-    for (const peer of this.swarm.candidatePeers()) {
+    for (const peer of new Set([...this.swarm.candidatePeers(), ...this.hinted.keys()])) {
       if (this.sessions.size + this.probing.size >= MAX_PEERS_PER_DOWNLOAD) break
       if (this.sessions.has(peer) || this.probing.has(peer) || this.swarm.isBanned(peer)) continue
       if (now - (this.probed.get(peer) ?? 0) < PROBE_BACKOFF_MS) continue
@@ -321,7 +303,7 @@ export class Download {
     this.probing.add(peer)
     let stream: Stream | undefined
     try {
-      const opened = await openSession(this.swarm.protocols, peer, this.root)
+      const opened = await openSession(this.swarm.protocols, peer, this.root, this.hinted.get(peer))
       stream = opened.stream
       const msg = opened.bitfield
       log('probe of %s for %s: %s', peer, this.root, msg.status)

@@ -41,3 +41,5 @@ export const MAX_BLOCKS_IN_FLIGHT_PER_DOWNLOAD = 24
 export const ENDGAME_MAX_MISSING = 4
 /** Peers asked for the same leaf at once in the end game. */
 export const ENDGAME_MAX_REQUESTERS = 2
+/** Holders links may name for one download (probed beside connected peers and the DHT's providers). */
+export const MAX_HINTED_HOLDERS = 8

@@ -8,6 +8,7 @@ import type { Stream } from '@libp2p/interface'
 import * as lp from 'it-length-prefixed'
 import type { CID } from 'multiformats/cid'
 import type { ProtocolPort } from '../net/ports.ts'
+import type { ContentBlockstore } from './blocks.ts'
 import { SESSION_OPEN_TIMEOUT_MS } from './swarm-limits.ts'
 import {
   decodeMessage, encodeMessage, getBit, MAX_FRAME_BYTES, SWARM_PROTOCOL, SwarmProtocolError, type HolderStatus, type SwarmMessage
@@ -53,9 +54,9 @@ export interface OpenedSession {
  * Dials `peer` on the swarm protocol, sends OPEN for `root` and waits for the holder's BITFIELD;
  * the stream is aborted on any error (SwarmProtocolError when the holder breaks the protocol).
  */
-export async function openSession (protocols: Pick<ProtocolPort, 'dial'>, peer: string, root: CID): Promise<OpenedSession> {
+export async function openSession (protocols: Pick<ProtocolPort, 'dial'>, peer: string, root: CID, addresses?: string[]): Promise<OpenedSession> {
   const signal = AbortSignal.timeout(SESSION_OPEN_TIMEOUT_MS)
-  const stream = await protocols.dial(peer, SWARM_PROTOCOL, { signal })
+  const stream = await protocols.dial(peer, SWARM_PROTOCOL, { signal, addresses })
   try {
     await writeFrame(stream, { type: 'open', root })
     const frames = lp.decode(stream, { maxDataLength: MAX_FRAME_BYTES })[Symbol.asyncIterator]()
@@ -113,4 +114,34 @@ export interface SwarmStats {
   blocksFetched: number
   bytesFetched: number
   bytesWasted: number
+}
+
+/** What a download needs of the swarm around it (the Swarm service). */
+export interface DownloadHost {
+  readonly blockstore: ContentBlockstore
+  readonly protocols: Pick<ProtocolPort, 'dial'>
+  readonly stats: SwarmStats
+  isBanned: (peer: string) => boolean
+  /** Bans a holder that broke the protocol or lied. */
+  penalize: (peer: string, error: Error) => void
+  /** Connected peers worth asking (not over a limited relay). */
+  candidatePeers: () => Iterable<string>
+  /** Provider records for a CID in the DHT; dials none of them. */
+  findProviders: (cid: CID) => Promise<string[]>
+  /** Resolves at the next leaf stored by any download. */
+  leafEvent: () => Promise<void>
+  /** Wakes everyone waiting in complete(). */
+  wake: () => void
+  /** A block was stored: wake waiters, tell holders' sessions. */
+  stored: (cid: CID) => void
+}
+
+export interface DownloadProgress {
+  /** Leaf bytes held of the file. */
+  bytes: number
+  total: number
+  /** Bytes received from peers in this download. */
+  received: number
+  peers: number
+  blocksFromPeers: number
 }

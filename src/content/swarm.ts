@@ -18,18 +18,20 @@
  * the ports (ProtocolPort, RoutingPort) and reports bad peers to the RejectSink.
  */
 import type { CID } from 'multiformats/cid'
+import type { LinkHolder } from '../net/links.ts'
 import type { ProtocolPort, RejectSink, RoutingPort } from '../net/ports.ts'
 import type { ContentBlockstore } from './blocks.ts'
 import { BlockVerificationError } from './reader.ts'
-import { Download, type DownloadHost } from './swarm-download.ts'
-import type { SwarmStats } from './swarm-session.ts'
+import { Download } from './swarm-download.ts'
+import type { DownloadHost, SwarmStats } from './swarm-session.ts'
 import { Holder } from './swarm-holder.ts'
 import { BAN_MS, DOWNLOAD_LINGER_MS, MAX_PROVIDERS_PER_LOOKUP, MAX_SESSIONS_PER_CONNECTION, SESSION_OPEN_TIMEOUT_MS } from './swarm-limits.ts'
 import { SWARM_PROTOCOL } from './swarm-wire.ts'
 
 export * from './swarm-limits.ts'
 export { BadBlockError, NoProvidersError, SwarmRateLimitError } from './swarm-session.ts'
-export { Download, type DownloadProgress } from './swarm-download.ts'
+export { Download } from './swarm-download.ts'
+export type { DownloadProgress } from './swarm-session.ts'
 export type { SwarmStats } from './swarm-session.ts'
 export { BlockVerificationError }
 
@@ -93,14 +95,17 @@ export class Swarm implements DownloadHost {
     await this.protocols.unhandle(SWARM_PROTOCOL)
   }
 
-  /** The shared download of a root (created on first use). */
-  download (root: CID, hints: CID[] = []): Download {
+  /** The shared download of a root (created on first use); `holders` (a link's peers) are asked too. */
+  download (root: CID, hints: CID[] = [], holders: LinkHolder[] = []): Download {
     const key = root.toString()
     let d = this.downloads.get(key)
     if (d == null || d.closed) {
       d = new Download(this, root, hints)
       this.downloads.set(key, d)
+      d.addHolders(holders)
       d.start()
+    } else {
+      d.addHolders(holders)
     }
     return d
   }

@@ -6,6 +6,7 @@
 import type { Connection, PeerId } from '@libp2p/interface'
 import { peerIdFromString } from '@libp2p/peer-id'
 import { multiaddr, type Multiaddr } from '@multiformats/multiaddr'
+import { TopicValidatorResult } from '@libp2p/gossipsub'
 import { GOSSIP_MAX_MESSAGE_BYTES, GOSSIP_MAX_TOPIC_LENGTH } from './limits.ts'
 import { activeDhts, dhts } from './dhts.ts'
 import type { Network } from './network.ts'
@@ -121,6 +122,21 @@ export function libp2pGossip (net: Network): Libp2pGossip {
       const h = (peer: string, topic: string, subscribed: boolean): void => { handler(peer, topic, subscribed) }
       changes.add(h)
       return () => { changes.delete(h) }
+    },
+    validate (topic, check) {
+      checkTopic(topic)
+      const fn = (_peer: PeerId, msg: { type: string, topic: string, from?: PeerId, data: Uint8Array }): TopicValidatorResult => {
+        if (msg.type !== 'signed' || msg.from == null) return TopicValidatorResult.Reject
+        try {
+          return check({ topic: msg.topic, from: msg.from.toString(), via: _peer.toString(), data: msg.data }) as TopicValidatorResult
+        } catch {
+          return TopicValidatorResult.Reject
+        }
+      }
+      pubsub.topicValidators.set(topic, fn as never)
+      return () => {
+        if (pubsub.topicValidators.get(topic) === (fn as never)) pubsub.topicValidators.delete(topic)
+      }
     },
     topics: () => [...table.keys()],
     tap (handler) {

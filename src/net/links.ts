@@ -156,3 +156,40 @@ export function shareableAddresses (addresses: string[], peerId: string, max = M
   }
   return out.sort((x, y) => rank(x) - rank(y)).slice(0, max)
 }
+
+/** A link of another kind than the command takes (a content link given to `space join`). */
+export class WrongLinkKindError extends Error {
+  name = 'WrongLinkKindError'
+}
+
+/** Parses a link and checks it names `kind`; WrongLinkKindError (or InvalidLinkError) otherwise. */
+export function parseLinkOf (text: string, kind: LinkKind): Link {
+  const link = parseLink(text)
+  if (link.kind !== kind) throw new WrongLinkKindError(`this is a ${link.kind} link; a ${kind} link was expected`)
+  return link
+}
+
+/** A peer a link names, with every address the link gives for it. */
+export interface LinkHolder {
+  peer: string
+  addresses: string[]
+}
+
+/**
+ * A link's peer addresses grouped by peer (a link may give one peer several addresses), checked,
+ * without `self`, at most MAX_LINK_PEERS addresses in all (more are refused).
+ */
+export function linkHolders (peers: readonly string[], self?: string): LinkHolder[] {
+  if (!Array.isArray(peers)) throw new InvalidLinkError('a link\'s peers are a list of multiaddrs')
+  if (peers.length > MAX_LINK_PEERS) throw new InvalidLinkError(`a link carries at most ${MAX_LINK_PEERS} peers`)
+  const byPeer = new Map<string, string[]>()
+  for (const p of peers) {
+    const addr = checkLinkPeer(p)
+    const id = linkPeerId(addr)
+    if (id === self) continue
+    const list = byPeer.get(id) ?? []
+    if (!list.includes(addr)) list.push(addr)
+    byPeer.set(id, list)
+  }
+  return [...byPeer].map(([peer, addresses]) => ({ peer, addresses }))
+}

@@ -29,7 +29,15 @@ export interface GossipPort {
   subscribers: (topic: string) => string[]
   /** Calls `handler` when a peer joins or leaves a topic; returns the function that stops it. */
   onSubscriptionChange: (handler: (peer: string, topic: string, subscribed: boolean) => void) => () => void
+  /**
+   * Judges every message on `topic` before it is delivered or forwarded: 'accept' passes it on,
+   * 'ignore' drops it, 'reject' drops it and counts against the peer that sent it (gossip scoring).
+   * One validator a topic; the returned function removes it. Optional: a port may lack it.
+   */
+  validate?: (topic: string, check: (message: GossipMessage) => GossipVerdict) => () => void
 }
+
+export type GossipVerdict = 'accept' | 'ignore' | 'reject'
 
 /** The peer at the other end of a stream or connection. */
 export interface RemotePeer {

@@ -36,8 +36,12 @@ export interface NodeConfig {
   relay: { server: boolean }
   /** Bytes of blocks the store may hold; unpinned blocks are collected near the limit. */
   content: { maxStoreBytes: number }
-  /** The chain to follow: a genesis file; null makes (on first start) a single-validator devnet in DIR/genesis.json. */
-  ledger: { genesis: string | null }
+  /**
+   * The chain to follow: a genesis file, or null for the network this data dir joined (a join code,
+   * or the chain the bootstrap peers are on), else a single-validator devnet in DIR/genesis.json.
+   * `join` is a join code (`peerverse invite`); `devnet` makes a devnet of our own even with bootstrap peers.
+   */
+  ledger: { genesis: string | null, join: string | null, devnet: boolean }
   /** Spaces: interest management on (the default) or off (every presence frame to everyone, for comparison). */
   space: { interest: boolean }
   /** The store: warn below `lowDiskBytes` free on its disk; keep `ballastBytes` of emergency reserve (capped to a share of the disk). */
@@ -60,7 +64,7 @@ export function defaultConfig (dataDir: string): NodeConfig {
     discovery: { mdns: true },
     relay: { server: true },
     content: { maxStoreBytes: DEFAULT_MAX_STORE_BYTES },
-    ledger: { genesis: null },
+    ledger: { genesis: null, join: null, devnet: false },
     space: { interest: true },
     store: { lowDiskBytes: LOW_DISK_BYTES, ballastBytes: DEFAULT_BALLAST_BYTES }
   }
@@ -148,6 +152,10 @@ export function validateConfig (config: NodeConfig): NodeConfig {
   }
   const genesis = config.ledger?.genesis
   if (genesis !== null && (typeof genesis !== 'string' || genesis === '')) throw new ConfigError('ledger.genesis must be a path to a genesis file, or null')
+  const joinCode = config.ledger?.join
+  if (joinCode !== null && (typeof joinCode !== 'string' || joinCode === '')) throw new ConfigError('ledger.join must be a join code, or null')
+  if (typeof config.ledger?.devnet !== 'boolean') throw new ConfigError('ledger.devnet must be true or false')
+  if ([genesis !== null, joinCode !== null, config.ledger.devnet].filter(Boolean).length > 1) throw new ConfigError('ledger: give at most one of genesis, join and devnet')
   if (typeof config.space?.interest !== 'boolean') throw new ConfigError('space.interest must be true or false')
   for (const field of ['lowDiskBytes', 'ballastBytes'] as const) {
     const v = config.store?.[field]

@@ -19,10 +19,28 @@ import { validateConfig, type NodeConfig } from './config.ts'
 import { Blockstore } from '../content/blockstore.ts'
 import { content, CONTENT_EVENTS, type ContentEvents, type ContentService, type ContentStatus } from '../content/index.ts'
 import { FeedStore, social, SOCIAL_EVENTS, type FeedEntryEvent, type SocialEvents, type SocialService } from '../social/index.ts'
-import { GENESIS_FILE, LEDGER_EVENTS, ledger, type Genesis, type LedgerEvents, type LedgerService } from '../ledger/index.ts'
-import { loadGenesis } from '../ledger/genesis-file.ts'
-import { join } from 'node:path'
+import { LEDGER_EVENTS, type LedgerEvents, type LedgerService } from '../ledger/index.ts'
+import { NetworkIdService, type MismatchDetail, type NetworkName, type NetworkStatus } from './network-id.ts'
+import { parseJoinCode, readNetworkFile, type RememberedNetwork } from './join.ts'
+import { NodeChain } from './chain.ts'
+import type { Link } from '../net/links.ts'
 import { space, SPACE_EVENTS, type SpaceEvents, type SpaceService } from '../space/index.ts'
+import { directory, DIRECTORY_EVENTS, type DirectoryEvents, type DirectoryService } from '../directory/index.ts'
+
+/** What the node is told of its network beside the config: every peer to start from, a join code, the remembered network. */
+export interface NodeNetworkInit {
+  bootstrap: string[]
+  join?: Link
+  remembered?: RememberedNetwork
+  /** How long joining a network may take (default JOIN_TIMEOUT_MS). */
+  joinTimeoutMs?: number
+}
+
+/** Settings of createNode beside the config. */
+export interface CreateNodeOptions {
+  /** How long joining a network may take (default JOIN_TIMEOUT_MS). */
+  joinTimeoutMs?: number
+}
 
 export class PortInUseError extends Error {
   name = 'PortInUseError'
@@ -47,6 +65,8 @@ export interface NodeStatus {
   content: ContentStatus
   /** Whether the store accepts writes, its last write failure, free space on its disk and the warning line. */
   store: StoreStatus
+  /** The network: its genesis CID, chain, whether it is our own devnet, and connected peers on it and on others. */
+  network: NetworkStatus
   /** Each DHT's mode and routing table size (the WAN DHT and the LAN DHT). */
   dht: DhtStatus
   /** Whether the peer looks for peers on the LAN by mDNS. */
@@ -80,16 +100,20 @@ export interface NodeOwnEvents {
   /** Free space on the data dir's disk fell below the warning line, or is back above it. */
   'disk:low': CustomEvent<DiskStatus>
   'disk:ok': CustomEvent<DiskStatus>
+  /** Every bootstrap (or remembered) peer that told its chain is on another chain than ours. */
+  'network:mismatch': CustomEvent<MismatchDetail>
+  /** The peer follows a network (on start, and after a join switched it). */
+  'network:joined': CustomEvent<NetworkName & { devnet: boolean }>
 }
 
 /** The names of the node's own events. */
-export const NODE_EVENTS = ['peer:connect', 'peer:disconnect', 'peer:identified', 'gossip:message', 'peer:rejected', 'bootstrap:error', 'store:writable', 'disk:low', 'disk:ok'] as const satisfies ReadonlyArray<keyof NodeOwnEvents>
+export const NODE_EVENTS = ['peer:connect', 'peer:disconnect', 'peer:identified', 'gossip:message', 'peer:rejected', 'bootstrap:error', 'store:writable', 'disk:low', 'disk:ok', 'network:mismatch', 'network:joined'] as const satisfies ReadonlyArray<keyof NodeOwnEvents>
 
 /** Every event the node emits: its own and each capability's, forwarded under the same names. */
-export type NodeEvents = NodeOwnEvents & ContentEvents & SocialEvents & LedgerEvents & SpaceEvents
+export type NodeEvents = NodeOwnEvents & ContentEvents & SocialEvents & LedgerEvents & SpaceEvents & DirectoryEvents
 
 /** Every event name the node emits, built from each capability's exported list (the API's event stream sends these). */
-export const EVENT_NAMES = [...NODE_EVENTS, ...CONTENT_EVENTS, ...SOCIAL_EVENTS, ...LEDGER_EVENTS, ...SPACE_EVENTS] as const
+export const EVENT_NAMES = [...NODE_EVENTS, ...CONTENT_EVENTS, ...SOCIAL_EVENTS, ...LEDGER_EVENTS, ...SPACE_EVENTS, ...DIRECTORY_EVENTS] as const
 
 export type { FeedEntryEvent }
 
@@ -117,7 +141,7 @@ const CONNECTION_REPLACED_ERRORS = new Set(['ConnectionClosedError', 'Connection
  * Topics whose messages do not go out as `gossip:message` events: space traffic (up to 20 Hz per
  * member) and ledger traffic (proposals of hundreds of KiB) have decoded events of their own.
  */
-export const QUIET_TOPIC_PREFIXES = ['peerverse/space/', 'peerverse/ledger/']
+export const QUIET_TOPIC_PREFIXES = ['peerverse/space/', 'peerverse/ledger/', 'peerverse/directory/']
 
 export class PeerverseNode extends TypedEventEmitter<NodeEvents> {
   readonly config: NodeConfig
@@ -132,8 +156,10 @@ export class PeerverseNode extends TypedEventEmitter<NodeEvents> {
   private readonly apiTopics = new Map<string, () => void>()
   readonly content: ContentService
   readonly social: SocialService
-  readonly ledger: LedgerService
+  /** The chain this peer follows: resolved, and its ledger built, during start(). */
+  readonly chain: NodeChain
   readonly space: SpaceService
+  readonly directory: DirectoryService
   private readonly peerIdentity: PeerIdentityService
   private readonly discovery: Discovery
   private readonly gossipRepair: GossipRepair
@@ -142,7 +168,7 @@ export class PeerverseNode extends TypedEventEmitter<NodeEvents> {
   private readonly denied = new Set<string>()
   private state: 'stopped' | 'starting' | 'started' | 'stopping' = 'stopped'
 
-  constructor (config: NodeConfig, identity: Identity, store: Store, net: Network, binding: Uint8Array, blockstore: Blockstore, genesis: Genesis) {
+  constructor (config: NodeConfig, identity: Identity, store: Store, net: Network, binding: Uint8Array, blockstore: Blockstore, network: NodeNetworkInit) {
     super()
     this.config = config
     this.identity = identity
@@ -173,20 +199,36 @@ export class PeerverseNode extends TypedEventEmitter<NodeEvents> {
       store: new FeedStore(store.sublevel('social'))
     })
     for (const name of SOCIAL_EVENTS) this.social.addEventListener(name, evt => { this.safeDispatch(name, evt.detail) })
-    this.discovery = new Discovery(net, config.bootstrap, {
+    this.discovery = new Discovery(net, network.bootstrap, {
       onBootstrapError: (address, error) => { this.safeDispatch('bootstrap:error', { address, error: error.message }) }
     })
     this.gossipRepair = new GossipRepair(net)
-    this.ledger = ledger()({
-      gossip: this.gossip,
+    const networkId = new NetworkIdService({
       protocols: this.protocols,
       onRejected,
-      didOf: peerId => this.peerIdentity.dids.get(peerId),
-      identity: { did: identity.did, key: identity.userKey },
-      store: store.sublevel('ledger'),
-      genesis
+      startPeers: network.bootstrap.map(a => multiaddr(a).getComponents().findLast(c => c.name === 'p2p')?.value ?? ''),
+      onMismatch: detail => { this.safeDispatch('network:mismatch', detail) }
     })
-    for (const name of LEDGER_EVENTS) this.ledger.addEventListener(name, evt => { this.safeDispatch(name, evt.detail) })
+    this.chain = new NodeChain({
+      config,
+      store,
+      networkId,
+      join: network.join,
+      remembered: network.remembered,
+      timeoutMs: network.joinTimeoutMs,
+      dial: async (addr, options) => this.net.dial(multiaddr(addr), options),
+      cat: (cid, options) => this.content.cat(cid, options),
+      content: this.content,
+      ledgerComponents: {
+        gossip: this.gossip,
+        protocols: this.protocols,
+        onRejected,
+        didOf: peerId => this.peerIdentity.dids.get(peerId),
+        identity: { did: identity.did, key: identity.userKey }
+      },
+      onLedger: l => { for (const name of LEDGER_EVENTS) l.addEventListener(name, evt => { this.safeDispatch(name, evt.detail) }) },
+      onJoined: detail => { this.safeDispatch('network:joined', detail) }
+    })
     this.space = space({ interest: config.space.interest })({
       gossip: this.gossip,
       protocols: this.protocols,
@@ -197,12 +239,32 @@ export class PeerverseNode extends TypedEventEmitter<NodeEvents> {
       parcels: id => this.ledger.parcelsIn(id)
     })
     for (const name of SPACE_EVENTS) this.space.addEventListener(name, evt => { this.safeDispatch(name, evt.detail) })
+    this.directory = this.makeDirectory(onRejected)
     store.onChange(change => {
       if (change.type === 'disk') this.safeDispatch(change.disk.low ? 'disk:low' : 'disk:ok', change.disk)
       else this.safeDispatch('store:writable', { writable: change.writable, code: change.error?.code, error: change.error?.message })
     })
     net.addEventListener('peer:connect', evt => { this.safeDispatch('peer:connect', { peerId: evt.detail.toString() }) })
     net.addEventListener('peer:disconnect', evt => { this.safeDispatch('peer:disconnect', { peerId: evt.detail.toString() }) })
+  }
+
+  /** The directory of live spaces: it reads spaces through a narrow view, and social's blocks. */
+  private makeDirectory (onRejected: (peerId: string, protocol: string, error: Error) => void): DirectoryService {
+    const d = directory()({
+      gossip: this.gossip,
+      protocols: this.protocols,
+      routing: this.routing,
+      onRejected,
+      identity: { did: this.identity.did, key: this.identity.userKey },
+      store: this.store.sublevel('directory'),
+      spaces: {
+        descriptor: id => this.space.isJoined(id) ? this.space.descriptorBytes(id) : undefined,
+        present: id => this.space.isJoined(id) ? this.space.view(id).members : undefined
+      },
+      social: { isBlocked: did => this.social.isBlocked(did) }
+    })
+    for (const name of DIRECTORY_EVENTS) d.addEventListener(name, evt => { this.safeDispatch(name, evt.detail) })
+    return d
   }
 
   private safeDispatch<K extends keyof NodeEvents> (type: K, detail: NodeEvents[K]['detail']): void {
@@ -227,9 +289,17 @@ export class PeerverseNode extends TypedEventEmitter<NodeEvents> {
     await this.peerIdentity.start()
     await this.content.start()
     await this.social.start()
-    await this.ledger.start()
-    await this.space.start()
     this.discovery.start()
+    try {
+      await this.chain.start()
+    } catch (err) {
+      // No chain (a join that could not finish): nothing else starts, and the peer stops cleanly.
+      this.state = 'started'
+      await this.stop().catch(() => {})
+      throw err
+    }
+    await this.space.start()
+    await this.directory.start()
     this.gossipRepair.start()
     this.store.startMonitor()
     this.state = 'started'
@@ -248,7 +318,7 @@ export class PeerverseNode extends TypedEventEmitter<NodeEvents> {
     const failures: unknown[] = []
     const steps: Array<() => unknown> = [
       () => { this.discovery.stop() }, () => { this.gossipRepair.stop() },
-      async () => this.space.stop(), async () => this.ledger.stop(), async () => this.social.stop(),
+      async () => this.directory.stop(), async () => this.space.stop(), async () => this.chain.stop(), async () => this.social.stop(),
       async () => this.content.stop(), async () => this.peerIdentity.stop(), () => { this.gossip.close() },
       async () => this.net.stop(), async () => this.store.close()
     ]
@@ -260,6 +330,9 @@ export class PeerverseNode extends TypedEventEmitter<NodeEvents> {
   }
 
   get started (): boolean { return this.state === 'started' }
+
+  /** The ledger of the chain this peer follows (there once start() resolved). */
+  get ledger (): LedgerService { return this.chain.ledger }
 
   addresses (): string[] {
     return this.net.getMultiaddrs().map(a => a.toString())
@@ -285,6 +358,7 @@ export class PeerverseNode extends TypedEventEmitter<NodeEvents> {
       memory: { rss: mem.rss, heapUsed: mem.heapUsed },
       content: this.content.status(),
       store: this.store.status(),
+      network: this.chain.networkStatus(),
       dht: dhtStatus(this.net),
       mdns: this.config.discovery.mdns
     }
@@ -358,8 +432,12 @@ export class PeerverseNode extends TypedEventEmitter<NodeEvents> {
 }
 
 /** Builds a node from a config (identity created on first run); call start() to go online. */
-export async function createNode (config: NodeConfig): Promise<PeerverseNode> {
+export async function createNode (config: NodeConfig, options: CreateNodeOptions = {}): Promise<PeerverseNode> {
   validateConfig(config)
+  // A malformed join code is refused before anything is written.
+  const join = config.ledger.join == null ? undefined : parseJoinCode(config.ledger.join)
+  const remembered = await readNetworkFile(config.dataDir)
+  const bootstrap = [...new Set([...config.bootstrap, ...(join?.peers ?? []), ...(remembered?.peers ?? [])])]
   const identity = await initIdentity(config.dataDir)
   const store = await Store.open(config.dataDir, { lowDiskBytes: config.store.lowDiskBytes, ballastBytes: config.store.ballastBytes })
   try {
@@ -377,10 +455,7 @@ export async function createNode (config: NodeConfig): Promise<PeerverseNode> {
     })
     const binding = await createPeerBinding(identity.userKey, net.peerId.toString())
     const blockstore = await Blockstore.open(store.sublevel('content'), config.dataDir, config.content.maxStoreBytes)
-    const genesis = config.ledger.genesis == null
-      ? await loadGenesis(join(config.dataDir, GENESIS_FILE), { createFor: identity.did })
-      : await loadGenesis(config.ledger.genesis)
-    const node = new PeerverseNode(config, identity, store, net, binding.bytes, blockstore, genesis)
+    const node = new PeerverseNode(config, identity, store, net, binding.bytes, blockstore, { bootstrap, join, remembered, joinTimeoutMs: options.joinTimeoutMs })
     deny.peer = peerId => node.content.isBanned(peerId) || node.isDenied(peerId)
     return node
   } catch (err) {

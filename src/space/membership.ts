@@ -22,6 +22,7 @@ import { MAX_DISPLAY_NAME_BYTES } from './presence-wire.ts'
 import { createDescriptor, isExcluded, MAX_NAME_LENGTH, verifyDescriptor, type Grid } from './records.ts'
 import { PresenceStreams, type SpacePresence } from './streams.ts'
 import type { SpaceSync } from './sync.ts'
+import type { LinkHolder } from '../net/links.ts'
 import type { GossipMessage } from '../net/ports.ts'
 
 const log = logger('peerverse:space')
@@ -39,7 +40,16 @@ const FETCH_RETRY_MS = 250
 const FETCH_RETRY_MAX_MS = 4_000
 
 export interface CreateOptions { name: string, grid?: Partial<Grid>, private?: boolean, displayName?: string, avatar?: string }
-export interface JoinOptions { name?: string, avatar?: string, signal?: AbortSignal }
+export interface JoinOptions {
+  name?: string
+  avatar?: string
+  signal?: AbortSignal
+  /** Peers a link names as holders of the space (multiaddrs ending in /p2p/<peer id>): asked first. */
+  peers?: string[]
+}
+
+/** How a join opens a space: held only (at start), or fetched, from a link's peers first. */
+interface OpenOptions { offline?: boolean, signal?: AbortSignal, holders?: LinkHolder[] }
 
 /** Checks a display name and avatar given by the user; InvalidSpaceRequestError otherwise. */
 export function checkLook (look: { name?: string, avatar?: string }): void {
@@ -97,7 +107,7 @@ export class SpaceMembership {
   }
 
   /** Opens a space once: a second open while the first runs waits for it. */
-  async open (id: string, name: string, avatar: string, options: { offline?: boolean, signal?: AbortSignal }): Promise<void> {
+  async open (id: string, name: string, avatar: string, options: OpenOptions): Promise<void> {
     if (this.core.joined.has(id)) return
     const running = this.opening.get(id)
     if (running != null) return await running
@@ -106,15 +116,19 @@ export class SpaceMembership {
     return await run
   }
 
-  private async doOpen (id: string, name: string, avatar: string, options: { offline?: boolean, signal?: AbortSignal }): Promise<void> {
+  private async doOpen (id: string, name: string, avatar: string, options: OpenOptions): Promise<void> {
     const { store } = this.core
     if (this.core.joined.size + this.opening.size >= MAX_JOINED_SPACES) throw new TooManySpacesError(`already in ${MAX_JOINED_SPACES} spaces`)
     let stored = await store.get('s', id)
     if (stored == null) {
       if (options.offline === true) throw new SpaceNotFoundError(`space ${id} is not held here`)
-      await this.fetchSpace(id, options.signal)
+      const holders = options.holders ?? []
+      await this.fetchSpace(id, holders, options.signal)
       stored = await store.get('s', id)
-      if (stored == null) throw new SpaceNotFoundError(`no peer has space ${id}`)
+      if (stored == null) {
+        const tried = holders.length > 0 ? `the link's ${holders.length} peer${holders.length === 1 ? '' : 's'} (${holders.map(h => h.peer).join(', ')}), ` : ''
+        throw new SpaceNotFoundError(`no peer has space ${id} (asked ${tried}the space's subscribers, the DHT's providers and connected peers)`)
+      }
     }
     const d = verifyDescriptor(stored, id)
     const policy = await this.parts.policy.held(d)
@@ -144,7 +158,7 @@ export class SpaceMembership {
     await store.setMembership(id, { name, avatar, joined: Date.now() })
     j.unsubscribe = this.core.gossip.subscribe(spaceTopic(id), this.parts.onGossip)
     void this.announce(id)
-    void this.syncFromPeers(j).catch(err => { log('sync of %s: %s', id, (err as Error).message) })
+    void this.syncFromPeers(j, options.holders ?? []).catch(err => { log('sync of %s: %s', id, (err as Error).message) })
     void this.parts.presence.sendBeacon(j).catch(() => {})
   }
 
@@ -180,9 +194,15 @@ export class SpaceMembership {
     }
   }
 
-  /** Peers that may have the space: connected subscribers of its topic, then DHT providers. */
-  private async * candidates (id: string, signal: AbortSignal): AsyncGenerator<string> {
+  /**
+   * Peers that may have the space: a link's peers (hints, trusted for nothing: their answers are
+   * checked as anyone's), connected subscribers of its topic, then DHT providers.
+   */
+  private async * candidates (id: string, signal: AbortSignal, holders: LinkHolder[] = []): AsyncGenerator<string> {
     const seen = new Set<string>([this.core.protocols.peerId])
+    for (const h of holders) {
+      if (!seen.has(h.peer)) { seen.add(h.peer); yield h.peer }
+    }
     for (const p of this.core.gossip.subscribers(spaceTopic(id))) {
       if (!seen.has(p)) { seen.add(p); yield p }
     }
@@ -198,31 +218,47 @@ export class SpaceMembership {
   }
 
   /**
-   * Fetches the descriptor, policy and key envelopes of a space we do not hold: asks the topic's
-   * subscribers, the DHT's providers, then the other connected peers, and tries again (a provider
-   * record may still be on its way) until JOIN_TIMEOUT_MS.
+   * Fetches the descriptor, policy and key envelopes of a space we do not hold: asks a link's
+   * peers (dialled at the link's addresses, all at once and beside the rest, so an address that
+   * never answers holds nothing up), the topic's subscribers, the DHT's providers, then the other
+   * connected peers, and tries again (a provider record may still be on its way) until
+   * JOIN_TIMEOUT_MS.
    */
-  private async fetchSpace (id: string, outer?: AbortSignal): Promise<void> {
-    const signal = outer == null ? AbortSignal.timeout(JOIN_TIMEOUT_MS) : AbortSignal.any([outer, AbortSignal.timeout(JOIN_TIMEOUT_MS)])
+  private async fetchSpace (id: string, holders: LinkHolder[], outer?: AbortSignal): Promise<void> {
+    const found = new AbortController()
+    const signal = AbortSignal.any([found.signal, AbortSignal.timeout(JOIN_TIMEOUT_MS), ...(outer == null ? [] : [outer])])
     const asked = new Set<string>()
+    const addresses = new Map(holders.map(h => [h.peer, h.addresses]))
     const ask = async (peer: string): Promise<boolean> => {
       asked.add(peer)
       try {
-        return await this.parts.sync.getFrom(peer, id)
+        return await this.parts.sync.getFrom(peer, id, addresses.get(peer))
       } catch (err) {
         log('get %s from %s: %s', id, peer, (err as Error).message)
         return false
       }
     }
+    const askLinked = async (): Promise<void> => {
+      const got = await Promise.all(holders.map(async h => await ask(h.peer)))
+      if (got.includes(true)) found.abort()
+    }
     for (let delay = FETCH_RETRY_MS; !signal.aborted; delay = Math.min(delay * 2, FETCH_RETRY_MAX_MS)) {
-      for await (const peer of this.candidates(id, signal)) {
-        if (await ask(peer)) return
-        if (signal.aborted) return
+      const linked = askLinked()
+      try {
+        for await (const peer of this.candidates(id, signal)) {
+          if (await ask(peer)) return
+          if (signal.aborted) return
+        }
+        for (const peer of this.core.protocols.peers()) {
+          if (signal.aborted) return
+          if (asked.has(peer)) continue
+          if (await ask(peer)) return
+        }
+      } finally {
+        // What a linked peer answered is stored before the join reads it.
+        await linked
       }
-      for (const peer of this.core.protocols.peers()) {
-        if (asked.has(peer)) continue
-        if (await ask(peer)) return
-      }
+      if (signal.aborted) return
       asked.clear()
       await new Promise<void>(resolve => {
         const t = setTimeout(resolve, delay)
@@ -232,10 +268,10 @@ export class SpaceMembership {
   }
 
   /** Pulls chat history and the world from a few peers in the space. */
-  private async syncFromPeers (j: Joined): Promise<void> {
+  private async syncFromPeers (j: Joined, holders: LinkHolder[]): Promise<void> {
     const signal = AbortSignal.timeout(JOIN_TIMEOUT_MS)
     let n = 0
-    for await (const peer of this.candidates(j.d.id, signal)) {
+    for await (const peer of this.candidates(j.d.id, signal, holders)) {
       try {
         await this.parts.sync.syncWith(j, peer)
         n++

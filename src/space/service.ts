@@ -13,6 +13,7 @@
 import { logger } from '@libp2p/logger'
 import { TypedEventEmitter } from 'main-event'
 import type { Ed25519Key } from '../identity/ed25519.ts'
+import { linkHolders, type Link } from '../net/links.ts'
 import { PROTOCOL_MAX_INBOUND_STREAMS, PROTOCOL_MAX_OUTBOUND_STREAMS } from '../net/limits.ts'
 import type { GossipMessage, GossipPort, ProtocolPort, RejectSink, RoutingPort } from '../net/ports.ts'
 import { SpaceChat, type ChatView, type Source } from './chat.ts'
@@ -26,6 +27,7 @@ import { SpacePolicy, type PolicyChange } from './policy.ts'
 import type { MemberView } from './presence.ts'
 import type { Grid, PolicyPayload } from './records.ts'
 import { parseSpaceId } from './records.ts'
+import { spaceLink } from './share.ts'
 import type { SpaceStore } from './store.ts'
 import { PRESENCE_PROTOCOL, SpacePresence } from './streams.ts'
 import { SPACE_PROTOCOL, SPACE_SYNC_INTERVAL_MS, SpaceSync } from './sync.ts'
@@ -155,16 +157,26 @@ export class SpaceService extends TypedEventEmitter<SpaceEvents> {
     return this.view(await this.membership.create(options))
   }
 
-  /** Joins a space by id: finds peers in it, fetches what we lack, and starts presence. */
+  /**
+   * Joins a space by id: finds peers in it, fetches what we lack, and starts presence. `peers`
+   * (a link's, at most MAX_LINK_PEERS; InvalidLinkError otherwise) are dialled and asked first;
+   * what they answer is checked as any peer's answer.
+   */
   async join (id: string, options: JoinOptions = {}): Promise<SpaceView> {
     parseSpaceId(id)
     checkLook(options)
+    const holders = linkHolders(options.peers ?? [], this.core.protocols.peerId)
     if (this.core.joined.has(id)) {
       if (options.name != null || options.avatar != null) this.setLook(id, options)
       return this.view(id)
     }
-    await this.membership.open(id, options.name ?? '', options.avatar ?? '', { signal: options.signal })
+    await this.membership.open(id, options.name ?? '', options.avatar ?? '', { signal: options.signal, holders })
     return this.view(id)
+  }
+
+  /** The link of a space we are in: its id, our shareable addresses and a few other members'. */
+  link (id: string): Link {
+    return spaceLink(this.core, need(this.core, id))
   }
 
   async leave (id: string): Promise<void> {

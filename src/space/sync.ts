@@ -166,7 +166,7 @@ export class SpaceSync {
   }
 
   /** One request to `peer`; a frame `onFrame` throws on is reported, and the answer read on. */
-  private async request (peer: string, req: SyncRequest, onFrame: (bytes: Uint8Array) => Promise<boolean>): Promise<void> {
+  private async request (peer: string, req: SyncRequest, onFrame: (bytes: Uint8Array) => Promise<boolean>, addresses?: string[]): Promise<void> {
     await request(this.core.protocols, peer, SPACE_PROTOCOL, dagCbor.encode(req), async frame => {
       try {
         return await onFrame(frame)
@@ -174,11 +174,14 @@ export class SpaceSync {
         this.core.reject(peer, SPACE_PROTOCOL, err as Error)
         return true
       }
-    }, { maxFrameBytes: MAX_SYNC_FRAME_BYTES, timeoutMs: PROTOCOL_TIMEOUT_MS * 2, runOnLimitedConnection: true })
+    }, { maxFrameBytes: MAX_SYNC_FRAME_BYTES, timeoutMs: PROTOCOL_TIMEOUT_MS * 2, runOnLimitedConnection: true, addresses })
   }
 
-  /** Asks one peer for a space's descriptor, policy and envelopes; stores what verifies. */
-  async getFrom (peer: string, id: string): Promise<boolean> {
+  /**
+   * Asks one peer for a space's descriptor, policy and envelopes; stores what verifies. With
+   * `addresses` (a link's) the peer is dialled there when not connected.
+   */
+  async getFrom (peer: string, id: string, addresses?: string[]): Promise<boolean> {
     let got = false
     await this.request(peer, { op: 'get', space: id }, async frame => {
       const v = dagCbor.decode(frame) as { descriptor?: unknown, policy?: unknown, keys?: unknown }
@@ -191,7 +194,7 @@ export class SpaceSync {
       }
       got = true
       return false
-    })
+    }, addresses)
     return got
   }
 

@@ -19,6 +19,7 @@ import { devnetGenesis } from '../../src/ledger/genesis.ts'
 import { ledger } from '../../src/ledger/index.ts'
 import { FeedStore, social } from '../../src/social/index.ts'
 import { space } from '../../src/space/index.ts'
+import { directory } from '../../src/directory/index.ts'
 import { recordingPorts, type RecordingPorts } from '../helpers/ports.ts'
 
 interface Startable {
@@ -68,6 +69,16 @@ const CAPABILITIES: Record<string, (env: Env) => Startable | Promise<Startable>>
     identity: { did: identity.did, key: identity.userKey, binding },
     store: store.sublevel('space'),
     parcels: () => []
+  }),
+  directory: ({ ports, store, identity }) => directory({})({
+    gossip: ports.gossip,
+    protocols: ports.protocols,
+    routing: ports.routing,
+    onRejected: () => {},
+    identity: { did: identity.did, key: identity.userKey },
+    store: store.sublevel('directory'),
+    spaces: { descriptor: () => undefined, present: () => undefined },
+    social: { isBlocked: () => false }
   })
 }
 

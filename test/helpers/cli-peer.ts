@@ -56,9 +56,11 @@ export class PeerSet {
   /**
    * Starts a peer on loopback (TCP on a free port, API on a free port, DHT server mode, mDNS off:
    * a test reaches only loopback and its own namespaces). `dhtMode: 'default'` passes no
-   * `--dht-mode`, as a user would.
+   * `--dht-mode`, as a user would. Unless `extra` names a chain (--genesis, --join) or `devnet` is
+   * false, it runs a devnet of its own (--devnet) whatever its bootstrap peers follow, as peers did
+   * before networks were joined.
    */
-  async start (options: { dataDir?: string, bootstrap?: string[], listen?: string[], extra?: string[], dhtMode?: 'server' | 'client' | 'auto' | 'default' } = {}): Promise<CliPeer> {
+  async start (options: { dataDir?: string, bootstrap?: string[], listen?: string[], extra?: string[], devnet?: boolean, dhtMode?: 'server' | 'client' | 'auto' | 'default' } = {}): Promise<CliPeer> {
     const dataDir = options.dataDir ?? await this.tempDir()
     const listen = options.listen ?? ['/ip4/127.0.0.1/tcp/0']
     const dhtMode = options.dhtMode ?? 'server'
@@ -66,7 +68,8 @@ export class PeerSet {
       ...(dhtMode === 'default' ? [] : ['--dht-mode', dhtMode]),
       ...listen.flatMap(l => ['--listen', l]),
       ...(options.bootstrap ?? []).flatMap(b => ['--bootstrap', b]),
-      ...(options.extra ?? [])]
+      ...(options.extra ?? []),
+      ...(options.devnet !== false && !(options.extra ?? []).some(x => x === '--genesis' || x === '--join' || x === '--devnet') ? ['--devnet'] : [])]
     const proc = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'] })
     let stderr = ''
     proc.stderr!.on('data', d => { stderr += d })

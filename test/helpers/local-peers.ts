@@ -46,11 +46,11 @@ export class LocalPeers {
     this.name = name
   }
 
-  /** A started node on 127.0.0.1 (TCP, DHT server, no API, no relay server, no mDNS) whose rejections are logged. */
+  /** A started node on 127.0.0.1 (TCP, DHT server, no API, no relay server, no mDNS, a devnet of its own) whose rejections are logged. */
   async startNode (): Promise<PeerverseNode> {
     const dir = await mkdtemp(join(tmpdir(), `peerverse-${this.name}-`))
     this.dirs.push(dir)
-    const node = await createNode(mergeConfig(defaultConfig(dir), { discovery: { mdns: false }, listen: ['/ip4/127.0.0.1/tcp/0'], api: false, dht: { mode: 'server' }, relay: { server: false } }))
+    const node = await createNode(mergeConfig(defaultConfig(dir), { discovery: { mdns: false }, listen: ['/ip4/127.0.0.1/tcp/0'], api: false, dht: { mode: 'server' }, relay: { server: false }, ledger: { devnet: true } }))
     this.nodes.push(node)
     const log: RejectedEvent[] = []
     this.rejections.set(node, log)

@@ -66,6 +66,37 @@ export class Api {
   get<T> (path: string, init?: { signal?: AbortSignal }): Promise<T> { return this.request<T>('GET', path, undefined, init) }
   post<T> (path: string, body: unknown = {}): Promise<T> { return this.request<T>('POST', path, body) }
 
+  /** A POST answered with NDJSON lines (progress, then a last line): calls onLine for each, resolves to the last. */
+  async postLines<T> (path: string, body: unknown, onLine: (line: T) => void): Promise<T | undefined> {
+    let res: Response
+    try {
+      res = await fetch(path, { method: 'POST', headers: { ...this.authHeader, 'content-type': 'application/json' }, body: JSON.stringify(body), cache: 'no-store' })
+    } catch {
+      throw new ApiError(0, 'PeerUnreachable', 'your peer does not answer (is it still running?)')
+    }
+    if (!res.ok || res.body == null) return await readJson<T>(res)
+    const reader = res.body.pipeThrough(new TextDecoderStream()).getReader()
+    let buf = ''
+    let last: T | undefined
+    const take = (text: string): void => {
+      if (text.trim() === '') return
+      try { last = JSON.parse(text) as T } catch { return }
+      onLine(last)
+    }
+    for (;;) {
+      const { done, value } = await reader.read()
+      if (done) break
+      buf += value
+      let nl: number
+      while ((nl = buf.indexOf('\n')) >= 0) {
+        take(buf.slice(0, nl))
+        buf = buf.slice(nl + 1)
+      }
+    }
+    take(buf)
+    return last
+  }
+
   /** Uploads raw bytes (a file) to the content store; resolves to its CID. */
   async addContent (file: Blob, name: string): Promise<{ cid: string, size: number }> {
     let res: Response

@@ -25,15 +25,6 @@ export function parseAmount (text: string): string | undefined {
   return BigInt(t) > 0n ? BigInt(t).toString() : undefined
 }
 
-/** A space id from a raw id or any link carrying `#space=ID` (or `?space=ID`). */
-export function parseSpaceRef (text: string): string | undefined {
-  const t = text.trim()
-  if (t === '') return undefined
-  const m = /[#?&]space=([^&#\s]+)/.exec(t)
-  if (m != null) return decodeURIComponent(m[1])
-  return /^[a-z0-9]+$/i.test(t) ? t : undefined
-}
-
 export function formatTime (ts: number): string {
   const d = new Date(ts)
   return `${String(d.getHours()).padStart(2, '0')}:${String(d.getMinutes()).padStart(2, '0')}`

@@ -1,17 +1,24 @@
 /**
  * The browser client's composition root: builds the shared context and mounts the panels.
- * The client is a 3D view of a space and a side panel (people, chat, spaces, wallet, building),
+ * The client is a 3D view of a space and a side panel (spaces, explore, people, chat, wallet,
+ * building, network),
  * talking only to this person's own peer through its local API and event WebSocket. The view is
  * scene.ts, walking controls.ts, smoothing interp.ts; each panel is a file in panels/; the state
- * they share is store.ts, and the peer's events reach them through one table (events.ts).
+ * they share is store.ts, and the peer's events reach them through one table (events.ts). Links
+ * (a space, a network to join, a file) open from the address bar's `#...` or from a paste, in the
+ * one format the peers use (links.ts).
  */
 import { Api, EventStream, takeToken } from './api.ts'
 import { Controls } from './controls.ts'
 import { $ } from './dom.ts'
 import { EventTable } from './events.ts'
 import type { Quat, Vec3 } from './interp.ts'
+import { hashLink, type Link } from './links.ts'
 import { mountBuild } from './panels/build.ts'
 import { mountChat } from './panels/chat.ts'
+import { mountExplore } from './panels/explore.ts'
+import { mountFile } from './panels/file.ts'
+import { mountNetwork } from './panels/network.ts'
 import { mountPeople } from './panels/people.ts'
 import { mountSpaces } from './panels/spaces.ts'
 import { mountStatus, setBannerText } from './panels/status.ts'
@@ -29,6 +36,8 @@ declare global {
       space: () => string | null
       did: () => string | null
       frames: () => number
+      network: () => unknown
+      listings: () => unknown[]
     }>
   }
 }
@@ -49,7 +58,10 @@ function main (token: string): void {
   const table = new EventTable()
   const events = new EventStream(api, {
     onState: (s, detail) => { if (status.streamState(s, detail)) void resync() },
-    onEvent: msg => { table.dispatch(msg) }
+    onEvent: msg => {
+      table.dispatch(msg)
+      if (msg.type.startsWith('directory:')) explore.directoryEvent()
+    }
   })
 
   const status = mountStatus({ api, store })
@@ -67,9 +79,30 @@ function main (token: string): void {
     report: status,
     setJoining: status.setJoining,
     loaders: [people, chat, build],
-    poseChanged: viewport.poseChanged
+    poseChanged: viewport.poseChanged,
+    openLink: link => { void openLink(link) }
   })
-  for (const panel of [status, people, chat, wallet, build]) table.register(panel.events)
+  const network = mountNetwork({ api, report: status, joined: resync })
+  const explore = mountExplore({ api, store, report: status, openLink })
+  const file = mountFile({ api, report: status })
+  for (const panel of [status, people, chat, wallet, build, network, explore]) table.register(panel.events)
+
+  /** Opens a link of any kind: joins its space, offers to join its network, or fetches its file. */
+  async function openLink (link: Link): Promise<void> {
+    if (link.kind === 'space') await spaces.enterLink(link)
+    else if (link.kind === 'join') network.offerJoin(link)
+    else await file.open(link)
+  }
+
+  /** The address bar's link, when it names a network or a file (a space's is picked with the spaces). */
+  function openHashLink (spaceToo: boolean): void {
+    const link = hashLink()
+    if (link instanceof Error) { status.showError('link', link); return }
+    if (link == null || (link.kind === 'space' && (!spaceToo || link.target === store.spaceId))) return
+    void openLink(link)
+  }
+  openHashLink(false)
+  window.addEventListener('hashchange', () => { openHashLink(true) })
 
   let syncing: Promise<void> | null = null
   let syncAgain = false
@@ -90,6 +123,8 @@ function main (token: string): void {
     await status.refresh()
     if (status.badToken) return
     void wallet.refresh()
+    void network.refresh()
+    void explore.refresh()
     await spaces.refresh()
     if (store.spaceId != null) await spaces.load(store.spaceId)
     else await spaces.pickInitial()
@@ -107,6 +142,8 @@ function main (token: string): void {
     me: () => ({ position: [...view.me.position] as Vec3, yaw: view.me.yaw, rotation: view.myRotation() }),
     space: () => store.spaceId,
     did: () => store.did,
-    frames: () => view.frames
+    frames: () => view.frames,
+    network: () => network.status,
+    listings: () => explore.listings
   })
 }

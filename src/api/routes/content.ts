@@ -7,9 +7,11 @@
 import type { IncomingMessage, ServerResponse } from 'node:http'
 import { CID } from 'multiformats/cid'
 import { contentRangeHeader, contentType, parseCid, parseRange, RangeNotSatisfiableError, SNIFF_BYTES, unsatisfiedRangeHeader } from '../../content/index.ts'
+import { parseLinkOf } from '../../net/links.ts'
 import type { PeerverseNode } from '../../node/node.ts'
 import { ApiError } from '../errors.ts'
 import { str, type Route } from '../routes.ts'
+import { linkAnswer } from './space.ts'
 
 /** Time a content read may wait for the swarm before its first byte. */
 export const CONTENT_FIRST_BYTE_TIMEOUT_MS = 60_000
@@ -33,9 +35,22 @@ async function addContent (node: PeerverseNode, req: IncomingMessage, url: URL):
     return { cid: result.cid.toString(), size: result.size, blocks: result.blocks }
   }
 
-  /** POST /api/v0/content/fetch {cid}: fetches a whole file or directory; answers NDJSON progress lines, the last one `done` or `error`. */
+/** The CID and a link's peers of a fetch: {cid}, or {link} (a content link in any form; with both, one CID). */
+export function fetchTarget (body: Record<string, unknown>): { cid: CID, peers: string[] } {
+  if (body.link === undefined) return { cid: parseCid(body.cid), peers: [] }
+  if (typeof body.link !== 'string') throw new ApiError(400, 'BadRequest', 'link must be a string')
+  const link = parseLinkOf(body.link, 'content')
+  const cid = parseCid(link.target)
+  if (body.cid !== undefined && !parseCid(body.cid).equals(cid)) throw new ApiError(400, 'BadRequest', 'cid and link name different content')
+  return { cid, peers: link.peers }
+}
+
+  /**
+   * POST /api/v0/content/fetch {cid} or {link}: fetches a whole file or directory (from a link's
+   * peers too); answers NDJSON progress lines, the last one `done` or `error`. A bad link is a 400.
+   */
 async function fetchContent (node: PeerverseNode, body: Record<string, unknown>, res: ServerResponse): Promise<void> {
-    const cid = parseCid(body.cid)
+    const { cid, peers } = fetchTarget(body)
     const controller = new AbortController()
     res.on('close', () => { if (!res.writableFinished) controller.abort(new Error('client went away')) })
     res.writeHead(200, { 'content-type': 'application/x-ndjson', 'cache-control': 'no-store', 'x-content-type-options': 'nosniff' })
@@ -43,6 +58,7 @@ async function fetchContent (node: PeerverseNode, body: Record<string, unknown>,
     const line = (value: unknown): void => { res.write(JSON.stringify(value) + '\n') }
     try {
       const stat = await node.content.fetch(cid, {
+        peers,
         signal: controller.signal,
         onProgress: p => {
           const now = Date.now()
@@ -156,6 +172,8 @@ export const contentRoutes: Route[] = [
   { method: 'POST', path: '/api/v0/content/add', handle: async ({ node, req, url }) => await addContent(node, req, url) },
   { method: 'POST', path: '/api/v0/content/fetch', raw: true, handle: async ({ node, body, res }) => { await fetchContent(node, await body(), res) } },
   { method: 'GET', path: '/api/v0/content/pins', handle: async ({ node }) => ({ pins: await node.content.pins() }) },
+  // GET /api/v0/content/link?cid=CID -> { code, link }: the content's link, naming this peer's addresses.
+  { method: 'GET', path: '/api/v0/content/link', handle: ({ node, url, req }) => linkAnswer(req, node.content.link(url.searchParams.get('cid') ?? '')) },
   {
     method: 'GET',
     path: '/api/v0/content/store',

@@ -4,12 +4,36 @@
  */
 import { ApiError } from '../errors.ts'
 import { str, type Route } from '../routes.ts'
+import { browserLink, formatLink, shareableAddresses, type Link } from '../../net/links.ts'
 
 /** Peers in one deny list. */
 export const MAX_API_DENY_PEERS = 1024
 
 export const nodeRoutes: Route[] = [
   { method: 'GET', path: '/api/v0/status', handle: ({ node }) => node.status() },
+  {
+    method: 'GET',
+    path: '/api/v0/network/invite',
+    handle: ({ node, req }) => {
+      const link: Link = { kind: 'join', target: node.status().network.genesis, peers: shareableAddresses(node.addresses(), node.peerId) }
+      return { code: formatLink(link), link: browserLink(`http://${req.headers.host ?? '127.0.0.1'}`, link) }
+    }
+  },
+  {
+    method: 'POST',
+    path: '/api/v0/network/join',
+    handle: async ({ node, body }) => {
+      try {
+        return await node.chain.join(str(await body(), 'link'))
+      } catch (err) {
+        const e = err as Error
+        if (e.name === 'NetworkMismatchError') throw new ApiError(409, e.name, e.message)
+        if (e.name === 'JoinError') throw new ApiError(504, e.name, e.message)
+        if (e.name === 'InvalidLinkError' || e.name === 'ChainClaimError') throw new ApiError(400, e.name, e.message)
+        throw err
+      }
+    }
+  },
   { method: 'GET', path: '/api/v0/peers', handle: ({ node }) => ({ peers: node.peers() }) },
   { method: 'GET', path: '/api/v0/dht/peer/*', handle: async ({ node, rest, signal }) => await node.findPeer(decodeURIComponent(rest), { signal }) },
   { method: 'GET', path: '/api/v0/gossip/topics', handle: ({ node }) => ({ topics: node.topics() }) },

@@ -3,7 +3,9 @@
  * objects; creating, joining, leaving, our look and pose, chat, objects and the owner's policy.
  * Also the one message a client sends on the event WebSocket, its moves.
  */
+import type { IncomingMessage } from 'node:http'
 import { parseCid } from '../../content/index.ts'
+import { browserLink, formatLink, parseLinkOf, type Link } from '../../net/links.ts'
 import type { PeerverseNode } from '../../node/node.ts'
 import { ApiError } from '../errors.ts'
 import { intParam, optInt, optStr, str, vec, type Route } from '../routes.ts'
@@ -24,8 +26,38 @@ export const spaceSocketMessages: Record<string, (node: PeerverseNode, msg: Reco
   'space:move': (node, msg) => { move(node, msg, String(msg.space)) }
 }
 
+/** The origin this API was reached at (its Host header, checked by the server): the browser link's client. */
+export function apiOrigin (req: IncomingMessage): string {
+  return `http://${req.headers.host ?? '127.0.0.1'}`
+}
+
+/** A link as the API answers it: the code (`pv:...`) and the browser client's URL on this API's origin. */
+export function linkAnswer (req: IncomingMessage, link: Link): { code: string, link: string } {
+  return { code: formatLink(link), link: browserLink(apiOrigin(req), link) }
+}
+
+/**
+ * POST /api/v0/space/join {space} or {link}: the link (any form: `pv:space=...`, a client URL,
+ * `#space=ID`) gives the space id and peers to ask first; with both, they must name one space.
+ */
+async function joinSpace (node: PeerverseNode, b: Record<string, unknown>, signal: AbortSignal): Promise<unknown> {
+  let id = b.space
+  let peers: string[] = []
+  if (b.link !== undefined) {
+    if (typeof b.link !== 'string') throw new ApiError(400, 'BadRequest', 'link must be a string')
+    const link = parseLinkOf(b.link, 'space')
+    if (id !== undefined && id !== link.target) throw new ApiError(400, 'BadRequest', 'space and link name different spaces')
+    id = link.target
+    peers = link.peers
+  }
+  if (typeof id !== 'string') throw new ApiError(400, 'BadRequest', 'space (an id) or link is required')
+  return await node.space.join(id, { name: optStr(b.name, 'name'), avatar: optStr(b.avatar, 'avatar'), signal, peers })
+}
+
 export const spaceRoutes: Route[] = [
   { method: 'GET', path: '/api/v0/space', handle: ({ node }) => ({ spaces: node.space.spaces() }) },
+  // Before GET /api/v0/space/*: GET /api/v0/space/link?id=ID -> { code, link }.
+  { method: 'GET', path: '/api/v0/space/link', handle: ({ node, url, req }) => linkAnswer(req, node.space.link(url.searchParams.get('id') ?? '')) },
   {
     method: 'GET',
     path: '/api/v0/space/*',
@@ -57,10 +89,7 @@ export const spaceRoutes: Route[] = [
   {
     method: 'POST',
     path: '/api/v0/space/join',
-    handle: async ({ node, body, signal }) => {
-      const b = await body()
-      return await node.space.join(str(b, 'space'), { name: optStr(b.name, 'name'), avatar: optStr(b.avatar, 'avatar'), signal })
-    }
+    handle: async ({ node, body, signal }) => await joinSpace(node, await body(), signal)
   },
   { method: 'POST', path: '/api/v0/space/leave', handle: async ({ node, body }) => { await node.space.leave(str(await body(), 'space')); return { spaces: node.space.spaces() } } },
   {

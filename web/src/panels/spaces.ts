@@ -1,6 +1,7 @@
 // Spaces: the one shown (name, id, link), our spaces (enter, leave), create and join by id or link.
 import type { Api } from '../api.ts'
-import { $, h, parseSpaceRef } from '../dom.ts'
+import { $, h } from '../dom.ts'
+import { copyText, formatLink, hashLink, readPasted, type Link } from '../links.ts'
 import type { Report, SpaceLoader } from '../panel.ts'
 import type { View } from '../scene.ts'
 import type { SpaceView, Store } from '../store.ts'
@@ -16,6 +17,8 @@ export interface SpacesContext {
   loaders: SpaceLoader[]
   /** Our pose should go to the peer again (we stand somewhere new). */
   poseChanged: () => void
+  /** A pasted link that is not a space's (a network to join, content). */
+  openLink: (link: Link) => void
 }
 
 export interface SpacesPanel {
@@ -25,6 +28,10 @@ export interface SpacesPanel {
   load: (id: string) => Promise<void>
   /** At start: the space the link names, else our first one, else nothing. */
   pickInitial: () => Promise<void>
+  /** Joins the space a link names (dialling the peers it carries) and shows it. */
+  enterLink: (link: Link, options?: { name?: string }) => Promise<void>
+  /** Our spaces as the peer last listed them. */
+  readonly list: SpaceView[]
 }
 
 export function mountSpaces (ctx: SpacesContext): SpacesPanel {
@@ -52,13 +59,15 @@ export function mountSpaces (ctx: SpacesContext): SpacesPanel {
     if (spaces.length === 0) ul.append(h('li', { class: 'muted', text: 'You are in no space yet.' }))
   }
 
-  function hashSpace (): string | undefined {
-    return parseSpaceRef(location.hash)
+  /** The space the address bar's link names, if it names one. */
+  function hashSpace (): Link | undefined {
+    const link = hashLink()
+    return link instanceof Error || link?.kind !== 'space' ? undefined : link
   }
 
   async function pickInitial (): Promise<void> {
     const fromLink = hashSpace()
-    if (fromLink != null) { await enter(fromLink); return }
+    if (fromLink != null) { await enterLink(fromLink); return }
     if (spaces.length > 0) { await enter(spaces[0].id); return }
     showEmpty()
   }
@@ -73,17 +82,18 @@ export function mountSpaces (ctx: SpacesContext): SpacesPanel {
   }
   showEmpty()
 
-  window.addEventListener('hashchange', () => {
-    const id = hashSpace()
-    if (id != null && id !== store.spaceId) void enter(id)
-  })
+  async function enterLink (link: Link, options: { name?: string } = {}): Promise<void> {
+    if (link.kind !== 'space') { ctx.openLink(link); return }
+    await enter(link.target, { ...options, link })
+  }
 
-  /** Joins (when not yet a member) and shows a space. */
-  async function enter (id: string, options: { name?: string } = {}): Promise<void> {
+  /** Joins (when not yet a member; through the link's peers when it carries some) and shows a space. */
+  async function enter (id: string, options: { name?: string, link?: Link } = {}): Promise<void> {
     if (!spaces.some(s => s.id === id) || options.name != null) {
       ctx.setJoining(id)
+      const how = options.link != null && options.link.peers.length > 0 ? { link: formatLink(options.link) } : { space: id }
       try {
-        await api.post('/api/v0/space/join', { space: id, ...(options.name != null ? { name: options.name } : {}) })
+        await api.post('/api/v0/space/join', { ...how, ...(options.name != null ? { name: options.name } : {}) })
       } catch (err) {
         report.showError('join', err)
         return
@@ -126,7 +136,7 @@ export function mountSpaces (ctx: SpacesContext): SpacesPanel {
     $('space-name').textContent = sv.name
     $('space-id').textContent = id
     $('space-id').title = id
-    if (hashSpace() !== id) history.replaceState(history.state, '', `${location.pathname}${location.search}#space=${encodeURIComponent(id)}`)
+    if (hashSpace()?.target !== id) history.replaceState(history.state, '', `${location.pathname}${location.search}#space=${encodeURIComponent(id)}`)
     view.setGrid(sv.grid)
     // Where the peer puts a newcomer, until `who` tells us where we stand.
     if (switched) view.me.position = [sv.grid.width / 2, 0, sv.grid.depth / 2]
@@ -156,19 +166,35 @@ export function mountSpaces (ctx: SpacesContext): SpacesPanel {
 
   $('join-form').addEventListener('submit', e => {
     e.preventDefault()
-    const id = parseSpaceRef($<HTMLInputElement>('join-id').value)
-    if (id == null) { report.showError('join', new Error('paste a space id or a link with #space=…')); return }
+    let link: Link
+    try {
+      link = readPasted($<HTMLInputElement>('join-id').value)
+    } catch (err) {
+      report.showError('join', err)
+      return
+    }
+    if (link.kind !== 'space') { $<HTMLInputElement>('join-id').value = ''; ctx.openLink(link); return }
     const name = $<HTMLInputElement>('join-name').value.trim()
-    void enter(id, name !== '' ? { name } : {}).then(() => { if (store.spaceId === id) $<HTMLInputElement>('join-id').value = '' })
+    void enterLink(link, name !== '' ? { name } : {}).then(() => { if (store.spaceId === link.target) $<HTMLInputElement>('join-id').value = '' })
   })
 
   $('space-copy').addEventListener('click', () => {
-    if (store.spaceId == null) return
-    // The link carries no token: whoever gets it pastes it into their own client's join box
-    // (or opens it, when their peer runs on the same address and their tab holds its token).
-    const link = `${location.origin}/#space=${store.spaceId}`
-    navigator.clipboard?.writeText(link).then(() => { report.showInfo(`copied ${link}`) }, () => { report.showInfo(link) }) ?? report.showInfo(link)
+    const id = store.spaceId
+    if (id == null) return
+    // The peer makes the link: the space id and a few addresses of peers that hold it. It carries
+    // no token: whoever gets it opens it in their own client or pastes it in the join box.
+    void (async () => {
+      let link: string
+      try {
+        link = (await api.get<{ code: string, link: string }>(`/api/v0/space/link?id=${encodeURIComponent(id)}`)).link
+      } catch (err) {
+        report.showError('link', err)
+        return
+      }
+      $('space-id').dataset.link = link
+      report.showInfo(await copyText(link) ? `copied ${link}` : link)
+    })()
   })
 
-  return { refresh, load, pickInitial }
+  return { refresh, load, pickInitial, enterLink, get list () { return spaces } }
 }
