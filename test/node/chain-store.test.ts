@@ -83,7 +83,7 @@ describe('a store sublevel per chain', { timeout: 120_000 }, () => {
   it('a fresh peer whose only bootstrap is unreachable gives up with a JoinError, and starts no devnet', async () => {
     const dir = await tempDir()
     const dead = `/ip4/127.0.0.1/tcp/1/p2p/${peerIdFromPrivateKey(await generateKeyPair('Ed25519')).toString()}`
-    const node = await createNode(mergeConfig(defaultConfig(dir), { listen: ['/ip4/127.0.0.1/tcp/0'], api: false, relay: { server: false }, bootstrap: [dead] }), { joinTimeoutMs: 3_000 })
+    const node = await createNode(mergeConfig(defaultConfig(dir), { discovery: { mdns: false }, listen: ['/ip4/127.0.0.1/tcp/0'], api: false, relay: { server: false }, bootstrap: [dead] }), { joinTimeoutMs: 3_000 })
     await assert.rejects(node.start(), (err: Error) => {
       assert.equal(err.name, 'JoinError')
       assert.ok(err.message.includes(dead), err.message)

@@ -34,7 +34,7 @@ const JOIN_MS = 8_000
 async function joiner (config: PartialConfig): Promise<{ node: PeerverseNode, dir: string }> {
   const dir = await mkdtemp(join(tmpdir(), 'peerverse-join-bad-'))
   peers.dirs.push(dir)
-  const node = await createNode(mergeConfig(defaultConfig(dir), { listen: ['/ip4/127.0.0.1/tcp/0'], api: false, dht: { mode: 'server' }, relay: { server: false } }, config), { joinTimeoutMs: JOIN_MS })
+  const node = await createNode(mergeConfig(defaultConfig(dir), { discovery: { mdns: false }, listen: ['/ip4/127.0.0.1/tcp/0'], api: false, dht: { mode: 'server' }, relay: { server: false } }, config), { joinTimeoutMs: JOIN_MS })
   peers.nodes.push(node)
   return { node, dir }
 }
@@ -181,12 +181,12 @@ describe('joining a network: bad input', { timeout: 180_000 }, () => {
     await assert.rejects(e.chain.join('pv:content=' + aNet.genesis + '&peer=' + encodeURIComponent(aAddr)), { name: 'InvalidLinkError' })
     // It remembers the network: forcing a devnet of its own on that data dir is refused.
     await e.stop()
-    const forced = await createNode(mergeConfig(defaultConfig(e.config.dataDir), { listen: ['/ip4/127.0.0.1/tcp/0'], api: false, relay: { server: false }, ledger: { devnet: true } }))
+    const forced = await createNode(mergeConfig(defaultConfig(e.config.dataDir), { discovery: { mdns: false }, listen: ['/ip4/127.0.0.1/tcp/0'], api: false, relay: { server: false }, ledger: { devnet: true } }))
     peers.nodes.push(forced)
     await assert.rejects(forced.start(), { name: 'NetworkMismatchError' })
     // A plain start rejoins it, its blocks of A's chain read back from that chain's own sublevel.
     const height = e.ledger.status().height
-    const plain = await createNode(mergeConfig(defaultConfig(e.config.dataDir), { listen: ['/ip4/127.0.0.1/tcp/0'], api: false, relay: { server: false } }))
+    const plain = await createNode(mergeConfig(defaultConfig(e.config.dataDir), { discovery: { mdns: false }, listen: ['/ip4/127.0.0.1/tcp/0'], api: false, relay: { server: false } }))
     peers.nodes.push(plain)
     await plain.start()
     assert.equal(plain.ledger.chainId, aNet.chain)

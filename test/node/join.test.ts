@@ -120,7 +120,7 @@ describe('joining a network', { timeout: 300_000 }, () => {
   it('refuses a malformed join code with InvalidLinkError and writes nothing', async () => {
     for (const bad of ['pv:join=notacid&peer=' + encodeURIComponent(a.addr), 'pv:space=abc&peer=' + encodeURIComponent(a.addr), 'pv:join=' + aNet.genesis, 'garbage']) {
       const dir = await set.tempDir()
-      const r = await runCli(['start', '--data', dir, '--api', '127.0.0.1:0', '--listen', '/ip4/127.0.0.1/tcp/0', '--join', bad])
+      const r = await runCli(['start', '--data', dir, '--api', '127.0.0.1:0', '--listen', '/ip4/127.0.0.1/tcp/0', '--no-mdns', '--join', bad])
       assert.equal(r.code, 1, r.stderr)
       assert.match(r.stderr, /join|link|peer/i, bad)
       assert.deepEqual(await readdir(dir), [], `nothing written for ${bad}`)
@@ -131,7 +131,7 @@ describe('joining a network', { timeout: 300_000 }, () => {
     const dead = a.addr.replace(/\/tcp\/\d+/, '/tcp/1')
     const code = `pv:join=${aNet.genesis}&peer=${encodeURIComponent(dead)}`
     const dir = await set.tempDir()
-    const r = await runCli(['start', '--data', dir, '--api', '127.0.0.1:0', '--listen', '/ip4/127.0.0.1/tcp/0', '--join', code])
+    const r = await runCli(['start', '--data', dir, '--api', '127.0.0.1:0', '--listen', '/ip4/127.0.0.1/tcp/0', '--no-mdns', '--join', code])
     assert.equal(r.code, 1, r.stderr)
     assert.match(r.stderr, new RegExp(`no peer of the code answered within ${JOIN_TIMEOUT_MS} ms; tried ${dead.replace(/[/.]/g, '\\$&')}`))
     const files = await readdir(dir)
