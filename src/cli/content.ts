@@ -2,6 +2,7 @@
  * `peerverse` commands for content: add files and directories, get them from the swarm, pin,
  * list and collect. Files stream through the local API. Node-only (reads and writes local files).
  */
+import { looksLikeLink } from '../net/links.ts'
 import { randomUUID } from 'node:crypto'
 import { createReadStream, createWriteStream } from 'node:fs'
 import { lstat, mkdir, readdir, rename, rm, stat } from 'node:fs/promises'
@@ -139,10 +140,6 @@ async function writeOut (api: ApiClient, cid: string, path: string, kind: 'file'
   }
 }
 
-/** A CID is letters and digits; anything else (pv:..., a client URL, #content=...) is a link. */
-function isLink (arg: string): boolean {
-  return !/^[a-z0-9]+$/i.test(arg)
-}
 
 async function cmdLink (args: string[]): Promise<void> {
   const { values, positionals } = parse(args, {})
@@ -156,7 +153,7 @@ async function cmdGet (args: string[]): Promise<void> {
   const { values, positionals } = parse(args, { output: { type: 'string', short: 'o' } })
   if (values.help === true) return out(HELP.get)
   if (positionals.length !== 1) throw new UsageError('get takes one CID or link')
-  const target = isLink(positionals[0]) ? { link: positionals[0] } : { cid: positionals[0] }
+  const target = looksLikeLink(positionals[0]) ? { link: positionals[0] } : { cid: positionals[0] }
   const api = await client(values)
   // Ctrl-C aborts the request, and the peer stops the download when the request goes.
   const controller = new AbortController()

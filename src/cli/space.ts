@@ -3,6 +3,7 @@
  * and remove objects, and set the owner's policy. Node-only (the CLI is a Node shell over the
  * local API).
  */
+import { looksLikeLink } from '../net/links.ts'
 import { client, out, parse, UsageError, wholeNumber, type Commands } from './args.ts'
 
 const HELP: Record<string, string> = {
@@ -91,8 +92,8 @@ async function cmdSpace (args: string[]): Promise<void> {
     }
     case 'join': {
       const target = needId()
-      // An id is letters and digits; anything else (pv:..., a URL, #space=...) is a link.
-      const which = /^[a-z0-9]+$/i.test(target) ? { space: target } : { link: target }
+      // A link is pv:..., a URL with #space=... or a bare space=...; anything else is an id.
+      const which = looksLikeLink(target) ? { link: target } : { space: target }
       return show(await api.request<SpaceInfo>('POST', '/api/v0/space/join', { ...which, name: values.name, avatar: values.avatar }))
     }
     case 'link': {

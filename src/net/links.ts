@@ -193,3 +193,13 @@ export function linkHolders (peers: readonly string[], self?: string): LinkHolde
   }
   return [...byPeer].map(([peer, addresses]) => ({ peer, addresses }))
 }
+
+/**
+ * Whether text given where an id or a link is taken is meant as a link (`pv:...`, a client URL,
+ * a bare `kind=...` fragment); anything else is an id or CID, checked as one, so a mistyped CID
+ * gets the CID's error rather than the link's.
+ */
+export function looksLikeLink (text: string): boolean {
+  const t = text.trim()
+  return t.startsWith(LINK_SCHEME) || t.includes('#') || t.includes('=')
+}

@@ -9,6 +9,7 @@ import { join } from 'node:path'
 import type { DhtMode } from '../net/network.ts'
 import { DEFAULT_BALLAST_BYTES } from '../store/disk.ts'
 import { LOW_DISK_BYTES } from '../store/store.ts'
+import { JOIN_TIMEOUT_MS } from './join.ts'
 
 export const CONFIG_FILE = 'config.json'
 export const DEFAULT_TCP_PORT = 7410
@@ -39,9 +40,10 @@ export interface NodeConfig {
   /**
    * The chain to follow: a genesis file, or null for the network this data dir joined (a join code,
    * or the chain the bootstrap peers are on), else a single-validator devnet in DIR/genesis.json.
-   * `join` is a join code (`peerverse invite`); `devnet` makes a devnet of our own even with bootstrap peers.
+   * `join` is a join code (`peerverse invite`); `devnet` makes a devnet of our own even with bootstrap peers;
+   * `joinTimeoutMs` is how long joining a network may take before it fails with JoinError.
    */
-  ledger: { genesis: string | null, join: string | null, devnet: boolean }
+  ledger: { genesis: string | null, join: string | null, devnet: boolean, joinTimeoutMs: number }
   /** Spaces: interest management on (the default) or off (every presence frame to everyone, for comparison). */
   space: { interest: boolean }
   /** The store: warn below `lowDiskBytes` free on its disk; keep `ballastBytes` of emergency reserve (capped to a share of the disk). */
@@ -51,6 +53,10 @@ export interface NodeConfig {
 export type PartialConfig = Partial<Omit<NodeConfig, 'dht' | 'discovery' | 'relay' | 'content' | 'ledger' | 'space' | 'store'>> & { store?: Partial<NodeConfig['store']>, dht?: Partial<NodeConfig['dht']>, discovery?: Partial<NodeConfig['discovery']>, relay?: Partial<NodeConfig['relay']>, content?: Partial<NodeConfig['content']>, ledger?: Partial<NodeConfig['ledger']>, space?: Partial<NodeConfig['space']> }
 
 /** Default limit on the block store (pinned and cached content). */
+/** Bounds of ledger.joinTimeoutMs: long enough to reach a peer and fetch a genesis, short enough that a failed join says so. */
+export const MIN_JOIN_TIMEOUT_MS = 1_000
+export const MAX_JOIN_TIMEOUT_MS = 600_000
+
 export const DEFAULT_MAX_STORE_BYTES = 8 * 1024 * 1024 * 1024
 
 export function defaultConfig (dataDir: string): NodeConfig {
@@ -64,7 +70,7 @@ export function defaultConfig (dataDir: string): NodeConfig {
     discovery: { mdns: true },
     relay: { server: true },
     content: { maxStoreBytes: DEFAULT_MAX_STORE_BYTES },
-    ledger: { genesis: null, join: null, devnet: false },
+    ledger: { genesis: null, join: null, devnet: false, joinTimeoutMs: JOIN_TIMEOUT_MS },
     space: { interest: true },
     store: { lowDiskBytes: LOW_DISK_BYTES, ballastBytes: DEFAULT_BALLAST_BYTES }
   }
@@ -156,6 +162,10 @@ export function validateConfig (config: NodeConfig): NodeConfig {
   if (joinCode !== null && (typeof joinCode !== 'string' || joinCode === '')) throw new ConfigError('ledger.join must be a join code, or null')
   if (typeof config.ledger?.devnet !== 'boolean') throw new ConfigError('ledger.devnet must be true or false')
   if ([genesis !== null, joinCode !== null, config.ledger.devnet].filter(Boolean).length > 1) throw new ConfigError('ledger: give at most one of genesis, join and devnet')
+  const joinMs = config.ledger.joinTimeoutMs
+  if (typeof joinMs !== 'number' || !Number.isSafeInteger(joinMs) || joinMs < MIN_JOIN_TIMEOUT_MS || joinMs > MAX_JOIN_TIMEOUT_MS) {
+    throw new ConfigError(`ledger.joinTimeoutMs must be a whole number of milliseconds from ${MIN_JOIN_TIMEOUT_MS} to ${MAX_JOIN_TIMEOUT_MS}`)
+  }
   if (typeof config.space?.interest !== 'boolean') throw new ConfigError('space.interest must be true or false')
   for (const field of ['lowDiskBytes', 'ballastBytes'] as const) {
     const v = config.store?.[field]

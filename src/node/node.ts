@@ -38,7 +38,7 @@ export interface NodeNetworkInit {
 
 /** Settings of createNode beside the config. */
 export interface CreateNodeOptions {
-  /** How long joining a network may take (default JOIN_TIMEOUT_MS). */
+  /** How long joining a network may take (default: the config's ledger.joinTimeoutMs). */
   joinTimeoutMs?: number
 }
 
@@ -455,7 +455,7 @@ export async function createNode (config: NodeConfig, options: CreateNodeOptions
     })
     const binding = await createPeerBinding(identity.userKey, net.peerId.toString())
     const blockstore = await Blockstore.open(store.sublevel('content'), config.dataDir, config.content.maxStoreBytes)
-    const node = new PeerverseNode(config, identity, store, net, binding.bytes, blockstore, { bootstrap, join, remembered, joinTimeoutMs: options.joinTimeoutMs })
+    const node = new PeerverseNode(config, identity, store, net, binding.bytes, blockstore, { bootstrap, join, remembered, joinTimeoutMs: options.joinTimeoutMs ?? config.ledger.joinTimeoutMs })
     deny.peer = peerId => node.content.isBanned(peerId) || node.isDenied(peerId)
     return node
   } catch (err) {

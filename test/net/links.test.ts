@@ -1,6 +1,6 @@
 import { describe, it } from 'node:test'
 import assert from 'node:assert/strict'
-import { browserLink, formatLink, InvalidLinkError, linkPeerId, MAX_LINK_LENGTH, MAX_LINK_PEERS, parseLink, shareableAddresses } from '../../src/net/links.ts'
+import { looksLikeLink, browserLink, formatLink, InvalidLinkError, linkPeerId, MAX_LINK_LENGTH, MAX_LINK_PEERS, parseLink, shareableAddresses } from '../../src/net/links.ts'
 
 const PEER = '12D3KooWGC6TvWhfapngX6wvJHMYvKpDMXPb3ZnCZ6dMoaMtimQ5'
 const CIDV1 = 'bafkreigh2akiscaildcqabsyg3dfr6chu3fgpregiymsck7e7aqa4s52zy'
@@ -38,5 +38,10 @@ describe('links', () => {
     assert.deepEqual(got, [
       `/ip4/8.8.8.8/tcp/1/p2p/${PEER}`, `/ip4/192.168.1.2/tcp/1/p2p/${PEER}`, `/ip4/127.0.0.1/tcp/1/p2p/${PEER}`, `/ip4/1.2.3.4/tcp/5/p2p/${PEER}/p2p-circuit/p2p/${PEER}`
     ])
+  })
+
+  it('tells a link from an id or CID, so a mistyped CID gets the CID error', () => {
+    for (const t of ['pv:space=a', 'http://127.0.0.1:7400/#space=a', 'space=a&peer=x', ' pv:join=b ']) assert.equal(looksLikeLink(t), true, t)
+    for (const t of ['not-a-cid', CIDV1, 'abc123', 'bafy…']) assert.equal(looksLikeLink(t), false, t)
   })
 })

@@ -4,7 +4,7 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import fc from 'fast-check'
-import { defaultConfig, isLoopbackHost, loadConfig, mergeConfig, parseHostPort, validateConfig } from '../../src/node/config.ts'
+import { defaultConfig, isLoopbackHost, loadConfig, MAX_JOIN_TIMEOUT_MS, mergeConfig, MIN_JOIN_TIMEOUT_MS, parseHostPort, validateConfig } from '../../src/node/config.ts'
 
 const PEER = '12D3KooWHA2LP2mTvhM1oESTY8J2ed6VB5tx4T83Go7E9ECAXYoq'
 
@@ -58,8 +58,12 @@ describe('config', () => {
       [{ api: '127.0.0.256:7400' }, /not a loopback/],
       [{ api: '192.168.1.2:7400' }, /not a loopback/],
       [{ dht: { mode: 'always' } }, /dht.mode/],
-      [{ relay: { server: 'yes' } }, /relay.server/]
+      [{ relay: { server: 'yes' } }, /relay.server/],
+      [{ ledger: { joinTimeoutMs: MIN_JOIN_TIMEOUT_MS - 1 } }, /ledger.joinTimeoutMs/],
+      [{ ledger: { joinTimeoutMs: MAX_JOIN_TIMEOUT_MS + 1 } }, /ledger.joinTimeoutMs/],
+      [{ ledger: { joinTimeoutMs: 1500.5 } }, /ledger.joinTimeoutMs/]
     ]
+    assert.equal(validateConfig(mergeConfig(base, { ledger: { joinTimeoutMs: MIN_JOIN_TIMEOUT_MS } })).ledger.joinTimeoutMs, MIN_JOIN_TIMEOUT_MS)
     for (const [layer, message] of bad) {
       assert.throws(() => validateConfig(mergeConfig(base, layer as never)), { name: 'ConfigError', message }, JSON.stringify(layer))
     }

@@ -7,11 +7,12 @@
  */
 import { describe, it, after } from 'node:test'
 import assert from 'node:assert/strict'
-import { readdir, readFile } from 'node:fs/promises'
+import { readdir, readFile, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { PeerSet, runCli, waitFor, type CliPeer } from '../helpers/cli-peer.ts'
 import type { NodeStatus } from '../../src/node/node.ts'
 import { JOIN_TIMEOUT_MS, NETWORK_FILE } from '../../src/node/join.ts'
+import { CONFIG_FILE, MIN_JOIN_TIMEOUT_MS } from '../../src/node/config.ts'
 import { parseLink } from '../../src/net/links.ts'
 
 const set = new PeerSet()
@@ -131,9 +132,13 @@ describe('joining a network', { timeout: 300_000 }, () => {
     const dead = a.addr.replace(/\/tcp\/\d+/, '/tcp/1')
     const code = `pv:join=${aNet.genesis}&peer=${encodeURIComponent(dead)}`
     const dir = await set.tempDir()
+    // The deadline is a setting (ledger.joinTimeoutMs, default JOIN_TIMEOUT_MS); a short one keeps the test short.
+    const deadline = MIN_JOIN_TIMEOUT_MS * 3
+    assert.ok(deadline < JOIN_TIMEOUT_MS)
+    await writeFile(join(dir, CONFIG_FILE), JSON.stringify({ ledger: { joinTimeoutMs: deadline } }))
     const r = await runCli(['start', '--data', dir, '--api', '127.0.0.1:0', '--listen', '/ip4/127.0.0.1/tcp/0', '--no-mdns', '--join', code])
     assert.equal(r.code, 1, r.stderr)
-    assert.match(r.stderr, new RegExp(`no peer of the code answered within ${JOIN_TIMEOUT_MS} ms; tried ${dead.replace(/[/.]/g, '\\$&')}`))
+    assert.match(r.stderr, new RegExp(`no peer of the code answered within ${deadline} ms; tried ${dead.replace(/[/.]/g, '\\$&')}`))
     const files = await readdir(dir)
     assert.ok(!files.includes('genesis.json') && !files.includes(NETWORK_FILE), files.join(' '))
   })

@@ -1,7 +1,7 @@
 /**
  * A slow honest upload to a real `peerverse` process: 12 MiB at 128 KiB/s takes 96 s, well past
  * the total limit a request once had (60 s, enforced within 30 s more), and succeeds because only
- * silence is limited (API_IDLE_TIMEOUT_MS, tested quickly in auth.test.ts). About 100 s.
+ * silence is limited (API_IDLE_TIMEOUT_MS, tested quickly in auth.test.ts). About 100 s, so it runs in `npm run test:soak`, not in the default run.
  */
 import { describe, it, after } from 'node:test'
 import assert from 'node:assert/strict'
