@@ -230,6 +230,11 @@ export async function joinAndRemember (ports: JoinPorts, dataDir: string, target
   // A devnet of our own that was here stays on disk beside the joined chain's genesis.
   if (await exists(genesisPath)) {
     const old = await loadGenesisFile(genesisPath).catch(() => undefined)
+    // A chain's ledger data is kept under its chain id: another genesis under the id this data dir
+    // already runs would be read as that chain's (and fail to replay), so it is refused first.
+    if (old != null && old.genesis.chain === got.genesis.chain && Buffer.compare(old.bytes, got.bytes) !== 0) {
+      throw new NetworkMismatchError(`the network ${got.name.genesis} names chain ${got.genesis.chain}, the chain id this data dir already runs with another genesis; use a fresh --data dir to join it`)
+    }
     if (old != null) await rename(genesisPath, join(dataDir, `genesis.${old.genesis.chain}.json`))
     else await rm(genesisPath)
   }

@@ -165,6 +165,28 @@ describe('joining a network: bad input', { timeout: 180_000 }, () => {
     assert.equal(a.started, true)
   })
 
+  it("refuses a network whose genesis reuses the chain id of this data dir's own devnet, and writes nothing", async () => {
+    const e = await peers.startNode()
+    await eventually('E commits a block of its devnet', () => e.ledger.status().height >= 1)
+    const chain = e.ledger.chainId
+    // Another genesis under the same chain id (chain ids are the genesis author's choice).
+    const g = devnetGenesis([a.did])
+    g.chain = chain
+    const path = join(await mkdtemp(join(tmpdir(), 'peerverse-join-bad-genesis-')), 'genesis.json')
+    peers.dirs.push(join(path, '..'))
+    await writeFile(path, genesisJson(g))
+    const { node: m } = await joiner({ ledger: { genesis: path } })
+    await m.start()
+    assert.equal(m.ledger.chainId, chain)
+    const code = formatLink({ kind: 'join', target: m.status().network.genesis, peers: [m.addresses()[0]] })
+    await assert.rejects(e.chain.join(code), (err: Error) => err.name === 'NetworkMismatchError' && err.message.includes(chain))
+    assert.deepEqual((await readdir(e.config.dataDir)).filter(f => f.startsWith('network') || /^genesis\..+\.json$/.test(f)), [])
+    assert.equal(e.ledger.chainId, chain)
+    assert.equal(e.status().network.devnet, true)
+    const height = e.ledger.status().height
+    await eventually('E goes on with its devnet', () => e.ledger.status().height > height)
+  })
+
   it('a peer on its default devnet joins a network at runtime and switches its ledger; a peer that follows a network refuses (NetworkMismatchError)', async () => {
     const e = await peers.startNode()
     const aNet = a.status().network
