@@ -49,6 +49,12 @@ everything in it are made owner-only. The API token is new on every start: open 
 Prints a join code for this peer's network (its genesis CID and a few of this peer's addresses)
 and the same as a link the browser client opens. On another machine or data dir:
   peerverse start --join CODE`,
+  join: `Usage: peerverse join CODE [--data DIR] [--json]
+
+Joins the network of a join code while this peer runs: its peers are dialled, the genesis is
+fetched by its CID and checked, the network is remembered, and a peer on a devnet of its own
+moves its ledger to the joined chain at once. A peer that already follows a network refuses
+(NetworkMismatchError): join another with a fresh data dir and 'peerverse start --join CODE'.`,
   status: `Usage: peerverse status [--data DIR] [--json]
 
 Asks the running peer for its peer id, did, addresses, DHT modes and routing table sizes (WAN and
@@ -119,7 +125,7 @@ async function cmdStart (args: string[]): Promise<void> {
   node.addEventListener('network:mismatch', evt => {
     const { ours, theirs } = evt.detail
     const other = [...new Set(theirs.map(t => `${t.chain} (genesis ${t.genesis})`))].join(', ')
-    process.stderr.write(`peerverse: network mismatch: this peer follows chain ${ours.chain} (genesis ${ours.genesis}) but its bootstrap peers follow ${other}; it stays on its own chain. To join theirs, start with a fresh --data dir and --join CODE (peerverse invite on one of them)\n`)
+    process.stderr.write(`peerverse: network mismatch: this peer follows chain ${ours.chain} (genesis ${ours.genesis}) but its bootstrap peers follow ${other}; it stays on its own chain. To join theirs (peerverse invite on one of them gives a code): peerverse join CODE while this peer runs a devnet of its own, else a fresh --data dir and start --join CODE\n`)
   })
   node.addEventListener('disk:low', evt => {
     process.stderr.write(`peerverse: low disk: ${formatBytes(evt.detail.free)} free for ${dir} (warning below ${formatBytes(evt.detail.lowDiskBytes)}); free some space before writes fail\n`)
@@ -248,6 +254,15 @@ async function cmdInvite (args: string[]): Promise<void> {
   out(`On another peer: peerverse start --join '${invite.code}'`)
 }
 
+async function cmdJoin (args: string[]): Promise<void> {
+  const { values, positionals } = parse(args, {})
+  if (values.help === true) return out(HELP.join)
+  if (positionals.length !== 1) throw new UsageError('join takes one join code')
+  const r = await (await client(values)).request<{ genesis: string, chain: string, switched: boolean }>('POST', '/api/v0/network/join', { link: positionals[0] })
+  if (values.json === true) return out(JSON.stringify(r))
+  out(r.switched ? `joined chain ${r.chain} (genesis ${r.genesis})` : `already on chain ${r.chain} (genesis ${r.genesis})`)
+}
+
 /** The DHTs' modes and routing tables, and mDNS. */
 function printDiscovery (status: NodeStatus): void {
   if (status.dht != null) {
@@ -362,6 +377,7 @@ export const nodeCommands: Commands = {
   init: { run: cmdInit, summary: 'create an identity (Ed25519 key, did:key) in a data dir' },
   start: { run: cmdStart, summary: 'run the peer in the foreground until Ctrl-C' },
   invite: { run: cmdInvite, summary: 'print a join code for this peer\'s network (and its browser link)' },
+  join: { run: cmdJoin, summary: 'join the network of a join code while this peer runs (a devnet of your own moves to it)' },
   status: { run: cmdStatus, summary: 'show the running peer: ids, addresses, connected peers' },
   peers: { run: cmdPeers, summary: 'list connected peers with their did:key' },
   'find-peer': { run: cmdFindPeer, summary: 'look a peer up through the DHT' },

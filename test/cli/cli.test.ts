@@ -11,7 +11,7 @@ after(async () => { await set.cleanup() })
 
 describe('peerverse CLI', () => {
   it('prints help for every command and exits 0', async () => {
-    for (const cmd of [['--help'], ['init', '--help'], ['start', '--help'], ['status', '--help'], ['peers', '--help'], ['find-peer', '--help'], ['connect', '--help'], ['gossip', '--help']]) {
+    for (const cmd of [['--help'], ['init', '--help'], ['start', '--help'], ['status', '--help'], ['peers', '--help'], ['find-peer', '--help'], ['connect', '--help'], ['gossip', '--help'], ['invite', '--help'], ['join', '--help']]) {
       const r = await runCli(cmd)
       assert.equal(r.code, 0, cmd.join(' '))
       assert.match(r.stdout, /Usage|Commands/, cmd.join(' '))

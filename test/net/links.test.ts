@@ -1,6 +1,6 @@
 import { describe, it } from 'node:test'
 import assert from 'node:assert/strict'
-import { looksLikeLink, browserLink, formatLink, InvalidLinkError, linkPeerId, MAX_LINK_LENGTH, MAX_LINK_PEERS, parseLink, shareableAddresses } from '../../src/net/links.ts'
+import { looksLikeLink, browserLink, checkLinkPeer, formatLink, InvalidLinkError, linkPeerId, MAX_LINK_ADDRESS_LENGTH, MAX_LINK_LENGTH, MAX_LINK_PEERS, MAX_LINK_SPACE_ID_LENGTH, parseLink, shareableAddresses } from '../../src/net/links.ts'
 
 const PEER = '12D3KooWGC6TvWhfapngX6wvJHMYvKpDMXPb3ZnCZ6dMoaMtimQ5'
 const CIDV1 = 'bafkreigh2akiscaildcqabsyg3dfr6chu3fgpregiymsck7e7aqa4s52zy'
@@ -28,6 +28,12 @@ describe('links', () => {
     for (const text of bad) assert.throws(() => parseLink(text), InvalidLinkError, text.slice(0, 60))
     const tooMany = 'pv:space=a' + `&peer=${encodeURIComponent(`/ip4/127.0.0.1/tcp/1/p2p/${PEER}`)}`.repeat(MAX_LINK_PEERS + 1)
     assert.throws(() => parseLink(tooMany), InvalidLinkError)
+    // Past the length of one address, and of a space id.
+    const long = `/dns4/${'a'.repeat(MAX_LINK_ADDRESS_LENGTH)}/tcp/1/p2p/${PEER}`
+    assert.throws(() => checkLinkPeer(long), InvalidLinkError)
+    assert.throws(() => parseLink(`pv:space=a&peer=${encodeURIComponent(long)}`), InvalidLinkError)
+    assert.equal(parseLink(`pv:space=${'a'.repeat(MAX_LINK_SPACE_ID_LENGTH)}`).target.length, MAX_LINK_SPACE_ID_LENGTH)
+    assert.throws(() => parseLink(`pv:space=${'a'.repeat(MAX_LINK_SPACE_ID_LENGTH + 1)}`), InvalidLinkError)
     assert.throws(() => formatLink({ kind: 'space', target: 'a', peers: Array(MAX_LINK_PEERS + 1).fill(`/ip4/127.0.0.1/tcp/1/p2p/${PEER}`) }), InvalidLinkError)
   })
 

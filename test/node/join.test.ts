@@ -116,6 +116,13 @@ describe('joining a network', { timeout: 300_000 }, () => {
     const res = await again.api.raw('POST', '/api/v0/network/join', { body: JSON.stringify({ link: `pv:join=${own.genesis}&peer=${encodeURIComponent(a.addr)}` }), headers: { 'content-type': 'application/json' } })
     assert.equal(res.status, 409)
     assert.equal((await res.json() as { error: string }).error, 'NetworkMismatchError')
+    // The CLI's join says the same; the same code again is no change.
+    const cli = await runCli(['join', `pv:join=${own.genesis}&peer=${encodeURIComponent(a.addr)}`, '--data', again.dataDir])
+    assert.equal(cli.code, 1)
+    assert.match(cli.stderr, /NetworkMismatchError|follows network/)
+    const same = await runCli(['join', code, '--data', again.dataDir, '--json'])
+    assert.equal(same.code, 0, same.stderr)
+    assert.deepEqual(JSON.parse(same.stdout), { genesis: aNet.genesis, chain: aNet.chain, switched: false })
   })
 
   it('refuses a malformed join code with InvalidLinkError and writes nothing', async () => {
