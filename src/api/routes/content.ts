@@ -2,7 +2,9 @@
  * Node-only: the API's routes for content: adding a file (streamed body) or a directory, fetching
  * with NDJSON progress, pins, the store's use, providers, stat and listings, garbage collection,
  * and GET|HEAD /content/CID[/path] for the browser: the bytes with Range, ETag and a Content-Type,
- * streaming from peers as needed.
+ * streaming from peers as needed. `?max=BYTES` caps what a read may cost: a file over it is refused
+ * from its root's stat (413 ContentTooLargeError) before any of its data is fetched, so a page can
+ * show a stranger's thumbnail without the stranger choosing how much this peer downloads.
  */
 import type { IncomingMessage, ServerResponse } from 'node:http'
 import { CID } from 'multiformats/cid'
@@ -19,6 +21,37 @@ export const CONTENT_FIRST_BYTE_TIMEOUT_MS = 60_000
 export const MAX_API_DIRECTORY_ENTRIES = 1024
 /** Interval between progress lines of a fetch. */
 export const FETCH_PROGRESS_INTERVAL_MS = 250
+/** Digits in a /content read's `?max=` (any byte count a file can have fits). */
+export const MAX_CONTENT_MAX_DIGITS = 15
+
+/** A /content read whose file is larger than the read's `?max=`: 413, nothing past the root fetched. */
+export class ContentTooLargeError extends ApiError {
+  override name = 'ContentTooLargeError'
+  readonly size: number
+  readonly max: number
+  constructor (size: number, max: number) {
+    super(413, 'ContentTooLargeError', `the file is ${size} bytes, more than max=${max}`)
+    this.size = size
+    this.max = max
+  }
+}
+
+/** A /content read's `?max=` that is not a byte count: 400. */
+export class InvalidMaxError extends ApiError {
+  override name = 'InvalidMaxError'
+  constructor (message: string) {
+    super(400, 'InvalidMaxError', message)
+  }
+}
+
+/** The `?max=` of a /content read: undefined when absent, else a whole number of bytes. */
+export function parseMax (value: string | null): number | undefined {
+  if (value == null) return undefined
+  if (value.length > MAX_CONTENT_MAX_DIGITS || !/^[0-9]+$/.test(value)) {
+    throw new InvalidMaxError(`max must be a byte count of at most ${MAX_CONTENT_MAX_DIGITS} digits`)
+  }
+  return Number(value)
+}
 
   /**
    * POST /api/v0/content/add?name=&pin=&import=: the body is the file's bytes, streamed into the
@@ -75,8 +108,12 @@ async function fetchContent (node: PeerverseNode, body: Record<string, unknown>,
     res.end()
   }
 
-  /** GET|HEAD /content/CID[/path]: the file's bytes, with Range, ETag and a Content-Type. */
+  /**
+   * GET|HEAD /content/CID[/path][?max=BYTES]: the file's bytes, with Range, ETag and a Content-Type.
+   * A file over `max` is refused once its size is known from the root (ContentTooLargeError).
+   */
 export async function serveContent (node: PeerverseNode, req: IncomingMessage, res: ServerResponse, url: URL): Promise<void> {
+    const max = parseMax(url.searchParams.get('max'))
     const parts = url.pathname.slice('/content/'.length).split('/')
     const root = parseCid(parts[0])
     let path: string
@@ -121,6 +158,10 @@ export async function serveContent (node: PeerverseNode, req: IncomingMessage, r
       return
     }
     const size = stat.size
+    if (max != null && size > max) {
+      clearTimeout(timer)
+      throw new ContentTooLargeError(size, max)
+    }
     let range: { start: number, end: number } | null
     try {
       range = parseRange(req.headers.range, size)

@@ -13,6 +13,15 @@ export const EXPLORE_REFRESH_MS = 10_000
 export const MAX_EXPLORE_SHOWN = 50
 /** Tags shown per listing at most. */
 export const MAX_EXPLORE_TAGS = 6
+/** Bytes a listing's thumbnail may have: the peer refuses a larger one before fetching its data. */
+export const THUMBNAIL_MAX_BYTES = 256 * 1024
+/** Refused thumbnails remembered (not asked for again on each refresh); forgotten all at once past this. */
+export const MAX_REFUSED_THUMBNAILS = 4 * MAX_EXPLORE_SHOWN
+
+/** The URL of a listing's thumbnail: a /content read capped at THUMBNAIL_MAX_BYTES. */
+export function thumbnailUrl (cid: string, token: string): string {
+  return `/content/${encodeURIComponent(cid)}?max=${THUMBNAIL_MAX_BYTES}&token=${encodeURIComponent(token)}`
+}
 
 export interface Listing {
   space: string
@@ -53,6 +62,7 @@ export function mountExplore (ctx: ExploreContext): ExplorePanel {
   const debounce = debouncer()
   let listings: Listing[] = []
   let failing = false
+  const refusedThumbnails = new Set<string>()
 
   async function refresh (): Promise<void> {
     try {
@@ -72,8 +82,16 @@ export function mountExplore (ctx: ExploreContext): ExplorePanel {
     const ul = $('explore')
     ul.replaceChildren(...listings.map(l => {
       const li = h('li', { 'data-space': l.space, 'data-present': String(l.present), class: l.space === store.spaceId ? 'current' : undefined })
-      if (typeof l.thumbnail === 'string' && l.thumbnail !== '') {
-        li.append(h('img', { class: 'thumb', alt: '', loading: 'lazy', src: `/content/${encodeURIComponent(l.thumbnail)}?token=${encodeURIComponent(api.token)}` }))
+      const thumbnail = l.thumbnail
+      if (typeof thumbnail === 'string' && thumbnail !== '' && !refusedThumbnails.has(thumbnail)) {
+        const img = h('img', { class: 'thumb', alt: '', loading: 'lazy', src: thumbnailUrl(thumbnail, api.token) })
+        // Too large, missing or not an image: nothing is shown, and it is not asked for again.
+        img.addEventListener('error', () => {
+          img.remove()
+          if (refusedThumbnails.size >= MAX_REFUSED_THUMBNAILS) refusedThumbnails.clear()
+          refusedThumbnails.add(thumbnail)
+        })
+        li.append(img)
       }
       const join = h('button', { type: 'button', class: 'small', 'data-join': l.space, text: l.space === store.spaceId ? 'here' : 'join' })
       join.disabled = l.space === store.spaceId
