@@ -5,9 +5,13 @@
  * its owner's unlisting (kept as a tombstone for a TTL so an older copy cannot come back).
  *
  * What goes when the book is full: an owner over its own bound loses its least recently refreshed
- * listing; the book over its total bound loses its lowest-ranked one (fewest members present,
- * then the oldest), and a newcomer that would rank lowest is refused instead. Ranking is by members
- * present, capped at MAX_PRESENT; the service may lower a claim it can check (a space we are in).
+ * listing. The book over its total bound never decides by a listing's own claim (anyone can sign
+ * `present: 10000`): it remembers when it first saw each owner, and a newcomer may only push out a
+ * listing of an owner first seen after its own; a brand-new owner is refused. A vouched listing
+ * (our own, or of a space we are in, whose members we count ourselves) may push out the owner
+ * first seen most recently that is not vouched. A held listing's refresh is always taken.
+ * Ranking (what a reader sees) is by members present, capped at MAX_PRESENT; the service may lower
+ * a claim it can check (a space we are in).
  */
 import { MAX_PRESENT, type Listing, type Unlisting } from './listing.ts'
 
@@ -26,6 +30,11 @@ export interface BookLimits {
   maxTombstones: number
 }
 
+export interface PutOptions {
+  /** Ours, or of a space we are in: may push out the newest owner's listing, and is never pushed out by capacity. */
+  vouched?: boolean
+}
+
 export interface Removal { listing: Listing, reason: 'unlisted' | 'stale' | 'evicted' }
 
 /** Rank order: more members present first, then the most recently refreshed, then by space id. */
@@ -41,6 +50,10 @@ export class DirectoryBook {
   readonly limits: BookLimits
   private readonly bySpace = new Map<string, Listing>()
   private readonly byOwner = new Map<string, Set<string>>()
+  /** Owner -> when the book first saw it (kept while the owner holds a listing here). */
+  private readonly since = new Map<string, number>()
+  /** Spaces whose listing is vouched for (see PutOptions). */
+  private readonly vouched = new Set<string>()
   /** `space owner` -> the unlisting's seq and ts. */
   private readonly tombstones = new Map<string, { seq: number, ts: number, bytes: Uint8Array }>()
 
@@ -58,6 +71,12 @@ export class DirectoryBook {
 
   get (space: string): Listing | undefined { return this.bySpace.get(space) }
 
+  /** Whether the book holds a listing of `owner`. */
+  hasOwner (owner: string): boolean { return this.byOwner.has(owner) }
+
+  /** When the book first saw `owner` (while it holds a listing of theirs). */
+  ownerSince (owner: string): number | undefined { return this.since.get(owner) }
+
   /** Whether `space` at `seq` by `owner` is no newer than what we hold (so its checks can be skipped). */
   isKnown (space: string, owner: string, seq: number): boolean {
     const held = this.bySpace.get(space)
@@ -66,8 +85,9 @@ export class DirectoryBook {
     return t != null && t.seq >= seq
   }
 
-  /** Takes a verified listing; returns what happened and what it pushed out. */
-  put (listing: Listing): { result: PutResult, removed: Removal[] } {
+  /** Takes a verified listing at `now`; returns what happened and what it pushed out. */
+  put (listing: Listing, now = Date.now(), options: PutOptions = {}): { result: PutResult, removed: Removal[] } {
+    const vouched = options.vouched === true
     const removed: Removal[] = []
     const t = this.tombstones.get(`${listing.space} ${listing.owner}`)
     if (t != null && t.seq >= listing.seq) return { result: 'unlisted', removed }
@@ -77,8 +97,11 @@ export class DirectoryBook {
       if (held.seq > listing.seq) return { result: 'older', removed }
       if (held.seq === listing.seq) return { result: 'duplicate', removed }
       this.bySpace.set(listing.space, listing)
+      if (vouched) this.vouched.add(listing.space)
+      else this.vouched.delete(listing.space)
       return { result: 'updated', removed }
     }
+    const mySince = this.since.get(listing.owner) ?? now
     const mine = this.byOwner.get(listing.owner)
     if (mine != null && mine.size >= this.limits.maxPerOwner) {
       const oldest = [...mine].map(s => this.bySpace.get(s) as Listing).sort((a, b) => a.ts - b.ts)[0]
@@ -86,12 +109,14 @@ export class DirectoryBook {
       removed.push({ listing: oldest, reason: 'evicted' })
     }
     if (this.bySpace.size >= this.limits.maxListings) {
-      const lowest = this.lowest()
-      if (lowest == null || compareListings(listing, lowest) >= 0) return { result: 'full', removed }
-      this.remove(lowest.space)
-      removed.push({ listing: lowest, reason: 'evicted' })
+      const newest = this.newestArrival(listing.owner)
+      if (newest == null || (!vouched && (this.since.get(newest.owner) as number) <= mySince)) return { result: 'full', removed }
+      this.remove(newest.space)
+      removed.push({ listing: newest, reason: 'evicted' })
     }
     this.bySpace.set(listing.space, listing)
+    if (vouched) this.vouched.add(listing.space)
+    this.since.set(listing.owner, mySince)
     let set = this.byOwner.get(listing.owner)
     if (set == null) {
       set = new Set()
@@ -140,18 +165,40 @@ export class DirectoryBook {
   /** The unlistings we keep, newest last (handed to a peer that syncs with us, after the listings). */
   unlistings (): Uint8Array[] { return [...this.tombstones.values()].map(t => t.bytes) }
 
-  private lowest (): Listing | undefined {
-    let low: Listing | undefined
-    for (const l of this.bySpace.values()) if (low == null || compareListings(l, low) > 0) low = l
-    return low
+  /** Every listing, the owners held longest first (an owner's own listings most recently refreshed first). */
+  byTenure (): Listing[] {
+    const since = (l: Listing): number => this.since.get(l.owner) ?? 0
+    return [...this.bySpace.values()].sort((a, b) => since(a) - since(b) || (a.owner < b.owner ? -1 : a.owner > b.owner ? 1 : 0) || b.ts - a.ts)
+  }
+
+  /**
+   * The listing capacity would push out first: of the owner first seen most recently (not
+   * `except`, never a vouched listing), that owner's least recently refreshed.
+   */
+  private newestArrival (except: string): Listing | undefined {
+    let pick: Listing | undefined
+    let pickSince = -Infinity
+    for (const l of this.bySpace.values()) {
+      if (l.owner === except || this.vouched.has(l.space)) continue
+      const s = this.since.get(l.owner) as number
+      if (pick == null || s > pickSince || (s === pickSince && (l.ts < pick.ts || (l.ts === pick.ts && l.space > pick.space)))) {
+        pick = l
+        pickSince = s
+      }
+    }
+    return pick
   }
 
   private remove (space: string): void {
     const l = this.bySpace.get(space)
     if (l == null) return
     this.bySpace.delete(space)
+    this.vouched.delete(space)
     const set = this.byOwner.get(l.owner)
     set?.delete(space)
-    if (set?.size === 0) this.byOwner.delete(l.owner)
+    if (set?.size === 0) {
+      this.byOwner.delete(l.owner)
+      this.since.delete(l.owner)
+    }
   }
 }

@@ -5,7 +5,10 @@
  *   - Peers that hold listings provide DIRECTORY_KEY in the DHT; a newcomer finds them there, and
  *     syncs with a few peers it connects to over DIRECTORY_PROTOCOL (one request, the records back).
  *   - Every record is checked (listing.ts), kept in the book (book.ts: bounded per owner and in all,
- *     dropped when stale, removed by the owner's unlisting) and never shown if its owner is blocked.
+ *     owners held longest kept first, dropped when stale, removed by the owner's unlisting) and
+ *     never shown if its owner is blocked.
+ *   - One source peer (a sync answer's, a gossip record's origin) may bring only so many owners new
+ *     to us per window (budget.ts), so one spammer cannot fill the book.
  * Input a peer should not have sent goes to onRejected; every dropped record is counted by why.
  */
 import * as dagCbor from '@ipld/dag-cbor'
@@ -26,7 +29,8 @@ import { deadline, request, serve } from '../net/rpc.ts'
 import type { SocialView } from '../social/index.ts'
 import { NotJoinedError } from '../space/errors.ts'
 import type { BytesSublevel } from '../store/store.ts'
-import { DirectoryBook, MAX_LISTINGS, MAX_LISTINGS_PER_OWNER, type Removal } from './book.ts'
+import { DirectoryBook, MAX_LISTINGS_PER_OWNER, type Removal } from './book.ts'
+import { DirectoryRateLimitError, MAX_NEW_OWNERS_PER_PEER, MAX_SYNC_PEERS, NEW_OWNER_WINDOW_MS, NewOwnerBudget, rateLimitedVerdict, syncAnswer, SyncPeers, SyncReader } from './budget.ts'
 import {
   checkListingFields, createListing, createUnlisting, InvalidListingError, LISTING_TYPE, MAX_LISTING_ADDRS, MAX_LISTING_BYTES, solveListingWork,
   verifyDirectoryRecord, type Listing, type ListingFields
@@ -59,18 +63,12 @@ export const SYNC_REQUEST_BURST = 3
 export const MAX_RATE_LIMITED_PEERS = 1024
 /** Largest sync request. */
 export const MAX_SYNC_REQUEST_BYTES = 64
-/** Records in one sync answer at most (the listings, then tombstones). */
-export const MAX_SYNC_RECORDS = MAX_LISTINGS + 200
-/** Bad records in a sync answer after which we stop reading it. */
-export const MAX_BAD_SYNC_RECORDS = 8
-/** Peers we sync with per refresh period (on connect, or found through the DHT key). */
-export const MAX_SYNC_PEERS = 4
+export { MAX_SYNC_RECORDS, MAX_BAD_SYNC_RECORDS, MAX_SYNC_PEERS, DirectoryRateLimitError } from './budget.ts'
 /** Time a DHT lookup of the directory key may take. */
 export const DISCOVERY_TIMEOUT_MS = 20_000
 /** Time one sync exchange may take. */
 export const SYNC_TIMEOUT_MS = 20_000
 
-export class DirectoryRateLimitError extends Error { name = 'DirectoryRateLimitError' }
 export class TooManyListingsError extends Error { name = 'TooManyListingsError' }
 
 /** What the directory reads of the space capability. */
@@ -154,7 +152,9 @@ export class DirectoryService extends TypedEventEmitter<DirectoryEvents> {
   private readonly gossipBuckets = new TokenBuckets(GOSSIP_RECORDS_PER_PEER_PER_SECOND, GOSSIP_RECORD_BURST, MAX_RATE_LIMITED_PEERS)
   private readonly syncBuckets = new TokenBuckets(SYNC_REQUESTS_PER_PEER_PER_SECOND, SYNC_REQUEST_BURST, MAX_RATE_LIMITED_PEERS)
   /** Peers we synced with, and when (at most MAX_SYNC_PEERS per refresh period). */
-  private readonly synced = new Map<string, number>()
+  private readonly synced: SyncPeers
+  /** Owners new to us that each source peer brought lately. */
+  private readonly newOwners = new NewOwnerBudget()
   private work?: Promise<Uint8Array>
   private lastSeq = 0
   private provided = false
@@ -170,6 +170,7 @@ export class DirectoryService extends TypedEventEmitter<DirectoryEvents> {
     this.did = components.did
     this.init = init
     this.c = components
+    this.synced = new SyncPeers(init.refreshMs)
   }
 
   async start (): Promise<void> {
@@ -290,7 +291,14 @@ export class DirectoryService extends TypedEventEmitter<DirectoryEvents> {
       this.count('unlisted')
       return 'dropped'
     }
-    const { result, removed } = this.book.put(l)
+    // A space we are in is one we count ourselves; any other owner new to us costs its source peer.
+    const vouched = this.c.spaces.present(l.space) != null
+    if (!vouched && !this.book.hasOwner(l.owner) && !this.newOwners.take(from, l.owner, now)) {
+      this.count('newOwnerBudget')
+      log('%s brought more than %d new owners in %d ms', from, MAX_NEW_OWNERS_PER_PEER, NEW_OWNER_WINDOW_MS)
+      return 'dropped'
+    }
+    const { result, removed } = this.book.put(l, now, { vouched })
     this.emitRemovals(removed)
     if (result === 'added' || result === 'updated') {
       this.safeDispatchEvent('directory:listing', { detail: this.viewOf(l) })
@@ -304,11 +312,14 @@ export class DirectoryService extends TypedEventEmitter<DirectoryEvents> {
   // -- spreading ---------------------------------------------------------------------------------
 
   /** A record on the topic: 'accept' forwards it, 'ignore' drops it, 'reject' drops it and marks the sender. */
-  private onGossip ({ from, data }: GossipMessage): GossipVerdict {
+  private onGossip (message: GossipMessage): GossipVerdict {
+    const { from, data } = message
     if (!this.gossipBuckets.take(from)) {
       this.count('rateLimited')
-      this.c.onRejected(from, 'gossip:' + DIRECTORY_TOPIC, new DirectoryRateLimitError(`over ${GOSSIP_RECORDS_PER_PEER_PER_SECOND} directory records a second`))
-      return 'reject'
+      // Relayed: the relay is not at fault (it could not know the origin's rate), so ignore it.
+      const verdict = rateLimitedVerdict(message)
+      if (verdict === 'reject') this.c.onRejected(from, 'gossip:' + DIRECTORY_TOPIC, new DirectoryRateLimitError(`over ${GOSSIP_RECORDS_PER_PEER_PER_SECOND} directory records a second`))
+      return verdict
     }
     const verdict = this.take(data, from, 'gossip:' + DIRECTORY_TOPIC)
     return verdict === 'kept' || verdict === 'passed' ? 'accept' : verdict === 'bad' ? 'reject' : 'ignore'
@@ -325,27 +336,21 @@ export class DirectoryService extends TypedEventEmitter<DirectoryEvents> {
     let r: unknown
     try { r = dagCbor.decode(req) } catch { throw new InvalidListingError('a directory sync request is DAG-CBOR') }
     if (r == null || typeof r !== 'object' || (r as { v?: unknown }).v !== 1) throw new InvalidListingError('a directory sync request is { v: 1 }')
-    const records = [
-      ...this.book.ranked().filter(l => !this.c.social.isBlocked(l.owner)).map(l => l.bytes),
-      ...this.book.unlistings()
-    ].slice(0, MAX_SYNC_RECORDS)
+    const records = syncAnswer(this.book, owner => this.c.social.isBlocked(owner))
     for (let i = 0; i < records.length; i += 64) await out.writeMany(records.slice(i, i + 64), { signal })
   })
 
   /** Asks `peer` for its records and takes each. */
   async syncWith (peer: string, options: { signal?: AbortSignal } = {}): Promise<number> {
-    this.synced.set(peer, Date.now())
-    let n = 0
-    let bad = 0
+    this.synced.note(peer, Date.now())
+    const reader = new SyncReader()
     let kept = 0
     await request(this.c.protocols, peer, DIRECTORY_PROTOCOL, dagCbor.encode({ v: 1 }), async frame => {
-      n++
       const verdict = this.take(frame, peer, DIRECTORY_PROTOCOL)
       if (verdict === 'kept') kept++
-      if (verdict === 'bad') bad++
-      if (bad > MAX_BAD_SYNC_RECORDS) throw new DirectoryRateLimitError(`more than ${MAX_BAD_SYNC_RECORDS} bad records in one sync answer`)
-      if (n % 64 === 0) await new Promise(resolve => setTimeout(resolve, 0))
-      return n < MAX_SYNC_RECORDS
+      const more = reader.next(verdict === 'bad')
+      if (reader.records % 64 === 0) await new Promise(resolve => setTimeout(resolve, 0))
+      return more
     }, { maxFrameBytes: MAX_LISTING_BYTES, timeoutMs: SYNC_TIMEOUT_MS, signal: deadline(SYNC_TIMEOUT_MS, options.signal ?? this.controller?.signal) })
     return kept
   }
@@ -353,9 +358,7 @@ export class DirectoryService extends TypedEventEmitter<DirectoryEvents> {
   /** Syncs with a peer we just met, unless we synced with enough peers lately. */
   private maybeSync (peer: string): void {
     if (!this.started) return
-    const now = Date.now()
-    for (const [p, at] of this.synced) if (at + this.init.refreshMs < now) this.synced.delete(p)
-    if (this.synced.has(peer) || this.synced.size >= MAX_SYNC_PEERS) return
+    if (!this.synced.may(peer, Date.now())) return
     void this.syncWith(peer).catch(err => { log('sync with %s: %s', peer, (err as Error).message) })
   }
 
@@ -432,7 +435,7 @@ export class DirectoryService extends TypedEventEmitter<DirectoryEvents> {
   private async send (space: string, own: Own, listing: Listing): Promise<void> {
     own.listing = listing
     own.publishedAt = Date.now()
-    const { removed } = this.book.put(listing)
+    const { removed } = this.book.put(listing, Date.now(), { vouched: true })
     this.emitRemovals(removed)
     this.safeDispatchEvent('directory:listing', { detail: this.viewOf(listing) })
     this.provide()

@@ -1,13 +1,14 @@
 /**
  * The directory's records and book, as pure functions: what a listing must prove (public space,
  * signed by its owner, the owner's proof of work, fresh), every field's bound tested past, and the
- * book's bounds: per owner, in all (and what it evicts first), staleness, tombstones and ranking.
+ * book's bounds: per owner, in all (what it evicts first, never by a listing's own claim), staleness,
+ * tombstones and ranking.
  */
 import { describe, it, before } from 'node:test'
 import assert from 'node:assert/strict'
 import {
   createListing, createUnlisting, DirectoryBook, LISTING_TTL_MS, MAX_DESCRIPTION_LENGTH, MAX_LISTING_ADDRS, MAX_LISTING_BYTES,
-  MAX_LISTINGS, MAX_LISTINGS_PER_OWNER, MAX_PRESENT, MAX_TAG_LENGTH, MAX_TAGS, MAX_THUMBNAIL_LENGTH, MAX_LISTING_CLOCK_SKEW_MS, verifyDirectoryRecord,
+  MAX_LISTINGS, MAX_LISTINGS_PER_OWNER, MAX_PRESENT, MAX_TOMBSTONES, MAX_TAG_LENGTH, MAX_TAGS, MAX_THUMBNAIL_LENGTH, MAX_LISTING_CLOCK_SKEW_MS, verifyDirectoryRecord,
   type Listing
 } from '../../src/directory/index.ts'
 import { descriptor, lazyOwner, owner, signListing, type Owner } from './fixtures.ts'
@@ -159,15 +160,63 @@ describe('directory book', () => {
     assert.equal(b.size, MAX_LISTINGS_PER_OWNER)
   })
 
-  it('holds at most its total: the fewest present go first, and a newcomer that would rank lowest is refused', () => {
+  it('holds at most its total: a new owner is refused whatever it claims; an owner held longer may push out the newest arrival', () => {
     const b = new DirectoryBook({ maxListings: 10 })
-    for (let i = 0; i < 10; i++) b.put(fake(`s${i}`, `o${i}`, i + 1, 100))
-    assert.equal(b.put(fake('low', 'ox', 0, 100)).result, 'full')
-    const r = b.put(fake('high', 'oy', 50, 100))
+    for (let i = 0; i < 10; i++) b.put(fake(`s${i}`, `o${i}`, i + 1, 100), 1000 + i)
+    assert.equal(b.ownerSince('o0'), 1000)
+    assert.equal(b.put(fake('low', 'ox', 0, 100), 2000).result, 'full')
+    assert.equal(b.put(fake('high', 'oy', MAX_PRESENT, 100), 2000).result, 'full')
+    // o2 (held since 1002) lists a second space: o9, the newest arrival, makes room.
+    const r = b.put(fake('s2b', 'o2', 1, 100), 2000)
     assert.equal(r.result, 'added')
-    assert.deepEqual(r.removed.map(x => x.listing.space), ['s0'])
+    assert.deepEqual(r.removed.map(x => [x.listing.space, x.reason]), [['s9', 'evicted']])
     assert.equal(b.size, 10)
-    assert.equal(b.ranked()[0].space, 'high')
+    assert.equal(b.ownerSince('o2'), 1002, 'an owner keeps its first-seen time')
+    // A vouched listing (ours, or of a space we are in) gets in: the newest arrival goes again.
+    const v = b.put(fake('ours', 'me', 1, 100), 3000, { vouched: true })
+    assert.equal(v.result, 'added')
+    assert.deepEqual(v.removed.map(x => x.listing.space), ['s8'])
+    // ... and capacity never pushes it out: the next newest does.
+    const w = b.put(fake('s1b', 'o1', 1, 100), 3000)
+    assert.deepEqual(w.removed.map(x => x.listing.space), ['s7'])
+    assert.ok(b.get('ours') != null)
+    assert.equal(b.ranked()[0].space, 's6', 'what a reader sees is still ranked by members present')
+  })
+
+  it('a full book of new owners claiming the most members present never pushes out an owner held earlier, and takes its refresh', () => {
+    const b = new DirectoryBook()
+    b.put(fake('honest', 'h', 3, 100, 1), 1000)
+    // A spammer's owners, four listings each, each claiming MAX_PRESENT, far more than the book holds.
+    const dropped: Record<string, number> = {}
+    for (let i = 0; i < MAX_LISTINGS + 40; i++) {
+      const { result, removed } = b.put(fake(`spam${i}`, `spammer${Math.floor(i / MAX_LISTINGS_PER_OWNER)}`, MAX_PRESENT, 200), 2000 + i)
+      dropped[result] = (dropped[result] ?? 0) + 1
+      for (const r of removed) assert.notEqual(r.listing.owner, 'h', 'the honest owner is never evicted')
+    }
+    assert.equal(b.size, MAX_LISTINGS)
+    assert.ok((dropped.full ?? 0) >= 40, JSON.stringify(dropped))
+    assert.equal(b.get('honest')?.present, 3)
+    const refresh = b.put(fake('honest', 'h', 4, 300, 2), 5000)
+    assert.equal(refresh.result, 'updated')
+    assert.equal(b.get('honest')?.present, 4)
+    assert.equal(b.ownerSince('h'), 1000)
+    // The display still ranks by the claim; the sync answer hands on the owner held longest first.
+    assert.equal(b.ranked().at(-1)?.space, 'honest')
+    assert.equal(b.byTenure()[0].space, 'honest')
+    // The book of the spam's own newest arrivals is what goes when an owner held earlier lists more.
+    const more = b.put(fake('honest2', 'h', 1, 300), 6000)
+    assert.equal(more.result, 'added')
+    assert.match(more.removed[0].listing.owner, /^spammer/)
+  })
+
+  it(`keeps at most MAX_TOMBSTONES (${MAX_TOMBSTONES}) tombstones, the oldest going first`, () => {
+    const b = new DirectoryBook()
+    const u = (i: number): Parameters<DirectoryBook['unlist']>[0] => ({ space: `s${i}`, owner: 'o', seq: 1, ts: 100 + i, work: new Uint8Array(8), bytes: new Uint8Array([i & 0xff]) })
+    for (let i = 0; i <= MAX_TOMBSTONES; i++) b.unlist(u(i))
+    assert.equal(b.tombstoneCount, MAX_TOMBSTONES)
+    // The first went: its listing may come back; the last's older copy may not.
+    assert.equal(b.put(fake('s0', 'o', 1, 100, 1)).result, 'added')
+    assert.equal(b.put(fake(`s${MAX_TOMBSTONES}`, 'o', 1, 100, 1)).result, 'unlisted')
   })
 
   it(`holds at most MAX_LISTINGS (${MAX_LISTINGS}) by default, whatever the number of owners`, () => {
