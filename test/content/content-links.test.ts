@@ -7,11 +7,9 @@
  */
 import { describe, it, after } from 'node:test'
 import assert from 'node:assert/strict'
-import { createServer } from 'node:net'
 import { mkdir, readFile, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { ApiClient } from '../../src/api/client.ts'
-import { ApiError } from '../../src/api/errors.ts'
 import { readApiInfo } from '../../src/api/server.ts'
 import { linkPeerId, parseLink } from '../../src/net/links.ts'
 import { CID } from 'multiformats/cid'
@@ -21,6 +19,7 @@ import { Download } from '../../src/content/swarm-download.ts'
 import type { DownloadHost } from '../../src/content/swarm-session.ts'
 import { PeerSet, runCli, type CliPeer } from '../helpers/cli-peer.ts'
 import { seededBytes } from '../helpers/random.ts'
+import { closedPort, refusal } from '../helpers/refusals.ts'
 
 /** Any CID (a raw block's). */
 const HELLO_CID = 'bafkreifzjut3te2nhyekklss27nh3k72ysco7y32koao5eei66wof36n5e'
@@ -36,24 +35,6 @@ async function peersOf (p: CliPeer): Promise<unknown[]> {
 async function fetchLines (p: CliPeer, body: unknown): Promise<Array<Record<string, unknown>>> {
   const res = await ApiClient.check(await p.api.raw('POST', '/api/v0/content/fetch', { body: JSON.stringify(body), headers: { 'content-type': 'application/json' } }))
   return (await res.text()).split('\n').filter(l => l !== '').map(l => JSON.parse(l) as Record<string, unknown>)
-}
-
-async function refusal (call: Promise<unknown>): Promise<{ status: number, code: string, message: string }> {
-  try {
-    await call
-  } catch (err) {
-    assert.ok(err instanceof ApiError, String(err))
-    return { status: err.status, code: err.code, message: err.message }
-  }
-  assert.fail('the call was accepted')
-}
-
-async function closedPort (): Promise<number> {
-  const server = createServer()
-  await new Promise<void>(resolve => server.listen(0, '127.0.0.1', resolve))
-  const port = (server.address() as { port: number }).port
-  await new Promise<void>(resolve => server.close(() => { resolve() }))
-  return port
 }
 
 describe('content links', { timeout: 300_000 }, () => {

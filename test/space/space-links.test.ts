@@ -8,12 +8,10 @@
  */
 import { describe, it, after } from 'node:test'
 import assert from 'node:assert/strict'
-import { createServer } from 'node:net'
 import * as dagCbor from '@ipld/dag-cbor'
 import { generateKeyPairFromSeed } from '@libp2p/crypto/keys'
 import { peerIdFromPrivateKey } from '@libp2p/peer-id'
 import { lpStream } from '@libp2p/utils'
-import { ApiError } from '../../src/api/errors.ts'
 import { readApiInfo } from '../../src/api/server.ts'
 import { ed25519KeyFromSeed } from '../../src/identity/ed25519.ts'
 import { InvalidLinkError, linkPeerId, MAX_LINK_PEERS, parseLink } from '../../src/net/links.ts'
@@ -24,6 +22,7 @@ import { spaceLink } from '../../src/space/share.ts'
 import { PeerSet, runCli, waitFor, type CliPeer } from '../helpers/cli-peer.ts'
 import { LocalPeers } from '../helpers/local-peers.ts'
 import { seededBytes } from '../helpers/random.ts'
+import { closedPort, refusal } from '../helpers/refusals.ts'
 
 /** The CID of the raw bytes "hello world". */
 const HELLO_CID = 'bafkreifzjut3te2nhyekklss27nh3k72ysco7y32koao5eei66wof36n5e'
@@ -40,25 +39,6 @@ async function peersOf (p: CliPeer): Promise<unknown[]> {
 }
 
 /** An API call's refusal: its status and error name. */
-async function refusal (call: Promise<unknown>): Promise<{ status: number, code: string, message: string }> {
-  try {
-    await call
-  } catch (err) {
-    assert.ok(err instanceof ApiError, String(err))
-    return { status: err.status, code: err.code, message: err.message }
-  }
-  assert.fail('the call was accepted')
-}
-
-/** A TCP port on 127.0.0.1 that nothing listens on (taken and given back). */
-async function closedPort (): Promise<number> {
-  const server = createServer()
-  await new Promise<void>(resolve => server.listen(0, '127.0.0.1', resolve))
-  const port = (server.address() as { port: number }).port
-  await new Promise<void>(resolve => server.close(() => { resolve() }))
-  return port
-}
-
 describe('space links', { timeout: 300_000 }, () => {
   it(`name this peer and at most MAX_LINK_OTHER_HOLDERS (${MAX_LINK_OTHER_HOLDERS}) other members, the most recently seen`, async () => {
     const ids: string[] = []
