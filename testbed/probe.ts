@@ -35,7 +35,11 @@ if (mode === 'echo') {
 } else if (mode === 'agent') {
   const port = Number(args[0])
   const udp = dgram.createSocket('udp4')
-  udp.on('message', (msg, rinfo) => { out({ from: `${rinfo.address}:${rinfo.port}`, text: msg.toString() }) })
+  udp.on('message', (msg, rinfo) => {
+    let answer: Record<string, unknown> = { text: msg.toString() }
+    try { answer = JSON.parse(msg.toString()) } catch {}
+    out({ from: `${rinfo.address}:${rinfo.port}`, ...answer })
+  })
   udp.bind(port, () => { process.stdout.write('ready\n') })
   createInterface({ input: process.stdin }).on('line', line => {
     const [cmd, host, p, ...text] = line.trim().split(' ')

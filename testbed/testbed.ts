@@ -35,7 +35,8 @@ export interface TbHost {
   link: string
   /** The testbed's temp dir (shared by every namespace: namespaces share the filesystem). */
   dir: string
-  spawn: (argv: string[], options?: { env?: NodeJS.ProcessEnv }) => ChildProcess
+  /** `ip netns exec NS argv...`; stdout and stderr piped, stdin too with `stdin: true`. */
+  spawn: (argv: string[], options?: { env?: NodeJS.ProcessEnv, stdin?: boolean }) => ChildProcess
   run: (argv: string[], options?: { timeoutMs?: number }) => Promise<{ code: number, stdout: string, stderr: string }>
   capEgress: (bytesPerSecond: number | undefined) => Promise<void>
 }
@@ -151,7 +152,7 @@ export class Testbed {
       ip: address,
       link,
       dir: this.dir,
-      spawn: (argv, options = {}) => this.spawnIn(ns, argv, options.env),
+      spawn: (argv, options = {}) => this.spawnIn(ns, argv, options.env, options.stdin),
       run: async (argv, options = {}) => await this.runIn(ns, argv, options.timeoutMs ?? RUN_TIMEOUT_MS),
       capEgress: async bytesPerSecond => { await capLink(ns, link, bytesPerSecond) }
     }
@@ -209,9 +210,9 @@ export class Testbed {
     }
   }
 
-  private spawnIn (ns: string, argv: string[], env?: NodeJS.ProcessEnv): ChildProcess {
+  private spawnIn (ns: string, argv: string[], env?: NodeJS.ProcessEnv, stdin = false): ChildProcess {
     if (this.destroyed) throw new TestbedError('the testbed is destroyed')
-    const child = spawn('ip', ['netns', 'exec', ns, ...argv], { env: env != null ? { ...process.env, ...env } : process.env, stdio: ['ignore', 'pipe', 'pipe'] })
+    const child = spawn('ip', ['netns', 'exec', ns, ...argv], { env: env != null ? { ...process.env, ...env } : process.env, stdio: [stdin ? 'pipe' : 'ignore', 'pipe', 'pipe'] })
     this.procs.add(child)
     child.once('exit', () => { this.procs.delete(child) })
     child.on('error', () => {})
