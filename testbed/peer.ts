@@ -63,7 +63,7 @@ async function exited (proc: ChildProcess, signal: NodeJS.Signals): Promise<void
 }
 
 /** Starts `peerverse start` on `host` (TCP on its address, port NS_PEER_PORT, mDNS off), with `args` after. */
-export async function startNsPeer (host: TbHost, args: string[], options: { dataDir?: string } = {}): Promise<NsPeer> {
+export async function startNsPeer (host: TbHost, args: string[], options: { dataDir?: string, env?: NodeJS.ProcessEnv } = {}): Promise<NsPeer> {
   const dataDir = options.dataDir ?? await mkdtemp(join(host.dir, `${host.name}-`))
   const server = net.createServer()
   server.listen(0, '127.0.0.1')
@@ -81,7 +81,7 @@ export async function startNsPeer (host: TbHost, args: string[], options: { data
     up.pipe(sock)
   })
   const proc = host.spawn([process.execPath, CLI, 'start', '--data', dataDir, '--api', `127.0.0.1:${apiPort}`, '--no-mdns', '--json',
-    '--listen', `/ip4/${host.ip}/tcp/${NS_PEER_PORT}`, ...args])
+    '--listen', `/ip4/${host.ip}/tcp/${NS_PEER_PORT}`, ...args], { env: options.env })
   let stderr = ''
   proc.stderr!.on('data', d => { stderr += d })
   const teardown = async (signal: NodeJS.Signals): Promise<void> => {

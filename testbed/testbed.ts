@@ -24,7 +24,15 @@ export { TestbedError }
 
 export type NatKind = 'cone' | 'symmetric'
 export interface HomeSpec { name: string, nat: NatKind, hosts: number, uplinkBytesPerSecond?: number }
-export interface TestbedSpec { publicHosts: number, homes: HomeSpec[] }
+export interface TestbedSpec {
+  publicHosts: number
+  homes: HomeSpec[]
+  /**
+   * 'public' (default): the internet is INTERNET_CIDR, addresses libp2p treats as public (so AutoNAT
+   * checks them). 'private': PRIVATE_INTERNET_CIDR, for runs that measure links, not reachability.
+   */
+  internet?: 'public' | 'private'
+}
 
 export interface TbHost {
   name: string
@@ -50,6 +58,8 @@ export const MAX_HOSTS_PER_HOME = 50
 export const RUN_TIMEOUT_MS = 30_000
 /** The internet's range: public to libp2p (not in its private list), and never leaves the testbed. */
 export const INTERNET_CIDR = '11.0.0.0/16'
+/** The internet's range with `internet: 'private'`: private to libp2p, so no AutoNAT dial-backs. */
+export const PRIVATE_INTERNET_CIDR = '172.16.0.0/16'
 
 const PREFIX_RE = /^pv([0-9a-z]{5})[0-9a-z]/
 let counter = 0
@@ -90,6 +100,7 @@ function checkSpec (spec: TestbedSpec): void {
     whole(h.hosts, MAX_HOSTS_PER_HOME, `hosts of home ${h.name}`)
     if (h.nat !== 'cone' && h.nat !== 'symmetric') throw new TestbedError(`home ${h.name}: nat must be cone or symmetric`)
   }
+  if (spec.internet != null && spec.internet !== 'public' && spec.internet !== 'private') throw new TestbedError('internet must be public or private')
 }
 
 /** The nftables ruleset of a home router: masquerade out of `wan`, forward in only what conntrack knows. */
@@ -160,12 +171,13 @@ export class Testbed {
 
   private async build (spec: TestbedSpec): Promise<void> {
     const p = this.prefix
+    const base = (spec.internet === 'private' ? PRIVATE_INTERNET_CIDR : INTERNET_CIDR).split('.').slice(0, 2).join('.')
     const inet = await this.ns('net')
     const br = `${p}br`
     await addBridge(inet, br)
     for (let i = 0; i < spec.publicHosts; i++) {
       const ns = await this.ns(`i${i}`)
-      const address = `11.0.1.${i + 1}`
+      const address = `${base}.1.${i + 1}`
       await addVeth(ns, `${p}a${i}`, inet, `${p}b${i}`)
       await attach(inet, `${p}b${i}`, br)
       await ip('-n', inet, 'link', 'set', `${p}b${i}`, 'up')
@@ -179,7 +191,7 @@ export class Testbed {
       const rns = await this.ns(`r${n}`)
       const wan = `${p}w${n}`
       const lan = `${p}l${n}`
-      const wanAddr = `11.0.2.${n}`
+      const wanAddr = `${base}.2.${n}`
       const lanAddr = `10.${n}.0.1`
       await addVeth(rns, wan, inet, `${p}x${n}`)
       await attach(inet, `${p}x${n}`, br)
