@@ -8,7 +8,7 @@ import assert from 'node:assert/strict'
 import { execFileSync, type ChildProcess } from 'node:child_process'
 import { join } from 'node:path'
 import { createInterface } from 'node:readline'
-import { Testbed, testbedUnavailable, cleanStaleTestbeds, type TbHost } from '../../testbed/testbed.ts'
+import { Testbed, TestbedError, MAX_PUBLIC_HOSTS, MAX_HOSTS_PER_HOME, testbedUnavailable, cleanStaleTestbeds, type TbHost } from '../../testbed/testbed.ts'
 import { cleanups } from '../helpers/cleanup.ts'
 import { waitFor } from '../helpers/cli-peer.ts'
 
@@ -137,4 +137,12 @@ test('destroy removes every namespace, even with a child left running, and is id
   assert.deepEqual(ours(), [])
   await waitFor('the child to be gone', () => child.exitCode != null || child.signalCode != null, 10_000, 20)
   assert.deepEqual(await cleanStaleTestbeds(), [])
+})
+
+test('a spec past the limits or with an unknown NAT is refused with TestbedError before anything is built', async () => {
+  const before = namespaces().length
+  await assert.rejects(Testbed.create({ publicHosts: MAX_PUBLIC_HOSTS + 1, homes: [] }), { name: 'TestbedError' })
+  await assert.rejects(Testbed.create({ publicHosts: 1, homes: [{ name: 'a', nat: 'cone', hosts: MAX_HOSTS_PER_HOME + 1 }] }), { name: 'TestbedError' })
+  await assert.rejects(Testbed.create({ publicHosts: 1, homes: [{ name: 'a', nat: 'full' as 'cone', hosts: 1 }] }), TestbedError)
+  assert.equal(namespaces().length, before)
 })
