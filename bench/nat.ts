@@ -15,6 +15,8 @@ import { Testbed, testbedUnavailable, type TbHost } from '../testbed/testbed.ts'
 import { startNsPeer, type NsPeer } from '../testbed/peer.ts'
 import { printSummary, seededBytes, type SummaryRow } from './lib.ts'
 import { join } from 'node:path'
+import { readFileSync } from 'node:fs'
+import { loadavg } from 'node:os'
 
 const MiB = 1024 * 1024
 /** Each seeder's upload cap. */
@@ -47,6 +49,16 @@ async function connectedTo (api: ApiClient, ids: string[]): Promise<boolean> {
   const { peers } = await api.request<{ peers: Array<string | { peerId?: string, id?: string }> }>('GET', '/api/v0/peers')
   const have = new Set(peers.map(p => typeof p === 'string' ? p : (p.peerId ?? p.id ?? '')))
   return ids.every(id => have.has(id))
+}
+
+/** CPU seconds (user + system) process `pid` has used. */
+function cpuSeconds (pid: number): number {
+  const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' ')
+  return (Number(fields[11]) + Number(fields[12])) / 100
+}
+
+async function bytesServed (api: ApiClient): Promise<number> {
+  return (await api.request<{ content: { bytesServed: number } }>('GET', '/api/v0/status')).content.bytesServed
 }
 
 /** Fetches `cid` through the API (as `peerverse get` does); resolves the seconds it took. */
@@ -93,7 +105,13 @@ async function benchSwarm (): Promise<void> {
       peers.push(d)
       try {
         await waitUntil(`the downloader to connect to ${k} seeders`, async () => await connectedTo(d.api, seeders.map(s => s.ready.peerId)), CONNECT_DEADLINE_MS)
+        const served0 = await Promise.all(seeders.map(async s => await bytesServed(s.api)))
+        const cpu0 = cpuSeconds(d.pid)
         const seconds = await fetchSeconds(d.api, cid)
+        const cpu = cpuSeconds(d.pid) - cpu0
+        const served = (await Promise.all(seeders.map(async s => await bytesServed(s.api)))).map((b, i) => b - served0[i])
+        const total = served.reduce((a, b) => a + b, 0)
+        progress(`${k} seeder(s): ${fmt(seconds)} s; shares served ${served.map(b => `${fmt(100 * b / total, 0)}%`).join(' ')}; downloader CPU ${fmt(cpu / seconds, 2)} cores; load average ${loadavg()[0].toFixed(1)}`)
         const rate = SWARM_FILE_BYTES / MiB / seconds
         rates.set(k, rate)
         const ideal = k * SEEDER_CAP_BYTES_PER_SECOND / MiB

@@ -34,6 +34,8 @@ export interface NsPeer {
   addr: string
   /** The API's port on this host (and in its namespace). */
   apiPort: number
+  /** The peer process's id (namespaces share the pid space). */
+  pid: number
   stderr: () => string
   stop: () => Promise<void>
   kill: () => Promise<void>
@@ -100,6 +102,7 @@ export async function startNsPeer (host: TbHost, args: string[], options: { data
       dataDir,
       addr: `/ip4/${host.ip}/tcp/${NS_PEER_PORT}/p2p/${ready.peerId}`,
       apiPort,
+      pid: proc.pid ?? 0,
       stderr: () => stderr,
       stop: async () => { await teardown('SIGTERM') },
       kill: async () => { await teardown('SIGKILL') }
