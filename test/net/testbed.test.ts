@@ -5,7 +5,8 @@
  */
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
-import { execFileSync, type ChildProcess } from 'node:child_process'
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process'
+import { once } from 'node:events'
 import { join } from 'node:path'
 import { createInterface } from 'node:readline'
 import { Testbed, TestbedError, MAX_PUBLIC_HOSTS, MAX_HOSTS_PER_HOME, testbedUnavailable, cleanStaleTestbeds, type TbHost } from '../../testbed/testbed.ts'
@@ -140,9 +141,32 @@ test('destroy removes every namespace, even with a child left running, and is id
 })
 
 test('a spec past the limits or with an unknown NAT is refused with TestbedError before anything is built', async () => {
-  const before = namespaces().length
+  const ours = (): string[] => namespaces().filter(n => n.startsWith(`pv${process.pid.toString(36).padStart(5, '0').slice(-5)}`))
+  const before = ours().length
   await assert.rejects(Testbed.create({ publicHosts: MAX_PUBLIC_HOSTS + 1, homes: [] }), { name: 'TestbedError' })
   await assert.rejects(Testbed.create({ publicHosts: 1, homes: [{ name: 'a', nat: 'cone', hosts: MAX_HOSTS_PER_HOME + 1 }] }), { name: 'TestbedError' })
   await assert.rejects(Testbed.create({ publicHosts: 1, homes: [{ name: 'a', nat: 'full' as 'cone', hosts: 1 }] }), TestbedError)
-  assert.equal(namespaces().length, before)
+  assert.equal(ours().length, before)
+})
+
+test('cleanStaleTestbeds removes what a run killed with SIGKILL left behind', async t => {
+  const reason = await testbedUnavailable()
+  if (reason != null) { t.skip(reason); return }
+  const lib = join(import.meta.dirname, '../../testbed/testbed.ts')
+  const child = spawn(process.execPath, ['--input-type=module', '-e',
+    `import { Testbed } from ${JSON.stringify(lib)}; const tb = await Testbed.create({ publicHosts: 1, homes: [{ name: 'a', nat: 'cone', hosts: 1 }] }); console.log(tb.prefix); setInterval(() => {}, 1 << 30)`],
+  { stdio: ['ignore', 'pipe', 'inherit'] })
+  t.after(() => { child.kill('SIGKILL') })
+  const prefix = await new Promise<string>((resolve, reject) => {
+    createInterface({ input: child.stdout }).once('line', resolve)
+    child.once('exit', code => { reject(new Error(`the run exited with ${String(code)}`)) })
+  })
+  const gone = once(child, 'exit')
+  child.kill('SIGKILL')
+  await gone
+  const left = namespaces().filter(n => n.startsWith(prefix))
+  assert.equal(left.length, 4, 'a killed run leaves its namespaces')
+  const removed = await cleanStaleTestbeds()
+  assert.deepEqual(removed.filter(n => n.startsWith(prefix)).sort(), left.sort())
+  assert.deepEqual(namespaces().filter(n => n.startsWith(prefix)), [])
 })
