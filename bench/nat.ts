@@ -8,7 +8,9 @@
  *   swarm  seeders on the internet, each uplink capped with tbf at SEEDER_CAP_BYTES_PER_SECOND;
  *          one downloader with an uncapped link fetches the same SWARM_FILE_BYTES from 1, 2 and 4
  *          of them (a fresh downloader each time; only the seeders of a step run). BitTorrent's
- *          premise: 4 capped seeders give close to 4x one.
+ *          premise: 4 capped seeders give close to 4x one. It runs on the testbed's private
+ *          internet: on public addresses, a peer's AutoNAT request makes the server dial back,
+ *          libp2p hands it the existing connection, and the server closes that connection.
  */
 import { ApiClient } from '../src/api/client.ts'
 import { Testbed, testbedUnavailable, type TbHost } from '../testbed/testbed.ts'
@@ -102,7 +104,7 @@ async function fetchTimed (api: ApiClient, cid: string): Promise<FetchTiming> {
 async function benchSwarm (): Promise<void> {
   const maxSeeders = Math.max(...SWARM_STEPS)
   console.log(`\nswarm: ${SWARM_FILE_BYTES / MiB} MiB from 1..${maxSeeders} seeders, each uplink capped at ${SEEDER_CAP_BYTES_PER_SECOND / MiB} MiB/s (tbf), downloader uncapped`)
-  // Private addresses: this part measures links; AutoNAT dial-backs on public ones drop connections (see the report).
+  // Private addresses: this part measures links, not reachability (see the header).
   const tb = await Testbed.create({ publicHosts: maxSeeders + 1, homes: [], internet: 'private' })
   const peers: NsPeer[] = []
   try {
