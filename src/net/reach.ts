@@ -14,8 +14,11 @@
  *   segments dialled it back), or an announce address was configured;
  * - `behind-nat` once REACH_NAT_OBSERVATIONS peers, over direct connections, saw us at an IP
  *   address none of our interfaces has (identify's observed address: a router translated it);
- * - `unknown` otherwise. While unknown the peer reserves relay slots, so a peer just started
- *   behind a NAT is reachable within seconds; it gives them up once it learns it is public.
+ * - `unknown` otherwise. While unknown, a peer whose addresses are all private (a home LAN: the
+ *   usual place behind a NAT) reserves relay slots at once, so a peer just started behind a NAT is
+ *   reachable within seconds; it gives them up once it learns it is public. A peer with a public
+ *   address waits for AutoNAT; one that listens on loopback alone needs no relay (whoever can reach
+ *   it is on this host).
  */
 import type { Connection, PeerId } from '@libp2p/interface'
 import { multiaddr, type Multiaddr } from '@multiformats/multiaddr'
@@ -215,6 +218,12 @@ export class Reach {
     if (evt.detail.limits == null && connectionTransport(evt.detail) === 'webrtc') this.closeRelayed(evt.detail.remotePeer)
   }
 
+  /** Whether every IP we listen on is private and at least one is not loopback (a host on a home LAN). */
+  private privateOnly (): boolean {
+    const ips = [...this.ownIps()]
+    return ips.some(ip => !isLoopbackIp(ip)) && ips.every(ip => !isPublicIp(ip))
+  }
+
   private ownIps (): Set<string> {
     const ips = new Set<string>()
     for (const a of this.components().transportManager.getAddrs()) {
@@ -231,7 +240,7 @@ export class Reach {
       this.state = hasPublic ? 'public' : this.natWitnesses.size >= L.REACH_NAT_OBSERVATIONS ? 'behind-nat' : 'unknown'
     }
     if (this.init.autoRelay === false) return
-    const want = this.state !== 'public'
+    const want = this.state === 'behind-nat' || (this.state === 'unknown' && this.privateOnly())
     if (want === this.circuitListening) return
     this.circuitListening = want
     this.relayChange = this.relayChange.then(async () => { await this.setCircuitListener(want) }).catch(() => {})
