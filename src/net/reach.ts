@@ -46,7 +46,11 @@ export interface ReachStatus {
   relays: string[]
   relayedAddresses: string[]
   publicAddresses: string[]
+  /** Direct-path upgrades of relayed connections: tries made, upgrades that gave a direct connection, ones that gave up, ones running. */
+  upgrades: UpgradeCounts
 }
+
+export interface UpgradeCounts { attempts: number, succeeded: number, failed: number, inProgress: number }
 
 export interface ConnectionCounts { total: number, direct: number, relayed: number, webrtc: number }
 
@@ -89,6 +93,7 @@ export class Reach {
   private readonly queue: Array<() => void> = []
   private started = false
   private readonly controller = new AbortController()
+  private readonly counts = { attempts: 0, succeeded: 0, failed: 0 }
 
   constructor (node: Network, init: ReachInit = {}) {
     this.node = node
@@ -133,7 +138,13 @@ export class Reach {
     const publicAddresses = this.components().addressManager.getAddressesWithMetadata()
       .filter(a => a.verified && !a.multiaddr.toString().includes(CIRCUIT) && (a.type === 'announce' || (ipOf(a.multiaddr) != null && isPublicIp(ipOf(a.multiaddr) as string))))
       .map(a => a.multiaddr.toString())
-    return { reachability: this.state, relays: [...relays], relayedAddresses: relayed.map(a => a.toString()), publicAddresses }
+    return {
+      reachability: this.state,
+      relays: [...relays],
+      relayedAddresses: relayed.map(a => a.toString()),
+      publicAddresses,
+      upgrades: { ...this.counts, inProgress: this.upgrades.size }
+    }
   }
 
   connections (): ConnectionCounts {
@@ -260,7 +271,9 @@ export class Reach {
     const running = this.upgrades.get(id)
     if (running != null) return running
     if ((this.attempts.get(id) ?? 0) >= L.UPGRADE_MAX_ATTEMPTS) return undefined
-    const p = this.upgrade(conn).finally(() => { this.upgrades.delete(id) })
+    const p = this.upgrade(conn)
+      .then(ok => { if (ok) this.counts.succeeded++; else this.counts.failed++; return ok })
+      .finally(() => { this.upgrades.delete(id) })
     this.upgrades.set(id, p)
     return p
   }
@@ -273,6 +286,7 @@ export class Reach {
     try {
       while ((this.attempts.get(id) ?? 0) < L.UPGRADE_MAX_ATTEMPTS && this.started) {
         this.attempts.set(id, (this.attempts.get(id) ?? 0) + 1)
+        this.counts.attempts++
         if (this.node.getConnections(conn.remotePeer).some(c => c.limits == null)) return true
         const relayed = this.node.getConnections(conn.remotePeer).find(c => c.limits != null && c.status === 'open')
         if (relayed == null) return false
