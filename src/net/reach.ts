@@ -123,7 +123,7 @@ export class Reach {
   reachability (): Reachability { return this.state }
 
   /** libp2p's internal components (address and transport managers), which the Libp2p type does not expose. */
-  private components (): { addressManager: { getAddressesWithMetadata: () => Array<{ multiaddr: Multiaddr, verified: boolean, type: string }> }, transportManager: { getAddrs: () => Multiaddr[], getListeners: () => Array<{ close: () => Promise<void>, constructor: { name: string } }>, listen: (addrs: Multiaddr[]) => Promise<void> } } {
+  private components (): { addressManager: { getAddressesWithMetadata: () => Array<{ multiaddr: Multiaddr, verified: boolean, type: string }>, confirmObservedAddr: (ma: Multiaddr, options?: { type: 'transport' }) => void }, transportManager: { getAddrs: () => Multiaddr[], getListeners: () => Array<{ close: () => Promise<void>, constructor: { name: string } }>, listen: (addrs: Multiaddr[]) => Promise<void> } } {
     return (this.node as unknown as { components: ReturnType<Reach['components']> }).components
   }
 
@@ -223,7 +223,23 @@ export class Reach {
     if (connection.limits != null) void this.maybeUpgrade(connection)
   }
 
-  private readonly onSelfUpdate = (): void => { this.evaluate() }
+  private readonly onSelfUpdate = (): void => {
+    this.confirmRelayedAddresses()
+    this.evaluate()
+  }
+
+  /**
+   * Our relayed WebRTC addresses (`/p2p/R/p2p-circuit/webrtc`) carry the relay's public IP, so
+   * libp2p takes them for unverified public addresses and AutoNAT asks every peer to dial them
+   * back: each dial-back opens one more WebRTC connection through the relay. They are as
+   * reachable as the reservation under them, which the relay transport already vouches for.
+   */
+  private confirmRelayedAddresses (): void {
+    const am = this.components().addressManager
+    for (const a of am.getAddressesWithMetadata()) {
+      if (!a.verified && a.multiaddr.toString().includes(CIRCUIT)) am.confirmObservedAddr(a.multiaddr, { type: 'transport' })
+    }
+  }
 
   private readonly onConnection = (evt: CustomEvent<Connection>): void => {
     if (evt.detail.limits == null && connectionTransport(evt.detail) === 'webrtc') this.closeRelayed(evt.detail.remotePeer)
