@@ -52,6 +52,8 @@ export interface ContentInit {
   maxConcurrentProvides?: number
   /** Time one provider announcement may take (default PROVIDE_TIMEOUT_MS). */
   provideTimeoutMs?: number
+  /** How long a download looks for a holder before NoProvidersError (default NO_HOLDERS_TIMEOUT_MS). */
+  noHoldersTimeoutMs?: number
 }
 
 export interface ContentComponents {
@@ -148,7 +150,7 @@ export class ContentService extends TypedEventEmitter<ContentEvents> {
     this.blockstore = components.blockstore
     this.maxConcurrentProvides = init.maxConcurrentProvides ?? MAX_CONCURRENT_PROVIDES
     this.provideTimeoutMs = init.provideTimeoutMs ?? PROVIDE_TIMEOUT_MS
-    this.swarm = new Swarm(components)
+    this.swarm = new Swarm(components, { noHoldersTimeoutMs: init.noHoldersTimeoutMs })
     this.unwanted = new UnwantedDownloads(this.blockstore, components.store)
     this.imports = new Imports(this.blockstore, async keep => await this.reachableFrom(keep))
     this.blockstore.onPressure = async () => { await this.gc() }

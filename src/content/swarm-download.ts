@@ -11,7 +11,7 @@ import { BlockNotFoundError, diskError } from './blocks.ts'
 import { verifyBlock, type Leaf } from './reader.ts'
 import {
   ENDGAME_MAX_MISSING, ENDGAME_MAX_REQUESTERS, MAX_BLOCKS_IN_FLIGHT_PER_DOWNLOAD, MAX_HINTED_HOLDERS, MAX_BLOCKS_IN_FLIGHT_PER_PEER,
-  MAX_PEERS_PER_DOWNLOAD, MAX_STALLS_PER_SESSION, NO_HOLDERS_TIMEOUT_MS, PEER_REFRESH_MS, PROBE_BACKOFF_MS,
+  MAX_PEERS_PER_DOWNLOAD, MAX_STALLS_PER_SESSION, PEER_REFRESH_MS, PROBE_BACKOFF_MS,
   PROVIDER_LOOKUP_INTERVAL_MS, STALL_TIMEOUT_MS
 } from './swarm-limits.ts'
 import { BadBlockError, isViolation, NoProvidersError, openSession, Session, type DownloadHost, type DownloadProgress, type FrameReader } from './swarm-session.ts'
@@ -245,7 +245,7 @@ export class Download {
       }
     }
     if (this.sessions.size > 0 || !this.active) this.noHolderSince = now
-    else if (this.probing.size === 0 && !this.lookingUp && now - this.noHolderSince > NO_HOLDERS_TIMEOUT_MS) {
+    else if (this.probing.size === 0 && !this.lookingUp && now - this.noHolderSince > this.swarm.noHoldersTimeoutMs) {
       const linked = this.hinted.size > 0 ? `, the link's peers (${[...this.hinted.keys()].join(', ')})` : ''
       this.fail(new NoProvidersError(`no peer holds ${this.root.toString()} (asked connected peers${linked} and the DHT for ${Math.round((now - this.noHolderSince) / 1000)} s)`))
       return

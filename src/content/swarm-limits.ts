@@ -33,7 +33,7 @@ export const MAX_PROVIDERS_PER_LOOKUP = 20
 export const BAN_MS = 10 * 60_000
 /** An idle download keeps its sessions this long for the next read. */
 export const DOWNLOAD_LINGER_MS = 10_000
-/** A download that has found no holder for this long fails with NoProvidersError. */
+/** A download that has found no holder for this long fails with NoProvidersError (the default of content.noHoldersTimeoutMs). */
 export const NO_HOLDERS_TIMEOUT_MS = 30_000
 /** Requests one download keeps outstanding across all its holders (bytes in flight: this many blocks). */
 export const MAX_BLOCKS_IN_FLIGHT_PER_DOWNLOAD = 24

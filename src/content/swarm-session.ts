@@ -121,6 +121,8 @@ export interface DownloadHost {
   readonly blockstore: ContentBlockstore
   readonly protocols: Pick<ProtocolPort, 'dial'>
   readonly stats: SwarmStats
+  /** How long a download looks for a holder before NoProvidersError. */
+  readonly noHoldersTimeoutMs: number
   isBanned: (peer: string) => boolean
   /** Bans a holder that broke the protocol or lied. */
   penalize: (peer: string, error: Error) => void

@@ -25,7 +25,7 @@ import { BlockVerificationError } from './reader.ts'
 import { Download } from './swarm-download.ts'
 import type { DownloadHost, SwarmStats } from './swarm-session.ts'
 import { Holder } from './swarm-holder.ts'
-import { BAN_MS, DOWNLOAD_LINGER_MS, MAX_PROVIDERS_PER_LOOKUP, MAX_SESSIONS_PER_CONNECTION, SESSION_OPEN_TIMEOUT_MS } from './swarm-limits.ts'
+import { BAN_MS, DOWNLOAD_LINGER_MS, MAX_PROVIDERS_PER_LOOKUP, MAX_SESSIONS_PER_CONNECTION, NO_HOLDERS_TIMEOUT_MS, SESSION_OPEN_TIMEOUT_MS } from './swarm-limits.ts'
 import { SWARM_PROTOCOL } from './swarm-wire.ts'
 
 export * from './swarm-limits.ts'
@@ -61,7 +61,11 @@ export class Swarm implements DownloadHost {
   /** Counters since start: blocks served to peers, and unique blocks fetched from them. */
   readonly stats: SwarmStats = { blocksServed: 0, bytesServed: 0, blocksFetched: 0, bytesFetched: 0, bytesWasted: 0 }
 
-  constructor (components: SwarmComponents) {
+  /** How long a download looks for a holder before NoProvidersError. */
+  readonly noHoldersTimeoutMs: number
+
+  constructor (components: SwarmComponents, init: { noHoldersTimeoutMs?: number } = {}) {
+    this.noHoldersTimeoutMs = init.noHoldersTimeoutMs ?? NO_HOLDERS_TIMEOUT_MS
     this.protocols = components.protocols
     this.routing = components.routing
     this.blockstore = components.blockstore

@@ -10,6 +10,8 @@ import type { DhtMode } from '../net/network.ts'
 import { DEFAULT_BALLAST_BYTES } from '../store/disk.ts'
 import { LOW_DISK_BYTES } from '../store/store.ts'
 import { JOIN_TIMEOUT_MS } from './join.ts'
+import { NO_HOLDERS_TIMEOUT_MS } from '../content/swarm-limits.ts'
+import { JOIN_TIMEOUT_MS as SPACE_JOIN_TIMEOUT_MS } from '../space/membership.ts'
 
 export const CONFIG_FILE = 'config.json'
 export const DEFAULT_TCP_PORT = 7410
@@ -41,8 +43,11 @@ export interface NodeConfig {
    * out: relay slots are held while not known public) or told (`public`: never hold a relay slot).
    */
   nat: { webrtc: boolean, stun: boolean, reachability: NatReachability }
-  /** Bytes of blocks the store may hold; unpinned blocks are collected near the limit. */
-  content: { maxStoreBytes: number }
+  /**
+   * Bytes of blocks the store may hold; unpinned blocks are collected near the limit.
+   * `noHoldersTimeoutMs`: how long a download looks for a holder before it fails with NoProvidersError.
+   */
+  content: { maxStoreBytes: number, noHoldersTimeoutMs: number }
   /**
    * The chain to follow: a genesis file, or null for the network this data dir joined (a join code,
    * or the chain the bootstrap peers are on), else a single-validator devnet in DIR/genesis.json.
@@ -50,8 +55,11 @@ export interface NodeConfig {
    * `joinTimeoutMs` is how long joining a network may take before it fails with JoinError.
    */
   ledger: { genesis: string | null, join: string | null, devnet: boolean, joinTimeoutMs: number }
-  /** Spaces: interest management on (the default) or off (every presence frame to everyone, for comparison). */
-  space: { interest: boolean }
+  /**
+   * Spaces: interest management on (the default) or off (every presence frame to everyone, for comparison);
+   * `joinTimeoutMs`: how long joining a space looks for a peer that has it.
+   */
+  space: { interest: boolean, joinTimeoutMs: number }
   /** The store: warn below `lowDiskBytes` free on its disk; keep `ballastBytes` of emergency reserve (capped to a share of the disk). */
   store: { lowDiskBytes: number, ballastBytes: number }
 }
@@ -67,6 +75,10 @@ export const MAX_JOIN_TIMEOUT_MS = 600_000
 
 export const DEFAULT_MAX_STORE_BYTES = 8 * 1024 * 1024 * 1024
 
+/** Bounds of content.noHoldersTimeoutMs and space.joinTimeoutMs: long enough to dial a peer and ask it, short enough that a failure says so. */
+export const MIN_LOOKUP_TIMEOUT_MS = 1_000
+export const MAX_LOOKUP_TIMEOUT_MS = 600_000
+
 export function defaultConfig (dataDir: string): NodeConfig {
   return {
     dataDir,
@@ -78,9 +90,9 @@ export function defaultConfig (dataDir: string): NodeConfig {
     discovery: { mdns: true },
     relay: { server: true },
     nat: { webrtc: true, stun: true, reachability: 'auto' },
-    content: { maxStoreBytes: DEFAULT_MAX_STORE_BYTES },
+    content: { maxStoreBytes: DEFAULT_MAX_STORE_BYTES, noHoldersTimeoutMs: NO_HOLDERS_TIMEOUT_MS },
     ledger: { genesis: null, join: null, devnet: false, joinTimeoutMs: JOIN_TIMEOUT_MS },
-    space: { interest: true },
+    space: { interest: true, joinTimeoutMs: SPACE_JOIN_TIMEOUT_MS },
     store: { lowDiskBytes: LOW_DISK_BYTES, ballastBytes: DEFAULT_BALLAST_BYTES }
   }
 }
@@ -180,11 +192,21 @@ export function validateConfig (config: NodeConfig): NodeConfig {
     throw new ConfigError(`ledger.joinTimeoutMs must be a whole number of milliseconds from ${MIN_JOIN_TIMEOUT_MS} to ${MAX_JOIN_TIMEOUT_MS}`)
   }
   if (typeof config.space?.interest !== 'boolean') throw new ConfigError('space.interest must be true or false')
+  checkLookupTimeouts(config)
   for (const field of ['lowDiskBytes', 'ballastBytes'] as const) {
     const v = config.store?.[field]
     if (typeof v !== 'number' || !Number.isSafeInteger(v) || v < 0) throw new ConfigError(`store.${field} must be a whole number of bytes`)
   }
   return config
+}
+
+/** How long a download looks for holders, and a space join for a peer that has the space. */
+function checkLookupTimeouts (config: NodeConfig): void {
+  for (const [field, v] of [['content.noHoldersTimeoutMs', config.content.noHoldersTimeoutMs], ['space.joinTimeoutMs', config.space.joinTimeoutMs]] as const) {
+    if (typeof v !== 'number' || !Number.isSafeInteger(v) || v < MIN_LOOKUP_TIMEOUT_MS || v > MAX_LOOKUP_TIMEOUT_MS) {
+      throw new ConfigError(`${field} must be a whole number of milliseconds from ${MIN_LOOKUP_TIMEOUT_MS} to ${MAX_LOOKUP_TIMEOUT_MS}`)
+    }
+  }
 }
 
 const KNOWN_KEYS = new Set(['listen', 'announce', 'bootstrap', 'api', 'dht', 'discovery', 'relay', 'nat', 'content', 'ledger', 'space', 'store'])

@@ -196,7 +196,7 @@ export class PeerverseNode extends TypedEventEmitter<NodeEvents> {
       onIdentified: (peerId, did) => { this.safeDispatch('peer:identified', { peerId, did }) },
       onRejected
     })
-    this.content = content()({ protocols: this.protocols, routing: this.routing, onRejected, blockstore, store })
+    this.content = content({ noHoldersTimeoutMs: config.content.noHoldersTimeoutMs })({ protocols: this.protocols, routing: this.routing, onRejected, blockstore, store })
     this.social = social()({
       gossip: this.gossip,
       protocols: this.protocols,
@@ -235,7 +235,7 @@ export class PeerverseNode extends TypedEventEmitter<NodeEvents> {
       onLedger: l => { for (const name of LEDGER_EVENTS) l.addEventListener(name, evt => { this.safeDispatch(name, evt.detail) }) },
       onJoined: detail => { this.safeDispatch('network:joined', detail) }
     })
-    this.space = space({ interest: config.space.interest })({
+    this.space = space({ interest: config.space.interest, joinTimeoutMs: config.space.joinTimeoutMs })({
       gossip: this.gossip,
       protocols: this.protocols,
       routing: this.routing,

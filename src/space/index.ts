@@ -15,6 +15,8 @@ import type { BytesSublevel } from '../store/store.ts'
 export interface SpaceInit {
   /** Interest management on (default: frames only to near members) or off (every frame to everyone, over gossip): for benchmarks. */
   interest?: boolean
+  /** How long joining a space looks for a peer that has it (default JOIN_TIMEOUT_MS). */
+  joinTimeoutMs?: number
 }
 
 export interface SpaceIdentity {
@@ -44,7 +46,7 @@ export const SPACE_EVENTS = ['space:presence', 'space:leave', 'space:chat', 'spa
 
 /** The space capability: `space({ interest })({ gossip, protocols, routing, onRejected, identity, store, parcels })`. */
 export function space (init: SpaceInit = {}): (components: SpaceComponents) => SpaceService {
-  return components => new SpaceService({ interest: init.interest ?? true }, {
+  return components => new SpaceService({ interest: init.interest ?? true, joinTimeoutMs: init.joinTimeoutMs }, {
     gossip: components.gossip,
     protocols: components.protocols,
     routing: components.routing,

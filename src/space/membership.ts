@@ -79,10 +79,13 @@ export class SpaceMembership {
   private readonly core: SpaceCore
   private readonly parts: MembershipParts
   private readonly opening = new Map<string, Promise<void>>()
+  /** How long a join looks for a peer that has the space (default JOIN_TIMEOUT_MS). */
+  private readonly joinTimeoutMs: number
 
-  constructor (core: SpaceCore, parts: MembershipParts) {
+  constructor (core: SpaceCore, parts: MembershipParts, options: { joinTimeoutMs?: number } = {}) {
     this.core = core
     this.parts = parts
+    this.joinTimeoutMs = options.joinTimeoutMs ?? JOIN_TIMEOUT_MS
   }
 
   /** Creates a space owned by us and joins it. */
@@ -222,11 +225,11 @@ export class SpaceMembership {
    * peers (dialled at the link's addresses, all at once and beside the rest, so an address that
    * never answers holds nothing up), the topic's subscribers, the DHT's providers, then the other
    * connected peers, and tries again (a provider record may still be on its way) until
-   * JOIN_TIMEOUT_MS.
+   * the join deadline (JOIN_TIMEOUT_MS unless set).
    */
   private async fetchSpace (id: string, holders: LinkHolder[], outer?: AbortSignal): Promise<void> {
     const found = new AbortController()
-    const signal = AbortSignal.any([found.signal, AbortSignal.timeout(JOIN_TIMEOUT_MS), ...(outer == null ? [] : [outer])])
+    const signal = AbortSignal.any([found.signal, AbortSignal.timeout(this.joinTimeoutMs), ...(outer == null ? [] : [outer])])
     const asked = new Set<string>()
     const addresses = new Map(holders.map(h => [h.peer, h.addresses]))
     const ask = async (peer: string): Promise<boolean> => {
@@ -269,7 +272,7 @@ export class SpaceMembership {
 
   /** Pulls chat history and the world from a few peers in the space. */
   private async syncFromPeers (j: Joined, holders: LinkHolder[]): Promise<void> {
-    const signal = AbortSignal.timeout(JOIN_TIMEOUT_MS)
+    const signal = AbortSignal.timeout(this.joinTimeoutMs)
     let n = 0
     for await (const peer of this.candidates(j.d.id, signal, holders)) {
       try {

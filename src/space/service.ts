@@ -50,6 +50,8 @@ export interface SpaceView {
 export interface SpaceServiceInit {
   /** Interest management on (default) or off (everyone gets every frame, over gossip): for benchmarks. */
   interest?: boolean
+  /** How long joining a space looks for a peer that has it (default JOIN_TIMEOUT_MS). */
+  joinTimeoutMs?: number
 }
 
 export interface SpaceServiceComponents {
@@ -108,7 +110,7 @@ export class SpaceService extends TypedEventEmitter<SpaceEvents> {
       edits: this.edits,
       presence: this.presence,
       onGossip: async m => { await this.onGossip(m) }
-    })
+    }, { joinTimeoutMs: init.joinTimeoutMs })
   }
 
   async start (): Promise<void> {

@@ -13,7 +13,8 @@ import { ApiClient } from '../../src/api/client.ts'
 import { readApiInfo } from '../../src/api/server.ts'
 import { linkPeerId, parseLink } from '../../src/net/links.ts'
 import { CID } from 'multiformats/cid'
-import { MAX_HINTED_HOLDERS } from '../../src/content/swarm.ts'
+import { MAX_HINTED_HOLDERS, NO_HOLDERS_TIMEOUT_MS } from '../../src/content/swarm.ts'
+import { MIN_LOOKUP_TIMEOUT_MS } from '../../src/node/config.ts'
 import { SWARM_PROTOCOL } from '../../src/content/swarm-wire.ts'
 import { Download } from '../../src/content/swarm-download.ts'
 import type { DownloadHost } from '../../src/content/swarm-session.ts'
@@ -70,7 +71,8 @@ describe('content links', { timeout: 300_000 }, () => {
   })
 
   it('let a peer that knows no one fetch a file (get LINK) and a directory (API, browser link)', async () => {
-    const a = await set.start()
+    // Three peers with no bootstrap (and no mDNS): B and C know no one until they open A's links.
+    const [a, b, c] = await Promise.all([set.start(), set.start(), set.start()])
     const dir = await set.tempDir()
     // Three leaves (1 MiB each at most), so the file is a tree, not one block.
     const bytes = seededBytes(2 * 1024 * 1024 + 12_345, 161)
@@ -85,7 +87,6 @@ describe('content links', { timeout: 300_000 }, () => {
     assert.ok(code.startsWith(`pv:content=${cid}&peer=`), code)
     assert.ok(parseLink(code).peers.every(p => linkPeerId(p) === a.ready.peerId))
 
-    const b = await set.start()
     assert.deepEqual(await peersOf(b), [])
     const out = join(dir, 'got.bin')
     const got = await runCli(['get', code, '-o', out, '--json', '--data', b.dataDir])
@@ -103,7 +104,6 @@ describe('content links', { timeout: 300_000 }, () => {
     const dirCid = (JSON.parse(dirAdded.stdout) as { cid: string }).cid
     const { link } = await a.api.request<{ code: string, link: string }>('GET', `/api/v0/content/link?cid=${dirCid}`)
     assert.ok(link.startsWith(`${(await readApiInfo(a.dataDir)).url}/#content=${dirCid}&peer=`), link)
-    const c = await set.start()
     assert.deepEqual(await peersOf(c), [])
     const lines = await fetchLines(c, { link })
     const last = lines.at(-1) ?? {}
@@ -118,9 +118,11 @@ describe('content links', { timeout: 300_000 }, () => {
   })
 
   it('refuses bad links with named errors and says the link\'s peers were tried', async () => {
-    const a = await set.start()
+    // How long B looks for holders is a setting (content.noHoldersTimeoutMs, default NO_HOLDERS_TIMEOUT_MS); a short one keeps the test short.
+    const deadline = MIN_LOOKUP_TIMEOUT_MS * 3
+    assert.ok(deadline < NO_HOLDERS_TIMEOUT_MS)
+    const [a, b] = await Promise.all([set.start(), set.start({ config: { content: { noHoldersTimeoutMs: deadline } } })])
     const { cid } = await (await ApiClient.check(await a.api.raw('POST', '/api/v0/content/add?name=x', { body: seededBytes(5000, 163) as unknown as BodyInit, headers: { 'content-type': 'application/octet-stream' } }))).json() as { cid: string }
-    const b = await set.start()
 
     let r = await refusal(fetchLines(b, { link: 'pv:content=not-a-cid' }))
     assert.deepEqual([r.status, r.code], [400, 'InvalidLinkError'])

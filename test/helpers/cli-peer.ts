@@ -3,12 +3,13 @@
  * through its API. Every peer is killed and its temp dir removed by `cleanup()`.
  */
 import { spawn, type ChildProcess } from 'node:child_process'
-import { mkdtemp, rm } from 'node:fs/promises'
+import { mkdtemp, rm, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join, resolve } from 'node:path'
 import { once } from 'node:events'
 import { ApiClient } from '../../src/api/client.ts'
 import { readApiInfo } from '../../src/api/server.ts'
+import { CONFIG_FILE, type PartialConfig } from '../../src/node/config.ts'
 
 export const ROOT = resolve(import.meta.dirname, '../..')
 export const CLI = join(ROOT, 'src/cli/main.ts')
@@ -58,10 +59,11 @@ export class PeerSet {
    * a test reaches only loopback and its own namespaces). `dhtMode: 'default'` passes no
    * `--dht-mode`, as a user would. Unless `extra` names a chain (--genesis, --join) or `devnet` is
    * false, it runs a devnet of its own (--devnet) whatever its bootstrap peers follow, as peers did
-   * before networks were joined.
+   * before networks were joined. `config` is written to the data dir's config.json first.
    */
-  async start (options: { dataDir?: string, bootstrap?: string[], listen?: string[], extra?: string[], devnet?: boolean, dhtMode?: 'server' | 'client' | 'auto' | 'default' } = {}): Promise<CliPeer> {
+  async start (options: { dataDir?: string, bootstrap?: string[], listen?: string[], extra?: string[], devnet?: boolean, dhtMode?: 'server' | 'client' | 'auto' | 'default', config?: PartialConfig } = {}): Promise<CliPeer> {
     const dataDir = options.dataDir ?? await this.tempDir()
+    if (options.config != null) await writeFile(join(dataDir, CONFIG_FILE), JSON.stringify(options.config))
     const listen = options.listen ?? ['/ip4/127.0.0.1/tcp/0']
     const dhtMode = options.dhtMode ?? 'server'
     const args = [CLI, 'start', '--data', dataDir, '--api', '127.0.0.1:0', '--no-mdns', '--json',

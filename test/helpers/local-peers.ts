@@ -13,7 +13,7 @@ import type { Stream } from '@libp2p/interface'
 import { lpStream, type LengthPrefixedStream } from '@libp2p/utils'
 import { createNetwork, type Network } from '../../src/net/network.ts'
 import { createNode, type PeerverseNode, type RejectedEvent } from '../../src/node/node.ts'
-import { defaultConfig, mergeConfig } from '../../src/node/config.ts'
+import { defaultConfig, mergeConfig, type PartialConfig } from '../../src/node/config.ts'
 
 /** Polls `cond` every `intervalMs` until it holds, calling `trigger` between looks; fails the test after `timeoutMs`. */
 export type Eventually = (what: string, cond: () => Promise<boolean> | boolean, options?: { trigger?: () => Promise<unknown>, timeoutMs?: number }) => Promise<void>
@@ -46,11 +46,11 @@ export class LocalPeers {
     this.name = name
   }
 
-  /** A started node on 127.0.0.1 (TCP, DHT server, no API, no relay server, no mDNS, a devnet of its own) whose rejections are logged. */
-  async startNode (): Promise<PeerverseNode> {
+  /** A started node on 127.0.0.1 (TCP, DHT server, no API, no relay server, no mDNS, a devnet of its own; `config` over that) whose rejections are logged. */
+  async startNode (config: PartialConfig = {}): Promise<PeerverseNode> {
     const dir = await mkdtemp(join(tmpdir(), `peerverse-${this.name}-`))
     this.dirs.push(dir)
-    const node = await createNode(mergeConfig(defaultConfig(dir), { discovery: { mdns: false }, listen: ['/ip4/127.0.0.1/tcp/0'], api: false, dht: { mode: 'server' }, relay: { server: false }, ledger: { devnet: true } }))
+    const node = await createNode(mergeConfig(defaultConfig(dir), { discovery: { mdns: false }, listen: ['/ip4/127.0.0.1/tcp/0'], api: false, dht: { mode: 'server' }, relay: { server: false }, ledger: { devnet: true } }, config))
     this.nodes.push(node)
     const log: RejectedEvent[] = []
     this.rejections.set(node, log)

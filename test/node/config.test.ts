@@ -4,7 +4,9 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import fc from 'fast-check'
-import { defaultConfig, isLoopbackHost, loadConfig, MAX_JOIN_TIMEOUT_MS, mergeConfig, MIN_JOIN_TIMEOUT_MS, parseHostPort, validateConfig } from '../../src/node/config.ts'
+import { defaultConfig, isLoopbackHost, loadConfig, MAX_JOIN_TIMEOUT_MS, MAX_LOOKUP_TIMEOUT_MS, mergeConfig, MIN_JOIN_TIMEOUT_MS, MIN_LOOKUP_TIMEOUT_MS, parseHostPort, validateConfig } from '../../src/node/config.ts'
+import { NO_HOLDERS_TIMEOUT_MS } from '../../src/content/swarm-limits.ts'
+import { JOIN_TIMEOUT_MS as SPACE_JOIN_TIMEOUT_MS } from '../../src/space/index.ts'
 
 const PEER = '12D3KooWHA2LP2mTvhM1oESTY8J2ed6VB5tx4T83Go7E9ECAXYoq'
 
@@ -67,8 +69,20 @@ describe('config', () => {
       [{ relay: { server: 'yes' } }, /relay.server/],
       [{ ledger: { joinTimeoutMs: MIN_JOIN_TIMEOUT_MS - 1 } }, /ledger.joinTimeoutMs/],
       [{ ledger: { joinTimeoutMs: MAX_JOIN_TIMEOUT_MS + 1 } }, /ledger.joinTimeoutMs/],
-      [{ ledger: { joinTimeoutMs: 1500.5 } }, /ledger.joinTimeoutMs/]
+      [{ ledger: { joinTimeoutMs: 1500.5 } }, /ledger.joinTimeoutMs/],
+      [{ content: { noHoldersTimeoutMs: MIN_LOOKUP_TIMEOUT_MS - 1 } }, /content.noHoldersTimeoutMs/],
+      [{ content: { noHoldersTimeoutMs: MAX_LOOKUP_TIMEOUT_MS + 1 } }, /content.noHoldersTimeoutMs/],
+      [{ content: { noHoldersTimeoutMs: '5000' } }, /content.noHoldersTimeoutMs/],
+      [{ space: { joinTimeoutMs: MIN_LOOKUP_TIMEOUT_MS - 1 } }, /space.joinTimeoutMs/],
+      [{ space: { joinTimeoutMs: MAX_LOOKUP_TIMEOUT_MS + 1 } }, /space.joinTimeoutMs/],
+      [{ space: { joinTimeoutMs: 2500.5 } }, /space.joinTimeoutMs/]
     ]
+    assert.equal(base.content.noHoldersTimeoutMs, NO_HOLDERS_TIMEOUT_MS)
+    assert.equal(base.space.joinTimeoutMs, SPACE_JOIN_TIMEOUT_MS)
+    for (const ms of [MIN_LOOKUP_TIMEOUT_MS, MAX_LOOKUP_TIMEOUT_MS]) {
+      const c = validateConfig(mergeConfig(base, { content: { noHoldersTimeoutMs: ms }, space: { joinTimeoutMs: ms } }))
+      assert.deepEqual([c.content.noHoldersTimeoutMs, c.space.joinTimeoutMs], [ms, ms])
+    }
     assert.equal(validateConfig(mergeConfig(base, { ledger: { joinTimeoutMs: MIN_JOIN_TIMEOUT_MS } })).ledger.joinTimeoutMs, MIN_JOIN_TIMEOUT_MS)
     for (const [layer, message] of bad) {
       assert.throws(() => validateConfig(mergeConfig(base, layer as never)), { name: 'ConfigError', message }, JSON.stringify(layer))

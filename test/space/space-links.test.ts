@@ -16,7 +16,8 @@ import { readApiInfo } from '../../src/api/server.ts'
 import { ed25519KeyFromSeed } from '../../src/identity/ed25519.ts'
 import { InvalidLinkError, linkPeerId, MAX_LINK_PEERS, parseLink } from '../../src/net/links.ts'
 import { createDescriptor } from '../../src/space/records.ts'
-import { MAX_LINK_OTHER_HOLDERS, SPACE_PROTOCOL } from '../../src/space/index.ts'
+import { JOIN_TIMEOUT_MS, MAX_LINK_OTHER_HOLDERS, SPACE_PROTOCOL } from '../../src/space/index.ts'
+import { MIN_LOOKUP_TIMEOUT_MS } from '../../src/node/config.ts'
 import type { Joined, SpaceCore } from '../../src/space/joined.ts'
 import { spaceLink } from '../../src/space/share.ts'
 import { PeerSet, runCli, waitFor, type CliPeer } from '../helpers/cli-peer.ts'
@@ -26,6 +27,8 @@ import { closedPort, refusal } from '../helpers/refusals.ts'
 
 /** The CID of the raw bytes "hello world". */
 const HELLO_CID = 'bafkreifzjut3te2nhyekklss27nh3k72ysco7y32koao5eei66wof36n5e'
+/** How long joiners here look for a peer with the space (space.joinTimeoutMs, default JOIN_TIMEOUT_MS): short, to keep the failing joins short. */
+const JOIN_DEADLINE_MS = MIN_LOOKUP_TIMEOUT_MS * 3
 
 const set = new PeerSet()
 const local = new LocalPeers('space-links')
@@ -60,7 +63,8 @@ describe('space links', { timeout: 300_000 }, () => {
   })
 
   it('let a peer that knows no one join a space (CLI code and browser link), and name other members', async () => {
-    const a = await set.start()
+    // Three peers with no bootstrap (and no mDNS): B and C know no one until they open A's links.
+    const [a, b, c] = await Promise.all([set.start(), set.start(), set.start()])
     const { id } = await a.api.request<{ id: string }>('POST', '/api/v0/space/create', { name: 'Hall' })
     await a.api.request('POST', '/api/v0/space/say', { space: id, text: 'hello from A' })
 
@@ -75,7 +79,6 @@ describe('space links', { timeout: 300_000 }, () => {
     assert.ok(parsed.peers.every(p => linkPeerId(p) === a.ready.peerId), 'the link names A only (no other member yet)')
 
     // B has no bootstrap: it knows no one until the link.
-    const b = await set.start()
     assert.deepEqual(await peersOf(b), [])
     const joined = await runCli(['space', 'join', code, '--json', '--data', b.dataDir])
     assert.equal(joined.code, 0, joined.stderr)
@@ -86,7 +89,6 @@ describe('space links', { timeout: 300_000 }, () => {
     })
 
     // C knows no one either, and opens the browser client's URL through the API.
-    const c = await set.start()
     assert.deepEqual(await peersOf(c), [])
     const view = await c.api.request<{ id: string, name: string }>('POST', '/api/v0/space/join', { link })
     assert.equal(view.id, id)
@@ -102,10 +104,10 @@ describe('space links', { timeout: 300_000 }, () => {
   })
 
   it('refuses bad links with named errors and says which peers were tried', async () => {
-    const a = await set.start()
+    assert.ok(JOIN_DEADLINE_MS < JOIN_TIMEOUT_MS)
+    const [a, b, n] = await Promise.all([set.start(), set.start({ config: { space: { joinTimeoutMs: JOIN_DEADLINE_MS } } }), set.start()])
     const { id } = await a.api.request<{ id: string }>('POST', '/api/v0/space/create', { name: 'Yard' })
     const { code } = await a.api.request<{ code: string }>('GET', `/api/v0/space/link?id=${id}`)
-    const b = await set.start()
     const join = async (link: string): Promise<unknown> => await b.api.request('POST', '/api/v0/space/join', { link })
 
     let r = await refusal(join('pv:space=not an id&peer=x'))
@@ -129,7 +131,6 @@ describe('space links', { timeout: 300_000 }, () => {
 
     // A's id at a port where no one listens, and a peer that does not hold the space: both are
     // asked, then the DHT and connected peers; the error names the link's peers.
-    const n = await set.start()
     const unreachable = `/ip4/127.0.0.1/tcp/${await closedPort()}/p2p/${a.ready.peerId}`
     r = await refusal(join(`pv:space=${id}&peer=${encodeURIComponent(unreachable)}&peer=${encodeURIComponent(n.addr)}`))
     assert.deepEqual([r.status, r.code], [404, 'SpaceNotFoundError'])
@@ -140,7 +141,7 @@ describe('space links', { timeout: 300_000 }, () => {
   })
 
   it('checks what a linked peer answers: a liar is reported and nothing is stored', async () => {
-    const joiner = await local.startNode()
+    const joiner = await local.startNode({ space: { joinTimeoutMs: JOIN_DEADLINE_MS } })
     const target = await createDescriptor(ed25519KeyFromSeed(seededBytes(32, 151)), { name: 'Wanted', created: 1 })
     const other = await createDescriptor(ed25519KeyFromSeed(seededBytes(32, 152)), { name: 'Decoy', created: 1 })
     // A bare peer that answers every space request with another space's descriptor.
