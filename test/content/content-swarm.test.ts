@@ -76,7 +76,7 @@ describe('content swarm', { timeout: 600_000 }, () => {
     file64 = seededBytes(64 * MiB, 64)
     await writeFile(join(work, 'big.bin'), file64)
     original = await set.start()
-    for (let i = 0; i < 4; i++) four.push(await set.start({ bootstrap: [original.addr] }))
+    four.push(...await Promise.all([0, 1, 2, 3].map(async () => await set.start({ bootstrap: [original.addr] }))))
   })
 
   after(async () => { await set.cleanup() })
@@ -174,8 +174,9 @@ describe('content swarm', { timeout: 600_000 }, () => {
       file256 = seededBytes(256 * MiB, 256)
       await writeFile(join(work, 'huge.bin'), file256)
       holders.push(four[1], four[2])
-      cid256 = await add(holders[0], join(work, 'huge.bin'))
-      await add(holders[1], join(work, 'huge.bin'))
+      const cids = await Promise.all(holders.map(async h => await add(h, join(work, 'huge.bin'))))
+      assert.equal(cids[0], cids[1])
+      cid256 = cids[0]
     })
 
     it('a holder killed (kill -9) mid-transfer costs nothing: the download completes from the other', async () => {

@@ -60,7 +60,7 @@ async function startValidators (n: number, byzantine = 0): Promise<{ vals: CliPe
   const genesisPath = join(dir, 'genesis.json')
   await writeFile(genesisPath, genesisJson(genesis))
   const vals = [await set.start({ dataDir: join(dir, 'v0'), extra: ['--genesis', genesisPath] })]
-  for (let i = 1; i < n; i++) vals.push(await set.start({ dataDir: join(dir, `v${i}`), bootstrap: [vals[0].addr], extra: ['--genesis', genesisPath] }))
+  vals.push(...await Promise.all(Array.from({ length: n - 1 }, async (_, k) => await set.start({ dataDir: join(dir, `v${k + 1}`), bootstrap: [vals[0].addr], extra: ['--genesis', genesisPath] }))))
   return { vals, ids, genesis }
 }
 

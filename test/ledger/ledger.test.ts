@@ -219,7 +219,7 @@ describe('ledger', { timeout: 300_000 }, () => {
       genesisPath = join(dir, 'genesis.json')
       await writeFile(genesisPath, genesisJson(devnetGenesis(dids)))
       vals.push(await set.start({ dataDir: join(dir, 'v0'), extra: ['--genesis', genesisPath] }))
-      for (let i = 1; i < 4; i++) vals.push(await set.start({ dataDir: join(dir, `v${i}`), bootstrap: [vals[0].addr], extra: ['--genesis', genesisPath] }))
+      vals.push(...await Promise.all([1, 2, 3].map(async i => await set.start({ dataDir: join(dir, `v${i}`), bootstrap: [vals[0].addr], extra: ['--genesis', genesisPath] }))))
       await waitFor('all four commit blocks', async () => (await Promise.all(vals.map(chain))).every(s => s.height >= 3), 60_000)
     })
 

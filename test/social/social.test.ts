@@ -35,17 +35,19 @@ describe('social feeds across five peers', { timeout: 300_000 }, () => {
 
   before(async () => {
     peers.push(await set.start())
-    for (let i = 1; i < 5; i++) peers.push(await set.start({ bootstrap: [peers[0].addr] }))
+    // The other four start together, each told only the first.
+    peers.push(...await Promise.all([1, 2, 3, 4].map(async () => await set.start({ bootstrap: [peers[0].addr] }))))
   })
 
   after(async () => { await set.cleanup() })
 
   it('five peers follow each other and every post reaches everyone', async () => {
-    for (const [i, p] of peers.entries()) await cli(p, 'profile', 'set', '--name', names[i])
-    for (const p of peers) {
+    // Each peer names itself and follows the four others (its own commands in order, the peers side by side).
+    await Promise.all(peers.map(async (p, i) => {
+      await cli(p, 'profile', 'set', '--name', names[i])
       for (const q of peers) if (p !== q) await cli(p, 'follow', q.ready.did)
-    }
-    for (const [i, p] of peers.entries()) await cli(p, 'post', `hello from ${names[i]}`)
+    }))
+    await Promise.all(peers.map(async (p, i) => await cli(p, 'post', `hello from ${names[i]}`)))
     for (const p of peers) {
       await waitFor(`${p.ready.peerId} sees all five posts`, async () => {
         const texts = new Set((await timeline(p)).map(e => e.text))

@@ -42,7 +42,8 @@ describe('a space shared by five peer processes', { timeout: 300_000 }, () => {
 
   before(async () => {
     peers.push(await set.start())
-    for (let i = 1; i < 5; i++) peers.push(await set.start({ bootstrap: [peers[0].addr] }))
+    // The other four start together, each told only the first.
+    peers.push(...await Promise.all([1, 2, 3, 4].map(async () => await set.start({ bootstrap: [peers[0].addr] }))))
   })
 
   after(async () => { await set.cleanup() })
@@ -127,10 +128,10 @@ describe('a space shared by five peer processes', { timeout: 300_000 }, () => {
     assert.match(denied.stderr, /may not change object/)
 
     // Everyone stops; everyone comes back (new ports); the world is read back from disk.
-    for (const p of peers) assert.equal(await set.stop(p), 0)
+    assert.deepEqual(await Promise.all(peers.map(async p => await set.stop(p))), peers.map(() => 0))
     const back: CliPeer[] = []
     back.push(await set.start({ dataDir: peers[0].dataDir }))
-    for (const p of peers.slice(1)) back.push(await set.start({ dataDir: p.dataDir, bootstrap: [back[0].addr] }))
+    back.push(...await Promise.all(peers.slice(1).map(async p => await set.start({ dataDir: p.dataDir, bootstrap: [back[0].addr] }))))
     for (const p of back) {
       assert.ok(expected(await objects(p, space)), `${p.ready.peerId} kept the objects`)
       const spaces = (await p.api.request<{ spaces: Array<{ id: string }> }>('GET', '/api/v0/space')).spaces

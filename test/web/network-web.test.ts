@@ -57,8 +57,7 @@ describe('the browser client and the network: invites, links, Explore', { timeou
   before(async () => {
     await mkdir(SHOTS, { recursive: true })
     // Neither knows the other: B learns of A only from the links A's page gives.
-    a = await set.start()
-    b = await set.start()
+    ;[a, b] = await Promise.all([set.start(), set.start()])
     browser = await chromium.launch({
       executablePath: CHROMIUM,
       headless: true,
