@@ -161,7 +161,7 @@ export class Swarm implements DownloadHost {
     const out: string[] = []
     const self = this.protocols.peerId
     try {
-      for await (const p of this.routing.findProviders(cid, { signal: AbortSignal.timeout(SESSION_OPEN_TIMEOUT_MS * 2) })) {
+      for await (const p of this.routing.findProviders(cid, { signal: AbortSignal.timeout(Math.min(SESSION_OPEN_TIMEOUT_MS * 2, this.noHoldersTimeoutMs)) })) {
         if (p.peer === self || out.includes(p.peer)) continue
         out.push(p.peer)
         if (out.length >= MAX_PROVIDERS_PER_LOOKUP) return out
