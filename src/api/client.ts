@@ -7,7 +7,7 @@
  */
 import { API_INFO_FILE, API_PROOF_PATH, API_PROOF_TIMEOUT_MS, checkApiProof, proofNonce } from './auth.ts'
 import { ApiError } from './errors.ts'
-import { readApiInfo } from './server.ts'
+import { readApiInfo } from './info.ts'
 
 export class PeerNotRunningError extends Error {
   name = 'PeerNotRunningError'

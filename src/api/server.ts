@@ -11,7 +11,7 @@
  * buffers are bounded by the constants below.
  */
 import { timingSafeEqual } from 'node:crypto'
-import { readFile, rm, writeFile, rename } from 'node:fs/promises'
+import { rm, writeFile, rename } from 'node:fs/promises'
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import { join, resolve } from 'node:path'
@@ -57,18 +57,8 @@ export class ApiPortInUseError extends Error {
   name = 'ApiPortInUseError'
 }
 
-export interface ApiInfo {
-  url: string
-  pid: number
-  peerId: string
-  did: string
-}
-
-export async function readApiInfo (dataDir: string): Promise<ApiInfo & { token: string }> {
-  const info = JSON.parse(await readFile(join(dataDir, API_INFO_FILE), 'utf8')) as ApiInfo
-  const token = (await readFile(join(dataDir, API_TOKEN_FILE), 'utf8')).trim()
-  return { ...info, token }
-}
+import type { ApiInfo } from './info.ts'
+export { readApiInfo, type ApiInfo } from './info.ts'
 
 /** The event stream sends every event the node and its capabilities emit, by their exported names. */
 const EVENT_TYPES: ReadonlyArray<keyof NodeEvents> = EVENT_NAMES

@@ -7,12 +7,11 @@ import { spawn } from 'node:child_process'
 import { mkdir, stat, writeFile } from 'node:fs/promises'
 import { join, resolve } from 'node:path'
 import { peerIdFromPrivateKey } from '@libp2p/peer-id'
-import { ApiServer, createApiToken } from '../api/server.ts'
+import type { ApiServer } from '../api/server.ts'
 import { initIdentity } from '../identity/keystore.ts'
 import { devnetGenesis, GENESIS_FILE, genesisJson } from '../ledger/genesis.ts'
 import type { DhtMode } from '../net/network.ts'
-import { loadConfig, ownerOnlyDataDir, parseHostPort, type PartialConfig } from '../node/config.ts'
-import { createNode } from '../node/node.ts'
+import type { PartialConfig } from '../node/config.ts'
 import type { NodeStatus, PeerInfoView } from '../node/node.ts'
 import { ledgerState, type LedgerStatusView } from './ledger.ts'
 import { client, DEFAULT_DATA_DIR, out, parse, UsageError, type Commands } from './args.ts'
@@ -85,6 +84,7 @@ async function cmdInit (args: string[]): Promise<void> {
   const dir = resolve(values.data ?? DEFAULT_DATA_DIR)
   process.umask(0o077)
   const id = await initIdentity(dir)
+  const { ownerOnlyDataDir } = await import('../node/config.ts')
   await ownerOnlyDataDir(dir)
   if (values.json === true) return out(JSON.stringify({ dataDir: dir, did: id.did, peerId: peerIdFromPrivateKey(id.peerKey).toString(), created: id.created }))
   out(id.created ? `created identity in ${dir}` : `identity already exists in ${dir} (kept)`)
@@ -122,6 +122,9 @@ async function cmdStart (args: string[]): Promise<void> {
     nat: { webrtc: values['no-webrtc'] === true ? false : undefined, reachability: values.public === true ? 'public' : undefined },
     ledger: { genesis: values.genesis == null ? undefined : resolve(values.genesis), join: values.join, devnet: values.devnet }
   }
+  // The node and its API are loaded only here, so the other commands (API clients) start quickly.
+  const [{ loadConfig, ownerOnlyDataDir, parseHostPort }, { createNode }, { ApiServer, createApiToken }] =
+    await Promise.all([import('../node/config.ts'), import('../node/node.ts'), import('../api/server.ts')])
   const config = await loadConfig(dir, overrides)
   const walked = await ownerOnlyDataDir(dir)
   if (walked.truncated) process.stderr.write(`peerverse: ${dir} holds over ${walked.entries} entries; only those were made owner-only (the dir itself is)\n`)
