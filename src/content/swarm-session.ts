@@ -71,7 +71,8 @@ export interface OpenedSession {
  */
 export async function openSession (protocols: Pick<ProtocolPort, 'dial'>, peer: string, root: CID, addresses?: string[]): Promise<OpenedSession> {
   const signal = AbortSignal.timeout(SESSION_OPEN_TIMEOUT_MS)
-  const stream = await protocols.dial(peer, SWARM_PROTOCOL, { signal, addresses })
+  // Over a relay too: the download bounds what it asks of a relayed session (RELAYED_CONTENT_MAX_BYTES).
+  const stream = await protocols.dial(peer, SWARM_PROTOCOL, { signal, addresses, runOnLimitedConnection: true })
   try {
     await writeFrame(stream, { type: 'open', root })
     const frames = lp.decode(stream, { maxDataLength: MAX_FRAME_BYTES })[Symbol.asyncIterator]()
