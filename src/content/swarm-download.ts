@@ -145,15 +145,15 @@ export class Download {
     return relayed
   }
 
-  /** Why a wait for a direct path ends the fetch, if it does: its deadline passed, or no holder can be reached directly. */
-  private directPathFailure (timeoutMs: number): Error | undefined {
+  /** Why a wait for a direct path (begun at `since`) ends a fetch, if it does: its deadline passed, or no holder can be reached directly. */
+  private directPathFailure (since: number, timeoutMs: number): Error | undefined {
     const holders = [...this.sessions.values()].filter(s => s.limited).map(s => s.peer)
     if (holders.length === 0 || this.waitingSince === 0) return undefined
     const names = `${holders.length} holder${holders.length === 1 ? '' : 's'} of ${this.root.toString()} (${holders.join(', ')}) reachable only through relays`
     if (holders.every(p => this.noDirect.has(p))) {
       return new DirectPathPendingError(`${names}: no direct connection can be made, and the file is past the ${RELAYED_CONTENT_MAX_BYTES} bytes a relay carries`)
     }
-    if (Date.now() - this.waitingSince > timeoutMs) {
+    if (Date.now() - since > timeoutMs) {
       return new DirectPathPendingError(`${names}: no direct connection in ${Math.round(timeoutMs / 1000)} s, and the file is past the ${RELAYED_CONTENT_MAX_BYTES} bytes a relay carries`)
     }
     return undefined
@@ -298,14 +298,18 @@ export class Download {
   /** Waits until every leaf in [from, to) is held, reporting progress. */
   async complete (from: number, to: number, options: { signal?: AbortSignal, onProgress?: (p: DownloadProgress) => void, directPathTimeoutMs?: number } = {}): Promise<void> {
     const want = this.addWant(from, to, false)
+    /** When this wait began waiting for a direct path (its deadline counts from there). */
+    let waitingFrom = 0
     try {
       while (this.missingIn(from, to) > 0) {
         options.signal?.throwIfAborted()
         if (this.closed) throw this.failure ?? new Error('download closed')
         this.checkDirectPaths()
-        const pending = this.directPathFailure(options.directPathTimeoutMs ?? DIRECT_PATH_TIMEOUT_MS)
-        if (pending != null) throw pending
         options.onProgress?.(this.progress())
+        if (this.waitingSince === 0) waitingFrom = 0
+        else if (waitingFrom === 0) waitingFrom = Date.now()
+        const pending = waitingFrom === 0 ? undefined : this.directPathFailure(waitingFrom, options.directPathTimeoutMs ?? DIRECT_PATH_TIMEOUT_MS)
+        if (pending != null) throw pending
         await Promise.race([delay(200, options.signal), this.swarm.leafEvent()])
       }
       options.onProgress?.(this.progress())
