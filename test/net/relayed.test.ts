@@ -9,6 +9,7 @@
 import { describe, it, before, after } from 'node:test'
 import assert from 'node:assert/strict'
 import { join } from 'node:path'
+import { createServer, type AddressInfo } from 'node:net'
 import { RELAYED_CONTENT_MAX_BYTES } from '../../src/content/index.ts'
 import { ApiClient } from '../../src/api/client.ts'
 import { PeerSet, runCli, waitFor, type CliPeer } from '../helpers/cli-peer.ts'
@@ -41,6 +42,34 @@ interface FetchLine { progress?: { waitingForDirectPath?: number }, done?: boole
 async function fetchLines (p: CliPeer, body: Record<string, unknown>): Promise<FetchLine[]> {
   const res = await ApiClient.check(await p.api.raw('POST', '/api/v0/content/fetch', { body: JSON.stringify(body), headers: { 'content-type': 'application/json' } }))
   return (await res.text()).split('\n').filter(l => l !== '').map(l => JSON.parse(l) as FetchLine)
+}
+
+/**
+ * POST /api/v0/content/fetch, calling `onLine` on each NDJSON line as it arrives; the last line.
+ */
+async function fetchStreaming (p: CliPeer, body: Record<string, unknown>, onLine: (line: FetchLine) => Promise<void>): Promise<FetchLine | undefined> {
+  const res = await ApiClient.check(await p.api.raw('POST', '/api/v0/content/fetch', { body: JSON.stringify(body), headers: { 'content-type': 'application/json' } }))
+  let buffer = ''
+  let last: FetchLine | undefined
+  for await (const chunk of res.body as unknown as AsyncIterable<Uint8Array>) {
+    buffer += Buffer.from(chunk).toString('utf8')
+    let nl: number
+    while ((nl = buffer.indexOf('\n')) >= 0) {
+      last = JSON.parse(buffer.slice(0, nl)) as FetchLine
+      buffer = buffer.slice(nl + 1)
+      await onLine(last)
+    }
+  }
+  return last
+}
+
+/** A TCP port free on 127.0.0.1 a moment ago. */
+async function freePort (): Promise<number> {
+  const server = createServer()
+  await new Promise<void>(resolve => { server.listen(0, '127.0.0.1', resolve) })
+  const { port } = server.address() as AddressInfo
+  await new Promise(resolve => server.close(resolve))
+  return port
 }
 
 /** Every connection `from` has to `to` goes through a relay. */
@@ -116,6 +145,39 @@ describe('over a relayed connection', { timeout: 300_000 }, () => {
     assert.match(got.stderr, /waiting for a direct path to 1 holder reachable only through a relay/)
     assert.match(got.stderr, /DirectPathPendingError/)
     await onlyRelayed(b, a)
+  })
+
+  it('a fetch waiting for a direct path goes on over a direct connection as soon as there is one', async () => {
+    // D listens on a TCP port it does not announce: it names only its relay slot, so B first
+    // reaches it through the relay, and directly once the test hands B the port.
+    const port = await freePort()
+    const d = await set.start({
+      listen: [`/ip4/127.0.0.1/tcp/${port}`, '/p2p-circuit'],
+      bootstrap: [r.addr],
+      devnet: false,
+      extra: [...RELAYED_ONLY_ARGS, '--announce', `${r.addr}/p2p-circuit`]
+    })
+    const bytes = seededBytes(RELAYED_CONTENT_MAX_BYTES + 1, 74)
+    const cid = await add(d, bytes, 'model.glb')
+    await waitFor('B reaches D through its relay slot', async () => {
+      await b.api.request('POST', '/api/v0/connect', { address: `${r.addr}/p2p-circuit/p2p/${d.ready.peerId}` })
+      return true
+    })
+    await onlyRelayed(b, d)
+    let connected = false
+    const last = await fetchStreaming(b, { cid, directPathTimeoutMs: 120_000 }, async line => {
+      if ((line.progress?.waitingForDirectPath ?? 0) > 0 && !connected) {
+        connected = true
+        await b.api.request('POST', '/api/v0/connect', { address: `/ip4/127.0.0.1/tcp/${port}/p2p/${d.ready.peerId}` })
+      }
+    })
+    assert.ok(connected, 'the fetch waited for a direct path first')
+    assert.equal(last?.error, undefined, JSON.stringify(last))
+    assert.equal(last?.done, true)
+    const got = new Uint8Array(await (await ApiClient.check(await b.api.raw('GET', `/content/${cid}`))).arrayBuffer())
+    assert.ok(Buffer.from(got).equals(Buffer.from(bytes)), 'the bytes match')
+    const { peers } = await b.api.request<{ peers: Array<{ peerId: string, addresses: string[] }> }>('GET', '/api/v0/peers')
+    assert.ok(peers.find(p => p.peerId === d.ready.peerId)?.addresses.some(x => !x.includes('/p2p-circuit')), 'B holds a direct connection to D')
   })
 
   it('a feed entry posted by A reaches B', async () => {
