@@ -168,7 +168,10 @@ describe('over a relayed connection', { timeout: 300_000 }, () => {
     const last = await fetchStreaming(b, { cid, directPathTimeoutMs: 120_000 }, async line => {
       if ((line.progress?.waitingForDirectPath ?? 0) > 0 && !connected) {
         connected = true
-        await b.api.request('POST', '/api/v0/connect', { address: `/ip4/127.0.0.1/tcp/${port}/p2p/${d.ready.peerId}` })
+        await waitFor('a direct connection from B to D', async () => {
+          await b.api.request('POST', '/api/v0/connect', { address: `/ip4/127.0.0.1/tcp/${port}/p2p/${d.ready.peerId}` })
+          return true
+        })
       }
     })
     assert.ok(connected, 'the fetch waited for a direct path first')
