@@ -12,10 +12,10 @@ import { verifyBlock, type Leaf } from './reader.ts'
 import {
   ENDGAME_MAX_MISSING, ENDGAME_MAX_REQUESTERS, MAX_BLOCKS_IN_FLIGHT_PER_DOWNLOAD, MAX_HINTED_HOLDERS, MAX_BLOCKS_IN_FLIGHT_PER_PEER,
   DIRECT_PATH_TIMEOUT_MS, MAX_PEERS_PER_DOWNLOAD, MAX_STALLS_PER_SESSION, NO_HOLDERS_TIMEOUT_MS, PEER_REFRESH_MS, PROBE_BACKOFF_MS,
-  PROVIDER_LOOKUP_INTERVAL_MS, RELAYED_CONTENT_MAX_BYTES, RELAYED_INDEX_MAX_BYTES, STALL_TIMEOUT_MS
+  PROVIDER_LOOKUP_INTERVAL_MS, STALL_TIMEOUT_MS
 } from './swarm-limits.ts'
-import { MAX_BLOCK_BYTES } from './blocks.ts'
-import { BadBlockError, DirectPathPendingError, isViolation, NoProvidersError, openSession, Session, type DownloadHost, type DownloadProgress, type FrameReader } from './swarm-session.ts'
+import { RelayedBounds } from './swarm-relayed.ts'
+import { BadBlockError, isViolation, NoProvidersError, openSession, Session, type DownloadHost, type DownloadProgress, type FrameReader } from './swarm-session.ts'
 import { bitfieldBytes, decodeMessage, getBit, setBit, SwarmProtocolError, type SwarmMessage } from './swarm-wire.ts'
 
 const log = logger('peerverse:swarm')
@@ -81,21 +81,24 @@ export class Download {
   received = 0
   blocksFromPeers = 0
   wasted = 0
-  /** File bytes requested over relayed sessions (each request counts, answered or not). */
-  relayedLeafBytes = 0
-  /** Index bytes requested over relayed sessions (a block's largest size until it arrives). */
-  relayedIndexBytes = 0
-  /** Since when the download has waited for a direct path (0: not waiting). */
-  waitingSince = 0
-  /** Relayed holders hole punching said it cannot reach directly. */
-  private readonly noDirect = new Set<string>()
-  private readonly askedDirect = new Set<string>()
-  private readonly directAbort = new AbortController()
+  /** What the download takes through relays, and its wait for a direct path. */
+  readonly relayed: RelayedBounds
 
   constructor (swarm: DownloadHost, root: CID, hints: CID[]) {
     this.swarm = swarm
     this.root = root
     this.hints = hints
+    this.relayed = new RelayedBounds({
+      root,
+      leaves: () => this.leaves,
+      missing: () => this.missing,
+      sessions: () => this.sessions.values(),
+      reopen: s => {
+        log('direct connection to %s: reopening its session for %s', s.peer, this.root)
+        this.dropSession(s)
+        this.probed.delete(s.peer)
+      }
+    }, swarm)
   }
 
   start (): void {
@@ -119,74 +122,7 @@ export class Download {
       total += leaf.size
       if (getBit(this.have, i)) bytes += leaf.size
     }
-    return { bytes, total, received: this.received, peers: this.sessions.size, blocksFromPeers: this.blocksFromPeers, waitingForDirectPath: this.waitingForDirectPath() }
-  }
-
-  /** File bytes the relayed session `s` may still carry for this download. */
-  private relayedRoom (s: Session): number {
-    const cap = Math.min(RELAYED_CONTENT_MAX_BYTES, s.limitBytes ?? Infinity)
-    let total = 0
-    for (const leaf of this.leaves ?? []) total += leaf.size
-    return total > cap ? 0 : cap - this.relayedLeafBytes
-  }
-
-  /**
-   * Holders reachable only through relays, when the file's missing leaves cannot come through them
-   * (past RELAYED_CONTENT_MAX_BYTES) and no direct holder is in the download; 0 otherwise.
-   */
-  waitingForDirectPath (): number {
-    if (this.leaves == null || this.missing === 0) return 0
-    let relayed = 0
-    for (const s of this.sessions.values()) {
-      if (!s.limited) return 0
-      if (this.relayedRoom(s) > 0) return 0
-      relayed++
-    }
-    return relayed
-  }
-
-  /** Why a wait for a direct path (begun at `since`) ends a fetch, if it does: its deadline passed, or no holder can be reached directly. */
-  private directPathFailure (since: number, timeoutMs: number): Error | undefined {
-    const holders = [...this.sessions.values()].filter(s => s.limited).map(s => s.peer)
-    if (holders.length === 0 || this.waitingSince === 0) return undefined
-    const names = `${holders.length} holder${holders.length === 1 ? '' : 's'} of ${this.root.toString()} (${holders.join(', ')}) reachable only through relays`
-    if (holders.every(p => this.noDirect.has(p))) {
-      return new DirectPathPendingError(`${names}: no direct connection can be made, and the file is past the ${RELAYED_CONTENT_MAX_BYTES} bytes a relay carries`)
-    }
-    if (Date.now() - since > timeoutMs) {
-      return new DirectPathPendingError(`${names}: no direct connection in ${Math.round(timeoutMs / 1000)} s, and the file is past the ${RELAYED_CONTENT_MAX_BYTES} bytes a relay carries`)
-    }
-    return undefined
-  }
-
-  /**
-   * Tracks the wait for a direct path: asks hole punching (if the node has it) once per relayed
-   * holder, and reopens a relayed holder's session once an unlimited connection to it exists.
-   */
-  private checkDirectPaths (): void {
-    for (const s of [...this.sessions.values()]) {
-      if (!s.limited) continue
-      if (this.swarm.protocols.connections(s.peer).some(c => !c.limited)) {
-        log('direct connection to %s: reopening its session for %s', s.peer, this.root)
-        this.dropSession(s)
-        this.probed.delete(s.peer)
-      }
-    }
-    const waiting = this.waitingForDirectPath()
-    if (waiting === 0) { this.waitingSince = 0; return }
-    if (this.waitingSince === 0) this.waitingSince = Date.now()
-    const direct = this.swarm.directPath
-    if (direct == null) return
-    for (const s of this.sessions.values()) {
-      if (!s.limited || this.askedDirect.has(s.peer)) continue
-      this.askedDirect.add(s.peer)
-      const peer = s.peer
-      void direct.waitForDirect(peer, this.directAbort.signal).then(ok => {
-        if (!ok) this.noDirect.add(peer)
-        else this.checkDirectPaths()
-        this.swarm.wake()
-      }, () => { this.noDirect.add(peer); this.swarm.wake() })
-    }
+    return { bytes, total, received: this.received, peers: this.sessions.size, blocksFromPeers: this.blocksFromPeers, waitingForDirectPath: this.relayed.waiting() }
   }
 
   /** Fixes the file's leaves (once known); counts what is held already, so a restart resumes. */
@@ -304,11 +240,11 @@ export class Download {
       while (this.missingIn(from, to) > 0) {
         options.signal?.throwIfAborted()
         if (this.closed) throw this.failure ?? new Error('download closed')
-        this.checkDirectPaths()
+        this.relayed.check()
         options.onProgress?.(this.progress())
-        if (this.waitingSince === 0) waitingFrom = 0
+        if (this.relayed.waitingSince === 0) waitingFrom = 0
         else if (waitingFrom === 0) waitingFrom = Date.now()
-        const pending = waitingFrom === 0 ? undefined : this.directPathFailure(waitingFrom, options.directPathTimeoutMs ?? DIRECT_PATH_TIMEOUT_MS)
+        const pending = waitingFrom === 0 ? undefined : this.relayed.failure(waitingFrom, options.directPathTimeoutMs ?? DIRECT_PATH_TIMEOUT_MS)
         if (pending != null) throw pending
         await Promise.race([delay(200, options.signal), this.swarm.leafEvent()])
       }
@@ -335,7 +271,7 @@ export class Download {
       this.fail(new NoProvidersError(`no peer holds ${this.root.toString()} (asked connected peers${linked} and the DHT for ${Math.round((now - this.noHolderSince) / 1000)} s)`))
       return
     }
-    this.checkDirectPaths()
+    this.relayed.check()
     if (this.active) this.refresh()
     this.pump()
   }
@@ -402,14 +338,7 @@ export class Download {
         throw new SwarmProtocolError(`bitfield names ${msg.leaves} leaves; the file has ${this.leaves.length}`)
       }
       const session = new Session(peer, stream, msg.status, msg.leaves, new Uint8Array(msg.bits))
-      // libp2p opens streams on an unlimited connection when the peer has one: the session is relayed
-      // only when every connection to the peer is.
-      const conns = this.swarm.protocols.connections(peer)
-      if (conns.length > 0 && conns.every(c => c.limited)) {
-        session.limited = true
-        const bytes = conns.map(c => c.limitBytes).filter(b => b != null)
-        if (bytes.length > 0) session.limitBytes = Math.max(...bytes)
-      }
+      this.relayed.classify(session)
       this.sessions.set(peer, session)
       this.countAvailability(session, 1)
       void this.readLoop(session, opened.frames)
@@ -488,7 +417,7 @@ export class Download {
       return
     }
     this.received += bytes.length
-    if (s.limited && !this.leafIndex.has(key)) this.relayedIndexBytes += bytes.length - MAX_BLOCK_BYTES
+    if (!this.leafIndex.has(key)) this.relayed.indexArrived(s, bytes.length)
     try {
       await verifyBlock(cid, bytes)
     } catch (err) {
@@ -630,9 +559,8 @@ export class Download {
   private pumpOne (s: Session, endgame: boolean): boolean {
     // Root and interior nodes first: nothing else can start without them.
     for (const key of this.nodeWants) {
-      if (s.limited && this.relayedIndexBytes + MAX_BLOCK_BYTES > RELAYED_INDEX_MAX_BYTES) break
       if (this.pickable(key, s, endgame)) {
-        if (s.limited) this.relayedIndexBytes += MAX_BLOCK_BYTES
+        if (!this.relayed.takeIndex(s)) break
         this.requestFrom(s, key, this.nodeCids.get(key) as CID, -1)
         return true
       }
@@ -640,11 +568,8 @@ export class Download {
     const i = this.pickLeaf(s, endgame)
     if (i == null) return false
     const leaf = (this.leaves as Leaf[])[i]
-    if (s.limited) {
-      // Through a relay: only a file within its bounds, and never past them in this download.
-      if (leaf.size > this.relayedRoom(s)) return false
-      this.relayedLeafBytes += leaf.size
-    }
+    // Through a relay: only a file within its bounds, and never past them in this download.
+    if (!this.relayed.takeLeaf(s, leaf.size)) return false
     this.requestFrom(s, leaf.cid.toString(), leaf.cid, i)
     return true
   }
@@ -690,7 +615,7 @@ export class Download {
     if (this.closed) return
     this.closed = true
     clearInterval(this.timer)
-    this.directAbort.abort(new Error('download closed'))
+    this.relayed.close()
     for (const s of [...this.sessions.values()]) this.dropSession(s)
     for (const key of [...this.waiters.keys()]) this.failWaiters(key, new Error('download closed'))
   }
