@@ -53,12 +53,16 @@ export class RelayedBounds {
     if (bytes.length > 0) s.limitBytes = Math.max(...bytes)
   }
 
-  /** File bytes the relayed session `s` may still carry for this download. */
-  room (s: Session): number {
-    const cap = Math.min(RELAYED_CONTENT_MAX_BYTES, s.limitBytes ?? Infinity)
+  /** Whether the whole file is within what the relayed session `s` may carry. */
+  private fits (s: Session): boolean {
     let total = 0
     for (const leaf of this.d.leaves() ?? []) total += leaf.size
-    return total > cap ? 0 : cap - this.leafBytes
+    return total <= Math.min(RELAYED_CONTENT_MAX_BYTES, s.limitBytes ?? Infinity)
+  }
+
+  /** File bytes the relayed session `s` may still carry for this download. */
+  room (s: Session): number {
+    return this.fits(s) ? Math.min(RELAYED_CONTENT_MAX_BYTES, s.limitBytes ?? Infinity) - this.leafBytes : 0
   }
 
   /** Whether an index block may be asked of `s`; counts it if so. */
@@ -84,13 +88,15 @@ export class RelayedBounds {
 
   /**
    * Holders reachable only through relays, when the file's missing leaves cannot come through them
-   * and no direct holder is in the download; 0 otherwise.
+   * (the file is past the bound, or the download spent it and has nothing in flight) and no direct
+   * holder is in the download; 0 otherwise.
    */
   waiting (): number {
     if (this.d.leaves() == null || this.d.missing() === 0) return 0
     let relayed = 0
     for (const s of this.d.sessions()) {
-      if (!s.limited || this.room(s) > 0) return 0
+      if (!s.limited) return 0
+      if (this.fits(s) && (this.room(s) > 0 || s.inflight.size > 0)) return 0
       relayed++
     }
     return relayed
