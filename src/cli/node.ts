@@ -25,17 +25,22 @@ Key files are readable by their owner only. An existing key is never overwritten
   start: `Usage: peerverse start [--data DIR] [--listen MULTIADDR ...] [--announce MULTIADDR ...]
                        [--bootstrap MULTIADDR ...] [--api HOST:PORT | --no-api]
                        [--dht-mode server|client|auto] [--no-mdns] [--no-relay-server]
+                       [--no-webrtc] [--public]
                        [--join CODE | --genesis FILE | --devnet] [--json]
 
 Runs the peer until SIGINT or SIGTERM. Creates the identity on first run. The data dir and
 everything in it are made owner-only. The API token is new on every start: open the new URL.
-  --listen      listen address (repeatable); default TCP 7410, WebSocket 7411 and a relay slot
+  --listen      listen address (repeatable); default TCP 7410, WebSocket 7411 and WebRTC.
+                A peer holds relay slots while it is not known to be publicly reachable
+                (/p2p-circuit in --listen holds one always)
   --announce    address to announce instead of the listen addresses (repeatable)
   --bootstrap   a peer to enter the network through, /.../p2p/<peer id> (repeatable)
   --api         local API address, default 127.0.0.1:7400 (port 0 picks a free one)
   --dht-mode    the WAN DHT: server answers queries; auto (default) does once publicly
                 reachable. The LAN DHT (private and loopback addresses) always answers
   --no-mdns     do not look for peers on the LAN by multicast DNS (on by default)
+  --no-webrtc   no WebRTC: connections through a relay stay relayed (no hole punching)
+  --public      this peer is publicly reachable: it never holds relay slots
   --join        join the network of a join code (peerverse invite on a peer of it): fetches
                 its genesis from the code's peers, follows the chain and remembers the network,
                 so a plain start later rejoins it
@@ -96,6 +101,8 @@ async function cmdStart (args: string[]): Promise<void> {
     'dht-mode': { type: 'string' },
     'no-mdns': { type: 'boolean' },
     'no-relay-server': { type: 'boolean' },
+    'no-webrtc': { type: 'boolean' },
+    public: { type: 'boolean' },
     genesis: { type: 'string' },
     join: { type: 'string' },
     devnet: { type: 'boolean' }
@@ -112,6 +119,7 @@ async function cmdStart (args: string[]): Promise<void> {
     dht: { mode: values['dht-mode'] as DhtMode | undefined },
     discovery: { mdns: values['no-mdns'] === true ? false : undefined },
     relay: { server: values['no-relay-server'] === true ? false : undefined },
+    nat: { webrtc: values['no-webrtc'] === true ? false : undefined, reachability: values.public === true ? 'public' : undefined },
     ledger: { genesis: values.genesis == null ? undefined : resolve(values.genesis), join: values.join, devnet: values.devnet }
   }
   const config = await loadConfig(dir, overrides)
@@ -205,6 +213,24 @@ function formatBytes (n: number): string {
   return `${Math.round(n / 1024)} KiB`
 }
 
+/** The reach and connections lines of `peerverse status`. */
+export function reachLines (status: Pick<NodeStatus, 'reach' | 'connections'>): string[] {
+  const lines: string[] = []
+  const r = status.reach
+  if (r != null) {
+    const short = (id: string): string => `${id.slice(0, 6)}…`
+    const relays = r.relays.length === 0 ? '' : `, reachable through ${r.relays.length} relay${r.relays.length === 1 ? '' : 's'} (${r.relays.map(short).join(', ')})`
+    const what = r.reachability === 'public' ? 'public' : r.reachability === 'behind-nat' ? 'behind NAT' : 'unknown yet'
+    lines.push(`reach:     ${what}${relays}${r.reachability === 'behind-nat' && r.relays.length === 0 ? ', no relay yet: not reachable' : ''}`)
+  }
+  const c = status.connections
+  if (c != null && typeof c === 'object') {
+    const parts = [`${c.direct - c.webrtc} direct`, ...(c.webrtc > 0 ? [`${c.webrtc} WebRTC`] : []), ...(c.relayed > 0 ? [`${c.relayed} relayed`] : [])]
+    lines.push(`connections: ${c.total} (${parts.join(', ')})`)
+  }
+  return lines
+}
+
 /** The network lines of `peerverse status`. */
 function printNetwork (status: NodeStatus): void {
   const n = status.network
@@ -214,7 +240,10 @@ function printNetwork (status: NodeStatus): void {
 
 function printPeers (peers: PeerInfoView[]): void {
   if (peers.length === 0) out('  (none)')
-  for (const p of peers) out(`  ${p.peerId}${p.did != null ? `  ${p.did}` : ''}  ${p.addresses.join(' ')}`)
+  for (const p of peers) {
+    const via = p.connections == null ? '' : `  [${[...new Set(p.connections.map(c => c.transport))].join(', ')}]`
+    out(`  ${p.peerId}${p.did != null ? `  ${p.did}` : ''}${via}  ${p.addresses.join(' ')}`)
+  }
 }
 
 async function cmdStatus (args: string[]): Promise<void> {
@@ -236,6 +265,7 @@ async function cmdStatus (args: string[]): Promise<void> {
     if (store.disk?.low === true) out(`  warning: low disk, below ${formatBytes(store.disk.lowDiskBytes)} free`)
   }
   printDiscovery(status)
+  for (const line of reachLines(status)) out(line)
   out(`peers (${peers.length}):`)
   printPeers(peers)
   const ledger = await api.request<LedgerStatusView>('GET', '/api/v0/ledger/status')

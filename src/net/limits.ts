@@ -74,3 +74,12 @@ export const PROTOCOL_MAX_INBOUND_STREAMS = 4
 export const PROTOCOL_MAX_OUTBOUND_STREAMS = 4
 /** Time one request/response exchange on our own protocols may take. */
 export const PROTOCOL_TIMEOUT_MS = 5_000
+
+/** Peers that must see us at an address none of our interfaces has before we take it that we are behind a NAT (reach). */
+export const REACH_NAT_OBSERVATIONS = 2
+/** Tries at a direct (WebRTC) connection to a peer we reach only through a relay (reach). */
+export const UPGRADE_MAX_ATTEMPTS = 3
+/** Time one direct-connection try may take, signalling and ICE included (reach). */
+export const UPGRADE_TIMEOUT_MS = 15_000
+/** Direct-connection upgrades in progress at once (reach). */
+export const UPGRADE_MAX_CONCURRENT = 4

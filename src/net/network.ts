@@ -25,11 +25,14 @@ import { mdns } from '@libp2p/mdns'
 import { memory } from '@libp2p/memory'
 import { ping, type Ping } from '@libp2p/ping'
 import { tcp } from '@libp2p/tcp'
+import { webRTC } from '@libp2p/webrtc'
 import { webSockets } from '@libp2p/websockets'
 import type { Datastore } from 'interface-datastore'
 import { createLibp2p, type Libp2pOptions } from 'libp2p'
 import * as L from './limits.ts'
 import { prefixGuard } from './prefix-guard.ts'
+import { Reach, type Reachability } from './reach.ts'
+import { StunServer } from './stun.ts'
 
 export const DHT_PROTOCOL = '/peerverse/kad/1.0.0'
 /** The LAN DHT: always a server, private and loopback addresses only. */
@@ -64,6 +67,12 @@ export interface NetworkInit {
   mdns?: boolean
   /** Overrides of the connection manager's limits (tests and benchmarks only). */
   connectionManager?: Libp2pOptions['connectionManager']
+  /** The WebRTC transport: relayed connections upgrade to direct ones through NATs (default true). */
+  webrtc?: boolean
+  /** Answer STUN on UDP at our first TCP port, when we run the relay server (default true). */
+  stun?: boolean
+  /** Take this reachability as given instead of finding it out (a public relay or bootstrap is told `public`). */
+  reachability?: Reachability
 }
 
 export interface NetworkServices {
@@ -187,12 +196,13 @@ export async function createNetwork (init: NetworkInit): Promise<Network> {
     start: false,
     privateKey: init.privateKey,
     nodeInfo: { userAgent: AGENT_VERSION },
-    addresses: { listen: init.listen, announce: init.announce ?? [] },
+    addresses: { listen: init.webrtc === false ? init.listen.filter(a => a !== '/webrtc') : init.listen, announce: init.announce ?? [] },
     datastore: init.datastore,
     transports: [
       tcp(),
       webSockets(),
       circuitRelayTransport({ reservationCompletionTimeout: L.PROTOCOL_TIMEOUT_MS * 2 }),
+      ...(init.webrtc !== false ? [webRTC({ rtcConfiguration: async () => ({ iceServers: reachOf(node).iceServers() }) })] : []),
       ...(usesMemory ? [memory()] : [])
     ],
     connectionEncrypters: [noise()],
@@ -216,11 +226,55 @@ export async function createNetwork (init: NetworkInit): Promise<Network> {
     },
     services: services as Libp2pOptions<NetworkServices>['services']
   }
-  const node = await createLibp2p(options)
+  // eslint-disable-next-line prefer-const
+  let node: Network
+  node = await createLibp2p(options)
+  attachReach(node, init)
   fixMiddlewareSharing(node)
   // Length-prefixed protocols read by libraries, not by framed.ts: their prefixes are bounded here.
   for (const [protocol, maxFrameBytes, maxFrames] of GUARDED_PROTOCOLS) node.use(protocol, prefixGuard(maxFrameBytes, maxFrames))
   return node
+}
+
+const reaches = new WeakMap<Network, Reach>()
+
+/** The reachability manager of a network built by createNetwork. */
+export function reachOf (node: Network): Reach {
+  const r = reaches.get(node)
+  if (r == null) throw new Error('network was not built by createNetwork')
+  return r
+}
+
+/**
+ * Starts reachability (and the STUN responder of a relaying peer) with the node and stops them
+ * before it. A `/p2p-circuit` in the listen addresses keeps a relay listener always (tests, a
+ * peer that knows it needs one); otherwise reach opens and closes it by reachability.
+ */
+function attachReach (node: Network, init: NetworkInit): void {
+  const reach = new Reach(node, {
+    assume: init.reachability,
+    autoRelay: !init.listen.some(a => a.startsWith('/p2p-circuit')),
+    webrtc: init.webrtc
+  })
+  reaches.set(node, reach)
+  let stun: StunServer | undefined
+  const start = node.start.bind(node)
+  const stop = node.stop.bind(node)
+  node.start = async () => {
+    await start()
+    await reach.start()
+    if (init.relayServer !== false && init.stun !== false && stun == null) {
+      const first = init.listen.map(a => /^\/ip[46]\/([^/]+)\/tcp\/(\d+)$/.exec(a)).find(m => m != null)
+      const bound = first == null ? undefined : (Number(first[2]) !== 0 ? Number(first[2]) : node.getMultiaddrs().map(a => a.getComponents().find(c => c.name === 'tcp')?.value).find(v => v != null))
+      if (first != null && bound != null) stun = await StunServer.start({ host: first[1], port: Number(bound) }).catch(() => undefined)
+    }
+  }
+  node.stop = async () => {
+    await reach.stop()
+    await stun?.stop()
+    stun = undefined
+    await stop()
+  }
 }
 
 /**

@@ -35,6 +35,12 @@ export interface NodeConfig {
   /** Finding peers with nothing configured: multicast DNS on the LAN (default on). */
   discovery: { mdns: boolean }
   relay: { server: boolean }
+  /**
+   * Behind a NAT: `webrtc` upgrades relayed connections to direct ones (hole punching); `stun`
+   * answers STUN at our first TCP port while we relay for others; `reachability` is `auto` (found
+   * out: relay slots are held while not known public) or told (`public`: never hold a relay slot).
+   */
+  nat: { webrtc: boolean, stun: boolean, reachability: NatReachability }
   /** Bytes of blocks the store may hold; unpinned blocks are collected near the limit. */
   content: { maxStoreBytes: number }
   /**
@@ -50,7 +56,9 @@ export interface NodeConfig {
   store: { lowDiskBytes: number, ballastBytes: number }
 }
 
-export type PartialConfig = Partial<Omit<NodeConfig, 'dht' | 'discovery' | 'relay' | 'content' | 'ledger' | 'space' | 'store'>> & { store?: Partial<NodeConfig['store']>, dht?: Partial<NodeConfig['dht']>, discovery?: Partial<NodeConfig['discovery']>, relay?: Partial<NodeConfig['relay']>, content?: Partial<NodeConfig['content']>, ledger?: Partial<NodeConfig['ledger']>, space?: Partial<NodeConfig['space']> }
+export type NatReachability = 'auto' | 'public' | 'behind-nat'
+
+export type PartialConfig = Partial<Omit<NodeConfig, 'dht' | 'discovery' | 'relay' | 'nat' | 'content' | 'ledger' | 'space' | 'store'>> & { store?: Partial<NodeConfig['store']>, dht?: Partial<NodeConfig['dht']>, discovery?: Partial<NodeConfig['discovery']>, relay?: Partial<NodeConfig['relay']>, nat?: Partial<NodeConfig['nat']>, content?: Partial<NodeConfig['content']>, ledger?: Partial<NodeConfig['ledger']>, space?: Partial<NodeConfig['space']> }
 
 /** Default limit on the block store (pinned and cached content). */
 /** Bounds of ledger.joinTimeoutMs: long enough to reach a peer and fetch a genesis, short enough that a failed join says so. */
@@ -62,13 +70,14 @@ export const DEFAULT_MAX_STORE_BYTES = 8 * 1024 * 1024 * 1024
 export function defaultConfig (dataDir: string): NodeConfig {
   return {
     dataDir,
-    listen: [`/ip4/0.0.0.0/tcp/${DEFAULT_TCP_PORT}`, `/ip4/0.0.0.0/tcp/${DEFAULT_WS_PORT}/ws`, '/p2p-circuit'],
+    listen: [`/ip4/0.0.0.0/tcp/${DEFAULT_TCP_PORT}`, `/ip4/0.0.0.0/tcp/${DEFAULT_WS_PORT}/ws`, '/webrtc'],
     announce: [],
     bootstrap: [],
     api: `127.0.0.1:${DEFAULT_API_PORT}`,
     dht: { mode: 'auto' },
     discovery: { mdns: true },
     relay: { server: true },
+    nat: { webrtc: true, stun: true, reachability: 'auto' },
     content: { maxStoreBytes: DEFAULT_MAX_STORE_BYTES },
     ledger: { genesis: null, join: null, devnet: false, joinTimeoutMs: JOIN_TIMEOUT_MS },
     space: { interest: true },
@@ -87,6 +96,7 @@ export function mergeConfig (base: NodeConfig, ...layers: Array<PartialConfig | 
       dht: { ...out.dht, ...dropUndefined(layer.dht ?? {}) },
       discovery: { ...out.discovery, ...dropUndefined(layer.discovery ?? {}) },
       relay: { ...out.relay, ...dropUndefined(layer.relay ?? {}) },
+      nat: { ...out.nat, ...dropUndefined(layer.nat ?? {}) },
       content: { ...out.content, ...dropUndefined(layer.content ?? {}) },
       ledger: { ...out.ledger, ...dropUndefined(layer.ledger ?? {}) },
       space: { ...out.space, ...dropUndefined(layer.space ?? {}) },
@@ -152,6 +162,9 @@ export function validateConfig (config: NodeConfig): NodeConfig {
   if (!['server', 'client', 'auto'].includes(config.dht?.mode)) throw new ConfigError('dht.mode must be server, client or auto')
   if (typeof config.discovery?.mdns !== 'boolean') throw new ConfigError('discovery.mdns must be true or false')
   if (typeof config.relay?.server !== 'boolean') throw new ConfigError('relay.server must be true or false')
+  if (typeof config.nat?.webrtc !== 'boolean') throw new ConfigError('nat.webrtc must be true or false')
+  if (typeof config.nat?.stun !== 'boolean') throw new ConfigError('nat.stun must be true or false')
+  if (!['auto', 'public', 'behind-nat'].includes(config.nat?.reachability)) throw new ConfigError('nat.reachability must be auto, public or behind-nat')
   const maxStore = config.content?.maxStoreBytes
   if (typeof maxStore !== 'number' || !Number.isSafeInteger(maxStore) || maxStore < 16 * 1024 * 1024) {
     throw new ConfigError('content.maxStoreBytes must be an integer of at least 16 MiB')
@@ -174,7 +187,7 @@ export function validateConfig (config: NodeConfig): NodeConfig {
   return config
 }
 
-const KNOWN_KEYS = new Set(['listen', 'announce', 'bootstrap', 'api', 'dht', 'discovery', 'relay', 'content', 'ledger', 'space', 'store'])
+const KNOWN_KEYS = new Set(['listen', 'announce', 'bootstrap', 'api', 'dht', 'discovery', 'relay', 'nat', 'content', 'ledger', 'space', 'store'])
 
 /** Reads `config.json` from the data dir, if there is one. */
 export async function readConfigFile (dataDir: string): Promise<PartialConfig | undefined> {

@@ -11,7 +11,8 @@ import { dhtStatus, findPeerOnDhts, type DhtStatus } from '../net/dhts.ts'
 import { GossipRepair } from '../net/gossip-repair.ts'
 import { checkTopic, InvalidPeerIdError, InvalidTopicError, libp2pGossip, libp2pProtocols, libp2pRouting, MessageTooLargeError, parsePeerId, type Libp2pGossip } from '../net/libp2p-ports.ts'
 import type { ProtocolPort, RoutingPort } from '../net/ports.ts'
-import { createNetwork, type Network } from '../net/network.ts'
+import { createNetwork, reachOf, type Network } from '../net/network.ts'
+import { connectionTransport, type ConnectionCounts, type ConnectionTransport, type ReachStatus } from '../net/reach.ts'
 import { PeerIdentityService } from '../net/peer-identity.ts'
 import { LevelDatastore } from '../store/datastore.ts'
 import { Store, type DiskStatus, type StoreStatus } from '../store/store.ts'
@@ -52,6 +53,8 @@ export interface PeerInfoView {
   peerId: string
   did?: string
   addresses: string[]
+  /** Each open connection to the peer: its remote address, whether it is direct (not relayed) and its transport. */
+  connections: Array<{ address: string, direct: boolean, transport: ConnectionTransport }>
 }
 
 export interface NodeStatus {
@@ -59,7 +62,10 @@ export interface NodeStatus {
   did: string
   addresses: string[]
   peers: string[]
-  connections: number
+  /** Open connections: all, direct ones (TCP, WebSocket, WebRTC), WebRTC ones (hole-punched) and relayed ones. */
+  connections: ConnectionCounts
+  /** Reachability (public, behind NAT, unknown), the relays we hold slots on and our relayed and public addresses. */
+  reach: ReachStatus
   rejected: number
   memory: { rss: number, heapUsed: number }
   content: ContentStatus
@@ -342,7 +348,11 @@ export class PeerverseNode extends TypedEventEmitter<NodeEvents> {
     return this.net.getPeers().map(id => ({
       peerId: id.toString(),
       did: this.peerIdentity.dids.get(id.toString()),
-      addresses: this.net.getConnections(id).map(c => c.remoteAddr.toString())
+      addresses: this.net.getConnections(id).map(c => c.remoteAddr.toString()),
+      connections: this.net.getConnections(id).map(c => {
+        const transport = connectionTransport(c)
+        return { address: c.remoteAddr.toString(), direct: transport !== 'relay', transport }
+      })
     }))
   }
 
@@ -353,7 +363,8 @@ export class PeerverseNode extends TypedEventEmitter<NodeEvents> {
       did: this.did,
       addresses: this.addresses(),
       peers: this.net.getPeers().map(p => p.toString()),
-      connections: this.net.getConnections().length,
+      connections: reachOf(this.net).connections(),
+      reach: reachOf(this.net).status(),
       rejected: this.rejectedCount,
       memory: { rss: mem.rss, heapUsed: mem.heapUsed },
       content: this.content.status(),
@@ -451,7 +462,10 @@ export async function createNode (config: NodeConfig, options: CreateNodeOptions
       datastore: new LevelDatastore(store.sublevel('net')),
       dhtMode: config.dht.mode,
       mdns: config.discovery.mdns,
-      relayServer: config.relay.server
+      relayServer: config.relay.server,
+      webrtc: config.nat.webrtc,
+      stun: config.nat.stun,
+      reachability: config.nat.reachability === 'auto' ? undefined : config.nat.reachability
     })
     const binding = await createPeerBinding(identity.userKey, net.peerId.toString())
     const blockstore = await Blockstore.open(store.sublevel('content'), config.dataDir, config.content.maxStoreBytes)

@@ -439,7 +439,7 @@ describe('a peer under bad input', { timeout: 240_000 }, () => {
       while (watching) {
         const t0 = Date.now()
         try {
-          maxConnections = Math.max(maxConnections, (await status(target, 5_000)).connections)
+          maxConnections = Math.max(maxConnections, (await status(target, 5_000)).connections.total)
           polls++
         } catch {
           failedPolls++
@@ -502,7 +502,7 @@ describe('a peer under bad input', { timeout: 240_000 }, () => {
       const dialsB = await Promise.allSettled(retry.map(async d => d.dial(targetMa, { signal: AbortSignal.timeout(10_000) })))
       spanB = (Date.now() - burstB) / 1000
       okB = dialsB.filter(r => r.status === 'fulfilled').length
-      const held = (await status()).connections
+      const held = (await status()).connections.total
       maxConnections = Math.max(maxConnections, held)
       assert.ok(held >= okB, `target holds ${held} connections after accepting ${okB}`)
       assert.ok(okB >= 1, 'no dial got through once the raw flood was over')
@@ -578,7 +578,7 @@ describe('a peer under bad input', { timeout: 240_000 }, () => {
   it('memory stays bounded across all of the above', async t => {
     // Let the flood's state go: the dialers are stopped, so the target should be back to its few honest
     // connections (attacker, B, C and their redials).
-    await waitFor('connections drop back', async () => (await status()).connections <= 6, 30_000)
+    await waitFor('connections drop back', async () => (await status()).connections.total <= 6, 30_000)
     const s = await assertUp()
     const growth = s.memory.rss - rssBefore
     // The bound: the attacks pushed ~4 MiB DHT frames (one echoed back), 1 MiB gossip RPCs, 1 MiB TCP

@@ -13,6 +13,9 @@ describe('config', () => {
     const c = validateConfig(defaultConfig('/tmp/x'))
     assert.ok(c.listen.some(a => /\/tcp\/\d+$/.test(a)))
     assert.ok(c.listen.some(a => a.endsWith('/ws')))
+    // WebRTC by default; relay slots are taken by reachability, not by a default listen address.
+    assert.ok(c.listen.includes('/webrtc') && !c.listen.includes('/p2p-circuit'))
+    assert.deepEqual(c.nat, { webrtc: true, stun: true, reachability: 'auto' })
     assert.equal(parseHostPort(c.api as string).host, '127.0.0.1')
   })
 
@@ -58,6 +61,9 @@ describe('config', () => {
       [{ api: '127.0.0.256:7400' }, /not a loopback/],
       [{ api: '192.168.1.2:7400' }, /not a loopback/],
       [{ dht: { mode: 'always' } }, /dht.mode/],
+      [{ nat: { webrtc: 'yes' } }, /nat.webrtc/],
+      [{ nat: { stun: 1 } }, /nat.stun/],
+      [{ nat: { reachability: 'open' } }, /nat.reachability/],
       [{ relay: { server: 'yes' } }, /relay.server/],
       [{ ledger: { joinTimeoutMs: MIN_JOIN_TIMEOUT_MS - 1 } }, /ledger.joinTimeoutMs/],
       [{ ledger: { joinTimeoutMs: MAX_JOIN_TIMEOUT_MS + 1 } }, /ledger.joinTimeoutMs/],

@@ -14,6 +14,19 @@ export interface NetworkStatus {
   network?: { genesis: string, chain: string, devnet: boolean, peersOnChain: number, peersOnOtherChains: number }
   dht?: { wan: { mode: string, peers: number }, lan: { mode: string, peers: number } }
   mdns?: boolean
+  reach?: { reachability: 'public' | 'behind-nat' | 'unknown', relays: string[] }
+  connections?: { total: number, direct: number, relayed: number, webrtc: number }
+}
+
+/** The one line on reachability: public, behind NAT through N relays, or not known yet; and how peers are connected. */
+export function reachLine (s: Pick<NetworkStatus, 'reach' | 'connections'>): string {
+  const r = s.reach
+  if (r == null) return 'unknown'
+  const what = r.reachability === 'public' ? 'public' : r.reachability === 'behind-nat' ? 'behind NAT' : 'not known yet'
+  const relays = r.relays.length === 0 ? (r.reachability === 'behind-nat' ? ', no relay yet' : '') : `, reachable through ${r.relays.length} relay${r.relays.length === 1 ? '' : 's'}`
+  const c = s.connections
+  const conns = c == null ? '' : ` · ${c.total} connection${c.total === 1 ? '' : 's'} (${c.direct - c.webrtc} direct${c.webrtc > 0 ? `, ${c.webrtc} WebRTC` : ''}${c.relayed > 0 ? `, ${c.relayed} relayed` : ''})`
+  return `${what}${relays}${conns}`
 }
 
 export interface NetworkContext {
@@ -79,6 +92,9 @@ export function mountNetwork (ctx: NetworkContext): NetworkPanel {
     const warning = chainWarning(n)
     $('net-warning').hidden = warning == null
     $('net-warning').textContent = warning ?? ''
+    const reach = $('net-reach')
+    reach.textContent = reachLine(s)
+    reach.dataset.reachability = s.reach?.reachability ?? 'unknown'
     const d = s.dht
     const dht = $('net-dht')
     dht.textContent = d == null

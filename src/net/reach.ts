@@ -1,0 +1,346 @@
+/**
+ * Reachability and what follows from it. A peer works out whether others can dial it
+ * (`public`), cannot (`behind-nat`) or does not know yet (`unknown`); it holds relay reservations
+ * (a `/p2p-circuit` listener, relays found by the relay transport's random walk over the DHT) only
+ * while it is not public; and when it holds only a limited (relayed) connection to a peer that
+ * speaks WebRTC signalling it tries, in the background and bounded, to open a direct WebRTC
+ * connection through both NATs (ICE, with STUN answered by the relays). New streams then take the
+ * direct connection (libp2p's connection manager prefers an unlimited connection) and the relayed
+ * one is closed.
+ *
+ * How reachability is decided:
+ * - told (`assume`): a peer configured as public or behind NAT is taken at its word;
+ * - `public` once AutoNAT has confirmed a public address of ours (four peers in distinct network
+ *   segments dialled it back), or an announce address was configured;
+ * - `behind-nat` once REACH_NAT_OBSERVATIONS peers, over direct connections, saw us at an IP
+ *   address none of our interfaces has (identify's observed address: a router translated it);
+ * - `unknown` otherwise. While unknown, a peer whose addresses are all private (a home LAN: the
+ *   usual place behind a NAT) reserves relay slots at once, so a peer just started behind a NAT is
+ *   reachable within seconds; it gives them up once it learns it is public. A peer with a public
+ *   address waits for AutoNAT; one that listens on loopback alone needs no relay (whoever can reach
+ *   it is on this host).
+ */
+import type { Connection, PeerId } from '@libp2p/interface'
+import { multiaddr, type Multiaddr } from '@multiformats/multiaddr'
+import * as L from './limits.ts'
+import type { Network } from './network.ts'
+
+export type Reachability = 'public' | 'behind-nat' | 'unknown'
+
+/** The WebRTC private-to-private signalling protocol (@libp2p/webrtc). */
+export const WEBRTC_SIGNALING_PROTOCOL = '/webrtc-signaling/0.0.1'
+const CIRCUIT = '/p2p-circuit'
+
+export interface ReachInit {
+  /** Take this reachability as given instead of finding it out. */
+  assume?: Reachability
+  /** Manage a `/p2p-circuit` listener by reachability (default true). Off when listen names `/p2p-circuit` itself. */
+  autoRelay?: boolean
+  /** Upgrade relayed connections to WebRTC (default true). */
+  webrtc?: boolean
+}
+
+export interface ReachStatus {
+  reachability: Reachability
+  /** Peer ids of the relays we hold reservations on. */
+  relays: string[]
+  relayedAddresses: string[]
+  publicAddresses: string[]
+  /** Direct-path upgrades of relayed connections: tries made, upgrades that gave a direct connection, ones that gave up, ones running. */
+  upgrades: UpgradeCounts
+}
+
+export interface UpgradeCounts { attempts: number, succeeded: number, failed: number, inProgress: number }
+
+export interface ConnectionCounts { total: number, direct: number, relayed: number, webrtc: number }
+
+export type ConnectionTransport = 'tcp' | 'ws' | 'webrtc' | 'relay'
+
+/** How a connection runs, from its remote address. */
+export function connectionTransport (conn: Pick<Connection, 'remoteAddr' | 'limits'>): ConnectionTransport {
+  const names = conn.remoteAddr.getComponents().map(c => c.name)
+  if (names.includes('webrtc')) return 'webrtc'
+  if (names.includes('p2p-circuit') || conn.limits != null) return 'relay'
+  if (names.includes('ws') || names.includes('wss')) return 'ws'
+  return 'tcp'
+}
+
+function ipOf (ma: Multiaddr): string | undefined {
+  const c = ma.getComponents()[0]
+  return c != null && (c.name === 'ip4' || c.name === 'ip6') ? c.value : undefined
+}
+
+function isLoopbackIp (ip: string): boolean { return ip.startsWith('127.') || ip === '::1' }
+
+function isPublicIp (ip: string): boolean {
+  if (isLoopbackIp(ip)) return false
+  if (/^(10\.|192\.168\.|172\.(1[6-9]|2\d|3[01])\.|169\.254\.|100\.(6[4-9]|[7-9]\d|1[01]\d|12[0-7])\.)/.test(ip)) return false
+  if (/^(fc|fd|fe80)/i.test(ip)) return false
+  return true
+}
+
+export class Reach {
+  private readonly node: Network
+  private readonly init: ReachInit
+  private state: Reachability
+  /** Peers that saw us at an address we do not have. */
+  private readonly natWitnesses = new Set<string>()
+  private circuitListening = false
+  private relayChange: Promise<void> = Promise.resolve()
+  private readonly upgrades = new Map<string, Promise<boolean>>()
+  private readonly attempts = new Map<string, number>()
+  private active = 0
+  private readonly queue: Array<() => void> = []
+  private started = false
+  private readonly controller = new AbortController()
+  private readonly counts = { attempts: 0, succeeded: 0, failed: 0 }
+
+  constructor (node: Network, init: ReachInit = {}) {
+    this.node = node
+    this.init = init
+    this.state = init.assume ?? 'unknown'
+  }
+
+  async start (): Promise<void> {
+    if (this.started) return
+    this.started = true
+    this.node.addEventListener('peer:identify', this.onIdentify)
+    this.node.addEventListener('self:peer:update', this.onSelfUpdate)
+    this.node.addEventListener('connection:open', this.onConnection)
+    this.evaluate()
+  }
+
+  async stop (): Promise<void> {
+    if (!this.started) return
+    this.started = false
+    this.controller.abort()
+    this.node.removeEventListener('peer:identify', this.onIdentify)
+    this.node.removeEventListener('self:peer:update', this.onSelfUpdate)
+    this.node.removeEventListener('connection:open', this.onConnection)
+    await this.relayChange.catch(() => {})
+  }
+
+  reachability (): Reachability { return this.state }
+
+  /** libp2p's internal components (address and transport managers), which the Libp2p type does not expose. */
+  private components (): { addressManager: { getAddressesWithMetadata: () => Array<{ multiaddr: Multiaddr, verified: boolean, type: string }>, confirmObservedAddr: (ma: Multiaddr, options?: { type: 'transport' }) => void }, transportManager: { getAddrs: () => Multiaddr[], getListeners: () => Array<{ close: () => Promise<void>, constructor: { name: string } }>, listen: (addrs: Multiaddr[]) => Promise<void> } } {
+    return (this.node as unknown as { components: ReturnType<Reach['components']> }).components
+  }
+
+  status (): ReachStatus {
+    const addrs = this.node.getMultiaddrs()
+    const relayed = addrs.filter(a => a.toString().includes(CIRCUIT))
+    const relays = new Set<string>()
+    for (const a of relayed) {
+      const id = a.decapsulate(CIRCUIT).getComponents().filter(c => c.name === 'p2p').pop()?.value
+      if (id != null) relays.add(id)
+    }
+    const publicAddresses = this.components().addressManager.getAddressesWithMetadata()
+      .filter(a => a.verified && !a.multiaddr.toString().includes(CIRCUIT) && (a.type === 'announce' || (ipOf(a.multiaddr) != null && isPublicIp(ipOf(a.multiaddr) as string))))
+      .map(a => a.multiaddr.toString())
+    return {
+      reachability: this.state,
+      relays: [...relays],
+      relayedAddresses: relayed.map(a => a.toString()),
+      publicAddresses,
+      upgrades: { ...this.counts, inProgress: this.upgrades.size }
+    }
+  }
+
+  connections (): ConnectionCounts {
+    const conns = this.node.getConnections()
+    const kinds = conns.map(c => connectionTransport(c))
+    return {
+      total: conns.length,
+      direct: kinds.filter(k => k !== 'relay').length,
+      relayed: kinds.filter(k => k === 'relay').length,
+      webrtc: kinds.filter(k => k === 'webrtc').length
+    }
+  }
+
+  /** ICE servers for WebRTC: STUN on each relay we hold a reservation on, at its connection's address. */
+  iceServers (): Array<{ urls: string }> {
+    const out: Array<{ urls: string }> = []
+    for (const id of this.status().relays) {
+      for (const conn of this.node.getConnections()) {
+        if (conn.remotePeer.toString() !== id || conn.limits != null) continue
+        const opts = conn.remoteAddr.getComponents()
+        const ip = ipOf(conn.remoteAddr)
+        const port = opts.find(c => c.name === 'tcp')?.value
+        if (ip == null || port == null) continue
+        out.push({ urls: `stun:${ip.includes(':') ? `[${ip}]` : ip}:${port}` })
+        break
+      }
+    }
+    return out
+  }
+
+  /**
+   * Resolves true once an unlimited connection to `peerId` exists; false when none will come
+   * (no WebRTC on either side, upgrade attempts used up) or `signal` aborts.
+   */
+  async waitForDirect (peerId: PeerId | string, signal?: AbortSignal): Promise<boolean> {
+    const id = peerId.toString()
+    const direct = (): boolean => this.node.getConnections().some(c => c.remotePeer.toString() === id && c.limits == null && c.status === 'open')
+    if (direct()) return true
+    if (this.init.webrtc === false) return false
+    const pending = this.upgrades.get(id)
+    if (pending != null) {
+      const ok = await Promise.race([pending, abortPromise(signal)])
+      return ok || direct()
+    }
+    const conn = this.node.getConnections().find(c => c.remotePeer.toString() === id && c.limits != null)
+    if (conn == null) return false
+    // The other side may be the one dialling the upgrade: wait for its connection within one upgrade's time.
+    return await new Promise<boolean>(resolve => {
+      const done = (ok: boolean): void => {
+        clearTimeout(timer)
+        this.node.removeEventListener('connection:open', onOpen)
+        signal?.removeEventListener('abort', onAbort)
+        resolve(ok)
+      }
+      const onOpen = (): void => { if (direct()) done(true) }
+      const onAbort = (): void => { done(false) }
+      const timer = setTimeout(() => { done(direct()) }, L.UPGRADE_TIMEOUT_MS * L.UPGRADE_MAX_ATTEMPTS)
+      this.node.addEventListener('connection:open', onOpen)
+      signal?.addEventListener('abort', onAbort)
+      if (signal?.aborted === true) done(false)
+      // An upgrade of ours may have started meanwhile.
+      void this.maybeUpgrade(conn)?.then(ok => { if (ok) done(true) })
+    })
+  }
+
+  private readonly onIdentify = (evt: CustomEvent<{ peerId: PeerId, observedAddr?: Multiaddr, connection: Connection, protocols: string[] }>): void => {
+    const { observedAddr, connection, peerId } = evt.detail
+    if (connection.limits == null && observedAddr != null) {
+      const seen = ipOf(observedAddr)
+      const from = ipOf(connection.remoteAddr)
+      if (seen != null && from != null && !isLoopbackIp(from) && !this.ownIps().has(seen)) {
+        this.natWitnesses.add(peerId.toString())
+        this.evaluate()
+      }
+    }
+    if (connection.limits != null) void this.maybeUpgrade(connection)
+  }
+
+  private readonly onSelfUpdate = (): void => {
+    this.confirmRelayedAddresses()
+    this.evaluate()
+  }
+
+  /**
+   * Our relayed WebRTC addresses (`/p2p/R/p2p-circuit/webrtc`) carry the relay's public IP, so
+   * libp2p takes them for unverified public addresses and AutoNAT asks every peer to dial them
+   * back: each dial-back opens one more WebRTC connection through the relay. They are as
+   * reachable as the reservation under them, which the relay transport already vouches for.
+   */
+  private confirmRelayedAddresses (): void {
+    const am = this.components().addressManager
+    for (const a of am.getAddressesWithMetadata()) {
+      if (!a.verified && a.multiaddr.toString().includes(CIRCUIT)) am.confirmObservedAddr(a.multiaddr, { type: 'transport' })
+    }
+  }
+
+  private readonly onConnection = (evt: CustomEvent<Connection>): void => {
+    if (evt.detail.limits == null && connectionTransport(evt.detail) === 'webrtc') this.closeRelayed(evt.detail.remotePeer)
+  }
+
+  /** Whether every IP we listen on is private and at least one is not loopback (a host on a home LAN). */
+  private privateOnly (): boolean {
+    const ips = [...this.ownIps()]
+    return ips.some(ip => !isLoopbackIp(ip)) && ips.every(ip => !isPublicIp(ip))
+  }
+
+  private ownIps (): Set<string> {
+    const ips = new Set<string>()
+    for (const a of this.components().transportManager.getAddrs()) {
+      const ip = ipOf(a)
+      if (ip != null) ips.add(ip)
+    }
+    return ips
+  }
+
+  private evaluate (): void {
+    if (!this.started) return
+    if (this.init.assume == null) {
+      const hasPublic = this.status().publicAddresses.length > 0
+      this.state = hasPublic ? 'public' : this.natWitnesses.size >= L.REACH_NAT_OBSERVATIONS ? 'behind-nat' : 'unknown'
+    }
+    if (this.init.autoRelay === false) return
+    const want = this.state === 'behind-nat' || (this.state === 'unknown' && this.privateOnly())
+    if (want === this.circuitListening) return
+    this.circuitListening = want
+    this.relayChange = this.relayChange.then(async () => { await this.setCircuitListener(want) }).catch(() => {})
+  }
+
+  private async setCircuitListener (on: boolean): Promise<void> {
+    const tm = this.components().transportManager
+    const current = tm.getListeners().filter(l => l.constructor.name === 'CircuitRelayTransportListener')
+    if (on && current.length === 0 && this.started) await tm.listen([multiaddr(CIRCUIT)])
+    if (!on) for (const l of current) await l.close()
+  }
+
+  /** Starts an upgrade of a limited connection to WebRTC when both sides can; the promise says whether it worked. */
+  private maybeUpgrade (conn: Connection): Promise<boolean> | undefined {
+    if (this.init.webrtc === false || !this.started || conn.limits == null || conn.direction !== 'outbound') return undefined
+    const id = conn.remotePeer.toString()
+    const running = this.upgrades.get(id)
+    if (running != null) return running
+    if ((this.attempts.get(id) ?? 0) >= L.UPGRADE_MAX_ATTEMPTS) return undefined
+    const p = this.upgrade(conn)
+      .then(ok => { if (ok) this.counts.succeeded++; else this.counts.failed++; return ok })
+      .finally(() => { this.upgrades.delete(id) })
+    this.upgrades.set(id, p)
+    return p
+  }
+
+  private async upgrade (conn: Connection): Promise<boolean> {
+    const id = conn.remotePeer.toString()
+    const peer = await this.node.peerStore.get(conn.remotePeer).catch(() => undefined)
+    if (peer == null || !peer.protocols.includes(WEBRTC_SIGNALING_PROTOCOL)) return false
+    await this.slot()
+    try {
+      while ((this.attempts.get(id) ?? 0) < L.UPGRADE_MAX_ATTEMPTS && this.started) {
+        this.attempts.set(id, (this.attempts.get(id) ?? 0) + 1)
+        this.counts.attempts++
+        if (this.node.getConnections(conn.remotePeer).some(c => c.limits == null)) return true
+        const relayed = this.node.getConnections(conn.remotePeer).find(c => c.limits != null && c.status === 'open')
+        if (relayed == null) return false
+        const target = multiaddr(relayed.remoteAddr.decapsulateCode(421).toString() + `/webrtc/p2p/${id}`)
+        try {
+          const signal = AbortSignal.any([AbortSignal.timeout(L.UPGRADE_TIMEOUT_MS), this.controller.signal])
+          const direct = await this.node.dial(target, { signal })
+          if (direct.limits == null) { this.closeRelayed(conn.remotePeer); return true }
+        } catch {}
+      }
+      return false
+    } finally {
+      this.release()
+    }
+  }
+
+  private async slot (): Promise<void> {
+    if (this.active < L.UPGRADE_MAX_CONCURRENT) { this.active++; return }
+    await new Promise<void>(resolve => { this.queue.push(resolve) })
+  }
+
+  private release (): void {
+    const next = this.queue.shift()
+    if (next != null) next()
+    else this.active--
+  }
+
+  private closeRelayed (peer: PeerId): void {
+    for (const c of this.node.getConnections(peer)) {
+      if (c.limits != null) void c.close().catch(() => {})
+    }
+  }
+}
+
+function abortPromise (signal?: AbortSignal): Promise<boolean> {
+  return new Promise(resolve => {
+    if (signal == null) return
+    if (signal.aborted) { resolve(false); return }
+    signal.addEventListener('abort', () => { resolve(false) }, { once: true })
+  })
+}

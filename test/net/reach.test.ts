@@ -1,0 +1,130 @@
+/**
+ * Reachability on loopback: the STUN responder, the relay listener held only while a peer is not
+ * public, and a relayed connection upgraded to a direct WebRTC one that new streams then use.
+ */
+import { describe, it, type TestContext } from 'node:test'
+import assert from 'node:assert/strict'
+import { createSocket } from 'node:dgram'
+import { generateKeyPair } from '@libp2p/crypto/keys'
+import { multiaddr } from '@multiformats/multiaddr'
+import { createNetwork, reachOf, type Network, type NetworkInit } from '../../src/net/network.ts'
+import { connectionTransport } from '../../src/net/reach.ts'
+import {
+  StunServer, StunMessageError, parseStunMessage, readXorMappedAddress, STUN_MAGIC_COOKIE, STUN_MAX_REQUEST_BYTES,
+  STUN_RESPONSE_BURST_PER_HOST
+} from '../../src/net/stun.ts'
+import { cleanups } from '../helpers/cleanup.ts'
+import { waiter } from '../helpers/local-peers.ts'
+
+const eventually = waiter({ timeoutMs: 60_000, intervalMs: 50 })
+
+function bindingRequest (txByte: number, extra = 0): Buffer {
+  const b = Buffer.alloc(20 + extra)
+  b.writeUInt16BE(0x0001, 0)
+  b.writeUInt16BE(extra, 2)
+  b.writeUInt32BE(STUN_MAGIC_COOKIE, 4)
+  b.fill(txByte, 8, 20)
+  return b
+}
+
+async function peer (t: TestContext, defer: ReturnType<typeof cleanups>, init: Partial<NetworkInit>): Promise<Network> {
+  const node = await createNetwork({ privateKey: await generateKeyPair('Ed25519'), listen: ['/ip4/127.0.0.1/tcp/0'], lanDht: false, ...init })
+  await node.start()
+  defer(async () => node.stop())
+  return node
+}
+
+describe('STUN responder', () => {
+  it('answers a binding request with the asker\'s address, drops malformed and oversize packets, and rate-limits a host', async t => {
+    const defer = cleanups(t)
+    const server = await StunServer.start({ host: '127.0.0.1', port: 0 })
+    defer(async () => server.stop())
+    const client = createSocket('udp4')
+    await new Promise<void>(resolve => client.bind(0, '127.0.0.1', resolve))
+    defer(async () => { client.close() })
+    const replies: Buffer[] = []
+    client.on('message', m => replies.push(m))
+    const { port } = server.address()
+
+    const req = bindingRequest(7)
+    client.send(req, port, '127.0.0.1')
+    await eventually('a binding response', () => replies.length === 1)
+    assert.deepEqual(readXorMappedAddress(replies[0]), { address: '127.0.0.1', port: client.address().port })
+    assert.ok(replies[0].byteLength <= req.byteLength + 12, 'the response is the request plus one attribute at most')
+    assert.deepEqual([...parseStunMessage(replies[0]).transactionId], new Array(12).fill(7))
+
+    assert.throws(() => parseStunMessage(Buffer.from('hello, not stun')), StunMessageError)
+    assert.throws(() => parseStunMessage(bindingRequest(1, STUN_MAX_REQUEST_BYTES)), (e: Error) => e.name === 'StunMessageError')
+    client.send(Buffer.from('GET / HTTP/1.1\r\n\r\n'), port, '127.0.0.1')
+    client.send(bindingRequest(2, STUN_MAX_REQUEST_BYTES), port, '127.0.0.1')
+    const badLength = bindingRequest(3); badLength.writeUInt16BE(8, 2)
+    client.send(badLength, port, '127.0.0.1')
+    await eventually('malformed packets counted', () => server.stats.malformed === 3)
+    assert.equal(replies.length, 1)
+
+    // Past the per-host burst: the rest are dropped, not answered.
+    const sent = STUN_RESPONSE_BURST_PER_HOST * 2
+    for (let i = 0; i < sent; i++) client.send(bindingRequest(9), port, '127.0.0.1')
+    await eventually('every request handled', () => server.stats.answered + server.stats.rateLimited === sent + 1)
+    assert.ok(server.stats.rateLimited > 0, 'some requests were rate-limited')
+    assert.ok(server.stats.answered - 1 < sent, 'not every request was answered')
+  })
+})
+
+describe('reach', { timeout: 180_000 }, () => {
+  it('a peer behind NAT reserves a relay slot; a public one and a loopback-only one of unknown reachability do not', async t => {
+    const defer = cleanups(t)
+    const relay = await peer(t, defer, { reachability: 'public' })
+    const pub = await peer(t, defer, { reachability: 'public' })
+    const local = await peer(t, defer, {})
+    const natted = await peer(t, defer, { reachability: 'behind-nat' })
+    for (const p of [pub, local, natted]) await p.dial(relay.getMultiaddrs()[0])
+    await eventually('a reservation on the relay', () => reachOf(natted).status().relays.includes(relay.peerId.toString()))
+    const st = reachOf(natted).status()
+    assert.equal(st.reachability, 'behind-nat')
+    assert.ok(st.relayedAddresses.some(a => a.includes(`/p2p/${relay.peerId.toString()}/p2p-circuit`)))
+    assert.deepEqual(st.publicAddresses, [])
+    // The others had the same relay to hand and took no slot on it (the natted peer's reservation
+    // came after theirs had every chance: all three identified the relay before it).
+    assert.equal(reachOf(pub).reachability(), 'public')
+    assert.equal(reachOf(local).reachability(), 'unknown')
+    for (const p of [pub, local]) {
+      assert.deepEqual(reachOf(p).status().relays, [])
+      assert.ok(!p.getMultiaddrs().some(a => a.toString().includes('p2p-circuit')))
+    }
+    assert.deepEqual(reachOf(relay).connections(), { total: 3, direct: 3, relayed: 0, webrtc: 0 })
+  })
+
+  it('a relayed connection upgrades to WebRTC and new streams run on it', async t => {
+    const defer = cleanups(t)
+    const relay = await peer(t, defer, { reachability: 'public' })
+    const hidden = await peer(t, defer, { listen: ['/p2p-circuit', '/webrtc'] })
+    // The dialer listens on nothing either, so no TCP hole punch (DCUtR) can give a direct path: only WebRTC can.
+    const dialer = await peer(t, defer, { listen: [] })
+    await hidden.dial(relay.getMultiaddrs()[0])
+    const relayed = await (async () => {
+      await eventually('the hidden peer\'s relayed address', () => hidden.getMultiaddrs().some(a => a.toString().includes('p2p-circuit')))
+      return hidden.getMultiaddrs().find(a => a.toString().includes('p2p-circuit') && !a.toString().includes('webrtc'))
+    })()
+    assert.ok(relayed != null)
+    assert.ok(!hidden.getMultiaddrs().some(a => !a.toString().includes('p2p-circuit')), 'the hidden peer has no direct address')
+
+    // A protocol that refuses limited connections: it can only run once a direct path exists.
+    const protocol = '/peerverse/test/direct/1.0.0'
+    await hidden.handle(protocol, async stream => { await stream.close() }, { runOnLimitedConnection: false })
+
+    const first = await dialer.dial(multiaddr(relayed.toString()))
+    assert.notEqual(first.limits, undefined, 'the first connection is relayed')
+    assert.equal(connectionTransport(first), 'relay')
+    assert.equal(await reachOf(dialer).waitForDirect(hidden.peerId, AbortSignal.timeout(90_000)), true)
+    await eventually('a WebRTC connection', () => dialer.getConnections(hidden.peerId).some(c => connectionTransport(c) === 'webrtc' && c.limits == null))
+
+    const stream = await dialer.dialProtocol(hidden.peerId, protocol)
+    const conn = dialer.getConnections(hidden.peerId).find(c => c.streams.includes(stream))
+    assert.equal(conn != null && connectionTransport(conn), 'webrtc')
+    await stream.close()
+    await eventually('the relayed connection closed', () => !dialer.getConnections(hidden.peerId).some(c => c.limits != null))
+    const counts = reachOf(dialer).connections()
+    assert.ok(counts.webrtc >= 1 && counts.direct >= 2)
+  })
+})
