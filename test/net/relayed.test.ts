@@ -18,7 +18,7 @@ import { seededBytes } from '../helpers/random.ts'
 const set = new PeerSet()
 
 /** Start arguments every relayed-only peer gets (a flag that keeps peers from upgrading to a direct path goes here). */
-const RELAYED_ONLY_ARGS: string[] = []
+const RELAYED_ONLY_ARGS: string[] = ['--no-webrtc']
 
 /** A's and B's start options: no listen address but a slot on `relay`. */
 function relayedOnly (relay: CliPeer, extra: string[] = []): Parameters<PeerSet['start']>[0] {
