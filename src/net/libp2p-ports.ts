@@ -173,13 +173,6 @@ export function libp2pProtocols (net: Network): ProtocolPort {
     },
     async dial (peer, protocol, options = {}) {
       const id = parsePeerId(peer)
-      // libp2p opens a stream on a peer's unlimited connection when it has one (a direct one first),
-      // and otherwise dials anew: for a peer reachable only through a relay, that is one more circuit
-      // each time. A protocol that runs over relays uses the relayed connection there is instead.
-      const open = net.getConnections(id).filter(c => c.status === 'open')
-      if (options.runOnLimitedConnection === true && open.length > 0 && open.every(c => c.limits != null)) {
-        return await open[0].newStream(protocol, { signal: options.signal, runOnLimitedConnection: true })
-      }
       const addrs = options.addresses ?? []
       const target = addrs.length > 0 && net.getConnections(id).length === 0 ? addrs.map(a => multiaddr(a)) : id
       return await net.dialProtocol(target, protocol, { signal: options.signal, runOnLimitedConnection: options.runOnLimitedConnection })
