@@ -19,7 +19,7 @@ Imports into the running peer's store and prints the CID (CIDv1; UnixFS, 1 MiB r
 balanced DAG of up to 1024 links: the unixfs-v1-2025 profile, so IPFS tools agree on it).
 A directory gets a directory CID. The content is pinned unless --no-pin, and announced.
 An add that fails (a full disk: DiskFullError) removes the blocks it wrote, directories too.`,
-  get: `Usage: peerverse get CID|LINK [-o PATH] [--data DIR] [--json]
+  get: `Usage: peerverse get CID|LINK [-o PATH] [--direct-timeout MS] [--data DIR] [--json]
 
 Fetches the whole file or directory from every peer that holds it (every block verified), then
 writes it to PATH (default: the CID). A progress bar shows bytes, rate and peers on a terminal.
@@ -27,7 +27,10 @@ Ctrl-C stops the download at once (unless another request waits for the same CID
 run again resumes from the blocks already fetched. A get that never finds a holder is tried
 again on the next starts of the peer, a few times, then given up (peerverse status says so).
 A get onto a full disk fails (DiskFullError) and is not resumed; peerverse gc frees its blocks.
-Given a content link (peerverse link), the peers it names are asked too, beside the DHT's.`,
+Given a content link (peerverse link), the peers it names are asked too, beside the DHT's.
+Through a relay only files up to 4 MiB come; a larger one whose holders are reachable only
+through relays waits for a direct path (it says so), up to --direct-timeout MS, then fails
+with DirectPathPendingError.`,
   link: `Usage: peerverse link CID [--data DIR] [--json]
 
 Prints the content's link: its code (pv:content=CID&peer=...) and the browser client's URL, both
@@ -106,7 +109,7 @@ async function cmdAdd (args: string[]): Promise<void> {
 }
 
 interface FetchLine {
-  progress?: { bytes: number, total: number, peers: number, received: number }
+  progress?: { bytes: number, total: number, peers: number, received: number, waitingForDirectPath?: number }
   done?: boolean
   error?: string
   message?: string
@@ -150,10 +153,13 @@ async function cmdLink (args: string[]): Promise<void> {
 }
 
 async function cmdGet (args: string[]): Promise<void> {
-  const { values, positionals } = parse(args, { output: { type: 'string', short: 'o' } })
+  const { values, positionals } = parse(args, { output: { type: 'string', short: 'o' }, 'direct-timeout': { type: 'string' } })
   if (values.help === true) return out(HELP.get)
   if (positionals.length !== 1) throw new UsageError('get takes one CID or link')
-  const target = looksLikeLink(positionals[0]) ? { link: positionals[0] } : { cid: positionals[0] }
+  const directTimeout = values['direct-timeout']
+  const directPathTimeoutMs = directTimeout === undefined ? undefined : Number(directTimeout)
+  if (directPathTimeoutMs !== undefined && !(Number.isSafeInteger(directPathTimeoutMs) && directPathTimeoutMs > 0)) throw new UsageError('--direct-timeout takes a whole number of milliseconds')
+  const target = { ...(looksLikeLink(positionals[0]) ? { link: positionals[0] } : { cid: positionals[0] }), ...(directPathTimeoutMs !== undefined ? { directPathTimeoutMs } : {}) }
   const api = await client(values)
   // Ctrl-C aborts the request, and the peer stops the download when the request goes.
   const controller = new AbortController()
@@ -169,11 +175,12 @@ async function cmdGet (args: string[]): Promise<void> {
   }
 }
 
-async function fetchAndWrite (api: ApiClient, target: { cid: string } | { link: string }, values: { output?: string, json?: boolean }, signal: AbortSignal): Promise<void> {
+async function fetchAndWrite (api: ApiClient, target: ({ cid: string } | { link: string }) & { directPathTimeoutMs?: number }, values: { output?: string, json?: boolean }, signal: AbortSignal): Promise<void> {
   const res = await ApiClient.check(await api.raw('POST', '/api/v0/content/fetch', { body: JSON.stringify(target), headers: { 'content-type': 'application/json' }, signal }))
   const tty = process.stderr.isTTY && values.json !== true
   const started = Date.now()
   let done: FetchLine | undefined
+  let waiting = 0
   let buffer = ''
   for await (const chunk of (res.body as unknown as AsyncIterable<Uint8Array>)) {
     buffer += Buffer.from(chunk).toString('utf8')
@@ -183,6 +190,11 @@ async function fetchAndWrite (api: ApiClient, target: { cid: string } | { link: 
       buffer = buffer.slice(nl + 1)
       if (line.error != null) throw new Error(`${line.error}: ${line.message ?? ''}`)
       if (line.done === true) done = line
+      const w = line.progress?.waitingForDirectPath ?? 0
+      if (w !== waiting) {
+        waiting = w
+        if (w > 0) process.stderr.write(`${tty ? '\n' : ''}waiting for a direct path to ${w} holder${w === 1 ? '' : 's'} reachable only through a relay\n`)
+      }
       if (line.progress != null && tty) {
         const p = line.progress
         const rate = p.received / Math.max((Date.now() - started) / 1000, 0.001)

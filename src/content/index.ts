@@ -12,6 +12,9 @@ export {
   type AbandonedDownload, type CatOptions, type ContentComponents, type ContentEvents, type ContentInit, type ContentSource, type ContentStat,
   type ContentStatus, type FetchOptions, type FetchProgress
 } from './service.ts'
+export {
+  DIRECT_PATH_TIMEOUT_MS, DirectPathPendingError, NoProvidersError, RELAYED_CONTENT_MAX_BYTES, RELAYED_INDEX_MAX_BYTES, type DirectPath
+} from './swarm.ts'
 export { IMPORT_IDLE_MS, InvalidImportError, MAX_OPEN_IMPORTS } from './imports.ts'
 export {
   BlockNotFoundError, BlockTooLargeError, DiskFullError, InvalidCidError, MAX_BLOCK_BYTES, parseCid, StoreFullError,

@@ -18,7 +18,7 @@ import { BlockNotFoundError, parseCid, type ContentBlockstore, type DownloadReco
 import { isStoreFailure, UnwantedDownloads, type StoreState } from './download-records.ts'
 import { buildDirectory, listDirectory, resolvePath, type DirEntry, type ResolvedPath } from './directory.ts'
 import { fileLeaves, readFile, UnsupportedContentError, type GetBlock, type Leaf } from './reader.ts'
-import { Swarm, type Download, type DownloadProgress } from './swarm.ts'
+import { DIRECT_PATH_TIMEOUT_MS, Swarm, type DirectPath, type Download, type DownloadProgress } from './swarm.ts'
 import { Imports } from './imports.ts'
 import { importFile, type ImportResult } from './unixfs.ts'
 
@@ -54,6 +54,8 @@ export interface ContentInit {
   provideTimeoutMs?: number
   /** How long a download looks for a holder before NoProvidersError (default NO_HOLDERS_TIMEOUT_MS). */
   noHoldersTimeoutMs?: number
+  /** How long a fetch whose holders are reachable only through relays waits for a direct path (default DIRECT_PATH_TIMEOUT_MS). */
+  directPathTimeoutMs?: number
 }
 
 export interface ContentComponents {
@@ -67,6 +69,8 @@ export interface ContentComponents {
   blockstore: ContentBlockstore
   /** The node's store: record deletions it refused are written when it takes writes again. */
   store?: StoreState
+  /** Hole punching, where the node has it: a fetch too large for a relay asks it for a direct path. */
+  directPath?: DirectPath
 }
 
 /** Content emits no events of its own: bad peers go to the onRejected component. */
@@ -107,6 +111,8 @@ export interface FetchOptions {
   onProgress?: (p: FetchProgress) => void
   /** Peers a link names as holders (multiaddrs ending in /p2p/<peer id>, at most MAX_LINK_PEERS): asked beside the DHT's providers. */
   peers?: string[]
+  /** How long to wait for a direct path to holders reachable only through relays (default: the service's setting). */
+  directPathTimeoutMs?: number
 }
 
 export interface FetchProgress extends DownloadProgress {
@@ -133,6 +139,7 @@ export class ContentService extends TypedEventEmitter<ContentEvents> {
   private readonly routing: RoutingPort
   private readonly maxConcurrentProvides: number
   private readonly provideTimeoutMs: number
+  private readonly directPathTimeoutMs: number
   /** Adds and imports in progress: their blocks are kept from gc until their root is pinned. */
   private readonly imports: Imports
   /** Fetches in progress per root (the user's and resumed ones). */
@@ -150,6 +157,7 @@ export class ContentService extends TypedEventEmitter<ContentEvents> {
     this.blockstore = components.blockstore
     this.maxConcurrentProvides = init.maxConcurrentProvides ?? MAX_CONCURRENT_PROVIDES
     this.provideTimeoutMs = init.provideTimeoutMs ?? PROVIDE_TIMEOUT_MS
+    this.directPathTimeoutMs = init.directPathTimeoutMs ?? DIRECT_PATH_TIMEOUT_MS
     this.swarm = new Swarm(components, { noHoldersTimeoutMs: init.noHoldersTimeoutMs })
     this.unwanted = new UnwantedDownloads(this.blockstore, components.store)
     this.imports = new Imports(this.blockstore, async keep => await this.reachableFrom(keep))
@@ -412,6 +420,7 @@ export class ContentService extends TypedEventEmitter<ContentEvents> {
       try {
         await d.complete(0, leaves.length, {
           signal: options.signal,
+          directPathTimeoutMs: options.directPathTimeoutMs ?? this.directPathTimeoutMs,
           onProgress: p => { options.onProgress?.({ ...p, cid: c.toString(), files }) }
         })
       } finally {

@@ -11,9 +11,10 @@ import { BlockNotFoundError, diskError } from './blocks.ts'
 import { verifyBlock, type Leaf } from './reader.ts'
 import {
   ENDGAME_MAX_MISSING, ENDGAME_MAX_REQUESTERS, MAX_BLOCKS_IN_FLIGHT_PER_DOWNLOAD, MAX_HINTED_HOLDERS, MAX_BLOCKS_IN_FLIGHT_PER_PEER,
-  MAX_PEERS_PER_DOWNLOAD, MAX_STALLS_PER_SESSION, PEER_REFRESH_MS, PROBE_BACKOFF_MS,
+  DIRECT_PATH_TIMEOUT_MS, MAX_PEERS_PER_DOWNLOAD, MAX_STALLS_PER_SESSION, PEER_REFRESH_MS, PROBE_BACKOFF_MS,
   PROVIDER_LOOKUP_INTERVAL_MS, STALL_TIMEOUT_MS
 } from './swarm-limits.ts'
+import { RelayedBounds } from './swarm-relayed.ts'
 import { BadBlockError, isViolation, NoProvidersError, openSession, Session, type DownloadHost, type DownloadProgress, type FrameReader } from './swarm-session.ts'
 import { bitfieldBytes, decodeMessage, getBit, setBit, SwarmProtocolError, type SwarmMessage } from './swarm-wire.ts'
 
@@ -80,11 +81,24 @@ export class Download {
   received = 0
   blocksFromPeers = 0
   wasted = 0
+  /** What the download takes through relays, and its wait for a direct path. */
+  readonly relayed: RelayedBounds
 
   constructor (swarm: DownloadHost, root: CID, hints: CID[]) {
     this.swarm = swarm
     this.root = root
     this.hints = hints
+    this.relayed = new RelayedBounds({
+      root,
+      leaves: () => this.leaves,
+      missing: () => this.missing,
+      sessions: () => this.sessions.values(),
+      reopen: s => {
+        log('direct connection to %s: reopening its session for %s', s.peer, this.root)
+        this.dropSession(s)
+        this.probed.delete(s.peer)
+      }
+    }, swarm)
   }
 
   start (): void {
@@ -108,7 +122,7 @@ export class Download {
       total += leaf.size
       if (getBit(this.have, i)) bytes += leaf.size
     }
-    return { bytes, total, received: this.received, peers: this.sessions.size, blocksFromPeers: this.blocksFromPeers }
+    return { bytes, total, received: this.received, peers: this.sessions.size, blocksFromPeers: this.blocksFromPeers, waitingForDirectPath: this.relayed.waiting() }
   }
 
   /** Fixes the file's leaves (once known); counts what is held already, so a restart resumes. */
@@ -218,13 +232,20 @@ export class Download {
   }
 
   /** Waits until every leaf in [from, to) is held, reporting progress. */
-  async complete (from: number, to: number, options: { signal?: AbortSignal, onProgress?: (p: DownloadProgress) => void } = {}): Promise<void> {
+  async complete (from: number, to: number, options: { signal?: AbortSignal, onProgress?: (p: DownloadProgress) => void, directPathTimeoutMs?: number } = {}): Promise<void> {
     const want = this.addWant(from, to, false)
+    /** When this wait began waiting for a direct path (its deadline counts from there). */
+    let waitingFrom = 0
     try {
       while (this.missingIn(from, to) > 0) {
         options.signal?.throwIfAborted()
         if (this.closed) throw this.failure ?? new Error('download closed')
+        this.relayed.check()
         options.onProgress?.(this.progress())
+        if (this.relayed.waitingSince === 0) waitingFrom = 0
+        else if (waitingFrom === 0) waitingFrom = Date.now()
+        const pending = waitingFrom === 0 ? undefined : this.relayed.failure(waitingFrom, options.directPathTimeoutMs ?? DIRECT_PATH_TIMEOUT_MS)
+        if (pending != null) throw pending
         await Promise.race([delay(200, options.signal), this.swarm.leafEvent()])
       }
       options.onProgress?.(this.progress())
@@ -250,6 +271,7 @@ export class Download {
       this.fail(new NoProvidersError(`no peer holds ${this.root.toString()} (asked connected peers${linked} and the DHT for ${Math.round((now - this.noHolderSince) / 1000)} s)`))
       return
     }
+    this.relayed.check()
     if (this.active) this.refresh()
     this.pump()
   }
@@ -316,6 +338,7 @@ export class Download {
         throw new SwarmProtocolError(`bitfield names ${msg.leaves} leaves; the file has ${this.leaves.length}`)
       }
       const session = new Session(peer, stream, msg.status, msg.leaves, new Uint8Array(msg.bits))
+      this.relayed.classify(session)
       this.sessions.set(peer, session)
       this.countAvailability(session, 1)
       void this.readLoop(session, opened.frames)
@@ -394,6 +417,7 @@ export class Download {
       return
     }
     this.received += bytes.length
+    if (!this.leafIndex.has(key)) this.relayed.indexArrived(s, bytes.length)
     try {
       await verifyBlock(cid, bytes)
     } catch (err) {
@@ -536,6 +560,7 @@ export class Download {
     // Root and interior nodes first: nothing else can start without them.
     for (const key of this.nodeWants) {
       if (this.pickable(key, s, endgame)) {
+        if (!this.relayed.takeIndex(s)) break
         this.requestFrom(s, key, this.nodeCids.get(key) as CID, -1)
         return true
       }
@@ -543,6 +568,8 @@ export class Download {
     const i = this.pickLeaf(s, endgame)
     if (i == null) return false
     const leaf = (this.leaves as Leaf[])[i]
+    // Through a relay: only a file within its bounds, and never past them in this download.
+    if (!this.relayed.takeLeaf(s, leaf.size)) return false
     this.requestFrom(s, leaf.cid.toString(), leaf.cid, i)
     return true
   }
@@ -588,6 +615,7 @@ export class Download {
     if (this.closed) return
     this.closed = true
     clearInterval(this.timer)
+    this.relayed.close()
     for (const s of [...this.sessions.values()]) this.dropSession(s)
     for (const key of [...this.waiters.keys()]) this.failWaiters(key, new Error('download closed'))
   }

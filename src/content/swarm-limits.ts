@@ -43,3 +43,13 @@ export const ENDGAME_MAX_MISSING = 4
 export const ENDGAME_MAX_REQUESTERS = 2
 /** Holders links may name for one download (probed beside connected peers and the DHT's providers). */
 export const MAX_HINTED_HOLDERS = 8
+/**
+ * File bytes one download takes over relayed (limited) connections: a file larger than this waits
+ * for a direct connection to a holder. Relayed bytes are the relay operator's cost, and relays
+ * other than ours allow 128 KiB a circuit; this fits avatars, thumbnails, feed images, small models.
+ */
+export const RELAYED_CONTENT_MAX_BYTES = 4 * 1024 * 1024
+/** Index bytes (the root and interior nodes) one download takes over relayed connections. */
+export const RELAYED_INDEX_MAX_BYTES = 4 * (1024 * 1024 + 128 * 1024)
+/** How long a download whose holders are reachable only through relays waits for a direct path (the default). */
+export const DIRECT_PATH_TIMEOUT_MS = NO_HOLDERS_TIMEOUT_MS

@@ -29,6 +29,21 @@ export class NoProvidersError extends Error {
   name = 'NoProvidersError'
 }
 
+/**
+ * A download's holders are reachable only through relays and the file is past what a relay may
+ * carry (RELAYED_CONTENT_MAX_BYTES): no direct connection to one of them appeared in time, or
+ * none can be made.
+ */
+export class DirectPathPendingError extends Error {
+  name = 'DirectPathPendingError'
+}
+
+/** Makes direct connections to peers reached through relays (hole punching), where the node has it. */
+export interface DirectPath {
+  /** Resolves true once an unlimited connection to `peer` exists, false when none can be made. */
+  waitForDirect: (peerId: string, signal: AbortSignal) => Promise<boolean>
+}
+
 /** Errors that are the remote peer's fault: it is banned (as a holder) or reported (as a downloader). */
 export function isViolation (err: unknown): boolean {
   const name = (err as Error)?.name
@@ -56,7 +71,8 @@ export interface OpenedSession {
  */
 export async function openSession (protocols: Pick<ProtocolPort, 'dial'>, peer: string, root: CID, addresses?: string[]): Promise<OpenedSession> {
   const signal = AbortSignal.timeout(SESSION_OPEN_TIMEOUT_MS)
-  const stream = await protocols.dial(peer, SWARM_PROTOCOL, { signal, addresses })
+  // Over a relay too: the download bounds what it asks of a relayed session (RELAYED_CONTENT_MAX_BYTES).
+  const stream = await protocols.dial(peer, SWARM_PROTOCOL, { signal, addresses, runOnLimitedConnection: true })
   try {
     await writeFrame(stream, { type: 'open', root })
     const frames = lp.decode(stream, { maxDataLength: MAX_FRAME_BYTES })[Symbol.asyncIterator]()
@@ -87,6 +103,10 @@ export class Session {
   readonly dontHave = new Set<string>()
   stalls = 0
   closed = false
+  /** Opened over a relayed (limited) connection: its blocks count against the relayed bounds. */
+  limited = false
+  /** Bytes the relayed connection may carry, where the relay said. */
+  limitBytes?: number
 
   constructor (peer: string, stream: Stream, status: HolderStatus, leaves: number, bits: Uint8Array) {
     this.peer = peer
@@ -119,14 +139,16 @@ export interface SwarmStats {
 /** What a download needs of the swarm around it (the Swarm service). */
 export interface DownloadHost {
   readonly blockstore: ContentBlockstore
-  readonly protocols: Pick<ProtocolPort, 'dial'>
+  readonly protocols: Pick<ProtocolPort, 'dial' | 'connections'>
   readonly stats: SwarmStats
   /** How long a download looks for a holder before NoProvidersError. */
   readonly noHoldersTimeoutMs: number
+  /** Hole punching, where the node has it: asked for holders reachable only through relays. */
+  readonly directPath?: DirectPath
   isBanned: (peer: string) => boolean
   /** Bans a holder that broke the protocol or lied. */
   penalize: (peer: string, error: Error) => void
-  /** Connected peers worth asking (not over a limited relay). */
+  /** Connected peers worth asking (over relayed connections too). */
   candidatePeers: () => Iterable<string>
   /** Provider records for a CID in the DHT; dials none of them. */
   findProviders: (cid: CID) => Promise<string[]>
@@ -146,4 +168,6 @@ export interface DownloadProgress {
   received: number
   peers: number
   blocksFromPeers: number
+  /** Holders reachable only through relays while the file is too large for them (0: not waiting). */
+  waitingForDirectPath: number
 }

@@ -23,13 +23,14 @@ import type { ProtocolPort, RejectSink, RoutingPort } from '../net/ports.ts'
 import type { ContentBlockstore } from './blocks.ts'
 import { BlockVerificationError } from './reader.ts'
 import { Download } from './swarm-download.ts'
-import type { DownloadHost, SwarmStats } from './swarm-session.ts'
+import type { DirectPath, DownloadHost, SwarmStats } from './swarm-session.ts'
 import { Holder } from './swarm-holder.ts'
 import { BAN_MS, DOWNLOAD_LINGER_MS, MAX_PROVIDERS_PER_LOOKUP, MAX_SESSIONS_PER_CONNECTION, NO_HOLDERS_TIMEOUT_MS, SESSION_OPEN_TIMEOUT_MS } from './swarm-limits.ts'
 import { SWARM_PROTOCOL } from './swarm-wire.ts'
 
 export * from './swarm-limits.ts'
-export { BadBlockError, NoProvidersError, SwarmRateLimitError } from './swarm-session.ts'
+export { BadBlockError, DirectPathPendingError, NoProvidersError, SwarmRateLimitError } from './swarm-session.ts'
+export type { DirectPath } from './swarm-session.ts'
 export { Download } from './swarm-download.ts'
 export type { DownloadProgress } from './swarm-session.ts'
 export type { SwarmStats } from './swarm-session.ts'
@@ -43,12 +44,15 @@ export interface SwarmComponents {
   routing: RoutingPort
   blockstore: ContentBlockstore
   onRejected: RejectSink
+  /** Hole punching, where the node has it: a download waiting for a direct path asks it. */
+  directPath?: DirectPath
 }
 
 /** The swarm service: serves held blocks and runs downloads. */
 export class Swarm implements DownloadHost {
   readonly protocols: ProtocolPort
   readonly blockstore: ContentBlockstore
+  readonly directPath?: DirectPath
   private readonly routing: RoutingPort
   private readonly onRejected: RejectSink
   private readonly holder: Holder
@@ -70,6 +74,7 @@ export class Swarm implements DownloadHost {
     this.routing = components.routing
     this.blockstore = components.blockstore
     this.onRejected = components.onRejected
+    this.directPath = components.directPath
     this.holder = new Holder({
       blockstore: this.blockstore,
       stats: this.stats,
@@ -84,7 +89,8 @@ export class Swarm implements DownloadHost {
     await this.protocols.handle(SWARM_PROTOCOL, (stream, remote) => { void this.holder.serve(stream, remote) }, {
       maxInboundStreams: MAX_SESSIONS_PER_CONNECTION,
       maxOutboundStreams: MAX_SESSIONS_PER_CONNECTION,
-      runOnLimitedConnection: false
+      // Downloaders bound what they take over a relay (RELAYED_CONTENT_MAX_BYTES); the relay its circuits.
+      runOnLimitedConnection: true
     })
     this.sweepTimer = setInterval(() => { this.sweep() }, SWARM_SWEEP_MS)
     this.sweepTimer.unref?.()
@@ -148,12 +154,12 @@ export class Swarm implements DownloadHost {
     void this.protocols.hangUp(peer).catch(() => {})
   }
 
-  /** Connected peers that speak the swarm protocol (not over a limited relay). */
+  /**
+   * Connected peers, over relayed connections too: a download bounds what it takes through a relay.
+   * (libp2p opens a new stream on a peer's unlimited connection when it has one, a direct one first.)
+   */
   * candidatePeers (): Generator<string> {
-    for (const conn of this.protocols.connections()) {
-      if (conn.limited) continue
-      yield conn.peer
-    }
+    for (const conn of this.protocols.connections()) yield conn.peer
   }
 
   /** Provider records for a CID in the DHT; dials none of them. */

@@ -351,7 +351,7 @@ export class DirectoryService extends TypedEventEmitter<DirectoryEvents> {
       const more = reader.next(verdict === 'bad')
       if (reader.records % 64 === 0) await new Promise(resolve => setTimeout(resolve, 0))
       return more
-    }, { maxFrameBytes: MAX_LISTING_BYTES, timeoutMs: SYNC_TIMEOUT_MS, signal: deadline(SYNC_TIMEOUT_MS, options.signal ?? this.controller?.signal) })
+    }, { maxFrameBytes: MAX_LISTING_BYTES, timeoutMs: SYNC_TIMEOUT_MS, signal: deadline(SYNC_TIMEOUT_MS, options.signal ?? this.controller?.signal), runOnLimitedConnection: true })
     return kept
   }
 

@@ -74,7 +74,7 @@ export class DirectLinks {
   private open (id: string): Link {
     const link: Link = { queue: [], writing: false }
     this.links.set(id, link)
-    void this.protocols.dial(id, this.protocol, { signal: AbortSignal.timeout(PROTOCOL_TIMEOUT_MS) }).then(stream => {
+    void this.protocols.dial(id, this.protocol, { signal: AbortSignal.timeout(PROTOCOL_TIMEOUT_MS), runOnLimitedConnection: true }).then(stream => {
       if (this.links.get(id) !== link || this.closed) { stream.abort(new Error('link closed')); return }
       link.stream = stream
       link.out = framed(stream, { maxFrameBytes: this.options.maxFrameBytes })
@@ -146,7 +146,9 @@ export class LinkedChannel {
     this.unsubscribe = this.ports.gossip.subscribe(this.topic, m => { this.handlers.onGossip(m.data) })
     await this.ports.protocols.handle(this.protocol, this.handlers.onStream, {
       maxInboundStreams: PROTOCOL_MAX_INBOUND_STREAMS,
-      maxOutboundStreams: PROTOCOL_MAX_OUTBOUND_STREAMS
+      maxOutboundStreams: PROTOCOL_MAX_OUTBOUND_STREAMS,
+      // Consensus messages and transactions are small: they run over relayed links too.
+      runOnLimitedConnection: true
     })
     this.links = new DirectLinks(this.ports.protocols, this.protocol, this.options)
   }

@@ -78,7 +78,9 @@ export class BlockSync {
       }
     }), {
       maxInboundStreams: PROTOCOL_MAX_INBOUND_STREAMS,
-      maxOutboundStreams: PROTOCOL_MAX_OUTBOUND_STREAMS
+      maxOutboundStreams: PROTOCOL_MAX_OUTBOUND_STREAMS,
+      // An answer is a bounded batch (MAX_SYNC_BLOCKS): it runs over relayed links too.
+      runOnLimitedConnection: true
     })
   }
 
@@ -109,7 +111,7 @@ export class BlockSync {
       await request(this.o.protocols, peer, SYNC_PROTOCOL, dagCbor.encode({ from: this.o.height() + 1 }), async frame => {
         if (await this.o.commit(decodeSyncFrame(frame))) got++
         return true
-      }, { maxFrameBytes: MAX_SYNC_FRAME_BYTES })
+      }, { maxFrameBytes: MAX_SYNC_FRAME_BYTES, runOnLimitedConnection: true })
     } catch (err) {
       // An answer cut short still counts for the blocks it brought.
       if (got === 0) throw err

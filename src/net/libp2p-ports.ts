@@ -39,7 +39,8 @@ export function parsePeerId (value: string): PeerId {
 }
 
 function remoteOf (conn: Connection): RemotePeer {
-  return { peer: conn.remotePeer.toString(), address: conn.remoteAddr.toString(), limited: conn.limits != null }
+  const bytes = conn.limits?.bytes
+  return { peer: conn.remotePeer.toString(), address: conn.remoteAddr.toString(), limited: conn.limits != null, ...(bytes != null ? { limitBytes: Number(bytes) } : {}) }
 }
 
 export interface Libp2pGossip extends GossipPort {

@@ -46,6 +46,8 @@ export interface RemotePeer {
   address: string
   /** A relayed connection with data or time limits. */
   limited: boolean
+  /** Bytes the connection may still carry, where it is limited by bytes. */
+  limitBytes?: number
 }
 
 export interface HandleOptions {

@@ -196,7 +196,15 @@ export class PeerverseNode extends TypedEventEmitter<NodeEvents> {
       onIdentified: (peerId, did) => { this.safeDispatch('peer:identified', { peerId, did }) },
       onRejected
     })
-    this.content = content({ noHoldersTimeoutMs: config.content.noHoldersTimeoutMs })({ protocols: this.protocols, routing: this.routing, onRejected, blockstore, store })
+    this.content = content({ noHoldersTimeoutMs: config.content.noHoldersTimeoutMs })({
+      protocols: this.protocols,
+      routing: this.routing,
+      onRejected,
+      blockstore,
+      store,
+      // A fetch whose holders are reachable only through relays asks hole punching for a direct path.
+      directPath: config.nat.webrtc ? { waitForDirect: async (peer, signal) => await reachOf(net).waitForDirect(peer, signal) } : undefined
+    })
     this.social = social()({
       gossip: this.gossip,
       protocols: this.protocols,

@@ -68,6 +68,19 @@ async function addContent (node: PeerverseNode, req: IncomingMessage, url: URL):
     return { cid: result.cid.toString(), size: result.size, blocks: result.blocks }
   }
 
+/** Longest wait for a direct path a fetch may ask for (`directPathTimeoutMs`). */
+export const MAX_DIRECT_PATH_TIMEOUT_MS = 10 * 60_000
+
+/** A fetch's `directPathTimeoutMs`: a whole number of milliseconds from 1 to MAX_DIRECT_PATH_TIMEOUT_MS, or absent. */
+export function directPathTimeout (body: Record<string, unknown>): number | undefined {
+  const v = body.directPathTimeoutMs
+  if (v === undefined) return undefined
+  if (typeof v !== 'number' || !Number.isSafeInteger(v) || v < 1 || v > MAX_DIRECT_PATH_TIMEOUT_MS) {
+    throw new ApiError(400, 'BadRequest', `directPathTimeoutMs must be a whole number of milliseconds from 1 to ${MAX_DIRECT_PATH_TIMEOUT_MS}`)
+  }
+  return v
+}
+
 /** The CID and a link's peers of a fetch: {cid}, or {link} (a content link in any form; with both, one CID). */
 export function fetchTarget (body: Record<string, unknown>): { cid: CID, peers: string[] } {
   if (body.link === undefined) return { cid: parseCid(body.cid), peers: [] }
@@ -84,18 +97,23 @@ export function fetchTarget (body: Record<string, unknown>): { cid: CID, peers: 
    */
 async function fetchContent (node: PeerverseNode, body: Record<string, unknown>, res: ServerResponse): Promise<void> {
     const { cid, peers } = fetchTarget(body)
+    const directPathTimeoutMs = directPathTimeout(body)
     const controller = new AbortController()
     res.on('close', () => { if (!res.writableFinished) controller.abort(new Error('client went away')) })
     res.writeHead(200, { 'content-type': 'application/x-ndjson', 'cache-control': 'no-store', 'x-content-type-options': 'nosniff' })
     let last = 0
+    let waiting = 0
     const line = (value: unknown): void => { res.write(JSON.stringify(value) + '\n') }
     try {
       const stat = await node.content.fetch(cid, {
         peers,
+        directPathTimeoutMs,
         signal: controller.signal,
         onProgress: p => {
           const now = Date.now()
-          if (now - last < FETCH_PROGRESS_INTERVAL_MS) return
+          // A change in the wait for a direct path is told at once.
+          if (now - last < FETCH_PROGRESS_INTERVAL_MS && p.waitingForDirectPath === waiting) return
+          waiting = p.waitingForDirectPath
           last = now
           line({ progress: p })
         }
