@@ -55,7 +55,7 @@ export interface UpgradeCounts {
   succeeded: number
   failed: number
   inProgress: number
-  /** Of the last upgrade that gave a direct connection: ms from the relayed connection's opening to the direct one's. */
+  /** Of the last direct (WebRTC) connection to a peer we had a relayed one to, whoever dialled it: ms from the relayed connection's opening to the direct one's verification. */
   lastDirectAfterMs?: number
 }
 
@@ -252,7 +252,12 @@ export class Reach {
   private readonly onConnection = (evt: CustomEvent<Connection>): void => {
     const conn = evt.detail
     if (conn.limits == null && connectionTransport(conn) === 'webrtc') {
-      void this.verify(conn).then(ok => { if (ok) this.closeRelayed(conn.remotePeer) })
+      void this.verify(conn).then(ok => {
+        if (!ok) return
+        const relayedSince = this.node.getConnections(conn.remotePeer).filter(c => c.limits != null).map(c => c.timeline.open)
+        if (relayedSince.length > 0) this.counts.lastDirectAfterMs = Date.now() - Math.min(...relayedSince)
+        this.closeRelayed(conn.remotePeer)
+      })
     }
   }
 
@@ -351,11 +356,8 @@ export class Reach {
         try {
           const signal = AbortSignal.any([AbortSignal.timeout(L.UPGRADE_TIMEOUT_MS), this.controller.signal])
           const direct = await this.node.dial(target, { signal })
-          if (direct.limits == null && await this.verify(direct)) {
-            this.counts.lastDirectAfterMs = Date.now() - relayed.timeline.open
-            this.closeRelayed(conn.remotePeer)
-            return true
-          }
+          // onConnection closes the relayed connection once the direct one is verified.
+          if (direct.limits == null && await this.verify(direct)) return true
         } catch {}
       }
       return false

@@ -110,7 +110,7 @@ describe('reach behind real NATs', { timeout: 400_000 }, () => {
     const sa = await a.peer.api.request<NodeStatus>('GET', '/api/v0/status')
     assert.ok(sa.connections.webrtc >= 1)
     const upgradeMs = await directAfterMs(a.peer, b.peer)
-    assert.ok(upgradeMs != null, 'one side made the upgrade')
+    assert.ok(upgradeMs != null, 'the time from the relayed connection to the direct one is recorded')
     t.diagnostic(`cone: start -> behind-nat ${a.behindNatMs} ms / ${b.behindNatMs} ms; start -> reservation ${a.reservedMs} ms / ${b.reservedMs} ms; relayed connection -> direct ${upgradeMs} ms`)
   })
 
@@ -138,9 +138,12 @@ describe('reach behind real NATs', { timeout: 400_000 }, () => {
     assert.ok(rttMs >= 0)
     const v = await peerView(a.peer, b.peer.ready.peerId)
     assert.ok(v == null || v.connections.every(c => c.transport === 'relay' && !c.direct), `only relayed connections: ${JSON.stringify(v?.connections)}`)
-    // No runaway: the attempts stay where they ended.
+    // No runaway: after the relayed ping each side is still within its bound.
     const again = await Promise.all([a.peer, b.peer].map(async p => await p.api.request<NodeStatus>('GET', '/api/v0/status')))
-    assert.equal(again.reduce((n, s) => n + s.reach.upgrades.attempts, 0), attempts)
+    for (const s of again) {
+      assert.ok(s.reach.upgrades.attempts <= UPGRADE_MAX_ATTEMPTS, `no more than ${UPGRADE_MAX_ATTEMPTS} tries per peer: ${s.reach.upgrades.attempts}`)
+      assert.equal(s.reach.upgrades.succeeded, 0)
+    }
     t.diagnostic(`symmetric + cone: start -> behind-nat ${a.behindNatMs} ms / ${b.behindNatMs} ms; start -> reservation ${a.reservedMs} ms / ${b.reservedMs} ms; ${attempts} upgrade tries, none direct`)
   })
 
