@@ -101,6 +101,8 @@ export class Reach {
   private started = false
   private readonly controller = new AbortController()
   private readonly verified = new WeakMap<Connection, Promise<boolean>>()
+  /** When our first relayed connection to each connected peer opened (dropped when the peer disconnects). */
+  private readonly relayedSince = new Map<string, number>()
   private readonly counts: Omit<UpgradeCounts, 'inProgress'> = { attempts: 0, succeeded: 0, failed: 0 }
 
   constructor (node: Network, init: ReachInit = {}) {
@@ -115,6 +117,7 @@ export class Reach {
     this.node.addEventListener('peer:identify', this.onIdentify)
     this.node.addEventListener('self:peer:update', this.onSelfUpdate)
     this.node.addEventListener('connection:open', this.onConnection)
+    this.node.addEventListener('peer:disconnect', this.onDisconnect)
     this.evaluate()
   }
 
@@ -125,6 +128,7 @@ export class Reach {
     this.node.removeEventListener('peer:identify', this.onIdentify)
     this.node.removeEventListener('self:peer:update', this.onSelfUpdate)
     this.node.removeEventListener('connection:open', this.onConnection)
+    this.node.removeEventListener('peer:disconnect', this.onDisconnect)
     await this.relayChange.catch(() => {})
   }
 
@@ -249,15 +253,20 @@ export class Reach {
     }
   }
 
+  private readonly onDisconnect = (evt: CustomEvent<PeerId>): void => { this.relayedSince.delete(evt.detail.toString()) }
+
   private readonly onConnection = (evt: CustomEvent<Connection>): void => {
     const conn = evt.detail
     if (conn.limits == null && connectionTransport(conn) === 'webrtc') {
       void this.verify(conn).then(ok => {
         if (!ok) return
-        const relayedSince = this.node.getConnections(conn.remotePeer).filter(c => c.limits != null).map(c => c.timeline.open)
-        if (relayedSince.length > 0) this.counts.lastDirectAfterMs = Date.now() - Math.min(...relayedSince)
+        const since = this.relayedSince.get(conn.remotePeer.toString())
+        if (since != null) this.counts.lastDirectAfterMs = Date.now() - since
         this.closeRelayed(conn.remotePeer)
       })
+    } else if (conn.limits != null) {
+      const id = conn.remotePeer.toString()
+      this.relayedSince.set(id, Math.min(this.relayedSince.get(id) ?? Infinity, conn.timeline.open))
     }
   }
 

@@ -22,8 +22,9 @@ async function reachable (r: Reached): Promise<NodeStatus> {
     return await waitFor(`${r.peer.host.name} behind NAT with a relay slot`, async () => {
       const s = last = await r.peer.api.request<NodeStatus>('GET', '/api/v0/status')
       if (s.reach.reachability === 'behind-nat') r.behindNatMs ??= Date.now() - r.startedAt
-      if (s.reach.relays.length > 0) r.reservedMs ??= Date.now() - r.startedAt
-      return r.behindNatMs != null && r.reservedMs != null && s
+      // A slot is usable once its plain relayed address is advertised (the WebRTC one may come first).
+      if (s.reach.relayedAddresses.some(x => !x.includes('/webrtc'))) r.reservedMs ??= Date.now() - r.startedAt
+      return r.behindNatMs != null && r.reservedMs != null && s.reach.reachability === 'behind-nat' && s.reach.relayedAddresses.some(x => !x.includes('/webrtc')) && s
     }, 120_000, 100)
   } catch (err) {
     const peers = await r.peer.api.request<{ peers: PeerInfoView[] }>('GET', '/api/v0/peers').catch(() => undefined)
