@@ -124,7 +124,9 @@ describe('reach behind real NATs', { timeout: 400_000 }, () => {
       const st = await Promise.all([a.peer, b.peer].map(async p => await p.api.request<NodeStatus>('GET', '/api/v0/status')))
       const attempts = st.reduce((n, s) => n + s.reach.upgrades.attempts, 0)
       return st.every(s => s.reach.upgrades.inProgress === 0) && attempts > 0 && st
-    }, 200_000, 250)
+    }, 200_000, 250).catch(err => {
+      throw new Error(`${(err as Error).message}; a's stderr: ${a.peer.stderr().slice(-1500)}; b's stderr: ${b.peer.stderr().slice(-1500)}`)
+    })
     let attempts = 0
     for (const s of both) {
       assert.equal(s.reach.upgrades.succeeded, 0)
