@@ -421,6 +421,8 @@ export async function pingOver (conn: Connection, signal: AbortSignal): Promise<
       stream.addEventListener('close', () => { reject(new Error('stream closed before the echo')) }, { once: true })
       signal.addEventListener('abort', () => { reject(signal.reason) }, { once: true })
     })
+    // Settled by the stream's close or the signal even when send throws first: never left unhandled.
+    echoed.catch(() => {})
     stream.send(data)
     await echoed
     await stream.close({ signal }).catch(() => {})
