@@ -186,6 +186,11 @@ async function cmdStart (args: string[]): Promise<void> {
   }
   process.on('SIGINT', () => { shutdown('SIGINT') })
   process.on('SIGTERM', () => { shutdown('SIGTERM') })
+  // A rejection nothing handled (a library's background task, a connection closed under it) is
+  // written to stderr and the peer stays up: one peer's misbehaviour must not take this one down.
+  process.on('unhandledRejection', err => {
+    process.stderr.write(`peerverse: unhandled rejection: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`)
+  })
   if (values.json === true) {
     out(JSON.stringify({ event: 'ready', peerId: node.peerId, did: node.did, addresses: node.addresses(), api: api?.url ?? null, dataDir: dir, chain: node.ledger.chainId, genesis: node.status().network.genesis, url: api?.clientUrl ?? null }))
   } else {
