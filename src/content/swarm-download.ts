@@ -49,6 +49,26 @@ function delay (ms: number, signal?: AbortSignal): Promise<void> {
   })
 }
 
+/**
+ * The session with the least in flight relative to its window, among those with room and not in
+ * `skip` (undefined when none has room). Ties go to the one with fewer in flight, then the first.
+ */
+export function leastLoaded (sessions: Iterable<Session>, skip: ReadonlySet<Session> = new Set()): Session | undefined {
+  let best: Session | undefined
+  let bestLoad = Infinity
+  for (const s of sessions) {
+    if (s.closed || skip.has(s)) continue
+    const window = s.window()
+    if (s.inflight.size >= window) continue
+    const load = s.inflight.size / window
+    if (load < bestLoad || (load === bestLoad && best != null && s.inflight.size < best.inflight.size)) {
+      best = s
+      bestLoad = load
+    }
+  }
+  return best
+}
+
 /** One root being fetched from the swarm. Created and shared through Swarm.download(). */
 export class Download {
   readonly root: CID
@@ -129,6 +149,7 @@ export class Download {
   setLeaves (leaves: Leaf[]): void {
     if (this.leaves != null) return
     this.leaves = leaves
+    log('%s: %d leaves, %d holders', this.root, leaves.length, this.sessions.size)
     this.have = new Uint8Array(bitfieldBytes(leaves.length))
     this.avail = new Uint16Array(leaves.length)
     this.missing = 0
@@ -323,6 +344,7 @@ export class Download {
 
   private async probe (peer: string): Promise<void> {
     this.probing.add(peer)
+    log('probing %s for %s', peer, this.root)
     let stream: Stream | undefined
     try {
       const opened = await openSession(this.swarm.protocols, peer, this.root, this.hinted.get(peer))
@@ -416,6 +438,7 @@ export class Download {
       this.swarm.stats.bytesWasted += bytes.length
       return
     }
+    s.delivered(bytes.length, Date.now())
     this.received += bytes.length
     if (!this.leafIndex.has(key)) this.relayed.indexArrived(s, bytes.length)
     try {
@@ -507,6 +530,7 @@ export class Download {
       req.stalled = false
     }
     req.peers.add(s.peer)
+    s.requested(Date.now())
     s.inflight.add(key)
     s.send({ type: 'want', cid })
   }
@@ -575,23 +599,33 @@ export class Download {
   }
 
   /**
-   * Keeps every holder's window full, one request at a time round the holders, within the
-   * download's total. Duplicates (the end game) only once few leaves are missing, or for the
-   * root and interior nodes, where a second holder's answer saves a round trip.
+   * Keeps every holder's window full (holderWindow: its measured rate x REQUEST_QUEUE_SECONDS),
+   * within the download's window (the sum of its holders' windows, at most
+   * MAX_BLOCKS_IN_FLIGHT_PER_DOWNLOAD). Each request goes to the holder with the least in flight
+   * for its window, so a freed slot goes to whoever is emptiest and no holder with room starves.
+   * Duplicates (the end game) only once few leaves are missing, or for the root and interior
+   * nodes, where a second holder's answer saves a round trip.
    */
   private pump (): void {
     if (this.closed) return
     let total = 0
-    for (const s of this.sessions.values()) total += s.inflight.size
+    let room = 0
+    const open: Session[] = []
+    for (const s of this.sessions.values()) {
+      total += s.inflight.size
+      if (s.closed) continue
+      open.push(s)
+      room += s.window()
+    }
+    const limit = Math.min(MAX_BLOCKS_IN_FLIGHT_PER_DOWNLOAD, room)
     const endgames = this.missing <= ENDGAME_MAX_MISSING || this.leaves == null ? [false, true] : [false]
     for (const endgame of endgames) {
-      let progressed = true
-      while (progressed && total < MAX_BLOCKS_IN_FLIGHT_PER_DOWNLOAD) {
-        progressed = false
-        for (const s of this.sessions.values()) {
-          if (s.closed || s.inflight.size >= MAX_BLOCKS_IN_FLIGHT_PER_PEER || total >= MAX_BLOCKS_IN_FLIGHT_PER_DOWNLOAD) continue
-          if (this.pumpOne(s, endgame)) { total++; progressed = true }
-        }
+      const exhausted = new Set<Session>()
+      while (total < limit) {
+        const s = leastLoaded(open, exhausted)
+        if (s == null) break
+        if (this.pumpOne(s, endgame)) total++
+        else exhausted.add(s)
       }
     }
   }
