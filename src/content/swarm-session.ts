@@ -142,7 +142,7 @@ export class Session {
   limitBytes?: number
   /** Measured delivery rate (bytes a second while it has requests outstanding); 0 until measured. */
   rate = 0
-  /** Mean size of the blocks it delivered (the unit of its window). */
+  /** Largest block it delivered (the unit of its window: a file's leaves, not its small interior nodes). */
   blockBytes = 0
   /** Since when its current run of outstanding requests has been waiting (its last block, or the request that ended an idle spell). */
   private busyFrom = 0
@@ -176,7 +176,7 @@ export class Session {
     this.busyFrom = now
     const sample = bytes / elapsed
     this.rate = this.rate === 0 ? sample : this.rate * (1 - RATE_SAMPLE_WEIGHT) + sample * RATE_SAMPLE_WEIGHT
-    this.blockBytes = this.blockBytes === 0 ? bytes : this.blockBytes * (1 - RATE_SAMPLE_WEIGHT) + bytes * RATE_SAMPLE_WEIGHT
+    this.blockBytes = Math.max(this.blockBytes, bytes)
   }
 
   send (msg: SwarmMessage): void {
