@@ -122,6 +122,7 @@ export class Download {
   }
 
   start (): void {
+    log('download of %s starts', this.root)
     this.timer = setInterval(() => { this.tick() }, Math.min(PEER_REFRESH_MS, STALL_TIMEOUT_MS / 4))
     this.timer.unref?.()
     this.refresh()
@@ -439,6 +440,7 @@ export class Download {
       return
     }
     s.delivered(bytes.length, Date.now())
+    if (s.blocks === 1) log('first block from %s for %s: %d bytes, %d ms after its session opened', s.peer, this.root, bytes.length, Date.now() - s.openedAt)
     this.received += bytes.length
     if (!this.leafIndex.has(key)) this.relayed.indexArrived(s, bytes.length)
     try {
@@ -483,6 +485,9 @@ export class Download {
     if (index != null && !getBit(this.have, index)) {
       setBit(this.have, index)
       this.missing--
+      if (this.missing === 0) {
+        for (const h of this.sessions.values()) log('%s done: %s delivered %d blocks, %d KiB/s measured, window %d', this.root, h.peer, h.blocks, Math.round(h.rate / 1024), h.window())
+      }
     }
     this.swarm.stored(cid)
     const list = this.waiters.get(key)

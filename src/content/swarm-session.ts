@@ -135,6 +135,10 @@ export class Session {
   readonly cancelled = new Set<string>()
   readonly dontHave = new Set<string>()
   stalls = 0
+  /** Blocks it delivered that we asked of it (for the log). */
+  blocks = 0
+  /** When the session opened (for the log). */
+  readonly openedAt = Date.now()
   closed = false
   /** Opened over a relayed (limited) connection: its blocks count against the relayed bounds. */
   limited = false
@@ -174,6 +178,7 @@ export class Session {
   delivered (bytes: number, now: number): void {
     const elapsed = Math.max(1, now - this.busyFrom) / 1000
     this.busyFrom = now
+    this.blocks++
     const sample = bytes / elapsed
     this.rate = this.rate === 0 ? sample : this.rate * (1 - RATE_SAMPLE_WEIGHT) + sample * RATE_SAMPLE_WEIGHT
     this.blockBytes = Math.max(this.blockBytes, bytes)
