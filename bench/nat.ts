@@ -29,7 +29,7 @@ export const SWARM_STEPS = [1, 2, 4]
 const CONNECT_DEADLINE_MS = 60_000
 const FETCH_DEADLINE_MS = 10 * 60_000
 const SEED = Number(process.env.BENCH_SEED ?? 1)
-/** BENCH_SWARM_LOG=<dir>: each swarm step's downloader logs peerverse:swarm there (swarm-<k>.log). */
+/** BENCH_SWARM_LOG=<dir>: each swarm step's downloader logs peerverse:swarm and peerverse:content there (swarm-<k>.log). */
 const SWARM_LOG_DIR = process.env.BENCH_SWARM_LOG
 
 const progress = (line: string): void => { process.stderr.write(`[bench:nat] ${line}\n`) }
@@ -132,7 +132,7 @@ async function benchSwarm (): Promise<void> {
         progress(`seeder ${seeders.length} on ${host.ip} holds ${cid}`)
       }
       const d = await startNsPeer(downloaderHost, ['--dht-mode', 'server', '--genesis', genesis, ...seeders.flatMap(s => ['--bootstrap', s.addr])],
-        SWARM_LOG_DIR != null ? { env: { DEBUG: 'peerverse:swarm*' } } : {})
+        SWARM_LOG_DIR != null ? { env: { DEBUG: 'peerverse:swarm*,peerverse:content' } } : {})
       peers.push(d)
       try {
         await waitUntil(`the downloader to connect to ${k} seeders`, async () => await connectedTo(d.api, seeders.map(s => s.ready.peerId)), CONNECT_DEADLINE_MS)
