@@ -562,16 +562,23 @@ export class Download {
       }
     }
     // Whole-file fetches: rarest first, ties in a random order fixed per download.
+    // In the end game, among equally rare leaves, the one asked last: it waits deepest in another
+    // holder's queue, so it is the one worth asking again, and CANCEL reaches that holder in time.
     let best: number | undefined
     let bestAvail = Infinity
+    let bestAt = -Infinity
     for (const w of this.wants) {
       if (w.sequential) continue
       for (const i of this.order) {
         if (i < w.from || i >= w.to || getBit(this.have, i) || !s.has(i)) continue
-        if (this.avail[i] >= bestAvail) continue
-        if (!this.pickable(leaves[i].cid.toString(), s, endgame)) continue
+        if (this.avail[i] > bestAvail || (this.avail[i] === bestAvail && !endgame)) continue
+        const key = leaves[i].cid.toString()
+        const at = endgame ? this.requests.get(key)?.at ?? Infinity : 0
+        if (this.avail[i] === bestAvail && at <= bestAt) continue
+        if (!this.pickable(key, s, endgame)) continue
         best = i
         bestAvail = this.avail[i]
+        bestAt = at
       }
     }
     // Leaves waited on outside any want (a read past its range).
@@ -608,8 +615,8 @@ export class Download {
    * within the download's window (the sum of its holders' windows, at most
    * MAX_BLOCKS_IN_FLIGHT_PER_DOWNLOAD). Each request goes to the holder with the least in flight
    * for its window, so a freed slot goes to whoever is emptiest and no holder with room starves.
-   * Duplicates (the end game) only once few leaves are missing, or for the root and interior
-   * nodes, where a second holder's answer saves a round trip.
+   * Duplicates (the end game) only once every missing leaf is asked of someone or few are
+   * missing, or for the root and interior nodes, where a second holder's answer saves a round trip.
    */
   private pump (): void {
     if (this.closed) return
@@ -623,7 +630,7 @@ export class Download {
       room += s.window()
     }
     const limit = Math.min(MAX_BLOCKS_IN_FLIGHT_PER_DOWNLOAD, room)
-    const endgames = this.missing <= ENDGAME_MAX_MISSING || this.leaves == null ? [false, true] : [false]
+    const endgames = this.missing <= ENDGAME_MAX_MISSING || this.leaves == null || this.allAsked() ? [false, true] : [false]
     for (const endgame of endgames) {
       const exhausted = new Set<Session>()
       while (total < limit) {
@@ -633,6 +640,13 @@ export class Download {
         else exhausted.add(s)
       }
     }
+  }
+
+  /** Every missing leaf is asked of some holder (the end game may begin: nothing new is left to ask). */
+  private allAsked (): boolean {
+    let asked = 0
+    for (const r of this.requests.values()) if (r.index >= 0 && !r.arrived && !r.stalled) asked++
+    return asked >= this.missing
   }
 
   /** Withdraws every request in flight when no one waits for the download (a reader went away). */
