@@ -220,7 +220,8 @@ describe('a download among real holders', { timeout: 300_000 }, () => {
       const counts = holders.map(h => h.pending.size)
       t.diagnostic(`requests per holder: ${counts.join(' ')}`)
       assert.equal(outstanding(), MAX_BLOCKS_IN_FLIGHT_PER_DOWNLOAD, 'the download window')
-      for (const n of counts) assert.ok(n >= 1 && n <= MAX_BLOCKS_IN_FLIGHT_PER_PEER, `a holder was asked ${n}`)
+      // (A holder whose session opened after the window filled has none yet.)
+      for (const n of counts) assert.ok(n <= MAX_BLOCKS_IN_FLIGHT_PER_PEER, `a holder was asked ${n}`)
       // A block from the fullest holder frees one slot, and one request takes it, at a holder then among the emptiest.
       const fullest = counts.indexOf(Math.max(...counts))
       const after = counts.map((n, i) => i === fullest ? n - 1 : n)
