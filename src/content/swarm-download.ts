@@ -15,7 +15,7 @@ import {
   PROVIDER_LOOKUP_INTERVAL_MS, STALL_TIMEOUT_MS
 } from './swarm-limits.ts'
 import { RelayedBounds } from './swarm-relayed.ts'
-import { BadBlockError, isViolation, NoProvidersError, openSession, Session, type DownloadHost, type DownloadProgress, type FrameReader } from './swarm-session.ts'
+import { BadBlockError, isViolation, leastLoaded, NoProvidersError, openSession, Session, type DownloadHost, type DownloadProgress, type FrameReader } from './swarm-session.ts'
 import { bitfieldBytes, decodeMessage, getBit, setBit, SwarmProtocolError, type SwarmMessage } from './swarm-wire.ts'
 
 const log = logger('peerverse:swarm')
@@ -47,26 +47,6 @@ function delay (ms: number, signal?: AbortSignal): Promise<void> {
     const onAbort = (): void => { clearTimeout(t); reject(signal?.reason as Error) }
     signal?.addEventListener('abort', onAbort, { once: true })
   })
-}
-
-/**
- * The session with the least in flight relative to its window, among those with room and not in
- * `skip` (undefined when none has room). Ties go to the one with fewer in flight, then the first.
- */
-export function leastLoaded (sessions: Iterable<Session>, skip: ReadonlySet<Session> = new Set()): Session | undefined {
-  let best: Session | undefined
-  let bestLoad = Infinity
-  for (const s of sessions) {
-    if (s.closed || skip.has(s)) continue
-    const window = s.window()
-    if (s.inflight.size >= window) continue
-    const load = s.inflight.size / window
-    if (load < bestLoad || (load === bestLoad && best != null && s.inflight.size < best.inflight.size)) {
-      best = s
-      bestLoad = load
-    }
-  }
-  return best
 }
 
 /** One root being fetched from the swarm. Created and shared through Swarm.download(). */

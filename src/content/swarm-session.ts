@@ -190,6 +190,26 @@ export class Session {
   }
 }
 
+/**
+ * The session with the least in flight relative to its window, among those with room and not in
+ * `skip` (undefined when none has room). Ties go to the one with fewer in flight, then the first.
+ */
+export function leastLoaded (sessions: Iterable<Session>, skip: ReadonlySet<Session> = new Set()): Session | undefined {
+  let best: Session | undefined
+  let bestLoad = Infinity
+  for (const s of sessions) {
+    if (s.closed || skip.has(s)) continue
+    const window = s.window()
+    if (s.inflight.size >= window) continue
+    const load = s.inflight.size / window
+    if (load < bestLoad || (load === bestLoad && best != null && s.inflight.size < best.inflight.size)) {
+      best = s
+      bestLoad = load
+    }
+  }
+  return best
+}
+
 /** Counters since start: blocks served to peers, and unique blocks fetched from them. */
 export interface SwarmStats {
   blocksServed: number

@@ -15,12 +15,11 @@ import type { Stream } from '@libp2p/interface'
 import { multiaddr } from '@multiformats/multiaddr'
 import * as lp from 'it-length-prefixed'
 import type { CID } from 'multiformats/cid'
-import { leastLoaded } from '../../src/content/swarm-download.ts'
 import {
   MAX_BLOCKS_IN_FLIGHT_PER_DOWNLOAD, MAX_BLOCKS_IN_FLIGHT_PER_PEER, MIN_BLOCKS_IN_FLIGHT_PER_PEER, PROBE_BACKOFF_MS,
   REQUEST_QUEUE_SECONDS, SESSION_OPEN_TIMEOUT_MS
 } from '../../src/content/swarm-limits.ts'
-import { holderWindow, isViolation, Session, SessionClosedError, SessionTimeoutError } from '../../src/content/swarm-session.ts'
+import { holderWindow, isViolation, leastLoaded, Session, SessionClosedError, SessionTimeoutError } from '../../src/content/swarm-session.ts'
 import { decodeMessage, encodeMessage, MAX_FRAME_BYTES, SWARM_PROTOCOL, type SwarmMessage } from '../../src/content/swarm-wire.ts'
 import { CHUNK_SIZE, importFile, type Block } from '../../src/content/unixfs.ts'
 import type { Network } from '../../src/net/network.ts'
