@@ -17,7 +17,7 @@ import { Testbed, testbedUnavailable, type TbHost } from '../testbed/testbed.ts'
 import { startNsPeer, type NsPeer } from '../testbed/peer.ts'
 import { printSummary, seededBytes, type SummaryRow } from './lib.ts'
 import { join } from 'node:path'
-import { readFileSync } from 'node:fs'
+import { readFileSync, writeFileSync } from 'node:fs'
 import { loadavg } from 'node:os'
 
 const MiB = 1024 * 1024
@@ -29,6 +29,8 @@ export const SWARM_STEPS = [1, 2, 4]
 const CONNECT_DEADLINE_MS = 60_000
 const FETCH_DEADLINE_MS = 10 * 60_000
 const SEED = Number(process.env.BENCH_SEED ?? 1)
+/** BENCH_SWARM_LOG=<dir>: each swarm step's downloader logs peerverse:swarm and peerverse:content there (swarm-<k>.log). */
+const SWARM_LOG_DIR = process.env.BENCH_SWARM_LOG
 
 const progress = (line: string): void => { process.stderr.write(`[bench:nat] ${line}\n`) }
 const fmt = (v: number, digits = 1): string => Number.isFinite(v) ? v.toFixed(digits) : 'n/a'
@@ -129,7 +131,8 @@ async function benchSwarm (): Promise<void> {
         cid = added.cid
         progress(`seeder ${seeders.length} on ${host.ip} holds ${cid}`)
       }
-      const d = await startNsPeer(downloaderHost, ['--dht-mode', 'server', '--genesis', genesis, ...seeders.flatMap(s => ['--bootstrap', s.addr])])
+      const d = await startNsPeer(downloaderHost, ['--dht-mode', 'server', '--genesis', genesis, ...seeders.flatMap(s => ['--bootstrap', s.addr])],
+        SWARM_LOG_DIR != null ? { env: { DEBUG: 'peerverse:swarm*,peerverse:content' } } : {})
       peers.push(d)
       try {
         await waitUntil(`the downloader to connect to ${k} seeders`, async () => await connectedTo(d.api, seeders.map(s => s.ready.peerId)), CONNECT_DEADLINE_MS)
@@ -152,6 +155,7 @@ async function benchSwarm (): Promise<void> {
         progress(d.stderr().slice(-2000))
       } finally {
         await d.stop()
+        if (SWARM_LOG_DIR != null) writeFileSync(join(SWARM_LOG_DIR, `swarm-${k}.log`), d.stderr())
       }
     }
     const four = rates.get(4)

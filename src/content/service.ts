@@ -384,6 +384,7 @@ export class ContentService extends TypedEventEmitter<ContentEvents> {
    */
   async fetch (root: CID | string, options: FetchOptions = {}): Promise<ContentStat> {
     const cid = typeof root === 'string' ? parseCid(root) : root
+    log('fetch of %s', cid)
     const holders = linkHolders(options.peers ?? [], this.swarm.protocols.peerId)
     const key = cid.toString()
     const record: DownloadRecord = await this.blockstore.getDownload(cid) ?? { cid: key, attempts: 0, since: Date.now(), found: false }

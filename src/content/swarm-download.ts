@@ -15,7 +15,7 @@ import {
   PROVIDER_LOOKUP_INTERVAL_MS, STALL_TIMEOUT_MS
 } from './swarm-limits.ts'
 import { RelayedBounds } from './swarm-relayed.ts'
-import { BadBlockError, isViolation, NoProvidersError, openSession, Session, type DownloadHost, type DownloadProgress, type FrameReader } from './swarm-session.ts'
+import { BadBlockError, isViolation, leastLoaded, NoProvidersError, openSession, Session, type DownloadHost, type DownloadProgress, type FrameReader } from './swarm-session.ts'
 import { bitfieldBytes, decodeMessage, getBit, setBit, SwarmProtocolError, type SwarmMessage } from './swarm-wire.ts'
 
 const log = logger('peerverse:swarm')
@@ -102,6 +102,7 @@ export class Download {
   }
 
   start (): void {
+    log('download of %s starts', this.root)
     this.timer = setInterval(() => { this.tick() }, Math.min(PEER_REFRESH_MS, STALL_TIMEOUT_MS / 4))
     this.timer.unref?.()
     this.refresh()
@@ -129,6 +130,7 @@ export class Download {
   setLeaves (leaves: Leaf[]): void {
     if (this.leaves != null) return
     this.leaves = leaves
+    log('%s: %d leaves, %d holders', this.root, leaves.length, this.sessions.size)
     this.have = new Uint8Array(bitfieldBytes(leaves.length))
     this.avail = new Uint16Array(leaves.length)
     this.missing = 0
@@ -323,6 +325,7 @@ export class Download {
 
   private async probe (peer: string): Promise<void> {
     this.probing.add(peer)
+    log('probing %s for %s', peer, this.root)
     let stream: Stream | undefined
     try {
       const opened = await openSession(this.swarm.protocols, peer, this.root, this.hinted.get(peer))
@@ -416,6 +419,8 @@ export class Download {
       this.swarm.stats.bytesWasted += bytes.length
       return
     }
+    s.delivered(bytes.length, Date.now())
+    if (s.blocks === 1) log('first block from %s for %s: %d bytes, %d ms after its session opened', s.peer, this.root, bytes.length, Date.now() - s.openedAt)
     this.received += bytes.length
     if (!this.leafIndex.has(key)) this.relayed.indexArrived(s, bytes.length)
     try {
@@ -460,6 +465,9 @@ export class Download {
     if (index != null && !getBit(this.have, index)) {
       setBit(this.have, index)
       this.missing--
+      if (this.missing === 0) {
+        for (const h of this.sessions.values()) log('%s done: %s delivered %d blocks, %d KiB/s measured, window %d', this.root, h.peer, h.blocks, Math.round(h.rate / 1024), h.window())
+      }
     }
     this.swarm.stored(cid)
     const list = this.waiters.get(key)
@@ -507,6 +515,7 @@ export class Download {
       req.stalled = false
     }
     req.peers.add(s.peer)
+    s.requested(Date.now())
     s.inflight.add(key)
     s.send({ type: 'want', cid })
   }
@@ -533,16 +542,23 @@ export class Download {
       }
     }
     // Whole-file fetches: rarest first, ties in a random order fixed per download.
+    // In the end game, among equally rare leaves, the one asked last: it waits deepest in another
+    // holder's queue, so it is the one worth asking again, and CANCEL reaches that holder in time.
     let best: number | undefined
     let bestAvail = Infinity
+    let bestAt = -Infinity
     for (const w of this.wants) {
       if (w.sequential) continue
       for (const i of this.order) {
         if (i < w.from || i >= w.to || getBit(this.have, i) || !s.has(i)) continue
-        if (this.avail[i] >= bestAvail) continue
-        if (!this.pickable(leaves[i].cid.toString(), s, endgame)) continue
+        if (this.avail[i] > bestAvail || (this.avail[i] === bestAvail && !endgame)) continue
+        const key = leaves[i].cid.toString()
+        const at = endgame ? this.requests.get(key)?.at ?? Infinity : 0
+        if (this.avail[i] === bestAvail && at <= bestAt) continue
+        if (!this.pickable(key, s, endgame)) continue
         best = i
         bestAvail = this.avail[i]
+        bestAt = at
       }
     }
     // Leaves waited on outside any want (a read past its range).
@@ -575,25 +591,42 @@ export class Download {
   }
 
   /**
-   * Keeps every holder's window full, one request at a time round the holders, within the
-   * download's total. Duplicates (the end game) only once few leaves are missing, or for the
-   * root and interior nodes, where a second holder's answer saves a round trip.
+   * Keeps every holder's window full (holderWindow: its measured rate x REQUEST_QUEUE_SECONDS),
+   * within the download's window (the sum of its holders' windows, at most
+   * MAX_BLOCKS_IN_FLIGHT_PER_DOWNLOAD). Each request goes to the holder with the least in flight
+   * for its window, so a freed slot goes to whoever is emptiest and no holder with room starves.
+   * Duplicates (the end game) only once every missing leaf is asked of someone or few are
+   * missing, or for the root and interior nodes, where a second holder's answer saves a round trip.
    */
   private pump (): void {
     if (this.closed) return
     let total = 0
-    for (const s of this.sessions.values()) total += s.inflight.size
-    const endgames = this.missing <= ENDGAME_MAX_MISSING || this.leaves == null ? [false, true] : [false]
+    let room = 0
+    const open: Session[] = []
+    for (const s of this.sessions.values()) {
+      total += s.inflight.size
+      if (s.closed) continue
+      open.push(s)
+      room += s.window()
+    }
+    const limit = Math.min(MAX_BLOCKS_IN_FLIGHT_PER_DOWNLOAD, room)
+    const endgames = this.missing <= ENDGAME_MAX_MISSING || this.leaves == null || this.allAsked() ? [false, true] : [false]
     for (const endgame of endgames) {
-      let progressed = true
-      while (progressed && total < MAX_BLOCKS_IN_FLIGHT_PER_DOWNLOAD) {
-        progressed = false
-        for (const s of this.sessions.values()) {
-          if (s.closed || s.inflight.size >= MAX_BLOCKS_IN_FLIGHT_PER_PEER || total >= MAX_BLOCKS_IN_FLIGHT_PER_DOWNLOAD) continue
-          if (this.pumpOne(s, endgame)) { total++; progressed = true }
-        }
+      const exhausted = new Set<Session>()
+      while (total < limit) {
+        const s = leastLoaded(open, exhausted)
+        if (s == null) break
+        if (this.pumpOne(s, endgame)) total++
+        else exhausted.add(s)
       }
     }
+  }
+
+  /** Every missing leaf is asked of some holder (the end game may begin: nothing new is left to ask). */
+  private allAsked (): boolean {
+    let asked = 0
+    for (const r of this.requests.values()) if (r.index >= 0 && !r.arrived && !r.stalled) asked++
+    return asked >= this.missing
   }
 
   /** Withdraws every request in flight when no one waits for the download (a reader went away). */

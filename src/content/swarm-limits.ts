@@ -5,6 +5,14 @@
 
 /** Requests a downloader keeps outstanding with one holder; a holder refuses more. */
 export const MAX_BLOCKS_IN_FLIGHT_PER_PEER = 8
+/** Requests a downloader keeps outstanding with one holder however slow it is (one arriving, one queued behind it). */
+export const MIN_BLOCKS_IN_FLIGHT_PER_PEER = 2
+/**
+ * Seconds of a holder's measured rate a downloader keeps requested from it (BitTorrent clients'
+ * request queue time): its window is rate x this / block size, between the two bounds above. A
+ * holder not yet measured gets the largest window.
+ */
+export const REQUEST_QUEUE_SECONDS = 3
 /** Requests a holder accepts from one peer per second (a token bucket of this rate) ... */
 export const REQUESTS_PER_PEER_PER_SECOND = 2048
 /** ... with this burst. */
@@ -35,8 +43,12 @@ export const BAN_MS = 10 * 60_000
 export const DOWNLOAD_LINGER_MS = 10_000
 /** A download that has found no holder for this long fails with NoProvidersError (the default of content.noHoldersTimeoutMs). */
 export const NO_HOLDERS_TIMEOUT_MS = 30_000
-/** Requests one download keeps outstanding across all its holders (bytes in flight: this many blocks). */
-export const MAX_BLOCKS_IN_FLIGHT_PER_DOWNLOAD = 24
+/**
+ * Requests one download keeps outstanding across all its holders (bytes in flight: this many
+ * blocks). Below it, the download's window is the sum of its holders' windows, so it grows with
+ * holders: eight holders at their largest window fill it.
+ */
+export const MAX_BLOCKS_IN_FLIGHT_PER_DOWNLOAD = 64
 /** The end game (asking a second holder for a leaf already requested) starts when this few leaves are missing. */
 export const ENDGAME_MAX_MISSING = 4
 /** Peers asked for the same leaf at once in the end game. */

@@ -9,7 +9,7 @@ import * as lp from 'it-length-prefixed'
 import type { CID } from 'multiformats/cid'
 import type { ProtocolPort } from '../net/ports.ts'
 import type { ContentBlockstore } from './blocks.ts'
-import { SESSION_OPEN_TIMEOUT_MS } from './swarm-limits.ts'
+import { MAX_BLOCKS_IN_FLIGHT_PER_PEER, MIN_BLOCKS_IN_FLIGHT_PER_PEER, REQUEST_QUEUE_SECONDS, SESSION_OPEN_TIMEOUT_MS } from './swarm-limits.ts'
 import {
   decodeMessage, encodeMessage, getBit, MAX_FRAME_BYTES, SWARM_PROTOCOL, SwarmProtocolError, type HolderStatus, type SwarmMessage
 } from './swarm-wire.ts'
@@ -22,6 +22,19 @@ export class BadBlockError extends Error {
 /** A downloader asked faster than REQUESTS_PER_PEER_PER_SECOND. */
 export class SwarmRateLimitError extends Error {
   name = 'SwarmRateLimitError'
+}
+
+/**
+ * A session ended before it began: the stream closed or was reset before the holder's BITFIELD
+ * (its connection closed, the peer restarted, a relay circuit ended). Not the peer's fault.
+ */
+export class SessionClosedError extends Error {
+  name = 'SessionClosedError'
+}
+
+/** A holder did not answer OPEN within SESSION_OPEN_TIMEOUT_MS (or a downloader did not send it): slow, not a lie. */
+export class SessionTimeoutError extends Error {
+  name = 'SessionTimeoutError'
 }
 
 /** A download found no holder for NO_HOLDERS_TIMEOUT_MS. */
@@ -44,7 +57,12 @@ export interface DirectPath {
   waitForDirect: (peerId: string, signal: AbortSignal) => Promise<boolean>
 }
 
-/** Errors that are the remote peer's fault: it is banned (as a holder) or reported (as a downloader). */
+/**
+ * Errors that are the remote peer's fault, provably: bytes that break the protocol or do not hash
+ * to what was asked, or requests past the limits. It is banned (as a holder) or reported (as a
+ * downloader). A stream that ends or a peer that is slow (SessionClosedError, SessionTimeoutError,
+ * a reset, a dial that fails) is none of these: the peer is asked again later.
+ */
 export function isViolation (err: unknown): boolean {
   const name = (err as Error)?.name
   return err instanceof SwarmProtocolError || err instanceof BadBlockError || err instanceof SwarmRateLimitError ||
@@ -67,7 +85,8 @@ export interface OpenedSession {
 
 /**
  * Dials `peer` on the swarm protocol, sends OPEN for `root` and waits for the holder's BITFIELD;
- * the stream is aborted on any error (SwarmProtocolError when the holder breaks the protocol).
+ * the stream is aborted on any error (SwarmProtocolError when the holder breaks the protocol,
+ * SessionClosedError or SessionTimeoutError when it merely went away or was slow).
  */
 export async function openSession (protocols: Pick<ProtocolPort, 'dial'>, peer: string, root: CID, addresses?: string[]): Promise<OpenedSession> {
   const signal = AbortSignal.timeout(SESSION_OPEN_TIMEOUT_MS)
@@ -78,9 +97,9 @@ export async function openSession (protocols: Pick<ProtocolPort, 'dial'>, peer: 
     const frames = lp.decode(stream, { maxDataLength: MAX_FRAME_BYTES })[Symbol.asyncIterator]()
     const first = await Promise.race([
       frames.next(),
-      new Promise<never>((_resolve, reject) => signal.addEventListener('abort', () => { reject(new SwarmProtocolError('no BITFIELD in time')) }, { once: true }))
+      new Promise<never>((_resolve, reject) => signal.addEventListener('abort', () => { reject(new SessionTimeoutError(`no BITFIELD in ${SESSION_OPEN_TIMEOUT_MS} ms`)) }, { once: true }))
     ])
-    if (first.done === true) throw new SwarmProtocolError('stream ended before BITFIELD')
+    if (first.done === true) throw new SessionClosedError('stream ended before BITFIELD')
     const msg = decodeMessage(first.value.subarray())
     if (msg.type !== 'bitfield') throw new SwarmProtocolError(`expected BITFIELD, got ${msg.type}`)
     return { stream, frames, bitfield: msg }
@@ -88,6 +107,20 @@ export async function openSession (protocols: Pick<ProtocolPort, 'dial'>, peer: 
     stream.abort(err as Error)
     throw err
   }
+}
+
+/** Weight of the newest sample in a holder's measured rate (an exponential moving average). */
+export const RATE_SAMPLE_WEIGHT = 0.25
+
+/**
+ * Requests to keep outstanding with a holder that delivers `bytesPerSecond` of `blockBytes`
+ * blocks: REQUEST_QUEUE_SECONDS of its rate, between MIN_ and MAX_BLOCKS_IN_FLIGHT_PER_PEER; the
+ * largest window while it is not yet measured (0).
+ */
+export function holderWindow (bytesPerSecond: number, blockBytes: number): number {
+  if (!(bytesPerSecond > 0) || !(blockBytes > 0)) return MAX_BLOCKS_IN_FLIGHT_PER_PEER
+  const blocks = Math.ceil(bytesPerSecond * REQUEST_QUEUE_SECONDS / blockBytes)
+  return Math.max(MIN_BLOCKS_IN_FLIGHT_PER_PEER, Math.min(MAX_BLOCKS_IN_FLIGHT_PER_PEER, blocks))
 }
 
 /** One holder's session, as the downloader keeps it: what it holds and what we asked of it. */
@@ -102,11 +135,21 @@ export class Session {
   readonly cancelled = new Set<string>()
   readonly dontHave = new Set<string>()
   stalls = 0
+  /** Blocks it delivered that we asked of it (for the log). */
+  blocks = 0
+  /** When the session opened (for the log). */
+  readonly openedAt = Date.now()
   closed = false
   /** Opened over a relayed (limited) connection: its blocks count against the relayed bounds. */
   limited = false
   /** Bytes the relayed connection may carry, where the relay said. */
   limitBytes?: number
+  /** Measured delivery rate (bytes a second while it has requests outstanding); 0 until measured. */
+  rate = 0
+  /** Largest block it delivered (the unit of its window: a file's leaves, not its small interior nodes). */
+  blockBytes = 0
+  /** Since when its current run of outstanding requests has been waiting (its last block, or the request that ended an idle spell). */
+  private busyFrom = 0
 
   constructor (peer: string, stream: Stream, status: HolderStatus, leaves: number, bits: Uint8Array) {
     this.peer = peer
@@ -121,10 +164,50 @@ export class Session {
     return index < this.leaves && getBit(this.bits, index)
   }
 
+  /** Requests to keep outstanding with this holder (holderWindow of its measured rate). */
+  window (): number {
+    return holderWindow(this.rate, this.blockBytes)
+  }
+
+  /** Call before adding a request to `inflight`: a request after an idle spell starts the clock. */
+  requested (now: number): void {
+    if (this.inflight.size === 0) this.busyFrom = now
+  }
+
+  /** A requested block of `bytes` arrived at `now`: updates the measured rate. */
+  delivered (bytes: number, now: number): void {
+    const elapsed = Math.max(1, now - this.busyFrom) / 1000
+    this.busyFrom = now
+    this.blocks++
+    const sample = bytes / elapsed
+    this.rate = this.rate === 0 ? sample : this.rate * (1 - RATE_SAMPLE_WEIGHT) + sample * RATE_SAMPLE_WEIGHT
+    this.blockBytes = Math.max(this.blockBytes, bytes)
+  }
+
   send (msg: SwarmMessage): void {
     if (this.closed) return
     void writeFrame(this.stream, msg).catch(() => {})
   }
+}
+
+/**
+ * The session with the least in flight relative to its window, among those with room and not in
+ * `skip` (undefined when none has room). Ties go to the one with fewer in flight, then the first.
+ */
+export function leastLoaded (sessions: Iterable<Session>, skip: ReadonlySet<Session> = new Set()): Session | undefined {
+  let best: Session | undefined
+  let bestLoad = Infinity
+  for (const s of sessions) {
+    if (s.closed || skip.has(s)) continue
+    const window = s.window()
+    if (s.inflight.size >= window) continue
+    const load = s.inflight.size / window
+    if (load < bestLoad || (load === bestLoad && best != null && s.inflight.size < best.inflight.size)) {
+      best = s
+      bestLoad = load
+    }
+  }
+  return best
 }
 
 /** Counters since start: blocks served to peers, and unique blocks fetched from them. */
