@@ -1,7 +1,9 @@
 /**
- * One root being fetched from the swarm: the downloader's scheduler (how it finds holders, picks
- * leaves, handles stalls and the end game is told in swarm.ts). It reaches the network and the
- * bans only through its DownloadHost, which the Swarm service is.
+ * One root being fetched from the swarm: finding its holders and keeping a session with each,
+ * taking their blocks into the store and handing them to whoever waits (how it finds holders, picks
+ * leaves, handles stalls and the end game is told in swarm.ts; which block goes to which holder is
+ * decided in swarm-schedule.ts). It reaches the network and the bans only through its
+ * DownloadHost, which the Swarm service is.
  */
 import type { Stream } from '@libp2p/interface'
 import { logger } from '@libp2p/logger'
@@ -10,31 +12,16 @@ import type { LinkHolder } from '../net/links.ts'
 import { BlockNotFoundError, diskError } from './blocks.ts'
 import { verifyBlock, type Leaf } from './reader.ts'
 import {
-  ENDGAME_MAX_MISSING, ENDGAME_MAX_REQUESTERS, MAX_BLOCKS_IN_FLIGHT_PER_DOWNLOAD, MAX_HINTED_HOLDERS, MAX_BLOCKS_IN_FLIGHT_PER_PEER,
-  DIRECT_PATH_TIMEOUT_MS, MAX_PEERS_PER_DOWNLOAD, MAX_STALLS_PER_SESSION, PEER_REFRESH_MS, PROBE_BACKOFF_MS,
-  PROVIDER_LOOKUP_INTERVAL_MS, STALL_TIMEOUT_MS
+  DIRECT_PATH_TIMEOUT_MS, MAX_HINTED_HOLDERS, MAX_PEERS_PER_DOWNLOAD, PEER_REFRESH_MS, PROBE_BACKOFF_MS, PROVIDER_LOOKUP_INTERVAL_MS, STALL_TIMEOUT_MS
 } from './swarm-limits.ts'
 import { RelayedBounds } from './swarm-relayed.ts'
-import { BadBlockError, isViolation, leastLoaded, NoProvidersError, openSession, Session, type DownloadHost, type DownloadProgress, type FrameReader } from './swarm-session.ts'
+import { Scheduler, type Want } from './swarm-schedule.ts'
+import { BadBlockError, isViolation, NoProvidersError, openSession, Session, type DownloadHost, type DownloadProgress, type FrameReader } from './swarm-session.ts'
 import { bitfieldBytes, decodeMessage, getBit, setBit, SwarmProtocolError, type SwarmMessage } from './swarm-wire.ts'
 
 const log = logger('peerverse:swarm')
 
-export interface Want {
-  from: number
-  /** Exclusive. */
-  to: number
-  sequential: boolean
-  cursor: number
-}
-
-interface Request {
-  index: number
-  peers: Set<string>
-  at: number
-  stalled: boolean
-  arrived: boolean
-}
+export type { Want } from './swarm-schedule.ts'
 
 interface Waiter {
   resolve: (bytes: Uint8Array) => void
@@ -57,19 +44,13 @@ export class Download {
   leaves?: Leaf[]
   private leafIndex = new Map<string, number>()
   private have = new Uint8Array(0)
-  private avail = new Uint16Array(0)
-  private order: number[] = []
   missing = 0
   private readonly sessions = new Map<string, Session>()
   private readonly probing = new Set<string>()
   private readonly probed = new Map<string, number>()
   /** Holders a link named (peer -> its addresses): probed beside connected peers and the DHT's providers. */
   private readonly hinted = new Map<string, string[]>()
-  private readonly requests = new Map<string, Request>()
-  private readonly nodeWants = new Set<string>()
-  private readonly wants = new Set<Want>()
   private readonly waiters = new Map<string, Waiter[]>()
-  private readonly nodeCids = new Map<string, CID>()
   private timer?: ReturnType<typeof setInterval>
   private lastLookup = 0
   private lookingUp = false
@@ -83,6 +64,8 @@ export class Download {
   wasted = 0
   /** What the download takes through relays, and its wait for a direct path. */
   readonly relayed: RelayedBounds
+  /** What is asked of which holder, and what to ask next. */
+  private readonly schedule: Scheduler
 
   constructor (swarm: DownloadHost, root: CID, hints: CID[]) {
     this.swarm = swarm
@@ -99,6 +82,15 @@ export class Download {
         this.probed.delete(s.peer)
       }
     }, swarm)
+    this.schedule = new Scheduler({
+      leaves: () => this.leaves,
+      missing: () => this.missing,
+      have: () => this.have,
+      leafIndex: key => this.leafIndex.get(key),
+      waited: () => this.waiters.keys(),
+      sessions: () => this.sessions,
+      closed: () => this.closed
+    }, this.relayed)
   }
 
   start (): void {
@@ -109,7 +101,7 @@ export class Download {
   }
 
   get active (): boolean {
-    return this.wants.size > 0 || this.waiters.size > 0
+    return this.schedule.wants.size > 0 || this.waiters.size > 0
   }
 
   get peerCount (): number { return this.sessions.size }
@@ -132,31 +124,21 @@ export class Download {
     this.leaves = leaves
     log('%s: %d leaves, %d holders', this.root, leaves.length, this.sessions.size)
     this.have = new Uint8Array(bitfieldBytes(leaves.length))
-    this.avail = new Uint16Array(leaves.length)
+    this.schedule.setLeaves(leaves.length)
     this.missing = 0
     leaves.forEach((leaf, i) => {
       this.leafIndex.set(leaf.cid.toString(), i)
       if (this.swarm.blockstore.has(leaf.cid)) setBit(this.have, i)
       else this.missing++
     })
-    this.order = leaves.map((_, i) => i)
-    for (let i = this.order.length - 1; i > 0; i--) {
-      const j = Math.floor(Math.random() * (i + 1));
-      [this.order[i], this.order[j]] = [this.order[j], this.order[i]]
-    }
     for (const s of [...this.sessions.values()]) {
       if (s.status !== 'complete' && s.leaves !== 0 && s.leaves !== leaves.length) {
         this.swarm.penalize(s.peer, new SwarmProtocolError(`bitfield names ${s.leaves} leaves; the file has ${leaves.length}`))
         continue
       }
-      this.countAvailability(s, 1)
+      this.schedule.countAvailability(s, 1)
     }
-    this.pump()
-  }
-
-  private countAvailability (s: Session, delta: 1 | -1): void {
-    if (this.leaves == null) return
-    for (let i = 0; i < this.leaves.length; i++) if (s.has(i)) this.avail[i] += delta
+    this.schedule.pump()
   }
 
   /** Leaf indices covering [offset, end) of the file. */
@@ -176,13 +158,13 @@ export class Download {
 
   addWant (from: number, to: number, sequential: boolean): Want {
     const want: Want = { from, to, sequential, cursor: from }
-    this.wants.add(want)
-    this.pump()
+    this.schedule.wants.add(want)
+    this.schedule.pump()
     return want
   }
 
   removeWant (want: Want): void {
-    this.wants.delete(want)
+    this.schedule.wants.delete(want)
     if (!this.active) this.idleSince = Date.now()
   }
 
@@ -207,8 +189,7 @@ export class Download {
     const key = cid.toString()
     const index = this.leafIndex.get(key)
     if (index == null) {
-      this.nodeWants.add(key)
-      this.nodeCids.set(key, cid)
+      this.schedule.wantNode(key, cid)
     } else if (options.want != null) {
       options.want.cursor = index
     }
@@ -220,7 +201,7 @@ export class Download {
       if (signal != null) {
         const onAbort = (): void => {
           const l = this.waiters.get(key)?.filter(w => w.resolve !== resolve) ?? []
-          if (l.length === 0) { this.waiters.delete(key); this.nodeWants.delete(key) } else this.waiters.set(key, l)
+          if (l.length === 0) { this.waiters.delete(key); this.schedule.nodeWants.delete(key) } else this.waiters.set(key, l)
           if (!this.active) this.idleSince = Date.now()
           reject(signal.reason as Error)
         }
@@ -228,7 +209,7 @@ export class Download {
         signal.addEventListener('abort', onAbort, { once: true })
       }
     })
-    this.pump()
+    this.schedule.pump()
     if (this.sessions.size === 0) this.refresh()
     return await promise
   }
@@ -258,15 +239,7 @@ export class Download {
 
   private tick (): void {
     const now = Date.now()
-    for (const req of this.requests.values()) {
-      if (!req.arrived && !req.stalled && now - req.at > STALL_TIMEOUT_MS) {
-        req.stalled = true
-        for (const p of req.peers) {
-          const s = this.sessions.get(p)
-          if (s != null && ++s.stalls >= MAX_STALLS_PER_SESSION) this.dropSession(s)
-        }
-      }
-    }
+    this.schedule.markStalls(now, s => { this.dropSession(s) })
     if (this.sessions.size > 0 || !this.active) this.noHolderSince = now
     else if (this.probing.size === 0 && !this.lookingUp && now - this.noHolderSince > this.swarm.noHoldersTimeoutMs) {
       const linked = this.hinted.size > 0 ? `, the link's peers (${[...this.hinted.keys()].join(', ')})` : ''
@@ -275,7 +248,7 @@ export class Download {
     }
     this.relayed.check()
     if (this.active) this.refresh()
-    this.pump()
+    this.schedule.pump()
   }
 
   /** Ends the download with an error for everyone waiting on it. */
@@ -343,9 +316,9 @@ export class Download {
       const session = new Session(peer, stream, msg.status, msg.leaves, new Uint8Array(msg.bits))
       this.relayed.classify(session)
       this.sessions.set(peer, session)
-      this.countAvailability(session, 1)
+      this.schedule.countAvailability(session, 1)
       void this.readLoop(session, opened.frames)
-      this.pump()
+      this.schedule.pump()
     } catch (err) {
       log('probe of %s for %s failed: %s', peer, this.root, (err as Error).message)
       stream?.abort(err as Error)
@@ -383,30 +356,23 @@ export class Download {
         const index = this.leafIndex.get(key)
         if (index != null) {
           if (s.status === 'complete') { s.status = 'partial'; s.leaves = this.leaves?.length ?? 0; s.bits = new Uint8Array(bitfieldBytes(s.leaves)).fill(0xff) }
-          if (index < s.leaves && getBit(s.bits, index)) { s.bits[index >> 3] &= ~(0x80 >> (index & 7)); this.avail[index]-- }
+          if (index < s.leaves && getBit(s.bits, index)) { s.bits[index >> 3] &= ~(0x80 >> (index & 7)); this.schedule.avail[index]-- }
         }
         s.dontHave.add(key)
-        this.release(key, s.peer)
-        this.pump()
+        this.schedule.release(key, s.peer)
+        this.schedule.pump()
         return
       }
       case 'have': {
         if (s.status === 'complete' || msg.index >= s.leaves || getBit(s.bits, msg.index)) return
         setBit(s.bits, msg.index)
-        if (this.leaves != null) this.avail[msg.index]++
-        this.pump()
+        if (this.leaves != null) this.schedule.avail[msg.index]++
+        this.schedule.pump()
         return
       }
       default:
         throw new SwarmProtocolError(`unexpected ${msg.type} from a holder`)
     }
-  }
-
-  private release (key: string, peer: string): void {
-    const req = this.requests.get(key)
-    if (req == null) return
-    req.peers.delete(peer)
-    if (req.peers.size === 0 && !req.arrived) this.requests.delete(key)
   }
 
   private async onBlock (s: Session, cid: CID, bytes: Uint8Array): Promise<void> {
@@ -428,39 +394,28 @@ export class Download {
     } catch (err) {
       throw new BadBlockError(`${s.peer} sent bytes that do not match ${key}: ${(err as Error).message}`)
     }
-    const req = this.requests.get(key)
-    if (req == null || req.arrived) {
+    if (!this.schedule.arrived(s, key, cid)) {
       this.wasted += bytes.length
       this.swarm.stats.bytesWasted += bytes.length
-      this.pump()
+      this.schedule.pump()
       return
     }
-    req.arrived = true
     this.blocksFromPeers++
     this.swarm.stats.blocksFetched++
     this.swarm.stats.bytesFetched += bytes.length
-    for (const p of req.peers) {
-      if (p === s.peer) continue
-      const other = this.sessions.get(p)
-      if (other != null && other.inflight.delete(key)) {
-        other.send({ type: 'cancel', cid })
-        other.cancelled.add(key)
-        if (other.cancelled.size > MAX_BLOCKS_IN_FLIGHT_PER_PEER * 4) other.cancelled.delete(other.cancelled.values().next().value as string)
-      }
-    }
-    this.pump()
+    this.schedule.pump()
     try {
       await this.swarm.blockstore.put(cid, bytes, { verified: true })
     } catch (err) {
       // Our store cannot keep the block (a full disk, a store refusing writes, its size limit):
       // asking for it again would only fetch it again, so the whole download ends here.
-      this.requests.delete(key)
+      this.schedule.requests.delete(key)
       log('storing %s failed; ending the download of %s: %s', key, this.root, (err as Error).message)
       this.fail(diskError(err, `store block ${key}`))
       return
     }
-    this.requests.delete(key)
-    this.nodeWants.delete(key)
+    this.schedule.requests.delete(key)
+    this.schedule.nodeWants.delete(key)
     const index = this.leafIndex.get(key)
     if (index != null && !getBit(this.have, index)) {
       setBit(this.have, index)
@@ -476,13 +431,13 @@ export class Download {
       for (const w of list) w.resolve(bytes)
       if (!this.active) this.idleSince = Date.now()
     }
-    this.pump()
+    this.schedule.pump()
   }
 
   private failWaiters (key: string, err: Error): void {
     const list = this.waiters.get(key)
     this.waiters.delete(key)
-    this.nodeWants.delete(key)
+    this.schedule.nodeWants.delete(key)
     for (const w of list ?? []) w.reject(err)
   }
 
@@ -490,12 +445,12 @@ export class Download {
     if (this.sessions.get(s.peer) !== s) return
     s.closed = true
     this.sessions.delete(s.peer)
-    this.countAvailability(s, -1)
-    for (const key of s.inflight) this.release(key, s.peer)
+    this.schedule.countAvailability(s, -1)
+    for (const key of s.inflight) this.schedule.release(key, s.peer)
     s.inflight.clear()
     s.stream.abort(new Error('session dropped'))
     this.probed.set(s.peer, Date.now())
-    this.pump()
+    this.schedule.pump()
     if (this.active) this.refresh()
   }
 
@@ -505,143 +460,10 @@ export class Download {
     if (s != null) this.dropSession(s)
   }
 
-  private requestFrom (s: Session, key: string, cid: CID, index: number): void {
-    let req = this.requests.get(key)
-    if (req == null) {
-      req = { index, peers: new Set(), at: Date.now(), stalled: false, arrived: false }
-      this.requests.set(key, req)
-    } else {
-      req.at = Date.now()
-      req.stalled = false
-    }
-    req.peers.add(s.peer)
-    s.requested(Date.now())
-    s.inflight.add(key)
-    s.send({ type: 'want', cid })
-  }
-
-  /** A request can go to `s`: not arrived, not already asked of s, and free or stalled (or end game). */
-  private pickable (key: string, s: Session, endgame: boolean): boolean {
-    if (s.inflight.has(key) || s.dontHave.has(key)) return false
-    const req = this.requests.get(key)
-    if (req == null) return true
-    if (req.arrived) return false
-    if (req.stalled) return true
-    return endgame && req.peers.size < ENDGAME_MAX_REQUESTERS
-  }
-
-  private pickLeaf (s: Session, endgame: boolean): number | undefined {
-    const leaves = this.leaves
-    if (leaves == null) return undefined
-    // Streaming reads first: the missing leaf nearest each reader's position.
-    for (const w of this.wants) {
-      if (!w.sequential) continue
-      for (let i = w.cursor; i < w.to; i++) {
-        if (getBit(this.have, i) || !s.has(i)) continue
-        if (this.pickable(leaves[i].cid.toString(), s, endgame)) return i
-      }
-    }
-    // Whole-file fetches: rarest first, ties in a random order fixed per download.
-    // In the end game, among equally rare leaves, the one asked last: it waits deepest in another
-    // holder's queue, so it is the one worth asking again, and CANCEL reaches that holder in time.
-    let best: number | undefined
-    let bestAvail = Infinity
-    let bestAt = -Infinity
-    for (const w of this.wants) {
-      if (w.sequential) continue
-      for (const i of this.order) {
-        if (i < w.from || i >= w.to || getBit(this.have, i) || !s.has(i)) continue
-        if (this.avail[i] > bestAvail || (this.avail[i] === bestAvail && !endgame)) continue
-        const key = leaves[i].cid.toString()
-        const at = endgame ? this.requests.get(key)?.at ?? Infinity : 0
-        if (this.avail[i] === bestAvail && at <= bestAt) continue
-        if (!this.pickable(key, s, endgame)) continue
-        best = i
-        bestAvail = this.avail[i]
-        bestAt = at
-      }
-    }
-    // Leaves waited on outside any want (a read past its range).
-    if (best == null) {
-      for (const key of this.waiters.keys()) {
-        const i = this.leafIndex.get(key)
-        if (i != null && !getBit(this.have, i) && s.has(i) && this.pickable(key, s, endgame)) return i
-      }
-    }
-    return best
-  }
-
-  /** Picks one request for `s`; false when it has nothing to ask of s. */
-  private pumpOne (s: Session, endgame: boolean): boolean {
-    // Root and interior nodes first: nothing else can start without them.
-    for (const key of this.nodeWants) {
-      if (this.pickable(key, s, endgame)) {
-        if (!this.relayed.takeIndex(s)) break
-        this.requestFrom(s, key, this.nodeCids.get(key) as CID, -1)
-        return true
-      }
-    }
-    const i = this.pickLeaf(s, endgame)
-    if (i == null) return false
-    const leaf = (this.leaves as Leaf[])[i]
-    // Through a relay: only a file within its bounds, and never past them in this download.
-    if (!this.relayed.takeLeaf(s, leaf.size)) return false
-    this.requestFrom(s, leaf.cid.toString(), leaf.cid, i)
-    return true
-  }
-
-  /**
-   * Keeps every holder's window full (holderWindow: its measured rate x REQUEST_QUEUE_SECONDS),
-   * within the download's window (the sum of its holders' windows, at most
-   * MAX_BLOCKS_IN_FLIGHT_PER_DOWNLOAD). Each request goes to the holder with the least in flight
-   * for its window, so a freed slot goes to whoever is emptiest and no holder with room starves.
-   * Duplicates (the end game) only once every missing leaf is asked of someone or few are
-   * missing, or for the root and interior nodes, where a second holder's answer saves a round trip.
-   */
-  private pump (): void {
-    if (this.closed) return
-    let total = 0
-    let room = 0
-    const open: Session[] = []
-    for (const s of this.sessions.values()) {
-      total += s.inflight.size
-      if (s.closed) continue
-      open.push(s)
-      room += s.window()
-    }
-    const limit = Math.min(MAX_BLOCKS_IN_FLIGHT_PER_DOWNLOAD, room)
-    const endgames = this.missing <= ENDGAME_MAX_MISSING || this.leaves == null || this.allAsked() ? [false, true] : [false]
-    for (const endgame of endgames) {
-      const exhausted = new Set<Session>()
-      while (total < limit) {
-        const s = leastLoaded(open, exhausted)
-        if (s == null) break
-        if (this.pumpOne(s, endgame)) total++
-        else exhausted.add(s)
-      }
-    }
-  }
-
-  /** Every missing leaf is asked of some holder (the end game may begin: nothing new is left to ask). */
-  private allAsked (): boolean {
-    let asked = 0
-    for (const r of this.requests.values()) if (r.index >= 0 && !r.arrived && !r.stalled) asked++
-    return asked >= this.missing
-  }
-
   /** Withdraws every request in flight when no one waits for the download (a reader went away). */
   cancelIdle (): void {
     if (this.active || this.closed) return
-    for (const s of this.sessions.values()) {
-      for (const key of s.inflight) {
-        const req = this.requests.get(key)
-        if (req == null) continue
-        s.send({ type: 'cancel', cid: this.leaves?.[req.index]?.cid ?? this.nodeCids.get(key) as CID })
-        s.cancelled.add(key)
-        this.release(key, s.peer)
-      }
-      s.inflight.clear()
-    }
+    this.schedule.withdrawAll()
   }
 
   close (): void {

@@ -1,6 +1,7 @@
 /**
  * The swarm's limits, defined once here so the downloader, the holder and the tests read the same
- * numbers (js-libp2p doc/LIMITS.md style). Enforced in swarm-download.ts and swarm-holder.ts.
+ * numbers (js-libp2p doc/LIMITS.md style). Enforced in swarm-download.ts,
+ * swarm-schedule.ts and swarm-holder.ts.
  */
 
 /** Requests a downloader keeps outstanding with one holder; a holder refuses more. */
