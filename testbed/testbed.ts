@@ -103,12 +103,24 @@ function checkSpec (spec: TestbedSpec): void {
   if (spec.internet != null && spec.internet !== 'public' && spec.internet !== 'private') throw new TestbedError('internet must be public or private')
 }
 
-/** The nftables ruleset of a home router: masquerade out of `wan`, forward in only what conntrack knows. */
+/**
+ * The nftables ruleset of a home router: masquerade out of `wan`; in from `wan`, only what
+ * conntrack knows, both forwarded and to the router itself. A home router drops unsolicited WAN
+ * input; one that accepted it would confirm a conntrack entry for (remote -> router:port) when a
+ * peer's ICE check arrives before our own first packet to that peer, and our later outbound
+ * packet on the same tuple would then be masqueraded to another port: the mapping STUN reported
+ * would change under the punch.
+ */
 export function natRuleset (table: string, wan: string, nat: NatKind): string {
   return `table ip ${table} {
   chain postrouting {
     type nat hook postrouting priority srcnat; policy accept;
     oifname "${wan}" masquerade${nat === 'symmetric' ? ' fully-random' : ''}
+  }
+  chain input {
+    type filter hook input priority filter; policy accept;
+    iifname "${wan}" ct state established,related accept
+    iifname "${wan}" drop
   }
   chain forward {
     type filter hook forward priority filter; policy accept;

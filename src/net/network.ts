@@ -176,7 +176,7 @@ export async function createNetwork (init: NetworkInit): Promise<Network> {
         graylistThreshold: -80
       }
     }),
-    autoNAT: autoNAT(),
+    autoNAT: freshDialBack(autoNAT()),
     dcutr: dcutr()
   }
   if (services.lanDht == null) delete services.lanDht
@@ -234,6 +234,33 @@ export async function createNetwork (init: NetworkInit): Promise<Network> {
   // Length-prefixed protocols read by libraries, not by framed.ts: their prefixes are bounded here.
   for (const [protocol, maxFrameBytes, maxFrames] of GUARDED_PROTOCOLS) node.use(protocol, prefixGuard(maxFrameBytes, maxFrames))
   return node
+}
+
+/**
+ * AutoNAT's server dials the asking peer back at the address it asks about, checks that the
+ * connection it got is at that address, and closes it. Its `openConnection` would hand back the
+ * connection the asking peer came in on when one is open (its remote port is the peer's ephemeral
+ * one, not the address asked about): the check fails, and closing that connection dropped the
+ * asking peer about once a second (a relay's reservation with it). The service is given a
+ * connection manager whose dial-back to one address is always a fresh connection (`force`); its
+ * random walk (a list of addresses) is left as it was.
+ */
+export function freshDialBack<S> (factory: (components: any) => S): (components: any) => S {
+  return components => {
+    const cm = components.connectionManager
+    const connectionManager = new Proxy(cm, {
+      get (target, prop) {
+        if (prop === 'openConnection') {
+          return async (peer: unknown, options: Record<string, unknown> = {}) => await target.openConnection(peer, Array.isArray(peer) ? options : { ...options, force: true })
+        }
+        const v = Reflect.get(target, prop)
+        return typeof v === 'function' ? v.bind(target) : v
+      }
+    })
+    return factory(new Proxy(components, {
+      get (target, prop) { return prop === 'connectionManager' ? connectionManager : Reflect.get(target, prop) }
+    }))
+  }
 }
 
 const reaches = new WeakMap<Network, Reach>()
