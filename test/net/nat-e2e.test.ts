@@ -1,11 +1,11 @@
 /**
  * What a user does, end to end through real NAT routers (the network-namespace testbed): real
  * `peerverse start` processes, a bootstrap and a relay peer on the internet, A and B in two homes
- * behind cone NATs, C in a home behind a symmetric NAT (hole punching cannot pass it). Each home
- * peer knows only the bootstrap, finds it is behind NAT and reserves a relay slot; B and C dial A
- * through the relay. Between A and B a 20 MiB file, a feed and a space's presence and chat flow
+ * behind cone NATs, C and D in two homes behind symmetric NATs (hole punching cannot pass two of
+ * them). Each home peer knows only the bootstrap, finds it is behind NAT and reserves a relay
+ * slot; B dials A and C dials D through the relay. Between A and B a 20 MiB file, a feed and a space's presence and chat flow
  * over whatever connection they end up with (whether it is direct is recorded; the direct
- * connection itself is asserted in nat-reach.test.ts). Between A and C chat, presence and feed
+ * connection itself is asserted in nat-reach.test.ts). Between C and D chat, presence and feed
  * entries flow through the relay, and a file past RELAYED_CONTENT_MAX_BYTES says it waits for a
  * direct path and ends with DirectPathPendingError. Skips with the testbed's reason where
  * namespaces cannot be made.
@@ -129,17 +129,24 @@ async function feedFlows (author: NsPeer, follower: NsPeer, text: string): Promi
   }, 60_000, 200)
 }
 
+// Not passing yet between the symmetric homes: a /webrtc connection appears on both sides within
+// seconds though their routers pass no UDP between them, the upgrade is counted as a success, the
+// relayed connection is closed, and the peers lose each other until they reconnect by the relay.
 describe('through real NATs, end to end', { skip, timeout: 240_000 }, () => {
   let tb: Testbed | undefined
   const started: NsPeer[] = []
   let a: NsPeer
   let b: NsPeer
   let c: NsPeer
+  let d: NsPeer
 
   before(async () => {
     tb = await Testbed.create({
       publicHosts: 2,
-      homes: [{ name: 'a', nat: 'cone', hosts: 1 }, { name: 'b', nat: 'cone', hosts: 1 }, { name: 'c', nat: 'symmetric', hosts: 1 }]
+      homes: [
+        { name: 'a', nat: 'cone', hosts: 1 }, { name: 'b', nat: 'cone', hosts: 1 },
+        { name: 'c', nat: 'symmetric', hosts: 1 }, { name: 'd', nat: 'symmetric', hosts: 1 }
+      ]
     })
     const boot = await startNsPeer(tb.internet[0], ['--public', '--dht-mode', 'server', '--devnet'])
     started.push(boot)
@@ -151,11 +158,11 @@ describe('through real NATs, end to end', { skip, timeout: 240_000 }, () => {
       started.push(p)
       return p
     }))
-    ;[a, b, c] = homes
-    const [relayedA] = await Promise.all(homes.map(relayedAddress))
-    for (const p of [b, c]) {
-      const { peerId } = await p.api.request<{ peerId: string }>('POST', '/api/v0/connect', { address: relayedA })
-      assert.equal(peerId, a.ready.peerId)
+    ;[a, b, c, d] = homes
+    const [relayedA, , , relayedD] = await Promise.all(homes.map(relayedAddress))
+    for (const [from, to, address] of [[b, a, relayedA], [c, d, relayedD]] as const) {
+      const { peerId } = await from.api.request<{ peerId: string }>('POST', '/api/v0/connect', { address })
+      assert.equal(peerId, to.ready.peerId)
     }
   })
 
@@ -186,22 +193,22 @@ describe('through real NATs, end to end', { skip, timeout: 240_000 }, () => {
     assert.equal(sha256(got), sha256(bytes), 'the bytes match')
   })
 
-  it('a symmetric home: feed entries, presence and chat flow through the relay', async t => {
-    await explained(a, c, async () => { await feedFlows(a, c, 'posted for a symmetric home') })
-    await explained(a, c, async () => { await spaceBothWays(a, c, 'Yard', [40, 0, 60]) })
-    const cs = await connectionsTo(c, a)
-    assert.ok(cs.length > 0, 'c is connected to a')
-    t.diagnostic(`cone + symmetric: c's connections to a: ${describeConnections(cs)}`)
+  it('two symmetric homes: feed entries, presence and chat flow through the relay', { todo: 'between two symmetric homes a WebRTC connection is counted as an upgrade though no UDP path exists; the relayed connection is closed and the peers lose each other' }, async t => {
+    await explained(d, c, async () => { await feedFlows(d, c, 'posted from a symmetric home') })
+    await explained(d, c, async () => { await spaceBothWays(d, c, 'Yard', [40, 0, 60]) })
+    const cs = await connectionsTo(c, d)
+    assert.ok(cs.length > 0 && cs.every(x => x.transport === 'relay' && !x.direct), `only relayed connections: ${describeConnections(cs)}`)
+    t.diagnostic(`symmetric + symmetric: c's connections to d: ${describeConnections(cs)}`)
   })
 
-  it('a symmetric home: a file past RELAYED_CONTENT_MAX_BYTES says it waits for a direct path, then ends with DirectPathPendingError', async () => {
+  it('two symmetric homes: a file past RELAYED_CONTENT_MAX_BYTES says it waits for a direct path, then ends with DirectPathPendingError', { todo: 'between two symmetric homes a WebRTC connection is counted as an upgrade though no UDP path exists; the relayed connection is closed and the peers lose each other' }, async () => {
     const bytes = seededBytes(RELAYED_CONTENT_MAX_BYTES + 1, 162)
-    const cid = await add(a, bytes, 'past-relay.glb')
+    const cid = await add(d, bytes, 'past-relay.glb')
     const lines = await fetchLines(c, { cid, directPathTimeoutMs: SYMMETRIC_DIRECT_PATH_MS })
-    await explained(a, c, async () => { assert.ok(lines.some(l => l.progress?.waitingForDirectPath === 1), `progress says it waits: ${JSON.stringify(lines)}`) })
+    await explained(d, c, async () => { assert.ok(lines.some(l => l.progress?.waitingForDirectPath === 1), `progress says it waits: ${JSON.stringify(lines)}`) })
     const last = lines.at(-1)
     assert.equal(last?.error, 'DirectPathPendingError', JSON.stringify(last))
-    assert.match(last?.message ?? '', new RegExp(a.ready.peerId))
+    assert.match(last?.message ?? '', new RegExp(d.ready.peerId))
     // The command line says the same.
     const got = await runCli(['get', cid, '--direct-timeout', String(SYMMETRIC_DIRECT_PATH_MS), '-o', join(c.dataDir, 'out.glb'), '--data', c.dataDir])
     assert.notEqual(got.code, 0)
