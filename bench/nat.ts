@@ -227,7 +227,7 @@ async function punchOnce (home: TbHost, boot: NsPeer, target: NsPeer, targetAddr
     }
     return undefined
   } catch (err) {
-    progress(`try failed: ${(err as Error).message}`)
+    progress(`try failed: ${(err as Error).name}: ${(err as Error).message ?? JSON.stringify(err)}`)
     return undefined
   } finally {
     await d.kill()
