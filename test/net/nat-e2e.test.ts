@@ -13,12 +13,14 @@
 import { describe, it, before, after } from 'node:test'
 import assert from 'node:assert/strict'
 import { createHash } from 'node:crypto'
+import { mkdtemp, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { Testbed, testbedUnavailable } from '../../testbed/testbed.ts'
 import { startNsPeer, type NsPeer } from '../../testbed/peer.ts'
 import { ApiClient } from '../../src/api/client.ts'
 import { RELAYED_CONTENT_MAX_BYTES } from '../../src/content/index.ts'
 import type { NodeStatus, PeerInfoView } from '../../src/node/node.ts'
+import { CONFIG_FILE, type PartialConfig } from '../../src/node/config.ts'
 import { runCli, waitFor } from '../helpers/cli-peer.ts'
 import { seededBytes } from '../helpers/random.ts'
 
@@ -31,6 +33,10 @@ const REACHABLE_DEADLINE_MS = 60_000
 const CONE_DIRECT_PATH_MS = 45_000
 /** The short deadline the symmetric home's large fetch is given. */
 const SYMMETRIC_DIRECT_PATH_MS = 3_000
+/** How long a feed entry, a chat line or a position may take to arrive. */
+const FLOW_DEADLINE_MS = 30_000
+/** The home peers' lookup deadlines: a fetch or a join that finds no one says so in seconds. */
+const HOME_CONFIG: PartialConfig = { content: { noHoldersTimeoutMs: 15_000 }, space: { joinTimeoutMs: 20_000 } }
 
 const skip = await testbedUnavailable()
 
@@ -98,25 +104,25 @@ async function spaceBothWays (owner: NsPeer, joiner: NsPeer, name: string, spot:
   await waitFor(`${owner.host.name}'s chat on ${joiner.host.name}`, async () => {
     const { chat } = await joiner.api.request<{ chat: Array<{ text: string }> }>('GET', `/api/v0/space/${id}/chat`)
     return chat.some(c => c.text === `hello from ${owner.host.name}`)
-  }, 60_000)
+  }, FLOW_DEADLINE_MS)
   await joiner.api.request('POST', '/api/v0/space/say', { space: id, text: `hello from ${joiner.host.name}` })
   await waitFor(`${joiner.host.name}'s chat on ${owner.host.name}`, async () => {
     const { chat } = await owner.api.request<{ chat: Array<{ text: string }> }>('GET', `/api/v0/space/${id}/chat`)
     return chat.some(c => c.text === `hello from ${joiner.host.name}`)
-  }, 60_000)
+  }, FLOW_DEADLINE_MS)
   await waitFor(`${joiner.host.name}'s position on ${owner.host.name}`, async () => {
     await joiner.api.request('POST', '/api/v0/space/move', { space: id, position: spot, rotation: [0, 0, 0, 1] })
     const { members } = await owner.api.request<{ members: Array<{ did: string, position: number[] }> }>('GET', `/api/v0/space/${id}/who`)
     const m = members.find(x => x.did === joiner.ready.did)
     return m != null && Math.abs(m.position[0] - spot[0]) < 1e-3 && Math.abs(m.position[2] - spot[2]) < 1e-3
-  }, 30_000, 200)
+  }, FLOW_DEADLINE_MS, 200)
   // And the owner's presence on the joiner.
   await waitFor(`${owner.host.name}'s position on ${joiner.host.name}`, async () => {
     await owner.api.request('POST', '/api/v0/space/move', { space: id, position: [spot[0] + 1, 0, spot[2]], rotation: [0, 0, 0, 1] })
     const { members } = await joiner.api.request<{ members: Array<{ did: string, position: number[] }> }>('GET', `/api/v0/space/${id}/who`)
     const m = members.find(x => x.did === owner.ready.did)
     return m != null && Math.abs(m.position[0] - spot[0] - 1) < 1e-3
-  }, 30_000, 200)
+  }, FLOW_DEADLINE_MS, 200)
 }
 
 /** `follower` follows `author`, who posts `text`; waits for it in the follower's feed. */
@@ -126,7 +132,7 @@ async function feedFlows (author: NsPeer, follower: NsPeer, text: string): Promi
   await waitFor(`${author.host.name}'s post on ${follower.host.name}`, async () => {
     const { entries } = await follower.api.request<{ entries: Array<{ text?: string }> }>('GET', '/api/v0/social/feed?limit=20')
     return entries.some(e => e.text === text)
-  }, 60_000, 200)
+  }, FLOW_DEADLINE_MS, 200)
 }
 
 // Not passing yet between the symmetric homes: a /webrtc connection appears on both sides within
@@ -154,7 +160,9 @@ describe('through real NATs, end to end', { skip, timeout: 240_000 }, () => {
     started.push(relay)
     // Each home peer runs a devnet of its own: feeds, spaces and content do not need one chain.
     const homes = await Promise.all(tb.homes.map(async h => {
-      const p = await startNsPeer(h.hosts[0], ['--listen', '/webrtc', '--devnet', '--bootstrap', boot.addr])
+      const dataDir = await mkdtemp(join(h.hosts[0].dir, `${h.name}-`))
+      await writeFile(join(dataDir, CONFIG_FILE), JSON.stringify(HOME_CONFIG))
+      const p = await startNsPeer(h.hosts[0], ['--listen', '/webrtc', '--devnet', '--bootstrap', boot.addr], { dataDir })
       started.push(p)
       return p
     }))
