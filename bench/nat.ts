@@ -214,6 +214,7 @@ async function directTo (from: NsPeer, id: string): Promise<boolean> {
 async function punchOnce (home: TbHost, boot: NsPeer, target: NsPeer, targetAddr: string, peers: NsPeer[]): Promise<number | undefined> {
   const d = await startNsPeer(home, ['--listen', '/webrtc', '--devnet', '--bootstrap', boot.addr])
   peers.push(d)
+  let step = 'waiting for a relay slot'
   try {
     let met: number | undefined
     let dialed = false
@@ -224,27 +225,30 @@ async function punchOnce (home: TbHost, boot: NsPeer, target: NsPeer, targetAddr
       const conns = seen.find(x => x.peerId === target.ready.peerId)?.connections ?? []
       if (conns.length > 0 && met == null) {
         met = performance.now()
+        metBeforeDial += dialed ? 0 : 1
         deadline = Date.now() + PUNCH_DEADLINE_MS
       }
       if (conns.some(c => c.direct) && await directTo(target, d.ready.peerId)) {
         const ms = performance.now() - (met ?? performance.now())
+        step = 'ping over the direct connection'
         await d.api.request('POST', '/api/v0/ping', { target: target.ready.peerId })
         return ms
       }
       const s = await d.api.request<NodeStatus>('GET', '/api/v0/status')
       if (!dialed && s.reach.reachability === 'behind-nat' && s.reach.relays.length > 0) {
         dialed = true
-        metBeforeDial.push(met != null)
+        step = 'dialling through the relay'
         await d.api.request('POST', '/api/v0/connect', { address: targetAddr })
         met ??= performance.now()
         deadline = Math.min(deadline, Date.now() + PUNCH_DEADLINE_MS)
+        step = 'waiting for a direct connection'
       }
       if (s.reach.upgrades.attempts > 0 && s.reach.upgrades.inProgress === 0 && s.reach.upgrades.failed > 0 && s.reach.upgrades.succeeded === 0) return undefined
       await new Promise(resolve => setTimeout(resolve, 100))
     }
     return undefined
   } catch (err) {
-    progress(`try failed: ${(err as Error).name}: ${(err as Error).message ?? JSON.stringify(err)}`)
+    progress(`try failed (${step}): ${(err as Error).name}: ${(err as Error).message ?? JSON.stringify(err)}`)
     return undefined
   } finally {
     await d.kill()
@@ -252,8 +256,8 @@ async function punchOnce (home: TbHost, boot: NsPeer, target: NsPeer, targetAddr
   }
 }
 
-/** Per try of the current pair: whether the peers met through the DHT before the dial. */
-let metBeforeDial: boolean[] = []
+/** Tries of the current pair whose peers met through the DHT before the dial. */
+let metBeforeDial = 0
 
 async function benchPunch (): Promise<void> {
   console.log(`\npunch: ${PUNCH_ATTEMPTS} hole-punching tries per pair of NATs, on emulated NATs (nftables masquerade in network namespaces), not the real internet`)
@@ -270,7 +274,7 @@ async function benchPunch (): Promise<void> {
       peers.push(a)
       const aAddr = await relayedAddressOf(a)
       const times: number[] = []
-      metBeforeDial = []
+      metBeforeDial = 0
       for (let i = 0; i < PUNCH_ATTEMPTS; i++) {
         const ms = await punchOnce(tb.homes[1].hosts[0], boot, a, aAddr, peers)
         if (ms != null) times.push(ms)
@@ -279,7 +283,7 @@ async function benchPunch (): Promise<void> {
       times.sort((x, y) => x - y)
       const rate = 100 * times.length / PUNCH_ATTEMPTS
       result({ figure: `punch ${label}: successes / attempts (anchor: DCUtR on the real internet, 70% +- 7.1%, 4.4 M attempts, arXiv 2510.27500)`, ours: `${times.length}/${PUNCH_ATTEMPTS} (${fmt(rate, 0)}%)`, anchor: '70%', ratio: fmt(rate / 70, 2) })
-      result({ figure: `  ${label}: first connection -> direct, ms p50 / p99 / max (${metBeforeDial.filter(Boolean).length} of ${metBeforeDial.length} met through the DHT before the dial)`, ours: times.length === 0 ? 'n/a' : `${fmt(quantile(times, 0.5), 0)} / ${fmt(quantile(times, 0.99), 0)} / ${fmt(times.at(-1)!, 0)}` })
+      result({ figure: `  ${label}: first connection -> direct, ms p50 / p99 / max (${metBeforeDial} of ${PUNCH_ATTEMPTS} tries met through the DHT before the dial)`, ours: times.length === 0 ? 'n/a' : `${fmt(quantile(times, 0.5), 0)} / ${fmt(quantile(times, 0.99), 0)} / ${fmt(times.at(-1)!, 0)}` })
     } catch (err) {
       result({ figure: `punch ${label}`, ours: `not available: ${(err as Error).message}` })
     } finally {
