@@ -35,8 +35,8 @@ const CONE_DIRECT_PATH_MS = 45_000
 const SYMMETRIC_DIRECT_PATH_MS = 3_000
 /** How long a feed entry, a chat line or a position may take to arrive. */
 const FLOW_DEADLINE_MS = 30_000
-/** The home peers' lookup deadlines: a fetch or a join that finds no one says so in seconds. */
-const HOME_CONFIG: PartialConfig = { content: { noHoldersTimeoutMs: 15_000 }, space: { joinTimeoutMs: 20_000 } }
+/** The home peers' holder lookups: a fetch that finds no one says so in seconds (a space join keeps its default: connections between homes may flap meanwhile). */
+const HOME_CONFIG: PartialConfig = { content: { noHoldersTimeoutMs: 15_000 } }
 
 const skip = await testbedUnavailable()
 
