@@ -81,5 +81,7 @@ export const REACH_NAT_OBSERVATIONS = 2
 export const UPGRADE_MAX_ATTEMPTS = 3
 /** Time one direct-connection try may take, signalling and ICE included (reach). */
 export const UPGRADE_TIMEOUT_MS = 15_000
+/** Time a new WebRTC connection has to carry one ping before it counts as direct (reach). */
+export const UPGRADE_VERIFY_TIMEOUT_MS = 10_000
 /** Direct-connection upgrades in progress at once (reach). */
 export const UPGRADE_MAX_CONCURRENT = 4

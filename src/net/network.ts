@@ -245,15 +245,15 @@ export async function createNetwork (init: NetworkInit): Promise<Network> {
  * connection manager whose dial-back to one address is always a fresh connection (`force`); its
  * random walk (a list of addresses) is left as it was.
  */
-export function freshDialBack<S> (factory: (components: any) => S): (components: any) => S {
+export function freshDialBack<C extends { connectionManager: object }, S> (factory: (components: C) => S): (components: C) => S {
   return components => {
-    const cm = components.connectionManager
+    const cm = components.connectionManager as { openConnection: (peer: unknown, options?: Record<string, unknown>) => Promise<unknown> }
     const connectionManager = new Proxy(cm, {
       get (target, prop) {
         if (prop === 'openConnection') {
           return async (peer: unknown, options: Record<string, unknown> = {}) => await target.openConnection(peer, Array.isArray(peer) ? options : { ...options, force: true })
         }
-        const v = Reflect.get(target, prop)
+        const v: unknown = Reflect.get(target, prop)
         return typeof v === 'function' ? v.bind(target) : v
       }
     })

@@ -50,7 +50,14 @@ export interface ReachStatus {
   upgrades: UpgradeCounts
 }
 
-export interface UpgradeCounts { attempts: number, succeeded: number, failed: number, inProgress: number }
+export interface UpgradeCounts {
+  attempts: number
+  succeeded: number
+  failed: number
+  inProgress: number
+  /** Of the last direct (WebRTC) connection to a peer we had a relayed one to, whoever dialled it: ms from the relayed connection's opening to the direct one's verification. */
+  lastDirectAfterMs?: number
+}
 
 export interface ConnectionCounts { total: number, direct: number, relayed: number, webrtc: number }
 
@@ -93,7 +100,10 @@ export class Reach {
   private readonly queue: Array<() => void> = []
   private started = false
   private readonly controller = new AbortController()
-  private readonly counts = { attempts: 0, succeeded: 0, failed: 0 }
+  private readonly verified = new WeakMap<Connection, Promise<boolean>>()
+  /** When our first relayed connection to each connected peer opened (dropped when the peer disconnects). */
+  private readonly relayedSince = new Map<string, number>()
+  private readonly counts: Omit<UpgradeCounts, 'inProgress'> = { attempts: 0, succeeded: 0, failed: 0 }
 
   constructor (node: Network, init: ReachInit = {}) {
     this.node = node
@@ -107,6 +117,7 @@ export class Reach {
     this.node.addEventListener('peer:identify', this.onIdentify)
     this.node.addEventListener('self:peer:update', this.onSelfUpdate)
     this.node.addEventListener('connection:open', this.onConnection)
+    this.node.addEventListener('peer:disconnect', this.onDisconnect)
     this.evaluate()
   }
 
@@ -117,6 +128,7 @@ export class Reach {
     this.node.removeEventListener('peer:identify', this.onIdentify)
     this.node.removeEventListener('self:peer:update', this.onSelfUpdate)
     this.node.removeEventListener('connection:open', this.onConnection)
+    this.node.removeEventListener('peer:disconnect', this.onDisconnect)
     await this.relayChange.catch(() => {})
   }
 
@@ -241,8 +253,49 @@ export class Reach {
     }
   }
 
+  private readonly onDisconnect = (evt: CustomEvent<PeerId>): void => { this.relayedSince.delete(evt.detail.toString()) }
+
   private readonly onConnection = (evt: CustomEvent<Connection>): void => {
-    if (evt.detail.limits == null && connectionTransport(evt.detail) === 'webrtc') this.closeRelayed(evt.detail.remotePeer)
+    const conn = evt.detail
+    if (conn.limits == null && connectionTransport(conn) === 'webrtc') {
+      void this.verify(conn).then(ok => {
+        if (!ok) return
+        const since = this.relayedSince.get(conn.remotePeer.toString())
+        if (since != null) this.counts.lastDirectAfterMs = Date.now() - since
+        this.closeRelayed(conn.remotePeer)
+      })
+    } else if (conn.limits != null) {
+      const id = conn.remotePeer.toString()
+      this.relayedSince.set(id, Math.min(this.relayedSince.get(id) ?? Infinity, conn.timeline.open))
+    }
+  }
+
+  /**
+   * Whether a new WebRTC connection carries data: one ping over it, within
+   * UPGRADE_VERIFY_TIMEOUT_MS. The answering side of @libp2p/webrtc's signalling hands libp2p a
+   * connection as soon as the signalling stream ends, whether or not ICE connected (the dialling
+   * side gave up, or never got through a symmetric NAT); such a connection looks direct and
+   * unlimited, so it would win every new stream, and it would close the relayed connection that
+   * works. One whose peer connection is not connected, or that fails the ping, is closed instead;
+   * the relayed one stays.
+   */
+  private verify (conn: Connection): Promise<boolean> {
+    let p = this.verified.get(conn)
+    if (p == null && iceState(conn) !== undefined && iceState(conn) !== 'connected') {
+      // Handed over before ICE connected: it never carries anything.
+      void conn.close().catch(() => {})
+      p = Promise.resolve(false)
+      this.verified.set(conn, p)
+    }
+    if (p == null) {
+      p = pingOver(conn, AbortSignal.any([AbortSignal.timeout(L.UPGRADE_VERIFY_TIMEOUT_MS), this.controller.signal]))
+        .then(() => true, () => {
+          void conn.close().catch(() => {})
+          return false
+        })
+      this.verified.set(conn, p)
+    }
+    return p
   }
 
   /** Whether every IP we listen on is private and at least one is not loopback (a host on a home LAN). */
@@ -303,14 +356,17 @@ export class Reach {
       while ((this.attempts.get(id) ?? 0) < L.UPGRADE_MAX_ATTEMPTS && this.started) {
         this.attempts.set(id, (this.attempts.get(id) ?? 0) + 1)
         this.counts.attempts++
-        if (this.node.getConnections(conn.remotePeer).some(c => c.limits == null)) return true
+        for (const c of this.node.getConnections(conn.remotePeer)) {
+          if (c.limits == null && c.status === 'open' && (connectionTransport(c) !== 'webrtc' || await this.verify(c))) return true
+        }
         const relayed = this.node.getConnections(conn.remotePeer).find(c => c.limits != null && c.status === 'open')
         if (relayed == null) return false
         const target = multiaddr(relayed.remoteAddr.decapsulateCode(421).toString() + `/webrtc/p2p/${id}`)
         try {
           const signal = AbortSignal.any([AbortSignal.timeout(L.UPGRADE_TIMEOUT_MS), this.controller.signal])
           const direct = await this.node.dial(target, { signal })
-          if (direct.limits == null) { this.closeRelayed(conn.remotePeer); return true }
+          // onConnection closes the relayed connection once the direct one is verified.
+          if (direct.limits == null && await this.verify(direct)) return true
         } catch {}
       }
       return false
@@ -334,6 +390,45 @@ export class Reach {
     for (const c of this.node.getConnections(peer)) {
       if (c.limits != null) void c.close().catch(() => {})
     }
+  }
+}
+
+/** The ICE state of a WebRTC connection's peer connection (libp2p keeps it on the connection's transport side); undefined when not WebRTC or not found. */
+function iceState (conn: Connection): string | undefined {
+  return (conn as unknown as { maConn?: { peerConnection?: { connectionState?: string } } }).maConn?.peerConnection?.connectionState
+}
+
+/** The ping protocol (@libp2p/ping with its default prefix). */
+export const PING_PROTOCOL = '/ipfs/ping/1.0.0'
+const PING_BYTES = 32
+
+/** One ping over this very connection (not whichever one libp2p would pick for the peer); rejects if no echo comes before `signal` aborts. */
+export async function pingOver (conn: Connection, signal: AbortSignal): Promise<void> {
+  const stream = await conn.newStream(PING_PROTOCOL, { signal, runOnLimitedConnection: true })
+  try {
+    const data = crypto.getRandomValues(new Uint8Array(PING_BYTES))
+    const got: number[] = []
+    const echoed = new Promise<void>((resolve, reject) => {
+      const onMessage = (evt: { data: { subarray: () => Uint8Array } | Uint8Array }): void => {
+        const bytes = evt.data instanceof Uint8Array ? evt.data : evt.data.subarray()
+        got.push(...bytes)
+        if (got.length < PING_BYTES) return
+        stream.removeEventListener('message', onMessage as never)
+        if (got.slice(0, PING_BYTES).every((b, i) => b === data[i])) resolve()
+        else reject(new Error('wrong ping echo'))
+      }
+      stream.addEventListener('message', onMessage as never)
+      stream.addEventListener('close', () => { reject(new Error('stream closed before the echo')) }, { once: true })
+      signal.addEventListener('abort', () => { reject(signal.reason) }, { once: true })
+    })
+    // Settled by the stream's close or the signal even when send throws first: never left unhandled.
+    echoed.catch(() => {})
+    stream.send(data)
+    await echoed
+    await stream.close({ signal }).catch(() => {})
+  } catch (err) {
+    stream.abort(err as Error)
+    throw err
   }
 }
 

@@ -7,7 +7,7 @@ import assert from 'node:assert/strict'
 import { createSocket } from 'node:dgram'
 import { generateKeyPair } from '@libp2p/crypto/keys'
 import { multiaddr } from '@multiformats/multiaddr'
-import { createNetwork, reachOf, type Network, type NetworkInit } from '../../src/net/network.ts'
+import { createNetwork, freshDialBack, reachOf, type Network, type NetworkInit } from '../../src/net/network.ts'
 import { connectionTransport } from '../../src/net/reach.ts'
 import {
   StunServer, StunMessageError, parseStunMessage, readXorMappedAddress, STUN_MAGIC_COOKIE, STUN_MAX_REQUEST_BYTES,
@@ -126,5 +126,25 @@ describe('reach', { timeout: 180_000 }, () => {
     await eventually('the relayed connection closed', () => !dialer.getConnections(hidden.peerId).some(c => c.limits != null))
     const counts = reachOf(dialer).connections()
     assert.ok(counts.webrtc >= 1 && counts.direct >= 2)
+  })
+})
+
+describe('AutoNAT dial-back', () => {
+  it('opens a fresh connection to the one address asked about, and leaves the random walk\'s dials as they were', async () => {
+    const calls: Array<{ peer: unknown, options: Record<string, unknown> }> = []
+    const cm = {
+      limit: 7,
+      async openConnection (peer: unknown, options: Record<string, unknown> = {}) { calls.push({ peer, options }); return { peer } },
+      getMaxConnections () { return this.limit }
+    }
+    const components = { connectionManager: cm, peerId: 'self' }
+    const service = freshDialBack((c: typeof components) => c)(components)
+    const one = multiaddr('/ip4/11.0.1.1/tcp/4001')
+    await service.connectionManager.openConnection(one, { signal: undefined })
+    await service.connectionManager.openConnection([one, multiaddr('/ip4/11.0.1.2/tcp/4001')], {})
+    assert.equal(calls[0].options.force, true, 'the dial-back is a fresh connection')
+    assert.equal(calls[1].options.force, undefined, 'a list of addresses (the random walk) may reuse a connection')
+    assert.equal(service.connectionManager.getMaxConnections(), 7, 'the rest of the connection manager is the same')
+    assert.equal(service.peerId, 'self')
   })
 })
