@@ -3,7 +3,7 @@
  * `peerverse start` processes and links that have real limits. Needs root; without it (or without
  * namespaces, nftables, tbf) it prints why and exits 0. Printed, not asserted.
  *
- * Parts, run in turn (`node bench/nat.ts [swarm]` runs only those named), each adding rows to the
+ * Parts, run in turn (`node bench/nat.ts [swarm] [punch] [relay]` runs only those named), each adding rows to the
  * shared summary:
  *   swarm  seeders on the internet, each uplink capped with tbf at SEEDER_CAP_BYTES_PER_SECOND;
  *          one downloader with an uncapped link fetches the same SWARM_FILE_BYTES from 1, 2 and 4
@@ -11,11 +11,22 @@
  *          premise: 4 capped seeders give close to 4x one. It runs on the testbed's private
  *          internet: on public addresses, a peer's AutoNAT request makes the server dial back,
  *          libp2p hands it the existing connection, and the server closes that connection.
+ *   punch  hole punching per pair of NAT behaviours the testbed makes (cone+cone, cone+symmetric,
+ *          symmetric+symmetric): PUNCH_ATTEMPTS tries each, each with a fresh dialling peer (new
+ *          identity, so no connection is left from the try before) that dials the other through
+ *          its relay slot; a try succeeds when both sides hold a direct connection to each other
+ *          and a ping crosses. Attempts, successes, time from the dial to the direct connection.
+ *          Anchor: DCUtR on the real internet; ours is on emulated NATs (nftables masquerade).
+ *   relay  the same 1 -> 1 fetch of RELAYED_CONTENT_MAX_BYTES (so the relay carries it), each way,
+ *          directly (two hosts on the internet, TCP) and through a relay (two homes whose peers
+ *          run without WebRTC, so their connection stays relayed): MiB/s, p50 of RELAY_REPS.
  */
 import { ApiClient } from '../src/api/client.ts'
-import { Testbed, testbedUnavailable, type TbHost } from '../testbed/testbed.ts'
+import { Testbed, testbedUnavailable, type NatKind, type TbHost } from '../testbed/testbed.ts'
 import { startNsPeer, type NsPeer } from '../testbed/peer.ts'
 import { printSummary, seededBytes, type SummaryRow } from './lib.ts'
+import { RELAYED_CONTENT_MAX_BYTES } from '../src/content/index.ts'
+import type { NodeStatus, PeerInfoView } from '../src/node/node.ts'
 import { join } from 'node:path'
 import { readFileSync, writeFileSync } from 'node:fs'
 import { loadavg } from 'node:os'
@@ -167,6 +178,176 @@ async function benchSwarm (): Promise<void> {
   }
 }
 
+/** Hole-punching tries per pair of NAT behaviours (BENCH_PUNCH_ATTEMPTS overrides, for a quick look). */
+export const PUNCH_ATTEMPTS = Number(process.env.BENCH_PUNCH_ATTEMPTS ?? 20)
+export const PUNCH_PAIRS: Array<[NatKind, NatKind]> = [['cone', 'cone'], ['cone', 'symmetric'], ['symmetric', 'symmetric']]
+/** How long one try may take from the dial to a direct connection. */
+const PUNCH_DEADLINE_MS = 30_000
+/** How long a home peer may take to find it is behind NAT and hold a relay slot. */
+const REACH_DEADLINE_MS = 60_000
+/** Repetitions of each relay-part fetch. */
+export const RELAY_REPS = 3
+
+function quantile (sorted: number[], q: number): number {
+  if (sorted.length === 0) return NaN
+  return sorted[Math.min(sorted.length - 1, Math.ceil(q * sorted.length) - 1)]
+}
+
+/** Waits until `p` is behind NAT with a relay slot; its relayed TCP address. */
+async function relayedAddressOf (p: NsPeer): Promise<string> {
+  let addr: string | undefined
+  await waitUntil(`${p.host.name} behind NAT with a relay slot`, async () => {
+    const s = await p.api.request<NodeStatus>('GET', '/api/v0/status')
+    if (s.reach.reachability !== 'behind-nat' || s.reach.relays.length === 0) return false
+    addr = s.reach.relayedAddresses.find(x => x.includes('/p2p-circuit') && !x.includes('/webrtc'))
+    return addr != null
+  }, REACH_DEADLINE_MS)
+  return addr!
+}
+
+async function directTo (from: NsPeer, id: string): Promise<boolean> {
+  const { peers } = await from.api.request<{ peers: PeerInfoView[] }>('GET', '/api/v0/peers')
+  return peers.find(x => x.peerId === id)?.connections.some(c => c.direct) ?? false
+}
+
+/**
+ * One try: a fresh peer in `home` (new identity) waits for its relay slot and dials `target`
+ * through its relay; ms from their first connection (the dial, or earlier when they met through
+ * the DHT) to a direct connection both sides see and a ping crosses, or undefined.
+ */
+async function punchOnce (home: TbHost, boot: NsPeer, target: NsPeer, targetAddr: string, peers: NsPeer[]): Promise<number | undefined> {
+  const d = await startNsPeer(home, ['--listen', '/webrtc', '--devnet', '--bootstrap', boot.addr])
+  peers.push(d)
+  let step = 'waiting for a relay slot'
+  try {
+    let met: number | undefined
+    let dialed = false
+    const reachDeadline = Date.now() + REACH_DEADLINE_MS
+    let deadline = Infinity
+    while (Date.now() < Math.min(deadline, reachDeadline + PUNCH_DEADLINE_MS)) {
+      const { peers: seen } = await d.api.request<{ peers: PeerInfoView[] }>('GET', '/api/v0/peers')
+      const conns = seen.find(x => x.peerId === target.ready.peerId)?.connections ?? []
+      if (conns.length > 0 && met == null) {
+        met = performance.now()
+        metBeforeDial += dialed ? 0 : 1
+        deadline = Date.now() + PUNCH_DEADLINE_MS
+      }
+      if (conns.some(c => c.direct) && await directTo(target, d.ready.peerId)) {
+        const ms = performance.now() - (met ?? performance.now())
+        step = 'ping over the direct connection'
+        await d.api.request('POST', '/api/v0/ping', { target: target.ready.peerId })
+        return ms
+      }
+      const s = await d.api.request<NodeStatus>('GET', '/api/v0/status')
+      if (!dialed && s.reach.reachability === 'behind-nat' && s.reach.relays.length > 0) {
+        dialed = true
+        step = 'dialling through the relay'
+        await d.api.request('POST', '/api/v0/connect', { address: targetAddr })
+        met ??= performance.now()
+        deadline = Math.min(deadline, Date.now() + PUNCH_DEADLINE_MS)
+        step = 'waiting for a direct connection'
+      }
+      if (s.reach.upgrades.attempts > 0 && s.reach.upgrades.inProgress === 0 && s.reach.upgrades.failed > 0 && s.reach.upgrades.succeeded === 0) return undefined
+      await new Promise(resolve => setTimeout(resolve, 100))
+    }
+    return undefined
+  } catch (err) {
+    progress(`try failed (${step}): ${(err as Error).name}: ${(err as Error).message ?? JSON.stringify(err)}`)
+    return undefined
+  } finally {
+    await d.kill()
+    peers.splice(peers.indexOf(d), 1)
+  }
+}
+
+/** Tries of the current pair whose peers met through the DHT before the dial. */
+let metBeforeDial = 0
+
+async function benchPunch (): Promise<void> {
+  console.log(`\npunch: ${PUNCH_ATTEMPTS} hole-punching tries per pair of NATs, on emulated NATs (nftables masquerade in network namespaces), not the real internet`)
+  for (const [kindA, kindB] of PUNCH_PAIRS) {
+    const label = `${kindA}+${kindB}`
+    const tb = await Testbed.create({ publicHosts: 2, homes: [{ name: 'a', nat: kindA, hosts: 1 }, { name: 'b', nat: kindB, hosts: 1 }] })
+    const peers: NsPeer[] = []
+    try {
+      const boot = await startNsPeer(tb.internet[0], ['--public', '--dht-mode', 'server', '--devnet'])
+      peers.push(boot)
+      const relay = await startNsPeer(tb.internet[1], ['--public', '--dht-mode', 'server', '--devnet', '--bootstrap', boot.addr])
+      peers.push(relay)
+      const a = await startNsPeer(tb.homes[0].hosts[0], ['--listen', '/webrtc', '--devnet', '--bootstrap', boot.addr])
+      peers.push(a)
+      const aAddr = await relayedAddressOf(a)
+      const times: number[] = []
+      metBeforeDial = 0
+      for (let i = 0; i < PUNCH_ATTEMPTS; i++) {
+        const ms = await punchOnce(tb.homes[1].hosts[0], boot, a, aAddr, peers)
+        if (ms != null) times.push(ms)
+        progress(`${label} try ${i + 1}: ${ms != null ? `direct after ${fmt(ms, 0)} ms` : 'no direct connection'}`)
+      }
+      times.sort((x, y) => x - y)
+      const rate = 100 * times.length / PUNCH_ATTEMPTS
+      result({ figure: `punch ${label}: successes / attempts (anchor: DCUtR on the real internet, 70% +- 7.1%, 4.4 M attempts, arXiv 2510.27500)`, ours: `${times.length}/${PUNCH_ATTEMPTS} (${fmt(rate, 0)}%)`, anchor: '70%', ratio: fmt(rate / 70, 2) })
+      result({ figure: `  ${label}: first connection -> direct, ms p50 / p99 / max (${metBeforeDial} of ${PUNCH_ATTEMPTS} tries met through the DHT before the dial)`, ours: times.length === 0 ? 'n/a' : `${fmt(quantile(times, 0.5), 0)} / ${fmt(quantile(times, 0.99), 0)} / ${fmt(times.at(-1)!, 0)}` })
+    } catch (err) {
+      result({ figure: `punch ${label}`, ours: `not available: ${(err as Error).message}` })
+    } finally {
+      for (const p of peers) await p.kill().catch(() => {})
+      await tb.destroy()
+    }
+  }
+}
+
+async function addBytes (p: NsPeer, bytes: Uint8Array, name: string): Promise<string> {
+  const res = await ApiClient.check(await p.api.raw('POST', `/api/v0/content/add?name=${name}`, { body: bytes as unknown as BodyInit, headers: { 'content-type': 'application/octet-stream' } }))
+  return (await res.json() as { cid: string }).cid
+}
+
+/** p50 MiB/s of RELAY_REPS fetches of fresh RELAYED_CONTENT_MAX_BYTES files from `from` to `to`. */
+async function fetchRate (from: NsPeer, to: NsPeer, seed: number): Promise<number> {
+  const rates: number[] = []
+  for (let i = 0; i < RELAY_REPS; i++) {
+    const cid = await addBytes(from, seededBytes(RELAYED_CONTENT_MAX_BYTES, seed + i), `relay-${seed + i}.bin`)
+    const { seconds } = await fetchTimed(to.api, cid)
+    rates.push(RELAYED_CONTENT_MAX_BYTES / MiB / seconds)
+  }
+  rates.sort((x, y) => x - y)
+  return quantile(rates, 0.5)
+}
+
+async function benchRelay (): Promise<void> {
+  console.log(`\nrelay: ${RELAYED_CONTENT_MAX_BYTES / MiB} MiB (RELAYED_CONTENT_MAX_BYTES) 1 -> 1, each way, directly and through a relay; p50 of ${RELAY_REPS}`)
+  const tb = await Testbed.create({ publicHosts: 4, homes: [{ name: 'a', nat: 'cone', hosts: 1 }, { name: 'b', nat: 'cone', hosts: 1 }] })
+  const peers: NsPeer[] = []
+  try {
+    const relay = await startNsPeer(tb.internet[0], ['--public', '--dht-mode', 'server', '--devnet'])
+    peers.push(relay)
+    const x = await startNsPeer(tb.internet[1], ['--public', '--dht-mode', 'server', '--devnet', '--bootstrap', relay.addr])
+    peers.push(x)
+    const y = await startNsPeer(tb.internet[2], ['--public', '--dht-mode', 'server', '--devnet', '--bootstrap', x.addr])
+    peers.push(y)
+    // Without WebRTC, the homes' connection stays on the relay.
+    const [a, b] = await Promise.all(tb.homes.map(async h => {
+      const p = await startNsPeer(h.hosts[0], ['--no-webrtc', '--devnet', '--bootstrap', relay.addr])
+      peers.push(p)
+      return p
+    }))
+    const [aAddr] = await Promise.all([relayedAddressOf(a), relayedAddressOf(b)])
+    await b.api.request('POST', '/api/v0/connect', { address: aAddr })
+    await waitUntil('y connected to x', async () => await connectedTo(y.api, [x.ready.peerId]), CONNECT_DEADLINE_MS)
+    const direct = [await fetchRate(x, y, 3001), await fetchRate(y, x, 3101)]
+    const relayed = [await fetchRate(a, b, 3201), await fetchRate(b, a, 3301)]
+    if (await directTo(b, a.ready.peerId)) throw new Error('the homes hold a direct connection: the relayed figure would not be relayed')
+    for (const [i, way] of ['a -> b', 'b -> a'].entries()) {
+      result({ figure: `relay 1 -> 1 ${way}: MiB/s through the relay (anchor: the same directly; ratio relayed/direct)`, ours: fmt(relayed[i]), anchor: fmt(direct[i]), ratio: fmt(relayed[i] / direct[i], 2) })
+    }
+  } catch (err) {
+    result({ figure: 'relay 1 -> 1', ours: `not available: ${(err as Error).message}` })
+  } finally {
+    for (const p of peers) await p.kill().catch(() => {})
+    await tb.destroy()
+  }
+}
+
 async function main (): Promise<void> {
   const started = performance.now()
   console.log(`peerverse bench:nat  seed ${SEED}  node ${process.version}  network-namespace testbed`)
@@ -178,6 +359,8 @@ async function main (): Promise<void> {
   const named = process.argv.slice(2)
   const part = (name: string): boolean => named.length === 0 || named.includes(name)
   if (part('swarm')) await benchSwarm()
+  if (part('punch')) await benchPunch()
+  if (part('relay')) await benchRelay()
   printSummary(summary)
   console.log(`\ntotal ${fmt((performance.now() - started) / 1000)} s`)
 }
