@@ -28,6 +28,7 @@ import { tcp } from '@libp2p/tcp'
 import { webRTC } from '@libp2p/webrtc'
 import { webSockets } from '@libp2p/websockets'
 import type { Datastore } from 'interface-datastore'
+import type { Multiaddr } from '@multiformats/multiaddr'
 import { createLibp2p, type Libp2pOptions } from 'libp2p'
 import * as L from './limits.ts'
 import { prefixGuard } from './prefix-guard.ts'
@@ -177,7 +178,7 @@ export async function createNetwork (init: NetworkInit): Promise<Network> {
       }
     }),
     autoNAT: freshDialBack(autoNAT()),
-    dcutr: dcutr()
+    dcutr: directOnlyUnilateral(dcutr())
   }
   if (services.lanDht == null) delete services.lanDht
   if (init.mdns === true) services.mdns = mdns({ serviceTag: MDNS_SERVICE_TAG, interval: MDNS_INTERVAL_MS })
@@ -259,6 +260,35 @@ export function freshDialBack<C extends { connectionManager: object }, S> (facto
     })
     return factory(new Proxy(components, {
       get (target, prop) { return prop === 'connectionManager' ? connectionManager : Reflect.get(target, prop) }
+    }))
+  }
+}
+
+/**
+ * DCUtR's inbound side first tries a "unilateral upgrade": it force-dials every address of the
+ * peer that looks public and that some transport can dial, and on any connection it gets it
+ * closes the relayed one. Its test for "public" skips `/p2p-circuit` only when the address ends
+ * there, so a relayed WebRTC address (`/ip4/<relay's public IP>/…/p2p/R/p2p-circuit/webrtc`)
+ * passes; that address names no peer at its end, so the dial reaches the relay R itself, succeeds,
+ * and the relayed connection to the peer was closed on every new one (between two symmetric NATs,
+ * within seconds, for good). The service is given a transport manager that dials nothing through
+ * a relay: DCUtR's own purpose is a direct connection, and reach upgrades relayed connections to
+ * WebRTC itself, verifying them before it closes anything.
+ */
+export function directOnlyUnilateral<C extends { transportManager: object }, S> (factory: (components: C) => S): (components: C) => S {
+  return components => {
+    const tm = components.transportManager as { dialTransportForMultiaddr: (ma: Multiaddr) => unknown }
+    const transportManager = new Proxy(tm, {
+      get (target, prop) {
+        if (prop === 'dialTransportForMultiaddr') {
+          return (ma: Multiaddr) => ma.getComponents().some(c => c.name === 'p2p-circuit') ? undefined : target.dialTransportForMultiaddr(ma)
+        }
+        const v: unknown = Reflect.get(target, prop)
+        return typeof v === 'function' ? v.bind(target) : v
+      }
+    })
+    return factory(new Proxy(components, {
+      get (target, prop) { return prop === 'transportManager' ? transportManager : Reflect.get(target, prop) }
     }))
   }
 }
