@@ -85,3 +85,7 @@ export const UPGRADE_TIMEOUT_MS = 15_000
 export const UPGRADE_VERIFY_TIMEOUT_MS = 10_000
 /** Direct-connection upgrades in progress at once (reach). */
 export const UPGRADE_MAX_CONCURRENT = 4
+/** Peers whose direct path we remember having failed, so that dials to them take the relay at once (reach); the oldest is forgotten past this. */
+export const UPGRADE_FAILED_PEERS_MAX = 1024
+/** How long a failed direct path is remembered: until then dials to that peer skip its relayed WebRTC addresses (reach). */
+export const UPGRADE_FAILED_MEMORY_MS = 10 * 60_000

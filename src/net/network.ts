@@ -222,6 +222,8 @@ export async function createNetwork (init: NetworkInit): Promise<Network> {
     },
     connectionGater: {
       denyDialPeer: async peer => init.deny?.peer(peer.toString()) === true,
+      // A peer whose direct path failed is dialled through the relay at once.
+      denyDialMultiaddr: async ma => reaches.get(node)?.skipsDial(ma) === true,
       denyInboundEncryptedConnection: async peer => init.deny?.peer(peer.toString()) === true,
       denyOutboundEncryptedConnection: async peer => init.deny?.peer(peer.toString()) === true
     },

@@ -86,6 +86,48 @@ function isPublicIp (ip: string): boolean {
   return true
 }
 
+/**
+ * Peers whose direct (WebRTC) path failed: a bounded memory, oldest forgotten first past `max`,
+ * each entry for `ttlMs`. While a peer is in it, dials to it skip its relayed WebRTC addresses.
+ */
+export class FailedPaths {
+  private readonly entries = new Map<string, number>()
+  private readonly max: number
+  private readonly ttlMs: number
+  private readonly now: () => number
+
+  constructor (max = L.UPGRADE_FAILED_PEERS_MAX, ttlMs = L.UPGRADE_FAILED_MEMORY_MS, now: () => number = Date.now) {
+    this.max = max
+    this.ttlMs = ttlMs
+    this.now = now
+  }
+
+  add (id: string): void {
+    this.entries.delete(id)
+    this.entries.set(id, this.now() + this.ttlMs)
+    while (this.entries.size > this.max) this.entries.delete(this.entries.keys().next().value as string)
+  }
+
+  has (id: string): boolean {
+    const until = this.entries.get(id)
+    if (until == null) return false
+    if (until > this.now()) return true
+    this.entries.delete(id)
+    return false
+  }
+
+  get size (): number { return this.entries.size }
+}
+
+/** The peer a relayed WebRTC address (`…/p2p/R/p2p-circuit/webrtc/p2p/P`) leads to; undefined for any other address. */
+export function relayedWebrtcTarget (ma: Multiaddr): string | undefined {
+  const cs = ma.getComponents()
+  const circuit = cs.findIndex(c => c.name === 'p2p-circuit')
+  if (circuit < 0 || !cs.slice(circuit).some(c => c.name === 'webrtc')) return undefined
+  const last = cs.at(-1)
+  return circuit < cs.length - 1 && last?.name === 'p2p' ? last.value : undefined
+}
+
 export class Reach {
   private readonly node: Network
   private readonly init: ReachInit
@@ -96,6 +138,10 @@ export class Reach {
   private relayChange: Promise<void> = Promise.resolve()
   private readonly upgrades = new Map<string, Promise<boolean>>()
   private readonly attempts = new Map<string, number>()
+  /** Peers whose direct path failed (our tries used up, or as many of theirs reached us unconnected). */
+  private readonly failedPaths = new FailedPaths()
+  /** Inbound WebRTC connections per peer that never carried a ping. */
+  private readonly inboundFailures = new Map<string, number>()
   private active = 0
   private readonly queue: Array<() => void> = []
   private started = false
@@ -118,6 +164,7 @@ export class Reach {
     this.node.addEventListener('self:peer:update', this.onSelfUpdate)
     this.node.addEventListener('connection:open', this.onConnection)
     this.node.addEventListener('peer:disconnect', this.onDisconnect)
+    this.node.addEventListener('connection:close', this.onConnectionClose)
     this.evaluate()
   }
 
@@ -129,10 +176,22 @@ export class Reach {
     this.node.removeEventListener('self:peer:update', this.onSelfUpdate)
     this.node.removeEventListener('connection:open', this.onConnection)
     this.node.removeEventListener('peer:disconnect', this.onDisconnect)
+    this.node.removeEventListener('connection:close', this.onConnectionClose)
     await this.relayChange.catch(() => {})
   }
 
   reachability (): Reachability { return this.state }
+
+  /**
+   * Whether a dial should skip this address: a relayed WebRTC address of a peer whose direct path
+   * failed. libp2p dials a peer by id again while it holds only a limited connection to it, and
+   * tries its relayed WebRTC addresses first; to a peer behind a NAT that punching cannot pass,
+   * each such dial would spend a whole address timeout on ICE before the relay is used.
+   */
+  skipsDial (ma: Multiaddr): boolean {
+    const target = relayedWebrtcTarget(ma)
+    return target != null && this.failedPaths.has(target)
+  }
 
   /** libp2p's internal components (address and transport managers), which the Libp2p type does not expose. */
   private components (): { addressManager: { getAddressesWithMetadata: () => Array<{ multiaddr: Multiaddr, verified: boolean, type: string }>, confirmObservedAddr: (ma: Multiaddr, options?: { type: 'transport' }) => void }, transportManager: { getAddrs: () => Multiaddr[], getListeners: () => Array<{ close: () => Promise<void>, constructor: { name: string } }>, listen: (addrs: Multiaddr[]) => Promise<void> } } {
@@ -253,13 +312,41 @@ export class Reach {
     }
   }
 
+  /**
+   * One of several connections to a peer closed (the relayed one once a direct one works, or the
+   * relay's limits ended it). GossipSub keeps one outbound stream per peer and opens it only when
+   * the peer first connects (libp2p tells a topology once per peer) or the peer opens one to us:
+   * if its stream ran on the closed connection, neither side would open another and pubsub between
+   * the two would stop while they stay connected. It is given the peer again, on the best
+   * connection left.
+   */
+  private readonly onConnectionClose = (evt: CustomEvent<Connection>): void => {
+    const peer = evt.detail.remotePeer
+    setTimeout(() => { if (this.started) this.renewPubsub(peer) }, 0)
+  }
+
+  private renewPubsub (peer: PeerId): void {
+    const open = this.node.getConnections(peer).filter(c => c.status === 'open')
+    if (open.length === 0) return
+    const pubsub = this.node.services.pubsub as unknown as { streamsOutbound?: Map<string, { rawStream: unknown }>, onPeerConnected?: (peer: PeerId, conn: Connection) => void }
+    const id = peer.toString()
+    const out = pubsub?.streamsOutbound?.get(id)
+    if (out != null && open.some(c => c.streams.includes(out.rawStream as never))) return
+    if (out != null) pubsub.streamsOutbound?.delete(id)
+    const best = open.find(c => c.limits == null) ?? open[0]
+    pubsub?.onPeerConnected?.call(pubsub, peer, best)
+  }
+
   private readonly onDisconnect = (evt: CustomEvent<PeerId>): void => { this.relayedSince.delete(evt.detail.toString()) }
 
   private readonly onConnection = (evt: CustomEvent<Connection>): void => {
     const conn = evt.detail
     if (conn.limits == null && connectionTransport(conn) === 'webrtc') {
       void this.verify(conn).then(ok => {
-        if (!ok) return
+        if (!ok) {
+          if (conn.direction === 'inbound') this.inboundFailed(conn.remotePeer.toString())
+          return
+        }
         const since = this.relayedSince.get(conn.remotePeer.toString())
         if (since != null) this.counts.lastDirectAfterMs = Date.now() - since
         this.closeRelayed(conn.remotePeer)
@@ -333,6 +420,15 @@ export class Reach {
     if (!on) for (const l of current) await l.close()
   }
 
+  /** An inbound WebRTC connection from `id` never carried anything; after UPGRADE_MAX_ATTEMPTS of them its direct path counts as failed. */
+  private inboundFailed (id: string): void {
+    const n = (this.inboundFailures.get(id) ?? 0) + 1
+    this.inboundFailures.delete(id)
+    if (n >= L.UPGRADE_MAX_ATTEMPTS) { this.failedPaths.add(id); return }
+    this.inboundFailures.set(id, n)
+    while (this.inboundFailures.size > L.UPGRADE_FAILED_PEERS_MAX) this.inboundFailures.delete(this.inboundFailures.keys().next().value as string)
+  }
+
   /** Starts an upgrade of a limited connection to WebRTC when both sides can; the promise says whether it worked. */
   private maybeUpgrade (conn: Connection): Promise<boolean> | undefined {
     if (this.init.webrtc === false || !this.started || conn.limits == null || conn.direction !== 'outbound') return undefined
@@ -369,6 +465,7 @@ export class Reach {
           if (direct.limits == null && await this.verify(direct)) return true
         } catch {}
       }
+      if ((this.attempts.get(id) ?? 0) >= L.UPGRADE_MAX_ATTEMPTS) this.failedPaths.add(id)
       return false
     } finally {
       this.release()

@@ -7,8 +7,9 @@ import assert from 'node:assert/strict'
 import { createSocket } from 'node:dgram'
 import { generateKeyPair } from '@libp2p/crypto/keys'
 import { multiaddr } from '@multiformats/multiaddr'
-import { createNetwork, freshDialBack, reachOf, type Network, type NetworkInit } from '../../src/net/network.ts'
-import { connectionTransport } from '../../src/net/reach.ts'
+import { createNetwork, directOnlyUnilateral, freshDialBack, reachOf, type Network, type NetworkInit } from '../../src/net/network.ts'
+import { connectionTransport, FailedPaths, relayedWebrtcTarget } from '../../src/net/reach.ts'
+import { UPGRADE_FAILED_MEMORY_MS, UPGRADE_FAILED_PEERS_MAX } from '../../src/net/limits.ts'
 import {
   StunServer, StunMessageError, parseStunMessage, readXorMappedAddress, STUN_MAGIC_COOKIE, STUN_MAX_REQUEST_BYTES,
   STUN_RESPONSE_BURST_PER_HOST
@@ -129,6 +130,42 @@ describe('reach', { timeout: 180_000 }, () => {
   })
 })
 
+describe('pubsub across an upgrade', () => {
+  it('messages still flow both ways once the relayed connection that carried the pubsub streams is closed for a direct one', async t => {
+    const defer = cleanups(t)
+    const relay = await peer(t, defer, { reachability: 'public' })
+    const hidden = await peer(t, defer, { listen: ['/p2p-circuit', '/webrtc'] })
+    const dialer = await peer(t, defer, { listen: [] })
+    const topic = 'peerverse-test-upgrade'
+    const got = { hidden: new Set<string>(), dialer: new Set<string>() }
+    for (const [name, node] of [['hidden', hidden], ['dialer', dialer]] as const) {
+      node.services.pubsub.subscribe(topic)
+      node.services.pubsub.addEventListener('message', evt => { if (evt.detail.topic === topic) got[name].add(new TextDecoder().decode(evt.detail.data)) })
+    }
+    await hidden.dial(relay.getMultiaddrs()[0])
+    await eventually('the hidden peer\'s relayed address', () => hidden.getMultiaddrs().some(a => a.toString().includes('p2p-circuit') && !a.toString().includes('webrtc')))
+    const relayed = hidden.getMultiaddrs().find(a => a.toString().includes('p2p-circuit') && !a.toString().includes('webrtc'))
+    assert.ok(relayed != null)
+    const first = await dialer.dial(multiaddr(relayed.toString()))
+    assert.notEqual(first.limits, undefined, 'the first connection is relayed')
+    // Pubsub runs over the relayed connection first.
+    await eventually('each side sees the other subscribed', () =>
+      dialer.services.pubsub.getSubscribers(topic).some(p => p.equals(hidden.peerId)) && hidden.services.pubsub.getSubscribers(topic).some(p => p.equals(dialer.peerId)))
+    assert.equal(await reachOf(dialer).waitForDirect(hidden.peerId, AbortSignal.timeout(90_000)), true)
+    await eventually('only the direct connection left on both sides', () =>
+      [dialer.getConnections(hidden.peerId), hidden.getConnections(dialer.peerId)].every(cs => cs.length > 0 && cs.every(c => c.limits == null)))
+    let n = 0
+    await eventually('a message from the dialer on the hidden peer', async () => {
+      await dialer.services.pubsub.publish(topic, new TextEncoder().encode(`from dialer ${n++}`))
+      return got.hidden.size > 0
+    })
+    await eventually('a message from the hidden peer on the dialer', async () => {
+      await hidden.services.pubsub.publish(topic, new TextEncoder().encode(`from hidden ${n++}`))
+      return got.dialer.size > 0
+    })
+  })
+})
+
 describe('AutoNAT dial-back', () => {
   it('opens a fresh connection to the one address asked about, and leaves the random walk\'s dials as they were', async () => {
     const calls: Array<{ peer: unknown, options: Record<string, unknown> }> = []
@@ -146,5 +183,67 @@ describe('AutoNAT dial-back', () => {
     assert.equal(calls[1].options.force, undefined, 'a list of addresses (the random walk) may reuse a connection')
     assert.equal(service.connectionManager.getMaxConnections(), 7, 'the rest of the connection manager is the same')
     assert.equal(service.peerId, 'self')
+  })
+})
+
+describe('DCUtR\'s unilateral upgrade', () => {
+  it('finds no transport for an address through a relay (a relayed WebRTC address with a public IP included), and the usual one for a direct address', () => {
+    const asked: string[] = []
+    const tm = {
+      dialTransportForMultiaddr (ma: ReturnType<typeof multiaddr>) { asked.push(ma.toString()); return 'a transport' },
+      getAddrs () { return ['x'] }
+    }
+    const components = { transportManager: tm, peerId: 'self' }
+    const service = directOnlyUnilateral((c: typeof components) => c)(components)
+    const relayedWebrtc = multiaddr('/ip4/11.0.1.1/tcp/4001/p2p/12D3KooWMKqMtrNS6U31eLbFdEejH5upkvSivKVrZB4oLnvocvra/p2p-circuit/webrtc')
+    const relayed = multiaddr('/ip4/11.0.1.1/tcp/4001/p2p/12D3KooWMKqMtrNS6U31eLbFdEejH5upkvSivKVrZB4oLnvocvra/p2p-circuit')
+    assert.equal(service.transportManager.dialTransportForMultiaddr(relayedWebrtc), undefined, 'a relayed WebRTC address is not a direct one')
+    assert.equal(service.transportManager.dialTransportForMultiaddr(relayed), undefined)
+    assert.equal(service.transportManager.dialTransportForMultiaddr(multiaddr('/ip4/11.0.2.1/tcp/4001')), 'a transport')
+    assert.deepEqual(asked, ['/ip4/11.0.2.1/tcp/4001'])
+    assert.deepEqual(service.transportManager.getAddrs(), ['x'], 'the rest of the transport manager is the same')
+    assert.equal(service.peerId, 'self')
+  })
+})
+
+describe('memory of failed direct paths', () => {
+  const relay = '12D3KooWMKqMtrNS6U31eLbFdEejH5upkvSivKVrZB4oLnvocvra'
+  const peerId = '12D3KooWACZqoCuHi5Err3wWHEfRRudHkmoKfXxmhXerwS6bWDiH'
+
+  it('names the peer a relayed WebRTC address leads to, and no peer for any other address', () => {
+    assert.equal(relayedWebrtcTarget(multiaddr(`/ip4/11.0.1.1/tcp/4001/p2p/${relay}/p2p-circuit/webrtc/p2p/${peerId}`)), peerId)
+    assert.equal(relayedWebrtcTarget(multiaddr(`/ip4/11.0.1.1/tcp/4001/p2p/${relay}/p2p-circuit/webrtc`)), undefined, 'without a target the last id is the relay\'s')
+    assert.equal(relayedWebrtcTarget(multiaddr(`/ip4/11.0.1.1/tcp/4001/p2p/${relay}/p2p-circuit/p2p/${peerId}`)), undefined, 'the plain relayed address is kept')
+    assert.equal(relayedWebrtcTarget(multiaddr(`/ip4/11.0.1.1/tcp/4001/p2p/${peerId}`)), undefined)
+  })
+
+  it('holds UPGRADE_FAILED_PEERS_MAX peers, forgets the oldest past it, and each after UPGRADE_FAILED_MEMORY_MS', () => {
+    let now = 1_000
+    const paths = new FailedPaths(UPGRADE_FAILED_PEERS_MAX, UPGRADE_FAILED_MEMORY_MS, () => now)
+    for (let i = 0; i <= UPGRADE_FAILED_PEERS_MAX; i++) paths.add(`peer-${i}`)
+    assert.equal(paths.size, UPGRADE_FAILED_PEERS_MAX)
+    assert.equal(paths.has('peer-0'), false, 'the oldest is forgotten')
+    assert.equal(paths.has('peer-1'), true)
+    assert.equal(paths.has(`peer-${UPGRADE_FAILED_PEERS_MAX}`), true)
+    // Adding again refreshes: peer-1 is now the newest, peer-2 the oldest.
+    paths.add('peer-1')
+    paths.add('one more')
+    assert.equal(paths.has('peer-1'), true)
+    assert.equal(paths.has('peer-2'), false)
+    now += UPGRADE_FAILED_MEMORY_MS - 1
+    assert.equal(paths.has('peer-3'), true)
+    now += 1
+    assert.equal(paths.has('peer-3'), false, 'forgotten once its time is up')
+  })
+
+  it('a network skips a relayed WebRTC address only to a peer whose direct path failed', async t => {
+    const defer = cleanups(t)
+    const node = await peer(t, defer, {})
+    const reach = reachOf(node)
+    const addr = multiaddr(`/ip4/11.0.1.1/tcp/4001/p2p/${relay}/p2p-circuit/webrtc/p2p/${peerId}`)
+    assert.equal(reach.skipsDial(addr), false)
+    ;(reach as unknown as { failedPaths: FailedPaths }).failedPaths.add(peerId)
+    assert.equal(reach.skipsDial(addr), true)
+    assert.equal(reach.skipsDial(multiaddr(`/ip4/11.0.1.1/tcp/4001/p2p/${relay}/p2p-circuit/p2p/${peerId}`)), false, 'the relay itself is still dialled')
   })
 })
