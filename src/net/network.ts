@@ -203,7 +203,7 @@ export async function createNetwork (init: NetworkInit): Promise<Network> {
       tcp(),
       webSockets(),
       circuitRelayTransport({ reservationCompletionTimeout: L.PROTOCOL_TIMEOUT_MS * 2 }),
-      ...(init.webrtc !== false ? [webRTC({ rtcConfiguration: async () => ({ iceServers: reachOf(node).iceServers() }) })] : []),
+      ...(init.webrtc !== false ? [reportingFailures(webRTC({ rtcConfiguration: async () => ({ iceServers: reachOf(node).iceServers() }) }), ma => { reaches.get(node)?.webrtcDialFailed(ma) })] : []),
       ...(usesMemory ? [memory()] : [])
     ],
     connectionEncrypters: [noise()],
@@ -292,6 +292,23 @@ export function directOnlyUnilateral<C extends { transportManager: object }, S> 
     return factory(new Proxy(components, {
       get (target, prop) { return prop === 'transportManager' ? transportManager : Reflect.get(target, prop) }
     }))
+  }
+}
+
+/** A transport whose failed dials are reported to `onFailure` (reach counts failed WebRTC paths by peer). */
+export function reportingFailures<C, T extends { dial: (ma: Multiaddr, options: never) => Promise<unknown> }> (factory: (components: C) => T, onFailure: (ma: Multiaddr) => void): (components: C) => T {
+  return components => {
+    const transport = factory(components)
+    const dial = transport.dial.bind(transport)
+    transport.dial = (async (ma: Multiaddr, options: never) => {
+      try {
+        return await dial(ma, options)
+      } catch (err) {
+        onFailure(ma)
+        throw err
+      }
+    }) as T['dial']
+    return transport
   }
 }
 

@@ -116,6 +116,8 @@ export class FailedPaths {
     return false
   }
 
+  delete (id: string): void { this.entries.delete(id) }
+
   get size (): number { return this.entries.size }
 }
 
@@ -140,8 +142,8 @@ export class Reach {
   private readonly attempts = new Map<string, number>()
   /** Peers whose direct path failed (our tries used up, or as many of theirs reached us unconnected). */
   private readonly failedPaths = new FailedPaths()
-  /** Inbound WebRTC connections per peer that never carried a ping. */
-  private readonly inboundFailures = new Map<string, number>()
+  /** Failed WebRTC paths per peer so far: dials of either kind that failed, inbound connections that never carried a ping. */
+  private readonly pathFailures = new Map<string, number>()
   private active = 0
   private readonly queue: Array<() => void> = []
   private started = false
@@ -344,9 +346,11 @@ export class Reach {
     if (conn.limits == null && connectionTransport(conn) === 'webrtc') {
       void this.verify(conn).then(ok => {
         if (!ok) {
-          if (conn.direction === 'inbound') this.inboundFailed(conn.remotePeer.toString())
+          if (conn.direction === 'inbound') this.pathFailed(conn.remotePeer.toString())
           return
         }
+        this.failedPaths.delete(conn.remotePeer.toString())
+        this.pathFailures.delete(conn.remotePeer.toString())
         const since = this.relayedSince.get(conn.remotePeer.toString())
         if (since != null) this.counts.lastDirectAfterMs = Date.now() - since
         this.closeRelayed(conn.remotePeer)
@@ -420,13 +424,19 @@ export class Reach {
     if (!on) for (const l of current) await l.close()
   }
 
-  /** An inbound WebRTC connection from `id` never carried anything; after UPGRADE_MAX_ATTEMPTS of them its direct path counts as failed. */
-  private inboundFailed (id: string): void {
-    const n = (this.inboundFailures.get(id) ?? 0) + 1
-    this.inboundFailures.delete(id)
+  /** A WebRTC dial to this relayed WebRTC address failed (libp2p's own dials by peer id included). */
+  webrtcDialFailed (ma: Multiaddr): void {
+    const target = relayedWebrtcTarget(ma)
+    if (target != null) this.pathFailed(target)
+  }
+
+  /** A direct path to `id` failed (a WebRTC dial, or an inbound WebRTC connection that never carried anything); after UPGRADE_MAX_ATTEMPTS of them it counts as failed. */
+  private pathFailed (id: string): void {
+    const n = (this.pathFailures.get(id) ?? 0) + 1
+    this.pathFailures.delete(id)
     if (n >= L.UPGRADE_MAX_ATTEMPTS) { this.failedPaths.add(id); return }
-    this.inboundFailures.set(id, n)
-    while (this.inboundFailures.size > L.UPGRADE_FAILED_PEERS_MAX) this.inboundFailures.delete(this.inboundFailures.keys().next().value as string)
+    this.pathFailures.set(id, n)
+    while (this.pathFailures.size > L.UPGRADE_FAILED_PEERS_MAX) this.pathFailures.delete(this.pathFailures.keys().next().value as string)
   }
 
   /** Starts an upgrade of a limited connection to WebRTC when both sides can; the promise says whether it worked. */

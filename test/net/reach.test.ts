@@ -6,10 +6,11 @@ import { describe, it, type TestContext } from 'node:test'
 import assert from 'node:assert/strict'
 import { createSocket } from 'node:dgram'
 import { generateKeyPair } from '@libp2p/crypto/keys'
+import { peerIdFromPrivateKey } from '@libp2p/peer-id'
 import { multiaddr } from '@multiformats/multiaddr'
 import { createNetwork, directOnlyUnilateral, freshDialBack, reachOf, type Network, type NetworkInit } from '../../src/net/network.ts'
 import { connectionTransport, FailedPaths, relayedWebrtcTarget } from '../../src/net/reach.ts'
-import { UPGRADE_FAILED_MEMORY_MS, UPGRADE_FAILED_PEERS_MAX } from '../../src/net/limits.ts'
+import { UPGRADE_FAILED_MEMORY_MS, UPGRADE_FAILED_PEERS_MAX, UPGRADE_MAX_ATTEMPTS } from '../../src/net/limits.ts'
 import {
   StunServer, StunMessageError, parseStunMessage, readXorMappedAddress, STUN_MAGIC_COOKIE, STUN_MAX_REQUEST_BYTES,
   STUN_RESPONSE_BURST_PER_HOST
@@ -236,14 +237,22 @@ describe('memory of failed direct paths', () => {
     assert.equal(paths.has('peer-3'), false, 'forgotten once its time is up')
   })
 
-  it('a network skips a relayed WebRTC address only to a peer whose direct path failed', async t => {
+  it('after UPGRADE_MAX_ATTEMPTS failed WebRTC dials to a peer, dials skip its relayed WebRTC address and keep its plain relayed one', async t => {
     const defer = cleanups(t)
-    const node = await peer(t, defer, {})
-    const reach = reachOf(node)
-    const addr = multiaddr(`/ip4/11.0.1.1/tcp/4001/p2p/${relay}/p2p-circuit/webrtc/p2p/${peerId}`)
-    assert.equal(reach.skipsDial(addr), false)
-    ;(reach as unknown as { failedPaths: FailedPaths }).failedPaths.add(peerId)
-    assert.equal(reach.skipsDial(addr), true)
-    assert.equal(reach.skipsDial(multiaddr(`/ip4/11.0.1.1/tcp/4001/p2p/${relay}/p2p-circuit/p2p/${peerId}`)), false, 'the relay itself is still dialled')
+    const relayPeer = await peer(t, defer, { reachability: 'public' })
+    const dialer = await peer(t, defer, { listen: [] })
+    // A peer that holds no slot on the relay: every WebRTC dial to it through the relay fails.
+    const absent = peerIdFromPrivateKey(await generateKeyPair('Ed25519')).toString()
+    const viaRelay = `${relayPeer.getMultiaddrs()[0].toString()}/p2p-circuit`
+    const webrtcAddr = multiaddr(`${viaRelay}/webrtc/p2p/${absent}`)
+    const plainAddr = multiaddr(`${viaRelay}/p2p/${absent}`)
+    const reach = reachOf(dialer)
+    for (let i = 0; i < UPGRADE_MAX_ATTEMPTS; i++) {
+      assert.equal(reach.skipsDial(webrtcAddr), false, `not skipped after ${i} failures`)
+      await assert.rejects(dialer.dial(webrtcAddr, { signal: AbortSignal.timeout(30_000) }))
+    }
+    assert.equal(reach.skipsDial(webrtcAddr), true)
+    assert.equal(reach.skipsDial(plainAddr), false, 'the plain relayed address is still dialled')
+    await assert.rejects(dialer.dial(webrtcAddr), (err: Error) => err.name === 'DialDeniedError')
   })
 })
