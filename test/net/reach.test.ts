@@ -69,6 +69,17 @@ describe('STUN responder', () => {
     assert.ok(server.stats.rateLimited > 0, 'some requests were rate-limited')
     assert.ok(server.stats.answered - 1 < sent, 'not every request was answered')
   })
+
+  it('ignores a binding request from source port 0 (a forged packet) instead of throwing from the socket handler', async t => {
+    const defer = cleanups(t)
+    const server = await StunServer.start({ host: '127.0.0.1', port: 0 })
+    defer(async () => server.stop())
+    // Sending from port 0 takes a raw socket; the socket's message handler is called as dgram would.
+    const onMessage = (server as unknown as { onMessage: (msg: Buffer, address: string, port: number) => void }).onMessage.bind(server)
+    assert.doesNotThrow(() => { onMessage(bindingRequest(5), '127.0.0.1', 0) })
+    assert.equal(server.stats.ignored, 1)
+    assert.equal(server.stats.answered, 0)
+  })
 })
 
 describe('reach', { timeout: 180_000 }, () => {
