@@ -9,6 +9,7 @@ import { generateKeyPair } from '@libp2p/crypto/keys'
 import { multiaddr } from '@multiformats/multiaddr'
 import { createNetwork, freshDialBack, reachOf, type Network, type NetworkInit } from '../../src/net/network.ts'
 import { connectionTransport } from '../../src/net/reach.ts'
+import { UPGRADE_MAX_ATTEMPTS } from '../../src/net/limits.ts'
 import {
   StunServer, StunMessageError, parseStunMessage, readXorMappedAddress, STUN_MAGIC_COOKIE, STUN_MAX_REQUEST_BYTES,
   STUN_RESPONSE_BURST_PER_HOST
@@ -104,6 +105,17 @@ describe('reach', { timeout: 180_000 }, () => {
       assert.ok(!p.getMultiaddrs().some(a => a.toString().includes('p2p-circuit')))
     }
     assert.deepEqual(reachOf(relay).connections(), { total: 3, direct: 3, relayed: 0, webrtc: 0 })
+  })
+
+  it('forgets a peer\'s used-up upgrade tries once it disconnects (the next meeting tries again; the map stays bounded)', async t => {
+    const defer = cleanups(t)
+    const a = await peer(t, defer, {})
+    const b = await peer(t, defer, {})
+    await a.dial(b.getMultiaddrs()[0])
+    const attempts = (reachOf(a) as unknown as { attempts: Map<string, number> }).attempts
+    attempts.set(b.peerId.toString(), UPGRADE_MAX_ATTEMPTS)
+    await a.hangUp(b.peerId)
+    await waiter({ timeoutMs: 5_000, intervalMs: 50 })('the tries forgotten', () => !attempts.has(b.peerId.toString()))
   })
 
   it('a relayed connection upgrades to WebRTC and new streams run on it', async t => {
