@@ -339,7 +339,12 @@ export class Reach {
     pubsub?.onPeerConnected?.call(pubsub, peer, best)
   }
 
-  private readonly onDisconnect = (evt: CustomEvent<PeerId>): void => { this.relayedSince.delete(evt.detail.toString()) }
+  /** A peer gone: its upgrade tries start afresh when we meet again, and neither map outgrows the peers we are connected to. */
+  private readonly onDisconnect = (evt: CustomEvent<PeerId>): void => {
+    const id = evt.detail.toString()
+    this.relayedSince.delete(id)
+    this.attempts.delete(id)
+  }
 
   private readonly onConnection = (evt: CustomEvent<Connection>): void => {
     const conn = evt.detail

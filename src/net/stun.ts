@@ -176,10 +176,17 @@ export class StunServer {
       if (err instanceof StunMessageError) { this.stats.malformed++; return }
       throw err
     }
-    if (req.type !== STUN_BINDING_REQUEST) { this.stats.ignored++; return }
+    // Port 0 is no reachable source (a forged packet): node:dgram throws on a send to it, from this handler.
+    if (req.type !== STUN_BINDING_REQUEST || port === 0) { this.stats.ignored++; return }
     if (!this.buckets.take(address)) { this.stats.rateLimited++; return }
     const mapped = address.startsWith('::ffff:') && isIPv4(address.slice(7)) ? address.slice(7) : address
-    this.socket.send(bindingSuccess(req.transactionId, mapped, port), port, address)
+    try {
+      // A send error (synchronous for a bad destination, or later in the callback) costs one answer, never the peer.
+      this.socket.send(bindingSuccess(req.transactionId, mapped, port), port, address, () => {})
+    } catch {
+      this.stats.ignored++
+      return
+    }
     this.stats.answered++
   }
 

@@ -71,6 +71,17 @@ describe('STUN responder', () => {
     assert.ok(server.stats.rateLimited > 0, 'some requests were rate-limited')
     assert.ok(server.stats.answered - 1 < sent, 'not every request was answered')
   })
+
+  it('ignores a binding request from source port 0 (a forged packet) instead of throwing from the socket handler', async t => {
+    const defer = cleanups(t)
+    const server = await StunServer.start({ host: '127.0.0.1', port: 0 })
+    defer(async () => server.stop())
+    // Sending from port 0 takes a raw socket; the socket's message handler is called as dgram would.
+    const onMessage = (server as unknown as { onMessage: (msg: Buffer, address: string, port: number) => void }).onMessage.bind(server)
+    assert.doesNotThrow(() => { onMessage(bindingRequest(5), '127.0.0.1', 0) })
+    assert.equal(server.stats.ignored, 1)
+    assert.equal(server.stats.answered, 0)
+  })
 })
 
 describe('reach', { timeout: 180_000 }, () => {
@@ -95,6 +106,17 @@ describe('reach', { timeout: 180_000 }, () => {
       assert.ok(!p.getMultiaddrs().some(a => a.toString().includes('p2p-circuit')))
     }
     assert.deepEqual(reachOf(relay).connections(), { total: 3, direct: 3, relayed: 0, webrtc: 0 })
+  })
+
+  it('forgets a peer\'s used-up upgrade tries once it disconnects (the next meeting tries again; the map stays bounded)', async t => {
+    const defer = cleanups(t)
+    const a = await peer(t, defer, {})
+    const b = await peer(t, defer, {})
+    await a.dial(b.getMultiaddrs()[0])
+    const attempts = (reachOf(a) as unknown as { attempts: Map<string, number> }).attempts
+    attempts.set(b.peerId.toString(), UPGRADE_MAX_ATTEMPTS)
+    await a.hangUp(b.peerId)
+    await waiter({ timeoutMs: 5_000, intervalMs: 50 })('the tries forgotten', () => !attempts.has(b.peerId.toString()))
   })
 
   it('a relayed connection upgrades to WebRTC and new streams run on it', async t => {
