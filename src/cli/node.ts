@@ -233,8 +233,9 @@ export function reachLines (status: Pick<NodeStatus, 'reach' | 'connections'>): 
   }
   const c = status.connections
   if (c != null && typeof c === 'object') {
-    const parts = [`${c.direct - c.webrtc} direct`, ...(c.webrtc > 0 ? [`${c.webrtc} WebRTC`] : []), ...(c.relayed > 0 ? [`${c.relayed} relayed`] : [])]
-    lines.push(`connections: ${c.total} (${parts.join(', ')})`)
+    // WebRTC connections are direct (status counts them in `direct`); the line says how many of them.
+    const parts = [`${c.direct} direct${c.webrtc > 0 ? `, ${c.webrtc} of them WebRTC` : ''}`, ...(c.relayed > 0 ? [`${c.relayed} relayed`] : [])]
+    lines.push(`connections: ${c.total} (${parts.join('; ')})`)
   }
   return lines
 }
