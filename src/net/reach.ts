@@ -20,6 +20,7 @@
  *   address waits for AutoNAT; one that listens on loopback alone needs no relay (whoever can reach
  *   it is on this host).
  */
+import { isPrivateIp } from '@libp2p/utils'
 import type { Connection, PeerId } from '@libp2p/interface'
 import { multiaddr, type Multiaddr } from '@multiformats/multiaddr'
 import * as L from './limits.ts'
@@ -79,11 +80,9 @@ function ipOf (ma: Multiaddr): string | undefined {
 
 function isLoopbackIp (ip: string): boolean { return ip.startsWith('127.') || ip === '::1' }
 
+/** Public as libp2p counts it (its private-range list), so reachability agrees with DCUtR and the DHT's address filters. */
 function isPublicIp (ip: string): boolean {
-  if (isLoopbackIp(ip)) return false
-  if (/^(10\.|192\.168\.|172\.(1[6-9]|2\d|3[01])\.|169\.254\.|100\.(6[4-9]|[7-9]\d|1[01]\d|12[0-7])\.)/.test(ip)) return false
-  if (/^(fc|fd|fe80)/i.test(ip)) return false
-  return true
+  return isPrivateIp(ip) === false
 }
 
 /**
