@@ -17,6 +17,9 @@ import {
 } from '../../src/net/stun.ts'
 import { cleanups } from '../helpers/cleanup.ts'
 import { waiter } from '../helpers/local-peers.ts'
+import { releaseWebRTCAfterAll } from '../helpers/webrtc.ts'
+
+releaseWebRTCAfterAll()
 
 const eventually = waiter({ timeoutMs: 60_000, intervalMs: 50 })
 
