@@ -57,7 +57,7 @@ export interface JitterStats {
   jitterMs: number
 }
 
-interface Entry<T> { ts: number, arrival: number, item?: T }
+interface Entry<T> { ts: number, arrival: number, item: T }
 
 export class JitterBuffer<T> {
   private readonly entries = new Map<number, Entry<T>>()
@@ -75,11 +75,19 @@ export class JitterBuffer<T> {
   /** True while a talk spurt is being played out. */
   get active (): boolean { return this.nextSeq !== undefined }
 
-  /** A frame arrived (ts: the sender's ms clock). 'late' frames are to be dropped. */
-  arrive (seq: number, ts: number, arrival: number): 'ok' | 'late' | 'duplicate' {
+  /** Whether a frame of seq would still be taken (so a late one need not even be decoded). */
+  wants (seq: number): boolean {
+    return !(this.nextSeq !== undefined && seqDiff(seq, this.nextSeq) < 0) && !this.entries.has(seq)
+  }
+
+  /**
+   * A frame is ready to play (ts: the sender's ms clock; arrival: when it became playable, i.e.
+   * after decoding, so decoder delays count as jitter too). 'late' frames are dropped.
+   */
+  arrive (seq: number, ts: number, arrival: number, item: T): 'ok' | 'late' | 'duplicate' {
     if (this.nextSeq !== undefined && seqDiff(seq, this.nextSeq) < 0) { this.stats.late++; return 'late' }
     if (this.entries.has(seq)) { this.stats.duplicate++; return 'duplicate' }
-    this.entries.set(seq, { ts, arrival })
+    this.entries.set(seq, { ts, arrival, item })
     this.tsBase ??= ts
     this.transits.push(arrival - seqDiff(ts, this.tsBase) / 1000)
     if (this.transits.length > JITTER_WINDOW) this.transits.shift()
@@ -89,12 +97,6 @@ export class JitterBuffer<T> {
       this.inRow = 0
     }
     return 'ok'
-  }
-
-  /** The frame of seq is decoded and may be played. */
-  ready (seq: number, item: T): void {
-    const e = this.entries.get(seq)
-    if (e != null) e.item = item
   }
 
   /** The measured jitter (s): spread of transit times over the window. */
@@ -119,7 +121,7 @@ export class JitterBuffer<T> {
       // The pump ran too late for this slot (a long task): restart the timeline from now.
       if (this.nextTime < now + 0.002) this.nextTime = now + this.target()
       const e = this.entries.get(seq)
-      if (e?.item !== undefined) {
+      if (e !== undefined) {
         if (this.adapt(e, out)) continue
         this.entries.delete(seq)
         out.push({ kind: 'play', seq, at: this.nextTime, item: e.item })
@@ -129,7 +131,7 @@ export class JitterBuffer<T> {
         continue
       }
       if (now < this.nextTime - DECIDE_LEAD_S) break
-      // Missing (or not decoded) at its decision time.
+      // Missing at its decision time.
       this.entries.delete(seq)
       const later = this.entries.size > 0
       if (this.inRow < MAX_CONCEAL_FRAMES) {

@@ -25,6 +25,8 @@ export const RECEIVING_MS = 500
 export const VOICE_SAMPLE_RATE = 48_000
 /** Height of a speaking mouth above an avatar's feet (m). */
 export const MOUTH_HEIGHT = 1.5
+/** Frames in a decoder at once; more means it stalled, and the record of them is dropped. */
+export const MAX_DECODING = 64
 /** Volume bounds of the per-person slider. */
 export const MAX_VOLUME = 2
 
@@ -91,6 +93,8 @@ export class Speaker {
   private readonly analyser: AnalyserNode
   private readonly samples: Float32Array<ArrayBuffer>
   private last: AudioBuffer | null = null
+  /** The sender's ts of each frame in the decoder, by seq. */
+  private readonly decoding = new Map<number, number>()
   private volume = 1
   private muted = false
   private rangeGain = 1
@@ -113,10 +117,12 @@ export class Speaker {
     if (this.closed) return
     this.lastArrival = performance.now()
     this.lastLevel = f.level
-    if (this.jb.arrive(f.seq, f.ts, this.out.ctx.currentTime) !== 'ok') return
+    if (!this.jb.wants(f.seq)) { this.jb.stats.late++; return }
     const dec = this.ensureDecoder()
     if (dec == null) return
     try {
+      if (this.decoding.size >= MAX_DECODING) this.decoding.clear()
+      this.decoding.set(f.seq, f.ts)
       dec.decode(new EncodedAudioChunk({ type: 'key', timestamp: f.seq * 20_000, data: f.data }))
     } catch {
       this.dropDecoder()
@@ -231,7 +237,10 @@ export class Speaker {
       const plane = new Float32Array(n)
       data.copyTo(plane, { planeIndex: 0, format: 'f32-planar' })
       buf.copyToChannel(plane, 0)
-      this.jb.ready(seq, buf)
+      const ts = this.decoding.get(seq)
+      if (ts === undefined) return
+      this.decoding.delete(seq)
+      this.jb.arrive(seq, ts, this.out.ctx.currentTime, buf)
       this.pump()
     } catch {
       // A frame we cannot read is left missing: concealment covers it.
@@ -243,6 +252,7 @@ export class Speaker {
   private dropDecoder (): void {
     const d = this.decoder
     this.decoder = null
+    this.decoding.clear()
     if (d != null && d.state !== 'closed') try { d.close() } catch {}
   }
 }
