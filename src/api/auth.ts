@@ -57,10 +57,10 @@ export function checkApiProof (token: string, url: string, nonce: string, answer
 }
 
 /**
- * Where a browser cannot send a header, so the token may come as `?token=`: the event WebSocket
+ * Where a browser cannot send a header, so the token may come as `?token=`: the event and voice WebSockets
  * and GET|HEAD of /content (images, textures, models, audio and video loaded by URL).
  */
 export function queryTokenAllowed (method: string, pathname: string, upgrade: boolean): boolean {
-  if (upgrade) return pathname === '/api/v0/events'
+  if (upgrade) return pathname === '/api/v0/events' || pathname === '/api/v0/voice/ws'
   return (method === 'GET' || method === 'HEAD') && pathname.startsWith('/content/')
 }

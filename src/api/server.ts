@@ -26,16 +26,18 @@ import { nodeRoutes } from './routes/node.ts'
 import { socialRoutes } from './routes/social.ts'
 import { spaceRoutes, spaceSocketMessages } from './routes/space.ts'
 import { directoryRoutes } from './routes/directory.ts'
+import { checkVoiceUpgrade, serveVoiceSocket, voiceRoutes, VOICE_SOCKET_PATH } from './routes/voice.ts'
 import { DEFAULT_WEB_ROOT, serveStatic } from './static.ts'
 
 export { CONTENT_FIRST_BYTE_TIMEOUT_MS, FETCH_PROGRESS_INTERVAL_MS, MAX_API_DIRECTORY_ENTRIES } from './routes/content.ts'
 export { MAX_API_SUBMIT_BATCH_TXS, SUBMIT_BATCH_SLICE_MS } from './routes/ledger.ts'
 export { MAX_API_DENY_PEERS } from './routes/node.ts'
 export { DEFAULT_WEB_ROOT, MAX_STATIC_FILE_BYTES } from './static.ts'
+export { MAX_VOICE_CLIENTS, MAX_VOICE_CLIENT_BUFFER_BYTES, VOICE_SOCKET_PATH } from './routes/voice.ts'
 export { API_INFO_FILE, API_PROOF_PATH, API_TOKEN_FILE, createApiToken } from './auth.ts'
 
 /** Every route of the API, one table per capability, tried in order. */
-export const ROUTES: readonly Route[] = [...nodeRoutes, ...contentRoutes, ...socialRoutes, ...ledgerRoutes, ...spaceRoutes, ...directoryRoutes]
+export const ROUTES: readonly Route[] = [...nodeRoutes, ...contentRoutes, ...socialRoutes, ...ledgerRoutes, ...spaceRoutes, ...directoryRoutes, ...voiceRoutes]
 
 /** Messages a client may send on the event WebSocket, by type. */
 const SOCKET_MESSAGES: Record<string, (node: PeerverseNode, msg: Record<string, unknown>) => void> = { ...spaceSocketMessages }
@@ -90,6 +92,8 @@ export class ApiServer {
   private readonly idleTimeoutMs: number
   private server?: Server
   private wss?: WebSocketServer
+  /** Voice sockets (binary Opus frames), apart from the event stream's clients. */
+  private voiceWss?: WebSocketServer
   private port = 0
   private readonly listeners: Array<[string, EventListener]> = []
 
@@ -121,10 +125,17 @@ export class ApiServer {
     server.requestTimeout = 0
     server.timeout = this.idleTimeoutMs
     const wss = new WebSocketServer({ noServer: true, maxPayload: MAX_API_WS_MESSAGE_BYTES })
+    const voiceWss = new WebSocketServer({ noServer: true, maxPayload: MAX_API_WS_MESSAGE_BYTES })
+    this.voiceWss = voiceWss
     server.on('upgrade', (req, socket, head) => {
       try {
         this.authorize(req, true)
         const url = new URL(req.url ?? '/', 'http://local')
+        if (url.pathname === VOICE_SOCKET_PATH) {
+          const space = checkVoiceUpgrade(this.node, url, voiceWss.clients.size)
+          voiceWss.handleUpgrade(req, socket, head, ws => { serveVoiceSocket(this.node, ws, space) })
+          return
+        }
         if (url.pathname !== '/api/v0/events') throw new ApiError(404, 'NotFound', 'no such endpoint')
         if (wss.clients.size >= MAX_API_EVENT_CLIENTS) throw new ApiError(503, 'TooManyClients', 'too many event clients')
       } catch (err) {
@@ -160,8 +171,9 @@ export class ApiServer {
     this.server = undefined
     for (const [type, fn] of this.listeners) this.node.removeEventListener(type as keyof NodeEvents, fn)
     this.listeners.length = 0
-    for (const ws of this.wss?.clients ?? []) ws.terminate()
+    for (const ws of [...this.wss?.clients ?? [], ...this.voiceWss?.clients ?? []]) ws.terminate()
     this.wss?.close()
+    this.voiceWss?.close()
     server.closeAllConnections()
     await new Promise<void>(resolve => { server.close(() => { resolve() }) })
     await rm(join(this.node.config.dataDir, API_INFO_FILE), { force: true })

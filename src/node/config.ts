@@ -12,6 +12,8 @@ import { LOW_DISK_BYTES } from '../store/store.ts'
 import { JOIN_TIMEOUT_MS } from './join.ts'
 import { NO_HOLDERS_TIMEOUT_MS } from '../content/swarm-limits.ts'
 import { JOIN_TIMEOUT_MS as SPACE_JOIN_TIMEOUT_MS } from '../space/membership.ts'
+import { HEARING_RANGE_M, MAX_HEARD_SPEAKERS } from '../voice/hearing.ts'
+import { MAX_VOICE_LISTENERS } from '../voice/service.ts'
 
 export const CONFIG_FILE = 'config.json'
 export const DEFAULT_TCP_PORT = 7410
@@ -60,13 +62,15 @@ export interface NodeConfig {
    * `joinTimeoutMs`: how long joining a space looks for a peer that has it.
    */
   space: { interest: boolean, joinTimeoutMs: number }
+  /** Voice: speakers a listener hears at once (the nearest talking) and the hearing range in metres. */
+  voice: { maxHeard: number, rangeM: number }
   /** The store: warn below `lowDiskBytes` free on its disk; keep `ballastBytes` of emergency reserve (capped to a share of the disk). */
   store: { lowDiskBytes: number, ballastBytes: number }
 }
 
 export type NatReachability = 'auto' | 'public' | 'behind-nat'
 
-export type PartialConfig = Partial<Omit<NodeConfig, 'dht' | 'discovery' | 'relay' | 'nat' | 'content' | 'ledger' | 'space' | 'store'>> & { store?: Partial<NodeConfig['store']>, dht?: Partial<NodeConfig['dht']>, discovery?: Partial<NodeConfig['discovery']>, relay?: Partial<NodeConfig['relay']>, nat?: Partial<NodeConfig['nat']>, content?: Partial<NodeConfig['content']>, ledger?: Partial<NodeConfig['ledger']>, space?: Partial<NodeConfig['space']> }
+export type PartialConfig = Partial<Omit<NodeConfig, 'dht' | 'discovery' | 'relay' | 'nat' | 'content' | 'ledger' | 'space' | 'store' | 'voice'>> & { voice?: Partial<NodeConfig['voice']>, store?: Partial<NodeConfig['store']>, dht?: Partial<NodeConfig['dht']>, discovery?: Partial<NodeConfig['discovery']>, relay?: Partial<NodeConfig['relay']>, nat?: Partial<NodeConfig['nat']>, content?: Partial<NodeConfig['content']>, ledger?: Partial<NodeConfig['ledger']>, space?: Partial<NodeConfig['space']> }
 
 /** Default limit on the block store (pinned and cached content). */
 /** Bounds of ledger.joinTimeoutMs: long enough to reach a peer and fetch a genesis, short enough that a failed join says so. */
@@ -93,6 +97,7 @@ export function defaultConfig (dataDir: string): NodeConfig {
     content: { maxStoreBytes: DEFAULT_MAX_STORE_BYTES, noHoldersTimeoutMs: NO_HOLDERS_TIMEOUT_MS },
     ledger: { genesis: null, join: null, devnet: false, joinTimeoutMs: JOIN_TIMEOUT_MS },
     space: { interest: true, joinTimeoutMs: SPACE_JOIN_TIMEOUT_MS },
+    voice: { maxHeard: MAX_HEARD_SPEAKERS, rangeM: HEARING_RANGE_M },
     store: { lowDiskBytes: LOW_DISK_BYTES, ballastBytes: DEFAULT_BALLAST_BYTES }
   }
 }
@@ -112,6 +117,7 @@ export function mergeConfig (base: NodeConfig, ...layers: Array<PartialConfig | 
       content: { ...out.content, ...dropUndefined(layer.content ?? {}) },
       ledger: { ...out.ledger, ...dropUndefined(layer.ledger ?? {}) },
       space: { ...out.space, ...dropUndefined(layer.space ?? {}) },
+      voice: { ...out.voice, ...dropUndefined(layer.voice ?? {}) },
       store: { ...out.store, ...dropUndefined(layer.store ?? {}) }
     } as NodeConfig
   }
@@ -193,6 +199,9 @@ export function validateConfig (config: NodeConfig): NodeConfig {
   }
   if (typeof config.space?.interest !== 'boolean') throw new ConfigError('space.interest must be true or false')
   checkLookupTimeouts(config)
+  const { maxHeard, rangeM } = config.voice ?? {}
+  if (typeof maxHeard !== 'number' || !Number.isSafeInteger(maxHeard) || maxHeard < 0 || maxHeard > MAX_VOICE_LISTENERS) throw new ConfigError(`voice.maxHeard must be a whole number from 0 to ${MAX_VOICE_LISTENERS}`)
+  if (typeof rangeM !== 'number' || !Number.isFinite(rangeM) || rangeM <= 0) throw new ConfigError('voice.rangeM must be a positive number of metres')
   for (const field of ['lowDiskBytes', 'ballastBytes'] as const) {
     const v = config.store?.[field]
     if (typeof v !== 'number' || !Number.isSafeInteger(v) || v < 0) throw new ConfigError(`store.${field} must be a whole number of bytes`)
@@ -209,7 +218,7 @@ function checkLookupTimeouts (config: NodeConfig): void {
   }
 }
 
-const KNOWN_KEYS = new Set(['listen', 'announce', 'bootstrap', 'api', 'dht', 'discovery', 'relay', 'nat', 'content', 'ledger', 'space', 'store'])
+const KNOWN_KEYS = new Set(['listen', 'announce', 'bootstrap', 'api', 'dht', 'discovery', 'relay', 'nat', 'content', 'ledger', 'space', 'store', 'voice'])
 
 /** Reads `config.json` from the data dir, if there is one. */
 export async function readConfigFile (dataDir: string): Promise<PartialConfig | undefined> {

@@ -27,6 +27,7 @@ import { NodeChain } from './chain.ts'
 import type { Link } from '../net/links.ts'
 import { space, SPACE_EVENTS, type SpaceEvents, type SpaceService } from '../space/index.ts'
 import { directory, DIRECTORY_EVENTS, type DirectoryEvents, type DirectoryService } from '../directory/index.ts'
+import { voice, VOICE_EVENTS, type VoiceEvents, type VoiceService } from '../voice/index.ts'
 
 /** What the node is told of its network beside the config: every peer to start from, a join code, the remembered network. */
 export interface NodeNetworkInit {
@@ -116,10 +117,13 @@ export interface NodeOwnEvents {
 export const NODE_EVENTS = ['peer:connect', 'peer:disconnect', 'peer:identified', 'gossip:message', 'peer:rejected', 'bootstrap:error', 'store:writable', 'disk:low', 'disk:ok', 'network:mismatch', 'network:joined'] as const satisfies ReadonlyArray<keyof NodeOwnEvents>
 
 /** Every event the node emits: its own and each capability's, forwarded under the same names. */
-export type NodeEvents = NodeOwnEvents & ContentEvents & SocialEvents & LedgerEvents & SpaceEvents & DirectoryEvents
+export type NodeEvents = NodeOwnEvents & ContentEvents & SocialEvents & LedgerEvents & SpaceEvents & DirectoryEvents & VoiceEvents
+
+/** Voice events on the JSON event stream: all but `voice:frame` (high rate; only the voice WebSocket carries it, from node.voice). */
+export const VOICE_STREAM_EVENTS = VOICE_EVENTS.filter(n => n !== 'voice:frame') as Array<Exclude<typeof VOICE_EVENTS[number], 'voice:frame'>>
 
 /** Every event name the node emits, built from each capability's exported list (the API's event stream sends these). */
-export const EVENT_NAMES = [...NODE_EVENTS, ...CONTENT_EVENTS, ...SOCIAL_EVENTS, ...LEDGER_EVENTS, ...SPACE_EVENTS, ...DIRECTORY_EVENTS] as const
+export const EVENT_NAMES = [...NODE_EVENTS, ...CONTENT_EVENTS, ...SOCIAL_EVENTS, ...LEDGER_EVENTS, ...SPACE_EVENTS, ...DIRECTORY_EVENTS, ...VOICE_STREAM_EVENTS] as const
 
 export type { FeedEntryEvent }
 
@@ -166,6 +170,7 @@ export class PeerverseNode extends TypedEventEmitter<NodeEvents> {
   readonly chain: NodeChain
   readonly space: SpaceService
   readonly directory: DirectoryService
+  readonly voice: VoiceService
   private readonly peerIdentity: PeerIdentityService
   private readonly discovery: Discovery
   private readonly gossipRepair: GossipRepair
@@ -254,6 +259,7 @@ export class PeerverseNode extends TypedEventEmitter<NodeEvents> {
     })
     for (const name of SPACE_EVENTS) this.space.addEventListener(name, evt => { this.safeDispatch(name, evt.detail) })
     this.directory = this.makeDirectory(onRejected)
+    this.voice = this.makeVoice(onRejected, binding)
     store.onChange(change => {
       if (change.type === 'disk') this.safeDispatch(change.disk.low ? 'disk:low' : 'disk:ok', change.disk)
       else this.safeDispatch('store:writable', { writable: change.writable, code: change.error?.code, error: change.error?.message })
@@ -279,6 +285,26 @@ export class PeerverseNode extends TypedEventEmitter<NodeEvents> {
     })
     for (const name of DIRECTORY_EVENTS) d.addEventListener(name, evt => { this.safeDispatch(name, evt.detail) })
     return d
+  }
+
+  /** Voice: it reads spaces through a narrow view (members, policy, the group key) and social's blocks and mutes. */
+  private makeVoice (onRejected: (peerId: string, protocol: string, error: Error) => void, binding: Uint8Array): VoiceService {
+    const v = voice({ maxHeard: this.config.voice.maxHeard, rangeM: this.config.voice.rangeM })({
+      protocols: this.protocols,
+      onRejected,
+      identity: { did: this.identity.did, key: this.identity.userKey, binding },
+      spaces: {
+        isJoined: id => this.space.isJoined(id),
+        who: id => this.space.who(id),
+        me: id => this.space.me(id),
+        isExcluded: (id, did) => this.space.isExcluded(id, did),
+        isOwnerMuted: (id, did) => this.space.isOwnerMuted(id, did),
+        cipher: id => this.space.cipher(id)
+      },
+      social: { isBlocked: did => this.social.isBlocked(did), isMuted: did => this.social.isMuted(did) }
+    })
+    for (const name of VOICE_STREAM_EVENTS) v.addEventListener(name, evt => { this.safeDispatch(name, evt.detail) })
+    return v
   }
 
   private safeDispatch<K extends keyof NodeEvents> (type: K, detail: NodeEvents[K]['detail']): void {
@@ -314,6 +340,7 @@ export class PeerverseNode extends TypedEventEmitter<NodeEvents> {
     }
     await this.space.start()
     await this.directory.start()
+    await this.voice.start()
     this.gossipRepair.start()
     this.store.startMonitor()
     this.state = 'started'
@@ -332,7 +359,7 @@ export class PeerverseNode extends TypedEventEmitter<NodeEvents> {
     const failures: unknown[] = []
     const steps: Array<() => unknown> = [
       () => { this.discovery.stop() }, () => { this.gossipRepair.stop() },
-      async () => this.directory.stop(), async () => this.space.stop(), async () => this.chain.stop(), async () => this.social.stop(),
+      async () => this.voice.stop(), async () => this.directory.stop(), async () => this.space.stop(), async () => this.chain.stop(), async () => this.social.stop(),
       async () => this.content.stop(), async () => this.peerIdentity.stop(), () => { this.gossip.close() },
       async () => this.net.stop(), async () => this.store.close()
     ]

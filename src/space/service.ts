@@ -26,7 +26,8 @@ import { checkLook, MAX_JOINED_SPACES, SpaceMembership, type CreateOptions, type
 import { SpacePolicy, type PolicyChange } from './policy.ts'
 import type { MemberView } from './presence.ts'
 import type { Grid, PolicyPayload } from './records.ts'
-import { parseSpaceId } from './records.ts'
+import { isExcluded, parseSpaceId } from './records.ts'
+import { decryptGroup, encryptGroup } from './crypto.ts'
 import { spaceLink } from './share.ts'
 import type { SpaceStore } from './store.ts'
 import { PRESENCE_PROTOCOL, SpacePresence } from './streams.ts'
@@ -317,4 +318,32 @@ export class SpaceService extends TypedEventEmitter<SpaceEvents> {
   nearCount (id: string): number { return [...need(this.core, id).presence.members.values()].filter(m => m.near).length }
 
   static readonly MAX_NEAR = MAX_NEAR_MEMBERS
+
+  // -- read-only views for voice -------------------------------------------------------------------
+
+  /** Our own position in a space. */
+  me (id: string): { position: Vec3 } { return { position: [...need(this.core, id).presence.me.position] } }
+
+  /** Whether the policy keeps `did` out (banned, kicked, not a member of a private space). */
+  isExcluded (id: string, did: string): boolean {
+    const j = need(this.core, id)
+    return isExcluded(j.d, j.policy, did, Date.now())
+  }
+
+  /** Whether the owner's policy mutes `did`. */
+  isOwnerMuted (id: string, did: string): boolean { return need(this.core, id).policy.muted.includes(did) }
+
+  /**
+   * Sealing under the space's group keys (the current epoch's to encrypt, any held to decrypt) in
+   * a private space; undefined for a public one. The caller's aad is bound into each message.
+   */
+  cipher (id: string): { encrypt: (plaintext: Uint8Array, aad: Uint8Array) => Uint8Array, decrypt: (bytes: Uint8Array, aad: Uint8Array) => Uint8Array } | undefined {
+    const j = need(this.core, id)
+    if (!j.d.private) return undefined
+    const keys = j.keys
+    return {
+      encrypt: (plaintext, aad) => encryptGroup(keys.current(`no group key of ${id}`), keys.epoch, plaintext, aad),
+      decrypt: (bytes, aad) => decryptGroup(e => keys.keys.get(e), bytes, aad).plaintext
+    }
+  }
 }

@@ -1,0 +1,110 @@
+/**
+ * The voice capability's public face: talk to the members near you in a space. The browser
+ * encodes Opus and hands frames to its own peer; the peer carries them over the libp2p
+ * connections it has (`/peerverse/voice/1.0.0`), only to listeners that asked for them, and
+ * decides who a listener hears (range, the bound, bans, owner mutes, blocks and mutes), sealing
+ * audio to the members of a private space. Build it with `voice(init)(components)`; it reaches
+ * spaces and social only through the narrow views below. Its events (VOICE_EVENTS) are the API's
+ * `voice:*` events; `voice:frame` is high rate and goes only to the voice WebSocket.
+ */
+import type { Ed25519Key } from '../identity/ed25519.ts'
+import type { ProtocolPort, RejectSink } from '../net/ports.ts'
+import { HEARING_RANGE_M, MAX_HEARD_SPEAKERS, type Position } from './hearing.ts'
+import { VoiceService } from './service.ts'
+
+export interface VoiceInit {
+  /** Speakers a listener receives at once (default MAX_HEARD_SPEAKERS). */
+  maxHeard?: number
+  /** Hearing range in metres (default HEARING_RANGE_M). */
+  rangeM?: number
+}
+
+export interface VoiceIdentity {
+  did: string
+  key: Ed25519Key
+  /** Our signed peer binding (user key -> this peer), the opening of every voice stream. */
+  binding: Uint8Array
+}
+
+/** A member as the space shows it. */
+export interface VoiceMember {
+  did: string
+  peer: string
+  position: Position
+  near: boolean
+}
+
+/** The sealing of a private space's traffic under its current group key. */
+export interface VoiceCipher {
+  encrypt: (plaintext: Uint8Array, aad: Uint8Array) => Uint8Array
+  decrypt: (bytes: Uint8Array, aad: Uint8Array) => Uint8Array
+}
+
+/** What voice asks of the space capability (node.ts adapts the SpaceService to it). */
+export interface VoiceSpaces {
+  isJoined: (space: string) => boolean
+  who: (space: string) => VoiceMember[]
+  me: (space: string) => { position: Position }
+  /** Banned or kicked by the owner's policy (or not a member of a private space). */
+  isExcluded: (space: string, did: string) => boolean
+  /** On the owner's mute list. */
+  isOwnerMuted: (space: string, did: string) => boolean
+  /** The space's cipher in a private space; undefined for a public one. */
+  cipher: (space: string) => VoiceCipher | undefined
+}
+
+/** What voice asks of social: the user's blocks and mutes. */
+export interface VoiceSocial {
+  isBlocked: (did: string) => boolean
+  isMuted: (did: string) => boolean
+}
+
+export interface VoiceComponents {
+  protocols: ProtocolPort
+  onRejected: RejectSink
+  identity: VoiceIdentity
+  spaces: VoiceSpaces
+  social: VoiceSocial
+}
+
+/** Why an inbound frame was not passed on. */
+export const DROP_REASONS = ['oversize', 'malformed', 'rate', 'not-member', 'excluded', 'owner-muted', 'blocked', 'voice-muted', 'unwanted', 'decrypt', 'not-joined'] as const
+export type DropReason = typeof DROP_REASONS[number]
+
+export interface VoiceFrameEvent { space: string, did: string, seq: number, ts: number, level: number, data: Uint8Array }
+export interface VoiceSpeakingEvent { space: string, did: string, level: number, talking: boolean }
+
+export interface VoiceEvents {
+  /** A heard speaker's frame, decrypted (high rate: the voice WebSocket only). */
+  'voice:frame': CustomEvent<VoiceFrameEvent>
+  /** A member started or stopped talking (on change only). */
+  'voice:speaking': CustomEvent<VoiceSpeakingEvent>
+}
+
+/** The names of the events a voice service emits. */
+export const VOICE_EVENTS = ['voice:frame', 'voice:speaking'] as const
+
+export interface VoiceState {
+  listening: boolean
+  sending: boolean
+  /** The speakers we ask audio of now, nearest first. */
+  heard: string[]
+  speakers: Array<{ did: string, level: number, talking: boolean, receiving: boolean }>
+  dropped: Record<DropReason, number>
+  settings: { maxHeard: number, rangeM: number }
+}
+
+/** The voice capability: `voice({ maxHeard, rangeM })({ protocols, onRejected, identity, spaces, social })`. */
+export function voice (init: VoiceInit = {}): (components: VoiceComponents) => VoiceService {
+  return components => new VoiceService({ maxHeard: init.maxHeard ?? MAX_HEARD_SPEAKERS, rangeM: init.rangeM ?? HEARING_RANGE_M }, components)
+}
+
+export { VoiceService } from './service.ts'
+export { MAX_VOICE_LISTENERS, MAX_VOICE_STREAMS_PER_PEER, TALKING_NOTE_MS, VOICE_FRAMES_PER_SECOND } from './service.ts'
+export { chooseHeard, HEARING_RANGE_M, MAX_HEARD_SPEAKERS, TALKING_HOLD_MS, type Candidate, type Position } from './hearing.ts'
+export {
+  VOICE_PROTOCOL, MAX_VOICE_PAYLOAD_BYTES, MAX_VOICE_FRAME_BYTES, MAX_VOICE_READ_BYTES, MAX_VOICE_CLIENT_MESSAGE_BYTES, VOICE_HEADER_BYTES,
+  VOICE_CIPHER_OVERHEAD_BYTES, audioAad, decodeClientFrame, decodeClientFrameFromPeer, decodeVoiceFrame, encodeAudio, encodeClientFrame,
+  encodeOpen, encodeTalking, encodeWant, type AudioFrame
+} from './wire.ts'
+export * from './errors.ts'

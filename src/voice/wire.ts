@@ -1,0 +1,164 @@
+/**
+ * Voice on the wire: the frames of `/peerverse/voice/1.0.0` between peers, and of the voice
+ * WebSocket between a peer and its browser client, with their limits. Pure encode and decode;
+ * each decoder throws a named error (InvalidVoiceFrameError, VoiceFrameTooLargeError) so the
+ * service can drop and count what it refuses.
+ *
+ * Peer to peer, after the DAG-CBOR opening { space, binding } from each side:
+ *   0x01 AUDIO    [0x01][seq u32 BE][ts u32 BE][level u8][payload]  (payload sealed in a private space)
+ *   0x02 WANT     [0x02][0|1]
+ *   0x03 TALKING  [0x03][level u8]
+ * Client to peer: an AUDIO frame with the Opus packet. Peer to client:
+ *   [0x01][didLen u8][did utf8][seq u32 BE][ts u32 BE][level u8][opus]
+ */
+import * as dagCbor from '@ipld/dag-cbor'
+import { InvalidVoiceFrameError, InvalidVoiceOpenError, VoiceFrameTooLargeError } from './errors.ts'
+
+export const VOICE_PROTOCOL = '/peerverse/voice/1.0.0'
+
+export const AUDIO = 0x01
+export const WANT = 0x02
+export const TALKING = 0x03
+
+/** Largest Opus packet carried (Opus at 64 kbps in 20 ms frames is 160 bytes). */
+export const MAX_VOICE_PAYLOAD_BYTES = 400
+/** type(1) ‖ seq(4) ‖ ts(4) ‖ level(1). */
+export const VOICE_HEADER_BYTES = 10
+/** Bytes sealing adds to a payload in a private space (a group message adds 33; the rest is headroom). */
+export const VOICE_CIPHER_OVERHEAD_BYTES = 64
+/** Largest AUDIO frame on a voice stream. */
+export const MAX_VOICE_FRAME_BYTES = VOICE_HEADER_BYTES + MAX_VOICE_PAYLOAD_BYTES + VOICE_CIPHER_OVERHEAD_BYTES
+/** Largest frame read from a voice stream at all (the opening { space, binding } is the largest); past it the stream is closed. */
+export const MAX_VOICE_READ_BYTES = 2048
+/** Largest message a voice WebSocket client may send. */
+export const MAX_VOICE_CLIENT_MESSAGE_BYTES = 2048
+/** Longest did in a peer-to-client frame (its length is one byte). */
+export const MAX_VOICE_DID_BYTES = 255
+
+export interface AudioFrame {
+  seq: number
+  ts: number
+  level: number
+  data: Uint8Array
+}
+
+export type VoiceFrame =
+  | { type: 'audio', seq: number, ts: number, level: number, payload: Uint8Array }
+  | { type: 'want', on: boolean }
+  | { type: 'talking', level: number }
+
+const isU32 = (n: unknown): n is number => typeof n === 'number' && Number.isInteger(n) && n >= 0 && n <= 0xffff_ffff
+const isU8 = (n: unknown): n is number => typeof n === 'number' && Number.isInteger(n) && n >= 0 && n <= 255
+
+/** Checks a frame of our own (from the client or the caller); InvalidVoiceFrameError or VoiceFrameTooLargeError. */
+export function checkAudio (frame: AudioFrame, maxPayload = MAX_VOICE_PAYLOAD_BYTES): void {
+  if (frame == null || typeof frame !== 'object') throw new InvalidVoiceFrameError('a voice frame must be { seq, ts, level, data }')
+  if (!isU32(frame.seq)) throw new InvalidVoiceFrameError('seq must be a u32')
+  if (!isU32(frame.ts)) throw new InvalidVoiceFrameError('ts must be a u32')
+  if (!isU8(frame.level)) throw new InvalidVoiceFrameError('level must be 0-255')
+  if (!(frame.data instanceof Uint8Array) || frame.data.length === 0) throw new InvalidVoiceFrameError('data must be non-empty bytes')
+  if (frame.data.length > maxPayload) throw new VoiceFrameTooLargeError(`payload of ${frame.data.length} bytes, over ${maxPayload}`)
+}
+
+/** An AUDIO frame (peer to peer, and client to peer). */
+export function encodeAudio (frame: AudioFrame): Uint8Array {
+  const out = new Uint8Array(VOICE_HEADER_BYTES + frame.data.length)
+  const v = new DataView(out.buffer)
+  out[0] = AUDIO
+  v.setUint32(1, frame.seq)
+  v.setUint32(5, frame.ts)
+  out[9] = frame.level
+  out.set(frame.data, VOICE_HEADER_BYTES)
+  return out
+}
+
+export function encodeWant (on: boolean): Uint8Array { return Uint8Array.of(WANT, on ? 1 : 0) }
+
+export function encodeTalking (level: number): Uint8Array { return Uint8Array.of(TALKING, Math.max(0, Math.min(255, Math.round(level)))) }
+
+/** Decodes a binary frame of a voice stream; `maxPayload` bounds an AUDIO payload (VoiceFrameTooLargeError past it). */
+export function decodeVoiceFrame (bytes: Uint8Array, maxPayload = MAX_VOICE_PAYLOAD_BYTES + VOICE_CIPHER_OVERHEAD_BYTES): VoiceFrame {
+  if (!(bytes instanceof Uint8Array) || bytes.length === 0) throw new InvalidVoiceFrameError('an empty voice frame')
+  switch (bytes[0]) {
+    case AUDIO: {
+      if (bytes.length <= VOICE_HEADER_BYTES) throw new InvalidVoiceFrameError('an AUDIO frame with no payload')
+      const payload = bytes.subarray(VOICE_HEADER_BYTES)
+      if (payload.length > maxPayload) throw new VoiceFrameTooLargeError(`payload of ${payload.length} bytes, over ${maxPayload}`)
+      const v = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength)
+      return { type: 'audio', seq: v.getUint32(1), ts: v.getUint32(5), level: bytes[9], payload }
+    }
+    case WANT:
+      if (bytes.length !== 2 || bytes[1] > 1) throw new InvalidVoiceFrameError('a WANT frame is [0x02][0|1]')
+      return { type: 'want', on: bytes[1] === 1 }
+    case TALKING:
+      if (bytes.length !== 2) throw new InvalidVoiceFrameError('a TALKING frame is [0x03][level]')
+      return { type: 'talking', level: bytes[1] }
+    default:
+      throw new InvalidVoiceFrameError(`unknown voice frame type ${bytes[0]}`)
+  }
+}
+
+/** A client's frame (its microphone's Opus packet); InvalidVoiceFrameError or VoiceFrameTooLargeError. */
+export function decodeClientFrame (bytes: Uint8Array): AudioFrame {
+  if (bytes.length > MAX_VOICE_CLIENT_MESSAGE_BYTES) throw new VoiceFrameTooLargeError(`message of ${bytes.length} bytes, over ${MAX_VOICE_CLIENT_MESSAGE_BYTES}`)
+  const f = decodeVoiceFrame(bytes, MAX_VOICE_PAYLOAD_BYTES)
+  if (f.type !== 'audio') throw new InvalidVoiceFrameError('a client sends only AUDIO frames')
+  return { seq: f.seq, ts: f.ts, level: f.level, data: f.payload }
+}
+
+const enc = new TextEncoder()
+const dec = new TextDecoder('utf-8', { fatal: true })
+
+/** A heard speaker's frame for the client: [0x01][didLen][did][seq][ts][level][opus]. */
+export function encodeClientFrame (did: string, frame: AudioFrame): Uint8Array {
+  const d = enc.encode(did)
+  if (d.length > MAX_VOICE_DID_BYTES) throw new InvalidVoiceFrameError(`did over ${MAX_VOICE_DID_BYTES} bytes`)
+  const out = new Uint8Array(2 + d.length + 9 + frame.data.length)
+  const v = new DataView(out.buffer)
+  out[0] = AUDIO
+  out[1] = d.length
+  out.set(d, 2)
+  let o = 2 + d.length
+  v.setUint32(o, frame.seq); o += 4
+  v.setUint32(o, frame.ts); o += 4
+  out[o++] = frame.level
+  out.set(frame.data, o)
+  return out
+}
+
+/** Decodes a peer-to-client frame (for clients and tests). */
+export function decodeClientFrameFromPeer (bytes: Uint8Array): AudioFrame & { did: string } {
+  if (bytes.length < 2 || bytes[0] !== AUDIO) throw new InvalidVoiceFrameError('not a voice frame')
+  const n = bytes[1]
+  if (bytes.length < 2 + n + 9) throw new InvalidVoiceFrameError('a voice frame cut short')
+  const v = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength)
+  let o = 2 + n
+  const did = dec.decode(bytes.subarray(2, o))
+  const seq = v.getUint32(o); o += 4
+  const ts = v.getUint32(o); o += 4
+  const level = bytes[o++]
+  return { did, seq, ts, level, data: bytes.subarray(o) }
+}
+
+/** A stream's opening: the space and the sender's signed peer binding. */
+export function encodeOpen (space: string, binding: Uint8Array): Uint8Array {
+  return dagCbor.encode({ space, binding })
+}
+
+export function decodeOpen (bytes: Uint8Array): { space: string, binding: Uint8Array } {
+  let open: { space?: unknown, binding?: unknown } | null
+  try {
+    open = dagCbor.decode(bytes)
+  } catch {
+    throw new InvalidVoiceOpenError('a voice stream must open with DAG-CBOR { space, binding }')
+  }
+  if (open == null || typeof open !== 'object' || typeof open.space !== 'string' || !(open.binding instanceof Uint8Array)) {
+    throw new InvalidVoiceOpenError('a voice stream must open with { space, binding }')
+  }
+  return { space: open.space, binding: open.binding }
+}
+
+/** The associated data sealed with an audio payload in a private space. */
+export function audioAad (space: string, did: string, seq: number): Uint8Array {
+  return enc.encode(`${space}|${did}|${seq}`)
+}
