@@ -20,7 +20,13 @@ export class MicrophoneError extends Error { name = 'MicrophoneError' }
 
 // Chromium exposes it on window; the DOM typings know it only in workers.
 interface TrackProcessor { readable: ReadableStream<AudioData> }
-declare const MediaStreamTrackProcessor: { new (init: { track: MediaStreamTrack }): TrackProcessor } | undefined
+declare const MediaStreamTrackProcessor: { new (init: { track: MediaStreamTrack, maxBufferSize?: number }): TrackProcessor } | undefined
+
+/**
+ * Microphone chunks (10 ms each in Chromium) held while the page is busy (a long task, a slow
+ * frame) before the oldest are dropped: late voice still reaches the encoder in order.
+ */
+export const CAPTURE_BUFFER_CHUNKS = 50
 
 /** A running capture; stop() releases the device. */
 export class Capture {
@@ -67,7 +73,7 @@ export class Capture {
     })
     encoder.configure(OPUS_CONFIG)
     this.encoder = encoder
-    this.reader = new MediaStreamTrackProcessor({ track }).readable.getReader()
+    this.reader = new MediaStreamTrackProcessor({ track, maxBufferSize: CAPTURE_BUFFER_CHUNKS }).readable.getReader()
     void this.readLoop()
   }
 

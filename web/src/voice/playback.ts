@@ -67,7 +67,7 @@ export class Output {
   }
 
   /** The loudest peaks of what is played now: frequency (Hz) and level (dB), strongest first. */
-  peaks (max = 8, floorDb = -90): Array<{ hz: number, db: number }> {
+  peaks (max = 16, floorDb = -100): Array<{ hz: number, db: number }> {
     const bins = new Float32Array(this.master.frequencyBinCount)
     this.master.getFloatFrequencyData(bins)
     const hzPerBin = this.ctx.sampleRate / this.master.fftSize
