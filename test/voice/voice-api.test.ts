@@ -12,6 +12,7 @@ import { ApiServer, createApiToken, MAX_VOICE_CLIENTS } from '../../src/api/serv
 import type { PeerverseNode } from '../../src/node/node.ts'
 import { spaceTopic } from '../../src/space/index.ts'
 import { decodeClientFrameFromPeer, encodeAudio, MAX_VOICE_CLIENT_MESSAGE_BYTES, type VoiceState } from '../../src/voice/index.ts'
+import { runCli } from '../helpers/cli-peer.ts'
 import { LocalPeers, waiter } from '../helpers/local-peers.ts'
 import { seeded } from '../helpers/random.ts'
 
@@ -162,5 +163,15 @@ describe('voice through the local API', { timeout: 120_000 }, () => {
     for (let i = 0; i < MAX_VOICE_CLIENTS; i++) held.push(await open(wsUrl(apiA, tokenA)))
     assert.equal(await connect(wsUrl(apiA, tokenA)), 503)
     for (const ws of held) ws.close()
+  })
+
+  it('`peerverse voice` prints the state of each space we are in', async () => {
+    const r = await runCli(['voice', '--data', b.config.dataDir])
+    assert.equal(r.code, 0, r.stderr)
+    assert.match(r.stdout, new RegExp(`^${space}: not listening, not sending \\(hears at most 8 within 30 m\\)`, 'm'))
+    assert.match(r.stdout, /dropped: .*unwanted \d+|dropped: .*voice-muted \d+/)
+    const json = JSON.parse((await runCli(['voice', '--space', space, '--json', '--data', b.config.dataDir])).stdout) as Record<string, VoiceState>
+    assert.deepEqual(Object.keys(json), [space])
+    assert.equal((await runCli(['voice', 'extra', '--data', b.config.dataDir])).code, 2)
   })
 })
