@@ -1,6 +1,6 @@
 /**
  * The `peerverse` command: dispatches to the commands each capability's file contributes
- * (node.ts, content.ts, social.ts, ledger.ts, space.ts). A new capability is one more file and
+ * (node.ts, content.ts, social.ts, ledger.ts, space.ts, voice.ts). A new capability is one more file and
  * one more line in CAPABILITIES. Node-only (the CLI is a Node shell over the node and its API).
  * Usage errors exit 2, runtime errors exit 1, each with one line on stderr.
  */
@@ -10,6 +10,7 @@ import { ledgerCommands } from './ledger.ts'
 import { nodeCommands } from './node.ts'
 import { socialCommands } from './social.ts'
 import { spaceCommands } from './space.ts'
+import { voiceCommands } from './voice.ts'
 
 /** Every capability's commands, in the order `peerverse --help` lists them. */
 const CAPABILITIES: Commands[] = [
@@ -17,7 +18,8 @@ const CAPABILITIES: Commands[] = [
   contentCommands,
   socialCommands,
   ledgerCommands,
-  spaceCommands
+  spaceCommands,
+  voiceCommands
 ]
 
 const COMMANDS: Commands = {}

@@ -45,12 +45,13 @@ export function chooseHeard (me: Position, candidates: readonly Candidate[], opt
   const ranked: Array<{ did: string, d: number }> = []
   const seen = new Set<string>()
   for (const c of candidates) {
+    // A did named twice counts once, as its first entry.
     if (seen.has(c.did)) continue
+    seen.add(c.did)
     if (!isTalking(c.talkingAt, options.now)) continue
     const d = distance(me, c.position)
     if (!Number.isFinite(d) || d > options.rangeM) continue
     if (options.excluded(c.did)) continue
-    seen.add(c.did)
     ranked.push({ did: c.did, d })
   }
   ranked.sort((a, b) => a.d - b.d || (a.did < b.did ? -1 : a.did > b.did ? 1 : 0))
