@@ -64,8 +64,10 @@ describe('voice jitter buffer', () => {
   it('jitter raises the delay to cover it, and it is bounded by MAX_DELAY_MS', () => {
     const rnd = seeded(17)
     const r = simulate(500, () => rnd.float() * 0.06)
-    assert.ok(r.jb.stats.jitterMs > 40, `measured jitter ${r.jb.stats.jitterMs} ms`)
-    assert.ok(r.jb.stats.targetMs >= r.jb.stats.jitterMs, 'the target covers the jitter')
+    // Arrival delays uniform in 0-60 ms: consecutive ones differ by 20 ms on average (J).
+    assert.ok(r.jb.stats.jitterMs > 15 && r.jb.stats.jitterMs < 30, `measured jitter ${r.jb.stats.jitterMs} ms`)
+    assert.ok(r.jb.stats.targetMs >= 60 + DECIDE_LEAD_S * 1000, `the target (${r.jb.stats.targetMs} ms) covers the spread of arrivals`)
+    assert.ok(r.jb.stats.delayMs > 40, `frames wait longer than on a calm path (${r.jb.stats.delayMs} ms)`)
     assert.ok(r.played.length >= 480, `most frames are played (${r.played.length}/500)`)
     // Past the bound: jitter far beyond MAX_DELAY_MS still leaves the target at MAX_DELAY_MS.
     const rnd2 = seeded(18)
@@ -73,6 +75,20 @@ describe('voice jitter buffer', () => {
     assert.equal(big.jb.stats.targetMs, MAX_DELAY_MS)
     assert.ok(big.jb.stats.late > 0, 'frames later than the bound allows are dropped as late')
     assert.ok(MIN_DELAY_MS <= MAX_DELAY_MS)
+  })
+
+  it('after a burst of jitter the delay falls back; a drifting clock is followed without loss', () => {
+    const rnd = seeded(19)
+    const r = simulate(600, seq => seq < 100 ? rnd.float() * 0.12 : 0.005)
+    const last = r.actions.filter(a => a.kind === 'play').at(-1) as Action<number>
+    const wait = last.at - (last.seq * FRAME_S + 0.005)
+    assert.ok(wait < 0.08, `the last frame waited ${Math.round(wait * 1000)} ms`)
+    assert.ok(r.jb.stats.skipped > 0, 'the delay was shrunk by skipping frames')
+    // The sender's clock runs 0.5% slow against ours: arrivals drift later and later.
+    const drift = simulate(1000, seq => 0.005 + seq * FRAME_S * 0.005)
+    assert.ok(drift.jb.stats.targetMs < 50, `drift is not taken for jitter (target ${drift.jb.stats.targetMs} ms)`)
+    assert.equal(drift.jb.stats.late, 0)
+    assert.ok(drift.played.length >= 990, `${drift.played.length}/1000 played`)
   })
 
   it('a frame that comes after its slot was decided is dropped as late', () => {
