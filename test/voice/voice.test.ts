@@ -390,6 +390,17 @@ describe('bad input from a peer', { timeout: 400_000 }, () => {
     await stillWorks()
   })
 
+  it('a stream from a member the owner banned is refused with ExcludedError', async () => {
+    await v.space.setPolicy(space, { ban: [m.did] })
+    const since = mark()
+    const before = dropped('excluded')
+    const raw = await openVoice(m.net, v, { space, binding })
+    await eventually(`a banned member is refused (${seen(since)})`, () => rejected('ExcludedError', since))
+    await ended(raw.stream)
+    assert.equal(dropped('excluded'), before + 1)
+    await stillWorks()
+  })
+
   it('our own bad frames are refused with named errors', () => {
     assert.throws(() => { v.voice.send('nowhere', { seq: 1, ts: 1, level: 1, data: new Uint8Array(10) }) }, { name: 'NotJoinedError' })
     assert.throws(() => { v.voice.send(space, { seq: 1, ts: 1, level: 1, data: new Uint8Array(MAX_VOICE_PAYLOAD_BYTES + 1) }) }, { name: 'VoiceFrameTooLargeError' })
