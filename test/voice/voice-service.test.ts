@@ -13,6 +13,7 @@ import { didFromPublicKey } from '../../src/identity/did.ts'
 import { ed25519KeyFromSeed } from '../../src/identity/ed25519.ts'
 import { framed } from '../../src/net/framed.ts'
 import type { ProtocolHandler, ProtocolPort } from '../../src/net/ports.ts'
+import { defaultConfig, mergeConfig, validateConfig } from '../../src/node/config.ts'
 import { decodeVoiceFrame, encodeOpen, encodeWant, MAX_VOICE_LISTENERS, MAX_VOICE_READ_BYTES, voice, type VoiceMember } from '../../src/voice/index.ts'
 
 const SPACE = 'space-under-test'
@@ -96,5 +97,14 @@ describe('the voice service alone', { timeout: 60_000 }, () => {
       await service.stop()
       for (const o of ours) o.stream.abort(new Error('done'))
     }
+  })
+
+  it('the voice settings are checked: maxHeard past MAX_VOICE_LISTENERS, a range that is not positive', () => {
+    const base = defaultConfig('/nonexistent')
+    assert.equal(validateConfig(mergeConfig(base, { voice: { maxHeard: MAX_VOICE_LISTENERS, rangeM: 12.5 } })).voice.maxHeard, MAX_VOICE_LISTENERS)
+    assert.throws(() => validateConfig(mergeConfig(base, { voice: { maxHeard: MAX_VOICE_LISTENERS + 1 } })), { name: 'ConfigError', message: /voice.maxHeard/ })
+    assert.throws(() => validateConfig(mergeConfig(base, { voice: { maxHeard: 1.5 } })), { name: 'ConfigError', message: /voice.maxHeard/ })
+    assert.throws(() => validateConfig(mergeConfig(base, { voice: { rangeM: 0 } })), { name: 'ConfigError', message: /voice.rangeM/ })
+    assert.throws(() => voice({ maxHeard: -1 })({} as never), { name: 'RangeError' })
   })
 })
