@@ -105,10 +105,10 @@ export class SpaceChat {
     return chatView(chat)
   }
 
-  /** The newest `limit` messages, without those of authors the policy now mutes or bans. */
-  list (j: Joined, limit = MAX_CHAT_KEPT): ChatView[] {
+  /** The newest `limit` messages, without those of authors the policy now mutes or bans, or `hidden` says the user hides (blocks). */
+  list (j: Joined, limit = MAX_CHAT_KEPT, hidden: (did: string) => boolean = () => false): ChatView[] {
     const n = Math.max(1, Math.min(limit, MAX_CHAT_KEPT))
-    return j.chat.messages.filter(c => !j.policy.muted.includes(c.author) && !j.policy.banned.includes(c.author)).slice(-n).map(chatView)
+    return j.chat.messages.filter(c => !j.policy.muted.includes(c.author) && !j.policy.banned.includes(c.author) && !hidden(c.author)).slice(-n).map(chatView)
   }
 
   /**
