@@ -4,10 +4,15 @@
  * A's events; B leaves A's members list at once with a 'space:leave', and B's presence sends A no
  * event while B moves; C, who blocks no one, sees all of B. When A unblocks B, B is back at once
  * where B stands now, with the chat B said meanwhile. The directory's headcount counts B all along.
+ * The owner's mute hides a member's chat from everyone, and a joiner sent older messages of theirs
+ * blames no one. First, the blocks part alone (src/space/blocks.ts) on a presence model with no network.
  */
 import { describe, it, before, after } from 'node:test'
 import assert from 'node:assert/strict'
 import type { PeerverseNode } from '../../src/node/node.ts'
+import { SpaceBlocks } from '../../src/space/blocks.ts'
+import type { Joined, SpaceCore } from '../../src/space/joined.ts'
+import { applyBeacon, createPresence, removeMember, viewOf } from '../../src/space/presence.ts'
 import type { SpaceEvents } from '../../src/space/index.ts'
 import { spaceTopic } from '../../src/space/index.ts'
 import { LocalPeers, waiter } from '../helpers/local-peers.ts'
@@ -36,6 +41,72 @@ const presenceOf = (log: Logged[], since: number, did: string): Array<SpaceEvent
   log.slice(since).flatMap(e => e.type === 'space:presence' && e.detail.did === did ? [e.detail] : [])
 const leavesOf = (log: Logged[], since: number, did: string): number =>
   log.slice(since).filter(e => e.type === 'space:leave' && e.detail.did === did).length
+
+describe('blocks in the presence model', () => {
+  /** A space's presence with `dids` in it, the blocks part over it, and the events that passed. */
+  function setup (dids: string[]): { j: Joined, blocked: Set<string>, blocks: SpaceBlocks, events: Array<[string, string]>, arrive: (did: string) => void } {
+    const presence = createPresence({ width: 256, depth: 256, cell: 16 }, 'me', '')
+    const j = { d: { id: 'space' }, presence } as unknown as Joined
+    const blocked = new Set<string>()
+    const events: Array<[string, string]> = []
+    const core = {
+      did: 'me',
+      emit: (type: string, detail: { did?: string, author?: string }) => { if (blocks.passes(type as never, detail as never)) events.push([type, detail.did ?? detail.author ?? '']) }
+    } as unknown as SpaceCore
+    const blocks = new SpaceBlocks(core, { isBlocked: did => blocked.has(did) })
+    const arrive = (did: string): void => {
+      const seen = applyBeacon(presence, { author: did, peer: `peer-${did}`, addrs: [], name: did, avatar: '', position: [1, 0, 1], rotation: [0, 0, 0, 1], ts: 1 }, 1)
+      if (seen != null) core.emit('space:presence', { space: 'space', ...seen.view })
+    }
+    for (const did of dids) arrive(did)
+    return { j, blocked, blocks, events, arrive }
+  }
+
+  it('a member blocked before they arrive is never shown and never sent away', () => {
+    const { j, blocked, blocks, events, arrive } = setup(['ann'])
+    blocked.add('bob')
+    arrive('bob')
+    blocks.refresh(j)
+    blocks.refresh(j)
+    assert.deepEqual(events, [['space:presence', 'ann']])
+    assert.equal(blocks.count(j), 2, 'ourselves and ann')
+    assert.deepEqual(blocks.visible([...j.presence.members.values()].map(viewOf)).map(m => m.did), ['ann'])
+    // Unblocked: shown at once, once.
+    blocked.delete('bob')
+    blocks.refresh(j)
+    blocks.refresh(j)
+    assert.deepEqual(events.slice(1), [['space:presence', 'bob']])
+  })
+
+  it('one space:leave on a block, nothing while blocked, the member again on unblock; our own did is never hidden', () => {
+    const { j, blocked, blocks, events, arrive } = setup(['ann', 'bob'])
+    blocked.add('bob').add('me')
+    blocks.refresh(j)
+    arrive('bob')
+    blocks.refresh(j)
+    const chat = { space: 'space', id: 'c', author: 'bob', text: 'hi', ts: 1 }
+    assert.equal(blocks.passes('space:chat', chat), false)
+    assert.equal(blocks.passes('space:chat', { ...chat, author: 'ann' }), true)
+    assert.deepEqual(events.slice(2), [['space:leave', 'bob']])
+    assert.equal(blocks.blocks('me'), false)
+    // Gone while blocked, back while blocked: still no event; gone and unblocked: nothing to show.
+    removeMember(j.presence, 'bob')
+    blocks.refresh(j)
+    arrive('bob')
+    blocks.refresh(j)
+    assert.deepEqual(events.slice(3), [])
+    blocked.delete('bob')
+    blocks.refresh(j)
+    assert.deepEqual(events.slice(3), [['space:presence', 'bob']])
+  })
+
+  it('with no social component, nothing is hidden', () => {
+    const presence = createPresence({ width: 256, depth: 256, cell: 16 }, 'me', '')
+    const blocks = new SpaceBlocks({ did: 'me' } as unknown as SpaceCore)
+    assert.equal(blocks.passes('space:chat', { space: 's', id: 'c', author: 'bob', text: 'hi', ts: 1 }), true)
+    assert.equal(blocks.count({ presence } as unknown as Joined), 1)
+  })
+})
 
 describe('a social block in a space', { timeout: 180_000 }, () => {
   let a: PeerverseNode
