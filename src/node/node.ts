@@ -255,7 +255,8 @@ export class PeerverseNode extends TypedEventEmitter<NodeEvents> {
       onRejected,
       identity: { did: identity.did, key: identity.userKey, binding },
       store: store.sublevel('space'),
-      parcels: id => this.ledger.parcelsIn(id)
+      parcels: id => this.ledger.parcelsIn(id),
+      social: { isBlocked: did => this.social.isBlocked(did) }
     })
     for (const name of SPACE_EVENTS) this.space.addEventListener(name, evt => { this.safeDispatch(name, evt.detail) })
     this.directory = this.makeDirectory(onRejected)
@@ -279,7 +280,7 @@ export class PeerverseNode extends TypedEventEmitter<NodeEvents> {
       store: this.store.sublevel('directory'),
       spaces: {
         descriptor: id => this.space.isJoined(id) ? this.space.descriptorBytes(id) : undefined,
-        present: id => this.space.isJoined(id) ? this.space.view(id).members : undefined
+        present: id => this.space.isJoined(id) ? this.space.headcount(id) : undefined
       },
       social: { isBlocked: did => this.social.isBlocked(did) }
     })

@@ -105,10 +105,10 @@ export class SpaceChat {
     return chatView(chat)
   }
 
-  /** The newest `limit` messages, without those of authors the policy now mutes or bans. */
-  list (j: Joined, limit = MAX_CHAT_KEPT): ChatView[] {
+  /** The newest `limit` messages, without those of authors the policy now mutes or bans, or `hidden` says the user hides (blocks). */
+  list (j: Joined, limit = MAX_CHAT_KEPT, hidden: (did: string) => boolean = () => false): ChatView[] {
     const n = Math.max(1, Math.min(limit, MAX_CHAT_KEPT))
-    return j.chat.messages.filter(c => !j.policy.muted.includes(c.author) && !j.policy.banned.includes(c.author)).slice(-n).map(chatView)
+    return j.chat.messages.filter(c => !j.policy.muted.includes(c.author) && !j.policy.banned.includes(c.author) && !hidden(c.author)).slice(-n).map(chatView)
   }
 
   /**
@@ -117,14 +117,19 @@ export class SpaceChat {
    * answer brought so far). Each message goes to its part (history.ts): `named` for the authors
    * the policy names, `known` for those we promoted, `new` for newcomers with a valid proof,
    * `unproven` for a sync answer's authors without one, from at most MAX_SYNC_NEW_AUTHORS authors
-   * an answer (the rest ignored).
+   * an answer (the rest ignored). An author the policy keeps out or mutes is refused
+   * (ExcludedError) from gossip, and ignored in a sync answer.
    */
   async take (j: Joined, bytes: Uint8Array, synced: boolean, now: number, src?: Source): Promise<void> {
     const id = j.d.id
     const chat = verifyChat(bytes, id, now)
     const author = chat.author
-    if (isExcluded(j.d, j.policy, author, now)) throw new ExcludedError(`${author} is kept out of ${id}`)
-    if (j.policy.muted.includes(author)) throw new ExcludedError(`${author} is muted in ${id}`)
+    const excluded = isExcluded(j.d, j.policy, author, now)
+    if (excluded || j.policy.muted.includes(author)) {
+      // A sync answer may hold what its peer kept from before the policy, or holds an older policy: ignored, no one's fault.
+      if (synced) return
+      throw new ExcludedError(excluded ? `${author} is kept out of ${id}` : `${author} is muted in ${id}`)
+    }
     if (j.chat.ids.has(chat.id)) return
     const named = isPrivileged(j.d, j.policy, author)
     let area: ChatArea = named ? 'named' : j.chat.knows(author) ? 'known' : 'new'

@@ -8,6 +8,7 @@
 import type { Ed25519Key } from '../identity/ed25519.ts'
 import type { GossipPort, ProtocolPort, RejectSink, RoutingPort } from '../net/ports.ts'
 import type { ParcelsOf } from './joined.ts'
+import type { SpaceSocial } from './blocks.ts'
 import { SpaceService } from './service.ts'
 import { SpaceStore } from './store.ts'
 import type { BytesSublevel } from '../store/store.ts'
@@ -39,12 +40,14 @@ export interface SpaceComponents {
   store: BytesSublevel | SpaceStore
   /** Land parcels of a space from the ledger (x/y of a parcel are metres on x/z). */
   parcels: ParcelsOf
+  /** The user's blocks (social's `isBlocked`): a blocked member's chat and presence are hidden from the user in every space. */
+  social?: SpaceSocial
 }
 
 /** The names of the events a space service emits (the API's event stream uses the same). */
 export const SPACE_EVENTS = ['space:presence', 'space:leave', 'space:chat', 'space:world', 'space:policy'] as const
 
-/** The space capability: `space({ interest })({ gossip, protocols, routing, onRejected, identity, store, parcels })`. */
+/** The space capability: `space({ interest })({ gossip, protocols, routing, onRejected, identity, store, parcels, social? })`. */
 export function space (init: SpaceInit = {}): (components: SpaceComponents) => SpaceService {
   return components => new SpaceService({ interest: init.interest ?? true, joinTimeoutMs: init.joinTimeoutMs }, {
     gossip: components.gossip,
@@ -55,13 +58,15 @@ export function space (init: SpaceInit = {}): (components: SpaceComponents) => S
     key: components.identity.key,
     binding: components.identity.binding,
     store: components.store instanceof SpaceStore ? components.store : new SpaceStore(components.store),
-    parcels: components.parcels
+    parcels: components.parcels,
+    social: components.social
   })
 }
 
 export { SpaceService, type SpaceView } from './service.ts'
 export type { SpaceEvents, Parcel, ParcelsOf } from './joined.ts'
 export type { MemberView } from './presence.ts'
+export type { SpaceSocial } from './blocks.ts'
 export type { ChatView } from './chat.ts'
 export type { PolicyChange } from './policy.ts'
 export type { CreateOptions, JoinOptions } from './membership.ts'

@@ -16,6 +16,7 @@ import type { Ed25519Key } from '../identity/ed25519.ts'
 import { linkHolders, type Link } from '../net/links.ts'
 import { PROTOCOL_MAX_INBOUND_STREAMS, PROTOCOL_MAX_OUTBOUND_STREAMS } from '../net/limits.ts'
 import type { GossipMessage, GossipPort, ProtocolPort, RejectSink, RoutingPort } from '../net/ports.ts'
+import { SpaceBlocks, type SpaceSocial } from './blocks.ts'
 import { SpaceChat, type ChatView, type Source } from './chat.ts'
 import { SpaceEdits } from './edits.ts'
 import { InvalidSpaceRequestError } from './errors.ts'
@@ -65,6 +66,8 @@ export interface SpaceServiceComponents {
   binding: Uint8Array
   store: SpaceStore
   parcels: ParcelsOf
+  /** The user's blocks (social): a blocked member's chat and presence are out of the user's sight. */
+  social?: SpaceSocial
 }
 
 export class SpaceService extends TypedEventEmitter<SpaceEvents> {
@@ -77,6 +80,7 @@ export class SpaceService extends TypedEventEmitter<SpaceEvents> {
   private readonly chats: SpaceChat
   private readonly edits: SpaceEdits
   private readonly policy: SpacePolicy
+  private readonly blocks: SpaceBlocks
   private timer?: ReturnType<typeof setInterval>
   private syncTimer?: ReturnType<typeof setInterval>
   private stopSubscriptions?: () => void
@@ -97,8 +101,9 @@ export class SpaceService extends TypedEventEmitter<SpaceEvents> {
       parcels: components.parcels,
       reject: components.onRejected,
       joined: new Map(),
-      emit: (type, detail) => { this.safeDispatchEvent(type, { detail } as any) }
+      emit: (type, detail) => { if (this.blocks.passes(type, detail)) this.safeDispatchEvent(type, { detail } as any) }
     }
+    this.blocks = new SpaceBlocks(this.core, components.social)
     this.chats = new SpaceChat(this.core)
     this.presence = new SpacePresence(this.core, { interest: init.interest !== false }, (j, did) => this.chats.known(j, did))
     this.edits = new SpaceEdits(this.core)
@@ -206,7 +211,7 @@ export class SpaceService extends TypedEventEmitter<SpaceEvents> {
   }
 
   chat (id: string, options: { limit?: number } = {}): ChatView[] {
-    return this.chats.list(need(this.core, id), options.limit)
+    return this.chats.list(need(this.core, id), options.limit, did => this.blocks.blocks(did))
   }
 
   objects (id: string): Array<WorldObject & { id: string }> {
@@ -270,10 +275,12 @@ export class SpaceService extends TypedEventEmitter<SpaceEvents> {
     for (const j of this.core.joined.values()) {
       try {
         this.presence.tick(j, now)
+        this.blocks.refresh(j)
       } catch (err) {
         log.error('space tick %s: %s', j.d.id, (err as Error).message)
       }
     }
+    this.blocks.retain(this.core.joined)
   }
 
   // -- views -------------------------------------------------------------------------------------
@@ -295,12 +302,16 @@ export class SpaceService extends TypedEventEmitter<SpaceEvents> {
       private: j.d.private,
       created: j.d.created,
       policy,
-      members: j.presence.members.size + 1,
+      members: this.blocks.count(j),
       objects: j.edits.world.objects().size
     }
   }
 
-  who (id: string): MemberView[] { return this.presence.who(need(this.core, id)) }
+  /** The members the user may see (ourselves first; never one the user blocked). */
+  who (id: string): MemberView[] { return this.blocks.visible(this.presence.who(need(this.core, id))) }
+
+  /** Members present in a space, ourselves included, blocked or not: a headcount (the directory's), not who the user sees. */
+  headcount (id: string): number { return need(this.core, id).presence.members.size + 1 }
 
   /** The whole world document as one Yjs update (for tools and tests; peers sync signed records instead). */
   worldState (id: string): Uint8Array { return this.edits.state(need(this.core, id)) }

@@ -1,102 +1,44 @@
 /**
  * The voice service: moves Opus frames between the members of a space over
- * `/peerverse/voice/1.0.0`, one stream per (space, peer pair), each side's stream bound to its did
- * by its signed peer binding (as presence streams are). A listener holds streams to its near
+ * `/peerverse/voice/1.0.0` (its streams are streams.ts's). A listener holds streams to its near
  * members, hears their TALKING notes, picks whom to hear with the pure chooseHeard (hearing.ts)
  * and sends WANT 1/0 to match; a speaker sends AUDIO only to listeners that want it. Every frame
  * it does not pass on is dropped and counted by reason; a stream that breaks a limit is closed
  * and reported to onRejected. Who we are, the spaces and social are reached through the narrow
  * views of index.ts, so this file holds no libp2p and no space internals.
  */
-import type { Stream } from '@libp2p/interface'
 import { logger } from '@libp2p/logger'
 import { TypedEventEmitter } from 'main-event'
-import { verifyPeerBinding } from '../identity/binding.ts'
-import { framed, UnexpectedEOFError, type Framed } from '../net/framed.ts'
-import { PROTOCOL_TIMEOUT_MS } from '../net/limits.ts'
-import type { RemotePeer } from '../net/ports.ts'
 import { TokenBuckets } from '../net/rate-limit.ts'
-import { ExcludedError, NotJoinedError, OwnerMutedError, InvalidVoiceOpenError, VoiceNotMemberError, VoiceRateLimitError } from './errors.ts'
+import { ExcludedError, NotJoinedError, OwnerMutedError, VoiceRateLimitError } from './errors.ts'
 import { chooseHeard, isTalking, TALKING_HOLD_MS } from './hearing.ts'
 import type { DropReason, VoiceComponents, VoiceEvents, VoiceMember, VoiceState } from './index.ts'
-import {
-  audioAad, checkAudio, decodeOpen, decodeVoiceFrame, encodeAudio, encodeOpen, encodeTalking, encodeWant, MAX_VOICE_PAYLOAD_BYTES,
-  MAX_VOICE_READ_BYTES, VOICE_CIPHER_OVERHEAD_BYTES, VOICE_PROTOCOL, type AudioFrame
-} from './wire.ts'
+import { MAX_VOICE_STREAMS_PER_PEER, reasonOf, VOICE_FRAMES_PER_SECOND, VoiceStreams, type Link, type Speaker, type VoiceSpace } from './streams.ts'
+import { audioAad, checkAudio, decodeVoiceFrame, encodeAudio, encodeTalking, encodeWant, MAX_VOICE_PAYLOAD_BYTES, VOICE_CIPHER_OVERHEAD_BYTES, VOICE_PROTOCOL, type AudioFrame } from './wire.ts'
+
+export { MAX_VOICE_STREAMS_PER_PEER, VOICE_FRAMES_PER_SECOND, VOICE_MEMBER_WAIT_MS, VOICE_REDIAL_MS } from './streams.ts'
 
 const log = logger('peerverse:voice')
 
-/** Frames (audio and notes) a voice stream may carry a second (twice 50 fps); past it the stream is closed. */
-export const VOICE_FRAMES_PER_SECOND = 100
-/** Voice streams one peer may hold open to us at once. */
-export const MAX_VOICE_STREAMS_PER_PEER = 4
 /** Listeners a speaker sends its audio to at most (MAX_NEAR_MEMBERS). */
 export const MAX_VOICE_LISTENERS = 32
 /** A speaker's TALKING note goes out at most this often while its frames flow; the service's tick too. */
 export const TALKING_NOTE_MS = 250
 /** Silence after our last frame at which we tell the near that we stopped (TALKING 0). */
 export const TALKING_STOP_MS = 2 * TALKING_NOTE_MS
-/** How long a stream's opening waits to see its did on that peer in the space (beacons may lag). */
-export const VOICE_MEMBER_WAIT_MS = 3_000
-/** Wait before dialling a member again after a failed dial. */
-export const VOICE_REDIAL_MS = 1_000
 /** Our own frames a second (under the peers' limit, notes included), and burst. */
 export const OWN_FRAMES_PER_SECOND = VOICE_FRAMES_PER_SECOND * 3 / 4
 export const OWN_FRAMES_BURST = VOICE_FRAMES_PER_SECOND / 2
-
-/** Errors that end a stream without fault of the peer (it went away, or we closed it). */
-const QUIET_ERRORS = new Set(['StreamResetError', 'AbortError', 'StreamAbortedError', 'StreamClosedError', 'ConnectionClosedError', 'ConnectionClosingError', 'StreamStateError'])
-
-/** One open voice stream. */
-interface Pipe { stream: Stream, f: Framed, pending: number, chain: Promise<void> }
-
-/** What we hold with one peer in one space: its streams and who wants whose audio. */
-interface Link {
-  peer: string
-  did?: string
-  pipes: Set<Pipe>
-  /** The stream we send on (the first opened). */
-  out?: Pipe
-  theyWant: boolean
-  weWant: boolean
-  dialing: boolean
-  retryAt: number
-}
-
-interface Speaker { level: number, talkingAt: number, frameAt: number, talking: boolean }
-
-interface VoiceSpace {
-  id: string
-  listeners: number
-  links: Map<string, Link>
-  speakers: Map<string, Speaker>
-  heard: string[]
-  lastSentAt: number
-  noteAt: number
-  talkingSent: boolean
-}
 
 const emptyDropped = (): Record<DropReason, number> => ({
   oversize: 0, malformed: 0, rate: 0, 'not-member': 0, excluded: 0, 'owner-muted': 0, blocked: 0, 'voice-muted': 0, unwanted: 0, decrypt: 0, 'not-joined': 0
 })
 
-/** The drop reason of an error that ended a stream. */
-function reasonOf (err: Error): DropReason {
-  switch (err.name) {
-    case 'VoiceFrameTooLargeError': case 'InvalidDataLengthError': case 'InvalidDataLengthLengthError': return 'oversize'
-    case 'VoiceRateLimitError': return 'rate'
-    case 'VoiceNotMemberError': case 'PeerBindingMismatchError': case 'InvalidSignatureError': case 'MalformedRecordError': case 'UnexpectedRecordTypeError': case 'RecordTooLargeError': case 'InvalidDidError': return 'not-member'
-    case 'ExcludedError': return 'excluded'
-    case 'NotJoinedError': return 'not-joined'
-    default: return 'malformed'
-  }
-}
-
 export class VoiceService extends TypedEventEmitter<VoiceEvents> {
   readonly settings: { maxHeard: number, rangeM: number }
   private readonly c: VoiceComponents
   private readonly spaces = new Map<string, VoiceSpace>()
-  private readonly inboundCount = new Map<string, number>()
+  private readonly streams: VoiceStreams
   private readonly voiceMuted = new Set<string>()
   private readonly ownBucket = new TokenBuckets(OWN_FRAMES_PER_SECOND, OWN_FRAMES_BURST)
   private dropped = emptyDropped()
@@ -109,12 +51,18 @@ export class VoiceService extends TypedEventEmitter<VoiceEvents> {
     if (!(settings.rangeM > 0)) throw new RangeError('rangeM must be positive')
     this.settings = settings
     this.c = components
+    this.streams = new VoiceStreams(components, {
+      spaceOf: space => this.spaceOf(space),
+      take: (vs, link, bytes) => { this.take(vs, link, bytes) },
+      recompute: vs => { this.recompute(vs) },
+      drop: reason => { this.drop(reason) }
+    })
   }
 
   async start (): Promise<void> {
     if (this.started) return
     this.started = true
-    await this.c.protocols.handle(VOICE_PROTOCOL, this.receive, {
+    await this.c.protocols.handle(VOICE_PROTOCOL, this.streams.receive, {
       maxInboundStreams: MAX_VOICE_STREAMS_PER_PEER * 2,
       maxOutboundStreams: MAX_VOICE_STREAMS_PER_PEER * 2,
       runOnLimitedConnection: true
@@ -127,7 +75,7 @@ export class VoiceService extends TypedEventEmitter<VoiceEvents> {
     if (!this.started) return
     this.started = false
     clearInterval(this.timer)
-    for (const vs of this.spaces.values()) for (const link of [...vs.links.values()]) this.closeLink(vs, link)
+    for (const vs of this.spaces.values()) for (const link of [...vs.links.values()]) this.streams.closeLink(vs, link)
     this.spaces.clear()
     await this.c.protocols.unhandle(VOICE_PROTOCOL)
   }
@@ -161,7 +109,7 @@ export class VoiceService extends TypedEventEmitter<VoiceEvents> {
       vs.noteAt = now
       vs.talkingSent = true
       const note = encodeTalking(Math.max(1, frame.level))
-      for (const link of vs.links.values()) if (link.out != null) this.write(link.out, note, true)
+      for (const link of vs.links.values()) if (link.out != null) this.streams.write(link.out, note, true)
     }
     const cipher = this.c.spaces.cipher(space)
     const data = cipher == null ? frame.data : cipher.encrypt(frame.data, audioAad(space, me, frame.seq))
@@ -171,7 +119,7 @@ export class VoiceService extends TypedEventEmitter<VoiceEvents> {
       if (sent >= MAX_VOICE_LISTENERS) break
       if (!link.theyWant || link.out == null || link.did == null || this.listenerRefused(space, link.did)) continue
       sent++
-      this.write(link.out, bytes, false)
+      this.streams.write(link.out, bytes, false)
     }
   }
 
@@ -230,11 +178,11 @@ export class VoiceService extends TypedEventEmitter<VoiceEvents> {
         continue
       }
       const m = byPeer.get(link.peer)
-      if (m == null || m.did !== link.did || this.c.spaces.isExcluded(vs.id, link.did)) this.closeLink(vs, link)
+      if (m == null || m.did !== link.did || this.c.spaces.isExcluded(vs.id, link.did)) this.streams.closeLink(vs, link)
     }
     if (vs.listeners > 0) {
       const near = members.filter(m => m.near)
-      for (const m of near) this.dial(vs, m.peer, now)
+      for (const m of near) this.streams.dial(vs, m.peer, now)
       const position = this.c.spaces.me(vs.id).position
       const candidates = near.map(m => ({ did: m.did, position: m.position, talkingAt: vs.speakers.get(m.did)?.talkingAt ?? 0 }))
       vs.heard = chooseHeard(position, candidates, { now, max: this.settings.maxHeard, rangeM: this.settings.rangeM, excluded: did => this.refusal(vs.id, did) != null })
@@ -246,7 +194,7 @@ export class VoiceService extends TypedEventEmitter<VoiceEvents> {
       const want = link.did != null && heard.has(link.did)
       if (want !== link.weWant && link.out != null) {
         link.weWant = want
-        this.write(link.out, encodeWant(want), true)
+        this.streams.write(link.out, encodeWant(want), true)
       }
     }
   }
@@ -257,7 +205,7 @@ export class VoiceService extends TypedEventEmitter<VoiceEvents> {
     for (const vs of [...this.spaces.values()]) {
       try {
         if (!this.c.spaces.isJoined(vs.id)) {
-          for (const link of [...vs.links.values()]) this.closeLink(vs, link)
+          for (const link of [...vs.links.values()]) this.streams.closeLink(vs, link)
           this.spaces.delete(vs.id)
           continue
         }
@@ -267,7 +215,7 @@ export class VoiceService extends TypedEventEmitter<VoiceEvents> {
         }
         if (vs.talkingSent && now - vs.lastSentAt >= TALKING_STOP_MS) {
           vs.talkingSent = false
-          for (const link of vs.links.values()) if (link.out != null) this.write(link.out, encodeTalking(0), true)
+          for (const link of vs.links.values()) if (link.out != null) this.streams.write(link.out, encodeTalking(0), true)
         }
         this.recompute(vs)
       } catch (err) {
@@ -334,151 +282,7 @@ export class VoiceService extends TypedEventEmitter<VoiceEvents> {
 
   private drop (reason: DropReason): void { this.dropped[reason]++ }
 
-  // -- streams -------------------------------------------------------------------------------------
-
-  /** The voice protocol's handler: a stream a peer opened to us. */
-  readonly receive = (stream: Stream, remote: RemotePeer): void => {
-    void this.inbound(stream, remote.peer)
-  }
-
-  private async inbound (stream: Stream, peer: string): Promise<void> {
-    const count = this.inboundCount.get(peer) ?? 0
-    if (count >= MAX_VOICE_STREAMS_PER_PEER) {
-      this.fail(peer, stream, new VoiceRateLimitError(`more than ${MAX_VOICE_STREAMS_PER_PEER} voice streams from one peer`))
-      return
-    }
-    this.inboundCount.set(peer, count + 1)
-    try {
-      const f = framed(stream, { maxFrameBytes: MAX_VOICE_READ_BYTES })
-      const first = await f.read({ signal: AbortSignal.timeout(PROTOCOL_TIMEOUT_MS) })
-      if (first == null) throw new UnexpectedEOFError('the stream ended before it opened')
-      const open = decodeOpen(first)
-      const vs = this.spaceOf(open.space)
-      const did = await this.verifyOpen(open.space, peer, open.binding)
-      await f.write(encodeOpen(open.space, this.c.identity.binding), { signal: AbortSignal.timeout(PROTOCOL_TIMEOUT_MS) })
-      const link = this.link(vs, peer)
-      link.did = did
-      await this.run(vs, link, { stream, f, pending: 0, chain: Promise.resolve() })
-    } catch (err) {
-      this.fail(peer, stream, err as Error)
-    } finally {
-      const n = (this.inboundCount.get(peer) ?? 1) - 1
-      if (n <= 0) this.inboundCount.delete(peer); else this.inboundCount.set(peer, n)
-    }
-  }
-
-  /** Opens our stream to a near member, in the background, unless one is open, opening or failed lately. */
-  private dial (vs: VoiceSpace, peer: string, now: number): void {
-    const existing = vs.links.get(peer)
-    if (existing != null && (existing.out != null || existing.dialing || now < existing.retryAt)) return
-    const link = existing ?? this.link(vs, peer)
-    link.dialing = true
-    void (async () => {
-      let stream: Stream | undefined
-      let opened = false
-      try {
-        stream = await this.c.protocols.dial(peer, VOICE_PROTOCOL, { signal: AbortSignal.timeout(PROTOCOL_TIMEOUT_MS), runOnLimitedConnection: true })
-        const f = framed(stream, { maxFrameBytes: MAX_VOICE_READ_BYTES })
-        await f.write(encodeOpen(vs.id, this.c.identity.binding), { signal: AbortSignal.timeout(PROTOCOL_TIMEOUT_MS) })
-        const first = await f.read({ signal: AbortSignal.timeout(PROTOCOL_TIMEOUT_MS + VOICE_MEMBER_WAIT_MS) })
-        if (first == null) throw new UnexpectedEOFError('the peer closed before it opened')
-        opened = true
-        const open = decodeOpen(first)
-        if (open.space !== vs.id) throw new InvalidVoiceOpenError(`answered for space ${open.space}, not ${vs.id}`)
-        link.did = await this.verifyOpen(vs.id, peer, open.binding)
-        link.dialing = false
-        if (vs.links.get(peer) !== link) { stream.abort(new Error('closed')); return }
-        await this.run(vs, link, { stream, f, pending: 0, chain: Promise.resolve() })
-      } catch (err) {
-        link.retryAt = Date.now() + VOICE_REDIAL_MS
-        if (stream != null && opened) this.fail(peer, stream, err as Error)
-        else {
-          stream?.abort(err as Error)
-          log('voice dial %s: %s', peer, (err as Error).message)
-        }
-      } finally {
-        link.dialing = false
-        if (link.pipes.size === 0 && vs.links.get(peer) === link && link.out == null && Date.now() >= link.retryAt) vs.links.delete(peer)
-      }
-    })()
-  }
-
-  /** Checks an opening's binding: it names this peer, and its did is a member we see on it, not kept out. */
-  private async verifyOpen (space: string, peer: string, binding: Uint8Array): Promise<string> {
-    const { did } = await verifyPeerBinding(binding, peer)
-    if (this.c.spaces.isExcluded(space, did)) throw new ExcludedError(`${did} is kept out of ${space}`)
-    const deadline = Date.now() + VOICE_MEMBER_WAIT_MS
-    while (!this.c.spaces.who(space).some(m => m.did === did && m.peer === peer)) {
-      if (Date.now() >= deadline || !this.c.spaces.isJoined(space)) throw new VoiceNotMemberError(`${did} is not a member we see on ${peer} in ${space}`)
-      await new Promise(resolve => setTimeout(resolve, 100))
-    }
-    return did
-  }
-
-  /** Reads a verified stream until it ends; a limit broken ends it with a named error. */
-  private async run (vs: VoiceSpace, link: Link, pipe: Pipe): Promise<void> {
-    link.pipes.add(pipe)
-    link.out ??= pipe
-    this.recompute(vs)
-    const bucket = new TokenBuckets(VOICE_FRAMES_PER_SECOND, VOICE_FRAMES_PER_SECOND)
-    try {
-      while (true) {
-        let frame: Uint8Array | null
-        try {
-          frame = await pipe.f.read()
-        } catch (err) {
-          if ((err as Error).name === 'UnexpectedEOFError') break
-          throw err
-        }
-        if (frame == null) break
-        if (!bucket.take('f')) throw new VoiceRateLimitError(`more than ${VOICE_FRAMES_PER_SECOND} voice frames a second`)
-        this.take(vs, link, frame)
-      }
-      await pipe.stream.close().catch(() => {})
-    } finally {
-      this.unpipe(vs, link, pipe)
-    }
-  }
-
-  private unpipe (vs: VoiceSpace, link: Link, pipe: Pipe): void {
-    link.pipes.delete(pipe)
-    if (link.out === pipe) link.out = link.pipes.values().next().value
-    if (link.pipes.size === 0 && !link.dialing && vs.links.get(link.peer) === link) vs.links.delete(link.peer)
-  }
-
-  private closeLink (vs: VoiceSpace, link: Link): void {
-    if (vs.links.get(link.peer) === link) vs.links.delete(link.peer)
-    for (const pipe of link.pipes) void pipe.stream.close().catch(() => { pipe.stream.abort(new Error('closed')) })
-  }
-
-  /** Ends a stream for `err`; a fault of the peer is counted and reported. */
-  private fail (peer: string, stream: Stream, err: Error): void {
-    stream.abort(err)
-    if (QUIET_ERRORS.has(err.name)) return
-    this.drop(reasonOf(err))
-    this.c.onRejected(peer, VOICE_PROTOCOL, err)
-  }
-
-  /** Queues a frame on a stream: notes always, audio only when nothing is queued (late audio is dropped, not queued). */
-  private write (pipe: Pipe, bytes: Uint8Array, control: boolean): void {
-    if (!control && pipe.pending > 0) return
-    pipe.pending++
-    pipe.chain = pipe.chain.then(async () => { await pipe.f.write(bytes) }).then(() => { pipe.pending-- }, err => {
-      pipe.pending--
-      pipe.stream.abort(err as Error)
-    })
-  }
-
   // -- state ---------------------------------------------------------------------------------------
-
-  private link (vs: VoiceSpace, peer: string): Link {
-    let link = vs.links.get(peer)
-    if (link == null) {
-      link = { peer, pipes: new Set(), theyWant: false, weWant: false, dialing: false, retryAt: 0 }
-      vs.links.set(peer, link)
-    }
-    return link
-  }
 
   /** The voice state of a joined space, made on first use; NotJoinedError otherwise. */
   private spaceOf (space: string): VoiceSpace {
@@ -496,3 +300,4 @@ export class VoiceService extends TypedEventEmitter<VoiceEvents> {
     return this.spaceOf(space)
   }
 }
+

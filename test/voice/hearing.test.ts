@@ -9,7 +9,7 @@ import fc from 'fast-check'
 import { chooseHeard, distance, HEARING_RANGE_M, isTalking, MAX_HEARD_SPEAKERS, TALKING_HOLD_MS, type Candidate, type Position } from '../../src/voice/hearing.ts'
 import {
   decodeClientFrame, decodeClientFrameFromPeer, decodeVoiceFrame, encodeAudio, encodeClientFrame, encodeTalking, encodeWant,
-  MAX_VOICE_CLIENT_MESSAGE_BYTES, MAX_VOICE_PAYLOAD_BYTES
+  MAX_VOICE_CLIENT_MESSAGE_BYTES, MAX_VOICE_FRAME_BYTES, MAX_VOICE_PAYLOAD_BYTES, VOICE_HEADER_BYTES
 } from '../../src/voice/wire.ts'
 
 const NOW = 1_000_000
@@ -75,6 +75,12 @@ describe('voice wire', () => {
     }), { seed: 3, numRuns: 200 })
     assert.deepEqual(decodeVoiceFrame(encodeWant(true)), { type: 'want', on: true })
     assert.deepEqual(decodeVoiceFrame(encodeTalking(300)), { type: 'talking', level: 255 })
+    // A frame of MAX_VOICE_FRAME_BYTES (a sealed payload at its largest) parses; one byte more does not.
+    const largest = encodeAudio({ seq: 1, ts: 1, level: 1, data: new Uint8Array(MAX_VOICE_FRAME_BYTES - VOICE_HEADER_BYTES) })
+    assert.equal(largest.length, MAX_VOICE_FRAME_BYTES)
+    assert.equal(decodeVoiceFrame(largest).type, 'audio')
+    assert.throws(() => decodeVoiceFrame(encodeAudio({ seq: 1, ts: 1, level: 1, data: new Uint8Array(MAX_VOICE_FRAME_BYTES - VOICE_HEADER_BYTES + 1) })), { name: 'VoiceFrameTooLargeError' })
+    assert.throws(() => decodeVoiceFrame(largest, MAX_VOICE_PAYLOAD_BYTES), { name: 'VoiceFrameTooLargeError' }, 'unsealed, the payload bound is MAX_VOICE_PAYLOAD_BYTES')
     const big = encodeAudio({ seq: 1, ts: 1, level: 1, data: new Uint8Array(MAX_VOICE_PAYLOAD_BYTES + 1) })
     assert.throws(() => decodeClientFrame(big), { name: 'VoiceFrameTooLargeError' })
     assert.throws(() => decodeClientFrame(new Uint8Array(MAX_VOICE_CLIENT_MESSAGE_BYTES + 1)), { name: 'VoiceFrameTooLargeError' })

@@ -21,7 +21,7 @@ const peers = new LocalPeers('voice-api')
 const eventually = waiter({ timeoutMs: STEP_MS, intervalMs: 25 })
 const sockets: WebSocket[] = []
 
-describe('voice through the local API', { timeout: 120_000 }, () => {
+describe('voice through the local API', { timeout: 300_000 }, () => {
   let a: PeerverseNode, b: PeerverseNode
   let apiA: ApiServer, apiB: ApiServer
   let tokenA = '', tokenB = ''
@@ -63,10 +63,10 @@ describe('voice through the local API', { timeout: 120_000 }, () => {
     await a.connect(b.addresses().find(x => x.includes('/tcp/')) as string, { signal: AbortSignal.timeout(STEP_MS) })
     space = (await a.space.create({ name: 'Call', displayName: 'a' })).id
     await b.space.join(space, { name: 'b', peers: a.space.link(space).peers })
-    await eventually('the space mesh is up', () => a.topicPeers(spaceTopic(space)).length > 0 && b.topicPeers(spaceTopic(space)).length > 0)
+    await eventually('the space mesh is up', () => a.topicPeers(spaceTopic(space)).length > 0 && b.topicPeers(spaceTopic(space)).length > 0, { timeoutMs: 60_000 })
     a.space.move(space, [100, 0, 100])
     b.space.move(space, [105, 0, 100])
-    await eventually('each sees the other near', () => a.space.who(space).some(m => m.did === b.did && m.near) && b.space.who(space).some(m => m.did === a.did && m.near))
+    await eventually('each sees the other near', () => a.space.who(space).some(m => m.did === b.did && m.near) && b.space.who(space).some(m => m.did === a.did && m.near), { timeoutMs: 60_000 })
     tokenA = await createApiToken(a.config.dataDir)
     tokenB = await createApiToken(b.config.dataDir)
     apiA = new ApiServer(a, { token: tokenA, webRoot: null })

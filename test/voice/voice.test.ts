@@ -5,7 +5,7 @@
  * seen on the wire, and a hostile peer's streams spoken by hand, each dropped with its named
  * reason while the peer stays up.
  */
-import { describe, it, before, after } from 'node:test'
+import { describe, it, before, after, type TestContext } from 'node:test'
 import assert from 'node:assert/strict'
 import * as dagCbor from '@ipld/dag-cbor'
 import type { Stream } from '@libp2p/interface'
@@ -24,6 +24,8 @@ import { LocalPeers, waiter } from '../helpers/local-peers.ts'
 import { seeded } from '../helpers/random.ts'
 
 const STEP_MS = 20_000
+/** Setting a group up (joins, the gossip mesh, presence) on a loaded machine may take longer. */
+const SETUP_MS = 60_000
 const peers = new LocalPeers('voice')
 const eventually = waiter({ timeoutMs: STEP_MS, intervalMs: 25 })
 after(async () => { await peers.stop() })
@@ -37,20 +39,28 @@ async function mesh (list: PeerverseNode[]): Promise<void> {
   }
 }
 
-/** `n` nodes in one space (the first owns it), each at its position, each seeing the others it should. */
-async function group (positions: Vec3[], options: { maxHeard?: number, private?: boolean } = {}): Promise<{ nodes: PeerverseNode[], space: string }> {
+/**
+ * `n` nodes in one space (the first owns it), each at its position, each seeing the others it
+ * should; stopped (with their talkers) when test `t` ends, so the machine carries one group at a time.
+ */
+async function group (t: TestContext | undefined, positions: Vec3[], options: { maxHeard?: number, private?: boolean } = {}): Promise<{ nodes: PeerverseNode[], space: string }> {
   const nodes = await Promise.all(positions.map(async () => await peers.startNode({ voice: { maxHeard: options.maxHeard } })))
+  t?.after(async () => {
+    for (const tk of talkers.filter(x => nodes.includes(x.node))) tk.stop()
+    for (const n of nodes) await n.stop().catch(() => {})
+  })
   await mesh(nodes)
   const space = (await nodes[0].space.create({ name: 'Voice room', private: options.private, displayName: 'n0' })).id
   if (options.private === true) await nodes[0].space.setPolicy(space, { addMembers: nodes.slice(1).map(n => n.did) })
-  for (let i = 1; i < nodes.length; i++) await nodes[i].space.join(space, { name: `n${i}` })
-  for (const n of nodes) await eventually('the space mesh is up', () => n.topicPeers(spaceTopic(space)).length >= nodes.length - 1)
+  const holders = nodes[0].space.link(space).peers
+  for (let i = 1; i < nodes.length; i++) await nodes[i].space.join(space, { name: `n${i}`, peers: holders })
+  for (const n of nodes) await eventually('the space mesh is up', () => n.topicPeers(spaceTopic(space)).length >= nodes.length - 1, { timeoutMs: SETUP_MS })
   nodes.forEach((n, i) => { n.space.move(space, positions[i]) })
   for (const n of nodes) {
     const at = positions[nodes.indexOf(n)]
     // Members within hearing range are seen near; the others at least seen.
     await eventually('every member is seen (near when in range)', () => nodes.every((o, i) => o === n ||
-      n.space.who(space).some(m => m.did === o.did && (m.near || Math.hypot(positions[i][0] - at[0], positions[i][2] - at[2]) > 30))))
+      n.space.who(space).some(m => m.did === o.did && (m.near || Math.hypot(positions[i][0] - at[0], positions[i][2] - at[2]) > 30))), { timeoutMs: SETUP_MS })
   }
   return { nodes, space }
 }
@@ -60,7 +70,9 @@ class Talker {
   readonly sent = new Map<number, Uint8Array>()
   private seq = 0
   private readonly timer: ReturnType<typeof setInterval>
+  readonly node: PeerverseNode
   constructor (node: PeerverseNode, space: string, seed: number) {
+    this.node = node
     const random = seeded(seed)
     this.timer = setInterval(() => {
       const data = random.bytes(60 + random.int(100))
@@ -95,9 +107,9 @@ function talk (node: PeerverseNode, space: string, seed: number): Talker {
   return t
 }
 
-describe('who hears whom', { timeout: 120_000 }, () => {
-  it('B 10 m away hears A in order with the bytes sent; C 50 m away hears nothing', async () => {
-    const { nodes: [a, b, c], space } = await group([[100, 0, 100], [110, 0, 100], [150, 0, 100]])
+describe('who hears whom', { timeout: 400_000 }, () => {
+  it('B 10 m away hears A in order with the bytes sent; C 50 m away hears nothing', async (t) => {
+    const { nodes: [a, b, c], space } = await group(t, [[100, 0, 100], [110, 0, 100], [150, 0, 100]])
     const atB = new Heard(b)
     const atC = new Heard(c)
     b.voice.listen(space)
@@ -116,8 +128,8 @@ describe('who hears whom', { timeout: 120_000 }, () => {
     assert.equal(a.voice.state(space).sending, true)
   })
 
-  it('with maxHeard 2, a listener hears the two nearest of four talking, and the next when one stops', async () => {
-    const { nodes: [l, s1, s2, s3, s4], space } = await group([[100, 0, 100], [104, 0, 100], [108, 0, 100], [112, 0, 100], [116, 0, 100]], { maxHeard: 2 })
+  it('with maxHeard 2, a listener hears the two nearest of four talking, and the next when one stops', async (t) => {
+    const { nodes: [l, s1, s2, s3, s4], space } = await group(t, [[100, 0, 100], [104, 0, 100], [108, 0, 100], [112, 0, 100], [116, 0, 100]], { maxHeard: 2 })
     const at = new Heard(l)
     l.voice.listen(space)
     const t1 = talk(s1, space, 11)
@@ -155,9 +167,9 @@ function ignorePolicy (node: PeerverseNode): void {
   spaces.isOwnerMuted = (s, d) => d !== node.did && isOwnerMuted(s, d)
 }
 
-describe('exclusions', { timeout: 180_000 }, () => {
-  it('an owner ban and an owner mute stop a member\'s frames at every honest listener', async () => {
-    const { nodes: [owner, h, k, m, x], space } = await group([[100, 0, 100], [104, 0, 100], [100, 0, 104], [104, 0, 104], [96, 0, 100]])
+describe('exclusions', { timeout: 400_000 }, () => {
+  it('an owner ban and an owner mute stop a member\'s frames at every honest listener', async (t) => {
+    const { nodes: [owner, h, k, m, x], space } = await group(t, [[100, 0, 100], [104, 0, 100], [100, 0, 104], [104, 0, 104], [96, 0, 100]])
     const heard = [new Heard(owner), new Heard(h)]
     owner.voice.listen(space)
     h.voice.listen(space)
@@ -176,8 +188,8 @@ describe('exclusions', { timeout: 180_000 }, () => {
     for (const n of [owner, h]) assert.ok(!n.voice.state(space).heard.includes(m.did) && !n.voice.state(space).heard.includes(x.did))
   })
 
-  it('a social block and a personal voice mute stop a member\'s frames at that listener only', async () => {
-    const { nodes: [s, l1, l2], space } = await group([[100, 0, 100], [104, 0, 100], [100, 0, 104]])
+  it('a social block and a personal voice mute stop a member\'s frames at that listener only', async (t) => {
+    const { nodes: [s, l1, l2], space } = await group(t, [[100, 0, 100], [104, 0, 100], [100, 0, 104]])
     const [h1, h2] = [new Heard(l1), new Heard(l2)]
     l1.voice.listen(space)
     l2.voice.listen(space)
@@ -220,16 +232,16 @@ async function ended (stream: Stream): Promise<void> {
   await eventually('the stream is over', () => stream.status !== 'open')
 }
 
-describe('sealing in a private space', { timeout: 60_000 }, () => {
-  it('the AUDIO payload on the wire is not the Opus bytes and opens to them with the group key', async () => {
-    const { nodes: [o, p], space } = await group([[100, 0, 100], [104, 0, 100]], { private: true })
+describe('sealing in a private space', { timeout: 200_000 }, () => {
+  it('the AUDIO payload on the wire is not the Opus bytes and opens to them with the group key', async (t) => {
+    const { nodes: [o, p], space } = await group(t, [[100, 0, 100], [104, 0, 100]], { private: true })
     const binding = (await createPeerBinding(p.identity.userKey, p.peerId)).bytes
     const raw = await openVoice(p.net, o, { space, binding })
     const open = dagCbor.decode(await raw.read()) as { space: string }
     assert.equal(open.space, space)
     await raw.write(encodeWant(true))
     const opus = seeded(41).bytes(120)
-    const t = setInterval(() => { try { o.voice.send(space, { seq: 7, ts: 1, level: 9, data: opus }) } catch {} }, 20)
+    const timer = setInterval(() => { try { o.voice.send(space, { seq: 7, ts: 1, level: 9, data: opus }) } catch {} }, 20)
     try {
       let f = decodeVoiceFrame(await raw.read())
       while (f.type !== 'audio') f = decodeVoiceFrame(await raw.read())
@@ -241,13 +253,13 @@ describe('sealing in a private space', { timeout: 60_000 }, () => {
       assert.deepEqual(Uint8Array.from(cipher.decrypt(f.payload, audioAad(space, o.did, 7))), opus)
       assert.throws(() => cipher.decrypt(f.payload, audioAad(space, o.did, 8)), { name: 'DecryptError' })
     } finally {
-      clearInterval(t)
+      clearInterval(timer)
       raw.stream.abort(new Error('done'))
     }
   })
 })
 
-describe('bad input from a peer', { timeout: 180_000 }, () => {
+describe('bad input from a peer', { timeout: 400_000 }, () => {
   let v: PeerverseNode
   let m: PeerverseNode
   let s: PeerverseNode
@@ -260,7 +272,7 @@ describe('bad input from a peer', { timeout: 180_000 }, () => {
   let atV: Heard
 
   before(async () => {
-    const g = await group([[100, 0, 100], [104, 0, 100], [100, 0, 104]])
+    const g = await group(undefined, [[100, 0, 100], [104, 0, 100], [100, 0, 104]])
     ;[v, m, s] = g.nodes
     space = g.space
     binding = (await createPeerBinding(m.identity.userKey, m.peerId)).bytes
@@ -375,6 +387,17 @@ describe('bad input from a peer', { timeout: 180_000 }, () => {
     const d = await openVoice(m.net, v, { space, nonsense: true })
     await eventually('a malformed opening is refused', () => rejected('InvalidVoiceOpenError', since))
     await ended(d.stream)
+    await stillWorks()
+  })
+
+  it('a stream from a member the owner banned is refused with ExcludedError', async () => {
+    await v.space.setPolicy(space, { ban: [m.did] })
+    const since = mark()
+    const before = dropped('excluded')
+    const raw = await openVoice(m.net, v, { space, binding })
+    await eventually(`a banned member is refused (${seen(since)})`, () => rejected('ExcludedError', since))
+    await ended(raw.stream)
+    assert.equal(dropped('excluded'), before + 1)
     await stillWorks()
   })
 

@@ -35,7 +35,9 @@ export const voiceRoutes: Route[] = [
       const b = await body()
       const space = str(b, 'space')
       if (typeof b.muted !== 'boolean') throw new ApiError(400, 'BadRequest', 'muted must be true or false')
-      node.voice.setVoiceMuted(space, str(b, 'did'), b.muted)
+      const did = str(b, 'did')
+      node.voice.state(space) // NotJoinedError (404) for a space we are not in
+      node.voice.setVoiceMuted(space, did, b.muted)
       return node.voice.state(space)
     }
   }

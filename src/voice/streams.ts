@@ -1,0 +1,237 @@
+/**
+ * The voice streams: `/peerverse/voice/1.0.0`, one stream per (space, peer pair), opened by the
+ * peer that first needs it, each side's opening { space, binding } binding it to that side's did
+ * (verified as presence streams are: the binding names the peer, the did is a member we see on it
+ * and not kept out). This file only keeps the streams, checks their limits (frames a second,
+ * streams a peer, frame size) and hands each frame to the service (service.ts), which decides
+ * what to do with it; a stream that breaks a limit is closed, counted and reported.
+ */
+import type { Stream } from '@libp2p/interface'
+import { logger } from '@libp2p/logger'
+import { verifyPeerBinding } from '../identity/binding.ts'
+import { framed, UnexpectedEOFError, type Framed } from '../net/framed.ts'
+import { PROTOCOL_TIMEOUT_MS } from '../net/limits.ts'
+import type { RemotePeer } from '../net/ports.ts'
+import { TokenBuckets } from '../net/rate-limit.ts'
+import { ExcludedError, InvalidVoiceOpenError, VoiceNotMemberError, VoiceRateLimitError } from './errors.ts'
+import type { DropReason, VoiceComponents } from './index.ts'
+import { decodeOpen, encodeOpen, MAX_VOICE_READ_BYTES, VOICE_PROTOCOL } from './wire.ts'
+
+const log = logger('peerverse:voice')
+
+/** Frames (audio and notes) a voice stream may carry a second (twice 50 fps); past it the stream is closed. */
+export const VOICE_FRAMES_PER_SECOND = 100
+/** Voice streams one peer may hold open to us at once. */
+export const MAX_VOICE_STREAMS_PER_PEER = 4
+/** How long a stream's opening waits to see its did on that peer in the space (beacons may lag). */
+export const VOICE_MEMBER_WAIT_MS = 3_000
+/** Wait before dialling a member again after a failed dial. */
+export const VOICE_REDIAL_MS = 1_000
+
+/** Errors that end a stream without fault of the peer (it went away, or we closed it). */
+const QUIET_ERRORS = new Set(['StreamResetError', 'AbortError', 'StreamAbortedError', 'StreamClosedError', 'ConnectionClosedError', 'ConnectionClosingError', 'StreamStateError'])
+
+/** One open voice stream. */
+export interface Pipe { stream: Stream, f: Framed, pending: number, chain: Promise<void> }
+
+/** What we hold with one peer in one space: its streams and who wants whose audio. */
+export interface Link {
+  peer: string
+  did?: string
+  pipes: Set<Pipe>
+  /** The stream we send on (the first opened). */
+  out?: Pipe
+  theyWant: boolean
+  weWant: boolean
+  dialing: boolean
+  retryAt: number
+}
+
+export interface Speaker { level: number, talkingAt: number, frameAt: number, talking: boolean }
+
+export interface VoiceSpace {
+  id: string
+  listeners: number
+  links: Map<string, Link>
+  speakers: Map<string, Speaker>
+  heard: string[]
+  lastSentAt: number
+  noteAt: number
+  talkingSent: boolean
+}
+
+export function reasonOf (err: Error): DropReason {
+  switch (err.name) {
+    case 'VoiceFrameTooLargeError': case 'InvalidDataLengthError': case 'InvalidDataLengthLengthError': return 'oversize'
+    case 'VoiceRateLimitError': return 'rate'
+    case 'VoiceNotMemberError': case 'PeerBindingMismatchError': case 'InvalidSignatureError': case 'MalformedRecordError': case 'UnexpectedRecordTypeError': case 'RecordTooLargeError': case 'InvalidDidError': return 'not-member'
+    case 'ExcludedError': return 'excluded'
+    case 'NotJoinedError': return 'not-joined'
+    default: return 'malformed'
+  }
+}
+
+/** What the streams ask of the service. */
+export interface StreamHost {
+  /** The voice state of a joined space (NotJoinedError otherwise). */
+  spaceOf: (space: string) => VoiceSpace
+  /** One frame from a link's member (never throws). */
+  take: (vs: VoiceSpace, link: Link, bytes: Uint8Array) => void
+  /** Recomputes the heard set and WANTs of a space (a stream opened). */
+  recompute: (vs: VoiceSpace) => void
+  drop: (reason: DropReason) => void
+}
+
+export class VoiceStreams {
+  private readonly c: VoiceComponents
+  private readonly host: StreamHost
+  private readonly inboundCount = new Map<string, number>()
+
+  constructor (components: VoiceComponents, host: StreamHost) {
+    this.c = components
+    this.host = host
+  }
+
+  /** The voice protocol's handler: a stream a peer opened to us. */
+  readonly receive = (stream: Stream, remote: RemotePeer): void => {
+    void this.inbound(stream, remote.peer)
+  }
+
+  private async inbound (stream: Stream, peer: string): Promise<void> {
+    const count = this.inboundCount.get(peer) ?? 0
+    if (count >= MAX_VOICE_STREAMS_PER_PEER) {
+      this.fail(peer, stream, new VoiceRateLimitError(`more than ${MAX_VOICE_STREAMS_PER_PEER} voice streams from one peer`))
+      return
+    }
+    this.inboundCount.set(peer, count + 1)
+    try {
+      const f = framed(stream, { maxFrameBytes: MAX_VOICE_READ_BYTES })
+      const first = await f.read({ signal: AbortSignal.timeout(PROTOCOL_TIMEOUT_MS) })
+      if (first == null) throw new UnexpectedEOFError('the stream ended before it opened')
+      const open = decodeOpen(first)
+      const vs = this.host.spaceOf(open.space)
+      const did = await this.verifyOpen(open.space, peer, open.binding)
+      await f.write(encodeOpen(open.space, this.c.identity.binding), { signal: AbortSignal.timeout(PROTOCOL_TIMEOUT_MS) })
+      const link = this.link(vs, peer)
+      link.did = did
+      await this.run(vs, link, { stream, f, pending: 0, chain: Promise.resolve() })
+    } catch (err) {
+      this.fail(peer, stream, err as Error)
+    } finally {
+      const n = (this.inboundCount.get(peer) ?? 1) - 1
+      if (n <= 0) this.inboundCount.delete(peer); else this.inboundCount.set(peer, n)
+    }
+  }
+
+  /** Opens our stream to a near member, in the background, unless one is open, opening or failed lately. */
+  dial (vs: VoiceSpace, peer: string, now: number): void {
+    const existing = vs.links.get(peer)
+    if (existing != null && (existing.out != null || existing.dialing || now < existing.retryAt)) return
+    const link = existing ?? this.link(vs, peer)
+    link.dialing = true
+    void (async () => {
+      let stream: Stream | undefined
+      let opened = false
+      try {
+        stream = await this.c.protocols.dial(peer, VOICE_PROTOCOL, { signal: AbortSignal.timeout(PROTOCOL_TIMEOUT_MS), runOnLimitedConnection: true })
+        const f = framed(stream, { maxFrameBytes: MAX_VOICE_READ_BYTES })
+        await f.write(encodeOpen(vs.id, this.c.identity.binding), { signal: AbortSignal.timeout(PROTOCOL_TIMEOUT_MS) })
+        const first = await f.read({ signal: AbortSignal.timeout(PROTOCOL_TIMEOUT_MS + VOICE_MEMBER_WAIT_MS) })
+        if (first == null) throw new UnexpectedEOFError('the peer closed before it opened')
+        opened = true
+        const open = decodeOpen(first)
+        if (open.space !== vs.id) throw new InvalidVoiceOpenError(`answered for space ${open.space}, not ${vs.id}`)
+        link.did = await this.verifyOpen(vs.id, peer, open.binding)
+        link.dialing = false
+        if (vs.links.get(peer) !== link) { stream.abort(new Error('closed')); return }
+        await this.run(vs, link, { stream, f, pending: 0, chain: Promise.resolve() })
+      } catch (err) {
+        link.retryAt = Date.now() + VOICE_REDIAL_MS
+        if (stream != null && opened) this.fail(peer, stream, err as Error)
+        else {
+          stream?.abort(err as Error)
+          log('voice dial %s: %s', peer, (err as Error).message)
+        }
+      } finally {
+        link.dialing = false
+        if (link.pipes.size === 0 && vs.links.get(peer) === link && link.out == null && Date.now() >= link.retryAt) vs.links.delete(peer)
+      }
+    })()
+  }
+
+  /** Checks an opening's binding: it names this peer, and its did is a member we see on it, not kept out. */
+  private async verifyOpen (space: string, peer: string, binding: Uint8Array): Promise<string> {
+    const { did } = await verifyPeerBinding(binding, peer)
+    if (this.c.spaces.isExcluded(space, did)) throw new ExcludedError(`${did} is kept out of ${space}`)
+    const deadline = Date.now() + VOICE_MEMBER_WAIT_MS
+    while (!this.c.spaces.who(space).some(m => m.did === did && m.peer === peer)) {
+      if (Date.now() >= deadline || !this.c.spaces.isJoined(space)) throw new VoiceNotMemberError(`${did} is not a member we see on ${peer} in ${space}`)
+      await new Promise(resolve => setTimeout(resolve, 100))
+    }
+    return did
+  }
+
+  /** Reads a verified stream until it ends; a limit broken ends it with a named error. */
+  private async run (vs: VoiceSpace, link: Link, pipe: Pipe): Promise<void> {
+    link.pipes.add(pipe)
+    link.out ??= pipe
+    this.host.recompute(vs)
+    const bucket = new TokenBuckets(VOICE_FRAMES_PER_SECOND, VOICE_FRAMES_PER_SECOND)
+    try {
+      while (true) {
+        let frame: Uint8Array | null
+        try {
+          frame = await pipe.f.read()
+        } catch (err) {
+          if ((err as Error).name === 'UnexpectedEOFError') break
+          throw err
+        }
+        if (frame == null) break
+        if (!bucket.take('f')) throw new VoiceRateLimitError(`more than ${VOICE_FRAMES_PER_SECOND} voice frames a second`)
+        this.host.take(vs, link, frame)
+      }
+      await pipe.stream.close().catch(() => {})
+    } finally {
+      this.unpipe(vs, link, pipe)
+    }
+  }
+
+  private unpipe (vs: VoiceSpace, link: Link, pipe: Pipe): void {
+    link.pipes.delete(pipe)
+    if (link.out === pipe) link.out = link.pipes.values().next().value
+    if (link.pipes.size === 0 && !link.dialing && vs.links.get(link.peer) === link) vs.links.delete(link.peer)
+  }
+
+  closeLink (vs: VoiceSpace, link: Link): void {
+    if (vs.links.get(link.peer) === link) vs.links.delete(link.peer)
+    for (const pipe of link.pipes) void pipe.stream.close().catch(() => { pipe.stream.abort(new Error('closed')) })
+  }
+
+  /** Ends a stream for `err`; a fault of the peer is counted and reported. */
+  private fail (peer: string, stream: Stream, err: Error): void {
+    stream.abort(err)
+    if (QUIET_ERRORS.has(err.name)) return
+    this.host.drop(reasonOf(err))
+    this.c.onRejected(peer, VOICE_PROTOCOL, err)
+  }
+
+  /** Queues a frame on a stream: notes always, audio only when nothing is queued (late audio is dropped, not queued). */
+  write (pipe: Pipe, bytes: Uint8Array, control: boolean): void {
+    if (!control && pipe.pending > 0) return
+    pipe.pending++
+    pipe.chain = pipe.chain.then(async () => { await pipe.f.write(bytes) }).then(() => { pipe.pending-- }, err => {
+      pipe.pending--
+      pipe.stream.abort(err as Error)
+    })
+  }
+
+  /** The link with `peer` in a space, made on first use. */
+  link (vs: VoiceSpace, peer: string): Link {
+    let link = vs.links.get(peer)
+    if (link == null) {
+      link = { peer, pipes: new Set(), theyWant: false, weWant: false, dialing: false, retryAt: 0 }
+      vs.links.set(peer, link)
+    }
+    return link
+  }
+}

@@ -1,0 +1,110 @@
+/**
+ * The voice service alone (a unit test of src/voice with its ports faked): a speaker with more
+ * listeners asking for its audio than MAX_VOICE_LISTENERS sends to that many and no more. The
+ * streams are real in-memory libp2p stream pairs; the space view and the protocol port are fakes,
+ * since 33 member peers are more than this machine runs at once.
+ */
+import { describe, it } from 'node:test'
+import assert from 'node:assert/strict'
+import type { Stream } from '@libp2p/interface'
+import { streamPair } from '@libp2p/utils'
+import { createPeerBinding } from '../../src/identity/binding.ts'
+import { didFromPublicKey } from '../../src/identity/did.ts'
+import { ed25519KeyFromSeed } from '../../src/identity/ed25519.ts'
+import { framed } from '../../src/net/framed.ts'
+import type { ProtocolHandler, ProtocolPort } from '../../src/net/ports.ts'
+import { defaultConfig, mergeConfig, validateConfig } from '../../src/node/config.ts'
+import { decodeVoiceFrame, encodeOpen, encodeWant, MAX_VOICE_LISTENERS, MAX_VOICE_READ_BYTES, voice, type VoiceMember } from '../../src/voice/index.ts'
+
+const SPACE = 'space-under-test'
+const keyOf = (i: number): ReturnType<typeof ed25519KeyFromSeed> => ed25519KeyFromSeed(new Uint8Array(32).fill(i + 1))
+
+describe('the voice service alone', { timeout: 60_000 }, () => {
+  it(`sends to MAX_VOICE_LISTENERS (${MAX_VOICE_LISTENERS}) listeners that want it, not to one more`, async () => {
+    const n = MAX_VOICE_LISTENERS + 2
+    const myKey = keyOf(200)
+    const members: VoiceMember[] = Array.from({ length: n }, (_, i) => ({ did: didFromPublicKey(keyOf(i).publicKey), peer: `peer-${i}`, position: [i, 0, 0], near: true }))
+    let handler: ProtocolHandler | undefined
+    const protocols = {
+      peerId: 'peer-me',
+      addresses: () => [],
+      handle: async (_p: string, h: ProtocolHandler) => { handler = h },
+      unhandle: async () => {},
+      dial: async () => { throw new Error('no dialling in this test') },
+      peers: () => [],
+      connections: () => [],
+      hangUp: async () => {},
+      onPeer: () => () => {}
+    } satisfies ProtocolPort
+    const rejected: string[] = []
+    const service = voice()({
+      protocols,
+      onRejected: (_peer, _protocol, err) => { rejected.push(err.name) },
+      identity: { did: didFromPublicKey(myKey.publicKey), key: myKey, binding: (await createPeerBinding(myKey, 'peer-me')).bytes },
+      spaces: {
+        isJoined: id => id === SPACE,
+        who: () => members,
+        me: () => ({ position: [0, 0, 0] }),
+        isExcluded: () => false,
+        isOwnerMuted: () => false,
+        cipher: () => undefined
+      },
+      social: { isBlocked: () => false, isMuted: () => false }
+    })
+    await service.start()
+    await service.start()
+    const ours: Array<{ stream: Stream, f: ReturnType<typeof framed> }> = []
+    try {
+      for (let i = 0; i < n; i++) {
+        const [local, remote] = await streamPair()
+        assert.ok(handler != null)
+        handler(remote, { peer: `peer-${i}`, address: '/memory/test', limited: false })
+        const f = framed(local, { maxFrameBytes: MAX_VOICE_READ_BYTES })
+        await f.write(encodeOpen(SPACE, (await createPeerBinding(keyOf(i), `peer-${i}`)).bytes))
+        assert.ok(await f.read({ signal: AbortSignal.timeout(10_000) }) != null, 'the service answers the opening')
+        await f.write(encodeWant(true))
+        ours.push({ stream: local, f })
+      }
+      // Each WANT is taken in order of the streams; the service then sends one frame.
+      const frames = Array.from({ length: n }, () => [] as string[])
+      const audioOn = new Set<number>()
+      const reading = ours.map(async ({ f }, i) => {
+        try {
+          for await (const bytes of f.frames()) {
+            const t = decodeVoiceFrame(bytes).type
+            frames[i].push(t)
+            if (t === 'audio') audioOn.add(i)
+          }
+        } catch {}
+      })
+      // The WANTs are in flight: send until the service has taken them all (audio reaches the first 32).
+      let seq = 0
+      const deadline = Date.now() + 20_000
+      while (audioOn.size < MAX_VOICE_LISTENERS && Date.now() < deadline) {
+        service.send(SPACE, { seq: ++seq, ts: seq, level: 50, data: new Uint8Array(40).fill(seq) })
+        await new Promise(resolve => setTimeout(resolve, 30))
+      }
+      assert.equal(audioOn.size, MAX_VOICE_LISTENERS)
+      // One more frame now that every WANT is in: still no more than the bound.
+      service.send(SPACE, { seq: ++seq, ts: seq, level: 50, data: new Uint8Array(40) })
+      await service.stop()
+      await service.stop()
+      await Promise.all(reading)
+      assert.equal(audioOn.size, MAX_VOICE_LISTENERS, `audio reached ${audioOn.size} listeners`)
+      for (let i = 0; i < n; i++) assert.ok(frames[i].includes('talking'), 'every near member with a stream hears the talking note')
+      assert.deepEqual(rejected, [])
+    } finally {
+      await service.stop()
+      for (const o of ours) o.stream.abort(new Error('done'))
+    }
+  })
+
+  it('the voice settings are checked: maxHeard past MAX_VOICE_LISTENERS, a range that is not positive', () => {
+    const base = defaultConfig('/nonexistent')
+    assert.equal(validateConfig(mergeConfig(base, { voice: { maxHeard: MAX_VOICE_LISTENERS, rangeM: 12.5 } })).voice.maxHeard, MAX_VOICE_LISTENERS)
+    assert.throws(() => validateConfig(mergeConfig(base, { voice: { maxHeard: MAX_VOICE_LISTENERS + 1 } })), { name: 'ConfigError', message: /voice.maxHeard/ })
+    assert.throws(() => validateConfig(mergeConfig(base, { voice: { maxHeard: 1.5 } })), { name: 'ConfigError', message: /voice.maxHeard/ })
+    assert.throws(() => validateConfig(mergeConfig(base, { voice: { rangeM: 0 } })), { name: 'ConfigError', message: /voice.rangeM/ })
+    assert.throws(() => voice({ maxHeard: -1 })({} as never), { name: 'RangeError' })
+  })
+})
