@@ -44,6 +44,9 @@ export interface VoicePeerView {
   jitterMs: number
   late: number
   concealed: number
+  played: number
+  /** The decoder: its state, frames in it, errors so far. */
+  decoder: { state: string, decoding: number, errors: number }
 }
 
 export interface VoiceHookView { on: boolean, muted: boolean, peers: VoicePeerView[] }
@@ -320,7 +323,9 @@ export function mountVoice (ctx: VoiceContext): VoicePanel {
             targetMs: Math.round(st?.targetMs ?? 0),
             jitterMs: Math.round(st?.jitterMs ?? 0),
             late: st?.late ?? 0,
-            concealed: st?.concealed ?? 0
+            concealed: st?.concealed ?? 0,
+            played: st?.played ?? 0,
+            decoder: s?.decoderInfo ?? { state: 'none', decoding: 0, errors: 0 }
           }
         })
       }

@@ -99,6 +99,7 @@ export class Speaker {
   private muted = false
   private rangeGain = 1
   private closed = false
+  private decodeErrors = 0
 
   constructor (out: Output, did: string) {
     this.out = out
@@ -125,6 +126,7 @@ export class Speaker {
       this.decoding.set(f.seq, f.ts)
       dec.decode(new EncodedAudioChunk({ type: 'key', timestamp: f.seq * 20_000, data: f.data }))
     } catch {
+      this.decodeErrors++
       this.dropDecoder()
     }
   }
@@ -177,6 +179,11 @@ export class Speaker {
 
   get stats (): JitterStats { return this.jb.stats }
 
+  /** The decoder's state, with frames in it and errors so far (for the read-only hook). */
+  get decoderInfo (): { state: string, decoding: number, errors: number } {
+    return { state: this.decoder?.state ?? 'none', decoding: this.decoding.size, errors: this.decodeErrors }
+  }
+
   close (): void {
     this.closed = true
     this.dropDecoder()
@@ -217,7 +224,7 @@ export class Speaker {
     try {
       const dec = new AudioDecoder({
         output: data => { this.decoded(data) },
-        error: () => { this.dropDecoder() }
+        error: () => { this.decodeErrors++; this.dropDecoder() }
       })
       dec.configure({ codec: 'opus', sampleRate: VOICE_SAMPLE_RATE, numberOfChannels: 1 })
       this.decoder = dec
