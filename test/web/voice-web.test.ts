@@ -231,6 +231,8 @@ describe('voice in the browser client, on real peers', { timeout: 600_000, skip:
     await waitHearing(b.page, TONES.A)
     // And C, far away, hears neither.
     await c.page.waitForFunction(() => (window as any).peerverse.voice().peers.every((p: { receiving: boolean }) => !p.receiving), null, { timeout: WAIT_MS, polling: 100 })
+    await waitHearing(c.page, TONES.A, false)
+    await waitHearing(c.page, TONES.B, false)
     const [aAtC, bAtC] = await listen(c.page, [TONES.A, TONES.B])
     assert.equal(aAtC + bAtC, 0, `C heard A or B from beyond range (${aAtC}, ${bAtC} frames)`)
     assert.deepEqual(problems, [], 'no uncaught errors on any page')

@@ -41,7 +41,9 @@ export class Output {
     this.ctx = new AudioContext({ sampleRate: VOICE_SAMPLE_RATE, latencyHint: 'interactive' })
     this.master = this.ctx.createAnalyser()
     this.master.fftSize = 8192
-    this.master.smoothingTimeConstant = 0.5
+    // No smoothing across reads: a read says what plays now (the last 170 ms), not what played
+    // when it was last read.
+    this.master.smoothingTimeConstant = 0
     this.master.connect(this.ctx.destination)
     const l = this.ctx.listener
     if (l.positionX != null) { l.upX.value = 0; l.upY.value = 1; l.upZ.value = 0 }
