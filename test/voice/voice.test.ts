@@ -208,7 +208,7 @@ describe('exclusions', { timeout: 400_000 }, () => {
     assert.ok(!(peers.rejections.get(l1) ?? []).some(r => r.peerId === s.peerId && r.protocol === VOICE_PROTOCOL), 'no rejection of S')
     s.voice.unlisten(space)
     await l1.social.setBlocked(s.did, false)
-    l2.voice.setVoiceMuted(space, s.did, true)
+    await l2.voice.setVoiceMuted(space, s.did, true)
     assert.ok(!l2.voice.state(space).heard.includes(s.did))
     n2 = h2.count(s.did)
     n1 = h1.count(s.did)
