@@ -207,6 +207,8 @@ async function benchSwarm (): Promise<void> {
 /** Hole-punching tries per pair of NAT behaviours (BENCH_PUNCH_ATTEMPTS overrides, for a quick look). */
 export const PUNCH_ATTEMPTS = Number(process.env.BENCH_PUNCH_ATTEMPTS ?? 20)
 export const PUNCH_PAIRS: Array<[NatKind, NatKind]> = [['cone', 'cone'], ['cone', 'symmetric'], ['symmetric', 'symmetric']]
+/** BENCH_PUNCH_PAIRS=cone+cone,... runs only the pairs named (for a quick look). */
+const PUNCH_PAIRS_RUN = process.env.BENCH_PUNCH_PAIRS == null ? PUNCH_PAIRS : PUNCH_PAIRS.filter(([a, b]) => process.env.BENCH_PUNCH_PAIRS?.split(',').includes(`${a}+${b}`))
 /** How long one try may take from the dial to a direct connection. */
 const PUNCH_DEADLINE_MS = 30_000
 /** How long a home peer may take to find it is behind NAT and hold a relay slot. */
@@ -291,7 +293,7 @@ let metBeforeDial = 0
 
 async function benchPunch (): Promise<void> {
   console.log(`\npunch: ${PUNCH_ATTEMPTS} hole-punching tries per pair of NATs, on emulated NATs (nftables masquerade in network namespaces), not the real internet`)
-  for (const [kindA, kindB] of PUNCH_PAIRS) {
+  for (const [kindA, kindB] of PUNCH_PAIRS_RUN) {
     const label = `${kindA}+${kindB}`
     const tb = await Testbed.create({ publicHosts: 2, homes: [{ name: 'a', nat: kindA, hosts: 1 }, { name: 'b', nat: kindB, hosts: 1 }] })
     const peers: NsPeer[] = []

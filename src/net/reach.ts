@@ -144,12 +144,23 @@ export function relayedWebrtcTarget (ma: Multiaddr): string | undefined {
 export function limitedToReuse (connections: Connection[], dialAddrs: Multiaddr[], knownAddrs: Multiaddr[]): Connection | undefined {
   const open = connections.filter(c => c.status === 'open')
   if (open.some(c => c.limits == null)) return undefined
-  const limited = open.find(c => c.limits != null)
-  if (limited == null) return undefined
-  const viaRelay = (ma: Multiaddr): boolean => ma.getComponents().some(c => c.name === 'p2p-circuit')
+  const limited = open.filter(c => c.limits != null)
+  if (limited.length === 0) return undefined
   const viaWebrtc = (ma: Multiaddr): boolean => ma.getComponents().some(c => c.name === 'webrtc' || c.name === 'webrtc-direct')
-  if (dialAddrs.length > 0) return dialAddrs.every(ma => viaRelay(ma) && !viaWebrtc(ma)) ? limited : undefined
-  return knownAddrs.some(ma => !viaRelay(ma) && !viaWebrtc(ma) && isPublicIp(ipOf(ma) ?? '127.0.0.1')) ? undefined : limited
+  if (dialAddrs.length > 0) {
+    // Its relayed address again: the connection through that relay (another relay's address is dialled).
+    const relays = new Set(dialAddrs.map(ma => viaWebrtc(ma) ? undefined : relayOf(ma)))
+    const [relay] = relays
+    return relays.size === 1 && relay != null ? limited.find(c => relayOf(c.remoteAddr) === relay) : undefined
+  }
+  return knownAddrs.some(ma => relayOf(ma) == null && !viaWebrtc(ma) && isPublicIp(ipOf(ma) ?? '127.0.0.1')) ? undefined : limited[0]
+}
+
+/** The relay an address goes through (the peer id before `/p2p-circuit`); undefined for an address not through a relay. */
+function relayOf (ma: Multiaddr): string | undefined {
+  const cs = ma.getComponents()
+  const circuit = cs.findIndex(c => c.name === 'p2p-circuit')
+  return circuit < 0 ? undefined : cs.slice(0, circuit).findLast(c => c.name === 'p2p')?.value ?? ''
 }
 
 /** The peer a dial names: a peer id, or the last `/p2p/` of its addresses. */

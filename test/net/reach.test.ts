@@ -288,13 +288,15 @@ describe('dials of a peer held only over a relay', () => {
   const target = '12D3KooWJtKJVhwyiQZRPLTpwWqBywJSZKRxWjfowkUfmFVXEHrG'
   const relayedAddr = multiaddr(`/ip4/11.0.0.1/tcp/4001/p2p/${relayPeer}/p2p-circuit/p2p/${target}`)
   const webrtcAddr = multiaddr(`/ip4/11.0.0.1/tcp/4001/p2p/${relayPeer}/p2p-circuit/webrtc/p2p/${target}`)
-  const conn = (limited: boolean, status = 'open'): Connection => ({ status, limits: limited ? { bytes: 1n } : undefined }) as unknown as Connection
+  const conn = (limited: boolean, status = 'open'): Connection => ({ status, limits: limited ? { bytes: 1n } : undefined, remoteAddr: limited ? relayedAddr : multiaddr('/ip4/11.0.0.9/tcp/4001') }) as unknown as Connection
+  const otherRelay = multiaddr(`/ip4/11.0.0.2/tcp/4001/p2p/12D3KooWRW7iyVJntGbtb93LPttFovhdLKKfPyvDs68nfoZafzeW/p2p-circuit/p2p/${target}`)
 
   it('take the limited connection when the dial could only give another relayed one, and let a dial that could go direct through', () => {
     const limited = conn(true)
     assert.equal(limitedToReuse([limited], [relayedAddr], []), limited, 'its relayed address again')
     assert.equal(limitedToReuse([limited], [], [relayedAddr, webrtcAddr, multiaddr('/ip4/10.2.0.2/tcp/4001')]), limited, 'by id, known only through relays and at private addresses')
     assert.equal(limitedToReuse([limited], [webrtcAddr], []), undefined, 'a WebRTC upgrade goes ahead')
+    assert.equal(limitedToReuse([limited], [otherRelay], []), undefined, 'another relay\'s address is dialled')
     assert.equal(limitedToReuse([limited], [multiaddr('/ip4/127.0.0.1/tcp/4001')], []), undefined, 'an address not through a relay goes ahead')
     assert.equal(limitedToReuse([limited], [], [relayedAddr, multiaddr('/ip4/11.0.0.7/tcp/4001')]), undefined, 'by id, known at a public address')
     assert.equal(limitedToReuse([limited, conn(false)], [relayedAddr], []), undefined, 'an unlimited connection is libp2p\'s to hand back')
@@ -324,7 +326,9 @@ describe('dials of a peer held only over a relay', () => {
     }
     assert.equal(opened, 0, 'no connection was opened')
     assert.deepEqual(dialer.getConnections(hidden.peerId).map(c => c.id), [first.id])
-    assert.equal(hidden.getConnections(dialer.peerId).length, 1)
+    const inbound = hidden.getConnections(dialer.peerId)
+    assert.equal(inbound.length, 1)
+    assert.equal((await hidden.dial(dialer.peerId)).id, inbound[0].id, 'the other side dials back by id on the same connection')
     // force still opens a new one.
     const forced = await dialer.dial(relayed, { force: true })
     assert.notEqual(forced.id, first.id)
