@@ -213,6 +213,8 @@ const PUNCH_PAIRS_RUN = process.env.BENCH_PUNCH_PAIRS == null ? PUNCH_PAIRS : PU
 const PUNCH_DEADLINE_MS = 30_000
 /** How long a home peer may take to find it is behind NAT and hold a relay slot. */
 const REACH_DEADLINE_MS = 60_000
+/** BENCH_RELAY_LOG=<dir>: the relay part's two home peers log their swarm and dials there (relay-<host>.log). */
+const RELAY_LOG_DIR = process.env.BENCH_RELAY_LOG
 /** Repetitions of each relay-part fetch. */
 export const RELAY_REPS = 3
 
@@ -244,7 +246,7 @@ async function directTo (from: NsPeer, id: string): Promise<boolean> {
  * the DHT) to a direct connection both sides see and a ping crosses, or undefined.
  */
 async function punchOnce (home: TbHost, boot: NsPeer, target: NsPeer, targetAddr: string, peers: NsPeer[]): Promise<number | undefined> {
-  const d = await startNsPeer(home, ['--listen', '/webrtc', '--devnet', '--bootstrap', boot.addr])
+  const d = await startNsPeer(home, ['--listen', '/webrtc', '--devnet', '--bootstrap', boot.addr], PUNCH_LOG_DIR != null ? { env: { DEBUG: PUNCH_LOG_DEBUG } } : {})
   peers.push(d)
   let step = 'waiting for a relay slot'
   try {
@@ -281,12 +283,17 @@ async function punchOnce (home: TbHost, boot: NsPeer, target: NsPeer, targetAddr
     return undefined
   } catch (err) {
     progress(`try failed (${step}): ${(err as Error).name}: ${(err as Error).message ?? JSON.stringify(err)}`)
+    if (PUNCH_LOG_DIR != null) writeFileSync(join(PUNCH_LOG_DIR, `punch-${d.ready.peerId}.log`), d.stderr())
     return undefined
   } finally {
     await d.kill()
     peers.splice(peers.indexOf(d), 1)
   }
 }
+
+/** BENCH_PUNCH_LOG=<dir>: a try's dialling peer logs its dials (PUNCH_LOG_DEBUG) there when the try fails with an error. */
+const PUNCH_LOG_DIR = process.env.BENCH_PUNCH_LOG
+const PUNCH_LOG_DEBUG = 'libp2p:connection-manager*,libp2p:circuit-relay*,libp2p:upgrader*,peerverse:reach*'
 
 /** Tries of the current pair whose peers met through the DHT before the dial. */
 let metBeforeDial = 0
@@ -355,7 +362,7 @@ async function benchRelay (): Promise<void> {
     peers.push(y)
     // Without WebRTC, the homes' connection stays on the relay.
     const [a, b] = await Promise.all(tb.homes.map(async h => {
-      const p = await startNsPeer(h.hosts[0], ['--no-webrtc', '--devnet', '--bootstrap', relay.addr])
+      const p = await startNsPeer(h.hosts[0], ['--no-webrtc', '--devnet', '--bootstrap', relay.addr], RELAY_LOG_DIR != null ? { env: { DEBUG: 'peerverse:swarm*,libp2p:connection-manager*' } } : {})
       peers.push(p)
       return p
     }))
@@ -371,6 +378,7 @@ async function benchRelay (): Promise<void> {
   } catch (err) {
     result({ figure: 'relay 1 -> 1', ours: `not available: ${(err as Error).message}` })
   } finally {
+    if (RELAY_LOG_DIR != null) for (const p of peers) writeFileSync(join(RELAY_LOG_DIR, `relay-${p.host.name}.log`), p.stderr())
     for (const p of peers) await p.kill().catch(() => {})
     await tb.destroy()
   }
