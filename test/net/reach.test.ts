@@ -317,12 +317,18 @@ describe('dials of a peer held only over a relay', () => {
     const first = await dialer.dial(relayed)
     assert.notEqual(first.limits, undefined, 'the first connection is relayed')
     await eventually('the dialer knows the hidden peer\'s relayed address', async () => (await dialer.peerStore.get(hidden.peerId)).addresses.some(a => a.multiaddr.toString().includes('p2p-circuit')))
+    // A protocol that runs over relays, as the swarm's sessions do: its streams are opened by peer id.
+    const protocol = '/peerverse/test/limited/1.0.0'
+    await hidden.handle(protocol, async stream => { await stream.close() }, { runOnLimitedConnection: true })
     let opened = 0
     dialer.addEventListener('connection:open', () => { opened++ })
     for (let i = 0; i < 3; i++) {
       assert.equal((await dialer.dial(hidden.peerId)).id, first.id, 'by id')
       assert.equal((await dialer.dial(relayed)).id, first.id, 'at its relayed address')
       await dialer.services.ping.ping(hidden.peerId)
+      const stream = await dialer.dialProtocol(hidden.peerId, protocol, { runOnLimitedConnection: true })
+      assert.ok(first.streams.includes(stream), 'a stream by id runs on the relayed connection')
+      await stream.close()
     }
     assert.equal(opened, 0, 'no connection was opened')
     assert.deepEqual(dialer.getConnections(hidden.peerId).map(c => c.id), [first.id])
