@@ -40,6 +40,17 @@ export const SWARM_STEPS = [1, 2, 4]
 const CONNECT_DEADLINE_MS = 60_000
 const FETCH_DEADLINE_MS = 10 * 60_000
 const SEED = Number(process.env.BENCH_SEED ?? 1)
+/**
+ * Before each swarm fetch, the downloader and the step's seeders settle: each uses under
+ * SETTLE_CPU_CORES over SETTLE_WINDOW_MS (at most SETTLE_DEADLINE_MS). A peer that has just met k
+ * others spends its first second or two on their chain, DHT and peer records; on 2 cores shared by
+ * k + 1 peers that burst grows with k and delayed the 4-seeder fetch's first bytes, so the figure
+ * measured the start-up more than the swarm. BENCH_SWARM_SETTLE=0 fetches at once, as before.
+ */
+const SETTLE_CPU_CORES = 0.1
+const SETTLE_WINDOW_MS = 500
+const SETTLE_DEADLINE_MS = 20_000
+const SETTLE = process.env.BENCH_SWARM_SETTLE !== '0'
 /** BENCH_SWARM_LOG=<dir>: each swarm step's downloader logs peerverse:swarm and peerverse:content there (swarm-<k>.log). */
 const SWARM_LOG_DIR = process.env.BENCH_SWARM_LOG
 
@@ -70,6 +81,17 @@ async function connectedTo (api: ApiClient, ids: string[]): Promise<boolean> {
 function cpuSeconds (pid: number): number {
   const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' ')
   return (Number(fields[11]) + Number(fields[12])) / 100
+}
+
+/** Waits until every pid uses under SETTLE_CPU_CORES over one SETTLE_WINDOW_MS; seconds waited, or undefined past the deadline. */
+async function settle (pids: number[]): Promise<number | undefined> {
+  const t0 = performance.now()
+  while (performance.now() - t0 < SETTLE_DEADLINE_MS) {
+    const before = pids.map(cpuSeconds)
+    await new Promise(resolve => setTimeout(resolve, SETTLE_WINDOW_MS))
+    if (pids.every((pid, i) => (cpuSeconds(pid) - before[i]) * 1000 / SETTLE_WINDOW_MS < SETTLE_CPU_CORES)) return (performance.now() - t0) / 1000
+  }
+  return undefined
 }
 
 async function bytesServed (api: ApiClient): Promise<number> {
@@ -147,6 +169,10 @@ async function benchSwarm (): Promise<void> {
       peers.push(d)
       try {
         await waitUntil(`the downloader to connect to ${k} seeders`, async () => await connectedTo(d.api, seeders.map(s => s.ready.peerId)), CONNECT_DEADLINE_MS)
+        if (SETTLE) {
+          const waited = await settle([d.pid, ...seeders.map(s => s.pid)])
+          progress(waited != null ? `${k} seeder(s): peers settled ${fmt(waited)} s after connecting` : `${k} seeder(s): peers still busy after ${SETTLE_DEADLINE_MS / 1000} s; fetching anyway`)
+        }
         const served0 = await Promise.all(seeders.map(async s => await bytesServed(s.api)))
         const cpu0 = cpuSeconds(d.pid)
         const timing = await fetchTimed(d.api, cid)
@@ -181,10 +207,14 @@ async function benchSwarm (): Promise<void> {
 /** Hole-punching tries per pair of NAT behaviours (BENCH_PUNCH_ATTEMPTS overrides, for a quick look). */
 export const PUNCH_ATTEMPTS = Number(process.env.BENCH_PUNCH_ATTEMPTS ?? 20)
 export const PUNCH_PAIRS: Array<[NatKind, NatKind]> = [['cone', 'cone'], ['cone', 'symmetric'], ['symmetric', 'symmetric']]
+/** BENCH_PUNCH_PAIRS=cone+cone,... runs only the pairs named (for a quick look). */
+const PUNCH_PAIRS_RUN = process.env.BENCH_PUNCH_PAIRS == null ? PUNCH_PAIRS : PUNCH_PAIRS.filter(([a, b]) => process.env.BENCH_PUNCH_PAIRS?.split(',').includes(`${a}+${b}`))
 /** How long one try may take from the dial to a direct connection. */
 const PUNCH_DEADLINE_MS = 30_000
 /** How long a home peer may take to find it is behind NAT and hold a relay slot. */
 const REACH_DEADLINE_MS = 60_000
+/** BENCH_RELAY_LOG=<dir>: the relay part's two home peers log their swarm and dials there (relay-<host>.log). */
+const RELAY_LOG_DIR = process.env.BENCH_RELAY_LOG
 /** Repetitions of each relay-part fetch. */
 export const RELAY_REPS = 3
 
@@ -216,7 +246,7 @@ async function directTo (from: NsPeer, id: string): Promise<boolean> {
  * the DHT) to a direct connection both sides see and a ping crosses, or undefined.
  */
 async function punchOnce (home: TbHost, boot: NsPeer, target: NsPeer, targetAddr: string, peers: NsPeer[]): Promise<number | undefined> {
-  const d = await startNsPeer(home, ['--listen', '/webrtc', '--devnet', '--bootstrap', boot.addr])
+  const d = await startNsPeer(home, ['--listen', '/webrtc', '--devnet', '--bootstrap', boot.addr], PUNCH_LOG_DIR != null ? { env: { DEBUG: PUNCH_LOG_DEBUG } } : {})
   peers.push(d)
   let step = 'waiting for a relay slot'
   try {
@@ -253,6 +283,7 @@ async function punchOnce (home: TbHost, boot: NsPeer, target: NsPeer, targetAddr
     return undefined
   } catch (err) {
     progress(`try failed (${step}): ${(err as Error).name}: ${(err as Error).message ?? JSON.stringify(err)}`)
+    if (PUNCH_LOG_DIR != null) writeFileSync(join(PUNCH_LOG_DIR, `punch-${d.ready.peerId}.log`), d.stderr())
     return undefined
   } finally {
     await d.kill()
@@ -260,12 +291,16 @@ async function punchOnce (home: TbHost, boot: NsPeer, target: NsPeer, targetAddr
   }
 }
 
+/** BENCH_PUNCH_LOG=<dir>: a try's dialling peer logs its dials (PUNCH_LOG_DEBUG) there when the try fails with an error. */
+const PUNCH_LOG_DIR = process.env.BENCH_PUNCH_LOG
+const PUNCH_LOG_DEBUG = 'libp2p:connection-manager*,libp2p:circuit-relay*,libp2p:upgrader*,peerverse:reach*'
+
 /** Tries of the current pair whose peers met through the DHT before the dial. */
 let metBeforeDial = 0
 
 async function benchPunch (): Promise<void> {
   console.log(`\npunch: ${PUNCH_ATTEMPTS} hole-punching tries per pair of NATs, on emulated NATs (nftables masquerade in network namespaces), not the real internet`)
-  for (const [kindA, kindB] of PUNCH_PAIRS) {
+  for (const [kindA, kindB] of PUNCH_PAIRS_RUN) {
     const label = `${kindA}+${kindB}`
     const tb = await Testbed.create({ publicHosts: 2, homes: [{ name: 'a', nat: kindA, hosts: 1 }, { name: 'b', nat: kindB, hosts: 1 }] })
     const peers: NsPeer[] = []
@@ -327,7 +362,7 @@ async function benchRelay (): Promise<void> {
     peers.push(y)
     // Without WebRTC, the homes' connection stays on the relay.
     const [a, b] = await Promise.all(tb.homes.map(async h => {
-      const p = await startNsPeer(h.hosts[0], ['--no-webrtc', '--devnet', '--bootstrap', relay.addr])
+      const p = await startNsPeer(h.hosts[0], ['--no-webrtc', '--devnet', '--bootstrap', relay.addr], RELAY_LOG_DIR != null ? { env: { DEBUG: 'peerverse:swarm*,libp2p:connection-manager*' } } : {})
       peers.push(p)
       return p
     }))
@@ -343,6 +378,7 @@ async function benchRelay (): Promise<void> {
   } catch (err) {
     result({ figure: 'relay 1 -> 1', ours: `not available: ${(err as Error).message}` })
   } finally {
+    if (RELAY_LOG_DIR != null) for (const p of peers) writeFileSync(join(RELAY_LOG_DIR, `relay-${p.host.name}.log`), p.stderr())
     for (const p of peers) await p.kill().catch(() => {})
     await tb.destroy()
   }

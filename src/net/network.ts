@@ -19,7 +19,8 @@ import { dcutr } from '@libp2p/dcutr'
 import { gossipsub, type GossipSub } from '@libp2p/gossipsub'
 import { identify, identifyPush } from '@libp2p/identify'
 import type { Identify } from '@libp2p/identify'
-import type { Libp2p, PrivateKey, StreamMiddleware } from '@libp2p/interface'
+import type { Connection, Libp2p, PeerId, PrivateKey, StreamMiddleware } from '@libp2p/interface'
+import { peerIdFromString } from '@libp2p/peer-id'
 import { kadDHT, passthroughMapper, removePrivateAddressesMapper, removePublicAddressesMapper, type KadDHT } from '@libp2p/kad-dht'
 import { mdns } from '@libp2p/mdns'
 import { memory } from '@libp2p/memory'
@@ -32,7 +33,7 @@ import type { Multiaddr } from '@multiformats/multiaddr'
 import { createLibp2p, type Libp2pOptions } from 'libp2p'
 import * as L from './limits.ts'
 import { prefixGuard } from './prefix-guard.ts'
-import { Reach, type Reachability } from './reach.ts'
+import { dialTarget, limitedToReuse, Reach, type Reachability } from './reach.ts'
 import { StunServer } from './stun.ts'
 
 export const DHT_PROTOCOL = '/peerverse/kad/1.0.0'
@@ -234,6 +235,7 @@ export async function createNetwork (init: NetworkInit): Promise<Network> {
   node = await createLibp2p(options)
   attachReach(node, init)
   fixMiddlewareSharing(node)
+  reuseLimitedConnections(node)
   // Length-prefixed protocols read by libraries, not by framed.ts: their prefixes are bounded here.
   for (const [protocol, maxFrameBytes, maxFrames] of GUARDED_PROTOCOLS) node.use(protocol, prefixGuard(maxFrameBytes, maxFrames))
   return node
@@ -363,6 +365,32 @@ function fixMiddlewareSharing (node: Libp2p): void {
   const registrar = (node as unknown as { components: { registrar: { getMiddleware: (protocol: string) => StreamMiddleware[] } } }).components.registrar
   const get = registrar.getMiddleware.bind(registrar)
   registrar.getMiddleware = protocol => [...get(protocol)]
+}
+
+/**
+ * A dial that could only open one more relayed connection to a peer already held over a relay
+ * takes the one it has (limitedToReuse); every other dial, and any with `force`, goes to libp2p.
+ */
+function reuseLimitedConnections (node: Network): void {
+  type Open = (target: PeerId | Multiaddr | Multiaddr[], options?: { force?: boolean }) => Promise<Connection>
+  const cm = (node as unknown as { components: { connectionManager: { openConnection: Open } } }).components.connectionManager
+  const open = cm.openConnection.bind(cm)
+  cm.openConnection = async (target, options = {}) => {
+    if (options.force !== true) {
+      const reuse = await limitedFor(node, target).catch(() => undefined)
+      if (reuse != null) return reuse
+    }
+    return await open(target, options)
+  }
+}
+
+async function limitedFor (node: Network, target: PeerId | Multiaddr | Multiaddr[]): Promise<Connection | undefined> {
+  const { peer, addrs } = dialTarget(target)
+  if (peer == null) return undefined
+  const connections = node.getConnections().filter(c => c.remotePeer.toString() === peer)
+  if (!connections.some(c => c.limits != null)) return undefined
+  const known = addrs.length > 0 ? [] : ((await node.peerStore.get(peerIdFromString(peer)).catch(() => undefined))?.addresses ?? []).map(a => a.multiaddr)
+  return limitedToReuse(connections, addrs, known)
 }
 
 /**

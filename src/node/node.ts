@@ -302,7 +302,8 @@ export class PeerverseNode extends TypedEventEmitter<NodeEvents> {
         isOwnerMuted: (id, did) => this.space.isOwnerMuted(id, did),
         cipher: id => this.space.cipher(id)
       },
-      social: { isBlocked: did => this.social.isBlocked(did), isMuted: did => this.social.isMuted(did) }
+      social: { isBlocked: did => this.social.isBlocked(did), isMuted: did => this.social.isMuted(did) },
+      store: this.store.sublevel('voice')
     })
     for (const name of VOICE_STREAM_EVENTS) v.addEventListener(name, evt => { this.safeDispatch(name, evt.detail) })
     return v

@@ -17,3 +17,5 @@ export class VoiceRateLimitError extends Error { name = 'VoiceRateLimitError' }
 export class VoiceNotMemberError extends Error { name = 'VoiceNotMemberError' }
 /** A stream's opening that is not { space, binding }. */
 export class InvalidVoiceOpenError extends Error { name = 'InvalidVoiceOpenError' }
+/** A stream from a member the user blocked: refused, counted, not blamed on the peer. */
+export class VoiceBlockedError extends Error { name = 'VoiceBlockedError' }

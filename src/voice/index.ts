@@ -9,6 +9,7 @@
  */
 import type { Ed25519Key } from '../identity/ed25519.ts'
 import type { ProtocolPort, RejectSink } from '../net/ports.ts'
+import type { BytesSublevel } from '../store/store.ts'
 import { HEARING_RANGE_M, MAX_HEARD_SPEAKERS, type Position } from './hearing.ts'
 import { VoiceService } from './service.ts'
 
@@ -65,6 +66,8 @@ export interface VoiceComponents {
   identity: VoiceIdentity
   spaces: VoiceSpaces
   social: VoiceSocial
+  /** The capability's sublevel of the node's store, where personal voice mutes are kept (memory only without it). */
+  store?: BytesSublevel
 }
 
 /** Why an inbound frame was not passed on. */

@@ -62,6 +62,7 @@ export class VoiceService extends TypedEventEmitter<VoiceEvents> {
   async start (): Promise<void> {
     if (this.started) return
     this.started = true
+    if (this.c.store != null) for await (const key of this.c.store.keys({ gte: 'm/', lt: 'm0' })) this.voiceMuted.add(key.slice(2))
     await this.c.protocols.handle(VOICE_PROTOCOL, this.streams.receive, {
       maxInboundStreams: MAX_VOICE_STREAMS_PER_PEER * 2,
       maxOutboundStreams: MAX_VOICE_STREAMS_PER_PEER * 2,
@@ -123,13 +124,15 @@ export class VoiceService extends TypedEventEmitter<VoiceEvents> {
     }
   }
 
-  /** A personal voice mute of `did`, in one space or (space undefined) in all. */
-  setVoiceMuted (space: string | undefined, did: string, muted: boolean): void {
+  /** A personal voice mute of `did`, in one space or (space undefined) in all: in effect at once, kept in the store when the promise resolves. */
+  async setVoiceMuted (space: string | undefined, did: string, muted: boolean): Promise<void> {
     if (typeof did !== 'string' || did === '') throw new TypeError('did must be a non-empty string')
     const key = `${space ?? '*'}|${did}`
     if (muted) this.voiceMuted.add(key); else this.voiceMuted.delete(key)
     const vs = space == null ? undefined : this.spaces.get(space)
     for (const s of vs == null ? this.spaces.values() : [vs]) if (this.c.spaces.isJoined(s.id)) this.recompute(s)
+    if (this.c.store == null) return
+    if (muted) await this.c.store.put(`m/${key}`, new Uint8Array(0)); else await this.c.store.del(`m/${key}`)
   }
 
   isVoiceMuted (space: string, did: string): boolean {

@@ -13,7 +13,7 @@ import { framed, UnexpectedEOFError, type Framed } from '../net/framed.ts'
 import { PROTOCOL_TIMEOUT_MS } from '../net/limits.ts'
 import type { RemotePeer } from '../net/ports.ts'
 import { TokenBuckets } from '../net/rate-limit.ts'
-import { ExcludedError, InvalidVoiceOpenError, VoiceNotMemberError, VoiceRateLimitError } from './errors.ts'
+import { ExcludedError, InvalidVoiceOpenError, VoiceBlockedError, VoiceNotMemberError, VoiceRateLimitError } from './errors.ts'
 import type { DropReason, VoiceComponents } from './index.ts'
 import { decodeOpen, encodeOpen, MAX_VOICE_READ_BYTES, VOICE_PROTOCOL } from './wire.ts'
 
@@ -66,6 +66,7 @@ export function reasonOf (err: Error): DropReason {
     case 'VoiceRateLimitError': return 'rate'
     case 'VoiceNotMemberError': case 'PeerBindingMismatchError': case 'InvalidSignatureError': case 'MalformedRecordError': case 'UnexpectedRecordTypeError': case 'RecordTooLargeError': case 'InvalidDidError': return 'not-member'
     case 'ExcludedError': return 'excluded'
+    case 'VoiceBlockedError': return 'blocked'
     case 'NotJoinedError': return 'not-joined'
     default: return 'malformed'
   }
@@ -163,6 +164,8 @@ export class VoiceStreams {
   private async verifyOpen (space: string, peer: string, binding: Uint8Array): Promise<string> {
     const { did } = await verifyPeerBinding(binding, peer)
     if (this.c.spaces.isExcluded(space, did)) throw new ExcludedError(`${did} is kept out of ${space}`)
+    // A member the user blocked is out of the space's sight (who); its stream is refused at once.
+    if (this.c.social.isBlocked(did)) throw new VoiceBlockedError(`${did} is blocked`)
     const deadline = Date.now() + VOICE_MEMBER_WAIT_MS
     while (!this.c.spaces.who(space).some(m => m.did === did && m.peer === peer)) {
       if (Date.now() >= deadline || !this.c.spaces.isJoined(space)) throw new VoiceNotMemberError(`${did} is not a member we see on ${peer} in ${space}`)
@@ -212,6 +215,7 @@ export class VoiceStreams {
     stream.abort(err)
     if (QUIET_ERRORS.has(err.name)) return
     this.host.drop(reasonOf(err))
+    if (err.name === 'VoiceBlockedError') return
     this.c.onRejected(peer, VOICE_PROTOCOL, err)
   }
 

@@ -9,7 +9,8 @@ import { generateKeyPair } from '@libp2p/crypto/keys'
 import { peerIdFromPrivateKey } from '@libp2p/peer-id'
 import { multiaddr } from '@multiformats/multiaddr'
 import { createNetwork, directOnlyUnilateral, freshDialBack, reachOf, type Network, type NetworkInit } from '../../src/net/network.ts'
-import { connectionTransport, FailedPaths, relayedWebrtcTarget } from '../../src/net/reach.ts'
+import { connectionTransport, dialTarget, FailedPaths, limitedToReuse, relayedWebrtcTarget } from '../../src/net/reach.ts'
+import type { Connection } from '@libp2p/interface'
 import { UPGRADE_FAILED_MEMORY_MS, UPGRADE_FAILED_PEERS_MAX, UPGRADE_MAX_ATTEMPTS } from '../../src/net/limits.ts'
 import {
   StunServer, StunMessageError, parseStunMessage, readXorMappedAddress, STUN_MAGIC_COOKIE, STUN_MAX_REQUEST_BYTES,
@@ -279,5 +280,63 @@ describe('memory of failed direct paths', () => {
     assert.equal(reach.skipsDial(webrtcAddr), true)
     assert.equal(reach.skipsDial(plainAddr), false, 'the plain relayed address is still dialled')
     await assert.rejects(dialer.dial(webrtcAddr), (err: Error) => err.name === 'DialDeniedError')
+  })
+})
+
+describe('dials of a peer held only over a relay', () => {
+  const relayPeer = '12D3KooWKMETbnj1U47ZVBgGutpWD45bwAXVXAV1cL57CmNq3dtP'
+  const target = '12D3KooWJtKJVhwyiQZRPLTpwWqBywJSZKRxWjfowkUfmFVXEHrG'
+  const relayedAddr = multiaddr(`/ip4/11.0.0.1/tcp/4001/p2p/${relayPeer}/p2p-circuit/p2p/${target}`)
+  const webrtcAddr = multiaddr(`/ip4/11.0.0.1/tcp/4001/p2p/${relayPeer}/p2p-circuit/webrtc/p2p/${target}`)
+  const conn = (limited: boolean, status = 'open'): Connection => ({ status, limits: limited ? { bytes: 1n } : undefined, remoteAddr: limited ? relayedAddr : multiaddr('/ip4/11.0.0.9/tcp/4001') }) as unknown as Connection
+  const otherRelay = multiaddr(`/ip4/11.0.0.2/tcp/4001/p2p/12D3KooWRW7iyVJntGbtb93LPttFovhdLKKfPyvDs68nfoZafzeW/p2p-circuit/p2p/${target}`)
+
+  it('take the limited connection when the dial could only give another relayed one, and let a dial that could go direct through', () => {
+    const limited = conn(true)
+    assert.equal(limitedToReuse([limited], [relayedAddr], []), limited, 'its relayed address again')
+    assert.equal(limitedToReuse([limited], [], [relayedAddr, webrtcAddr, multiaddr('/ip4/10.2.0.2/tcp/4001')]), limited, 'by id, known only through relays and at private addresses')
+    assert.equal(limitedToReuse([limited], [webrtcAddr], []), undefined, 'a WebRTC upgrade goes ahead')
+    assert.equal(limitedToReuse([limited], [otherRelay], []), undefined, 'another relay\'s address is dialled')
+    assert.equal(limitedToReuse([limited], [multiaddr('/ip4/127.0.0.1/tcp/4001')], []), undefined, 'an address not through a relay goes ahead')
+    assert.equal(limitedToReuse([limited], [], [relayedAddr, multiaddr('/ip4/11.0.0.7/tcp/4001')]), undefined, 'by id, known at a public address')
+    assert.equal(limitedToReuse([limited, conn(false)], [relayedAddr], []), undefined, 'an unlimited connection is libp2p\'s to hand back')
+    assert.equal(limitedToReuse([conn(true, 'closing')], [relayedAddr], []), undefined, 'a closing connection is not reused')
+    assert.equal(limitedToReuse([], [relayedAddr], []), undefined)
+    assert.deepEqual(dialTarget([relayedAddr]).peer, target)
+    assert.equal(dialTarget(multiaddr('/ip4/127.0.0.1/tcp/1')).peer, undefined)
+  })
+
+  it('by id and at the relayed address, on the relayed connection there is: no new circuit through the relay', async t => {
+    const defer = cleanups(t)
+    const relay = await peer(t, defer, { reachability: 'public' })
+    const hidden = await peer(t, defer, { listen: ['/p2p-circuit'], webrtc: false })
+    const dialer = await peer(t, defer, { listen: [], webrtc: false })
+    await hidden.dial(relay.getMultiaddrs()[0])
+    await eventually('the hidden peer\'s relayed address', () => hidden.getMultiaddrs().some(a => a.toString().includes('p2p-circuit')))
+    const relayed = hidden.getMultiaddrs().find(a => a.toString().includes('p2p-circuit')) as ReturnType<typeof multiaddr>
+    const first = await dialer.dial(relayed)
+    assert.notEqual(first.limits, undefined, 'the first connection is relayed')
+    await eventually('the dialer knows the hidden peer\'s relayed address', async () => (await dialer.peerStore.get(hidden.peerId)).addresses.some(a => a.multiaddr.toString().includes('p2p-circuit')))
+    // A protocol that runs over relays, as the swarm's sessions do: its streams are opened by peer id.
+    const protocol = '/peerverse/test/limited/1.0.0'
+    await hidden.handle(protocol, async stream => { await stream.close() }, { runOnLimitedConnection: true })
+    let opened = 0
+    dialer.addEventListener('connection:open', () => { opened++ })
+    for (let i = 0; i < 3; i++) {
+      assert.equal((await dialer.dial(hidden.peerId)).id, first.id, 'by id')
+      assert.equal((await dialer.dial(relayed)).id, first.id, 'at its relayed address')
+      await dialer.services.ping.ping(hidden.peerId)
+      const stream = await dialer.dialProtocol(hidden.peerId, protocol, { runOnLimitedConnection: true })
+      assert.ok(first.streams.includes(stream), 'a stream by id runs on the relayed connection')
+      await stream.close()
+    }
+    assert.equal(opened, 0, 'no connection was opened')
+    assert.deepEqual(dialer.getConnections(hidden.peerId).map(c => c.id), [first.id])
+    const inbound = hidden.getConnections(dialer.peerId)
+    assert.equal(inbound.length, 1)
+    assert.equal((await hidden.dial(dialer.peerId)).id, inbound[0].id, 'the other side dials back by id on the same connection')
+    // force still opens a new one.
+    const forced = await dialer.dial(relayed, { force: true })
+    assert.notEqual(forced.id, first.id)
   })
 })

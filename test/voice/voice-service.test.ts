@@ -4,7 +4,7 @@
  * streams are real in-memory libp2p stream pairs; the space view and the protocol port are fakes,
  * since 33 member peers are more than this machine runs at once.
  */
-import { describe, it } from 'node:test'
+import { describe, it, type TestContext } from 'node:test'
 import assert from 'node:assert/strict'
 import type { Stream } from '@libp2p/interface'
 import { streamPair } from '@libp2p/utils'
@@ -13,11 +13,28 @@ import { didFromPublicKey } from '../../src/identity/did.ts'
 import { ed25519KeyFromSeed } from '../../src/identity/ed25519.ts'
 import { framed } from '../../src/net/framed.ts'
 import type { ProtocolHandler, ProtocolPort } from '../../src/net/ports.ts'
+import { Store } from '../../src/store/store.ts'
+import { cleanups, tempDir } from '../helpers/cleanup.ts'
 import { defaultConfig, mergeConfig, validateConfig } from '../../src/node/config.ts'
 import { decodeVoiceFrame, encodeOpen, encodeWant, MAX_VOICE_LISTENERS, MAX_VOICE_READ_BYTES, voice, type VoiceMember } from '../../src/voice/index.ts'
 
 const SPACE = 'space-under-test'
 const keyOf = (i: number): ReturnType<typeof ed25519KeyFromSeed> => ed25519KeyFromSeed(new Uint8Array(32).fill(i + 1))
+
+/** A protocol port that records the handler and dials nobody. */
+function fakeProtocols (onHandle: (h: ProtocolHandler) => void = () => {}): ProtocolPort {
+  return {
+    peerId: 'peer-me',
+    addresses: () => [],
+    handle: async (_p: string, h: ProtocolHandler) => { onHandle(h) },
+    unhandle: async () => {},
+    dial: async () => { throw new Error('no dialling in this test') },
+    peers: () => [],
+    connections: () => [],
+    hangUp: async () => {},
+    onPeer: () => () => {}
+  }
+}
 
 describe('the voice service alone', { timeout: 60_000 }, () => {
   it(`sends to MAX_VOICE_LISTENERS (${MAX_VOICE_LISTENERS}) listeners that want it, not to one more`, async () => {
@@ -106,5 +123,37 @@ describe('the voice service alone', { timeout: 60_000 }, () => {
     assert.throws(() => validateConfig(mergeConfig(base, { voice: { maxHeard: 1.5 } })), { name: 'ConfigError', message: /voice.maxHeard/ })
     assert.throws(() => validateConfig(mergeConfig(base, { voice: { rangeM: 0 } })), { name: 'ConfigError', message: /voice.rangeM/ })
     assert.throws(() => voice({ maxHeard: -1 })({} as never), { name: 'RangeError' })
+  })
+
+  it('personal voice mutes are kept in the store across a restart', async (t: TestContext) => {
+    const defer = cleanups(t)
+    const dir = await tempDir(defer, 'voice-store')
+    const key = keyOf(201)
+    const make = async (store: Store): Promise<ReturnType<ReturnType<typeof voice>>> => voice()({
+      protocols: fakeProtocols(),
+      onRejected: () => {},
+      identity: { did: didFromPublicKey(key.publicKey), key, binding: (await createPeerBinding(key, 'peer-me')).bytes },
+      spaces: { isJoined: () => true, who: () => [], me: () => ({ position: [0, 0, 0] }), isExcluded: () => false, isOwnerMuted: () => false, cipher: () => undefined },
+      social: { isBlocked: () => false, isMuted: () => false },
+      store: store.sublevel('voice')
+    })
+    let store = await Store.open(dir)
+    defer(async () => { await store.close() })
+    const first = await make(store)
+    await first.start()
+    await first.setVoiceMuted(SPACE, 'did:key:zLoud', true)
+    await first.setVoiceMuted(undefined, 'did:key:zEverywhere', true)
+    await first.setVoiceMuted(SPACE, 'did:key:zForgiven', true)
+    await first.setVoiceMuted(SPACE, 'did:key:zForgiven', false)
+    await first.stop()
+    await store.close()
+    store = await Store.open(dir)
+    const second = await make(store)
+    await second.start()
+    assert.equal(second.isVoiceMuted(SPACE, 'did:key:zLoud'), true)
+    assert.equal(second.isVoiceMuted('another-space', 'did:key:zLoud'), false)
+    assert.equal(second.isVoiceMuted('another-space', 'did:key:zEverywhere'), true)
+    assert.equal(second.isVoiceMuted(SPACE, 'did:key:zForgiven'), false)
+    await second.stop()
   })
 })

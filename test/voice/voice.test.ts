@@ -201,8 +201,14 @@ describe('exclusions', { timeout: 400_000 }, () => {
     let n2 = h2.count(s.did)
     await eventually('L2 hears 30 more', () => h2.count(s.did) >= n2 + 30)
     assert.equal(h1.count(s.did), n1, 'L1 blocked S')
+    // S listening too dials L1: the stream is refused as blocked, and S's honest peer is not blamed.
+    const blocked = l1.voice.state(space).dropped.blocked
+    s.voice.listen(space)
+    await eventually('L1 refuses S\'s stream as blocked', () => l1.voice.state(space).dropped.blocked > blocked)
+    assert.ok(!(peers.rejections.get(l1) ?? []).some(r => r.peerId === s.peerId && r.protocol === VOICE_PROTOCOL), 'no rejection of S')
+    s.voice.unlisten(space)
     await l1.social.setBlocked(s.did, false)
-    l2.voice.setVoiceMuted(space, s.did, true)
+    await l2.voice.setVoiceMuted(space, s.did, true)
     assert.ok(!l2.voice.state(space).heard.includes(s.did))
     n2 = h2.count(s.did)
     n1 = h1.count(s.did)

@@ -37,7 +37,7 @@ export const voiceRoutes: Route[] = [
       if (typeof b.muted !== 'boolean') throw new ApiError(400, 'BadRequest', 'muted must be true or false')
       const did = str(b, 'did')
       node.voice.state(space) // NotJoinedError (404) for a space we are not in
-      node.voice.setVoiceMuted(space, did, b.muted)
+      await node.voice.setVoiceMuted(space, did, b.muted)
       return node.voice.state(space)
     }
   }
