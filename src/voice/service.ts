@@ -16,7 +16,7 @@ import type { DropReason, VoiceComponents, VoiceEvents, VoiceMember, VoiceState 
 import { MAX_VOICE_STREAMS_PER_PEER, reasonOf, VOICE_FRAMES_PER_SECOND, VoiceStreams, type Link, type Speaker, type VoiceSpace } from './streams.ts'
 import { audioAad, checkAudio, decodeVoiceFrame, encodeAudio, encodeTalking, encodeWant, MAX_VOICE_PAYLOAD_BYTES, VOICE_CIPHER_OVERHEAD_BYTES, VOICE_PROTOCOL, type AudioFrame } from './wire.ts'
 
-export { MAX_VOICE_STREAMS_PER_PEER, VOICE_FRAMES_PER_SECOND, VOICE_MEMBER_WAIT_MS, VOICE_REDIAL_MS } from './streams.ts'
+export { MAX_QUEUED_AUDIO_FRAMES, MAX_VOICE_STREAMS_PER_PEER, VOICE_FRAMES_PER_SECOND, VOICE_MEMBER_WAIT_MS, VOICE_REDIAL_MS } from './streams.ts'
 
 const log = logger('peerverse:voice')
 
@@ -24,6 +24,8 @@ const log = logger('peerverse:voice')
 export const MAX_VOICE_LISTENERS = 32
 /** A speaker's TALKING note goes out at most this often while its frames flow; the service's tick too. */
 export const TALKING_NOTE_MS = 250
+/** How often a listener says its WANT again while it holds it: a WANT lost with a stream that closed is healed by the next. */
+export const WANT_REFRESH_MS = 1_000
 /** Silence after our last frame at which we tell the near that we stopped (TALKING 0). */
 export const TALKING_STOP_MS = 2 * TALKING_NOTE_MS
 /** Our own frames a second (under the peers' limit, notes included), and burst. */
@@ -147,6 +149,7 @@ export class VoiceService extends TypedEventEmitter<VoiceEvents> {
       listening: vs.listeners > 0,
       sending: vs.lastSentAt > 0 && now - vs.lastSentAt < TALKING_HOLD_MS,
       heard: [...vs.heard],
+      voiceMuted: [...new Set([...this.voiceMuted].filter(k => k.startsWith('*|') || k.startsWith(`${space}|`)).map(k => k.slice(k.indexOf('|') + 1)))],
       speakers: [...vs.speakers.entries()].map(([did, s]) => ({ did, level: s.level, talking: isTalking(s.talkingAt, now), receiving: s.frameAt > 0 && now - s.frameAt < TALKING_HOLD_MS })),
       dropped: { ...this.dropped },
       settings: { ...this.settings }
@@ -195,8 +198,9 @@ export class VoiceService extends TypedEventEmitter<VoiceEvents> {
     const heard = new Set(vs.heard)
     for (const link of vs.links.values()) {
       const want = link.did != null && heard.has(link.did)
-      if (want !== link.weWant && link.out != null) {
+      if (link.out != null && (want !== link.weWant || (want && now - link.wantSentAt >= WANT_REFRESH_MS))) {
         link.weWant = want
+        link.wantSentAt = now
         this.streams.write(link.out, encodeWant(want), true)
       }
     }

@@ -27,12 +27,14 @@ export const MAX_VOICE_STREAMS_PER_PEER = 4
 export const VOICE_MEMBER_WAIT_MS = 3_000
 /** Wait before dialling a member again after a failed dial. */
 export const VOICE_REDIAL_MS = 1_000
+/** Audio frames queued on one stream at most (200 ms at 50 a second); past it the newest is dropped, as late audio is worth nothing. */
+export const MAX_QUEUED_AUDIO_FRAMES = 10
 
 /** Errors that end a stream without fault of the peer (it went away, or we closed it). */
 const QUIET_ERRORS = new Set(['StreamResetError', 'AbortError', 'StreamAbortedError', 'StreamClosedError', 'ConnectionClosedError', 'ConnectionClosingError', 'StreamStateError'])
 
 /** One open voice stream. */
-export interface Pipe { stream: Stream, f: Framed, pending: number, chain: Promise<void> }
+export interface Pipe { stream: Stream, f: Framed, pending: number, audioPending: number, chain: Promise<void> }
 
 /** What we hold with one peer in one space: its streams and who wants whose audio. */
 export interface Link {
@@ -43,6 +45,8 @@ export interface Link {
   out?: Pipe
   theyWant: boolean
   weWant: boolean
+  /** When we last said our WANT on this link (said again every WANT_REFRESH_MS, and on each new stream). */
+  wantSentAt: number
   dialing: boolean
   retryAt: number
 }
@@ -115,7 +119,7 @@ export class VoiceStreams {
       await f.write(encodeOpen(open.space, this.c.identity.binding), { signal: AbortSignal.timeout(PROTOCOL_TIMEOUT_MS) })
       const link = this.link(vs, peer)
       link.did = did
-      await this.run(vs, link, { stream, f, pending: 0, chain: Promise.resolve() })
+      await this.run(vs, link, { stream, f, pending: 0, audioPending: 0, chain: Promise.resolve() })
     } catch (err) {
       this.fail(peer, stream, err as Error)
     } finally {
@@ -145,7 +149,7 @@ export class VoiceStreams {
         link.did = await this.verifyOpen(vs.id, peer, open.binding)
         link.dialing = false
         if (vs.links.get(peer) !== link) { stream.abort(new Error('closed')); return }
-        await this.run(vs, link, { stream, f, pending: 0, chain: Promise.resolve() })
+        await this.run(vs, link, { stream, f, pending: 0, audioPending: 0, chain: Promise.resolve() })
       } catch (err) {
         link.retryAt = Date.now() + VOICE_REDIAL_MS
         if (stream != null && opened) this.fail(peer, stream, err as Error)
@@ -178,6 +182,7 @@ export class VoiceStreams {
   private async run (vs: VoiceSpace, link: Link, pipe: Pipe): Promise<void> {
     link.pipes.add(pipe)
     link.out ??= pipe
+    link.wantSentAt = 0
     this.host.recompute(vs)
     const bucket = new TokenBuckets(VOICE_FRAMES_PER_SECOND, VOICE_FRAMES_PER_SECOND)
     try {
@@ -219,12 +224,15 @@ export class VoiceStreams {
     this.c.onRejected(peer, VOICE_PROTOCOL, err)
   }
 
-  /** Queues a frame on a stream: notes always, audio only when nothing is queued (late audio is dropped, not queued). */
+  /** Queues a frame on a stream: notes always, audio while fewer than MAX_QUEUED_AUDIO_FRAMES wait (later audio is dropped, not queued). */
   write (pipe: Pipe, bytes: Uint8Array, control: boolean): void {
-    if (!control && pipe.pending > 0) return
+    if (!control && pipe.audioPending >= MAX_QUEUED_AUDIO_FRAMES) return
+    const audio = control ? 0 : 1
     pipe.pending++
-    pipe.chain = pipe.chain.then(async () => { await pipe.f.write(bytes) }).then(() => { pipe.pending-- }, err => {
+    pipe.audioPending += audio
+    pipe.chain = pipe.chain.then(async () => { await pipe.f.write(bytes) }).then(() => { pipe.pending--; pipe.audioPending -= audio }, err => {
       pipe.pending--
+      pipe.audioPending -= audio
       pipe.stream.abort(err as Error)
     })
   }
@@ -233,7 +241,7 @@ export class VoiceStreams {
   link (vs: VoiceSpace, peer: string): Link {
     let link = vs.links.get(peer)
     if (link == null) {
-      link = { peer, pipes: new Set(), theyWant: false, weWant: false, dialing: false, retryAt: 0 }
+      link = { peer, pipes: new Set(), theyWant: false, weWant: false, wantSentAt: 0, dialing: false, retryAt: 0 }
       vs.links.set(peer, link)
     }
     return link

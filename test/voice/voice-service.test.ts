@@ -16,7 +16,7 @@ import type { ProtocolHandler, ProtocolPort } from '../../src/net/ports.ts'
 import { Store } from '../../src/store/store.ts'
 import { cleanups, tempDir } from '../helpers/cleanup.ts'
 import { defaultConfig, mergeConfig, validateConfig } from '../../src/node/config.ts'
-import { decodeVoiceFrame, encodeOpen, encodeWant, MAX_VOICE_LISTENERS, MAX_VOICE_READ_BYTES, voice, type VoiceMember } from '../../src/voice/index.ts'
+import { decodeVoiceFrame, encodeOpen, encodeWant, MAX_QUEUED_AUDIO_FRAMES, MAX_VOICE_LISTENERS, MAX_VOICE_READ_BYTES, voice, type VoiceMember } from '../../src/voice/index.ts'
 
 const SPACE = 'space-under-test'
 const keyOf = (i: number): ReturnType<typeof ed25519KeyFromSeed> => ed25519KeyFromSeed(new Uint8Array(32).fill(i + 1))
@@ -113,6 +113,66 @@ describe('the voice service alone', { timeout: 60_000 }, () => {
     } finally {
       await service.stop()
       for (const o of ours) o.stream.abort(new Error('done'))
+    }
+  })
+
+  it(`a burst of our own frames queues MAX_QUEUED_AUDIO_FRAMES (${MAX_QUEUED_AUDIO_FRAMES}) on a listener's stream and drops the rest`, async () => {
+    const myKey = keyOf(210)
+    const listenerKey = keyOf(211)
+    const members: VoiceMember[] = [{ did: didFromPublicKey(listenerKey.publicKey), peer: 'peer-l', position: [1, 0, 0], near: true }]
+    let handler: ProtocolHandler | undefined
+    const service = voice()({
+      protocols: fakeProtocols(h => { handler = h }),
+      onRejected: () => {},
+      identity: { did: didFromPublicKey(myKey.publicKey), key: myKey, binding: (await createPeerBinding(myKey, 'peer-me')).bytes },
+      spaces: { isJoined: id => id === SPACE, who: () => members, me: () => ({ position: [0, 0, 0] }), isExcluded: () => false, isOwnerMuted: () => false, cipher: () => undefined },
+      social: { isBlocked: () => false, isMuted: () => false }
+    })
+    await service.start()
+    const [local, remote] = await streamPair()
+    try {
+      assert.ok(handler != null)
+      handler(remote, { peer: 'peer-l', address: '/memory/test', limited: false })
+      const f = framed(local, { maxFrameBytes: MAX_VOICE_READ_BYTES })
+      await f.write(encodeOpen(SPACE, (await createPeerBinding(listenerKey, 'peer-l')).bytes))
+      assert.ok(await f.read({ signal: AbortSignal.timeout(10_000) }) != null, 'the service answers the opening')
+      await f.write(encodeWant(true))
+      const seqs: number[] = []
+      const reading = (async () => {
+        try {
+          for await (const bytes of f.frames()) {
+            const frame = decodeVoiceFrame(bytes)
+            if (frame.type === 'audio') seqs.push(frame.seq)
+          }
+        } catch {}
+      })()
+      // Until the WANT is in, one frame at a time; then a burst in one tick, of more than the queue holds.
+      let seq = 0
+      const deadline = Date.now() + 20_000
+      while (seqs.length === 0 && Date.now() < deadline) {
+        service.send(SPACE, { seq: ++seq, ts: seq, level: 50, data: new Uint8Array(40) })
+        await new Promise(resolve => setTimeout(resolve, 30))
+      }
+      assert.ok(seqs.length > 0, 'the listener receives once its WANT is in')
+      await new Promise(resolve => setTimeout(resolve, 100))
+      const before = seqs.length
+      const first = seq + 1
+      for (let i = 0; i < MAX_QUEUED_AUDIO_FRAMES + 5; i++) service.send(SPACE, { seq: ++seq, ts: seq, level: 50, data: new Uint8Array(40) })
+      // A fence: a frame sent once the queue has drained arrives after every frame queued before it.
+      const fence = seq + 1
+      const fenceBy = Date.now() + 20_000
+      while (!seqs.includes(fence) && Date.now() < fenceBy) {
+        if (seq < fence && seqs.length - before >= MAX_QUEUED_AUDIO_FRAMES) service.send(SPACE, { seq: ++seq, ts: seq, level: 50, data: new Uint8Array(40) })
+        await new Promise(resolve => setTimeout(resolve, 20))
+      }
+      assert.ok(seqs.includes(fence), 'the fence frame arrives')
+      await service.stop()
+      await reading
+      const burst = seqs.slice(before, seqs.indexOf(fence))
+      assert.deepEqual(burst, Array.from({ length: MAX_QUEUED_AUDIO_FRAMES }, (_, i) => first + i), 'the first frames of the burst, in order, as many as the queue holds')
+    } finally {
+      await service.stop()
+      local.abort(new Error('done'))
     }
   })
 

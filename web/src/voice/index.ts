@@ -52,7 +52,7 @@ export interface VoicePeerView {
 export interface VoiceHookView { on: boolean, muted: boolean, peers: VoicePeerView[] }
 
 export interface VoiceContext {
-  api: Pick<Api, 'post' | 'token'>
+  api: Pick<Api, 'get' | 'post' | 'token'>
   store: Pick<Store, 'did' | 'spaceId' | 'on' | 'people'>
   view: Pick<View, 'me' | 'avatarList' | 'setSpeaking'>
   report: Pick<Report, 'showError'>
@@ -115,6 +115,20 @@ export function mountVoice (ctx: VoiceContext): VoicePanel {
     socket = s
     s.start()
     render()
+    void restoreMutes(id)
+  }
+
+  /** The mutes our peer keeps for this space (they outlive a reload): shown on the buttons and silenced here. */
+  async function restoreMutes (id: string): Promise<void> {
+    try {
+      const state = await api.get<{ voiceMuted?: string[] }>(`/api/v0/voice?space=${encodeURIComponent(id)}`)
+      if (store.spaceId !== id) return
+      for (const did of state.voiceMuted ?? []) {
+        mutedHere.add(did)
+        speakers.get(did)?.setMuted(true)
+        for (const b of document.querySelectorAll<HTMLButtonElement>(`button[data-voice-mute="${CSS.escape(did)}"]`)) paintMute(b, true)
+      }
+    } catch {}
   }
 
   function heard (f: HeardFrame): void {
