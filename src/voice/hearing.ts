@@ -1,5 +1,7 @@
 /**
- * Who hears whom, as a pure function on plain data: of the members near a listener, the talking
+ * Who hears whom, as pure functions on plain data: the members within earshot of a listener (the
+ * ones it holds voice streams with, by distance, not by presence's near flag, which a member far in
+ * the roster's ranking or between frames may lack), and of those the talking
  * ones within hearing range that nothing excludes, nearest first, at most a bound. The service
  * asks for exactly these speakers' audio (WANT) and nobody else's, so what a listener receives
  * stays bounded by its neighbourhood however large the crowd.
@@ -56,4 +58,15 @@ export function chooseHeard (me: Position, candidates: readonly Candidate[], opt
   }
   ranked.sort((a, b) => a.d - b.d || (a.did < b.did ? -1 : a.did > b.did ? 1 : 0))
   return ranked.slice(0, max).map(r => r.did)
+}
+
+/** The members within `rangeM` of `me`, nearest first (ties by did), at most `max`: those a listener holds voice streams with. */
+export function inEarshot<T extends { did: string, position: Position }> (me: Position, members: readonly T[], rangeM: number, max: number): T[] {
+  const ranked: Array<{ m: T, d: number }> = []
+  for (const m of members) {
+    const d = distance(me, m.position)
+    if (Number.isFinite(d) && d <= rangeM) ranked.push({ m, d })
+  }
+  ranked.sort((a, b) => a.d - b.d || (a.m.did < b.m.did ? -1 : a.m.did > b.m.did ? 1 : 0))
+  return ranked.slice(0, Math.max(0, Math.floor(max))).map(r => r.m)
 }

@@ -106,7 +106,7 @@ export function voice (init: VoiceInit = {}): (components: VoiceComponents) => V
 
 export { VoiceService } from './service.ts'
 export { MAX_VOICE_LISTENERS, MAX_VOICE_STREAMS_PER_PEER, TALKING_NOTE_MS, VOICE_FRAMES_PER_SECOND, WANT_REFRESH_MS, MAX_QUEUED_AUDIO_FRAMES } from './service.ts'
-export { chooseHeard, HEARING_RANGE_M, MAX_HEARD_SPEAKERS, TALKING_HOLD_MS, type Candidate, type Position } from './hearing.ts'
+export { chooseHeard, inEarshot, HEARING_RANGE_M, MAX_HEARD_SPEAKERS, TALKING_HOLD_MS, type Candidate, type Position } from './hearing.ts'
 export {
   VOICE_PROTOCOL, MAX_VOICE_PAYLOAD_BYTES, MAX_VOICE_FRAME_BYTES, MAX_VOICE_READ_BYTES, MAX_VOICE_CLIENT_MESSAGE_BYTES, VOICE_HEADER_BYTES,
   VOICE_CIPHER_OVERHEAD_BYTES, audioAad, decodeClientFrame, decodeClientFrameFromPeer, decodeVoiceFrame, encodeAudio, encodeClientFrame,

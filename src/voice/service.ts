@@ -11,7 +11,7 @@ import { logger } from '@libp2p/logger'
 import { TypedEventEmitter } from 'main-event'
 import { TokenBuckets } from '../net/rate-limit.ts'
 import { ExcludedError, NotJoinedError, OwnerMutedError, VoiceRateLimitError } from './errors.ts'
-import { chooseHeard, isTalking, TALKING_HOLD_MS } from './hearing.ts'
+import { chooseHeard, inEarshot, isTalking, TALKING_HOLD_MS } from './hearing.ts'
 import type { DropReason, VoiceComponents, VoiceEvents, VoiceMember, VoiceState } from './index.ts'
 import { MAX_VOICE_STREAMS_PER_PEER, reasonOf, VOICE_FRAMES_PER_SECOND, VoiceStreams, type Link, type Speaker, type VoiceSpace } from './streams.ts'
 import { audioAad, checkAudio, decodeVoiceFrame, encodeAudio, encodeTalking, encodeWant, MAX_VOICE_PAYLOAD_BYTES, VOICE_CIPHER_OVERHEAD_BYTES, VOICE_PROTOCOL, type AudioFrame } from './wire.ts'
@@ -187,9 +187,9 @@ export class VoiceService extends TypedEventEmitter<VoiceEvents> {
       if (m == null || m.did !== link.did || this.c.spaces.isExcluded(vs.id, link.did)) this.streams.closeLink(vs, link)
     }
     if (vs.listeners > 0) {
-      const near = members.filter(m => m.near)
-      for (const m of near) this.streams.dial(vs, m.peer, now)
       const position = this.c.spaces.me(vs.id).position
+      const near = inEarshot(position, members, this.settings.rangeM, MAX_VOICE_LISTENERS)
+      for (const m of near) this.streams.dial(vs, m.peer, now)
       const candidates = near.map(m => ({ did: m.did, position: m.position, talkingAt: vs.speakers.get(m.did)?.talkingAt ?? 0 }))
       vs.heard = chooseHeard(position, candidates, { now, max: this.settings.maxHeard, rangeM: this.settings.rangeM, excluded: did => this.refusal(vs.id, did) != null })
     } else {

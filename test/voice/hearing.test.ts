@@ -6,7 +6,7 @@
 import { describe, it } from 'node:test'
 import assert from 'node:assert/strict'
 import fc from 'fast-check'
-import { chooseHeard, distance, HEARING_RANGE_M, isTalking, MAX_HEARD_SPEAKERS, TALKING_HOLD_MS, type Candidate, type Position } from '../../src/voice/hearing.ts'
+import { chooseHeard, distance, inEarshot, HEARING_RANGE_M, isTalking, MAX_HEARD_SPEAKERS, TALKING_HOLD_MS, type Candidate, type Position } from '../../src/voice/hearing.ts'
 import {
   decodeClientFrame, decodeClientFrameFromPeer, decodeVoiceFrame, encodeAudio, encodeClientFrame, encodeTalking, encodeWant,
   MAX_VOICE_CLIENT_MESSAGE_BYTES, MAX_VOICE_FRAME_BYTES, MAX_VOICE_PAYLOAD_BYTES, VOICE_HEADER_BYTES
@@ -61,6 +61,22 @@ describe('chooseHeard', () => {
     const cs: Candidate[] = [{ did: 'b', position: at(5), talkingAt: NOW }, { did: 'a', position: at(-5), talkingAt: NOW }, { did: 'c', position: at(HEARING_RANGE_M + 0.01), talkingAt: NOW }]
     assert.deepEqual(chooseHeard([0, 0, 0], cs, { now: NOW, max: MAX_HEARD_SPEAKERS, rangeM: HEARING_RANGE_M, excluded: () => false }), ['a', 'b'])
     assert.deepEqual(chooseHeard([0, 0, 0], cs, { now: NOW + TALKING_HOLD_MS, max: 8, rangeM: 30, excluded: () => false }), [], 'silent after the hold')
+  })
+})
+
+describe('inEarshot', () => {
+  it('the members within range, nearest first, at most max, whatever presence calls near', () => {
+    const me: Position = [0, 0, 0]
+    const members = [
+      { did: 'd', position: [40, 0, 0] as Position, near: true },
+      { did: 'c', position: [0, 0, 20] as Position, near: false },
+      { did: 'b', position: [3, 0, 4] as Position, near: false },
+      { did: 'a', position: [5, 0, 0] as Position, near: true }
+    ]
+    assert.deepEqual(inEarshot(me, members, HEARING_RANGE_M, 8).map(m => m.did), ['a', 'b', 'c'])
+    assert.deepEqual(inEarshot(me, members, HEARING_RANGE_M, 1).map(m => m.did), ['a'])
+    assert.deepEqual(inEarshot(me, members, 4.9, 8).map(m => m.did), [])
+    assert.deepEqual(inEarshot(me, [{ did: 'x', position: [Number.NaN, 0, 0] as Position }], HEARING_RANGE_M, 8), [])
   })
 })
 

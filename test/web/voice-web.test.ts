@@ -44,7 +44,11 @@ const set = new PeerSet()
 /** Waits until the page hears hz (or, with present false, until it does not); says what it heard if not. */
 async function waitHearing (page: Page, hz: number, present = true): Promise<void> {
   await hearing(page, hz, present).catch(async (err: Error) => {
-    const now = await page.evaluate(() => ({ voice: (window as any).peerverse.voice(), spectrum: (window as any).peerverse.spectrum().slice(0, 6) })).catch(() => undefined)
+    const now = await page.evaluate(async () => ({
+      voice: (window as any).peerverse.voice(),
+      spectrum: (window as any).peerverse.spectrum().slice(0, 6),
+      peer: await fetch(`/api/v0/voice?space=${encodeURIComponent((window as any).peerverse.space())}`, { headers: { authorization: `Bearer ${sessionStorage.getItem('peerverse.token')}` } }).then(async r => await r.json())
+    })).catch(() => undefined)
     throw new Error(`${present ? 'never heard' : 'still heard'} ${hz} Hz: ${err.message.split('\n')[0]}; voice ${JSON.stringify(now)}`)
   })
 }
