@@ -227,8 +227,7 @@ export class VoiceService extends TypedEventEmitter<VoiceEvents> {
       const m = byPeer.get(link.peer)
       if (m == null || m.did !== link.did || this.c.spaces.isExcluded(vs.id, link.did)) this.streams.closeLink(vs, link)
     }
-    const watching = this.shares.watching(vs.id)
-    if (vs.listeners > 0 || watching) for (const m of members) if (m.near) this.streams.dial(vs, m.peer, now)
+    if (vs.listeners > 0 || this.shares.active(vs.id)) for (const m of members) if (m.near) this.streams.dial(vs, m.peer, now)
     this.shares.recompute(vs, members, this.c.spaces.me(vs.id).position)
     if (vs.listeners > 0) {
       const near = members.filter(m => m.near)

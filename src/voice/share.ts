@@ -77,6 +77,9 @@ export class Shares {
 
   watching (space: string): boolean { return (this.spaces.get(space)?.watchers ?? 0) > 0 }
 
+  /** Watching or sharing: we hold streams to the near members. */
+  active (space: string): boolean { const s = this.spaces.get(space); return s != null && (s.watchers > 0 || s.own != null) }
+
   private want (link: Link): { theyWant: boolean, weWant: boolean } {
     let w = this.wants.get(link)
     if (w == null) { w = { theyWant: false, weWant: false }; this.wants.set(link, w) }
