@@ -159,11 +159,12 @@ describe('voice in the browser client, on real peers', { timeout: 600_000, skip:
     await waitHearing(b.page, TONES.A)
     await waitReceiving(a.page, b.did)
     await waitReceiving(b.page, a.did)
-    // Over a window: our own tone never (we do not hear ourselves).
-    const [ownA] = await listen(a.page, [TONES.A])
-    const [ownB] = await listen(b.page, [TONES.B])
-    assert.equal(ownA, 0, 'A does not hear itself')
-    assert.equal(ownB, 0, 'B does not hear itself')
+    // Over a window: our own tone at most in a stray frame (a concealment click can put a low
+    // peak anywhere while the other's tone is briefly faded), the other's in most.
+    const [ownA, otherA] = await listen(a.page, [TONES.A, TONES.B])
+    const [ownB, otherB] = await listen(b.page, [TONES.B, TONES.A])
+    assert.ok(ownA <= 3 && otherA > ownA * 5, `A does not hear itself (own ${ownA}, B's ${otherA} of 60 frames)`)
+    assert.ok(ownB <= 3 && otherB > ownB * 5, `B does not hear itself (own ${ownB}, A's ${otherB} of 60 frames)`)
     // The speaking indicator: B's name tag at A, and B's row in A's people list.
     // (The tag is in the page but not shown: both avatars stand on the same spot, B's behind A's eyes.)
     await a.page.waitForSelector(`#labels .tag.speaking[data-did="${b.did}"]`, { timeout: WAIT_MS, state: 'attached' })
@@ -231,6 +232,8 @@ describe('voice in the browser client, on real peers', { timeout: 600_000, skip:
     await waitHearing(b.page, TONES.A)
     // And C, far away, hears neither.
     await c.page.waitForFunction(() => (window as any).peerverse.voice().peers.every((p: { receiving: boolean }) => !p.receiving), null, { timeout: WAIT_MS, polling: 100 })
+    await waitHearing(c.page, TONES.A, false)
+    await waitHearing(c.page, TONES.B, false)
     const [aAtC, bAtC] = await listen(c.page, [TONES.A, TONES.B])
     assert.equal(aAtC + bAtC, 0, `C heard A or B from beyond range (${aAtC}, ${bAtC} frames)`)
     assert.deepEqual(problems, [], 'no uncaught errors on any page')

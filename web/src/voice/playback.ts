@@ -25,8 +25,8 @@ export const RECEIVING_MS = 500
 export const VOICE_SAMPLE_RATE = 48_000
 /** Height of a speaking mouth above an avatar's feet (m). */
 export const MOUTH_HEIGHT = 1.5
-/** Frames in a decoder at once; more means it stalled, and the record of them is dropped. */
-export const MAX_DECODING = 64
+/** Frames in a decoder at once (0.5 s); more means it stalled, and it is replaced. */
+export const MAX_DECODING = 25
 /** Volume bounds of the per-person slider. */
 export const MAX_VOLUME = 2
 
@@ -41,7 +41,9 @@ export class Output {
     this.ctx = new AudioContext({ sampleRate: VOICE_SAMPLE_RATE, latencyHint: 'interactive' })
     this.master = this.ctx.createAnalyser()
     this.master.fftSize = 8192
-    this.master.smoothingTimeConstant = 0.5
+    // No smoothing across reads: a read says what plays now (the last 170 ms), not what played
+    // when it was last read.
+    this.master.smoothingTimeConstant = 0
     this.master.connect(this.ctx.destination)
     const l = this.ctx.listener
     if (l.positionX != null) { l.upX.value = 0; l.upY.value = 1; l.upZ.value = 0 }
@@ -93,8 +95,9 @@ export class Speaker {
   private readonly analyser: AnalyserNode
   private readonly samples: Float32Array<ArrayBuffer>
   private last: AudioBuffer | null = null
-  /** The sender's ts of each frame in the decoder, by seq. */
-  private readonly decoding = new Map<number, number>()
+  /** Each frame in the decoder, by the index given to it: its seq and the sender's ts. */
+  private readonly decoding = new Map<number, { seq: number, ts: number }>()
+  private decodeIndex = 0
   private volume = 1
   private muted = false
   private rangeGain = 1
@@ -122,9 +125,13 @@ export class Speaker {
     const dec = this.ensureDecoder()
     if (dec == null) return
     try {
-      if (this.decoding.size >= MAX_DECODING) this.decoding.clear()
-      this.decoding.set(f.seq, f.ts)
-      dec.decode(new EncodedAudioChunk({ type: 'key', timestamp: f.seq * 20_000, data: f.data }))
+      // Chunks get timestamps of our own, always rising by one frame: a decoder may drop or hold
+      // output whose timestamps go back or jump (frames reordered, or resumed after a pause).
+      const index = this.decodeIndex++
+      this.decoding.set(index, { seq: f.seq, ts: f.ts })
+      dec.decode(new EncodedAudioChunk({ type: 'key', timestamp: index * 20_000, data: f.data }))
+      // A decoder that takes frames and gives nothing back is replaced.
+      if (this.decoding.size >= MAX_DECODING) { this.decodeErrors++; this.dropDecoder() }
     } catch {
       this.decodeErrors++
       this.dropDecoder()
@@ -238,16 +245,16 @@ export class Speaker {
   private decoded (data: AudioData): void {
     try {
       if (this.closed) return
-      const seq = Math.round(data.timestamp / 20_000) >>> 0
+      const index = Math.round(data.timestamp / 20_000)
       const n = data.numberOfFrames
       const buf = this.out.ctx.createBuffer(1, Math.max(1, n), data.sampleRate)
       const plane = new Float32Array(n)
       data.copyTo(plane, { planeIndex: 0, format: 'f32-planar' })
       buf.copyToChannel(plane, 0)
-      const ts = this.decoding.get(seq)
-      if (ts === undefined) return
-      this.decoding.delete(seq)
-      this.jb.arrive(seq, ts, this.out.ctx.currentTime, buf)
+      const f = this.decoding.get(index)
+      if (f === undefined) return
+      this.decoding.delete(index)
+      this.jb.arrive(f.seq, f.ts, this.out.ctx.currentTime, buf)
       this.pump()
     } catch {
       // A frame we cannot read is left missing: concealment covers it.
