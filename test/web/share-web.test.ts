@@ -3,7 +3,7 @@
  * headless Chromium with a fake camera (`--use-fake-device-for-media-stream`: a moving test
  * pattern), so sharing the camera needs no screen picker. A shares its camera from #share-toggle;
  * B, standing by A's board, sees it in `peerverse.boards()` with frames decoded and drawn, more
- * and more, at the camera's size; C, who walked beyond hearing range first, draws no frame of it.
+ * and more, at the camera's size (and A its own board); C, who walked beyond hearing range first, draws no frame of it.
  * When A presses again the board goes away at B.
  */
 import { describe, it, before, after } from 'node:test'
@@ -104,6 +104,7 @@ describe('sharing in the browser client, on real peers', { timeout: 600_000, ski
         .catch(async (err: Error) => { throw new Error(`${err.message.split('\n')[0]}; boards ${JSON.stringify(await boardsAt(page))}`) })
     }
     await hasFrames(b.page, a.did, 5)
+    await hasFrames(a.page, a.did, 5) // A sees its own board too
     const first = (await boardsAt(b.page)).find(x => x.did === a.did) as BoardView
     await hasFrames(b.page, a.did, first.frames + 20)
     const later = (await boardsAt(b.page)).find(x => x.did === a.did) as BoardView

@@ -1,7 +1,7 @@
 /**
  * Sharing in the client: the #share-toggle button (with #share-source: screen or camera) puts our
  * stream on a board in front of where we stand, and the boards of the members near us are drawn in
- * the view. Both ride the video socket of the space shown (socket.ts), open while we are in a
+ * the view (ours too, fed our own encoded stream, as the others see it). Both ride the video socket of the space shown (socket.ts), open while we are in a
  * space: through it our peer tells us of boards and sends the video of the one we view (it picks
  * the nearest in range; the bound is the peer's), and takes our board's note and chunks. Sharing
  * stops when the button is pressed again, the source ends, or we leave the space.
@@ -24,7 +24,7 @@ export interface ShareHookView { sharing: boolean, source: ShareSource | null, e
 
 export interface ShareContext {
   api: Pick<Api, 'token'>
-  store: Pick<Store, 'spaceId' | 'on'>
+  store: Pick<Store, 'spaceId' | 'on' | 'did'>
   view: Pick<View, 'me' | 'scene'>
   report: Pick<Report, 'showError'>
 }
@@ -43,6 +43,8 @@ export function mountShare (ctx: ShareContext): SharePanel {
   let socket: ShareSocket | null = null
   let capture: Capture | null = null
   let board: Vec3 | null = null
+  /** Our own board, fed our own chunks (what the others near it see). */
+  let own: Board | null = null
 
   function clearBoards (): void {
     for (const b of boards.values()) b.close()
@@ -78,7 +80,10 @@ export function mountShare (ctx: ShareContext): SharePanel {
     if (s == null) { report.showError('share', new Error('sharing starts when you are in a space')); return }
     const me = view.me
     const at: Vec3 = [me.position[0] - Math.sin(me.yaw) * BOARD_DISTANCE_M, me.position[1] + EYE_HEIGHT, me.position[2] - Math.cos(me.yaw) * BOARD_DISTANCE_M]
-    const c = new Capture(select.value === 'camera' ? 'camera' : 'screen', chunk => socket === s && s.sendChunk(chunk), () => { stopSharing() })
+    const c = new Capture(select.value === 'camera' ? 'camera' : 'screen', chunk => {
+      own?.take(chunk)
+      return socket === s && s.sendChunk(chunk)
+    }, () => { stopSharing() })
     capture = c
     render()
     try {
@@ -90,6 +95,7 @@ export function mountShare (ctx: ShareContext): SharePanel {
     }
     if (capture !== c) return
     board = at
+    own = new Board(store.did ?? 'me', at, view.scene)
     s.send({ on: true, position: at })
     render()
   }
@@ -97,6 +103,8 @@ export function mountShare (ctx: ShareContext): SharePanel {
   function stopSharing (): void {
     capture?.stop()
     capture = null
+    own?.close()
+    own = null
     if (board != null) socket?.send({ on: false, position: board })
     board = null
     render()
@@ -117,11 +125,12 @@ export function mountShare (ctx: ShareContext): SharePanel {
   // Boards turn to face us.
   const turn = (): void => {
     for (const b of boards.values()) b.face(view.me.position)
+    own?.face(view.me.position)
     requestAnimationFrame(turn)
   }
   requestAnimationFrame(turn)
 
-  const boardList = (): BoardView[] => [...boards.values()].map(b => ({ did: b.did, position: [...b.position] as Vec3, frames: b.frames, width: b.width, height: b.height }))
+  const boardList = (): BoardView[] => [...boards.values(), ...own == null ? [] : [own]].map(b => ({ did: b.did, position: [...b.position] as Vec3, frames: b.frames, width: b.width, height: b.height }))
   return {
     boards: boardList,
     hook: () => ({ sharing: board != null, source: capture?.source ?? null, encoded: capture?.counts.encoded ?? 0, sent: socket?.counts.sent ?? 0, boards: boardList() })
