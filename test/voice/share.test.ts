@@ -136,6 +136,27 @@ describe('boards', { timeout: 400_000 }, () => {
     assert.equal(at.count(s2.did), before, 'no video of the farther board')
   })
 
+  it('a social block stops a board\'s video at that watcher only; an owner mute stops it everywhere', async (t) => {
+    const { nodes: [o, sh, w], space } = await group(t, [[100, 0, 100], [104, 0, 100], [100, 0, 104]])
+    const [atO, atW] = [new Seen(o), new Seen(w)]
+    o.voice.watch(space)
+    w.voice.watch(space)
+    share(sh, space, [102, 1.5, 102], 6)
+    await eventually('both get the video', () => atO.count(sh.did) > 0 && atW.count(sh.did) > 0)
+    await w.social.setBlocked(sh.did, true)
+    await eventually('W no longer views the board', () => !w.voice.boards(space).boards.some(x => x.viewing))
+    const nw = atW.count(sh.did)
+    const no = atO.count(sh.did)
+    await eventually('O gets 30 more', () => atO.count(sh.did) >= no + 30)
+    assert.equal(atW.count(sh.did), nw, 'W blocked the sharer')
+    await o.space.setPolicy(space, { mute: [sh.did] })
+    await eventually('O no longer views the board', () => !o.voice.boards(space).boards.some(x => x.viewing))
+    const n = atO.count(sh.did)
+    await eventually('the sharer has the policy', () => sh.space.view(space).policy.muted.includes(sh.did))
+    assert.throws(() => { sh.voice.sendVideo(space, { seq: 1, ts: 1, key: true, index: 0, count: 1, data: new Uint8Array(10) }) }, { name: 'OwnerMutedError' })
+    assert.equal(atO.count(sh.did), n, 'nothing more at O')
+  })
+
   it('in a private space the chunks are sealed on the wire and open at the watcher', async (t) => {
     const { nodes: [o, p, q], space } = await group(t, [[100, 0, 100], [104, 0, 100], [100, 0, 104]], { private: true })
     const at = new Seen(p)
