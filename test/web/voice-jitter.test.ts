@@ -119,6 +119,15 @@ describe('voice jitter buffer', () => {
     assert.ok(resumed.at - (140 * FRAME_S + 0.005) < MAX_DELAY_MS / 1000 + 0.01)
   })
 
+  it('after a long run of lost frames the timeline jumps to the next one rather than playing the gap out', () => {
+    // Frames 100-199 never sent (the sender lost them): 200 comes 20 ms after 99.
+    const r = simulate(300, seq => seq >= 100 && seq < 200 ? null : seq >= 200 ? 0.005 - 2 : 0.005)
+    const resumed = r.actions.find(a => a.kind === 'play' && a.seq === 200) as Action<number>
+    const arrived = 200 * FRAME_S + 0.005 - 2
+    assert.ok(resumed.at - arrived <= MAX_DELAY_MS / 1000 + DECIDE_LEAD_S, `frame 200 waited ${Math.round((resumed.at - arrived) * 1000)} ms`)
+    assert.ok(r.jb.stats.delayMs < MAX_DELAY_MS, `mean wait ${Math.round(r.jb.stats.delayMs)} ms`)
+  })
+
   it('sequence numbers wrap around u32', () => {
     const r = simulate(100, () => 0.005, { firstSeq: 0xffff_ffce })
     assert.equal(r.played.length, 100)

@@ -97,6 +97,12 @@ export class JitterBuffer<T> {
       return 'late'
     }
     if (this.entries.has(seq)) { this.stats.duplicate++; return 'duplicate' }
+    // Far ahead of the timeline (a burst of loss, or the sender paused): jump to it rather than
+    // play out the gap; what waited before it is dropped.
+    if (this.nextSeq !== undefined && this.nextTime + seqDiff(seq, this.nextSeq) * FRAME_S - arrival > MAX_DELAY_MS / 1000 + DECIDE_LEAD_S) {
+      this.stats.skipped += this.entries.size
+      this.idle()
+    }
     this.entries.set(seq, { item })
     if (this.nextSeq === undefined) {
       this.nextSeq = seq
