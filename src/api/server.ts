@@ -133,7 +133,7 @@ export class ApiServer {
         const url = new URL(req.url ?? '/', 'http://local')
         if (url.pathname === VOICE_SOCKET_PATH) {
           const space = checkVoiceUpgrade(this.node, url, voiceWss.clients.size)
-          voiceWss.handleUpgrade(req, socket, head, ws => { serveVoiceSocket(this.node, ws, space) })
+          voiceWss.handleUpgrade(req, socket, head, ws => { serveVoiceSocket(this.node, ws, space, url.searchParams.get('media')) })
           return
         }
         if (url.pathname !== '/api/v0/events') throw new ApiError(404, 'NotFound', 'no such endpoint')

@@ -19,3 +19,5 @@ export class VoiceNotMemberError extends Error { name = 'VoiceNotMemberError' }
 export class InvalidVoiceOpenError extends Error { name = 'InvalidVoiceOpenError' }
 /** A stream from a member the user blocked: refused, counted, not blamed on the peer. */
 export class VoiceBlockedError extends Error { name = 'VoiceBlockedError' }
+/** Video sent while we share no board in that space. */
+export class NotSharingError extends Error { name = 'NotSharingError' }

@@ -12,6 +12,7 @@ import type { ProtocolPort, RejectSink } from '../net/ports.ts'
 import type { BytesSublevel } from '../store/store.ts'
 import { HEARING_RANGE_M, MAX_HEARD_SPEAKERS, type Position } from './hearing.ts'
 import { VoiceService } from './service.ts'
+import type { BoardEvent, VideoEvent } from './share.ts'
 
 export interface VoiceInit {
   /** Speakers a listener receives at once (default MAX_HEARD_SPEAKERS). */
@@ -78,6 +79,10 @@ export interface VoiceFrameEvent { space: string, did: string, seq: number, ts: 
 export interface VoiceSpeakingEvent { space: string, did: string, level: number, talking: boolean }
 
 export interface VoiceEvents {
+  /** A member's board appeared, moved or went away. */
+  'voice:board': CustomEvent<BoardEvent>
+  /** A chunk of the video of a board we view, opened (high rate: the voice WebSocket only). */
+  'voice:video': CustomEvent<VideoEvent>
   /** A heard speaker's frame, decrypted (high rate: the voice WebSocket only). */
   'voice:frame': CustomEvent<VoiceFrameEvent>
   /** A member started or stopped talking (on change only). */
@@ -86,6 +91,8 @@ export interface VoiceEvents {
 
 /** The names of the events a voice service emits. */
 export const VOICE_EVENTS = ['voice:frame', 'voice:speaking'] as const
+/** The events of sharing, carried by a video WebSocket only (not on the JSON event stream). */
+export const SHARE_EVENTS = ['voice:board', 'voice:video'] as const
 
 export interface VoiceState {
   listening: boolean
@@ -97,6 +104,8 @@ export interface VoiceState {
   speakers: Array<{ did: string, level: number, talking: boolean, receiving: boolean }>
   dropped: Record<DropReason, number>
   settings: { maxHeard: number, rangeM: number }
+  /** Boards: whether we share one, watch, and the members' boards we know (and view). */
+  share: { sharing: boolean, watching: boolean, boards: Array<{ did: string, position: [number, number, number], viewing: boolean }> }
 }
 
 /** The voice capability: `voice({ maxHeard, rangeM })({ protocols, onRejected, identity, spaces, social })`. */
@@ -113,3 +122,12 @@ export {
   encodeOpen, encodeTalking, encodeWant, type AudioFrame
 } from './wire.ts'
 export * from './errors.ts'
+export {
+  MAX_VIEWED_BOARDS, OWN_VIDEO_CHUNKS_PER_SECOND, SHARE_HOLD_MS, SHARE_NOTE_MS, VIDEO_CHUNKS_PER_SECOND, VIDEO_MAX_BITRATE, VIDEO_MAX_FPS,
+  VIDEO_MAX_HEIGHT, VIDEO_MAX_WIDTH, type BoardEvent, type VideoEvent
+} from './share.ts'
+export { MAX_VIDEO_QUEUED_CHUNKS } from './streams.ts'
+export {
+  MAX_VIDEO_CHUNK_BYTES, MAX_VIDEO_CHUNKS_PER_FRAME, MAX_VIDEO_FRAME_BYTES, SHARE_FRAME_BYTES, VIDEO_HEADER_BYTES, checkVideo, decodeForClient,
+  decodeVideoClientFrame, encodeForClient, encodeShare, encodeVideo, encodeWantVideo, videoAad, type Vec3, type VideoChunk
+} from './wire.ts'

@@ -14,7 +14,8 @@ import { ExcludedError, NotJoinedError, OwnerMutedError, VoiceRateLimitError } f
 import { chooseHeard, inEarshot, isTalking, TALKING_HOLD_MS } from './hearing.ts'
 import type { DropReason, VoiceComponents, VoiceEvents, VoiceMember, VoiceState } from './index.ts'
 import { MAX_VOICE_STREAMS_PER_PEER, reasonOf, VOICE_FRAMES_PER_SECOND, VoiceStreams, type Link, type Speaker, type VoiceSpace } from './streams.ts'
-import { audioAad, checkAudio, decodeVoiceFrame, encodeAudio, encodeTalking, encodeWant, MAX_VOICE_PAYLOAD_BYTES, VOICE_CIPHER_OVERHEAD_BYTES, VOICE_PROTOCOL, type AudioFrame } from './wire.ts'
+import { Shares } from './share.ts'
+import { audioAad, checkAudio, decodeVoiceFrame, encodeAudio, encodeTalking, encodeWant, MAX_VIDEO_CHUNK_BYTES, MAX_VOICE_PAYLOAD_BYTES, VOICE_CIPHER_OVERHEAD_BYTES, VOICE_PROTOCOL, type AudioFrame, type Vec3, type VideoChunk } from './wire.ts'
 
 export { MAX_QUEUED_AUDIO_FRAMES, MAX_VOICE_STREAMS_PER_PEER, VOICE_FRAMES_PER_SECOND, VOICE_MEMBER_WAIT_MS, VOICE_REDIAL_MS } from './streams.ts'
 
@@ -41,6 +42,7 @@ export class VoiceService extends TypedEventEmitter<VoiceEvents> {
   private readonly c: VoiceComponents
   private readonly spaces = new Map<string, VoiceSpace>()
   private readonly streams: VoiceStreams
+  private readonly shares: Shares
   private readonly voiceMuted = new Set<string>()
   private readonly ownBucket = new TokenBuckets(OWN_FRAMES_PER_SECOND, OWN_FRAMES_BURST)
   private dropped = emptyDropped()
@@ -58,6 +60,16 @@ export class VoiceService extends TypedEventEmitter<VoiceEvents> {
       take: (vs, link, bytes) => { this.take(vs, link, bytes) },
       recompute: vs => { this.recompute(vs) },
       drop: reason => { this.drop(reason) }
+    })
+    this.shares = new Shares(components, {
+      streams: this.streams,
+      rangeM: settings.rangeM,
+      maxListeners: MAX_VOICE_LISTENERS,
+      refusal: (space, did) => this.refusal(space, did),
+      listenerRefused: (space, did) => this.listenerRefused(space, did),
+      drop: reason => { this.drop(reason) },
+      board: detail => { this.safeDispatchEvent('voice:board', { detail }) },
+      video: detail => { this.safeDispatchEvent('voice:video', { detail }) }
     })
   }
 
@@ -126,6 +138,37 @@ export class VoiceService extends TypedEventEmitter<VoiceEvents> {
     }
   }
 
+  /** Starts watching boards in a space (ref-counted): streams to the near members, WANT_VIDEO to the nearest board in range. */
+  watch (space: string): void {
+    const vs = this.need(space)
+    this.shares.of(space).watchers++
+    this.recompute(vs)
+  }
+
+  unwatch (space: string): void {
+    const s = this.shares.of(space)
+    if (s.watchers === 0) return
+    s.watchers--
+    const vs = this.spaces.get(space)
+    if (vs != null && this.c.spaces.isJoined(space)) this.recompute(vs)
+  }
+
+  /** Shows (on) or takes down our board at `position` in a space; NotJoinedError, ExcludedError, OwnerMutedError. */
+  share (space: string, on: boolean, position: Vec3): void {
+    this.shares.share(this.need(space), on, position)
+  }
+
+  /** One chunk of our shared video, to every watcher that wants it; NotSharingError unless we share there. */
+  sendVideo (space: string, chunk: VideoChunk): void {
+    this.shares.sendVideo(this.need(space), chunk)
+  }
+
+  /** The boards of a space: ours (sharing), those we know and which we view. */
+  boards (space: string): ReturnType<Shares['state']> {
+    this.need(space)
+    return this.shares.state(space)
+  }
+
   /** A personal voice mute of `did`, in one space or (space undefined) in all: in effect at once, kept in the store when the promise resolves. */
   async setVoiceMuted (space: string | undefined, did: string, muted: boolean): Promise<void> {
     if (typeof did !== 'string' || did === '') throw new TypeError('did must be a non-empty string')
@@ -152,7 +195,8 @@ export class VoiceService extends TypedEventEmitter<VoiceEvents> {
       voiceMuted: [...new Set([...this.voiceMuted].filter(k => k.startsWith('*|') || k.startsWith(`${space}|`)).map(k => k.slice(k.indexOf('|') + 1)))],
       speakers: [...vs.speakers.entries()].map(([did, s]) => ({ did, level: s.level, talking: isTalking(s.talkingAt, now), receiving: s.frameAt > 0 && now - s.frameAt < TALKING_HOLD_MS })),
       dropped: { ...this.dropped },
-      settings: { ...this.settings }
+      settings: { ...this.settings },
+      share: this.shares.state(space)
     }
   }
 
@@ -186,6 +230,8 @@ export class VoiceService extends TypedEventEmitter<VoiceEvents> {
       const m = byPeer.get(link.peer)
       if (m == null || m.did !== link.did || this.c.spaces.isExcluded(vs.id, link.did)) this.streams.closeLink(vs, link)
     }
+    if (vs.listeners > 0 || this.shares.active(vs.id)) for (const m of members) if (m.near) this.streams.dial(vs, m.peer, now)
+    this.shares.recompute(vs, members, this.c.spaces.me(vs.id).position)
     if (vs.listeners > 0) {
       const position = this.c.spaces.me(vs.id).position
       const near = inEarshot(position, members, this.settings.rangeM, MAX_VOICE_LISTENERS)
@@ -214,6 +260,7 @@ export class VoiceService extends TypedEventEmitter<VoiceEvents> {
         if (!this.c.spaces.isJoined(vs.id)) {
           for (const link of [...vs.links.values()]) this.streams.closeLink(vs, link)
           this.spaces.delete(vs.id)
+          this.shares.forget(vs.id)
           continue
         }
         for (const [did, s] of vs.speakers) {
@@ -224,6 +271,7 @@ export class VoiceService extends TypedEventEmitter<VoiceEvents> {
           vs.talkingSent = false
           for (const link of vs.links.values()) if (link.out != null) this.streams.write(link.out, encodeTalking(0), true)
         }
+        this.shares.tick(vs, now)
         this.recompute(vs)
       } catch (err) {
         log.error('voice tick %s: %s', vs.id, (err as Error).message)
@@ -247,11 +295,13 @@ export class VoiceService extends TypedEventEmitter<VoiceEvents> {
     const cipher = this.c.spaces.cipher(vs.id)
     let f
     try {
-      f = decodeVoiceFrame(bytes, MAX_VOICE_PAYLOAD_BYTES + (cipher == null ? 0 : VOICE_CIPHER_OVERHEAD_BYTES))
+      const overhead = cipher == null ? 0 : VOICE_CIPHER_OVERHEAD_BYTES
+      f = decodeVoiceFrame(bytes, MAX_VOICE_PAYLOAD_BYTES + overhead, MAX_VIDEO_CHUNK_BYTES + overhead)
     } catch (err) {
       this.drop(reasonOf(err as Error))
       return
     }
+    if (f.type === 'share' || f.type === 'want-video' || f.type === 'video') { this.shares.take(vs, link, f); return }
     if (f.type === 'want') {
       if (!f.on) link.theyWant = false
       else if (!this.listenerRefused(vs.id, did) && [...vs.links.values()].filter(l => l.theyWant).length < MAX_VOICE_LISTENERS) link.theyWant = true

@@ -15,7 +15,8 @@ import type { RemotePeer } from '../net/ports.ts'
 import { TokenBuckets } from '../net/rate-limit.ts'
 import { ExcludedError, InvalidVoiceOpenError, VoiceBlockedError, VoiceNotMemberError, VoiceRateLimitError } from './errors.ts'
 import type { DropReason, VoiceComponents } from './index.ts'
-import { decodeOpen, encodeOpen, MAX_VOICE_READ_BYTES, VOICE_PROTOCOL } from './wire.ts'
+import { VIDEO_CHUNKS_PER_SECOND } from './share.ts'
+import { decodeOpen, encodeOpen, MAX_VOICE_READ_BYTES, VIDEO, VOICE_PROTOCOL } from './wire.ts'
 
 const log = logger('peerverse:voice')
 
@@ -34,7 +35,10 @@ export const MAX_QUEUED_AUDIO_FRAMES = 10
 const QUIET_ERRORS = new Set(['StreamResetError', 'AbortError', 'StreamAbortedError', 'StreamClosedError', 'ConnectionClosedError', 'ConnectionClosingError', 'StreamStateError'])
 
 /** One open voice stream. */
-export interface Pipe { stream: Stream, f: Framed, pending: number, audioPending: number, chain: Promise<void> }
+export interface Pipe { stream: Stream, f: Framed, pending: number, audioPending: number, chain: Promise<void>, videoPending?: number }
+
+/** VIDEO chunks queued on one stream at most; past it ours are dropped (a keyframe is under 96). */
+export const MAX_VIDEO_QUEUED_CHUNKS = 128
 
 /** What we hold with one peer in one space: its streams and who wants whose audio. */
 export interface Link {
@@ -185,6 +189,7 @@ export class VoiceStreams {
     link.wantSentAt = 0
     this.host.recompute(vs)
     const bucket = new TokenBuckets(VOICE_FRAMES_PER_SECOND, VOICE_FRAMES_PER_SECOND)
+    const videoBucket = new TokenBuckets(VIDEO_CHUNKS_PER_SECOND, VIDEO_CHUNKS_PER_SECOND)
     try {
       while (true) {
         let frame: Uint8Array | null
@@ -195,7 +200,10 @@ export class VoiceStreams {
           throw err
         }
         if (frame == null) break
-        if (!bucket.take('f')) throw new VoiceRateLimitError(`more than ${VOICE_FRAMES_PER_SECOND} voice frames a second`)
+        // Video chunks have their own budget; past it they are dropped, the stream (and its audio) kept.
+        if (frame[0] === VIDEO) {
+          if (!videoBucket.take('v')) { this.host.drop('rate'); continue }
+        } else if (!bucket.take('f')) throw new VoiceRateLimitError(`more than ${VOICE_FRAMES_PER_SECOND} voice frames a second`)
         this.host.take(vs, link, frame)
       }
       await pipe.stream.close().catch(() => {})
@@ -233,6 +241,18 @@ export class VoiceStreams {
     pipe.chain = pipe.chain.then(async () => { await pipe.f.write(bytes) }).then(() => { pipe.pending--; pipe.audioPending -= audio }, err => {
       pipe.pending--
       pipe.audioPending -= audio
+      pipe.stream.abort(err as Error)
+    })
+  }
+
+  /** Queues a video chunk on a stream unless MAX_VIDEO_QUEUED_CHUNKS wait (then it is dropped: the next keyframe recovers). */
+  writeVideo (pipe: Pipe, bytes: Uint8Array): void {
+    if ((pipe.videoPending ?? 0) >= MAX_VIDEO_QUEUED_CHUNKS) return
+    pipe.pending++
+    pipe.videoPending = (pipe.videoPending ?? 0) + 1
+    const done = (): void => { pipe.pending--; pipe.videoPending = (pipe.videoPending ?? 1) - 1 }
+    pipe.chain = pipe.chain.then(async () => { await pipe.f.write(bytes) }).then(done, err => {
+      done()
       pipe.stream.abort(err as Error)
     })
   }

@@ -8,8 +8,14 @@
  *   0x01 AUDIO    [0x01][seq u32 BE][ts u32 BE][level u8][payload]  (payload sealed in a private space)
  *   0x02 WANT     [0x02][0|1]
  *   0x03 TALKING  [0x03][level u8]
+ *   0x04 SHARE    [0x04][on u8][x f32 BE][y f32 BE][z f32 BE]  (a board shown at that position, or gone)
+ *   0x05 WANT_VIDEO [0x05][0|1]
+ *   0x06 VIDEO    [0x06][seq u32 BE][ts u32 BE][flags u8, 1 = keyframe][index u8][count u8][payload]
+ *                 (one chunk of a VP8 frame; payload sealed in a private space)
  * Client to peer: an AUDIO frame with the Opus packet. Peer to client:
  *   [0x01][didLen u8][did utf8][seq u32 BE][ts u32 BE][level u8][opus]
+ * On a video socket (?media=video) the client sends SHARE and VIDEO frames as above, and the peer
+ * sends each as [type][didLen u8][did utf8][the peer-to-peer frame after its type byte].
  */
 import * as dagCbor from '@ipld/dag-cbor'
 import { InvalidVoiceFrameError, InvalidVoiceOpenError, VoiceFrameTooLargeError } from './errors.ts'
@@ -19,6 +25,20 @@ export const VOICE_PROTOCOL = '/peerverse/voice/1.0.0'
 export const AUDIO = 0x01
 export const WANT = 0x02
 export const TALKING = 0x03
+export const SHARE = 0x04
+export const WANT_VIDEO = 0x05
+export const VIDEO = 0x06
+
+/** Largest payload of one VIDEO chunk (a frame is cut into chunks this size). */
+export const MAX_VIDEO_CHUNK_BYTES = 1024
+/** Largest encoded video frame (a keyframe at 640x360 and 600 kbps is far under). */
+export const MAX_VIDEO_FRAME_BYTES = 96 * 1024
+/** Chunks one frame may be cut into. */
+export const MAX_VIDEO_CHUNKS_PER_FRAME = MAX_VIDEO_FRAME_BYTES / MAX_VIDEO_CHUNK_BYTES
+/** type(1) ‖ seq(4) ‖ ts(4) ‖ flags(1) ‖ index(1) ‖ count(1). */
+export const VIDEO_HEADER_BYTES = 12
+/** type(1) ‖ on(1) ‖ x, y, z (f32). */
+export const SHARE_FRAME_BYTES = 14
 
 /** Largest Opus packet carried (Opus at 64 kbps in 20 ms frames is 160 bytes). */
 export const MAX_VOICE_PAYLOAD_BYTES = 400
@@ -42,10 +62,25 @@ export interface AudioFrame {
   data: Uint8Array
 }
 
+export type Vec3 = [number, number, number]
+
+/** One chunk of an encoded video frame. */
+export interface VideoChunk {
+  seq: number
+  ts: number
+  key: boolean
+  index: number
+  count: number
+  data: Uint8Array
+}
+
 export type VoiceFrame =
   | { type: 'audio', seq: number, ts: number, level: number, payload: Uint8Array }
   | { type: 'want', on: boolean }
   | { type: 'talking', level: number }
+  | { type: 'share', on: boolean, position: Vec3 }
+  | { type: 'want-video', on: boolean }
+  | { type: 'video', seq: number, ts: number, key: boolean, index: number, count: number, payload: Uint8Array }
 
 const isU32 = (n: unknown): n is number => typeof n === 'number' && Number.isInteger(n) && n >= 0 && n <= 0xffff_ffff
 const isU8 = (n: unknown): n is number => typeof n === 'number' && Number.isInteger(n) && n >= 0 && n <= 255
@@ -76,8 +111,8 @@ export function encodeWant (on: boolean): Uint8Array { return Uint8Array.of(WANT
 
 export function encodeTalking (level: number): Uint8Array { return Uint8Array.of(TALKING, Math.max(0, Math.min(255, Math.round(level)))) }
 
-/** Decodes a binary frame of a voice stream; `maxPayload` bounds an AUDIO payload (VoiceFrameTooLargeError past it). */
-export function decodeVoiceFrame (bytes: Uint8Array, maxPayload = MAX_VOICE_PAYLOAD_BYTES + VOICE_CIPHER_OVERHEAD_BYTES): VoiceFrame {
+/** Decodes a binary frame of a voice stream; `maxPayload` bounds an AUDIO payload, `maxVideo` a VIDEO chunk's (VoiceFrameTooLargeError past them). */
+export function decodeVoiceFrame (bytes: Uint8Array, maxPayload = MAX_VOICE_PAYLOAD_BYTES + VOICE_CIPHER_OVERHEAD_BYTES, maxVideo = MAX_VIDEO_CHUNK_BYTES + VOICE_CIPHER_OVERHEAD_BYTES): VoiceFrame {
   if (!(bytes instanceof Uint8Array) || bytes.length === 0) throw new InvalidVoiceFrameError('an empty voice frame')
   switch (bytes[0]) {
     case AUDIO: {
@@ -93,6 +128,26 @@ export function decodeVoiceFrame (bytes: Uint8Array, maxPayload = MAX_VOICE_PAYL
     case TALKING:
       if (bytes.length !== 2) throw new InvalidVoiceFrameError('a TALKING frame is [0x03][level]')
       return { type: 'talking', level: bytes[1] }
+    case SHARE: {
+      if (bytes.length !== SHARE_FRAME_BYTES || bytes[1] > 1) throw new InvalidVoiceFrameError('a SHARE frame is [0x04][0|1][x][y][z]')
+      const v = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength)
+      const position: Vec3 = [v.getFloat32(2), v.getFloat32(6), v.getFloat32(10)]
+      if (!position.every(Number.isFinite)) throw new InvalidVoiceFrameError('a board position must be finite')
+      return { type: 'share', on: bytes[1] === 1, position }
+    }
+    case WANT_VIDEO:
+      if (bytes.length !== 2 || bytes[1] > 1) throw new InvalidVoiceFrameError('a WANT_VIDEO frame is [0x05][0|1]')
+      return { type: 'want-video', on: bytes[1] === 1 }
+    case VIDEO: {
+      if (bytes.length <= VIDEO_HEADER_BYTES) throw new InvalidVoiceFrameError('a VIDEO chunk with no payload')
+      const payload = bytes.subarray(VIDEO_HEADER_BYTES)
+      if (payload.length > maxVideo) throw new VoiceFrameTooLargeError(`video chunk of ${payload.length} bytes, over ${maxVideo}`)
+      const v = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength)
+      const index = bytes[10]
+      const count = bytes[11]
+      if (bytes[9] > 1 || count === 0 || count > MAX_VIDEO_CHUNKS_PER_FRAME || index >= count) throw new InvalidVoiceFrameError('a VIDEO chunk needs flags 0|1 and index < count <= MAX_VIDEO_CHUNKS_PER_FRAME')
+      return { type: 'video', seq: v.getUint32(1), ts: v.getUint32(5), key: bytes[9] === 1, index, count, payload }
+    }
     default:
       throw new InvalidVoiceFrameError(`unknown voice frame type ${bytes[0]}`)
   }
@@ -161,4 +216,78 @@ export function decodeOpen (bytes: Uint8Array): { space: string, binding: Uint8A
 /** The associated data sealed with an audio payload in a private space. */
 export function audioAad (space: string, did: string, seq: number): Uint8Array {
   return enc.encode(`${space}|${did}|${seq}`)
+}
+
+/** A SHARE note: our board at `position`, or (on false) no board. */
+export function encodeShare (on: boolean, position: Vec3): Uint8Array {
+  const out = new Uint8Array(SHARE_FRAME_BYTES)
+  const v = new DataView(out.buffer)
+  out[0] = SHARE
+  out[1] = on ? 1 : 0
+  v.setFloat32(2, position[0]); v.setFloat32(6, position[1]); v.setFloat32(10, position[2])
+  return out
+}
+
+export function encodeWantVideo (on: boolean): Uint8Array { return Uint8Array.of(WANT_VIDEO, on ? 1 : 0) }
+
+/** Checks a video chunk of our own; InvalidVoiceFrameError or VoiceFrameTooLargeError. */
+export function checkVideo (c: VideoChunk): void {
+  if (c == null || typeof c !== 'object') throw new InvalidVoiceFrameError('a video chunk must be { seq, ts, key, index, count, data }')
+  if (!isU32(c.seq) || !isU32(c.ts)) throw new InvalidVoiceFrameError('seq and ts must be u32')
+  if (typeof c.key !== 'boolean') throw new InvalidVoiceFrameError('key must be a boolean')
+  if (!isU8(c.count) || c.count === 0 || c.count > MAX_VIDEO_CHUNKS_PER_FRAME || !isU8(c.index) || c.index >= c.count) throw new InvalidVoiceFrameError('index < count <= MAX_VIDEO_CHUNKS_PER_FRAME')
+  if (!(c.data instanceof Uint8Array) || c.data.length === 0) throw new InvalidVoiceFrameError('data must be non-empty bytes')
+  if (c.data.length > MAX_VIDEO_CHUNK_BYTES) throw new VoiceFrameTooLargeError(`video chunk of ${c.data.length} bytes, over ${MAX_VIDEO_CHUNK_BYTES}`)
+}
+
+/** A VIDEO chunk (peer to peer, and client to peer). */
+export function encodeVideo (c: VideoChunk): Uint8Array {
+  const out = new Uint8Array(VIDEO_HEADER_BYTES + c.data.length)
+  const v = new DataView(out.buffer)
+  out[0] = VIDEO
+  v.setUint32(1, c.seq)
+  v.setUint32(5, c.ts)
+  out[9] = c.key ? 1 : 0
+  out[10] = c.index
+  out[11] = c.count
+  out.set(c.data, VIDEO_HEADER_BYTES)
+  return out
+}
+
+/** The associated data sealed with a video chunk in a private space. */
+export function videoAad (space: string, did: string, seq: number, index: number): Uint8Array {
+  return enc.encode(`${space}|${did}|v${seq}|${index}`)
+}
+
+/** A frame of a video socket's client: SHARE or VIDEO (InvalidVoiceFrameError otherwise, VoiceFrameTooLargeError past the limits). */
+export function decodeVideoClientFrame (bytes: Uint8Array): { type: 'share', on: boolean, position: Vec3 } | { type: 'video', chunk: VideoChunk } {
+  if (bytes.length > MAX_VOICE_CLIENT_MESSAGE_BYTES) throw new VoiceFrameTooLargeError(`message of ${bytes.length} bytes, over ${MAX_VOICE_CLIENT_MESSAGE_BYTES}`)
+  const f = decodeVoiceFrame(bytes, MAX_VOICE_PAYLOAD_BYTES, MAX_VIDEO_CHUNK_BYTES)
+  if (f.type === 'share') return f
+  if (f.type === 'video') return { type: 'video', chunk: { seq: f.seq, ts: f.ts, key: f.key, index: f.index, count: f.count, data: f.payload } }
+  throw new InvalidVoiceFrameError('a video client sends only SHARE and VIDEO frames')
+}
+
+/** A peer-wire frame (SHARE or VIDEO, already opened) of member `did`, for a video client: [type][didLen][did][the rest]. */
+export function encodeForClient (did: string, frame: Uint8Array): Uint8Array {
+  const d = enc.encode(did)
+  if (d.length > MAX_VOICE_DID_BYTES) throw new InvalidVoiceFrameError(`did over ${MAX_VOICE_DID_BYTES} bytes`)
+  const out = new Uint8Array(2 + d.length + frame.length - 1)
+  out[0] = frame[0]
+  out[1] = d.length
+  out.set(d, 2)
+  out.set(frame.subarray(1), 2 + d.length)
+  return out
+}
+
+/** Splits a video client frame from the peer into the member's did and its peer-wire frame (for clients and tests). */
+export function decodeForClient (bytes: Uint8Array): { did: string, frame: VoiceFrame } {
+  if (bytes.length < 2) throw new InvalidVoiceFrameError('a video client frame cut short')
+  const n = bytes[1]
+  if (bytes.length < 2 + n + 1) throw new InvalidVoiceFrameError('a video client frame cut short')
+  const did = dec.decode(bytes.subarray(2, 2 + n))
+  const frame = new Uint8Array(bytes.length - 1 - n)
+  frame[0] = bytes[0]
+  frame.set(bytes.subarray(2 + n), 1)
+  return { did, frame: decodeVoiceFrame(frame, MAX_VOICE_PAYLOAD_BYTES, MAX_VIDEO_CHUNK_BYTES) }
 }

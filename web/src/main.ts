@@ -27,6 +27,7 @@ import { View } from './scene.ts'
 import { Store } from './store.ts'
 import { mountViewport } from './viewport.ts'
 import { mountVoice, type VoiceHookView } from './voice/index.ts'
+import { mountShare, type BoardView } from './share/index.ts'
 
 declare global {
   interface Window {
@@ -41,6 +42,8 @@ declare global {
       listings: () => unknown[]
       /** Voice: connected for this space, our microphone not sending, what each member plays. */
       voice: () => VoiceHookView
+      /** Boards of the space shown: where, and the frames of their video decoded and drawn so far. */
+      boards: () => BoardView[]
       /** The loudest frequencies (Hz, dB) of all the voice being played now. */
       spectrum: () => Array<{ hz: number, db: number }>
     }>
@@ -76,6 +79,7 @@ function main (token: string): void {
   view.start()
   const wallet = mountWallet({ api, store, report: status, placeModel: build.placeModel })
   const voice = mountVoice({ api, store, view, report: status })
+  const share = mountShare({ api, store, view, report: status })
   const people = mountPeople({ api, store, view, report: status, payTo: wallet.payTo, decorate: voice.decorate })
   const chat = mountChat({ api, store, report: status })
   const spaces = mountSpaces({
@@ -152,6 +156,7 @@ function main (token: string): void {
     network: () => network.status,
     listings: () => explore.listings,
     voice: () => voice.hook(),
+    boards: () => share.boards(),
     spectrum: () => voice.spectrum()
   })
 }

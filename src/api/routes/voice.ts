@@ -5,12 +5,14 @@
  * ([0x01][seq][ts][level][opus]; anything else, or over MAX_VOICE_CLIENT_MESSAGE_BYTES, closes it
  * with 1008) and every frame of a heard speaker out ([0x01][didLen][did][seq][ts][level][opus]),
  * dropped rather than queued for a client that falls MAX_VOICE_CLIENT_BUFFER_BYTES behind. While
- * a voice socket is open for a space the peer listens there.
+ * a voice socket is open for a space the peer listens there. A video socket (?media=video) carries
+ * boards and their video instead (share.ts).
  */
 import type { WebSocket } from 'ws'
 import type { PeerverseNode } from '../../node/node.ts'
 import { decodeClientFrame, encodeClientFrame, MAX_VOICE_CLIENT_MESSAGE_BYTES, type VoiceFrameEvent } from '../../voice/index.ts'
 import { ApiError } from '../errors.ts'
+import { serveVideoSocket } from './share.ts'
 import { str, type Route } from '../routes.ts'
 
 /** Voice WebSockets open at once. */
@@ -51,8 +53,9 @@ export function checkVoiceUpgrade (node: PeerverseNode, url: URL, clients: numbe
   return space
 }
 
-/** Serves one voice socket for `space` until it closes. */
-export function serveVoiceSocket (node: PeerverseNode, ws: WebSocket, space: string): void {
+/** Serves one voice socket for `space` until it closes (a video socket, see share.ts, for ?media=video). */
+export function serveVoiceSocket (node: PeerverseNode, ws: WebSocket, space: string, media?: string | null): void {
+  if (media === 'video') { serveVideoSocket(node, ws, space); return }
   const onFrame = (evt: CustomEvent<VoiceFrameEvent>): void => {
     const f = evt.detail
     if (f.space !== space || ws.readyState !== ws.OPEN || ws.bufferedAmount > MAX_VOICE_CLIENT_BUFFER_BYTES) return

@@ -1,0 +1,136 @@
+/**
+ * One member's board in the view: a flat panel at the place its sharer chose, turned to face us,
+ * showing their stream. Chunks are put back together into VP8 frames, decoded with WebCodecs'
+ * VideoDecoder (from a keyframe on: after a frame lost, it waits for the next one) and drawn on
+ * a canvas that is the panel's three.js CanvasTexture.
+ */
+import { CanvasTexture, DoubleSide, Mesh, MeshBasicMaterial, PlaneGeometry, SRGBColorSpace, type Scene } from 'three'
+import type { Chunk, Vec3 } from './wire.ts'
+
+/** The panel's size in metres (16:9). */
+export const BOARD_WIDTH_M = 3.2
+export const BOARD_HEIGHT_M = 1.8
+/** Frames being put together at once; older ones are given up. */
+export const MAX_PENDING_FRAMES = 4
+/** The panel's canvas (its texture), whatever the stream's size. */
+export const CANVAS_WIDTH = 640
+export const CANVAS_HEIGHT = 360
+
+interface Pending { key: boolean, ts: number, count: number, got: number, parts: Array<Uint8Array | undefined> }
+
+export class Board {
+  readonly did: string
+  position: Vec3
+  readonly canvas = document.createElement('canvas')
+  /** Frames decoded and drawn so far; decoder errors; frames given up. */
+  frames = 0
+  errors = 0
+  lost = 0
+  private readonly ctx: CanvasRenderingContext2D | null
+  private readonly texture: CanvasTexture
+  private readonly mesh: Mesh
+  private readonly scene: Scene
+  private decoder?: VideoDecoder
+  private readonly pending = new Map<number, Pending>()
+  private lastSeq = -1
+  private needKey = true
+
+  constructor (did: string, position: Vec3, scene: Scene) {
+    this.did = did
+    this.position = position
+    this.scene = scene
+    // A fixed size: the texture's storage is made once; frames are scaled into it.
+    this.canvas.width = CANVAS_WIDTH
+    this.canvas.height = CANVAS_HEIGHT
+    this.ctx = this.canvas.getContext('2d')
+    if (this.ctx != null) { this.ctx.fillStyle = '#222'; this.ctx.fillRect(0, 0, CANVAS_WIDTH, CANVAS_HEIGHT) }
+    this.texture = new CanvasTexture(this.canvas)
+    this.texture.colorSpace = SRGBColorSpace
+    this.mesh = new Mesh(new PlaneGeometry(BOARD_WIDTH_M, BOARD_HEIGHT_M), new MeshBasicMaterial({ map: this.texture, side: DoubleSide }))
+    this.mesh.name = `board:${did}`
+    this.place(position)
+    scene.add(this.mesh)
+  }
+
+  /** The size of the last frame drawn (0 before the first). */
+  width = 0
+  height = 0
+
+  place (p: Vec3): void {
+    this.position = p
+    this.mesh.position.set(p[0], p[1], p[2])
+  }
+
+  /** Turns the panel to face a viewer at `at` (about the vertical axis). */
+  face (at: readonly number[]): void {
+    this.mesh.lookAt(at[0], this.position[1], at[2])
+  }
+
+  /** One chunk of the stream; a frame complete is decoded. */
+  take (c: Chunk): void {
+    if (c.seq <= this.lastSeq || c.index >= c.count) return
+    let p = this.pending.get(c.seq)
+    if (p == null) {
+      p = { key: c.key, ts: c.ts, count: c.count, got: 0, parts: new Array(c.count) }
+      this.pending.set(c.seq, p)
+      for (const seq of [...this.pending.keys()].sort((a, b) => a - b).slice(0, Math.max(0, this.pending.size - MAX_PENDING_FRAMES))) { this.pending.delete(seq); this.lost++ }
+    }
+    if (p.count !== c.count || p.parts[c.index] != null) return
+    p.parts[c.index] = c.data
+    if (++p.got < p.count) return
+    this.pending.delete(c.seq)
+    for (const seq of this.pending.keys()) if (seq < c.seq) { this.pending.delete(seq); this.lost++ }
+    if (c.seq !== this.lastSeq + 1 && !p.key) this.needKey = true
+    this.lastSeq = c.seq
+    if (this.needKey && !p.key) return
+    this.decode(p)
+  }
+
+  private decode (p: Pending): void {
+    const dec = this.ensureDecoder()
+    if (dec == null) return
+    const data = new Uint8Array(p.parts.reduce((n, x) => n + (x?.length ?? 0), 0))
+    let o = 0
+    for (const x of p.parts) { data.set(x as Uint8Array, o); o += (x as Uint8Array).length }
+    try {
+      dec.decode(new EncodedVideoChunk({ type: p.key ? 'key' : 'delta', timestamp: p.ts * 1000, data }))
+      this.needKey = false
+    } catch {
+      this.errors++
+      this.needKey = true
+    }
+  }
+
+  private ensureDecoder (): VideoDecoder | undefined {
+    if (this.decoder != null && this.decoder.state !== 'closed') return this.decoder
+    if (typeof VideoDecoder === 'undefined') return undefined
+    this.decoder = new VideoDecoder({
+      output: frame => { this.draw(frame) },
+      error: () => { this.errors++; this.needKey = true }
+    })
+    this.decoder.configure({ codec: 'vp8', optimizeForLatency: true })
+    this.needKey = true
+    return this.decoder
+  }
+
+  private draw (frame: VideoFrame): void {
+    try {
+      this.width = frame.displayWidth
+      this.height = frame.displayHeight
+      this.ctx?.drawImage(frame, 0, 0, CANVAS_WIDTH, CANVAS_HEIGHT)
+      this.texture.needsUpdate = true
+      this.frames++
+    } finally {
+      frame.close()
+    }
+  }
+
+  close (): void {
+    this.scene.remove(this.mesh)
+    this.mesh.geometry.dispose()
+    ;(this.mesh.material as MeshBasicMaterial).dispose()
+    this.texture.dispose()
+    if (this.decoder != null && this.decoder.state !== 'closed') this.decoder.close()
+    this.pending.clear()
+  }
+}
