@@ -26,6 +26,7 @@ import { mountWallet } from './panels/wallet.ts'
 import { View } from './scene.ts'
 import { Store } from './store.ts'
 import { mountViewport } from './viewport.ts'
+import { mountVoice, type VoiceHookView } from './voice/index.ts'
 
 declare global {
   interface Window {
@@ -38,6 +39,10 @@ declare global {
       frames: () => number
       network: () => unknown
       listings: () => unknown[]
+      /** Voice: connected for this space, our microphone not sending, what each member plays. */
+      voice: () => VoiceHookView
+      /** The loudest frequencies (Hz, dB) of all the voice being played now. */
+      spectrum: () => Array<{ hz: number, db: number }>
     }>
   }
 }
@@ -70,7 +75,8 @@ function main (token: string): void {
   view.onLoadingChange = build.loadingChanged
   view.start()
   const wallet = mountWallet({ api, store, report: status, placeModel: build.placeModel })
-  const people = mountPeople({ api, store, view, report: status, payTo: wallet.payTo })
+  const voice = mountVoice({ api, store, view, report: status })
+  const people = mountPeople({ api, store, view, report: status, payTo: wallet.payTo, decorate: voice.decorate })
   const chat = mountChat({ api, store, report: status })
   const spaces = mountSpaces({
     api,
@@ -85,7 +91,7 @@ function main (token: string): void {
   const network = mountNetwork({ api, report: status, joined: resync })
   const explore = mountExplore({ api, store, report: status, openLink })
   const file = mountFile({ api, report: status })
-  for (const panel of [status, people, chat, wallet, build, network, explore]) table.register(panel.events)
+  for (const panel of [status, people, chat, wallet, build, network, explore, voice]) table.register(panel.events)
 
   /** Opens a link of any kind: joins its space, offers to join its network, or fetches its file. */
   async function openLink (link: Link): Promise<void> {
@@ -144,6 +150,8 @@ function main (token: string): void {
     did: () => store.did,
     frames: () => view.frames,
     network: () => network.status,
-    listings: () => explore.listings
+    listings: () => explore.listings,
+    voice: () => voice.hook(),
+    spectrum: () => voice.spectrum()
   })
 }

@@ -227,6 +227,11 @@ export class View {
     a.label.remove()
   }
 
+  /** Marks a member's name tag while they speak. */
+  setSpeaking (did: string, on: boolean): void {
+    this.avatars.get(did)?.label.classList.toggle('speaking', on)
+  }
+
   clearMembers (): void {
     for (const did of [...this.avatars.keys()]) this.removeMember(did)
   }

@@ -13,6 +13,8 @@ export interface PeopleContext {
   report: Pick<Report, 'showError'>
   /** Someone's pay button: fill the wallet's pay form with their did. */
   payTo: (did: string) => void
+  /** Adds controls of other parts (voice) to a person's row. */
+  decorate?: (li: HTMLElement, did: string) => void
 }
 
 export type PeoplePanel = Panel & SpaceLoader
@@ -31,6 +33,7 @@ export function mountPeople (ctx: PeopleContext): PeoplePanel {
         pay.addEventListener('click', () => { ctx.payTo(p.did) })
         li.append(pay)
       }
+      ctx.decorate?.(li, p.did)
       return li
     }))
     if (list.length === 1 && store.spaceId != null) $('people').append(h('li', { class: 'muted', text: 'Nobody else here yet.' }))
