@@ -79,7 +79,7 @@ const REFRACTORY_MS = 300
 
 function tapScript ([threshold, refractoryMs]: [number, number]): void {
   const w = window as any
-  const bench = w.__bench = { mouth: [] as number[], ear: [] as number[], wsBytes: 0, wsMsgs: 0, master: null as AnalyserNode | null, lastMouth: -1e12 }
+  const bench = w.__bench = { mouth: [] as number[], ear: [] as number[], wsBytes: 0, wsMsgs: 0, master: null as AnalyserNode | null, lastMouth: -1e12, earPeak: 0, mouthPeak: 0 }
   const now = (): number => performance.timeOrigin + performance.now()
   // Mouth: each microphone chunk on its way to the encoder.
   const Proc = w.MediaStreamTrackProcessor
@@ -93,6 +93,7 @@ function tapScript ([threshold, refractoryMs]: [number, number]): void {
             const n = data.numberOfFrames
             const pcm = new Float32Array(n)
             data.copyTo(pcm, { planeIndex: 0, format: 'f32-planar' })
+            for (let i = 0; i < n; i++) if (Math.abs(pcm[i]) > bench.mouthPeak) bench.mouthPeak = Math.abs(pcm[i])
             for (let i = 0; i < n; i++) {
               if (Math.abs(pcm[i]) > threshold) {
                 const at = t - (n - i) / data.sampleRate * 1000
@@ -119,9 +120,11 @@ function tapScript ([threshold, refractoryMs]: [number, number]): void {
     if (master == null) return false
     const ctx = master.context as AudioContext
     const src = `registerProcessor('bench-tap', class extends AudioWorkletProcessor {
-      constructor () { super(); this.last = -1e12 }
+      constructor () { super(); this.last = -1e12; this.peak = 0; this.n = 0 }
       process (inputs) {
         const ch = inputs[0] && inputs[0][0]
+        if (ch) for (let i = 0; i < ch.length; i++) if (Math.abs(ch[i]) > this.peak) this.peak = Math.abs(ch[i])
+        if (++this.n % 375 === 0) { this.port.postMessage(-this.peak); this.peak = 0 }
         if (ch) for (let i = 0; i < ch.length; i++) {
           if (Math.abs(ch[i]) > ${threshold}) {
             const f = currentFrame + i
@@ -137,6 +140,7 @@ function tapScript ([threshold, refractoryMs]: [number, number]): void {
     const sink = ctx.createGain()
     sink.gain.value = 0
     tap.port.onmessage = (e: MessageEvent<number>) => {
+      if (e.data <= 0) { bench.earPeak = -e.data; return }
       const ts = ctx.getOutputTimestamp()
       const at = ts.performanceTime != null && ts.performanceTime > 0 && ts.contextTime != null
         ? performance.timeOrigin + ts.performanceTime + (e.data / ctx.sampleRate - ts.contextTime) * 1000
@@ -192,6 +196,34 @@ async function openPage (browser: Browser): Promise<Page> {
   const page = await ctx.newPage()
   page.on('pageerror', err => { progress(`page error: ${err.message}`) })
   return page
+}
+
+/** Waits until the ear tap has heard clicks; says what each tap saw if it does not. */
+async function waitEar (mouthPage: Page, earPage: Page): Promise<void> {
+  const deadline = Date.now() + WAIT_MS / 3
+  for (;;) {
+    const ear = await earPage.evaluate(() => { const b = (window as any).__bench; return { n: b.ear.length, peak: b.earPeak, state: b.master?.context.state, voice: JSON.stringify((window as any).peerverse?.voice()) } })
+    if (ear.n >= 2) return
+    if (Date.now() > deadline) {
+      const sampled = await earPage.evaluate(async () => {
+        const b = (window as any).__bench
+        const buf = new Float32Array(b.master.fftSize)
+        let max = 0; let lvl = 0
+        const t = performance.now()
+        while (performance.now() - t < 3000) {
+          await new Promise(resolve => setTimeout(resolve, 20))
+          b.master.getFloatTimeDomainData(buf)
+          for (const x of buf) max = Math.max(max, Math.abs(x))
+          for (const p of (window as any).peerverse?.voice().peers ?? []) lvl = Math.max(lvl, p.level)
+        }
+        return { max, lvl }
+      })
+      progress(`ear over 3 s: master peak ${sampled.max}, speaker level max ${sampled.lvl}`)
+      const mouth = await mouthPage.evaluate(() => { const b = (window as any).__bench; return { n: b.mouth.length, peak: b.mouthPeak } })
+      throw new Error(`no clicks at the ear: ear saw ${ear.n} (peak ${ear.peak}, audio ${ear.state}, voice ${ear.voice}), mouth saw ${mouth.n} (peak ${mouth.peak}), threshold ${CLICK_THRESHOLD}`)
+    }
+    await sleep(250)
+  }
 }
 
 /** Records clicks for `n` periods; returns the latencies and how many were seen at each end. */
@@ -252,7 +284,7 @@ async function directCall (browser: Browser, origin: string): Promise<{ lat: num
   }, offer)
   await tx.evaluate(async (a) => { await (window as any).__pc.setRemoteDescription(a) }, answer)
   await rx.waitForFunction(async () => (window as any).__ready != null && await (window as any).__ready === true, null, { timeout: WAIT_MS })
-  await rx.waitForFunction(() => (window as any).__bench.ear.length >= 2, null, { timeout: WAIT_MS })
+  await waitEar(tx, rx)
   const r = await record(tx, rx, CLICKS)
   await tx.context().close()
   await rx.context().close()
@@ -478,7 +510,7 @@ async function main (): Promise<void> {
     await pageA.click('#voice-toggle')
     await pageB.waitForFunction(d => (window as any).peerverse.voice().peers.some((p: any) => p.did === d && p.receiving), a.ready.did, { timeout: WAIT_MS, polling: 100 })
     if (await pageB.evaluate(async () => await (window as any).__benchEar()) !== true) throw new Error('no master analyser in the listener page')
-    await pageB.waitForFunction(() => (window as any).__bench.ear.length >= 2, null, { timeout: WAIT_MS })
+    await waitEar(pageA, pageB)
     progress(`peers: timing ${CLICKS} clicks A -> B`)
     const ours = await record(pageA, pageB, CLICKS)
     const jb = await pageB.evaluate(d => (window as any).peerverse.voice().peers.find((p: any) => p.did === d), a.ready.did)
