@@ -61,6 +61,11 @@ const SPEAKER_FPS = 50
 const SPEAKER_WORKERS = 2
 /** Frames a late speaker tick sends at most (the rest are skipped, as lost). */
 const CATCH_UP = 5
+/** Speakers a child starts at once, and join attempts each. */
+const JOINING = 3
+const JOIN_ATTEMPTS = 5
+/** How long a step waits for the listener to hear its speakers. */
+const STEP_WAIT_MS = 40_000
 const WAIT_MS = 90_000
 const SELF = fileURLToPath(import.meta.url)
 
@@ -76,12 +81,12 @@ function pct (xs: number[], p: number): number {
 // the page taps (init script; read-only: they look at audio, change nothing the client does)
 
 /** Threshold on |sample| for a click, and the dead time after one (ms). */
-const CLICK_THRESHOLD = 0.05
+const CLICK_THRESHOLD = 0.02
 const REFRACTORY_MS = 300
 
 function tapScript ([threshold, refractoryMs]: [number, number]): void {
   const w = window as any
-  const bench = w.__bench = { mouth: [] as number[], ear: [] as number[], wsBytes: 0, wsMsgs: 0, master: null as AnalyserNode | null, lastMouth: -1e12, earPeak: 0, mouthPeak: 0 }
+  const bench = w.__bench = { mouth: [] as number[], ear: [] as number[], wsBytes: 0, wsMsgs: 0, master: null as AnalyserNode | null, lastMouth: -1e12, earPeak: 0, mouthPeak: 0, earPeaks: [] as number[] }
   const now = (): number => performance.timeOrigin + performance.now()
   // Mouth: each microphone chunk on its way to the encoder.
   const Proc = w.MediaStreamTrackProcessor
@@ -142,7 +147,7 @@ function tapScript ([threshold, refractoryMs]: [number, number]): void {
     const sink = ctx.createGain()
     sink.gain.value = 0
     tap.port.onmessage = (e: MessageEvent<number>) => {
-      if (e.data <= 0) { bench.earPeak = -e.data; return }
+      if (e.data <= 0) { bench.earPeak = -e.data; bench.earPeaks.push(-e.data); return }
       const ts = ctx.getOutputTimestamp()
       const at = ts.performanceTime != null && ts.performanceTime > 0 && ts.contextTime != null
         ? performance.timeOrigin + ts.performanceTime + (e.data / ctx.sampleRate - ts.contextTime) * 1000
@@ -232,10 +237,13 @@ async function waitEar (mouthPage: Page, earPage: Page): Promise<boolean> {
 /** Records clicks for `n` periods; returns the latencies and how many were seen at each end. */
 async function record (mouthPage: Page, earPage: Page, n: number): Promise<{ lat: number[], mouth: number, ear: number }> {
   await mouthPage.evaluate(() => { (window as any).__bench.mouth.length = 0 })
-  await earPage.evaluate(() => { (window as any).__bench.ear.length = 0 })
+  await earPage.evaluate(() => { (window as any).__bench.ear.length = 0; (window as any).__bench.earPeaks.length = 0 })
   await sleep((n + 1) * CLICK_PERIOD_S * 1000)
   const mouth = await mouthPage.evaluate(() => [...(window as any).__bench.mouth]) as number[]
   const ear = await earPage.evaluate(() => [...(window as any).__bench.ear]) as number[]
+  const peaks = await earPage.evaluate(() => [...(window as any).__bench.earPeaks]) as number[]
+  const quiet = peaks.filter(p => p <= CLICK_THRESHOLD).length
+  console.log(`  (the ear's loudest sample in each second: p10 ${fmt(pct(peaks, 0.1), 3)}, p50 ${fmt(pct(peaks, 0.5), 3)}; ${quiet} of ${peaks.length} seconds held no click above the threshold ${CLICK_THRESHOLD})`)
   return { lat: match(mouth, ear), mouth: mouth.length, ear: ear.length }
 }
 
@@ -338,6 +346,7 @@ async function speakerWorker (): Promise<void> {
     }
   }, 1000 / SPEAKER_FPS)
   const stop = async (): Promise<void> => {
+    setTimeout(() => { process.exit(0) }, 15_000).unref()
     await Promise.all(nodes.map(async s => { await s.node.stop().catch(() => {}) }))
     process.exit(0)
   }
@@ -345,36 +354,42 @@ async function speakerWorker (): Promise<void> {
   process.on('message', (msg: AddSpeakers | { op: 'stop' } | { op: 'stats' }) => {
     if (msg.op === 'stop') { void stop(); return }
     if (msg.op === 'stats') { process.send?.({ sent, errors: { ...errors } }); return }
+    const m: AddSpeakers = msg
     void (async () => {
       space = msg.space
       packets = msg.packets.map(p => Uint8Array.from(p))
       let joined = 0
-      await Promise.all(msg.positions.map(async (pos, i) => {
+      let next = 0
+      // JOINING at a time: a burst of joins is refused by the peers asked for the space.
+      await Promise.all(Array.from({ length: JOINING }, async () => { while (next < msg.positions.length) await one(next++) }))
+      process.send?.({ joined })
+
+      async function one (i: number): Promise<void> {
+        const pos = m.positions[i]
         try {
-          const dir = join(msg.dir, `s${msg.first + i}`)
+          const dir = join(m.dir, `s${m.first + i}`)
           await mkdir(dir, { recursive: true })
           const node = await createNode(mergeConfig(defaultConfig(dir), {
-            discovery: { mdns: false }, listen: ['/ip4/127.0.0.1/tcp/0'], bootstrap: [msg.bootstrap], api: false,
-            dht: { mode: 'client' }, relay: { server: false }, ledger: { genesis: msg.genesis }
+            discovery: { mdns: false }, listen: ['/ip4/127.0.0.1/tcp/0'], bootstrap: [m.bootstrap], api: false,
+            dht: { mode: 'client' }, relay: { server: false }, ledger: { genesis: m.genesis }
           }))
           await node.start()
           const s = { node, seq: 0 }
           const deadline = Date.now() + WAIT_MS
-          while (!node.topicPeers(spaceTopic(space)).includes(msg.owner)) {
+          while (!node.topicPeers(spaceTopic(space)).includes(m.owner)) {
             if (Date.now() > deadline) throw new Error('did not see the space')
             await sleep(200)
           }
           for (let attempt = 1; ; attempt++) {
-            try { await node.space.join(space, { name: `speaker ${msg.first + i}` }); break } catch (err) { if (attempt >= 3) throw err; await sleep(500 * attempt) }
+            try { await node.space.join(space, { name: `speaker ${m.first + i}` }); break } catch (err) { if (attempt >= JOIN_ATTEMPTS) throw err; await sleep(1000 * attempt) }
           }
           node.space.move(space, pos)
           nodes.push(s)
           joined++
         } catch (err) {
-          process.stderr.write(`[speaker ${msg.first + i}] ${(err as Error).message}\n`)
+          process.stderr.write(`[speaker ${m.first + i}] ${(err as Error).message}\n`)
         }
-      }))
-      process.send?.({ joined })
+      }
     })()
   })
   process.send?.({ ready: true })
@@ -516,6 +531,17 @@ async function main (): Promise<void> {
   const browsers: Browser[] = []
   const server = createServer((_req, res) => { res.writeHead(200, { 'content-type': 'text/html' }); res.end(CALL_PAGE) })
   const started = Date.now()
+  let cleaning: Promise<void> | undefined
+  const cleanup = async (): Promise<void> => {
+    cleaning ??= (async () => {
+      await speakers.stop().catch(() => {})
+      for (const br of browsers) await br.close().catch(() => {})
+      server.close()
+      await set.cleanup()
+    })()
+    await cleaning
+  }
+  for (const sig of ['SIGINT', 'SIGTERM'] as const) process.once(sig, () => { void cleanup().finally(() => process.exit(130)) })
   try {
     const dir = await set.tempDir()
     const wav = await writeClicksWav(join(dir, 'clicks.wav'), CLICK_PERIOD_S, CLICK_PERIOD_S * CLICK_FILE_CLICKS, { clickMs: 10, hz: 1000 })
@@ -589,7 +615,7 @@ async function main (): Promise<void> {
       const joined = add > 0 ? await speakers.add(base, positions) : 0
       talking += joined
       const want = Math.min(talking, MAX_HEARD_SPEAKERS)
-      const deadline = Date.now() + WAIT_MS
+      const deadline = Date.now() + STEP_WAIT_MS
       const w0 = Date.now()
       let st = await voiceState(b, space)
       while (st.heard.length < want && Date.now() < deadline) { await sleep(500); st = await voiceState(b, space) }
@@ -624,10 +650,7 @@ async function main (): Promise<void> {
     printSummary(summary)
     console.log(`\nwhole bench: ${fmt((Date.now() - started) / 1000, 0)} s`)
   } finally {
-    await speakers.stop().catch(() => {})
-    for (const br of browsers) await br.close().catch(() => {})
-    server.close()
-    await set.cleanup()
+    await cleanup()
   }
 }
 
