@@ -17,7 +17,7 @@ import { MAX_VOICE_STREAMS_PER_PEER, reasonOf, VOICE_FRAMES_PER_SECOND, VoiceStr
 import { Shares } from './share.ts'
 import { audioAad, checkAudio, decodeVoiceFrame, encodeAudio, encodeTalking, encodeWant, MAX_VIDEO_CHUNK_BYTES, MAX_VOICE_PAYLOAD_BYTES, VOICE_CIPHER_OVERHEAD_BYTES, VOICE_PROTOCOL, type AudioFrame, type Vec3, type VideoChunk } from './wire.ts'
 
-export { MAX_QUEUED_AUDIO_FRAMES, MAX_VOICE_STREAMS_PER_PEER, VOICE_FRAMES_PER_SECOND, VOICE_MEMBER_WAIT_MS, VOICE_REDIAL_MS } from './streams.ts'
+export { MAX_QUEUED_AUDIO_FRAMES, MAX_QUEUED_CONTROL_FRAMES, MAX_VOICE_STREAMS_PER_PEER, VOICE_FRAMES_PER_SECOND, VOICE_MEMBER_WAIT_MS, VOICE_REDIAL_MS } from './streams.ts'
 
 const log = logger('peerverse:voice')
 
@@ -27,6 +27,8 @@ export const MAX_VOICE_LISTENERS = 32
 export const TALKING_NOTE_MS = 250
 /** How often a listener says its WANT again while it holds it: a WANT lost with a stream that closed is healed by the next. */
 export const WANT_REFRESH_MS = 1_000
+/** TALKING notes from one member closer together than this are dropped as 'rate' (an honest speaker sends one every TALKING_NOTE_MS). */
+export const TALKING_NOTE_MIN_GAP_MS = TALKING_NOTE_MS / 2
 /** Silence after our last frame at which we tell the near that we stopped (TALKING 0). */
 export const TALKING_STOP_MS = 2 * TALKING_NOTE_MS
 /** Our own frames a second (under the peers' limit, notes included), and burst. */
@@ -213,7 +215,8 @@ export class VoiceService extends TypedEventEmitter<VoiceEvents> {
 
   /** A listener we do not send to: kept out of the space, or blocked by us. */
   private listenerRefused (space: string, did: string): boolean {
-    return this.c.spaces.isExcluded(space, did) || this.c.social.isBlocked(did)
+    const within = this.spaces.get(space)?.earshot.has(did) === true
+    return !within || this.c.spaces.isExcluded(space, did) || this.c.social.isBlocked(did)
   }
 
   /** Streams to the near (while listening), the heard set, and WANT to match; closes links to members gone or excluded. */
@@ -230,11 +233,14 @@ export class VoiceService extends TypedEventEmitter<VoiceEvents> {
       const m = byPeer.get(link.peer)
       if (m == null || m.did !== link.did || this.c.spaces.isExcluded(vs.id, link.did)) this.streams.closeLink(vs, link)
     }
+    const position = this.c.spaces.me(vs.id).position
+    const near = inEarshot(position, members, this.settings.rangeM, MAX_VOICE_LISTENERS)
+    // A speaker sends only to members within earshot, whoever asks: a far member's WANT gets nothing.
+    vs.earshot = new Set(near.map(m => m.did))
+    for (const link of vs.links.values()) if (link.theyWant && (link.did == null || !vs.earshot.has(link.did))) link.theyWant = false
     if (vs.listeners > 0 || this.shares.active(vs.id)) for (const m of members) if (m.near) this.streams.dial(vs, m.peer, now)
     this.shares.recompute(vs, members, this.c.spaces.me(vs.id).position)
     if (vs.listeners > 0) {
-      const position = this.c.spaces.me(vs.id).position
-      const near = inEarshot(position, members, this.settings.rangeM, MAX_VOICE_LISTENERS)
       for (const m of near) this.streams.dial(vs, m.peer, now)
       const candidates = near.map(m => ({ did: m.did, position: m.position, talkingAt: vs.speakers.get(m.did)?.talkingAt ?? 0 }))
       vs.heard = chooseHeard(position, candidates, { now, max: this.settings.maxHeard, rangeM: this.settings.rangeM, excluded: did => this.refusal(vs.id, did) != null })
@@ -313,10 +319,15 @@ export class VoiceService extends TypedEventEmitter<VoiceEvents> {
     let s = vs.speakers.get(did)
     if (s == null) { s = { level: 0, talkingAt: 0, frameAt: 0, talking: false }; vs.speakers.set(did, s) }
     if (f.type === 'talking') {
+      if (now - link.noteAt < TALKING_NOTE_MIN_GAP_MS) { this.drop('rate'); return }
+      link.noteAt = now
+      const was = s.talking
       s.level = f.level
       s.talkingAt = f.level > 0 ? now : 0
       this.speaking(vs, did, s, now)
-      this.recompute(vs)
+      if (s.talking !== was) {
+        try { this.recompute(vs) } catch (err) { log('voice recompute %s: %s', vs.id, (err as Error).message) }
+      }
       return
     }
     if (!link.weWant) { this.drop('unwanted'); return }
@@ -346,7 +357,7 @@ export class VoiceService extends TypedEventEmitter<VoiceEvents> {
     if (!this.c.spaces.isJoined(space)) throw new NotJoinedError(`not in space ${space}`)
     let vs = this.spaces.get(space)
     if (vs == null) {
-      vs = { id: space, listeners: 0, links: new Map(), speakers: new Map(), heard: [], lastSentAt: 0, noteAt: 0, talkingSent: false }
+      vs = { id: space, listeners: 0, links: new Map(), speakers: new Map(), heard: [], lastSentAt: 0, noteAt: 0, talkingSent: false, earshot: new Set() }
       this.spaces.set(space, vs)
     }
     return vs

@@ -102,6 +102,7 @@ export class Shares {
   sendVideo (vs: VoiceSpace, chunk: VideoChunk): void {
     const s = this.of(vs.id)
     if (s.own == null) throw new NotSharingError(`not sharing in ${vs.id}`)
+    if (this.c.spaces.isExcluded(vs.id, this.c.identity.did)) throw new ExcludedError(`the owner keeps you out of ${vs.id}`)
     if (this.c.spaces.isOwnerMuted(vs.id, this.c.identity.did)) throw new OwnerMutedError(`the owner muted you in ${vs.id}`)
     checkVideo(chunk)
     if (!this.ownBucket.take(vs.id)) throw new VoiceRateLimitError(`more than ${OWN_VIDEO_CHUNKS_PER_SECOND} video chunks a second`)

@@ -30,6 +30,8 @@ export const VOICE_MEMBER_WAIT_MS = 3_000
 export const VOICE_REDIAL_MS = 1_000
 /** Audio frames queued on one stream at most (200 ms at 50 a second); past it the newest is dropped, as late audio is worth nothing. */
 export const MAX_QUEUED_AUDIO_FRAMES = 10
+/** Control frames (notes, WANTs) queued on one stream at most: past it the peer is not reading, and the stream is closed. */
+export const MAX_QUEUED_CONTROL_FRAMES = 64
 
 /** Errors that end a stream without fault of the peer (it went away, or we closed it). */
 const QUIET_ERRORS = new Set(['StreamResetError', 'AbortError', 'StreamAbortedError', 'StreamClosedError', 'ConnectionClosedError', 'ConnectionClosingError', 'StreamStateError'])
@@ -53,6 +55,8 @@ export interface Link {
   wantSentAt: number
   dialing: boolean
   retryAt: number
+  /** When the member's last TALKING note was taken (notes closer than TALKING_NOTE_MIN_GAP_MS are dropped as 'rate'). */
+  noteAt: number
 }
 
 export interface Speaker { level: number, talkingAt: number, frameAt: number, talking: boolean }
@@ -66,6 +70,8 @@ export interface VoiceSpace {
   lastSentAt: number
   noteAt: number
   talkingSent: boolean
+  /** The members within earshot (HEARING range, the nearest MAX_VOICE_LISTENERS), as of the last recompute: the only ones we send to. */
+  earshot: Set<string>
 }
 
 export function reasonOf (err: Error): DropReason {
@@ -235,6 +241,10 @@ export class VoiceStreams {
   /** Queues a frame on a stream: notes always, audio while fewer than MAX_QUEUED_AUDIO_FRAMES wait (later audio is dropped, not queued). */
   write (pipe: Pipe, bytes: Uint8Array, control: boolean): void {
     if (!control && pipe.audioPending >= MAX_QUEUED_AUDIO_FRAMES) return
+    if (control && pipe.pending - pipe.audioPending - (pipe.videoPending ?? 0) >= MAX_QUEUED_CONTROL_FRAMES) {
+      pipe.stream.abort(new VoiceRateLimitError(`more than ${MAX_QUEUED_CONTROL_FRAMES} control frames wait on a stream the peer does not read`))
+      return
+    }
     const audio = control ? 0 : 1
     pipe.pending++
     pipe.audioPending += audio
@@ -261,7 +271,7 @@ export class VoiceStreams {
   link (vs: VoiceSpace, peer: string): Link {
     let link = vs.links.get(peer)
     if (link == null) {
-      link = { peer, pipes: new Set(), theyWant: false, weWant: false, wantSentAt: 0, dialing: false, retryAt: 0 }
+      link = { peer, pipes: new Set(), theyWant: false, weWant: false, wantSentAt: 0, dialing: false, retryAt: 0, noteAt: 0 }
       vs.links.set(peer, link)
     }
     return link

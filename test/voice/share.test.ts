@@ -30,8 +30,8 @@ type Vec3 = [number, number, number]
 const tcpAddr = (n: PeerverseNode): string => n.addresses().find(a => a.includes('/tcp/')) as string
 
 /** `n` nodes in one space (the first owns it), each at its position, each seeing the others; stopped when `t` ends. */
-async function group (t: TestContext | undefined, positions: Vec3[], options: { private?: boolean } = {}): Promise<{ nodes: PeerverseNode[], space: string }> {
-  const nodes = await Promise.all(positions.map(async () => await peers.startNode()))
+async function group (t: TestContext | undefined, positions: Vec3[], options: { private?: boolean, rangeM?: number } = {}): Promise<{ nodes: PeerverseNode[], space: string }> {
+  const nodes = await Promise.all(positions.map(async () => await peers.startNode(options.rangeM == null ? undefined : { voice: { rangeM: options.rangeM } })))
   t?.after(async () => {
     for (const s of sharers.filter(x => nodes.includes(x.node))) s.stop()
     for (const n of nodes) await n.stop().catch(() => {})
@@ -158,8 +158,9 @@ describe('boards', { timeout: 400_000 }, () => {
   })
 
   it('in a private space the chunks are sealed on the wire and open at the watcher', async (t) => {
-    // Q stands far off: a member O sees but does not hold a stream to, so the stream spoken by hand below is Q's only one.
-    const { nodes: [o, p, q], space } = await group(t, [[100, 0, 100], [104, 0, 100], [100, 0, 145]], { private: true })
+    // Q stands 45 m off: a member O sees but does not hold a stream to (not near in presence), so the
+    // stream spoken by hand below is Q's only one; the peers hear to 60 m here, so Q is within earshot.
+    const { nodes: [o, p, q], space } = await group(t, [[100, 0, 100], [104, 0, 100], [100, 0, 145]], { private: true, rangeM: 60 })
     const at = new Seen(p)
     p.voice.watch(space)
     const so = share(o, space, [102, 1.5, 100], 4)

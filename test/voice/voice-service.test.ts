@@ -16,7 +16,7 @@ import type { ProtocolHandler, ProtocolPort } from '../../src/net/ports.ts'
 import { Store } from '../../src/store/store.ts'
 import { cleanups, tempDir } from '../helpers/cleanup.ts'
 import { defaultConfig, mergeConfig, validateConfig } from '../../src/node/config.ts'
-import { decodeVoiceFrame, encodeOpen, encodeWant, MAX_QUEUED_AUDIO_FRAMES, MAX_VOICE_LISTENERS, MAX_VOICE_READ_BYTES, voice, type VoiceMember } from '../../src/voice/index.ts'
+import { decodeVoiceFrame, encodeOpen, encodeTalking, encodeWant, HEARING_RANGE_M, MAX_QUEUED_AUDIO_FRAMES, TALKING_NOTE_MIN_GAP_MS, MAX_VOICE_LISTENERS, MAX_VOICE_READ_BYTES, voice, type VoiceMember } from '../../src/voice/index.ts'
 
 const SPACE = 'space-under-test'
 const keyOf = (i: number): ReturnType<typeof ed25519KeyFromSeed> => ed25519KeyFromSeed(new Uint8Array(32).fill(i + 1))
@@ -40,7 +40,7 @@ describe('the voice service alone', { timeout: 60_000 }, () => {
   it(`sends to MAX_VOICE_LISTENERS (${MAX_VOICE_LISTENERS}) listeners that want it, not to one more`, async () => {
     const n = MAX_VOICE_LISTENERS + 2
     const myKey = keyOf(200)
-    const members: VoiceMember[] = Array.from({ length: n }, (_, i) => ({ did: didFromPublicKey(keyOf(i).publicKey), peer: `peer-${i}`, position: [i, 0, 0], near: true }))
+    const members: VoiceMember[] = Array.from({ length: n }, (_, i) => ({ did: didFromPublicKey(keyOf(i).publicKey), peer: `peer-${i}`, position: [i / 2, 0, 0], near: true }))
     let handler: ProtocolHandler | undefined
     const protocols = {
       peerId: 'peer-me',
@@ -173,6 +173,63 @@ describe('the voice service alone', { timeout: 60_000 }, () => {
     } finally {
       await service.stop()
       local.abort(new Error('done'))
+    }
+  })
+
+  it(`a member beyond HEARING_RANGE_M (${HEARING_RANGE_M} m) who asks for our audio gets none; one within gets it; TALKING notes closer than TALKING_NOTE_MIN_GAP_MS are dropped as 'rate'`, async () => {
+    const myKey = keyOf(220)
+    const nearKey = keyOf(221)
+    const farKey = keyOf(222)
+    const members: VoiceMember[] = [
+      { did: didFromPublicKey(nearKey.publicKey), peer: 'peer-near', position: [5, 0, 0], near: true },
+      { did: didFromPublicKey(farKey.publicKey), peer: 'peer-far', position: [HEARING_RANGE_M + 20, 0, 0], near: true }
+    ]
+    let handler: ProtocolHandler | undefined
+    const service = voice()({
+      protocols: fakeProtocols(h => { handler = h }),
+      onRejected: () => {},
+      identity: { did: didFromPublicKey(myKey.publicKey), key: myKey, binding: (await createPeerBinding(myKey, 'peer-me')).bytes },
+      spaces: { isJoined: id => id === SPACE, who: () => members, me: () => ({ position: [0, 0, 0] }), isExcluded: () => false, isOwnerMuted: () => false, cipher: () => undefined },
+      social: { isBlocked: () => false, isMuted: () => false }
+    })
+    await service.start()
+    const streams: Stream[] = []
+    try {
+      const audio = { near: 0, far: 0 }
+      const open = async (key: ReturnType<typeof keyOf>, peer: string, name: 'near' | 'far'): Promise<ReturnType<typeof framed>> => {
+        const [local, remote] = await streamPair()
+        streams.push(local)
+        assert.ok(handler != null)
+        handler(remote, { peer, address: '/memory/test', limited: false })
+        const f = framed(local, { maxFrameBytes: MAX_VOICE_READ_BYTES })
+        await f.write(encodeOpen(SPACE, (await createPeerBinding(key, peer)).bytes))
+        assert.ok(await f.read({ signal: AbortSignal.timeout(10_000) }) != null, 'the service answers the opening')
+        await f.write(encodeWant(true))
+        void (async () => {
+          try { for await (const bytes of f.frames()) if (decodeVoiceFrame(bytes).type === 'audio') audio[name]++ } catch {}
+        })()
+        return f
+      }
+      const far = await open(farKey, 'peer-far', 'far')
+      await open(nearKey, 'peer-near', 'near')
+      let seq = 0
+      const deadline = Date.now() + 20_000
+      while (audio.near < 20 && Date.now() < deadline) {
+        service.send(SPACE, { seq: ++seq, ts: seq, level: 50, data: new Uint8Array(40) })
+        await new Promise(resolve => setTimeout(resolve, 20))
+      }
+      assert.ok(audio.near >= 20, `the member within range receives (${audio.near} frames)`)
+      assert.equal(audio.far, 0, 'the member beyond range, who asked too, receives nothing')
+      // Two notes at once from the far member: the second is within TALKING_NOTE_MIN_GAP_MS of the first.
+      const before = service.state(SPACE).dropped.rate
+      await far.write(encodeTalking(90))
+      await far.write(encodeTalking(91))
+      const by = Date.now() + 10_000
+      while (service.state(SPACE).dropped.rate === before && Date.now() < by) await new Promise(resolve => setTimeout(resolve, 20))
+      assert.equal(service.state(SPACE).dropped.rate, before + 1, `a note ${TALKING_NOTE_MIN_GAP_MS} ms after the last is dropped as rate`)
+    } finally {
+      await service.stop()
+      for (const st of streams) st.abort(new Error('done'))
     }
   })
 

@@ -343,7 +343,7 @@ describe('bad input from a peer', { timeout: 400_000 }, () => {
     const since = mark()
     const before = dropped('rate')
     try {
-      for (let i = 0; i < 4 * VOICE_FRAMES_PER_SECOND; i++) await raw.write(encodeTalking(0))
+      for (let i = 0; i < 4 * VOICE_FRAMES_PER_SECOND; i++) await raw.write(encodeWant(false))
     } catch {}
     await eventually('rejected', () => rejected('VoiceRateLimitError', since))
     await ended(raw.stream)
