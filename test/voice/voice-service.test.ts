@@ -36,6 +36,20 @@ function fakeProtocols (onHandle: (h: ProtocolHandler) => void = () => {}): Prot
   }
 }
 
+/** A started voice service of ours at the origin of SPACE, seeing `members`, with the protocol handler it registered. */
+async function serviceAtOrigin (myKey: ReturnType<typeof keyOf>, members: VoiceMember[]): Promise<{ service: ReturnType<ReturnType<typeof voice>>, handler: () => ProtocolHandler | undefined }> {
+  let handler: ProtocolHandler | undefined
+  const service = voice()({
+    protocols: fakeProtocols(h => { handler = h }),
+    onRejected: () => {},
+    identity: { did: didFromPublicKey(myKey.publicKey), key: myKey, binding: (await createPeerBinding(myKey, 'peer-me')).bytes },
+    spaces: { isJoined: id => id === SPACE, who: () => members, me: () => ({ position: [0, 0, 0] }), isExcluded: () => false, isOwnerMuted: () => false, cipher: () => undefined },
+    social: { isBlocked: () => false, isMuted: () => false }
+  })
+  await service.start()
+  return { service, handler: () => handler }
+}
+
 describe('the voice service alone', { timeout: 60_000 }, () => {
   it(`sends to MAX_VOICE_LISTENERS (${MAX_VOICE_LISTENERS}) listeners that want it, not to one more`, async () => {
     const n = MAX_VOICE_LISTENERS + 2
@@ -120,15 +134,8 @@ describe('the voice service alone', { timeout: 60_000 }, () => {
     const myKey = keyOf(210)
     const listenerKey = keyOf(211)
     const members: VoiceMember[] = [{ did: didFromPublicKey(listenerKey.publicKey), peer: 'peer-l', position: [1, 0, 0], near: true }]
-    let handler: ProtocolHandler | undefined
-    const service = voice()({
-      protocols: fakeProtocols(h => { handler = h }),
-      onRejected: () => {},
-      identity: { did: didFromPublicKey(myKey.publicKey), key: myKey, binding: (await createPeerBinding(myKey, 'peer-me')).bytes },
-      spaces: { isJoined: id => id === SPACE, who: () => members, me: () => ({ position: [0, 0, 0] }), isExcluded: () => false, isOwnerMuted: () => false, cipher: () => undefined },
-      social: { isBlocked: () => false, isMuted: () => false }
-    })
-    await service.start()
+    const { service, handler: handled } = await serviceAtOrigin(myKey, members)
+    const handler: ProtocolHandler | undefined = handled()
     const [local, remote] = await streamPair()
     try {
       assert.ok(handler != null)
@@ -184,15 +191,8 @@ describe('the voice service alone', { timeout: 60_000 }, () => {
       { did: didFromPublicKey(nearKey.publicKey), peer: 'peer-near', position: [5, 0, 0], near: true },
       { did: didFromPublicKey(farKey.publicKey), peer: 'peer-far', position: [HEARING_RANGE_M + 20, 0, 0], near: true }
     ]
-    let handler: ProtocolHandler | undefined
-    const service = voice()({
-      protocols: fakeProtocols(h => { handler = h }),
-      onRejected: () => {},
-      identity: { did: didFromPublicKey(myKey.publicKey), key: myKey, binding: (await createPeerBinding(myKey, 'peer-me')).bytes },
-      spaces: { isJoined: id => id === SPACE, who: () => members, me: () => ({ position: [0, 0, 0] }), isExcluded: () => false, isOwnerMuted: () => false, cipher: () => undefined },
-      social: { isBlocked: () => false, isMuted: () => false }
-    })
-    await service.start()
+    const { service, handler: handled } = await serviceAtOrigin(myKey, members)
+    const handler: ProtocolHandler | undefined = handled()
     const streams: Stream[] = []
     try {
       const audio = { near: 0, far: 0 }
