@@ -6,8 +6,8 @@
  * Parts, run in turn (`node bench/nat.ts [swarm] [punch] [relay]` runs only those named), each adding rows to the
  * shared summary:
  *   swarm  seeders on the internet, each uplink capped with tbf at SEEDER_CAP_BYTES_PER_SECOND;
- *          one downloader with an uncapped link fetches the same SWARM_FILE_BYTES from 1, 2 and 4
- *          of them (a fresh downloader each time; only the seeders of a step run). BitTorrent's
+ *          one downloader with an uncapped link fetches the same file (each of SWARM_FILE_SIZES) from
+ *          1, 2 and 4 of them (a fresh downloader each time; only the seeders of a step run). BitTorrent's
  *          premise: 4 capped seeders give close to 4x one. It runs on the testbed's private
  *          internet: on public addresses, a peer's AutoNAT request makes the server dial back,
  *          libp2p hands it the existing connection, and the server closes that connection.
@@ -34,7 +34,13 @@ import { loadavg } from 'node:os'
 const MiB = 1024 * 1024
 /** Each seeder's upload cap. */
 export const SEEDER_CAP_BYTES_PER_SECOND = 8 * MiB
-export const SWARM_FILE_BYTES = 64 * MiB
+/**
+ * The swarm part's file sizes, each a run of its own (BENCH_SWARM_MIB=64,256 overrides). A fetch
+ * pays about half a second before its bytes flow at the links' rate (the probes, the root block, the
+ * first leaves); at 4 x 8 MiB/s, 64 MiB flows in 2 s, so that start-up alone holds 64 MiB near 3x
+ * one seeder. 256 MiB shows the swarm's rate once started, as a download of a large world does.
+ */
+export const SWARM_FILE_SIZES = (process.env.BENCH_SWARM_MIB ?? '64,256').split(',').map(m => Number(m) * MiB)
 export const SWARM_STEPS = [1, 2, 4]
 /** How long the downloader may take to connect to a step's seeders, and to fetch. */
 const CONNECT_DEADLINE_MS = 60_000
@@ -102,7 +108,7 @@ async function bytesServed (api: ApiClient): Promise<number> {
 interface FetchTiming { seconds: number, firstBytesSeconds: number, steadyMiBps: number, peers: number }
 
 /** Fetches `cid` through the API (as `peerverse get` does), timing it from the progress lines as they arrive. */
-async function fetchTimed (api: ApiClient, cid: string): Promise<FetchTiming> {
+async function fetchTimed (api: ApiClient, cid: string, fileBytes: number): Promise<FetchTiming> {
   const t0 = performance.now()
   const res = await ApiClient.check(await api.raw('POST', '/api/v0/content/fetch', {
     body: JSON.stringify({ cid }), headers: { 'content-type': 'application/json' }, signal: AbortSignal.timeout(FETCH_DEADLINE_MS)
@@ -131,14 +137,15 @@ async function fetchTimed (api: ApiClient, cid: string): Promise<FetchTiming> {
   return {
     seconds: (end - t0) / 1000,
     firstBytesSeconds: (f.at - t0) / 1000,
-    steadyMiBps: (SWARM_FILE_BYTES - f.bytes) / MiB / ((end - f.at) / 1000),
+    steadyMiBps: (fileBytes - f.bytes) / MiB / ((end - f.at) / 1000),
     peers
   }
 }
 
-async function benchSwarm (): Promise<void> {
+async function benchSwarm (fileBytes: number): Promise<void> {
   const maxSeeders = Math.max(...SWARM_STEPS)
-  console.log(`\nswarm: ${SWARM_FILE_BYTES / MiB} MiB from 1..${maxSeeders} seeders, each uplink capped at ${SEEDER_CAP_BYTES_PER_SECOND / MiB} MiB/s (tbf), downloader uncapped`)
+  const size = `${fileBytes / MiB} MiB`
+  console.log(`\nswarm: ${size} from 1..${maxSeeders} seeders, each uplink capped at ${SEEDER_CAP_BYTES_PER_SECOND / MiB} MiB/s (tbf), downloader uncapped`)
   // Private addresses: this part measures links, not reachability (see the header).
   const tb = await Testbed.create({ publicHosts: maxSeeders + 1, homes: [], internet: 'private' })
   const peers: NsPeer[] = []
@@ -146,7 +153,7 @@ async function benchSwarm (): Promise<void> {
     const seederHosts = tb.internet.slice(0, maxSeeders)
     const downloaderHost: TbHost = tb.internet[maxSeeders]
     for (const h of seederHosts) await h.capEgress(SEEDER_CAP_BYTES_PER_SECOND)
-    const file = Buffer.from(seededBytes(SWARM_FILE_BYTES, SEED))
+    const file = Buffer.from(seededBytes(fileBytes, SEED))
     const seeders: NsPeer[] = []
     let genesis = ''
     let cid = ''
@@ -175,20 +182,20 @@ async function benchSwarm (): Promise<void> {
         }
         const served0 = await Promise.all(seeders.map(async s => await bytesServed(s.api)))
         const cpu0 = cpuSeconds(d.pid)
-        const timing = await fetchTimed(d.api, cid)
+        const timing = await fetchTimed(d.api, cid, fileBytes)
         const seconds = timing.seconds
         const cpu = cpuSeconds(d.pid) - cpu0
         const served = (await Promise.all(seeders.map(async s => await bytesServed(s.api)))).map((b, i) => b - served0[i])
         const total = served.reduce((a, b) => a + b, 0)
-        progress(`${k} seeder(s): ${fmt(seconds)} s (first bytes after ${fmt(timing.firstBytesSeconds, 2)} s, then ${fmt(timing.steadyMiBps)} MiB/s; up to ${timing.peers} holders); shares served ${served.map(b => `${fmt(100 * b / total, 0)}%`).join(' ')}; downloader CPU ${fmt(cpu / seconds, 2)} cores; load average ${loadavg()[0].toFixed(1)}`)
-        const rate = SWARM_FILE_BYTES / MiB / seconds
+        progress(`${size}, ${k} seeder(s): ${fmt(seconds)} s (first bytes after ${fmt(timing.firstBytesSeconds, 2)} s, then ${fmt(timing.steadyMiBps)} MiB/s; up to ${timing.peers} holders); shares served ${served.map(b => `${fmt(100 * b / total, 0)}%`).join(' ')}; downloader CPU ${fmt(cpu / seconds, 2)} cores; load average ${loadavg()[0].toFixed(1)}`)
+        const rate = fileBytes / MiB / seconds
         rates.set(k, rate)
         const ideal = k * SEEDER_CAP_BYTES_PER_SECOND / MiB
         const one = rates.get(1) ?? rate
-        result({ figure: `swarm ${k} capped seeder${k > 1 ? 's' : ''} -> 1: MiB/s (anchor: cap x seeders; ratio ours/ideal; ${fmt(rate / one, 2)}x one seeder)`, ours: fmt(rate), anchor: fmt(ideal), ratio: fmt(rate / ideal, 2) })
+        result({ figure: `swarm ${size}, ${k} capped seeder${k > 1 ? 's' : ''} -> 1: MiB/s (anchor: cap x seeders; ratio ours/ideal; ${fmt(rate / one, 2)}x one seeder)`, ours: fmt(rate), anchor: fmt(ideal), ratio: fmt(rate / ideal, 2) })
         result({ figure: `  the same after the first bytes: MiB/s (first bytes after ${fmt(timing.firstBytesSeconds, 2)} s)`, ours: fmt(timing.steadyMiBps), anchor: fmt(ideal), ratio: fmt(timing.steadyMiBps / ideal, 2) })
       } catch (err) {
-        result({ figure: `swarm ${k} capped seeders -> 1`, ours: `failed: ${(err as Error).message}` })
+        result({ figure: `swarm ${size}, ${k} capped seeders -> 1`, ours: `failed: ${(err as Error).message}` })
         progress(d.stderr().slice(-2000))
       } finally {
         await d.stop()
@@ -197,7 +204,7 @@ async function benchSwarm (): Promise<void> {
     }
     const four = rates.get(4)
     const one = rates.get(1)
-    if (four != null && one != null) result({ figure: 'swarm speed-up, 4 seeders over 1 (target at least 3.5x)', ours: `${fmt(four / one, 2)}x`, anchor: '4.00x', ratio: fmt(four / one / 4, 2) })
+    if (four != null && one != null) result({ figure: `swarm ${size} speed-up, 4 seeders over 1 (target at least 3.5x)`, ours: `${fmt(four / one, 2)}x`, anchor: '4.00x', ratio: fmt(four / one / 4, 2) })
   } finally {
     for (const p of peers) await p.kill().catch(() => {})
     await tb.destroy()
@@ -342,7 +349,7 @@ async function fetchRate (from: NsPeer, to: NsPeer, seed: number): Promise<numbe
   const rates: number[] = []
   for (let i = 0; i < RELAY_REPS; i++) {
     const cid = await addBytes(from, seededBytes(RELAYED_CONTENT_MAX_BYTES, seed + i), `relay-${seed + i}.bin`)
-    const { seconds } = await fetchTimed(to.api, cid)
+    const { seconds } = await fetchTimed(to.api, cid, RELAYED_CONTENT_MAX_BYTES)
     rates.push(RELAYED_CONTENT_MAX_BYTES / MiB / seconds)
   }
   rates.sort((x, y) => x - y)
@@ -394,7 +401,7 @@ async function main (): Promise<void> {
   }
   const named = process.argv.slice(2)
   const part = (name: string): boolean => named.length === 0 || named.includes(name)
-  if (part('swarm')) await benchSwarm()
+  if (part('swarm')) for (const bytes of SWARM_FILE_SIZES) await benchSwarm(bytes)
   if (part('punch')) await benchPunch()
   if (part('relay')) await benchRelay()
   printSummary(summary)
