@@ -37,7 +37,7 @@ function spaceRecord (ctx: RouteContext, b: Record<string, unknown>, space: stri
   if (ctx.node.ledger.landSpace(space) != null) return {}
   if (typeof b.record === 'string') return { record: new Uint8Array(Buffer.from(b.record, 'base64')) }
   if (ctx.node.space.isJoined(space)) return { record: ctx.node.space.descriptorBytes(space) }
-  throw new ApiError(404, 'UnknownSpaceError', `the ledger knows no space ${space}, and this peer holds no record of it: join the space first, or send its record`)
+  throw new ApiError(404, 'UnknownSpaceError', `UnknownSpaceError: the ledger knows no space ${space}, and this peer holds no record of it: join the space first, or send its record`)
 }
 
 function rectParams (b: Record<string, unknown>): { x: number, y: number, w: number, h: number } {
