@@ -22,7 +22,7 @@ export { consensusProtocol, ledgerTopic, mempoolProtocol, SYNC_PROTOCOL, type Le
 export { devnetGenesis, faucetDid, faucetKey, FAUCET_GRANT, GENESIS_FILE, genesisJson, GenesisError, parseGenesis } from './genesis.ts'
 export type { Genesis, Parcel, Receipt } from './state.ts'
 export {
-  InvalidSpaceRecordError, MAX_GRANTS_PER_SPACE, MAX_LAND_PRICE, MAX_SPACE_RECORD_BYTES, NotGrantedError, NotSpaceOwnerError,
+  decodeSpaceValue, InvalidSpaceRecordError, MAX_GRANTS_PER_SPACE, MAX_LAND_PRICE, MAX_SPACE_RECORD_BYTES, NotGrantedError, NotSpaceOwnerError,
   OutsideSpaceError, TooManyGrantsError, UnknownGrantError, UnknownSpaceError, type Grant, type LandSpace
 } from './land.ts'
 export type { Tx, TxOp } from './tx.ts'
