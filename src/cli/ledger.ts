@@ -16,12 +16,13 @@ Signs a transfer with your key and waits until it is final (or rejected, with th
   asset: `Usage: peerverse asset mint --content CID --name NAME [--no-wait] [--data DIR]
        peerverse asset transfer ASSET_ID ADDRESS [--no-wait] [--data DIR]`,
   assets: `Usage: peerverse assets [ADDRESS] [--data DIR] [--json]`,
-  parcel: `Usage: peerverse parcel claim --space SPACE --x X --y Y --w W --h H [--no-wait] [--data DIR]
+  parcel: `Usage: peerverse parcel claim --space SPACE --x X --y Y --w W --h H [--max-price N] [--no-wait] [--data DIR]
        peerverse parcel transfer PARCEL_ID ADDRESS [--no-wait] [--data DIR]
        peerverse parcels [ADDRESS] [--data DIR] [--json]
 
 A claim in your own space is free but for the fee; in another's it needs the owner's grant
-(peerverse land grant) or pays the owner's price per cell. The first land transaction of a
+(peerverse land grant) or pays the owner's price per cell: at most --max-price, by default the
+price your peer sees now, so a price raised before the claim is final refuses it. The first land transaction of a
 space carries its signed record, which your peer attaches for a space it is in.`,
   land: `Usage: peerverse land SPACE [--data DIR] [--json]                  the space's owner, price, grants and parcels
        peerverse land grant --space SPACE --to ADDRESS --x X --y Y --w W --h H [--no-wait] [--data DIR]
@@ -110,13 +111,13 @@ async function cmdAssets (args: string[]): Promise<void> {
 }
 
 async function cmdParcel (args: string[]): Promise<void> {
-  const { values, positionals } = parse(args, { ...TX_FLAGS, space: { type: 'string' }, x: { type: 'string' }, y: { type: 'string' }, w: { type: 'string' }, h: { type: 'string' } })
+  const { values, positionals } = parse(args, { ...TX_FLAGS, space: { type: 'string' }, 'max-price': { type: 'string' }, x: { type: 'string' }, y: { type: 'string' }, w: { type: 'string' }, h: { type: 'string' } })
   if (values.help === true) return out(HELP.parcel)
   const api = await client(values)
   if (positionals[0] === 'claim' && positionals.length === 1) {
     if (values.space == null || values.x == null || values.y == null || values.w == null || values.h == null) throw new UsageError('parcel claim needs --space --x --y --w --h')
     const n = (v: string, name: string): number => Number(wholeNumber(v, name))
-    const tx = await api.request<{ id: string }>('POST', '/api/v0/ledger/parcel/claim', { space: values.space, x: n(values.x, '--x'), y: n(values.y, '--y'), w: n(values.w, '--w'), h: n(values.h, '--h') })
+    const tx = await api.request<{ id: string }>('POST', '/api/v0/ledger/parcel/claim', { space: values.space, x: n(values.x, '--x'), y: n(values.y, '--y'), w: n(values.w, '--w'), h: n(values.h, '--h'), maxPrice: values['max-price'] == null ? undefined : wholeNumber(values['max-price'], '--max-price') })
     return await finish(api, tx, values, `claimed ${values.w}x${values.h} at ${values.x},${values.y} in ${values.space}`)
   }
   if (positionals[0] === 'transfer' && positionals.length === 3) {

@@ -23,7 +23,7 @@ export { devnetGenesis, faucetDid, faucetKey, FAUCET_GRANT, GENESIS_FILE, genesi
 export type { Genesis, Parcel, Receipt } from './state.ts'
 export {
   decodeSpaceValue, InvalidSpaceRecordError, MAX_GRANTS_PER_SPACE, MAX_LAND_PRICE, MAX_SPACE_RECORD_BYTES, NotGrantedError, NotSpaceOwnerError,
-  OutsideSpaceError, TooManyGrantsError, UnknownGrantError, UnknownSpaceError, type Grant, type LandSpace
+  OutsideSpaceError, PriceAboveLimitError, TooManyGrantsError, UnknownGrantError, UnknownSpaceError, type Grant, type LandSpace
 } from './land.ts'
 export type { Tx, TxOp } from './tx.ts'
 export type { StoredBlock } from './chain.ts'

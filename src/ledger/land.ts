@@ -63,6 +63,9 @@ export class TooManyGrantsError extends Error {
 export class UnknownGrantError extends Error {
   name = 'UnknownGrantError'
 }
+export class PriceAboveLimitError extends Error {
+  name = 'PriceAboveLimitError'
+}
 
 type Rect = { x: number, y: number, w: number, h: number }
 
@@ -123,13 +126,17 @@ const contains = (outer: Rect, inner: Rect): boolean =>
 /**
  * Whether `sender` may claim `r` in `sp`, and what it pays the owner: 0 in its own space or inside
  * one of its grants, else the owner's price per cell times the cells. NotGrantedError when none
- * applies, OutsideSpaceError off the grid.
+ * applies, OutsideSpaceError off the grid, PriceAboveLimitError when the price per cell is over
+ * the claim's `maxPrice` (the owner raised it after the claimant looked).
  */
-export function claimCost (s: LedgerState, sp: LandSpace, sender: string, r: Rect): bigint {
+export function claimCost (s: LedgerState, sp: LandSpace, sender: string, r: Rect & { maxPrice?: bigint }): bigint {
   within(sp, r)
   if (sender === sp.owner) return 0n
   for (const g of s.grants.values()) if (g.space === sp.id && g.grantee === sender && contains(g, r)) return 0n
-  if (sp.price > 0n) return sp.price * BigInt(r.w) * BigInt(r.h)
+  if (sp.price > 0n) {
+    if (r.maxPrice != null && sp.price > r.maxPrice) throw new PriceAboveLimitError(`land in space ${sp.id} costs ${sp.price} a cell, over this claim's ${r.maxPrice}`)
+    return sp.price * BigInt(r.w) * BigInt(r.h)
+  }
   throw new NotGrantedError(`space ${sp.id} is ${sp.owner}'s: a claim there needs the owner's grant or a price the owner set`)
 }
 

@@ -37,7 +37,7 @@ export type TxOp =
   | { kind: 'transfer', to: string, amount: bigint }
   | { kind: 'mint', content: CID, name: string }
   | { kind: 'asset-transfer', asset: string, to: string }
-  | { kind: 'claim', space: string, x: number, y: number, w: number, h: number, record?: Uint8Array }
+  | { kind: 'claim', space: string, x: number, y: number, w: number, h: number, record?: Uint8Array, maxPrice?: bigint }
   | { kind: 'parcel-transfer', parcel: string, to: string }
   | { kind: 'stake', amount: bigint }
   | { kind: 'unstake', amount: bigint }
@@ -98,7 +98,7 @@ const FIELDS: Record<TxKind, string[]> = {
   'land-price': ['space', 'price']
 }
 /** Fields a kind may leave out: the space's signed record, which the first land transaction of a space carries (land.ts). */
-const OPTIONAL: Partial<Record<TxKind, string[]>> = { claim: ['record'], 'land-grant': ['record'], 'land-price': ['record'] }
+const OPTIONAL: Partial<Record<TxKind, string[]>> = { claim: ['record', 'maxPrice'], 'land-grant': ['record'], 'land-price': ['record'] }
 
 /** A rectangle of the grid: within [0, MAX_GRID), sides 1..MAX_PARCEL_SIDE. */
 function rect (p: Record<string, unknown>): { x: number, y: number, w: number, h: number } {
@@ -138,7 +138,9 @@ export function parsePayload (value: unknown): TxPayload {
     case 'asset-transfer': return { ...base, kind, asset: str(p.asset, 'asset', 128), to: did(p.to, 'to') }
     case 'claim': {
       const space = str(p.space, 'space', MAX_NAME_LENGTH)
-      return { ...base, kind, space, ...rect(p), ...record(p, space) }
+      // The most a claim at the owner's price pays per cell, so a price raised meanwhile cannot take more.
+      const maxPrice = p.maxPrice === undefined ? {} : { maxPrice: int(p.maxPrice, 'maxPrice', 0n, MAX_LAND_PRICE) }
+      return { ...base, kind, space, ...rect(p), ...record(p, space), ...maxPrice }
     }
     case 'land-grant': {
       const space = str(p.space, 'space', MAX_NAME_LENGTH)

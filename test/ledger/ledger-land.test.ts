@@ -142,8 +142,17 @@ describe('land rules', () => {
     assert.deepEqual(errorsOf(b3.receipts), ['InsufficientFundsError'])
     assert.equal(b3.state.accounts.get(A)?.balance, 99n + 600n + 48n)
     assert.equal(b3.state.accounts.get(D)?.balance, 0n)
+    // A claim pays at most its maxPrice a cell: over it (the owner raised the price), refused whole.
+    const b3a = step(b3.state, [
+      await tx(ka, 1, { kind: 'land-price', space: PLAZA.id, price: 5n }),
+      await tx(kb, 1, { kind: 'claim', space: PLAZA.id, x: 70, y: 70, w: 1, h: 1, maxPrice: 3n }),
+      await tx(kb, 2, { kind: 'claim', space: PLAZA.id, x: 71, y: 70, w: 1, h: 1, maxPrice: 5n })
+    ])
+    assert.deepEqual(errorsOf(b3a.receipts), [undefined, 'PriceAboveLimitError', undefined])
+    assert.equal(b3a.state.accounts.get(B)?.balance, 1000n - 600n - 2n - 1n - 5n - 1n)
+    assert.equal(b3a.state.accounts.get(A)?.balance, 99n + 600n + 48n - 1n + 5n)
     // Price 0 ends the sale.
-    const b4 = step(b3.state, [await tx(ka, 1, { kind: 'land-price', space: PLAZA.id, price: 0n }), await tx(kb, 1, { kind: 'claim', space: PLAZA.id, x: 200, y: 200, w: 1, h: 1 })])
+    const b4 = step(b3a.state, [await tx(ka, 2, { kind: 'land-price', space: PLAZA.id, price: 0n }), await tx(kb, 3, { kind: 'claim', space: PLAZA.id, x: 200, y: 200, w: 1, h: 1 })])
     assert.deepEqual(errorsOf(b4.receipts), [undefined, 'NotGrantedError'])
   })
 
@@ -212,6 +221,8 @@ describe('land rules', () => {
     it(`a price over MAX_LAND_PRICE is malformed; at the bound, the largest claim's price is exact bigint arithmetic and an owner's overflow is refused`, async () => {
       await assert.rejects(tx(ka, 0, { kind: 'land-price', space: PLAZA.id, price: MAX_LAND_PRICE + 1n }), { name: 'MalformedTxError' })
       await assert.rejects(tx(ka, 0, { kind: 'land-price', space: PLAZA.id, price: -1n }), { name: 'MalformedTxError' })
+      await assert.rejects(tx(kb, 0, { kind: 'claim', space: PLAZA.id, x: 0, y: 0, w: 1, h: 1, maxPrice: MAX_LAND_PRICE + 1n }), { name: 'MalformedTxError' })
+      await tx(kb, 0, { kind: 'claim', space: PLAZA.id, x: 0, y: 0, w: 1, h: 1, maxPrice: MAX_LAND_PRICE })
       const big = await createDescriptor(ka, { name: 'big', created: 1, grid: { width: 2048, depth: 2048 } })
       const cost = MAX_LAND_PRICE * BigInt(MAX_PARCEL_SIDE) * BigInt(MAX_PARCEL_SIDE)
       assert.ok(cost > BigInt(Number.MAX_SAFE_INTEGER)) // past what a JS number holds exactly

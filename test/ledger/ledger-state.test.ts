@@ -70,6 +70,7 @@ describe('ledger transactions', () => {
     { kind: 'asset-transfer', asset: 'bafyasset', to: B },
     { kind: 'claim', space: 'plaza', x: 1, y: 2, w: 3, h: 4 },
     { kind: 'claim', space: PLAZA.id, x: 1, y: 2, w: 3, h: 4, record: PLAZA.bytes },
+    { kind: 'claim', space: PLAZA.id, x: 1, y: 2, w: 3, h: 4, maxPrice: 7n },
     { kind: 'parcel-transfer', parcel: 'bafyparcel', to: B },
     { kind: 'stake', amount: MAX_AMOUNT },
     { kind: 'unstake', amount: 1n },

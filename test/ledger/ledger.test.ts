@@ -191,6 +191,8 @@ describe('ledger', { timeout: 300_000 }, () => {
       // A sells the rest at 2 a cell: B's claim there pays A 2 x 10 x 10.
       r = await runCli(['land', 'price', '--space', plaza, '--price', '2', '--data', a.dataDir, '--json'])
       assert.equal(r.code, 0, r.stderr)
+      // B's peer claims at most the price it sees, so it waits to see the new one.
+      await waitFor('B sees the price', async () => (await landOf(b)).price === '2', 30_000)
       const before = await balance(a)
       r = await runCli(['parcel', 'claim', '--space', plaza, '--x', '50', '--y', '50', '--w', '10', '--h', '10', '--data', b.dataDir, '--json'])
       assert.equal(r.code, 0, r.stderr)

@@ -40,6 +40,17 @@ function spaceRecord (ctx: RouteContext, b: Record<string, unknown>, space: stri
   throw new ApiError(404, 'UnknownSpaceError', `UnknownSpaceError: the ledger knows no space ${space}, and this peer holds no record of it: join the space first, or send its record`)
 }
 
+/**
+ * The most a claim pays per cell: the body's `maxPrice`, else the owner's price as this peer sees
+ * it now, so a price raised before the claim is final refuses it (PriceAboveLimitError) rather
+ * than charging more than the claimant saw.
+ */
+function maxPrice (ctx: RouteContext, b: Record<string, unknown>, space: string): { maxPrice?: bigint } {
+  if (b.maxPrice !== undefined) return { maxPrice: amountParam(b.maxPrice, 'maxPrice') }
+  const sp = ctx.node.ledger.landSpace(space)
+  return sp != null && sp.owner !== ctx.node.did ? { maxPrice: sp.price } : {}
+}
+
 function rectParams (b: Record<string, unknown>): { x: number, y: number, w: number, h: number } {
   return { x: Number(b.x), y: Number(b.y), w: Number(b.w), h: Number(b.h) }
 }
@@ -124,7 +135,7 @@ export const ledgerRoutes: Route[] = [
   own('/api/v0/ledger/pay', b => ({ kind: 'transfer', to: str(b, 'to'), amount: amountParam(b.amount, 'amount') })),
   own('/api/v0/ledger/asset/mint', b => ({ kind: 'mint', content: parseCid(b.content), name: str(b, 'name') })),
   own('/api/v0/ledger/asset/transfer', b => ({ kind: 'asset-transfer', asset: str(b, 'asset'), to: str(b, 'to') })),
-  own('/api/v0/ledger/parcel/claim', (b, ctx) => ({ kind: 'claim', space: str(b, 'space'), ...rectParams(b), ...spaceRecord(ctx, b, str(b, 'space')) })),
+  own('/api/v0/ledger/parcel/claim', (b, ctx) => ({ kind: 'claim', space: str(b, 'space'), ...rectParams(b), ...spaceRecord(ctx, b, str(b, 'space')), ...maxPrice(ctx, b, str(b, 'space')) })),
   own('/api/v0/ledger/land/grant', (b, ctx) => ({ kind: 'land-grant', space: str(b, 'space'), to: str(b, 'to'), ...rectParams(b), ...spaceRecord(ctx, b, str(b, 'space')) })),
   own('/api/v0/ledger/land/revoke', b => ({ kind: 'land-revoke', grant: str(b, 'grant') })),
   own('/api/v0/ledger/land/price', (b, ctx) => ({ kind: 'land-price', space: str(b, 'space'), price: amountParam(b.price, 'price'), ...spaceRecord(ctx, b, str(b, 'space')) })),
