@@ -13,7 +13,8 @@
  * signature from the claimant), and over a lookup in the space capability so the rules depend on
  * nothing but the block. The ledger reads only the record's envelope and the grid's width and
  * depth, with its own checks here rather than the space capability's: the rules of a chain must
- * not change when another module's validation does.
+ * not change when another module's validation does. The record goes on the chain as it is: for a
+ * private space that makes its name, grid and owner public (never its members or keys).
  *
  * Who may claim: the owner anywhere in its space; anyone else inside a rectangle the owner granted
  * them (`land-grant`, revocable with `land-revoke`), or anywhere at the price per cell the owner
