@@ -21,5 +21,9 @@ export { LedgerHaltedError, PERSIST_RETRY_MS, type HaltInfo } from './halt.ts'
 export { consensusProtocol, ledgerTopic, mempoolProtocol, SYNC_PROTOCOL, type LedgerTopic } from './wire.ts'
 export { devnetGenesis, faucetDid, faucetKey, FAUCET_GRANT, GENESIS_FILE, genesisJson, GenesisError, parseGenesis } from './genesis.ts'
 export type { Genesis, Parcel, Receipt } from './state.ts'
+export {
+  decodeSpaceValue, InvalidSpaceRecordError, MAX_GRANTS_PER_SPACE, MAX_LAND_PRICE, MAX_SPACE_RECORD_BYTES, NotGrantedError, NotSpaceOwnerError,
+  OutsideSpaceError, PriceAboveLimitError, TooManyGrantsError, UnknownGrantError, UnknownSpaceError, type Grant, type LandSpace
+} from './land.ts'
 export type { Tx, TxOp } from './tx.ts'
 export type { StoredBlock } from './chain.ts'

@@ -2,7 +2,7 @@
  * The ledger's rules: `applyBlock(state, block) -> { state, receipts }`, pure, synchronous and
  * deterministic. Accounts are did:keys holding a balance, a nonce and a stake; assets are unique
  * tokens pointing at content CIDs; land parcels are rectangles of a space's grid that may not
- * overlap. Fees go to the block's proposer. Stake changes the validator set two heights after the
+ * overlap, claimed by the space's owner, by those it granted land, or at its price (land.ts). Fees go to the block's proposer. Stake changes the validator set two heights after the
  * block that made them (as CometBFT applies validator updates at H+2), so the set that signs a
  * height is always known a height ahead.
  *
@@ -24,6 +24,7 @@
 import * as dagCbor from '@ipld/dag-cbor'
 import { sha256Hex } from '../identity/hash.ts'
 import { leafHash, MerkleTree, type Leaf, type StateProof } from './merkle.ts'
+import { claimCost, grant, GRANT_FIELDS, revoke, setPrice, SPACE_FIELDS, spaceOf, type Grant, type LandSpace } from './land.ts'
 import { decodeTx, MAX_AMOUNT, type Tx, type TxDecoder } from './tx.ts'
 
 /** Stake one unit of voting power needs. */
@@ -48,6 +49,10 @@ export interface LedgerState {
   accounts: Map<string, Account>
   assets: Map<string, Asset>
   parcels: Map<string, Parcel>
+  /** Spaces proven by their signed record: owner, extent, price per cell (land.ts). */
+  spaces: Map<string, LandSpace>
+  /** Owners' grants of land, by the granting transaction's id. */
+  grants: Map<string, Grant>
   /** The set that signs height + 1. */
   validators: Validator[]
   /** Sets decided by stake changes, each applying from its height. */
@@ -152,7 +157,7 @@ export function txRoot (ids: string[]): string {
 export function genesisState (genesis: Genesis): LedgerState {
   const accounts = new Map<string, Account>()
   for (const a of genesis.accounts) accounts.set(a.id, { balance: a.balance, nonce: 0, stake: a.stake ?? 0n })
-  return { chain: genesis.chain, height: 0, lastBlock: null, accounts, assets: new Map(), parcels: new Map(), validators: validatorsFromStakes(accounts), pending: [] }
+  return { chain: genesis.chain, height: 0, lastBlock: null, accounts, assets: new Map(), parcels: new Map(), spaces: new Map(), grants: new Map(), validators: validatorsFromStakes(accounts), pending: [] }
 }
 
 /**
@@ -191,6 +196,8 @@ function leaves (state: LedgerState): Array<Required<Leaf>> {
   for (const [id, a] of state.accounts) out.push(leaf(a, 'account', id, ACCOUNT_FIELDS))
   for (const [id, a] of state.assets) out.push(leaf(a, 'asset', id, ASSET_FIELDS))
   for (const [id, p] of state.parcels) out.push(leaf(p, 'parcel', id, PARCEL_FIELDS))
+  for (const [id, sp] of state.spaces) out.push(leaf(sp, 'space', id, SPACE_FIELDS))
+  for (const [id, g] of state.grants) out.push(leaf(g, 'grant', id, GRANT_FIELDS))
   return out
 }
 
@@ -209,7 +216,7 @@ const recentTrees: MerkleTree[] = []
 /** Trees kept besides treeOf's: the parent's, and those of the candidate blocks on top of it. */
 const RECENT_TREES = 4
 
-/** The Merkle tree over accounts, assets and parcels. */
+/** The Merkle tree over accounts, assets, parcels, spaces and grants. */
 export function stateTree (state: LedgerState): MerkleTree {
   const input = leaves(state)
   const own = treeOf.get(state)
@@ -229,7 +236,7 @@ export function stateRoot (state: LedgerState): string {
   return stateTree(state).root
 }
 
-/** A proof of one account, asset or parcel (key `account/<did>`, `asset/<id>`, `parcel/<id>`). */
+/** A proof of one account, asset, parcel, space or grant (key `account/<did>`, `asset/<id>`, `parcel/<id>`, `space/<id>`, `grant/<id>`). */
 export function proveKey (state: LedgerState, key: string): StateProof {
   return stateTree(state).prove(key)
 }
@@ -296,14 +303,40 @@ function execute (s: LedgerState, tx: Tx, height: number): string | undefined {
       break
     }
     case 'claim': {
+      const { space, registered } = spaceOf(s, p.space, p.record)
+      // What the owner is paid: 0 in one's own space or a grant, else its price per cell (bigint: no overflow).
+      const price = claimCost(s, space, tx.sender, p)
       for (const other of s.parcels.values()) {
         if (other.space === p.space && overlaps(other, p)) throw new ParcelOverlapError(`overlaps parcel ${other.id}`)
       }
+      if (price > 0n) {
+        if (from.balance < cost + price) throw new InsufficientFundsError(`balance ${from.balance} is less than ${cost + price} (the fee and the land's price)`)
+        if (account(s.accounts, space.owner).balance + price > MAX_AMOUNT) throw new InsufficientFundsError('the owner\'s balance would overflow')
+        next.balance -= price
+      }
+      if (registered) s.spaces.set(space.id, space)
       s.parcels.set(tx.id, { id: tx.id, owner: tx.sender, space: p.space, x: p.x, y: p.y, w: p.w, h: p.h })
       created = tx.id
       s.accounts.set(tx.sender, next)
+      if (price > 0n) {
+        const owner = account(s.accounts, space.owner)
+        s.accounts.set(space.owner, { ...owner, balance: owner.balance + price })
+      }
       break
     }
+    case 'land-grant':
+      grant(s, tx.id, tx.sender, p)
+      created = tx.id
+      s.accounts.set(tx.sender, next)
+      break
+    case 'land-revoke':
+      revoke(s, tx.sender, p.grant)
+      s.accounts.set(tx.sender, next)
+      break
+    case 'land-price':
+      setPrice(s, tx.sender, p)
+      s.accounts.set(tx.sender, next)
+      break
     case 'parcel-transfer': {
       const parcel = s.parcels.get(p.parcel)
       if (parcel == null) throw new NotFoundError(`no parcel ${p.parcel}`)
@@ -375,6 +408,8 @@ function begin (state: LedgerState, height: number): LedgerState {
     accounts: new Map(state.accounts),
     assets: new Map(state.assets),
     parcels: new Map(state.parcels),
+    spaces: new Map(state.spaces),
+    grants: new Map(state.grants),
     pending: state.pending.filter(p => p.height > height + 1)
   }
 }

@@ -9,6 +9,7 @@ import { CID } from 'multiformats/cid'
 import { isDid } from '../identity/did.ts'
 import type { Ed25519Key } from '../identity/ed25519.ts'
 import { checkRecordSignature, readRecordSync, recordCidString, recordId, signRecord } from '../identity/record.ts'
+import { checkSpaceRecordSignature, MAX_LAND_PRICE, readSpaceRecord } from './land.ts'
 
 export const TX_TYPE = 'peerverse/tx'
 /** Largest encoded transaction. */
@@ -29,17 +30,20 @@ export const MAX_PARCEL_SIDE = 1024
  */
 export const MAX_VERIFIED_TXS = 40_000
 
-export type TxKind = 'transfer' | 'mint' | 'asset-transfer' | 'claim' | 'parcel-transfer' | 'stake' | 'unstake'
+export type TxKind = 'transfer' | 'mint' | 'asset-transfer' | 'claim' | 'parcel-transfer' | 'stake' | 'unstake' | 'land-grant' | 'land-revoke' | 'land-price'
 
 export interface TxBase { chain: string, nonce: number, fee: bigint }
 export type TxOp =
   | { kind: 'transfer', to: string, amount: bigint }
   | { kind: 'mint', content: CID, name: string }
   | { kind: 'asset-transfer', asset: string, to: string }
-  | { kind: 'claim', space: string, x: number, y: number, w: number, h: number }
+  | { kind: 'claim', space: string, x: number, y: number, w: number, h: number, record?: Uint8Array, maxPrice?: bigint }
   | { kind: 'parcel-transfer', parcel: string, to: string }
   | { kind: 'stake', amount: bigint }
   | { kind: 'unstake', amount: bigint }
+  | { kind: 'land-grant', space: string, to: string, x: number, y: number, w: number, h: number, record?: Uint8Array }
+  | { kind: 'land-revoke', grant: string }
+  | { kind: 'land-price', space: string, price: bigint, record?: Uint8Array }
 export type TxPayload = TxBase & TxOp
 
 /** A decoded, signature-checked transaction. */
@@ -88,7 +92,27 @@ const FIELDS: Record<TxKind, string[]> = {
   claim: ['space', 'x', 'y', 'w', 'h'],
   'parcel-transfer': ['parcel', 'to'],
   stake: ['amount'],
-  unstake: ['amount']
+  unstake: ['amount'],
+  'land-grant': ['space', 'to', 'x', 'y', 'w', 'h'],
+  'land-revoke': ['grant'],
+  'land-price': ['space', 'price']
+}
+/** Fields a kind may leave out: the space's signed record, which the first land transaction of a space carries (land.ts). */
+const OPTIONAL: Partial<Record<TxKind, string[]>> = { claim: ['record', 'maxPrice'], 'land-grant': ['record'], 'land-price': ['record'] }
+
+/** A rectangle of the grid: within [0, MAX_GRID), sides 1..MAX_PARCEL_SIDE. */
+function rect (p: Record<string, unknown>): { x: number, y: number, w: number, h: number } {
+  const r = { x: small(p.x, 'x', 0, MAX_GRID - 1), y: small(p.y, 'y', 0, MAX_GRID - 1), w: small(p.w, 'w', 1, MAX_PARCEL_SIDE), h: small(p.h, 'h', 1, MAX_PARCEL_SIDE) }
+  if (r.x + r.w > MAX_GRID || r.y + r.h > MAX_GRID) throw new MalformedTxError(`a parcel must lie within the ${MAX_GRID}-cell grid`)
+  return r
+}
+
+/** The space record a land transaction carries, if any: checked but for its signature (decodeTx checks that). */
+function record (p: Record<string, unknown>, space: string): { record?: Uint8Array } {
+  if (p.record === undefined) return {}
+  if (!(p.record instanceof Uint8Array)) throw new MalformedTxError('record must be bytes')
+  readSpaceRecord(p.record, space)
+  return { record: p.record }
 }
 
 /** Checks and normalizes a payload (numbers to bigint where amounts); MalformedTxError otherwise. */
@@ -97,7 +121,7 @@ export function parsePayload (value: unknown): TxPayload {
   const p = value as Record<string, unknown>
   const kind = p.kind as TxKind
   if (typeof kind !== 'string' || !Object.hasOwn(FIELDS, kind)) throw new MalformedTxError(`unknown transaction kind ${String(p.kind)}`)
-  const allowed = new Set(['chain', 'nonce', 'fee', 'kind', ...FIELDS[kind]])
+  const allowed = new Set(['chain', 'nonce', 'fee', 'kind', ...FIELDS[kind], ...(OPTIONAL[kind] ?? [])])
   for (const key of Object.keys(p)) if (!allowed.has(key)) throw new MalformedTxError(`unknown field ${key} in a ${kind}`)
   const base: TxBase = {
     chain: str(p.chain, 'chain', MAX_NAME_LENGTH),
@@ -113,17 +137,19 @@ export function parsePayload (value: unknown): TxPayload {
     }
     case 'asset-transfer': return { ...base, kind, asset: str(p.asset, 'asset', 128), to: did(p.to, 'to') }
     case 'claim': {
-      const claim = {
-        ...base,
-        kind,
-        space: str(p.space, 'space', MAX_NAME_LENGTH),
-        x: small(p.x, 'x', 0, MAX_GRID - 1),
-        y: small(p.y, 'y', 0, MAX_GRID - 1),
-        w: small(p.w, 'w', 1, MAX_PARCEL_SIDE),
-        h: small(p.h, 'h', 1, MAX_PARCEL_SIDE)
-      }
-      if (claim.x + claim.w > MAX_GRID || claim.y + claim.h > MAX_GRID) throw new MalformedTxError(`a parcel must lie within the ${MAX_GRID}-cell grid`)
-      return claim
+      const space = str(p.space, 'space', MAX_NAME_LENGTH)
+      // The most a claim at the owner's price pays per cell, so a price raised meanwhile cannot take more.
+      const maxPrice = p.maxPrice === undefined ? {} : { maxPrice: int(p.maxPrice, 'maxPrice', 0n, MAX_LAND_PRICE) }
+      return { ...base, kind, space, ...rect(p), ...record(p, space), ...maxPrice }
+    }
+    case 'land-grant': {
+      const space = str(p.space, 'space', MAX_NAME_LENGTH)
+      return { ...base, kind, space, to: did(p.to, 'to'), ...rect(p), ...record(p, space) }
+    }
+    case 'land-revoke': return { ...base, kind, grant: str(p.grant, 'grant', 128) }
+    case 'land-price': {
+      const space = str(p.space, 'space', MAX_NAME_LENGTH)
+      return { ...base, kind, space, price: int(p.price, 'price', 0n, MAX_LAND_PRICE), ...record(p, space) }
     }
     case 'parcel-transfer': return { ...base, kind, parcel: str(p.parcel, 'parcel', 128), to: did(p.to, 'to') }
     case 'stake':
@@ -143,12 +169,16 @@ export function decodeTx (bytes: Uint8Array, chain?: string, precheck?: (tx: Tx)
   const tx = { id: recordCidString(read.cid.multihash.digest), sender: read.record.author, bytes, payload }
   precheck?.(tx)
   checkRecordSignature(read)
+  // A space record is checked like the transaction's own signature: a forged one makes the
+  // transaction invalid, never a block's.
+  if ('record' in payload && payload.record != null) checkSpaceRecordSignature(payload.record)
   return tx
 }
 
 /** Signs a transaction. */
 export async function signTx (key: Ed25519Key, payload: TxPayload): Promise<Tx> {
   const normalized = parsePayload(payload)
+  if ('record' in normalized && normalized.record != null) checkSpaceRecordSignature(normalized.record)
   const signed = await signRecord(key, TX_TYPE, normalized)
   if (signed.bytes.length > MAX_TX_BYTES) throw new MalformedTxError(`transaction is ${signed.bytes.length} bytes, over ${MAX_TX_BYTES}`)
   return { id: signed.cid.toString(), sender: signed.record.author, bytes: signed.bytes, payload: normalized }

@@ -5,6 +5,7 @@
  */
 import { TypedEventEmitter } from 'main-event'
 import { ChainStore, decodeVote, type StoredBlock } from './chain.ts'
+import { grantsIn, type Grant, type LandSpace } from './land.ts'
 import { Mempool } from './mempool.ts'
 import type { StateProof } from './merkle.ts'
 import { TxBook } from './pending.ts'
@@ -81,6 +82,21 @@ export abstract class LedgerView extends TypedEventEmitter<LedgerEvents> impleme
   /** The land parcels of one space (spaces ask this to decide who may build where). */
   parcelsIn (space: string): Parcel[] {
     return [...this.state.parcels.values()].filter(p => p.space === space)
+  }
+
+  /** A space the ledger knows (proven by its record): owner, extent, price per cell; undefined if none. */
+  landSpace (space: string): LandSpace | undefined {
+    return this.state.spaces.get(space)
+  }
+
+  /** The owner's grants of land in one space. */
+  grantsIn (space: string): Grant[] {
+    return grantsIn(this.state, space)
+  }
+
+  /** The grants made to one did, in every space. */
+  grantsTo (did: string): Grant[] {
+    return [...this.state.grants.values()].filter(g => g.grantee === did)
   }
 
   /** The current head with a proof of one key against its state root. */

@@ -7,15 +7,19 @@
  * The consensus topic carries signed votes, proposal messages and evidence of double votes (the
  * two signed votes; chain.ts); the transaction topic carries batches, a DAG-CBOR list of
  * transactions; the blocks topic a committed block with its commit. Both versioned topics have
- * the version in their names: version 2 is the proposal-beside-block format and the batches.
+ * the version in their names: version 2 is the proposal-beside-block format and the batches;
+ * version 3 the land rules (land.ts: claims need the space's owner, its grant or its price; the
+ * land-grant, land-revoke and land-price transactions; spaces and grants in the state root). The
+ * direct mempool and consensus protocols carry the same messages and take the same version, so
+ * nodes of different rules never exchange transactions or votes they would judge differently.
  */
 import * as dagCbor from '@ipld/dag-cbor'
 import { MAX_TX_BYTES } from './tx.ts'
 
 /** Blocks by height, with their commits, for a node catching up. */
 export const SYNC_PROTOCOL = '/peerverse/ledger/sync/1.0.0'
-/** Version of the consensus and transaction topics' wire formats (in their names). */
-export const TOPIC_VERSION = 2
+/** Version of the consensus and transaction topics' wire formats and the rules they carry (in their names and the direct protocols'). */
+export const TOPIC_VERSION = 3
 
 /**
  * A validator sends its transaction batches straight to each connected peer over this protocol
@@ -25,7 +29,7 @@ export const TOPIC_VERSION = 2
  */
 export function mempoolProtocol (chain: string): string {
   // Per chain: a peer on another chain does not speak it, so it is never sent our transactions.
-  return `/peerverse/ledger/${encodeURIComponent(chain)}/mempool/1.0.0`
+  return `/peerverse/ledger/${encodeURIComponent(chain)}/mempool/${TOPIC_VERSION}.0.0`
 }
 
 /**
@@ -36,7 +40,7 @@ export function mempoolProtocol (chain: string): string {
  * direct link to another still hears from it and is heard.
  */
 export function consensusProtocol (chain: string): string {
-  return `/peerverse/ledger/${encodeURIComponent(chain)}/consensus/1.0.0`
+  return `/peerverse/ledger/${encodeURIComponent(chain)}/consensus/${TOPIC_VERSION}.0.0`
 }
 
 export type LedgerTopic = 'consensus' | 'blocks' | 'txs'

@@ -24,6 +24,8 @@ import {
   type Block, type LedgerState, type Receipt, type Validator
 } from '../../src/ledger/state.ts'
 import { hashCounts, leafHash, MerkleTree, verifyStateProof, type InclusionProof, type Leaf, type StateProof } from '../../src/ledger/merkle.ts'
+import { decodeSpaceValue } from '../../src/ledger/land.ts'
+import { createDescriptor } from '../../src/space/records.ts'
 import { seeded } from '../helpers/random.ts'
 
 const CHAIN = 'peerverse-test'
@@ -31,6 +33,9 @@ const keys: Ed25519Key[] = Array.from({ length: 7 }, (_, i) => ed25519KeyFromSee
 const dids = keys.map(k => didFromPublicKey(k.publicKey))
 const [A, B, C] = dids
 const CONTENT: CID = recordCidSync(new TextEncoder().encode('a hat'))
+/** Real space descriptors (256 x 256): the plaza is A's, the garden B's. */
+const PLAZA = await createDescriptor(keys[0], { name: 'plaza', created: 1 })
+const GARDEN = await createDescriptor(keys[1], { name: 'garden', created: 1 })
 
 async function tx (key: Ed25519Key, nonce: number, op: TxOp, fee = 1n): Promise<Tx> {
   return await signTx(key, { chain: CHAIN, nonce, fee, ...op } as TxPayload)
@@ -64,9 +69,15 @@ describe('ledger transactions', () => {
     { kind: 'mint', content: CONTENT, name: 'hat' },
     { kind: 'asset-transfer', asset: 'bafyasset', to: B },
     { kind: 'claim', space: 'plaza', x: 1, y: 2, w: 3, h: 4 },
+    { kind: 'claim', space: PLAZA.id, x: 1, y: 2, w: 3, h: 4, record: PLAZA.bytes },
+    { kind: 'claim', space: PLAZA.id, x: 1, y: 2, w: 3, h: 4, maxPrice: 7n },
     { kind: 'parcel-transfer', parcel: 'bafyparcel', to: B },
     { kind: 'stake', amount: MAX_AMOUNT },
-    { kind: 'unstake', amount: 1n }
+    { kind: 'unstake', amount: 1n },
+    { kind: 'land-grant', space: PLAZA.id, to: B, x: 0, y: 0, w: 16, h: 16, record: PLAZA.bytes },
+    { kind: 'land-grant', space: PLAZA.id, to: B, x: 0, y: 0, w: 16, h: 16 },
+    { kind: 'land-revoke', grant: 'bafygrant' },
+    { kind: 'land-price', space: PLAZA.id, price: 5n, record: PLAZA.bytes }
   ]
   for (const op of ops) {
     it(`signs and decodes a ${op.kind} round trip`, async () => {
@@ -77,8 +88,9 @@ describe('ledger transactions', () => {
       assert.equal(d.id, t.id)
       assert.equal(d.sender, A)
       assert.deepEqual(d.bytes, t.bytes)
-      assert.deepEqual({ ...d.payload, ...(d.payload.kind === 'mint' ? { content: d.payload.content.toString() } : {}) },
-        { ...t.payload, ...(t.payload.kind === 'mint' ? { content: t.payload.content.toString() } : {}) })
+      // CIDs compared as strings, a carried space record as hex (the signer may hold a Buffer).
+      const plain = (q: TxPayload): Record<string, unknown> => ({ ...q, ...(q.kind === 'mint' ? { content: q.content.toString() } : {}), ...('record' in q && q.record != null ? { record: Buffer.from(q.record).toString('hex') } : {}) })
+      assert.deepEqual(plain(d.payload), plain(t.payload))
       assert.equal(typeof d.payload.fee, 'bigint')
       if ('amount' in d.payload) assert.equal(typeof d.payload.amount, 'bigint')
       // Without a chain to check, any chain decodes.
@@ -167,7 +179,7 @@ describe('ledger transactions', () => {
 
   it('rejects every one-byte mutation by name (exhaustive over positions)', async () => {
     // The chain id is checked before the signature, so a flip inside it is WrongChainError.
-    const allowed = new Set(['InvalidSignatureError', 'MalformedRecordError', 'NonCanonicalEncodingError', 'InvalidDidError', 'UnexpectedRecordTypeError', 'MalformedTxError', 'WrongChainError'])
+    const allowed = new Set(['InvalidSignatureError', 'MalformedRecordError', 'NonCanonicalEncodingError', 'InvalidDidError', 'UnexpectedRecordTypeError', 'MalformedTxError', 'WrongChainError', 'InvalidSpaceRecordError'])
     for (const op of ops) {
       const t = await tx(keys[0], 3, op)
       for (let i = 0; i < t.bytes.length; i++) {
@@ -312,29 +324,31 @@ describe('applying blocks', () => {
   })
 
   it('keeps parcels unique and non-overlapping within a space, but not across spaces', async () => {
-    const s0 = genesis([[A, 100n], [B, 100n]])
-    const first = await tx(keys[0], 0, { kind: 'claim', space: 'plaza', x: 10, y: 10, w: 10, h: 10 })
+    // A, the plaza's owner, grants B most of it; the garden is B's.
+    const s0 = step(genesis([[A, 100n], [B, 100n]]), [await tx(keys[0], 0, { kind: 'land-grant', space: PLAZA.id, to: B, x: 0, y: 0, w: 200, h: 200, record: PLAZA.bytes })]).state
+    const plaza = PLAZA.id
+    const first = await tx(keys[0], 1, { kind: 'claim', space: plaza, x: 10, y: 10, w: 10, h: 10 })
     const claims = [
       first,
-      await tx(keys[1], 0, { kind: 'claim', space: 'plaza', x: 19, y: 19, w: 5, h: 5 }), // one cell in common
-      await tx(keys[1], 1, { kind: 'claim', space: 'plaza', x: 12, y: 12, w: 2, h: 2 }), // inside
-      await tx(keys[1], 2, { kind: 'claim', space: 'plaza', x: 0, y: 0, w: 100, h: 100 }), // around
-      await tx(keys[1], 3, { kind: 'claim', space: 'plaza', x: 20, y: 10, w: 5, h: 10 }), // touching edge: fine
-      await tx(keys[1], 4, { kind: 'claim', space: 'plaza', x: 0, y: 10, w: 10, h: 10 }), // touching the other edge
-      await tx(keys[1], 5, { kind: 'claim', space: 'garden', x: 10, y: 10, w: 10, h: 10 }), // same rectangle, other space
-      await tx(keys[0], 1, { kind: 'claim', space: 'plaza', x: 9, y: 19, w: 2, h: 1 }) // overlaps both A's and B's
+      await tx(keys[1], 0, { kind: 'claim', space: plaza, x: 19, y: 19, w: 5, h: 5 }), // one cell in common
+      await tx(keys[1], 1, { kind: 'claim', space: plaza, x: 12, y: 12, w: 2, h: 2 }), // inside
+      await tx(keys[1], 2, { kind: 'claim', space: plaza, x: 0, y: 0, w: 100, h: 100 }), // around
+      await tx(keys[1], 3, { kind: 'claim', space: plaza, x: 20, y: 10, w: 5, h: 10 }), // touching edge: fine
+      await tx(keys[1], 4, { kind: 'claim', space: plaza, x: 0, y: 10, w: 10, h: 10 }), // touching the other edge
+      await tx(keys[1], 5, { kind: 'claim', space: GARDEN.id, x: 10, y: 10, w: 10, h: 10, record: GARDEN.bytes }), // same rectangle, other space
+      await tx(keys[0], 2, { kind: 'claim', space: plaza, x: 9, y: 19, w: 2, h: 1 }) // overlaps both A's and B's
     ]
     const { state, receipts } = step(s0, claims)
     assert.deepEqual(errorsOf(receipts), [undefined, 'ParcelOverlapError', 'ParcelOverlapError', 'ParcelOverlapError', undefined, undefined, undefined, 'ParcelOverlapError'])
     assert.deepEqual(receipts.filter(r => r.ok).map(r => r.created), [claims[0].id, claims[4].id, claims[5].id, claims[6].id])
-    assert.deepEqual(state.parcels.get(first.id), { id: first.id, owner: A, space: 'plaza', x: 10, y: 10, w: 10, h: 10 })
+    assert.deepEqual(state.parcels.get(first.id), { id: first.id, owner: A, space: plaza, x: 10, y: 10, w: 10, h: 10 })
     assert.equal(state.parcels.size, 4)
 
     const { state: s2, receipts: r2 } = step(state, [
       await tx(keys[1], 6, { kind: 'parcel-transfer', parcel: first.id, to: B }),
-      await tx(keys[0], 2, { kind: 'parcel-transfer', parcel: 'bafy-nothing', to: B }),
-      await tx(keys[0], 3, { kind: 'parcel-transfer', parcel: first.id, to: B }),
-      await tx(keys[1], 7, { kind: 'claim', space: 'plaza', x: 15, y: 15, w: 1, h: 1 }) // still taken, whoever owns it
+      await tx(keys[0], 3, { kind: 'parcel-transfer', parcel: 'bafy-nothing', to: B }),
+      await tx(keys[0], 4, { kind: 'parcel-transfer', parcel: first.id, to: B }),
+      await tx(keys[1], 7, { kind: 'claim', space: plaza, x: 15, y: 15, w: 1, h: 1 }) // still taken, whoever owns it
     ])
     assert.deepEqual(errorsOf(r2), ['NotOwnerError', 'NotFoundError', undefined, 'ParcelOverlapError'])
     assert.equal(s2.parcels.get(first.id)?.owner, B)
@@ -453,6 +467,8 @@ interface Model {
   parcels: Map<string, MParcel>
   /** Signs the next height. */
   validators: Validator[]
+  /** Spaces the ledger knows (fixed for the run): owner and price per cell. */
+  spaces: Map<string, { owner: string, price: bigint }>
   /** Height -> the set that signs it. */
   scheduled: Map<number, Validator[]>
 }
@@ -471,6 +487,7 @@ function cloneModel (m: Model): Model {
     assets: new Map([...m.assets].map(([k, v]) => [k, { ...v }])),
     parcels: new Map([...m.parcels].map(([k, v]) => [k, { ...v }])),
     validators: m.validators,
+    spaces: m.spaces,
     scheduled: new Map(m.scheduled)
   }
 }
@@ -509,8 +526,16 @@ function modelApply (m: Model, t: Tx, proposer: string, height: number): { inclu
     if (parcel == null) return fail('NotFoundError')
     if (parcel.owner !== t.sender) return fail('NotOwnerError')
   }
+  let price = 0n
   if (p.kind === 'claim') {
+    const sp = m.spaces.get(p.space)
+    if (sp == null) return fail('UnknownSpaceError')
+    if (t.sender !== sp.owner) {
+      if (sp.price === 0n) return fail('NotGrantedError')
+      price = sp.price * BigInt(p.w * p.h)
+    }
     for (const other of m.parcels.values()) if (other.space === p.space && !disjoint(other, p)) return fail('ParcelOverlapError')
+    if (sender.balance < p.fee + price) return fail('InsufficientFundsError')
   }
   // Success: every effect, one account at a time.
   const s = get(t.sender)
@@ -522,7 +547,10 @@ function modelApply (m: Model, t: Tx, proposer: string, height: number): { inclu
     case 'unstake': { const a = get(t.sender); m.accounts.set(t.sender, { ...a, balance: a.balance + p.amount, stake: a.stake - p.amount }); break }
     case 'mint': m.assets.set(t.id, { id: t.id, owner: t.sender, minter: t.sender, content: p.content.toString(), name: p.name, height }); created = t.id; break
     case 'asset-transfer': m.assets.set(p.asset, { ...m.assets.get(p.asset)!, owner: p.to }); break
-    case 'claim': m.parcels.set(t.id, { id: t.id, owner: t.sender, space: p.space, x: p.x, y: p.y, w: p.w, h: p.h }); created = t.id; break
+    case 'claim':
+      m.parcels.set(t.id, { id: t.id, owner: t.sender, space: p.space, x: p.x, y: p.y, w: p.w, h: p.h }); created = t.id
+      if (price > 0n) { credit(t.sender, -price); credit(m.spaces.get(p.space)!.owner, price) }
+      break
     case 'parcel-transfer': m.parcels.set(p.parcel, { ...m.parcels.get(p.parcel)!, owner: p.to }); break
   }
   credit(proposer, p.fee)
@@ -553,7 +581,7 @@ const cmdArb: fc.Arbitrary<Cmd> = fc.record({
     { arbitrary: fc.record({ kind: fc.constant('transfer' as const), to: fc.nat({ max: 6 }), amount: fc.oneof(fc.bigInt({ min: 1n, max: 400n }), fc.bigInt({ min: 1500n, max: 6000n })) }), weight: 4 },
     fc.record({ kind: fc.constant('mint' as const), name: fc.constantFrom('hat', 'sword', 'cat') }),
     { arbitrary: fc.record({ kind: fc.constant('asset-transfer' as const), ref: fc.nat({ max: 30 }), to: fc.nat({ max: 6 }) }), weight: 2 },
-    { arbitrary: fc.record({ kind: fc.constant('claim' as const), space: fc.constantFrom('plaza', 'garden'), x: fc.nat({ max: 12 }), y: fc.nat({ max: 12 }), w: fc.integer({ min: 1, max: 5 }), h: fc.integer({ min: 1, max: 5 }) }), weight: 2 },
+    { arbitrary: fc.record({ kind: fc.constant('claim' as const), space: fc.constantFrom(PLAZA.id, PLAZA.id, PLAZA.id, GARDEN.id, 'bafy-nowhere'), x: fc.nat({ max: 12 }), y: fc.nat({ max: 12 }), w: fc.integer({ min: 1, max: 5 }), h: fc.integer({ min: 1, max: 5 }) }), weight: 3 },
     { arbitrary: fc.record({ kind: fc.constant('parcel-transfer' as const), ref: fc.nat({ max: 30 }), to: fc.nat({ max: 6 }) }), weight: 2 },
     fc.record({ kind: fc.constantFrom('stake' as const, 'unstake' as const), amount: fc.oneof(fc.bigInt({ min: 1n, max: 1500n }), fc.bigInt({ min: 1000n, max: 4000n })) })
   )
@@ -588,13 +616,26 @@ describe('state transition against a model (property)', () => {
     // dids[5] starts with less than most fees: its transactions are often left out.
     const initial: Array<[string, bigint, bigint?]> = [[dids[0], 2000n, 3000n], [dids[1], 2000n, 1000n], [dids[2], 2000n], [dids[3], 2000n], [dids[4], 2000n], [dids[5], 5n]]
     const seen = new Map<string, number>() // receipt outcomes across all runs, to show the run covers them
+    // The plaza is dids[0]'s, at 3 a cell; the garden dids[1]'s, not for sale (both proven by their records first).
+    const setup = step(genesis(initial), [
+      await tx(keys[0], 0, { kind: 'land-price', space: PLAZA.id, price: 3n, record: PLAZA.bytes }),
+      await tx(keys[1], 0, { kind: 'claim', space: GARDEN.id, x: 200, y: 200, w: 4, h: 4, record: GARDEN.bytes })
+    ], dids[6])
+    assert.deepEqual(errorsOf(setup.receipts), [undefined, undefined])
     await fc.assert(fc.asyncProperty(blocksArb, async blocks => {
-      let state = genesis(initial)
+      let state = setup.state
       const supply = totalSupply(state)
-      let model: Model = { accounts: new Map(initial.map(([id, balance, stake]) => [id, { balance, nonce: 0, stake: stake ?? 0n }])), assets: new Map(), parcels: new Map(), validators: [], scheduled: new Map() }
+      let model: Model = {
+        accounts: new Map([...state.accounts].map(([id, a]) => [id, { ...a }])),
+        assets: new Map(),
+        parcels: new Map([...state.parcels].map(([id, p]) => [id, { ...p }])),
+        validators: [],
+        spaces: new Map([[PLAZA.id, { owner: dids[0], price: 3n }], [GARDEN.id, { owner: dids[1], price: 0n }]]),
+        scheduled: new Map()
+      }
       model.validators = modelValidators(model.accounts)
       assert.deepEqual(state.validators, model.validators)
-      const inBlocksAsSender = new Map<string, number>()
+      const inBlocksAsSender = new Map<string, number>([[dids[0], 1], [dids[1], 1]])
       for (const { proposer: pi, cmds } of blocks) {
         const proposer = dids[pi]
         const height = state.height + 1
@@ -661,7 +702,7 @@ describe('state transition against a model (property)', () => {
       }
     }), { seed: 42, numRuns: 150 })
     // The run exercised every outcome, not only the happy path.
-    for (const name of ['left out: NonceReusedError', 'left out: NonceGapError', 'left out: InsufficientFundsError', 'InsufficientFundsError', 'NotOwnerError', 'NotFoundError', 'ParcelOverlapError',
+    for (const name of ['left out: NonceReusedError', 'left out: NonceGapError', 'left out: InsufficientFundsError', 'InsufficientFundsError', 'NotOwnerError', 'NotFoundError', 'ParcelOverlapError', 'NotGrantedError', 'UnknownSpaceError',
       'ok transfer', 'ok mint', 'ok asset-transfer', 'ok claim', 'ok parcel-transfer', 'ok stake', 'ok unstake']) {
       assert.ok((seen.get(name) ?? 0) > 0, `no ${name} in the run: ${JSON.stringify([...seen])}`)
     }
@@ -1132,7 +1173,7 @@ describe('light client against block headers', () => {
   it('verifies balances and ownership from a header\'s stateRoot, and catches a lying server', async () => {
     const s0 = genesis([[A, 1_000_000n, 2_000n], [B, 50n]])
     const mint = await tx(keys[0], 0, { kind: 'mint', content: CONTENT, name: 'hat' })
-    const claim = await tx(keys[0], 1, { kind: 'claim', space: 'plaza', x: 0, y: 0, w: 4, h: 4 })
+    const claim = await tx(keys[0], 1, { kind: 'claim', space: PLAZA.id, x: 0, y: 0, w: 4, h: 4, record: PLAZA.bytes })
     const b1 = step(s0, [mint, claim, await tx(keys[0], 2, { kind: 'transfer', to: B, amount: 1234n })])
     const b2 = step(b1.state, [await tx(keys[0], 3, { kind: 'asset-transfer', asset: mint.id, to: B }), await tx(keys[1], 0, { kind: 'transfer', to: dids[4], amount: 7n }, 2n)])
     const header1 = b1.block.header
@@ -1157,6 +1198,10 @@ describe('light client against block headers', () => {
     assert.equal(owner(header2, b2.state, `asset/${mint.id}`), B)
     assert.equal(owner(header2, b2.state, `parcel/${claim.id}`), A)
     assert.equal(owner(header2, b2.state, `asset/${claim.id}`), null)
+    // The space's owner, extent and price are proven too.
+    const sp = verifyStateProof(header2.stateRoot, `space/${PLAZA.id}`, served(b2.state, `space/${PLAZA.id}`))
+    assert.deepEqual(sp == null ? null : decodeSpaceValue(sp), { owner: A, width: 256, depth: 256, price: 0n })
+    assert.equal(verifyStateProof(header2.stateRoot, `space/${GARDEN.id}`, served(b2.state, `space/${GARDEN.id}`)), null)
 
     // Lies: a stale state, another account's leaf relabelled, a doctored value, a skipped leaf.
     const stale = served(b1.state, `asset/${mint.id}`)
@@ -1169,7 +1214,7 @@ describe('light client against block headers', () => {
     // Skip over B's leaf, claiming its neighbours are adjacent.
     const i = bProof.present!.index
     const all = [...b2.state.accounts.keys()].map(k => `account/${k}`)
-      .concat([...b2.state.assets.keys()].map(k => `asset/${k}`), [...b2.state.parcels.keys()].map(k => `parcel/${k}`)).sort()
+      .concat([...b2.state.assets.keys()].map(k => `asset/${k}`), [...b2.state.parcels.keys()].map(k => `parcel/${k}`), [...b2.state.spaces.keys()].map(k => `space/${k}`)).sort()
     assert.equal(all[i], `account/${B}`)
     const around = (j: number): InclusionProof | undefined => j >= 0 && j < all.length ? proveKey(b2.state, all[j]).present : undefined
     assert.throws(() => verifyStateProof(header2.stateRoot, `account/${B}`, { root: header2.stateRoot, key: `account/${B}`, before: around(i - 1), after: around(i + 1) }), { name: 'InvalidProofError' })

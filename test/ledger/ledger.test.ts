@@ -63,6 +63,8 @@ describe('ledger', { timeout: 300_000 }, () => {
   describe('the embedded single-validator devnet', () => {
     let a: CliPeer
     let b: CliPeer
+    /** A's space, made by the parcel test. */
+    let plaza: string | undefined
     before(async () => {
       a = await set.start()
       b = await set.start({ bootstrap: [a.addr], extra: ['--genesis', join(a.dataDir, 'genesis.json')] })
@@ -135,7 +137,7 @@ describe('ledger', { timeout: 300_000 }, () => {
       assert.throws(() => verifyLightClientProof(block.header, [], validators as Validator[], `account/${b.ready.did}`, proof), { name: 'InvalidCommitError' })
     })
 
-    it('mints and transfers an asset, claims a parcel (no overlaps)', async () => {
+    it('mints and transfers an asset, claims a parcel in its own space (no overlaps), and refuses a space that does not exist', async () => {
       let r = await runCli(['asset', 'mint', '--content', 'bafkreigh2akiscaildcqabsyg3dfr6chu3fgpregiymsck7e7aqa4s52zy', '--name', 'statue', '--data', a.dataDir, '--json'])
       assert.equal(r.code, 0, r.stderr)
       const assetId = (JSON.parse(r.stdout) as { receipt: { created: string } }).receipt.created
@@ -145,11 +147,57 @@ describe('ledger', { timeout: 300_000 }, () => {
         const { assets } = await b.api.request<{ assets: Array<{ id: string }> }>('GET', '/api/v0/ledger/assets/')
         return assets.some(x => x.id === assetId)
       }, 30_000)
-      r = await runCli(['parcel', 'claim', '--space', 'plaza', '--x', '0', '--y', '0', '--w', '4', '--h', '4', '--data', a.dataDir, '--json'])
+      r = await runCli(['space', 'create', 'plaza', '--data', a.dataDir, '--json'])
       assert.equal(r.code, 0, r.stderr)
-      r = await runCli(['parcel', 'claim', '--space', 'plaza', '--x', '3', '--y', '3', '--w', '2', '--h', '2', '--data', a.dataDir])
+      plaza = (JSON.parse(r.stdout) as { id: string }).id
+      // The first claim carries the space's record, which A's peer attaches (A is in its own space).
+      r = await runCli(['parcel', 'claim', '--space', plaza, '--x', '0', '--y', '0', '--w', '4', '--h', '4', '--data', a.dataDir, '--json'])
+      assert.equal(r.code, 0, r.stderr)
+      r = await runCli(['parcel', 'claim', '--space', plaza, '--x', '3', '--y', '3', '--w', '2', '--h', '2', '--data', a.dataDir])
       assert.equal(r.code, 1)
       assert.match(r.stderr, /ParcelOverlapError/)
+      r = await runCli(['parcel', 'claim', '--space', 'notaspace', '--x', '0', '--y', '0', '--w', '1', '--h', '1', '--data', a.dataDir])
+      assert.equal(r.code, 1)
+      assert.match(r.stderr, /UnknownSpaceError/)
+    })
+
+    it("refuses B's claim in A's space everywhere until A grants it; a price set by A is paid to A", async () => {
+      assert.ok(plaza != null, 'the space comes from the test before')
+      const space = plaza
+      const landOf = async (p: CliPeer): Promise<{ owner: string, price: string, grants: Array<{ id: string }>, parcels: Array<{ owner: string }> }> =>
+        JSON.parse((await runCli(['land', space, '--data', p.dataDir, '--json'])).stdout)
+      await waitFor('B knows the space from the chain', async () => (await landOf(b)).owner === a.ready.did, 30_000)
+      // B, not the owner, with no grant: refused by the chain (the fee is paid), on every peer.
+      let r = await runCli(['parcel', 'claim', '--space', plaza, '--x', '0', '--y', '100', '--w', '256', '--h', '156', '--data', b.dataDir])
+      assert.equal(r.code, 1)
+      assert.match(r.stderr, /NotGrantedError/)
+      const height = (await chain(a)).height
+      await waitFor('B is at the height', async () => (await chain(b)).height >= height, 30_000)
+      for (const p of [a, b]) assert.deepEqual((await landOf(p)).parcels.map(x => x.owner), [a.ready.did])
+      // B cannot grant itself land in A's space.
+      r = await runCli(['land', 'grant', '--space', plaza, '--to', b.ready.did, '--x', '0', '--y', '100', '--w', '256', '--h', '156', '--data', b.dataDir])
+      assert.equal(r.code, 1)
+      assert.match(r.stderr, /NotSpaceOwnerError/)
+      // A grants; B's claim inside the grant is final.
+      r = await runCli(['land', 'grant', '--space', plaza, '--to', b.ready.did, '--x', '0', '--y', '100', '--w', '256', '--h', '156', '--data', a.dataDir, '--json'])
+      assert.equal(r.code, 0, r.stderr)
+      r = await runCli(['parcel', 'claim', '--space', plaza, '--x', '0', '--y', '100', '--w', '256', '--h', '156', '--data', b.dataDir, '--json'])
+      assert.equal(r.code, 0, r.stderr)
+      assert.equal((JSON.parse(r.stdout) as TxStatus).status, 'committed')
+      await waitFor('both peers hold B\'s parcel', async () => {
+        for (const p of [a, b]) if (!(await landOf(p)).parcels.some(x => x.owner === b.ready.did)) return false
+        return true
+      }, 30_000)
+      // A sells the rest at 2 a cell: B's claim there pays A 2 x 10 x 10.
+      r = await runCli(['land', 'price', '--space', plaza, '--price', '2', '--data', a.dataDir, '--json'])
+      assert.equal(r.code, 0, r.stderr)
+      // B's peer claims at most the price it sees, so it waits to see the new one.
+      await waitFor('B sees the price', async () => (await landOf(b)).price === '2', 30_000)
+      const before = await balance(a)
+      r = await runCli(['parcel', 'claim', '--space', plaza, '--x', '50', '--y', '50', '--w', '10', '--h', '10', '--data', b.dataDir, '--json'])
+      assert.equal(r.code, 0, r.stderr)
+      // A is the devnet's validator, so it also takes the claim's fee of 1.
+      await waitFor('A is paid', async () => await balance(a) === before + 201n, 30_000)
     })
     it('takes a batch of transactions in one request and answers for each; refuses an empty, oversized or malformed batch', async () => {
       const { chain: id } = await chain(a)

@@ -190,6 +190,11 @@ describe('land parcels on the ledger grant edit rights inside them', { timeout: 
     await topicReady(other, space, 2)
     const funded = await owner.ledger.faucet(landlord.did)
     await waitFor('funded', async () => (await landlord.ledger.txStatus(funded.id)).status === 'committed', 30_000, 100)
+    // Land in a space is its owner's to give: the owner grants the landlord the parcel's rectangle
+    // (the grant carries the space's record, which proves the space and its owner to the ledger).
+    const grant = await owner.ledger.submitOwn({ kind: 'land-grant', space, to: landlord.did, x: 100, y: 100, w: 20, h: 20, record: owner.space.descriptorBytes(space) })
+    await waitFor('granted', async () => (await owner.ledger.txStatus(grant.id)).status === 'committed', 30_000, 100)
+    await waitFor('the landlord sees the grant', () => landlord.ledger.grantsTo(landlord.did).length === 1, 30_000, 100)
     const claim = await landlord.ledger.submitOwn({ kind: 'claim', space, x: 100, y: 100, w: 20, h: 20 })
     await waitFor('the parcel is claimed on every peer', async () => {
       for (const n of [owner, landlord, other]) if (!n.ledger.parcelsOf(landlord.did).some(p => p.space === space)) return false

@@ -1,7 +1,12 @@
 /**
  * Node-only: the API's routes for the ledger: chain status, balances, assets, parcels,
  * transactions, proofs, blocks and evidence; paying, minting, claiming, staking, the faucet and
- * submitting signed transactions (one or a batch).
+ * submitting signed transactions (one or a batch); a space's land (owner, price, grants), and the
+ * owner's grants and price.
+ *
+ * A land transaction in a space the ledger does not know yet carries the space's signed record
+ * (src/ledger/land.ts): the body's `record` (base64), else the descriptor of a space this peer is
+ * in. With neither, the request is refused here (404 UnknownSpaceError) rather than costing a fee.
  */
 import { parseCid } from '../../content/index.ts'
 import type { Tx } from '../../ledger/tx.ts'
@@ -22,6 +27,32 @@ function amountParam (value: unknown, name: string): bigint {
 
 function feeParam (value: unknown): bigint | undefined {
   return value === undefined ? undefined : amountParam(value, 'fee')
+}
+
+/**
+ * What a land transaction in `space` carries: nothing when the ledger knows the space, else the
+ * space's signed record (the body's base64 `record`, else that of a space this peer is in).
+ */
+function spaceRecord (ctx: RouteContext, b: Record<string, unknown>, space: string): { record?: Uint8Array } {
+  if (ctx.node.ledger.landSpace(space) != null) return {}
+  if (typeof b.record === 'string') return { record: new Uint8Array(Buffer.from(b.record, 'base64')) }
+  if (ctx.node.space.isJoined(space)) return { record: ctx.node.space.descriptorBytes(space) }
+  throw new ApiError(404, 'UnknownSpaceError', `UnknownSpaceError: the ledger knows no space ${space}, and this peer holds no record of it: join the space first, or send its record`)
+}
+
+/**
+ * The most a claim pays per cell: the body's `maxPrice`, else the owner's price as this peer sees
+ * it now, so a price raised before the claim is final refuses it (PriceAboveLimitError) rather
+ * than charging more than the claimant saw.
+ */
+function maxPrice (ctx: RouteContext, b: Record<string, unknown>, space: string): { maxPrice?: bigint } {
+  if (b.maxPrice !== undefined) return { maxPrice: amountParam(b.maxPrice, 'maxPrice') }
+  const sp = ctx.node.ledger.landSpace(space)
+  return sp != null && sp.owner !== ctx.node.did ? { maxPrice: sp.price } : {}
+}
+
+function rectParams (b: Record<string, unknown>): { x: number, y: number, w: number, h: number } {
+  return { x: Number(b.x), y: Number(b.y), w: Number(b.w), h: Number(b.h) }
 }
 
 function txJson (tx: Tx): Record<string, unknown> {
@@ -51,6 +82,19 @@ async function ledgerGet ({ node, rest, url }: RouteContext): Promise<unknown> {
     }
     case 'assets': return { address: who, assets: ledger.assetsOf(who) }
     case 'parcels': return { address: who, parcels: ledger.parcelsOf(who) }
+    case 'land': {
+      // A space's land: who owns it, its price per cell (0: not for sale), its grants and parcels.
+      if (arg == null || arg === '') throw new ApiError(400, 'BadRequest', 'a space id is required')
+      const sp = ledger.landSpace(arg)
+      return {
+        space: arg,
+        known: sp != null,
+        ...(sp != null ? { owner: sp.owner, width: sp.width, depth: sp.depth, price: sp.price.toString() } : {}),
+        grants: ledger.grantsIn(arg),
+        parcels: ledger.parcelsIn(arg)
+      }
+    }
+    case 'grants': return { address: who, grants: ledger.grantsTo(who) }
     case 'parcels-in': {
       if (arg == null || arg === '') throw new ApiError(400, 'BadRequest', 'a space id is required')
       return { space: arg, parcels: ledger.parcelsIn(arg) }
@@ -61,7 +105,7 @@ async function ledgerGet ({ node, rest, url }: RouteContext): Promise<unknown> {
     }
     case 'proof': {
       const key = url.searchParams.get('key')
-      if (key == null || key === '') throw new ApiError(400, 'BadRequest', 'key is required (account/<did>, asset/<id> or parcel/<id>)')
+      if (key == null || key === '') throw new ApiError(400, 'BadRequest', 'key is required (account/<did>, asset/<id>, parcel/<id>, space/<id> or grant/<id>)')
       return ledger.prove(key)
     }
     case 'block': {
@@ -75,13 +119,13 @@ async function ledgerGet ({ node, rest, url }: RouteContext): Promise<unknown> {
 }
 
 /** A POST that submits one of our own transactions, built from the body. */
-function own (path: string, payload: (b: Record<string, unknown>) => Parameters<RouteContext['node']['ledger']['submitOwn']>[0]): Route {
+function own (path: string, payload: (b: Record<string, unknown>, ctx: RouteContext) => Parameters<RouteContext['node']['ledger']['submitOwn']>[0]): Route {
   return {
     method: 'POST',
     path,
-    handle: async ({ node, body }) => {
-      const b = await body()
-      return await submitted(async () => await node.ledger.submitOwn(payload(b), feeParam(b.fee)))
+    handle: async ctx => {
+      const b = await ctx.body()
+      return await submitted(async () => await ctx.node.ledger.submitOwn(payload(b, ctx), feeParam(b.fee)))
     }
   }
 }
@@ -91,7 +135,10 @@ export const ledgerRoutes: Route[] = [
   own('/api/v0/ledger/pay', b => ({ kind: 'transfer', to: str(b, 'to'), amount: amountParam(b.amount, 'amount') })),
   own('/api/v0/ledger/asset/mint', b => ({ kind: 'mint', content: parseCid(b.content), name: str(b, 'name') })),
   own('/api/v0/ledger/asset/transfer', b => ({ kind: 'asset-transfer', asset: str(b, 'asset'), to: str(b, 'to') })),
-  own('/api/v0/ledger/parcel/claim', b => ({ kind: 'claim', space: str(b, 'space'), x: Number(b.x), y: Number(b.y), w: Number(b.w), h: Number(b.h) })),
+  own('/api/v0/ledger/parcel/claim', (b, ctx) => ({ kind: 'claim', space: str(b, 'space'), ...rectParams(b), ...spaceRecord(ctx, b, str(b, 'space')), ...maxPrice(ctx, b, str(b, 'space')) })),
+  own('/api/v0/ledger/land/grant', (b, ctx) => ({ kind: 'land-grant', space: str(b, 'space'), to: str(b, 'to'), ...rectParams(b), ...spaceRecord(ctx, b, str(b, 'space')) })),
+  own('/api/v0/ledger/land/revoke', b => ({ kind: 'land-revoke', grant: str(b, 'grant') })),
+  own('/api/v0/ledger/land/price', (b, ctx) => ({ kind: 'land-price', space: str(b, 'space'), price: amountParam(b.price, 'price'), ...spaceRecord(ctx, b, str(b, 'space')) })),
   own('/api/v0/ledger/parcel/transfer', b => ({ kind: 'parcel-transfer', parcel: str(b, 'parcel'), to: str(b, 'to') })),
   own('/api/v0/ledger/stake', b => ({ kind: 'stake', amount: amountParam(b.amount, 'amount') })),
   own('/api/v0/ledger/unstake', b => ({ kind: 'unstake', amount: amountParam(b.amount, 'amount') })),
