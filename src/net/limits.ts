@@ -89,3 +89,14 @@ export const UPGRADE_MAX_CONCURRENT = 4
 export const UPGRADE_FAILED_PEERS_MAX = 1024
 /** How long a failed direct path is remembered: until then dials to that peer skip its relayed WebRTC addresses (reach). */
 export const UPGRADE_FAILED_MEMORY_MS = 10 * 60_000
+
+/** Private addresses that share this many leading bits (IPv4) count as one LAN: a peer known at one is worth a direct dial (limited.ts). */
+export const LAN_PREFIX_BITS_IPV4 = 16
+/** The same for IPv6 (a /64 is one link). */
+export const LAN_PREFIX_BITS_IPV6 = 64
+/** Peers whose direct dial failed while we held them over a relay: dials of them take the relayed connection at once (limited.ts); the oldest is forgotten past this. */
+export const DIRECT_DIAL_FAILED_PEERS_MAX = 1024
+/** How long such a failed direct dial is remembered (limited.ts). */
+export const DIRECT_DIAL_FAILED_MEMORY_MS = 60_000
+/** How long a stream whose protocol does not run over a relay waits for a direct path (a hole punch) before DirectPathRequiredError (limited.ts). */
+export const DIRECT_PATH_WAIT_MS = 10_000

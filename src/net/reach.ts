@@ -24,6 +24,11 @@ import { isPrivateIp } from '@libp2p/utils'
 import { isPeerId, type Connection, type PeerId } from '@libp2p/interface'
 import { multiaddr, type Multiaddr } from '@multiformats/multiaddr'
 import * as L from './limits.ts'
+import { FailedPaths } from './failed-paths.ts'
+import { isLoopbackIp } from './limited.ts'
+
+export { FailedPaths } from './failed-paths.ts'
+export { dialTarget, limitedToReuse } from './limited.ts'
 import type { Network } from './network.ts'
 
 export type Reachability = 'public' | 'behind-nat' | 'unknown'
@@ -78,46 +83,9 @@ function ipOf (ma: Multiaddr): string | undefined {
   return c != null && (c.name === 'ip4' || c.name === 'ip6') ? c.value : undefined
 }
 
-function isLoopbackIp (ip: string): boolean { return ip.startsWith('127.') || ip === '::1' }
-
 /** Public as libp2p counts it (its private-range list), so reachability agrees with DCUtR and the DHT's address filters. */
 function isPublicIp (ip: string): boolean {
   return isPrivateIp(ip) === false
-}
-
-/**
- * Peers whose direct (WebRTC) path failed: a bounded memory, oldest forgotten first past `max`,
- * each entry for `ttlMs`. While a peer is in it, dials to it skip its relayed WebRTC addresses.
- */
-export class FailedPaths {
-  private readonly entries = new Map<string, number>()
-  private readonly max: number
-  private readonly ttlMs: number
-  private readonly now: () => number
-
-  constructor (max = L.UPGRADE_FAILED_PEERS_MAX, ttlMs = L.UPGRADE_FAILED_MEMORY_MS, now: () => number = Date.now) {
-    this.max = max
-    this.ttlMs = ttlMs
-    this.now = now
-  }
-
-  add (id: string): void {
-    this.entries.delete(id)
-    this.entries.set(id, this.now() + this.ttlMs)
-    while (this.entries.size > this.max) this.entries.delete(this.entries.keys().next().value as string)
-  }
-
-  has (id: string): boolean {
-    const until = this.entries.get(id)
-    if (until == null) return false
-    if (until > this.now()) return true
-    this.entries.delete(id)
-    return false
-  }
-
-  delete (id: string): void { this.entries.delete(id) }
-
-  get size (): number { return this.entries.size }
 }
 
 /** The peer a relayed WebRTC address (`…/p2p/R/p2p-circuit/webrtc/p2p/P`) leads to; undefined for any other address. */
@@ -127,47 +95,6 @@ export function relayedWebrtcTarget (ma: Multiaddr): string | undefined {
   if (circuit < 0 || !cs.slice(circuit).some(c => c.name === 'webrtc')) return undefined
   const last = cs.at(-1)
   return circuit < cs.length - 1 && last?.name === 'p2p' ? last.value : undefined
-}
-
-/**
- * The open limited (relayed) connection a dial should take instead of opening another one, or
- * undefined to let libp2p dial. libp2p's connection manager hands back an existing connection only
- * when it is unlimited, so while a peer was held over a relay every dial of it by id (the DHT,
- * gossip, a service opening a stream) or at a relayed address opened one more circuit through the
- * relay: churn that costs the relay a circuit each time and sometimes failed the dial ("Remote
- * closed connection during opening"). A dial that could give a direct connection still goes
- * ahead: one naming a WebRTC address (reach's own upgrade) or an address not through a relay;
- * by id, when the peer is known at a public address not through a relay. (The private addresses
- * of a peer reached only through a relay are another network's; reach's WebRTC upgrade covers a
- * peer on our own.)
- */
-export function limitedToReuse (connections: Connection[], dialAddrs: Multiaddr[], knownAddrs: Multiaddr[]): Connection | undefined {
-  const open = connections.filter(c => c.status === 'open')
-  if (open.some(c => c.limits == null)) return undefined
-  const limited = open.filter(c => c.limits != null)
-  if (limited.length === 0) return undefined
-  const viaWebrtc = (ma: Multiaddr): boolean => ma.getComponents().some(c => c.name === 'webrtc' || c.name === 'webrtc-direct')
-  if (dialAddrs.length > 0) {
-    // Its relayed address again: the connection through that relay (another relay's address is dialled).
-    const relays = new Set(dialAddrs.map(ma => viaWebrtc(ma) ? undefined : relayOf(ma)))
-    const [relay] = relays
-    return relays.size === 1 && relay != null ? limited.find(c => relayOf(c.remoteAddr) === relay) : undefined
-  }
-  return knownAddrs.some(ma => relayOf(ma) == null && !viaWebrtc(ma) && isPublicIp(ipOf(ma) ?? '127.0.0.1')) ? undefined : limited[0]
-}
-
-/** The relay an address goes through (the peer id before `/p2p-circuit`); undefined for an address not through a relay. */
-function relayOf (ma: Multiaddr): string | undefined {
-  const cs = ma.getComponents()
-  const circuit = cs.findIndex(c => c.name === 'p2p-circuit')
-  return circuit < 0 ? undefined : cs.slice(0, circuit).findLast(c => c.name === 'p2p')?.value ?? ''
-}
-
-/** The peer a dial names: a peer id, or the last `/p2p/` of its addresses. */
-export function dialTarget (target: PeerId | Multiaddr | Multiaddr[]): { peer?: string, addrs: Multiaddr[] } {
-  if (isPeerId(target)) return { peer: target.toString(), addrs: [] }
-  const addrs = Array.isArray(target) ? target : [target]
-  return { peer: addrs[0]?.getComponents().findLast(c => c.name === 'p2p')?.value, addrs }
 }
 
 export class Reach {
