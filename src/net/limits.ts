@@ -100,3 +100,7 @@ export const DIRECT_DIAL_FAILED_PEERS_MAX = 1024
 export const DIRECT_DIAL_FAILED_MEMORY_MS = 60_000
 /** How long a stream whose protocol does not run over a relay waits for a direct path (a hole punch) before DirectPathRequiredError (limited.ts). */
 export const DIRECT_PATH_WAIT_MS = 10_000
+/** Distinct witnesses (peers at distinct IP addresses) that must report the same observed address of ours before libp2p is told of it (reach). */
+export const OBSERVED_ADDRESS_MIN_WITNESSES = 3
+/** Observed addresses of ours held while they gather witnesses; the oldest is forgotten past this (reach). */
+export const OBSERVED_ADDRESS_MAX_CLAIMS = 64

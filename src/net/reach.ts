@@ -26,6 +26,7 @@ import { multiaddr, type Multiaddr } from '@multiformats/multiaddr'
 import * as L from './limits.ts'
 import { FailedPaths } from './failed-paths.ts'
 import { isLoopbackIp } from './limited.ts'
+import { observedClaim, Witnesses } from './witnesses.ts'
 
 export { FailedPaths } from './failed-paths.ts'
 export { dialTarget, limitedToReuse } from './limited.ts'
@@ -101,8 +102,13 @@ export class Reach {
   private readonly node: Network
   private readonly init: ReachInit
   private state: Reachability
-  /** Peers that saw us at an address we do not have. */
+  /** Hosts (remote IPs) that saw us at an address we do not have: at most REACH_NAT_OBSERVATIONS are kept, all that is needed. */
   private readonly natWitnesses = new Set<string>()
+  /** Our observed addresses and who reported each; libp2p hears of one once enough distinct hosts did. */
+  private readonly observed = new Witnesses()
+  /** Observed addresses identify passed on (its own filters applied), held until they are confirmed. */
+  private readonly pendingObserved = new Map<string, Multiaddr>()
+  private addObserved?: (ma: Multiaddr) => void
   private circuitListening = false
   private relayChange: Promise<void> = Promise.resolve()
   private readonly upgrades = new Map<string, Promise<boolean>>()
@@ -129,6 +135,7 @@ export class Reach {
   async start (): Promise<void> {
     if (this.started) return
     this.started = true
+    this.gateObservedAddresses()
     this.node.addEventListener('peer:identify', this.onIdentify)
     this.node.addEventListener('self:peer:update', this.onSelfUpdate)
     this.node.addEventListener('connection:open', this.onConnection)
@@ -163,7 +170,7 @@ export class Reach {
   }
 
   /** libp2p's internal components (address and transport managers), which the Libp2p type does not expose. */
-  private components (): { addressManager: { getAddressesWithMetadata: () => Array<{ multiaddr: Multiaddr, verified: boolean, type: string }>, confirmObservedAddr: (ma: Multiaddr, options?: { type: 'transport' }) => void }, transportManager: { getAddrs: () => Multiaddr[], getListeners: () => Array<{ close: () => Promise<void>, constructor: { name: string } }>, listen: (addrs: Multiaddr[]) => Promise<void> } } {
+  private components (): { addressManager: { getAddressesWithMetadata: () => Array<{ multiaddr: Multiaddr, verified: boolean, type: string }>, confirmObservedAddr: (ma: Multiaddr, options?: { type: 'transport' }) => void, addObservedAddr: (ma: Multiaddr) => void }, transportManager: { getAddrs: () => Multiaddr[], getListeners: () => Array<{ close: () => Promise<void>, constructor: { name: string } }>, listen: (addrs: Multiaddr[]) => Promise<void> } } {
     return (this.node as unknown as { components: ReturnType<Reach['components']> }).components
   }
 
@@ -255,12 +262,40 @@ export class Reach {
     if (connection.limits == null && observedAddr != null) {
       const seen = ipOf(observedAddr)
       const from = ipOf(connection.remoteAddr)
-      if (seen != null && from != null && !isLoopbackIp(from) && !this.ownIps().has(seen)) {
-        this.natWitnesses.add(peerId.toString())
+      if (seen != null && from != null && !isLoopbackIp(from) && !this.ownIps().has(seen) && this.natWitnesses.size < L.REACH_NAT_OBSERVATIONS) {
+        this.natWitnesses.add(from)
         this.evaluate()
       }
     }
+    if (observedAddr != null) {
+      const claim = observedClaim(observedAddr)
+      const pending = this.pendingObserved.get(claim)
+      if (this.observed.add(claim, ipOf(connection.remoteAddr) ?? peerId.toString()) && pending != null) {
+        this.pendingObserved.delete(claim)
+        this.addObserved?.(pending)
+      }
+    }
     if (connection.limits != null) void this.maybeUpgrade(connection)
+  }
+
+  /**
+   * identify tells libp2p's address manager of every observed address it is sent (after its own
+   * filters); here one reaches it only once OBSERVED_ADDRESS_MIN_WITNESSES distinct hosts reported
+   * it (counted in onIdentify, which sees who reported it). Until then it waits, among at most
+   * OBSERVED_ADDRESS_MAX_CLAIMS.
+   */
+  private gateObservedAddresses (): void {
+    if (this.addObserved != null) return
+    const am = this.components().addressManager
+    const add = am.addObservedAddr.bind(am)
+    this.addObserved = add
+    am.addObservedAddr = (ma: Multiaddr) => {
+      const claim = observedClaim(ma)
+      if (this.observed.confirmed(claim)) { add(ma); return }
+      this.pendingObserved.delete(claim)
+      this.pendingObserved.set(claim, ma)
+      while (this.pendingObserved.size > L.OBSERVED_ADDRESS_MAX_CLAIMS) this.pendingObserved.delete(this.pendingObserved.keys().next().value as string)
+    }
   }
 
   private readonly onSelfUpdate = (): void => {
@@ -277,7 +312,8 @@ export class Reach {
   private confirmRelayedAddresses (): void {
     const am = this.components().addressManager
     for (const a of am.getAddressesWithMetadata()) {
-      if (!a.verified && a.multiaddr.toString().includes(CIRCUIT)) am.confirmObservedAddr(a.multiaddr, { type: 'transport' })
+      // Our relay listener's own addresses only: an observed address that names a relay is someone's claim.
+      if (!a.verified && a.type === 'transport' && a.multiaddr.toString().includes(CIRCUIT)) am.confirmObservedAddr(a.multiaddr, { type: 'transport' })
     }
   }
 
