@@ -104,3 +104,7 @@ export const DIRECT_PATH_WAIT_MS = 10_000
 export const OBSERVED_ADDRESS_MIN_WITNESSES = 3
 /** Observed addresses of ours held while they gather witnesses; the oldest is forgotten past this (reach). */
 export const OBSERVED_ADDRESS_MAX_CLAIMS = 64
+/** WebRTC connections between two peers at most; past it the extras are closed (webrtc-limits). */
+export const WEBRTC_MAX_CONNECTIONS_PER_PEER = 1
+/** WebRTC signalling streams one peer may run to us at once (each makes a native peer connection; webrtc-limits). */
+export const WEBRTC_MAX_SIGNALING_PER_PEER = 2

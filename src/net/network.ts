@@ -33,7 +33,9 @@ import { createLibp2p, type Libp2pOptions } from 'libp2p'
 import * as L from './limits.ts'
 import { prefixGuard } from './prefix-guard.ts'
 import { limitedDials } from './limited.ts'
-import { Reach, type Reachability } from './reach.ts'
+import { connectionTransport, Reach, WEBRTC_SIGNALING_PROTOCOL, type Reachability } from './reach.ts'
+import { signalingLimit } from './webrtc-limits.ts'
+import { peerIdFromString } from '@libp2p/peer-id'
 import { StunServer } from './stun.ts'
 
 export const DHT_PROTOCOL = '/peerverse/kad/1.0.0'
@@ -238,6 +240,9 @@ export async function createNetwork (init: NetworkInit): Promise<Network> {
   reuseLimitedConnections(node)
   // Length-prefixed protocols read by libraries, not by framed.ts: their prefixes are bounded here.
   for (const [protocol, maxFrameBytes, maxFrames] of GUARDED_PROTOCOLS) node.use(protocol, prefixGuard(maxFrameBytes, maxFrames))
+  if (init.webrtc !== false) {
+    node.use(WEBRTC_SIGNALING_PROTOCOL, signalingLimit(peer => node.getConnections(peerIdFromString(peer)).filter(c => c.status === 'open' && connectionTransport(c) === 'webrtc').length))
+  }
   return node
 }
 

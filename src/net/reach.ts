@@ -27,6 +27,7 @@ import * as L from './limits.ts'
 import { FailedPaths } from './failed-paths.ts'
 import { isLoopbackIp } from './limited.ts'
 import { observedClaim, Witnesses } from './witnesses.ts'
+import { extraWebrtcConnections } from './webrtc-limits.ts'
 
 export { FailedPaths } from './failed-paths.ts'
 export { dialTarget, limitedToReuse } from './limited.ts'
@@ -122,6 +123,8 @@ export class Reach {
   private started = false
   private readonly controller = new AbortController()
   private readonly verified = new WeakMap<Connection, Promise<boolean>>()
+  /** WebRTC connections shown to carry data. */
+  private readonly working = new WeakSet<Connection>()
   /** When our first relayed connection to each connected peer opened (dropped when the peer disconnects). */
   private readonly relayedSince = new Map<string, number>()
   private readonly counts: Omit<UpgradeCounts, 'inProgress'> = { attempts: 0, succeeded: 0, failed: 0 }
@@ -362,6 +365,10 @@ export class Reach {
         const since = this.relayedSince.get(conn.remotePeer.toString())
         if (since != null) this.counts.lastDirectAfterMs = Date.now() - since
         this.closeRelayed(conn.remotePeer)
+        // Two upgrades that crossed leave two WebRTC connections: both sides close the same extras.
+        this.working.add(conn)
+        const webrtc = this.node.getConnections(conn.remotePeer).filter(c => this.working.has(c))
+        for (const extra of extraWebrtcConnections(webrtc, this.node.peerId.toString())) void extra.close().catch(() => {})
       })
     } else if (conn.limits != null) {
       const id = conn.remotePeer.toString()
