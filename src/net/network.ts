@@ -241,7 +241,8 @@ export async function createNetwork (init: NetworkInit): Promise<Network> {
   // Length-prefixed protocols read by libraries, not by framed.ts: their prefixes are bounded here.
   for (const [protocol, maxFrameBytes, maxFrames] of GUARDED_PROTOCOLS) node.use(protocol, prefixGuard(maxFrameBytes, maxFrames))
   if (init.webrtc !== false) {
-    node.use(WEBRTC_SIGNALING_PROTOCOL, signalingLimit(peer => node.getConnections(peerIdFromString(peer)).filter(c => c.status === 'open' && connectionTransport(c) === 'webrtc').length))
+    const webrtcOpen = (peer: string): number => node.getConnections(peerIdFromString(peer)).filter(c => c.status === 'open' && connectionTransport(c) === 'webrtc').length
+    node.use(WEBRTC_SIGNALING_PROTOCOL, signalingLimit(webrtcOpen, undefined, () => { reachOf(node).signalingRefused++ }))
   }
   return node
 }

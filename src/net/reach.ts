@@ -128,6 +128,8 @@ export class Reach {
   /** When our first relayed connection to each connected peer opened (dropped when the peer disconnects). */
   private readonly relayedSince = new Map<string, number>()
   private readonly counts: Omit<UpgradeCounts, 'inProgress'> = { attempts: 0, succeeded: 0, failed: 0 }
+  /** WebRTC signalling streams refused by their per-peer bounds (webrtc-limits). */
+  signalingRefused = 0
 
   constructor (node: Network, init: ReachInit = {}) {
     this.node = node

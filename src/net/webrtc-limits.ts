@@ -7,7 +7,7 @@
  * WEBRTC_MAX_CONNECTIONS_PER_PEER WebRTC connections with us, and connections past that bound are
  * closed, the same ones on both sides.
  */
-import type { Connection, StreamMiddleware } from '@libp2p/interface'
+import type { Connection, Stream, StreamMiddleware } from '@libp2p/interface'
 import * as L from './limits.ts'
 
 /** A peer's WebRTC signalling stream refused: too many at once, or a WebRTC connection to it is already open. */
@@ -41,15 +41,19 @@ export class PerPeerSlots {
 }
 
 /** The middleware on the signalling protocol: `webrtcOpen(peer)` counts the open WebRTC connections with that peer. */
-export function signalingLimit (webrtcOpen: (peer: string) => number, slots = new PerPeerSlots(L.WEBRTC_MAX_SIGNALING_PER_PEER)): StreamMiddleware {
+export function signalingLimit (webrtcOpen: (peer: string) => number, slots = new PerPeerSlots(L.WEBRTC_MAX_SIGNALING_PER_PEER), onRefused?: (err: WebRTCSignalingLimitError) => void): StreamMiddleware {
+  const refuse = (stream: Stream, err: WebRTCSignalingLimitError): void => {
+    stream.abort(err)
+    onRefused?.(err)
+  }
   return (stream, connection, next) => {
     const peer = connection.remotePeer.toString()
     if (webrtcOpen(peer) >= L.WEBRTC_MAX_CONNECTIONS_PER_PEER) {
-      stream.abort(new WebRTCSignalingLimitError(`${peer} already holds ${L.WEBRTC_MAX_CONNECTIONS_PER_PEER} WebRTC connection(s) with us`))
+      refuse(stream, new WebRTCSignalingLimitError(`${peer} already holds ${L.WEBRTC_MAX_CONNECTIONS_PER_PEER} WebRTC connection(s) with us`))
       return
     }
     if (!slots.take(peer)) {
-      stream.abort(new WebRTCSignalingLimitError(`${peer} runs ${L.WEBRTC_MAX_SIGNALING_PER_PEER} WebRTC signalling stream(s) with us already`))
+      refuse(stream, new WebRTCSignalingLimitError(`${peer} runs ${L.WEBRTC_MAX_SIGNALING_PER_PEER} WebRTC signalling stream(s) with us already`))
       return
     }
     let released = false
