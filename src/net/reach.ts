@@ -12,8 +12,10 @@
  * - told (`assume`): a peer configured as public or behind NAT is taken at its word;
  * - `public` once AutoNAT has confirmed a public address of ours (four peers in distinct network
  *   segments dialled it back), or an announce address was configured;
- * - `behind-nat` once REACH_NAT_OBSERVATIONS peers, over direct connections, saw us at an IP
- *   address none of our interfaces has (identify's observed address: a router translated it);
+ * - `behind-nat` once REACH_NAT_OBSERVATIONS peers at distinct IP addresses, over direct
+ *   connections, saw us at an IP address none of our interfaces has (identify's observed address:
+ *   a router translated it); an observed address reaches libp2p only once
+ *   OBSERVED_ADDRESS_MIN_WITNESSES such hosts reported it (witnesses.ts);
  * - `unknown` otherwise. While unknown, a peer whose addresses are all private (a home LAN: the
  *   usual place behind a NAT) reserves relay slots at once, so a peer just started behind a NAT is
  *   reachable within seconds; it gives them up once it learns it is public. A peer with a public
@@ -21,17 +23,17 @@
  *   it is on this host).
  */
 import { isPrivateIp } from '@libp2p/utils'
-import { isPeerId, type Connection, type PeerId } from '@libp2p/interface'
+import type { Connection, PeerId } from '@libp2p/interface'
 import { multiaddr, type Multiaddr } from '@multiformats/multiaddr'
 import * as L from './limits.ts'
 import { FailedPaths } from './failed-paths.ts'
 import { isLoopbackIp } from './limited.ts'
 import { observedClaim, Witnesses } from './witnesses.ts'
 import { extraWebrtcConnections } from './webrtc-limits.ts'
+import type { Network } from './network.ts'
 
 export { FailedPaths } from './failed-paths.ts'
 export { dialTarget, limitedToReuse } from './limited.ts'
-import type { Network } from './network.ts'
 
 export type Reachability = 'public' | 'behind-nat' | 'unknown'
 
