@@ -89,3 +89,22 @@ export const UPGRADE_MAX_CONCURRENT = 4
 export const UPGRADE_FAILED_PEERS_MAX = 1024
 /** How long a failed direct path is remembered: until then dials to that peer skip its relayed WebRTC addresses (reach). */
 export const UPGRADE_FAILED_MEMORY_MS = 10 * 60_000
+
+/** Private addresses that share this many leading bits (IPv4) count as one LAN: a peer known at one is worth a direct dial (limited.ts). */
+export const LAN_PREFIX_BITS_IPV4 = 16
+/** The same for IPv6 (a /64 is one link). */
+export const LAN_PREFIX_BITS_IPV6 = 64
+/** Peers whose direct dial failed while we held them over a relay: dials of them take the relayed connection at once (limited.ts); the oldest is forgotten past this. */
+export const DIRECT_DIAL_FAILED_PEERS_MAX = 1024
+/** How long such a failed direct dial is remembered (limited.ts). */
+export const DIRECT_DIAL_FAILED_MEMORY_MS = 60_000
+/** How long a stream whose protocol does not run over a relay waits for a direct path (a hole punch) before DirectPathRequiredError (limited.ts). */
+export const DIRECT_PATH_WAIT_MS = 10_000
+/** Distinct witnesses (peers at distinct IP addresses) that must report the same observed address of ours before libp2p is told of it (reach). */
+export const OBSERVED_ADDRESS_MIN_WITNESSES = 3
+/** Observed addresses of ours held while they gather witnesses; the oldest is forgotten past this (reach). */
+export const OBSERVED_ADDRESS_MAX_CLAIMS = 64
+/** WebRTC connections between two peers at most; past it the extras are closed (webrtc-limits). */
+export const WEBRTC_MAX_CONNECTIONS_PER_PEER = 1
+/** WebRTC signalling streams one peer may run to us at once (each makes a native peer connection; webrtc-limits). */
+export const WEBRTC_MAX_SIGNALING_PER_PEER = 2

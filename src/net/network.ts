@@ -19,8 +19,7 @@ import { dcutr } from '@libp2p/dcutr'
 import { gossipsub, type GossipSub } from '@libp2p/gossipsub'
 import { identify, identifyPush } from '@libp2p/identify'
 import type { Identify } from '@libp2p/identify'
-import type { Connection, Libp2p, PeerId, PrivateKey, StreamMiddleware } from '@libp2p/interface'
-import { peerIdFromString } from '@libp2p/peer-id'
+import type { Libp2p, PrivateKey, StreamMiddleware } from '@libp2p/interface'
 import { kadDHT, passthroughMapper, removePrivateAddressesMapper, removePublicAddressesMapper, type KadDHT } from '@libp2p/kad-dht'
 import { mdns } from '@libp2p/mdns'
 import { memory } from '@libp2p/memory'
@@ -33,7 +32,10 @@ import type { Multiaddr } from '@multiformats/multiaddr'
 import { createLibp2p, type Libp2pOptions } from 'libp2p'
 import * as L from './limits.ts'
 import { prefixGuard } from './prefix-guard.ts'
-import { dialTarget, limitedToReuse, Reach, type Reachability } from './reach.ts'
+import { limitedDials } from './limited.ts'
+import { connectionTransport, Reach, WEBRTC_SIGNALING_PROTOCOL, type Reachability } from './reach.ts'
+import { signalingLimit } from './webrtc-limits.ts'
+import { peerIdFromString } from '@libp2p/peer-id'
 import { StunServer } from './stun.ts'
 
 export const DHT_PROTOCOL = '/peerverse/kad/1.0.0'
@@ -238,6 +240,10 @@ export async function createNetwork (init: NetworkInit): Promise<Network> {
   reuseLimitedConnections(node)
   // Length-prefixed protocols read by libraries, not by framed.ts: their prefixes are bounded here.
   for (const [protocol, maxFrameBytes, maxFrames] of GUARDED_PROTOCOLS) node.use(protocol, prefixGuard(maxFrameBytes, maxFrames))
+  if (init.webrtc !== false) {
+    const webrtcOpen = (peer: string): number => node.getConnections(peerIdFromString(peer)).filter(c => c.status === 'open' && connectionTransport(c) === 'webrtc').length
+    node.use(WEBRTC_SIGNALING_PROTOCOL, signalingLimit(webrtcOpen, undefined, () => { reachOf(node).signalingRefused++ }))
+  }
   return node
 }
 
@@ -368,29 +374,18 @@ function fixMiddlewareSharing (node: Libp2p): void {
 }
 
 /**
- * A dial that could only open one more relayed connection to a peer already held over a relay
- * takes the one it has (limitedToReuse); every other dial, and any with `force`, goes to libp2p.
+ * Dials of a peer held only over a relay and streams whose protocol does not run on one (limited.ts),
+ * with our own addresses and transports as `here`.
  */
 function reuseLimitedConnections (node: Network): void {
-  type Open = (target: PeerId | Multiaddr | Multiaddr[], options?: { force?: boolean }) => Promise<Connection>
-  const cm = (node as unknown as { components: { connectionManager: { openConnection: Open } } }).components.connectionManager
-  const open = cm.openConnection.bind(cm)
-  cm.openConnection = async (target, options = {}) => {
-    if (options.force !== true) {
-      const reuse = await limitedFor(node, target).catch(() => undefined)
-      if (reuse != null) return reuse
-    }
-    return await open(target, options)
-  }
-}
-
-async function limitedFor (node: Network, target: PeerId | Multiaddr | Multiaddr[]): Promise<Connection | undefined> {
-  const { peer, addrs } = dialTarget(target)
-  if (peer == null) return undefined
-  const connections = node.getConnections().filter(c => c.remotePeer.toString() === peer)
-  if (!connections.some(c => c.limits != null)) return undefined
-  const known = addrs.length > 0 ? [] : ((await node.peerStore.get(peerIdFromString(peer)).catch(() => undefined))?.addresses ?? []).map(a => a.multiaddr)
-  return limitedToReuse(connections, addrs, known)
+  const components = (node as unknown as { components: { connectionManager: Parameters<typeof limitedDials>[1], transportManager: { dialTransportForMultiaddr: (ma: Multiaddr) => unknown, getAddrs: () => Multiaddr[] } } }).components
+  limitedDials(node, components.connectionManager, {
+    waitForDirect: async (peer, signal) => await reachOf(node).waitForDirect(peer, signal),
+    here: () => ({
+      ips: components.transportManager.getAddrs().filter(a => !a.toString().includes('/p2p-circuit')).map(a => a.getComponents()[0]).filter(c => c.name === 'ip4' || c.name === 'ip6').map(c => c.value ?? ''),
+      dialable: ma => components.transportManager.dialTransportForMultiaddr(ma) != null
+    })
+  })
 }
 
 /**

@@ -12,8 +12,10 @@
  * - told (`assume`): a peer configured as public or behind NAT is taken at its word;
  * - `public` once AutoNAT has confirmed a public address of ours (four peers in distinct network
  *   segments dialled it back), or an announce address was configured;
- * - `behind-nat` once REACH_NAT_OBSERVATIONS peers, over direct connections, saw us at an IP
- *   address none of our interfaces has (identify's observed address: a router translated it);
+ * - `behind-nat` once REACH_NAT_OBSERVATIONS peers at distinct IP addresses, over direct
+ *   connections, saw us at an IP address none of our interfaces has (identify's observed address:
+ *   a router translated it); an observed address reaches libp2p only once
+ *   OBSERVED_ADDRESS_MIN_WITNESSES such hosts reported it (witnesses.ts);
  * - `unknown` otherwise. While unknown, a peer whose addresses are all private (a home LAN: the
  *   usual place behind a NAT) reserves relay slots at once, so a peer just started behind a NAT is
  *   reachable within seconds; it gives them up once it learns it is public. A peer with a public
@@ -21,10 +23,17 @@
  *   it is on this host).
  */
 import { isPrivateIp } from '@libp2p/utils'
-import { isPeerId, type Connection, type PeerId } from '@libp2p/interface'
+import type { Connection, PeerId } from '@libp2p/interface'
 import { multiaddr, type Multiaddr } from '@multiformats/multiaddr'
 import * as L from './limits.ts'
+import { FailedPaths } from './failed-paths.ts'
+import { isLoopbackIp } from './limited.ts'
+import { observedClaim, Witnesses } from './witnesses.ts'
+import { extraWebrtcConnections } from './webrtc-limits.ts'
 import type { Network } from './network.ts'
+
+export { FailedPaths } from './failed-paths.ts'
+export { dialTarget, limitedToReuse } from './limited.ts'
 
 export type Reachability = 'public' | 'behind-nat' | 'unknown'
 
@@ -78,46 +87,9 @@ function ipOf (ma: Multiaddr): string | undefined {
   return c != null && (c.name === 'ip4' || c.name === 'ip6') ? c.value : undefined
 }
 
-function isLoopbackIp (ip: string): boolean { return ip.startsWith('127.') || ip === '::1' }
-
 /** Public as libp2p counts it (its private-range list), so reachability agrees with DCUtR and the DHT's address filters. */
 function isPublicIp (ip: string): boolean {
   return isPrivateIp(ip) === false
-}
-
-/**
- * Peers whose direct (WebRTC) path failed: a bounded memory, oldest forgotten first past `max`,
- * each entry for `ttlMs`. While a peer is in it, dials to it skip its relayed WebRTC addresses.
- */
-export class FailedPaths {
-  private readonly entries = new Map<string, number>()
-  private readonly max: number
-  private readonly ttlMs: number
-  private readonly now: () => number
-
-  constructor (max = L.UPGRADE_FAILED_PEERS_MAX, ttlMs = L.UPGRADE_FAILED_MEMORY_MS, now: () => number = Date.now) {
-    this.max = max
-    this.ttlMs = ttlMs
-    this.now = now
-  }
-
-  add (id: string): void {
-    this.entries.delete(id)
-    this.entries.set(id, this.now() + this.ttlMs)
-    while (this.entries.size > this.max) this.entries.delete(this.entries.keys().next().value as string)
-  }
-
-  has (id: string): boolean {
-    const until = this.entries.get(id)
-    if (until == null) return false
-    if (until > this.now()) return true
-    this.entries.delete(id)
-    return false
-  }
-
-  delete (id: string): void { this.entries.delete(id) }
-
-  get size (): number { return this.entries.size }
 }
 
 /** The peer a relayed WebRTC address (`…/p2p/R/p2p-circuit/webrtc/p2p/P`) leads to; undefined for any other address. */
@@ -129,53 +101,17 @@ export function relayedWebrtcTarget (ma: Multiaddr): string | undefined {
   return circuit < cs.length - 1 && last?.name === 'p2p' ? last.value : undefined
 }
 
-/**
- * The open limited (relayed) connection a dial should take instead of opening another one, or
- * undefined to let libp2p dial. libp2p's connection manager hands back an existing connection only
- * when it is unlimited, so while a peer was held over a relay every dial of it by id (the DHT,
- * gossip, a service opening a stream) or at a relayed address opened one more circuit through the
- * relay: churn that costs the relay a circuit each time and sometimes failed the dial ("Remote
- * closed connection during opening"). A dial that could give a direct connection still goes
- * ahead: one naming a WebRTC address (reach's own upgrade) or an address not through a relay;
- * by id, when the peer is known at a public address not through a relay. (The private addresses
- * of a peer reached only through a relay are another network's; reach's WebRTC upgrade covers a
- * peer on our own.)
- */
-export function limitedToReuse (connections: Connection[], dialAddrs: Multiaddr[], knownAddrs: Multiaddr[]): Connection | undefined {
-  const open = connections.filter(c => c.status === 'open')
-  if (open.some(c => c.limits == null)) return undefined
-  const limited = open.filter(c => c.limits != null)
-  if (limited.length === 0) return undefined
-  const viaWebrtc = (ma: Multiaddr): boolean => ma.getComponents().some(c => c.name === 'webrtc' || c.name === 'webrtc-direct')
-  if (dialAddrs.length > 0) {
-    // Its relayed address again: the connection through that relay (another relay's address is dialled).
-    const relays = new Set(dialAddrs.map(ma => viaWebrtc(ma) ? undefined : relayOf(ma)))
-    const [relay] = relays
-    return relays.size === 1 && relay != null ? limited.find(c => relayOf(c.remoteAddr) === relay) : undefined
-  }
-  return knownAddrs.some(ma => relayOf(ma) == null && !viaWebrtc(ma) && isPublicIp(ipOf(ma) ?? '127.0.0.1')) ? undefined : limited[0]
-}
-
-/** The relay an address goes through (the peer id before `/p2p-circuit`); undefined for an address not through a relay. */
-function relayOf (ma: Multiaddr): string | undefined {
-  const cs = ma.getComponents()
-  const circuit = cs.findIndex(c => c.name === 'p2p-circuit')
-  return circuit < 0 ? undefined : cs.slice(0, circuit).findLast(c => c.name === 'p2p')?.value ?? ''
-}
-
-/** The peer a dial names: a peer id, or the last `/p2p/` of its addresses. */
-export function dialTarget (target: PeerId | Multiaddr | Multiaddr[]): { peer?: string, addrs: Multiaddr[] } {
-  if (isPeerId(target)) return { peer: target.toString(), addrs: [] }
-  const addrs = Array.isArray(target) ? target : [target]
-  return { peer: addrs[0]?.getComponents().findLast(c => c.name === 'p2p')?.value, addrs }
-}
-
 export class Reach {
   private readonly node: Network
   private readonly init: ReachInit
   private state: Reachability
-  /** Peers that saw us at an address we do not have. */
+  /** Hosts (remote IPs) that saw us at an address we do not have: at most REACH_NAT_OBSERVATIONS are kept, all that is needed. */
   private readonly natWitnesses = new Set<string>()
+  /** Our observed addresses and who reported each; libp2p hears of one once enough distinct hosts did. */
+  private readonly observed = new Witnesses()
+  /** Observed addresses identify passed on (its own filters applied), held until they are confirmed. */
+  private readonly pendingObserved = new Map<string, Multiaddr>()
+  private addObserved?: (ma: Multiaddr) => void
   private circuitListening = false
   private relayChange: Promise<void> = Promise.resolve()
   private readonly upgrades = new Map<string, Promise<boolean>>()
@@ -189,9 +125,13 @@ export class Reach {
   private started = false
   private readonly controller = new AbortController()
   private readonly verified = new WeakMap<Connection, Promise<boolean>>()
+  /** WebRTC connections shown to carry data. */
+  private readonly working = new WeakSet<Connection>()
   /** When our first relayed connection to each connected peer opened (dropped when the peer disconnects). */
   private readonly relayedSince = new Map<string, number>()
   private readonly counts: Omit<UpgradeCounts, 'inProgress'> = { attempts: 0, succeeded: 0, failed: 0 }
+  /** WebRTC signalling streams refused by their per-peer bounds (webrtc-limits). */
+  signalingRefused = 0
 
   constructor (node: Network, init: ReachInit = {}) {
     this.node = node
@@ -202,6 +142,7 @@ export class Reach {
   async start (): Promise<void> {
     if (this.started) return
     this.started = true
+    this.gateObservedAddresses()
     this.node.addEventListener('peer:identify', this.onIdentify)
     this.node.addEventListener('self:peer:update', this.onSelfUpdate)
     this.node.addEventListener('connection:open', this.onConnection)
@@ -236,7 +177,7 @@ export class Reach {
   }
 
   /** libp2p's internal components (address and transport managers), which the Libp2p type does not expose. */
-  private components (): { addressManager: { getAddressesWithMetadata: () => Array<{ multiaddr: Multiaddr, verified: boolean, type: string }>, confirmObservedAddr: (ma: Multiaddr, options?: { type: 'transport' }) => void }, transportManager: { getAddrs: () => Multiaddr[], getListeners: () => Array<{ close: () => Promise<void>, constructor: { name: string } }>, listen: (addrs: Multiaddr[]) => Promise<void> } } {
+  private components (): { addressManager: { getAddressesWithMetadata: () => Array<{ multiaddr: Multiaddr, verified: boolean, type: string }>, confirmObservedAddr: (ma: Multiaddr, options?: { type: 'transport' }) => void, addObservedAddr: (ma: Multiaddr) => void }, transportManager: { getAddrs: () => Multiaddr[], getListeners: () => Array<{ close: () => Promise<void>, constructor: { name: string } }>, listen: (addrs: Multiaddr[]) => Promise<void> } } {
     return (this.node as unknown as { components: ReturnType<Reach['components']> }).components
   }
 
@@ -328,12 +269,40 @@ export class Reach {
     if (connection.limits == null && observedAddr != null) {
       const seen = ipOf(observedAddr)
       const from = ipOf(connection.remoteAddr)
-      if (seen != null && from != null && !isLoopbackIp(from) && !this.ownIps().has(seen)) {
-        this.natWitnesses.add(peerId.toString())
+      if (seen != null && from != null && !isLoopbackIp(from) && !this.ownIps().has(seen) && this.natWitnesses.size < L.REACH_NAT_OBSERVATIONS) {
+        this.natWitnesses.add(from)
         this.evaluate()
       }
     }
+    if (observedAddr != null) {
+      const claim = observedClaim(observedAddr)
+      const pending = this.pendingObserved.get(claim)
+      if (this.observed.add(claim, ipOf(connection.remoteAddr) ?? peerId.toString()) && pending != null) {
+        this.pendingObserved.delete(claim)
+        this.addObserved?.(pending)
+      }
+    }
     if (connection.limits != null) void this.maybeUpgrade(connection)
+  }
+
+  /**
+   * identify tells libp2p's address manager of every observed address it is sent (after its own
+   * filters); here one reaches it only once OBSERVED_ADDRESS_MIN_WITNESSES distinct hosts reported
+   * it (counted in onIdentify, which sees who reported it). Until then it waits, among at most
+   * OBSERVED_ADDRESS_MAX_CLAIMS.
+   */
+  private gateObservedAddresses (): void {
+    if (this.addObserved != null) return
+    const am = this.components().addressManager
+    const add = am.addObservedAddr.bind(am)
+    this.addObserved = add
+    am.addObservedAddr = (ma: Multiaddr) => {
+      const claim = observedClaim(ma)
+      if (this.observed.confirmed(claim)) { add(ma); return }
+      this.pendingObserved.delete(claim)
+      this.pendingObserved.set(claim, ma)
+      while (this.pendingObserved.size > L.OBSERVED_ADDRESS_MAX_CLAIMS) this.pendingObserved.delete(this.pendingObserved.keys().next().value as string)
+    }
   }
 
   private readonly onSelfUpdate = (): void => {
@@ -350,7 +319,8 @@ export class Reach {
   private confirmRelayedAddresses (): void {
     const am = this.components().addressManager
     for (const a of am.getAddressesWithMetadata()) {
-      if (!a.verified && a.multiaddr.toString().includes(CIRCUIT)) am.confirmObservedAddr(a.multiaddr, { type: 'transport' })
+      // Our relay listener's own addresses only: an observed address that names a relay is someone's claim.
+      if (!a.verified && a.type === 'transport' && a.multiaddr.toString().includes(CIRCUIT)) am.confirmObservedAddr(a.multiaddr, { type: 'transport' })
     }
   }
 
@@ -399,6 +369,10 @@ export class Reach {
         const since = this.relayedSince.get(conn.remotePeer.toString())
         if (since != null) this.counts.lastDirectAfterMs = Date.now() - since
         this.closeRelayed(conn.remotePeer)
+        // Two upgrades that crossed leave two WebRTC connections: both sides close the same extras.
+        this.working.add(conn)
+        const webrtc = this.node.getConnections(conn.remotePeer).filter(c => this.working.has(c))
+        for (const extra of extraWebrtcConnections(webrtc, this.node.peerId.toString())) void extra.close().catch(() => {})
       })
     } else if (conn.limits != null) {
       const id = conn.remotePeer.toString()

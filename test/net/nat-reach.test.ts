@@ -190,4 +190,46 @@ describe('reach behind real NATs', { timeout: 400_000 }, () => {
     assert.ok(rttMs >= 0)
     t.diagnostic(`relay killed -> slot on another relay ${failoverMs} ms`)
   })
+
+  it('a peer whose only relay restarts holds a slot on it again and is reachable through it', async t => {
+    const reason = await testbedUnavailable()
+    if (reason != null) { t.skip(reason); return }
+    const defer = cleanups(t)
+    const tb = await Testbed.create({ publicHosts: 2, homes: [{ name: 'a', nat: 'cone', hosts: 1 }, { name: 'c', nat: 'cone', hosts: 1 }] })
+    defer(async () => { await tb.destroy() })
+    const started: NsPeer[] = []
+    defer(async () => { for (const p of started.reverse()) await p.stop().catch(() => {}) })
+    const boot = await startNsPeer(tb.internet[0], ['--public', '--dht-mode', 'server', '--devnet', '--no-relay-server'])
+    started.push(boot)
+    const relayArgs = ['--public', '--dht-mode', 'server', '--devnet', '--bootstrap', boot.addr]
+    const relay = await startNsPeer(tb.internet[1], relayArgs)
+    started.push(relay)
+    const a: Reached = { peer: await startNsPeer(tb.homes[0].hosts[0], ['--listen', '/webrtc', '--devnet', '--bootstrap', boot.addr]), startedAt: Date.now() }
+    started.push(a.peer)
+    const first = await reachable(a)
+    assert.deepEqual(first.reach.relays, [relay.ready.peerId])
+    await relay.kill()
+    await waitFor('a has lost its slot', async () => !(await a.peer.api.request<NodeStatus>('GET', '/api/v0/status')).reach.relays.includes(relay.ready.peerId), 60_000, 100)
+    // The same relay again: the same key (its data dir) at the same address.
+    const again = await startNsPeer(tb.internet[1], relayArgs, { dataDir: relay.dataDir })
+    started.push(again)
+    assert.equal(again.ready.peerId, relay.ready.peerId)
+    const restartedAt = Date.now()
+    const s = await waitFor('a holding a slot on the restarted relay', async () => {
+      const st = await a.peer.api.request<NodeStatus>('GET', '/api/v0/status')
+      return st.reach.relays.includes(again.ready.peerId) && st.reach.relayedAddresses.some(x => x.includes(again.ready.peerId) && !x.includes('/webrtc')) && st
+    }, 120_000, 100).catch(async err => {
+      const st = await a.peer.api.request<NodeStatus>('GET', '/api/v0/status')
+      throw new Error(`${(err as Error).message}; a's reach ${JSON.stringify(st.reach)}`)
+    })
+    const backMs = Date.now() - restartedAt
+    const through = s.reach.relayedAddresses.find(x => x.includes(again.ready.peerId) && !x.includes('/webrtc'))
+    const c = await startNsPeer(tb.homes[1].hosts[0], ['--listen', '/webrtc', '--devnet', '--bootstrap', boot.addr])
+    started.push(c)
+    const { peerId } = await waitFor('c connected to a through the restarted relay', async () => await c.api.request<{ peerId: string }>('POST', '/api/v0/connect', { address: through }), 60_000, 500)
+    assert.equal(peerId, a.peer.ready.peerId)
+    const { rttMs } = await c.api.request<{ rttMs: number }>('POST', '/api/v0/ping', { target: a.peer.ready.peerId })
+    assert.ok(rttMs >= 0)
+    t.diagnostic(`relay restarted -> slot on it again ${backMs} ms`)
+  })
 })
