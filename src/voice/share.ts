@@ -24,7 +24,7 @@ export const VIDEO_MAX_BITRATE = 600_000
 export const VIDEO_MAX_WIDTH = 640
 export const VIDEO_MAX_HEIGHT = 360
 export const VIDEO_MAX_FPS = 15
-/** VIDEO chunks a voice stream may carry a second (600 kbps is about 75), with a burst as large; past it they are dropped as 'rate'. */
+/** VIDEO chunks one peer may send us a second in one space, over all its streams (600 kbps is about 75), with a burst as large; past it they are dropped as 'rate'. */
 export const VIDEO_CHUNKS_PER_SECOND = 200
 /** Our own chunks a second, under the peers' limit. */
 export const OWN_VIDEO_CHUNKS_PER_SECOND = VIDEO_CHUNKS_PER_SECOND * 3 / 4

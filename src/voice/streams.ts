@@ -20,12 +20,18 @@ import { decodeOpen, encodeOpen, MAX_VOICE_READ_BYTES, VIDEO, VOICE_PROTOCOL } f
 
 const log = logger('peerverse:voice')
 
-/** Frames (audio and notes) a voice stream may carry a second (twice 50 fps); past it the stream is closed. */
+/**
+ * Frames (audio and notes) one peer may send us a second in one space (twice 50 fps), over all its
+ * streams there together: the budget is kept per (space, peer), so more streams or a stream
+ * opened again neither multiply nor refill it. Past it the stream that carried the frame is closed.
+ */
 export const VOICE_FRAMES_PER_SECOND = 100
 /** Voice streams one peer may hold open to us at once. */
 export const MAX_VOICE_STREAMS_PER_PEER = 4
 /** How long a stream's opening waits to see its did on that peer in the space (beacons may lag). */
 export const VOICE_MEMBER_WAIT_MS = 3_000
+/** How often that wait looks at the space's members again. */
+export const VOICE_MEMBER_POLL_MS = 100
 /** Wait before dialling a member again after a failed dial. */
 export const VOICE_REDIAL_MS = 1_000
 /** Audio frames queued on one stream at most (200 ms at 50 a second); past it the newest is dropped, as late audio is worth nothing. */
@@ -101,6 +107,9 @@ export class VoiceStreams {
   private readonly c: VoiceComponents
   private readonly host: StreamHost
   private readonly inboundCount = new Map<string, number>()
+  /** Frame budgets per (space, peer), shared by all that peer's streams in the space. */
+  private readonly frameBuckets = new TokenBuckets(VOICE_FRAMES_PER_SECOND, VOICE_FRAMES_PER_SECOND)
+  private readonly videoBuckets = new TokenBuckets(VIDEO_CHUNKS_PER_SECOND, VIDEO_CHUNKS_PER_SECOND)
 
   constructor (components: VoiceComponents, host: StreamHost) {
     this.c = components
@@ -183,7 +192,7 @@ export class VoiceStreams {
     const deadline = Date.now() + VOICE_MEMBER_WAIT_MS
     while (!this.c.spaces.who(space).some(m => m.did === did && m.peer === peer)) {
       if (Date.now() >= deadline || !this.c.spaces.isJoined(space)) throw new VoiceNotMemberError(`${did} is not a member we see on ${peer} in ${space}`)
-      await new Promise(resolve => setTimeout(resolve, 100))
+      await new Promise(resolve => setTimeout(resolve, VOICE_MEMBER_POLL_MS))
     }
     return did
   }
@@ -194,8 +203,7 @@ export class VoiceStreams {
     link.out ??= pipe
     link.wantSentAt = 0
     this.host.recompute(vs)
-    const bucket = new TokenBuckets(VOICE_FRAMES_PER_SECOND, VOICE_FRAMES_PER_SECOND)
-    const videoBucket = new TokenBuckets(VIDEO_CHUNKS_PER_SECOND, VIDEO_CHUNKS_PER_SECOND)
+    const key = `${vs.id}\n${link.peer}`
     try {
       while (true) {
         let frame: Uint8Array | null
@@ -208,8 +216,8 @@ export class VoiceStreams {
         if (frame == null) break
         // Video chunks have their own budget; past it they are dropped, the stream (and its audio) kept.
         if (frame[0] === VIDEO) {
-          if (!videoBucket.take('v')) { this.host.drop('rate'); continue }
-        } else if (!bucket.take('f')) throw new VoiceRateLimitError(`more than ${VOICE_FRAMES_PER_SECOND} voice frames a second`)
+          if (!this.videoBuckets.take(key)) { this.host.drop('rate'); continue }
+        } else if (!this.frameBuckets.take(key)) throw new VoiceRateLimitError(`more than ${VOICE_FRAMES_PER_SECOND} voice frames a second from one peer in one space`)
         this.host.take(vs, link, frame)
       }
       await pipe.stream.close().catch(() => {})
