@@ -1,6 +1,6 @@
 /**
  * The voice service: moves Opus frames between the members of a space over
- * `/peerverse/voice/1.0.0` (its streams are streams.ts's). A listener holds streams to its near
+ * `/peerverse/voice/2.0.0` (its streams are streams.ts's). A listener holds streams to its near
  * members, hears their TALKING notes, picks whom to hear with the pure chooseHeard (hearing.ts)
  * and sends WANT 1/0 to match; a speaker sends AUDIO only to listeners that want it. Every frame
  * it does not pass on is dropped and counted by reason; a stream that breaks a limit is closed
@@ -15,6 +15,7 @@ import { chooseHeard, inEarshot, isTalking, TALKING_HOLD_MS } from './hearing.ts
 import type { DropReason, VoiceComponents, VoiceEvents, VoiceMember, VoiceState } from './index.ts'
 import { MAX_VOICE_STREAMS_PER_PEER, reasonOf, VOICE_FRAMES_PER_SECOND, VoiceStreams, type Link, type Speaker, type VoiceSpace } from './streams.ts'
 import { Shares } from './share.ts'
+import { VoiceSeal } from './seal.ts'
 import { audioAad, checkAudio, decodeVoiceFrame, encodeAudio, encodeTalking, encodeWant, MAX_VIDEO_CHUNK_BYTES, MAX_VOICE_PAYLOAD_BYTES, VOICE_CIPHER_OVERHEAD_BYTES, VOICE_PROTOCOL, type AudioFrame, type Vec3, type VideoChunk } from './wire.ts'
 
 export { MAX_QUEUED_AUDIO_FRAMES, MAX_QUEUED_CONTROL_FRAMES, MAX_VOICE_STREAMS_PER_PEER, VOICE_FRAMES_PER_SECOND, VOICE_MEMBER_WAIT_MS, VOICE_REDIAL_MS } from './streams.ts'
@@ -45,6 +46,8 @@ export class VoiceService extends TypedEventEmitter<VoiceEvents> {
   private readonly spaces = new Map<string, VoiceSpace>()
   private readonly streams: VoiceStreams
   private readonly shares: Shares
+  /** Our sending keys and the speakers' keys of private spaces. */
+  private readonly seal = new VoiceSeal()
   private readonly voiceMuted = new Set<string>()
   private readonly ownBucket = new TokenBuckets(OWN_FRAMES_PER_SECOND, OWN_FRAMES_BURST)
   private dropped = emptyDropped()
@@ -70,6 +73,7 @@ export class VoiceService extends TypedEventEmitter<VoiceEvents> {
       refusal: (space, did) => this.refusal(space, did),
       listenerRefused: (space, did) => this.listenerRefused(space, did),
       drop: reason => { this.drop(reason) },
+      seal: this.seal,
       board: detail => { this.safeDispatchEvent('voice:board', { detail }) },
       video: detail => { this.safeDispatchEvent('voice:video', { detail }) }
     })
@@ -129,7 +133,7 @@ export class VoiceService extends TypedEventEmitter<VoiceEvents> {
       for (const link of vs.links.values()) if (link.out != null) this.streams.write(link.out, note, true)
     }
     const cipher = this.c.spaces.cipher(space)
-    const data = cipher == null ? frame.data : cipher.encrypt(frame.data, audioAad(space, me, frame.seq))
+    const data = cipher == null ? frame.data : this.seal.seal(space, me, cipher, frame.data, audioAad(space, me, frame.seq))
     const bytes = encodeAudio({ ...frame, data })
     let sent = 0
     for (const link of vs.links.values()) {
@@ -267,6 +271,7 @@ export class VoiceService extends TypedEventEmitter<VoiceEvents> {
           for (const link of [...vs.links.values()]) this.streams.closeLink(vs, link)
           this.spaces.delete(vs.id)
           this.shares.forget(vs.id)
+          this.seal.forget(vs.id)
           continue
         }
         for (const [did, s] of vs.speakers) {
@@ -334,7 +339,7 @@ export class VoiceService extends TypedEventEmitter<VoiceEvents> {
     let data = f.payload
     if (cipher != null) {
       try {
-        data = cipher.decrypt(f.payload, audioAad(vs.id, did, f.seq))
+        data = this.seal.open(vs.id, did, cipher, f.payload, audioAad(vs.id, did, f.seq))
       } catch {
         this.drop('decrypt')
         return

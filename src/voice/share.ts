@@ -10,6 +10,7 @@
 import { ExcludedError, InvalidVoiceFrameError, NotSharingError, OwnerMutedError, VoiceRateLimitError } from './errors.ts'
 import type { DropReason, VoiceComponents, VoiceMember } from './index.ts'
 import { TokenBuckets } from '../net/rate-limit.ts'
+import type { VoiceSeal } from './seal.ts'
 import type { Link, VoiceSpace, VoiceStreams } from './streams.ts'
 import { checkVideo, encodeShare, encodeVideo, encodeWantVideo, MAX_VIDEO_CHUNK_BYTES, videoAad, type Vec3, type VideoChunk, type VoiceFrame } from './wire.ts'
 
@@ -49,6 +50,8 @@ export interface ShareHost {
   refusal: (space: string, did: string) => DropReason | undefined
   listenerRefused: (space: string, did: string) => boolean
   drop: (reason: DropReason) => void
+  /** The sealing of a private space's chunks (the speaker's key and counter are shared with audio). */
+  seal: VoiceSeal
   board: (e: BoardEvent) => void
   video: (e: VideoEvent) => void
 }
@@ -107,7 +110,7 @@ export class Shares {
     checkVideo(chunk)
     if (!this.ownBucket.take(vs.id)) throw new VoiceRateLimitError(`more than ${OWN_VIDEO_CHUNKS_PER_SECOND} video chunks a second`)
     const cipher = this.c.spaces.cipher(vs.id)
-    const data = cipher == null ? chunk.data : cipher.encrypt(chunk.data, videoAad(vs.id, this.c.identity.did, chunk.seq, chunk.index))
+    const data = cipher == null ? chunk.data : this.h.seal.seal(vs.id, this.c.identity.did, cipher, chunk.data, videoAad(vs.id, this.c.identity.did, chunk.seq, chunk.index))
     const bytes = encodeVideo({ ...chunk, data })
     let sent = 0
     for (const link of vs.links.values()) {
@@ -142,7 +145,7 @@ export class Shares {
     const cipher = this.c.spaces.cipher(vs.id)
     if (cipher != null) {
       try {
-        data = cipher.decrypt(f.payload, videoAad(vs.id, did, f.seq, f.index))
+        data = this.h.seal.open(vs.id, did, cipher, f.payload, videoAad(vs.id, did, f.seq, f.index))
       } catch {
         this.h.drop('decrypt')
         return

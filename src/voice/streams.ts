@@ -1,5 +1,5 @@
 /**
- * The voice streams: `/peerverse/voice/1.0.0`, one stream per (space, peer pair), opened by the
+ * The voice streams: `/peerverse/voice/2.0.0`, one stream per (space, peer pair), opened by the
  * peer that first needs it, each side's opening { space, binding } binding it to that side's did
  * (verified as presence streams are: the binding names the peer, the did is a member we see on it
  * and not kept out). This file only keeps the streams, checks their limits (frames a second,

@@ -1,11 +1,11 @@
 /**
- * Voice on the wire: the frames of `/peerverse/voice/1.0.0` between peers, and of the voice
+ * Voice on the wire: the frames of `/peerverse/voice/2.0.0` between peers, and of the voice
  * WebSocket between a peer and its browser client, with their limits. Pure encode and decode;
  * each decoder throws a named error (InvalidVoiceFrameError, VoiceFrameTooLargeError) so the
  * service can drop and count what it refuses.
  *
  * Peer to peer, after the DAG-CBOR opening { space, binding } from each side:
- *   0x01 AUDIO    [0x01][seq u32 BE][ts u32 BE][level u8][payload]  (payload sealed in a private space)
+ *   0x01 AUDIO    [0x01][seq u32 BE][ts u32 BE][level u8][payload]  (payload sealed in a private space, seal.ts)
  *   0x02 WANT     [0x02][0|1]
  *   0x03 TALKING  [0x03][level u8]
  *   0x04 SHARE    [0x04][on u8][x f32 BE][y f32 BE][z f32 BE]  (a board shown at that position, or gone)
@@ -20,7 +20,8 @@
 import * as dagCbor from '@ipld/dag-cbor'
 import { InvalidVoiceFrameError, InvalidVoiceOpenError, VoiceFrameTooLargeError } from './errors.ts'
 
-export const VOICE_PROTOCOL = '/peerverse/voice/1.0.0'
+/** 2.0.0: payloads in a private space are sealed under each sender's own key (seal.ts), not as group messages. */
+export const VOICE_PROTOCOL = '/peerverse/voice/2.0.0'
 
 export const AUDIO = 0x01
 export const WANT = 0x02
@@ -44,7 +45,7 @@ export const SHARE_FRAME_BYTES = 14
 export const MAX_VOICE_PAYLOAD_BYTES = 400
 /** type(1) ‖ seq(4) ‖ ts(4) ‖ level(1). */
 export const VOICE_HEADER_BYTES = 10
-/** Bytes sealing adds to a payload in a private space (a group message adds 33; the rest is headroom). */
+/** Bytes sealing may add to a payload in a private space (VOICE_SEAL_OVERHEAD_BYTES is 45; the rest is headroom). */
 export const VOICE_CIPHER_OVERHEAD_BYTES = 64
 /** Largest AUDIO frame on a voice stream. */
 export const MAX_VOICE_FRAME_BYTES = VOICE_HEADER_BYTES + MAX_VOICE_PAYLOAD_BYTES + VOICE_CIPHER_OVERHEAD_BYTES

@@ -13,7 +13,7 @@ import { createPeerBinding } from '../../src/identity/binding.ts'
 import type { Network } from '../../src/net/network.ts'
 import type { PeerverseNode } from '../../src/node/node.ts'
 import {
-  decodeVoiceFrame, encodeShare, encodeVideo, encodeWantVideo, videoAad, MAX_VIDEO_CHUNK_BYTES, MAX_VIDEO_CHUNKS_PER_FRAME, MAX_VIEWED_BOARDS, VIDEO_CHUNKS_PER_SECOND, VOICE_PROTOCOL,
+  VoiceSeal, decodeVoiceFrame, encodeShare, encodeVideo, encodeWantVideo, videoAad, MAX_VIDEO_CHUNK_BYTES, MAX_VIDEO_CHUNKS_PER_FRAME, MAX_VIEWED_BOARDS, VIDEO_CHUNKS_PER_SECOND, VOICE_PROTOCOL,
   type DropReason, type VideoChunk, type VideoEvent
 } from '../../src/voice/index.ts'
 import { LocalPeers, waiter } from '../helpers/local-peers.ts'
@@ -161,7 +161,7 @@ describe('boards', { timeout: 400_000 }, () => {
       assert.ok(!Buffer.from(f.payload).includes(Buffer.from(sent.subarray(0, 16))), 'no run of the video bytes on the wire')
       const cipher = q.space.cipher(space)
       assert.ok(cipher != null)
-      assert.deepEqual(Uint8Array.from(cipher.decrypt(f.payload, videoAad(space, o.did, f.seq, f.index))), sent)
+      assert.deepEqual(Uint8Array.from(new VoiceSeal().open(space, o.did, cipher, f.payload, videoAad(space, o.did, f.seq, f.index))), sent)
     } finally {
       raw.stream.abort(new Error('done'))
     }

@@ -7,8 +7,10 @@
 import { describe, it } from 'node:test'
 import assert from 'node:assert/strict'
 import type { Stream } from '@libp2p/interface'
-import { encodeWant, MAX_VOICE_STREAMS_PER_PEER, VOICE_FRAMES_PER_SECOND, type VoiceMember } from '../../src/voice/index.ts'
-import { didOf, keyOf, serviceAtOrigin } from '../helpers/voice.ts'
+import {
+  audioAad, decodeVoiceFrame, encodeWant, MAX_SEALS_PER_VOICE_KEY, MAX_VOICE_STREAMS_PER_PEER, VOICE_FRAMES_PER_SECOND, VoiceSeal, type VoiceCipher, type VoiceMember
+} from '../../src/voice/index.ts'
+import { didOf, keyOf, serviceAtOrigin, UNIT_SPACE } from '../helpers/voice.ts'
 
 /** Polls `cond` until it holds or `ms` pass. */
 async function until (cond: () => boolean, ms = 20_000): Promise<boolean> {
@@ -61,5 +63,74 @@ describe('the frame budget of a peer', { timeout: 60_000 }, () => {
       await u.service.stop()
       for (const s of streams) s.abort(new Error('done'))
     }
+  })
+})
+
+describe('sealing in a private space', { timeout: 60_000 }, () => {
+  const groupKeys = (epoch: { n: number }): VoiceCipher => ({ epoch: () => epoch.n, key: e => e >= 1 && e <= epoch.n ? new Uint8Array(32).fill(e) : undefined })
+  const header = (sealed: Uint8Array): { version: number, epoch: number, salt: string, counter: bigint } => {
+    const v = new DataView(sealed.buffer, sealed.byteOffset, sealed.byteLength)
+    return { version: sealed[0], epoch: v.getUint32(1), salt: Buffer.from(sealed.subarray(5, 21)).toString('hex'), counter: v.getBigUint64(21) }
+  }
+
+  it('a speaker seals under its own key with a counter nonce: one salt, counters 0, 1, 2…; a new epoch takes a new key', async () => {
+    const key = keyOf(321)
+    const members: VoiceMember[] = [{ did: didOf(key), peer: 'peer-l', position: [1, 0, 0], near: true }]
+    const epoch = { n: 1 }
+    const cipher = groupKeys(epoch)
+    const u = await serviceAtOrigin(keyOf(320), members, { cipher })
+    const me = didOf(keyOf(320))
+    const streams: Stream[] = []
+    try {
+      const o = await u.open(key, 'peer-l')
+      streams.push(o.stream)
+      await o.f.write(encodeWant(true))
+      const audio: Array<{ seq: number, payload: Uint8Array }> = []
+      void (async () => {
+        try { for await (const b of o.f.frames()) { const f = decodeVoiceFrame(b, 1024); if (f.type === 'audio') audio.push({ seq: f.seq, payload: Uint8Array.from(f.payload) }) } } catch {}
+      })()
+      let seq = 0
+      const opus = new Uint8Array(60).fill(7)
+      while (audio.length < 5 && seq < 1000) { u.service.send(UNIT_SPACE, { seq: ++seq, ts: seq, level: 9, data: opus }); await until(() => false, 20) }
+      assert.ok(audio.length >= 5, 'the listener receives')
+      const first = audio.slice(0, 5).map(a => header(a.payload))
+      assert.ok(first.every(h => h.version === 1 && h.epoch === 1 && h.salt === first[0].salt), 'one key (salt) in the epoch')
+      for (let i = 1; i < first.length; i++) assert.equal(first[i].counter, first[i - 1].counter + 1n, 'the nonce counts up')
+      const seal = new VoiceSeal()
+      for (const a of audio) assert.deepEqual(Uint8Array.from(seal.open(UNIT_SPACE, me, cipher, a.payload, audioAad(UNIT_SPACE, me, a.seq))), opus)
+      epoch.n = 2
+      const n = audio.length
+      while (audio.length < n + 2 && seq < 2000) { u.service.send(UNIT_SPACE, { seq: ++seq, ts: seq, level: 9, data: opus }); await until(() => false, 20) }
+      const later = header(audio[audio.length - 1].payload)
+      assert.equal(later.epoch, 2)
+      assert.notEqual(later.salt, first[0].salt, 'a new epoch, a new key')
+    } finally {
+      await u.service.stop()
+      for (const s of streams) s.abort(new Error('done'))
+    }
+  })
+
+  it(`past MAX_SEALS_PER_VOICE_KEY (${MAX_SEALS_PER_VOICE_KEY}) seals a sender draws a new key by itself; a tampered header or another did does not open`, () => {
+    const cipher = groupKeys({ n: 1 })
+    const limit = 3
+    const seal = new VoiceSeal(limit)
+    const salts = new Set<string>()
+    const sealed: Uint8Array[] = []
+    for (let i = 0; i < 2 * limit + 1; i++) {
+      const s = seal.seal('sp', 'did:me', cipher, Uint8Array.of(i), audioAad('sp', 'did:me', i))
+      sealed.push(s)
+      salts.add(header(s).salt)
+      assert.equal(header(s).counter, BigInt(i % limit))
+    }
+    assert.equal(salts.size, 3, 'a new salt every MAX_SEALS_PER_VOICE_KEY seals')
+    const other = new VoiceSeal()
+    sealed.forEach((s, i) => { assert.deepEqual(Uint8Array.from(other.open('sp', 'did:me', cipher, s, audioAad('sp', 'did:me', i))), Uint8Array.of(i)) })
+    const tampered = Uint8Array.from(sealed[0])
+    tampered[22] ^= 1
+    assert.throws(() => other.open('sp', 'did:me', cipher, tampered, audioAad('sp', 'did:me', 0)), { name: 'VoiceOpenError' })
+    assert.throws(() => other.open('sp', 'did:other', cipher, sealed[0], audioAad('sp', 'did:other', 0)), { name: 'VoiceOpenError' })
+    assert.throws(() => new VoiceSeal().open('sp', 'did:me', groupKeys({ n: 0 }), sealed[0], audioAad('sp', 'did:me', 0)), { name: 'VoiceOpenError' })
+    assert.throws(() => seal.seal('sp', 'did:me', groupKeys({ n: 0 }), Uint8Array.of(1), new Uint8Array(0)), { name: 'VoiceSealError' })
+    assert.ok(MAX_SEALS_PER_VOICE_KEY <= Number.MAX_SAFE_INTEGER)
   })
 })

@@ -17,7 +17,7 @@ import type { PeerverseNode } from '../../src/node/node.ts'
 import { createDescriptor } from '../../src/space/records.ts'
 import {
   audioAad, decodeVoiceFrame, encodeAudio, encodeTalking, encodeWant, MAX_VOICE_PAYLOAD_BYTES, MAX_VOICE_READ_BYTES, MAX_VOICE_STREAMS_PER_PEER,
-  VOICE_FRAMES_PER_SECOND, VOICE_PROTOCOL, type DropReason
+  VOICE_FRAMES_PER_SECOND, VOICE_PROTOCOL, VoiceSeal, type DropReason
 } from '../../src/voice/index.ts'
 import { LocalPeers, waiter } from '../helpers/local-peers.ts'
 import { seeded } from '../helpers/random.ts'
@@ -231,8 +231,10 @@ describe('sealing in a private space', { timeout: 200_000 }, () => {
       assert.ok(!Buffer.from(f.payload).includes(Buffer.from(opus.subarray(0, 16))), 'no run of the Opus bytes on the wire')
       const cipher = p.space.cipher(space)
       assert.ok(cipher != null)
-      assert.deepEqual(Uint8Array.from(cipher.decrypt(f.payload, audioAad(space, o.did, 7))), opus)
-      assert.throws(() => cipher.decrypt(f.payload, audioAad(space, o.did, 8)), { name: 'DecryptError' })
+      const seal = new VoiceSeal()
+      assert.deepEqual(Uint8Array.from(seal.open(space, o.did, cipher, f.payload, audioAad(space, o.did, 7))), opus)
+      assert.throws(() => seal.open(space, o.did, cipher, f.payload, audioAad(space, o.did, 8)), { name: 'VoiceOpenError' })
+      assert.throws(() => cipher.decrypt(f.payload, audioAad(space, o.did, 7)), 'not a group message: voice spends none of the epoch\'s budget')
     } finally {
       clearInterval(timer)
       raw.stream.abort(new Error('done'))
