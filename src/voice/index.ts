@@ -82,6 +82,8 @@ export interface VoiceFrameEvent { space: string, did: string, seq: number, ts: 
 export interface VoiceSpeakingEvent { space: string, did: string, level: number, talking: boolean }
 
 export interface VoiceEvents {
+  /** We are no longer in a space voice was used in: its streams are closed and its state gone (a voice or video socket for it closes). */
+  'voice:left': CustomEvent<{ space: string }>
   /** A member's board appeared, moved or went away. */
   'voice:board': CustomEvent<BoardEvent>
   /** A chunk of the video of a board we view, opened (high rate: the voice WebSocket only). */

@@ -32,6 +32,8 @@ export const WANT_REFRESH_MS = 1_000
 export const TALKING_NOTE_MIN_GAP_MS = TALKING_NOTE_MS / 2
 /** Silence after our last frame at which we tell the near that we stopped (TALKING 0). */
 export const TALKING_STOP_MS = 2 * TALKING_NOTE_MS
+/** A speaker heard of (by note or frame) and silent this long is forgotten: a listener keeps no state for everyone who ever talked. */
+export const SPEAKER_FORGET_MS = 10 * TALKING_HOLD_MS
 /** Our own frames a second (under the peers' limit, notes included), and burst. */
 export const OWN_FRAMES_PER_SECOND = VOICE_FRAMES_PER_SECOND * 3 / 4
 export const OWN_FRAMES_BURST = VOICE_FRAMES_PER_SECOND / 2
@@ -272,11 +274,12 @@ export class VoiceService extends TypedEventEmitter<VoiceEvents> {
           this.spaces.delete(vs.id)
           this.shares.forget(vs.id)
           this.seal.forget(vs.id)
+          this.safeDispatchEvent('voice:left', { detail: { space: vs.id } })
           continue
         }
         for (const [did, s] of vs.speakers) {
           this.speaking(vs, did, s, now)
-          if (!s.talking && now - Math.max(s.talkingAt, s.frameAt) > 10 * TALKING_HOLD_MS) vs.speakers.delete(did)
+          if (!s.talking && now - Math.max(s.talkingAt, s.frameAt) > SPEAKER_FORGET_MS) vs.speakers.delete(did)
         }
         if (vs.talkingSent && now - vs.lastSentAt >= TALKING_STOP_MS) {
           vs.talkingSent = false

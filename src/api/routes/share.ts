@@ -7,13 +7,14 @@
  * MAX_VIDEO_CLIENT_BUFFER_BYTES behind. The client sends SHARE ([0x04][on][x][y][z]) to show or
  * take down its board and VIDEO chunks ([0x06][seq][ts][flags][index][count][vp8]) while it
  * shares; anything else, or over MAX_VOICE_CLIENT_MESSAGE_BYTES, closes it with 1008. Closing it
- * takes down a board it showed.
+ * takes down a board it showed; the peer leaving the space closes it with VOICE_CLOSE_LEFT_SPACE.
  */
 import type { WebSocket } from 'ws'
 import type { PeerverseNode } from '../../node/node.ts'
 import {
   decodeVideoClientFrame, encodeForClient, encodeShare, encodeVideo, MAX_VOICE_CLIENT_MESSAGE_BYTES, type BoardEvent, type Vec3, type VideoEvent
 } from '../../voice/index.ts'
+import { closeOnLeave, closeReason } from './voice.ts'
 
 /** Bytes queued for a video client past which its chunks are dropped (a few keyframes). */
 export const MAX_VIDEO_CLIENT_BUFFER_BYTES = 512 * 1024
@@ -32,6 +33,7 @@ export function serveVideoSocket (node: PeerverseNode, ws: WebSocket, space: str
   }
   node.voice.addEventListener('voice:board', onBoard)
   node.voice.addEventListener('voice:video', onVideo)
+  const unleave = closeOnLeave(node, ws, space)
   let watching = false
   let shared: Vec3 | undefined
   try {
@@ -39,7 +41,7 @@ export function serveVideoSocket (node: PeerverseNode, ws: WebSocket, space: str
     watching = true
     for (const b of node.voice.boards(space).boards) send(encodeForClient(b.did, encodeShare(true, b.position)))
   } catch (err) {
-    ws.close(1011, (err as Error).message.slice(0, 120))
+    ws.close(1011, closeReason((err as Error).message))
   }
   ws.on('message', (data, isBinary) => {
     const bytes = Array.isArray(data) ? Buffer.concat(data) : Buffer.isBuffer(data) ? data : Buffer.from(data)
@@ -49,7 +51,7 @@ export function serveVideoSocket (node: PeerverseNode, ws: WebSocket, space: str
     try {
       frame = decodeVideoClientFrame(new Uint8Array(bytes.buffer, bytes.byteOffset, bytes.byteLength))
     } catch (err) {
-      ws.close(1008, `${(err as Error).name}: ${(err as Error).message}`.slice(0, 120))
+      ws.close(1008, closeReason(`${(err as Error).name}: ${(err as Error).message}`))
       return
     }
     // What the peer will not send now (rate, not sharing, left the space, muted by the owner) is dropped.
@@ -65,6 +67,7 @@ export function serveVideoSocket (node: PeerverseNode, ws: WebSocket, space: str
   ws.on('close', () => {
     node.voice.removeEventListener('voice:board', onBoard)
     node.voice.removeEventListener('voice:video', onVideo)
+    unleave()
     if (shared != null) { try { node.voice.share(space, false, shared) } catch {} }
     if (watching) { watching = false; try { node.voice.unwatch(space) } catch {} }
   })
