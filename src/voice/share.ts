@@ -20,11 +20,7 @@ export const MAX_VIEWED_BOARDS = 1
 export const SHARE_NOTE_MS = 1_000
 /** A board with no SHARE note for this long is gone. */
 export const SHARE_HOLD_MS = 3 * SHARE_NOTE_MS
-/** The bitrate a client encodes a shared stream at, at most (bits a second), and its largest size and frame rate. */
-export const VIDEO_MAX_BITRATE = 600_000
-export const VIDEO_MAX_WIDTH = 640
-export const VIDEO_MAX_HEIGHT = 360
-export const VIDEO_MAX_FPS = 15
+export { VIDEO_MAX_BITRATE, VIDEO_MAX_FPS, VIDEO_MAX_HEIGHT, VIDEO_MAX_WIDTH } from './video-limits.ts'
 /** VIDEO chunks one peer may send us a second in one space, over all its streams (600 kbps is about 75), with a burst as large; past it they are dropped as 'rate'. */
 export const VIDEO_CHUNKS_PER_SECOND = 200
 /** Our own chunks a second, under the peers' limit. */

@@ -19,6 +19,7 @@
  */
 import * as dagCbor from '@ipld/dag-cbor'
 import { InvalidVoiceFrameError, InvalidVoiceOpenError, VoiceFrameTooLargeError } from './errors.ts'
+import { MAX_VIDEO_CHUNK_BYTES, MAX_VIDEO_FRAME_BYTES } from './video-limits.ts'
 
 /** 2.0.0: payloads in a private space are sealed under each sender's own key (seal.ts), not as group messages. */
 export const VOICE_PROTOCOL = '/peerverse/voice/2.0.0'
@@ -30,10 +31,7 @@ export const SHARE = 0x04
 export const WANT_VIDEO = 0x05
 export const VIDEO = 0x06
 
-/** Largest payload of one VIDEO chunk (a frame is cut into chunks this size). */
-export const MAX_VIDEO_CHUNK_BYTES = 1024
-/** Largest encoded video frame (a keyframe at 640x360 and 600 kbps is far under). */
-export const MAX_VIDEO_FRAME_BYTES = 96 * 1024
+export { MAX_VIDEO_CHUNK_BYTES, MAX_VIDEO_FRAME_BYTES }
 /** Chunks one frame may be cut into. */
 export const MAX_VIDEO_CHUNKS_PER_FRAME = MAX_VIDEO_FRAME_BYTES / MAX_VIDEO_CHUNK_BYTES
 /** type(1) ‖ seq(4) ‖ ts(4) ‖ flags(1) ‖ index(1) ‖ count(1). */

@@ -6,7 +6,9 @@
 import { describe, it } from 'node:test'
 import assert from 'node:assert/strict'
 import { FrameAssembler, MAX_PENDING_FRAMES, SEQ_RESET_GAP, type Assembled } from '../../web/src/share/frames.ts'
+import * as clientWire from '../../web/src/share/wire.ts'
 import type { Chunk } from '../../web/src/share/wire.ts'
+import * as peer from '../../src/voice/index.ts'
 
 /** The chunks of frame `seq` (three of them; a keyframe every 10). */
 const chunks = (seq: number, key = seq % 10 === 1): Chunk[] => [0, 1, 2].map(index => ({ seq, ts: seq * 80, key, index, count: 3, data: Uint8Array.of(seq & 0xff, index) }))
@@ -42,5 +44,15 @@ describe('putting a board\'s frames together', () => {
     const partial = Array.from({ length: MAX_PENDING_FRAMES + 2 }, (_, i) => chunks(i + 1)[0])
     assert.deepEqual(feed(a, partial), [])
     assert.equal(a.lost, 2)
+  })
+})
+
+describe('one set of video limits', () => {
+  it('the client encodes within the limits the peer carries (one file for both)', () => {
+    for (const name of ['VIDEO_MAX_FPS', 'VIDEO_MAX_BITRATE', 'VIDEO_MAX_WIDTH', 'VIDEO_MAX_HEIGHT', 'MAX_VIDEO_CHUNK_BYTES', 'MAX_VIDEO_FRAME_BYTES'] as const) {
+      assert.equal(clientWire[name], peer[name], name)
+    }
+    // The chunks a second the client's largest stream needs stay under what a peer takes from one member.
+    assert.ok(clientWire.VIDEO_MAX_BITRATE / 8 / clientWire.MAX_VIDEO_CHUNK_BYTES + clientWire.VIDEO_MAX_FPS <= peer.OWN_VIDEO_CHUNKS_PER_SECOND)
   })
 })

@@ -8,16 +8,11 @@
 
 export const SHARE_MSG = 0x04
 export const VIDEO_MSG = 0x06
-/** Largest payload of one chunk, and of one encoded frame (the peer's limits). */
-export const MAX_VIDEO_CHUNK_BYTES = 1024
-export const MAX_VIDEO_FRAME_BYTES = 96 * 1024
-/** What we encode at most: bits a second, size and frame rate (the peer bounds what it carries the same way). */
-export const VIDEO_MAX_BITRATE = 600_000
-export const VIDEO_MAX_WIDTH = 640
-export const VIDEO_MAX_HEIGHT = 360
-export const VIDEO_MAX_FPS = 12
-/** A keyframe this often (frames), so a viewer that comes near starts within about two seconds. */
-export const KEYFRAME_EVERY = 24
+/** The peer's limits on chunks and frames, and what we encode at most: one file for both sides. */
+export { MAX_VIDEO_CHUNK_BYTES, MAX_VIDEO_FRAME_BYTES, VIDEO_MAX_BITRATE, VIDEO_MAX_FPS, VIDEO_MAX_HEIGHT, VIDEO_MAX_WIDTH } from '../../../src/voice/video-limits.ts'
+import { VIDEO_MAX_FPS } from '../../../src/voice/video-limits.ts'
+/** A keyframe this often (frames), so a viewer that comes near starts within about two seconds (sooner when its peer asks for one). */
+export const KEYFRAME_EVERY = 2 * VIDEO_MAX_FPS
 
 export type Vec3 = [number, number, number]
 export interface Chunk { seq: number, ts: number, key: boolean, index: number, count: number, data: Uint8Array }
