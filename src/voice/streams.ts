@@ -42,8 +42,24 @@ export const MAX_QUEUED_CONTROL_FRAMES = 64
 /** Errors that end a stream without fault of the peer (it went away, or we closed it). */
 const QUIET_ERRORS = new Set(['StreamResetError', 'AbortError', 'StreamAbortedError', 'StreamClosedError', 'ConnectionClosedError', 'ConnectionClosingError', 'StreamStateError'])
 
-/** One open voice stream. */
-export interface Pipe { stream: Stream, f: Framed, pending: number, audioPending: number, chain: Promise<void>, videoPending?: number }
+/**
+ * One open voice stream and what waits to be written on it: control frames and audio in one queue
+ * (in the order given), video chunks in another, written only when the first is empty, so audio
+ * never waits behind a keyframe's chunks (at most behind the one chunk being written).
+ */
+export interface Pipe {
+  stream: Stream
+  f: Framed
+  queue: Array<{ bytes: Uint8Array, audio: boolean }>
+  video: Uint8Array[]
+  /** Control frames and audio frames waiting (or being written). */
+  controlPending: number
+  audioPending: number
+  writing: boolean
+}
+
+/** A new pipe on an opened stream. */
+export const pipeOf = (stream: Stream, f: Framed): Pipe => ({ stream, f, queue: [], video: [], controlPending: 0, audioPending: 0, writing: false })
 
 /** VIDEO chunks queued on one stream at most; past it ours are dropped (a keyframe is under 96). */
 export const MAX_VIDEO_QUEUED_CHUNKS = 128
@@ -138,7 +154,7 @@ export class VoiceStreams {
       await f.write(encodeOpen(open.space, this.c.identity.binding), { signal: AbortSignal.timeout(PROTOCOL_TIMEOUT_MS) })
       const link = this.link(vs, peer)
       link.did = did
-      await this.run(vs, link, { stream, f, pending: 0, audioPending: 0, chain: Promise.resolve() })
+      await this.run(vs, link, pipeOf(stream, f))
     } catch (err) {
       this.fail(peer, stream, err as Error)
     } finally {
@@ -168,7 +184,7 @@ export class VoiceStreams {
         link.did = await this.verifyOpen(vs.id, peer, open.binding)
         link.dialing = false
         if (vs.links.get(peer) !== link) { stream.abort(new Error('closed')); return }
-        await this.run(vs, link, { stream, f, pending: 0, audioPending: 0, chain: Promise.resolve() })
+        await this.run(vs, link, pipeOf(stream, f))
       } catch (err) {
         link.retryAt = Date.now() + VOICE_REDIAL_MS
         if (stream != null && opened) this.fail(peer, stream, err as Error)
@@ -249,30 +265,50 @@ export class VoiceStreams {
   /** Queues a frame on a stream: notes always, audio while fewer than MAX_QUEUED_AUDIO_FRAMES wait (later audio is dropped, not queued). */
   write (pipe: Pipe, bytes: Uint8Array, control: boolean): void {
     if (!control && pipe.audioPending >= MAX_QUEUED_AUDIO_FRAMES) return
-    if (control && pipe.pending - pipe.audioPending - (pipe.videoPending ?? 0) >= MAX_QUEUED_CONTROL_FRAMES) {
+    if (control && pipe.controlPending >= MAX_QUEUED_CONTROL_FRAMES) {
       pipe.stream.abort(new VoiceRateLimitError(`more than ${MAX_QUEUED_CONTROL_FRAMES} control frames wait on a stream the peer does not read`))
       return
     }
-    const audio = control ? 0 : 1
-    pipe.pending++
-    pipe.audioPending += audio
-    pipe.chain = pipe.chain.then(async () => { await pipe.f.write(bytes) }).then(() => { pipe.pending--; pipe.audioPending -= audio }, err => {
-      pipe.pending--
-      pipe.audioPending -= audio
-      pipe.stream.abort(err as Error)
-    })
+    if (control) pipe.controlPending++; else pipe.audioPending++
+    pipe.queue.push({ bytes, audio: !control })
+    void this.pump(pipe)
   }
 
   /** Queues a video chunk on a stream unless MAX_VIDEO_QUEUED_CHUNKS wait (then it is dropped: the next keyframe recovers). */
   writeVideo (pipe: Pipe, bytes: Uint8Array): void {
-    if ((pipe.videoPending ?? 0) >= MAX_VIDEO_QUEUED_CHUNKS) return
-    pipe.pending++
-    pipe.videoPending = (pipe.videoPending ?? 0) + 1
-    const done = (): void => { pipe.pending--; pipe.videoPending = (pipe.videoPending ?? 1) - 1 }
-    pipe.chain = pipe.chain.then(async () => { await pipe.f.write(bytes) }).then(done, err => {
-      done()
-      pipe.stream.abort(err as Error)
-    })
+    if (pipe.video.length >= MAX_VIDEO_QUEUED_CHUNKS) return
+    pipe.video.push(bytes)
+    void this.pump(pipe)
+  }
+
+  /** Writes what waits on a pipe, one frame at a time: control and audio first, then video. */
+  private async pump (pipe: Pipe): Promise<void> {
+    if (pipe.writing) return
+    pipe.writing = true
+    try {
+      while (true) {
+        const next = pipe.queue[0]
+        const bytes = next?.bytes ?? pipe.video[0]
+        if (bytes == null) break
+        try {
+          await pipe.f.write(bytes)
+        } catch (err) {
+          pipe.queue.length = 0
+          pipe.video.length = 0
+          pipe.controlPending = pipe.audioPending = 0
+          pipe.stream.abort(err as Error)
+          break
+        }
+        if (next != null) {
+          pipe.queue.shift()
+          if (next.audio) pipe.audioPending--; else pipe.controlPending--
+        } else {
+          pipe.video.shift()
+        }
+      }
+    } finally {
+      pipe.writing = false
+    }
   }
 
   /** The link with `peer` in a space, made on first use. */

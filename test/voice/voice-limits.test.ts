@@ -8,7 +8,7 @@ import { describe, it } from 'node:test'
 import assert from 'node:assert/strict'
 import type { Stream } from '@libp2p/interface'
 import {
-  audioAad, decodeVoiceFrame, encodeWant, MAX_SEALS_PER_VOICE_KEY, MAX_VOICE_STREAMS_PER_PEER, VOICE_FRAMES_PER_SECOND, VoiceSeal, type VoiceCipher, type VoiceMember
+  audioAad, decodeVoiceFrame, encodeWant, encodeWantVideo, MAX_SEALS_PER_VOICE_KEY, MAX_VIDEO_CHUNK_BYTES, MAX_VOICE_STREAMS_PER_PEER, VOICE_FRAMES_PER_SECOND, VoiceSeal, type VoiceCipher, type VoiceMember
 } from '../../src/voice/index.ts'
 import { didOf, keyOf, serviceAtOrigin, UNIT_SPACE } from '../helpers/voice.ts'
 
@@ -132,5 +132,47 @@ describe('sealing in a private space', { timeout: 60_000 }, () => {
     assert.throws(() => new VoiceSeal().open('sp', 'did:me', groupKeys({ n: 0 }), sealed[0], audioAad('sp', 'did:me', 0)), { name: 'VoiceOpenError' })
     assert.throws(() => seal.seal('sp', 'did:me', groupKeys({ n: 0 }), Uint8Array.of(1), new Uint8Array(0)), { name: 'VoiceSealError' })
     assert.ok(MAX_SEALS_PER_VOICE_KEY <= Number.MAX_SAFE_INTEGER)
+  })
+})
+
+describe('audio before video', { timeout: 60_000 }, () => {
+  it('with a keyframe\'s chunks waiting on a stream, an audio frame sent after them goes out before all but the chunk being written', async () => {
+    const key = keyOf(331)
+    const members: VoiceMember[] = [{ did: didOf(key), peer: 'peer-l', position: [1, 0, 0], near: true }]
+    const u = await serviceAtOrigin(keyOf(330), members)
+    const streams: Stream[] = []
+    try {
+      const o = await u.open(key, 'peer-l')
+      streams.push(o.stream)
+      await o.f.write(encodeWant(true))
+      await o.f.write(encodeWantVideo(true))
+      const got: Array<{ type: string, seq: number }> = []
+      void (async () => {
+        try { for await (const b of o.f.frames()) { const f = decodeVoiceFrame(b); if (f.type === 'audio' || f.type === 'video') got.push({ type: f.type, seq: f.seq }) } } catch {}
+      })()
+      u.service.share(UNIT_SPACE, true, [2, 1, 0])
+      // Until both WANTs are in: one audio frame and one chunk at a time.
+      let seq = 0
+      const data = new Uint8Array(MAX_VIDEO_CHUNK_BYTES).fill(3)
+      while (!(got.some(g => g.type === 'audio') && got.some(g => g.type === 'video')) && seq < 500) {
+        seq++
+        u.service.send(UNIT_SPACE, { seq, ts: seq, level: 9, data: new Uint8Array(40) })
+        u.service.sendVideo(UNIT_SPACE, { seq, ts: seq, key: true, index: 0, count: 1, data })
+        await until(() => false, 30)
+      }
+      const last = seq
+      assert.ok(await until(() => got.some(g => g.type === 'audio' && g.seq === last) && got.some(g => g.type === 'video' && g.seq === last)), 'the listener has the last frames of the warm-up')
+      const start = got.length
+      const chunks = 60
+      for (let i = 0; i < chunks; i++) u.service.sendVideo(UNIT_SPACE, { seq: 10_000, ts: 1, key: true, index: i, count: chunks, data })
+      u.service.send(UNIT_SPACE, { seq: 20_000, ts: 1, level: 9, data: new Uint8Array(40) })
+      assert.ok(await until(() => got.length >= start + chunks + 1), 'every chunk and the audio frame arrive')
+      const burst = got.slice(start)
+      const at = burst.findIndex(g => g.type === 'audio' && g.seq === 20_000)
+      assert.ok(at >= 0 && at <= 1, `the audio frame is written at most after the chunk in flight (it came ${at}th)`)
+    } finally {
+      await u.service.stop()
+      for (const s of streams) s.abort(new Error('done'))
+    }
   })
 })
