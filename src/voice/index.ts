@@ -86,6 +86,8 @@ export interface VoiceEvents {
   'voice:left': CustomEvent<{ space: string }>
   /** A member's board appeared, moved or went away. */
   'voice:board': CustomEvent<BoardEvent>
+  /** A viewer asked our board for a keyframe (at most every KEYFRAME_REQUEST_MIN_MS a space): the video socket tells our client. */
+  'voice:keyframe': CustomEvent<{ space: string }>
   /** A chunk of the video of a board we view, opened (high rate: the voice WebSocket only). */
   'voice:video': CustomEvent<VideoEvent>
   /** A heard speaker's frame, decrypted (high rate: the voice WebSocket only). */
@@ -97,7 +99,7 @@ export interface VoiceEvents {
 /** The names of the events a voice service emits. */
 export const VOICE_EVENTS = ['voice:frame', 'voice:speaking'] as const
 /** The events of sharing, carried by a video WebSocket only (not on the JSON event stream). */
-export const SHARE_EVENTS = ['voice:board', 'voice:video'] as const
+export const SHARE_EVENTS = ['voice:board', 'voice:video', 'voice:keyframe'] as const
 
 export interface VoiceState {
   listening: boolean
@@ -129,11 +131,11 @@ export {
 export * from './errors.ts'
 export { MAX_SEALS_PER_VOICE_KEY, MAX_VOICE_KEYS_CACHED, VOICE_KEY_INFO, VOICE_SEAL_OVERHEAD_BYTES, VoiceOpenError, VoiceSeal, VoiceSealError } from './seal.ts'
 export {
-  MAX_VIEWED_BOARDS, OWN_VIDEO_CHUNKS_PER_SECOND, SHARE_HOLD_MS, SHARE_NOTE_MS, VIDEO_CHUNKS_PER_SECOND, VIDEO_MAX_BITRATE, VIDEO_MAX_FPS,
+  KEYFRAME_REQUEST_MIN_MS, MAX_VIEWED_BOARDS, OWN_VIDEO_CHUNKS_PER_SECOND, SHARE_HOLD_MS, SHARE_NOTE_MS, VIDEO_CHUNKS_PER_SECOND, VIDEO_MAX_BITRATE, VIDEO_MAX_FPS,
   VIDEO_MAX_HEIGHT, VIDEO_MAX_WIDTH, type BoardEvent, type VideoEvent
 } from './share.ts'
 export { MAX_VIDEO_QUEUED_CHUNKS } from './streams.ts'
 export {
   MAX_VIDEO_CHUNK_BYTES, MAX_VIDEO_CHUNKS_PER_FRAME, MAX_VIDEO_FRAME_BYTES, SHARE_FRAME_BYTES, VIDEO_HEADER_BYTES, checkVideo, decodeForClient,
-  decodeVideoClientFrame, encodeForClient, encodeShare, encodeVideo, encodeWantVideo, videoAad, type Vec3, type VideoChunk
+  decodeVideoClientFrame, encodeForClient, encodeKeyframe, encodeShare, encodeVideo, encodeWantVideo, videoAad, type Vec3, type VideoChunk
 } from './wire.ts'

@@ -77,6 +77,7 @@ export class VoiceService extends TypedEventEmitter<VoiceEvents> {
       drop: reason => { this.drop(reason) },
       seal: this.seal,
       board: detail => { this.safeDispatchEvent('voice:board', { detail }) },
+      keyframe: detail => { this.safeDispatchEvent('voice:keyframe', { detail }) },
       video: detail => { this.safeDispatchEvent('voice:video', { detail }) }
     })
   }
@@ -169,6 +170,11 @@ export class VoiceService extends TypedEventEmitter<VoiceEvents> {
   /** One chunk of our shared video, to every watcher that wants it; NotSharingError unless we share there. */
   sendVideo (space: string, chunk: VideoChunk): void {
     this.shares.sendVideo(this.need(space), chunk)
+  }
+
+  /** Asks the sharer of the board of `did` we view for a keyframe (at most every KEYFRAME_REQUEST_MIN_MS); false when not sent. */
+  requestKeyframe (space: string, did: string): boolean {
+    return this.shares.requestKeyframe(this.need(space), did)
   }
 
   /** The boards of a space: ours (sharing), those we know and which we view. */
@@ -315,7 +321,7 @@ export class VoiceService extends TypedEventEmitter<VoiceEvents> {
       this.drop(reasonOf(err as Error))
       return
     }
-    if (f.type === 'share' || f.type === 'want-video' || f.type === 'video') { this.shares.take(vs, link, f); return }
+    if (f.type === 'share' || f.type === 'want-video' || f.type === 'video' || f.type === 'keyframe') { this.shares.take(vs, link, f); return }
     if (f.type === 'want') {
       if (!f.on) link.theyWant = false
       else if (!this.listenerRefused(vs.id, did) && [...vs.links.values()].filter(l => l.theyWant).length < MAX_VOICE_LISTENERS) link.theyWant = true

@@ -15,3 +15,10 @@ export const VIDEO_MAX_FPS = 12
 export const MAX_VIDEO_CHUNK_BYTES = 1024
 /** Largest encoded video frame (a keyframe at 640x360 and 600 kbps is far under). */
 export const MAX_VIDEO_FRAME_BYTES = 96 * 1024
+/**
+ * A viewer's peer asks a board's sharer for a keyframe (KEYFRAME) at most this often, and a
+ * sharer's peer passes a request on to its client at most this often per space (more are dropped
+ * as 'rate'): a viewer that comes in mid-stream or lost a frame starts again at once, and a flood
+ * of requests cannot make a sharer send nothing but keyframes.
+ */
+export const KEYFRAME_REQUEST_MIN_MS = 1_000

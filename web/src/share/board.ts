@@ -6,7 +6,7 @@
  */
 import { CanvasTexture, DoubleSide, Mesh, MeshBasicMaterial, PlaneGeometry, SRGBColorSpace, type Scene } from 'three'
 import { FrameAssembler, type Assembled } from './frames.ts'
-import type { Chunk, Vec3 } from './wire.ts'
+import { KEYFRAME_REQUEST_MIN_MS, type Chunk, type Vec3 } from './wire.ts'
 
 /** The panel's size in metres (16:9). */
 export const BOARD_WIDTH_M = 3.2
@@ -31,6 +31,10 @@ export class Board {
   private decoder?: VideoDecoder
   private readonly assembler = new FrameAssembler()
   private needKey = true
+
+  /** Called (at most every KEYFRAME_REQUEST_MIN_MS) when frames are dropped for want of a keyframe. */
+  onNeedKey?: () => void
+  private keyAskedAt = -Infinity
 
   constructor (did: string, position: Vec3, scene: Scene) {
     this.did = did
@@ -68,7 +72,7 @@ export class Board {
     const f = this.assembler.take(c)
     if (f == null) return
     if (f.gap && !f.key) this.needKey = true
-    if (this.needKey && !f.key) return
+    if (this.needKey && !f.key) { this.askKey(); return }
     this.decode(f)
   }
 
@@ -82,6 +86,13 @@ export class Board {
       this.errors++
       this.needKey = true
     }
+  }
+
+  private askKey (): void {
+    const now = performance.now()
+    if (now - this.keyAskedAt < KEYFRAME_REQUEST_MIN_MS) return
+    this.keyAskedAt = now
+    this.onNeedKey?.()
   }
 
   private ensureDecoder (): VideoDecoder | undefined {

@@ -6,7 +6,7 @@
  * refused (and the capture sends a keyframe next).
  */
 import { ReconnectingSocket, voiceSocketUrl } from '../socket.ts'
-import { decodePeerMsg, encodeShareMsg, encodeVideoMsg, type Chunk, type PeerMessage, type Vec3 } from './wire.ts'
+import { decodePeerMsg, encodeKeyframeMsg, encodeShareMsg, encodeVideoMsg, type Chunk, type PeerMessage, type Vec3 } from './wire.ts'
 
 /** Our chunks are refused while more than this waits to be sent (a couple of keyframes). */
 export const MAX_SEND_BUFFER_BYTES = 256 * 1024
@@ -43,6 +43,11 @@ export class ShareSocket {
   /** Our board's note (shown at `position`, or taken down). */
   send (b: { on: boolean, position: Vec3 }): void {
     this.socket.ws?.send(encodeShareMsg(b.on, b.position))
+  }
+
+  /** Asks the board of `did` we view for a keyframe (the peers bound how often it goes out). */
+  askKeyframe (did: string): void {
+    this.socket.ws?.send(encodeKeyframeMsg(did))
   }
 
   /** One chunk of our stream; false when it was refused. */
