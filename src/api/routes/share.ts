@@ -7,8 +7,9 @@
  * MAX_VIDEO_CLIENT_BUFFER_BYTES behind. The client sends SHARE ([0x04][on][x][y][z]) to show or
  * take down its board and VIDEO chunks ([0x06][seq][ts][flags][index][count][vp8]) while it
  * shares, and KEYFRAME ([0x07][didLen][did]) to ask the board of that member it views for a
- * keyframe; the peer sends [0x07] to a sharing client when a viewer asks for one. Anything else, or over MAX_VOICE_CLIENT_MESSAGE_BYTES, closes it with 1008. Closing it
- * takes down a board it showed; the peer leaving the space closes it with VOICE_CLOSE_LEFT_SPACE.
+ * keyframe; the peer sends [0x07] to a sharing client when a viewer asks for one. Anything else,
+ * or over MAX_VOICE_CLIENT_MESSAGE_BYTES, closes it with 1008. Closing it takes down a board it
+ * showed; the peer leaving the space closes it with VOICE_CLOSE_LEFT_SPACE.
  */
 import type { WebSocket } from 'ws'
 import type { PeerverseNode } from '../../node/node.ts'
