@@ -26,14 +26,14 @@ import { nodeRoutes } from './routes/node.ts'
 import { socialRoutes } from './routes/social.ts'
 import { spaceRoutes, spaceSocketMessages } from './routes/space.ts'
 import { directoryRoutes } from './routes/directory.ts'
-import { checkVoiceUpgrade, serveVoiceSocket, voiceRoutes, VOICE_SOCKET_PATH } from './routes/voice.ts'
+import { checkVoiceUpgrade, MAX_VOICE_WS_PAYLOAD_BYTES, serveVoiceSocket, voiceRoutes, VOICE_SOCKET_PATH } from './routes/voice.ts'
 import { DEFAULT_WEB_ROOT, serveStatic } from './static.ts'
 
 export { CONTENT_FIRST_BYTE_TIMEOUT_MS, FETCH_PROGRESS_INTERVAL_MS, MAX_API_DIRECTORY_ENTRIES } from './routes/content.ts'
 export { MAX_API_SUBMIT_BATCH_TXS, SUBMIT_BATCH_SLICE_MS } from './routes/ledger.ts'
 export { MAX_API_DENY_PEERS } from './routes/node.ts'
 export { DEFAULT_WEB_ROOT, MAX_STATIC_FILE_BYTES } from './static.ts'
-export { MAX_VOICE_CLIENTS, MAX_VOICE_CLIENT_BUFFER_BYTES, VOICE_SOCKET_PATH } from './routes/voice.ts'
+export { MAX_VOICE_CLIENTS, MAX_VOICE_CLIENT_BUFFER_BYTES, MAX_VOICE_WS_PAYLOAD_BYTES, VOICE_CLOSE_LEFT_SPACE, VOICE_SOCKET_PATH } from './routes/voice.ts'
 export { API_INFO_FILE, API_PROOF_PATH, API_TOKEN_FILE, createApiToken } from './auth.ts'
 
 /** Every route of the API, one table per capability, tried in order. */
@@ -125,7 +125,7 @@ export class ApiServer {
     server.requestTimeout = 0
     server.timeout = this.idleTimeoutMs
     const wss = new WebSocketServer({ noServer: true, maxPayload: MAX_API_WS_MESSAGE_BYTES })
-    const voiceWss = new WebSocketServer({ noServer: true, maxPayload: MAX_API_WS_MESSAGE_BYTES })
+    const voiceWss = new WebSocketServer({ noServer: true, maxPayload: MAX_VOICE_WS_PAYLOAD_BYTES })
     this.voiceWss = voiceWss
     server.on('upgrade', (req, socket, head) => {
       try {

@@ -348,13 +348,16 @@ export class SpaceService extends TypedEventEmitter<SpaceEvents> {
    * Sealing under the space's group keys (the current epoch's to encrypt, any held to decrypt) in
    * a private space; undefined for a public one. The caller's aad is bound into each message.
    */
-  cipher (id: string): { encrypt: (plaintext: Uint8Array, aad: Uint8Array) => Uint8Array, decrypt: (bytes: Uint8Array, aad: Uint8Array) => Uint8Array } | undefined {
+  cipher (id: string): { encrypt: (plaintext: Uint8Array, aad: Uint8Array) => Uint8Array, decrypt: (bytes: Uint8Array, aad: Uint8Array) => Uint8Array, epoch: () => number, key: (epoch: number) => Uint8Array | undefined } | undefined {
     const j = need(this.core, id)
     if (!j.d.private) return undefined
     const keys = j.keys
     return {
       encrypt: (plaintext, aad) => encryptGroup(keys.current(`no group key of ${id}`), keys.epoch, plaintext, aad),
-      decrypt: (bytes, aad) => decryptGroup(e => keys.keys.get(e), bytes, aad).plaintext
+      decrypt: (bytes, aad) => decryptGroup(e => keys.keys.get(e), bytes, aad).plaintext,
+      // The epoch and its keys, from which voice derives each sender's own key (src/voice/seal.ts).
+      epoch: () => keys.epoch,
+      key: e => keys.keys.get(e)
     }
   }
 }

@@ -1,7 +1,7 @@
 /**
  * The voice capability's public face: talk to the members near you in a space. The browser
  * encodes Opus and hands frames to its own peer; the peer carries them over the libp2p
- * connections it has (`/peerverse/voice/1.0.0`), only to listeners that asked for them, and
+ * connections it has (`/peerverse/voice/2.0.0`), only to listeners that asked for them, and
  * decides who a listener hears (range, the bound, bans, owner mutes, blocks and mutes), sealing
  * audio to the members of a private space. Build it with `voice(init)(components)`; it reaches
  * spaces and social only through the narrow views below. Its events (VOICE_EVENTS) are the API's
@@ -36,10 +36,13 @@ export interface VoiceMember {
   near: boolean
 }
 
-/** The sealing of a private space's traffic under its current group key. */
+/**
+ * A private space's group keys, as voice needs them: the current epoch and the key of an epoch we
+ * hold. Voice derives each sender's own key from them (seal.ts) rather than sealing group messages.
+ */
 export interface VoiceCipher {
-  encrypt: (plaintext: Uint8Array, aad: Uint8Array) => Uint8Array
-  decrypt: (bytes: Uint8Array, aad: Uint8Array) => Uint8Array
+  epoch: () => number
+  key: (epoch: number) => Uint8Array | undefined
 }
 
 /** What voice asks of the space capability (node.ts adapts the SpaceService to it). */
@@ -51,7 +54,7 @@ export interface VoiceSpaces {
   isExcluded: (space: string, did: string) => boolean
   /** On the owner's mute list. */
   isOwnerMuted: (space: string, did: string) => boolean
-  /** The space's cipher in a private space; undefined for a public one. */
+  /** The space's group keys in a private space; undefined for a public one. */
   cipher: (space: string) => VoiceCipher | undefined
 }
 
@@ -79,8 +82,12 @@ export interface VoiceFrameEvent { space: string, did: string, seq: number, ts: 
 export interface VoiceSpeakingEvent { space: string, did: string, level: number, talking: boolean }
 
 export interface VoiceEvents {
+  /** We are no longer in a space voice was used in: its streams are closed and its state gone (a voice or video socket for it closes). */
+  'voice:left': CustomEvent<{ space: string }>
   /** A member's board appeared, moved or went away. */
   'voice:board': CustomEvent<BoardEvent>
+  /** A viewer asked our board for a keyframe (at most every KEYFRAME_REQUEST_MIN_MS a space): the video socket tells our client. */
+  'voice:keyframe': CustomEvent<{ space: string }>
   /** A chunk of the video of a board we view, opened (high rate: the voice WebSocket only). */
   'voice:video': CustomEvent<VideoEvent>
   /** A heard speaker's frame, decrypted (high rate: the voice WebSocket only). */
@@ -92,7 +99,7 @@ export interface VoiceEvents {
 /** The names of the events a voice service emits. */
 export const VOICE_EVENTS = ['voice:frame', 'voice:speaking'] as const
 /** The events of sharing, carried by a video WebSocket only (not on the JSON event stream). */
-export const SHARE_EVENTS = ['voice:board', 'voice:video'] as const
+export const SHARE_EVENTS = ['voice:board', 'voice:video', 'voice:keyframe'] as const
 
 export interface VoiceState {
   listening: boolean
@@ -122,12 +129,13 @@ export {
   encodeOpen, encodeTalking, encodeWant, type AudioFrame
 } from './wire.ts'
 export * from './errors.ts'
+export { MAX_SEALS_PER_VOICE_KEY, MAX_VOICE_KEYS_CACHED, VOICE_KEY_INFO, VOICE_SEAL_OVERHEAD_BYTES, VoiceOpenError, VoiceSeal, VoiceSealError } from './seal.ts'
 export {
-  MAX_VIEWED_BOARDS, OWN_VIDEO_CHUNKS_PER_SECOND, SHARE_HOLD_MS, SHARE_NOTE_MS, VIDEO_CHUNKS_PER_SECOND, VIDEO_MAX_BITRATE, VIDEO_MAX_FPS,
+  KEYFRAME_REQUEST_MIN_MS, MAX_VIEWED_BOARDS, OWN_VIDEO_CHUNKS_PER_SECOND, SHARE_HOLD_MS, SHARE_NOTE_MS, VIDEO_CHUNKS_PER_SECOND, VIDEO_MAX_BITRATE, VIDEO_MAX_FPS,
   VIDEO_MAX_HEIGHT, VIDEO_MAX_WIDTH, type BoardEvent, type VideoEvent
 } from './share.ts'
 export { MAX_VIDEO_QUEUED_CHUNKS } from './streams.ts'
 export {
   MAX_VIDEO_CHUNK_BYTES, MAX_VIDEO_CHUNKS_PER_FRAME, MAX_VIDEO_FRAME_BYTES, SHARE_FRAME_BYTES, VIDEO_HEADER_BYTES, checkVideo, decodeForClient,
-  decodeVideoClientFrame, encodeForClient, encodeShare, encodeVideo, encodeWantVideo, videoAad, type Vec3, type VideoChunk
+  decodeVideoClientFrame, encodeForClient, encodeKeyframe, encodeShare, encodeVideo, encodeWantVideo, videoAad, type Vec3, type VideoChunk
 } from './wire.ts'

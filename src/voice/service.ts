@@ -1,6 +1,6 @@
 /**
  * The voice service: moves Opus frames between the members of a space over
- * `/peerverse/voice/1.0.0` (its streams are streams.ts's). A listener holds streams to its near
+ * `/peerverse/voice/2.0.0` (its streams are streams.ts's). A listener holds streams to its near
  * members, hears their TALKING notes, picks whom to hear with the pure chooseHeard (hearing.ts)
  * and sends WANT 1/0 to match; a speaker sends AUDIO only to listeners that want it. Every frame
  * it does not pass on is dropped and counted by reason; a stream that breaks a limit is closed
@@ -15,6 +15,7 @@ import { chooseHeard, inEarshot, isTalking, TALKING_HOLD_MS } from './hearing.ts
 import type { DropReason, VoiceComponents, VoiceEvents, VoiceMember, VoiceState } from './index.ts'
 import { MAX_VOICE_STREAMS_PER_PEER, reasonOf, VOICE_FRAMES_PER_SECOND, VoiceStreams, type Link, type Speaker, type VoiceSpace } from './streams.ts'
 import { Shares } from './share.ts'
+import { VoiceSeal } from './seal.ts'
 import { audioAad, checkAudio, decodeVoiceFrame, encodeAudio, encodeTalking, encodeWant, MAX_VIDEO_CHUNK_BYTES, MAX_VOICE_PAYLOAD_BYTES, VOICE_CIPHER_OVERHEAD_BYTES, VOICE_PROTOCOL, type AudioFrame, type Vec3, type VideoChunk } from './wire.ts'
 
 export { MAX_QUEUED_AUDIO_FRAMES, MAX_QUEUED_CONTROL_FRAMES, MAX_VOICE_STREAMS_PER_PEER, VOICE_FRAMES_PER_SECOND, VOICE_MEMBER_WAIT_MS, VOICE_REDIAL_MS } from './streams.ts'
@@ -31,6 +32,8 @@ export const WANT_REFRESH_MS = 1_000
 export const TALKING_NOTE_MIN_GAP_MS = TALKING_NOTE_MS / 2
 /** Silence after our last frame at which we tell the near that we stopped (TALKING 0). */
 export const TALKING_STOP_MS = 2 * TALKING_NOTE_MS
+/** A speaker heard of (by note or frame) and silent this long is forgotten: a listener keeps no state for everyone who ever talked. */
+export const SPEAKER_FORGET_MS = 10 * TALKING_HOLD_MS
 /** Our own frames a second (under the peers' limit, notes included), and burst. */
 export const OWN_FRAMES_PER_SECOND = VOICE_FRAMES_PER_SECOND * 3 / 4
 export const OWN_FRAMES_BURST = VOICE_FRAMES_PER_SECOND / 2
@@ -45,6 +48,8 @@ export class VoiceService extends TypedEventEmitter<VoiceEvents> {
   private readonly spaces = new Map<string, VoiceSpace>()
   private readonly streams: VoiceStreams
   private readonly shares: Shares
+  /** Our sending keys and the speakers' keys of private spaces. */
+  private readonly seal = new VoiceSeal()
   private readonly voiceMuted = new Set<string>()
   private readonly ownBucket = new TokenBuckets(OWN_FRAMES_PER_SECOND, OWN_FRAMES_BURST)
   private dropped = emptyDropped()
@@ -70,7 +75,9 @@ export class VoiceService extends TypedEventEmitter<VoiceEvents> {
       refusal: (space, did) => this.refusal(space, did),
       listenerRefused: (space, did) => this.listenerRefused(space, did),
       drop: reason => { this.drop(reason) },
+      seal: this.seal,
       board: detail => { this.safeDispatchEvent('voice:board', { detail }) },
+      keyframe: detail => { this.safeDispatchEvent('voice:keyframe', { detail }) },
       video: detail => { this.safeDispatchEvent('voice:video', { detail }) }
     })
   }
@@ -129,7 +136,7 @@ export class VoiceService extends TypedEventEmitter<VoiceEvents> {
       for (const link of vs.links.values()) if (link.out != null) this.streams.write(link.out, note, true)
     }
     const cipher = this.c.spaces.cipher(space)
-    const data = cipher == null ? frame.data : cipher.encrypt(frame.data, audioAad(space, me, frame.seq))
+    const data = cipher == null ? frame.data : this.seal.seal(space, me, cipher, frame.data, audioAad(space, me, frame.seq))
     const bytes = encodeAudio({ ...frame, data })
     let sent = 0
     for (const link of vs.links.values()) {
@@ -163,6 +170,11 @@ export class VoiceService extends TypedEventEmitter<VoiceEvents> {
   /** One chunk of our shared video, to every watcher that wants it; NotSharingError unless we share there. */
   sendVideo (space: string, chunk: VideoChunk): void {
     this.shares.sendVideo(this.need(space), chunk)
+  }
+
+  /** Asks the sharer of the board of `did` we view for a keyframe (at most every KEYFRAME_REQUEST_MIN_MS); false when not sent. */
+  requestKeyframe (space: string, did: string): boolean {
+    return this.shares.requestKeyframe(this.need(space), did)
   }
 
   /** The boards of a space: ours (sharing), those we know and which we view. */
@@ -267,11 +279,13 @@ export class VoiceService extends TypedEventEmitter<VoiceEvents> {
           for (const link of [...vs.links.values()]) this.streams.closeLink(vs, link)
           this.spaces.delete(vs.id)
           this.shares.forget(vs.id)
+          this.seal.forget(vs.id)
+          this.safeDispatchEvent('voice:left', { detail: { space: vs.id } })
           continue
         }
         for (const [did, s] of vs.speakers) {
           this.speaking(vs, did, s, now)
-          if (!s.talking && now - Math.max(s.talkingAt, s.frameAt) > 10 * TALKING_HOLD_MS) vs.speakers.delete(did)
+          if (!s.talking && now - Math.max(s.talkingAt, s.frameAt) > SPEAKER_FORGET_MS) vs.speakers.delete(did)
         }
         if (vs.talkingSent && now - vs.lastSentAt >= TALKING_STOP_MS) {
           vs.talkingSent = false
@@ -307,7 +321,7 @@ export class VoiceService extends TypedEventEmitter<VoiceEvents> {
       this.drop(reasonOf(err as Error))
       return
     }
-    if (f.type === 'share' || f.type === 'want-video' || f.type === 'video') { this.shares.take(vs, link, f); return }
+    if (f.type === 'share' || f.type === 'want-video' || f.type === 'video' || f.type === 'keyframe') { this.shares.take(vs, link, f); return }
     if (f.type === 'want') {
       if (!f.on) link.theyWant = false
       else if (!this.listenerRefused(vs.id, did) && [...vs.links.values()].filter(l => l.theyWant).length < MAX_VOICE_LISTENERS) link.theyWant = true
@@ -334,7 +348,7 @@ export class VoiceService extends TypedEventEmitter<VoiceEvents> {
     let data = f.payload
     if (cipher != null) {
       try {
-        data = cipher.decrypt(f.payload, audioAad(vs.id, did, f.seq))
+        data = this.seal.open(vs.id, did, cipher, f.payload, audioAad(vs.id, did, f.seq))
       } catch {
         this.drop('decrypt')
         return

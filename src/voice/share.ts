@@ -10,8 +10,9 @@
 import { ExcludedError, InvalidVoiceFrameError, NotSharingError, OwnerMutedError, VoiceRateLimitError } from './errors.ts'
 import type { DropReason, VoiceComponents, VoiceMember } from './index.ts'
 import { TokenBuckets } from '../net/rate-limit.ts'
+import type { VoiceSeal } from './seal.ts'
 import type { Link, VoiceSpace, VoiceStreams } from './streams.ts'
-import { checkVideo, encodeShare, encodeVideo, encodeWantVideo, MAX_VIDEO_CHUNK_BYTES, videoAad, type Vec3, type VideoChunk, type VoiceFrame } from './wire.ts'
+import { checkVideo, encodeKeyframe, encodeShare, encodeVideo, encodeWantVideo, MAX_VIDEO_CHUNK_BYTES, videoAad, type Vec3, type VideoChunk, type VoiceFrame } from './wire.ts'
 
 /** Boards a watcher receives video from at once (the nearest sharing, within range). */
 export const MAX_VIEWED_BOARDS = 1
@@ -19,12 +20,9 @@ export const MAX_VIEWED_BOARDS = 1
 export const SHARE_NOTE_MS = 1_000
 /** A board with no SHARE note for this long is gone. */
 export const SHARE_HOLD_MS = 3 * SHARE_NOTE_MS
-/** The bitrate a client encodes a shared stream at, at most (bits a second), and its largest size and frame rate. */
-export const VIDEO_MAX_BITRATE = 600_000
-export const VIDEO_MAX_WIDTH = 640
-export const VIDEO_MAX_HEIGHT = 360
-export const VIDEO_MAX_FPS = 15
-/** VIDEO chunks a voice stream may carry a second (600 kbps is about 75), with a burst as large; past it they are dropped as 'rate'. */
+export { KEYFRAME_REQUEST_MIN_MS, VIDEO_MAX_BITRATE, VIDEO_MAX_FPS, VIDEO_MAX_HEIGHT, VIDEO_MAX_WIDTH } from './video-limits.ts'
+import { KEYFRAME_REQUEST_MIN_MS } from './video-limits.ts'
+/** VIDEO chunks one peer may send us a second in one space, over all its streams (600 kbps is about 75), with a burst as large; past it they are dropped as 'rate'. */
 export const VIDEO_CHUNKS_PER_SECOND = 200
 /** Our own chunks a second, under the peers' limit. */
 export const OWN_VIDEO_CHUNKS_PER_SECOND = VIDEO_CHUNKS_PER_SECOND * 3 / 4
@@ -34,6 +32,9 @@ export interface Board { position: Vec3, at: number }
 export interface ShareSpace {
   watchers: number
   own?: { position: Vec3, noteAt: number }
+  /** When a keyframe request was last passed to our client (as sharer), and last sent to a board's sharer (as viewer). */
+  keyframeOutAt: number
+  keyframeAskedAt: Map<string, number>
   boards: Map<string, Board>
   viewed: string[]
 }
@@ -49,8 +50,11 @@ export interface ShareHost {
   refusal: (space: string, did: string) => DropReason | undefined
   listenerRefused: (space: string, did: string) => boolean
   drop: (reason: DropReason) => void
+  /** The sealing of a private space's chunks (the speaker's key and counter are shared with audio). */
+  seal: VoiceSeal
   board: (e: BoardEvent) => void
   video: (e: VideoEvent) => void
+  keyframe: (e: { space: string }) => void
 }
 
 const dist = (a: Vec3, b: readonly number[]): number => Math.hypot(a[0] - b[0], a[1] - b[1], a[2] - b[2])
@@ -59,7 +63,7 @@ export class Shares {
   private readonly c: VoiceComponents
   private readonly h: ShareHost
   private readonly spaces = new Map<string, ShareSpace>()
-  private readonly wants = new WeakMap<Link, { theyWant: boolean, weWant: boolean }>()
+  private readonly wants = new WeakMap<Link, { theyWant: boolean, weWant: boolean, keyframeAt: number }>()
   private readonly ownBucket = new TokenBuckets(OWN_VIDEO_CHUNKS_PER_SECOND, OWN_VIDEO_CHUNKS_PER_SECOND)
 
   constructor (components: VoiceComponents, host: ShareHost) {
@@ -69,7 +73,7 @@ export class Shares {
 
   of (space: string): ShareSpace {
     let s = this.spaces.get(space)
-    if (s == null) { s = { watchers: 0, boards: new Map(), viewed: [] }; this.spaces.set(space, s) }
+    if (s == null) { s = { watchers: 0, boards: new Map(), viewed: [], keyframeOutAt: 0, keyframeAskedAt: new Map() }; this.spaces.set(space, s) }
     return s
   }
 
@@ -80,9 +84,9 @@ export class Shares {
   /** Watching or sharing: we hold streams to the near members. */
   active (space: string): boolean { const s = this.spaces.get(space); return s != null && (s.watchers > 0 || s.own != null) }
 
-  private want (link: Link): { theyWant: boolean, weWant: boolean } {
+  private want (link: Link): { theyWant: boolean, weWant: boolean, keyframeAt: number } {
     let w = this.wants.get(link)
-    if (w == null) { w = { theyWant: false, weWant: false }; this.wants.set(link, w) }
+    if (w == null) { w = { theyWant: false, weWant: false, keyframeAt: 0 }; this.wants.set(link, w) }
     return w
   }
 
@@ -107,7 +111,7 @@ export class Shares {
     checkVideo(chunk)
     if (!this.ownBucket.take(vs.id)) throw new VoiceRateLimitError(`more than ${OWN_VIDEO_CHUNKS_PER_SECOND} video chunks a second`)
     const cipher = this.c.spaces.cipher(vs.id)
-    const data = cipher == null ? chunk.data : cipher.encrypt(chunk.data, videoAad(vs.id, this.c.identity.did, chunk.seq, chunk.index))
+    const data = cipher == null ? chunk.data : this.h.seal.seal(vs.id, this.c.identity.did, cipher, chunk.data, videoAad(vs.id, this.c.identity.did, chunk.seq, chunk.index))
     const bytes = encodeVideo({ ...chunk, data })
     let sent = 0
     for (const link of vs.links.values()) {
@@ -118,13 +122,36 @@ export class Shares {
     }
   }
 
-  /** A SHARE, WANT_VIDEO or VIDEO frame from `link`'s member; never throws. */
-  take (vs: VoiceSpace, link: Link, f: VoiceFrame & { type: 'share' | 'want-video' | 'video' }): void {
+  /** Asks the sharer of the board of `did` we view for a keyframe, at most every KEYFRAME_REQUEST_MIN_MS; false when not sent. */
+  requestKeyframe (vs: VoiceSpace, did: string, now = Date.now()): boolean {
+    const s = this.of(vs.id)
+    const link = [...vs.links.values()].find(l => l.did === did)
+    if (link?.out == null || !this.want(link).weWant) return false
+    if (now - (s.keyframeAskedAt.get(did) ?? 0) < KEYFRAME_REQUEST_MIN_MS) return false
+    s.keyframeAskedAt.set(did, now)
+    this.h.streams.write(link.out, encodeKeyframe(), true)
+    return true
+  }
+
+  /** A SHARE, WANT_VIDEO, VIDEO or KEYFRAME frame from `link`'s member; never throws. */
+  take (vs: VoiceSpace, link: Link, f: VoiceFrame & { type: 'share' | 'want-video' | 'video' | 'keyframe' }): void {
     const did = link.did as string
     if (f.type === 'want-video') {
       const w = this.want(link)
+      const was = w.theyWant
       if (!f.on) w.theyWant = false
       else if (!this.h.listenerRefused(vs.id, did) && [...vs.links.values()].filter(l => this.want(l).theyWant).length < this.h.maxListeners) w.theyWant = true
+      // A new viewer starts from a keyframe, not from the next one in the stream.
+      if (w.theyWant && !was) this.keyframeOut(vs, Date.now())
+      return
+    }
+    if (f.type === 'keyframe') {
+      const w = this.want(link)
+      const now = Date.now()
+      if (!w.theyWant || this.of(vs.id).own == null) { this.h.drop('unwanted'); return }
+      if (now - w.keyframeAt < KEYFRAME_REQUEST_MIN_MS) { this.h.drop('rate'); return }
+      w.keyframeAt = now
+      this.keyframeOut(vs, now)
       return
     }
     const refused = this.h.refusal(vs.id, did)
@@ -142,7 +169,7 @@ export class Shares {
     const cipher = this.c.spaces.cipher(vs.id)
     if (cipher != null) {
       try {
-        data = cipher.decrypt(f.payload, videoAad(vs.id, did, f.seq, f.index))
+        data = this.h.seal.open(vs.id, did, cipher, f.payload, videoAad(vs.id, did, f.seq, f.index))
       } catch {
         this.h.drop('decrypt')
         return
@@ -191,6 +218,14 @@ export class Shares {
     for (const [did, b] of [...s.boards]) {
       if (now - b.at > SHARE_HOLD_MS) { s.boards.delete(did); this.h.board({ space: vs.id, did, on: false, position: b.position }) }
     }
+  }
+
+  /** Tells our client a viewer needs a keyframe, at most every KEYFRAME_REQUEST_MIN_MS in a space. */
+  private keyframeOut (vs: VoiceSpace, now: number): void {
+    const s = this.of(vs.id)
+    if (s.own == null || now - s.keyframeOutAt < KEYFRAME_REQUEST_MIN_MS) return
+    s.keyframeOutAt = now
+    this.h.keyframe({ space: vs.id })
   }
 
   private note (vs: VoiceSpace, bytes: Uint8Array): void {

@@ -1,5 +1,5 @@
 /**
- * The voice streams: `/peerverse/voice/1.0.0`, one stream per (space, peer pair), opened by the
+ * The voice streams: `/peerverse/voice/2.0.0`, one stream per (space, peer pair), opened by the
  * peer that first needs it, each side's opening { space, binding } binding it to that side's did
  * (verified as presence streams are: the binding names the peer, the did is a member we see on it
  * and not kept out). This file only keeps the streams, checks their limits (frames a second,
@@ -20,12 +20,18 @@ import { decodeOpen, encodeOpen, MAX_VOICE_READ_BYTES, VIDEO, VOICE_PROTOCOL } f
 
 const log = logger('peerverse:voice')
 
-/** Frames (audio and notes) a voice stream may carry a second (twice 50 fps); past it the stream is closed. */
+/**
+ * Frames (audio and notes) one peer may send us a second in one space (twice 50 fps), over all its
+ * streams there together: the budget is kept per (space, peer), so more streams or a stream
+ * opened again neither multiply nor refill it. Past it the stream that carried the frame is closed.
+ */
 export const VOICE_FRAMES_PER_SECOND = 100
 /** Voice streams one peer may hold open to us at once. */
 export const MAX_VOICE_STREAMS_PER_PEER = 4
 /** How long a stream's opening waits to see its did on that peer in the space (beacons may lag). */
 export const VOICE_MEMBER_WAIT_MS = 3_000
+/** How often that wait looks at the space's members again. */
+export const VOICE_MEMBER_POLL_MS = 100
 /** Wait before dialling a member again after a failed dial. */
 export const VOICE_REDIAL_MS = 1_000
 /** Audio frames queued on one stream at most (200 ms at 50 a second); past it the newest is dropped, as late audio is worth nothing. */
@@ -36,8 +42,24 @@ export const MAX_QUEUED_CONTROL_FRAMES = 64
 /** Errors that end a stream without fault of the peer (it went away, or we closed it). */
 const QUIET_ERRORS = new Set(['StreamResetError', 'AbortError', 'StreamAbortedError', 'StreamClosedError', 'ConnectionClosedError', 'ConnectionClosingError', 'StreamStateError'])
 
-/** One open voice stream. */
-export interface Pipe { stream: Stream, f: Framed, pending: number, audioPending: number, chain: Promise<void>, videoPending?: number }
+/**
+ * One open voice stream and what waits to be written on it: control frames and audio in one queue
+ * (in the order given), video chunks in another, written only when the first is empty, so audio
+ * never waits behind a keyframe's chunks (at most behind the one chunk being written).
+ */
+export interface Pipe {
+  stream: Stream
+  f: Framed
+  queue: Array<{ bytes: Uint8Array, audio: boolean }>
+  video: Uint8Array[]
+  /** Control frames and audio frames waiting (or being written). */
+  controlPending: number
+  audioPending: number
+  writing: boolean
+}
+
+/** A new pipe on an opened stream. */
+export const pipeOf = (stream: Stream, f: Framed): Pipe => ({ stream, f, queue: [], video: [], controlPending: 0, audioPending: 0, writing: false })
 
 /** VIDEO chunks queued on one stream at most; past it ours are dropped (a keyframe is under 96). */
 export const MAX_VIDEO_QUEUED_CHUNKS = 128
@@ -101,6 +123,9 @@ export class VoiceStreams {
   private readonly c: VoiceComponents
   private readonly host: StreamHost
   private readonly inboundCount = new Map<string, number>()
+  /** Frame budgets per (space, peer), shared by all that peer's streams in the space. */
+  private readonly frameBuckets = new TokenBuckets(VOICE_FRAMES_PER_SECOND, VOICE_FRAMES_PER_SECOND)
+  private readonly videoBuckets = new TokenBuckets(VIDEO_CHUNKS_PER_SECOND, VIDEO_CHUNKS_PER_SECOND)
 
   constructor (components: VoiceComponents, host: StreamHost) {
     this.c = components
@@ -129,7 +154,7 @@ export class VoiceStreams {
       await f.write(encodeOpen(open.space, this.c.identity.binding), { signal: AbortSignal.timeout(PROTOCOL_TIMEOUT_MS) })
       const link = this.link(vs, peer)
       link.did = did
-      await this.run(vs, link, { stream, f, pending: 0, audioPending: 0, chain: Promise.resolve() })
+      await this.run(vs, link, pipeOf(stream, f))
     } catch (err) {
       this.fail(peer, stream, err as Error)
     } finally {
@@ -159,7 +184,7 @@ export class VoiceStreams {
         link.did = await this.verifyOpen(vs.id, peer, open.binding)
         link.dialing = false
         if (vs.links.get(peer) !== link) { stream.abort(new Error('closed')); return }
-        await this.run(vs, link, { stream, f, pending: 0, audioPending: 0, chain: Promise.resolve() })
+        await this.run(vs, link, pipeOf(stream, f))
       } catch (err) {
         link.retryAt = Date.now() + VOICE_REDIAL_MS
         if (stream != null && opened) this.fail(peer, stream, err as Error)
@@ -183,7 +208,7 @@ export class VoiceStreams {
     const deadline = Date.now() + VOICE_MEMBER_WAIT_MS
     while (!this.c.spaces.who(space).some(m => m.did === did && m.peer === peer)) {
       if (Date.now() >= deadline || !this.c.spaces.isJoined(space)) throw new VoiceNotMemberError(`${did} is not a member we see on ${peer} in ${space}`)
-      await new Promise(resolve => setTimeout(resolve, 100))
+      await new Promise(resolve => setTimeout(resolve, VOICE_MEMBER_POLL_MS))
     }
     return did
   }
@@ -194,8 +219,7 @@ export class VoiceStreams {
     link.out ??= pipe
     link.wantSentAt = 0
     this.host.recompute(vs)
-    const bucket = new TokenBuckets(VOICE_FRAMES_PER_SECOND, VOICE_FRAMES_PER_SECOND)
-    const videoBucket = new TokenBuckets(VIDEO_CHUNKS_PER_SECOND, VIDEO_CHUNKS_PER_SECOND)
+    const key = `${vs.id}\n${link.peer}`
     try {
       while (true) {
         let frame: Uint8Array | null
@@ -208,8 +232,8 @@ export class VoiceStreams {
         if (frame == null) break
         // Video chunks have their own budget; past it they are dropped, the stream (and its audio) kept.
         if (frame[0] === VIDEO) {
-          if (!videoBucket.take('v')) { this.host.drop('rate'); continue }
-        } else if (!bucket.take('f')) throw new VoiceRateLimitError(`more than ${VOICE_FRAMES_PER_SECOND} voice frames a second`)
+          if (!this.videoBuckets.take(key)) { this.host.drop('rate'); continue }
+        } else if (!this.frameBuckets.take(key)) throw new VoiceRateLimitError(`more than ${VOICE_FRAMES_PER_SECOND} voice frames a second from one peer in one space`)
         this.host.take(vs, link, frame)
       }
       await pipe.stream.close().catch(() => {})
@@ -241,30 +265,50 @@ export class VoiceStreams {
   /** Queues a frame on a stream: notes always, audio while fewer than MAX_QUEUED_AUDIO_FRAMES wait (later audio is dropped, not queued). */
   write (pipe: Pipe, bytes: Uint8Array, control: boolean): void {
     if (!control && pipe.audioPending >= MAX_QUEUED_AUDIO_FRAMES) return
-    if (control && pipe.pending - pipe.audioPending - (pipe.videoPending ?? 0) >= MAX_QUEUED_CONTROL_FRAMES) {
+    if (control && pipe.controlPending >= MAX_QUEUED_CONTROL_FRAMES) {
       pipe.stream.abort(new VoiceRateLimitError(`more than ${MAX_QUEUED_CONTROL_FRAMES} control frames wait on a stream the peer does not read`))
       return
     }
-    const audio = control ? 0 : 1
-    pipe.pending++
-    pipe.audioPending += audio
-    pipe.chain = pipe.chain.then(async () => { await pipe.f.write(bytes) }).then(() => { pipe.pending--; pipe.audioPending -= audio }, err => {
-      pipe.pending--
-      pipe.audioPending -= audio
-      pipe.stream.abort(err as Error)
-    })
+    if (control) pipe.controlPending++; else pipe.audioPending++
+    pipe.queue.push({ bytes, audio: !control })
+    void this.pump(pipe)
   }
 
   /** Queues a video chunk on a stream unless MAX_VIDEO_QUEUED_CHUNKS wait (then it is dropped: the next keyframe recovers). */
   writeVideo (pipe: Pipe, bytes: Uint8Array): void {
-    if ((pipe.videoPending ?? 0) >= MAX_VIDEO_QUEUED_CHUNKS) return
-    pipe.pending++
-    pipe.videoPending = (pipe.videoPending ?? 0) + 1
-    const done = (): void => { pipe.pending--; pipe.videoPending = (pipe.videoPending ?? 1) - 1 }
-    pipe.chain = pipe.chain.then(async () => { await pipe.f.write(bytes) }).then(done, err => {
-      done()
-      pipe.stream.abort(err as Error)
-    })
+    if (pipe.video.length >= MAX_VIDEO_QUEUED_CHUNKS) return
+    pipe.video.push(bytes)
+    void this.pump(pipe)
+  }
+
+  /** Writes what waits on a pipe, one frame at a time: control and audio first, then video. */
+  private async pump (pipe: Pipe): Promise<void> {
+    if (pipe.writing) return
+    pipe.writing = true
+    try {
+      while (true) {
+        const next = pipe.queue[0]
+        const bytes = next?.bytes ?? pipe.video[0]
+        if (bytes == null) break
+        try {
+          await pipe.f.write(bytes)
+        } catch (err) {
+          pipe.queue.length = 0
+          pipe.video.length = 0
+          pipe.controlPending = pipe.audioPending = 0
+          pipe.stream.abort(err as Error)
+          break
+        }
+        if (next != null) {
+          pipe.queue.shift()
+          if (next.audio) pipe.audioPending--; else pipe.controlPending--
+        } else {
+          pipe.video.shift()
+        }
+      }
+    } finally {
+      pipe.writing = false
+    }
   }
 
   /** The link with `peer` in a space, made on first use. */

@@ -1,26 +1,31 @@
 /**
- * Voice on the wire: the frames of `/peerverse/voice/1.0.0` between peers, and of the voice
+ * Voice on the wire: the frames of `/peerverse/voice/2.0.0` between peers, and of the voice
  * WebSocket between a peer and its browser client, with their limits. Pure encode and decode;
  * each decoder throws a named error (InvalidVoiceFrameError, VoiceFrameTooLargeError) so the
  * service can drop and count what it refuses.
  *
  * Peer to peer, after the DAG-CBOR opening { space, binding } from each side:
- *   0x01 AUDIO    [0x01][seq u32 BE][ts u32 BE][level u8][payload]  (payload sealed in a private space)
+ *   0x01 AUDIO    [0x01][seq u32 BE][ts u32 BE][level u8][payload]  (payload sealed in a private space, seal.ts)
  *   0x02 WANT     [0x02][0|1]
  *   0x03 TALKING  [0x03][level u8]
  *   0x04 SHARE    [0x04][on u8][x f32 BE][y f32 BE][z f32 BE]  (a board shown at that position, or gone)
  *   0x05 WANT_VIDEO [0x05][0|1]
  *   0x06 VIDEO    [0x06][seq u32 BE][ts u32 BE][flags u8, 1 = keyframe][index u8][count u8][payload]
  *                 (one chunk of a VP8 frame; payload sealed in a private space)
+ *   0x07 KEYFRAME [0x07]  (a viewer asks the board's sharer for a keyframe, at most every KEYFRAME_REQUEST_MIN_MS)
  * Client to peer: an AUDIO frame with the Opus packet. Peer to client:
  *   [0x01][didLen u8][did utf8][seq u32 BE][ts u32 BE][level u8][opus]
- * On a video socket (?media=video) the client sends SHARE and VIDEO frames as above, and the peer
- * sends each as [type][didLen u8][did utf8][the peer-to-peer frame after its type byte].
+ * On a video socket (?media=video) the client sends SHARE and VIDEO frames as above, and KEYFRAME
+ * [0x07][didLen u8][did utf8] to ask that member's board for a keyframe; the peer sends each
+ * SHARE and VIDEO as [type][didLen u8][did utf8][the peer-to-peer frame after its type byte], and
+ * [0x07] when a viewer asks our board for a keyframe.
  */
 import * as dagCbor from '@ipld/dag-cbor'
 import { InvalidVoiceFrameError, InvalidVoiceOpenError, VoiceFrameTooLargeError } from './errors.ts'
+import { MAX_VIDEO_CHUNK_BYTES, MAX_VIDEO_FRAME_BYTES } from './video-limits.ts'
 
-export const VOICE_PROTOCOL = '/peerverse/voice/1.0.0'
+/** 2.0.0: payloads in a private space are sealed under each sender's own key (seal.ts), not as group messages. */
+export const VOICE_PROTOCOL = '/peerverse/voice/2.0.0'
 
 export const AUDIO = 0x01
 export const WANT = 0x02
@@ -28,11 +33,9 @@ export const TALKING = 0x03
 export const SHARE = 0x04
 export const WANT_VIDEO = 0x05
 export const VIDEO = 0x06
+export const KEYFRAME = 0x07
 
-/** Largest payload of one VIDEO chunk (a frame is cut into chunks this size). */
-export const MAX_VIDEO_CHUNK_BYTES = 1024
-/** Largest encoded video frame (a keyframe at 640x360 and 600 kbps is far under). */
-export const MAX_VIDEO_FRAME_BYTES = 96 * 1024
+export { MAX_VIDEO_CHUNK_BYTES, MAX_VIDEO_FRAME_BYTES }
 /** Chunks one frame may be cut into. */
 export const MAX_VIDEO_CHUNKS_PER_FRAME = MAX_VIDEO_FRAME_BYTES / MAX_VIDEO_CHUNK_BYTES
 /** type(1) ‖ seq(4) ‖ ts(4) ‖ flags(1) ‖ index(1) ‖ count(1). */
@@ -44,7 +47,7 @@ export const SHARE_FRAME_BYTES = 14
 export const MAX_VOICE_PAYLOAD_BYTES = 400
 /** type(1) ‖ seq(4) ‖ ts(4) ‖ level(1). */
 export const VOICE_HEADER_BYTES = 10
-/** Bytes sealing adds to a payload in a private space (a group message adds 33; the rest is headroom). */
+/** Bytes sealing may add to a payload in a private space (VOICE_SEAL_OVERHEAD_BYTES is 45; the rest is headroom). */
 export const VOICE_CIPHER_OVERHEAD_BYTES = 64
 /** Largest AUDIO frame on a voice stream. */
 export const MAX_VOICE_FRAME_BYTES = VOICE_HEADER_BYTES + MAX_VOICE_PAYLOAD_BYTES + VOICE_CIPHER_OVERHEAD_BYTES
@@ -81,6 +84,7 @@ export type VoiceFrame =
   | { type: 'share', on: boolean, position: Vec3 }
   | { type: 'want-video', on: boolean }
   | { type: 'video', seq: number, ts: number, key: boolean, index: number, count: number, payload: Uint8Array }
+  | { type: 'keyframe' }
 
 const isU32 = (n: unknown): n is number => typeof n === 'number' && Number.isInteger(n) && n >= 0 && n <= 0xffff_ffff
 const isU8 = (n: unknown): n is number => typeof n === 'number' && Number.isInteger(n) && n >= 0 && n <= 255
@@ -148,6 +152,9 @@ export function decodeVoiceFrame (bytes: Uint8Array, maxPayload = MAX_VOICE_PAYL
       if (bytes[9] > 1 || count === 0 || count > MAX_VIDEO_CHUNKS_PER_FRAME || index >= count) throw new InvalidVoiceFrameError('a VIDEO chunk needs flags 0|1 and index < count <= MAX_VIDEO_CHUNKS_PER_FRAME')
       return { type: 'video', seq: v.getUint32(1), ts: v.getUint32(5), key: bytes[9] === 1, index, count, payload }
     }
+    case KEYFRAME:
+      if (bytes.length !== 1) throw new InvalidVoiceFrameError('a KEYFRAME frame is [0x07]')
+      return { type: 'keyframe' }
     default:
       throw new InvalidVoiceFrameError(`unknown voice frame type ${bytes[0]}`)
   }
@@ -259,9 +266,19 @@ export function videoAad (space: string, did: string, seq: number, index: number
   return enc.encode(`${space}|${did}|v${seq}|${index}`)
 }
 
-/** A frame of a video socket's client: SHARE or VIDEO (InvalidVoiceFrameError otherwise, VoiceFrameTooLargeError past the limits). */
-export function decodeVideoClientFrame (bytes: Uint8Array): { type: 'share', on: boolean, position: Vec3 } | { type: 'video', chunk: VideoChunk } {
+export const encodeKeyframe = (): Uint8Array => Uint8Array.of(KEYFRAME)
+
+/** A frame of a video socket's client: SHARE, VIDEO or KEYFRAME with a did (InvalidVoiceFrameError otherwise, VoiceFrameTooLargeError past the limits). */
+export function decodeVideoClientFrame (bytes: Uint8Array): { type: 'share', on: boolean, position: Vec3 } | { type: 'video', chunk: VideoChunk } | { type: 'keyframe', did: string } {
   if (bytes.length > MAX_VOICE_CLIENT_MESSAGE_BYTES) throw new VoiceFrameTooLargeError(`message of ${bytes.length} bytes, over ${MAX_VOICE_CLIENT_MESSAGE_BYTES}`)
+  if (bytes[0] === KEYFRAME) {
+    if (bytes.length < 3 || bytes.length !== 2 + bytes[1]) throw new InvalidVoiceFrameError('a client\'s KEYFRAME is [0x07][didLen][did]')
+    try {
+      return { type: 'keyframe', did: dec.decode(bytes.subarray(2)) }
+    } catch {
+      throw new InvalidVoiceFrameError('a KEYFRAME did is not UTF-8')
+    }
+  }
   const f = decodeVoiceFrame(bytes, MAX_VOICE_PAYLOAD_BYTES, MAX_VIDEO_CHUNK_BYTES)
   if (f.type === 'share') return f
   if (f.type === 'video') return { type: 'video', chunk: { seq: f.seq, ts: f.ts, key: f.key, index: f.index, count: f.count, data: f.payload } }

@@ -70,6 +70,8 @@ describe('sharing through the local API', { timeout: 300_000 }, () => {
     const got: Array<ReturnType<typeof decodeForClient>> = []
     viewer.on('message', (data, isBinary) => { if (isBinary) got.push(decodeForClient(new Uint8Array(data as Buffer))) })
     const sharer = await open(videoUrl(apiA, tokenA))
+    let keyframesAsked = 0
+    sharer.on('message', (data, isBinary) => { if (isBinary && (data as Buffer).length === 1 && (data as Buffer)[0] === 0x07) keyframesAsked++ })
     sharer.send(encodeShare(true, [102, 1.6, 100]))
     const random = seeded(9)
     const sent = new Map<string, Uint8Array>()
@@ -93,6 +95,11 @@ describe('sharing through the local API', { timeout: 300_000 }, () => {
       const state = await res.json() as VoiceState
       assert.equal(state.share.watching, true)
       assert.deepEqual(state.share.boards.map(x => [x.did, x.viewing]), [[a.did, true]])
+      // B's client asks A's board for a keyframe: A's client is asked for one (the peers pass at most one a KEYFRAME_REQUEST_MIN_MS).
+      const asked = keyframesAsked
+      const didBytes = Buffer.from(a.did)
+      const ask = Uint8Array.from([0x07, didBytes.length, ...didBytes])
+      await eventually('A\'s client is asked for a keyframe', () => keyframesAsked > asked, { trigger: async () => { viewer.send(ask) } })
     } finally {
       clearInterval(timer)
     }
@@ -110,7 +117,8 @@ describe('sharing through the local API', { timeout: 300_000 }, () => {
       ['an audio frame', ws => { ws.send(encodeAudio({ seq: 1, ts: 1, level: 1, data: new Uint8Array(20) })) }],
       ['a chunk over MAX_VIDEO_CHUNK_BYTES', ws => { ws.send(encodeVideo({ seq: 1, ts: 1, key: true, index: 0, count: 1, data: new Uint8Array(MAX_VIDEO_CHUNK_BYTES + 1) })) }],
       ['index past count', ws => { ws.send(encodeVideo({ seq: 1, ts: 1, key: true, index: 2, count: 2, data: new Uint8Array(10) })) }],
-      ['a short board note', ws => { ws.send(Uint8Array.of(4, 1, 0)) }]
+      ['a short board note', ws => { ws.send(Uint8Array.of(4, 1, 0)) }],
+      ['a KEYFRAME with a did cut short', ws => { ws.send(Uint8Array.of(7, 5, 65)) }]
     ]
     for (const [what, bad] of cases) {
       const ws = await open(videoUrl(apiA, tokenA))

@@ -12,13 +12,13 @@ import { lpStream } from '@libp2p/utils'
 import { createPeerBinding } from '../../src/identity/binding.ts'
 import type { Network } from '../../src/net/network.ts'
 import type { PeerverseNode } from '../../src/node/node.ts'
-import { spaceTopic } from '../../src/space/index.ts'
 import {
-  decodeVoiceFrame, encodeShare, encodeVideo, encodeWantVideo, videoAad, MAX_VIDEO_CHUNK_BYTES, MAX_VIDEO_CHUNKS_PER_FRAME, MAX_VIEWED_BOARDS, VIDEO_CHUNKS_PER_SECOND, VOICE_PROTOCOL,
+  VoiceSeal, decodeVoiceFrame, encodeShare, encodeVideo, encodeWantVideo, videoAad, MAX_VIDEO_CHUNK_BYTES, MAX_VIDEO_CHUNKS_PER_FRAME, MAX_VIEWED_BOARDS, VIDEO_CHUNKS_PER_SECOND, VOICE_PROTOCOL,
   type DropReason, type VideoChunk, type VideoEvent
 } from '../../src/voice/index.ts'
 import { LocalPeers, waiter } from '../helpers/local-peers.ts'
 import { seeded } from '../helpers/random.ts'
+import { voiceGroup, type Vec3 } from '../helpers/voice.ts'
 
 const STEP_MS = 20_000
 const SETUP_MS = 60_000
@@ -26,31 +26,14 @@ const peers = new LocalPeers('share')
 const eventually = waiter({ timeoutMs: STEP_MS, intervalMs: 25 })
 after(async () => { await peers.stop() })
 
-type Vec3 = [number, number, number]
-const tcpAddr = (n: PeerverseNode): string => n.addresses().find(a => a.includes('/tcp/')) as string
-
-/** `n` nodes in one space (the first owns it), each at its position, each seeing the others; stopped when `t` ends. */
+/** `n` nodes in one space (see voiceGroup), stopped (with their sharers) when test `t` ends. */
 async function group (t: TestContext | undefined, positions: Vec3[], options: { private?: boolean, rangeM?: number } = {}): Promise<{ nodes: PeerverseNode[], space: string }> {
-  const nodes = await Promise.all(positions.map(async () => await peers.startNode(options.rangeM == null ? undefined : { voice: { rangeM: options.rangeM } })))
-  t?.after(async () => {
-    for (const s of sharers.filter(x => nodes.includes(x.node))) s.stop()
-    for (const n of nodes) await n.stop().catch(() => {})
+  return await voiceGroup(peers, eventually, t, positions, {
+    ...options,
+    stepMs: STEP_MS,
+    setupMs: SETUP_MS,
+    onStop: nodes => { for (const s of sharers.filter(x => nodes.includes(x.node))) s.stop() }
   })
-  for (let i = 0; i < nodes.length; i++) {
-    for (let k = i + 1; k < nodes.length; k++) await nodes[i].connect(tcpAddr(nodes[k]), { signal: AbortSignal.timeout(STEP_MS) })
-  }
-  const space = (await nodes[0].space.create({ name: 'Meeting room', private: options.private, displayName: 'n0' })).id
-  if (options.private === true) await nodes[0].space.setPolicy(space, { addMembers: nodes.slice(1).map(n => n.did) })
-  const holders = nodes[0].space.link(space).peers
-  for (let i = 1; i < nodes.length; i++) await nodes[i].space.join(space, { name: `n${i}`, peers: holders })
-  for (const n of nodes) await eventually('the space mesh is up', () => n.topicPeers(spaceTopic(space)).length >= nodes.length - 1, { timeoutMs: SETUP_MS })
-  nodes.forEach((n, i) => { n.space.move(space, positions[i]) })
-  for (const n of nodes) {
-    const at = positions[nodes.indexOf(n)]
-    await eventually('every member is seen (near when in range)', () => nodes.every((o, i) => o === n ||
-      n.space.who(space).some(m => m.did === o.did && (m.near || Math.hypot(positions[i][0] - at[0], positions[i][2] - at[2]) > 30))), { timeoutMs: SETUP_MS })
-  }
-  return { nodes, space }
 }
 
 /** A sharer sending a three-chunk frame every 50 ms (bytes from a seeded source, kept by seq and index). */
@@ -178,7 +161,7 @@ describe('boards', { timeout: 400_000 }, () => {
       assert.ok(!Buffer.from(f.payload).includes(Buffer.from(sent.subarray(0, 16))), 'no run of the video bytes on the wire')
       const cipher = q.space.cipher(space)
       assert.ok(cipher != null)
-      assert.deepEqual(Uint8Array.from(cipher.decrypt(f.payload, videoAad(space, o.did, f.seq, f.index))), sent)
+      assert.deepEqual(Uint8Array.from(new VoiceSeal().open(space, o.did, cipher, f.payload, videoAad(space, o.did, f.seq, f.index))), sent)
     } finally {
       raw.stream.abort(new Error('done'))
     }

@@ -8,7 +8,8 @@
 import { describe, it, before, after } from 'node:test'
 import assert from 'node:assert/strict'
 import { WebSocket } from 'ws'
-import { ApiServer, createApiToken, MAX_VOICE_CLIENTS } from '../../src/api/server.ts'
+import { ApiServer, createApiToken, MAX_VOICE_CLIENTS, MAX_VOICE_WS_PAYLOAD_BYTES, VOICE_CLOSE_LEFT_SPACE } from '../../src/api/server.ts'
+import { closeReason, MAX_CLOSE_REASON_BYTES, VOICE_CLOSE_LEFT_SPACE_REASON } from '../../src/api/routes/voice.ts'
 import type { PeerverseNode } from '../../src/node/node.ts'
 import { spaceTopic } from '../../src/space/index.ts'
 import { decodeClientFrameFromPeer, encodeAudio, MAX_VOICE_CLIENT_MESSAGE_BYTES, type VoiceState } from '../../src/voice/index.ts'
@@ -136,19 +137,21 @@ describe('voice through the local API', { timeout: 300_000 }, () => {
   })
 
   it('bad client frames close the socket with 1008', async () => {
-    const cases: Array<[string, (ws: WebSocket) => void]> = [
-      ['text', ws => { ws.send('hello') }],
-      ['unknown type', ws => { ws.send(Uint8Array.of(9, 1, 2, 3)) }],
-      ['short', ws => { ws.send(Uint8Array.of(1, 0, 0)) }],
-      ['over 2 KiB', ws => { ws.send(new Uint8Array(MAX_VOICE_CLIENT_MESSAGE_BYTES + 1).fill(1)) }]
+    const cases: Array<[string, (ws: WebSocket) => void, number]> = [
+      ['text', ws => { ws.send('hello') }, 1008],
+      ['unknown type', ws => { ws.send(Uint8Array.of(9, 1, 2, 3)) }, 1008],
+      ['short', ws => { ws.send(Uint8Array.of(1, 0, 0)) }, 1008],
+      // Past the server's maxPayload (MAX_VOICE_WS_PAYLOAD_BYTES, a client frame's bound) the server closes before reading it whole.
+      [`over MAX_VOICE_WS_PAYLOAD_BYTES (${MAX_VOICE_WS_PAYLOAD_BYTES})`, ws => { ws.send(new Uint8Array(MAX_VOICE_WS_PAYLOAD_BYTES + 1).fill(1)) }, 1009],
+      ['far over it', ws => { ws.send(new Uint8Array(32 * 1024).fill(1)) }, 1009]
     ]
-    for (const [what, bad] of cases) {
+    assert.equal(MAX_VOICE_WS_PAYLOAD_BYTES, MAX_VOICE_CLIENT_MESSAGE_BYTES)
+    for (const [what, bad, expected] of cases) {
       const ws = await open(wsUrl(apiA, tokenA))
       const done = closed(ws)
       bad(ws)
       const { code, reason } = await done
-      assert.equal(code, 1008, `${what}: ${reason}`)
-      assert.ok(reason.length > 0)
+      assert.equal(code, expected, `${what}: ${reason}`)
     }
     assert.ok(a.started)
   })
@@ -173,5 +176,22 @@ describe('voice through the local API', { timeout: 300_000 }, () => {
     const json = JSON.parse((await runCli(['voice', '--space', space, '--json', '--data', b.config.dataDir])).stdout) as Record<string, VoiceState>
     assert.deepEqual(Object.keys(json), [space])
     assert.equal((await runCli(['voice', 'extra', '--data', b.config.dataDir])).code, 2)
+  })
+
+  it(`a close reason is cut to MAX_CLOSE_REASON_BYTES (${MAX_CLOSE_REASON_BYTES}) bytes of UTF-8`, () => {
+    assert.equal(closeReason('short'), 'short')
+    const long = closeReason('é'.repeat(200))
+    assert.ok(Buffer.byteLength(long) <= MAX_CLOSE_REASON_BYTES && long.length === Math.floor(MAX_CLOSE_REASON_BYTES / 2))
+  })
+
+  // Last: B leaves the space.
+  it('leaving the space closes its voice and video sockets with VOICE_CLOSE_LEFT_SPACE', async () => {
+    const voiceWs = await open(wsUrl(apiB, tokenB))
+    const videoWs = await open(wsUrl(apiB, tokenB) + '&media=video')
+    const done = [closed(voiceWs), closed(videoWs)]
+    await eventually('B listens', () => b.voice.state(space).listening)
+    await b.space.leave(space)
+    for (const c of await Promise.all(done)) assert.deepEqual(c, { code: VOICE_CLOSE_LEFT_SPACE, reason: VOICE_CLOSE_LEFT_SPACE_REASON })
+    assert.ok(b.started)
   })
 })

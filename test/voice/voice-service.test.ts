@@ -10,45 +10,15 @@ import type { Stream } from '@libp2p/interface'
 import { streamPair } from '@libp2p/utils'
 import { createPeerBinding } from '../../src/identity/binding.ts'
 import { didFromPublicKey } from '../../src/identity/did.ts'
-import { ed25519KeyFromSeed } from '../../src/identity/ed25519.ts'
 import { framed } from '../../src/net/framed.ts'
 import type { ProtocolHandler, ProtocolPort } from '../../src/net/ports.ts'
 import { Store } from '../../src/store/store.ts'
 import { cleanups, tempDir } from '../helpers/cleanup.ts'
+import { fakeProtocols, keyOf, serviceAtOrigin, UNIT_SPACE } from '../helpers/voice.ts'
 import { defaultConfig, mergeConfig, validateConfig } from '../../src/node/config.ts'
 import { decodeVoiceFrame, encodeOpen, encodeTalking, encodeWant, HEARING_RANGE_M, MAX_QUEUED_AUDIO_FRAMES, TALKING_NOTE_MIN_GAP_MS, MAX_VOICE_LISTENERS, MAX_VOICE_READ_BYTES, voice, type VoiceMember } from '../../src/voice/index.ts'
 
-const SPACE = 'space-under-test'
-const keyOf = (i: number): ReturnType<typeof ed25519KeyFromSeed> => ed25519KeyFromSeed(new Uint8Array(32).fill(i + 1))
-
-/** A protocol port that records the handler and dials nobody. */
-function fakeProtocols (onHandle: (h: ProtocolHandler) => void = () => {}): ProtocolPort {
-  return {
-    peerId: 'peer-me',
-    addresses: () => [],
-    handle: async (_p: string, h: ProtocolHandler) => { onHandle(h) },
-    unhandle: async () => {},
-    dial: async () => { throw new Error('no dialling in this test') },
-    peers: () => [],
-    connections: () => [],
-    hangUp: async () => {},
-    onPeer: () => () => {}
-  }
-}
-
-/** A started voice service of ours at the origin of SPACE, seeing `members`, with the protocol handler it registered. */
-async function serviceAtOrigin (myKey: ReturnType<typeof keyOf>, members: VoiceMember[]): Promise<{ service: ReturnType<ReturnType<typeof voice>>, handler: () => ProtocolHandler | undefined }> {
-  let handler: ProtocolHandler | undefined
-  const service = voice()({
-    protocols: fakeProtocols(h => { handler = h }),
-    onRejected: () => {},
-    identity: { did: didFromPublicKey(myKey.publicKey), key: myKey, binding: (await createPeerBinding(myKey, 'peer-me')).bytes },
-    spaces: { isJoined: id => id === SPACE, who: () => members, me: () => ({ position: [0, 0, 0] }), isExcluded: () => false, isOwnerMuted: () => false, cipher: () => undefined },
-    social: { isBlocked: () => false, isMuted: () => false }
-  })
-  await service.start()
-  return { service, handler: () => handler }
-}
+const SPACE = UNIT_SPACE
 
 describe('the voice service alone', { timeout: 60_000 }, () => {
   it(`sends to MAX_VOICE_LISTENERS (${MAX_VOICE_LISTENERS}) listeners that want it, not to one more`, async () => {

@@ -15,13 +15,13 @@ import { ed25519KeyFromSeed } from '../../src/identity/ed25519.ts'
 import type { Network } from '../../src/net/network.ts'
 import type { PeerverseNode } from '../../src/node/node.ts'
 import { createDescriptor } from '../../src/space/records.ts'
-import { spaceTopic } from '../../src/space/index.ts'
 import {
   audioAad, decodeVoiceFrame, encodeAudio, encodeTalking, encodeWant, MAX_VOICE_PAYLOAD_BYTES, MAX_VOICE_READ_BYTES, MAX_VOICE_STREAMS_PER_PEER,
-  VOICE_FRAMES_PER_SECOND, VOICE_PROTOCOL, type DropReason
+  VOICE_FRAMES_PER_SECOND, VOICE_PROTOCOL, VoiceSeal, type DropReason
 } from '../../src/voice/index.ts'
 import { LocalPeers, waiter } from '../helpers/local-peers.ts'
 import { seeded } from '../helpers/random.ts'
+import { voiceGroup, type Vec3 } from '../helpers/voice.ts'
 
 const STEP_MS = 20_000
 /** Setting a group up (joins, the gossip mesh, presence) on a loaded machine may take longer. */
@@ -30,39 +30,14 @@ const peers = new LocalPeers('voice')
 const eventually = waiter({ timeoutMs: STEP_MS, intervalMs: 25 })
 after(async () => { await peers.stop() })
 
-type Vec3 = [number, number, number]
-const tcpAddr = (n: PeerverseNode): string => n.addresses().find(a => a.includes('/tcp/')) as string
-
-async function mesh (list: PeerverseNode[]): Promise<void> {
-  for (let i = 0; i < list.length; i++) {
-    for (let k = i + 1; k < list.length; k++) await list[i].connect(tcpAddr(list[k]), { signal: AbortSignal.timeout(STEP_MS) })
-  }
-}
-
-/**
- * `n` nodes in one space (the first owns it), each at its position, each seeing the others it
- * should; stopped (with their talkers) when test `t` ends, so the machine carries one group at a time.
- */
+/** `n` nodes in one space (see voiceGroup), stopped (with their talkers) when test `t` ends. */
 async function group (t: TestContext | undefined, positions: Vec3[], options: { maxHeard?: number, private?: boolean } = {}): Promise<{ nodes: PeerverseNode[], space: string }> {
-  const nodes = await Promise.all(positions.map(async () => await peers.startNode({ voice: { maxHeard: options.maxHeard } })))
-  t?.after(async () => {
-    for (const tk of talkers.filter(x => nodes.includes(x.node))) tk.stop()
-    for (const n of nodes) await n.stop().catch(() => {})
+  return await voiceGroup(peers, eventually, t, positions, {
+    ...options,
+    stepMs: STEP_MS,
+    setupMs: SETUP_MS,
+    onStop: nodes => { for (const tk of talkers.filter(x => nodes.includes(x.node))) tk.stop() }
   })
-  await mesh(nodes)
-  const space = (await nodes[0].space.create({ name: 'Voice room', private: options.private, displayName: 'n0' })).id
-  if (options.private === true) await nodes[0].space.setPolicy(space, { addMembers: nodes.slice(1).map(n => n.did) })
-  const holders = nodes[0].space.link(space).peers
-  for (let i = 1; i < nodes.length; i++) await nodes[i].space.join(space, { name: `n${i}`, peers: holders })
-  for (const n of nodes) await eventually('the space mesh is up', () => n.topicPeers(spaceTopic(space)).length >= nodes.length - 1, { timeoutMs: SETUP_MS })
-  nodes.forEach((n, i) => { n.space.move(space, positions[i]) })
-  for (const n of nodes) {
-    const at = positions[nodes.indexOf(n)]
-    // Members within hearing range are seen near; the others at least seen.
-    await eventually('every member is seen (near when in range)', () => nodes.every((o, i) => o === n ||
-      n.space.who(space).some(m => m.did === o.did && (m.near || Math.hypot(positions[i][0] - at[0], positions[i][2] - at[2]) > 30))), { timeoutMs: SETUP_MS })
-  }
-  return { nodes, space }
 }
 
 /** A speaker sending a frame every 20 ms (its bytes from a seeded source, kept by seq). */
@@ -256,8 +231,10 @@ describe('sealing in a private space', { timeout: 200_000 }, () => {
       assert.ok(!Buffer.from(f.payload).includes(Buffer.from(opus.subarray(0, 16))), 'no run of the Opus bytes on the wire')
       const cipher = p.space.cipher(space)
       assert.ok(cipher != null)
-      assert.deepEqual(Uint8Array.from(cipher.decrypt(f.payload, audioAad(space, o.did, 7))), opus)
-      assert.throws(() => cipher.decrypt(f.payload, audioAad(space, o.did, 8)), { name: 'DecryptError' })
+      const seal = new VoiceSeal()
+      assert.deepEqual(Uint8Array.from(seal.open(space, o.did, cipher, f.payload, audioAad(space, o.did, 7))), opus)
+      assert.throws(() => seal.open(space, o.did, cipher, f.payload, audioAad(space, o.did, 8)), { name: 'VoiceOpenError' })
+      assert.throws(() => cipher.decrypt(f.payload, audioAad(space, o.did, 7)), 'not a group message: voice spends none of the epoch\'s budget')
     } finally {
       clearInterval(timer)
       raw.stream.abort(new Error('done'))

@@ -13,6 +13,7 @@ import {
 import {
   decodeHeardFrame, encodeOwnFrame, MAX_VOICE_PAYLOAD_BYTES, OWN_HEADER_BYTES, seqDiff, VoiceWireError
 } from '../../web/src/voice/wire.ts'
+import { dropIdleSpeakers, SPEAKER_IDLE_MS } from '../../web/src/voice/playback.ts'
 import { seeded } from '../helpers/random.ts'
 
 /** What happened to each seq: played, concealed, or nothing. */
@@ -169,5 +170,19 @@ describe('voice socket messages', () => {
     for (const bad of [[], [2, 1, 65], [1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0], [1, 5, 65]]) {
       assert.ok(decodeHeardFrame(new Uint8Array(bad).buffer) instanceof VoiceWireError, `refuses ${bad}`)
     }
+  })
+})
+
+describe('idle speakers', () => {
+  it(`a speaker with no frame for SPEAKER_IDLE_MS (${SPEAKER_IDLE_MS} ms) is closed and let go; one heard within it stays`, () => {
+    const closed: string[] = []
+    const make = (did: string, lastArrival: number): { lastArrival: number, close: () => void } => ({ lastArrival, close: () => { closed.push(did) } })
+    const now = 1_000_000
+    const speakers = new Map([['quiet', make('quiet', now - SPEAKER_IDLE_MS)], ['talking', make('talking', now - SPEAKER_IDLE_MS + 1)], ['never', make('never', -Infinity)]])
+    assert.deepEqual(dropIdleSpeakers(speakers, now).sort(), ['never', 'quiet'])
+    assert.deepEqual(closed.sort(), ['never', 'quiet'], 'their decoders and nodes are freed')
+    assert.deepEqual([...speakers.keys()], ['talking'])
+    assert.deepEqual(dropIdleSpeakers(speakers, now + 1), ['talking'])
+    assert.equal(speakers.size, 0)
   })
 })

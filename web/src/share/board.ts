@@ -5,18 +5,15 @@
  * a canvas that is the panel's three.js CanvasTexture.
  */
 import { CanvasTexture, DoubleSide, Mesh, MeshBasicMaterial, PlaneGeometry, SRGBColorSpace, type Scene } from 'three'
-import type { Chunk, Vec3 } from './wire.ts'
+import { FrameAssembler, type Assembled } from './frames.ts'
+import { KEYFRAME_REQUEST_MIN_MS, type Chunk, type Vec3 } from './wire.ts'
 
 /** The panel's size in metres (16:9). */
 export const BOARD_WIDTH_M = 3.2
 export const BOARD_HEIGHT_M = 1.8
-/** Frames being put together at once; older ones are given up. */
-export const MAX_PENDING_FRAMES = 4
 /** The panel's canvas (its texture), whatever the stream's size. */
 export const CANVAS_WIDTH = 640
 export const CANVAS_HEIGHT = 360
-
-interface Pending { key: boolean, ts: number, count: number, got: number, parts: Array<Uint8Array | undefined> }
 
 export class Board {
   readonly did: string
@@ -25,15 +22,19 @@ export class Board {
   /** Frames decoded and drawn so far; decoder errors; frames given up. */
   frames = 0
   errors = 0
-  lost = 0
+  /** Frames given up while being put together. */
+  get lost (): number { return this.assembler.lost }
   private readonly ctx: CanvasRenderingContext2D | null
   private readonly texture: CanvasTexture
   private readonly mesh: Mesh
   private readonly scene: Scene
   private decoder?: VideoDecoder
-  private readonly pending = new Map<number, Pending>()
-  private lastSeq = -1
+  private readonly assembler = new FrameAssembler()
   private needKey = true
+
+  /** Called (at most every KEYFRAME_REQUEST_MIN_MS) when frames are dropped for want of a keyframe. */
+  onNeedKey?: () => void
+  private keyAskedAt = -Infinity
 
   constructor (did: string, position: Vec3, scene: Scene) {
     this.did = did
@@ -66,39 +67,32 @@ export class Board {
     this.mesh.lookAt(at[0], this.position[1], at[2])
   }
 
-  /** One chunk of the stream; a frame complete is decoded. */
+  /** One chunk of the stream; a frame complete is decoded (from a keyframe on, after a gap). */
   take (c: Chunk): void {
-    if (c.seq <= this.lastSeq || c.index >= c.count) return
-    let p = this.pending.get(c.seq)
-    if (p == null) {
-      p = { key: c.key, ts: c.ts, count: c.count, got: 0, parts: new Array(c.count) }
-      this.pending.set(c.seq, p)
-      for (const seq of [...this.pending.keys()].sort((a, b) => a - b).slice(0, Math.max(0, this.pending.size - MAX_PENDING_FRAMES))) { this.pending.delete(seq); this.lost++ }
-    }
-    if (p.count !== c.count || p.parts[c.index] != null) return
-    p.parts[c.index] = c.data
-    if (++p.got < p.count) return
-    this.pending.delete(c.seq)
-    for (const seq of this.pending.keys()) if (seq < c.seq) { this.pending.delete(seq); this.lost++ }
-    if (c.seq !== this.lastSeq + 1 && !p.key) this.needKey = true
-    this.lastSeq = c.seq
-    if (this.needKey && !p.key) return
-    this.decode(p)
+    const f = this.assembler.take(c)
+    if (f == null) return
+    if (f.gap && !f.key) this.needKey = true
+    if (this.needKey && !f.key) { this.askKey(); return }
+    this.decode(f)
   }
 
-  private decode (p: Pending): void {
+  private decode (f: Assembled): void {
     const dec = this.ensureDecoder()
     if (dec == null) return
-    const data = new Uint8Array(p.parts.reduce((n, x) => n + (x?.length ?? 0), 0))
-    let o = 0
-    for (const x of p.parts) { data.set(x as Uint8Array, o); o += (x as Uint8Array).length }
     try {
-      dec.decode(new EncodedVideoChunk({ type: p.key ? 'key' : 'delta', timestamp: p.ts * 1000, data }))
+      dec.decode(new EncodedVideoChunk({ type: f.key ? 'key' : 'delta', timestamp: f.ts * 1000, data: f.data }))
       this.needKey = false
     } catch {
       this.errors++
       this.needKey = true
     }
+  }
+
+  private askKey (): void {
+    const now = performance.now()
+    if (now - this.keyAskedAt < KEYFRAME_REQUEST_MIN_MS) return
+    this.keyAskedAt = now
+    this.onNeedKey?.()
   }
 
   private ensureDecoder (): VideoDecoder | undefined {
@@ -131,6 +125,5 @@ export class Board {
     ;(this.mesh.material as MeshBasicMaterial).dispose()
     this.texture.dispose()
     if (this.decoder != null && this.decoder.state !== 'closed') this.decoder.close()
-    this.pending.clear()
   }
 }

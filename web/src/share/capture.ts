@@ -34,6 +34,9 @@ export class Capture {
   private seq = 0
   private forceKey = true
 
+  /** The next frame is encoded as a keyframe (a viewer asked for one). */
+  requestKey (): void { this.forceKey = true }
+
   /** `onChunk` sends a chunk (false when it could not); `onEnd` is told when the source ends by itself. */
   constructor (source: ShareSource, onChunk: (c: Chunk) => boolean, onEnd: () => void) {
     this.source = source

@@ -60,10 +60,14 @@ export function mountShare (ctx: ShareContext): SharePanel {
     const s = new ShareSocket(id, api.token, {
       onMessage: m => {
         if (socket !== s) return
+        if (m.type === 'keyframe') { capture?.requestKey(); return }
         const b = boards.get(m.did)
         if (m.type === 'share') {
-          if (!m.on) { b?.close(); boards.delete(m.did) } else if (b == null) boards.set(m.did, new Board(m.did, m.position, view.scene))
-          else b.place(m.position)
+          if (!m.on) { b?.close(); boards.delete(m.did) } else if (b == null) {
+            const nb = new Board(m.did, m.position, view.scene)
+            nb.onNeedKey = () => { if (socket === s) s.askKeyframe(m.did) }
+            boards.set(m.did, nb)
+          } else b.place(m.position)
         } else {
           b?.take(m)
         }

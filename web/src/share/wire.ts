@@ -4,24 +4,22 @@
  * take down its board, and VIDEO chunks `[0x06][seq u32 BE][ts u32 BE][flags u8, 1 = key][index u8]
  * [count u8][vp8]` while it shares; the peer sends each member's board note and the chunks of the
  * board it views with the member's did after the type: `[type][didLen u8][did utf8][the rest]`.
+ * KEYFRAME: the client asks the board of a member it views for one, `[0x07][didLen u8][did utf8]`,
+ * and a sharing client is asked for one with `[0x07]`.
  */
 
 export const SHARE_MSG = 0x04
 export const VIDEO_MSG = 0x06
-/** Largest payload of one chunk, and of one encoded frame (the peer's limits). */
-export const MAX_VIDEO_CHUNK_BYTES = 1024
-export const MAX_VIDEO_FRAME_BYTES = 96 * 1024
-/** What we encode at most: bits a second, size and frame rate (the peer bounds what it carries the same way). */
-export const VIDEO_MAX_BITRATE = 600_000
-export const VIDEO_MAX_WIDTH = 640
-export const VIDEO_MAX_HEIGHT = 360
-export const VIDEO_MAX_FPS = 12
-/** A keyframe this often (frames), so a viewer that comes near starts within about two seconds. */
-export const KEYFRAME_EVERY = 24
+export const KEYFRAME_MSG = 0x07
+/** The peer's limits on chunks and frames, and what we encode at most: one file for both sides. */
+export { KEYFRAME_REQUEST_MIN_MS, MAX_VIDEO_CHUNK_BYTES, MAX_VIDEO_FRAME_BYTES, VIDEO_MAX_BITRATE, VIDEO_MAX_FPS, VIDEO_MAX_HEIGHT, VIDEO_MAX_WIDTH } from '../../../src/voice/video-limits.ts'
+import { VIDEO_MAX_FPS } from '../../../src/voice/video-limits.ts'
+/** A keyframe this often (frames), so a viewer that comes near starts within about two seconds (sooner when its peer asks for one). */
+export const KEYFRAME_EVERY = 2 * VIDEO_MAX_FPS
 
 export type Vec3 = [number, number, number]
 export interface Chunk { seq: number, ts: number, key: boolean, index: number, count: number, data: Uint8Array }
-export type PeerMessage = { type: 'share', did: string, on: boolean, position: Vec3 } | ({ type: 'video', did: string } & Chunk)
+export type PeerMessage = { type: 'share', did: string, on: boolean, position: Vec3 } | ({ type: 'video', did: string } & Chunk) | { type: 'keyframe' }
 
 export class ShareWireError extends Error { name = 'ShareWireError' }
 
@@ -48,10 +46,24 @@ export function encodeVideoMsg (c: Chunk): Uint8Array<ArrayBuffer> {
 }
 
 const dec = new TextDecoder()
+const enc = new TextEncoder()
+
+/** Asks the board of `did` we view for a keyframe: [0x07][didLen][did]. */
+export function encodeKeyframeMsg (did: string): Uint8Array<ArrayBuffer> {
+  const d = enc.encode(did)
+  if (d.length > 255) throw new ShareWireError('did over 255 bytes')
+  const out = new Uint8Array(2 + d.length)
+  out[0] = KEYFRAME_MSG
+  out[1] = d.length
+  out.set(d, 2)
+  return out
+}
 
 /** A message from the peer; ShareWireError for anything that is not one. */
 export function decodePeerMsg (buf: ArrayBuffer): PeerMessage | ShareWireError {
   const b = new Uint8Array(buf)
+  // A viewer of our board needs a keyframe.
+  if (b.length === 1 && b[0] === KEYFRAME_MSG) return { type: 'keyframe' }
   if (b.length < 2) return new ShareWireError('short')
   const n = b[1]
   const o = 2 + n

@@ -16,7 +16,7 @@ import type { Report } from '../panel.ts'
 import { EYE_HEIGHT, type View } from '../scene.ts'
 import type { Store } from '../store.ts'
 import { Capture } from './capture.ts'
-import { MAX_VOLUME, Output, Speaker, type Vec3 } from './playback.ts'
+import { dropIdleSpeakers, MAX_VOLUME, Output, Speaker, type Vec3 } from './playback.ts'
 import { VoiceSocket } from './socket.ts'
 import type { HeardFrame, OwnFrame } from './wire.ts'
 
@@ -144,7 +144,11 @@ export function mountVoice (ctx: VoiceContext): VoicePanel {
     s.receive(f)
   }
 
-  setInterval(() => { for (const s of speakers.values()) s.pump() }, PUMP_INTERVAL_MS)
+  setInterval(() => {
+    const now = performance.now()
+    for (const did of dropIdleSpeakers(speakers, now)) talking.delete(did)
+    for (const s of speakers.values()) s.pump()
+  }, PUMP_INTERVAL_MS)
 
   /** Every animation frame: the listener at our ears, each speaker at its avatar, the indicators. */
   function frame (): void {

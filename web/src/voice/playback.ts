@@ -29,6 +29,24 @@ export const MOUTH_HEIGHT = 1.5
 export const MAX_DECODING = 25
 /** Volume bounds of the per-person slider. */
 export const MAX_VOLUME = 2
+/**
+ * A speaker with no frame for this long (ms) is let go: its decoder closed, its nodes taken out of
+ * the graph. A member heard once and gone quiet (or gone away) costs nothing after it; when they
+ * talk again a new Speaker is made for them. Well over a pause in talk (TALKING_HOLD_MS).
+ */
+export const SPEAKER_IDLE_MS = 10_000
+
+/** Closes and removes the speakers with no frame for SPEAKER_IDLE_MS at `now`; returns their dids. */
+export function dropIdleSpeakers (speakers: Map<string, { lastArrival: number, close: () => void }>, now: number): string[] {
+  const gone: string[] = []
+  for (const [did, s] of speakers) {
+    if (now - s.lastArrival < SPEAKER_IDLE_MS) continue
+    s.close()
+    speakers.delete(did)
+    gone.push(did)
+  }
+  return gone
+}
 
 export type Vec3 = [number, number, number]
 
@@ -107,6 +125,7 @@ export class Speaker {
   constructor (out: Output, did: string) {
     this.out = out
     this.did = did
+    this.lastArrival = performance.now()
     const ctx = out.ctx
     this.panner = new PannerNode(ctx, { panningModel: 'HRTF', distanceModel: 'inverse', refDistance: 1.5, rolloffFactor: 1, maxDistance: HEARING_RANGE_M })
     this.gain = ctx.createGain()
