@@ -22,7 +22,6 @@ import * as dagCbor from '@ipld/dag-cbor'
 import { sha256Hex } from '../identity/hash.ts'
 import { verifyRecordSync } from '../identity/record.ts'
 import { InvalidProofError, verifyStateProof, type StateProof } from './proof.ts'
-import type { Account, BlockHeader, Validator } from './state.ts'
 
 export const VOTE_TYPE = 'peerverse/vote'
 /** Largest signed vote. */
@@ -33,6 +32,23 @@ export const STAKE_PER_POWER = 1_000n
 export const MAX_VALIDATORS = 100
 /** Headers a light client fetches at most to move its trusted set to one new header (bisection). */
 export const MAX_LIGHT_CLIENT_STEPS = 64
+
+export interface Account { balance: bigint, nonce: number, stake: bigint }
+export interface Validator { id: string, power: number }
+
+export interface BlockHeader {
+  chain: string
+  height: number
+  time: number
+  prev: string | null
+  proposer: string
+  /** Hash over the transactions' ids in order. */
+  txRoot: string
+  /** Merkle root of the state after this block. */
+  stateRoot: string
+  /** Hash of the validator set that signs this block. */
+  validatorsHash: string
+}
 
 export class InvalidBlockError extends Error {
   name = 'InvalidBlockError'

@@ -23,7 +23,7 @@
  */
 import * as dagCbor from '@ipld/dag-cbor'
 import { sha256Hex } from '../identity/hash.ts'
-import { blockHash, InvalidBlockError, validatorsFromStakes, validatorsHash } from './light.ts'
+import { blockHash, InvalidBlockError, validatorsFromStakes, validatorsHash, type Account, type BlockHeader, type Validator } from './light.ts'
 import { leafHash, MerkleTree, type Leaf, type StateProof } from './merkle.ts'
 import { claimCost, grant, GRANT_FIELDS, revoke, setPrice, SPACE_FIELDS, spaceOf, type Grant, type LandSpace } from './land.ts'
 import { decodeTx, MAX_AMOUNT, type Tx, type TxDecoder } from './tx.ts'
@@ -32,12 +32,11 @@ import { decodeTx, MAX_AMOUNT, type Tx, type TxDecoder } from './tx.ts'
 export const VALIDATOR_UPDATE_DELAY = 2
 /** Transactions in one block at most. */
 export const MAX_BLOCK_TXS = 10_000
+export type { Account, BlockHeader, Validator } from './light.ts'
 export { blockHash, decodeAccountValue, decodeOwner, InvalidBlockError, MAX_VALIDATORS, STAKE_PER_POWER, validatorsFromStakes, validatorsHash } from './light.ts'
 
-export interface Account { balance: bigint, nonce: number, stake: bigint }
 export interface Asset { id: string, owner: string, minter: string, content: string, name: string, height: number }
 export interface Parcel { id: string, owner: string, space: string, x: number, y: number, w: number, h: number }
-export interface Validator { id: string, power: number }
 
 export interface LedgerState {
   chain: string
@@ -55,20 +54,6 @@ export interface LedgerState {
   validators: Validator[]
   /** Sets decided by stake changes, each applying from its height. */
   pending: Array<{ height: number, validators: Validator[] }>
-}
-
-export interface BlockHeader {
-  chain: string
-  height: number
-  time: number
-  prev: string | null
-  proposer: string
-  /** Hash over the transactions' ids in order. */
-  txRoot: string
-  /** Merkle root of the state after this block. */
-  stateRoot: string
-  /** Hash of the validator set that signs this block. */
-  validatorsHash: string
 }
 
 export interface Block {
