@@ -7,15 +7,15 @@
  * - The genesis: its validator set (stake / STAKE_PER_POWER) is the first trusted set. The client
  *   takes it from the first answer for a chain and pins it (trust on first use, as SSH pins a host
  *   key); a later genesis for the same chain that names another set is refused (GenesisChangedError).
- * - That fewer than a third of a trusted set's power signs a block off the one chain. To move
- *   from a trusted set to a header signed by another set, it uses CometBFT's light client rule
- *   (skipping verification): validators holding more than a third of the trusted set's power
- *   must have signed the new header, and more than two thirds of the new set's power; when too
- *   few did, it checks a header halfway first (bisection) and goes on from there. Headers here
- *   carry no next-validators hash, so sets are checked this way even between adjacent heights.
- *   This ledger has no unbonding period, so "fewer than a third" must hold for validators also
- *   after they leave: an old set's majority could sign a false chain for a client that has not
- *   followed the chain since (CometBFT bounds this with its trusting period).
+ * - That validators holding more than a third of a trusted set's power never together sign a
+ *   block off the one chain. To move from a trusted set to a header signed by another set, it
+ *   uses CometBFT's light client rule (skipping verification): validators holding more than a
+ *   third of the trusted set's power must have signed the new header, and more than two thirds of
+ *   the new set's power; when too few did, it checks a header halfway first (bisection) and goes
+ *   on from there. Headers here carry no next-validators hash, so sets are checked this way even
+ *   between adjacent heights. This ledger has no unbonding period, so that must hold for
+ *   validators also after they leave: an old set's majority could sign a false chain for a client
+ *   that has not followed the chain since (CometBFT bounds this with its trusting period).
  * Then a proof is checked against the trusted header's state root (proof.ts).
  */
 import * as dagCbor from '@ipld/dag-cbor'
