@@ -15,6 +15,8 @@ import {
   type BlockHeader, type SignedHeader, type TrustedSet, type Validator
 } from '../../src/ledger/light.ts'
 import { MerkleTree } from '../../src/ledger/merkle.ts'
+import { LedgerView, MAX_VALIDATOR_SETS_KEPT } from '../../src/ledger/view.ts'
+import type { LedgerComponents } from '../../src/ledger/types.ts'
 import * as dagCbor from '@ipld/dag-cbor'
 
 const CHAIN = 'peerverse-light-test'
@@ -109,4 +111,31 @@ describe('light client', () => {
     lie.present!.value = Buffer.from(dagCbor.encode([999999, 5, 0])).toString('hex')
     assert.throws(() => verifyLightClientProof(sh.header, sh.commit, sh.validators, `account/${did(9)}`, lie), { name: 'InvalidProofError' })
   })
+
+  it(`the peer answers the set that signed each height, keeping the last ${MAX_VALIDATOR_SETS_KEPT} changes`, () => {
+    // The view alone (nothing here reads its store): the state is moved on by hand, as blocks would.
+    class View extends LedgerView {
+      advance (ids: number[]): void {
+        this.state = { ...this.state, height: this.state.height + 1, validators: setOf(...ids) }
+        this.noteSigners()
+      }
+    }
+    const g = { chain: CHAIN, time: 0, accounts: [{ id: did(0), balance: 0n, stake: 10_000n }] }
+    const view = new View({ genesis: g, store: {} } as unknown as LedgerComponents)
+    assert.deepEqual(view.validatorsAt(1), setOf(0))
+    assert.equal(view.validatorsAt(0), undefined)
+    assert.equal(view.validatorsAt(2), undefined)
+    view.advance([0]) // height 1 committed: the same set signs 2
+    view.advance([1]) // height 2 committed: {1} signs 3
+    assert.deepEqual(view.validatorsAt(2), setOf(0))
+    assert.deepEqual(view.validatorsAt(3), setOf(1))
+    for (let i = 0; i < MAX_VALIDATOR_SETS_KEPT; i++) view.advance([i % 2 === 0 ? 2 : 3])
+    // The first sets are forgotten (a light client asking that far back bisects from later ones).
+    assert.equal(view.validatorsAt(1), undefined)
+    assert.equal(view.validatorsAt(3), undefined)
+    const top = view.state.height + 1
+    assert.deepEqual(view.validatorsAt(top), view.state.validators)
+    assert.deepEqual(view.validatorsAt(top - MAX_VALIDATOR_SETS_KEPT + 1), setOf(top % 2 === 0 ? 3 : 2))
+  })
 })
+
