@@ -46,6 +46,8 @@ declare global {
       boards: () => BoardView[]
       /** The loudest frequencies (Hz, dB) of all the voice being played now. */
       spectrum: () => Array<{ hz: number, db: number }>
+      /** The wallet's own check of what it shows: verified at a height, or the named error. */
+      wallet: () => { verified: boolean, height: number | null, error?: string, message?: string }
     }>
   }
 }
@@ -157,6 +159,7 @@ function main (token: string): void {
     listings: () => explore.listings,
     voice: () => voice.hook(),
     boards: () => share.boards(),
-    spectrum: () => voice.spectrum()
+    spectrum: () => voice.spectrum(),
+    wallet: () => wallet.check()
   })
 }
