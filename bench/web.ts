@@ -11,6 +11,11 @@
  * - Anchor: in the same browser, a blank page that only creates a WebGL context and draws one
  *   cleared frame: what any WebGL page pays before its own code runs.
  *
+ * - Crowds: one page in a space, with 0, 20, 50 and 100 members walking in view (presence
+ *   messages handed to the page's event stream, as the peer sends them: test/helpers/crowd.ts);
+ *   frame time (the time between animation frames) p50/p99/max over BENCH_WEB_CROWD_MS, each
+ *   against the empty scene of the same run. Target: 50 members at most 1.5x the empty scene.
+ *
  * BENCH_WEB_RUNS sets the number of cold loads (default 5). CHROMIUM_PATH overrides /usr/bin/chromium.
  */
 import { spawn } from 'node:child_process'
@@ -19,12 +24,15 @@ import { mkdtemp, readdir, readFile, rm, stat } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join, resolve } from 'node:path'
 import { gzipSync } from 'node:zlib'
-import { chromium } from 'playwright-core'
+import { chromium, type Browser } from 'playwright-core'
+import { CROWD_SEND_HZ, crowdInitScript } from '../test/helpers/crowd.ts'
 
 const ROOT = resolve(import.meta.dirname, '..')
 const DIST = join(ROOT, 'web/dist')
 const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium'
 const RUNS = Number(process.env.BENCH_WEB_RUNS ?? 5)
+const CROWD_MS = Number(process.env.BENCH_WEB_CROWD_MS ?? 4000)
+const CROWDS = [0, 20, 50, 100]
 
 function kb (n: number): string { return (n / 1024).toFixed(1) + ' KiB' }
 
@@ -115,11 +123,59 @@ async function main (): Promise<void> {
     console.log(`page load to first frame, reload (ms): p50 ${pct(warm, 0.5).toFixed(0)}`)
     console.log(`anchor: a blank page's first WebGL frame (ms): p50 ${f50.toFixed(0)}`)
     console.log(`ratio (ours cold / anchor): ${(p50 / Math.max(f50, 1)).toFixed(1)}x`)
+    await crowds(browser, ready.url)
   } finally {
     await browser.close()
     peer.kill('SIGTERM')
     await once(peer, 'exit').catch(() => {})
     await rm(dir, { recursive: true, force: true })
+  }
+}
+
+/** Frame time with crowds of members walking in view, against the empty scene of the same page. */
+async function crowds (browser: Browser, url: string): Promise<void> {
+  const ctx = await browser.newContext({ viewport: { width: 1280, height: 800 } })
+  try {
+    await ctx.addInitScript(crowdInitScript, CROWD_SEND_HZ)
+    const page = await ctx.newPage()
+    await page.goto(url)
+    await page.waitForFunction(() => (window as any).peerverse?.did() != null && (window as any).__crowd.ready(), null, { timeout: 60_000 })
+    await page.fill('#create-name', 'Crowd bench')
+    await page.click('#create-send')
+    await page.waitForFunction(() => (window as any).peerverse.space() != null, null, { timeout: 60_000 })
+    const space = await page.evaluate(() => (window as any).peerverse.space() as string)
+    console.log(`crowds: frame time (ms) over ${CROWD_MS} ms each, members walking in view, ${CROWD_SEND_HZ} frames a second each`)
+    let empty = 0
+    for (const n of CROWDS) {
+      await page.evaluate(([id, k]) => { (window as any).__crowd.start(id, k) }, [space, n] as const)
+      await page.waitForFunction(k => (window as any).peerverse.avatars().length === k, n, { timeout: 60_000 })
+      const times = await page.evaluate(async ms => {
+        // A second to settle (labels laid out, shaders compiled), then the gaps between frames.
+        await new Promise(resolve => setTimeout(resolve, 1000))
+        const out: number[] = []
+        let last = -1
+        await new Promise<void>(resolve => {
+          const end = performance.now() + ms
+          const f = (t: number): void => {
+            if (last >= 0) out.push(t - last)
+            last = t
+            if (t < end) requestAnimationFrame(f)
+            else resolve()
+          }
+          requestAnimationFrame(f)
+        })
+        return out
+      }, CROWD_MS)
+      const p = pct(times, 0.5)
+      const stats = await page.evaluate(() => (window as any).peerverse.crowd?.() as { near: number, far: number, tags: number, calls: number } | undefined)
+      const drawn = stats == null ? '' : `; ${stats.near} near, ${stats.far} far, ${stats.tags} tags, ${stats.calls} draw calls`
+      if (n === 0) empty = p
+      const ratio = n === 0 ? '' : `, ${(p / Math.max(empty, 1e-6)).toFixed(2)}x the empty scene`
+      console.log(`  ${String(n).padStart(3)} members: p50 ${p.toFixed(1)}, p99 ${pct(times, 0.99).toFixed(1)}, max ${Math.max(...times).toFixed(1)} (${(1000 / p).toFixed(1)} fps, ${times.length} frames${drawn})${ratio}`)
+    }
+    await page.evaluate(() => { (window as any).__crowd.stop() })
+  } finally {
+    await ctx.close()
   }
 }
 

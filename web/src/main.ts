@@ -32,7 +32,10 @@ import { mountShare, type BoardView } from './share/index.ts'
 declare global {
   interface Window {
     peerverse?: Readonly<{
-      avatars: () => Array<{ did: string, name: string, position: Vec3 }>
+      /** Other members: where drawn, whether their name tag is shown, their level of detail. */
+      avatars: () => Array<{ did: string, name: string, position: Vec3, tag: boolean, detail: 'near' | 'far' | 'hidden' }>
+      /** The crowd in the last frame: members, bodies drawn near and far, tags shown, draw calls. */
+      crowd: () => { members: number, near: number, far: number, tags: number, calls: number, triangles: number }
       objects: () => Array<{ id: string, model: string, loaded: boolean, failed: boolean, error?: string, position: Vec3, progress: number }>
       me: () => { position: Vec3, yaw: number, rotation: Quat }
       space: () => string | null
@@ -150,6 +153,7 @@ function main (token: string): void {
   // The debug hook: read-only views for tests.
   window.peerverse = Object.freeze({
     avatars: () => view.avatarList(),
+    crowd: () => view.crowdStats(),
     objects: () => view.objectList(),
     me: () => ({ position: [...view.me.position] as Vec3, yaw: view.me.yaw, rotation: view.myRotation() }),
     space: () => store.spaceId,

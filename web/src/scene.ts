@@ -1,18 +1,21 @@
 /**
  * The 3D view: ground with the space's grid and land parcels, the world's objects (glTF/GLB from
  * the swarm, through our peer's /content/CID, with a placeholder and progress while they stream
- * and a red marker when they fail), other members as capsules coloured from their did with name
- * tags, and our own first-person camera. three.js core + GLTFLoader only; labels are plain DOM
- * positioned each frame.
+ * and a red marker when they fail), other members (crowd.ts: instanced bodies coloured from their
+ * did, name tags that do not pile up), and our own first-person camera. three.js core +
+ * GLTFLoader only; labels are plain DOM positioned each frame.
  */
 import {
-  AmbientLight, Box3, BoxGeometry, BoxHelper, BufferGeometry, CapsuleGeometry, Color, DirectionalLight,
+  AmbientLight, Box3, BoxGeometry, BoxHelper, BufferGeometry, Color, DirectionalLight,
   EdgesGeometry, Float32BufferAttribute, Fog, Group, HemisphereLight, LineBasicMaterial, LineSegments,
   LoadingManager, Mesh, MeshBasicMaterial, MeshLambertMaterial, type Object3D, PerspectiveCamera,
   PlaneGeometry, Quaternion, Raycaster, Scene, SRGBColorSpace, Vector2, Vector3, WebGLRenderer
 } from 'three'
 import { GLTFLoader } from 'three/addons/loaders/GLTFLoader.js'
-import { Track, type Quat, type Vec3 } from './interp.ts'
+import { Crowd, didColor } from './crowd.ts'
+import type { Quat, Vec3 } from './interp.ts'
+
+export { didColor }
 
 export interface Grid { width: number, depth: number, cell: number }
 export interface Parcel { id: string, owner: string, space: string, x: number, y: number, w: number, h: number }
@@ -25,21 +28,6 @@ export const EYE_HEIGHT = 1.6
 export const MAX_CONCURRENT_LOADS = 4
 /** Largest model we read (bytes); bigger ones are marked failed rather than exhausting memory. */
 export const MAX_MODEL_BYTES = 256 * 1024 * 1024
-
-/** A stable colour for a did (hue from a string hash). */
-export function didColor (did: string): Color {
-  let h = 2166136261
-  for (let i = 0; i < did.length; i++) h = Math.imul(h ^ did.charCodeAt(i), 16777619)
-  return new Color().setHSL(((h >>> 0) % 360) / 360, 0.65, 0.55)
-}
-
-interface Avatar {
-  did: string
-  name: string
-  group: Group
-  track: Track
-  label: HTMLDivElement
-}
 
 interface Obj {
   value: WorldObject
@@ -74,7 +62,7 @@ export class View {
   private readonly world = new Group()
   private readonly ground = new Group()
   private readonly parcelsGroup = new Group()
-  private readonly avatars = new Map<string, Avatar>()
+  private readonly crowd: Crowd
   private readonly objects = new Map<string, Obj>()
   private readonly loader: GLTFLoader
   private readonly modelBytes = new Map<string, Promise<{ buffer: ArrayBuffer, resourcePath: string }>>()
@@ -118,6 +106,7 @@ export class View {
     this.loader = new GLTFLoader(manager)
     this.loader.setRequestHeader({ authorization: `Bearer ${token}` })
     this.setGrid(this.grid)
+    this.crowd = new Crowd(this.scene, labels)
   }
 
   start (): void {
@@ -195,45 +184,20 @@ export class View {
 
   /** A presence update of a member (not us). */
   upsertMember (m: Member, arrival = performance.timeOrigin + performance.now()): void {
-    let a = this.avatars.get(m.did)
-    if (a == null) {
-      const group = new Group()
-      const color = didColor(m.did)
-      const body = new Mesh(new CapsuleGeometry(0.3, 1.0, 4, 12), new MeshLambertMaterial({ color }))
-      body.position.y = 0.8
-      const visor = new Mesh(new BoxGeometry(0.36, 0.12, 0.12), new MeshLambertMaterial({ color: 0x1b1f24 }))
-      visor.position.set(0, 1.35, -0.26)
-      group.add(body, visor)
-      group.userData.did = m.did
-      const label = document.createElement('div')
-      label.className = 'tag'
-      label.dataset.did = m.did
-      this.labels.append(label)
-      a = { did: m.did, name: '', group, track: new Track(), label }
-      this.avatars.set(m.did, a)
-      this.scene.add(group)
-    }
-    a.name = m.name
-    a.label.textContent = m.name !== '' ? m.name : shortDid(m.did)
-    a.track.push(m.time, m.position, m.rotation, arrival, m.moving)
+    this.crowd.upsert(m, arrival, m.name !== '' ? m.name : shortDid(m.did))
   }
 
   removeMember (did: string): void {
-    const a = this.avatars.get(did)
-    if (a == null) return
-    this.avatars.delete(did)
-    this.scene.remove(a.group)
-    dispose(a.group)
-    a.label.remove()
+    this.crowd.remove(did)
   }
 
   /** Marks a member's name tag while they speak. */
   setSpeaking (did: string, on: boolean): void {
-    this.avatars.get(did)?.label.classList.toggle('speaking', on)
+    this.crowd.setSpeaking(did, on)
   }
 
   clearMembers (): void {
-    for (const did of [...this.avatars.keys()]) this.removeMember(did)
+    this.crowd.clear()
   }
 
   // -- objects -----------------------------------------------------------------------------------
@@ -486,17 +450,12 @@ export class View {
   // -- drawing -----------------------------------------------------------------------------------
 
   private render (): void {
-    const now = performance.timeOrigin + performance.now()
-    for (const a of this.avatars.values()) {
-      const s = a.track.sample(now)
-      if (s == null) continue
-      a.group.position.set(s.p[0], s.p[1], s.p[2])
-      a.group.quaternion.set(s.q[0], s.q[1], s.q[2], s.q[3])
-    }
+    this.crowd.advance(performance.timeOrigin + performance.now())
     const m = this.me
     this.camera.position.set(m.position[0], m.position[1] + EYE_HEIGHT, m.position[2])
     this.camera.rotation.set(m.pitch, m.yaw, 0)
     this.camera.updateMatrixWorld()
+    this.crowd.draw(this.camera)
     this.selection?.update()
     if (this.renderer != null) this.renderer.render(this.scene, this.camera)
     else this.scene.updateMatrixWorld()
@@ -519,14 +478,21 @@ export class View {
       el.style.transform = `translate(-50%, -100%) translate(${((this.tmpV.x + 1) / 2 * w).toFixed(1)}px, ${((1 - this.tmpV.y) / 2 * h).toFixed(1)}px)`
       el.style.zIndex = String(1000 - Math.round(dist))
     }
-    for (const a of this.avatars.values()) place(a.label, a.group, 1.95)
+    this.crowd.placeTags(this.camera, w, h)
     for (const o of this.objects.values()) if (!o.label.hidden) place(o.label, o.group, 1.2)
   }
 
   // -- read-only views for the debug hook ---------------------------------------------------------
 
-  avatarList (): Array<{ did: string, name: string, position: Vec3 }> {
-    return [...this.avatars.values()].map(a => ({ did: a.did, name: a.name, position: [a.group.position.x, a.group.position.y, a.group.position.z] }))
+  /** Each member: where drawn, whether its name tag is shown, and its level of detail. */
+  avatarList (): ReturnType<Crowd['list']> {
+    return this.crowd.list()
+  }
+
+  /** Bodies drawn near and far, tags shown, and the renderer's draw calls, in the last frame. */
+  crowdStats (): { members: number, near: number, far: number, tags: number, calls: number, triangles: number } {
+    const info = this.renderer?.info.render
+    return { members: this.crowd.size, ...this.crowd.last, calls: info?.calls ?? 0, triangles: info?.triangles ?? 0 }
   }
 
   objectList (): Array<{ id: string, model: string, loaded: boolean, failed: boolean, error?: string, position: Vec3, progress: number }> {

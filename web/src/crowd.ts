@@ -1,0 +1,283 @@
+/**
+ * Other members in the 3D view, drawn as a crowd that stays cheap as it grows:
+ * - Bodies are instances: one InstancedMesh per part and level of detail, sharing one geometry and
+ *   one material, coloured per instance from the member's did. The draw calls stay the same for 1
+ *   member or 500; members outside the camera's view are skipped, and those past DETAIL_DISTANCE
+ *   get a coarse body without a visor.
+ * - Name tags are DOM, but at most MAX_TAGS are shown, nearest first, none past TAG_MAX_DISTANCE,
+ *   and a tag that would overlap a nearer one is hidden (their sizes are measured once per name).
+ *   A tag's style is written only when it changes.
+ * Nothing is allocated per frame beyond the interpolated samples.
+ */
+import {
+  BoxGeometry, CapsuleGeometry, Color, Frustum, InstancedMesh, Matrix4, MeshLambertMaterial,
+  type PerspectiveCamera, Quaternion, type Scene, Sphere, Vector3, DynamicDrawUsage, type BufferGeometry, type Material
+} from 'three'
+import { Track, type Quat, type Vec3 } from './interp.ts'
+
+/** Name tags shown at once (the nearest members whose tags do not overlap). */
+export const MAX_TAGS = 12
+/** Members further than this (metres) show no name tag. */
+export const TAG_MAX_DISTANCE = 60
+/** Members further than this (metres) are drawn with the coarse body. */
+export const DETAIL_DISTANCE = 25
+/** Height of a name tag's anchor above the feet (metres). */
+export const TAG_LIFT = 1.95
+/** Instances allotted at first; doubled whenever the crowd outgrows them. */
+export const INITIAL_CAPACITY = 32
+/** Pixels kept free between two shown tags. */
+export const TAG_GAP_PX = 2
+
+/** Whether two tags' rectangles (anchored at their bottom middle) come closer than TAG_GAP_PX. */
+function overlap (a: { sx: number, sy: number, tagW: number, tagH: number }, b: { sx: number, sy: number, tagW: number, tagH: number }): boolean {
+  return Math.abs(a.sx - b.sx) * 2 < a.tagW + b.tagW + 2 * TAG_GAP_PX &&
+    a.sy - a.tagH < b.sy + TAG_GAP_PX && b.sy - b.tagH < a.sy + TAG_GAP_PX
+}
+
+/** A stable colour for a did (hue from a string hash). */
+export function didColor (did: string): Color {
+  let h = 2166136261
+  for (let i = 0; i < did.length; i++) h = Math.imul(h ^ did.charCodeAt(i), 16777619)
+  return new Color().setHSL(((h >>> 0) % 360) / 360, 0.65, 0.55)
+}
+
+export interface CrowdMember { did: string, name: string, position: Vec3, rotation: Quat, time: number, moving?: boolean }
+
+interface Avatar {
+  did: string
+  name: string
+  track: Track
+  color: Color
+  position: Vector3
+  quaternion: Quaternion
+  label: HTMLDivElement
+  /** The tag's size in pixels (0 until measured, again after the text changes). */
+  tagW: number
+  tagH: number
+  /** Placed on screen this frame; its label not display:none; kept in this frame's layout. */
+  tagShown: boolean
+  displayed: boolean
+  keep: boolean
+  tagX: number
+  tagY: number
+  /** Per frame: distance to the camera, and where the tag's anchor falls on screen. */
+  dist: number
+  sx: number
+  sy: number
+}
+
+/** One part of the body at one level of detail: a shared geometry drawn as instances. */
+class Part {
+  mesh: InstancedMesh
+  count = 0
+  constructor (private readonly scene: Scene, private readonly geometry: BufferGeometry, private readonly material: Material, private readonly coloured: boolean, capacity: number) {
+    this.mesh = this.make(capacity)
+  }
+
+  private make (capacity: number): InstancedMesh {
+    const m = new InstancedMesh(this.geometry, this.material, capacity)
+    m.instanceMatrix.setUsage(DynamicDrawUsage)
+    if (this.coloured) { m.setColorAt(0, new Color()); m.instanceColor!.setUsage(DynamicDrawUsage) }
+    // Instances move every frame: we cull them ourselves rather than trust a stale bounding sphere.
+    m.frustumCulled = false
+    m.count = 0
+    this.scene.add(m)
+    return m
+  }
+
+  grow (capacity: number): void {
+    this.scene.remove(this.mesh)
+    this.mesh.dispose()
+    this.mesh = this.make(capacity)
+  }
+
+  add (matrix: Matrix4, color: Color): void {
+    this.mesh.setMatrixAt(this.count, matrix)
+    if (this.coloured) this.mesh.setColorAt(this.count, color)
+    this.count++
+  }
+
+  flush (): void {
+    this.mesh.count = this.count
+    this.mesh.instanceMatrix.clearUpdateRanges()
+    this.mesh.instanceMatrix.addUpdateRange(0, this.count * 16)
+    this.mesh.instanceMatrix.needsUpdate = true
+    if (this.coloured && this.mesh.instanceColor != null) {
+      this.mesh.instanceColor.clearUpdateRanges()
+      this.mesh.instanceColor.addUpdateRange(0, this.count * 3)
+      this.mesh.instanceColor.needsUpdate = true
+    }
+    this.count = 0
+  }
+
+  dispose (): void {
+    this.scene.remove(this.mesh)
+    this.mesh.dispose()
+  }
+}
+
+export class Crowd {
+  private readonly avatars = new Map<string, Avatar>()
+  private readonly parts: Part[]
+  private readonly near: Part[]
+  private readonly far: Part[]
+  private capacity = INITIAL_CAPACITY
+  private readonly frustum = new Frustum()
+  private readonly projection = new Matrix4()
+  private readonly sphere = new Sphere(new Vector3(), 1.2)
+  private readonly matrix = new Matrix4()
+  private readonly unit = new Vector3(1, 1, 1)
+  private readonly v = new Vector3()
+  private readonly candidates: Avatar[] = []
+  private readonly placed: Avatar[] = []
+  /** Bodies and tags drawn in the last frame (for the benchmark and tests). */
+  readonly last = { near: 0, far: 0, tags: 0 }
+
+  constructor (scene: Scene, private readonly labels: HTMLElement) {
+    const bodyNear = new CapsuleGeometry(0.3, 1.0, 4, 12).translate(0, 0.8, 0)
+    const bodyFar = new CapsuleGeometry(0.3, 1.0, 1, 6).translate(0, 0.8, 0)
+    const visor = new BoxGeometry(0.36, 0.12, 0.12).translate(0, 1.35, -0.26)
+    const skin = new MeshLambertMaterial({ color: 0xffffff })
+    const dark = new MeshLambertMaterial({ color: 0x1b1f24 })
+    this.near = [new Part(scene, bodyNear, skin, true, this.capacity), new Part(scene, visor, dark, false, this.capacity)]
+    this.far = [new Part(scene, bodyFar, skin, true, this.capacity)]
+    this.parts = [...this.near, ...this.far]
+  }
+
+  get size (): number { return this.avatars.size }
+
+  upsert (m: CrowdMember, arrival: number, tagText: string): void {
+    let a = this.avatars.get(m.did)
+    if (a == null) {
+      const label = document.createElement('div')
+      label.className = 'tag'
+      label.dataset.did = m.did
+      label.style.display = 'none'
+      this.labels.append(label)
+      a = { did: m.did, name: '', track: new Track(), color: didColor(m.did), position: new Vector3(), quaternion: new Quaternion(), label, tagW: 0, tagH: 0, tagShown: false, displayed: false, keep: false, tagX: NaN, tagY: NaN, dist: 0, sx: 0, sy: 0 }
+      this.avatars.set(m.did, a)
+      if (this.avatars.size > this.capacity) {
+        while (this.capacity < this.avatars.size) this.capacity *= 2
+        for (const p of this.parts) p.grow(this.capacity)
+      }
+    }
+    a.name = m.name
+    if (a.label.textContent !== tagText) { a.label.textContent = tagText; a.tagW = 0 }
+    a.track.push(m.time, m.position, m.rotation, arrival, m.moving)
+  }
+
+  remove (did: string): void {
+    const a = this.avatars.get(did)
+    if (a == null) return
+    this.avatars.delete(did)
+    a.label.remove()
+  }
+
+  setSpeaking (did: string, on: boolean): void {
+    this.avatars.get(did)?.label.classList.toggle('speaking', on)
+  }
+
+  clear (): void {
+    for (const did of [...this.avatars.keys()]) this.remove(did)
+  }
+
+  /** Moves every member to where it is drawn now (ms, our clock). */
+  advance (now: number): void {
+    for (const a of this.avatars.values()) {
+      const s = a.track.sample(now)
+      if (s == null) continue
+      a.position.set(s.p[0], s.p[1], s.p[2])
+      a.quaternion.set(s.q[0], s.q[1], s.q[2], s.q[3])
+    }
+  }
+
+  /** Fills the instances for this frame; the camera's matrices must be current. */
+  draw (camera: PerspectiveCamera): void {
+    this.projection.multiplyMatrices(camera.projectionMatrix, camera.matrixWorldInverse)
+    this.frustum.setFromProjectionMatrix(this.projection)
+    let near = 0
+    let far = 0
+    for (const a of this.avatars.values()) {
+      a.dist = a.position.distanceTo(camera.position)
+      this.sphere.center.set(a.position.x, a.position.y + 0.8, a.position.z)
+      if (!this.frustum.intersectsSphere(this.sphere)) { a.dist = Infinity; continue }
+      this.matrix.compose(a.position, a.quaternion, this.unit)
+      if (a.dist <= DETAIL_DISTANCE) {
+        for (const p of this.near) p.add(this.matrix, a.color)
+        near++
+      } else {
+        for (const p of this.far) p.add(this.matrix, a.color)
+        far++
+      }
+    }
+    for (const p of this.parts) p.flush()
+    this.last.near = near
+    this.last.far = far
+  }
+
+  /** Shows the nearest tags that fit (at most MAX_TAGS, none overlapping) over a w x h view. */
+  placeTags (camera: PerspectiveCamera, w: number, h: number): void {
+    const c = this.candidates
+    c.length = 0
+    for (const a of this.avatars.values()) {
+      if (!(a.dist <= TAG_MAX_DISTANCE)) continue
+      this.v.set(a.position.x, a.position.y + TAG_LIFT, a.position.z).project(camera)
+      if (!(this.v.z < 1 && this.v.z > -1 && Math.abs(this.v.x) < 1.2 && Math.abs(this.v.y) < 1.2)) continue
+      a.sx = (this.v.x + 1) / 2 * w
+      a.sy = (1 - this.v.y) / 2 * h
+      c.push(a)
+    }
+    c.sort((x, y) => x.dist - y.dist)
+    // Tags about to be shown for the first time since their text changed are measured together
+    // (one layout for the batch), shown but off screen until placed.
+    for (let i = 0; i < c.length && i < MAX_TAGS * 2; i++) {
+      const a = c[i]
+      if (a.tagW === 0 && !a.displayed) { a.label.style.display = ''; a.displayed = true; a.label.style.transform = 'translate(-10000px, 0)'; a.tagX = NaN }
+    }
+    for (let i = 0; i < c.length && i < MAX_TAGS * 2; i++) {
+      const a = c[i]
+      if (a.tagW === 0) { const r = a.label.getBoundingClientRect(); a.tagW = r.width; a.tagH = r.height }
+    }
+    const placed = this.placed
+    placed.length = 0
+    for (const a of c) {
+      if (placed.length >= MAX_TAGS) break
+      if (a.tagW === 0) continue
+      if (!placed.some(b => overlap(a, b))) placed.push(a)
+    }
+    for (const a of placed) {
+      const x = Math.round(a.sx)
+      const y = Math.round(a.sy)
+      if (!a.displayed) { a.label.style.display = ''; a.displayed = true }
+      if (x !== a.tagX || y !== a.tagY) {
+        a.label.style.transform = `translate(-50%, -100%) translate(${x}px, ${y}px)`
+        a.tagX = x
+        a.tagY = y
+      }
+      const z = String(1000 - Math.round(a.dist))
+      if (a.label.style.zIndex !== z) a.label.style.zIndex = z
+      a.keep = true
+    }
+    for (const a of this.avatars.values()) {
+      a.tagShown = a.keep
+      a.keep = false
+      if (!a.tagShown && a.displayed) { a.label.style.display = 'none'; a.displayed = false }
+    }
+    this.last.tags = placed.length
+  }
+
+  list (): Array<{ did: string, name: string, position: Vec3, tag: boolean, detail: 'near' | 'far' | 'hidden' }> {
+    return [...this.avatars.values()].map(a => ({
+      did: a.did,
+      name: a.name,
+      position: [a.position.x, a.position.y, a.position.z] as Vec3,
+      tag: a.tagShown,
+      detail: a.dist === Infinity ? 'hidden' as const : a.dist <= DETAIL_DISTANCE ? 'near' as const : 'far' as const
+    }))
+  }
+
+  dispose (): void {
+    this.clear()
+    for (const p of this.parts) p.dispose()
+  }
+}
