@@ -41,6 +41,8 @@ export function didColor (did: string): Color {
   return new Color().setHSL(((h >>> 0) % 360) / 360, 0.65, 0.55)
 }
 
+export type TagState = 'shown' | 'overlap' | 'limit' | 'out'
+
 export interface CrowdMember { did: string, name: string, position: Vec3, rotation: Quat, time: number, moving?: boolean }
 
 interface Avatar {
@@ -58,6 +60,8 @@ interface Avatar {
   tagShown: boolean
   displayed: boolean
   keep: boolean
+  /** Why the tag is shown or not: on screen, hidden under a nearer one, past MAX_TAGS, or out of range or view. */
+  tagState: TagState
   tagX: number
   tagY: number
   /** Per frame: distance to the camera, and where the tag's anchor falls on screen. */
@@ -70,7 +74,15 @@ interface Avatar {
 class Part {
   mesh: InstancedMesh
   count = 0
-  constructor (private readonly scene: Scene, private readonly geometry: BufferGeometry, private readonly material: Material, private readonly coloured: boolean, capacity: number) {
+  private readonly scene: Scene
+  private readonly geometry: BufferGeometry
+  private readonly material: Material
+  private readonly coloured: boolean
+  constructor (scene: Scene, geometry: BufferGeometry, material: Material, coloured: boolean, capacity: number) {
+    this.scene = scene
+    this.geometry = geometry
+    this.material = material
+    this.coloured = coloured
     this.mesh = this.make(capacity)
   }
 
@@ -133,7 +145,10 @@ export class Crowd {
   /** Bodies and tags drawn in the last frame (for the benchmark and tests). */
   readonly last = { near: 0, far: 0, tags: 0 }
 
-  constructor (scene: Scene, private readonly labels: HTMLElement) {
+  private readonly labels: HTMLElement
+
+  constructor (scene: Scene, labels: HTMLElement) {
+    this.labels = labels
     const bodyNear = new CapsuleGeometry(0.3, 1.0, 4, 12).translate(0, 0.8, 0)
     const bodyFar = new CapsuleGeometry(0.3, 1.0, 1, 6).translate(0, 0.8, 0)
     const visor = new BoxGeometry(0.36, 0.12, 0.12).translate(0, 1.35, -0.26)
@@ -154,7 +169,7 @@ export class Crowd {
       label.dataset.did = m.did
       label.style.display = 'none'
       this.labels.append(label)
-      a = { did: m.did, name: '', track: new Track(), color: didColor(m.did), position: new Vector3(), quaternion: new Quaternion(), label, tagW: 0, tagH: 0, tagShown: false, displayed: false, keep: false, tagX: NaN, tagY: NaN, dist: 0, sx: 0, sy: 0 }
+      a = { did: m.did, name: '', track: new Track(), color: didColor(m.did), position: new Vector3(), quaternion: new Quaternion(), label, tagW: 0, tagH: 0, tagShown: false, displayed: false, keep: false, tagState: 'out', tagX: NaN, tagY: NaN, dist: 0, sx: 0, sy: 0 }
       this.avatars.set(m.did, a)
       if (this.avatars.size > this.capacity) {
         while (this.capacity < this.avatars.size) this.capacity *= 2
@@ -220,6 +235,7 @@ export class Crowd {
     const c = this.candidates
     c.length = 0
     for (const a of this.avatars.values()) {
+      a.tagState = 'out'
       if (!(a.dist <= TAG_MAX_DISTANCE)) continue
       this.v.set(a.position.x, a.position.y + TAG_LIFT, a.position.z).project(camera)
       if (!(this.v.z < 1 && this.v.z > -1 && Math.abs(this.v.x) < 1.2 && Math.abs(this.v.y) < 1.2)) continue
@@ -241,9 +257,9 @@ export class Crowd {
     const placed = this.placed
     placed.length = 0
     for (const a of c) {
-      if (placed.length >= MAX_TAGS) break
-      if (a.tagW === 0) continue
-      if (!placed.some(b => overlap(a, b))) placed.push(a)
+      if (placed.length >= MAX_TAGS || a.tagW === 0) a.tagState = 'limit'
+      else if (placed.some(b => overlap(a, b))) a.tagState = 'overlap'
+      else { a.tagState = 'shown'; placed.push(a) }
     }
     for (const a of placed) {
       const x = Math.round(a.sx)
@@ -266,12 +282,14 @@ export class Crowd {
     this.last.tags = placed.length
   }
 
-  list (): Array<{ did: string, name: string, position: Vec3, tag: boolean, detail: 'near' | 'far' | 'hidden' }> {
+  list (): Array<{ did: string, name: string, position: Vec3, tag: boolean, tagState: TagState, distance: number, detail: 'near' | 'far' | 'hidden' }> {
     return [...this.avatars.values()].map(a => ({
       did: a.did,
       name: a.name,
       position: [a.position.x, a.position.y, a.position.z] as Vec3,
       tag: a.tagShown,
+      tagState: a.tagState,
+      distance: a.dist,
       detail: a.dist === Infinity ? 'hidden' as const : a.dist <= DETAIL_DISTANCE ? 'near' as const : 'far' as const
     }))
   }

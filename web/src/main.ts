@@ -32,8 +32,8 @@ import { mountShare, type BoardView } from './share/index.ts'
 declare global {
   interface Window {
     peerverse?: Readonly<{
-      /** Other members: where drawn, whether their name tag is shown, their level of detail. */
-      avatars: () => Array<{ did: string, name: string, position: Vec3, tag: boolean, detail: 'near' | 'far' | 'hidden' }>
+      /** Other members: where drawn, their name tag (shown, or why not), distance to our eye, level of detail. */
+      avatars: () => Array<{ did: string, name: string, position: Vec3, tag: boolean, tagState: 'shown' | 'overlap' | 'limit' | 'out', distance: number, detail: 'near' | 'far' | 'hidden' }>
       /** The crowd in the last frame: members, bodies drawn near and far, tags shown, draw calls. */
       crowd: () => { members: number, near: number, far: number, tags: number, calls: number, triangles: number }
       objects: () => Array<{ id: string, model: string, loaded: boolean, failed: boolean, error?: string, position: Vec3, progress: number }>

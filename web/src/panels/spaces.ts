@@ -8,7 +8,7 @@ import type { SpaceView, Store } from '../store.ts'
 
 export interface SpacesContext {
   api: Pick<Api, 'get' | 'post'>
-  store: Pick<Store, 'spaceId' | 'setSpace'>
+  store: Pick<Store, 'spaceId' | 'setSpace' | 'people' | 'on'>
   view: Pick<View, 'me' | 'setGrid' | 'renderer' | 'webglError'>
   report: Report
   /** Tells the banner which space is being joined (null when done). */
@@ -19,6 +19,18 @@ export interface SpacesContext {
   poseChanged: () => void
   /** A pasted link that is not a space's (a network to join, content). */
   openLink: (link: Link) => void
+}
+
+/** Our spaces' member counts are asked again this often (the shown one's follows its people list). */
+export const SPACES_REFRESH_MS = 15_000
+
+/**
+ * The count beside a space: the people the user is shown there, ourselves included (the peer's
+ * count leaves out members the user blocked, as its member list does). For the space shown, the
+ * people list itself, which presence keeps current; for the others, the peer's count when last asked.
+ */
+export function hereCount (space: Pick<SpaceView, 'id' | 'members'>, shown: string | null, people: number): number {
+  return space.id === shown && people > 0 ? people : space.members
 }
 
 export interface SpacesPanel {
@@ -54,10 +66,14 @@ export function mountSpaces (ctx: SpacesContext): SpacesPanel {
       go.addEventListener('click', () => { void enter(s.id) })
       const leave = h('button', { type: 'button', class: 'small', 'data-leave': s.id, title: 'Leave this space', text: 'leave' })
       leave.addEventListener('click', () => { void leaveSpace(s.id) })
-      return h('li', { class: s.id === store.spaceId ? 'current' : undefined, 'data-space': s.id }, go, h('span', { class: 'muted', text: ` ${s.members} here` }), leave)
+      const n = hereCount(s, store.spaceId, store.people().length)
+      return h('li', { class: s.id === store.spaceId ? 'current' : undefined, 'data-space': s.id }, go, h('span', { class: 'muted here', 'data-count': String(n), text: ` ${n} here` }), leave)
     }))
     if (spaces.length === 0) ul.append(h('li', { class: 'muted', text: 'You are in no space yet.' }))
   }
+
+  store.on('people', render)
+  setInterval(() => { if (document.visibilityState === 'visible') void refresh() }, SPACES_REFRESH_MS)
 
   /** The space the address bar's link names, if it names one. */
   function hashSpace (): Link | undefined {
