@@ -3,17 +3,20 @@
  * and made-up members handed to the page's event stream as the peer would send their presence
  * (test/helpers/crowd.ts). With a crowd in view: at most MAX_TAGS name tags are shown, the nearest
  * first, and no two shown tags' screen rectangles overlap; the count beside the space, the people
- * list's count and its rows agree as members come and go.
+ * list's count and its rows agree as members come and go. Saves test/screenshots/crowd.png.
  */
 import { describe, it, before, after } from 'node:test'
 import assert from 'node:assert/strict'
 import { existsSync } from 'node:fs'
+import { mkdir } from 'node:fs/promises'
+import { join } from 'node:path'
 import { chromium, type Browser, type Page } from 'playwright-core'
-import { PeerSet, type CliPeer } from '../helpers/cli-peer.ts'
+import { PeerSet, ROOT, type CliPeer } from '../helpers/cli-peer.ts'
 import { CROWD_SEND_HZ, crowdInitScript } from '../helpers/crowd.ts'
 import { MAX_TAGS, TAG_MAX_DISTANCE } from '../../web/src/crowd.ts'
 
 const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium'
+const SHOTS = join(ROOT, 'test/screenshots')
 const set = new PeerSet()
 
 interface Shown { did: string, left: number, top: number, right: number, bottom: number }
@@ -102,6 +105,8 @@ describe('crowds in the browser client', { timeout: 180_000, skip: existsSync(CH
     assert.ok(shown.every(x => x.distance <= TAG_MAX_DISTANCE))
     const stats = await page.evaluate(() => (window as any).peerverse.crowd() as { near: number, far: number, calls: number })
     assert.ok(stats.far > 0 && stats.near > 0, `near and far bodies both drawn (${JSON.stringify(stats)})`)
+    await mkdir(SHOTS, { recursive: true })
+    await page.screenshot({ path: join(SHOTS, 'crowd.png') })
   })
 
   it('a tight cluster hides the tags that would overlap', async () => {

@@ -25,6 +25,8 @@ export const DETAIL_DISTANCE = 25
 export const TAG_LIFT = 1.95
 /** Instances allotted at first; doubled whenever the crowd outgrows them. */
 export const INITIAL_CAPACITY = 32
+/** Name tags measured in one frame (each once, when its text changes). */
+export const MAX_MEASURED_PER_FRAME = 32
 /** Pixels kept free between two shown tags. */
 export const TAG_GAP_PX = 2
 
@@ -142,6 +144,7 @@ export class Crowd {
   private readonly v = new Vector3()
   private readonly candidates: Avatar[] = []
   private readonly placed: Avatar[] = []
+  private readonly measure: Avatar[] = []
   /** Bodies and tags drawn in the last frame (for the benchmark and tests). */
   readonly last = { near: 0, far: 0, tags: 0 }
 
@@ -244,16 +247,17 @@ export class Crowd {
       c.push(a)
     }
     c.sort((x, y) => x.dist - y.dist)
-    // Tags about to be shown for the first time since their text changed are measured together
-    // (one layout for the batch), shown but off screen until placed.
-    for (let i = 0; i < c.length && i < MAX_TAGS * 2; i++) {
-      const a = c[i]
-      if (a.tagW === 0 && !a.displayed) { a.label.style.display = ''; a.displayed = true; a.label.style.transform = 'translate(-10000px, 0)'; a.tagX = NaN }
+    // Tags not measured since their text changed are measured together, nearest first, at most
+    // MAX_MEASURED_PER_FRAME a frame (one layout for the batch), shown off screen until placed.
+    const measure = this.measure
+    measure.length = 0
+    for (const a of c) {
+      if (measure.length >= MAX_MEASURED_PER_FRAME) break
+      if (a.tagW !== 0) continue
+      measure.push(a)
+      if (!a.displayed) { a.label.style.display = ''; a.displayed = true; a.label.style.transform = 'translate(-10000px, 0)'; a.tagX = NaN }
     }
-    for (let i = 0; i < c.length && i < MAX_TAGS * 2; i++) {
-      const a = c[i]
-      if (a.tagW === 0) { const r = a.label.getBoundingClientRect(); a.tagW = r.width; a.tagH = r.height }
-    }
+    for (const a of measure) { const r = a.label.getBoundingClientRect(); a.tagW = r.width; a.tagH = r.height }
     const placed = this.placed
     placed.length = 0
     for (const a of c) {
