@@ -30,8 +30,11 @@ export const MAX_MEASURED_PER_FRAME = 32
 /** Pixels kept free between two shown tags. */
 export const TAG_GAP_PX = 2
 
-/** Whether two tags' rectangles (anchored at their bottom middle) come closer than TAG_GAP_PX. */
-function overlap (a: { sx: number, sy: number, tagW: number, tagH: number }, b: { sx: number, sy: number, tagW: number, tagH: number }): boolean {
+/** A tag on screen: its anchor (bottom middle) and size, in pixels. */
+interface Rect { sx: number, sy: number, tagW: number, tagH: number }
+
+/** Whether two tags' rectangles come closer than TAG_GAP_PX. */
+function overlap (a: Rect, b: Rect): boolean {
   return Math.abs(a.sx - b.sx) * 2 < a.tagW + b.tagW + 2 * TAG_GAP_PX &&
     a.sy - a.tagH < b.sy + TAG_GAP_PX && b.sy - b.tagH < a.sy + TAG_GAP_PX
 }
@@ -41,6 +44,11 @@ export function didColor (did: string): Color {
   let h = 2166136261
   for (let i = 0; i < did.length; i++) h = Math.imul(h ^ did.charCodeAt(i), 16777619)
   return new Color().setHSL(((h >>> 0) % 360) / 360, 0.65, 0.55)
+}
+
+function overlapsAny (a: Rect, placed: Rect[]): boolean {
+  for (const b of placed) if (overlap(a, b)) return true
+  return false
 }
 
 export type TagState = 'shown' | 'overlap' | 'limit' | 'out'
@@ -262,7 +270,7 @@ export class Crowd {
     placed.length = 0
     for (const a of c) {
       if (placed.length >= MAX_TAGS || a.tagW === 0) a.tagState = 'limit'
-      else if (placed.some(b => overlap(a, b))) a.tagState = 'overlap'
+      else if (overlapsAny(a, placed)) a.tagState = 'overlap'
       else { a.tagState = 'shown'; placed.push(a) }
     }
     for (const a of placed) {
