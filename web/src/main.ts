@@ -19,6 +19,7 @@ import { mountChat } from './panels/chat.ts'
 import { mountExplore } from './panels/explore.ts'
 import { mountFile } from './panels/file.ts'
 import { mountNetwork } from './panels/network.ts'
+import { mountModeration, type ModerationHookView } from './panels/moderation.ts'
 import { mountPeople } from './panels/people.ts'
 import { mountSpaces } from './panels/spaces.ts'
 import { mountStatus, setBannerText } from './panels/status.ts'
@@ -46,6 +47,8 @@ declare global {
       boards: () => BoardView[]
       /** The loudest frequencies (Hz, dB) of all the voice being played now. */
       spectrum: () => Array<{ hz: number, db: number }>
+      /** Whom we blocked and muted; whether the owner's controls are shown, and the policy of the space shown. */
+      moderation: () => ModerationHookView
     }>
   }
 }
@@ -80,7 +83,8 @@ function main (token: string): void {
   const wallet = mountWallet({ api, store, report: status, placeModel: build.placeModel })
   const voice = mountVoice({ api, store, view, report: status })
   const share = mountShare({ api, store, view, report: status })
-  const people = mountPeople({ api, store, view, report: status, payTo: wallet.payTo, decorate: voice.decorate })
+  const moderation = mountModeration({ api, store, view, report: status, peopleChanged: () => { people.render() } })
+  const people = mountPeople({ api, store, view, report: status, payTo: wallet.payTo, decorate: [voice.decorate, moderation.decorate] })
   const chat = mountChat({ api, store, report: status })
   const spaces = mountSpaces({
     api,
@@ -88,14 +92,14 @@ function main (token: string): void {
     view,
     report: status,
     setJoining: status.setJoining,
-    loaders: [people, chat, build],
+    loaders: [people, chat, build, moderation],
     poseChanged: viewport.poseChanged,
     openLink: link => { void openLink(link) }
   })
   const network = mountNetwork({ api, report: status, joined: resync })
   const explore = mountExplore({ api, store, report: status, openLink })
   const file = mountFile({ api, report: status })
-  for (const panel of [status, people, chat, wallet, build, network, explore, voice]) table.register(panel.events)
+  for (const panel of [status, people, chat, wallet, build, network, explore, voice, moderation]) table.register(panel.events)
 
   /** Opens a link of any kind: joins its space, offers to join its network, or fetches its file. */
   async function openLink (link: Link): Promise<void> {
@@ -157,6 +161,7 @@ function main (token: string): void {
     listings: () => explore.listings,
     voice: () => voice.hook(),
     boards: () => share.boards(),
-    spectrum: () => voice.spectrum()
+    spectrum: () => voice.spectrum(),
+    moderation: () => moderation.hook()
   })
 }
