@@ -30,6 +30,17 @@ async function chatOf (page: Page, did: string): Promise<string[]> {
     .filter(li => li.dataset.author === d && !li.hidden).map(li => li.querySelector('.text')?.textContent ?? ''), did)
 }
 
+/** The link to the space shown that the page's `link` button makes (the space and its holders' addresses). */
+async function linkOf (page: Page): Promise<string> {
+  const id = await page.evaluate(() => (window as any).peerverse.space())
+  await page.evaluate(() => { delete document.getElementById('space-id')!.dataset.link })
+  await page.click('#space-copy')
+  await page.waitForFunction(() => document.getElementById('space-id')!.dataset.link != null, null, WAIT)
+  const link = await page.evaluate(() => document.getElementById('space-id')!.dataset.link!)
+  assert.ok(link.includes(id), 'the link names the space shown')
+  return link
+}
+
 async function say (page: Page, text: string): Promise<void> {
   await page.fill('#chat-input', text)
   await page.click('#chat-send')
@@ -40,7 +51,7 @@ async function sees (page: Page, text: string): Promise<void> {
   await page.waitForFunction(t => [...document.querySelectorAll<HTMLElement>('#chat-log li')].some(li => !li.hidden && li.querySelector('.text')?.textContent === t), text, WAIT)
 }
 
-describe('moderation in the browser, three peers and three pages', { timeout: 300_000, skip: existsSync(CHROMIUM) ? false : `no Chromium at ${CHROMIUM}` }, () => {
+describe('moderation in the browser, three peers and three pages', { timeout: 480_000, skip: existsSync(CHROMIUM) ? false : `no Chromium at ${CHROMIUM}` }, () => {
   let a: CliPeer, b: CliPeer, c: CliPeer
   let browser: Browser
   let pa: Page, pb: Page, pc: Page
@@ -82,7 +93,9 @@ describe('moderation in the browser, three peers and three pages', { timeout: 30
     const space = (await pa.textContent('#space-id'))!.trim()
     // The owner's section shows on the owner's page only.
     assert.equal(await pa.isVisible('#mod-owner'), true)
-    await Promise.all([pb.goto(`${urlOf(b)}#space=${space}`), pc.goto(`${urlOf(c)}#space=${space}`)])
+    // B and C open the link A's page makes: it names A's peer, asked first.
+    const hash = new URL(await linkOf(pa)).hash
+    await Promise.all([pb.goto(urlOf(b) + hash), pc.goto(urlOf(c) + hash)])
     for (const page of [pb, pc]) await page.waitForFunction(id => (window as any).peerverse?.space() === id, space, WAIT)
     for (const [page, others] of [[pa, [didB, didC]], [pb, [didA, didC]], [pc, [didA, didB]]] as const) {
       for (const d of others) await page.waitForFunction(x => (window as any).peerverse.avatars().some((m: { did: string }) => m.did === x), d, WAIT)
@@ -145,10 +158,7 @@ describe('moderation in the browser, three peers and three pages', { timeout: 30
     await pa.waitForSelector(`#mod-owner-lists [data-list="member"] li[data-did="${didC}"] button[data-remove-member="${didC}"]`, WAIT)
 
     // C opens the link A's page makes (it names A's peer) and gets in: it reads the space's chat.
-    await pa.click('#space-copy')
-    await pa.waitForFunction(() => document.getElementById('space-id')!.dataset.link != null, null, WAIT)
-    const link = await pa.evaluate(() => document.getElementById('space-id')!.dataset.link!)
-    await pc.fill('#join-id', link)
+    await pc.fill('#join-id', await linkOf(pa))
     await pc.click('#join-send')
     await pc.waitForFunction(id => (window as any).peerverse.space() === id, priv, WAIT)
     await sees(pc, 'welcome to the back room')
