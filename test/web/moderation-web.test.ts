@@ -107,10 +107,31 @@ describe('moderation in the browser, three peers and three pages', { timeout: 48
     await sees(pc, 'hello from bob')
     await sees(pa, 'hello from bob')
 
+    // B steps 3 m ahead (everyone starts on one spot, facing one way); C clicks B's avatar and
+    // mutes B from the card it opens.
+    const start = await pb.evaluate(() => (window as any).peerverse.me().position as number[])
+    await pb.focus('#scene')
+    await pb.keyboard.down('KeyW')
+    await pb.waitForFunction(p => { const q = (window as any).peerverse.me().position; return Math.hypot(q[0] - p[0], q[2] - p[2]) > 3 }, start, WAIT)
+    await pb.keyboard.up('KeyW')
+    const end = await pb.evaluate(() => (window as any).peerverse.me().position as number[])
+    await pc.waitForFunction(([d, p]) => {
+      const av = (window as any).peerverse.avatars().find((x: { did: string }) => x.did === d)
+      return av != null && Math.hypot(av.position[0] - p[0], av.position[2] - p[2]) < 0.05
+    }, [didB, end] as const, WAIT)
+    const point = await pc.evaluate(d => (window as any).peerverse.avatarScreen(d), didB)
+    assert.ok(point != null, 'B stands in C\'s view')
+    await pc.click('#scene', { position: point })
+    await pc.waitForFunction(d => (window as any).peerverse.moderation().card === d, didB, WAIT)
+    await pc.click(`#person-card button[data-mute="${didB}"]`)
+    await pc.waitForFunction(d => (window as any).peerverse.moderation().muted.includes(d), didB, WAIT)
+    assert.equal(await draws(pc, didB), true, 'a mute leaves B in sight')
+
     await pc.click(`#people button[data-block="${didB}"]`)
     await pc.waitForFunction(d => (window as any).peerverse.moderation().blocked.includes(d), didB, WAIT)
     await pc.waitForFunction(d => !(window as any).peerverse.avatars().some((m: { did: string }) => m.did === d) && document.querySelector(`#people li[data-did="${d}"]`) == null, didB, WAIT)
     assert.deepEqual(await chatOf(pc, didB), [], 'B\'s chat is hidden for C')
+    assert.equal(await pc.evaluate(() => (window as any).peerverse.moderation().card), null, 'the card of someone blocked closes')
     assert.equal(await pc.locator(`#mod-personal button[data-unblock="${didB}"]`).count(), 1, 'C can undo the block')
 
     // What B says next reaches A and not C: A's later line reaches C, so B's had time to.

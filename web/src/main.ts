@@ -21,6 +21,7 @@ import { mountFile } from './panels/file.ts'
 import { mountNetwork } from './panels/network.ts'
 import { mountModeration, type ModerationHookView } from './panels/moderation.ts'
 import { mountPeople } from './panels/people.ts'
+import { avatarAt, avatarScreenPoint } from './pick-person.ts'
 import { mountSpaces } from './panels/spaces.ts'
 import { mountStatus, setBannerText } from './panels/status.ts'
 import { mountWallet } from './panels/wallet.ts'
@@ -49,6 +50,8 @@ declare global {
       spectrum: () => Array<{ hz: number, db: number }>
       /** Whom we blocked and muted; whether the owner's controls are shown, and the policy of the space shown. */
       moderation: () => ModerationHookView
+      /** Where a member's avatar shows on the canvas (CSS pixels from its top left), null when off the view. */
+      avatarScreen: (did: string) => { x: number, y: number } | null
     }>
   }
 }
@@ -77,13 +80,19 @@ function main (token: string): void {
 
   const status = mountStatus({ api, store })
   const build = mountBuild({ api, store, view, report: status })
-  const viewport = mountViewport({ view, controls, store, send: msg => events.send(msg), select: build.select })
+  const viewport = mountViewport({ view, controls, store, send: msg => events.send(msg), select: build.select, pickPerson: (x, y) => pickPerson(x, y) })
   view.onLoadingChange = build.loadingChanged
   view.start()
   const wallet = mountWallet({ api, store, report: status, placeModel: build.placeModel })
   const voice = mountVoice({ api, store, view, report: status })
   const share = mountShare({ api, store, view, report: status })
   const moderation = mountModeration({ api, store, view, report: status, peopleChanged: () => { people.render() } })
+  /** A click on someone's avatar opens their card (mute, block, the owner's menu). */
+  function pickPerson (x: number, y: number): boolean {
+    const did = avatarAt(view.camera, view.avatarList(), x, y)
+    if (did != null) moderation.showCard(did)
+    return did != null
+  }
   const people = mountPeople({ api, store, view, report: status, payTo: wallet.payTo, decorate: [voice.decorate, moderation.decorate] })
   const chat = mountChat({ api, store, report: status })
   const spaces = mountSpaces({
@@ -162,6 +171,10 @@ function main (token: string): void {
     voice: () => voice.hook(),
     boards: () => share.boards(),
     spectrum: () => voice.spectrum(),
-    moderation: () => moderation.hook()
+    moderation: () => moderation.hook(),
+    avatarScreen: (did: string) => {
+      const a = view.avatarList().find(m => m.did === did)
+      return a == null ? null : avatarScreenPoint(view.camera, a.position, view.canvas.clientWidth, view.canvas.clientHeight)
+    }
   })
 }

@@ -5,8 +5,8 @@
  * and the list of whom you blocked or muted, to undo it. For the owner of the space shown: its
  * editors, the members of a private space (add by did; a removal rotates the space key), mute for
  * everyone, kick and ban, from a person's row or the owner's section, all one signed policy change
- * each through the peer. Controls are only shown where they apply; a refusal shows the peer's named
- * error.
+ * each through the peer. The same controls show on a person's card, opened by a click on their
+ * avatar. Controls are only shown where they apply; a refusal shows the peer's named error.
  */
 import { ApiError, type Api } from '../api.ts'
 import { $, h } from '../dom.ts'
@@ -42,12 +42,16 @@ export interface ModerationHookView {
   muted: string[]
   /** Whether the owner's controls are shown (we own the space shown). */
   owner: boolean
+  /** The person whose card is open (a click on their avatar), if any. */
+  card: string | null
   policy: Policy | null
 }
 
 export interface ModerationPanel extends Panel, SpaceLoader {
   /** Adds mute and block (and, for the owner, the owner's menu) to a person's row. */
   decorate: (li: HTMLElement, did: string) => void
+  /** Shows a person's card over the view (their name, mute, block, the owner's menu); undefined hides it. */
+  showCard: (did: string | undefined) => void
   hook: () => ModerationHookView
 }
 
@@ -240,17 +244,42 @@ export function mountModeration (ctx: ModerationContext): ModerationPanel {
     return out
   }
 
+  // -- a person's card, from a click on their avatar ---------------------------------------------
+
+  /** The person whose card shows over the view, if any. */
+  let carded: string | undefined
+
+  function showCard (did: string | undefined): void {
+    carded = did
+    let card = document.getElementById('person-card')
+    if (did == null || did === store.did) { card?.remove(); carded = undefined; return }
+    if (card == null) {
+      card = h('div', { id: 'person-card', 'data-testid': 'person-card', role: 'dialog', 'aria-label': 'Person' })
+      $('view').append(card)
+    }
+    const close = h('button', { type: 'button', class: 'close', 'aria-label': 'close', text: '×' })
+    close.addEventListener('click', () => { showCard(undefined) })
+    card.dataset.did = did
+    card.replaceChildren(h('span', { class: 'name', title: did, text: nameOf(did) }), close)
+    decorate(card, did)
+  }
+
   function renderAll (): void {
     renderPersonal()
     renderOwner()
     ctx.peopleChanged()
+    if (carded != null) showCard(blocked.has(carded) ? undefined : carded)
   }
 
-  store.on('space', () => { renderOwner() })
+  store.on('space', ({ id, previous }) => {
+    if (id !== previous) showCard(undefined)
+    renderOwner()
+  })
   renderPersonal()
 
   return {
     decorate,
+    showCard,
     async load () {
       await refreshLists()
       return renderAll
@@ -260,9 +289,10 @@ export function mountModeration (ctx: ModerationContext): ModerationPanel {
         if (spaceOf(msg) !== store.spaceId || store.space == null) return
         store.setPolicy(msg.policy as SpaceView['policy'])
         renderAll()
-      }
+      },
+      'space:leave': msg => { if (spaceOf(msg) === store.spaceId && msg.did === carded) showCard(undefined) }
     },
-    hook: () => ({ blocked: [...blocked], muted: [...muted], owner: isOwner() && !$('mod-owner').hidden, policy: policy() })
+    hook: () => ({ blocked: [...blocked], muted: [...muted], owner: isOwner() && !$('mod-owner').hidden, card: carded ?? null, policy: policy() })
   }
 }
 
