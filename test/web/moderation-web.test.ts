@@ -3,7 +3,8 @@
  * three headless Chromium pages. C blocks B from the people list: B's chat and avatar leave C's
  * page (and stay away after a reload, and for what B says next) while A still sees both. A, owner
  * of a new private space, adds C's did in the owner's section (a bad did is refused by name first);
- * C opens the space's link, gets in and reads its chat.
+ * C opens the space's link, gets in and reads its chat; the owner makes C an editor from C's row,
+ * and removes C. Before the block, C opens B's card with a click on B's avatar and mutes B.
  */
 import { describe, it, before, after } from 'node:test'
 import assert from 'node:assert/strict'
@@ -187,6 +188,14 @@ describe('moderation in the browser, three peers and three pages', { timeout: 48
     await sees(pa, 'glad to be in')
     await pa.waitForFunction(d => (window as any).peerverse.avatars().some((m: { did: string }) => m.did === d), didC, WAIT)
     assert.equal(await pc.isVisible('#mod-owner'), false)
+
+    // The owner's menu on C's row: C becomes an editor, and C's page learns it from the policy.
+    await pa.waitForSelector(`#people select[data-owner="${didC}"]`, WAIT)
+    await pa.selectOption(`#people select[data-owner="${didC}"]`, 'add:editor')
+    await pc.waitForFunction(d => (window as any).peerverse.moderation().policy?.editors.includes(d), didC, WAIT)
+    // The owner removes C from the space: the member list is the owner again.
+    await pa.click(`#mod-owner-lists button[data-remove-member="${didC}"]`)
+    await pa.waitForFunction(d => !(window as any).peerverse.moderation().policy.members.includes(d), didC, WAIT)
     assert.deepEqual(problems, [], 'no uncaught errors on any page')
   })
 })
