@@ -18,10 +18,11 @@ import { fileURLToPath } from 'node:url'
 import { monitorEventLoopDelay } from 'node:perf_hooks'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { generateKeyPairFromSeed } from '@libp2p/crypto/keys'
+import type { Ed25519PrivateKey } from '@libp2p/interface'
 import { multiaddr } from '@multiformats/multiaddr'
 import { createPeerBinding } from '../src/identity/binding.ts'
 import { didFromPublicKey } from '../src/identity/did.ts'
-import { ed25519KeyFromSeed } from '../src/identity/ed25519.ts'
+import { ed25519KeyFromSeed, type Ed25519Key } from '../src/identity/ed25519.ts'
 import { libp2pGossip, libp2pProtocols, libp2pRouting } from '../src/net/libp2p-ports.ts'
 import { createNetwork, type Network } from '../src/net/network.ts'
 import { space, spaceTopic, type SpaceService } from '../src/space/index.ts'
@@ -38,6 +39,8 @@ const CATCH_UP = 5
 /** Speakers a child joins at once, and join attempts each. */
 const JOINING = 4
 const JOIN_ATTEMPTS = 5
+/** How long one `add` may take: speakers not in the space by then are stopped and counted as not joined. */
+export const JOIN_DEADLINE_MS = 90_000
 const SEE_SPACE_MS = 30_000
 /** A speaker's inbound connections a second from one host (all of them are on 127.0.0.1). */
 const LOOPBACK_INBOUND_PER_SECOND = 1_000
@@ -57,12 +60,18 @@ export interface LightSpeaker {
   stop: () => Promise<void>
 }
 
-/** Starts a speaker whose keys come from `seed`, with its space state in `store` (a sublevel per speaker). */
-export async function startSpeaker (seed: number, store: Store): Promise<LightSpeaker> {
+/** A speaker's keys from its seed: the libp2p peer key, the user key and its did. */
+export async function speakerKeys (seed: number): Promise<{ peerKey: Ed25519PrivateKey, userKey: Ed25519Key, did: string }> {
   const rnd = seeded(seed)
   const peerKey = await generateKeyPairFromSeed('Ed25519', rnd.bytes(32))
   const userKey = ed25519KeyFromSeed(rnd.bytes(32))
-  const did = didFromPublicKey(userKey.publicKey)
+  return { peerKey, userKey, did: didFromPublicKey(userKey.publicKey) }
+}
+
+/** Starts a speaker whose keys come from `seed`, with its space state in `store` (sublevel `s<seed>-space`, once per seed). */
+export async function startSpeaker (seed: number, store: Store): Promise<LightSpeaker> {
+  const { peerKey, userKey, did } = await speakerKeys(seed)
+  const spaceStore = store.sublevel(`s${seed}-space`)
   const net = await createNetwork({
     privateKey: peerKey, listen: ['/ip4/127.0.0.1/tcp/0'], dhtMode: 'client', lanDht: false, relayServer: false, webrtc: false, stun: false, mdns: false,
     // Every speaker dials from 127.0.0.1: the per-host limit on inbound connections is for many
@@ -75,7 +84,7 @@ export async function startSpeaker (seed: number, store: Store): Promise<LightSp
   const protocols = libp2pProtocols(net)
   const onRejected = (): void => {}
   const identity = { did, key: userKey, binding }
-  const sp = space()({ gossip, protocols, routing: libp2pRouting(net), onRejected, identity, store: store.sublevel(`s${seed}-space`), parcels: () => [] })
+  const sp = space()({ gossip, protocols, routing: libp2pRouting(net), onRejected, identity, store: spaceStore, parcels: () => [] })
   const vo = voice()({
     protocols,
     onRejected,
@@ -104,7 +113,7 @@ export async function startSpeaker (seed: number, store: Store): Promise<LightSp
 }
 
 /** Dials `bootstrap`, waits to see a subscriber of the space, joins it and stands at `position`. */
-export async function joinAt (s: LightSpeaker, id: string, bootstrap: string[], position: [number, number, number], name: string): Promise<void> {
+export async function joinAt (s: LightSpeaker, id: string, bootstrap: string[], position: [number, number, number], name: string, signal?: AbortSignal): Promise<void> {
   const t0 = performance.now()
   for (const a of bootstrap) await s.net.dial(multiaddr(a)).catch(() => {})
   const t1 = performance.now()
@@ -112,11 +121,18 @@ export async function joinAt (s: LightSpeaker, id: string, bootstrap: string[], 
   while (s.net.services.pubsub.getSubscribers(spaceTopic(id)).length === 0) {
     // A speaker subscribes only once it joins; it sees the space's topic from its peers' subscriptions.
     if (Date.now() > deadline) break
+    signal?.throwIfAborted()
     await sleep(100)
   }
   const t2 = performance.now()
   for (let attempt = 1; ; attempt++) {
-    try { await s.space.join(id, { name }); break } catch (err) { if (attempt >= JOIN_ATTEMPTS) throw err; await sleep(500 * attempt) }
+    try {
+      await s.space.join(id, { name, signal })
+      break
+    } catch (err) {
+      if (attempt >= JOIN_ATTEMPTS || signal?.aborted === true) throw err
+      await sleep(500 * attempt, undefined, { signal })
+    }
   }
   s.space.move(id, position)
   if (DEBUG) process.stderr.write(`[speaker] dial ${(t1 - t0).toFixed(0)} ms, see ${(t2 - t1).toFixed(0)} ms, join ${(performance.now() - t2).toFixed(0)} ms\n`)
@@ -184,7 +200,8 @@ async function speakerChild (): Promise<void> {
       let joined = 0
       let next = 0
       const ready: LightSpeaker[] = []
-      await Promise.all(Array.from({ length: JOINING }, async () => { while (next < m.positions.length) await one(next++) }))
+      const signal = AbortSignal.timeout(JOIN_DEADLINE_MS)
+      await Promise.all(Array.from({ length: JOINING }, async () => { while (next < m.positions.length && !signal.aborted) await one(next++) }))
       // The new speakers start talking together, once all have joined.
       spaceId = m.space
       packets = m.packets.map(p => Uint8Array.from(p))
@@ -195,7 +212,7 @@ async function speakerChild (): Promise<void> {
         let s: LightSpeaker | undefined
         try {
           s = await startSpeaker(m.first + i, db)
-          await joinAt(s, m.space, m.bootstrap, m.positions[i], `speaker ${m.first + i}`)
+          await joinAt(s, m.space, m.bootstrap, m.positions[i], `speaker ${m.first + i}`, signal)
           ready.push(s)
           joined++
         } catch (err) {
