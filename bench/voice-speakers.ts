@@ -127,7 +127,8 @@ export async function joinAt (s: LightSpeaker, id: string, bootstrap: string[], 
   const t2 = performance.now()
   for (let attempt = 1; ; attempt++) {
     try {
-      await s.space.join(id, { name, signal })
+      // The peers it was told to start from hold the space: asked first, as a link's holders are.
+      await s.space.join(id, { name, signal, peers: bootstrap.filter(a => a.includes('/p2p/')) })
       break
     } catch (err) {
       if (attempt >= JOIN_ATTEMPTS || signal?.aborted === true) throw err
