@@ -21,6 +21,8 @@ import { mountFile } from './panels/file.ts'
 import { mountNetwork } from './panels/network.ts'
 import { mountPeople } from './panels/people.ts'
 import { mountSpaces } from './panels/spaces.ts'
+import { mountProfile } from './panels/profile.ts'
+import { mountTimeline, type PostView } from './panels/timeline.ts'
 import { mountStatus, setBannerText } from './panels/status.ts'
 import { mountWallet } from './panels/wallet.ts'
 import { View } from './scene.ts'
@@ -46,6 +48,8 @@ declare global {
       boards: () => BoardView[]
       /** The loudest frequencies (Hz, dB) of all the voice being played now. */
       spectrum: () => Array<{ hz: number, db: number }>
+      /** The timeline shown: posts newest first, each with its replies and likes. */
+      timeline: () => { posts: PostView[] }
     }>
   }
 }
@@ -80,7 +84,10 @@ function main (token: string): void {
   const wallet = mountWallet({ api, store, report: status, placeModel: build.placeModel })
   const voice = mountVoice({ api, store, view, report: status })
   const share = mountShare({ api, store, view, report: status })
-  const people = mountPeople({ api, store, view, report: status, payTo: wallet.payTo, decorate: voice.decorate })
+  // The timeline and profiles (social): a person's profile opens from the people list or a post's author.
+  const profile = mountProfile({ api, report: status, myDid: () => store.did, changed: () => { void timeline.refresh() } })
+  const timeline = mountTimeline({ api, report: status, openProfile: did => { void profile.open(did) } })
+  const people = mountPeople({ api, store, view, report: status, payTo: wallet.payTo, decorate: (li, did) => { voice.decorate(li, did); profile.decorate(li, did) } })
   const chat = mountChat({ api, store, report: status })
   const spaces = mountSpaces({
     api,
@@ -95,7 +102,7 @@ function main (token: string): void {
   const network = mountNetwork({ api, report: status, joined: resync })
   const explore = mountExplore({ api, store, report: status, openLink })
   const file = mountFile({ api, report: status })
-  for (const panel of [status, people, chat, wallet, build, network, explore, voice]) table.register(panel.events)
+  for (const panel of [status, people, chat, wallet, build, network, explore, voice, timeline]) table.register(panel.events)
 
   /** Opens a link of any kind: joins its space, offers to join its network, or fetches its file. */
   async function openLink (link: Link): Promise<void> {
@@ -135,6 +142,8 @@ function main (token: string): void {
     void wallet.refresh()
     void network.refresh()
     void explore.refresh()
+    void timeline.refresh()
+    void profile.refresh()
     await spaces.refresh()
     if (store.spaceId != null) await spaces.load(store.spaceId)
     else await spaces.pickInitial()
@@ -157,6 +166,7 @@ function main (token: string): void {
     listings: () => explore.listings,
     voice: () => voice.hook(),
     boards: () => share.boards(),
-    spectrum: () => voice.spectrum()
+    spectrum: () => voice.spectrum(),
+    timeline: () => timeline.hook()
   })
 }
