@@ -8,11 +8,9 @@ import type { Api } from '../api.ts'
 import { h } from '../dom.ts'
 import type { Report } from '../panel.ts'
 import { shortDid } from '../scene.ts'
+import { MAX_PROFILE_BIO_BYTES, MAX_PROFILE_NAME_BYTES } from './social-limits.ts'
 import { parseCidText } from './timeline.ts'
 
-/** Longest profile name and bio in UTF-8 bytes (the feed's MAX_NAME_BYTES and MAX_BIO_BYTES). */
-export const MAX_PROFILE_NAME_BYTES = 128
-export const MAX_PROFILE_BIO_BYTES = 1024
 
 export class ProfileTooLongError extends Error {
   name = 'ProfileTooLongError'

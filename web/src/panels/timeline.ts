@@ -11,11 +11,8 @@ import { formatTime, h } from '../dom.ts'
 import { debouncer } from '../events.ts'
 import type { Panel, Report } from '../panel.ts'
 import { shortDid } from '../scene.ts'
+import { MAX_IMAGE_BYTES, MAX_POST_TEXT_BYTES } from './social-limits.ts'
 
-/** Longest post or reply text in UTF-8 bytes (the feed's MAX_TEXT_BYTES). */
-export const MAX_POST_TEXT_BYTES = 8 * 1024
-/** Largest image a post may carry, and that a page loads for one. */
-export const MAX_IMAGE_BYTES = 8 * 1024 * 1024
 /** Entries the timeline asks the peer for (the peer's MAX_TIMELINE_LIMIT). */
 export const TIMELINE_PAGE = 200
 /** How long the check of an image CID may wait for the swarm. */
