@@ -6,7 +6,7 @@
  * threaded under the post and the like counted. A post over the feed's limit and an image CID that
  * is not an image get visible named errors, and the page goes on working.
  */
-import { describe, it, before, after } from 'node:test'
+import { describe, it, before, after, afterEach, type TestContext } from 'node:test'
 import assert from 'node:assert/strict'
 import { existsSync } from 'node:fs'
 import { mkdir } from 'node:fs/promises'
@@ -50,6 +50,17 @@ describe('the timeline in the browser client, two peers and two pages', { timeou
     didB = b.ready.did
   })
 
+  // A failed step leaves both pages' screenshots and errors for whoever reads the failure.
+  afterEach(async c => {
+    const t = c as TestContext & { passed?: boolean }
+    if (t.passed !== false) return
+    for (const [name, page] of [['a', pa], ['b', pb]] as const) {
+      await page?.screenshot({ path: join(SHOTS, `social-failed-${name}.png`), fullPage: true }).catch(() => {})
+      const errors = await page?.evaluate(() => document.getElementById('errors')?.textContent ?? '').catch(() => '')
+      if (errors !== '') t.diagnostic(`${name}'s errors: ${errors}`)
+    }
+  })
+
   after(async () => {
     await browser?.close()
     await set.cleanup()
@@ -89,12 +100,13 @@ describe('the timeline in the browser client, two peers and two pages', { timeou
     const space = (await pa.textContent('#space-id'))!.trim()
     await pb.goto(`${(b.ready as unknown as { url: string }).url}#space=${space}`)
     await pb.waitForFunction(id => (window as any).peerverse?.space() === id, space, { timeout: WAIT_MS })
+    // A's feed (and so A's profile) comes to B by following: the profile says so, then fills in.
     await pb.click(`#people li[data-did="${didA}"] button[data-profile]`, { timeout: WAIT_MS })
-    await pb.waitForFunction(() => document.getElementById('profile-name')?.textContent === 'ada', null, { timeout: WAIT_MS })
-    assert.equal(await pb.textContent('#profile-bio'), 'builds bridges')
-    assert.equal(await pb.getAttribute('#profile-follow', 'data-following'), 'no')
+    await pb.waitForSelector(`#profile-view[data-did="${didA}"] #profile-follow[data-following="no"]`, { timeout: WAIT_MS })
     await pb.click('#profile-follow')
     await pb.waitForSelector('#profile-follow[data-following="yes"]', { timeout: WAIT_MS })
+    await pb.waitForFunction(() => document.getElementById('profile-name')?.textContent === 'ada', null, { timeout: WAIT_MS })
+    assert.equal(await pb.textContent('#profile-bio'), 'builds bridges')
 
     await pb.waitForFunction(id => (window as any).peerverse.timeline().posts.some((p: PostView) => p.id === id), postId, { timeout: WAIT_MS })
     const seen = (await postsOf(pb)).find(p => p.id === postId)!

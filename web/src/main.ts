@@ -102,7 +102,7 @@ function main (token: string): void {
   const network = mountNetwork({ api, report: status, joined: resync })
   const explore = mountExplore({ api, store, report: status, openLink })
   const file = mountFile({ api, report: status })
-  for (const panel of [status, people, chat, wallet, build, network, explore, voice, timeline]) table.register(panel.events)
+  for (const panel of [status, people, chat, wallet, build, network, explore, voice, timeline, profile]) table.register(panel.events)
 
   /** Opens a link of any kind: joins its space, offers to join its network, or fetches its file. */
   async function openLink (link: Link): Promise<void> {

@@ -6,7 +6,8 @@
  */
 import type { Api } from '../api.ts'
 import { h } from '../dom.ts'
-import type { Report } from '../panel.ts'
+import { debouncer } from '../events.ts'
+import type { Panel, Report } from '../panel.ts'
 import { shortDid } from '../scene.ts'
 import { MAX_PROFILE_BIO_BYTES, MAX_PROFILE_NAME_BYTES } from './social-limits.ts'
 import { parseCidText } from './timeline.ts'
@@ -37,7 +38,7 @@ export interface ProfileContext {
   changed: () => void
 }
 
-export interface ProfilePanel {
+export interface ProfilePanel extends Panel {
   /** Shows a person's profile (with follow or unfollow). */
   open: (did: string) => Promise<void>
   /** Adds a "profile" button to a row of the people list. */
@@ -52,6 +53,7 @@ export function mountProfile (ctx: ProfileContext): ProfilePanel {
   const { api, report } = ctx
   let following: string[] = []
   let shown: ProfileInfo | null = null
+  const debounce = debouncer()
 
   const view = h('div', { id: 'profile-view', 'data-testid': 'profile-view', class: 'profile', hidden: true })
   const name = h('input', { id: 'profile-name-input', 'data-testid': 'profile-name-input', placeholder: 'Name', autocomplete: 'off' })
@@ -86,6 +88,8 @@ export function mountProfile (ctx: ProfileContext): ProfilePanel {
       h('div', { class: 'row small' }, h('span', { class: 'label', text: 'Avatar:' }), h('code', { id: 'profile-avatar', 'data-testid': 'profile-avatar', text: p.avatar ?? 'none' })),
       h('div', { class: 'row small' }, h('code', { text: p.did }), h('span', { class: 'muted', text: `${p.entries} entries${p.forked ? ' · forked feed' : ''}` }))
     ]
+    // Feeds are replicated by following: a stranger's profile arrives with their feed.
+    if (p.entries === 0 && !me) children.push(h('p', { class: 'small muted', 'data-testid': 'profile-pending', text: isFollowed ? 'Fetching their feed…' : 'Their feed is not here yet: follow to fetch it.' }))
     if (!me) {
       const b = h('button', { type: 'button', id: 'profile-follow', 'data-testid': 'profile-follow', 'data-following': isFollowed ? 'yes' : 'no', text: isFollowed ? 'Unfollow' : 'Follow' })
       b.addEventListener('click', () => {
@@ -102,9 +106,10 @@ export function mountProfile (ctx: ProfileContext): ProfilePanel {
   async function open (did: string): Promise<void> {
     try {
       const [p] = await Promise.all([api.get<ProfileInfo>(`/api/v0/social/profile/${encodeURIComponent(did)}`), loadFollowing()])
+      const fresh = shown?.did !== p.did || view.hidden
       shown = p
       render(p)
-      view.scrollIntoView({ block: 'nearest' })
+      if (fresh) view.scrollIntoView({ block: 'nearest' })
     } catch (err) {
       report.showError('profile', err)
     }
@@ -167,5 +172,17 @@ export function mountProfile (ctx: ProfileContext): ProfilePanel {
     li.append(b)
   }
 
-  return { open, decorate, refresh, shown: () => shown == null ? null : { ...shown } }
+  return {
+    open,
+    decorate,
+    refresh,
+    shown: () => shown == null ? null : { ...shown },
+    events: {
+      // The person shown wrote something (their feed arrived or grew): show the profile anew.
+      'feed:entry': msg => {
+        const did = shown?.did
+        if (did != null && msg.author === did && !view.hidden) debounce('profile', 200, async () => { if (shown?.did === did) await open(did) })
+      }
+    }
+  }
 }
