@@ -2,9 +2,9 @@
  * The timeline in the browser client end to end: two real peers (processes on loopback, one
  * chain), two headless Chromium pages. A sets a profile and posts with an image added through the
  * page; B opens A's profile from the people list, follows A and sees the post with its image (come
- * from the swarm); B replies and likes; A, following B back from the reply's author, sees the reply
+ * from the swarm); B replies and likes; A, following B back from the people list, sees the reply
  * threaded under the post and the like counted. A post over the feed's limit and an image CID that
- * is not an image get visible named errors, and the page goes on working.
+ * is not an image get visible named errors, and the page goes on working; B unfollows A.
  */
 import { describe, it, before, after, afterEach, type TestContext } from 'node:test'
 import assert from 'node:assert/strict'
@@ -117,7 +117,7 @@ describe('the timeline in the browser client, two peers and two pages', { timeou
     await pb.waitForSelector(`#timeline li[data-id="${postId}"] img[data-state="loaded"]`, { timeout: WAIT_MS })
   })
 
-  it('B replies and likes; A follows B back from the reply and sees the reply and the like', async () => {
+  it('B replies and likes; A follows B back from the people list and sees the reply and the like', async () => {
     const row = `#timeline li.post[data-id="${postId}"]`
     await pb.fill(`${row} .reply-text`, 'lovely, ada')
     await pb.click(`${row} [data-testid="reply-send"]`)
@@ -141,7 +141,7 @@ describe('the timeline in the browser client, two peers and two pages', { timeou
     // The reply is threaded under the post, not a post of its own.
     assert.ok(!(await postsOf(pa)).some(p => p.text === 'lovely, ada'))
     assert.equal(await pa.locator(`#timeline li.post[data-id="${postId}"] .replies li.reply`).count(), 1)
-    await pa.screenshot({ path: join(SHOTS, 'timeline.png') })
+    await pa.locator('#sec-social').screenshot({ path: join(SHOTS, 'timeline.png') })
   })
 
   it('a post over the limit and an image CID that is not an image get named errors; the page goes on', async () => {
@@ -163,6 +163,11 @@ describe('the timeline in the browser client, two peers and two pages', { timeou
     await pa.fill('#post-text', 'still here')
     await pa.click('#post-send')
     await pb.waitForFunction(() => (window as any).peerverse.timeline().posts.some((p: PostView) => p.text === 'still here'), null, { timeout: WAIT_MS })
+
+    // B unfollows A from the list of whom B follows: A's posts leave B's timeline.
+    await pb.click('#follows summary')
+    await pb.click(`#following button[data-unfollow="${didA}"]`)
+    await pb.waitForFunction(d => !(window as any).peerverse.timeline().posts.some((p: PostView) => p.author === d), didA, { timeout: WAIT_MS })
     assert.deepEqual(problems, [], 'no uncaught errors on either page')
   })
 })

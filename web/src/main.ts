@@ -85,8 +85,8 @@ function main (token: string): void {
   const voice = mountVoice({ api, store, view, report: status })
   const share = mountShare({ api, store, view, report: status })
   // The timeline and profiles (social): a person's profile opens from the people list or a post's author.
-  const profile = mountProfile({ api, report: status, myDid: () => store.did, changed: () => { void timeline.refresh() } })
   const timeline = mountTimeline({ api, report: status, openProfile: did => { void profile.open(did) } })
+  const profile = mountProfile({ api, report: status, myDid: () => store.did, changed: () => { void timeline.refresh() } })
   const people = mountPeople({ api, store, view, report: status, payTo: wallet.payTo, decorate: (li, did) => { voice.decorate(li, did); profile.decorate(li, did) } })
   const chat = mountChat({ api, store, report: status })
   const spaces = mountSpaces({
