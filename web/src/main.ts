@@ -21,6 +21,8 @@ import { mountFile } from './panels/file.ts'
 import { mountNetwork } from './panels/network.ts'
 import { mountPeople } from './panels/people.ts'
 import { mountSpaces } from './panels/spaces.ts'
+import { mountProfile } from './panels/profile.ts'
+import { mountTimeline, type PostView } from './panels/timeline.ts'
 import { mountStatus, setBannerText } from './panels/status.ts'
 import { mountWallet } from './panels/wallet.ts'
 import { View } from './scene.ts'
@@ -48,6 +50,8 @@ declare global {
       spectrum: () => Array<{ hz: number, db: number }>
       /** The wallet's own check of what it shows: verified at a height, or the named error. */
       wallet: () => { verified: boolean, height: number | null, error?: string, message?: string }
+      /** The timeline shown: posts newest first, each with its replies and likes. */
+      timeline: () => { posts: PostView[] }
     }>
   }
 }
@@ -82,7 +86,10 @@ function main (token: string): void {
   const wallet = mountWallet({ api, store, report: status, placeModel: build.placeModel })
   const voice = mountVoice({ api, store, view, report: status })
   const share = mountShare({ api, store, view, report: status })
-  const people = mountPeople({ api, store, view, report: status, payTo: wallet.payTo, decorate: voice.decorate })
+  // The timeline and profiles (social): a person's profile opens from the people list or a post's author.
+  const timeline = mountTimeline({ api, report: status, openProfile: did => { void profile.open(did) } })
+  const profile = mountProfile({ api, report: status, myDid: () => store.did, changed: () => { void timeline.refresh() } })
+  const people = mountPeople({ api, store, view, report: status, payTo: wallet.payTo, decorate: (li, did) => { voice.decorate(li, did); profile.decorate(li, did) } })
   const chat = mountChat({ api, store, report: status })
   const spaces = mountSpaces({
     api,
@@ -97,7 +104,7 @@ function main (token: string): void {
   const network = mountNetwork({ api, report: status, joined: resync })
   const explore = mountExplore({ api, store, report: status, openLink })
   const file = mountFile({ api, report: status })
-  for (const panel of [status, people, chat, wallet, build, network, explore, voice]) table.register(panel.events)
+  for (const panel of [status, people, chat, wallet, build, network, explore, voice, timeline, profile]) table.register(panel.events)
 
   /** Opens a link of any kind: joins its space, offers to join its network, or fetches its file. */
   async function openLink (link: Link): Promise<void> {
@@ -137,6 +144,8 @@ function main (token: string): void {
     void wallet.refresh()
     void network.refresh()
     void explore.refresh()
+    void timeline.refresh()
+    void profile.refresh()
     await spaces.refresh()
     if (store.spaceId != null) await spaces.load(store.spaceId)
     else await spaces.pickInitial()
@@ -160,6 +169,7 @@ function main (token: string): void {
     voice: () => voice.hook(),
     boards: () => share.boards(),
     spectrum: () => voice.spectrum(),
-    wallet: () => wallet.check()
+    wallet: () => wallet.check(),
+    timeline: () => timeline.hook()
   })
 }
