@@ -42,11 +42,11 @@ describe('social feeds across five peers', { timeout: 300_000 }, () => {
   after(async () => { await set.cleanup() })
 
   it('five peers follow each other and every post reaches everyone', async () => {
-    // Each peer names itself and follows the four others (all these commands side by side: a peer's own appends are serialised by its feed).
-    await Promise.all(peers.flatMap((p, i) => [
-      cli(p, 'profile', 'set', '--name', names[i]),
-      ...peers.filter(q => q !== p).map(async q => await cli(p, 'follow', q.ready.did))
-    ]))
+    // Each peer names itself and follows the four others (its own commands in order, the peers side by side).
+    await Promise.all(peers.map(async (p, i) => {
+      await cli(p, 'profile', 'set', '--name', names[i])
+      for (const q of peers) if (p !== q) await cli(p, 'follow', q.ready.did)
+    }))
     await Promise.all(peers.map(async (p, i) => await cli(p, 'post', `hello from ${names[i]}`)))
     for (const p of peers) {
       await waitFor(`${p.ready.peerId} sees all five posts`, async () => {

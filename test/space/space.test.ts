@@ -54,12 +54,11 @@ describe('a space shared by five peer processes', { timeout: 300_000 }, () => {
     assert.equal(created.name, 'Town square')
     assert.equal(created.owner, peers[0].ready.did)
     space = created.id
-    // The four join side by side.
-    await Promise.all([1, 2, 3, 4].map(async i => {
+    for (let i = 1; i < 5; i++) {
       const joined = JSON.parse(await cli(peers[i], 'space', 'join', space, '--name', names[i], '--json')) as { id: string, owner: string }
       assert.equal(joined.id, space)
       assert.equal(joined.owner, peers[0].ready.did)
-    }))
+    }
     for (const p of peers) {
       await waitFor(`${p.ready.peerId} sees all five`, async () => (await who(p, space)).length === 5, 30_000)
     }
@@ -94,7 +93,7 @@ describe('a space shared by five peer processes', { timeout: 300_000 }, () => {
   })
 
   it('chat reaches all, and a late joiner gets the history', async () => {
-    await Promise.all(peers.map(async (p, i) => await cli(p, 'space', 'say', space, `hi from ${names[i]}`)))
+    for (const [i, p] of peers.entries()) await cli(p, 'space', 'say', space, `hi from ${names[i]}`)
     for (const p of peers) {
       await waitFor('all five lines', async () => {
         const texts = new Set((await chat(p, space)).map(c => c.text))
