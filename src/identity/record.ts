@@ -208,5 +208,7 @@ function signedPart (bytes: Uint8Array, sigLength: number): Uint8Array {
 }
 
 function equalBytes (a: Uint8Array, b: Uint8Array): boolean {
-  return a.length === b.length && Buffer.compare(a, b) === 0
+  if (a.length !== b.length) return false
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false
+  return true
 }

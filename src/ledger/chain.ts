@@ -20,15 +20,14 @@ import * as dagCbor from '@ipld/dag-cbor'
 import type { Ed25519Key } from '../identity/ed25519.ts'
 import { recordId, signRecord, verifyRecordSync } from '../identity/record.ts'
 import type { BytesSublevel } from '../store/store.ts'
-import { blockHash, InvalidBlockError, txRoot, validatorsHash, type Block, type BlockHeader, type Receipt, type Validator } from './state.ts'
-import { InvalidProofError, verifyStateProof, type StateProof } from './merkle.ts'
+import { blockHash, InvalidBlockError, txRoot, type Block, type BlockHeader, type Receipt, type Validator } from './state.ts'
+import { decodeVote, MAX_VOTE_BYTES, verifyHeaderCommit, VOTE_TYPE, type SignedVote, type VotePayload } from './light.ts'
+
+export { decodeVote, InvalidCommitError, MAX_VOTE_BYTES, verifyLightClientProof, VOTE_TYPE, type SignedVote, type VotePayload } from './light.ts'
 
 export const PROPOSAL_TYPE = 'peerverse/proposal'
-export const VOTE_TYPE = 'peerverse/vote'
 /** Largest encoded block. */
 export const MAX_BLOCK_BYTES = 400 * 1024
-/** Largest signed vote. */
-export const MAX_VOTE_BYTES = 1024
 /** Largest signed proposal record (it names the block by hash; the block travels beside it). */
 export const MAX_PROPOSAL_RECORD_BYTES = 1024
 /** Largest proposal message: the signed proposal and the encoded block, with their framing. */
@@ -36,16 +35,9 @@ export const MAX_PROPOSAL_MESSAGE_BYTES = MAX_BLOCK_BYTES + MAX_PROPOSAL_RECORD_
 
 const pad = (n: number): string => String(n).padStart(12, '0')
 
-export interface VotePayload { type: 'prevote' | 'precommit', height: number, round: number, value: string | null }
 export interface ProposalPayload { height: number, round: number, polRound: number, value: string }
 /** A decoded proposal message: the signed fields, who signed them, and the block (hash and txRoot checked). */
 export interface DecodedProposal extends ProposalPayload { proposer: string, blockValue: Block, bytes: Uint8Array }
-
-export interface SignedVote extends VotePayload { validator: string, bytes: Uint8Array }
-
-export class InvalidCommitError extends Error {
-  name = 'InvalidCommitError'
-}
 
 /** A proposal message that is malformed, or whose block is not the one the proposer signed (a relay's doing, or garbage). */
 export class InvalidProposalError extends Error {
@@ -92,17 +84,6 @@ export function encodeProposalMessage (proposal: Uint8Array, block: Uint8Array):
 
 export async function signVote (key: Ed25519Key, vote: VotePayload): Promise<Uint8Array> {
   return (await signRecord(key, VOTE_TYPE, vote)).bytes
-}
-
-/** Decodes and verifies a signed vote. */
-export function decodeVote (bytes: Uint8Array): SignedVote {
-  const r = verifyRecordSync<VotePayload>(bytes, { maxBytes: MAX_VOTE_BYTES, type: VOTE_TYPE })
-  const p = r.record.payload
-  if (p == null || (p.type !== 'prevote' && p.type !== 'precommit') || !Number.isSafeInteger(p.height) || !Number.isSafeInteger(p.round) || p.round < 0 ||
-    !(p.value === null || (typeof p.value === 'string' && /^[0-9a-f]{64}$/.test(p.value))) || Object.keys(p).length !== 4) {
-    throw new InvalidBlockError('malformed vote')
-  }
-  return { ...p, validator: r.record.author, bytes }
 }
 
 /** Evidence of a double vote: two votes one validator signed for one (height, round, type), for different values. */
@@ -197,26 +178,7 @@ function proposalFrom (m: Record<string, unknown> | null, bytes: Uint8Array): De
  * `validators`' power; InvalidCommitError otherwise.
  */
 export function verifyCommit (block: Block, commit: Uint8Array[], validators: Validator[]): void {
-  const hash = blockHash(block.header)
-  const power = new Map(validators.map(v => [v.id, v.power]))
-  const total = validators.reduce((n, v) => n + v.power, 0)
-  const seen = new Set<string>()
-  let signed = 0
-  for (const bytes of commit) {
-    let vote: SignedVote
-    try {
-      vote = decodeVote(bytes)
-    } catch (err) {
-      throw new InvalidCommitError(`a commit vote is invalid: ${(err as Error).message}`)
-    }
-    if (vote.type !== 'precommit' || vote.height !== block.header.height || vote.value !== hash) throw new InvalidCommitError('a commit vote is not a precommit for this block')
-    const p = power.get(vote.validator)
-    if (p == null) throw new InvalidCommitError(`${vote.validator} is not a validator at ${block.header.height}`)
-    if (seen.has(vote.validator)) continue
-    seen.add(vote.validator)
-    signed += p
-  }
-  if (signed * 3 <= total * 2) throw new InvalidCommitError(`commit holds ${signed} of ${total} power; more than two thirds is needed`)
+  verifyHeaderCommit(block.header, commit, validators)
 }
 
 export interface StoredBlock { block: Block, commit: Uint8Array[] }
@@ -336,17 +298,4 @@ export class ChainStore {
     for await (const raw of this.db.values({ gte: 'e/', lt: 'e0' })) out.push(dagCbor.decode(raw) as [Uint8Array, Uint8Array])
     return out
   }
-}
-
-/**
- * The light client's check: trusting only the validator set, verify that `commit` signs `header`
- * (more than two thirds of the power) and that `proof` shows `key`'s value under the header's
- * state root. Returns the proven value's bytes, or null for a proven absence. Throws
- * InvalidCommitError or InvalidProofError; never trusts the peer that sent the three.
- */
-export function verifyLightClientProof (header: BlockHeader, commit: Uint8Array[], validators: Validator[], key: string, proof: StateProof): Uint8Array | null {
-  if (header.validatorsHash !== validatorsHash(validators)) throw new InvalidCommitError('the header names another validator set')
-  verifyCommit({ header, txs: [] }, commit, validators)
-  if (proof?.root !== header.stateRoot) throw new InvalidProofError('the proof is for another state root')
-  return verifyStateProof(header.stateRoot, key, proof)
 }

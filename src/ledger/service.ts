@@ -193,6 +193,7 @@ export class LedgerService extends LedgerIntake {
     for await (const stored of this.chain.blocks(1)) {
       const { state } = checkBlock(this.state, stored.block, { decode: this.txCache.decode })
       this.state = state
+      this.noteSigners()
     }
     log('chain %s at height %d', this.chainId, this.state.height)
     const left = await this.book.load()
@@ -522,6 +523,7 @@ export class LedgerService extends LedgerIntake {
     for (const id of ids) this.txCache.committed(id)
     log('committed block %d: %d txs; mempool %d; cache %d hits %d misses', stored.block.header.height, stored.block.txs.length, this.mempool.size, this.txCache.hits, this.txCache.misses)
     this.state = state
+    this.noteSigners()
     this.executed.clear()
     this.lastBlockTime = stored.block.header.time
     this.lastProgress = performance.now()

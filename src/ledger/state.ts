@@ -23,23 +23,20 @@
  */
 import * as dagCbor from '@ipld/dag-cbor'
 import { sha256Hex } from '../identity/hash.ts'
+import { blockHash, InvalidBlockError, validatorsFromStakes, validatorsHash, type Account, type BlockHeader, type Validator } from './light.ts'
 import { leafHash, MerkleTree, type Leaf, type StateProof } from './merkle.ts'
 import { claimCost, grant, GRANT_FIELDS, revoke, setPrice, SPACE_FIELDS, spaceOf, type Grant, type LandSpace } from './land.ts'
 import { decodeTx, MAX_AMOUNT, type Tx, type TxDecoder } from './tx.ts'
 
-/** Stake one unit of voting power needs. */
-export const STAKE_PER_POWER = 1_000n
 /** Heights between a stake change and its effect on the validator set. */
 export const VALIDATOR_UPDATE_DELAY = 2
 /** Transactions in one block at most. */
 export const MAX_BLOCK_TXS = 10_000
-/** Validators at most (by stake). */
-export const MAX_VALIDATORS = 100
+export type { Account, BlockHeader, Validator } from './light.ts'
+export { blockHash, decodeAccountValue, decodeOwner, InvalidBlockError, MAX_VALIDATORS, STAKE_PER_POWER, validatorsFromStakes, validatorsHash } from './light.ts'
 
-export interface Account { balance: bigint, nonce: number, stake: bigint }
 export interface Asset { id: string, owner: string, minter: string, content: string, name: string, height: number }
 export interface Parcel { id: string, owner: string, space: string, x: number, y: number, w: number, h: number }
-export interface Validator { id: string, power: number }
 
 export interface LedgerState {
   chain: string
@@ -57,20 +54,6 @@ export interface LedgerState {
   validators: Validator[]
   /** Sets decided by stake changes, each applying from its height. */
   pending: Array<{ height: number, validators: Validator[] }>
-}
-
-export interface BlockHeader {
-  chain: string
-  height: number
-  time: number
-  prev: string | null
-  proposer: string
-  /** Hash over the transactions' ids in order. */
-  txRoot: string
-  /** Merkle root of the state after this block. */
-  stateRoot: string
-  /** Hash of the validator set that signs this block. */
-  validatorsHash: string
 }
 
 export interface Block {
@@ -109,9 +92,6 @@ export interface Genesis {
   accounts: Array<{ id: string, balance: bigint, stake?: bigint }>
 }
 
-export class InvalidBlockError extends Error {
-  name = 'InvalidBlockError'
-}
 export class NonceReusedError extends Error {
   name = 'NonceReusedError'
 }
@@ -133,21 +113,6 @@ export class ParcelOverlapError extends Error {
 
 const hex = (b: Uint8Array): string => Buffer.from(b).toString('hex')
 const sha = (b: Uint8Array): string => sha256Hex(b)
-
-/** The validator set a map of stakes gives: power = stake / STAKE_PER_POWER, largest first. */
-export function validatorsFromStakes (accounts: Map<string, Account>): Validator[] {
-  const out: Validator[] = []
-  for (const [id, a] of accounts) {
-    const power = a.stake / STAKE_PER_POWER
-    if (power > 0n) out.push({ id, power: Number(power) })
-  }
-  out.sort((a, b) => b.power - a.power || (a.id < b.id ? -1 : 1))
-  return out.slice(0, MAX_VALIDATORS)
-}
-
-export function validatorsHash (validators: Validator[]): string {
-  return sha(dagCbor.encode(validators.map(v => [v.id, v.power])))
-}
 
 export function txRoot (ids: string[]): string {
   return sha(dagCbor.encode(ids))
@@ -239,17 +204,6 @@ export function stateRoot (state: LedgerState): string {
 /** A proof of one account, asset, parcel, space or grant (key `account/<did>`, `asset/<id>`, `parcel/<id>`, `space/<id>`, `grant/<id>`). */
 export function proveKey (state: LedgerState, key: string): StateProof {
   return stateTree(state).prove(key)
-}
-
-/** Decodes a proven account value. */
-export function decodeAccountValue (value: Uint8Array): Account {
-  const [balance, nonce, stake] = dagCbor.decode(value) as [number | bigint, number, number | bigint]
-  return { balance: BigInt(balance), nonce, stake: BigInt(stake) }
-}
-
-/** Decodes a proven asset or parcel owner. */
-export function decodeOwner (value: Uint8Array): string {
-  return (dagCbor.decode(value) as [string])[0]
 }
 
 function overlaps (a: Pick<Parcel, 'x' | 'y' | 'w' | 'h'>, b: Pick<Parcel, 'x' | 'y' | 'w' | 'h'>): boolean {
@@ -504,11 +458,6 @@ export function buildBlock (state: LedgerState, txs: Uint8Array[], proposer: str
   }
   next.lastBlock = blockHash(header)
   return { block: { header, txs: included.map(t => t.bytes) }, state: next, receipts, skipped }
-}
-
-/** A block's hash: sha-256 of its header's DAG-CBOR encoding (which commits to txs and state). */
-export function blockHash (header: BlockHeader): string {
-  return sha(dagCbor.encode(header))
 }
 
 /** Total of balances and stakes (conserved by every block). */

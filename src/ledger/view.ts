@@ -9,7 +9,7 @@ import { grantsIn, type Grant, type LandSpace } from './land.ts'
 import { Mempool } from './mempool.ts'
 import type { StateProof } from './merkle.ts'
 import { TxBook } from './pending.ts'
-import { genesisState, proveKey, stateRoot, type Genesis, type LedgerState, type Parcel, type Receipt } from './state.ts'
+import { genesisState, proveKey, stateRoot, validatorsHash, type Genesis, type LedgerState, type Parcel, type Receipt, type Validator } from './state.ts'
 import { VerifiedTxCache } from './tx.ts'
 import type { LedgerComponents, LedgerEvents, Parcels } from './types.ts'
 
@@ -18,6 +18,9 @@ export type TxStatus =
   | { status: 'committed', height: number, receipt: Receipt }
   | { status: 'rejected', error: string, message: string }
   | { status: 'unknown' }
+
+/** Validator sets remembered for light clients (each change of the set is one; the oldest are forgotten first). */
+export const MAX_VALIDATOR_SETS_KEPT = 1024
 
 export abstract class LedgerView extends TypedEventEmitter<LedgerEvents> implements Parcels {
   state: LedgerState
@@ -28,11 +31,14 @@ export abstract class LedgerView extends TypedEventEmitter<LedgerEvents> impleme
   protected readonly chain: ChainStore
   /** Our pending transactions (on disk) and why refused ones were. */
   protected readonly book: TxBook
+  /** Each validator set and the first height it signs (a light client asks which set signed a height). */
+  private readonly sets: Array<{ from: number, hash: string, validators: Validator[] }> = []
 
   constructor (components: LedgerComponents) {
     super()
     this.genesis = components.genesis
     this.state = genesisState(components.genesis)
+    this.noteSigners()
     this.chain = new ChainStore(components.store)
     this.book = new TxBook(components.store)
     this.txCache = new VerifiedTxCache()
@@ -102,6 +108,22 @@ export abstract class LedgerView extends TypedEventEmitter<LedgerEvents> impleme
   /** The current head with a proof of one key against its state root. */
   prove (key: string): { height: number, stateRoot: string, proof: StateProof } {
     return { height: this.state.height, stateRoot: stateRoot(this.state), proof: proveKey(this.state, key) }
+  }
+
+  /** Remembers the set that signs the next height; call after each block is applied. */
+  protected noteSigners (): void {
+    const { height, validators } = this.state
+    const hash = validatorsHash(validators)
+    if (this.sets.at(-1)?.hash === hash) return
+    this.sets.push({ from: height + 1, hash, validators })
+    if (this.sets.length > MAX_VALIDATOR_SETS_KEPT) this.sets.shift()
+  }
+
+  /** The validator set that signs `height` (up to the next height), or undefined when not known here. */
+  validatorsAt (height: number): Validator[] | undefined {
+    if (!Number.isSafeInteger(height) || height < 1 || height > this.state.height + 1 || this.sets.length === 0 || height < this.sets[0].from) return undefined
+    for (let i = this.sets.length - 1; i >= 0; i--) if (this.sets[i].from <= height) return this.sets[i].validators
+    return undefined
   }
 
   async block (height: number): Promise<StoredBlock | undefined> {

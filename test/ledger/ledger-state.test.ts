@@ -842,7 +842,7 @@ describe('Merkle state commitment', () => {
 
     const leaves = ['b', 'd', 'f', 'h', 'j'].map(key => ({ key, value: new TextEncoder().encode(key.toUpperCase()) }))
     const tree = new MerkleTree(leaves)
-    for (const l of leaves) assert.deepEqual(verifyStateProof(tree.root, l.key, tree.prove(l.key)), Buffer.from(l.value))
+    for (const l of leaves) assert.deepEqual(verifyStateProof(tree.root, l.key, tree.prove(l.key)), new Uint8Array(l.value))
     for (const key of ['a', '', 'c', 'e', 'i', 'k', 'zzz']) {
       const p = tree.prove(key)
       assert.equal(p.present, undefined)
@@ -862,7 +862,7 @@ describe('Merkle state commitment', () => {
     // One leaf: no path at all.
     const one = new MerkleTree([{ key: 'm', value: Uint8Array.of(1) }])
     assert.deepEqual(one.prove('m').present?.path, [])
-    assert.deepEqual(verifyStateProof(one.root, 'm', one.prove('m')), Buffer.from([1]))
+    assert.deepEqual(verifyStateProof(one.root, 'm', one.prove('m')), Uint8Array.of(1))
     assert.equal(verifyStateProof(one.root, 'a', one.prove('a')), null)
     assert.equal(verifyStateProof(one.root, 'z', one.prove('z')), null)
   })
@@ -1050,7 +1050,7 @@ describe('incremental state root', () => {
           for (const k of present) {
             const p = next.prove(k)
             assert.deepEqual(p, scratch.prove(k), `${at}: ${k}`)
-            assert.deepEqual(verifyStateProof(next.root, k, JSON.parse(JSON.stringify(p))), Buffer.from(map.get(k)!.value), `${at}: ${k}`)
+            assert.deepEqual(verifyStateProof(next.root, k, JSON.parse(JSON.stringify(p))), new Uint8Array(map.get(k)!.value), `${at}: ${k}`)
           }
           for (const k of absent) {
             if (map.has(k)) continue

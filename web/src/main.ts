@@ -23,6 +23,8 @@ import { mountModeration, type ModerationHookView } from './panels/moderation.ts
 import { mountPeople } from './panels/people.ts'
 import { avatarAt, avatarScreenPoint } from './pick-person.ts'
 import { mountSpaces } from './panels/spaces.ts'
+import { mountProfile } from './panels/profile.ts'
+import { mountTimeline, type PostView } from './panels/timeline.ts'
 import { mountStatus, setBannerText } from './panels/status.ts'
 import { mountWallet } from './panels/wallet.ts'
 import { View } from './scene.ts'
@@ -48,6 +50,10 @@ declare global {
       boards: () => BoardView[]
       /** The loudest frequencies (Hz, dB) of all the voice being played now. */
       spectrum: () => Array<{ hz: number, db: number }>
+      /** The wallet's own check of what it shows: verified at a height, or the named error. */
+      wallet: () => { verified: boolean, height: number | null, error?: string, message?: string }
+      /** The timeline shown: posts newest first, each with its replies and likes. */
+      timeline: () => { posts: PostView[] }
       /** Whom we blocked and muted; whether the owner's controls are shown, and the policy of the space shown. */
       moderation: () => ModerationHookView
       /** Where a member's avatar shows on the canvas (CSS pixels from its top left), null when off the view. */
@@ -93,7 +99,10 @@ function main (token: string): void {
     if (did != null) moderation.showCard(did)
     return did != null
   }
-  const people = mountPeople({ api, store, view, report: status, payTo: wallet.payTo, decorate: [voice.decorate, moderation.decorate] })
+  // The timeline and profiles (social): a person's profile opens from the people list or a post's author.
+  const timeline = mountTimeline({ api, report: status, openProfile: did => { void profile.open(did) } })
+  const profile = mountProfile({ api, report: status, myDid: () => store.did, changed: () => { void timeline.refresh() } })
+  const people = mountPeople({ api, store, view, report: status, payTo: wallet.payTo, decorate: [voice.decorate, profile.decorate, moderation.decorate] })
   const chat = mountChat({ api, store, report: status })
   const spaces = mountSpaces({
     api,
@@ -108,7 +117,7 @@ function main (token: string): void {
   const network = mountNetwork({ api, report: status, joined: resync })
   const explore = mountExplore({ api, store, report: status, openLink })
   const file = mountFile({ api, report: status })
-  for (const panel of [status, people, chat, wallet, build, network, explore, voice, moderation]) table.register(panel.events)
+  for (const panel of [status, people, chat, wallet, build, network, explore, voice, timeline, profile, moderation]) table.register(panel.events)
 
   /** Opens a link of any kind: joins its space, offers to join its network, or fetches its file. */
   async function openLink (link: Link): Promise<void> {
@@ -148,6 +157,8 @@ function main (token: string): void {
     void wallet.refresh()
     void network.refresh()
     void explore.refresh()
+    void timeline.refresh()
+    void profile.refresh()
     await spaces.refresh()
     if (store.spaceId != null) await spaces.load(store.spaceId)
     else await spaces.pickInitial()
@@ -171,6 +182,8 @@ function main (token: string): void {
     voice: () => voice.hook(),
     boards: () => share.boards(),
     spectrum: () => voice.spectrum(),
+    wallet: () => wallet.check(),
+    timeline: () => timeline.hook(),
     moderation: () => moderation.hook(),
     avatarScreen: (did: string) => {
       const a = view.avatarList().find(m => m.did === did)

@@ -1,6 +1,6 @@
 /**
  * Node-only: the API's routes for the ledger: chain status, balances, assets, parcels,
- * transactions, proofs, blocks and evidence; paying, minting, claiming, staking, the faucet and
+ * transactions, proofs, blocks, evidence, the genesis and the validator set of a height (what a light client checks proofs with); paying, minting, claiming, staking, the faucet and
  * submitting signed transactions (one or a batch); a space's land (owner, price, grants), and the
  * owner's grants and price.
  *
@@ -9,6 +9,7 @@
  * in. With neither, the request is refused here (404 UnknownSpaceError) rather than costing a fee.
  */
 import { parseCid } from '../../content/index.ts'
+import { genesisJson } from '../../ledger/index.ts'
 import type { Tx } from '../../ledger/tx.ts'
 import { ApiError } from '../errors.ts'
 import { intParam, str, type Route, type RouteContext } from '../routes.ts'
@@ -114,6 +115,14 @@ async function ledgerGet ({ node, rest, url }: RouteContext): Promise<unknown> {
       return { header: stored.block.header, txs: stored.block.txs.map(t => Buffer.from(t).toString('base64')), commit: stored.commit.map(v => Buffer.from(v).toString('base64')) }
     }
     case 'evidence': return { evidence: await ledger.evidence() }
+    // For light clients: the genesis (the first trusted validator set) and the set that signed a height.
+    case 'genesis': return JSON.parse(genesisJson(ledger.genesis))
+    case 'validators': {
+      const height = intParam(arg ?? '', 'height')
+      const validators = ledger.validatorsAt(height)
+      if (validators == null) throw new ApiError(404, 'NotFound', `no validator set known for height ${height}`)
+      return { height, validators }
+    }
   }
   throw new ApiError(404, 'NotFound', `no endpoint GET /api/v0/ledger/${rest}`)
 }

@@ -1,10 +1,12 @@
-// The wallet: balance and address, faucet, pay, each transaction's status, our assets and parcels.
+// The wallet: balance and address, faucet, pay, each transaction's status, our assets and parcels,
+// each of them checked in the browser against the validators' signed commit (wallet-verify.ts).
 import { ApiError, type Api } from '../api.ts'
 import { $, h, parseAmount } from '../dom.ts'
 import { debouncer } from '../events.ts'
 import type { Panel, Report } from '../panel.ts'
 import { shortDid, type Parcel } from '../scene.ts'
 import type { Store } from '../store.ts'
+import type { LightClient, WalletCheck } from './wallet-verify.ts'
 
 /** How often and how long a pending transaction's status is asked for. */
 export const TX_POLL_MS = 1000
@@ -30,17 +32,55 @@ export interface WalletPanel extends Panel {
   pollPending: () => void
   /** Fills the pay form's address (a person's pay button). */
   payTo: (did: string) => void
+  /** Whether what the wallet shows was verified, at which height, or the named error of the check that failed. */
+  check: () => WalletCheck
 }
 
 export function mountWallet (ctx: WalletContext): WalletPanel {
   const { api, store, report } = ctx
   const txs = new Map<string, Tracked>()
   const debounce = debouncer()
+  // The light client (hashing, signatures, DAG-CBOR) loads on first use, apart from the first frame's code.
+  let light: Promise<{ client: LightClient, Mismatch: new (m: string) => Error }> | null = null
+  const lightOf = async (): Promise<{ client: LightClient, Mismatch: new (m: string) => Error }> => {
+    light ??= import('./wallet-verify.ts').then(m => ({ client: m.lightClient(api), Mismatch: m.ProofMismatchError }))
+    return await light
+  }
+  let checked: WalletCheck = { verified: false, height: null }
+  let checks = 0
+  const verifyLine = h('div', { class: 'row small', id: 'wallet-verify', 'data-testid': 'wallet-verify', 'data-state': 'checking', text: 'checking…' })
+  $('balance').parentElement?.after(verifyLine)
+
+  function showCheck (c: WalletCheck): void {
+    checked = c
+    verifyLine.dataset.state = c.verified ? 'verified' : 'failed'
+    verifyLine.classList.toggle('error', !c.verified)
+    verifyLine.textContent = c.verified
+      ? `✓ verified at height ${c.height ?? '?'}`
+      : `✗ this peer's answer does not check: ${c.error ?? 'Error'}${c.message != null && c.message !== '' ? ` (${c.message})` : ''}`
+  }
+
+  /** Checks what was just shown; only the latest check's outcome is shown. */
+  async function verify (b: { address: string, balance: string, height: number }, assets: string[], parcels: string[]): Promise<void> {
+    const n = ++checks
+    try {
+      const { client, Mismatch } = await lightOf()
+      const proven = await client.check(b.address, assets, parcels)
+      if (proven.height === b.height && proven.balance !== b.balance) throw new Mismatch(`the peer says the balance is ${b.balance}; the chain says ${proven.balance} at height ${b.height}`)
+      if (n !== checks) return
+      $('balance').textContent = proven.balance
+      showCheck({ verified: true, height: proven.height })
+    } catch (err) {
+      if (n !== checks || (err instanceof ApiError && err.code === 'PeerUnreachable')) return
+      const e = err as Error
+      showCheck({ verified: false, height: null, error: err instanceof ApiError ? err.code : e.name, message: e.message })
+    }
+  }
 
   async function refresh (): Promise<void> {
     try {
       const [b, assets, parcels] = await Promise.all([
-        api.get<{ address: string, balance: string, nonce: number }>('/api/v0/ledger/balance'),
+        api.get<{ address: string, balance: string, nonce: number, height: number }>('/api/v0/ledger/balance'),
         api.get<{ assets: Array<{ id: string, name: string, content: string }> }>('/api/v0/ledger/assets'),
         api.get<{ parcels: Parcel[] }>('/api/v0/ledger/parcels')
       ])
@@ -57,6 +97,7 @@ export function mountWallet (ctx: WalletContext): WalletPanel {
       $('parcels').replaceChildren(...(parcels.parcels.length === 0
         ? [h('li', { class: 'muted', text: 'no parcels' })]
         : parcels.parcels.map(p => h('li', { 'data-parcel': p.id, title: p.space, text: `parcel ${p.x},${p.y} ${p.w}×${p.h} in ${p.space === store.spaceId ? 'this space' : shortDid(p.space)}` }))))
+      await verify(b, assets.assets.map(a => a.id), parcels.parcels.map(p => p.id))
     } catch (err) {
       if (!(err instanceof ApiError && err.code === 'PeerUnreachable')) report.showError('wallet', err)
     }
@@ -137,6 +178,7 @@ export function mountWallet (ctx: WalletContext): WalletPanel {
   return {
     refresh,
     pollPending,
+    check: () => ({ ...checked }),
     payTo (did) {
       $<HTMLInputElement>('pay-to').value = did
       $<HTMLInputElement>('pay-amount').focus()

@@ -1,0 +1,98 @@
+// The wallet's light client: every balance, asset and parcel the wallet shows is checked here, in
+// the browser, against the validators' signed commit (src/ledger/light.ts, the code the peer runs
+// too), so a peer that lies about them is caught. What it trusts is said in light.ts: the genesis
+// of a chain as first seen here (pinned in this browser's storage) and the validators' majority.
+import {
+  decodeAccountValue, decodeOwner, genesisTrust, validatorsHash, verifyHeaderAt, verifyLightClientProof,
+  type BlockHeader, type SignedHeader, type TrustedSet, type Validator
+} from '../../../src/ledger/light.ts'
+import type { StateProof } from '../../../src/ledger/proof.ts'
+import type { Api } from '../api.ts'
+
+/** Where the pinned genesis set and the last trusted set of each chain are kept. */
+const STORAGE_PREFIX = 'peerverse.light.'
+
+/** The peer lists an asset or parcel as ours that the chain says is not (or a balance the proof does not give). */
+export class ProofMismatchError extends Error {
+  name = 'ProofMismatchError'
+}
+
+/** What the wallet shows, as proven: the balance, and which of the listed assets and parcels are ours. */
+export interface Proven { height: number, balance: string }
+
+/** The check's state, as the hook `window.peerverse.wallet()` gives it. */
+export interface WalletCheck { verified: boolean, height: number | null, error?: string, message?: string }
+
+interface Pinned { genesis: string, trusted: TrustedSet }
+
+function fromBase64 (s: string): Uint8Array {
+  const bin = atob(s)
+  const out = new Uint8Array(bin.length)
+  for (let i = 0; i < bin.length; i++) out[i] = bin.charCodeAt(i)
+  return out
+}
+
+function load (chain: string): Pinned | null {
+  try {
+    const raw = localStorage.getItem(STORAGE_PREFIX + chain)
+    return raw == null ? null : JSON.parse(raw) as Pinned
+  } catch { return null }
+}
+
+function save (p: Pinned): void {
+  try { localStorage.setItem(STORAGE_PREFIX + p.trusted.chain, JSON.stringify(p)) } catch {}
+}
+
+export interface LightClient {
+  /** Proves our account, and each asset and parcel listed as ours; throws a named error when the peer's answers do not check. */
+  check: (did: string, assets: string[], parcels: string[]) => Promise<Proven>
+}
+
+export function lightClient (api: Pick<Api, 'get'>): LightClient {
+  async function signedHeader (height: number): Promise<SignedHeader> {
+    const [block, set] = await Promise.all([
+      api.get<{ header: BlockHeader, commit: string[] }>(`/api/v0/ledger/block/${height}`),
+      api.get<{ validators: Validator[] }>(`/api/v0/ledger/validators/${height}`)
+    ])
+    return { header: block.header, commit: (block.commit ?? []).map(fromBase64), validators: set.validators }
+  }
+
+  /** The trusted set of the peer's chain: pinned here, or the genesis's on first sight (pinned then). */
+  async function trusted (): Promise<Pinned> {
+    const genesis = await api.get<{ chain: string, accounts: Array<{ id: string, stake?: string }> }>('/api/v0/ledger/genesis')
+    const pinned = load(genesis.chain)
+    const first = genesisTrust(genesis, pinned?.genesis)
+    if (pinned != null) return pinned
+    const p = { genesis: validatorsHash(first.validators), trusted: first }
+    save(p)
+    return p
+  }
+
+  async function check (did: string, assets: string[], parcels: string[]): Promise<Proven> {
+    const keys = [`account/${did}`, ...assets.map(a => `asset/${a}`), ...parcels.map(p => `parcel/${p}`)]
+    const pinned = await trusted()
+    const proofs = await Promise.all(keys.map(async key => await api.get<{ height: number, proof: StateProof }>(`/api/v0/ledger/proof?key=${encodeURIComponent(key)}`)))
+    const headers = new Map<number, SignedHeader>()
+    let trust = pinned.trusted
+    for (const h of [...new Set(proofs.map(p => p.height))].sort((a, b) => a - b)) {
+      const r = await verifyHeaderAt(trust, h, signedHeader)
+      headers.set(h, r.signed)
+      if (r.trusted.height > trust.height) trust = r.trusted
+    }
+    save({ genesis: pinned.genesis, trusted: trust })
+    let balance = '0'
+    for (const [i, key] of keys.entries()) {
+      const { height, proof } = proofs[i]
+      const sh = headers.get(height)!
+      const value = verifyLightClientProof(sh.header, sh.commit, sh.validators, key, proof)
+      if (i === 0) {
+        balance = value == null ? '0' : decodeAccountValue(value).balance.toString()
+      } else if (value == null || decodeOwner(value) !== did) {
+        throw new ProofMismatchError(`the peer lists ${key} as ours, but the chain ${value == null ? 'has no such thing' : 'says another owns it'} at height ${height}`)
+      }
+    }
+    return { height: Math.max(...proofs.map(p => p.height)), balance }
+  }
+
+  return { check }
+}
