@@ -33,7 +33,7 @@ async function errorOf (res: Response): Promise<string> {
 describe('/content/CID?max=BYTES', { timeout: 300_000 }, () => {
   let holder: CliPeer
   let viewer: CliPeer
-  const big = seededBytes(20 * MiB, 15)
+  const big = seededBytes(2 * MiB + 7, 15)
   const small = seededBytes(100 * 1024, 16)
   let bigCid: string
   let smallCid: string

@@ -1,7 +1,7 @@
 /**
  * Content that swarms: real `peerverse` processes on loopback add, fetch, serve and stream files.
- * One peer adds 64 MiB and four fetch it at once; a fifth fetches from those four with the
- * original stopped. A lying holder is banned while the download completes from honest ones. A
+ * One peer adds a file of FILE_LEAVES leaves and four fetch it at once; a fifth fetches from those
+ * four with the original stopped. A lying holder is banned while the download completes from honest ones. A
  * holder killed mid-transfer costs nothing; a downloader killed mid-transfer resumes. A peer that
  * holds nothing serves HTTP Range requests by streaming from the swarm.
  */
@@ -23,6 +23,10 @@ import { EventLog } from '../helpers/events.ts'
 import { seededBytes } from '../helpers/random.ts'
 
 const MiB = 1024 * 1024
+/** Leaves (1 MiB each) of the file the swarm shares: enough for every holder's window several times over. */
+const FILE_LEAVES = 32
+/** Leaves of the file the interruption tests fetch: long enough to kill a peer mid-transfer. */
+const BIG_LEAVES = 64
 const set = new PeerSet()
 
 const sha = (b: Uint8Array): string => createHash('sha256').update(b).digest('hex')
@@ -68,38 +72,38 @@ describe('content swarm', { timeout: 600_000 }, () => {
   let work: string
   let original: CliPeer
   const four: CliPeer[] = []
-  let file64: Uint8Array
-  let cid64: string
+  let fileMain: Uint8Array
+  let cidMain: string
 
   before(async () => {
     work = await set.tempDir()
-    file64 = seededBytes(64 * MiB, 64)
-    await writeFile(join(work, 'big.bin'), file64)
+    fileMain = seededBytes(FILE_LEAVES * MiB, 64)
+    await writeFile(join(work, 'big.bin'), fileMain)
     original = await set.start()
     four.push(...await Promise.all([0, 1, 2, 3].map(async () => await set.start({ bootstrap: [original.addr] }))))
   })
 
   after(async () => { await set.cleanup() })
 
-  it('one peer adds 64 MiB, four fetch it at once and all end with identical bytes', async () => {
-    cid64 = await add(original, join(work, 'big.bin'))
+  it('one peer adds a multi-block file, four fetch it at once and all end with identical bytes', async () => {
+    cidMain = await add(original, join(work, 'big.bin'))
     // The original announced the root: a DHT lookup from another peer names it.
     await waitFor('a provider record for the root', async () => {
-      const { providers } = await four[3].api.request<{ providers: string[] }>('GET', `/api/v0/dht/providers/${cid64}`)
+      const { providers } = await four[3].api.request<{ providers: string[] }>('GET', `/api/v0/dht/providers/${cidMain}`)
       return providers.includes(original.ready.peerId)
     }, 20_000)
-    const results = await Promise.all(four.map(async (p, i) => await get(p, cid64, join(work, `got-${i}.bin`))))
-    const want = sha(file64)
+    const results = await Promise.all(four.map(async (p, i) => await get(p, cidMain, join(work, `got-${i}.bin`))))
+    const want = sha(fileMain)
     for (let i = 0; i < 4; i++) {
       assert.equal(sha(await readFile(join(work, `got-${i}.bin`))), want, `downloader ${i} bytes`)
-      assert.equal(results[i].size, 64 * MiB)
+      assert.equal(results[i].size, FILE_LEAVES * MiB)
     }
     // Every leaf came over the network once per downloader, from the original or from each other.
     const fetched = await Promise.all(four.map(async p => (await status(p)).content.blocksFetched))
-    for (const n of fetched) assert.ok(n >= 64, `fetched ${n} blocks`)
+    for (const n of fetched) assert.ok(n >= FILE_LEAVES, `fetched ${n} blocks`)
     const servedByOriginal = (await status(original)).content.blocksServed
     const servedByFour = (await Promise.all(four.map(async p => (await status(p)).content.blocksServed))).reduce((a, b) => a + b, 0)
-    assert.ok(servedByOriginal + servedByFour >= 4 * 64, `served ${servedByOriginal} + ${servedByFour}`)
+    assert.ok(servedByOriginal + servedByFour >= 4 * FILE_LEAVES, `served ${servedByOriginal} + ${servedByFour}`)
   })
 
   it('a fifth fetches from the four with the original stopped', async () => {
@@ -107,15 +111,15 @@ describe('content swarm', { timeout: 600_000 }, () => {
     const fifth = await set.start({ bootstrap: [four[0].addr] })
     // Each of the four announced the root once it held all of it.
     await waitFor('the four are providers of the root', async () => {
-      const { providers } = await fifth.api.request<{ providers: string[] }>('GET', `/api/v0/dht/providers/${cid64}`)
+      const { providers } = await fifth.api.request<{ providers: string[] }>('GET', `/api/v0/dht/providers/${cidMain}`)
       return four.filter(p => providers.includes(p.ready.peerId)).length >= 2
     }, 20_000)
     const before = await Promise.all(four.map(async p => (await status(p)).content.blocksServed))
-    await get(fifth, cid64, join(work, 'got-5.bin'))
-    assert.equal(sha(await readFile(join(work, 'got-5.bin'))), sha(file64))
+    await get(fifth, cidMain, join(work, 'got-5.bin'))
+    assert.equal(sha(await readFile(join(work, 'got-5.bin'))), sha(fileMain))
     const after = await Promise.all(four.map(async p => (await status(p)).content.blocksServed))
     const served = after.map((n, i) => n - before[i])
-    assert.ok(served.reduce((a, b) => a + b, 0) >= 64, `the four served ${served.join('+')}`)
+    assert.ok(served.reduce((a, b) => a + b, 0) >= FILE_LEAVES, `the four served ${served.join('+')}`)
     assert.ok(served.filter(n => n > 0).length >= 2, `blocks came from several peers: ${served.join(', ')}`)
     await set.stop(fifth)
   })
@@ -128,7 +132,7 @@ describe('content swarm', { timeout: 600_000 }, () => {
     const liar: Network = await createNetwork({ privateKey: await generateKeyPair('Ed25519'), listen: ['/ip4/127.0.0.1/tcp/0'], relayServer: false, dhtMode: 'client' })
     await liar.start()
     let badBlocks = 0
-    const leaf0 = file64.subarray(0, MiB)
+    const leaf0 = fileMain.subarray(0, MiB)
     await liar.handle(SWARM_PROTOCOL, async (stream: Stream) => {
       const send = (msg: SwarmMessage): void => { stream.send(lp.encode.single(encodeMessage(msg))) }
       try {
@@ -146,13 +150,13 @@ describe('content swarm', { timeout: 600_000 }, () => {
     }, { maxInboundStreams: 32 })
     try {
       await liar.dial(multiaddr(downloader.addr))
-      const got = get(downloader, cid64, join(work, 'got-liar.bin'))
+      const got = get(downloader, cidMain, join(work, 'got-liar.bin'))
       got.catch(() => {})
       await waitFor('the liar is rejected', () => log.events.some(e => e.type === 'peer:rejected' && e.peerId === liar.peerId.toString()), 20_000)
       assert.ok(badBlocks >= 1, 'the liar was asked for blocks')
       await downloader.api.request('POST', '/api/v0/connect', { address: four[0].addr })
       await got
-      assert.equal(sha(await readFile(join(work, 'got-liar.bin'))), sha(file64))
+      assert.equal(sha(await readFile(join(work, 'got-liar.bin'))), sha(fileMain))
       const rejected = log.events.filter(e => e.type === 'peer:rejected' && e.peerId === liar.peerId.toString())
       assert.equal(rejected.length, 1, JSON.stringify(rejected))
       assert.equal(rejected[0].protocol, SWARM_PROTOCOL)
@@ -165,18 +169,18 @@ describe('content swarm', { timeout: 600_000 }, () => {
     }
   })
 
-  describe('interruptions (256 MiB)', () => {
-    let file256: Uint8Array
-    let cid256: string
+  describe(`interruptions (${BIG_LEAVES} MiB)`, () => {
+    let fileBig: Uint8Array
+    let cidBig: string
     const holders: CliPeer[] = []
 
     before(async () => {
-      file256 = seededBytes(256 * MiB, 256)
-      await writeFile(join(work, 'huge.bin'), file256)
+      fileBig = seededBytes(BIG_LEAVES * MiB, 256)
+      await writeFile(join(work, 'huge.bin'), fileBig)
       holders.push(four[1], four[2])
       const cids = await Promise.all(holders.map(async h => await add(h, join(work, 'huge.bin'))))
       assert.equal(cids[0], cids[1])
-      cid256 = cids[0]
+      cidBig = cids[0]
     })
 
     it('a holder killed (kill -9) mid-transfer costs nothing: the download completes from the other', async () => {
@@ -186,16 +190,16 @@ describe('content swarm', { timeout: 600_000 }, () => {
         return holders.every(h => peers.some(p => p.peerId === h.ready.peerId))
       })
       let killedAt = -1
-      const last = await fetchLines(downloader, cid256, async line => {
+      const last = await fetchLines(downloader, cidBig, async line => {
         if (killedAt < 0 && line.progress != null && line.progress.bytes > 0 && line.progress.bytes < line.progress.total) {
           killedAt = line.progress.bytes
           await set.kill(holders[0])
         }
       })
       assert.equal(last.done, true, JSON.stringify(last))
-      assert.ok(killedAt > 0 && killedAt < 256 * MiB, `killed mid-transfer at ${killedAt}`)
-      const r = await downloader.api.raw('GET', `/content/${cid256}`)
-      assert.equal(sha(new Uint8Array(await r.arrayBuffer())), sha(file256))
+      assert.ok(killedAt > 0 && killedAt < BIG_LEAVES * MiB, `killed mid-transfer at ${killedAt}`)
+      const r = await downloader.api.raw('GET', `/content/${cidBig}`)
+      assert.equal(sha(new Uint8Array(await r.arrayBuffer())), sha(fileBig))
       await set.stop(downloader)
     })
 
@@ -203,19 +207,19 @@ describe('content swarm', { timeout: 600_000 }, () => {
       const dir = await set.tempDir()
       let downloader = await set.start({ dataDir: dir, bootstrap: [holders[1].addr] })
       let heldAtKill = -1
-      await fetchLines(downloader, cid256, async line => {
+      await fetchLines(downloader, cidBig, async line => {
         if (heldAtKill < 0 && line.progress != null && line.progress.bytes >= 8 * MiB && line.progress.bytes < line.progress.total) {
           heldAtKill = line.progress.bytes / MiB
           await set.kill(downloader)
         }
       }).catch(() => {})
-      assert.ok(heldAtKill >= 8 && heldAtKill < 256, `killed with ${heldAtKill} blocks held`)
+      assert.ok(heldAtKill >= 8 && heldAtKill < BIG_LEAVES, `killed with ${heldAtKill} blocks held`)
       downloader = await set.start({ dataDir: dir, bootstrap: [holders[1].addr] })
-      const result = await get(downloader, cid256, join(work, 'resumed.bin'))
-      assert.equal(sha(await readFile(join(work, 'resumed.bin'))), sha(file256))
+      const result = await get(downloader, cidBig, join(work, 'resumed.bin'))
+      assert.equal(sha(await readFile(join(work, 'resumed.bin'))), sha(fileBig))
       // Everything fetched since the restart (the resumed background download and this get).
       const fetched = (await status(downloader)).content.blocksFetched
-      assert.ok(fetched <= 256 - heldAtKill, `fetched ${fetched} after restart, ${heldAtKill} were held`)
+      assert.ok(fetched <= BIG_LEAVES - heldAtKill, `fetched ${fetched} after restart, ${heldAtKill} were held`)
       assert.ok(result.fetchedBlocks <= fetched)
       await set.stop(downloader)
     })
@@ -223,37 +227,37 @@ describe('content swarm', { timeout: 600_000 }, () => {
 
   it('a peer that holds nothing answers HTTP Range requests by streaming from the swarm', async () => {
     const reader = await set.start({ bootstrap: [four[0].addr] })
-    const url = `/content/${cid64}`
+    const url = `/content/${cidMain}`
     const range = async (header: string | undefined, method = 'GET'): Promise<Response> =>
       await reader.api.raw(method, url, { headers: header == null ? {} : { range: header } })
 
     let r = await range('bytes=5000000-5065535')
     assert.equal(r.status, 206)
-    assert.equal(r.headers.get('content-range'), `bytes 5000000-5065535/${64 * MiB}`)
+    assert.equal(r.headers.get('content-range'), `bytes 5000000-5065535/${FILE_LEAVES * MiB}`)
     assert.equal(r.headers.get('content-length'), '65536')
     assert.equal(r.headers.get('accept-ranges'), 'bytes')
-    assert.equal(r.headers.get('etag'), `"${cid64}"`)
-    assert.deepEqual(new Uint8Array(await r.arrayBuffer()), file64.subarray(5000000, 5065536))
+    assert.equal(r.headers.get('etag'), `"${cidMain}"`)
+    assert.deepEqual(new Uint8Array(await r.arrayBuffer()), fileMain.subarray(5000000, 5065536))
 
     r = await range('bytes=-100')
     assert.equal(r.status, 206)
-    assert.equal(r.headers.get('content-range'), `bytes ${64 * MiB - 100}-${64 * MiB - 1}/${64 * MiB}`)
-    assert.deepEqual(new Uint8Array(await r.arrayBuffer()), file64.subarray(64 * MiB - 100))
+    assert.equal(r.headers.get('content-range'), `bytes ${FILE_LEAVES * MiB - 100}-${FILE_LEAVES * MiB - 1}/${FILE_LEAVES * MiB}`)
+    assert.deepEqual(new Uint8Array(await r.arrayBuffer()), fileMain.subarray(FILE_LEAVES * MiB - 100))
 
-    r = await range(`bytes=${64 * MiB - 10}-`)
+    r = await range(`bytes=${FILE_LEAVES * MiB - 10}-`)
     assert.equal(r.status, 206)
-    assert.deepEqual(new Uint8Array(await r.arrayBuffer()), file64.subarray(64 * MiB - 10))
+    assert.deepEqual(new Uint8Array(await r.arrayBuffer()), fileMain.subarray(FILE_LEAVES * MiB - 10))
 
-    r = await range(`bytes=${64 * MiB}-`)
+    r = await range(`bytes=${FILE_LEAVES * MiB}-`)
     assert.equal(r.status, 416)
-    assert.equal(r.headers.get('content-range'), `bytes */${64 * MiB}`)
+    assert.equal(r.headers.get('content-range'), `bytes */${FILE_LEAVES * MiB}`)
     await r.arrayBuffer()
 
     r = await range(undefined, 'HEAD')
     assert.equal(r.status, 200)
-    assert.equal(r.headers.get('content-length'), String(64 * MiB))
+    assert.equal(r.headers.get('content-length'), String(FILE_LEAVES * MiB))
 
-    r = await reader.api.raw('GET', url, { headers: { 'if-none-match': `"${cid64}"` } })
+    r = await reader.api.raw('GET', url, { headers: { 'if-none-match': `"${cidMain}"` } })
     assert.equal(r.status, 304)
 
     // Without the token the content is refused like the rest of the API.
@@ -307,23 +311,23 @@ describe('content swarm', { timeout: 600_000 }, () => {
       assert.equal(r.code, 0, r.stderr)
       return (JSON.parse(r.stdout) as Array<{ cid: string }>).map(x => x.cid)
     }
-    assert.ok(!(await ls()).includes(cid64), 'a fetched CID is not pinned')
-    let r = await runCli(['pin', cid64, '--data', p.dataDir])
+    assert.ok(!(await ls()).includes(cidMain), 'a fetched CID is not pinned')
+    let r = await runCli(['pin', cidMain, '--data', p.dataDir])
     assert.equal(r.code, 0, r.stderr)
-    assert.ok((await ls()).includes(cid64))
+    assert.ok((await ls()).includes(cidMain))
     r = await runCli(['gc', '--data', p.dataDir, '--json'])
     assert.equal(r.code, 0, r.stderr)
-    let stat = await p.api.request<Stat>('GET', `/api/v0/content/stat/${cid64}`)
-    assert.equal(stat.localBlocks, 64, 'pinned blocks survive gc')
-    r = await runCli(['unpin', cid64, '--data', p.dataDir])
+    let stat = await p.api.request<Stat>('GET', `/api/v0/content/stat/${cidMain}`)
+    assert.equal(stat.localBlocks, FILE_LEAVES, 'pinned blocks survive gc')
+    r = await runCli(['unpin', cidMain, '--data', p.dataDir])
     assert.equal(r.code, 0, r.stderr)
     const before = (await status(p)).content.usedBytes
     r = await runCli(['gc', '--data', p.dataDir, '--json'])
     assert.equal(r.code, 0, r.stderr)
     const { removed, freed } = JSON.parse(r.stdout) as { removed: number, freed: number }
-    assert.ok(removed >= 65, `removed ${removed}`)
+    assert.ok(removed >= FILE_LEAVES + 1, `removed ${removed}`)
     assert.equal((await status(p)).content.usedBytes, before - freed)
-    stat = await p.api.request<Stat>('GET', `/api/v0/content/stat/${cid64}`)
+    stat = await p.api.request<Stat>('GET', `/api/v0/content/stat/${cidMain}`)
     assert.equal(stat.localBlocks, 0)
     r = await runCli(['get', 'not-a-cid', '--data', p.dataDir])
     assert.equal(r.code, 1)

@@ -69,7 +69,7 @@ export class LocalPeers {
 
   /** Stops every node and network and removes the dirs; errors are ignored. */
   async stop (): Promise<void> {
-    for (const node of this.nodes) await node.stop().catch(() => {})
+    await Promise.all(this.nodes.map(async node => { await node.stop().catch(() => {}) }))
     await Promise.all(this.nets.map(async n => { try { await n.stop() } catch {} }))
     await Promise.all(this.dirs.map(async d => { await rm(d, { recursive: true, force: true }) }))
   }

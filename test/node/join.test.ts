@@ -126,13 +126,14 @@ describe('joining a network', { timeout: 300_000 }, () => {
   })
 
   it('refuses a malformed join code with InvalidLinkError and writes nothing', async () => {
-    for (const bad of ['pv:join=notacid&peer=' + encodeURIComponent(a.addr), 'pv:space=abc&peer=' + encodeURIComponent(a.addr), 'pv:join=' + aNet.genesis, 'garbage']) {
+    // Each code on its own fresh data dir, side by side.
+    await Promise.all(['pv:join=notacid&peer=' + encodeURIComponent(a.addr), 'pv:space=abc&peer=' + encodeURIComponent(a.addr), 'pv:join=' + aNet.genesis, 'garbage'].map(async bad => {
       const dir = await set.tempDir()
       const r = await runCli(['start', '--data', dir, '--api', '127.0.0.1:0', '--listen', '/ip4/127.0.0.1/tcp/0', '--no-mdns', '--join', bad])
       assert.equal(r.code, 1, r.stderr)
       assert.match(r.stderr, /join|link|peer/i, bad)
       assert.deepEqual(await readdir(dir), [], `nothing written for ${bad}`)
-    }
+    }))
   })
 
   it('gives up on a code whose peers are unreachable with a JoinError naming them, and remembers nothing', async () => {

@@ -19,8 +19,12 @@ import { mountChat } from './panels/chat.ts'
 import { mountExplore } from './panels/explore.ts'
 import { mountFile } from './panels/file.ts'
 import { mountNetwork } from './panels/network.ts'
+import { mountModeration, type ModerationHookView } from './panels/moderation.ts'
 import { mountPeople } from './panels/people.ts'
+import { avatarAt, avatarScreenPoint } from './pick-person.ts'
 import { mountSpaces } from './panels/spaces.ts'
+import { mountProfile } from './panels/profile.ts'
+import { mountTimeline, type PostView } from './panels/timeline.ts'
 import { mountStatus, setBannerText } from './panels/status.ts'
 import { mountWallet } from './panels/wallet.ts'
 import { View } from './scene.ts'
@@ -51,6 +55,12 @@ declare global {
       spectrum: () => Array<{ hz: number, db: number }>
       /** The wallet's own check of what it shows: verified at a height, or the named error. */
       wallet: () => { verified: boolean, height: number | null, error?: string, message?: string }
+      /** The timeline shown: posts newest first, each with its replies and likes. */
+      timeline: () => { posts: PostView[] }
+      /** Whom we blocked and muted; whether the owner's controls are shown, and the policy of the space shown. */
+      moderation: () => ModerationHookView
+      /** Where a member's avatar shows on the canvas (CSS pixels from its top left), null when off the view. */
+      avatarScreen: (did: string) => { x: number, y: number } | null
     }>
   }
 }
@@ -79,13 +89,23 @@ function main (token: string): void {
 
   const status = mountStatus({ api, store })
   const build = mountBuild({ api, store, view, report: status })
-  const viewport = mountViewport({ view, controls, store, send: msg => events.send(msg), select: build.select })
+  const viewport = mountViewport({ view, controls, store, send: msg => events.send(msg), select: build.select, pickPerson: (x, y) => pickPerson(x, y) })
   view.onLoadingChange = build.loadingChanged
   view.start()
   const wallet = mountWallet({ api, store, report: status, placeModel: build.placeModel })
   const voice = mountVoice({ api, store, view, report: status })
   const share = mountShare({ api, store, view, report: status })
-  const people = mountPeople({ api, store, view, report: status, payTo: wallet.payTo, decorate: voice.decorate })
+  const moderation = mountModeration({ api, store, view, report: status, peopleChanged: () => { people.render() } })
+  /** A click on someone's avatar opens their card (mute, block, the owner's menu). */
+  function pickPerson (x: number, y: number): boolean {
+    const did = avatarAt(view.camera, view.avatarList(), x, y)
+    if (did != null) moderation.showCard(did)
+    return did != null
+  }
+  // The timeline and profiles (social): a person's profile opens from the people list or a post's author.
+  const timeline = mountTimeline({ api, report: status, openProfile: did => { void profile.open(did) } })
+  const profile = mountProfile({ api, report: status, myDid: () => store.did, changed: () => { void timeline.refresh() } })
+  const people = mountPeople({ api, store, view, report: status, payTo: wallet.payTo, decorate: [voice.decorate, profile.decorate, moderation.decorate] })
   const chat = mountChat({ api, store, report: status })
   const spaces = mountSpaces({
     api,
@@ -93,14 +113,14 @@ function main (token: string): void {
     view,
     report: status,
     setJoining: status.setJoining,
-    loaders: [people, chat, build],
+    loaders: [people, chat, build, moderation],
     poseChanged: viewport.poseChanged,
     openLink: link => { void openLink(link) }
   })
   const network = mountNetwork({ api, report: status, joined: resync })
   const explore = mountExplore({ api, store, report: status, openLink })
   const file = mountFile({ api, report: status })
-  for (const panel of [status, people, chat, wallet, build, network, explore, voice]) table.register(panel.events)
+  for (const panel of [status, people, chat, wallet, build, network, explore, voice, timeline, profile, moderation]) table.register(panel.events)
 
   /** Opens a link of any kind: joins its space, offers to join its network, or fetches its file. */
   async function openLink (link: Link): Promise<void> {
@@ -140,6 +160,8 @@ function main (token: string): void {
     void wallet.refresh()
     void network.refresh()
     void explore.refresh()
+    void timeline.refresh()
+    void profile.refresh()
     await spaces.refresh()
     if (store.spaceId != null) await spaces.load(store.spaceId)
     else await spaces.pickInitial()
@@ -164,6 +186,12 @@ function main (token: string): void {
     voice: () => voice.hook(),
     boards: () => share.boards(),
     spectrum: () => voice.spectrum(),
-    wallet: () => wallet.check()
+    wallet: () => wallet.check(),
+    timeline: () => timeline.hook(),
+    moderation: () => moderation.hook(),
+    avatarScreen: (did: string) => {
+      const a = view.avatarList().find(m => m.did === did)
+      return a == null ? null : avatarScreenPoint(view.camera, a.position, view.canvas.clientWidth, view.canvas.clientHeight)
+    }
   })
 }

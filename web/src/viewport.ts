@@ -15,6 +15,8 @@ export interface ViewportContext {
   send: (msg: unknown) => boolean
   /** A click hit an object in the view. */
   select: (id: string) => void
+  /** A click that hit no object: true when it hit a person's avatar (and showed them). */
+  pickPerson?: (ndcX: number, ndcY: number) => boolean
 }
 
 export interface Viewport {
@@ -42,7 +44,7 @@ export function mountViewport (ctx: ViewportContext): Viewport {
     if (hit != null) {
       ctx.select(hit)
       if (!locked) return
-    }
+    } else if (ctx.pickPerson?.(x, y) === true && !locked) return
     if (!locked) controls.lock()
     canvas.focus()
   }

@@ -13,11 +13,14 @@ export interface PeopleContext {
   report: Pick<Report, 'showError'>
   /** Someone's pay button: fill the wallet's pay form with their did. */
   payTo: (did: string) => void
-  /** Adds controls of other parts (voice) to a person's row. */
-  decorate?: (li: HTMLElement, did: string) => void
+  /** Add controls of other parts (voice, moderation) to a person's row, in order. */
+  decorate?: Array<(li: HTMLElement, did: string) => void>
 }
 
-export type PeoplePanel = Panel & SpaceLoader
+export type PeoplePanel = Panel & SpaceLoader & {
+  /** Draws the list again (another part's controls on the rows changed). */
+  render: () => void
+}
 
 export function mountPeople (ctx: PeopleContext): PeoplePanel {
   const { api, store, view, report } = ctx
@@ -33,7 +36,7 @@ export function mountPeople (ctx: PeopleContext): PeoplePanel {
         pay.addEventListener('click', () => { ctx.payTo(p.did) })
         li.append(pay)
       }
-      ctx.decorate?.(li, p.did)
+      for (const d of ctx.decorate ?? []) d(li, p.did)
       return li
     }))
     if (list.length === 1 && store.spaceId != null) $('people').append(h('li', { class: 'muted', text: 'Nobody else here yet.' }))
@@ -47,6 +50,7 @@ export function mountPeople (ctx: PeopleContext): PeoplePanel {
   })
 
   return {
+    render,
     async load (id, switched) {
       const who = await api.get<{ members: Member[] }>(`/api/v0/space/${encodeURIComponent(id)}/who`).catch(err => { report.showError('people', err); return { members: [] } })
       return () => {
