@@ -18,7 +18,8 @@
  *
  * Who may claim: the owner anywhere in its space; anyone else inside a rectangle the owner granted
  * them (`land-grant`, revocable with `land-revoke`), or anywhere at the price per cell the owner
- * set (`land-price`), paid to the owner by the claim itself, in the same transaction. A claim in a
+ * set (`land-price`), paid to the owner by the claim itself, in the same transaction, when the
+ * claim names a `maxPrice` per cell at or above it (a claim naming none pays nothing). A claim in a
  * space the ledger cannot prove is refused with UnknownSpaceError; one with neither grant nor
  * price with NotGrantedError. Parcels lie within the space's grid (x along its width, y along its
  * depth, in the same metres).
@@ -128,14 +129,17 @@ const contains = (outer: Rect, inner: Rect): boolean =>
  * Whether `sender` may claim `r` in `sp`, and what it pays the owner: 0 in its own space or inside
  * one of its grants, else the owner's price per cell times the cells. NotGrantedError when none
  * applies, OutsideSpaceError off the grid, PriceAboveLimitError when the price per cell is over
- * the claim's `maxPrice` (the owner raised it after the claimant looked).
+ * the claim's `maxPrice` (the owner raised it after the claimant looked; none named: 0).
  */
 export function claimCost (s: LedgerState, sp: LandSpace, sender: string, r: Rect & { maxPrice?: bigint }): bigint {
   within(sp, r)
   if (sender === sp.owner) return 0n
   for (const g of s.grants.values()) if (g.space === sp.id && g.grantee === sender && contains(g, r)) return 0n
   if (sp.price > 0n) {
-    if (r.maxPrice != null && sp.price > r.maxPrice) throw new PriceAboveLimitError(`land in space ${sp.id} costs ${sp.price} a cell, over this claim's ${r.maxPrice}`)
+    // A claim that names no maxPrice pays nothing: otherwise an owner could revoke a grant or
+    // raise the price ahead of a claim made in its grant (or at a lower price), and charge it.
+    const max = r.maxPrice ?? 0n
+    if (sp.price > max) throw new PriceAboveLimitError(`land in space ${sp.id} costs ${sp.price} a cell, over this claim's ${max}${r.maxPrice == null ? ' (it names no maxPrice)' : ''}`)
     return sp.price * BigInt(r.w) * BigInt(r.h)
   }
   throw new NotGrantedError(`space ${sp.id} is ${sp.owner}'s: a claim there needs the owner's grant or a price the owner set`)

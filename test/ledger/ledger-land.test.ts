@@ -129,8 +129,8 @@ describe('land rules', () => {
     const b1 = step(s0, [await tx(ka, 0, { kind: 'land-price', space: PLAZA.id, price: 3n, record: PLAZA.bytes })])
     assert.equal(b1.state.spaces.get(PLAZA.id)?.price, 3n)
     const b2 = step(b1.state, [
-      await tx(kb, 0, { kind: 'claim', space: PLAZA.id, x: 0, y: 0, w: 10, h: 20 }, 2n), // 200 cells at 3: 600
-      await tx(kd, 0, { kind: 'claim', space: PLAZA.id, x: 50, y: 50, w: 4, h: 4 }) // 48 + fee 1 is less than 50...
+      await tx(kb, 0, { kind: 'claim', space: PLAZA.id, x: 0, y: 0, w: 10, h: 20, maxPrice: 3n }, 2n), // 200 cells at 3: 600
+      await tx(kd, 0, { kind: 'claim', space: PLAZA.id, x: 50, y: 50, w: 4, h: 4, maxPrice: 3n }) // 48 + fee 1 is less than 50...
     ])
     assert.deepEqual(errorsOf(b2.receipts), [undefined, undefined])
     assert.equal(b2.state.accounts.get(B)?.balance, 1000n - 600n - 2n)
@@ -138,7 +138,7 @@ describe('land rules', () => {
     assert.equal(b2.state.accounts.get(A)?.balance, 99n + 600n + 48n)
     assert.equal(totalSupply(b2.state), totalSupply(s0))
     // ...but now D cannot pay for one more cell: refused, and the owner is not paid.
-    const b3 = step(b2.state, [await tx(kd, 1, { kind: 'claim', space: PLAZA.id, x: 60, y: 60, w: 1, h: 1 })])
+    const b3 = step(b2.state, [await tx(kd, 1, { kind: 'claim', space: PLAZA.id, x: 60, y: 60, w: 1, h: 1, maxPrice: 3n })])
     assert.deepEqual(errorsOf(b3.receipts), ['InsufficientFundsError'])
     assert.equal(b3.state.accounts.get(A)?.balance, 99n + 600n + 48n)
     assert.equal(b3.state.accounts.get(D)?.balance, 0n)
@@ -152,8 +152,25 @@ describe('land rules', () => {
     assert.equal(b3a.state.accounts.get(B)?.balance, 1000n - 600n - 2n - 1n - 5n - 1n)
     assert.equal(b3a.state.accounts.get(A)?.balance, 99n + 600n + 48n - 1n + 5n)
     // Price 0 ends the sale.
-    const b4 = step(b3a.state, [await tx(ka, 2, { kind: 'land-price', space: PLAZA.id, price: 0n }), await tx(kb, 3, { kind: 'claim', space: PLAZA.id, x: 200, y: 200, w: 1, h: 1 })])
+    const b4 = step(b3a.state, [await tx(ka, 2, { kind: 'land-price', space: PLAZA.id, price: 0n }), await tx(kb, 3, { kind: 'claim', space: PLAZA.id, x: 200, y: 200, w: 1, h: 1, maxPrice: 5n })])
     assert.deepEqual(errorsOf(b4.receipts), [undefined, 'NotGrantedError'])
+  })
+
+  it('a claim that names no maxPrice pays nothing: an owner who revokes a grant or sets a price ahead of it cannot charge it (PriceAboveLimitError)', async () => {
+    const rich = 1n << 50n
+    const s0 = genesis([[A, 100n], [B, rich]])
+    const b1 = step(s0, [await tx(ka, 0, { kind: 'land-grant', space: PLAZA.id, to: B, x: 0, y: 0, w: 10, h: 10, record: PLAZA.bytes })])
+    const grantId = b1.receipts[0].created!
+    // B claims inside its grant; the owner's revocation and a high price land first, in the same block.
+    const b2 = step(b1.state, [
+      await tx(ka, 1, { kind: 'land-revoke', grant: grantId }),
+      await tx(ka, 2, { kind: 'land-price', space: PLAZA.id, price: MAX_LAND_PRICE }),
+      await tx(kb, 0, { kind: 'claim', space: PLAZA.id, x: 0, y: 0, w: 10, h: 10 })
+    ])
+    assert.deepEqual(errorsOf(b2.receipts), [undefined, undefined, 'PriceAboveLimitError'])
+    assert.equal(b2.state.accounts.get(B)?.balance, rich - 1n)
+    assert.equal(b2.state.parcels.size, 0)
+    assert.equal(totalSupply(b2.state), totalSupply(s0))
   })
 
   it('refuses a forged or mismatched space record by name, at decoding: such a transaction is in no block', async () => {
@@ -229,7 +246,7 @@ describe('land rules', () => {
       const s0 = genesis([[A, 1000n], [B, cost + 10n], [D, cost + 10n]])
       const b1 = step(s0, [
         await tx(ka, 0, { kind: 'land-price', space: big.id, price: MAX_LAND_PRICE, record: big.bytes }),
-        await tx(kb, 0, { kind: 'claim', space: big.id, x: 0, y: 0, w: MAX_PARCEL_SIDE, h: MAX_PARCEL_SIDE })
+        await tx(kb, 0, { kind: 'claim', space: big.id, x: 0, y: 0, w: MAX_PARCEL_SIDE, h: MAX_PARCEL_SIDE, maxPrice: MAX_LAND_PRICE })
       ])
       assert.deepEqual(errorsOf(b1.receipts), [undefined, undefined])
       assert.equal(b1.state.accounts.get(B)?.balance, 9n)
@@ -238,7 +255,7 @@ describe('land rules', () => {
       const rich = genesis([[A, MAX_AMOUNT - 5n], [D, cost + 10n]])
       const b2 = step(rich, [
         await tx(ka, 0, { kind: 'land-price', space: big.id, price: MAX_LAND_PRICE, record: big.bytes }),
-        await tx(kd, 0, { kind: 'claim', space: big.id, x: 0, y: 0, w: MAX_PARCEL_SIDE, h: MAX_PARCEL_SIDE })
+        await tx(kd, 0, { kind: 'claim', space: big.id, x: 0, y: 0, w: MAX_PARCEL_SIDE, h: MAX_PARCEL_SIDE, maxPrice: MAX_LAND_PRICE })
       ])
       assert.deepEqual(errorsOf(b2.receipts), [undefined, 'InsufficientFundsError'])
       assert.equal(b2.state.accounts.get(D)?.balance, cost + 9n)
