@@ -11,7 +11,7 @@ import { ed25519KeyFromSeed, type Ed25519Key } from '../../src/identity/ed25519.
 import { sha256 } from '../../src/identity/hash.ts'
 import { signVote } from '../../src/ledger/chain.ts'
 import {
-  blockHash, decodeAccountValue, genesisTrust, MAX_LIGHT_CLIENT_STEPS, validatorsHash, verifyHeaderAt, verifyLightClientProof,
+  blockHash, decodeAccountValue, genesisTrust, MAX_COMMIT_VOTES, MAX_LIGHT_CLIENT_STEPS, MAX_VALIDATORS, verifyHeaderCommit, validatorsHash, verifyHeaderAt, verifyLightClientProof,
   type BlockHeader, type SignedHeader, type TrustedSet, type Validator
 } from '../../src/ledger/light.ts'
 import { MerkleTree } from '../../src/ledger/merkle.ts'
@@ -90,6 +90,17 @@ describe('light client', () => {
     await assert.rejects(verifyHeaderAt(g, 3, async () => ({ ...good, commit: [forged, ...good.commit.slice(1)] })), { name: 'InvalidCommitError' })
     await assert.rejects(verifyHeaderAt({ ...g, chain: 'another' }, 3, async () => good), { name: 'InvalidCommitError' })
     await assert.rejects(verifyHeaderAt(g, 4, async () => good), { name: 'InvalidCommitError' })
+  })
+
+  it(`refuses a commit of more than MAX_COMMIT_VOTES (${MAX_COMMIT_VOTES}) votes, and a set of more than MAX_VALIDATORS (${MAX_VALIDATORS}), before checking their signatures`, async () => {
+    const sh = await signed(3, [0, 1, 2])
+    // The same three valid votes over and over: each would cost a signature check.
+    const padded = Array.from({ length: MAX_COMMIT_VOTES + 1 }, (_, i) => sh.commit[i % 3])
+    assert.throws(() => verifyHeaderCommit(sh.header, padded, sh.validators), { name: 'InvalidCommitError', message: /votes/ })
+    verifyHeaderCommit(sh.header, padded.slice(0, MAX_COMMIT_VOTES), sh.validators)
+    const big = Array.from({ length: MAX_VALIDATORS + 1 }, (_, i) => i)
+    const wide = await signed(1, big, [0])
+    await assert.rejects(verifyHeaderAt(genesis([0, 1, 2]), 1, async () => wide), { name: 'InvalidCommitError', message: /validators/ })
   })
 
   it('pins the genesis set: another set for the same chain is GenesisChangedError', () => {
