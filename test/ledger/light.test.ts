@@ -18,6 +18,7 @@ import { MerkleTree } from '../../src/ledger/merkle.ts'
 import { LedgerView, MAX_VALIDATOR_SETS_KEPT } from '../../src/ledger/view.ts'
 import type { LedgerComponents } from '../../src/ledger/types.ts'
 import * as dagCbor from '@ipld/dag-cbor'
+import { lightClient, MAX_WALLET_HEADER_FETCHES, MAX_WALLET_PROOFS } from '../../web/src/panels/wallet-verify.ts'
 
 const CHAIN = 'peerverse-light-test'
 const keys: Ed25519Key[] = Array.from({ length: 200 }, (_, i) => ed25519KeyFromSeed(sha256(`light-test-validator-${i}`)))
@@ -101,6 +102,35 @@ describe('light client', () => {
     const big = Array.from({ length: MAX_VALIDATORS + 1 }, (_, i) => i)
     const wide = await signed(1, big, [0])
     await assert.rejects(verifyHeaderAt(genesis([0, 1, 2]), 1, async () => wide), { name: 'InvalidCommitError', message: /validators/ })
+  })
+
+  it(`the wallet's check asks a lying peer at most MAX_WALLET_PROOFS (${MAX_WALLET_PROOFS}) proofs and MAX_WALLET_HEADER_FETCHES (${MAX_WALLET_HEADER_FETCHES}) headers`, async () => {
+    // A peer that lists many assets and answers each proof at another height: every height's
+    // header would be asked for and checked.
+    const asked: string[] = []
+    const stake = (i: number): { id: string, stake: string } => ({ id: did(i), stake: '10000' })
+    const api = {
+      get: async <T>(path: string): Promise<T> => {
+        asked.push(path)
+        if (path === '/api/v0/ledger/genesis') return { chain: CHAIN, accounts: [stake(0), stake(1), stake(2)] } as T
+        const proof = /key=([^&]+)/.exec(path)
+        if (proof != null) return { height: 1000 + asked.length, proof: { root: '00'.repeat(32), key: decodeURIComponent(proof[1]) } } as T
+        const height = Number(path.split('/').pop())
+        const sh = await signed(height, [0, 1, 2])
+        if (path.includes('/block/')) return { header: sh.header, commit: sh.commit.map(b => Buffer.from(b).toString('base64')) } as T
+        return { validators: sh.validators } as T
+      }
+    }
+    const client = lightClient(api as never)
+    const assets = Array.from({ length: 200 }, (_, i) => `asset-${i}`)
+    await assert.rejects(client.check(did(0), assets, []), { name: 'TooManyHeadersError' })
+    const headerAsks = asked.filter(p => p.includes('/block/')).length
+    assert.ok(headerAsks <= MAX_WALLET_HEADER_FETCHES, `${headerAsks} headers asked`)
+    // More listed than it proves: refused before a single proof is asked.
+    asked.length = 0
+    const many = Array.from({ length: MAX_WALLET_PROOFS }, (_, i) => `asset-${i}`) // with the account, one over
+    await assert.rejects(client.check(did(0), many, []), { name: 'TooManyToProveError' })
+    assert.equal(asked.filter(p => p.includes('/proof')).length, 0)
   })
 
   it('pins the genesis set: another set for the same chain is GenesisChangedError', () => {

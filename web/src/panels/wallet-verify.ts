@@ -3,11 +3,16 @@
 // too), so a peer that lies about them is caught. What it trusts is said in light.ts: the genesis
 // of a chain as first seen here (pinned in this browser's storage) and the validators' majority.
 import {
-  decodeAccountValue, decodeOwner, genesisTrust, validatorsHash, verifyHeaderAt, verifyLightClientProof,
+  decodeAccountValue, decodeOwner, genesisTrust, MAX_LIGHT_CLIENT_STEPS, validatorsHash, verifyHeaderAt, verifyLightClientProof,
   type BlockHeader, type SignedHeader, type TrustedSet, type Validator
 } from '../../../src/ledger/light.ts'
 import type { StateProof } from '../../../src/ledger/proof.ts'
 import type { Api } from '../api.ts'
+
+/** Keys one check proves at most (the account, and the assets and parcels the peer lists): one request each. */
+export const MAX_WALLET_PROOFS = 256
+/** Headers one check asks the peer for at most (the moves of trust to every height its proofs are at). */
+export const MAX_WALLET_HEADER_FETCHES = 2 * MAX_LIGHT_CLIENT_STEPS
 
 /** Where the pinned genesis set and the last trusted set of each chain are kept. */
 const STORAGE_PREFIX = 'peerverse.light.'
@@ -15,6 +20,16 @@ const STORAGE_PREFIX = 'peerverse.light.'
 /** The peer lists an asset or parcel as ours that the chain says is not (or a balance the proof does not give). */
 export class ProofMismatchError extends Error {
   name = 'ProofMismatchError'
+}
+
+/** The peer lists more assets and parcels than one check proves (MAX_WALLET_PROOFS). */
+export class TooManyToProveError extends Error {
+  name = 'TooManyToProveError'
+}
+
+/** The peer's proofs are at more heights than one check follows (MAX_WALLET_HEADER_FETCHES headers). */
+export class TooManyHeadersError extends Error {
+  name = 'TooManyHeadersError'
 }
 
 /** What the wallet shows, as proven: the balance, and which of the listed assets and parcels are ours. */
@@ -70,12 +85,19 @@ export function lightClient (api: Pick<Api, 'get'>): LightClient {
 
   async function check (did: string, assets: string[], parcels: string[]): Promise<Proven> {
     const keys = [`account/${did}`, ...assets.map(a => `asset/${a}`), ...parcels.map(p => `parcel/${p}`)]
+    if (keys.length > MAX_WALLET_PROOFS) throw new TooManyToProveError(`the peer lists ${keys.length - 1} assets and parcels; the wallet proves at most ${MAX_WALLET_PROOFS - 1}`)
     const pinned = await trusted()
     const proofs = await Promise.all(keys.map(async key => await api.get<{ height: number, proof: StateProof }>(`/api/v0/ledger/proof?key=${encodeURIComponent(key)}`)))
     const headers = new Map<number, SignedHeader>()
     let trust = pinned.trusted
+    // One budget of headers for the whole check: the peer picks the heights its proofs are at.
+    let fetched = 0
+    const budgeted = async (height: number): Promise<SignedHeader> => {
+      if (++fetched > MAX_WALLET_HEADER_FETCHES) throw new TooManyHeadersError(`the peer's proofs need more than ${MAX_WALLET_HEADER_FETCHES} headers to check`)
+      return await signedHeader(height)
+    }
     for (const h of [...new Set(proofs.map(p => p.height))].sort((a, b) => a - b)) {
-      const r = await verifyHeaderAt(trust, h, signedHeader)
+      const r = await verifyHeaderAt(trust, h, budgeted)
       headers.set(h, r.signed)
       if (r.trusted.height > trust.height) trust = r.trusted
     }
