@@ -235,6 +235,27 @@ describe('land rules', () => {
       assert.equal(b2.state.grants.size, MAX_GRANTS_PER_SPACE)
     })
 
+    it('a claim or grant looks only at its own space\'s grants, however many other spaces hold', async () => {
+      const s0 = genesis([[A, 1000n], [B, 1000n]])
+      const b1 = step(s0, [await tx(ka, 0, { kind: 'land-price', space: PLAZA.id, price: 1n, record: PLAZA.bytes })])
+      // Grants of other spaces (at most MAX_GRANTS_PER_SPACE each, but spaces are many), counting each look.
+      let looks = 0
+      const others = 5000
+      const state = { ...b1.state, grants: new Map(b1.state.grants) }
+      for (let i = 0; i < others; i++) {
+        const g = { id: `other-${i}`, grantee: B, x: 0, y: 0, w: 1, h: 1 }
+        Object.defineProperty(g, 'space', { enumerable: true, get: () => { looks++; return `other-space-${i >> 8}` } })
+        state.grants.set(g.id, g as typeof g & { space: string })
+      }
+      const claims: Tx[] = []
+      for (let i = 0; i < 40; i++) claims.push(await tx(kb, i, { kind: 'claim', space: PLAZA.id, x: i, y: 0, w: 1, h: 1, maxPrice: 1n }))
+      claims.push(await tx(ka, 1, { kind: 'land-grant', space: PLAZA.id, to: D, x: 0, y: 9, w: 1, h: 1 }))
+      const b2 = step(state, claims)
+      assert.deepEqual(errorsOf(b2.receipts).filter(e => e != null), [])
+      // Each block application reads each grant's space a few times (an index, the state root), not once per claim.
+      assert.ok(looks < 10 * others, `${looks} looks at other spaces' grants`)
+    })
+
     it(`a price over MAX_LAND_PRICE is malformed; at the bound, the largest claim's price is exact bigint arithmetic and an owner's overflow is refused`, async () => {
       await assert.rejects(tx(ka, 0, { kind: 'land-price', space: PLAZA.id, price: MAX_LAND_PRICE + 1n }), { name: 'MalformedTxError' })
       await assert.rejects(tx(ka, 0, { kind: 'land-price', space: PLAZA.id, price: -1n }), { name: 'MalformedTxError' })
