@@ -133,6 +133,26 @@ describe('light client', () => {
     assert.equal(asked.filter(p => p.includes('/proof')).length, 0)
   })
 
+  it('the wallet pins the chain it first checked: a peer answering for a chain of another name is GenesisChangedError', async (t) => {
+    // This browser's storage, for the wallet's check run here.
+    const stored = new Map<string, string>()
+    const g = globalThis as { localStorage?: unknown }
+    const before = g.localStorage
+    g.localStorage = { getItem: (k: string) => stored.get(k) ?? null, setItem: (k: string, v: string) => { stored.set(k, v) } }
+    t.after(() => { g.localStorage = before })
+    const peer = (chain: string, ids: number[]) => ({
+      get: async <T>(path: string): Promise<T> => {
+        if (path === '/api/v0/ledger/genesis') return { chain, accounts: ids.map(i => ({ id: did(i), stake: '10000' })) } as T
+        throw Object.assign(new Error('not served'), { name: 'NotServedError' })
+      }
+    })
+    // The honest peer: its chain is pinned on first sight (the check then stops at a proof it does not serve).
+    await assert.rejects(lightClient(peer(CHAIN, [0, 1, 2]) as never).check(did(0), [], []), { name: 'NotServedError' })
+    // A peer that renames the chain to bring validators of its own.
+    await assert.rejects(lightClient(peer(`${CHAIN}-other`, [7, 8, 9]) as never).check(did(0), [], []), { name: 'GenesisChangedError' })
+    await assert.rejects(lightClient(peer(CHAIN, [7, 8, 9]) as never).check(did(0), [], []), { name: 'GenesisChangedError' })
+  })
+
   it('pins the genesis set: another set for the same chain is GenesisChangedError', () => {
     const file = { chain: CHAIN, accounts: [{ id: did(0), stake: '10000' }, { id: did(1), stake: '0' }] }
     const first = genesisTrust(file)

@@ -1,9 +1,9 @@
 // The wallet's light client: every balance, asset and parcel the wallet shows is checked here, in
 // the browser, against the validators' signed commit (src/ledger/light.ts, the code the peer runs
-// too), so a peer that lies about them is caught. What it trusts is said in light.ts: the genesis
-// of a chain as first seen here (pinned in this browser's storage) and the validators' majority.
+// too), so a peer that lies about them is caught. What it trusts is said in light.ts: the chain and
+// its genesis as first seen here (pinned in this browser's storage) and the validators' majority.
 import {
-  decodeAccountValue, decodeOwner, genesisTrust, MAX_LIGHT_CLIENT_STEPS, validatorsHash, verifyHeaderAt, verifyLightClientProof,
+  decodeAccountValue, decodeOwner, GenesisChangedError, genesisTrust, MAX_LIGHT_CLIENT_STEPS, validatorsHash, verifyHeaderAt, verifyLightClientProof,
   type BlockHeader, type SignedHeader, type TrustedSet, type Validator
 } from '../../../src/ledger/light.ts'
 import type { StateProof } from '../../../src/ledger/proof.ts'
@@ -47,6 +47,9 @@ function fromBase64 (s: string): Uint8Array {
   return out
 }
 
+/** Where the chain this wallet follows is kept: the first it checked, so a peer cannot pass off another. */
+const CHAIN_KEY = 'peerverse.light-chain'
+
 function load (chain: string): Pinned | null {
   try {
     const raw = localStorage.getItem(STORAGE_PREFIX + chain)
@@ -75,6 +78,12 @@ export function lightClient (api: Pick<Api, 'get'>): LightClient {
   /** The trusted set of the peer's chain: pinned here, or the genesis's on first sight (pinned then). */
   async function trusted (): Promise<Pinned> {
     const genesis = await api.get<{ chain: string, accounts: Array<{ id: string, stake?: string }> }>('/api/v0/ledger/genesis')
+    // The chain is pinned with its genesis: otherwise a peer would answer for a chain of another
+    // name, with validators of its own, and be trusted on first use again.
+    let followed: string | null = null
+    try { followed = localStorage.getItem(CHAIN_KEY) } catch {}
+    if (followed != null && followed !== genesis.chain) throw new GenesisChangedError(`this wallet follows chain ${followed}, and the peer answers for ${String(genesis.chain)} (clear this site's data to follow another chain)`)
+    if (followed == null) try { localStorage.setItem(CHAIN_KEY, genesis.chain) } catch {}
     const pinned = load(genesis.chain)
     const first = genesisTrust(genesis, pinned?.genesis)
     if (pinned != null) return pinned
