@@ -256,6 +256,28 @@ describe('land rules', () => {
       assert.ok(looks < 10 * others, `${looks} looks at other spaces' grants`)
     })
 
+    it('a claim looks only at the parcels near it, however many other spaces and squares hold', async () => {
+      const big = await createDescriptor(ka, { name: 'big', created: 1, grid: { width: 4096, depth: 4096 } })
+      const s0 = genesis([[A, 1000n]])
+      const b1 = step(s0, [await tx(ka, 0, { kind: 'claim', space: big.id, x: 0, y: 0, w: 1, h: 1, record: big.bytes })])
+      // Parcels of other spaces, and of this one far from the claims, counting each look.
+      let looks = 0
+      const others = 5000
+      const state = { ...b1.state, parcels: new Map(b1.state.parcels) }
+      for (let i = 0; i < others; i++) {
+        const far = i % 2 === 0
+        const p = { id: `other-${i}`, owner: B, x: far ? 2048 + (i % 1000) : 0, y: far ? 2048 + (i >> 10) : 0, w: 1, h: 1 }
+        Object.defineProperty(p, 'space', { enumerable: true, get: () => { looks++; return far ? big.id : `other-space-${i}` } })
+        state.parcels.set(p.id, p as typeof p & { space: string })
+      }
+      const claims: Tx[] = []
+      for (let i = 0; i < 40; i++) claims.push(await tx(ka, i + 1, { kind: 'claim', space: big.id, x: 1 + i, y: 0, w: 1, h: 1 }))
+      claims.push(await tx(ka, 41, { kind: 'claim', space: big.id, x: 2048, y: 2048, w: 1, h: 1 })) // on a far parcel: still refused
+      const b2 = step(state, claims)
+      assert.deepEqual(errorsOf(b2.receipts).filter(e => e != null), ['ParcelOverlapError'])
+      assert.ok(looks < 10 * others, `${looks} looks at parcels far from the claims`)
+    })
+
     it(`a price over MAX_LAND_PRICE is malformed; at the bound, the largest claim's price is exact bigint arithmetic and an owner's overflow is refused`, async () => {
       await assert.rejects(tx(ka, 0, { kind: 'land-price', space: PLAZA.id, price: MAX_LAND_PRICE + 1n }), { name: 'MalformedTxError' })
       await assert.rejects(tx(ka, 0, { kind: 'land-price', space: PLAZA.id, price: -1n }), { name: 'MalformedTxError' })
