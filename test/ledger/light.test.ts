@@ -122,13 +122,13 @@ describe('light client', () => {
       }
     }
     const client = lightClient(api as never)
-    const assets = Array.from({ length: 200 }, (_, i) => `asset-${i}`)
+    const assets = Array.from({ length: 200 }, (_, i) => ({ id: `asset-${i}`, name: 'hat', content: 'bafy' }))
     await assert.rejects(client.check(did(0), assets, []), { name: 'TooManyHeadersError' })
     const headerAsks = asked.filter(p => p.includes('/block/')).length
     assert.ok(headerAsks <= MAX_WALLET_HEADER_FETCHES, `${headerAsks} headers asked`)
     // More listed than it proves: refused before a single proof is asked.
     asked.length = 0
-    const many = Array.from({ length: MAX_WALLET_PROOFS }, (_, i) => `asset-${i}`) // with the account, one over
+    const many = Array.from({ length: MAX_WALLET_PROOFS }, (_, i) => ({ id: `asset-${i}`, name: 'hat', content: 'bafy' })) // with the account, one over
     await assert.rejects(client.check(did(0), many, []), { name: 'TooManyToProveError' })
     assert.equal(asked.filter(p => p.includes('/proof')).length, 0)
   })
@@ -151,6 +151,37 @@ describe('light client', () => {
     // A peer that renames the chain to bring validators of its own.
     await assert.rejects(lightClient(peer(`${CHAIN}-other`, [7, 8, 9]) as never).check(did(0), [], []), { name: 'GenesisChangedError' })
     await assert.rejects(lightClient(peer(CHAIN, [7, 8, 9]) as never).check(did(0), [], []), { name: 'GenesisChangedError' })
+  })
+
+  it("the wallet checks an asset's content and name and a parcel's place as the peer lists them (ProofMismatchError)", async (t) => {
+    const g = globalThis as { localStorage?: unknown }
+    const before = g.localStorage
+    g.localStorage = undefined
+    t.after(() => { g.localStorage = before })
+    const me = did(9)
+    const asset = { id: 'bafy-asset', name: 'hat', content: 'bafy-hat-model' }
+    const parcel = { id: 'bafy-parcel', space: 'bafy-plaza', x: 4, y: 5, w: 2, h: 3 }
+    const tree = new MerkleTree([
+      { key: `account/${me}`, value: dagCbor.encode([1234, 5, 0]) },
+      { key: `asset/${asset.id}`, value: dagCbor.encode([me, me, asset.content, asset.name, 2]) },
+      { key: `parcel/${parcel.id}`, value: dagCbor.encode([me, parcel.space, parcel.x, parcel.y, parcel.w, parcel.h]) }
+    ])
+    const sh = await signed(4, [0, 1, 2], [0, 1, 2], tree.root)
+    const api = {
+      get: async <T>(path: string): Promise<T> => {
+        if (path === '/api/v0/ledger/genesis') return { chain: CHAIN, accounts: [0, 1, 2].map(i => ({ id: did(i), stake: '10000' })) } as T
+        const key = /key=([^&]+)/.exec(path)
+        if (key != null) return { height: 4, proof: JSON.parse(JSON.stringify(tree.prove(decodeURIComponent(key[1])))) } as T
+        if (path.includes('/block/')) return { header: sh.header, commit: sh.commit.map(b => Buffer.from(b).toString('base64')) } as T
+        return { validators: sh.validators } as T
+      }
+    }
+    const client = lightClient(api as never)
+    assert.deepEqual(await client.check(me, [asset], [parcel]), { height: 4, balance: '1234' })
+    // The peer renames the asset, points it at other content, or moves the parcel.
+    for (const [assets, parcels] of [[[{ ...asset, name: 'crown' }], [parcel]], [[{ ...asset, content: 'bafy-evil-model' }], [parcel]], [[asset], [{ ...parcel, x: 40 }]], [[asset], [{ ...parcel, space: 'bafy-other' }]]] as const) {
+      await assert.rejects(client.check(me, [...assets], [...parcels]), { name: 'ProofMismatchError' })
+    }
   })
 
   it('pins the genesis set: another set for the same chain is GenesisChangedError', () => {

@@ -3,10 +3,11 @@
 // too), so a peer that lies about them is caught. What it trusts is said in light.ts: the chain and
 // its genesis as first seen here (pinned in this browser's storage) and the validators' majority.
 import {
-  decodeAccountValue, decodeOwner, GenesisChangedError, genesisTrust, MAX_LIGHT_CLIENT_STEPS, validatorsHash, verifyHeaderAt, verifyLightClientProof,
+  decodeAccountValue, GenesisChangedError, genesisTrust, MAX_LIGHT_CLIENT_STEPS, validatorsHash, verifyHeaderAt, verifyLightClientProof,
   type BlockHeader, type SignedHeader, type TrustedSet, type Validator
 } from '../../../src/ledger/light.ts'
 import type { StateProof } from '../../../src/ledger/proof.ts'
+import * as dagCbor from '@ipld/dag-cbor'
 import type { Api } from '../api.ts'
 
 /** Keys one check proves at most (the account, and the assets and parcels the peer lists): one request each. */
@@ -63,7 +64,28 @@ function save (p: Pinned): void {
 
 export interface LightClient {
   /** Proves our account, and each asset and parcel listed as ours; throws a named error when the peer's answers do not check. */
-  check: (did: string, assets: string[], parcels: string[]) => Promise<Proven>
+  check: (did: string, assets: ListedAsset[], parcels: ListedParcel[]) => Promise<Proven>
+}
+
+/** An asset as the peer lists it: the wallet shows its name and places its content. */
+export interface ListedAsset { id: string, name: string, content: string }
+/** A parcel as the peer lists it: the wallet shows its space and rectangle. */
+export interface ListedParcel { id: string, space: string, x: number, y: number, w: number, h: number }
+
+/**
+ * What the peer listed that the proven value does not say, or null: the owner, and for an asset
+ * its content and name ([owner, minter, content, name, height]), for a parcel its space and
+ * rectangle ([owner, space, x, y, w, h]), as the state commits to them (state.ts).
+ */
+function differs (value: Uint8Array, did: string, listed: ListedAsset | ListedParcel, kind: 'asset' | 'parcel'): string | null {
+  const v = dagCbor.decode(value) as unknown[]
+  if (!Array.isArray(v) || v[0] !== did) return 'says another owns it'
+  if (kind === 'asset') {
+    const a = listed as ListedAsset
+    return v[2] === a.content && v[3] === a.name ? null : 'gives it another content or name'
+  }
+  const p = listed as ListedParcel
+  return v[1] === p.space && v[2] === p.x && v[3] === p.y && v[4] === p.w && v[5] === p.h ? null : 'puts it in another place'
 }
 
 export function lightClient (api: Pick<Api, 'get'>): LightClient {
@@ -92,8 +114,9 @@ export function lightClient (api: Pick<Api, 'get'>): LightClient {
     return p
   }
 
-  async function check (did: string, assets: string[], parcels: string[]): Promise<Proven> {
-    const keys = [`account/${did}`, ...assets.map(a => `asset/${a}`), ...parcels.map(p => `parcel/${p}`)]
+  async function check (did: string, assets: ListedAsset[], parcels: ListedParcel[]): Promise<Proven> {
+    const listed = [...assets.map(a => ({ kind: 'asset' as const, item: a as ListedAsset | ListedParcel })), ...parcels.map(p => ({ kind: 'parcel' as const, item: p as ListedAsset | ListedParcel }))]
+    const keys = [`account/${did}`, ...listed.map(l => `${l.kind}/${l.item.id}`)]
     if (keys.length > MAX_WALLET_PROOFS) throw new TooManyToProveError(`the peer lists ${keys.length - 1} assets and parcels; the wallet proves at most ${MAX_WALLET_PROOFS - 1}`)
     const pinned = await trusted()
     const proofs = await Promise.all(keys.map(async key => await api.get<{ height: number, proof: StateProof }>(`/api/v0/ledger/proof?key=${encodeURIComponent(key)}`)))
@@ -118,8 +141,10 @@ export function lightClient (api: Pick<Api, 'get'>): LightClient {
       const value = verifyLightClientProof(sh.header, sh.commit, sh.validators, key, proof)
       if (i === 0) {
         balance = value == null ? '0' : decodeAccountValue(value).balance.toString()
-      } else if (value == null || decodeOwner(value) !== did) {
-        throw new ProofMismatchError(`the peer lists ${key} as ours, but the chain ${value == null ? 'has no such thing' : 'says another owns it'} at height ${height}`)
+      } else {
+        const { kind, item } = listed[i - 1]
+        const wrong = value == null ? 'has no such thing' : differs(value, did, item, kind)
+        if (wrong != null) throw new ProofMismatchError(`the peer lists ${key} as ours, but the chain ${wrong} at height ${height}`)
       }
     }
     return { height: Math.max(...proofs.map(p => p.height)), balance }
