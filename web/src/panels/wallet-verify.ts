@@ -105,9 +105,9 @@ export function lightClient (api: Pick<Api, 'get'>): LightClient {
     let followed: string | null = null
     try { followed = localStorage.getItem(CHAIN_KEY) } catch {}
     if (followed != null && followed !== genesis.chain) throw new GenesisChangedError(`this wallet follows chain ${followed}, and the peer answers for ${String(genesis.chain)} (clear this site's data to follow another chain)`)
-    if (followed == null) try { localStorage.setItem(CHAIN_KEY, genesis.chain) } catch {}
     const pinned = load(genesis.chain)
     const first = genesisTrust(genesis, pinned?.genesis)
+    if (followed == null) try { localStorage.setItem(CHAIN_KEY, genesis.chain) } catch {}
     if (pinned != null) return pinned
     const p = { genesis: validatorsHash(first.validators), trusted: first }
     save(p)
