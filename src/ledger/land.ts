@@ -18,7 +18,8 @@
  *
  * Who may claim: the owner anywhere in its space; anyone else inside a rectangle the owner granted
  * them (`land-grant`, revocable with `land-revoke`), or anywhere at the price per cell the owner
- * set (`land-price`), paid to the owner by the claim itself, in the same transaction. A claim in a
+ * set (`land-price`), paid to the owner by the claim itself, in the same transaction, when the
+ * claim names a `maxPrice` per cell at or above it (a claim naming none pays nothing). A claim in a
  * space the ledger cannot prove is refused with UnknownSpaceError; one with neither grant nor
  * price with NotGrantedError. Parcels lie within the space's grid (x along its width, y along its
  * depth, in the same metres).
@@ -125,17 +126,45 @@ const contains = (outer: Rect, inner: Rect): boolean =>
   inner.x >= outer.x && inner.y >= outer.y && inner.x + inner.w <= outer.x + outer.w && inner.y + inner.h <= outer.y + outer.h
 
 /**
+ * The grants of each space, by grant id: an index of a state's `grants` map, built once per map
+ * (a block's working state copies the map, so once a block) and kept up to date by grant and
+ * revoke, the only writers of that map. So a claim or a grant looks at its own space's grants (at
+ * most MAX_GRANTS_PER_SPACE), never at every space's.
+ */
+const grantIndex = new WeakMap<Map<string, Grant>, Map<string, Map<string, Grant>>>()
+
+function grantsBySpace (s: LedgerState): Map<string, Map<string, Grant>> {
+  let index = grantIndex.get(s.grants)
+  if (index == null) {
+    index = new Map()
+    for (const [id, g] of s.grants) {
+      const space = g.space
+      let of = index.get(space)
+      if (of == null) index.set(space, of = new Map())
+      of.set(id, g)
+    }
+    grantIndex.set(s.grants, index)
+  }
+  return index
+}
+
+const grantsOf = (s: LedgerState, space: string): Iterable<Grant> => grantsBySpace(s).get(space)?.values() ?? []
+
+/**
  * Whether `sender` may claim `r` in `sp`, and what it pays the owner: 0 in its own space or inside
  * one of its grants, else the owner's price per cell times the cells. NotGrantedError when none
  * applies, OutsideSpaceError off the grid, PriceAboveLimitError when the price per cell is over
- * the claim's `maxPrice` (the owner raised it after the claimant looked).
+ * the claim's `maxPrice` (the owner raised it after the claimant looked; none named: 0).
  */
 export function claimCost (s: LedgerState, sp: LandSpace, sender: string, r: Rect & { maxPrice?: bigint }): bigint {
   within(sp, r)
   if (sender === sp.owner) return 0n
-  for (const g of s.grants.values()) if (g.space === sp.id && g.grantee === sender && contains(g, r)) return 0n
+  for (const g of grantsOf(s, sp.id)) if (g.grantee === sender && contains(g, r)) return 0n
   if (sp.price > 0n) {
-    if (r.maxPrice != null && sp.price > r.maxPrice) throw new PriceAboveLimitError(`land in space ${sp.id} costs ${sp.price} a cell, over this claim's ${r.maxPrice}`)
+    // A claim that names no maxPrice pays nothing: otherwise an owner could revoke a grant or
+    // raise the price ahead of a claim made in its grant (or at a lower price), and charge it.
+    const max = r.maxPrice ?? 0n
+    if (sp.price > max) throw new PriceAboveLimitError(`land in space ${sp.id} costs ${sp.price} a cell, over this claim's ${max}${r.maxPrice == null ? ' (it names no maxPrice)' : ''}`)
     return sp.price * BigInt(r.w) * BigInt(r.h)
   }
   throw new NotGrantedError(`space ${sp.id} is ${sp.owner}'s: a claim there needs the owner's grant or a price the owner set`)
@@ -143,7 +172,7 @@ export function claimCost (s: LedgerState, sp: LandSpace, sender: string, r: Rec
 
 /** Grants of one space. */
 export function grantsIn (s: LedgerState, space: string): Grant[] {
-  return [...s.grants.values()].filter(g => g.space === space)
+  return [...grantsOf(s, space)]
 }
 
 /** A `land-grant`: the owner lets `to` claim within `r`. Checks everything, then changes the state. */
@@ -151,11 +180,15 @@ export function grant (s: LedgerState, id: string, sender: string, p: Rect & { s
   const { space: sp, registered } = spaceOf(s, p.space, p.record)
   if (sender !== sp.owner) throw new NotSpaceOwnerError(`only ${sp.owner} grants land in space ${sp.id}`)
   within(sp, p)
-  let n = 0
-  for (const g of s.grants.values()) if (g.space === sp.id) n++
+  const n = grantsBySpace(s).get(sp.id)?.size ?? 0
   if (n >= MAX_GRANTS_PER_SPACE) throw new TooManyGrantsError(`space ${sp.id} holds ${MAX_GRANTS_PER_SPACE} grants: revoke one first`)
   if (registered) s.spaces.set(sp.id, sp)
-  s.grants.set(id, { id, space: sp.id, grantee: p.to, x: p.x, y: p.y, w: p.w, h: p.h })
+  const g = { id, space: sp.id, grantee: p.to, x: p.x, y: p.y, w: p.w, h: p.h }
+  const index = grantsBySpace(s)
+  s.grants.set(id, g)
+  let of = index.get(sp.id)
+  if (of == null) index.set(sp.id, of = new Map())
+  of.set(id, g)
 }
 
 /** A `land-revoke`: the owner takes a grant back (parcels already claimed under it stay). */
@@ -164,7 +197,11 @@ export function revoke (s: LedgerState, sender: string, grantId: string): void {
   if (g == null) throw new UnknownGrantError(`no grant ${grantId}`)
   const sp = s.spaces.get(g.space)
   if (sp == null || sp.owner !== sender) throw new NotSpaceOwnerError(`grant ${grantId} is not in a space of the sender's`)
+  const index = grantsBySpace(s)
   s.grants.delete(grantId)
+  const of = index.get(g.space)
+  of?.delete(grantId)
+  if (of?.size === 0) index.delete(g.space)
 }
 
 /** A `land-price`: the owner sets the price per cell anyone may claim at (0 ends the sale). */

@@ -30,6 +30,12 @@ export const MAX_VOTE_BYTES = 1024
 export const STAKE_PER_POWER = 1_000n
 /** Validators at most (by stake). */
 export const MAX_VALIDATORS = 100
+/**
+ * Votes a commit holds at most: one precommit per validator of a set (a commit is one round's
+ * precommits for one block), so a peer cannot make a client check the same vote's signature over
+ * and over.
+ */
+export const MAX_COMMIT_VOTES = MAX_VALIDATORS
 /** Headers a light client fetches at most to move its trusted set to one new header (bisection). */
 export const MAX_LIGHT_CLIENT_STEPS = 64
 
@@ -105,6 +111,7 @@ export function decodeVote (bytes: Uint8Array): SignedVote {
 /** The validators whose precommits for `header` `commit` holds (every vote checked); InvalidCommitError for a bad one. */
 export function commitSigners (header: BlockHeader, commit: Uint8Array[]): Set<string> {
   if (!Array.isArray(commit)) throw new InvalidCommitError('a commit is a list of votes')
+  if (commit.length > MAX_COMMIT_VOTES) throw new InvalidCommitError(`a commit of ${commit.length} votes; at most ${MAX_COMMIT_VOTES}`)
   const hash = blockHash(header)
   const seen = new Set<string>()
   for (const bytes of commit) {
@@ -186,7 +193,8 @@ export function genesisTrust (genesis: { chain: string, accounts: Array<{ id: st
 function checkSignedHeader (sh: SignedHeader, chain: string, height: number): void {
   const h = sh?.header
   if (h == null || h.chain !== chain || h.height !== height) throw new InvalidCommitError(`the peer's header is not ${chain}'s at height ${height}`)
-  if (!Array.isArray(sh.validators) || h.validatorsHash !== validatorsHash(sh.validators)) throw new InvalidCommitError('the header names another validator set')
+  if (!Array.isArray(sh.validators) || sh.validators.length > MAX_VALIDATORS) throw new InvalidCommitError(`a set of ${String(sh.validators?.length)} validators; at most ${MAX_VALIDATORS}`)
+  if (h.validatorsHash !== validatorsHash(sh.validators)) throw new InvalidCommitError('the header names another validator set')
   verifyHeaderCommit(h, sh.commit, sh.validators)
 }
 

@@ -26,7 +26,7 @@ import { sha256Hex } from '../identity/hash.ts'
 import { blockHash, InvalidBlockError, validatorsFromStakes, validatorsHash, type Account, type BlockHeader, type Validator } from './light.ts'
 import { leafHash, MerkleTree, type Leaf, type StateProof } from './merkle.ts'
 import { claimCost, grant, GRANT_FIELDS, revoke, setPrice, SPACE_FIELDS, spaceOf, type Grant, type LandSpace } from './land.ts'
-import { decodeTx, MAX_AMOUNT, type Tx, type TxDecoder } from './tx.ts'
+import { decodeTx, MAX_AMOUNT, MAX_PARCEL_SIDE, type Tx, type TxDecoder } from './tx.ts'
 
 /** Heights between a stake change and its effect on the validator set. */
 export const VALIDATOR_UPDATE_DELAY = 2
@@ -210,6 +210,41 @@ function overlaps (a: Pick<Parcel, 'x' | 'y' | 'w' | 'h'>, b: Pick<Parcel, 'x' |
   return a.x < b.x + b.w && b.x < a.x + a.w && a.y < b.y + b.h && b.y < a.y + a.h
 }
 
+/**
+ * Parcels by space and square of the grid (a side of MAX_PARCEL_SIDE cells, so a parcel lies in at
+ * most four): an index of a state's `parcels` map, built once per map (a block's working state
+ * copies the map, so once a block) and kept up to date by `claim`, the only transaction that adds
+ * a parcel (a transfer changes its owner, never its place). So a claim looks only at the parcels
+ * near it, never at every space's.
+ */
+const parcelIndex = new WeakMap<Map<string, Parcel>, Map<string, Parcel[]>>()
+
+function squaresOf (space: string, r: Pick<Parcel, 'x' | 'y' | 'w' | 'h'>): string[] {
+  const out: string[] = []
+  for (let sx = Math.floor(r.x / MAX_PARCEL_SIDE); sx <= Math.floor((r.x + r.w - 1) / MAX_PARCEL_SIDE); sx++) {
+    for (let sy = Math.floor(r.y / MAX_PARCEL_SIDE); sy <= Math.floor((r.y + r.h - 1) / MAX_PARCEL_SIDE); sy++) out.push(`${space}\n${sx}\n${sy}`)
+  }
+  return out
+}
+
+function parcelsNear (parcels: Map<string, Parcel>): Map<string, Parcel[]> {
+  let index = parcelIndex.get(parcels)
+  if (index == null) {
+    index = new Map()
+    for (const p of parcels.values()) indexParcel(index, p)
+    parcelIndex.set(parcels, index)
+  }
+  return index
+}
+
+function indexParcel (index: Map<string, Parcel[]>, p: Parcel): void {
+  for (const sq of squaresOf(p.space, p)) {
+    const list = index.get(sq)
+    if (list == null) index.set(sq, [p])
+    else list.push(p)
+  }
+}
+
 function account (accounts: Map<string, Account>, id: string): Account {
   return accounts.get(id) ?? { balance: 0n, nonce: 0, stake: 0n }
 }
@@ -260,8 +295,9 @@ function execute (s: LedgerState, tx: Tx, height: number): string | undefined {
       const { space, registered } = spaceOf(s, p.space, p.record)
       // What the owner is paid: 0 in one's own space or a grant, else its price per cell (bigint: no overflow).
       const price = claimCost(s, space, tx.sender, p)
-      for (const other of s.parcels.values()) {
-        if (other.space === p.space && overlaps(other, p)) throw new ParcelOverlapError(`overlaps parcel ${other.id}`)
+      const near = parcelsNear(s.parcels)
+      for (const sq of squaresOf(p.space, p)) {
+        for (const other of near.get(sq) ?? []) if (overlaps(other, p)) throw new ParcelOverlapError(`overlaps parcel ${other.id}`)
       }
       if (price > 0n) {
         if (from.balance < cost + price) throw new InsufficientFundsError(`balance ${from.balance} is less than ${cost + price} (the fee and the land's price)`)
@@ -269,7 +305,9 @@ function execute (s: LedgerState, tx: Tx, height: number): string | undefined {
         next.balance -= price
       }
       if (registered) s.spaces.set(space.id, space)
-      s.parcels.set(tx.id, { id: tx.id, owner: tx.sender, space: p.space, x: p.x, y: p.y, w: p.w, h: p.h })
+      const parcel = { id: tx.id, owner: tx.sender, space: p.space, x: p.x, y: p.y, w: p.w, h: p.h }
+      s.parcels.set(tx.id, parcel)
+      indexParcel(near, parcel)
       created = tx.id
       s.accounts.set(tx.sender, next)
       if (price > 0n) {

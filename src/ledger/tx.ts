@@ -138,7 +138,7 @@ export function parsePayload (value: unknown): TxPayload {
     case 'asset-transfer': return { ...base, kind, asset: str(p.asset, 'asset', 128), to: did(p.to, 'to') }
     case 'claim': {
       const space = str(p.space, 'space', MAX_NAME_LENGTH)
-      // The most a claim at the owner's price pays per cell, so a price raised meanwhile cannot take more.
+      // The most a claim at the owner's price pays per cell, so a price raised meanwhile cannot take more (none: 0, land.ts).
       const maxPrice = p.maxPrice === undefined ? {} : { maxPrice: int(p.maxPrice, 'maxPrice', 0n, MAX_LAND_PRICE) }
       return { ...base, kind, space, ...rect(p), ...record(p, space), ...maxPrice }
     }

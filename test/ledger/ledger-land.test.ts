@@ -129,8 +129,8 @@ describe('land rules', () => {
     const b1 = step(s0, [await tx(ka, 0, { kind: 'land-price', space: PLAZA.id, price: 3n, record: PLAZA.bytes })])
     assert.equal(b1.state.spaces.get(PLAZA.id)?.price, 3n)
     const b2 = step(b1.state, [
-      await tx(kb, 0, { kind: 'claim', space: PLAZA.id, x: 0, y: 0, w: 10, h: 20 }, 2n), // 200 cells at 3: 600
-      await tx(kd, 0, { kind: 'claim', space: PLAZA.id, x: 50, y: 50, w: 4, h: 4 }) // 48 + fee 1 is less than 50...
+      await tx(kb, 0, { kind: 'claim', space: PLAZA.id, x: 0, y: 0, w: 10, h: 20, maxPrice: 3n }, 2n), // 200 cells at 3: 600
+      await tx(kd, 0, { kind: 'claim', space: PLAZA.id, x: 50, y: 50, w: 4, h: 4, maxPrice: 3n }) // 48 + fee 1 is less than 50...
     ])
     assert.deepEqual(errorsOf(b2.receipts), [undefined, undefined])
     assert.equal(b2.state.accounts.get(B)?.balance, 1000n - 600n - 2n)
@@ -138,7 +138,7 @@ describe('land rules', () => {
     assert.equal(b2.state.accounts.get(A)?.balance, 99n + 600n + 48n)
     assert.equal(totalSupply(b2.state), totalSupply(s0))
     // ...but now D cannot pay for one more cell: refused, and the owner is not paid.
-    const b3 = step(b2.state, [await tx(kd, 1, { kind: 'claim', space: PLAZA.id, x: 60, y: 60, w: 1, h: 1 })])
+    const b3 = step(b2.state, [await tx(kd, 1, { kind: 'claim', space: PLAZA.id, x: 60, y: 60, w: 1, h: 1, maxPrice: 3n })])
     assert.deepEqual(errorsOf(b3.receipts), ['InsufficientFundsError'])
     assert.equal(b3.state.accounts.get(A)?.balance, 99n + 600n + 48n)
     assert.equal(b3.state.accounts.get(D)?.balance, 0n)
@@ -152,8 +152,25 @@ describe('land rules', () => {
     assert.equal(b3a.state.accounts.get(B)?.balance, 1000n - 600n - 2n - 1n - 5n - 1n)
     assert.equal(b3a.state.accounts.get(A)?.balance, 99n + 600n + 48n - 1n + 5n)
     // Price 0 ends the sale.
-    const b4 = step(b3a.state, [await tx(ka, 2, { kind: 'land-price', space: PLAZA.id, price: 0n }), await tx(kb, 3, { kind: 'claim', space: PLAZA.id, x: 200, y: 200, w: 1, h: 1 })])
+    const b4 = step(b3a.state, [await tx(ka, 2, { kind: 'land-price', space: PLAZA.id, price: 0n }), await tx(kb, 3, { kind: 'claim', space: PLAZA.id, x: 200, y: 200, w: 1, h: 1, maxPrice: 5n })])
     assert.deepEqual(errorsOf(b4.receipts), [undefined, 'NotGrantedError'])
+  })
+
+  it('a claim that names no maxPrice pays nothing: an owner who revokes a grant or sets a price ahead of it cannot charge it (PriceAboveLimitError)', async () => {
+    const rich = 1n << 50n
+    const s0 = genesis([[A, 100n], [B, rich]])
+    const b1 = step(s0, [await tx(ka, 0, { kind: 'land-grant', space: PLAZA.id, to: B, x: 0, y: 0, w: 10, h: 10, record: PLAZA.bytes })])
+    const grantId = b1.receipts[0].created!
+    // B claims inside its grant; the owner's revocation and a high price land first, in the same block.
+    const b2 = step(b1.state, [
+      await tx(ka, 1, { kind: 'land-revoke', grant: grantId }),
+      await tx(ka, 2, { kind: 'land-price', space: PLAZA.id, price: MAX_LAND_PRICE }),
+      await tx(kb, 0, { kind: 'claim', space: PLAZA.id, x: 0, y: 0, w: 10, h: 10 })
+    ])
+    assert.deepEqual(errorsOf(b2.receipts), [undefined, undefined, 'PriceAboveLimitError'])
+    assert.equal(b2.state.accounts.get(B)?.balance, rich - 1n)
+    assert.equal(b2.state.parcels.size, 0)
+    assert.equal(totalSupply(b2.state), totalSupply(s0))
   })
 
   it('refuses a forged or mismatched space record by name, at decoding: such a transaction is in no block', async () => {
@@ -218,6 +235,49 @@ describe('land rules', () => {
       assert.equal(b2.state.grants.size, MAX_GRANTS_PER_SPACE)
     })
 
+    it('a claim or grant looks only at its own space\'s grants, however many other spaces hold', async () => {
+      const s0 = genesis([[A, 1000n], [B, 1000n]])
+      const b1 = step(s0, [await tx(ka, 0, { kind: 'land-price', space: PLAZA.id, price: 1n, record: PLAZA.bytes })])
+      // Grants of other spaces (at most MAX_GRANTS_PER_SPACE each, but spaces are many), counting each look.
+      let looks = 0
+      const others = 5000
+      const state = { ...b1.state, grants: new Map(b1.state.grants) }
+      for (let i = 0; i < others; i++) {
+        const g = { id: `other-${i}`, grantee: B, x: 0, y: 0, w: 1, h: 1 }
+        Object.defineProperty(g, 'space', { enumerable: true, get: () => { looks++; return `other-space-${i >> 8}` } })
+        state.grants.set(g.id, g as typeof g & { space: string })
+      }
+      const claims: Tx[] = []
+      for (let i = 0; i < 40; i++) claims.push(await tx(kb, i, { kind: 'claim', space: PLAZA.id, x: i, y: 0, w: 1, h: 1, maxPrice: 1n }))
+      claims.push(await tx(ka, 1, { kind: 'land-grant', space: PLAZA.id, to: D, x: 0, y: 9, w: 1, h: 1 }))
+      const b2 = step(state, claims)
+      assert.deepEqual(errorsOf(b2.receipts).filter(e => e != null), [])
+      // Each block application reads each grant's space a few times (an index, the state root), not once per claim.
+      assert.ok(looks < 10 * others, `${looks} looks at other spaces' grants`)
+    })
+
+    it('a claim looks only at the parcels near it, however many other spaces and squares hold', async () => {
+      const big = await createDescriptor(ka, { name: 'big', created: 1, grid: { width: 4096, depth: 4096 } })
+      const s0 = genesis([[A, 1000n]])
+      const b1 = step(s0, [await tx(ka, 0, { kind: 'claim', space: big.id, x: 0, y: 0, w: 1, h: 1, record: big.bytes })])
+      // Parcels of other spaces, and of this one far from the claims, counting each look.
+      let looks = 0
+      const others = 5000
+      const state = { ...b1.state, parcels: new Map(b1.state.parcels) }
+      for (let i = 0; i < others; i++) {
+        const far = i % 2 === 0
+        const p = { id: `other-${i}`, owner: B, x: far ? 2048 + (i % 1000) : 0, y: far ? 2048 + (i >> 10) : 0, w: 1, h: 1 }
+        Object.defineProperty(p, 'space', { enumerable: true, get: () => { looks++; return far ? big.id : `other-space-${i}` } })
+        state.parcels.set(p.id, p as typeof p & { space: string })
+      }
+      const claims: Tx[] = []
+      for (let i = 0; i < 40; i++) claims.push(await tx(ka, i + 1, { kind: 'claim', space: big.id, x: 1 + i, y: 0, w: 1, h: 1 }))
+      claims.push(await tx(ka, 41, { kind: 'claim', space: big.id, x: 2048, y: 2048, w: 1, h: 1 })) // on a far parcel: still refused
+      const b2 = step(state, claims)
+      assert.deepEqual(errorsOf(b2.receipts).filter(e => e != null), ['ParcelOverlapError'])
+      assert.ok(looks < 10 * others, `${looks} looks at parcels far from the claims`)
+    })
+
     it(`a price over MAX_LAND_PRICE is malformed; at the bound, the largest claim's price is exact bigint arithmetic and an owner's overflow is refused`, async () => {
       await assert.rejects(tx(ka, 0, { kind: 'land-price', space: PLAZA.id, price: MAX_LAND_PRICE + 1n }), { name: 'MalformedTxError' })
       await assert.rejects(tx(ka, 0, { kind: 'land-price', space: PLAZA.id, price: -1n }), { name: 'MalformedTxError' })
@@ -229,7 +289,7 @@ describe('land rules', () => {
       const s0 = genesis([[A, 1000n], [B, cost + 10n], [D, cost + 10n]])
       const b1 = step(s0, [
         await tx(ka, 0, { kind: 'land-price', space: big.id, price: MAX_LAND_PRICE, record: big.bytes }),
-        await tx(kb, 0, { kind: 'claim', space: big.id, x: 0, y: 0, w: MAX_PARCEL_SIDE, h: MAX_PARCEL_SIDE })
+        await tx(kb, 0, { kind: 'claim', space: big.id, x: 0, y: 0, w: MAX_PARCEL_SIDE, h: MAX_PARCEL_SIDE, maxPrice: MAX_LAND_PRICE })
       ])
       assert.deepEqual(errorsOf(b1.receipts), [undefined, undefined])
       assert.equal(b1.state.accounts.get(B)?.balance, 9n)
@@ -238,7 +298,7 @@ describe('land rules', () => {
       const rich = genesis([[A, MAX_AMOUNT - 5n], [D, cost + 10n]])
       const b2 = step(rich, [
         await tx(ka, 0, { kind: 'land-price', space: big.id, price: MAX_LAND_PRICE, record: big.bytes }),
-        await tx(kd, 0, { kind: 'claim', space: big.id, x: 0, y: 0, w: MAX_PARCEL_SIDE, h: MAX_PARCEL_SIDE })
+        await tx(kd, 0, { kind: 'claim', space: big.id, x: 0, y: 0, w: MAX_PARCEL_SIDE, h: MAX_PARCEL_SIDE, maxPrice: MAX_LAND_PRICE })
       ])
       assert.deepEqual(errorsOf(b2.receipts), [undefined, 'InsufficientFundsError'])
       assert.equal(b2.state.accounts.get(D)?.balance, cost + 9n)

@@ -532,6 +532,8 @@ function modelApply (m: Model, t: Tx, proposer: string, height: number): { inclu
     if (sp == null) return fail('UnknownSpaceError')
     if (t.sender !== sp.owner) {
       if (sp.price === 0n) return fail('NotGrantedError')
+      // A claim pays at most its maxPrice a cell, and none when it names none.
+      if (sp.price > (p.maxPrice ?? 0n)) return fail('PriceAboveLimitError')
       price = sp.price * BigInt(p.w * p.h)
     }
     for (const other of m.parcels.values()) if (other.space === p.space && !disjoint(other, p)) return fail('ParcelOverlapError')
@@ -569,7 +571,7 @@ type Cmd = { sender: number, nonceDelta: number, fee: bigint, op:
   | { kind: 'transfer', to: number, amount: bigint }
   | { kind: 'mint', name: string }
   | { kind: 'asset-transfer', ref: number, to: number }
-  | { kind: 'claim', space: string, x: number, y: number, w: number, h: number }
+  | { kind: 'claim', space: string, x: number, y: number, w: number, h: number, maxPrice: bigint | null }
   | { kind: 'parcel-transfer', ref: number, to: number }
   | { kind: 'stake' | 'unstake', amount: bigint } }
 
@@ -581,7 +583,7 @@ const cmdArb: fc.Arbitrary<Cmd> = fc.record({
     { arbitrary: fc.record({ kind: fc.constant('transfer' as const), to: fc.nat({ max: 6 }), amount: fc.oneof(fc.bigInt({ min: 1n, max: 400n }), fc.bigInt({ min: 1500n, max: 6000n })) }), weight: 4 },
     fc.record({ kind: fc.constant('mint' as const), name: fc.constantFrom('hat', 'sword', 'cat') }),
     { arbitrary: fc.record({ kind: fc.constant('asset-transfer' as const), ref: fc.nat({ max: 30 }), to: fc.nat({ max: 6 }) }), weight: 2 },
-    { arbitrary: fc.record({ kind: fc.constant('claim' as const), space: fc.constantFrom(PLAZA.id, PLAZA.id, PLAZA.id, GARDEN.id, 'bafy-nowhere'), x: fc.nat({ max: 12 }), y: fc.nat({ max: 12 }), w: fc.integer({ min: 1, max: 5 }), h: fc.integer({ min: 1, max: 5 }) }), weight: 3 },
+    { arbitrary: fc.record({ kind: fc.constant('claim' as const), space: fc.constantFrom(PLAZA.id, PLAZA.id, PLAZA.id, GARDEN.id, 'bafy-nowhere'), x: fc.nat({ max: 12 }), y: fc.nat({ max: 12 }), w: fc.integer({ min: 1, max: 5 }), h: fc.integer({ min: 1, max: 5 }), maxPrice: fc.constantFrom(null, 2n, 3n, 3n, 5n) }), weight: 3 },
     { arbitrary: fc.record({ kind: fc.constant('parcel-transfer' as const), ref: fc.nat({ max: 30 }), to: fc.nat({ max: 6 }) }), weight: 2 },
     fc.record({ kind: fc.constantFrom('stake' as const, 'unstake' as const), amount: fc.oneof(fc.bigInt({ min: 1n, max: 1500n }), fc.bigInt({ min: 1000n, max: 4000n })) })
   )
@@ -600,7 +602,7 @@ async function toTx (m: Model, c: Cmd): Promise<Tx> {
     case 'transfer': op = { kind: 'transfer', to: dids[o.to], amount: o.amount }; break
     case 'mint': op = { kind: 'mint', content: CONTENT, name: o.name }; break
     case 'asset-transfer': op = { kind: 'asset-transfer', asset: pick([...m.assets.keys()], o.ref, 'bafy-no-such-asset'), to: dids[o.to] }; break
-    case 'claim': op = { ...o }; break
+    case 'claim': { const { maxPrice, ...rest } = o; op = { ...rest, ...(maxPrice != null ? { maxPrice } : {}) }; break }
     case 'parcel-transfer': op = { kind: 'parcel-transfer', parcel: pick([...m.parcels.keys()], o.ref, 'bafy-no-such-parcel'), to: dids[o.to] }; break
     default: op = { kind: o.kind, amount: o.amount }
   }

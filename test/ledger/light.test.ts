@@ -11,13 +11,14 @@ import { ed25519KeyFromSeed, type Ed25519Key } from '../../src/identity/ed25519.
 import { sha256 } from '../../src/identity/hash.ts'
 import { signVote } from '../../src/ledger/chain.ts'
 import {
-  blockHash, decodeAccountValue, genesisTrust, MAX_LIGHT_CLIENT_STEPS, validatorsHash, verifyHeaderAt, verifyLightClientProof,
+  blockHash, decodeAccountValue, genesisTrust, MAX_COMMIT_VOTES, MAX_LIGHT_CLIENT_STEPS, MAX_VALIDATORS, verifyHeaderCommit, validatorsHash, verifyHeaderAt, verifyLightClientProof,
   type BlockHeader, type SignedHeader, type TrustedSet, type Validator
 } from '../../src/ledger/light.ts'
 import { MerkleTree } from '../../src/ledger/merkle.ts'
 import { LedgerView, MAX_VALIDATOR_SETS_KEPT } from '../../src/ledger/view.ts'
 import type { LedgerComponents } from '../../src/ledger/types.ts'
 import * as dagCbor from '@ipld/dag-cbor'
+import { lightClient, MAX_WALLET_HEADER_FETCHES, MAX_WALLET_PROOFS } from '../../web/src/panels/wallet-verify.ts'
 
 const CHAIN = 'peerverse-light-test'
 const keys: Ed25519Key[] = Array.from({ length: 200 }, (_, i) => ed25519KeyFromSeed(sha256(`light-test-validator-${i}`)))
@@ -90,6 +91,97 @@ describe('light client', () => {
     await assert.rejects(verifyHeaderAt(g, 3, async () => ({ ...good, commit: [forged, ...good.commit.slice(1)] })), { name: 'InvalidCommitError' })
     await assert.rejects(verifyHeaderAt({ ...g, chain: 'another' }, 3, async () => good), { name: 'InvalidCommitError' })
     await assert.rejects(verifyHeaderAt(g, 4, async () => good), { name: 'InvalidCommitError' })
+  })
+
+  it(`refuses a commit of more than MAX_COMMIT_VOTES (${MAX_COMMIT_VOTES}) votes, and a set of more than MAX_VALIDATORS (${MAX_VALIDATORS}), before checking their signatures`, async () => {
+    const sh = await signed(3, [0, 1, 2])
+    // The same three valid votes over and over: each would cost a signature check.
+    const padded = Array.from({ length: MAX_COMMIT_VOTES + 1 }, (_, i) => sh.commit[i % 3])
+    assert.throws(() => verifyHeaderCommit(sh.header, padded, sh.validators), { name: 'InvalidCommitError', message: /votes/ })
+    verifyHeaderCommit(sh.header, padded.slice(0, MAX_COMMIT_VOTES), sh.validators)
+    const big = Array.from({ length: MAX_VALIDATORS + 1 }, (_, i) => i)
+    const wide = await signed(1, big, [0])
+    await assert.rejects(verifyHeaderAt(genesis([0, 1, 2]), 1, async () => wide), { name: 'InvalidCommitError', message: /validators/ })
+  })
+
+  it(`the wallet's check asks a lying peer at most MAX_WALLET_PROOFS (${MAX_WALLET_PROOFS}) proofs and MAX_WALLET_HEADER_FETCHES (${MAX_WALLET_HEADER_FETCHES}) headers`, async () => {
+    // A peer that lists many assets and answers each proof at another height: every height's
+    // header would be asked for and checked.
+    const asked: string[] = []
+    const stake = (i: number): { id: string, stake: string } => ({ id: did(i), stake: '10000' })
+    const api = {
+      get: async <T>(path: string): Promise<T> => {
+        asked.push(path)
+        if (path === '/api/v0/ledger/genesis') return { chain: CHAIN, accounts: [stake(0), stake(1), stake(2)] } as T
+        const proof = /key=([^&]+)/.exec(path)
+        if (proof != null) return { height: 1000 + asked.length, proof: { root: '00'.repeat(32), key: decodeURIComponent(proof[1]) } } as T
+        const height = Number(path.split('/').pop())
+        const sh = await signed(height, [0, 1, 2])
+        if (path.includes('/block/')) return { header: sh.header, commit: sh.commit.map(b => Buffer.from(b).toString('base64')) } as T
+        return { validators: sh.validators } as T
+      }
+    }
+    const client = lightClient(api as never)
+    const assets = Array.from({ length: 200 }, (_, i) => ({ id: `asset-${i}`, name: 'hat', content: 'bafy' }))
+    await assert.rejects(client.check(did(0), assets, []), { name: 'TooManyHeadersError' })
+    const headerAsks = asked.filter(p => p.includes('/block/')).length
+    assert.ok(headerAsks <= MAX_WALLET_HEADER_FETCHES, `${headerAsks} headers asked`)
+    // More listed than it proves: refused before a single proof is asked.
+    asked.length = 0
+    const many = Array.from({ length: MAX_WALLET_PROOFS }, (_, i) => ({ id: `asset-${i}`, name: 'hat', content: 'bafy' })) // with the account, one over
+    await assert.rejects(client.check(did(0), many, []), { name: 'TooManyToProveError' })
+    assert.equal(asked.filter(p => p.includes('/proof')).length, 0)
+  })
+
+  it('the wallet pins the chain it first checked: a peer answering for a chain of another name is GenesisChangedError', async (t) => {
+    // This browser's storage, for the wallet's check run here.
+    const stored = new Map<string, string>()
+    const g = globalThis as { localStorage?: unknown }
+    const before = g.localStorage
+    g.localStorage = { getItem: (k: string) => stored.get(k) ?? null, setItem: (k: string, v: string) => { stored.set(k, v) } }
+    t.after(() => { g.localStorage = before })
+    const peer = (chain: string, ids: number[]) => ({
+      get: async <T>(path: string): Promise<T> => {
+        if (path === '/api/v0/ledger/genesis') return { chain, accounts: ids.map(i => ({ id: did(i), stake: '10000' })) } as T
+        throw Object.assign(new Error('not served'), { name: 'NotServedError' })
+      }
+    })
+    // The honest peer: its chain is pinned on first sight (the check then stops at a proof it does not serve).
+    await assert.rejects(lightClient(peer(CHAIN, [0, 1, 2]) as never).check(did(0), [], []), { name: 'NotServedError' })
+    // A peer that renames the chain to bring validators of its own.
+    await assert.rejects(lightClient(peer(`${CHAIN}-other`, [7, 8, 9]) as never).check(did(0), [], []), { name: 'GenesisChangedError' })
+    await assert.rejects(lightClient(peer(CHAIN, [7, 8, 9]) as never).check(did(0), [], []), { name: 'GenesisChangedError' })
+  })
+
+  it("the wallet checks an asset's content and name and a parcel's place as the peer lists them (ProofMismatchError)", async (t) => {
+    const g = globalThis as { localStorage?: unknown }
+    const before = g.localStorage
+    g.localStorage = undefined
+    t.after(() => { g.localStorage = before })
+    const me = did(9)
+    const asset = { id: 'bafy-asset', name: 'hat', content: 'bafy-hat-model' }
+    const parcel = { id: 'bafy-parcel', space: 'bafy-plaza', x: 4, y: 5, w: 2, h: 3 }
+    const tree = new MerkleTree([
+      { key: `account/${me}`, value: dagCbor.encode([1234, 5, 0]) },
+      { key: `asset/${asset.id}`, value: dagCbor.encode([me, me, asset.content, asset.name, 2]) },
+      { key: `parcel/${parcel.id}`, value: dagCbor.encode([me, parcel.space, parcel.x, parcel.y, parcel.w, parcel.h]) }
+    ])
+    const sh = await signed(4, [0, 1, 2], [0, 1, 2], tree.root)
+    const api = {
+      get: async <T>(path: string): Promise<T> => {
+        if (path === '/api/v0/ledger/genesis') return { chain: CHAIN, accounts: [0, 1, 2].map(i => ({ id: did(i), stake: '10000' })) } as T
+        const key = /key=([^&]+)/.exec(path)
+        if (key != null) return { height: 4, proof: JSON.parse(JSON.stringify(tree.prove(decodeURIComponent(key[1])))) } as T
+        if (path.includes('/block/')) return { header: sh.header, commit: sh.commit.map(b => Buffer.from(b).toString('base64')) } as T
+        return { validators: sh.validators } as T
+      }
+    }
+    const client = lightClient(api as never)
+    assert.deepEqual(await client.check(me, [asset], [parcel]), { height: 4, balance: '1234' })
+    // The peer renames the asset, points it at other content, or moves the parcel.
+    for (const [assets, parcels] of [[[{ ...asset, name: 'crown' }], [parcel]], [[{ ...asset, content: 'bafy-evil-model' }], [parcel]], [[asset], [{ ...parcel, x: 40 }]], [[asset], [{ ...parcel, space: 'bafy-other' }]]] as const) {
+      await assert.rejects(client.check(me, [...assets], [...parcels]), { name: 'ProofMismatchError' })
+    }
   })
 
   it('pins the genesis set: another set for the same chain is GenesisChangedError', () => {

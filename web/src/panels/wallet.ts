@@ -6,7 +6,7 @@ import { debouncer } from '../events.ts'
 import type { Panel, Report } from '../panel.ts'
 import { shortDid, type Parcel } from '../scene.ts'
 import type { Store } from '../store.ts'
-import type { LightClient, WalletCheck } from './wallet-verify.ts'
+import type { LightClient, ListedAsset, ListedParcel, WalletCheck } from './wallet-verify.ts'
 
 /** How often and how long a pending transaction's status is asked for. */
 export const TX_POLL_MS = 1000
@@ -61,7 +61,7 @@ export function mountWallet (ctx: WalletContext): WalletPanel {
   }
 
   /** Checks what was just shown; only the latest check's outcome is shown. */
-  async function verify (b: { address: string, balance: string, height: number }, assets: string[], parcels: string[]): Promise<void> {
+  async function verify (b: { address: string, balance: string, height: number }, assets: ListedAsset[], parcels: ListedParcel[]): Promise<void> {
     const n = ++checks
     try {
       const { client, Mismatch } = await lightOf()
@@ -97,7 +97,7 @@ export function mountWallet (ctx: WalletContext): WalletPanel {
       $('parcels').replaceChildren(...(parcels.parcels.length === 0
         ? [h('li', { class: 'muted', text: 'no parcels' })]
         : parcels.parcels.map(p => h('li', { 'data-parcel': p.id, title: p.space, text: `parcel ${p.x},${p.y} ${p.w}×${p.h} in ${p.space === store.spaceId ? 'this space' : shortDid(p.space)}` }))))
-      await verify(b, assets.assets.map(a => a.id), parcels.parcels.map(p => p.id))
+      await verify(b, assets.assets, parcels.parcels)
     } catch (err) {
       if (!(err instanceof ApiError && err.code === 'PeerUnreachable')) report.showError('wallet', err)
     }
