@@ -191,15 +191,19 @@ describe('downloads that stop when asked', { timeout: 300_000 }, () => {
       const body = JSON.stringify({ cid: root.toString() })
       const headers = { 'content-type': 'application/json' }
       const controller = new AbortController()
+      // A fetch's answer starts with its first progress line, written once it waits on the
+      // download: both requests wait on it before one is aborted (a request still on its way
+      // when the other goes finds no download and rightly starts its own).
       const first = await downloader.api.raw('POST', '/api/v0/content/fetch', { body, headers, signal: controller.signal })
-      const second = downloader.api.raw('POST', '/api/v0/content/fetch', { body, headers })
+      const second = await downloader.api.raw('POST', '/api/v0/content/fetch', { body, headers })
       await waitFor('two blocks arrived', async () => seeder.sent === 2 && await fetched(downloader) === 2, 30_000)
+      assert.equal(seeder.opens, 1)
       controller.abort()
       await first.body?.cancel().catch(() => {})
-      await holdsFor('the session stays open for the other request', 1_000, () => seeder.open === 1)
+      // The one session is neither closed nor closed and opened again (which polling `open` alone could miss).
+      await holdsFor('the session stays open for the other request', 1_000, () => seeder.opens === 1 && seeder.open === 1)
       seeder.allow(Infinity)
-      const res = await second
-      const lines = (await res.text()).trim().split('\n').map(l => JSON.parse(l) as Record<string, unknown>)
+      const lines = (await second.text()).trim().split('\n').map(l => JSON.parse(l) as Record<string, unknown>)
       assert.equal(lines.at(-1)?.done, true, JSON.stringify(lines.at(-1)))
       const r = await downloader.api.raw('GET', `/content/${root.toString()}`)
       assert.equal(sha(new Uint8Array(await r.arrayBuffer())), sha(data))
