@@ -352,10 +352,13 @@ function browserPid (marker: string): number {
   return 0
 }
 
+/** Room for `ss`'s answer: every speaker's sockets on the machine are listed (about 2 KiB each). */
+const SS_MAX_BUFFER_BYTES = 64 * 1024 * 1024
+
 /** TCP bytes received per socket of a process (by local-remote address pair). */
 function tcpReceived (pid: number): Map<string, number> {
   const out = new Map<string, number>()
-  const text = execFileSync('ss', ['-tinpH']).toString()
+  const text = execFileSync('ss', ['-tinpH'], { maxBuffer: SS_MAX_BUFFER_BYTES }).toString()
   const lines = text.split('\n')
   for (let i = 0; i < lines.length; i++) {
     if (!lines[i].includes(`pid=${pid},`)) continue
