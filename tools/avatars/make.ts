@@ -26,6 +26,17 @@ export const VRM_LICENSE_URL = 'https://vrm.dev/licenses/1.0/'
 /** Version written in each file's VRM meta; raise it when the shapes change. */
 export const AVATAR_VERSION = '1.0.0'
 
+/** A generated avatar over one of the limits above. */
+export class AvatarLimitError extends Error {
+  override name = 'AvatarLimitError'
+}
+
+/** Throws AvatarLimitError when an avatar has too many triangles or bytes. */
+export function checkAvatarLimits (name: string, bytes: number, triangles: number): void {
+  if (triangles > MAX_AVATAR_TRIANGLES) throw new AvatarLimitError(`${name}: ${triangles} triangles, over ${MAX_AVATAR_TRIANGLES}`)
+  if (bytes > MAX_AVATAR_BYTES) throw new AvatarLimitError(`${name}: ${bytes} bytes, over ${MAX_AVATAR_BYTES}`)
+}
+
 /** A default avatar: its file name (without .vrm), display name and shape. */
 export interface AvatarDef {
   name: string
@@ -172,8 +183,7 @@ export async function makeAll (dir: string): Promise<Array<{ name: string, bytes
   const out = []
   for (const def of AVATARS) {
     const { bytes, triangles } = await makeAvatar(def)
-    if (triangles > MAX_AVATAR_TRIANGLES) throw new Error(`${def.name}: ${triangles} triangles, over ${MAX_AVATAR_TRIANGLES}`)
-    if (bytes.length > MAX_AVATAR_BYTES) throw new Error(`${def.name}: ${bytes.length} bytes, over ${MAX_AVATAR_BYTES}`)
+    checkAvatarLimits(def.name, bytes.length, triangles)
     await writeFile(join(dir, `${def.name}.vrm`), bytes)
     out.push({ name: def.name, bytes: bytes.length, triangles })
   }
