@@ -2,7 +2,7 @@
  * The project's default avatars (web/assets/avatars, made by tools/avatars/make.ts): each file is
  * valid glTF, a VRM 1.0 with every required humanoid bone and a CC0 licence in its meta, within
  * the size limits, stands on y = 0 at a person's height, loads with three's GLTFLoader and the VRM
- * plugin, and is exactly what the generator makes now (so the committed files cannot drift).
+ * plugin (with blink and open-mouth expressions), and is exactly what the generator makes now (so the committed files cannot drift).
  * Also: web/src/avatars/defaults.ts names every file and picks one per did stably, and the peer
  * serves a .vrm with a glTF type under its CSP.
  */
@@ -147,6 +147,8 @@ describe('default avatar files', () => {
       assert.equal(vrm.meta.metaVersion, '1')
       assert.equal(vrm.meta.name, def.title)
       for (const bone of REQUIRED_BONES) assert.ok(vrm.humanoid.getRawBoneNode(bone as 'hips') != null, `${def.name}: ${bone}`)
+      const expressions = vrm.expressionManager?.expressions.map((e: { expressionName: string }) => e.expressionName) ?? []
+      for (const name of ['blink', 'blinkLeft', 'blinkRight', 'aa']) assert.ok(expressions.includes(name), `${def.name}: expression ${name}`)
       let skinned = 0
       vrm.scene.traverse((o: Object3D) => { if ((o as { isSkinnedMesh?: boolean }).isSkinnedMesh === true) skinned++ })
       assert.equal(skinned, 1, `${def.name}: one skinned mesh`)
