@@ -18,6 +18,11 @@ import {
   ModelTooLargeError, MODEL_LOAD_TIMEOUT_MS
 } from './limits.ts'
 
+/**
+ * The Basis transcoder's worker as a file of the client (vite.config.ts writes it), served with a
+ * CSP of its own: the transcoder evaluates strings, which the page's CSP does not allow.
+ */
+export const KTX2_WORKER_URL = '/basis/ktx2-worker.js'
 /** Bytes of an external image we read to learn its size. */
 const IMAGE_HEAD_BYTES = 64 * 1024
 
@@ -188,7 +193,7 @@ export class ModelLoader {
     if (this.ktx2 == null && this.renderer != null) {
       // No transcoder path: KTX2Loader names its transcoder by `new URL(..., import.meta.url)`, which
       // vite ships as hashed assets beside the bundle.
-      this.ktx2 = new KTX2Loader(this.manager).detectSupport(this.renderer)
+      this.ktx2 = new WorkerFileKTX2Loader(this.manager).detectSupport(this.renderer)
     }
     return this.ktx2
   }
@@ -197,6 +202,23 @@ export class ModelLoader {
   dispose (): void {
     this.ktx2?.dispose()
     this.ktx2 = undefined
+  }
+}
+
+/** KTX2Loader whose workers start from KTX2_WORKER_URL rather than a blob: URL of the same code. */
+class WorkerFileKTX2Loader extends KTX2Loader {
+  override init (): Promise<void> {
+    const self = this as unknown as { transcoderPending?: Promise<void>, workerSourceURL: string }
+    const first = self.transcoderPending == null
+    const pending = super.init() as Promise<void>
+    if (first) {
+      // Workers are made on first use, from workerSourceURL as it is then.
+      self.transcoderPending = pending.then(() => {
+        if (self.workerSourceURL.startsWith('blob:')) URL.revokeObjectURL(self.workerSourceURL)
+        self.workerSourceURL = new URL(KTX2_WORKER_URL, location.origin).href
+      })
+    }
+    return self.transcoderPending as Promise<void>
   }
 }
 
