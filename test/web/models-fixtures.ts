@@ -9,6 +9,7 @@ import { ALL_EXTENSIONS, KHRTextureBasisu } from '@gltf-transform/extensions'
 import { meshopt } from '@gltf-transform/functions'
 import { createDefaultContainer, KHR_DF_MODEL_UASTC, KHR_DF_TRANSFER_SRGB, VK_FORMAT_R8G8B8A8_SRGB, VK_FORMAT_UNDEFINED, write as writeKtx } from 'ktx-parse'
 import { MeshoptDecoder, MeshoptEncoder } from 'meshoptimizer'
+import { seededBytes } from '../helpers/random.ts'
 
 const CRC_TABLE = (() => {
   const t = new Uint32Array(256)
@@ -35,15 +36,17 @@ function pngChunk (type: string, data: Buffer): Buffer {
   return Buffer.concat([len, body, crc])
 }
 
-/** A valid RGBA PNG of one colour. */
-export function png (width: number, height: number, rgba: [number, number, number, number] = [200, 80, 40, 255]): Uint8Array {
+/** A valid RGBA PNG of one colour, or of seeded noise (which does not compress) when `noise` is given. */
+export function png (width: number, height: number, rgba: [number, number, number, number] = [200, 80, 40, 255], noise?: number): Uint8Array {
   const ihdr = Buffer.alloc(13)
   ihdr.writeUInt32BE(width, 0)
   ihdr.writeUInt32BE(height, 4)
   ihdr.set([8, 6, 0, 0, 0], 8)
   const row = Buffer.alloc(1 + width * 4)
   for (let x = 0; x < width; x++) row.set(rgba, 1 + x * 4)
-  const raw = Buffer.concat(Array.from({ length: height }, () => row))
+  const raw = noise == null
+    ? Buffer.concat(Array.from({ length: height }, () => row))
+    : Buffer.concat(Array.from({ length: height }, (_, y) => Buffer.concat([Buffer.from([0]), seededBytes(width * 4, noise + y)])))
   return Buffer.concat([Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]), pngChunk('IHDR', ihdr), pngChunk('IDAT', deflateSync(raw)), pngChunk('IEND', Buffer.alloc(0))])
 }
 
