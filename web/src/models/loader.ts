@@ -94,6 +94,15 @@ export class ModelLoader {
     return await this.stream(res, resourcePath, opts)
   }
 
+  /**
+   * A model already in memory (a default avatar shipped with the client, say): the same checks
+   * and parse; relative URIs of a .gltf resolve against `resourcePath`.
+   */
+  async loadBytes (bytes: Uint8Array, resourcePath = '/', opts: LoadOptions = {}): Promise<LoadedModel> {
+    if (bytes.length > MAX_MODEL_BYTES) throw new ModelTooLargeError(`model is ${bytes.length} bytes, over ${MAX_MODEL_BYTES}`)
+    return await this.finish(bytes, detectFormat(bytes, true) as ModelFormat, undefined, resourcePath, opts)
+  }
+
   private async get (url: string, signal?: AbortSignal): Promise<Response> {
     const res = await fetch(url, { headers: { authorization: `Bearer ${this.token}` }, signal })
     if (!res.ok) {
@@ -145,7 +154,10 @@ export class ModelLoader {
   private async finish (bytes: Uint8Array, format: ModelFormat, layout: GlbLayout | undefined, resourcePath: string, opts: LoadOptions): Promise<LoadedModel> {
     let json: GltfJson
     if (format === 'glb') {
-      layout ??= readGlbPrefix(bytes, true) as GlbLayout
+      if (layout == null) {
+        layout = readGlbPrefix(bytes, true) as GlbLayout
+        checkGltf(layout.json, layout.binLength)
+      }
       json = layout.json
     } else {
       json = parseJson(bytes)
