@@ -95,6 +95,17 @@ export class ModelLoader {
   }
 
   /**
+   * A model file of the client itself (a default avatar, by the URL the bundle gives it): the
+   * same streaming, checks and stages; relative URIs resolve beside it.
+   */
+  async loadUrl (url: string, opts: LoadOptions = {}): Promise<LoadedModel> {
+    const u = new URL(url, location.origin)
+    if (u.origin !== location.origin) throw new ModelFetchError('models load from this page\'s peer only')
+    const res = await this.get(u.href, opts.signal)
+    return await this.stream(res, u.pathname.replace(/[^/]*$/, ''), opts)
+  }
+
+  /**
    * A model already in memory (a default avatar shipped with the client, say): the same checks
    * and parse; relative URIs of a .gltf resolve against `resourcePath`.
    */
