@@ -14,7 +14,7 @@ import {
   type ModelFormat, modelBounds, parseJson, readGlbPrefix, stripToGeometry
 } from './gltf.ts'
 import {
-  MAX_MODEL_BYTES, MAX_MODEL_JSON_BYTES, ModelError, ModelFetchError, ModelJsonTooLargeError, ModelLoadTimeoutError,
+  MalformedModelError, MAX_MODEL_BYTES, MAX_MODEL_JSON_BYTES, ModelError, ModelFetchError, ModelJsonTooLargeError, ModelLoadTimeoutError,
   ModelTooLargeError, MODEL_LOAD_TIMEOUT_MS
 } from './limits.ts'
 
@@ -132,7 +132,6 @@ export class ModelLoader {
     let layout: GlbLayout | undefined
     let cut: number | undefined
     let full = false
-    const geometry: Array<Promise<void>> = []
     const bytes = await readAll(res, MAX_MODEL_BYTES, opts, (view, complete) => {
       format ??= detectFormat(view, complete)
       if (format === 'gltf' && view.length > MAX_MODEL_JSON_BYTES) throw new ModelJsonTooLargeError(`glTF JSON is over ${MAX_MODEL_JSON_BYTES} bytes`)
@@ -145,13 +144,15 @@ export class ModelLoader {
         if (b != null) opts.onStage?.({ stage: 'bounds', box: new Box3(new Vector3(...b.min), new Vector3(...b.max)) })
         cut = geometryCut(layout.json, layout)
       }
+      if (complete && view.length < layout.length) throw new MalformedModelError(`GLB is ${view.length} bytes, its header says ${layout.length}`)
       if (cut != null && view.length >= cut && !complete && opts.onStage != null) {
         const glb = stripToGeometry(layout.json, layout, view, cut)
         cut = undefined
-        geometry.push(this.parse(glb.buffer as ArrayBuffer, resourcePath, opts).then(m => {
+        // Parsed beside the download; dropped if the full model is there first.
+        void this.parse(glb.buffer as ArrayBuffer, resourcePath, opts).then(m => {
           if (full) m.dispose()
           else opts.onStage?.({ stage: 'geometry', scene: m.scene })
-        }, () => {}))
+        }, () => {})
       }
     })
     try {
