@@ -44,33 +44,42 @@ async function height (p: CliPeer): Promise<number> {
   return (await p.api.request<{ height: number }>('GET', '/api/v0/ledger/status')).height
 }
 
-describe('land and minting in the browser, two peers and two pages', { timeout: 300_000, skip: existsSync(CHROMIUM) ? false : `no Chromium at ${CHROMIUM}` }, () => {
+describe('land and minting in the browser, two peers and two pages', { timeout: 480_000, skip: existsSync(CHROMIUM) ? false : `no Chromium at ${CHROMIUM}` }, () => {
   let a: CliPeer, b: CliPeer
   let browser: Browser
   let pa: Page, pb: Page
   let didA = '', didB = '', space = ''
+  let funded: Promise<unknown>
+  let launched: Promise<Browser> | undefined
   const problems: string[] = []
 
   before(async () => {
-    a = await set.start()
-    b = await set.start({ bootstrap: [a.addr], extra: ['--genesis', join(a.dataDir, 'genesis.json')] })
-    didA = a.ready.did
-    didB = b.ready.did
-    browser = await chromium.launch({
+    launched = chromium.launch({
       executablePath: CHROMIUM,
       headless: true,
       args: ['--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update', '--disable-sync', '--no-first-run', '--use-angle=swiftshader', '--enable-unsafe-swiftshader']
     })
+    a = await set.start()
+    b = await set.start({ bootstrap: [a.addr], extra: ['--genesis', join(a.dataDir, 'genesis.json')] })
+    didA = a.ready.did
+    didB = b.ready.did
+    // B pays fees from the devnet's faucet (A, whose peer made the chain, holds funds already);
+    // the pages load meanwhile, and the first claim waits for it.
+    const faucet = await b.api.request<{ id: string }>('POST', '/api/v0/ledger/faucet', {})
+    funded = waitFor('the faucet transfer to B', async () => (await b.api.request<{ status: string }>('GET', `/api/v0/ledger/tx/${faucet.id}`)).status === 'committed', 60_000, 200)
+    funded.catch(() => {})
+    browser = await launched
     const open = async (name: string): Promise<Page> => {
       const page = await (await browser.newContext({ viewport: { width: 1280, height: 800 } })).newPage()
       page.on('pageerror', err => { problems.push(`${name}: ${err.message}`) })
+      page.setDefaultTimeout(WAIT.timeout)
       return page
     }
     ;[pa, pb] = await Promise.all([open('A'), open('B')])
   })
 
   after(async () => {
-    await browser?.close()
+    await (browser ?? await launched?.catch(() => undefined))?.close()
     await set.cleanup()
   })
 
@@ -82,9 +91,6 @@ describe('land and minting in the browser, two peers and two pages', { timeout: 
   })
 
   it("a claim in A's space without a grant is refused everywhere; with A's grant it is final on both pages", async () => {
-    // B pays fees from the devnet's faucet; A, whose peer made the chain, holds funds already.
-    const faucet = await b.api.request<{ id: string }>('POST', '/api/v0/ledger/faucet', {})
-    await waitFor('the faucet transfer to B', async () => (await b.api.request<{ status: string }>('GET', `/api/v0/ledger/tx/${faucet.id}`)).status === 'committed', 60_000, 200)
     assert.ok(BigInt((await a.api.request<{ balance: string }>('GET', '/api/v0/ledger/balance')).balance) > 0n)
 
     await pa.goto(urlOf(a))
@@ -104,22 +110,19 @@ describe('land and minting in the browser, two peers and two pages', { timeout: 
     await pb.goto(urlOf(b) + new URL(await linkOf(pa)).hash)
     await pb.waitForFunction(id => (window as any).peerverse.space() === id && (window as any).peerverse.land().owner != null, space, WAIT)
     assert.equal(await pb.isVisible('#land-owner'), false, 'no owner tools for B')
-    await pa.waitForFunction(d => (window as any).peerverse.avatars().some((m: { did: string }) => m.did === d), didB, WAIT)
 
     // Malformed input is refused in the page by name, and nothing is signed.
-    await fillRect(pb, 'land', { ...RECT, w: '1.5' })
-    await pb.click('#land-claim')
-    await pb.waitForSelector('#errors [data-code="InvalidParcelError"]', WAIT)
-    await fillRect(pb, 'land', { ...RECT, w: MAX_PARCEL_SIDE + 1 })
-    await pb.click('#land-claim')
-    await pb.waitForSelector('#errors [data-code="ParcelTooLargeError"]', WAIT)
-    await fillRect(pb, 'land', { ...RECT, x: 254 })
-    await pb.click('#land-claim')
-    await pb.waitForSelector('#errors [data-code="OutsideSpaceError"]', WAIT)
+    await fillRect(pb, 'land', RECT)
+    for (const [field, value, error] of [['w', '1.5', 'InvalidParcelError'], ['w', String(MAX_PARCEL_SIDE + 1), 'ParcelTooLargeError'], ['x', '254', 'OutsideSpaceError']] as const) {
+      await pb.fill(`#land-${field}`, value)
+      await pb.click('#land-claim')
+      await pb.waitForSelector(`#errors [data-code="${error}"]`, WAIT)
+      await pb.fill(`#land-${field}`, String(RECT[field]))
+    }
     assert.equal(await pb.locator('#land-tx li').count(), 0, 'nothing was submitted')
 
     // Without a grant: the page says the ledger will refuse, B claims anyway, and the ledger does.
-    await fillRect(pb, 'land', RECT)
+    await funded
     assert.equal(await pb.getAttribute('#land-cost', 'data-state'), 'refused')
     await pb.click('#land-claim')
     await pb.waitForSelector('#land-tx li[data-kind="claim"][data-status="rejected"][data-error="NotGrantedError"]', WAIT)
@@ -162,6 +165,34 @@ describe('land and minting in the browser, two peers and two pages', { timeout: 
     const onA = await a.api.request<LandAnswer>('GET', `/api/v0/ledger/land/${encodeURIComponent(space)}`)
     assert.deepEqual(onA.parcels.map(p => p.owner), [didB])
     await pb.waitForSelector('#parcels li[data-parcel]', { ...WAIT, state: 'attached' })
+  })
+
+  it("the owner sells at a price and revokes the grant: a claim over B's max price is refused, at it the owner is paid", async () => {
+    await pa.fill('#land-price-input', '3')
+    await pa.click('#land-price-send')
+    await pa.click(`#land-grants li[data-grantee="${didB}"] button[data-revoke]`)
+    for (const kind of ['land-price', 'land-revoke']) await pa.waitForSelector(`#land-tx li[data-kind="${kind}"][data-status="committed"]`, WAIT)
+    await pb.waitForFunction(() => { const l = (window as any).peerverse.land(); return l.price === '3' && l.grants.length === 0 }, null, WAIT)
+    assert.equal(await pb.textContent('#land-price'), '3 a cell')
+    assert.equal(await pb.inputValue('#land-max-price'), '3', 'the max price B agrees to follows the price shown')
+    await fillRect(pb, 'land', { x: 100, y: 100, w: 2, h: 2 })
+    assert.equal(await pb.getAttribute('#land-cost', 'data-state'), 'price')
+    assert.match((await pb.textContent('#land-cost'))!, /\b12 to the owner/)
+
+    await pb.fill('#land-max-price', '2')
+    await pb.click('#land-claim')
+    await pb.waitForSelector('#land-tx li[data-kind="claim"][data-status="rejected"][data-error="PriceAboveLimitError"]', WAIT)
+    await pb.waitForSelector('#errors [data-code="PriceAboveLimitError"]', WAIT)
+
+    const balance = async (p: CliPeer): Promise<bigint> => BigInt((await p.api.request<{ balance: string }>('GET', '/api/v0/ledger/balance')).balance)
+    const [beforeA, beforeB] = [await balance(a), await balance(b)]
+    await pb.fill('#land-max-price', '3')
+    await pb.click('#land-claim')
+    await pb.waitForFunction(() => document.querySelectorAll('#land-tx li[data-kind="claim"][data-status="committed"]').length === 2, null, WAIT)
+    // 2 x 2 cells at 3: B pays 12 and the fee (1); A, the devnet's only validator, gets both.
+    await waitFor('B\'s payment for the parcel', async () => await balance(b) === beforeB - 13n, 30_000, 200)
+    assert.equal(await balance(a), beforeA + 13n)
+    await pa.waitForFunction(d => (window as any).peerverse.land().parcels.filter((p: Parcel) => p.owner === d).length === 2, didB, WAIT)
   })
 
   it("B's page mints an asset from a file added through its peer, and B's wallet lists it", async () => {

@@ -275,8 +275,10 @@ export function mountLand (ctx: LandContext): LandPanel {
         api.get<{ height: number }>('/api/v0/ledger/status')
       ])
       if (store.spaceId !== id) return
-      land = answer
       height = status.height
+      // A block that changed nothing here leaves the lists as they are (no churn under the pointer).
+      if (land != null && JSON.stringify(answer) === JSON.stringify(land)) return
+      land = answer
       render()
     } catch (err) {
       if (!(err instanceof ApiError && err.code === 'PeerUnreachable')) report.showError('land', err)
@@ -418,7 +420,7 @@ export function mountLand (ctx: LandContext): LandPanel {
     land = null
     render()
   })
-  store.on('people', renderPeople)
+  store.on('people', render)
   render()
 
   return {
