@@ -172,7 +172,8 @@ export function mountLand (ctx: LandContext): LandPanel {
     h('div', { class: 'row' }, grantPerson, grantTo),
     h('div', { class: 'row land-rect' }, grantRect.x, grantRect.y, grantRect.w, grantRect.h, button('land-grant-send', 'Grant')))
   const priceInput = input('land-price-input', { placeholder: 'price a cell', inputmode: 'numeric', 'aria-label': 'price a cell' })
-  const priceForm = h('form', { id: 'land-price-form', class: 'row' }, priceInput, button('land-price-send', 'Set price'), button('land-price-clear', 'Not for sale', 'button'))
+  const priceClear = button('land-price-clear', 'Not for sale', 'button')
+  const priceForm = h('form', { id: 'land-price-form', class: 'row' }, priceInput, button('land-price-send', 'Set price'), priceClear)
   const ownerBox = h('div', { id: 'land-owner', 'data-testid': 'land-owner', hidden: true },
     h('p', { class: 'small muted', text: 'Owner of this space: grant land to a person, or sell it at a price a cell (paid to you).' }), grantForm, priceForm)
 
@@ -199,7 +200,7 @@ export function mountLand (ctx: LandContext): LandPanel {
   function fillHere (rect: Record<'x' | 'y' | 'w' | 'h', HTMLInputElement>): void {
     const g = grid() ?? { width: 256, depth: 256 }
     const side = Math.min(DEFAULT_CLAIM_SIDE, g.width, g.depth)
-    const at = (v: number, max: number): number => Math.max(0, Math.min(max - side, Math.floor(v) - side / 2))
+    const at = (v: number, max: number): number => Math.max(0, Math.min(max - side, Math.floor(v) - Math.floor(side / 2)))
     rect.x.value = String(at(view.me.position[0], g.width))
     rect.y.value = String(at(view.me.position[2], g.depth))
     rect.w.value = rect.h.value = String(side)
@@ -390,7 +391,7 @@ export function mountLand (ctx: LandContext): LandPanel {
     const price = checked('price', () => parsePrice(priceInput.value))
     if (price != null) setPrice(price)
   })
-  document.getElementById('land-price-clear')?.addEventListener('click', () => { setPrice(0n) })
+  priceClear.addEventListener('click', () => { setPrice(0n) })
 
   mintFile.addEventListener('change', () => {
     const file = mintFile.files?.[0]
