@@ -52,6 +52,7 @@ import { MAX_TXS_PER_SENDER } from '../src/ledger/mempool.ts'
 import { COMMIT_PAUSE_MS, MAX_TXS_PER_BLOCK } from '../src/ledger/service.ts'
 import type { Genesis } from '../src/ledger/state.ts'
 import { decodeTx, signTx } from '../src/ledger/tx.ts'
+import type { HeightRecord } from '../src/ledger/height-record.ts'
 import { seeded } from './lib.ts'
 
 const ROOT = resolve(import.meta.dirname, '..')
@@ -83,7 +84,7 @@ const SUBMIT_BATCH = MAX_API_SUBMIT_BATCH_TXS
 const TICK_MS = SUBMIT_MODE === 'batch' ? 20 : 5
 /** How long each Ed25519 measurement runs. */
 const VERIFY_MS = 2_000
-const START_DEADLINE_MS = 60_000
+const START_DEADLINE_MS = 180_000
 
 const SEED = Number(process.env.BENCH_SEED ?? 1)
 const PROFILE = process.env.BENCH_PROFILE === '1'
@@ -142,6 +143,8 @@ interface Validator {
   stderr: string
   /** performance.now() at which this validator announced each height. */
   commits: Map<number, number>
+  /** What this validator recorded of each height (rounds, timeouts, proposal size and times). */
+  records: Map<number, HeightRecord>
 }
 
 async function startValidator (index: number, dataDir: string, genesisPath: string, bootstrap: string[], profileDir?: string): Promise<Validator> {
@@ -176,7 +179,8 @@ async function startValidator (index: number, dataDir: string, genesisPath: stri
     index, proc, dataDir, did: ready.did, addr, url: info.url, token: info.token,
     agent: new Agent({ keepAlive: true, maxSockets: SOCKETS_PER_VALIDATOR }),
     get stderr () { return stderr },
-    commits: new Map()
+    commits: new Map(),
+    records: new Map()
   }
   return v
 }
@@ -214,10 +218,11 @@ async function listen (v: Validator, onBlock: (v: Validator, height: number, txs
     // Other events come this way too: skip all but block announcements before parsing, so this
     // process takes less of the cores the validators share.
     if (!data.subarray(0, 32).toString().startsWith('{"type":"ledger:block"')) return
-    let evt: { type?: string, height?: number, txs?: number }
+    let evt: { type?: string, height?: number, txs?: number, record?: HeightRecord }
     try { evt = JSON.parse(data.toString()) } catch { return }
     if (evt.type === 'ledger:block' && typeof evt.height === 'number') {
       v.commits.set(evt.height, at)
+      if (evt.record != null) v.records.set(evt.height, evt.record)
       onBlock(v, evt.height, evt.txs ?? 0)
     }
   })
@@ -374,7 +379,7 @@ async function main (): Promise<void> {
 
     // Block contents: fetched once per height from the first validator to announce it.
     const fetched = new Set<number>()
-    const blockQueue: Array<{ v: Validator, height: number }> = []
+    const blockQueue: Array<{ v: Validator, height: number, tries?: number }> = []
     let fetching = false
     const blockTxs = new Map<number, number>()
     const pump = async (): Promise<void> => {
@@ -382,7 +387,7 @@ async function main (): Promise<void> {
       fetching = true
       try {
         while (blockQueue.length > 0) {
-          const { v, height } = blockQueue.shift()!
+          const { v, height, tries = 0 } = blockQueue.shift()!
           try {
             const res = await api<{ txs: string[] }>(v, 'GET', `/api/v0/ledger/block/${height}`)
             if (res.status !== 200) throw new Error(`status ${res.status}`)
@@ -393,7 +398,9 @@ async function main (): Promise<void> {
             }
           } catch (err) {
             progress(`block ${height} from validator ${v.index}: ${(err as Error).message}`)
-            fetched.delete(height)
+            // A keep-alive socket the server closed: ask again (a few times).
+            if (tries < 3) blockQueue.push({ v, height, tries: tries + 1 })
+            else fetched.delete(height)
           }
         }
       } finally {
@@ -516,6 +523,46 @@ async function main (): Promise<void> {
       const row = { rate: step.rate, committed: committedRate, p50: percentile(lat, 50), p99: percentile(lat, 99) }
       const within = (r: typeof row): boolean => r.p50 < TARGET_P50_MS
       if (Number.isFinite(committedRate) && (best == null || (within(row) && !within(best)) || (within(row) === within(best) && committedRate > best.committed))) best = row
+    }
+    out()
+    out('   Per-height records (every validator\'s ledger:block record; a height counts its most rounds and every timeout any validator saw):')
+    out('   offered  heights  rounds/height  timed out  propose  prevote  precommit   proposal ms p50/max   to-commit ms p50/max   build ms max  check ms max  mempool max')
+    const worst: string[] = []
+    for (const step of steps.slice(0, stepCpu.length)) {
+      const hs = [...new Set(step.txs.filter(t => t.height != null).map(t => t.height!))]
+      if (hs.length === 0) continue
+      const lo = Math.min(...hs)
+      const hi = Math.max(...hs)
+      const rows: Array<{ h: number, recs: HeightRecord[] }> = []
+      for (let h = lo; h <= hi; h++) rows.push({ h, recs: vals.map(v => v.records.get(h)).filter((r): r is HeightRecord => r != null) })
+      const per = rows.filter(r => r.recs.length > 0).map(({ h, recs }) => ({
+        h,
+        rounds: Math.max(...recs.map(r => r.rounds)),
+        propose: recs.reduce((n, r) => n + r.timeouts.propose, 0),
+        prevote: recs.reduce((n, r) => n + r.timeouts.prevote, 0),
+        precommit: recs.reduce((n, r) => n + r.timeouts.precommit, 0),
+        proposalAt: Math.max(...recs.map(r => r.proposalAtMs)),
+        toCommit: Math.max(...recs.map(r => r.proposalToCommitMs)),
+        heightMs: Math.max(...recs.map(r => r.heightMs)),
+        build: Math.max(...recs.map(r => r.buildMs)),
+        check: Math.max(...recs.map(r => r.checkMs)),
+        mempool: Math.max(...recs.map(r => r.mempool)),
+        txs: recs[0].txs,
+        bytes: Math.max(...recs.map(r => r.proposalBytes)),
+        proposals: recs.map(r => r.proposals.join(' ')).join(' | '),
+        slow: recs.map(r => r.slowest == null ? '' : `${r.slowest.step}/${r.slowest.wait}/${r.slowest.write}`).join(' | ')
+      }))
+      if (per.length === 0) continue
+      const timedOut = per.filter(r => r.propose + r.prevote + r.precommit > 0).length
+      const sum = (k: 'propose' | 'prevote' | 'precommit'): number => per.reduce((n, r) => n + (r[k] > 0 ? 1 : 0), 0)
+      out(`   ${pad(fmt(step.rate), 7)}  ${pad(fmt(per.length), 7)}  ${pad(fmt(per.reduce((n, r) => n + r.rounds, 0) / per.length, 2), 13)}  ${pad(fmt(100 * timedOut / per.length, 0) + ' %', 9)}  ${pad(fmt(sum('propose')), 7)}  ${pad(fmt(sum('prevote')), 7)}  ${pad(fmt(sum('precommit')), 9)}   ${pad(`${fmt(percentile(per.map(r => r.proposalAt), 50))}/${fmt(Math.max(...per.map(r => r.proposalAt)))}`, 20)}   ${pad(`${fmt(percentile(per.map(r => r.toCommit), 50))}/${fmt(Math.max(...per.map(r => r.toCommit)))}`, 20)}   ${pad(fmt(Math.max(...per.map(r => r.build))), 11)}  ${pad(fmt(Math.max(...per.map(r => r.check))), 12)}  ${pad(fmt(Math.max(...per.map(r => r.mempool))), 11)}`)
+      for (const r of [...per].sort((a, b) => b.heightMs - a.heightMs).slice(0, 3)) {
+        worst.push(`   ${pad(fmt(step.rate), 7)}  h${r.h}: ${fmt(r.heightMs)} ms, rounds ${r.rounds}, timeouts propose/prevote/precommit ${r.propose}/${r.prevote}/${r.precommit}, ${fmt(r.txs)} txs ${fmt(r.bytes)} B, proposal at ${fmt(r.proposalAt)} ms, to commit ${fmt(r.toCommit)} ms, build ${fmt(r.build)} check ${fmt(r.check)} ms, mempool ${fmt(r.mempool)}; proposals seen (round:txs) ${r.proposals}; slowest step/queue wait/write ms ${r.slow}`)
+      }
+    }
+    if (worst.length > 0) {
+      out('   Slowest heights of each step (the timeout counts add every validator\'s):')
+      for (const w of worst) out(w)
     }
     // Work per transaction does not depend on what else shares the cores (the rates above do).
     out(`   validator CPU per committed tx (4 validators together): ${steps.slice(0, stepCpu.length).map((step, i) => `${fmt(step.rate)}: ${fmt(stepValidatorCpu[i] * 1000 / Math.max(1, step.txs.filter(t => t.height != null).length), 2)} ms`).join(', ')}`)

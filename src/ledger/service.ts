@@ -37,6 +37,7 @@ import { Executions } from './executions.ts'
 import { BlockSync, decodeSyncFrame, encodeSyncFrame, SYNC_INTERVAL_MS } from './sync.ts'
 import { TxChannel } from './tx-channel.ts'
 import { LedgerIntake } from './intake.ts'
+import { HeightRecorder } from './height-record.ts'
 import { evidenceHeightKept, ledgerTopic, MAX_EVIDENCE_AGE_HEIGHTS } from './wire.ts'
 
 const log = logger('peerverse:ledger')
@@ -99,6 +100,8 @@ export class LedgerService extends LedgerIntake {
   private lastBlockTime = 0
   /** performance.now() of our last commit (or of start): see the sync timer. */
   private lastProgress = -Infinity
+  /** What happens at the height being decided (in each `ledger:block` event). */
+  private readonly record = new HeightRecorder()
 
   constructor (init: LedgerInit, components: LedgerComponents) {
     super(components, init.persistRetryMs ?? PERSIST_RETRY_MS)
@@ -245,7 +248,13 @@ export class LedgerService extends LedgerIntake {
 
   /** Runs one step at a time: consensus input, commits and syncs never interleave. */
   private serial (fn: () => Promise<void>): Promise<void> {
-    const next = this.busy.then(fn, fn)
+    const queued = performance.now()
+    const timed = async (): Promise<void> => {
+      const t0 = performance.now()
+      this.record.took('wait', t0 - queued)
+      try { await fn() } finally { this.record.took('step', performance.now() - t0) }
+    }
+    const next = this.busy.then(timed, timed)
     this.busy = next.catch(err => { log.error('ledger step failed: %s', (err as Error).message) })
     return next
   }
@@ -275,6 +284,7 @@ export class LedgerService extends LedgerIntake {
     this.consensus = restored
       ? Consensus.fromJSON(wal.snapshot as never)
       : new Consensus({ self: this.c.identity.did, validators: this.state.validators, height, timeouts: this.settings.timeouts })
+    this.record.start(this.mempool.size)
     // A restored machine gossips its own messages again (the same signed bytes: Ed25519
     // signatures are deterministic; held again, our precommit can go in a restored commit), then
     // re-arms what the crash lost.
@@ -333,6 +343,7 @@ export class LedgerService extends LedgerIntake {
         const hash = blockHash(built.block.header)
         this.proposed.set(hash, built.block)
         this.executed.remember(hash, this.state, built)
+        this.record.proposal(hash, action.round, built.block.txs.length, 0, performance.now() - t0, true)
         log('built block %d/%d: %d txs (%d left out) in %d ms', action.height, action.round, built.block.txs.length, built.skipped.length, Math.round(performance.now() - t0))
         await this.run(consensus.step({ type: 'value-ready', height: action.height, round: action.round, value: hash }))
         return
@@ -366,6 +377,8 @@ export class LedgerService extends LedgerIntake {
             if (this.consensus !== consensus || !this.started) return
             // A round that timed out may have lost messages on the way: send ours of this height again.
             this.messages.resend()
+            const { round, step } = consensus.state
+            if (round === action.round && (action.step === 'precommit' || step === action.step)) this.record.timeout(action.step)
             await this.run(consensus.step({ type: 'timeout', step: action.step, height: action.height, round: action.round }))
           })
         }, action.ms)
@@ -394,7 +407,7 @@ export class LedgerService extends LedgerIntake {
             return
           }
         }
-        await this.commitBlock({ block, commit }, true)
+        await this.commitBlock({ block, commit }, true, action.round)
         // For followers: one copy per block, from its proposer (every validator sending its own
         // copy multiplied the largest message on the wire). A follower that misses it syncs.
         if (block.header.proposer === did) void this.c.gossip.publish(ledgerTopic(this.chainId, 'blocks'), encodeSyncFrame({ block, commit })).catch(() => {})
@@ -467,6 +480,7 @@ export class LedgerService extends LedgerIntake {
             try {
               const t0 = performance.now()
               this.executed.of(p.value, p.blockValue, this.state)
+              this.record.proposal(p.value, p.round, p.blockValue.txs.length, bytes.length, performance.now() - t0, false)
               log('checked proposal %d/%d: %d txs, %d bytes in %d ms', p.height, p.round, p.blockValue.txs.length, bytes.length, Math.round(performance.now() - t0))
             } catch (err) {
               log('invalid block proposed by %s: %s', p.proposer, (err as Error).message)
@@ -508,7 +522,7 @@ export class LedgerService extends LedgerIntake {
    * Applies a committed block: check (or reuse the check made at proposal time), store (synced),
    * then move on. `decided`: the commit is our own consensus's decision, its votes verified on arrival.
    */
-  private async commitBlock (stored: StoredBlock, decided = false): Promise<void> {
+  private async commitBlock (stored: StoredBlock, decided = false, round = this.consensus?.state.round ?? 0): Promise<void> {
     // Halted: nothing is applied that is not on disk (sync or gossip brings it again).
     if (stored.block.header.height !== this.state.height + 1 || this.halt.halted) return
     if (!decided) verifyCommit(stored.block, stored.commit, this.state.validators)
@@ -517,7 +531,9 @@ export class LedgerService extends LedgerIntake {
     const ids = receipts.map(r => r.tx)
     // In the block's own write: the write-ahead blocks of this height, and our pending records it settles.
     const stale = [...this.walBlocks].map(h => ({ type: 'del' as const, key: walBlockKey(h) }))
+    const w0 = performance.now()
     await this.persist(async () => { await this.chain.putBlock(stored, receipts, [...stale, ...this.book.committedOps(ids)]) })
+    this.record.took('write', performance.now() - w0)
     this.walBlocks.clear()
     this.book.committed(ids)
     for (const id of ids) this.txCache.committed(id)
@@ -538,7 +554,8 @@ export class LedgerService extends LedgerIntake {
     for (const { tx, missing } of this.mempool.expireGaps(s => this.nextNonce(s))) {
       this.book.reject(tx.id, { name: 'NonceGapError', message: `nonce ${tx.payload.nonce} waited ${GAP_LIFETIME_MS / 60_000} minutes for nonce ${missing}, which never came` })
     }
-    this.safeDispatchEvent('ledger:block', { detail: { height: state.height, hash, txs: stored.block.txs.length, stateRoot: stored.block.header.stateRoot } })
+    const record = this.record.commit(hash, round, stored.block.txs.length)
+    this.safeDispatchEvent('ledger:block', { detail: { height: state.height, hash, txs: stored.block.txs.length, stateRoot: stored.block.header.stateRoot, record } })
     // Only our own receipts go out as events.
     const self = this.c.identity.did
     for (const r of receipts) if (r.sender === self) this.safeDispatchEvent('ledger:receipt', { detail: r })
@@ -611,7 +628,9 @@ export class LedgerService extends LedgerIntake {
   /** Writes the write-ahead record with the block `value` names when it is not on disk yet. */
   private async putWal (consensus: Consensus, value: string | null): Promise<void> {
     const block = value == null || this.walBlocks.has(value) ? undefined : this.proposed.get(value)
+    const w0 = performance.now()
     await this.persist(async () => { await this.chain.putWal({ height: consensus.state.height, snapshot: consensus.toJSON() }, block == null ? [] : [block]) })
+    this.record.took('write', performance.now() - w0)
     if (block != null && value != null) this.walBlocks.add(value)
   }
 }

@@ -7,6 +7,7 @@ import type { DidOf, GossipPort, ProtocolPort, RejectSink } from '../net/ports.t
 import type { BytesSublevel } from '../store/store.ts'
 import type { Timeouts } from './consensus.ts'
 import type { HaltInfo } from './halt.ts'
+import type { HeightRecord } from './height-record.ts'
 import type { Genesis, LedgerState, Parcel, Receipt } from './state.ts'
 
 export interface LedgerInit {
@@ -43,7 +44,7 @@ export interface LedgerComponents {
 
 export interface LedgerEvents {
   /** A block was committed. */
-  'ledger:block': CustomEvent<{ height: number, hash: string, txs: number, stateRoot: string }>
+  'ledger:block': CustomEvent<{ height: number, hash: string, txs: number, stateRoot: string, record: HeightRecord }>
   /** One of our own transactions was committed (applied or refused with its fee charged). */
   'ledger:receipt': CustomEvent<Receipt>
   /** A validator signed two different votes for one height, round and step. */
