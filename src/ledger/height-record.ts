@@ -35,6 +35,9 @@ export interface HeightRecord {
 
 export type Slow = 'step' | 'wait' | 'write'
 
+/** Records of the last heights kept (for status). */
+export const MAX_HEIGHT_RECORDS = 32
+
 export class HeightRecorder {
   private startedAt = 0
   private mempool = 0
@@ -44,6 +47,8 @@ export class HeightRecorder {
   private slowest: Record<Slow, number> = { step: 0, wait: 0, write: 0 }
   /** When each proposal (by value) was first seen, its size and round. */
   private readonly seen = new Map<string, { at: number, txs: number, bytes: number, round: number }>()
+  /** The last MAX_HEIGHT_RECORDS heights' records, oldest first. */
+  readonly recent: Array<HeightRecord & { height: number }> = []
 
   /** A new height starts; `mempool` transactions wait. */
   start (mempool: number, now = performance.now()): void {
@@ -69,10 +74,10 @@ export class HeightRecorder {
   }
 
   /** The height committed `value`, decided at `round`. */
-  commit (value: string, round: number, txs: number, now = performance.now()): HeightRecord {
+  commit (height: number, value: string, round: number, txs: number, now = performance.now()): HeightRecord {
     const p = this.seen.get(value)
     const at = p?.at ?? now
-    return {
+    const record: HeightRecord = {
       rounds: round + 1,
       timeouts: { ...this.timeouts },
       txs,
@@ -86,5 +91,8 @@ export class HeightRecorder {
       proposals: [...this.seen.values()].map(s => `${s.round}:${s.txs}`),
       slowest: { step: Math.round(this.slowest.step), wait: Math.round(this.slowest.wait), write: Math.round(this.slowest.write) }
     }
+    this.recent.push({ height, ...record })
+    if (this.recent.length > MAX_HEIGHT_RECORDS) this.recent.shift()
+    return record
   }
 }

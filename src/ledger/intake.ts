@@ -116,7 +116,7 @@ export abstract class LedgerIntake extends LedgerView {
       }
       if (this.halt.halted) { results.push(this.halt.error()); continue }
       try {
-        const tx = this.mempool.add(bytes, s => this.nextNonce(s), s => this.balanceOf(s))
+        const tx = this.mempool.add(bytes, s => this.nextNonce(s), s => this.balanceOf(s), Date.now(), { submitted: true })
         accepted.push(tx)
         results.push(tx)
       } catch (err) {

@@ -31,7 +31,7 @@ import { ConsensusChannel } from './consensus-channel.ts'
 import { Consensus, proposer, type Action } from './consensus.ts'
 import { PERSIST_RETRY_MS } from './halt.ts'
 import type { LedgerComponents, LedgerInit, LedgerStatus } from './types.ts'
-import { GAP_LIFETIME_MS, StaleNonceError } from './mempool.ts'
+import { GAP_LIFETIME_MS, MAX_BLOCK_TX_BYTES, MAX_TXS_PER_BLOCK, StaleNonceError } from './mempool.ts'
 import { blockHash, buildBlock, checkBlock, type Block } from './state.ts'
 import { Executions } from './executions.ts'
 import { BlockSync, decodeSyncFrame, encodeSyncFrame, SYNC_INTERVAL_MS } from './sync.ts'
@@ -42,14 +42,7 @@ import { evidenceHeightKept, ledgerTopic, MAX_EVIDENCE_AGE_HEIGHTS } from './wir
 
 const log = logger('peerverse:ledger')
 
-/** Transactions a block holds at most (by count). */
-export const MAX_TXS_PER_BLOCK = 2_000
-/**
- * Bytes of transactions a block holds at most: with the header and the encoding's framing (a few
- * bytes a transaction) under MAX_BLOCK_BYTES, so a proposal message stays under
- * MAX_PROPOSAL_MESSAGE_BYTES and a committed block with its commit under the gossip ceiling.
- */
-export const MAX_BLOCK_TX_BYTES = 320 * 1024
+export { MAX_BLOCK_TX_BYTES, MAX_TXS_PER_BLOCK } from './mempool.ts'
 /** Pause after a commit before the next height starts (CometBFT's timeout_commit); 0 starts it at once. */
 export const COMMIT_PAUSE_MS = 0
 /** A proposer with an empty mempool waits this long for a transaction before proposing an empty block (below the propose timeout). */
@@ -173,7 +166,8 @@ export class LedgerService extends LedgerIntake {
       consensusReceived: { ...this.consensusReceived },
       halted: this.halt.info == null ? null : { ...this.halt.info },
       pendingOwn: this.book.pendingCount,
-      gossipRefused: { ...this.gossipRefused }
+      gossipRefused: { ...this.gossipRefused },
+      heights: this.record.recent.map(r => ({ ...r }))
     }
   }
 
@@ -554,7 +548,7 @@ export class LedgerService extends LedgerIntake {
     for (const { tx, missing } of this.mempool.expireGaps(s => this.nextNonce(s))) {
       this.book.reject(tx.id, { name: 'NonceGapError', message: `nonce ${tx.payload.nonce} waited ${GAP_LIFETIME_MS / 60_000} minutes for nonce ${missing}, which never came` })
     }
-    const record = this.record.commit(hash, round, stored.block.txs.length)
+    const record = this.record.commit(state.height, hash, round, stored.block.txs.length)
     this.safeDispatchEvent('ledger:block', { detail: { height: state.height, hash, txs: stored.block.txs.length, stateRoot: stored.block.header.stateRoot, record } })
     // Only our own receipts go out as events.
     const self = this.c.identity.did

@@ -81,4 +81,6 @@ export interface LedgerStatus {
   pendingOwn: number
   /** Peers' transactions the mempool refused, by error name (NonceGapError for a skipped nonce, ...). */
   gossipRefused: Record<string, number>
+  /** The last heights this validator committed, with what happened at each (height-record.ts). */
+  heights: Array<HeightRecord & { height: number }>
 }
