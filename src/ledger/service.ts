@@ -178,7 +178,7 @@ export class LedgerService extends LedgerIntake {
   get executedBlocks (): number { return this.executed.size }
 
   /** Consensus messages taken in, by the way they came (for status and tests). */
-  get consensusReceived (): { direct: number, gossip: number } { return this.messages.received }
+  get consensusReceived (): { direct: number, gossip: number, copies: number } { return { ...this.messages.received } }
 
   /** Peers' transactions waiting to be checked. */
   get inboxSize (): number { return this.txs.inboxSize }
@@ -446,6 +446,8 @@ export class LedgerService extends LedgerIntake {
       if (this.early.length < MAX_EARLY_MESSAGES) this.early.push(bytes)
       return
     }
+    // A proposal sent again that we took in already (the same signed bytes).
+    if (this.messages.isKeptProposal(bytes)) return
     let input: Parameters<Consensus['step']>[0] | undefined
     let height: number
     try {

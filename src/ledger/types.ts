@@ -74,7 +74,7 @@ export interface LedgerStatus {
   /** Transactions waiting in our mempool. */
   mempool: number
   /** Consensus messages received over direct links and over gossip. */
-  consensusReceived: { direct: number, gossip: number }
+  consensusReceived: { direct: number, gossip: number, copies: number }
   /** Why the ledger is halted (it cannot write to its store), or null while it runs. */
   halted: HaltInfo | null
   /** Transactions we answered "pending" that no block has committed or refused yet. */

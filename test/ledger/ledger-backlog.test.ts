@@ -25,6 +25,14 @@ import type { Genesis } from '../../src/ledger/state.ts'
 import { signTx, type Tx } from '../../src/ledger/tx.ts'
 import { MAX_API_SUBMIT_BATCH_TXS } from '../../src/api/server.ts'
 import { PeerSet, waitFor, type CliPeer } from '../helpers/cli-peer.ts'
+import { mkdtemp, rm } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { signProposal } from '../../src/ledger/chain.ts'
+import { proposer } from '../../src/ledger/consensus.ts'
+import { ledger, ledgerTopic } from '../../src/ledger/index.ts'
+import { blockHash, buildBlock, genesisState, STAKE_PER_POWER } from '../../src/ledger/state.ts'
+import { Store } from '../../src/store/store.ts'
+import { noNetwork, recordingGossip } from '../helpers/ledger-ports.ts'
 
 const CHAIN = 'peerverse-test-backlog'
 const keyOf = (label: string, i: number): Ed25519Key => ed25519KeyFromSeed(new Uint8Array(32).fill(0).map((_, j) => j === 0 ? i & 255 : j === 1 ? i >> 8 : j === 2 ? label.charCodeAt(0) : 7))
@@ -122,6 +130,43 @@ describe('mempool back-pressure', () => {
   })
 })
 
+describe('proposals sent again', () => {
+  it('a copy of a proposal taken in already is dropped before its block is decoded again', async () => {
+    const vkeys = Array.from({ length: 4 }, (_, i) => keyOf('v', i))
+    const vdids = vkeys.map(k => didFromPublicKey(k.publicKey))
+    const senders = Array.from({ length: 4 }, (_, i) => keyOf('s', i))
+    const genesis: Genesis = { chain: CHAIN, time: 0, accounts: [...vdids.map(id => ({ id, balance: 0n, stake: STAKE_PER_POWER })), ...senders.map(k => ({ id: didFromPublicKey(k.publicKey), balance: 1_000n }))] }
+    const dir = await mkdtemp(join(tmpdir(), 'peerverse-ledger-copies-'))
+    const store = await Store.open(dir)
+    const gossip = recordingGossip()
+    const self = vdids.findIndex(id => id !== proposer(genesisState(genesis).validators, 1, 0))
+    const service = ledger()({ gossip, protocols: noNetwork(), didOf: () => undefined, identity: { did: vdids[self], key: vkeys[self] }, store: store.sublevel('ledger'), genesis })
+    try {
+      await service.start()
+      const state = genesisState(genesis)
+      const who = proposer(state.validators, 1, 0)
+      const txs = await Promise.all(senders.map(async k => (await signTx(k, { chain: CHAIN, nonce: 0, fee: 1n, kind: 'transfer', to: vdids[0], amount: 1n })).bytes))
+      const { block } = buildBlock(state, txs, who, 1)
+      const message = await signProposal(vkeys[vdids.indexOf(who)], { height: 1, round: 0, polRound: -1, value: blockHash(block.header) }, block)
+      const topic = ledgerTopic(CHAIN, 'consensus')
+      gossip.deliver(topic, message)
+      await waitFor('the proposal checked', () => service.executedBlocks === 1, 30_000, 5)
+      for (let i = 0; i < 3; i++) gossip.deliver(topic, message)
+      await waitFor('the copies dropped', () => service.consensusReceived.copies === 3, 30_000, 5)
+      assert.equal(service.executedBlocks, 1)
+      // Other bytes (another proposal) are not a copy.
+      const other = buildBlock(state, txs.slice(1), who, 2).block
+      gossip.deliver(topic, await signProposal(vkeys[vdids.indexOf(who)], { height: 1, round: 0, polRound: -1, value: blockHash(other.header) }, other))
+      await waitFor('the other proposal checked', () => service.executedBlocks === 2, 30_000, 5)
+      assert.equal(service.consensusReceived.copies, 3)
+    } finally {
+      await service.stop()
+      await store.close()
+      await rm(dir, { recursive: true, force: true })
+    }
+  })
+})
+
 interface Status { chain: string, height: number, heights: Array<{ height: number, rounds: number, timeouts: Record<string, number> }> }
 interface Balance { nonce: number }
 
@@ -182,7 +227,7 @@ describe('four validators past their limit', { timeout: 600_000 }, () => {
     await writeFile(genesisPath, genesisJson(genesis))
     vals.push(await set.start({ dataDir: join(dir, 'v0'), extra: ['--genesis', genesisPath] }))
     vals.push(...await Promise.all([1, 2, 3].map(async i => await set.start({ dataDir: join(dir, `v${i}`), bootstrap: [vals[0].addr], extra: ['--genesis', genesisPath] }))))
-    await waitFor('all four commit blocks', async () => (await Promise.all(vals.map(status))).every(s => s.height >= 3), 180_000)
+    await waitFor('all four commit blocks', async () => (await Promise.all(vals.map(status))).every(s => s.height >= 3), 300_000)
   })
 
   after(async () => {
