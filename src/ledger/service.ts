@@ -25,20 +25,20 @@
  */
 import { logger } from '@libp2p/logger'
 import {
-  decodeConsensusMessage, encodeEvidenceMessage, InvalidEvidenceError, signProposal, signVote, verifyCommit, walBlockKey, type DoubleVote, type StoredBlock
+  decodeConsensusMessage, encodeEvidenceMessage, signProposal, signVote, verifyCommit, walBlockKey, type StoredBlock
 } from './chain.ts'
 import { ConsensusChannel } from './consensus-channel.ts'
 import { Consensus, proposer, type Action } from './consensus.ts'
 import { PERSIST_RETRY_MS } from './halt.ts'
 import type { LedgerComponents, LedgerInit, LedgerStatus } from './types.ts'
-import { GAP_LIFETIME_MS, MAX_BLOCK_TX_BYTES, MAX_TXS_PER_BLOCK, StaleNonceError } from './mempool.ts'
+import { MAX_BLOCK_TX_BYTES, MAX_TXS_PER_BLOCK, StaleNonceError } from './mempool.ts'
 import { blockHash, buildBlock, checkBlock, type Block } from './state.ts'
 import { Executions } from './executions.ts'
 import { BlockSync, decodeSyncFrame, encodeSyncFrame, SYNC_INTERVAL_MS } from './sync.ts'
 import { TxChannel } from './tx-channel.ts'
 import { LedgerIntake } from './intake.ts'
 import { HeightRecorder } from './height-record.ts'
-import { evidenceHeightKept, ledgerTopic, MAX_EVIDENCE_AGE_HEIGHTS } from './wire.ts'
+import { ledgerTopic } from './wire.ts'
 
 const log = logger('peerverse:ledger')
 
@@ -170,9 +170,6 @@ export class LedgerService extends LedgerIntake {
       heights: this.record.recent.map(r => ({ ...r }))
     }
   }
-
-  /** Whether `did` is one of the validators of the height being decided. */
-  private validates (did: string): boolean { return this.state.validators.some(v => v.id === did) }
 
   /** Blocks executed and kept at the current height (at most MAX_EXECUTED_BLOCKS, executions.ts). */
   get executedBlocks (): number { return this.executed.size }
@@ -423,18 +420,6 @@ export class LedgerService extends LedgerIntake {
     }
   }
 
-  /**
-   * Evidence of a double vote from a peer: kept (once) when the equivocator is one of our
-   * validators and the height is recent (MAX_EVIDENCE_AGE_HEIGHTS); InvalidEvidenceError otherwise.
-   */
-  private async takeEvidence (e: DoubleVote): Promise<void> {
-    if (!this.validates(e.validator)) throw new InvalidEvidenceError(`${e.validator} is not a validator`)
-    if (!evidenceHeightKept(e.height, this.state.height)) throw new InvalidEvidenceError(`evidence for height ${e.height} is not within ${MAX_EVIDENCE_AGE_HEIGHTS} heights of ${this.state.height}`)
-    if (!await this.chain.putEvidence(e.a.bytes, e.b.bytes)) return
-    log('evidence of a double %s by %s at %d/%d', e.type, e.validator, e.height, e.round)
-    this.safeDispatchEvent('ledger:evidence', { detail: { validator: e.validator, height: e.height, round: e.round } })
-  }
-
   private lastTime (): number {
     return this.state.height === 0 ? this.genesis.time : this.lastBlockTime
   }
@@ -539,17 +524,7 @@ export class LedgerService extends LedgerIntake {
     this.executed.clear()
     this.lastBlockTime = stored.block.header.time
     this.lastProgress = performance.now()
-    // What the block made invalid is refused, with its reason: a double spend's loser, for one.
-    const included = new Set(ids)
-    for (const tx of this.mempool.prune(s => this.nextNonce(s))) {
-      if (!included.has(tx.id)) this.book.reject(tx.id, new StaleNonceError(`nonce ${tx.payload.nonce} of ${tx.sender} was used by another transaction, committed at height ${state.height}`))
-    }
-    for (const tx of this.mempool.recheck(s => this.nextNonce(s), s => this.balanceOf(s))) {
-      this.book.reject(tx.id, { name: 'InsufficientFundsError', message: `balance ${this.balanceOf(tx.sender)} cannot pay the fee of ${tx.sender}'s next transaction` })
-    }
-    for (const { tx, missing } of this.mempool.expireGaps(s => this.nextNonce(s))) {
-      this.book.reject(tx.id, { name: 'NonceGapError', message: `nonce ${tx.payload.nonce} waited ${GAP_LIFETIME_MS / 60_000} minutes for nonce ${missing}, which never came` })
-    }
+    this.settleMempool(new Set(ids))
     const record = this.record.commit(state.height, hash, round, stored.block.txs.length)
     this.safeDispatchEvent('ledger:block', { detail: { height: state.height, hash, txs: stored.block.txs.length, stateRoot: stored.block.header.stateRoot, record } })
     // Only our own receipts go out as events.

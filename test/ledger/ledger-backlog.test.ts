@@ -276,7 +276,11 @@ describe('four validators past their limit', { timeout: 600_000 }, () => {
     let refused = txs2.map((txs, i) => ({ i, txs: txs.filter(t => results2.get(t.id) != null) })).filter(r => r.txs.length > 0)
     while (refused.length > 0) {
       const h = (await status(vals[0])).height
-      await waitFor('the next block', async () => (await status(vals[0])).height > h, 60_000)
+      await waitFor('the next block', async () => (await status(vals[0])).height > h, 120_000).catch(async (err: Error) => {
+        // Say what each validator recorded of its last heights: rounds, timeouts, queue waits.
+        const records = await Promise.all(vals.map(async v => (await status(v)).heights.slice(-3)))
+        throw new Error(`${err.message}; last heights: ${JSON.stringify(records)}`)
+      })
       for (const r of refused) {
         while (r.txs.length > 0) {
           const again = await submit(to(r.i), [r.txs[0]])
