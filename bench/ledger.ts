@@ -20,6 +20,13 @@
  *    comes for 10 s with transactions waiting ends the sweep (the chain has stalled), and the
  *    validators' logged errors are printed. The load average is printed too: other work on the
  *    cores changes every figure; the validators' CPU time per committed transaction changes less.
+ *    A transaction refused as MempoolFullError (the chain's back-pressure) is offered again at
+ *    the next tick, as a client would, so no sender skips a nonce; its latency still counts from
+ *    when it was first due, and "p99 acc" counts from the answer that accepted it.
+ *    Each validator's per-height record (rounds, timeouts by step, the decided proposal's size
+ *    and times, build and check times, mempool size; the ledger:block event) gives rounds per
+ *    height per step, the share of heights with a timeout, and the slowest heights: these say
+ *    why a height was slow whatever else loads the machine.
  * 3. The share of the verification ceiling: every committed transfer is verified at least once
  *    per validator, so committed tx/s x 4 verifications compete for the machine's cores, which
  *    verify at most cores x the single-core rate.
@@ -28,6 +35,9 @@
  * QA saturates near 400 tx/s on its 200-node testnet.
  *
  * Everything random comes from one seeded PRNG (BENCH_SEED, default 1), sender keys included.
+ * BENCH_LEDGER_RUNS (default 3) sweeps run, each on a fresh chain; the summary gives each step's
+ * worst figures over all runs and names the highest offered rate whose p99 is under 1 s in every
+ * run (from when each transaction was due, and from acceptance).
  * BENCH_RATES (comma-separated tx/s) and BENCH_STEP_SECONDS change the sweep; BENCH_PROFILE=1
  * runs validator 1 under --cpu-prof and keeps the profile. Results go to stdout, progress to
  * stderr.
@@ -52,6 +62,7 @@ import { MAX_TXS_PER_SENDER } from '../src/ledger/mempool.ts'
 import { COMMIT_PAUSE_MS, MAX_TXS_PER_BLOCK } from '../src/ledger/service.ts'
 import type { Genesis } from '../src/ledger/state.ts'
 import { decodeTx, signTx } from '../src/ledger/tx.ts'
+import type { HeightRecord } from '../src/ledger/height-record.ts'
 import { seeded } from './lib.ts'
 
 const ROOT = resolve(import.meta.dirname, '..')
@@ -83,7 +94,7 @@ const SUBMIT_BATCH = MAX_API_SUBMIT_BATCH_TXS
 const TICK_MS = SUBMIT_MODE === 'batch' ? 20 : 5
 /** How long each Ed25519 measurement runs. */
 const VERIFY_MS = 2_000
-const START_DEADLINE_MS = 60_000
+const START_DEADLINE_MS = 180_000
 
 const SEED = Number(process.env.BENCH_SEED ?? 1)
 const PROFILE = process.env.BENCH_PROFILE === '1'
@@ -142,6 +153,8 @@ interface Validator {
   stderr: string
   /** performance.now() at which this validator announced each height. */
   commits: Map<number, number>
+  /** What this validator recorded of each height (rounds, timeouts, proposal size and times). */
+  records: Map<number, HeightRecord>
 }
 
 async function startValidator (index: number, dataDir: string, genesisPath: string, bootstrap: string[], profileDir?: string): Promise<Validator> {
@@ -176,7 +189,8 @@ async function startValidator (index: number, dataDir: string, genesisPath: stri
     index, proc, dataDir, did: ready.did, addr, url: info.url, token: info.token,
     agent: new Agent({ keepAlive: true, maxSockets: SOCKETS_PER_VALIDATOR }),
     get stderr () { return stderr },
-    commits: new Map()
+    commits: new Map(),
+    records: new Map()
   }
   return v
 }
@@ -214,10 +228,11 @@ async function listen (v: Validator, onBlock: (v: Validator, height: number, txs
     // Other events come this way too: skip all but block announcements before parsing, so this
     // process takes less of the cores the validators share.
     if (!data.subarray(0, 32).toString().startsWith('{"type":"ledger:block"')) return
-    let evt: { type?: string, height?: number, txs?: number }
+    let evt: { type?: string, height?: number, txs?: number, record?: HeightRecord }
     try { evt = JSON.parse(data.toString()) } catch { return }
     if (evt.type === 'ledger:block' && typeof evt.height === 'number') {
       v.commits.set(evt.height, at)
+      if (evt.record != null) v.records.set(evt.height, evt.record)
       onBlock(v, evt.height, evt.txs ?? 0)
     }
   })
@@ -235,6 +250,12 @@ interface Sent {
   to: number
   submitted: number
   accepted: boolean
+  /** performance.now() of the answer that accepted it. */
+  acceptedAt?: number
+  /** Times refused as MempoolFullError (offered again at the next tick, as a client would, so no nonce is skipped). */
+  full: number
+  /** Refused as MempoolFullError at the last try: waits to be offered again. */
+  retry?: boolean
   error?: string
   height?: number
 }
@@ -263,8 +284,8 @@ async function submit (v: Validator, group: Sent[]): Promise<void> {
     })
   }
   const settle = (sent: Sent, error: string | undefined): void => {
-    if (error == null || ALREADY_IN.has(error)) sent.accepted = true
-    else sent.error = error
+    sent.retry = false
+    if (error == null || ALREADY_IN.has(error)) { sent.accepted = true; sent.acceptedAt = performance.now() } else if (error === 'MempoolFullError') { sent.full++; sent.retry = true } else sent.error = error
   }
   try {
     if (SUBMIT_MODE === 'single') {
@@ -281,7 +302,10 @@ async function submit (v: Validator, group: Sent[]): Promise<void> {
   }
 }
 
-async function main (): Promise<void> {
+/** One step of one run, for the summary over all runs. */
+interface Row { rate: number, committed: number, p50: number, p99: number, max: number, p99Accepted: number, rounds: number, full: number, all: boolean }
+
+async function main (runRows: Row[]): Promise<void> {
   const cores = cpus().length
   const loadStart = loadavg()[0]
   const work = await mkdtemp(join(tmpdir(), 'peerverse-bench-ledger-'))
@@ -334,7 +358,7 @@ async function main (): Promise<void> {
         let to = rand.int(SENDERS_PER_STEP - 1)
         if (to >= from) to++
         const tx = await signTx(senders[s][from], { chain, nonce: nonces[from]++, fee: 1n, kind: 'transfer', to: dids[to], amount: BigInt(1 + rand.int(1000)) })
-        const sent: Sent = { b64: Buffer.from(tx.bytes).toString('base64'), step: s, to: i % VALIDATORS, submitted: 0, accepted: false }
+        const sent: Sent = { b64: Buffer.from(tx.bytes).toString('base64'), step: s, to: i % VALIDATORS, submitted: 0, accepted: false, full: 0 }
         txs.push(sent)
         byB64.set(sent.b64, sent)
         if (sample.length < 2_000) sample.push(tx.bytes)
@@ -374,7 +398,7 @@ async function main (): Promise<void> {
 
     // Block contents: fetched once per height from the first validator to announce it.
     const fetched = new Set<number>()
-    const blockQueue: Array<{ v: Validator, height: number }> = []
+    const blockQueue: Array<{ v: Validator, height: number, tries?: number }> = []
     let fetching = false
     const blockTxs = new Map<number, number>()
     const pump = async (): Promise<void> => {
@@ -382,7 +406,7 @@ async function main (): Promise<void> {
       fetching = true
       try {
         while (blockQueue.length > 0) {
-          const { v, height } = blockQueue.shift()!
+          const { v, height, tries = 0 } = blockQueue.shift()!
           try {
             const res = await api<{ txs: string[] }>(v, 'GET', `/api/v0/ledger/block/${height}`)
             if (res.status !== 200) throw new Error(`status ${res.status}`)
@@ -393,7 +417,9 @@ async function main (): Promise<void> {
             }
           } catch (err) {
             progress(`block ${height} from validator ${v.index}: ${(err as Error).message}`)
-            fetched.delete(height)
+            // A keep-alive socket the server closed: ask again (a few times).
+            if (tries < 3) blockQueue.push({ v, height, tries: tries + 1 })
+            else fetched.delete(height)
           }
         }
       } finally {
@@ -412,7 +438,7 @@ async function main (): Promise<void> {
       const heights = await Promise.all(vals.map(async v => (await api<{ height: number }>(v, 'GET', '/api/v0/ledger/status')).body.height))
       return heights.every(h => h >= 2)
     }
-    while (!await live()) {
+    while (!await live().catch(() => false)) {
       if (performance.now() - startAt > START_DEADLINE_MS) throw new Error(`validators did not reach height 2 within ${START_DEADLINE_MS / 1000} s`)
       await sleep(250)
     }
@@ -431,27 +457,45 @@ async function main (): Promise<void> {
       let next = 0
       const inflight = new Set<Promise<void>>()
       step.start = performance.now()
-      while (next < step.txs.length) {
-        const due = Math.min(step.txs.length, Math.floor((performance.now() - step.start) / 1000 * step.rate))
+      /** Refused as full: offered again (to the same validator) at the next tick, in order. */
+      let retries: Sent[] = []
+      const offer = (list: Sent[]): void => {
         const batches: Sent[][] = vals.map(() => [])
-        for (; next < due; next++) {
-          const sent = step.txs[next]
-          sent.submitted = step.start + next * 1000 / step.rate
-          batches[sent.to].push(sent)
-        }
+        for (const sent of list) batches[sent.to].push(sent)
         for (let i = 0; i < vals.length; i++) {
           const group = batches[i]
           for (let from = 0; from < group.length; from += SUBMIT_BATCH) {
-            const p = submit(vals[i], group.slice(from, from + SUBMIT_BATCH)).finally(() => { inflight.delete(p) })
+            const part = group.slice(from, from + SUBMIT_BATCH)
+            const p = submit(vals[i], part).finally(() => {
+              inflight.delete(p)
+              for (const sent of part) if (sent.retry === true) retries.push(sent)
+            })
             inflight.add(p)
           }
         }
+      }
+      while (next < step.txs.length) {
+        const due = Math.min(step.txs.length, Math.floor((performance.now() - step.start) / 1000 * step.rate))
+        const list = retries
+        retries = []
+        for (; next < due; next++) {
+          const sent = step.txs[next]
+          sent.submitted = step.start + next * 1000 / step.rate
+          list.push(sent)
+        }
+        offer(list)
         await sleep(TICK_MS)
       }
       step.end = performance.now()
-      await Promise.all(inflight)
       const drainEnd = performance.now() + DRAIN_DEADLINE_MS
-      while (step.txs.some(t => t.accepted && t.height == null) && performance.now() < drainEnd) await sleep(200)
+      while ((inflight.size > 0 || retries.length > 0 || step.txs.some(t => t.accepted && t.height == null)) && performance.now() < drainEnd) {
+        const list = retries
+        retries = []
+        offer(list)
+        await sleep(list.length > 0 ? TICK_MS : 200)
+      }
+      await Promise.all(inflight)
+      for (const t of step.txs) if (t.retry === true) t.error = 'MempoolFullError'
       await sleep(500)
       const cpuAfter = await Promise.all(vals.map(async v => procCpuSeconds(v.proc.pid)))
       const self = process.cpuUsage(selfBefore)
@@ -486,8 +530,9 @@ async function main (): Promise<void> {
     out(`   verification ceiling   ${pad(fmt(ceiling), 8)} tx/s = ${cores} cores x ${fmt(verifyRate)} verifies/s / ${VALIDATORS} validators (each verifies every tx at least once)`)
     out()
     out(`2. Open-loop sweep, ${STEP_SECONDS} s per step, submissions round-robin over the 4 APIs (${SUBMIT_MODE === 'batch' ? `one submit-batch per validator per ${TICK_MS} ms tick` : 'one submit per transaction'}); committed/s = txs in the step's blocks after its first / time from its first block to its last;`)
-    out('   latency = block announced by the validator the tx was sent to - time the tx was due in the schedule')
-    out('   offered  submitted/s  accepted  refused  committed  committed/s   p50 ms   p99 ms   max ms  blocks  txs/block  interval ms   CPU v0..v3, load (cores)')
+    out('   latency = block announced by the validator the tx was sent to - time the tx was due in the schedule (a tx refused as MempoolFullError is offered again at the next tick: its wait counts);')
+    out('   p99 acc = the same from the answer that accepted it; full = MempoolFullError answers; rounds = rounds per height over the step\'s heights (1.00: no round failed)')
+    out('   offered  submitted/s  accepted   full  refused  committed  committed/s   p50 ms   p99 ms   max ms  p99 acc  rounds  blocks  txs/block  interval ms   CPU v0..v3, load (cores)')
     let best: { rate: number, committed: number, p50: number, p99: number } | undefined
     for (const step of steps.slice(0, stepCpu.length)) {
       const n = step.txs.length
@@ -501,11 +546,19 @@ async function main (): Promise<void> {
       const span = hs.length > 1 ? ((vals[0].commits.get(hs[hs.length - 1]) ?? NaN) - (vals[0].commits.get(hs[0]) ?? NaN)) / 1000 : NaN
       const committedRate = hs.slice(1).reduce((n, h) => n + (blockTxs.get(h) ?? 0), 0) / span
       const lat = committed.map(t => commitTime(t)! - t.submitted)
+      const latAcc = committed.map(t => commitTime(t)! - (t.acceptedAt ?? t.submitted))
+      const full = step.txs.reduce((n, t) => n + t.full, 0)
       const heights = new Set(hs)
+      const rounds: number[] = []
+      for (let h = hs[0] ?? 1; h <= (hs[hs.length - 1] ?? 0); h++) {
+        const r = vals.map(v => v.records.get(h)?.rounds).filter((x): x is number => x != null)
+        if (r.length > 0) rounds.push(Math.max(...r))
+      }
+      const meanRounds = rounds.length > 0 ? rounds.reduce((a, b) => a + b, 0) / rounds.length : NaN
       const cpu = stepCpu[steps.indexOf(step)]
       const gaps = hs.slice(1).map((h, i) => (vals[0].commits.get(h) ?? NaN) - (vals[0].commits.get(hs[i]) ?? NaN)).filter(Number.isFinite)
       const interval = gaps.length > 0 ? gaps.reduce((a, b) => a + b, 0) / gaps.length : NaN
-      out(`   ${pad(fmt(step.rate), 7)}  ${pad(fmt(submitRate), 11)}  ${pad(fmt(accepted), 8)}  ${pad(fmt(refused.length), 7)}  ${pad(fmt(committed.length), 9)}  ${pad(fmt(committedRate), 11)}  ${pad(fmt(percentile(lat, 50)), 7)}  ${pad(fmt(percentile(lat, 99)), 7)}  ${pad(fmt(Math.max(...lat)), 7)}  ${pad(fmt(heights.size), 6)}  ${pad(fmt(committed.length / heights.size), 9)}  ${pad(fmt(interval), 11)}   ${cpu.slice(0, VALIDATORS).map(c => fmt(c, 2)).join(' ')}, ${fmt(cpu[VALIDATORS], 2)}`)
+      out(`   ${pad(fmt(step.rate), 7)}  ${pad(fmt(submitRate), 11)}  ${pad(fmt(accepted), 8)}  ${pad(fmt(full), 5)}  ${pad(fmt(refused.length), 7)}  ${pad(fmt(committed.length), 9)}  ${pad(fmt(committedRate), 11)}  ${pad(fmt(percentile(lat, 50)), 7)}  ${pad(fmt(percentile(lat, 99)), 7)}  ${pad(fmt(Math.max(...lat)), 7)}  ${pad(fmt(percentile(latAcc, 99)), 7)}  ${pad(fmt(meanRounds, 2), 6)}  ${pad(fmt(heights.size), 6)}  ${pad(fmt(committed.length / heights.size), 9)}  ${pad(fmt(interval), 11)}   ${cpu.slice(0, VALIDATORS).map(c => fmt(c, 2)).join(' ')}, ${fmt(cpu[VALIDATORS], 2)}`)
       if (refused.length > 0) {
         const reasons = new Map<string, number>()
         for (const t of refused) reasons.set(t.error!, (reasons.get(t.error!) ?? 0) + 1)
@@ -514,8 +567,49 @@ async function main (): Promise<void> {
       // The best step is the one that commits most within the latency target; with none within
       // it, the one that commits most.
       const row = { rate: step.rate, committed: committedRate, p50: percentile(lat, 50), p99: percentile(lat, 99) }
+      runRows.push({ rate: step.rate, committed: committedRate, p50: row.p50, p99: row.p99, max: Math.max(...lat), p99Accepted: percentile(latAcc, 99), rounds: meanRounds, full, all: committed.length === accepted && accepted > 0 })
       const within = (r: typeof row): boolean => r.p50 < TARGET_P50_MS
       if (Number.isFinite(committedRate) && (best == null || (within(row) && !within(best)) || (within(row) === within(best) && committedRate > best.committed))) best = row
+    }
+    out()
+    out('   Per-height records (every validator\'s ledger:block record; a height counts its most rounds and every timeout any validator saw):')
+    out('   offered  heights  rounds/height  timed out  propose  prevote  precommit   proposal ms p50/max   to-commit ms p50/max   build ms max  check ms max  mempool max')
+    const worst: string[] = []
+    for (const step of steps.slice(0, stepCpu.length)) {
+      const hs = [...new Set(step.txs.filter(t => t.height != null).map(t => t.height!))]
+      if (hs.length === 0) continue
+      const lo = Math.min(...hs)
+      const hi = Math.max(...hs)
+      const rows: Array<{ h: number, recs: HeightRecord[] }> = []
+      for (let h = lo; h <= hi; h++) rows.push({ h, recs: vals.map(v => v.records.get(h)).filter((r): r is HeightRecord => r != null) })
+      const per = rows.filter(r => r.recs.length > 0).map(({ h, recs }) => ({
+        h,
+        rounds: Math.max(...recs.map(r => r.rounds)),
+        propose: recs.reduce((n, r) => n + r.timeouts.propose, 0),
+        prevote: recs.reduce((n, r) => n + r.timeouts.prevote, 0),
+        precommit: recs.reduce((n, r) => n + r.timeouts.precommit, 0),
+        proposalAt: Math.max(...recs.map(r => r.proposalAtMs)),
+        toCommit: Math.max(...recs.map(r => r.proposalToCommitMs)),
+        heightMs: Math.max(...recs.map(r => r.heightMs)),
+        build: Math.max(...recs.map(r => r.buildMs)),
+        check: Math.max(...recs.map(r => r.checkMs)),
+        mempool: Math.max(...recs.map(r => r.mempool)),
+        txs: recs[0].txs,
+        bytes: Math.max(...recs.map(r => r.proposalBytes)),
+        proposals: recs.map(r => r.proposals.join(' ')).join(' | '),
+        slow: recs.map(r => r.slowest == null ? '' : `${r.slowest.step}/${r.slowest.wait}/${r.slowest.write}`).join(' | ')
+      }))
+      if (per.length === 0) continue
+      const timedOut = per.filter(r => r.propose + r.prevote + r.precommit > 0).length
+      const sum = (k: 'propose' | 'prevote' | 'precommit'): number => per.reduce((n, r) => n + (r[k] > 0 ? 1 : 0), 0)
+      out(`   ${pad(fmt(step.rate), 7)}  ${pad(fmt(per.length), 7)}  ${pad(fmt(per.reduce((n, r) => n + r.rounds, 0) / per.length, 2), 13)}  ${pad(fmt(100 * timedOut / per.length, 0) + ' %', 9)}  ${pad(fmt(sum('propose')), 7)}  ${pad(fmt(sum('prevote')), 7)}  ${pad(fmt(sum('precommit')), 9)}   ${pad(`${fmt(percentile(per.map(r => r.proposalAt), 50))}/${fmt(Math.max(...per.map(r => r.proposalAt)))}`, 20)}   ${pad(`${fmt(percentile(per.map(r => r.toCommit), 50))}/${fmt(Math.max(...per.map(r => r.toCommit)))}`, 20)}   ${pad(fmt(Math.max(...per.map(r => r.build))), 11)}  ${pad(fmt(Math.max(...per.map(r => r.check))), 12)}  ${pad(fmt(Math.max(...per.map(r => r.mempool))), 11)}`)
+      for (const r of [...per].sort((a, b) => b.heightMs - a.heightMs).slice(0, 3)) {
+        worst.push(`   ${pad(fmt(step.rate), 7)}  h${r.h}: ${fmt(r.heightMs)} ms, rounds ${r.rounds}, timeouts propose/prevote/precommit ${r.propose}/${r.prevote}/${r.precommit}, ${fmt(r.txs)} txs ${fmt(r.bytes)} B, proposal at ${fmt(r.proposalAt)} ms, to commit ${fmt(r.toCommit)} ms, build ${fmt(r.build)} check ${fmt(r.check)} ms, mempool ${fmt(r.mempool)}; proposals seen (round:txs) ${r.proposals}; slowest step/queue wait/write ms ${r.slow}`)
+      }
+    }
+    if (worst.length > 0) {
+      out('   Slowest heights of each step (the timeout counts add every validator\'s):')
+      for (const w of worst) out(w)
     }
     // Work per transaction does not depend on what else shares the cores (the rates above do).
     out(`   validator CPU per committed tx (4 validators together): ${steps.slice(0, stepCpu.length).map((step, i) => `${fmt(step.rate)}: ${fmt(stepValidatorCpu[i] * 1000 / Math.max(1, step.txs.filter(t => t.height != null).length), 2)} ms`).join(', ')}`)
@@ -539,5 +633,36 @@ async function main (): Promise<void> {
   }
 }
 
-await main()
+/** Sweeps run, each on a fresh chain (BENCH_LEDGER_RUNS, default 3). */
+const RUNS = Number(process.env.BENCH_LEDGER_RUNS ?? 3)
+const P99_TARGET_MS = 1000
+const runs: Row[][] = []
+const benchStart = performance.now()
+for (let r = 0; r < RUNS; r++) {
+  progress(`run ${r + 1} of ${RUNS}`)
+  process.stdout.write(`\n==== run ${r + 1} of ${RUNS}\n`)
+  const rows: Row[] = []
+  runs.push(rows)
+  await main(rows)
+}
+{
+  const out = (line = ''): void => { process.stdout.write(line + '\n') }
+  out()
+  out(`==== Summary over ${RUNS} run(s) (${fmt((performance.now() - benchStart) / 60_000, 1)} min; load average now ${fmt(loadavg()[0], 2)} on ${cpus().length} cores)`)
+  out('   offered   committed/s (min..max)   p50 ms (max)   p99 ms (max)   max ms (max)   p99 acc (max)   rounds/height (max)   full answers (max)')
+  for (const rate of RATES) {
+    const rows = runs.map(rs => rs.find(r => r.rate === rate))
+    const got = rows.filter((r): r is Row => r != null)
+    if (got.length === 0) continue
+    const worst = (k: keyof Row): number => Math.max(...got.map(r => Number(r[k])))
+    out(`   ${pad(fmt(rate), 7)}   ${pad(`${fmt(Math.min(...got.map(r => r.committed)))}..${fmt(worst('committed'))}`, 22)}   ${pad(fmt(worst('p50')), 12)}   ${pad(fmt(worst('p99')), 12)}   ${pad(fmt(worst('max')), 12)}   ${pad(fmt(worst('p99Accepted')), 13)}   ${pad(fmt(worst('rounds'), 2), 19)}   ${pad(fmt(worst('full')), 18)}${got.length < RUNS ? `   (ran in ${got.length} of ${RUNS})` : ''}`)
+  }
+  // Honest: a rate counts only if every run reached it, committed all it accepted, and kept p99 under the target.
+  const ok = (rate: number, key: 'p99' | 'p99Accepted'): boolean => runs.every(rs => { const r = rs.find(x => x.rate === rate); return r != null && r.all && r[key] < P99_TARGET_MS })
+  const highest = (key: 'p99' | 'p99Accepted'): number | undefined => [...RATES].sort((a, b) => b - a).find(rate => ok(rate, key))
+  const a = highest('p99')
+  const b = highest('p99Accepted')
+  out(`   highest offered rate with p99 < ${fmt(P99_TARGET_MS)} ms from when each tx was due, in all ${RUNS} run(s): ${a == null ? 'none' : `${fmt(a)} tx/s`}`)
+  out(`   highest offered rate with p99 < ${fmt(P99_TARGET_MS)} ms from acceptance (refusals past the backlog allowed), in all ${RUNS} run(s): ${b == null ? 'none' : `${fmt(b)} tx/s`}`)
+}
 

@@ -55,8 +55,8 @@ export interface ConsensusChannelOptions {
 }
 
 export class ConsensusChannel {
-  /** Consensus messages taken in, by the way they came (for status and tests). */
-  readonly received = { direct: 0, gossip: 0 }
+  /** Consensus messages taken in, by the way they came, and proposals dropped as copies of one taken in already (for status and tests). */
+  readonly received = { direct: 0, gossip: 0, copies: 0 }
   private readonly o: ConsensusChannelOptions
   private readonly protocol: string
   private readonly channel: LinkedChannel
@@ -117,6 +117,22 @@ export class ConsensusChannel {
   /** Keeps a proposal message of this height, under `round/value` (bounded by MAX_PROPOSALS_KEPT). */
   keepProposal (key: string, bytes: Uint8Array): void {
     if (this.proposals.size < MAX_PROPOSALS_KEPT) this.proposals.set(key, bytes)
+  }
+
+  /**
+   * Whether `bytes` are exactly a proposal message kept at this height: one sent again (on a
+   * timeout, or while no block commits) that was taken in already. Its block need not be decoded
+   * and checked again: at full blocks, each copy of each kept proposal cost every receiver a
+   * decode of the whole block, as rounds failed, when time mattered most.
+   */
+  isKeptProposal (bytes: Uint8Array): boolean {
+    for (const kept of this.proposals.values()) {
+      if (kept.length !== bytes.length) continue
+      let i = 0
+      while (i < bytes.length && kept[i] === bytes[i]) i++
+      if (i === bytes.length) { this.received.copies++; return true }
+    }
+    return false
   }
 
   /** Sends again every vote and proposal kept of this height, ours and the others'. */

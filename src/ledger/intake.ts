@@ -6,13 +6,19 @@
  * answered "pending" that a crash could lose. The service (service.ts) builds on this and supplies
  * how a transaction is sent and what a halt does to consensus.
  */
+import { logger } from '@libp2p/logger'
 import { recordId } from '../identity/record.ts'
+import { InvalidEvidenceError, type DoubleVote } from './chain.ts'
 import { NotValidatorError } from './consensus-channel.ts'
 import { FAUCET_GRANT, faucetDid, faucetKey } from './genesis.ts'
 import { Halt } from './halt.ts'
+import { GAP_LIFETIME_MS, StaleNonceError } from './mempool.ts'
 import { MAX_TX_BYTES, signTx, type Tx, type TxOp } from './tx.ts'
 import type { LedgerComponents } from './types.ts'
 import { LedgerView } from './view.ts'
+import { evidenceHeightKept, MAX_EVIDENCE_AGE_HEIGHTS } from './wire.ts'
+
+const log = logger('peerverse:ledger')
 
 export abstract class LedgerIntake extends LedgerView {
   /** Our user: signs our transactions. */
@@ -73,6 +79,38 @@ export abstract class LedgerIntake extends LedgerView {
     this.onTxs()
   }
 
+  /**
+   * After a commit (`included`: its transactions' ids): what the block made invalid leaves the
+   * mempool and is refused, with its reason (a double spend's loser, a fee the sender can no
+   * longer pay, a nonce gap that waited too long).
+   */
+  protected settleMempool (included: Set<string>): void {
+    for (const tx of this.mempool.prune(s => this.nextNonce(s))) {
+      if (!included.has(tx.id)) this.book.reject(tx.id, new StaleNonceError(`nonce ${tx.payload.nonce} of ${tx.sender} was used by another transaction, committed at height ${this.state.height}`))
+    }
+    for (const tx of this.mempool.recheck(s => this.nextNonce(s), s => this.balanceOf(s))) {
+      this.book.reject(tx.id, { name: 'InsufficientFundsError', message: `balance ${this.balanceOf(tx.sender)} cannot pay the fee of ${tx.sender}'s next transaction` })
+    }
+    for (const { tx, missing } of this.mempool.expireGaps(s => this.nextNonce(s))) {
+      this.book.reject(tx.id, { name: 'NonceGapError', message: `nonce ${tx.payload.nonce} waited ${GAP_LIFETIME_MS / 60_000} minutes for nonce ${missing}, which never came` })
+    }
+  }
+
+  /** Whether `did` is one of the validators of the height being decided. */
+  protected validates (did: string): boolean { return this.state.validators.some(v => v.id === did) }
+
+  /**
+   * Evidence of a double vote from a peer: kept (once) when the equivocator is one of our
+   * validators and the height is recent (MAX_EVIDENCE_AGE_HEIGHTS); InvalidEvidenceError otherwise.
+   */
+  protected async takeEvidence (e: DoubleVote): Promise<void> {
+    if (!this.validates(e.validator)) throw new InvalidEvidenceError(`${e.validator} is not a validator`)
+    if (!evidenceHeightKept(e.height, this.state.height)) throw new InvalidEvidenceError(`evidence for height ${e.height} is not within ${MAX_EVIDENCE_AGE_HEIGHTS} heights of ${this.state.height}`)
+    if (!await this.chain.putEvidence(e.a.bytes, e.b.bytes)) return
+    log('evidence of a double %s by %s at %d/%d', e.type, e.validator, e.height, e.round)
+    this.safeDispatchEvent('ledger:evidence', { detail: { validator: e.validator, height: e.height, round: e.round } })
+  }
+
   /** Signs a transaction of ours with the next nonce and submits it. */
   async submitOwn (op: TxOp, fee = 1n): Promise<Tx> {
     const { did, key } = this.identity
@@ -116,7 +154,7 @@ export abstract class LedgerIntake extends LedgerView {
       }
       if (this.halt.halted) { results.push(this.halt.error()); continue }
       try {
-        const tx = this.mempool.add(bytes, s => this.nextNonce(s), s => this.balanceOf(s))
+        const tx = this.mempool.add(bytes, s => this.nextNonce(s), s => this.balanceOf(s), Date.now(), { submitted: true })
         accepted.push(tx)
         results.push(tx)
       } catch (err) {

@@ -11,11 +11,37 @@
  * balances, that the sender can pay the fee at the committed state. So a forged transaction is
  * refused as forged, whatever nonce it names. `recheck` after each commit drops what the new state
  * makes unpayable, so transactions no block can hold do not sit in the pool.
+ *
+ * Back-pressure: a transaction submitted here (not one relayed by a peer) is refused with
+ * MempoolFullError once the pool holds MEMPOOL_BACKLOG_BLOCKS blocks' worth (by count or bytes)
+ * of transactions a block could take now (each sender's run of nonces from its next one; one
+ * waiting for a missing nonce is not work ahead, and must not shut out everyone else), unless it
+ * pays more than the cheapest one waiting. Past what the chain commits, the backlog would
+ * otherwise grow until every transaction waits many heights (latency = backlog / throughput) and
+ * each height's proposal is the largest allowed; capped at a few blocks, an accepted transaction
+ * is in one of the next few blocks, and a sender told "full" can try again or pay more (CometBFT
+ * refuses with "mempool is full" past its size and max_txs_bytes; a fee market is the price of a
+ * place). Peers' transactions are taken up to the larger MAX_MEMPOOL_TXS / MAX_MEMPOOL_BYTES, so
+ * what another validator accepted still reaches every proposer.
  */
 import { InsufficientFundsError, NonceGapError } from './state.ts'
 import { decodeTx, type Tx, type TxDecoder } from './tx.ts'
 
-/** Transactions held at most. */
+/** Transactions a block holds at most (by count). */
+export const MAX_TXS_PER_BLOCK = 2_000
+/**
+ * Bytes of transactions a block holds at most: with the header and the encoding's framing (a few
+ * bytes a transaction) under MAX_BLOCK_BYTES, so a proposal message stays under
+ * MAX_PROPOSAL_MESSAGE_BYTES and a committed block with its commit under the gossip ceiling.
+ */
+export const MAX_BLOCK_TX_BYTES = 320 * 1024
+/** Blocks' worth of waiting transactions past which a new submission is refused (MempoolFullError); see the top. */
+export const MEMPOOL_BACKLOG_BLOCKS = 2
+/** Transactions waiting past which a submission is refused: MEMPOOL_BACKLOG_BLOCKS full blocks by count. */
+export const MAX_BACKLOG_TXS = MEMPOOL_BACKLOG_BLOCKS * MAX_TXS_PER_BLOCK
+/** Bytes waiting past which a submission is refused: MEMPOOL_BACKLOG_BLOCKS full blocks by bytes. */
+export const MAX_BACKLOG_BYTES = MEMPOOL_BACKLOG_BLOCKS * MAX_BLOCK_TX_BYTES
+/** Transactions held at most (peers' included). */
 export const MAX_MEMPOOL_TXS = 20_000
 /** Bytes of transactions held at most. */
 export const MAX_MEMPOOL_BYTES = 32 * 1024 * 1024
@@ -62,12 +88,20 @@ export interface MempoolOptions {
   onReplaced?: (tx: Tx, err: ReplacedTxError) => void
 }
 
+export interface AddOptions {
+  /** Submitted to this peer (not relayed by another): refused past the backlog limits (MAX_BACKLOG_TXS, MAX_BACKLOG_BYTES). */
+  submitted?: boolean
+}
+
 export class Mempool {
   private readonly byId = new Map<string, Tx>()
   private readonly bySender = new Map<string, Map<number, Tx>>()
   /** When each waiting transaction came (for GAP_LIFETIME_MS). */
   private readonly arrived = new Map<string, number>()
   private bytes = 0
+  /** Transactions a block could take now (see `backlog`), kept up to date on add; recounted after a removal. */
+  private ready = { txs: 0, bytes: 0 }
+  private readyStale = false
   private readonly chain: string
   private readonly decode: TxDecoder
   private readonly o: MempoolOptions
@@ -79,6 +113,9 @@ export class Mempool {
   }
 
   get size (): number { return this.byId.size }
+
+  /** Bytes of the transactions held. */
+  get byteSize (): number { return this.bytes }
 
   has (id: string): boolean { return this.byId.has(id) }
 
@@ -101,7 +138,7 @@ export class Mempool {
    * DuplicateTxError, SenderLimitError, StaleNonceError, NonceGapError, InsufficientFundsError
    * (the balance cannot pay the fee) or MempoolFullError.
    */
-  add (bytes: Uint8Array, nextNonce: (sender: string) => number, balanceOf?: (sender: string) => bigint, now = Date.now()): Tx {
+  add (bytes: Uint8Array, nextNonce: (sender: string) => number, balanceOf?: (sender: string) => bigint, now = Date.now(), options: AddOptions = {}): Tx {
     // The checks that need no signature run before it (a refusal costs no Ed25519
     // verification); a transaction verified before skips that hook, and meets them here.
     let checked = false
@@ -110,6 +147,14 @@ export class Mempool {
     this.signed(tx, nextNonce, balanceOf)
     const mine = this.bySender.get(tx.sender) ?? new Map<number, Tx>()
     const same = mine.get(tx.payload.nonce)
+    const backlog = this.backlog(nextNonce)
+    if (options.submitted === true && same == null && (backlog.txs >= MAX_BACKLOG_TXS || backlog.bytes + bytes.length > MAX_BACKLOG_BYTES)) {
+      // A place in the next blocks goes to a higher fee only: the cheapest waiting one makes room.
+      const cheapest = this.cheapest()
+      if (cheapest == null || cheapest.payload.fee >= tx.payload.fee) throw new MempoolFullError(`the chain is at capacity (${backlog.txs} transactions, ${backlog.bytes} bytes wait for the next blocks); try again after the next block, or pay a fee above ${cheapest?.payload.fee ?? 0n}`)
+      this.remove(cheapest.id)
+      this.o.onReplaced?.(cheapest, new ReplacedTxError(`pushed out of a full mempool by ${tx.id}, which pays a higher fee`))
+    }
     if (this.byId.size >= MAX_MEMPOOL_TXS || this.bytes + bytes.length > MAX_MEMPOOL_BYTES) {
       const cheapest = this.cheapest()
       if (cheapest == null || cheapest.payload.fee >= tx.payload.fee) throw new MempoolFullError('the mempool is full; pay a higher fee')
@@ -120,12 +165,33 @@ export class Mempool {
       this.remove(same.id)
       this.o.onReplaced?.(same, new ReplacedTxError(`replaced by ${tx.id}, which pays a higher fee for nonce ${tx.payload.nonce}`))
     }
+    const runEnd = this.pendingNonce(tx.sender, nextNonce(tx.sender))
     mine.set(tx.payload.nonce, tx)
     this.bySender.set(tx.sender, mine)
     this.byId.set(tx.id, tx)
     this.arrived.set(tx.id, now)
     this.bytes += bytes.length
+    // It extends its sender's run (and joins the ones that waited for it) only if it is the run's next nonce.
+    if (!this.readyStale && tx.payload.nonce === runEnd) {
+      for (let n = runEnd, t = mine.get(n); t != null; t = mine.get(++n)) { this.ready.txs++; this.ready.bytes += t.bytes.length }
+    }
     return tx
+  }
+
+  /**
+   * The work ahead: transactions (and their bytes) a block could take now, each sender's run of
+   * consecutive nonces from its next one. Recounted (O(n)) only after a removal.
+   */
+  backlog (nextNonce: (sender: string) => number): { txs: number, bytes: number } {
+    if (this.readyStale) {
+      const ready = { txs: 0, bytes: 0 }
+      for (const [sender, mine] of this.bySender) {
+        for (let n = nextNonce(sender), t = mine.get(n); t != null; t = mine.get(++n)) { ready.txs++; ready.bytes += t.bytes.length }
+      }
+      this.ready = ready
+      this.readyStale = false
+    }
+    return { ...this.ready }
   }
 
   /**
@@ -151,15 +217,17 @@ export class Mempool {
     if (same != null && same.payload.fee >= tx.payload.fee) throw new DuplicateTxError(`a transaction with nonce ${nonce} is already waiting; pay a higher fee to replace it`)
   }
 
+  /** The lowest fee waiting; among equals the latest to arrive (a sender's last nonce, as a rule: pushing it out leaves no gap). */
   private cheapest (): Tx | undefined {
     let out: Tx | undefined
-    for (const tx of this.byId.values()) if (out == null || tx.payload.fee < out.payload.fee) out = tx
+    for (const tx of this.byId.values()) if (out == null || tx.payload.fee <= out.payload.fee) out = tx
     return out
   }
 
   remove (id: string): void {
     const tx = this.byId.get(id)
     if (tx == null) return
+    this.readyStale = true
     this.byId.delete(id)
     this.arrived.delete(id)
     this.bytes -= tx.bytes.length
@@ -170,6 +238,8 @@ export class Mempool {
 
   /** Drops what a committed block made stale (included, or nonce now used); returns what it dropped. */
   prune (nextNonce: (sender: string) => number): Tx[] {
+    // A commit moves senders' next nonces: what a block could take is counted again.
+    this.readyStale = true
     const out: Tx[] = []
     for (const [sender, mine] of this.bySender) {
       const next = nextNonce(sender)

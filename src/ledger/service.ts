@@ -25,30 +25,24 @@
  */
 import { logger } from '@libp2p/logger'
 import {
-  decodeConsensusMessage, encodeEvidenceMessage, InvalidEvidenceError, signProposal, signVote, verifyCommit, walBlockKey, type DoubleVote, type StoredBlock
+  decodeConsensusMessage, encodeEvidenceMessage, signProposal, signVote, verifyCommit, walBlockKey, type StoredBlock
 } from './chain.ts'
 import { ConsensusChannel } from './consensus-channel.ts'
 import { Consensus, proposer, type Action } from './consensus.ts'
 import { PERSIST_RETRY_MS } from './halt.ts'
 import type { LedgerComponents, LedgerInit, LedgerStatus } from './types.ts'
-import { GAP_LIFETIME_MS, StaleNonceError } from './mempool.ts'
+import { MAX_BLOCK_TX_BYTES, MAX_TXS_PER_BLOCK, StaleNonceError } from './mempool.ts'
 import { blockHash, buildBlock, checkBlock, type Block } from './state.ts'
 import { Executions } from './executions.ts'
 import { BlockSync, decodeSyncFrame, encodeSyncFrame, SYNC_INTERVAL_MS } from './sync.ts'
 import { TxChannel } from './tx-channel.ts'
 import { LedgerIntake } from './intake.ts'
-import { evidenceHeightKept, ledgerTopic, MAX_EVIDENCE_AGE_HEIGHTS } from './wire.ts'
+import { HeightRecorder } from './height-record.ts'
+import { ledgerTopic } from './wire.ts'
 
 const log = logger('peerverse:ledger')
 
-/** Transactions a block holds at most (by count). */
-export const MAX_TXS_PER_BLOCK = 2_000
-/**
- * Bytes of transactions a block holds at most: with the header and the encoding's framing (a few
- * bytes a transaction) under MAX_BLOCK_BYTES, so a proposal message stays under
- * MAX_PROPOSAL_MESSAGE_BYTES and a committed block with its commit under the gossip ceiling.
- */
-export const MAX_BLOCK_TX_BYTES = 320 * 1024
+export { MAX_BLOCK_TX_BYTES, MAX_TXS_PER_BLOCK } from './mempool.ts'
 /** Pause after a commit before the next height starts (CometBFT's timeout_commit); 0 starts it at once. */
 export const COMMIT_PAUSE_MS = 0
 /** A proposer with an empty mempool waits this long for a transaction before proposing an empty block (below the propose timeout). */
@@ -99,6 +93,8 @@ export class LedgerService extends LedgerIntake {
   private lastBlockTime = 0
   /** performance.now() of our last commit (or of start): see the sync timer. */
   private lastProgress = -Infinity
+  /** What happens at the height being decided (in each `ledger:block` event). */
+  private readonly record = new HeightRecorder()
 
   constructor (init: LedgerInit, components: LedgerComponents) {
     super(components, init.persistRetryMs ?? PERSIST_RETRY_MS)
@@ -170,18 +166,16 @@ export class LedgerService extends LedgerIntake {
       consensusReceived: { ...this.consensusReceived },
       halted: this.halt.info == null ? null : { ...this.halt.info },
       pendingOwn: this.book.pendingCount,
-      gossipRefused: { ...this.gossipRefused }
+      gossipRefused: { ...this.gossipRefused },
+      heights: this.record.recent.map(r => ({ ...r }))
     }
   }
-
-  /** Whether `did` is one of the validators of the height being decided. */
-  private validates (did: string): boolean { return this.state.validators.some(v => v.id === did) }
 
   /** Blocks executed and kept at the current height (at most MAX_EXECUTED_BLOCKS, executions.ts). */
   get executedBlocks (): number { return this.executed.size }
 
   /** Consensus messages taken in, by the way they came (for status and tests). */
-  get consensusReceived (): { direct: number, gossip: number } { return this.messages.received }
+  get consensusReceived (): { direct: number, gossip: number, copies: number } { return { ...this.messages.received } }
 
   /** Peers' transactions waiting to be checked. */
   get inboxSize (): number { return this.txs.inboxSize }
@@ -245,7 +239,13 @@ export class LedgerService extends LedgerIntake {
 
   /** Runs one step at a time: consensus input, commits and syncs never interleave. */
   private serial (fn: () => Promise<void>): Promise<void> {
-    const next = this.busy.then(fn, fn)
+    const queued = performance.now()
+    const timed = async (): Promise<void> => {
+      const t0 = performance.now()
+      this.record.took('wait', t0 - queued)
+      try { await fn() } finally { this.record.took('step', performance.now() - t0) }
+    }
+    const next = this.busy.then(timed, timed)
     this.busy = next.catch(err => { log.error('ledger step failed: %s', (err as Error).message) })
     return next
   }
@@ -275,6 +275,7 @@ export class LedgerService extends LedgerIntake {
     this.consensus = restored
       ? Consensus.fromJSON(wal.snapshot as never)
       : new Consensus({ self: this.c.identity.did, validators: this.state.validators, height, timeouts: this.settings.timeouts })
+    this.record.start(this.mempool.size)
     // A restored machine gossips its own messages again (the same signed bytes: Ed25519
     // signatures are deterministic; held again, our precommit can go in a restored commit), then
     // re-arms what the crash lost.
@@ -333,6 +334,7 @@ export class LedgerService extends LedgerIntake {
         const hash = blockHash(built.block.header)
         this.proposed.set(hash, built.block)
         this.executed.remember(hash, this.state, built)
+        this.record.proposal(hash, action.round, built.block.txs.length, 0, performance.now() - t0, true)
         log('built block %d/%d: %d txs (%d left out) in %d ms', action.height, action.round, built.block.txs.length, built.skipped.length, Math.round(performance.now() - t0))
         await this.run(consensus.step({ type: 'value-ready', height: action.height, round: action.round, value: hash }))
         return
@@ -366,6 +368,8 @@ export class LedgerService extends LedgerIntake {
             if (this.consensus !== consensus || !this.started) return
             // A round that timed out may have lost messages on the way: send ours of this height again.
             this.messages.resend()
+            const { round, step } = consensus.state
+            if (round === action.round && (action.step === 'precommit' || step === action.step)) this.record.timeout(action.step)
             await this.run(consensus.step({ type: 'timeout', step: action.step, height: action.height, round: action.round }))
           })
         }, action.ms)
@@ -394,7 +398,7 @@ export class LedgerService extends LedgerIntake {
             return
           }
         }
-        await this.commitBlock({ block, commit }, true)
+        await this.commitBlock({ block, commit }, true, action.round)
         // For followers: one copy per block, from its proposer (every validator sending its own
         // copy multiplied the largest message on the wire). A follower that misses it syncs.
         if (block.header.proposer === did) void this.c.gossip.publish(ledgerTopic(this.chainId, 'blocks'), encodeSyncFrame({ block, commit })).catch(() => {})
@@ -416,18 +420,6 @@ export class LedgerService extends LedgerIntake {
     }
   }
 
-  /**
-   * Evidence of a double vote from a peer: kept (once) when the equivocator is one of our
-   * validators and the height is recent (MAX_EVIDENCE_AGE_HEIGHTS); InvalidEvidenceError otherwise.
-   */
-  private async takeEvidence (e: DoubleVote): Promise<void> {
-    if (!this.validates(e.validator)) throw new InvalidEvidenceError(`${e.validator} is not a validator`)
-    if (!evidenceHeightKept(e.height, this.state.height)) throw new InvalidEvidenceError(`evidence for height ${e.height} is not within ${MAX_EVIDENCE_AGE_HEIGHTS} heights of ${this.state.height}`)
-    if (!await this.chain.putEvidence(e.a.bytes, e.b.bytes)) return
-    log('evidence of a double %s by %s at %d/%d', e.type, e.validator, e.height, e.round)
-    this.safeDispatchEvent('ledger:evidence', { detail: { validator: e.validator, height: e.height, round: e.round } })
-  }
-
   private lastTime (): number {
     return this.state.height === 0 ? this.genesis.time : this.lastBlockTime
   }
@@ -439,6 +431,8 @@ export class LedgerService extends LedgerIntake {
       if (this.early.length < MAX_EARLY_MESSAGES) this.early.push(bytes)
       return
     }
+    // A proposal sent again that we took in already (the same signed bytes).
+    if (this.messages.isKeptProposal(bytes)) return
     let input: Parameters<Consensus['step']>[0] | undefined
     let height: number
     try {
@@ -467,6 +461,7 @@ export class LedgerService extends LedgerIntake {
             try {
               const t0 = performance.now()
               this.executed.of(p.value, p.blockValue, this.state)
+              this.record.proposal(p.value, p.round, p.blockValue.txs.length, bytes.length, performance.now() - t0, false)
               log('checked proposal %d/%d: %d txs, %d bytes in %d ms', p.height, p.round, p.blockValue.txs.length, bytes.length, Math.round(performance.now() - t0))
             } catch (err) {
               log('invalid block proposed by %s: %s', p.proposer, (err as Error).message)
@@ -508,7 +503,7 @@ export class LedgerService extends LedgerIntake {
    * Applies a committed block: check (or reuse the check made at proposal time), store (synced),
    * then move on. `decided`: the commit is our own consensus's decision, its votes verified on arrival.
    */
-  private async commitBlock (stored: StoredBlock, decided = false): Promise<void> {
+  private async commitBlock (stored: StoredBlock, decided = false, round = this.consensus?.state.round ?? 0): Promise<void> {
     // Halted: nothing is applied that is not on disk (sync or gossip brings it again).
     if (stored.block.header.height !== this.state.height + 1 || this.halt.halted) return
     if (!decided) verifyCommit(stored.block, stored.commit, this.state.validators)
@@ -517,7 +512,9 @@ export class LedgerService extends LedgerIntake {
     const ids = receipts.map(r => r.tx)
     // In the block's own write: the write-ahead blocks of this height, and our pending records it settles.
     const stale = [...this.walBlocks].map(h => ({ type: 'del' as const, key: walBlockKey(h) }))
+    const w0 = performance.now()
     await this.persist(async () => { await this.chain.putBlock(stored, receipts, [...stale, ...this.book.committedOps(ids)]) })
+    this.record.took('write', performance.now() - w0)
     this.walBlocks.clear()
     this.book.committed(ids)
     for (const id of ids) this.txCache.committed(id)
@@ -527,18 +524,9 @@ export class LedgerService extends LedgerIntake {
     this.executed.clear()
     this.lastBlockTime = stored.block.header.time
     this.lastProgress = performance.now()
-    // What the block made invalid is refused, with its reason: a double spend's loser, for one.
-    const included = new Set(ids)
-    for (const tx of this.mempool.prune(s => this.nextNonce(s))) {
-      if (!included.has(tx.id)) this.book.reject(tx.id, new StaleNonceError(`nonce ${tx.payload.nonce} of ${tx.sender} was used by another transaction, committed at height ${state.height}`))
-    }
-    for (const tx of this.mempool.recheck(s => this.nextNonce(s), s => this.balanceOf(s))) {
-      this.book.reject(tx.id, { name: 'InsufficientFundsError', message: `balance ${this.balanceOf(tx.sender)} cannot pay the fee of ${tx.sender}'s next transaction` })
-    }
-    for (const { tx, missing } of this.mempool.expireGaps(s => this.nextNonce(s))) {
-      this.book.reject(tx.id, { name: 'NonceGapError', message: `nonce ${tx.payload.nonce} waited ${GAP_LIFETIME_MS / 60_000} minutes for nonce ${missing}, which never came` })
-    }
-    this.safeDispatchEvent('ledger:block', { detail: { height: state.height, hash, txs: stored.block.txs.length, stateRoot: stored.block.header.stateRoot } })
+    this.settleMempool(new Set(ids))
+    const record = this.record.commit(state.height, hash, round, stored.block.txs.length)
+    this.safeDispatchEvent('ledger:block', { detail: { height: state.height, hash, txs: stored.block.txs.length, stateRoot: stored.block.header.stateRoot, record } })
     // Only our own receipts go out as events.
     const self = this.c.identity.did
     for (const r of receipts) if (r.sender === self) this.safeDispatchEvent('ledger:receipt', { detail: r })
@@ -611,7 +599,9 @@ export class LedgerService extends LedgerIntake {
   /** Writes the write-ahead record with the block `value` names when it is not on disk yet. */
   private async putWal (consensus: Consensus, value: string | null): Promise<void> {
     const block = value == null || this.walBlocks.has(value) ? undefined : this.proposed.get(value)
+    const w0 = performance.now()
     await this.persist(async () => { await this.chain.putWal({ height: consensus.state.height, snapshot: consensus.toJSON() }, block == null ? [] : [block]) })
+    this.record.took('write', performance.now() - w0)
     if (block != null && value != null) this.walBlocks.add(value)
   }
 }

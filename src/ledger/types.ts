@@ -7,6 +7,7 @@ import type { DidOf, GossipPort, ProtocolPort, RejectSink } from '../net/ports.t
 import type { BytesSublevel } from '../store/store.ts'
 import type { Timeouts } from './consensus.ts'
 import type { HaltInfo } from './halt.ts'
+import type { HeightRecord } from './height-record.ts'
 import type { Genesis, LedgerState, Parcel, Receipt } from './state.ts'
 
 export interface LedgerInit {
@@ -43,7 +44,7 @@ export interface LedgerComponents {
 
 export interface LedgerEvents {
   /** A block was committed. */
-  'ledger:block': CustomEvent<{ height: number, hash: string, txs: number, stateRoot: string }>
+  'ledger:block': CustomEvent<{ height: number, hash: string, txs: number, stateRoot: string, record: HeightRecord }>
   /** One of our own transactions was committed (applied or refused with its fee charged). */
   'ledger:receipt': CustomEvent<Receipt>
   /** A validator signed two different votes for one height, round and step. */
@@ -73,11 +74,13 @@ export interface LedgerStatus {
   /** Transactions waiting in our mempool. */
   mempool: number
   /** Consensus messages received over direct links and over gossip. */
-  consensusReceived: { direct: number, gossip: number }
+  consensusReceived: { direct: number, gossip: number, copies: number }
   /** Why the ledger is halted (it cannot write to its store), or null while it runs. */
   halted: HaltInfo | null
   /** Transactions we answered "pending" that no block has committed or refused yet. */
   pendingOwn: number
   /** Peers' transactions the mempool refused, by error name (NonceGapError for a skipped nonce, ...). */
   gossipRefused: Record<string, number>
+  /** The last heights this validator committed, with what happened at each (height-record.ts). */
+  heights: Array<HeightRecord & { height: number }>
 }

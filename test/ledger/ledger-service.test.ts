@@ -695,8 +695,9 @@ describe('the mempool protocol between real libp2p peers on loopback', () => {
     const perBatch = Math.floor(MAX_TX_BATCH_BYTES / (await transfer(0, 0)).bytes.length)
     const batches = MAX_MEMPOOL_STREAM_QUEUE + 2
     const signed: Tx[] = []
+    // Rising fees: past the backlog a submission is refused (MAX_BACKLOG_BYTES) unless it pays more than the cheapest waiting.
     for (let i = 0; i < perBatch * batches; i++) {
-      signed.push(await signTx(senders[i % senders.length], { chain: CHAIN, nonce: Math.floor(i / senders.length), fee: 1n, kind: 'transfer', to: dids[0], amount: 1n }))
+      signed.push(await signTx(senders[i % senders.length], { chain: CHAIN, nonce: Math.floor(i / senders.length), fee: BigInt(1 + i), kind: 'transfer', to: dids[0], amount: 1n }))
     }
     await Promise.all(signed.map(async t => { await v.service.submit(t.bytes) }))
     const overflow = v.published.slice(before).filter(m => m.topic === ledgerTopic(CHAIN, 'txs')).length
