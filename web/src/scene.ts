@@ -13,6 +13,7 @@ import {
 } from 'three'
 import { GLTFLoader } from 'three/addons/loaders/GLTFLoader.js'
 import { Crowd, didColor } from './crowd.ts'
+import { contentLoader } from './avatars/load.ts'
 import type { Quat, Vec3 } from './interp.ts'
 
 export { didColor }
@@ -106,7 +107,8 @@ export class View {
     this.loader = new GLTFLoader(manager)
     this.loader.setRequestHeader({ authorization: `Bearer ${token}` })
     this.setGrid(this.grid)
-    this.crowd = new Crowd(this.scene, labels)
+    // Members' avatars load from the swarm like the world's models.
+    this.crowd = new Crowd(this.scene, labels, contentLoader(token))
   }
 
   start (): void {
@@ -490,7 +492,7 @@ export class View {
   }
 
   /** Bodies drawn near and far, tags shown, and the renderer's draw calls, in the last frame. */
-  crowdStats (): { members: number, near: number, far: number, tags: number, calls: number, triangles: number } {
+  crowdStats (): { members: number, near: number, far: number, tags: number, models: number, calls: number, triangles: number } {
     const info = this.renderer?.info.render
     return { members: this.crowd.size, ...this.crowd.last, calls: info?.calls ?? 0, triangles: info?.triangles ?? 0 }
   }

@@ -1,0 +1,134 @@
+/**
+ * Avatar models by key, loaded once and shared: a member's model is their avatar CID, or a
+ * default avatar of the project's chosen from their did when they have none. At most
+ * MAX_AVATAR_LOADS load at once (the rest wait in order of asking); a model nobody wears stays
+ * cached until more than MAX_CACHED_AVATAR_MODELS are held, then the least recently used goes.
+ * A model that fails keeps its named error (asked again, it does not load again).
+ */
+import { DEFAULT_AVATARS, defaultAvatarFor } from './defaults.ts'
+import { AVATAR_PLUGINS, errorText, loadBundled, type AvatarFile, type SwarmModelLoader } from './load.ts'
+import { AvatarInstance, AvatarTemplate } from './model.ts'
+
+/** Avatar models loading at once. */
+export const MAX_AVATAR_LOADS = 3
+/** Loaded avatar models kept when nobody wears them. */
+export const MAX_CACHED_AVATAR_MODELS = 16
+
+const DEFAULT_PREFIX = 'default:'
+
+/** Which model a member wears: its cache key and the name the page shows (the CID or the default's name). */
+export function modelOf (did: string, avatar: string | undefined): { key: string, name: string } {
+  if (avatar != null && avatar !== '') return { key: avatar, name: avatar }
+  const name = defaultAvatarFor(did)
+  return { key: DEFAULT_PREFIX + name, name }
+}
+
+export interface ModelEntry {
+  readonly key: string
+  state: 'queued' | 'loading' | 'ready' | 'failed'
+  template?: AvatarTemplate
+  /** `Name: message` of the failure. */
+  error?: string
+  /** Instances in use. */
+  refs: number
+  /** When last asked for (a counter), for eviction. */
+  used: number
+}
+
+export class AvatarModels {
+  private readonly entries = new Map<string, ModelEntry>()
+  private readonly queue: ModelEntry[] = []
+  private readonly swarm: SwarmModelLoader
+  private readonly abort = new AbortController()
+  private active = 0
+  private clock = 0
+  /** Called when a model is in or failed (the crowd shows it next frame). */
+  onChange?: () => void
+
+  constructor (swarm: SwarmModelLoader) {
+    this.swarm = swarm
+  }
+
+  /** The entry of a model, its load queued on first ask. */
+  request (key: string): ModelEntry {
+    let e = this.entries.get(key)
+    if (e == null) {
+      e = { key, state: 'queued', refs: 0, used: 0 }
+      this.entries.set(key, e)
+      this.queue.push(e)
+      this.pump()
+    }
+    e.used = ++this.clock
+    return e
+  }
+
+  /** A new body of a ready model (release it with `release`). */
+  instance (key: string): AvatarInstance | undefined {
+    const e = this.entries.get(key)
+    if (e?.template == null) return undefined
+    e.refs++
+    return new AvatarInstance(e.template)
+  }
+
+  release (key: string, inst: AvatarInstance): void {
+    inst.dispose()
+    const e = this.entries.get(key)
+    if (e != null) e.refs = Math.max(0, e.refs - 1)
+    this.evict()
+  }
+
+  /** Models held: loading, ready and failed (for tests). */
+  get size (): number { return this.entries.size }
+
+  dispose (): void {
+    this.abort.abort()
+    for (const e of this.entries.values()) e.template?.dispose()
+    this.entries.clear()
+    this.queue.length = 0
+  }
+
+  private pump (): void {
+    while (this.active < MAX_AVATAR_LOADS && this.queue.length > 0) {
+      const e = this.queue.shift() as ModelEntry
+      this.active++
+      e.state = 'loading'
+      void this.load(e).finally(() => { this.active--; this.pump() })
+    }
+  }
+
+  private async load (e: ModelEntry): Promise<void> {
+    try {
+      const file = await this.read(e.key)
+      if (this.entries.get(e.key) !== e) { new AvatarTemplate(file).dispose(); return }
+      e.template = new AvatarTemplate(file)
+      e.state = 'ready'
+    } catch (err) {
+      e.state = 'failed'
+      e.error = errorText(err)
+    }
+    this.evict()
+    this.onChange?.()
+  }
+
+  private async read (key: string): Promise<AvatarFile> {
+    const signal = this.abort.signal
+    if (!key.startsWith(DEFAULT_PREFIX)) return await this.swarm(key, { plugins: AVATAR_PLUGINS, signal })
+    const name = key.slice(DEFAULT_PREFIX.length)
+    const d = DEFAULT_AVATARS.find(a => a.name === name)
+    if (d == null) throw new Error(`no default avatar named ${name}`)
+    return await loadBundled(d.url, signal)
+  }
+
+  /** Drops the least recently used models nobody wears while more than the cache holds are ready. */
+  private evict (): void {
+    const idle = [...this.entries.values()].filter(e => e.state === 'ready' && e.refs === 0)
+    let ready = [...this.entries.values()].filter(e => e.state === 'ready').length
+    idle.sort((a, b) => a.used - b.used)
+    for (const e of idle) {
+      if (ready <= MAX_CACHED_AVATAR_MODELS) break
+      e.template?.dispose()
+      this.entries.delete(e.key)
+      ready--
+    }
+  }
+}
