@@ -15,13 +15,10 @@
  */
 import {
   BoxGeometry, CapsuleGeometry, Color, Frustum, InstancedMesh, Matrix4, MeshLambertMaterial,
-  type PerspectiveCamera, Quaternion, type Scene, Sphere, Vector3, DynamicDrawUsage, type BufferGeometry, type Material
+  type Object3D, type PerspectiveCamera, Quaternion, type Scene, Sphere, Vector3, DynamicDrawUsage, type BufferGeometry, type Material
 } from 'three'
 import { Track, type Quat, type Vec3 } from './interp.ts'
 import type { AnimationState } from './avatars/animate.ts'
-import { AvatarModels, modelOf } from './avatars/cache.ts'
-import type { SwarmModelLoader } from './avatars/load.ts'
-import type { AvatarInstance } from './avatars/model.ts'
 
 /** Name tags shown at once (the nearest members whose tags do not overlap). */
 export const MAX_TAGS = 12
@@ -67,6 +64,26 @@ export type TagState = 'shown' | 'overlap' | 'limit' | 'out'
 
 export interface CrowdMember { did: string, name: string, avatar?: string, position: Vec3, rotation: Quat, time: number, moving?: boolean }
 
+/** A member's own model, placed at the member's pose and animated from its speed (avatars/model.ts). */
+export interface AvatarBody {
+  readonly root: Object3D
+  /** Advances by dt seconds at speed (m/s); returns the gait shown. */
+  update: (dt: number, speed: number) => 'idle' | 'walk'
+  dispose: () => void
+}
+
+/** Where members' models come from, loaded once per model and shared (avatars/cache.ts's AvatarModels). */
+export interface AvatarModelSource {
+  /** The model a member wears: cache key and the name shown (the CID, or a default's name). */
+  modelOf: (did: string, avatar: string | undefined) => { key: string, name: string }
+  /** The model's state, its load started on first ask. */
+  request: (key: string) => { state: 'queued' | 'loading' | 'ready' | 'failed', error?: string }
+  /** A new body of a ready model. */
+  instance: (key: string) => AvatarBody | undefined
+  release: (key: string, body: AvatarBody) => void
+  dispose: () => void
+}
+
 /** A member as the debug hook shows it. */
 export interface AvatarView {
   did: string
@@ -110,7 +127,7 @@ interface Avatar {
   sy: number
   /** The model worn (cache key, shown name), its body when drawn in detail, and its state. */
   model: { key: string, name: string }
-  inst?: AvatarInstance
+  inst?: AvatarBody
   instKey?: string
   detailed: boolean
   detailedAt: number
@@ -201,15 +218,15 @@ export class Crowd {
 
   private readonly labels: HTMLElement
   private readonly scene: Scene
-  private readonly models?: AvatarModels
+  private readonly models?: AvatarModelSource
   private now = 0
   private dt = 0
 
-  /** Without a loader of the swarm's models, every member stays an instance. */
-  constructor (scene: Scene, labels: HTMLElement, swarm?: SwarmModelLoader) {
+  /** Without a source of models, every member stays an instance. */
+  constructor (scene: Scene, labels: HTMLElement, models?: AvatarModelSource) {
     this.labels = labels
     this.scene = scene
-    if (swarm != null) this.models = new AvatarModels(swarm)
+    this.models = models
     const bodyNear = new CapsuleGeometry(0.3, 1.0, 4, 12).translate(0, 0.8, 0)
     const bodyFar = new CapsuleGeometry(0.3, 1.0, 1, 6).translate(0, 0.8, 0)
     const visor = new BoxGeometry(0.36, 0.12, 0.12).translate(0, 1.35, -0.26)
@@ -230,7 +247,7 @@ export class Crowd {
       label.dataset.did = m.did
       label.style.display = 'none'
       this.labels.append(label)
-      a = { did: m.did, name: '', track: new Track(), color: didColor(m.did), position: new Vector3(), quaternion: new Quaternion(), label, tagW: 0, tagH: 0, tagShown: false, displayed: false, keep: false, tagState: 'out', tagX: NaN, tagY: NaN, dist: 0, sx: 0, sy: 0, model: modelOf(m.did, m.avatar), detailed: false, detailedAt: 0, anim: 'idle', speed: 0, px: NaN, pz: NaN }
+      a = { did: m.did, name: '', track: new Track(), color: didColor(m.did), position: new Vector3(), quaternion: new Quaternion(), label, tagW: 0, tagH: 0, tagShown: false, displayed: false, keep: false, tagState: 'out', tagX: NaN, tagY: NaN, dist: 0, sx: 0, sy: 0, model: this.modelOf(m.did, m.avatar), detailed: false, detailedAt: 0, anim: 'idle', speed: 0, px: NaN, pz: NaN }
       this.avatars.set(m.did, a)
       if (this.avatars.size > this.capacity) {
         while (this.capacity < this.avatars.size) this.capacity *= 2
@@ -239,7 +256,7 @@ export class Crowd {
     }
     a.name = m.name
     if (m.avatar !== undefined) {
-      const model = modelOf(m.did, m.avatar)
+      const model = this.modelOf(m.did, m.avatar)
       if (model.key !== a.model.key) {
         this.dropModel(a)
         a.model = model
@@ -257,6 +274,10 @@ export class Crowd {
     this.avatars.delete(did)
     a.label.remove()
     this.dropModel(a)
+  }
+
+  private modelOf (did: string, avatar: string | undefined): { key: string, name: string } {
+    return this.models?.modelOf(did, avatar) ?? { key: avatar ?? '', name: avatar ?? '' }
   }
 
   /** Frees a member's model body, if it has one. */

@@ -9,6 +9,8 @@
  * one format the peers use (links.ts).
  */
 import { Api, EventStream, takeToken } from './api.ts'
+import { AvatarModels } from './avatars/cache.ts'
+import { swarmLoader } from './avatars/load.ts'
 import { mountLook } from './avatars/look.ts'
 import { Controls } from './controls.ts'
 import type { AvatarView } from './crowd.ts'
@@ -80,7 +82,8 @@ if (token == null) {
 
 function main (token: string): void {
   const api = new Api(token)
-  const view = new View($<HTMLCanvasElement>('scene'), $('labels'), token)
+  // Members' avatars load from the swarm like the world's models.
+  const view = new View($<HTMLCanvasElement>('scene'), $('labels'), token, renderer => new AvatarModels(swarmLoader(token, renderer)))
   const controls = new Controls(view)
   const store = new Store()
   const table = new EventTable()

@@ -12,8 +12,7 @@ import {
   PlaneGeometry, Quaternion, Raycaster, Scene, SRGBColorSpace, Vector2, Vector3, WebGLRenderer
 } from 'three'
 import { GLTFLoader } from 'three/addons/loaders/GLTFLoader.js'
-import { Crowd, didColor } from './crowd.ts'
-import { contentLoader } from './avatars/load.ts'
+import { Crowd, didColor, type AvatarModelSource } from './crowd.ts'
 import type { Quat, Vec3 } from './interp.ts'
 
 export { didColor }
@@ -75,7 +74,8 @@ export class View {
   private readonly tmpV = new Vector3()
   private running = false
 
-  constructor (canvas: HTMLCanvasElement, labels: HTMLElement, token: string) {
+  /** `avatars` gives the source of members' models (drawn as capsules without one). */
+  constructor (canvas: HTMLCanvasElement, labels: HTMLElement, token: string, avatars?: (renderer: WebGLRenderer | null) => AvatarModelSource) {
     this.canvas = canvas
     this.labels = labels
     this.token = token
@@ -107,8 +107,7 @@ export class View {
     this.loader = new GLTFLoader(manager)
     this.loader.setRequestHeader({ authorization: `Bearer ${token}` })
     this.setGrid(this.grid)
-    // Members' avatars load from the swarm like the world's models.
-    this.crowd = new Crowd(this.scene, labels, contentLoader(token))
+    this.crowd = new Crowd(this.scene, labels, avatars?.(renderer))
   }
 
   start (): void {

@@ -49,6 +49,11 @@ export class AvatarModels {
     this.swarm = swarm
   }
 
+  /** The model a member wears (their avatar CID, or a default chosen from their did). */
+  modelOf (did: string, avatar: string | undefined): { key: string, name: string } {
+    return modelOf(did, avatar)
+  }
+
   /** The entry of a model, its load queued on first ask. */
   request (key: string): ModelEntry {
     let e = this.entries.get(key)
@@ -70,7 +75,7 @@ export class AvatarModels {
     return new AvatarInstance(e.template)
   }
 
-  release (key: string, inst: AvatarInstance): void {
+  release (key: string, inst: { dispose: () => void }): void {
     inst.dispose()
     const e = this.entries.get(key)
     if (e != null) e.refs = Math.max(0, e.refs - 1)

@@ -7,6 +7,8 @@
  */
 import { GLTFLoader, type GLTF, type GLTFLoaderPlugin, type GLTFParser } from 'three/addons/loaders/GLTFLoader.js'
 import { VRMLoaderPlugin } from '@pixiv/three-vrm'
+import type { WebGLRenderer } from 'three'
+import { ModelLoader } from '../models/index.ts'
 
 /** A parsed avatar file; `dispose` frees what the loader allocated beyond the scene, if anything. */
 export interface AvatarFile { gltf: GLTF, dispose?: () => void }
@@ -46,16 +48,10 @@ async function read (url: string, headers: Record<string, string>, signal?: Abor
   return await res.arrayBuffer()
 }
 
-/**
- * The swarm path used until the shared model pipeline is wired in: our peer's /content/CID, parsed
- * by GLTFLoader (no limits of its own: those belong to the pipeline).
- */
-export function contentLoader (token: string): SwarmModelLoader {
-  const headers = { authorization: `Bearer ${token}` }
-  return async (cid, options) => {
-    const buffer = await read(`/content/${encodeURIComponent(cid)}`, headers, options.signal)
-    return { gltf: await parse(buffer, '/content/', headers, options.plugins) }
-  }
+/** Models of the swarm through the client's model pipeline (its limits, named errors and deadline). */
+export function swarmLoader (token: string, renderer: WebGLRenderer | null): SwarmModelLoader {
+  const models = new ModelLoader({ token, renderer })
+  return async (cid, options) => await models.load(cid, options)
 }
 
 /** A default avatar bundled with the client (a URL of ours). */
