@@ -40,7 +40,8 @@ declare global {
       avatars: () => Array<{ did: string, name: string, position: Vec3, tag: boolean, tagState: 'shown' | 'overlap' | 'limit' | 'out', distance: number, detail: 'near' | 'far' | 'hidden' }>
       /** The crowd in the last frame: members, bodies drawn near and far, tags shown, draw calls. */
       crowd: () => { members: number, near: number, far: number, tags: number, calls: number, triangles: number }
-      objects: () => Array<{ id: string, model: string, loaded: boolean, failed: boolean, error?: string, position: Vec3, progress: number }>
+      /** Placed objects: their model, its load stage ('bounds' | 'geometry' | 'full' | 'failed'), the named error if any. */
+      objects: () => ReturnType<View['objectList']>
       me: () => { position: Vec3, yaw: number, rotation: Quat }
       space: () => string | null
       did: () => string | null
