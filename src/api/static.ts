@@ -77,9 +77,11 @@ export async function serveStatic (root: string | null, req: IncomingMessage, re
       'cross-origin-opener-policy': 'same-origin',
       'cross-origin-resource-policy': 'same-origin',
       // data: and blob: in connect-src let GLTFLoader read embedded buffers (they never leave the page).
+      // 'wasm-unsafe-eval' lets the page (meshopt decoder) and the blob: worker KTX2Loader starts
+      // (Basis transcoder) compile WebAssembly; it allows no JavaScript eval.
       'content-security-policy': [
         "default-src 'self'",
-        "script-src 'self'",
+        "script-src 'self' 'wasm-unsafe-eval'",
         "style-src 'self'",
         `connect-src 'self' ws://${host} data: blob:`,
         "img-src 'self' blob: data:",

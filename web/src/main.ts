@@ -47,7 +47,8 @@ declare global {
       avatars: () => AvatarView[]
       /** The crowd in the last frame: members, bodies drawn near and far (models among the near), tags shown, draw calls. */
       crowd: () => { members: number, near: number, far: number, tags: number, models: number, calls: number, triangles: number }
-      objects: () => Array<{ id: string, model: string, loaded: boolean, failed: boolean, error?: string, position: Vec3, progress: number }>
+      /** Placed objects: their model, its load stage ('bounds' | 'geometry' | 'full' | 'failed'), the named error if any. */
+      objects: () => ReturnType<View['objectList']>
       me: () => { position: Vec3, yaw: number, rotation: Quat }
       space: () => string | null
       did: () => string | null
@@ -83,7 +84,7 @@ if (token == null) {
 function main (token: string): void {
   const api = new Api(token)
   // Members' avatars load from the swarm like the world's models.
-  const view = new View($<HTMLCanvasElement>('scene'), $('labels'), token, renderer => new AvatarModels(swarmLoader(token, renderer)))
+  const view = new View($<HTMLCanvasElement>('scene'), $('labels'), token, models => new AvatarModels(swarmLoader(models)))
   const controls = new Controls(view)
   const store = new Store()
   const table = new EventTable()

@@ -2,20 +2,21 @@
  * The 3D view: ground with the space's grid and land parcels, the world's objects (glTF/GLB from
  * the swarm, through our peer's /content/CID, with a placeholder and progress while they stream
  * and a red marker when they fail), other members (crowd.ts: instanced bodies coloured from their
- * did, name tags that do not pile up), and our own first-person camera. three.js core +
- * GLTFLoader only; labels are plain DOM positioned each frame.
+ * did, name tags that do not pile up), and our own first-person camera. Models load through
+ * models/ (limits, meshopt, KTX2, early stages); labels are plain DOM positioned each frame.
  */
 import {
   AmbientLight, Box3, BoxGeometry, BoxHelper, BufferGeometry, Color, DirectionalLight,
   EdgesGeometry, Float32BufferAttribute, Fog, Group, HemisphereLight, LineBasicMaterial, LineSegments,
-  LoadingManager, Mesh, MeshBasicMaterial, MeshLambertMaterial, type Object3D, PerspectiveCamera,
+  Mesh, MeshBasicMaterial, MeshLambertMaterial, type Object3D, PerspectiveCamera,
   PlaneGeometry, Quaternion, Raycaster, Scene, SRGBColorSpace, Vector2, Vector3, WebGLRenderer
 } from 'three'
-import { GLTFLoader } from 'three/addons/loaders/GLTFLoader.js'
 import { Crowd, didColor, type AvatarModelSource } from './crowd.ts'
+import { describeError, disposeObject, ModelLoader, type ModelStage } from './models/index.ts'
 import type { Quat, Vec3 } from './interp.ts'
 
 export { didColor }
+export { MAX_MODEL_BYTES } from './models/index.ts'
 
 export interface Grid { width: number, depth: number, cell: number }
 export interface Parcel { id: string, owner: string, space: string, x: number, y: number, w: number, h: number }
@@ -26,8 +27,8 @@ export interface Member { did: string, name: string, avatar: string, position: V
 export const EYE_HEIGHT = 1.6
 /** Models fetched at once. */
 export const MAX_CONCURRENT_LOADS = 4
-/** Largest model we read (bytes); bigger ones are marked failed rather than exhausting memory. */
-export const MAX_MODEL_BYTES = 256 * 1024 * 1024
+
+export type ObjectStage = 'loading' | 'bounds' | 'geometry' | 'full' | 'failed'
 
 interface Obj {
   value: WorldObject
@@ -38,6 +39,8 @@ interface Obj {
   failed: boolean
   error?: string
   progress: number
+  /** How much of the model is shown: its bounds, its untextured geometry, all of it, or none (failed). */
+  stage: ObjectStage
   label: HTMLDivElement
   /** Bumped when the model changes, so a late load of an old model is dropped. */
   gen: number
@@ -64,8 +67,8 @@ export class View {
   private readonly parcelsGroup = new Group()
   private readonly crowd: Crowd
   private readonly objects = new Map<string, Obj>()
-  private readonly loader: GLTFLoader
-  private readonly modelBytes = new Map<string, Promise<{ buffer: ArrayBuffer, resourcePath: string }>>()
+  /** The page's one model pipeline (avatars use it too). */
+  readonly models: ModelLoader
   private readonly queue: Array<() => Promise<void>> = []
   private active = 0
   private selection?: BoxHelper
@@ -75,7 +78,7 @@ export class View {
   private running = false
 
   /** `avatars` gives the source of members' models (drawn as capsules without one). */
-  constructor (canvas: HTMLCanvasElement, labels: HTMLElement, token: string, avatars?: (renderer: WebGLRenderer | null) => AvatarModelSource) {
+  constructor (canvas: HTMLCanvasElement, labels: HTMLElement, token: string, avatars?: (models: ModelLoader) => AvatarModelSource) {
     this.canvas = canvas
     this.labels = labels
     this.token = token
@@ -97,17 +100,9 @@ export class View {
     this.scene.add(sun)
     this.scene.add(this.ground, this.parcelsGroup, this.world)
     this.camera.rotation.order = 'YXZ'
-    const manager = new LoadingManager()
-    // Textures a .gltf names by relative URL load through <img> in some browsers (no headers):
-    // they carry the token in the query, as media elements do.
-    manager.setURLModifier(url => {
-      if (!url.startsWith('/content/') && !url.startsWith(location.origin + '/content/')) return url
-      return url + (url.includes('?') ? '&' : '?') + 'token=' + encodeURIComponent(this.token)
-    })
-    this.loader = new GLTFLoader(manager)
-    this.loader.setRequestHeader({ authorization: `Bearer ${token}` })
+    this.models = new ModelLoader({ token, renderer })
     this.setGrid(this.grid)
-    this.crowd = new Crowd(this.scene, labels, avatars?.(renderer))
+    this.crowd = new Crowd(this.scene, labels, avatars?.(this.models))
   }
 
   start (): void {
@@ -232,7 +227,7 @@ export class View {
     label.className = 'obj-tag'
     label.dataset.objectId = o.id
     this.labels.append(label)
-    const obj: Obj = { value: o, group, loaded: false, failed: false, progress: 0, label, gen: 0 }
+    const obj: Obj = { value: o, group, loaded: false, failed: false, progress: 0, stage: 'loading', label, gen: 0 }
     this.objects.set(o.id, obj)
     this.world.add(group)
     this.applyTransform(obj)
@@ -245,7 +240,7 @@ export class View {
     this.objects.delete(id)
     o.gen++
     this.world.remove(o.group)
-    dispose(o.group)
+    disposeObject(o.group)
     o.label.remove()
     this.reportLoading()
   }
@@ -257,8 +252,9 @@ export class View {
     o.group.scale.set(v.scale[0], v.scale[1], v.scale[2])
   }
 
-  private setPlaceholder (o: Obj, kind: 'loading' | 'failed'): void {
-    if (o.placeholder != null) { o.group.remove(o.placeholder); dispose(o.placeholder) }
+  /** A box where the model will be: unit-sized, or the model's bounds once its JSON is in. */
+  private setPlaceholder (o: Obj, kind: 'loading' | 'failed', bounds?: Box3): void {
+    if (o.placeholder != null) { o.group.remove(o.placeholder); disposeObject(o.placeholder) }
     const color = kind === 'failed' ? 0xe53935 : 0x90a4ae
     const box = new BoxGeometry(1, 1, 1)
     const ph = new Group()
@@ -270,6 +266,11 @@ export class View {
       ph.add(lines([-0.5, -0.5, -0.5, 0.5, 0.5, 0.5, -0.5, 0.5, -0.5, 0.5, -0.5, 0.5, 0.5, -0.5, -0.5, -0.5, 0.5, 0.5, 0.5, 0.5, -0.5, -0.5, -0.5, 0.5], 0xb71c1c, 1))
     }
     ph.position.y = 0.5
+    if (bounds != null && !bounds.isEmpty()) {
+      const size = bounds.getSize(new Vector3()).max(new Vector3(0.01, 0.01, 0.01))
+      bounds.getCenter(ph.position)
+      ph.scale.copy(size)
+    }
     ph.userData.placeholder = kind
     o.placeholder = ph
     o.group.add(ph)
@@ -277,48 +278,64 @@ export class View {
 
   private loadModel (o: Obj): void {
     const gen = ++o.gen
-    if (o.model != null) { o.group.remove(o.model); dispose(o.model); o.model = undefined }
+    if (o.model != null) { o.group.remove(o.model); disposeObject(o.model); o.model = undefined }
     o.loaded = false
     o.failed = false
     o.error = undefined
     o.progress = 0
+    o.stage = 'loading'
     this.setPlaceholder(o, 'loading')
     this.setObjectLabel(o)
     this.reportLoading()
     const cid = o.value.model
     this.enqueue(async () => {
       if (gen !== o.gen) return
+      const onStage = (s: ModelStage): void => {
+        if (gen !== o.gen || o.loaded) { if (s.stage === 'geometry') disposeObject(s.scene); return }
+        if (s.stage === 'bounds') {
+          o.stage = 'bounds'
+          this.setPlaceholder(o, 'loading', s.box)
+        } else {
+          this.showModel(o, s.scene)
+          o.stage = 'geometry'
+        }
+        this.setObjectLabel(o)
+        this.updateSelection()
+      }
       try {
-        const { buffer, resourcePath } = await this.fetchModel(cid, p => {
-          if (gen !== o.gen) return
-          o.progress = p
-          this.setObjectLabel(o)
+        const m = await this.models.load(cid, {
+          onProgress: p => {
+            if (gen !== o.gen) return
+            o.progress = p
+            this.setObjectLabel(o)
+          },
+          onStage
         })
-        if (gen !== o.gen) return
-        const gltf = await this.loader.parseAsync(buffer, resourcePath)
-        if (gen !== o.gen) { dispose(gltf.scene); return }
-        const model = gltf.scene
-        model.userData.objectId = o.value.id
-        // Models without normals would draw black under our lights.
-        model.traverse(n => {
-          const g = (n as Mesh).geometry
-          if (g?.attributes?.position != null && g.attributes.normal == null) g.computeVertexNormals()
-        })
-        o.model = model
-        o.group.add(model)
-        if (o.placeholder != null) { o.group.remove(o.placeholder); dispose(o.placeholder); o.placeholder = undefined }
+        if (gen !== o.gen) { m.dispose(); return }
+        this.showModel(o, m.scene)
         o.loaded = true
+        o.stage = 'full'
       } catch (err) {
         if (gen !== o.gen) return
+        if (o.model != null) { o.group.remove(o.model); disposeObject(o.model); o.model = undefined }
         o.failed = true
-        o.error = (err as Error).message
-        this.modelBytes.delete(cid)
+        o.stage = 'failed'
+        o.error = describeError(err)
         this.setPlaceholder(o, 'failed')
       }
       this.setObjectLabel(o)
       this.reportLoading()
       this.updateSelection()
     })
+  }
+
+  /** Puts a model (early or full) in an object's place, removing what was there. */
+  private showModel (o: Obj, model: Object3D): void {
+    if (o.model != null) { o.group.remove(o.model); disposeObject(o.model) }
+    model.userData.objectId = o.value.id
+    o.model = model
+    o.group.add(model)
+    if (o.placeholder != null) { o.group.remove(o.placeholder); disposeObject(o.placeholder); o.placeholder = undefined }
   }
 
   /** Tries a failed object's model again. */
@@ -332,7 +349,8 @@ export class View {
     el.classList.toggle('failed', o.failed)
     el.classList.toggle('loading', !o.loaded && !o.failed)
     el.hidden = o.loaded
-    el.textContent = o.failed ? `failed to load: ${o.error ?? ''}`.slice(0, 120) : o.loaded ? '' : o.progress > 0 ? `loading ${Math.round(o.progress * 100)}%` : 'loading…'
+    el.dataset.stage = o.stage
+    el.textContent = o.failed ? `failed to load: ${o.error ?? ''}`.slice(0, 160) : o.loaded ? '' : o.progress > 0 ? `loading ${Math.round(o.progress * 100)}%` : 'loading…'
     el.title = o.value.model
   }
 
@@ -357,59 +375,6 @@ export class View {
       this.active++
       void job().finally(() => { this.active--; this.pump() })
     }
-  }
-
-  /** The model's bytes from our peer (which fetches them from the swarm), with progress 0..1. */
-  private fetchModel (cid: string, onProgress: (p: number) => void): Promise<{ buffer: ArrayBuffer, resourcePath: string }> {
-    let p = this.modelBytes.get(cid)
-    if (p == null) {
-      p = this.readModel(`/content/${encodeURIComponent(cid)}`, `/content/${encodeURIComponent(cid)}/`, onProgress, true)
-      this.modelBytes.set(cid, p)
-    }
-    return p
-  }
-
-  private async readModel (url: string, dirPath: string, onProgress: (p: number) => void, mayBeDir: boolean): Promise<{ buffer: ArrayBuffer, resourcePath: string }> {
-    const res = await fetch(url, { headers: { authorization: `Bearer ${this.token}` } })
-    if (!res.ok) {
-      let msg = `HTTP ${res.status}`
-      try { const j = await res.json() as { message?: string }; if (j.message != null) msg = j.message } catch {}
-      throw new Error(msg)
-    }
-    const type = res.headers.get('content-type') ?? ''
-    const total = Number(res.headers.get('content-length') ?? 0)
-    if (total > MAX_MODEL_BYTES) throw new Error(`model too large (${total} bytes)`)
-    if (mayBeDir && type.startsWith('application/json')) {
-      // A directory CID: its listing; load the first glTF in it, resolving relative URIs there.
-      const text = await res.text()
-      let listing: { cid?: unknown, entries?: Array<{ name: string }> } | undefined
-      try { listing = JSON.parse(text) as typeof listing } catch {}
-      if (Array.isArray(listing?.entries) && typeof listing?.cid === 'string') {
-        const entries = listing.entries as Array<{ name: string }>
-        const entry = entries.find(e => /\.glb$/i.test(e.name)) ?? entries.find(e => /\.gltf$/i.test(e.name))
-        if (entry == null) throw new Error('directory holds no .glb or .gltf')
-        return await this.readModel(dirPath + encodeURIComponent(entry.name), dirPath, onProgress, false)
-      }
-      onProgress(1)
-      return { buffer: new TextEncoder().encode(text).buffer as ArrayBuffer, resourcePath: '/content/' }
-    }
-    const reader = res.body?.getReader()
-    if (reader == null) return { buffer: await res.arrayBuffer(), resourcePath: mayBeDir ? '/content/' : dirPath }
-    const parts: Uint8Array[] = []
-    let got = 0
-    for (;;) {
-      const { done, value } = await reader.read()
-      if (done) break
-      parts.push(value)
-      got += value.length
-      if (got > MAX_MODEL_BYTES) { void reader.cancel(); throw new Error('model too large') }
-      if (total > 0) onProgress(got / total)
-    }
-    const out = new Uint8Array(got)
-    let at = 0
-    for (const part of parts) { out.set(part, at); at += part.length }
-    onProgress(1)
-    return { buffer: out.buffer, resourcePath: mayBeDir ? '/content/' : dirPath }
   }
 
   // -- selection ---------------------------------------------------------------------------------
@@ -496,8 +461,8 @@ export class View {
     return { members: this.crowd.size, ...this.crowd.last, calls: info?.calls ?? 0, triangles: info?.triangles ?? 0 }
   }
 
-  objectList (): Array<{ id: string, model: string, loaded: boolean, failed: boolean, error?: string, position: Vec3, progress: number }> {
-    return [...this.objects.values()].map(o => ({ id: o.value.id, model: o.value.model, loaded: o.loaded, failed: o.failed, error: o.error, position: [...o.value.position], progress: o.progress }))
+  objectList (): Array<{ id: string, model: string, loaded: boolean, failed: boolean, error?: string, position: Vec3, progress: number, stage: ObjectStage }> {
+    return [...this.objects.values()].map(o => ({ id: o.value.id, model: o.value.model, loaded: o.loaded, failed: o.failed, error: o.error, position: [...o.value.position], progress: o.progress, stage: o.stage }))
   }
 
   /** The size of a loaded object's model (for tests), or undefined. */

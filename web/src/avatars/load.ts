@@ -7,8 +7,7 @@
  */
 import { GLTFLoader, type GLTF, type GLTFLoaderPlugin, type GLTFParser } from 'three/addons/loaders/GLTFLoader.js'
 import { VRMLoaderPlugin } from '@pixiv/three-vrm'
-import type { WebGLRenderer } from 'three'
-import { ModelLoader } from '../models/index.ts'
+import type { ModelLoader } from '../models/index.ts'
 
 /** A parsed avatar file; `dispose` frees what the loader allocated beyond the scene, if anything. */
 export interface AvatarFile { gltf: GLTF, dispose?: () => void }
@@ -49,8 +48,7 @@ async function read (url: string, headers: Record<string, string>, signal?: Abor
 }
 
 /** Models of the swarm through the client's model pipeline (its limits, named errors and deadline). */
-export function swarmLoader (token: string, renderer: WebGLRenderer | null): SwarmModelLoader {
-  const models = new ModelLoader({ token, renderer })
+export function swarmLoader (models: ModelLoader): SwarmModelLoader {
   return async (cid, options) => await models.load(cid, options)
 }
 

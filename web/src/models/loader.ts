@@ -18,8 +18,6 @@ import {
   ModelTooLargeError, MODEL_LOAD_TIMEOUT_MS
 } from './limits.ts'
 
-/** Where vite puts three's Basis transcoder (basis_transcoder.js and .wasm), see vite.config.ts. */
-export const TRANSCODER_PATH = '/basis/'
 /** Bytes of an external image we read to learn its size. */
 const IMAGE_HEAD_BYTES = 64 * 1024
 
@@ -188,7 +186,9 @@ export class ModelLoader {
 
   private ktx2Loader (): KTX2Loader | undefined {
     if (this.ktx2 == null && this.renderer != null) {
-      this.ktx2 = new KTX2Loader(this.manager).setTranscoderPath(TRANSCODER_PATH).detectSupport(this.renderer)
+      // No transcoder path: KTX2Loader names its transcoder by `new URL(..., import.meta.url)`, which
+      // vite ships as hashed assets beside the bundle.
+      this.ktx2 = new KTX2Loader(this.manager).detectSupport(this.renderer)
     }
     return this.ktx2
   }
