@@ -25,6 +25,7 @@ const STATIC_TYPES: Record<string, string> = {
   '.ico': 'image/x-icon',
   '.woff2': 'font/woff2',
   '.wasm': 'application/wasm',
+  '.vrm': 'model/gltf-binary',
   '.map': 'application/json; charset=utf-8'
 }
 

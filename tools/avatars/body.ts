@@ -161,7 +161,7 @@ export function body (spec: BodySpec): MeshBuilder {
   const col = {
     skin: linear(spec.colours.skin), hair: linear(spec.colours.hair), top: linear(spec.colours.top),
     bottom: linear(spec.colours.bottom), shoes: linear(spec.colours.shoes), eyes: linear(spec.colours.eyes),
-    white: linear('#f4f1ea'), dark: linear('#1d1a1a'), lips: linear('#a8555a')
+    white: linear('#f4f1ea'), dark: linear('#1d1a1a'), lips: linear('#8c3f47')
   }
   const p = (x: number, y: number, z: number): Vec3 => [x * s, y * s, z * s]
 
@@ -262,6 +262,24 @@ function shoe (m: MeshBuilder, ankle: Vec3, s: number, colour: Rgb, foot: number
   m.loft(rings, { capStart: true, capEnd: true })
 }
 
+/** The face's morph targets, in order: closing each eye, and opening the mouth ("aa"). */
+export const MORPHS = ['blinkLeft', 'blinkRight', 'aa'] as const
+
+/** The offsets of one morph target for a body made by `body`. */
+export function morphTarget (m: MeshBuilder, name: typeof MORPHS[number]): Float32Array {
+  return m.morph((p, tag) => {
+    if ((name === 'blinkLeft' && tag.part === 'leftEye') || (name === 'blinkRight' && tag.part === 'rightEye')) {
+      // Squash the eye to a line a little below its middle.
+      return [0, (tag.centre[1] - 0.002 - p[1]) * 0.9, (tag.centre[2] - p[2]) * 0.3]
+    }
+    if (name === 'aa' && tag.part === 'mouth') {
+      // Open: the lips grow tall and round, mostly downwards.
+      return [-(p[0] - tag.centre[0]) * 0.25, (p[1] - tag.centre[1]) * 2.2 - 0.004, 0]
+    }
+    return null
+  })
+}
+
 /** Head with face and ears, and the spec's hair, all on the head bone. */
 function head (m: MeshBuilder, spec: BodySpec, s: number, col: Record<'skin' | 'hair' | 'eyes' | 'white' | 'dark' | 'lips', Rgb>): void {
   const hb: Weights = [[J('head'), 1]]
@@ -289,14 +307,18 @@ function head (m: MeshBuilder, spec: BodySpec, s: number, col: Record<'skin' | '
   }
   for (const sign of [1, -1]) {
     const ex = sign * 0.036 * k
+    m.tag = { part: sign > 0 ? 'leftEye' : 'rightEye', centre: front(ex, 0.004 * k, 0) }
     ellipsoid(m, front(ex, 0.004 * k, -0.004 * k), [0.017 * k, 0.013 * k, 0.008 * k], col.white, hb)
     ellipsoid(m, front(ex, 0.002 * k, 0.001 * k), [0.0085 * k, 0.0105 * k, 0.006 * k], col.eyes, hb, 8, 4)
     ellipsoid(m, front(ex, 0.002 * k, 0.005 * k), [0.004 * k, 0.005 * k, 0.003 * k], col.dark, hb, 6, 3)
+    m.tag = null
     ellipsoid(m, front(sign * 0.037 * k, 0.033 * k, 0), [0.02 * k, 0.0045 * k, 0.006 * k], col.hair, hb, 6, 3)
     ellipsoid(m, [c[0] + sign * rx * 0.97, c[1] - 0.005 * k, c[2] - 0.005 * k], [0.014 * k, 0.027 * k, 0.019 * k], col.skin, hb, 8, 4)
   }
   ellipsoid(m, front(0, -0.026 * k, -0.004 * k), [0.011 * k, 0.02 * k, 0.016 * k], col.skin, hb, 8, 4)
+  m.tag = { part: 'mouth', centre: front(0, -0.062 * k, -0.008 * k) }
   ellipsoid(m, front(0, -0.062 * k, -0.008 * k), [0.022 * k, 0.005 * k, 0.008 * k], col.lips, hb, 8, 3)
+  m.tag = null
 
   hair(m, spec.hair, at, c, k, col.hair, hb)
 }

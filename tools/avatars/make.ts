@@ -11,7 +11,7 @@ import { mkdir, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { Document, Extension, NodeIO, type Node, type ReaderContext, type WriterContext } from '@gltf-transform/core'
-import { BONES, PARENT, body, skeleton, type BodySpec, type BoneName } from './body.ts'
+import { BONES, MORPHS, PARENT, body, morphTarget, skeleton, type BodySpec, type BoneName } from './body.ts'
 
 /** Most triangles a default avatar may have. */
 export const MAX_AVATAR_TRIANGLES = 6000
@@ -25,6 +25,17 @@ export const CC0_URL = 'https://creativecommons.org/publicdomain/zero/1.0/'
 export const VRM_LICENSE_URL = 'https://vrm.dev/licenses/1.0/'
 /** Version written in each file's VRM meta; raise it when the shapes change. */
 export const AVATAR_VERSION = '1.0.0'
+
+/** A generated avatar over one of the limits above. */
+export class AvatarLimitError extends Error {
+  override name = 'AvatarLimitError'
+}
+
+/** Throws AvatarLimitError when an avatar has too many triangles or bytes. */
+export function checkAvatarLimits (name: string, bytes: number, triangles: number): void {
+  if (triangles > MAX_AVATAR_TRIANGLES) throw new AvatarLimitError(`${name}: ${triangles} triangles, over ${MAX_AVATAR_TRIANGLES}`)
+  if (bytes > MAX_AVATAR_BYTES) throw new AvatarLimitError(`${name}: ${bytes} bytes, over ${MAX_AVATAR_BYTES}`)
+}
 
 /** A default avatar: its file name (without .vrm), display name and shape. */
 export interface AvatarDef {
@@ -100,6 +111,8 @@ class VrmExtension extends Extension {
   override readonly extensionName = 'VRMC_vrm'
   meta: Record<string, unknown> = {}
   bones = new Map<BoneName, Node>()
+  /** The node of the body mesh (for expressions and the first-person view). */
+  body: Node | null = null
 
   read (_context: ReaderContext): this { return this }
 
@@ -110,8 +123,26 @@ class VrmExtension extends Extension {
       if (index === undefined) throw new Error(`bone ${bone} has no node`)
       humanBones[bone] = { node: index }
     }
+    const body = this.body == null ? undefined : context.nodeIndexMap.get(this.body)
+    if (body === undefined) throw new Error('the body mesh has no node')
+    const bind = (...names: Array<typeof MORPHS[number]>): Record<string, unknown> => ({
+      morphTargetBinds: names.map(n => ({ node: body, index: MORPHS.indexOf(n), weight: 1 })),
+      isBinary: false,
+      overrideBlink: 'none',
+      overrideLookAt: 'none',
+      overrideMouth: 'none'
+    })
     const json = context.jsonDoc.json
-    json.extensions = { ...json.extensions, VRMC_vrm: { specVersion: '1.0', meta: this.meta, humanoid: { humanBones } } }
+    json.extensions = {
+      ...json.extensions,
+      VRMC_vrm: {
+        specVersion: '1.0',
+        meta: this.meta,
+        humanoid: { humanBones },
+        firstPerson: { meshAnnotations: [{ node: body, type: 'auto' }] },
+        expressions: { preset: { blink: bind('blinkLeft', 'blinkRight'), blinkLeft: bind('blinkLeft'), blinkRight: bind('blinkRight'), aa: bind('aa') } }
+      }
+    }
     return this
   }
 }
@@ -158,7 +189,14 @@ export async function makeAvatar (def: AvatarDef): Promise<{ bytes: Uint8Array, 
     .setAttribute('WEIGHTS_0', doc.createAccessor('weights').setType('VEC4').setArray(data.weights).setBuffer(buffer))
     .setIndices(doc.createAccessor('indices').setType('SCALAR').setArray(data.indices).setBuffer(buffer))
     .setMaterial(material)
-  const body3d = doc.createNode('body').setMesh(doc.createMesh('body').addPrimitive(prim)).setSkin(skin)
+  // Face morph targets (blinks and an open mouth), sparse: only the face's vertices move.
+  for (const name of MORPHS) {
+    const delta = doc.createAccessor(name).setType('VEC3').setArray(morphTarget(mesh, name)).setSparse(true).setBuffer(buffer)
+    prim.addTarget(doc.createPrimitiveTarget(name).setAttribute('POSITION', delta))
+  }
+  const body3d = doc.createNode('body').setSkin(skin)
+    .setMesh(doc.createMesh('body').addPrimitive(prim).setWeights(MORPHS.map(() => 0)).setExtras({ targetNames: [...MORPHS] }))
+  vrm.body = body3d
   doc.createScene(def.name).addChild(hips).addChild(body3d)
   doc.getRoot().setDefaultScene(doc.getRoot().listScenes()[0])
 
@@ -172,8 +210,7 @@ export async function makeAll (dir: string): Promise<Array<{ name: string, bytes
   const out = []
   for (const def of AVATARS) {
     const { bytes, triangles } = await makeAvatar(def)
-    if (triangles > MAX_AVATAR_TRIANGLES) throw new Error(`${def.name}: ${triangles} triangles, over ${MAX_AVATAR_TRIANGLES}`)
-    if (bytes.length > MAX_AVATAR_BYTES) throw new Error(`${def.name}: ${bytes.length} bytes, over ${MAX_AVATAR_BYTES}`)
+    checkAvatarLimits(def.name, bytes.length, triangles)
     await writeFile(join(dir, `${def.name}.vrm`), bytes)
     out.push({ name: def.name, bytes: bytes.length, triangles })
   }

@@ -12,6 +12,12 @@ export type Rgb = [number, number, number]
 /** Bone influences of a ring: [joint index, weight] pairs (at most four, summing to one). */
 export type Weights = ReadonlyArray<readonly [number, number]>
 
+/** A label on some vertices (a part of the face) with a point they move about. */
+export interface Tag {
+  part: string
+  centre: Vec3
+}
+
 /** One ring of a loft: its points in order around, its colour and its bone weights. */
 export interface Ring {
   points: Vec3[]
@@ -75,6 +81,9 @@ export class MeshBuilder {
   private readonly jnt: number[] = []
   private readonly wgt: number[] = []
   private readonly idx: number[] = []
+  private readonly tags: Array<Tag | null> = []
+  /** Tag given to the vertices added from now on (for morph targets), or null. */
+  tag: Tag | null = null
 
   /** Number of triangles so far. */
   get triangles (): number { return this.idx.length / 3 }
@@ -84,6 +93,7 @@ export class MeshBuilder {
     const total = sorted.reduce((s, w) => s + w[1], 0)
     if (sorted.length === 0 || total <= 0) throw new Error('a vertex needs a bone weight')
     const i = this.pos.length / 3
+    this.tags.push(this.tag)
     this.pos.push(p[0], p[1], p[2])
     this.col.push(colour[0], colour[1], colour[2])
     // Unused slots hold joint 0 with weight zero, as glTF asks.
@@ -131,6 +141,17 @@ export class MeshBuilder {
 
   private at (i: number): Vec3 {
     return [this.pos[3 * i], this.pos[3 * i + 1], this.pos[3 * i + 2]]
+  }
+
+  /** A morph target: each tagged vertex's offset from `delta` (null leaves it still). */
+  morph (delta: (p: Vec3, tag: Tag) => Vec3 | null): Float32Array {
+    const out = new Float32Array(this.pos.length)
+    for (let i = 0; i < this.tags.length; i++) {
+      const tag = this.tags[i]
+      const d = tag == null ? null : delta(this.at(i), tag)
+      if (d != null) out.set(d, 3 * i)
+    }
+    return out
   }
 
   /** Typed arrays for the primitive: positions, smooth normals, colours, joints, weights, indices. */
