@@ -5,7 +5,7 @@
  * cached until more than MAX_CACHED_AVATAR_MODELS are held, then the least recently used goes.
  * A model that fails keeps its named error (asked again, it does not load again).
  */
-import { DEFAULT_AVATARS, defaultAvatarFor } from './defaults.ts'
+import { defaultAvatarFor, defaultAvatarUrl } from './defaults.ts'
 import { AVATAR_PLUGINS, errorText, loadBundled, type AvatarFile, type SwarmModelLoader } from './load.ts'
 import { AvatarInstance, AvatarTemplate } from './model.ts'
 
@@ -119,9 +119,9 @@ export class AvatarModels {
     const signal = this.abort.signal
     if (!key.startsWith(DEFAULT_PREFIX)) return await this.swarm(key, { plugins: AVATAR_PLUGINS, signal })
     const name = key.slice(DEFAULT_PREFIX.length)
-    const d = DEFAULT_AVATARS.find(a => a.name === name)
-    if (d == null) throw new Error(`no default avatar named ${name}`)
-    return await loadBundled(d.url, signal)
+    const url = defaultAvatarUrl(name)
+    if (url == null) throw new Error(`no default avatar named ${name}`)
+    return await loadBundled(url, signal)
   }
 
   /** Drops the least recently used models nobody wears while more than the cache holds are ready. */
