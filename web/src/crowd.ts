@@ -77,8 +77,8 @@ export interface AvatarModelSource {
   /** The model a member wears: cache key and the name shown (the CID, or a default's name). */
   modelOf: (did: string, avatar: string | undefined) => { key: string, name: string }
   /** The model's state, its load started on first ask. */
-  request: (key: string) => { state: 'queued' | 'loading' | 'ready' | 'failed', error?: string }
-  /** A new body of a ready model. */
+  request: (key: string) => { readonly state: 'queued' | 'loading' | 'ready' | 'failed', readonly error?: string }
+  /** A new body of a ready model (none when it cannot be made: the model is failed then). */
   instance: (key: string) => AvatarBody | undefined
   release: (key: string, body: AvatarBody) => void
   dispose: () => void
@@ -373,16 +373,9 @@ export class Crowd {
         return false
       }
       if (e.state !== 'ready') return false
-      try {
-        a.inst = models.instance(a.model.key)
-      } catch (err) {
-        a.error = `AvatarLoadError: ${(err as Error).message}`
-        a.label.title = a.error
-        e.state = 'failed'
-        e.error = a.error
-        return false
-      }
+      a.inst = models.instance(a.model.key)
       if (a.inst == null) return false
+      if (a.error != null) { a.error = undefined; a.label.title = '' }
       a.instKey = a.model.key
       this.scene.add(a.inst.root)
     }

@@ -3,7 +3,8 @@
  * default avatar of the project's chosen from their did when they have none. At most
  * MAX_AVATAR_LOADS load at once (the rest wait in order of asking); a model nobody wears stays
  * cached until more than MAX_CACHED_AVATAR_MODELS are held, then the least recently used goes.
- * A model that fails keeps its named error (asked again, it does not load again).
+ * A model that fails keeps its named error, and is tried again only when asked for after
+ * AVATAR_RETRY_MS (the swarm may have it by then; a bad file costs one load a minute at most).
  */
 import { defaultAvatarFor, defaultAvatarUrl } from './defaults.ts'
 import { AVATAR_PLUGINS, errorText, loadBundled, type AvatarFile, type SwarmModelLoader } from './load.ts'
@@ -13,6 +14,8 @@ import { AvatarInstance, AvatarTemplate } from './model.ts'
 export const MAX_AVATAR_LOADS = 3
 /** Loaded avatar models kept when nobody wears them. */
 export const MAX_CACHED_AVATAR_MODELS = 16
+/** A failed model is loaded again when asked for this long (ms) after it failed. */
+export const AVATAR_RETRY_MS = 60_000
 
 const DEFAULT_PREFIX = 'default:'
 
@@ -33,6 +36,8 @@ export interface ModelEntry {
   refs: number
   /** When last asked for (a counter), for eviction. */
   used: number
+  /** When it failed (ms, performance.now()). */
+  failedAt?: number
 }
 
 export class AvatarModels {
@@ -63,6 +68,11 @@ export class AvatarModels {
       this.queue.push(e)
       this.pump()
     }
+    else if (e.state === 'failed' && e.template == null && performance.now() - (e.failedAt ?? 0) > AVATAR_RETRY_MS) {
+      e.state = 'queued'
+      this.queue.push(e)
+      this.pump()
+    }
     e.used = ++this.clock
     return e
   }
@@ -71,8 +81,18 @@ export class AvatarModels {
   instance (key: string): AvatarInstance | undefined {
     const e = this.entries.get(key)
     if (e?.template == null) return undefined
-    e.refs++
-    return new AvatarInstance(e.template)
+    try {
+      const inst = new AvatarInstance(e.template)
+      e.refs++
+      return inst
+    } catch (err) {
+      // A model three.js parsed but that cannot be cloned or rigged: failed like a bad file.
+      e.state = 'failed'
+      e.error = errorText(err)
+      e.failedAt = performance.now()
+      if (e.refs === 0) { e.template.dispose(); e.template = undefined }
+      return undefined
+    }
   }
 
   release (key: string, inst: { dispose: () => void }): void {
@@ -107,9 +127,11 @@ export class AvatarModels {
       if (this.entries.get(e.key) !== e) { new AvatarTemplate(file).dispose(); return }
       e.template = new AvatarTemplate(file)
       e.state = 'ready'
+      e.error = undefined
     } catch (err) {
       e.state = 'failed'
       e.error = errorText(err)
+      e.failedAt = performance.now()
     }
     this.evict()
     this.onChange?.()
