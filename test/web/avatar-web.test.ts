@@ -5,7 +5,8 @@
  * joins through A's link and draws A as that model, come from the swarm, walking while A walks
  * and idle when A stops; A draws B, who has no avatar, as one of the project's defaults. Then A
  * sets a text file as the avatar (our avatar goes with presence when the profile changes): B shows
- * its named error and keeps the capsule, and the page goes on drawing frames.
+ * its named error and keeps the capsule, and the page goes on drawing frames. With a crowd in
+ * front of B, only the nearest MAX_DETAILED_AVATARS are drawn as models.
  */
 import { describe, it, before, after, afterEach, type TestContext } from 'node:test'
 import assert from 'node:assert/strict'
@@ -14,6 +15,8 @@ import { mkdir, readFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { chromium, type Browser, type Page } from 'playwright-core'
 import { PeerSet, ROOT, type CliPeer } from '../helpers/cli-peer.ts'
+import { CROWD_SEND_HZ, crowdInitScript } from '../helpers/crowd.ts'
+import { DETAIL_DISTANCE, MAX_DETAILED_AVATARS } from '../../web/src/crowd.ts'
 
 const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium'
 const SHOTS = join(ROOT, 'test/screenshots')
@@ -24,7 +27,7 @@ const set = new PeerSet()
 interface Ready { url: string }
 const urlOf = (p: CliPeer): string => (p.ready as unknown as Ready).url
 
-interface AvatarView { did: string, model: string, loaded: boolean, animation: string, error?: string, detail: string }
+interface AvatarView { did: string, model: string, loaded: boolean, animation: string, error?: string, detail: string, distance: number }
 
 async function avatarOf (page: Page, did: string): Promise<AvatarView | undefined> {
   return await page.evaluate(d => (window as any).peerverse.avatars().find((x: { did: string }) => x.did === d), did)
@@ -75,7 +78,10 @@ describe('avatars in the browser client, two peers and two pages', { timeout: 24
       args: ['--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update', '--disable-sync', '--no-first-run', '--use-angle=swiftshader', '--enable-unsafe-swiftshader']
     })
     const open = async (name: string): Promise<Page> => {
-      const page = await (await browser.newContext({ viewport: { width: 1100, height: 750 } })).newPage()
+      const ctx = await browser.newContext({ viewport: { width: 1100, height: 750 } })
+      // B's page also takes made-up members through its event stream (the crowd test's helper).
+      if (name === 'B') await ctx.addInitScript(crowdInitScript, CROWD_SEND_HZ)
+      const page = await ctx.newPage()
       page.on('pageerror', err => { problems.push(`${name}: ${err.message}`) })
       return page
     }
@@ -149,6 +155,26 @@ describe('avatars in the browser client, two peers and two pages', { timeout: 24
     assert.ok(stats.near + stats.far > stats.models, `the capsule is drawn (${JSON.stringify(stats)})`)
     const frames = await pb.evaluate(() => (window as any).peerverse.frames() as number)
     await pb.waitForFunction(f => (window as any).peerverse.frames() > f + 10, frames, WAIT)
+  })
+
+  it(`at most MAX_DETAILED_AVATARS (${MAX_DETAILED_AVATARS}) members are models, the nearest; the rest stay capsules`, async () => {
+    const space = await pb.evaluate(() => (window as any).peerverse.space() as string)
+    const n = MAX_DETAILED_AVATARS + 8
+    await pb.evaluate(([id, k]) => { (window as any).__crowd.start(id, k, { center: [128, 116], spread: 8, moving: false }) }, [space, n] as const)
+    await pb.waitForFunction(k => (window as any).peerverse.crowd().models === k, MAX_DETAILED_AVATARS, WAIT)
+    const list = await pb.evaluate(() => (window as any).peerverse.avatars() as AvatarView[])
+    const inRange = list.filter(x => x.detail === 'near' && x.error == null && x.distance <= DETAIL_DISTANCE)
+    assert.ok(inRange.length > MAX_DETAILED_AVATARS, `${inRange.length} members in detail range`)
+    const models = inRange.filter(x => x.loaded)
+    assert.equal(models.length, MAX_DETAILED_AVATARS)
+    const furthestModel = Math.max(...models.map(x => x.distance))
+    for (const x of inRange.filter(x => !x.loaded)) {
+      assert.ok(x.distance >= furthestModel, `${x.did} at ${x.distance} m is a capsule while a model at ${furthestModel} m is drawn`)
+      assert.equal(x.animation, 'none')
+    }
+    for (const x of models) assert.ok(DEFAULT_NAMES.includes(x.model) && x.animation === 'idle', `${x.did}: ${x.model} ${x.animation}`)
+    await pb.evaluate(() => { (window as any).__crowd.stop() })
+    await pb.waitForFunction(() => (window as any).peerverse.crowd().models === 0, null, WAIT)
     assert.deepEqual(problems, [], 'no uncaught errors on either page')
   })
 })
