@@ -10,7 +10,8 @@
  * - Avatars: the nearest MAX_DETAILED_AVATARS members in view within DETAIL_DISTANCE are drawn as
  *   their own model (their avatar CID, or a default avatar chosen from their did: avatars/), animated
  *   from how fast they are drawn moving; everyone else stays an instance. A member's capsule stands
- *   in while their model loads, and stays when it fails (the named reason in the tag's title).
+ *   in while their model loads, and stays when it fails (the named reason in the tag's title; the
+ *   member's place among the detailed goes to the next nearest).
  * Nothing is allocated per frame beyond the interpolated samples.
  */
 import {
@@ -78,6 +79,8 @@ export interface AvatarModelSource {
   modelOf: (did: string, avatar: string | undefined) => { key: string, name: string }
   /** The model's state, its load started on first ask. */
   request: (key: string) => { readonly state: 'queued' | 'loading' | 'ready' | 'failed', readonly error?: string }
+  /** The model's state if it was asked for, without starting a load. */
+  peek: (key: string) => { readonly state: 'queued' | 'loading' | 'ready' | 'failed', readonly error?: string } | undefined
   /** A new body of a ready model (none when it cannot be made: the model is failed then). */
   instance: (key: string) => AvatarBody | undefined
   release: (key: string, body: AvatarBody) => void
@@ -349,7 +352,15 @@ export class Crowd {
       a.dist = a.position.distanceTo(camera.position)
       this.sphere.center.set(a.position.x, a.position.y + 0.8, a.position.z)
       if (!this.frustum.intersectsSphere(this.sphere)) { a.dist = Infinity; continue }
-      if (this.models != null && a.dist <= DETAIL_DISTANCE) d.push(a)
+      if (this.models == null || a.dist > DETAIL_DISTANCE) continue
+      // A member whose model failed keeps the capsule and leaves its place to the next nearest.
+      // (Asked again, so it is tried anew once its retry time has come.)
+      const e = a.inst == null && this.models.peek(a.model.key)?.state === 'failed' ? this.models.request(a.model.key) : undefined
+      if (e?.state === 'failed') {
+        if (a.error !== e.error) { a.error = e.error; a.label.title = e.error ?? '' }
+        continue
+      }
+      d.push(a)
     }
     if (d.length > MAX_DETAILED_AVATARS) d.sort((x, y) => x.dist - y.dist)
     for (let i = 0; i < d.length && i < MAX_DETAILED_AVATARS; i++) { d[i].detailed = true; d[i].detailedAt = this.now }

@@ -77,6 +77,11 @@ export class AvatarModels {
     return e
   }
 
+  /** The entry of a model asked for before, if any (starts nothing). */
+  peek (key: string): ModelEntry | undefined {
+    return this.entries.get(key)
+  }
+
   /** A new body of a ready model (release it with `release`). */
   instance (key: string): AvatarInstance | undefined {
     const e = this.entries.get(key)
