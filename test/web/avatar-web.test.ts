@@ -160,7 +160,7 @@ describe('avatars in the browser client, two peers and two pages', { timeout: 24
   it(`at most MAX_DETAILED_AVATARS (${MAX_DETAILED_AVATARS}) members are models, the nearest; the rest stay capsules`, async () => {
     const space = await pb.evaluate(() => (window as any).peerverse.space() as string)
     const n = MAX_DETAILED_AVATARS + 8
-    await pb.evaluate(([id, k]) => { (window as any).__crowd.start(id, k, { center: [128, 116], spread: 8, moving: false }) }, [space, n] as const)
+    await pb.evaluate(([id, k]) => { (window as any).__crowd.start(id, k, { center: [128, 112], spread: 6, moving: false }) }, [space, n] as const)
     await pb.waitForFunction(k => (window as any).peerverse.crowd().models === k, MAX_DETAILED_AVATARS, WAIT)
     const list = await pb.evaluate(() => (window as any).peerverse.avatars() as AvatarView[])
     const inRange = list.filter(x => x.detail === 'near' && x.error == null && x.distance <= DETAIL_DISTANCE)
