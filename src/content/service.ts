@@ -231,7 +231,9 @@ export class ContentService extends TypedEventEmitter<ContentEvents> {
   private getter (root: CID, options: { signal?: AbortSignal, hints?: CID[], used?: Download[], holders?: LinkHolder[] } = {}): { get: GetBlock, download: () => Download } {
     let download: Download | undefined
     const d = (): Download => {
-      if (download == null) {
+      // A shared download another request halted (it was aborted while this one was between
+      // blocks) is closed: take the swarm's current one, or a new one, rather than fail.
+      if (download == null || download.closed) {
         download = this.swarm.download(root, options.hints, options.holders)
         options.used?.push(download)
       }

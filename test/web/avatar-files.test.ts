@@ -2,7 +2,7 @@
  * The project's default avatars (web/assets/avatars, made by tools/avatars/make.ts): each file is
  * valid glTF, a VRM 1.0 with every required humanoid bone and a CC0 licence in its meta, within
  * the size limits, stands on y = 0 at a person's height, loads with three's GLTFLoader and the VRM
- * plugin, and is exactly what the generator makes now (so the committed files cannot drift).
+ * plugin (with blink and open-mouth expressions), and is exactly what the generator makes now (so the committed files cannot drift).
  * Also: web/src/avatars/defaults.ts names every file and picks one per did stably, and the peer
  * serves a .vrm with a glTF type under its CSP.
  */
@@ -14,7 +14,7 @@ import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import type { AddressInfo } from 'node:net'
 import validator from 'gltf-validator'
-import type { Object3D } from 'three'
+import type { Object3D, SkinnedMesh } from 'three'
 import { GLTFLoader } from 'three/examples/jsm/loaders/GLTFLoader.js'
 import { VRMLoaderPlugin, type VRM } from '@pixiv/three-vrm'
 import {
@@ -147,9 +147,30 @@ describe('default avatar files', () => {
       assert.equal(vrm.meta.metaVersion, '1')
       assert.equal(vrm.meta.name, def.title)
       for (const bone of REQUIRED_BONES) assert.ok(vrm.humanoid.getRawBoneNode(bone as 'hips') != null, `${def.name}: ${bone}`)
-      let skinned = 0
-      vrm.scene.traverse((o: Object3D) => { if ((o as { isSkinnedMesh?: boolean }).isSkinnedMesh === true) skinned++ })
-      assert.equal(skinned, 1, `${def.name}: one skinned mesh`)
+      const expressions = vrm.expressionManager?.expressions.map((e: { expressionName: string }) => e.expressionName) ?? []
+      for (const name of ['blink', 'blinkLeft', 'blinkRight', 'aa']) assert.ok(expressions.includes(name), `${def.name}: expression ${name}`)
+      const skinned: SkinnedMesh[] = []
+      vrm.scene.traverse((o: Object3D) => { if ((o as SkinnedMesh).isSkinnedMesh === true) skinned.push(o as SkinnedMesh) })
+      assert.equal(skinned.length, 1, `${def.name}: one skinned mesh`)
+      // Joints bend smoothly: some vertices are shared half and half by the bones on each side.
+      const mesh = skinned[0]
+      const bones = mesh.skeleton.bones.map(b => b.name)
+      const index = mesh.geometry.getAttribute('skinIndex'); const weight = mesh.geometry.getAttribute('skinWeight')
+      for (const [a, b] of [['leftUpperArm', 'leftLowerArm'], ['rightLowerArm', 'rightHand'], ['leftUpperLeg', 'leftLowerLeg'], ['rightLowerLeg', 'rightFoot'], ['hips', 'spine'], ['neck', 'head']]) {
+        const [ia, ib] = [bones.indexOf(a), bones.indexOf(b)]
+        assert.ok(ia >= 0 && ib >= 0, `${def.name}: bones ${a} and ${b} in the skin`)
+        let shared = 0
+        for (let v = 0; v < index.count; v++) {
+          let wa = 0; let wb = 0
+          for (let k = 0; k < 4; k++) {
+            const j = index.getComponent(v, k); const w = weight.getComponent(v, k)
+            if (j === ia) wa += w
+            if (j === ib) wb += w
+          }
+          if (wa >= 0.3 && wb >= 0.3) shared++
+        }
+        assert.ok(shared >= 8, `${def.name}: ${shared} vertices blend ${a} and ${b}`)
+      }
     }
   })
 

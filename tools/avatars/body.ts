@@ -189,7 +189,15 @@ export function body (spec: BodySpec): MeshBuilder {
       const c = Math.cos(t); const sn = Math.sin(t)
       points.push(p(ww * Math.sign(sn) * Math.abs(sn) ** 0.8, y, dd * Math.sign(c) * Math.abs(c) ** 0.8))
     }
-    return { points, colour, weights: torsoWeights(y) }
+    // Below the waist, each side of the pelvis follows its thigh a little, so a stride bends it.
+    const level = y >= 0.95 ? 0 : y >= 0.93 ? 0.08 : y >= 0.86 ? 0.3 : 0.5
+    const pointWeights = level === 0
+      ? undefined
+      : points.map(pt => {
+        const f = level * smooth(Math.abs(pt[0]) / (0.09 * spec.hips * s))
+        return f <= 0 ? torsoWeights(y) : [[J('hips'), 1 - f], [J(pt[0] > 0 ? 'leftUpperLeg' : 'rightUpperLeg'), f]] as Weights
+      })
+    return { points, colour, weights: torsoWeights(y), pointWeights }
   }
   const waist = 3
   m.loft(sections.slice(0, waist + 1).map(x => torsoRing(x, col.bottom)), { capStart: true })
@@ -218,7 +226,7 @@ export function body (spec: BodySpec): MeshBuilder {
     // Leg: hip to ankle; shorts end above the knee.
     const hip = sk[bone('UpperLeg')]
     chain(m, [
-      { at: add(hip, p(0, 0.03, 0)), radius: r(0.082), bone: bone('UpperLeg') },
+      { at: add(hip, p(0, -0.01, 0)), radius: r(0.074), bone: bone('UpperLeg') },
       { at: sk[bone('LowerLeg')], radius: r(0.056), bone: bone('LowerLeg') },
       { at: add(sk[bone('Foot')], p(0, 0.02, 0)), radius: r(0.042), bone: bone('Foot') }
     ], 'hips', [0, 0, 1], 10, (i, t) => spec.legs === 'trousers' || (i === 0 && t < 0.7) ? col.bottom : col.skin)
@@ -351,7 +359,7 @@ function hair (m: MeshBuilder, style: HairStyle, at: (phi: number, theta: number
   if (style === 'long') {
     // A fall of hair down the back to the shoulder blades.
     const fall: Ring[] = []
-    const spans: Array<[number, number, number, number]> = [[0.0, 0.085, 0.05, -0.035], [-0.08, 0.095, 0.045, -0.06], [-0.16, 0.105, 0.04, -0.075], [-0.24, 0.11, 0.035, -0.09], [-0.29, 0.1, 0.025, -0.095]]
+    const spans: Array<[number, number, number, number]> = [[0.01, 0.075, 0.05, -0.03], [-0.06, 0.09, 0.045, -0.06], [-0.15, 0.1, 0.04, -0.075], [-0.23, 0.1, 0.032, -0.088], [-0.28, 0.085, 0.02, -0.092]]
     for (const [dy, w, d, dz] of spans) {
       const down = smooth(-dy / 0.25)
       fall.push({

@@ -23,6 +23,8 @@ export interface Ring {
   points: Vec3[]
   colour: Rgb
   weights: Weights
+  /** Weights per point, in place of `weights` (where one ring spans two bones side by side). */
+  pointWeights?: Weights[]
 }
 
 export interface LoftOptions {
@@ -109,7 +111,7 @@ export class MeshBuilder {
     const n = rings[0].points.length
     if (rings.some(r => r.points.length !== n)) throw new Error('rings of a loft differ in size')
     const tris: Array<[number, number, number]> = []
-    const ids = rings.map(r => r.points.map(p => this.vertex(p, r.colour, r.weights)))
+    const ids = rings.map(r => r.points.map((p, j) => this.vertex(p, r.colour, r.pointWeights?.[j] ?? r.weights)))
     for (let i = 0; i + 1 < rings.length; i++) {
       for (let j = 0; j < n; j++) {
         const k = (j + 1) % n

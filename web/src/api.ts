@@ -5,10 +5,9 @@
  * on a WebSocket). The socket reconnects with capped exponential backoff.
  */
 
+import { ReconnectingSocket } from './socket.ts'
+
 const TOKEN_KEY = 'peerverse.token'
-/** First and largest wait before reconnecting the event stream. */
-export const RECONNECT_MIN_MS = 500
-export const RECONNECT_MAX_MS = 10_000
 
 export class ApiError extends Error {
   name = 'ApiError'
@@ -137,71 +136,27 @@ export interface EventStreamHandlers {
 
 /** The peer's event WebSocket, kept open: reconnects with exponential backoff and jitter. */
 export class EventStream {
-  private readonly api: Api
-  private readonly h: EventStreamHandlers
-  private ws?: WebSocket
-  private attempt = 0
-  private timer?: ReturnType<typeof setTimeout>
-  private stopped = false
+  private readonly socket: ReconnectingSocket
 
   constructor (api: Api, handlers: EventStreamHandlers) {
-    this.api = api
-    this.h = handlers
+    this.socket = new ReconnectingSocket(() => api.eventsUrl(), {
+      onConnecting: attempt => { handlers.onState('connecting', { attempt }) },
+      onOpen: () => { handlers.onState('open') },
+      onText: data => {
+        let msg: EventMessage
+        try { msg = JSON.parse(data) as EventMessage } catch { return }
+        if (msg != null && typeof msg.type === 'string') handlers.onEvent(msg)
+      },
+      onClose: d => { if (d.retryInMs != null) handlers.onState('closed', { retryInMs: d.retryInMs, attempt: d.attempt }) }
+    }, { finalCodes: [] })
   }
 
-  get open (): boolean { return this.ws?.readyState === WebSocket.OPEN }
+  get open (): boolean { return this.socket.ws != null }
 
-  start (): void {
-    this.stopped = false
-    this.connect()
-  }
+  start (): void { this.socket.start() }
 
-  stop (): void {
-    this.stopped = true
-    clearTimeout(this.timer)
-    this.ws?.close()
-  }
+  stop (): void { this.socket.stop() }
 
   /** Sends a message if the socket is open; false when it is not (the caller may try again later). */
-  send (msg: unknown): boolean {
-    if (this.ws?.readyState !== WebSocket.OPEN) return false
-    this.ws.send(JSON.stringify(msg))
-    return true
-  }
-
-  private connect (): void {
-    this.h.onState('connecting', { attempt: this.attempt })
-    let ws: WebSocket
-    try {
-      ws = new WebSocket(this.api.eventsUrl())
-    } catch {
-      this.retry()
-      return
-    }
-    this.ws = ws
-    ws.addEventListener('open', () => {
-      this.attempt = 0
-      this.h.onState('open')
-    })
-    ws.addEventListener('message', e => {
-      if (typeof e.data !== 'string') return
-      let msg: EventMessage
-      try { msg = JSON.parse(e.data) as EventMessage } catch { return }
-      if (msg != null && typeof msg.type === 'string') this.h.onEvent(msg)
-    })
-    ws.addEventListener('close', () => {
-      if (this.ws !== ws) return
-      this.ws = undefined
-      if (!this.stopped) this.retry()
-    })
-  }
-
-  private retry (): void {
-    const base = Math.min(RECONNECT_MAX_MS, RECONNECT_MIN_MS * 2 ** this.attempt)
-    const wait = Math.round(base / 2 + Math.random() * base / 2)
-    this.attempt++
-    this.h.onState('closed', { retryInMs: wait, attempt: this.attempt })
-    clearTimeout(this.timer)
-    this.timer = setTimeout(() => { this.connect() }, wait)
-  }
+  send (msg: unknown): boolean { return this.socket.send(JSON.stringify(msg)) }
 }

@@ -1,20 +1,28 @@
 /**
- * A binary WebSocket to our peer that reconnects with capped exponential backoff and jitter (as
- * the event stream does), for the voice and video sockets of a space. A close with a code in
+ * A WebSocket to our peer that reconnects with capped exponential backoff and jitter: the event
+ * stream (text) and the voice and video sockets of a space (binary). A close with a code in
  * `finalCodes` (the peer left the space: SOCKET_CLOSE_LEFT_SPACE) is not retried: there is nothing
  * to reconnect to until the client opens a socket for a space again.
  */
-import { RECONNECT_MAX_MS, RECONNECT_MIN_MS } from './api.ts'
+
+/** First wait before reconnecting a socket to our peer. */
+export const RECONNECT_MIN_MS = 500
+/** Longest wait between reconnects (the backoff doubles up to this). */
+export const RECONNECT_MAX_MS = 10_000
 
 /** The peer's close code for a voice or video socket whose space it left (the API's VOICE_CLOSE_LEFT_SPACE). */
 export const SOCKET_CLOSE_LEFT_SPACE = 4001
 
-export interface SocketClose { code?: number, reason?: string, retryInMs?: number }
+export interface SocketClose { code?: number, reason?: string, retryInMs?: number, attempt?: number }
 
 export interface ReconnectingHandlers {
-  onConnecting?: () => void
+  /** About to open; `attempt` counts the failed tries since the last open. */
+  onConnecting?: (attempt: number) => void
   onOpen: () => void
-  onMessage: (data: ArrayBuffer) => void
+  /** A binary message. */
+  onMessage?: (data: ArrayBuffer) => void
+  /** A text message. */
+  onText?: (data: string) => void
   /** Closed (or failed to open); `retryInMs` unset when it will not be retried. */
   onClose: (detail: SocketClose) => void
 }
@@ -50,8 +58,16 @@ export class ReconnectingSocket {
     ws?.close(1000, 'done')
   }
 
+  /** Sends on the open socket; false when it is not open (the caller may try again later). */
+  send (data: string | ArrayBuffer | ArrayBufferView): boolean {
+    const ws = this.ws
+    if (ws == null) return false
+    ws.send(data as string)
+    return true
+  }
+
   private connect (): void {
-    this.h.onConnecting?.()
+    this.h.onConnecting?.(this.attempt)
     let ws: WebSocket
     try {
       ws = new WebSocket(this.url())
@@ -67,8 +83,9 @@ export class ReconnectingSocket {
       this.h.onOpen()
     })
     ws.addEventListener('message', e => {
-      if (this.current !== ws || !(e.data instanceof ArrayBuffer)) return
-      this.h.onMessage(e.data)
+      if (this.current !== ws) return
+      if (e.data instanceof ArrayBuffer) this.h.onMessage?.(e.data)
+      else if (typeof e.data === 'string') this.h.onText?.(e.data)
     })
     ws.addEventListener('close', e => {
       if (this.current !== ws) return
@@ -83,7 +100,7 @@ export class ReconnectingSocket {
     const base = Math.min(RECONNECT_MAX_MS, RECONNECT_MIN_MS * 2 ** this.attempt)
     const wait = Math.round(base / 2 + Math.random() * base / 2)
     this.attempt++
-    this.h.onClose({ ...why, retryInMs: wait })
+    this.h.onClose({ ...why, retryInMs: wait, attempt: this.attempt })
     clearTimeout(this.timer)
     this.timer = setTimeout(() => { this.connect() }, wait)
   }
