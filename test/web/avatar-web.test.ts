@@ -4,8 +4,8 @@
  * avatar in the profile form and then makes a space (our avatar goes with presence on join); B
  * joins through A's link and draws A as that model, come from the swarm, walking while A walks
  * and idle when A stops; A draws B, who has no avatar, as one of the project's defaults. Then A
- * sets a text file as the avatar (our avatar goes with presence when the profile changes): B shows
- * its named error and keeps the capsule, and the page goes on drawing frames. With a crowd in
+ * sets a plain GLB as the avatar (our avatar goes with presence when the profile changes), which B
+ * draws as it is, then a text file: B shows its named error and keeps the capsule, and the page goes on drawing frames. With a crowd in
  * front of B, only the nearest MAX_DETAILED_AVATARS are drawn as models.
  */
 import { describe, it, before, after, afterEach, type TestContext } from 'node:test'
@@ -16,6 +16,7 @@ import { join } from 'node:path'
 import { chromium, type Browser, type Page } from 'playwright-core'
 import { PeerSet, ROOT, type CliPeer } from '../helpers/cli-peer.ts'
 import { CROWD_SEND_HZ, crowdInitScript } from '../helpers/crowd.ts'
+import { model } from './models-fixtures.ts'
 import { DETAIL_DISTANCE, MAX_DETAILED_AVATARS } from '../../web/src/crowd.ts'
 
 const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium'
@@ -141,9 +142,14 @@ describe('avatars in the browser client, two peers and two pages', { timeout: 24
     assert.ok(stats.models >= 1, `a model drawn (${JSON.stringify(stats)})`)
   })
 
-  it('an avatar CID that is not a model shows its named error; the capsule stays and frames go on', async () => {
+  it('a plain glTF avatar is drawn as it is; an avatar CID that is not a model shows its named error, the capsule stays and frames go on', async () => {
+    // Changed in the profile while in the space: each new look reaches B.
+    const plain = await addContent(a, 'plain.glb', await model({ vertices: 8 }))
+    await setProfileAvatar(pa, plain)
+    const drawn = await waitAvatar(pb, didA, { model: plain, loaded: true })
+    assert.equal(drawn.error, undefined)
+    assert.ok(['idle', 'walk'].includes(drawn.animation), `a plain glTF animates too (${drawn.animation})`)
     const text = await addContent(a, 'notes.txt', new TextEncoder().encode('these are notes, not a model\n'.repeat(20)))
-    // Changed in the profile while in the space: the new look reaches B.
     await setProfileAvatar(pa, text)
     const seen = await waitAvatar(pb, didA, { model: text, failed: true })
     assert.match(seen.error!, /^[A-Za-z]+Error: /, 'a named failure')
