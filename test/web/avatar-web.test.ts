@@ -60,7 +60,7 @@ async function setProfileAvatar (page: Page, cid: string): Promise<void> {
   await page.waitForFunction(() => !(document.getElementById('profile-save') as HTMLButtonElement).disabled, null, WAIT)
 }
 
-describe('avatars in the browser client, two peers and two pages', { timeout: 240_000, skip: existsSync(CHROMIUM) ? false : `no Chromium at ${CHROMIUM}` }, () => {
+describe('avatars in the browser client, two peers and two pages', { timeout: 420_000, skip: existsSync(CHROMIUM) ? false : `no Chromium at ${CHROMIUM}` }, () => {
   let a: CliPeer, b: CliPeer
   let browser: Browser
   let pa: Page, pb: Page
