@@ -1,7 +1,40 @@
 // Builds the browser client (web/) into web/dist, which the peer's API server serves.
 // Lean on purpose: three.js core + GLTFLoader, plain DOM, no framework, no inline script (the
 // page's CSP allows only 'self').
+import { readFileSync } from 'node:fs'
+import { createRequire } from 'node:module'
 import { defineConfig, type Plugin } from 'vite'
+
+/**
+ * KTX2Loader runs three's Basis transcoder in a Worker it makes from a blob: URL, and the
+ * transcoder (Emscripten embind) evaluates strings, which the page's CSP forbids. This writes the
+ * same worker source to basis/ktx2-worker.js; the peer serves that one file with a CSP of its own
+ * that allows eval inside the worker only (src/api/static.ts), and web/src/models/loader.ts points
+ * KTX2Loader's workers at it.
+ */
+function ktx2Worker (): Plugin {
+  return {
+    name: 'peerverse-ktx2-worker',
+    apply: 'build',
+    async generateBundle () {
+      const { KTX2Loader } = await import('three/examples/jsm/loaders/KTX2Loader.js') as unknown as { KTX2Loader: Record<string, unknown> & { BasisWorker: () => void } }
+      const js = readFileSync(createRequire(import.meta.url).resolve('three/examples/jsm/libs/basis/basis_transcoder.js'), 'utf8')
+      const fn = KTX2Loader.BasisWorker.toString()
+      const source = [
+        '/* constants */',
+        'let _EngineFormat = ' + JSON.stringify(KTX2Loader.EngineFormat),
+        'let _EngineType = ' + JSON.stringify(KTX2Loader.EngineType),
+        'let _TranscoderFormat = ' + JSON.stringify(KTX2Loader.TranscoderFormat),
+        'let _BasisFormat = ' + JSON.stringify(KTX2Loader.BasisFormat),
+        '/* basis_transcoder.js */',
+        js,
+        '/* worker */',
+        fn.substring(fn.indexOf('{') + 1, fn.lastIndexOf('}'))
+      ].join('\n')
+      this.emitFile({ type: 'asset', fileName: 'basis/ktx2-worker.js', source })
+    }
+  }
+}
 
 /**
  * The capability code the browser runs (the wallet's light client) hashes and verifies through
@@ -24,7 +57,7 @@ export default defineConfig({
   root: 'web',
   base: '/',
   publicDir: false,
-  plugins: [browserIdentity()],
+  plugins: [browserIdentity(), ktx2Worker()],
   build: {
     outDir: 'dist',
     emptyOutDir: true,

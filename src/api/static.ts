@@ -12,6 +12,8 @@ import { ApiError } from './errors.ts'
 
 /** Where `vite build` puts the browser client (see vite.config.ts). */
 export const DEFAULT_WEB_ROOT = fileURLToPath(new URL('../../web/dist/', import.meta.url))
+/** The KTX2 transcoder's worker (see vite.config.ts), the one file served with its own CSP. */
+export const KTX2_WORKER_PATH = '/basis/ktx2-worker.js'
 /** Largest static file of the client we serve (the three.js bundle is well under it). */
 export const MAX_STATIC_FILE_BYTES = 16 * 1024 * 1024
 
@@ -67,6 +69,20 @@ export async function serveStatic (root: string | null, req: IncomingMessage, re
       throw new ApiError(404, 'NotFound', 'no such file')
     }
     const hashed = rel.startsWith('/assets/')
+    if (rel === KTX2_WORKER_PATH) {
+      // The Basis transcoder's worker (KTX2 textures): Emscripten code that evaluates strings, so
+      // eval is allowed here, in a worker that may load and connect to nothing.
+      res.writeHead(200, {
+        'content-type': STATIC_TYPES['.js'],
+        'content-length': data.length,
+        'cache-control': 'no-cache',
+        'x-content-type-options': 'nosniff',
+        'cross-origin-resource-policy': 'same-origin',
+        'content-security-policy': "default-src 'none'; script-src 'unsafe-eval' 'wasm-unsafe-eval'"
+      })
+      res.end(req.method === 'HEAD' ? undefined : data)
+      return
+    }
     const host = req.headers.host ?? ''
     res.writeHead(200, {
       'content-type': STATIC_TYPES[extname(file).toLowerCase()] ?? 'application/octet-stream',

@@ -7,8 +7,9 @@ import { deflateSync } from 'node:zlib'
 import { Document, Logger, NodeIO, type Texture } from '@gltf-transform/core'
 import { ALL_EXTENSIONS, KHRTextureBasisu } from '@gltf-transform/extensions'
 import { meshopt } from '@gltf-transform/functions'
-import { createDefaultContainer, write as writeKtx, VK_FORMAT_R8G8B8A8_SRGB, KHR_DF_TRANSFER_SRGB } from 'ktx-parse'
+import { createDefaultContainer, KHR_DF_MODEL_UASTC, KHR_DF_TRANSFER_SRGB, VK_FORMAT_R8G8B8A8_SRGB, VK_FORMAT_UNDEFINED, write as writeKtx } from 'ktx-parse'
 import { MeshoptDecoder, MeshoptEncoder } from 'meshoptimizer'
+import { seededBytes } from '../helpers/random.ts'
 
 const CRC_TABLE = (() => {
   const t = new Uint32Array(256)
@@ -35,15 +36,17 @@ function pngChunk (type: string, data: Buffer): Buffer {
   return Buffer.concat([len, body, crc])
 }
 
-/** A valid RGBA PNG of one colour. */
-export function png (width: number, height: number, rgba: [number, number, number, number] = [200, 80, 40, 255]): Uint8Array {
+/** A valid RGBA PNG of one colour, or of seeded noise (which does not compress) when `noise` is given. */
+export function png (width: number, height: number, rgba: [number, number, number, number] = [200, 80, 40, 255], noise?: number): Uint8Array {
   const ihdr = Buffer.alloc(13)
   ihdr.writeUInt32BE(width, 0)
   ihdr.writeUInt32BE(height, 4)
   ihdr.set([8, 6, 0, 0, 0], 8)
   const row = Buffer.alloc(1 + width * 4)
   for (let x = 0; x < width; x++) row.set(rgba, 1 + x * 4)
-  const raw = Buffer.concat(Array.from({ length: height }, () => row))
+  const raw = noise == null
+    ? Buffer.concat(Array.from({ length: height }, () => row))
+    : Buffer.concat(Array.from({ length: height }, (_, y) => Buffer.concat([Buffer.from([0]), seededBytes(width * 4, noise + y)])))
   return Buffer.concat([Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]), pngChunk('IHDR', ihdr), pngChunk('IDAT', deflateSync(raw)), pngChunk('IEND', Buffer.alloc(0))])
 }
 
@@ -72,6 +75,36 @@ export function ktx2 (width: number, height: number, rgba: [number, number, numb
   dfd.samples = [0, 1, 2, 15].map((channelType, i) => ({
     bitOffset: i * 8, bitLength: 7, channelType, samplePosition: [0, 0, 0, 0], sampleLower: 0, sampleUpper: 255
   }))
+  return writeKtx(c)
+}
+
+/**
+ * A Basis UASTC KTX2 of one colour (the transcoder's path, unlike raw RGBA8): every 4x4 block is
+ * UASTC's solid-colour mode (mode code 0x17 in 5 bits, then R, G, B, A; hint bits left zero).
+ */
+export function uastcKtx2 (width: number, height: number, rgba: [number, number, number, number] = [60, 180, 90, 255]): Uint8Array {
+  const block = new Uint8Array(16)
+  let bit = 0
+  const put = (v: number, n: number): void => {
+    for (let k = 0; k < n; k++, bit++) if ((v >> k) & 1) block[bit >> 3] |= 1 << (bit & 7)
+  }
+  put(0x17, 5)
+  for (const c of rgba) put(c, 8)
+  const blocks = Math.ceil(width / 4) * Math.ceil(height / 4)
+  const data = new Uint8Array(blocks * 16)
+  for (let i = 0; i < blocks; i++) data.set(block, i * 16)
+  const c = createDefaultContainer()
+  c.vkFormat = VK_FORMAT_UNDEFINED
+  c.typeSize = 1
+  c.pixelWidth = width
+  c.pixelHeight = height
+  c.levels = [{ levelData: data, uncompressedByteLength: data.length }]
+  const dfd = c.dataFormatDescriptor[0]
+  dfd.colorModel = KHR_DF_MODEL_UASTC
+  dfd.transferFunction = KHR_DF_TRANSFER_SRGB
+  dfd.texelBlockDimension = [3, 3, 0, 0]
+  dfd.bytesPlane = [16, 0, 0, 0, 0, 0, 0, 0]
+  dfd.samples = [{ bitOffset: 0, bitLength: 127, channelType: 3, samplePosition: [0, 0, 0, 0], sampleLower: 0, sampleUpper: 0xffffffff }]
   return writeKtx(c)
 }
 

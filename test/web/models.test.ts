@@ -4,10 +4,17 @@
  * geometry offers the geometry stage at the byte where its last non-image bufferView ends, and that
  * untextured copy parses; meshopt-compressed and KTX2-textured models pass the checks and a
  * meshopt one decodes in three's GLTFLoader; a parse past its deadline fails and its late result
- * is disposed.
+ * is disposed; the page's CSP lets WebAssembly compile but not strings be evaluated, which only the
+ * Basis transcoder's worker file may do.
  */
 import { describe, it } from 'node:test'
 import assert from 'node:assert/strict'
+import { mkdir, writeFile } from 'node:fs/promises'
+import { createServer } from 'node:http'
+import { once } from 'node:events'
+import { join } from 'node:path'
+import { KTX2_WORKER_PATH, serveStatic } from '../../src/api/static.ts'
+import { cleanups, tempDir } from '../helpers/cleanup.ts'
 import { GLTFLoader } from 'three/addons/loaders/GLTFLoader.js'
 import { MeshoptDecoder } from 'three/addons/libs/meshopt_decoder.module.js'
 import type { Mesh } from 'three'
@@ -203,5 +210,35 @@ describe('early stages and compressed formats', () => {
     await disposed
     assert.equal(late, 'late model')
     assert.equal(await withTimeout(Promise.resolve('quick'), 50, () => assert.fail('not late')), 'quick')
+  })
+})
+
+describe('the CSP the pipeline runs under', () => {
+  it('the page may compile WebAssembly but not evaluate strings; only the transcoder worker file may', async t => {
+    const defer = cleanups(t)
+    const root = await tempDir(defer, 'models-static')
+    await writeFile(join(root, 'index.html'), '<!doctype html>')
+    await mkdir(join(root, 'basis'))
+    await writeFile(join(root, KTX2_WORKER_PATH), '/* worker */')
+    const server = createServer((req, res) => {
+      serveStatic(root, req, res, new URL(req.url ?? '/', 'http://127.0.0.1')).catch(() => { res.statusCode = 500; res.end() })
+    })
+    server.listen(0, '127.0.0.1')
+    await once(server, 'listening')
+    defer(async () => { server.close() })
+    const base = `http://127.0.0.1:${(server.address() as { port: number }).port}`
+    const csp = async (path: string): Promise<string[]> => {
+      const res = await fetch(base + path)
+      assert.equal(res.status, 200, path)
+      await res.arrayBuffer()
+      return (res.headers.get('content-security-policy') ?? '').split(';').map(x => x.trim())
+    }
+    const page = await csp('/')
+    const script = page.find(d => d.startsWith('script-src')) ?? ''
+    assert.ok(script.includes("'wasm-unsafe-eval'"), script)
+    assert.ok(!script.includes("'unsafe-eval'"), script)
+    const worker = await csp(KTX2_WORKER_PATH)
+    assert.ok(worker.includes("default-src 'none'"), worker.join('; '))
+    assert.ok(worker.find(d => d.startsWith('script-src'))?.includes("'unsafe-eval'"), worker.join('; '))
   })
 })

@@ -22,6 +22,7 @@ import { mountBuild } from './panels/build.ts'
 import { mountChat } from './panels/chat.ts'
 import { mountExplore } from './panels/explore.ts'
 import { mountFile } from './panels/file.ts'
+import { mountLand, type LandHookView } from './panels/land.ts'
 import { mountNetwork } from './panels/network.ts'
 import { mountModeration, type ModerationHookView } from './panels/moderation.ts'
 import { mountPeople } from './panels/people.ts'
@@ -69,6 +70,8 @@ declare global {
       moderation: () => ModerationHookView
       /** Where a member's avatar shows on the canvas (CSS pixels from its top left), null when off the view. */
       avatarScreen: (did: string) => { x: number, y: number } | null
+      /** The land of the space shown (owner, price, grants, parcels, at a height) and our land transactions. */
+      land: () => LandHookView
     }>
   }
 }
@@ -118,20 +121,21 @@ function main (token: string): void {
   const profile = mountProfile({ api, report: status, myDid: () => store.did, changed: () => { void timeline.refresh() }, avatarChanged: look.setAvatar })
   const people = mountPeople({ api, store, view, report: status, payTo: wallet.payTo, decorate: [voice.decorate, profile.decorate, moderation.decorate] })
   const chat = mountChat({ api, store, report: status })
+  const land = mountLand({ api, store, view, report: status })
   const spaces = mountSpaces({
     api,
     store,
     view,
     report: status,
     setJoining: status.setJoining,
-    loaders: [people, chat, build, moderation],
+    loaders: [people, chat, build, moderation, land],
     poseChanged: viewport.poseChanged,
     openLink: link => { void openLink(link) }
   })
   const network = mountNetwork({ api, report: status, joined: resync })
   const explore = mountExplore({ api, store, report: status, openLink })
   const file = mountFile({ api, report: status })
-  for (const panel of [status, people, chat, wallet, build, network, explore, voice, timeline, profile, moderation]) table.register(panel.events)
+  for (const panel of [status, people, chat, wallet, build, network, explore, voice, timeline, profile, moderation, land]) table.register(panel.events)
 
   /** Opens a link of any kind: joins its space, offers to join its network, or fetches its file. */
   async function openLink (link: Link): Promise<void> {
@@ -203,6 +207,7 @@ function main (token: string): void {
     avatarScreen: (did: string) => {
       const a = view.avatarList().find(m => m.did === did)
       return a == null ? null : avatarScreenPoint(view.camera, a.position, view.canvas.clientWidth, view.canvas.clientHeight)
-    }
+    },
+    land: () => land.hook()
   })
 }

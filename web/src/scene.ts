@@ -44,6 +44,8 @@ interface Obj {
   label: HTMLDivElement
   /** Bumped when the model changes, so a late load of an old model is dropped. */
   gen: number
+  /** Stops the download of a model no longer wanted. */
+  abort?: AbortController
 }
 
 export class View {
@@ -239,6 +241,7 @@ export class View {
     if (o == null) return
     this.objects.delete(id)
     o.gen++
+    o.abort?.abort()
     this.world.remove(o.group)
     disposeObject(o.group)
     o.label.remove()
@@ -278,6 +281,9 @@ export class View {
 
   private loadModel (o: Obj): void {
     const gen = ++o.gen
+    o.abort?.abort()
+    const abort = new AbortController()
+    o.abort = abort
     if (o.model != null) { o.group.remove(o.model); disposeObject(o.model); o.model = undefined }
     o.loaded = false
     o.failed = false
@@ -304,6 +310,7 @@ export class View {
       }
       try {
         const m = await this.models.load(cid, {
+          signal: abort.signal,
           onProgress: p => {
             if (gen !== o.gen) return
             o.progress = p

@@ -14,10 +14,15 @@ import {
   type ModelFormat, modelBounds, parseJson, readGlbPrefix, stripToGeometry
 } from './gltf.ts'
 import {
-  MAX_MODEL_BYTES, MAX_MODEL_JSON_BYTES, ModelError, ModelFetchError, ModelJsonTooLargeError, ModelLoadTimeoutError,
+  MalformedModelError, MAX_MODEL_BYTES, MAX_MODEL_JSON_BYTES, ModelError, ModelFetchError, ModelJsonTooLargeError, ModelLoadTimeoutError,
   ModelTooLargeError, MODEL_LOAD_TIMEOUT_MS
 } from './limits.ts'
 
+/**
+ * The Basis transcoder's worker as a file of the client (vite.config.ts writes it), served with a
+ * CSP of its own: the transcoder evaluates strings, which the page's CSP does not allow.
+ */
+export const KTX2_WORKER_URL = '/basis/ktx2-worker.js'
 /** Bytes of an external image we read to learn its size. */
 const IMAGE_HEAD_BYTES = 64 * 1024
 
@@ -89,6 +94,26 @@ export class ModelLoader {
     return await this.stream(res, resourcePath, opts)
   }
 
+  /**
+   * A model file of the client itself (a default avatar, by the URL the bundle gives it): the
+   * same streaming, checks and stages; relative URIs resolve beside it.
+   */
+  async loadUrl (url: string, opts: LoadOptions = {}): Promise<LoadedModel> {
+    const u = new URL(url, location.origin)
+    if (u.origin !== location.origin) throw new ModelFetchError('models load from this page\'s peer only')
+    const res = await this.get(u.href, opts.signal)
+    return await this.stream(res, u.pathname.replace(/[^/]*$/, ''), opts)
+  }
+
+  /**
+   * A model already in memory (a default avatar shipped with the client, say): the same checks
+   * and parse; relative URIs of a .gltf resolve against `resourcePath`.
+   */
+  async loadBytes (bytes: Uint8Array, resourcePath = '/', opts: LoadOptions = {}): Promise<LoadedModel> {
+    if (bytes.length > MAX_MODEL_BYTES) throw new ModelTooLargeError(`model is ${bytes.length} bytes, over ${MAX_MODEL_BYTES}`)
+    return await this.finish(bytes, detectFormat(bytes, true) as ModelFormat, undefined, resourcePath, opts)
+  }
+
   private async get (url: string, signal?: AbortSignal): Promise<Response> {
     const res = await fetch(url, { headers: { authorization: `Bearer ${this.token}` }, signal })
     if (!res.ok) {
@@ -107,7 +132,6 @@ export class ModelLoader {
     let layout: GlbLayout | undefined
     let cut: number | undefined
     let full = false
-    const geometry: Array<Promise<void>> = []
     const bytes = await readAll(res, MAX_MODEL_BYTES, opts, (view, complete) => {
       format ??= detectFormat(view, complete)
       if (format === 'gltf' && view.length > MAX_MODEL_JSON_BYTES) throw new ModelJsonTooLargeError(`glTF JSON is over ${MAX_MODEL_JSON_BYTES} bytes`)
@@ -120,13 +144,15 @@ export class ModelLoader {
         if (b != null) opts.onStage?.({ stage: 'bounds', box: new Box3(new Vector3(...b.min), new Vector3(...b.max)) })
         cut = geometryCut(layout.json, layout)
       }
+      if (complete && view.length < layout.length) throw new MalformedModelError(`GLB is ${view.length} bytes, its header says ${layout.length}`)
       if (cut != null && view.length >= cut && !complete && opts.onStage != null) {
         const glb = stripToGeometry(layout.json, layout, view, cut)
         cut = undefined
-        geometry.push(this.parse(glb.buffer as ArrayBuffer, resourcePath, opts).then(m => {
+        // Parsed beside the download; dropped if the full model is there first.
+        void this.parse(glb.buffer as ArrayBuffer, resourcePath, opts).then(m => {
           if (full) m.dispose()
           else opts.onStage?.({ stage: 'geometry', scene: m.scene })
-        }, () => {}))
+        }, () => {})
       }
     })
     try {
@@ -140,7 +166,10 @@ export class ModelLoader {
   private async finish (bytes: Uint8Array, format: ModelFormat, layout: GlbLayout | undefined, resourcePath: string, opts: LoadOptions): Promise<LoadedModel> {
     let json: GltfJson
     if (format === 'glb') {
-      layout ??= readGlbPrefix(bytes, true) as GlbLayout
+      if (layout == null) {
+        layout = readGlbPrefix(bytes, true) as GlbLayout
+        checkGltf(layout.json, layout.binLength)
+      }
       json = layout.json
     } else {
       json = parseJson(bytes)
@@ -188,7 +217,7 @@ export class ModelLoader {
     if (this.ktx2 == null && this.renderer != null) {
       // No transcoder path: KTX2Loader names its transcoder by `new URL(..., import.meta.url)`, which
       // vite ships as hashed assets beside the bundle.
-      this.ktx2 = new KTX2Loader(this.manager).detectSupport(this.renderer)
+      this.ktx2 = new WorkerFileKTX2Loader(this.manager).detectSupport(this.renderer)
     }
     return this.ktx2
   }
@@ -197,6 +226,23 @@ export class ModelLoader {
   dispose (): void {
     this.ktx2?.dispose()
     this.ktx2 = undefined
+  }
+}
+
+/** KTX2Loader whose workers start from KTX2_WORKER_URL rather than a blob: URL of the same code. */
+class WorkerFileKTX2Loader extends KTX2Loader {
+  override init (): Promise<void> {
+    const self = this as unknown as { transcoderPending?: Promise<void>, workerSourceURL: string }
+    const first = self.transcoderPending == null
+    const pending = super.init() as Promise<void>
+    if (first) {
+      // Workers are made on first use, from workerSourceURL as it is then.
+      self.transcoderPending = pending.then(() => {
+        if (self.workerSourceURL.startsWith('blob:')) URL.revokeObjectURL(self.workerSourceURL)
+        self.workerSourceURL = new URL(KTX2_WORKER_URL, location.origin).href
+      })
+    }
+    return self.transcoderPending as Promise<void>
   }
 }
 
