@@ -10,7 +10,7 @@
  */
 import { Api, EventStream, takeToken } from './api.ts'
 import { AvatarModels } from './avatars/cache.ts'
-import { swarmLoader } from './avatars/load.ts'
+import { bundledLoader, swarmLoader } from './avatars/load.ts'
 import { mountLook } from './avatars/look.ts'
 import { Controls } from './controls.ts'
 import type { AvatarView } from './crowd.ts'
@@ -87,7 +87,7 @@ if (token == null) {
 function main (token: string): void {
   const api = new Api(token)
   // Members' avatars load from the swarm like the world's models.
-  const view = new View($<HTMLCanvasElement>('scene'), $('labels'), token, models => new AvatarModels(swarmLoader(models)))
+  const view = new View($<HTMLCanvasElement>('scene'), $('labels'), token, models => new AvatarModels(swarmLoader(models), bundledLoader(models)))
   const controls = new Controls(view)
   const store = new Store()
   const table = new EventTable()

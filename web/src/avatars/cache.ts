@@ -7,7 +7,7 @@
  * AVATAR_RETRY_MS (the swarm may have it by then; a bad file costs one load a minute at most).
  */
 import { defaultAvatarFor, defaultAvatarUrl } from './defaults.ts'
-import { AVATAR_PLUGINS, errorText, loadBundled, type AvatarFile, type SwarmModelLoader } from './load.ts'
+import { AVATAR_PLUGINS, errorText, loadBundled, type AvatarFile, type BundledModelLoader, type SwarmModelLoader } from './load.ts'
 import { AvatarInstance, AvatarTemplate } from './model.ts'
 
 /** Avatar models loading at once. */
@@ -44,14 +44,17 @@ export class AvatarModels {
   private readonly entries = new Map<string, ModelEntry>()
   private readonly queue: ModelEntry[] = []
   private readonly swarm: SwarmModelLoader
+  private readonly bundled: BundledModelLoader
   private readonly abort = new AbortController()
   private active = 0
   private clock = 0
   /** Called when a model is in or failed (the crowd shows it next frame). */
   onChange?: () => void
 
-  constructor (swarm: SwarmModelLoader) {
+  /** Without `bundled`, default avatars are read and parsed here, with no checks (they are ours). */
+  constructor (swarm: SwarmModelLoader, bundled?: BundledModelLoader) {
     this.swarm = swarm
+    this.bundled = bundled ?? (async (url, options) => await loadBundled(url, options.signal))
   }
 
   /** The model a member wears (their avatar CID, or a default chosen from their did). */
@@ -148,7 +151,7 @@ export class AvatarModels {
     const name = key.slice(DEFAULT_PREFIX.length)
     const url = defaultAvatarUrl(name)
     if (url == null) throw new Error(`no default avatar named ${name}`)
-    return await loadBundled(url, signal)
+    return await this.bundled(url, { plugins: AVATAR_PLUGINS, signal })
   }
 
   /** Drops the least recently used models nobody wears while more than the cache holds are ready. */

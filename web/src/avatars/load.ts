@@ -14,6 +14,8 @@ export interface AvatarFile { gltf: GLTF, dispose?: () => void }
 
 /** Loads a model of the swarm by CID with extra loader plugins (the world's model pipeline). */
 export type SwarmModelLoader = (cid: string, options: { plugins: Array<(parser: GLTFParser) => GLTFLoaderPlugin>, signal?: AbortSignal }) => Promise<AvatarFile>
+/** Loads one of the client's own files by URL, as SwarmModelLoader does a CID. */
+export type BundledModelLoader = (url: string, options: { plugins: Array<(parser: GLTFParser) => GLTFLoaderPlugin>, signal?: AbortSignal }) => Promise<AvatarFile>
 
 /** An avatar's file could not be read or parsed (and no more precise named error applies). */
 export class AvatarLoadError extends Error {
@@ -50,6 +52,11 @@ async function read (url: string, headers: Record<string, string>, signal?: Abor
 /** Models of the swarm through the client's model pipeline (its limits, named errors and deadline). */
 export function swarmLoader (models: ModelLoader): SwarmModelLoader {
   return async (cid, options) => await models.load(cid, options)
+}
+
+/** The client's own files (default avatars) through the same pipeline. */
+export function bundledLoader (models: ModelLoader): BundledModelLoader {
+  return async (url, options) => await models.loadUrl(url, options)
 }
 
 /** A default avatar bundled with the client (a URL of ours). */
