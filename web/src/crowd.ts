@@ -7,13 +7,19 @@
  * - Name tags are DOM, but at most MAX_TAGS are shown, nearest first, none past TAG_MAX_DISTANCE,
  *   and a tag that would overlap a nearer one is hidden (their sizes are measured once per name).
  *   A tag's style is written only when it changes.
+ * - Avatars: the nearest MAX_DETAILED_AVATARS members in view within DETAIL_DISTANCE are drawn as
+ *   their own model (their avatar CID, or a default avatar chosen from their did: avatars/), animated
+ *   from how fast they are drawn moving; everyone else stays an instance. A member's capsule stands
+ *   in while their model loads, and stays when it fails (the named reason in the tag's title; the
+ *   member's place among the detailed goes to the next nearest).
  * Nothing is allocated per frame beyond the interpolated samples.
  */
 import {
   BoxGeometry, CapsuleGeometry, Color, Frustum, InstancedMesh, Matrix4, MeshLambertMaterial,
-  type PerspectiveCamera, Quaternion, type Scene, Sphere, Vector3, DynamicDrawUsage, type BufferGeometry, type Material
+  type Object3D, type PerspectiveCamera, Quaternion, type Scene, Sphere, Vector3, DynamicDrawUsage, type BufferGeometry, type Material
 } from 'three'
 import { Track, type Quat, type Vec3 } from './interp.ts'
+import type { AnimationState } from './avatars/animate.ts'
 
 /** Name tags shown at once (the nearest members whose tags do not overlap). */
 export const MAX_TAGS = 12
@@ -29,6 +35,10 @@ export const INITIAL_CAPACITY = 32
 export const MAX_MEASURED_PER_FRAME = 32
 /** Pixels kept free between two shown tags. */
 export const TAG_GAP_PX = 2
+/** Members drawn as their own animated model at once (the nearest in view within DETAIL_DISTANCE). */
+export const MAX_DETAILED_AVATARS = 12
+/** A model no longer drawn in detail is kept this long (ms) before it is freed, in case it returns. */
+export const DETAIL_KEEP_MS = 5000
 
 /** A tag on screen: its anchor (bottom middle) and size, in pixels. */
 interface Rect { sx: number, sy: number, tagW: number, tagH: number }
@@ -53,7 +63,47 @@ function overlapsAny (a: Rect, placed: Rect[]): boolean {
 
 export type TagState = 'shown' | 'overlap' | 'limit' | 'out'
 
-export interface CrowdMember { did: string, name: string, position: Vec3, rotation: Quat, time: number, moving?: boolean }
+export interface CrowdMember { did: string, name: string, avatar?: string, position: Vec3, rotation: Quat, time: number, moving?: boolean }
+
+/** A member's own model, placed at the member's pose and animated from its speed (avatars/model.ts). */
+export interface AvatarBody {
+  readonly root: Object3D
+  /** Advances by dt seconds at speed (m/s); returns the gait shown. */
+  update: (dt: number, speed: number) => 'idle' | 'walk'
+  dispose: () => void
+}
+
+/** Where members' models come from, loaded once per model and shared (avatars/cache.ts's AvatarModels). */
+export interface AvatarModelSource {
+  /** The model a member wears: cache key and the name shown (the CID, or a default's name). */
+  modelOf: (did: string, avatar: string | undefined) => { key: string, name: string }
+  /** The model's state, its load started on first ask. */
+  request: (key: string) => { readonly state: 'queued' | 'loading' | 'ready' | 'failed', readonly error?: string }
+  /** The model's state if it was asked for, without starting a load. */
+  peek: (key: string) => { readonly state: 'queued' | 'loading' | 'ready' | 'failed', readonly error?: string } | undefined
+  /** A new body of a ready model (none when it cannot be made: the model is failed then). */
+  instance: (key: string) => AvatarBody | undefined
+  release: (key: string, body: AvatarBody) => void
+  dispose: () => void
+}
+
+/** A member as the debug hook shows it. */
+export interface AvatarView {
+  did: string
+  name: string
+  position: Vec3
+  tag: boolean
+  tagState: TagState
+  distance: number
+  detail: 'near' | 'far' | 'hidden'
+  /** The avatar worn: its CID, or the name of the default avatar. */
+  model: string
+  /** Drawn as its own model (not the stand-in capsule). */
+  loaded: boolean
+  animation: AnimationState
+  /** Why the model could not be shown (`Name: message`). */
+  error?: string
+}
 
 interface Avatar {
   did: string
@@ -78,6 +128,18 @@ interface Avatar {
   dist: number
   sx: number
   sy: number
+  /** The model worn (cache key, shown name), its body when drawn in detail, and its state. */
+  model: { key: string, name: string }
+  inst?: AvatarBody
+  instKey?: string
+  detailed: boolean
+  detailedAt: number
+  anim: 'idle' | 'walk'
+  /** Horizontal speed as drawn (m/s, smoothed), from the last drawn position. */
+  speed: number
+  px: number
+  pz: number
+  error?: string
 }
 
 /** One part of the body at one level of detail: a shared geometry drawn as instances. */
@@ -153,13 +215,21 @@ export class Crowd {
   private readonly candidates: Avatar[] = []
   private readonly placed: Avatar[] = []
   private readonly measure: Avatar[] = []
-  /** Bodies and tags drawn in the last frame (for the benchmark and tests). */
-  readonly last = { near: 0, far: 0, tags: 0 }
+  private readonly detail: Avatar[] = []
+  /** Bodies (near counts models too), models and tags drawn in the last frame (for the benchmark and tests). */
+  readonly last = { near: 0, far: 0, tags: 0, models: 0 }
 
   private readonly labels: HTMLElement
+  private readonly scene: Scene
+  private readonly models?: AvatarModelSource
+  private now = 0
+  private dt = 0
 
-  constructor (scene: Scene, labels: HTMLElement) {
+  /** Without a source of models, every member stays an instance. */
+  constructor (scene: Scene, labels: HTMLElement, models?: AvatarModelSource) {
     this.labels = labels
+    this.scene = scene
+    this.models = models
     const bodyNear = new CapsuleGeometry(0.3, 1.0, 4, 12).translate(0, 0.8, 0)
     const bodyFar = new CapsuleGeometry(0.3, 1.0, 1, 6).translate(0, 0.8, 0)
     const visor = new BoxGeometry(0.36, 0.12, 0.12).translate(0, 1.35, -0.26)
@@ -180,7 +250,7 @@ export class Crowd {
       label.dataset.did = m.did
       label.style.display = 'none'
       this.labels.append(label)
-      a = { did: m.did, name: '', track: new Track(), color: didColor(m.did), position: new Vector3(), quaternion: new Quaternion(), label, tagW: 0, tagH: 0, tagShown: false, displayed: false, keep: false, tagState: 'out', tagX: NaN, tagY: NaN, dist: 0, sx: 0, sy: 0 }
+      a = { did: m.did, name: '', track: new Track(), color: didColor(m.did), position: new Vector3(), quaternion: new Quaternion(), label, tagW: 0, tagH: 0, tagShown: false, displayed: false, keep: false, tagState: 'out', tagX: NaN, tagY: NaN, dist: 0, sx: 0, sy: 0, model: this.modelOf(m.did, m.avatar), detailed: false, detailedAt: 0, anim: 'idle', speed: 0, px: NaN, pz: NaN }
       this.avatars.set(m.did, a)
       if (this.avatars.size > this.capacity) {
         while (this.capacity < this.avatars.size) this.capacity *= 2
@@ -188,6 +258,15 @@ export class Crowd {
       }
     }
     a.name = m.name
+    if (m.avatar !== undefined) {
+      const model = this.modelOf(m.did, m.avatar)
+      if (model.key !== a.model.key) {
+        this.dropModel(a)
+        a.model = model
+        a.error = undefined
+        a.label.title = ''
+      }
+    }
     if (a.label.textContent !== tagText) { a.label.textContent = tagText; a.tagW = 0 }
     a.track.push(m.time, m.position, m.rotation, arrival, m.moving)
   }
@@ -197,6 +276,18 @@ export class Crowd {
     if (a == null) return
     this.avatars.delete(did)
     a.label.remove()
+    this.dropModel(a)
+  }
+
+  private modelOf (did: string, avatar: string | undefined): { key: string, name: string } {
+    return this.models?.modelOf(did, avatar) ?? { key: avatar ?? '', name: avatar ?? '' }
+  }
+
+  /** Frees a member's model body, if it has one. */
+  private dropModel (a: Avatar): void {
+    if (a.inst != null && a.instKey != null) this.models?.release(a.instKey, a.inst)
+    a.inst = undefined
+    a.instKey = undefined
   }
 
   setSpeaking (did: string, on: boolean): void {
@@ -209,11 +300,20 @@ export class Crowd {
 
   /** Moves every member to where it is drawn now (ms, our clock). */
   advance (now: number): void {
+    const dt = this.now === 0 ? 0 : Math.min(0.25, Math.max(0, (now - this.now) / 1000))
+    this.now = now
+    this.dt = dt
     for (const a of this.avatars.values()) {
       const s = a.track.sample(now)
       if (s == null) continue
       a.position.set(s.p[0], s.p[1], s.p[2])
       a.quaternion.set(s.q[0], s.q[1], s.q[2], s.q[3])
+      if (dt > 0 && Number.isFinite(a.px)) {
+        const v = Math.hypot(s.p[0] - a.px, s.p[2] - a.pz) / dt
+        a.speed += (v - a.speed) * Math.min(1, dt * 8)
+      }
+      a.px = s.p[0]
+      a.pz = s.p[2]
     }
   }
 
@@ -223,10 +323,11 @@ export class Crowd {
     this.frustum.setFromProjectionMatrix(this.projection)
     let near = 0
     let far = 0
+    let models = 0
+    this.pickDetailed(camera)
     for (const a of this.avatars.values()) {
-      a.dist = a.position.distanceTo(camera.position)
-      this.sphere.center.set(a.position.x, a.position.y + 0.8, a.position.z)
-      if (!this.frustum.intersectsSphere(this.sphere)) { a.dist = Infinity; continue }
+      if (this.showModel(a)) { near++; models++; continue }
+      if (a.dist === Infinity) continue
       this.matrix.compose(a.position, a.quaternion, this.unit)
       if (a.dist <= DETAIL_DISTANCE) {
         for (const p of this.near) p.add(this.matrix, a.color)
@@ -239,6 +340,62 @@ export class Crowd {
     for (const p of this.parts) p.flush()
     this.last.near = near
     this.last.far = far
+    this.last.models = models
+  }
+
+  /** Distances and culling for this frame; marks the nearest MAX_DETAILED_AVATARS in view within DETAIL_DISTANCE. */
+  private pickDetailed (camera: PerspectiveCamera): void {
+    const d = this.detail
+    d.length = 0
+    for (const a of this.avatars.values()) {
+      a.detailed = false
+      a.dist = a.position.distanceTo(camera.position)
+      this.sphere.center.set(a.position.x, a.position.y + 0.8, a.position.z)
+      if (!this.frustum.intersectsSphere(this.sphere)) { a.dist = Infinity; continue }
+      if (this.models == null || a.dist > DETAIL_DISTANCE) continue
+      // A member whose model failed keeps the capsule and leaves its place to the next nearest.
+      // (Asked again, so it is tried anew once its retry time has come.)
+      const e = a.inst == null && this.models.peek(a.model.key)?.state === 'failed' ? this.models.request(a.model.key) : undefined
+      if (e?.state === 'failed') {
+        if (a.error !== e.error) { a.error = e.error; a.label.title = e.error ?? '' }
+        continue
+      }
+      d.push(a)
+    }
+    if (d.length > MAX_DETAILED_AVATARS) d.sort((x, y) => x.dist - y.dist)
+    for (let i = 0; i < d.length && i < MAX_DETAILED_AVATARS; i++) { d[i].detailed = true; d[i].detailedAt = this.now }
+  }
+
+  /** Draws a member as its model when it is detailed and the model is in; false to draw the capsule. */
+  private showModel (a: Avatar): boolean {
+    const models = this.models
+    if (models == null) return false
+    if (!a.detailed) {
+      if (a.inst != null) {
+        a.inst.root.visible = false
+        if (this.now - a.detailedAt > DETAIL_KEEP_MS) this.dropModel(a)
+      }
+      return false
+    }
+    if (a.inst == null) {
+      const e = models.request(a.model.key)
+      if (e.state === 'failed') {
+        if (a.error !== e.error) { a.error = e.error; a.label.title = e.error ?? '' }
+        return false
+      }
+      if (e.state !== 'ready') return false
+      a.inst = models.instance(a.model.key)
+      if (a.inst == null) return false
+      if (a.error != null) { a.error = undefined; a.label.title = '' }
+      a.instKey = a.model.key
+      this.scene.add(a.inst.root)
+    }
+    const inst = a.inst
+    inst.root.visible = true
+    inst.root.position.copy(a.position)
+    inst.root.quaternion.copy(a.quaternion)
+    a.anim = inst.update(this.dt, a.speed)
+    return true
   }
 
   /** Shows the nearest tags that fit (at most MAX_TAGS, none overlapping) over a w x h view. */
@@ -294,7 +451,7 @@ export class Crowd {
     this.last.tags = placed.length
   }
 
-  list (): Array<{ did: string, name: string, position: Vec3, tag: boolean, tagState: TagState, distance: number, detail: 'near' | 'far' | 'hidden' }> {
+  list (): AvatarView[] {
     return [...this.avatars.values()].map(a => ({
       did: a.did,
       name: a.name,
@@ -302,12 +459,17 @@ export class Crowd {
       tag: a.tagShown,
       tagState: a.tagState,
       distance: a.dist,
-      detail: a.dist === Infinity ? 'hidden' as const : a.dist <= DETAIL_DISTANCE ? 'near' as const : 'far' as const
+      detail: a.dist === Infinity ? 'hidden' as const : a.dist <= DETAIL_DISTANCE ? 'near' as const : 'far' as const,
+      model: a.model.name,
+      loaded: a.inst != null,
+      animation: a.inst != null ? a.anim : 'none' as const,
+      ...(a.error != null ? { error: a.error } : {})
     }))
   }
 
   dispose (): void {
     this.clear()
     for (const p of this.parts) p.dispose()
+    this.models?.dispose()
   }
 }

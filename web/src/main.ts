@@ -9,7 +9,11 @@
  * one format the peers use (links.ts).
  */
 import { Api, EventStream, takeToken } from './api.ts'
+import { AvatarModels } from './avatars/cache.ts'
+import { bundledLoader, swarmLoader } from './avatars/load.ts'
+import { mountLook } from './avatars/look.ts'
 import { Controls } from './controls.ts'
+import type { AvatarView } from './crowd.ts'
 import { $ } from './dom.ts'
 import { EventTable } from './events.ts'
 import type { Quat, Vec3 } from './interp.ts'
@@ -37,10 +41,13 @@ import { mountShare, type BoardView } from './share/index.ts'
 declare global {
   interface Window {
     peerverse?: Readonly<{
-      /** Other members: where drawn, their name tag (shown, or why not), distance to our eye, level of detail. */
-      avatars: () => Array<{ did: string, name: string, position: Vec3, tag: boolean, tagState: 'shown' | 'overlap' | 'limit' | 'out', distance: number, detail: 'near' | 'far' | 'hidden' }>
-      /** The crowd in the last frame: members, bodies drawn near and far, tags shown, draw calls. */
-      crowd: () => { members: number, near: number, far: number, tags: number, calls: number, triangles: number }
+      /**
+       * Other members: where drawn, their name tag (shown, or why not), distance to our eye, level of
+       * detail; the avatar worn (CID or default's name), whether drawn as its model, its animation, its failure.
+       */
+      avatars: () => AvatarView[]
+      /** The crowd in the last frame: members, bodies drawn near and far (models among the near), tags shown, draw calls. */
+      crowd: () => { members: number, near: number, far: number, tags: number, models: number, calls: number, triangles: number }
       /** Placed objects: their model, its load stage ('bounds' | 'geometry' | 'full' | 'failed'), the named error if any. */
       objects: () => ReturnType<View['objectList']>
       me: () => { position: Vec3, yaw: number, rotation: Quat }
@@ -79,7 +86,8 @@ if (token == null) {
 
 function main (token: string): void {
   const api = new Api(token)
-  const view = new View($<HTMLCanvasElement>('scene'), $('labels'), token)
+  // Members' avatars load from the swarm like the world's models.
+  const view = new View($<HTMLCanvasElement>('scene'), $('labels'), token, models => new AvatarModels(swarmLoader(models), bundledLoader(models)))
   const controls = new Controls(view)
   const store = new Store()
   const table = new EventTable()
@@ -108,7 +116,9 @@ function main (token: string): void {
   }
   // The timeline and profiles (social): a person's profile opens from the people list or a post's author.
   const timeline = mountTimeline({ api, report: status, openProfile: did => { void profile.open(did) } })
-  const profile = mountProfile({ api, report: status, myDid: () => store.did, changed: () => { void timeline.refresh() } })
+  // Our profile's avatar goes with our presence in the space shown.
+  const look = mountLook({ api, store, report: status })
+  const profile = mountProfile({ api, report: status, myDid: () => store.did, changed: () => { void timeline.refresh() }, avatarChanged: look.setAvatar })
   const people = mountPeople({ api, store, view, report: status, payTo: wallet.payTo, decorate: [voice.decorate, profile.decorate, moderation.decorate] })
   const chat = mountChat({ api, store, report: status })
   const land = mountLand({ api, store, view, report: status })

@@ -11,7 +11,7 @@ import {
   Mesh, MeshBasicMaterial, MeshLambertMaterial, type Object3D, PerspectiveCamera,
   PlaneGeometry, Quaternion, Raycaster, Scene, SRGBColorSpace, Vector2, Vector3, WebGLRenderer
 } from 'three'
-import { Crowd, didColor } from './crowd.ts'
+import { Crowd, didColor, type AvatarModelSource } from './crowd.ts'
 import { describeError, disposeObject, ModelLoader, type ModelStage } from './models/index.ts'
 import type { Quat, Vec3 } from './interp.ts'
 
@@ -79,7 +79,8 @@ export class View {
   private readonly tmpV = new Vector3()
   private running = false
 
-  constructor (canvas: HTMLCanvasElement, labels: HTMLElement, token: string) {
+  /** `avatars` gives the source of members' models (drawn as capsules without one). */
+  constructor (canvas: HTMLCanvasElement, labels: HTMLElement, token: string, avatars?: (models: ModelLoader) => AvatarModelSource) {
     this.canvas = canvas
     this.labels = labels
     this.token = token
@@ -103,7 +104,7 @@ export class View {
     this.camera.rotation.order = 'YXZ'
     this.models = new ModelLoader({ token, renderer })
     this.setGrid(this.grid)
-    this.crowd = new Crowd(this.scene, labels)
+    this.crowd = new Crowd(this.scene, labels, avatars?.(this.models))
   }
 
   start (): void {
@@ -462,7 +463,7 @@ export class View {
   }
 
   /** Bodies drawn near and far, tags shown, and the renderer's draw calls, in the last frame. */
-  crowdStats (): { members: number, near: number, far: number, tags: number, calls: number, triangles: number } {
+  crowdStats (): { members: number, near: number, far: number, tags: number, models: number, calls: number, triangles: number } {
     const info = this.renderer?.info.render
     return { members: this.crowd.size, ...this.crowd.last, calls: info?.calls ?? 0, triangles: info?.triangles ?? 0 }
   }

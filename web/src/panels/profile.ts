@@ -36,6 +36,8 @@ export interface ProfileContext {
   myDid: () => string | null
   /** Following changed: the timeline reloads. */
   changed: () => void
+  /** Our profile's avatar CID, as read from the peer or just saved ('' for none). */
+  avatarChanged?: (cid: string) => void
 }
 
 export interface ProfilePanel extends Panel {
@@ -146,6 +148,7 @@ export function mountProfile (ctx: ProfileContext): ProfilePanel {
       if (avatar.value.trim() !== '') body.avatar = parseCidText(avatar.value)
       await api.post('/api/v0/social/profile', body)
       report.showInfo('Profile saved')
+      if (body.avatar != null) ctx.avatarChanged?.(body.avatar)
       const me = ctx.myDid()
       if (me != null && (shown == null || shown.did === me)) await open(me)
       ctx.changed()
@@ -161,6 +164,7 @@ export function mountProfile (ctx: ProfileContext): ProfilePanel {
       if (document.activeElement !== name && name.value === '') name.value = p.name ?? ''
       if (document.activeElement !== bio && bio.value === '') bio.value = p.bio ?? ''
       if (document.activeElement !== avatar && avatar.value === '') avatar.value = p.avatar ?? ''
+      ctx.avatarChanged?.(p.avatar ?? '')
     } catch (err) {
       report.showError('profile', err)
     }
