@@ -67,6 +67,16 @@ function unixfsType (node: dagPb.PBNode): { type: string, unixfs?: UnixFS } {
   }
 }
 
+/** The byte size of a UnixFS file from its root block, or undefined when it is not a file. */
+export function fileSizeOfRoot (cid: CID, bytes: Uint8Array): number | undefined {
+  if (cid.code === raw.code) return bytes.length
+  if (cid.code !== dagPb.code) return undefined
+  let node: dagPb.PBNode
+  try { node = dagPb.decode(bytes) } catch { return undefined }
+  const { type, unixfs } = unixfsType(node)
+  return (type === 'file' || type === 'raw') && unixfs != null ? Number(unixfs.fileSize()) : undefined
+}
+
 /**
  * The CIDs of the directories a path walks through under `root` (root first) and the CID it
  * names; PathNotFoundError or NotADirectoryError when it names nothing.
