@@ -9,7 +9,7 @@ import { lstat, mkdir, readdir, rename, rm, stat } from 'node:fs/promises'
 import { join, resolve } from 'node:path'
 import { Readable } from 'node:stream'
 import { pipeline } from 'node:stream/promises'
-import { ApiClient } from '../api/client.ts'
+import { ApiClient, ApiError } from '../api/client.ts'
 import { client, out, parse, UsageError, type Commands } from './args.ts'
 
 const HELP: Record<string, string> = {
@@ -298,7 +298,14 @@ async function cmdImport (args: string[]): Promise<void> {
   const api = await client(values)
   const query = values.name != null ? `?${new URLSearchParams({ name: values.name }).toString()}` : ''
   const body = Readable.toWeb(createReadStream(path)) as unknown as BodyInit
-  const res = await ApiClient.check(await api.raw('POST', `/api/v0/content/import-car${query}`, { body, headers: { 'content-type': 'application/vnd.ipld.car' } }))
+  let res: Response
+  try {
+    res = await ApiClient.check(await api.raw('POST', `/api/v0/content/import-car${query}`, { body, headers: { 'content-type': 'application/vnd.ipld.car' } }))
+  } catch (err) {
+    // The refusal's name says why (CarBlockMismatchError ...): keep it in the one line we print.
+    if (err instanceof ApiError) throw new Error(`${err.code}: ${err.message}`)
+    throw err
+  }
   const result = await res.json() as { roots: string[], blocks: number, bytes: number }
   if (values.json === true) return out(JSON.stringify(result))
   for (const root of result.roots) out(root)
