@@ -12,11 +12,13 @@ import { UnixFS } from 'ipfs-unixfs'
 import type { CID } from 'multiformats/cid'
 import * as raw from 'multiformats/codecs/raw'
 import { listDirectory, NotADirectoryError, PathNotFoundError, MAX_PATH_DEPTH } from './directory.ts'
-import { fileLeaves, MAX_DAG_DEPTH, type GetBlock, type Leaf } from './reader.ts'
+import { fileLeaves, MAX_DAG_DEPTH, UnsupportedContentError, type GetBlock, type Leaf } from './reader.ts'
 import type { Block } from './unixfs.ts'
 
 /** Multihash code of an identity CID (its digest is the block). */
 export const IDENTITY_CODE = 0x00
+/** Directory levels a CAR walk follows below its root (a path's own levels are MAX_PATH_DEPTH). */
+export const MAX_WALK_DEPTH = 64
 
 export type DagScope = 'all' | 'entity' | 'block'
 
@@ -138,7 +140,7 @@ async function * children (source: DagSource, node: dagPb.PBNode, fresh: (c: CID
     signal?.throwIfAborted()
     const c = link.Hash
     if (isIdentity(c)) continue
-    if (depth > MAX_DAG_DEPTH * 8) throw new NotADirectoryError(`the DAG is deeper than ${MAX_DAG_DEPTH * 8}`)
+    if (depth > MAX_WALK_DEPTH) throw new UnsupportedContentError(`the DAG is deeper than ${MAX_WALK_DEPTH}`)
     const bytes = await source.get(c, { signal })
     if (c.code !== dagPb.code) {
       if (fresh(c)) yield { cid: c, bytes }
@@ -174,7 +176,7 @@ async function * fileBlocks (source: DagSource, root: CID, rootBytes: Uint8Array
 }
 
 async function * walkFile (get: GetBlock, cid: CID, known: Uint8Array | undefined, pos: number, from: number, to: number, depth: number, fresh: (c: CID) => boolean, signal?: AbortSignal): AsyncGenerator<Block> {
-  if (depth > MAX_DAG_DEPTH) throw new NotADirectoryError(`the file DAG is deeper than ${MAX_DAG_DEPTH}`)
+  if (depth > MAX_DAG_DEPTH) throw new UnsupportedContentError(`the file DAG is deeper than ${MAX_DAG_DEPTH}`)
   if (isIdentity(cid)) return
   signal?.throwIfAborted()
   const bytes = known ?? await get(cid, { signal })

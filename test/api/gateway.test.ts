@@ -10,6 +10,7 @@ import assert from 'node:assert/strict'
 import { request } from 'node:http'
 import { CID } from 'multiformats/cid'
 import { sha256 } from 'multiformats/hashes/sha2'
+import { defaultConfig, mergeConfig, validateConfig } from '../../src/node/config.ts'
 import { checkCar } from '../helpers/car.ts'
 import { PeerSet, type CliPeer } from '../helpers/cli-peer.ts'
 import { seededBytes } from '../helpers/random.ts'
@@ -69,6 +70,14 @@ describe('trustless gateway', { timeout: 300_000 }, () => {
     assert.equal(res.status, 200)
     const blocks = await checkCar(res.body, file)
     assert.equal(blocks.size, 1 + leaves.length)
+    // The directory above it, which the open peer does not hold either.
+    const whole = await checkCar((await http(open, `/ipfs/${dir}?format=car`)).body, dir)
+    assert.equal(whole.size, 2 + leaves.length)
+  })
+
+  it('gateway.open is a boolean setting, off by default', () => {
+    assert.equal(defaultConfig('/x').gateway.open, false)
+    assert.throws(() => validateConfig(mergeConfig(defaultConfig('/x'), { gateway: { open: 'yes' as unknown as boolean } })), (err: Error) => err.name === 'ConfigError' && /gateway\.open/.test(err.message))
   })
 
   it('applies the Host and Origin checks, open or not', async () => {

@@ -13,7 +13,8 @@ import {
   CarBlockMismatchError, CarTooLargeError, encodeCarBlock, encodeCarHeader, MalformedCarError, MAX_CAR_BLOCKS,
   MAX_CAR_FRAME_BYTES, MAX_CAR_HEADER_BYTES, MAX_CAR_ROOTS, readCar
 } from '../../src/content/car.ts'
-import { dagBlocks, entityRange, type DagSource } from '../../src/content/car-dag.ts'
+import { dagBlocks, entityRange, MAX_WALK_DEPTH, type DagSource } from '../../src/content/car-dag.ts'
+import { buildDirectory } from '../../src/content/directory.ts'
 import { importFile, type Block } from '../../src/content/unixfs.ts'
 import { MAX_BLOCK_BYTES } from '../../src/content/blocks.ts'
 import { cat, varint } from '../helpers/bytes.ts'
@@ -184,5 +185,20 @@ describe('CARv1 format', () => {
     const block: string[] = []
     for await (const b of dagBlocks(source, result.cid, { scope: 'block' })) block.push(b.cid.toString())
     assert.deepEqual(block, [result.cid.toString()])
+  })
+
+  it(`dagBlocks follows directories MAX_WALK_DEPTH (${MAX_WALK_DEPTH}) levels below the root, and refuses one more with UnsupportedContentError`, async () => {
+    const blocks = new Map<string, Uint8Array>()
+    const put = async (b: Block): Promise<void> => { blocks.set(b.cid.toString(), b.bytes) }
+    const leaf = await rawBlock(new Uint8Array([42]))
+    await put(leaf)
+    // chain[k]: the directory with k levels of directories and then the leaf below it.
+    const chain: CID[] = [leaf.cid]
+    for (let k = 0; k <= MAX_WALK_DEPTH; k++) chain.push((await buildDirectory([{ name: 'x', cid: chain[k], size: 1 }], put)).cid)
+    const get = async (cid: CID): Promise<Uint8Array> => blocks.get(cid.toString()) as Uint8Array
+    const source: DagSource = { get, file: () => ({ get, release: () => {} }) }
+    const walk = async (root: CID): Promise<number> => { let n = 0; for await (const _ of dagBlocks(source, root)) n++; return n }
+    assert.equal(await walk(chain[MAX_WALK_DEPTH]), MAX_WALK_DEPTH + 1, 'the leaf is MAX_WALK_DEPTH levels below the root')
+    await assert.rejects(walk(chain[MAX_WALK_DEPTH + 1]), (err: Error) => err.name === 'UnsupportedContentError')
   })
 })
