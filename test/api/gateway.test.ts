@@ -51,7 +51,7 @@ describe('trustless gateway', { timeout: 300_000 }, () => {
 
   before(async () => {
     a = await peers.start()
-    open = await peers.start({ bootstrap: [a.addr], config: { gateway: { open: true } } })
+    open = await peers.start({ bootstrap: [a.addr], config: { gateway: { open: true }, content: { noHoldersTimeoutMs: 2000 } } })
     const added = await (await a.api.raw('POST', '/api/v0/content/add?name=f.bin', { body: Buffer.from(bytes) })).json() as { cid: string }
     file = added.cid
     dir = (await a.api.request<{ cid: string }>('POST', '/api/v0/content/directory', { entries: [{ name: 'f.bin', cid: file }] })).cid
@@ -161,8 +161,13 @@ describe('trustless gateway', { timeout: 300_000 }, () => {
       assert.equal(res.status, status, `${path} ${JSON.stringify(headers)}`)
       assert.equal(errorName(res), name, `${path} ${JSON.stringify(headers)}`)
     }
-    // Only-if-cached on a peer that does not hold the root.
+    // A root no one holds: 404 (after the open peer's 2 s look for holders); only-if-cached: 412 at once.
     const missing = 'bafkreigh2akiscaildcqabsyg3dfr6chu3fgpregiymsck7e7aqa4s52zy'
+    for (const format of ['raw', 'car']) {
+      const gone = await http(open, `/ipfs/${missing}?format=${format}`)
+      assert.equal(gone.status, 404, format)
+      assert.equal(errorName(gone), 'NoProvidersError')
+    }
     const res = await http(open, `/ipfs/${missing}?format=raw`, { 'cache-control': 'only-if-cached' })
     assert.equal(res.status, 412)
     assert.equal(errorName(res), 'NotCachedError')
