@@ -11,6 +11,7 @@ import { request } from 'node:http'
 import { CID } from 'multiformats/cid'
 import { sha256 } from 'multiformats/hashes/sha2'
 import { defaultConfig, mergeConfig, validateConfig } from '../../src/node/config.ts'
+import { negotiate } from '../../src/api/routes/gateway.ts'
 import { checkCar } from '../helpers/car.ts'
 import { PeerSet, type CliPeer } from '../helpers/cli-peer.ts'
 import { seededBytes } from '../helpers/random.ts'
@@ -130,6 +131,11 @@ describe('trustless gateway', { timeout: 300_000 }, () => {
     assert.notEqual(ranged.headers.etag, (await http(a, `/ipfs/${file}?format=car`, auth(), 'HEAD')).headers.etag)
     const tail = await http(a, `/ipfs/${file}?format=car&entity-bytes=-5:*`, auth())
     assert.deepEqual([...(await checkCar(tail.body, file, { whole: false })).keys()], [file, leaves[2]])
+    const head = await http(a, `/ipfs/${dir}?format=car`, auth(), 'HEAD')
+    assert.equal(head.status, 200)
+    assert.equal(head.body.length, 0)
+    assert.equal(head.headers['content-disposition'], `attachment; filename="${dir}.car"`)
+    assert.equal(head.headers.vary, 'Accept')
     const dups = await http(a, `/ipfs/${file}`, { ...auth(), accept: `${CAR}; version=1; order=dfs; dups=y` })
     assert.equal(dups.headers['content-type'], `${CAR}; version=1; order=dfs; dups=y`)
   })
@@ -171,5 +177,23 @@ describe('trustless gateway', { timeout: 300_000 }, () => {
     const res = await http(open, `/ipfs/${missing}?format=raw`, { 'cache-control': 'only-if-cached' })
     assert.equal(res.status, 412)
     assert.equal(errorName(res), 'NotCachedError')
+  })
+})
+
+describe('gateway negotiation', () => {
+  const cid = 'bafkreigh2akiscaildcqabsyg3dfr6chu3fgpregiymsck7e7aqa4s52zy'
+  const ask = (query: string, accept?: string): ReturnType<typeof negotiate> => negotiate(new URL(`http://h/ipfs/${cid}${query}`), accept == null ? {} : { accept })
+
+  it('weighs Accept by q, then order; format= wins over Accept; car-* query parameters over Accept parameters', () => {
+    assert.equal(ask('', `${CAR};q=0.5, ${RAW}`).format, 'raw')
+    assert.equal(ask('', `${RAW};q=0.1, ${CAR}`).format, 'car')
+    assert.equal(ask('', `text/html, ${CAR};version=2, ${RAW};q=0.2`).format, 'raw')
+    assert.equal(ask('?format=car', RAW).format, 'car')
+    assert.equal(ask('', `${CAR}; dups=y`).dups, true)
+    assert.equal(ask('?car-dups=n', `${CAR}; dups=y`).dups, false)
+    assert.equal(ask('?format=car&entity-bytes=0:*').scope, 'entity')
+    assert.deepEqual(ask('?format=car&entity-bytes=-10:-1').entityBytes, { from: -10, to: -1 })
+    assert.equal(ask('/', RAW).path.length, 0, 'a trailing slash names no path')
+    assert.throws(() => ask('', `${RAW};q=0`), (err: Error) => err.name === 'MissingFormatError')
   })
 })
