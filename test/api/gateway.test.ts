@@ -11,7 +11,7 @@ import { request } from 'node:http'
 import { CID } from 'multiformats/cid'
 import { sha256 } from 'multiformats/hashes/sha2'
 import { defaultConfig, mergeConfig, validateConfig } from '../../src/node/config.ts'
-import { negotiate } from '../../src/api/routes/gateway.ts'
+import { MAX_ACCEPT_ENTRIES, MAX_ENTITY_BYTES_DIGITS, negotiate } from '../../src/api/routes/gateway.ts'
 import { checkCar } from '../helpers/car.ts'
 import { PeerSet, type CliPeer } from '../helpers/cli-peer.ts'
 import { seededBytes } from '../helpers/random.ts'
@@ -195,5 +195,17 @@ describe('gateway negotiation', () => {
     assert.deepEqual(ask('?format=car&entity-bytes=-10:-1').entityBytes, { from: -10, to: -1 })
     assert.equal(ask('/', RAW).path.length, 0, 'a trailing slash names no path')
     assert.throws(() => ask('', `${RAW};q=0`), (err: Error) => err.name === 'MissingFormatError')
+  })
+
+  it(`weighs the first MAX_ACCEPT_ENTRIES (${MAX_ACCEPT_ENTRIES}) media ranges of Accept, no more`, () => {
+    const others = (n: number): string[] => Array.from({ length: n }, (_, i) => `text/x-${i}`)
+    assert.equal(ask('', [...others(MAX_ACCEPT_ENTRIES - 1), RAW].join(', ')).format, 'raw')
+    assert.throws(() => ask('', [...others(MAX_ACCEPT_ENTRIES), RAW].join(', ')), (err: Error) => err.name === 'NotAcceptableError')
+  })
+
+  it(`takes entity-bytes offsets of up to MAX_ENTITY_BYTES_DIGITS (${MAX_ENTITY_BYTES_DIGITS}) digits`, () => {
+    const digits = '9'.repeat(MAX_ENTITY_BYTES_DIGITS)
+    assert.equal(ask(`?format=car&entity-bytes=0:${digits}`).entityBytes?.to, Number(digits))
+    assert.throws(() => ask(`?format=car&entity-bytes=0:${digits}9`), (err: Error) => err.name === 'InvalidCarParamError')
   })
 })

@@ -8,9 +8,10 @@ import * as dagCbor from '@ipld/dag-cbor'
 import { CarBlockIterator, CarWriter } from '@ipld/car'
 import { CID } from 'multiformats/cid'
 import * as raw from 'multiformats/codecs/raw'
+import { identity } from 'multiformats/hashes/identity'
 import { sha256 } from 'multiformats/hashes/sha2'
 import {
-  CarBlockMismatchError, CarTooLargeError, encodeCarBlock, encodeCarHeader, MalformedCarError, MAX_CAR_BLOCKS,
+  CarBlockMismatchError, CarTooLargeError, encodeCarBlock, encodeCarHeader, MalformedCarError, MAX_CAR_BLOCKS, MAX_CAR_CID_BYTES,
   MAX_CAR_FRAME_BYTES, MAX_CAR_HEADER_BYTES, MAX_CAR_ROOTS, readCar
 } from '../../src/content/car.ts'
 import { dagBlocks, entityRange, MAX_WALK_DEPTH, type DagSource } from '../../src/content/car-dag.ts'
@@ -129,6 +130,23 @@ describe('CARv1 format', () => {
     assert.equal(err.name, 'CarTooLargeError')
     const big = await rawBlock(seededBytes(MAX_BLOCK_BYTES + 1, 7))
     assert.equal((await refusal(pieces(writeCar([root], [big]), 65536))).name, 'CarTooLargeError')
+  })
+
+  it(`refuses a CID past MAX_CAR_CID_BYTES (${MAX_CAR_CID_BYTES}) with MalformedCarError`, async () => {
+    const { root } = await fileBlocks(10, 11)
+    // An identity CID is as long as its bytes: one that ends exactly at the limit, one a byte past it.
+    const cidOf = (total: number): CID => {
+      for (let n = total; n > 0; n--) {
+        const cid = CID.createV1(raw.code, identity.digest(new Uint8Array(n)))
+        if (cid.bytes.length === total) return cid
+      }
+      throw new Error('no such CID')
+    }
+    const frame = (cid: CID): Uint8Array => cat(...encodeCarBlock(cid, new Uint8Array(4)))
+    const at = await refusal([encodeCarHeader([root]), frame(cidOf(MAX_CAR_CID_BYTES))])
+    assert.notEqual(at.name, 'MalformedCarError', 'a CID at the limit is read (then refused as an unsupported hash)')
+    assert.equal(at.name, 'UnsupportedContentError')
+    assert.equal((await refusal([encodeCarHeader([root]), frame(cidOf(MAX_CAR_CID_BYTES + 1))])).name, 'MalformedCarError')
   })
 
   it('refuses a block whose bytes do not match its CID with CarBlockMismatchError, after yielding the good ones before it', async () => {
