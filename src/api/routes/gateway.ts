@@ -15,7 +15,7 @@ import type { CID } from 'multiformats/cid'
 import { parseCid } from '../../content/index.ts'
 import { carContentType, encodeCarBlock, encodeCarHeader } from '../../content/car.ts'
 import { fileSizeOfRoot, IDENTITY_CODE, type DagScope, type EntityBytes } from '../../content/car-dag.ts'
-import { MAX_PATH_DEPTH } from '../../content/directory.ts'
+import { MAX_PATH_DEPTH, PathNotFoundError } from '../../content/directory.ts'
 import type { PeerverseNode } from '../../node/node.ts'
 import { ApiError } from '../errors.ts'
 import { CONTENT_FIRST_BYTE_TIMEOUT_MS } from './content.ts'
@@ -227,7 +227,8 @@ export async function serveGateway (node: PeerverseNode, req: IncomingMessage, r
       res.end(req.method === 'HEAD' ? undefined : bytes)
       return
     }
-    const { along, terminus } = identity || want.path.length === 0 ? { along: [], terminus: want.root } : await content.dagPath(want.root, want.path, { signal })
+    if (identity && want.path.length > 0) throw new PathNotFoundError('an identity CID has no path below it')
+    const { along, terminus } = want.path.length === 0 ? { along: [], terminus: want.root } : await content.dagPath(want.root, want.path, { signal })
     if (terminus.multihash.code !== IDENTITY_CODE) {
       // The root block before the status: 404 when no one has it, and the size for entity-bytes.
       const rootBytes = await content.block(terminus, { signal })
