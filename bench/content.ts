@@ -22,14 +22,17 @@
  * f. ours 1 -> 1 with both peers in this process too, a like-for-like pair for the anchor (which
  *    runs both of its nodes on one event loop and keeps blocks in memory);
  * g. ours 1 -> 1 with the downloader's data dir on tmpfs (/dev/shm, when there is one), to show
- *    what writing blocks to the disk costs.
+ *    what writing blocks to the disk costs;
+ * h. the trustless gateway: a CARv1 of the whole file (GET /ipfs/CID?format=car) against the raw
+ *    byte stream of the same file (GET /content/CID), both read over HTTP from one peer in this
+ *    process that holds the file, as a ratio.
  *
  * Whole-file figures are the median of BENCH_RUNS (default 3) runs, each with a fresh downloader
  * (fresh process, empty data dir, so nothing is cached); the range is printed beside them. CPU is
  * user + system time (all threads) of the downloading process and of the seeding process(es)
  * during the transfer, per MiB. BENCH_SEED (default 1) seeds
  * the bytes and the read offsets. Results go to stdout, progress to stderr. BENCH_PROFILE=<dir>
- * runs downloaders under --cpu-prof and leaves their profiles in <dir>.
+ * runs downloaders under --cpu-prof and leaves their profiles in <dir>. BENCH_ONLY=gateway runs (h) alone.
  */
 import { fork, type ChildProcess } from 'node:child_process'
 import { existsSync } from 'node:fs'
@@ -41,6 +44,7 @@ import { fileURLToPath } from 'node:url'
 import { parseCid } from '../src/content/blockstore.ts'
 import { defaultConfig, mergeConfig, type NodeConfig } from '../src/node/config.ts'
 import { createNode, type PeerverseNode } from '../src/node/node.ts'
+import { ApiServer } from '../src/api/server.ts'
 import { heliaBitswapFetch } from './anchor-helia.ts'
 import { type FetchResult, type PeerOps, type Ready, type Reply, type Request } from './content-peer.ts'
 import { seeded, seededBytes } from './lib.ts'
@@ -200,6 +204,8 @@ interface Figures {
   four: Array<FetchResult & { sentBytes: number[], seederCpuMs: number }>
   tmpfs: Array<FetchResult & { seederCpuMs: number }>
   inProcess: Array<{ ms: number, cpuMs: number }>
+  /** (h): one peer's whole-file reads over HTTP, as a CAR and as raw bytes. */
+  gateway: Array<{ carMs: number, carBytes: number, contentMs: number }>
   helia: number[]
   heliaCid?: string
   ttfb1?: Reads
@@ -344,6 +350,49 @@ async function inProcess (bytes: Uint8Array, f: Figures): Promise<void> {
   }
 }
 
+/** Reads a whole HTTP answer; its byte count. */
+async function drain (url: string, headers: Record<string, string>): Promise<number> {
+  const res = await fetch(url, { headers, signal: AbortSignal.timeout(FETCH_TIMEOUT_MS) })
+  if (!res.ok || res.body == null) throw new Error(`${url}: HTTP ${res.status}`)
+  let n = 0
+  for await (const chunk of res.body) n += (chunk as Uint8Array).length
+  return n
+}
+
+/** (h): the gateway's CAR against GET /content for the same file on the same peer (in this process, with its API). */
+async function gatewayVsContent (bytes: Uint8Array, f: Figures): Promise<void> {
+  progress(`gateway CAR against the raw stream: ${RUNS} x ${SIZE_MIB} MiB each, one peer over HTTP`)
+  const dir = await mkdtemp(join(tmpdir(), 'peerverse-bench-gateway-'))
+  let node: PeerverseNode | undefined
+  let api: ApiServer | undefined
+  try {
+    node = await createNode(mergeConfig(defaultConfig(dir), { discovery: { mdns: false }, listen: ['/ip4/127.0.0.1/tcp/0'], api: false, dht: { mode: 'server' }, relay: { server: false } }))
+    await node.start()
+    const token = 'bench-gateway-token'
+    api = new ApiServer(node, { host: '127.0.0.1', port: 0, token, webRoot: null })
+    await api.start()
+    const { cid } = await node.content.add(bytes)
+    const auth = { authorization: `Bearer ${token}` }
+    for (let run = 0; run < RUNS; run++) {
+      let t0 = performance.now()
+      const got = await drain(`${api.url}/content/${cid.toString()}`, auth)
+      const contentMs = performance.now() - t0
+      if (got !== SIZE) throw new Error(`GET /content gave ${got} bytes, not ${SIZE}`)
+      t0 = performance.now()
+      const carBytes = await drain(`${api.url}/ipfs/${cid.toString()}?format=car`, { ...auth, accept: 'application/vnd.ipld.car' })
+      const carMs = performance.now() - t0
+      f.gateway.push({ carMs, carBytes, contentMs })
+      progress(`run ${run} gateway CAR ${fmt(mibps(carBytes, carMs))} MiB/s, raw stream ${fmt(mibps(SIZE, contentMs))} MiB/s`)
+    }
+  } catch (err) {
+    f.failures.push(`gateway: ${(err as Error).message.split('\n')[0]}`)
+  } finally {
+    await api?.stop().catch(() => {})
+    await node?.stop().catch(() => {})
+    await rm(dir, { recursive: true, force: true })
+  }
+}
+
 // ---------------------------------------------------------------------------------------------
 
 function table (head: string[], rows: string[][]): void {
@@ -353,6 +402,18 @@ function table (head: string[], rows: string[][]): void {
   console.log(line(head))
   console.log(widths.map(w => '-'.repeat(w)).join('-|-'))
   for (const r of rows) console.log(line(r))
+}
+
+/** (h)'s table: the gateway's CAR against the raw stream. */
+function gatewayTable (f: Figures): void {
+  if (f.gateway.length === 0) return
+  const range = (r: number[]): string => `${fmt(Math.min(...r), 0)}-${fmt(Math.max(...r), 0)}`
+  const car = f.gateway.map(g => mibps(g.carBytes, g.carMs))
+  const raw = f.gateway.map(g => mibps(SIZE, g.contentMs))
+  table([`${SIZE_MIB} MiB over HTTP from one peer, median of ${f.gateway.length}`, 'MiB/s', 'range', 'x raw stream'], [
+    ['raw stream: GET /content/CID', fmt(median(raw)), range(raw), '1.00'],
+    ['gateway CAR: GET /ipfs/CID?format=car', fmt(median(car)), range(car), fmt(median(car) / median(raw), 2)]
+  ])
 }
 
 function report (f: Figures): void {
@@ -394,6 +455,8 @@ function report (f: Figures): void {
     ttfbRow(`reader connected to ${SEEDERS} seeders`, f.ttfb4)
   ])
 
+  gatewayTable(f)
+
   const met = (ok: boolean): string => ok ? 'met' : 'NOT met'
   const o = median(one)
   const p50 = f.ttfb1 == null ? NaN : percentile(f.ttfb1.ttfbMs, 50)
@@ -410,7 +473,15 @@ async function main (): Promise<void> {
   if (!Number.isInteger(RUNS) || RUNS < 1) throw new Error(`BENCH_RUNS must be a positive integer, got ${process.env.BENCH_RUNS}`)
   const started = performance.now()
   console.log(`peerverse bench:content  seed ${SEED}  node ${process.version}  ${SIZE_MIB} MiB over loopback TCP  ${SEEDERS} seeders  ${RUNS} runs`)
-  const f: Figures = { addMs: [], raw: [], one: [], four: [], tmpfs: [], inProcess: [], helia: [], failures: [] }
+  const f: Figures = { addMs: [], raw: [], one: [], four: [], tmpfs: [], inProcess: [], gateway: [], helia: [], failures: [] }
+
+  if (process.env.BENCH_ONLY === 'gateway') {
+    // (h) alone: BENCH_ONLY=gateway.
+    await gatewayVsContent(seededBytes(SIZE, SEED), f)
+    gatewayTable(f)
+    if (f.failures.length > 0) console.log(`\nfailed runs:\n${f.failures.map(x => `  ${x}`).join('\n')}`)
+    return
+  }
 
   const { seeders, cid, addMs } = await seed()
   f.addMs = addMs
@@ -428,6 +499,7 @@ async function main (): Promise<void> {
 
   const bytes = seededBytes(SIZE, SEED)
   await inProcess(bytes, f)
+  await gatewayVsContent(bytes, f)
 
   progress(`anchor: helia bitswap, ${RUNS} x ${SIZE_MIB} MiB between two Helia nodes in this process`)
   for (let run = 0; run < RUNS; run++) {

@@ -7,8 +7,9 @@
  * (auth.ts). A request body may take as long as it likes while its bytes keep coming; one that
  * stalls for the idle limit gets 408. The browser client's static files (web/dist, built by
  * Vite) hold no secret and are served without the token, with the same Host check and a strict
- * CSP; the token reaches the page only in the URL the peer prints. Bodies, event clients and their
- * buffers are bounded by the constants below.
+ * CSP; the token reaches the page only in the URL the peer prints. The IPFS trustless gateway
+ * (/ipfs/, routes/gateway.ts) needs the token unless the `gateway.open` setting opens it.
+ * Bodies, event clients and their buffers are bounded by the constants below.
  */
 import { timingSafeEqual } from 'node:crypto'
 import { rm, writeFile, rename } from 'node:fs/promises'
@@ -26,6 +27,7 @@ import { nodeRoutes } from './routes/node.ts'
 import { socialRoutes } from './routes/social.ts'
 import { spaceRoutes, spaceSocketMessages } from './routes/space.ts'
 import { directoryRoutes } from './routes/directory.ts'
+import { GATEWAY_PREFIX, serveGateway } from './routes/gateway.ts'
 import { checkVoiceUpgrade, MAX_VOICE_WS_PAYLOAD_BYTES, serveVoiceSocket, voiceRoutes, VOICE_SOCKET_PATH } from './routes/voice.ts'
 import { DEFAULT_WEB_ROOT, serveStatic } from './static.ts'
 
@@ -301,6 +303,13 @@ export class ApiServer {
       const url = new URL(req.url ?? '/', 'http://local')
       if (url.pathname === API_PROOF_PATH) {
         this.answerProof(req, res, url)
+        return
+      }
+      if (url.pathname.startsWith(GATEWAY_PREFIX)) {
+        // The trustless gateway: the token unless gateway.open; Host and Origin checks always.
+        this.checkHostAndOrigin(req)
+        if (this.node.config.gateway?.open !== true) this.authorize(req)
+        await serveGateway(this.node, req, res, url)
         return
       }
       if (!url.pathname.startsWith('/api/') && !url.pathname.startsWith('/content/')) {

@@ -20,7 +20,10 @@ import { buildDirectory, listDirectory, resolvePath, type DirEntry, type Resolve
 import { fileLeaves, readFile, UnsupportedContentError, type GetBlock, type Leaf } from './reader.ts'
 import { DIRECT_PATH_TIMEOUT_MS, Swarm, type DirectPath, type Download, type DownloadProgress } from './swarm.ts'
 import { Imports } from './imports.ts'
-import { importFile, type ImportResult } from './unixfs.ts'
+import { importFile, type Block, type ImportResult } from './unixfs.ts'
+import { dagBlocks, walkPath, type DagSource, type DagWalkOptions } from './car-dag.ts'
+import { importCar, type CarImportResult } from './car-import.ts'
+import type { CarReadOptions } from './car.ts'
 
 /** Files and directories one fetch of a directory walks at most. */
 export const MAX_FETCH_ENTRIES = 10_000
@@ -457,6 +460,62 @@ export class ContentService extends TypedEventEmitter<ContentEvents> {
     const cid = typeof root === 'string' ? parseCid(root) : root
     const { protocols } = this.swarm
     return { kind: 'content', target: cid.toString(), peers: shareableAddresses(protocols.addresses(), protocols.peerId) }
+  }
+
+  /** One block, held or fetched from the swarm (verified either way). */
+  async block (root: CID | string, options: { signal?: AbortSignal } = {}): Promise<Uint8Array> {
+    const cid = typeof root === 'string' ? parseCid(root) : root
+    return await this.getter(cid, options).get(cid, options)
+  }
+
+  /** The directories a path under `root` walks through and the CID it names (fetching what is missing). */
+  async dagPath (root: CID, segments: string[], options: { signal?: AbortSignal } = {}): Promise<{ along: CID[], terminus: CID }> {
+    return await walkPath(this.getter(root, options).get, root, segments, options)
+  }
+
+  /**
+   * The blocks of a CAR of `cid` in depth-first order (see car-dag.ts), as they are read or
+   * fetched: a file's missing leaves come from the swarm in order, ahead of the reader.
+   */
+  dagBlocks (cid: CID, options: DagWalkOptions & { hints?: CID[] } = {}): AsyncGenerator<Block> {
+    const signal = options.signal
+    const { get } = this.getter(cid, options)
+    const source: DagSource = {
+      get,
+      file: (root, leaves, from, to) => {
+        if (!leaves.some(l => l.offset + l.size > from && l.offset < to && !this.blockstore.has(l.cid))) return { get, release: () => {} }
+        const d = this.getter(root, { signal, hints: [cid, ...options.hints ?? []] }).download()
+        d.setLeaves(leaves)
+        const range = d.leafRange(from, to)
+        const want = d.addWant(range.from, range.to, true)
+        const fileGet: GetBlock = async (c, o) => {
+          if (this.blockstore.has(c)) {
+            try { return await this.blockstore.get(c) } catch (err) { if (!(err instanceof BlockNotFoundError)) throw err }
+          }
+          return await d.getBlock(c, { signal: o.signal ?? signal, want })
+        }
+        return { get: fileGet, release: () => { d.removeWant(want); if (signal?.aborted === true) d.cancelIdle() } }
+      }
+    }
+    return dagBlocks(source, cid, options)
+  }
+
+  /**
+   * Imports a CARv1 stream block by block (each checked against its CID before it is stored),
+   * then checks that every root's DAG is whole, pins the roots and announces them. Any failure
+   * (MalformedCarError, CarBlockMismatchError, CarTooLargeError, CarIncompleteError, a full disk)
+   * removes the blocks it wrote: nothing of a refused CAR stays.
+   */
+  async importCar (source: AsyncIterable<Uint8Array> | Iterable<Uint8Array>, options: CarReadOptions & { name?: string } = {}): Promise<CarImportResult> {
+    return await this.imports.run(undefined, async put => {
+      const result = await importCar(source, this.blockstore, async (cid, bytes) => { await put(cid, bytes); this.swarm.stored(cid) }, options)
+      for (const root of result.roots) {
+        const stat = await this.stat(root, options)
+        await this.blockstore.pin({ cid: root.toString(), size: stat.size, name: options.name, pinnedAt: Date.now() })
+        this.provide(root)
+      }
+      return result
+    })
   }
 
   /** Pins a root, fetching whatever of it is missing first. */

@@ -66,11 +66,17 @@ export interface NodeConfig {
   voice: { maxHeard: number, rangeM: number }
   /** The store: warn below `lowDiskBytes` free on its disk; keep `ballastBytes` of emergency reserve (capped to a share of the disk). */
   store: { lowDiskBytes: number, ballastBytes: number }
+  /**
+   * The IPFS trustless gateway (GET /ipfs/CID on the API's address): `open: false` (the default)
+   * asks for the API token like the API; `open: true` serves without it, read-only, with the same
+   * Host and Origin checks.
+   */
+  gateway: { open: boolean }
 }
 
 export type NatReachability = 'auto' | 'public' | 'behind-nat'
 
-export type PartialConfig = Partial<Omit<NodeConfig, 'dht' | 'discovery' | 'relay' | 'nat' | 'content' | 'ledger' | 'space' | 'store' | 'voice'>> & { voice?: Partial<NodeConfig['voice']>, store?: Partial<NodeConfig['store']>, dht?: Partial<NodeConfig['dht']>, discovery?: Partial<NodeConfig['discovery']>, relay?: Partial<NodeConfig['relay']>, nat?: Partial<NodeConfig['nat']>, content?: Partial<NodeConfig['content']>, ledger?: Partial<NodeConfig['ledger']>, space?: Partial<NodeConfig['space']> }
+export type PartialConfig = Partial<Omit<NodeConfig, 'dht' | 'discovery' | 'relay' | 'nat' | 'content' | 'ledger' | 'space' | 'store' | 'voice' | 'gateway'>> & { gateway?: Partial<NodeConfig['gateway']>, voice?: Partial<NodeConfig['voice']>, store?: Partial<NodeConfig['store']>, dht?: Partial<NodeConfig['dht']>, discovery?: Partial<NodeConfig['discovery']>, relay?: Partial<NodeConfig['relay']>, nat?: Partial<NodeConfig['nat']>, content?: Partial<NodeConfig['content']>, ledger?: Partial<NodeConfig['ledger']>, space?: Partial<NodeConfig['space']> }
 
 /** Default limit on the block store (pinned and cached content). */
 /** Bounds of ledger.joinTimeoutMs: long enough to reach a peer and fetch a genesis, short enough that a failed join says so. */
@@ -98,7 +104,8 @@ export function defaultConfig (dataDir: string): NodeConfig {
     ledger: { genesis: null, join: null, devnet: false, joinTimeoutMs: JOIN_TIMEOUT_MS },
     space: { interest: true, joinTimeoutMs: SPACE_JOIN_TIMEOUT_MS },
     voice: { maxHeard: MAX_HEARD_SPEAKERS, rangeM: HEARING_RANGE_M },
-    store: { lowDiskBytes: LOW_DISK_BYTES, ballastBytes: DEFAULT_BALLAST_BYTES }
+    store: { lowDiskBytes: LOW_DISK_BYTES, ballastBytes: DEFAULT_BALLAST_BYTES },
+    gateway: { open: false }
   }
 }
 
@@ -118,7 +125,8 @@ export function mergeConfig (base: NodeConfig, ...layers: Array<PartialConfig | 
       ledger: { ...out.ledger, ...dropUndefined(layer.ledger ?? {}) },
       space: { ...out.space, ...dropUndefined(layer.space ?? {}) },
       voice: { ...out.voice, ...dropUndefined(layer.voice ?? {}) },
-      store: { ...out.store, ...dropUndefined(layer.store ?? {}) }
+      store: { ...out.store, ...dropUndefined(layer.store ?? {}) },
+      gateway: { ...out.gateway, ...dropUndefined(layer.gateway ?? {}) }
     } as NodeConfig
   }
   return out
@@ -197,6 +205,7 @@ export function validateConfig (config: NodeConfig): NodeConfig {
   if (typeof joinMs !== 'number' || !Number.isSafeInteger(joinMs) || joinMs < MIN_JOIN_TIMEOUT_MS || joinMs > MAX_JOIN_TIMEOUT_MS) {
     throw new ConfigError(`ledger.joinTimeoutMs must be a whole number of milliseconds from ${MIN_JOIN_TIMEOUT_MS} to ${MAX_JOIN_TIMEOUT_MS}`)
   }
+  if (typeof config.gateway?.open !== 'boolean') throw new ConfigError('gateway.open must be true or false')
   if (typeof config.space?.interest !== 'boolean') throw new ConfigError('space.interest must be true or false')
   checkLookupTimeouts(config)
   const { maxHeard, rangeM } = config.voice ?? {}
@@ -218,7 +227,7 @@ function checkLookupTimeouts (config: NodeConfig): void {
   }
 }
 
-const KNOWN_KEYS = new Set(['listen', 'announce', 'bootstrap', 'api', 'dht', 'discovery', 'relay', 'nat', 'content', 'ledger', 'space', 'store', 'voice'])
+const KNOWN_KEYS = new Set(['listen', 'announce', 'bootstrap', 'api', 'dht', 'discovery', 'relay', 'nat', 'content', 'ledger', 'space', 'store', 'voice', 'gateway'])
 
 /** Reads `config.json` from the data dir, if there is one. */
 export async function readConfigFile (dataDir: string): Promise<PartialConfig | undefined> {

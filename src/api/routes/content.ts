@@ -68,6 +68,33 @@ async function addContent (node: PeerverseNode, req: IncomingMessage, url: URL):
     return { cid: result.cid.toString(), size: result.size, blocks: result.blocks }
   }
 
+/** HTTP status of a refused CAR import, by the error's name. */
+const CAR_IMPORT_STATUS: Record<string, number> = { MalformedCarError: 400, CarBlockMismatchError: 400, CarIncompleteError: 400, CarTooLargeError: 413 }
+
+/**
+ * POST /api/v0/content/import-car?name=: the body is a CARv1, read block by block (each checked
+ * against its CID before it is stored); answers its roots, pinned. A refused CAR (MalformedCarError,
+ * CarBlockMismatchError, CarIncompleteError, CarTooLargeError) leaves none of its blocks; the rest of
+ * its body is read and dropped first, so the client hears the reason rather than a reset.
+ */
+async function importCarContent (node: PeerverseNode, req: IncomingMessage, url: URL): Promise<unknown> {
+  const name = url.searchParams.get('name') ?? undefined
+  const controller = new AbortController()
+  req.on('close', () => { if (!req.complete) controller.abort(new Error('client went away')) })
+  try {
+    // Not destroyed when the reader stops early: a refusal drains the rest and answers.
+    const body = req.iterator({ destroyOnReturn: false }) as AsyncIterable<Uint8Array>
+    const result = await node.content.importCar(body, { name, signal: controller.signal })
+    return { roots: result.roots.map(r => r.toString()), blocks: result.blocks, bytes: result.bytes }
+  } catch (err) {
+    const e = err as Error
+    if (!req.complete && !controller.signal.aborted) { req.resume(); await new Promise(resolve => { req.once('end', resolve); req.once('close', resolve) }) }
+    const status = CAR_IMPORT_STATUS[e.name]
+    if (status != null) throw new ApiError(status, e.name, e.message)
+    throw err
+  }
+}
+
 /** Longest wait for a direct path a fetch may ask for (`directPathTimeoutMs`). */
 export const MAX_DIRECT_PATH_TIMEOUT_MS = 10 * 60_000
 
@@ -229,6 +256,7 @@ export async function serveContent (node: PeerverseNode, req: IncomingMessage, r
 
 export const contentRoutes: Route[] = [
   { method: 'POST', path: '/api/v0/content/add', handle: async ({ node, req, url }) => await addContent(node, req, url) },
+  { method: 'POST', path: '/api/v0/content/import-car', handle: async ({ node, req, url }) => await importCarContent(node, req, url) },
   { method: 'POST', path: '/api/v0/content/fetch', raw: true, handle: async ({ node, body, res }) => { await fetchContent(node, await body(), res) } },
   { method: 'GET', path: '/api/v0/content/pins', handle: async ({ node }) => ({ pins: await node.content.pins() }) },
   // GET /api/v0/content/link?cid=CID -> { code, link }: the content's link, naming this peer's addresses.
