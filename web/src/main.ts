@@ -9,8 +9,7 @@
  * one format the peers use (links.ts).
  */
 import { Api, EventStream, takeToken } from './api.ts'
-import { AvatarModels } from './avatars/cache.ts'
-import { bundledLoader, swarmLoader } from './avatars/load.ts'
+import { LazyAvatarModels } from './avatars/lazy.ts'
 import { mountLook } from './avatars/look.ts'
 import { Controls } from './controls.ts'
 import type { AvatarView } from './crowd.ts'
@@ -87,7 +86,10 @@ if (token == null) {
 function main (token: string): void {
   const api = new Api(token)
   // Members' avatars load from the swarm like the world's models.
-  const view = new View($<HTMLCanvasElement>('scene'), $('labels'), token, models => new AvatarModels(swarmLoader(models), bundledLoader(models)))
+  const view = new View($<HTMLCanvasElement>('scene'), $('labels'), token, models => new LazyAvatarModels(async () => {
+    const [{ AvatarModels }, { bundledLoader, swarmLoader }] = await Promise.all([import('./avatars/cache.ts'), import('./avatars/load.ts')])
+    return new AvatarModels(swarmLoader(models), bundledLoader(models))
+  }))
   const controls = new Controls(view)
   const store = new Store()
   const table = new EventTable()
@@ -130,7 +132,8 @@ function main (token: string): void {
     setJoining: status.setJoining,
     loaders: [people, chat, build, moderation, land],
     poseChanged: viewport.poseChanged,
-    openLink: link => { void openLink(link) }
+    openLink: link => { void openLink(link) },
+    avatar: look.current
   })
   const network = mountNetwork({ api, report: status, joined: resync })
   const explore = mountExplore({ api, store, report: status, openLink })

@@ -6,9 +6,12 @@
  * A model that fails keeps its named error, and is tried again only when asked for after
  * AVATAR_RETRY_MS (the swarm may have it by then; a bad file costs one load a minute at most).
  */
-import { defaultAvatarFor, defaultAvatarUrl } from './defaults.ts'
+import { defaultAvatarUrl } from './defaults.ts'
+import { DEFAULT_PREFIX, modelOf } from './key.ts'
 import { AVATAR_PLUGINS, errorText, loadBundled, type AvatarFile, type BundledModelLoader, type SwarmModelLoader } from './load.ts'
 import { AvatarInstance, AvatarTemplate } from './model.ts'
+
+export { modelOf }
 
 /** Avatar models loading at once. */
 export const MAX_AVATAR_LOADS = 3
@@ -16,15 +19,6 @@ export const MAX_AVATAR_LOADS = 3
 export const MAX_CACHED_AVATAR_MODELS = 16
 /** A failed model is loaded again when asked for this long (ms) after it failed. */
 export const AVATAR_RETRY_MS = 60_000
-
-const DEFAULT_PREFIX = 'default:'
-
-/** Which model a member wears: its cache key and the name the page shows (the CID or the default's name). */
-export function modelOf (did: string, avatar: string | undefined): { key: string, name: string } {
-  if (avatar != null && avatar !== '') return { key: avatar, name: avatar }
-  const name = defaultAvatarFor(did)
-  return { key: DEFAULT_PREFIX + name, name }
-}
 
 export interface ModelEntry {
   readonly key: string

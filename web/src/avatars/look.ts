@@ -17,6 +17,8 @@ export interface LookContext {
 export interface Look {
   /** The profile's avatar CID ('' for none): sent to the space shown when it differs from what was sent. */
   setAvatar: (cid: string) => void
+  /** The profile's avatar CID as last known ('' for none). */
+  current: () => string
   /** The avatar last sent to each space (for tests). */
   sent: () => Record<string, string>
 }
@@ -41,6 +43,7 @@ export function mountLook (ctx: LookContext): Look {
   store.on('space', () => { sync() })
   return {
     setAvatar (cid: string) { avatar = cid; sync() },
+    current: () => avatar,
     sent: () => Object.fromEntries(sent)
   }
 }

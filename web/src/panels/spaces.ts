@@ -19,6 +19,8 @@ export interface SpacesContext {
   poseChanged: () => void
   /** A pasted link that is not a space's (a network to join, content). */
   openLink: (link: Link) => void
+  /** Our avatar CID ('' for none), sent with a join so others draw it from the first presence. */
+  avatar?: () => string
 }
 
 /** Our spaces' member counts are asked again this often (the shown one's follows its people list). */
@@ -109,7 +111,8 @@ export function mountSpaces (ctx: SpacesContext): SpacesPanel {
       ctx.setJoining(id)
       const how = options.link != null && options.link.peers.length > 0 ? { link: formatLink(options.link) } : { space: id }
       try {
-        await api.post('/api/v0/space/join', { ...how, ...(options.name != null ? { name: options.name } : {}) })
+        const avatar = ctx.avatar?.() ?? ''
+        await api.post('/api/v0/space/join', { ...how, ...(options.name != null ? { name: options.name } : {}), ...(avatar !== '' ? { avatar } : {}) })
       } catch (err) {
         report.showError('join', err)
         return
