@@ -63,6 +63,12 @@ export const MAX_CACHED_INBOXES = 256
 export const MAX_RATE_LIMITED_SENDERS = 4096
 /** How long our own inbox key's announcement may take. */
 export const INBOX_PROVIDE_TIMEOUT_MS = 30_000
+/** How often our inbox key is announced again ... */
+export const INBOX_REANNOUNCE_MS = 30 * 60_000
+/** ... or sooner, while fewer peers than this were connected at the last announcement and more are now. */
+export const INBOX_SETTLED_PEERS = 8
+/** Wait after a peer's identify before announcing (a burst of connections is one announcement). */
+export const INBOX_ANNOUNCE_DELAY_MS = 1_000
 
 export const INBOX_KEY_PREFIX = 'peerverse/inbox/1/'
 
@@ -111,6 +117,10 @@ export interface InboxComponents {
   peersOf?: (did: string) => string[]
   onRejected: RejectSink
   host: InboxHost
+  /** Notices kept at most (default MAX_INBOX_ENTRIES). */
+  maxEntries?: number
+  /** The clock the rate limits read (default Date.now). */
+  now?: () => number
 }
 
 /**
@@ -140,7 +150,14 @@ export class Inbox {
   /** Authors' inboxes found in the DHT: peers and their addresses. */
   private readonly found = new Map<string, { at: number, peers: Array<{ peer: string, addresses: string[] }> }>()
   private kept = 0
+  private readonly maxEntries: number
+  private readonly now: () => number
   private controller?: AbortController
+  /** Our last announcement: when, and how many peers were connected then. */
+  private announced?: { at: number, peers: number }
+  private announcing = false
+  private announceTimer?: ReturnType<typeof setTimeout>
+  private stopIdentify?: () => void
   /** One notice stored at a time, so the count and the cap hold. */
   private storing: Promise<unknown> = Promise.resolve()
   readonly handler: ReturnType<typeof serve>
@@ -151,6 +168,8 @@ export class Inbox {
     this.peersOf = components.peersOf
     this.onRejected = components.onRejected
     this.host = components.host
+    this.maxEntries = components.maxEntries ?? MAX_INBOX_ENTRIES
+    this.now = components.now ?? Date.now
     this.handler = serve({ protocol: INBOX_PROTOCOL, maxRequestBytes: MAX_NOTICE_FRAME_BYTES, onRejected: this.onRejected }, async (req, { remote, signal, out }) => {
       let answer: Record<string, string>
       try {
@@ -165,6 +184,7 @@ export class Inbox {
     })
   }
 
+  /** Counts the notices kept; then serves the protocol and announces our inbox. */
   async start (): Promise<void> {
     this.kept = await this.host.store.noticeCount()
     this.controller = new AbortController()
@@ -173,15 +193,43 @@ export class Inbox {
       maxOutboundStreams: PROTOCOL_MAX_OUTBOUND_STREAMS,
       runOnLimitedConnection: true
     })
-    const signal = AbortSignal.any([this.controller.signal, AbortSignal.timeout(INBOX_PROVIDE_TIMEOUT_MS)])
-    void this.routing?.provide(inboxKey(this.host.did), { signal }).catch(err => { log('announcing our inbox: %s', (err as Error).message) })
+    if (this.routing != null) {
+      this.stopIdentify = this.protocols.onPeer('identify', () => { this.scheduleAnnounce() })
+      this.scheduleAnnounce()
+    }
   }
 
   async stop (): Promise<void> {
     this.controller?.abort()
     this.controller = undefined
+    clearTimeout(this.announceTimer)
+    this.announceTimer = undefined
+    this.stopIdentify?.()
+    this.stopIdentify = undefined
     await this.routing?.cancelProvide(inboxKey(this.host.did)).catch(() => {})
     await this.protocols.unhandle(INBOX_PROTOCOL)
+  }
+
+  /** Announces our inbox key in the DHT soon, if it is due: never yet, long ago, or the network grew while small. */
+  private scheduleAnnounce (): void {
+    if (this.announceTimer != null || this.announcing || this.controller == null) return
+    const peers = this.protocols.peers().length
+    const last = this.announced
+    const due = last == null || Date.now() - last.at > INBOX_REANNOUNCE_MS || (last.peers < INBOX_SETTLED_PEERS && peers > last.peers)
+    if (!due || peers === 0) return
+    this.announceTimer = setTimeout(() => {
+      this.announceTimer = undefined
+      const controller = this.controller
+      if (controller == null || this.routing == null) return
+      this.announcing = true
+      const count = this.protocols.peers().length
+      const signal = AbortSignal.any([controller.signal, AbortSignal.timeout(INBOX_PROVIDE_TIMEOUT_MS)])
+      void this.routing.provide(inboxKey(this.host.did), { signal })
+        .then(() => { this.announced = { at: Date.now(), peers: count } })
+        .catch(err => { log('announcing our inbox: %s', (err as Error).message) })
+        .finally(() => { this.announcing = false })
+    }, INBOX_ANNOUNCE_DELAY_MS)
+    this.announceTimer.unref?.()
   }
 
   // -- the author's side --------------------------------------------------------------------
@@ -191,13 +239,13 @@ export class Inbox {
    * deleted target, 'duplicate' for one kept already; throws the named errors for a bad one.
    */
   async receive (bytes: Uint8Array, peer: string): Promise<NoticeResult> {
-    if (!this.peers.take(peer)) throw new NoticeRateLimitError(`more than ${MAX_NOTICES_PER_PEER_PER_MINUTE} notices a minute from one peer`)
+    if (!this.peers.take(peer, 1, this.now())) throw new NoticeRateLimitError(`more than ${MAX_NOTICES_PER_PEER_PER_MINUTE} notices a minute from one peer`)
     const entryBytes = parseNotice(bytes)
     const entry = await decodeEntry(entryBytes)
     const store = this.host.store
     const target = await checkNotice(entry, { did: this.host.did, locate: async id => await store.locate(id) }, Date.now())
     if (this.host.isBlocked(entry.author) || this.host.isMuted(entry.author) || await store.isDeleted(target)) return 'ignored'
-    if (!this.senders.take(entry.author)) throw new NoticeRateLimitError(`more than ${MAX_NOTICES_PER_SENDER_PER_MINUTE} notices a minute from ${entry.author}`)
+    if (!this.senders.take(entry.author, 1, this.now())) throw new NoticeRateLimitError(`more than ${MAX_NOTICES_PER_SENDER_PER_MINUTE} notices a minute from ${entry.author}`)
     const run = this.storing.then(async () => await this.keep(entry))
     this.storing = run.catch(() => {})
     const result = await run
@@ -207,7 +255,7 @@ export class Inbox {
 
   private async keep (entry: Entry): Promise<'stored' | 'duplicate'> {
     const store = this.host.store
-    if (this.kept >= MAX_INBOX_ENTRIES) this.kept -= await store.dropNotices({ oldest: this.kept - MAX_INBOX_ENTRIES + 1 })
+    if (this.kept >= this.maxEntries) this.kept -= await store.dropNotices({ oldest: this.kept - this.maxEntries + 1 })
     const result = await store.putNotice(entry)
     if (result === 'stored') this.kept++
     return result
