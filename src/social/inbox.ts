@@ -17,7 +17,9 @@
  *
  * The author's peer checks every notice (size, signature, a reply or like whose target is one of
  * its own entries), ignores blocked and muted senders, rate-limits per sender (the entry's author)
- * and per peer, and keeps at most MAX_INBOX_ENTRIES, oldest dropped first. The answer frame is the
+ * and per peer, and keeps at most MAX_INBOX_ENTRIES, oldest dropped first. A notice may carry the
+ * sender's latest profile entry (signed like any entry), so the author sees a name rather than a
+ * did. The request is `{ entry, profile? }` (entry bytes, DAG-CBOR); the answer frame is the
  * verdict: `{ result }` or `{ error, message }` with the named error.
  */
 import * as dagCbor from '@ipld/dag-cbor'
@@ -44,8 +46,8 @@ export const MAX_NOTICES_PER_SENDER_PER_MINUTE = 30
 export const MAX_NOTICES_PER_PEER_PER_MINUTE = 120
 /** Notices kept; past it the oldest are dropped. */
 export const MAX_INBOX_ENTRIES = 10_000
-/** Largest notice request: one entry and its framing. */
-export const MAX_NOTICE_BYTES = MAX_ENTRY_BYTES + 64
+/** Largest notice request: the entry, the sender's profile entry and their framing. */
+export const MAX_NOTICE_BYTES = 2 * MAX_ENTRY_BYTES + 64
 /** Largest request frame read at all (a larger one is a framing error). */
 export const MAX_NOTICE_FRAME_BYTES = 2 * MAX_NOTICE_BYTES
 /** Largest answer frame. */
@@ -107,6 +109,8 @@ export interface InboxHost {
   isMuted: (did: string) => boolean
   /** A notice was kept (the service emits `feed:entry`). */
   onStored: (entry: Entry) => void
+  /** Our latest profile entry, sent along with our notices (optional). */
+  ownProfile?: () => Promise<Uint8Array | undefined>
 }
 
 export interface InboxComponents {
@@ -240,23 +244,27 @@ export class Inbox {
    */
   async receive (bytes: Uint8Array, peer: string): Promise<NoticeResult> {
     if (!this.peers.take(peer, 1, this.now())) throw new NoticeRateLimitError(`more than ${MAX_NOTICES_PER_PEER_PER_MINUTE} notices a minute from one peer`)
-    const entryBytes = parseNotice(bytes)
-    const entry = await decodeEntry(entryBytes)
+    const notice = parseNotice(bytes)
+    const entry = await decodeEntry(notice.entry)
     const store = this.host.store
     const target = await checkNotice(entry, { did: this.host.did, locate: async id => await store.locate(id) }, Date.now())
+    const profile = notice.profile == null ? undefined : await decodeEntry(notice.profile)
+    if (profile != null && (profile.author !== entry.author || profile.payload.kind !== 'profile')) throw new InvalidNoticeError('the profile sent along is not the sender\'s profile entry')
     if (this.host.isBlocked(entry.author) || this.host.isMuted(entry.author) || await store.isDeleted(target)) return 'ignored'
     if (!this.senders.take(entry.author, 1, this.now())) throw new NoticeRateLimitError(`more than ${MAX_NOTICES_PER_SENDER_PER_MINUTE} notices a minute from ${entry.author}`)
-    const run = this.storing.then(async () => await this.keep(entry))
+    const run = this.storing.then(async () => await this.keep(entry, profile))
     this.storing = run.catch(() => {})
     const result = await run
     if (result === 'stored') this.host.onStored(entry)
     return result
   }
 
-  private async keep (entry: Entry): Promise<'stored' | 'duplicate'> {
+  private async keep (entry: Entry, profile?: Entry): Promise<'stored' | 'duplicate'> {
     const store = this.host.store
     if (this.kept >= this.maxEntries) this.kept -= await store.dropNotices({ oldest: this.kept - this.maxEntries + 1 })
     const result = await store.putNotice(entry)
+    const name = (profile?.payload.body as { name?: string } | undefined)?.name
+    if (profile != null && name != null) await store.putNoticeName(entry.author, profile.payload.seq, name)
     if (result === 'stored') this.kept++
     return result
   }
@@ -276,7 +284,8 @@ export class Inbox {
    * author's peer answered with.
    */
   async send (author: string, entry: Entry, options: { signal?: AbortSignal } = {}): Promise<NoticeResult> {
-    const req = dagCbor.encode({ entry: entry.bytes })
+    const profile = await this.host.ownProfile?.().catch(() => undefined)
+    const req = dagCbor.encode(profile == null ? { entry: entry.bytes } : { entry: entry.bytes, profile })
     let targets: Array<{ peer: string, addresses: string[] }> = (this.peersOf?.(author) ?? []).map(peer => ({ peer, addresses: [] }))
     const fromDht = targets.length === 0
     if (fromDht) targets = await this.lookup(author, options.signal)
@@ -328,8 +337,8 @@ export class Inbox {
   }
 }
 
-/** The entry bytes of a notice request; NoticeTooLargeError or InvalidNoticeError otherwise. */
-export function parseNotice (bytes: Uint8Array): Uint8Array {
+/** The entry (and profile entry) bytes of a notice request; NoticeTooLargeError or InvalidNoticeError otherwise. */
+export function parseNotice (bytes: Uint8Array): { entry: Uint8Array, profile?: Uint8Array } {
   if (bytes.length > MAX_NOTICE_BYTES) throw new NoticeTooLargeError(`a notice of ${bytes.length} bytes, over ${MAX_NOTICE_BYTES}`)
   let value: unknown
   try {
@@ -337,10 +346,11 @@ export function parseNotice (bytes: Uint8Array): Uint8Array {
   } catch {
     throw new InvalidNoticeError('a notice is not DAG-CBOR')
   }
-  const entry = (value as { entry?: unknown } | null)?.entry
-  if (!(entry instanceof Uint8Array)) throw new InvalidNoticeError('a notice is a map with the entry bytes')
-  if (entry.length > MAX_ENTRY_BYTES) throw new NoticeTooLargeError(`an entry of ${entry.length} bytes, over ${MAX_ENTRY_BYTES}`)
-  return entry
+  const { entry, profile, ...rest } = (value ?? {}) as { entry?: unknown, profile?: unknown }
+  if (!(entry instanceof Uint8Array) || typeof value !== 'object' || Object.keys(rest).length > 0) throw new InvalidNoticeError('a notice is a map of the entry bytes and, optionally, the profile entry bytes')
+  if (profile !== undefined && !(profile instanceof Uint8Array)) throw new InvalidNoticeError('the profile must be entry bytes')
+  for (const b of [entry, profile]) if (b != null && b.length > MAX_ENTRY_BYTES) throw new NoticeTooLargeError(`an entry of ${b.length} bytes, over ${MAX_ENTRY_BYTES}`)
+  return profile === undefined ? { entry } : { entry, profile }
 }
 
 /** The author's peer's refusal, as an error of the same name. */

@@ -160,6 +160,8 @@ export class SocialService extends TypedEventEmitter<SocialEvents> {
   private blocked = new Set<string>()
   private forked = new Set<string>()
   private timer?: ReturnType<typeof setInterval>
+  /** Our latest profile entry (sent with our notices), once looked up: null for none. */
+  private profileEntry?: Promise<Uint8Array | null>
   private stopIdentify?: () => void
   private started = false
 
@@ -191,7 +193,14 @@ export class SocialService extends TypedEventEmitter<SocialEvents> {
       routing: components.routing,
       peersOf: components.peersOf,
       onRejected: this.onRejected,
-      host: { did: this.did, store: this.store, isBlocked: did => this.blocked.has(did), isMuted: did => this.muted.has(did), onStored: e => { this.entryEvent(e) } }
+      host: {
+        did: this.did,
+        store: this.store,
+        isBlocked: did => this.blocked.has(did),
+        isMuted: did => this.muted.has(did),
+        onStored: e => { this.entryEvent(e) },
+        ownProfile: async () => await this.ownProfile()
+      }
     })
   }
 
@@ -273,6 +282,7 @@ export class SocialService extends TypedEventEmitter<SocialEvents> {
       return e
     })
     if (kind === 'follow' || kind === 'unfollow') await this.refreshFollows()
+    if (kind === 'profile') this.profileEntry = Promise.resolve(entry.bytes)
     this.entryEvent(entry)
     void this.gossip.publish(feedTopic(this.did), entry.bytes).catch(() => {})
     if (kind === 'reply' || kind === 'like') void this.notify(entry, options.author).catch(() => {})
@@ -299,6 +309,19 @@ export class SocialService extends TypedEventEmitter<SocialEvents> {
     }
     this.safeDispatchEvent('feed:notice', { detail: { to: author, id: entry.id.toString(), kind: entry.payload.kind, result } })
     return result
+  }
+
+  /** Our latest profile entry's bytes, if we have one (our feed is read once, then kept up to date). */
+  private async ownProfile (): Promise<Uint8Array | undefined> {
+    this.profileEntry ??= (async () => {
+      let latest: Uint8Array | null = null
+      const head = (await this.store.head(this.did))?.seq ?? 0
+      for (let from = 1; from <= head; from += MAX_TIMELINE_LIMIT) {
+        for (const e of await this.entries(this.did, { from, limit: MAX_TIMELINE_LIMIT })) if (e.payload.kind === 'profile') latest = e.bytes
+      }
+      return latest
+    })()
+    return (await this.profileEntry) ?? undefined
   }
 
   async post (text: string, attachments?: CID[]): Promise<Entry> {
@@ -364,7 +387,7 @@ export class SocialService extends TypedEventEmitter<SocialEvents> {
       // A reply we hold both from its feed and as a notice shows once.
       if (e == null || seen.has(e.id.toString()) || await this.store.isDeleted(e.id)) continue
       seen.add(e.id.toString())
-      if (!names.has(item.author)) names.set(item.author, (await this.store.profile(item.author)).name)
+      if (!names.has(item.author)) names.set(item.author, (await this.store.profile(item.author)).name ?? await this.store.noticeName(item.author))
       const body = e.payload.body as Partial<ReplyBody>
       out.push({
         id: e.id.toString(),

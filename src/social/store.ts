@@ -8,8 +8,8 @@
  * `t/<ts>/<did>/<seq>` posts and replies by time, `d/<cid>` deleted ids, `l/<cid>/<did>` likes, `p/<did>` merged profile, `g/<did>/<did>` who
  * follows whom (from follow and unfollow entries), `x/<did>` fork evidence, `m/<did>` muted,
  * `b/<did>` blocked; notices (replies and likes to our entries from feeds we may not hold, see
- * inbox.ts): `n/<ts>/<did>/<seq>` entry bytes, `k/<cid>` -> `<ts>/<did>/<seq>`, and their likes in
- * `l/` like any other. Numbers are zero-padded so keys sort.
+ * inbox.ts): `n/<ts>/<did>/<seq>` entry bytes, `k/<cid>` -> `<ts>/<did>/<seq>`, their likes in
+ * `l/` like any other, and `q/<did>` the name a sender's profile entry gave with them. Numbers are zero-padded so keys sort.
  */
 import { CID } from 'multiformats/cid'
 import type { BytesSublevel } from '../store/store.ts'
@@ -171,6 +171,23 @@ export class FeedStore {
     return 'stored'
   }
 
+  /** Remembers the name a sender's profile entry (at `seq`) gave, unless a later one is kept. */
+  async putNoticeName (did: string, seq: number, name: string): Promise<void> {
+    const held = await this.noticeProfile(did)
+    if (held != null && held.seq >= seq) return
+    await this.db.put(`q/${did}`, enc.encode(JSON.stringify({ seq, name })))
+  }
+
+  /** The name a sender of notices gave, if any. */
+  async noticeName (did: string): Promise<string | undefined> {
+    return (await this.noticeProfile(did))?.name
+  }
+
+  private async noticeProfile (did: string): Promise<{ seq: number, name: string } | undefined> {
+    const raw = await this.db.get(`q/${did}`)
+    return raw == null ? undefined : JSON.parse(dec.decode(raw)) as { seq: number, name: string }
+  }
+
   /** A kept notice by its timeline cursor. */
   async notice (cursor: string): Promise<Entry | undefined> {
     const bytes = await this.db.get(`n/${cursor}`)
@@ -195,7 +212,7 @@ export class FeedStore {
       if (options.oldest != null && removed >= options.oldest) break
       if (options.author != null && key.split('/')[2] !== options.author) continue
       const e = await decodeEntry(bytes)
-      ops.push({ type: 'del', key }, { type: 'del', key: `k/${e.id.toString()}` })
+      ops.push({ type: 'del', key }, { type: 'del', key: `k/${e.id.toString()}` }, { type: 'del', key: `q/${e.author}` })
       removed++
       if (e.payload.kind === 'like' && await this.db.get(`i/${e.id.toString()}`) == null) {
         ops.push({ type: 'del', key: `l/${(e.payload.body as LikeBody).of.toString()}/${e.author}` })
