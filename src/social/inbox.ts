@@ -286,14 +286,31 @@ export class Inbox {
   async send (author: string, entry: Entry, options: { signal?: AbortSignal } = {}): Promise<NoticeResult> {
     const profile = await this.host.ownProfile?.().catch(() => undefined)
     const req = dagCbor.encode(profile == null ? { entry: entry.bytes } : { entry: entry.bytes, profile })
-    let targets: Array<{ peer: string, addresses: string[] }> = (this.peersOf?.(author) ?? []).map(peer => ({ peer, addresses: [] }))
-    const fromDht = targets.length === 0
-    if (fromDht) targets = await this.lookup(author, options.signal)
-    targets = targets.filter(t => t.peer !== this.protocols.peerId).slice(0, MAX_NOTICE_TARGETS)
-    if (targets.length === 0) throw new InboxUnreachableError(`no peer of ${author} found`)
-    const results = await Promise.allSettled(targets.map(async t => await this.deliver(t.peer, t.addresses, req, options.signal)))
+    const others = (targets: Array<{ peer: string, addresses: string[] }>): Array<{ peer: string, addresses: string[] }> =>
+      targets.filter(t => t.peer !== this.protocols.peerId).slice(0, MAX_NOTICE_TARGETS)
+    const direct = others((this.peersOf?.(author) ?? []).map(peer => ({ peer, addresses: [] })))
+    if (direct.length > 0) {
+      try {
+        return await this.deliverAll(author, direct, req, options.signal)
+      } catch (err) {
+        // Connected but not answering: the DHT may know a better peer.
+        if (!(err instanceof InboxUnreachableError)) throw err
+      }
+    }
+    const found = others(await this.lookup(author, options.signal))
+    if (found.length === 0) throw new InboxUnreachableError(`no peer of ${author} found`)
+    try {
+      return await this.deliverAll(author, found, req, options.signal)
+    } catch (err) {
+      if (err instanceof InboxUnreachableError) this.found.delete(author)
+      throw err
+    }
+  }
+
+  /** Sends to every target at once; the best verdict, else the first refusal, else InboxUnreachableError. */
+  private async deliverAll (author: string, targets: Array<{ peer: string, addresses: string[] }>, req: Uint8Array, signal?: AbortSignal): Promise<NoticeResult> {
+    const results = await Promise.allSettled(targets.map(async t => await this.deliver(t.peer, t.addresses, req, signal)))
     const ok = results.flatMap(r => r.status === 'fulfilled' ? [r.value] : [])
-    if (ok.length === 0 && fromDht) this.found.delete(author)
     for (const best of ['stored', 'duplicate', 'ignored'] as const) if (ok.includes(best)) return best
     const refused = results.find((r): r is PromiseRejectedResult => r.status === 'rejected' && !(r.reason instanceof InboxUnreachableError))
     if (refused != null) throw refused.reason
