@@ -215,7 +215,10 @@ export class PeerverseNode extends TypedEventEmitter<NodeEvents> {
       protocols: this.protocols,
       onRejected,
       identity: { did: identity.did, key: identity.userKey },
-      store: new FeedStore(store.sublevel('social'))
+      store: new FeedStore(store.sublevel('social')),
+      // Replies and likes reach an author's inbox: a connected peer bound to them, else the DHT.
+      routing: this.routing,
+      peersOf: did => [...this.peerIdentity.dids].flatMap(([peer, d]) => d === did ? [peer] : [])
     })
     for (const name of SOCIAL_EVENTS) this.social.addEventListener(name, evt => { this.safeDispatch(name, evt.detail) })
     this.discovery = new Discovery(net, network.bootstrap, {

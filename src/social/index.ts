@@ -7,9 +7,14 @@ import { SocialService, type SocialComponents, type SocialInit } from './service
 export {
   BlockedAuthorError, FEED_TOPIC_PREFIX, feedTopic, MAX_STRANGER_FEEDS, MAX_SYNC_PEERS_PER_ROUND, MAX_TIMELINE_LIMIT,
   SOCIAL_EVENTS, SocialService, SYNC_INTERVAL_MS,
-  type FeedEntryEvent, type FeedForkEvent, type SocialComponents, type SocialEvents, type SocialInit, type TimelineEntry
+  type FeedEntryEvent, type FeedForkEvent, type FeedNoticeEvent, type SocialComponents, type SocialEvents, type SocialInit, type TimelineEntry
 } from './service.ts'
 export { FEEDS_PROTOCOL } from './replication.ts'
+export {
+  Inbox, INBOX_PROTOCOL, inboxKey, InboxUnreachableError, InvalidNoticeError, MAX_INBOX_ENTRIES, MAX_NOTICE_BYTES,
+  MAX_NOTICES_PER_PEER_PER_MINUTE, MAX_NOTICES_PER_SENDER_PER_MINUTE, NoticeRateLimitError, NoticeTargetError, NoticeTooLargeError,
+  type NoticeResult
+} from './inbox.ts'
 export { FeedStore, type ForkEvidence } from './store.ts'
 export type { Entry, EntryKind, EntryPayload, FeedHead, ProfileBody } from './feed.ts'
 

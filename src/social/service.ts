@@ -13,8 +13,12 @@
  * timeline. Two entries of one author with the same seq are a fork: the evidence is kept, the
  * author is flagged, and nothing of that feed past the fork is accepted or served.
  *
+ * Replies and likes to an author who does not replicate our feed reach them as notices to their
+ * inbox (inbox.ts); the ones we accept are kept apart from the feeds and threaded into our timeline.
+ *
  * The service reaches the network only through its ports (gossip for live delivery, protocols for
- * replication and identify), subscribes its own topics, and emits `feed:entry` and `feed:fork`.
+ * replication and identify, routing to find inboxes), subscribes its own topics, and emits
+ * `feed:entry`, `feed:fork` and `feed:notice`.
  */
 import { logger } from '@libp2p/logger'
 import { TypedEventEmitter } from 'main-event'
@@ -23,11 +27,12 @@ import { isDid } from '../identity/did.ts'
 import type { Ed25519Key } from '../identity/ed25519.ts'
 import { base64 } from '../identity/hash.ts'
 import { PROTOCOL_MAX_INBOUND_STREAMS, PROTOCOL_MAX_OUTBOUND_STREAMS } from '../net/limits.ts'
-import type { GossipPort, ProtocolPort, RejectSink } from '../net/ports.ts'
+import type { GossipPort, ProtocolPort, RejectSink, RoutingPort } from '../net/ports.ts'
 import {
   checkAppend, createEntry, decodeEntry, ForkedFeedError, InvalidEntryError, MAX_ENTRY_BYTES, SequenceGapError,
-  type Entry, type EntryBody, type EntryKind, type PostBody, type ProfileBody, type ReplyBody
+  type Entry, type EntryBody, type EntryKind, type LikeBody, type PostBody, type ProfileBody, type ReplyBody
 } from './feed.ts'
+import { Inbox, InboxUnreachableError } from './inbox.ts'
 import { FEEDS_PROTOCOL, Replication } from './replication.ts'
 import type { FeedStore, ForkEvidence } from './store.ts'
 import { isStoreWriteError } from '../store/errors.ts'
@@ -76,13 +81,25 @@ export interface FeedForkEvent {
   seq: number
 }
 
+/** What became of the notice of our reply or like sent to the author of its target. */
+export interface FeedNoticeEvent {
+  /** The author notified. */
+  to: string
+  /** Our entry. */
+  id: string
+  kind: string
+  /** The author's verdict ('stored', 'duplicate', 'ignored'), or the name of the error. */
+  result: string
+}
+
 export interface SocialEvents {
   'feed:entry': CustomEvent<FeedEntryEvent>
   'feed:fork': CustomEvent<FeedForkEvent>
+  'feed:notice': CustomEvent<FeedNoticeEvent>
 }
 
 /** The events social emits, as the API's event stream names them. */
-export const SOCIAL_EVENTS = ['feed:entry', 'feed:fork'] as const
+export const SOCIAL_EVENTS = ['feed:entry', 'feed:fork', 'feed:notice'] as const
 
 export interface SocialInit {
   /** How often we pull from connected peers (default SYNC_INTERVAL_MS). */
@@ -98,6 +115,10 @@ export interface SocialComponents {
   protocols: ProtocolPort
   /** Where bad entries and requests from peers are reported. */
   onRejected: RejectSink
+  /** Finds other authors' inboxes and announces ours (the DHT); optional. */
+  routing?: RoutingPort
+  /** Connected peers whose signed binding names a did (the first place an inbox is looked for). */
+  peersOf?: (did: string) => string[]
   /** Our user: its did, and the key that signs our entries. */
   identity: { did: string, key: Ed25519Key }
   store: FeedStore
@@ -125,6 +146,8 @@ export class SocialService extends TypedEventEmitter<SocialEvents> {
   private readonly protocols: ProtocolPort
   private readonly onRejected: RejectSink
   private readonly replication: Replication
+  /** Notices of replies and likes, both ways. */
+  readonly inbox: Inbox
   private readonly syncIntervalMs: number
   private readonly maxSyncPeersPerRound: number
   private readonly locks = new KeyedLock()
@@ -137,6 +160,8 @@ export class SocialService extends TypedEventEmitter<SocialEvents> {
   private blocked = new Set<string>()
   private forked = new Set<string>()
   private timer?: ReturnType<typeof setInterval>
+  /** Our latest profile entry (sent with our notices), once looked up: null for none. */
+  private profileEntry?: Promise<Uint8Array | null>
   private stopIdentify?: () => void
   private started = false
 
@@ -163,6 +188,20 @@ export class SocialService extends TypedEventEmitter<SocialEvents> {
         ingestEntry: async entry => await this.ingestEntry(entry)
       }
     })
+    this.inbox = new Inbox({
+      protocols: this.protocols,
+      routing: components.routing,
+      peersOf: components.peersOf,
+      onRejected: this.onRejected,
+      host: {
+        did: this.did,
+        store: this.store,
+        isBlocked: did => this.blocked.has(did),
+        isMuted: did => this.muted.has(did),
+        onStored: e => { this.entryEvent(e) },
+        ownProfile: async () => await this.ownProfile()
+      }
+    })
   }
 
   async start (): Promise<void> {
@@ -181,6 +220,7 @@ export class SocialService extends TypedEventEmitter<SocialEvents> {
     this.stopIdentify = this.protocols.onPeer('identify', (peer, protocols) => {
       if (protocols?.includes(FEEDS_PROTOCOL) === true) void this.syncWith(peer).catch(() => {})
     })
+    await this.inbox.start()
     this.timer = setInterval(() => { void this.syncRound() }, this.syncIntervalMs)
     this.timer.unref?.()
   }
@@ -194,6 +234,7 @@ export class SocialService extends TypedEventEmitter<SocialEvents> {
     for (const unsubscribe of this.topics.values()) unsubscribe()
     this.topics.clear()
     await this.protocols.unhandle(FEEDS_PROTOCOL)
+    await this.inbox.stop()
   }
 
   /** Runs `fn` alone for one author, so appends to a feed never interleave. */
@@ -233,7 +274,7 @@ export class SocialService extends TypedEventEmitter<SocialEvents> {
    * it (StoreWriteError) nothing is sent and the feed's head stays where it was, so the next entry
    * takes the same seq and no follower ever sees two entries at one seq.
    */
-  async append (kind: EntryKind, body: EntryBody): Promise<Entry> {
+  async append (kind: EntryKind, body: EntryBody, options: { author?: string } = {}): Promise<Entry> {
     const entry = await this.locked(this.did, async () => {
       const head = await this.store.head(this.did)
       const e = await createEntry(this.key, head, kind, body, Date.now())
@@ -241,20 +282,58 @@ export class SocialService extends TypedEventEmitter<SocialEvents> {
       return e
     })
     if (kind === 'follow' || kind === 'unfollow') await this.refreshFollows()
+    if (kind === 'profile') this.profileEntry = Promise.resolve(entry.bytes)
     this.entryEvent(entry)
     void this.gossip.publish(feedTopic(this.did), entry.bytes).catch(() => {})
+    if (kind === 'reply' || kind === 'like') void this.notify(entry, options.author).catch(() => {})
     return entry
+  }
+
+  /**
+   * Hands our reply or like to the author of its target (the author we hold it under, else
+   * `hint`) and emits `feed:notice` with the verdict. Nothing is sent for our own entries or a
+   * blocked author; an author offline loses the notice (replication may bring the entry later).
+   */
+  async notify (entry: Entry, hint?: string): Promise<string | undefined> {
+    const body = entry.payload.body as Partial<ReplyBody & LikeBody>
+    const target = body.to ?? body.of
+    if (target == null) return undefined
+    const author = (await this.store.locate(target))?.author ?? (hint != null && isDid(hint) ? hint : undefined)
+    if (author == null || author === this.did || this.blocked.has(author)) return undefined
+    let result: string
+    try {
+      result = await this.inbox.send(author, entry)
+    } catch (err) {
+      result = (err as Error).name
+      if (!(err instanceof InboxUnreachableError)) log('notice to %s refused: %s', author, (err as Error).message)
+    }
+    this.safeDispatchEvent('feed:notice', { detail: { to: author, id: entry.id.toString(), kind: entry.payload.kind, result } })
+    return result
+  }
+
+  /** Our latest profile entry's bytes, if we have one (our feed is read once, then kept up to date). */
+  private async ownProfile (): Promise<Uint8Array | undefined> {
+    this.profileEntry ??= (async () => {
+      let latest: Uint8Array | null = null
+      const head = (await this.store.head(this.did))?.seq ?? 0
+      for (let from = 1; from <= head; from += MAX_TIMELINE_LIMIT) {
+        for (const e of await this.entries(this.did, { from, limit: MAX_TIMELINE_LIMIT })) if (e.payload.kind === 'profile') latest = e.bytes
+      }
+      return latest
+    })()
+    return (await this.profileEntry) ?? undefined
   }
 
   async post (text: string, attachments?: CID[]): Promise<Entry> {
     return await this.append('post', { text, attachments } satisfies PostBody)
   }
 
-  async reply (to: CID, text: string, attachments?: CID[]): Promise<Entry> {
-    return await this.append('reply', { text, to, attachments } satisfies ReplyBody)
+  /** A reply; `author` names the target's author when we do not hold it (for the notice). */
+  async reply (to: CID, text: string, attachments?: CID[], options: { author?: string } = {}): Promise<Entry> {
+    return await this.append('reply', { text, to, attachments } satisfies ReplyBody, options)
   }
 
-  async like (of: CID): Promise<Entry> { return await this.append('like', { of }) }
+  async like (of: CID, options: { author?: string } = {}): Promise<Entry> { return await this.append('like', { of }, options) }
 
   async remove (of: CID): Promise<Entry> {
     const at = await this.store.locate(of)
@@ -295,16 +374,20 @@ export class SocialService extends TypedEventEmitter<SocialEvents> {
     return await Promise.all((await this.store.range(did, options.from ?? 1, limit)).map(decodeEntry))
   }
 
-  /** Posts and replies of the authors we follow and ours, newest first. */
+  /** Posts and replies of the authors we follow and ours, and the replies to ours we accepted from anyone, newest first. */
   async timeline (options: { limit?: number, before?: string } = {}): Promise<TimelineEntry[]> {
     const limit = Math.max(1, Math.min(options.limit ?? 20, MAX_TIMELINE_LIMIT))
     const include = (a: string): boolean => (a === this.did || this.follows.has(a)) && !this.muted.has(a) && !this.blocked.has(a)
+    const includeNotice = (a: string): boolean => !this.muted.has(a) && !this.blocked.has(a)
     const out: TimelineEntry[] = []
     const names = new Map<string, string | undefined>()
-    for await (const item of this.store.timeline({ before: options.before, include })) {
-      const e = await this.store.get(item.author, item.seq)
-      if (e == null || await this.store.isDeleted(e.id)) continue
-      if (!names.has(item.author)) names.set(item.author, (await this.store.profile(item.author)).name)
+    const seen = new Set<string>()
+    for await (const item of this.store.timeline({ before: options.before, include, includeNotice })) {
+      const e = item.notice === true ? await this.store.notice(item.cursor) : await this.store.get(item.author, item.seq)
+      // A reply we hold both from its feed and as a notice shows once.
+      if (e == null || seen.has(e.id.toString()) || await this.store.isDeleted(e.id)) continue
+      seen.add(e.id.toString())
+      if (!names.has(item.author)) names.set(item.author, (await this.store.profile(item.author)).name ?? await this.store.noticeName(item.author))
       const body = e.payload.body as Partial<ReplyBody>
       out.push({
         id: e.id.toString(),
@@ -336,6 +419,7 @@ export class SocialService extends TypedEventEmitter<SocialEvents> {
     if (on) {
       this.blocked.add(did)
       await this.locked(did, async () => { await this.store.dropFeed(did) })
+      await this.inbox.forget(did)
     } else {
       this.blocked.delete(did)
     }

@@ -7,7 +7,9 @@
  * Keys: `e/<did>/<seq>` entry bytes, `h/<did>` head, `i/<cid>` -> `<did>/<seq>`,
  * `t/<ts>/<did>/<seq>` posts and replies by time, `d/<cid>` deleted ids, `l/<cid>/<did>` likes, `p/<did>` merged profile, `g/<did>/<did>` who
  * follows whom (from follow and unfollow entries), `x/<did>` fork evidence, `m/<did>` muted,
- * `b/<did>` blocked. Numbers are zero-padded so keys sort.
+ * `b/<did>` blocked; notices (replies and likes to our entries from feeds we may not hold, see
+ * inbox.ts): `n/<ts>/<did>/<seq>` entry bytes, `k/<cid>` -> `<ts>/<did>/<seq>`, their likes in
+ * `l/` like any other, and `q/<did>` the name a sender's profile entry gave with them. Numbers are zero-padded so keys sort.
  */
 import { CID } from 'multiformats/cid'
 import type { BytesSublevel } from '../store/store.ts'
@@ -34,6 +36,8 @@ export interface TimelineItem {
   ts: number
   /** Opaque cursor: pass as `before` for the next page. */
   cursor: string
+  /** Kept from a notice (inbox.ts), not from a feed we hold. */
+  notice?: boolean
 }
 
 export class FeedStore {
@@ -117,14 +121,105 @@ export class FeedStore {
     return (await this.db.get(`d/${id.toString()}`)) != null
   }
 
-  /** Posts and replies by time, newest first, before `before` (a cursor), for authors `include` accepts. */
-  async * timeline (options: { before?: string, include: (author: string) => boolean }): AsyncGenerator<TimelineItem> {
-    const lt = options.before != null ? `t/${options.before}` : 't0'
-    for await (const key of this.db.keys({ gte: 't/', lt, reverse: true })) {
-      const [, ts, author, seq] = key.split('/')
-      if (!options.include(author)) continue
-      yield { author, seq: Number(seq), ts: Number(ts), cursor: key.slice(2) }
+  /**
+   * Posts and replies by time, newest first, before `before` (a cursor), for authors `include`
+   * accepts; with `includeNotice`, the replies kept from notices by authors it accepts merged in.
+   */
+  async * timeline (options: { before?: string, include: (author: string) => boolean, includeNotice?: (author: string) => boolean }): AsyncGenerator<TimelineItem> {
+    const feed = this.scanTimeline('t', options.before, options.include)
+    const inbox = this.scanTimeline('n', options.before, options.includeNotice ?? (() => false))
+    try {
+      let a = await feed.next()
+      let b = await inbox.next()
+      while (a.done !== true || b.done !== true) {
+        if (b.done === true || (a.done !== true && a.value.cursor >= b.value.cursor)) {
+          yield a.value as TimelineItem
+          a = await feed.next()
+        } else {
+          yield b.value
+          b = await inbox.next()
+        }
+      }
+    } finally {
+      await feed.return(undefined)
+      await inbox.return(undefined)
     }
+  }
+
+  private async * scanTimeline (prefix: 't' | 'n', before: string | undefined, include: (author: string) => boolean): AsyncGenerator<TimelineItem> {
+    const lt = before != null ? `${prefix}/${before}` : `${prefix}0`
+    for await (const key of this.db.keys({ gte: `${prefix}/`, lt, reverse: true })) {
+      const [, ts, author, seq] = key.split('/')
+      if (!include(author)) continue
+      yield { author, seq: Number(seq), ts: Number(ts), cursor: key.slice(2), notice: prefix === 'n' ? true : undefined }
+    }
+  }
+
+  // -- notices ------------------------------------------------------------------------------
+
+  /** Keeps a checked notice (a reply or like to one of our entries); 'duplicate' if kept already. */
+  async putNotice (entry: Entry): Promise<'stored' | 'duplicate'> {
+    const id = entry.id.toString()
+    if (await this.db.get(`k/${id}`) != null) return 'duplicate'
+    const at = `${pad(entry.payload.ts, TS_WIDTH)}/${entry.author}/${pad(entry.payload.seq, SEQ_WIDTH)}`
+    const ops: Array<{ type: 'put', key: string, value: Uint8Array }> = [
+      { type: 'put', key: `n/${at}`, value: entry.bytes },
+      { type: 'put', key: `k/${id}`, value: enc.encode(at) }
+    ]
+    if (entry.payload.kind === 'like') ops.push({ type: 'put', key: `l/${(entry.payload.body as LikeBody).of.toString()}/${entry.author}`, value: new Uint8Array(0) })
+    await this.db.batch(ops)
+    return 'stored'
+  }
+
+  /** Remembers the name a sender's profile entry (at `seq`) gave, unless a later one is kept. */
+  async putNoticeName (did: string, seq: number, name: string): Promise<void> {
+    const held = await this.noticeProfile(did)
+    if (held != null && held.seq >= seq) return
+    await this.db.put(`q/${did}`, enc.encode(JSON.stringify({ seq, name })))
+  }
+
+  /** The name a sender of notices gave, if any. */
+  async noticeName (did: string): Promise<string | undefined> {
+    return (await this.noticeProfile(did))?.name
+  }
+
+  private async noticeProfile (did: string): Promise<{ seq: number, name: string } | undefined> {
+    const raw = await this.db.get(`q/${did}`)
+    return raw == null ? undefined : JSON.parse(dec.decode(raw)) as { seq: number, name: string }
+  }
+
+  /** A kept notice by its timeline cursor. */
+  async notice (cursor: string): Promise<Entry | undefined> {
+    const bytes = await this.db.get(`n/${cursor}`)
+    return bytes == null ? undefined : await decodeEntry(bytes)
+  }
+
+  /** How many notices are kept. */
+  async noticeCount (): Promise<number> {
+    let n = 0
+    for await (const _ of this.db.keys({ gte: 'k/', lt: 'k0' })) n++
+    return n
+  }
+
+  /**
+   * Drops kept notices: the oldest `count` (by the entry's time), or all of one author's with
+   * `author`. Returns how many went. A like stays counted while its author's feed holds it.
+   */
+  async dropNotices (options: { oldest?: number, author?: string }): Promise<number> {
+    const ops: Array<{ type: 'del', key: string }> = []
+    let removed = 0
+    for await (const [key, bytes] of this.db.iterator({ gte: 'n/', lt: 'n0' })) {
+      if (options.oldest != null && removed >= options.oldest) break
+      if (options.author != null && key.split('/')[2] !== options.author) continue
+      const e = await decodeEntry(bytes)
+      ops.push({ type: 'del', key }, { type: 'del', key: `k/${e.id.toString()}` }, { type: 'del', key: `q/${e.author}` })
+      removed++
+      if (e.payload.kind === 'like' && await this.db.get(`i/${e.id.toString()}`) == null) {
+        ops.push({ type: 'del', key: `l/${(e.payload.body as LikeBody).of.toString()}/${e.author}` })
+      }
+    }
+    if (ops.length > 0) await this.db.batch(ops)
+    return removed
   }
 
   /** Every author we hold a feed of, with its head. */

@@ -2,8 +2,9 @@
  * The timeline in the browser client end to end: two real peers (processes on loopback, one
  * chain), two headless Chromium pages. A sets a profile and posts with an image added through the
  * page; B opens A's profile from the people list, follows A and sees the post with its image (come
- * from the swarm); B replies and likes; A, following B back from the people list, sees the reply
- * threaded under the post and the like counted. A post over the feed's limit and an image CID that
+ * from the swarm); B replies and likes; A, who does not follow B, sees the reply threaded under the
+ * post and the like counted (B's peer hands them to A's inbox), with a count of new replies; after
+ * following B back from the people list A still sees the reply once. A post over the feed's limit and an image CID that
  * is not an image get visible named errors, and the page goes on working; B unfollows A.
  */
 import { describe, it, before, after, afterEach, type TestContext } from 'node:test'
@@ -117,7 +118,7 @@ describe('the timeline in the browser client, two peers and two pages', { timeou
     await pb.waitForSelector(`#timeline li[data-id="${postId}"] img[data-state="loaded"]`, { timeout: WAIT_MS })
   })
 
-  it('B replies and likes; A follows B back from the people list and sees the reply and the like', async () => {
+  it('B replies and likes; A sees them without following B, then follows B back from the people list', async () => {
     const row = `#timeline li.post[data-id="${postId}"]`
     await pb.fill(`${row} .reply-text`, 'lovely, ada')
     await pb.click(`${row} [data-testid="reply-send"]`)
@@ -126,7 +127,18 @@ describe('the timeline in the browser client, two peers and two pages', { timeou
       const p = (window as any).peerverse.timeline().posts.find((x: PostView) => x.id === id)
       return p != null && p.likes === 1 && p.replies.some((r: { text: string }) => r.text === 'lovely, ada')
     }, postId, { timeout: WAIT_MS })
-    // Only A's own post is in A's view until A follows B: the reply and like are in B's feed.
+    // A does not follow B, yet B's reply and like reach A: B's peer sent them to A's inbox.
+    const following = await a.api.request<{ following: string[] }>('GET', '/api/v0/social/following')
+    assert.ok(!following.following.includes(didB), 'A does not follow B')
+    await pa.waitForFunction(id => {
+      const p = (window as any).peerverse.timeline().posts.find((x: PostView) => x.id === id)
+      return p != null && p.likes === 1 && p.replies.some((r: { text: string }) => r.text === 'lovely, ada')
+    }, postId, { timeout: WAIT_MS })
+    assert.equal(await pa.evaluate(() => (window as any).peerverse.timeline().newReplies), 1)
+    assert.equal(await pa.textContent('#new-replies'), '1 new reply to your posts')
+    await pa.click('#new-replies')
+    assert.equal(await pa.evaluate(() => (window as any).peerverse.timeline().newReplies), 0)
+    // Following B back: the reply, now also from B's feed, still shows once.
     await pa.click(`#people li[data-did="${didB}"] button[data-profile]`, { timeout: WAIT_MS })
     await pa.waitForSelector(`#profile-view[data-did="${didB}"] #profile-follow[data-following="no"]`, { timeout: WAIT_MS })
     await pa.click('#profile-follow')

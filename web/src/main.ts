@@ -117,7 +117,7 @@ function main (token: string): void {
     return did != null
   }
   // The timeline and profiles (social): a person's profile opens from the people list or a post's author.
-  const timeline = mountTimeline({ api, report: status, openProfile: did => { void profile.open(did) } })
+  const timeline = mountTimeline({ api, report: status, openProfile: did => { void profile.open(did) }, myDid: () => store.did })
   // Our profile's avatar goes with our presence in the space shown.
   const look = mountLook({ api, store, report: status })
   const profile = mountProfile({ api, report: status, myDid: () => store.did, changed: () => { void timeline.refresh() }, avatarChanged: look.setAvatar })

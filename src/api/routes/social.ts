@@ -1,6 +1,8 @@
 /**
  * Node-only: the API's routes for the social feed: the timeline, follows, lists, profiles and
  * entries of a feed; posting, replying, liking, deleting, following, profiles, mutes and blocks.
+ * A reply or like also goes to the target's author as a notice (`author` names them when this peer
+ * does not hold the target); the timeline includes the replies to our posts accepted from anyone.
  */
 import { CID } from 'multiformats/cid'
 import { parseCid } from '../../content/index.ts'
@@ -12,6 +14,11 @@ function cidList (value: unknown): CID[] | undefined {
   if (value === undefined) return undefined
   if (!Array.isArray(value)) throw new ApiError(400, 'BadRequest', 'attachments must be a list of CIDs')
   return value.map(v => parseCid(v))
+}
+
+/** The optional `author` of a reply's or like's target, for its notice when we do not hold the target. */
+function targetAuthor (b: Record<string, unknown>): { author?: string } {
+  return b.author === undefined ? {} : { author: str(b, 'author') }
 }
 
 /** An entry's payload with CIDs as strings. */
@@ -62,8 +69,8 @@ export const socialRoutes: Route[] = [
     }
   },
   append('/api/v0/social/post', async ({ node }, b) => await node.social.post(str(b, 'text'), cidList(b.attachments))),
-  append('/api/v0/social/reply', async ({ node }, b) => await node.social.reply(parseCid(b.to), str(b, 'text'), cidList(b.attachments))),
-  append('/api/v0/social/like', async ({ node }, b) => await node.social.like(parseCid(b.of))),
+  append('/api/v0/social/reply', async ({ node }, b) => await node.social.reply(parseCid(b.to), str(b, 'text'), cidList(b.attachments), targetAuthor(b))),
+  append('/api/v0/social/like', async ({ node }, b) => await node.social.like(parseCid(b.of), targetAuthor(b))),
   append('/api/v0/social/delete', async ({ node }, b) => await node.social.remove(parseCid(b.of))),
   append('/api/v0/social/follow', async ({ node }, b) => await node.social.follow(str(b, 'did'))),
   append('/api/v0/social/unfollow', async ({ node }, b) => await node.social.unfollow(str(b, 'did'))),

@@ -4,7 +4,8 @@
  * CID from the swarm or a file added through the peer). It reloads from the peer's timeline on
  * every `feed:entry` event (debounced), so posts, replies and likes arrive live. Input over the
  * feed's limits and an image that is not one are refused here with a named error before anything
- * is signed; the peer checks again (InvalidEntryError).
+ * is signed; the peer checks again (InvalidEntryError). Replies to our posts come from anyone (the
+ * peer's inbox accepts them), so a small count says how many arrived since we last looked.
  */
 import type { Api } from '../api.ts'
 import { formatTime, h } from '../dom.ts'
@@ -107,11 +108,47 @@ export interface TimelineContext {
   report: Report
   /** Opens a person's profile (a post's author). */
   openProfile: (did: string) => void
+  /** Our own did, once known (for the count of new replies to our posts). */
+  myDid?: () => string | null
 }
 
 export interface TimelinePanel extends Panel {
   refresh: () => Promise<void>
-  hook: () => { posts: PostView[] }
+  hook: () => { posts: PostView[], newReplies: number }
+}
+
+/** Ids of others' replies to `me`'s posts, from a threaded timeline. */
+export function repliesToMe (posts: TimelineItem[], replies: Map<string, TimelineItem[]>, me: string | null | undefined): string[] | null {
+  if (me == null) return null
+  return posts.filter(p => p.author === me).flatMap(p => (replies.get(p.id) ?? []).filter(r => r.author !== me).map(r => r.id))
+}
+
+/**
+ * The "new replies" badge: counts replies to our posts not yet seen; a click marks them seen.
+ * `update` takes the replies to our posts now shown (null while our did is unknown).
+ */
+function newRepliesBadge (): { el: HTMLButtonElement, update: (ids: string[] | null) => void, count: () => number } {
+  const seen = new Set<string>()
+  let first = true
+  let fresh: string[] = []
+  const el = h('button', { id: 'new-replies', 'data-testid': 'new-replies', type: 'button', class: 'small', hidden: true, title: 'Mark as seen' })
+  const show = (): void => {
+    el.hidden = fresh.length === 0
+    el.textContent = `${fresh.length} new repl${fresh.length === 1 ? 'y' : 'ies'} to your posts`
+  }
+  el.addEventListener('click', () => { for (const id of fresh) seen.add(id); fresh = []; show() })
+  return {
+    el,
+    update: ids => {
+      if (ids == null) return
+      // What is there at the first load is not new.
+      if (first) for (const id of ids) seen.add(id)
+      first = false
+      fresh = ids.filter(id => !seen.has(id))
+      show()
+    },
+    count: () => fresh.length
+  }
 }
 
 export function mountTimeline (ctx: TimelineContext): TimelinePanel {
@@ -128,8 +165,9 @@ export function mountTimeline (ctx: TimelineContext): TimelinePanel {
   const send = h('button', { id: 'post-send', 'data-testid': 'post-send', type: 'submit', text: 'Post' })
   const state = h('span', { id: 'post-state', 'data-testid': 'post-state', class: 'small muted' })
   const form = h('form', { id: 'post-form' }, text, h('div', { class: 'row' }, image), h('div', { class: 'row' }, h('label', { class: 'file' }, 'Add an image ', file), state, send))
+  const badge = newRepliesBadge()
   const section = document.getElementById('sec-social')
-  section?.append(h('h2', { id: 'h-social', text: 'Timeline' }), form, list)
+  section?.append(h('h2', { id: 'h-social', text: 'Timeline' }), badge.el, form, list)
 
   /** Asks the peer what an image CID holds; refuses what is not an image (or too large to show). */
   async function checkImage (cid: string): Promise<void> {
@@ -279,6 +317,7 @@ export function mountTimeline (ctx: TimelineContext): TimelinePanel {
     const same = lis.length === list.children.length && lis.every((li, i) => list.children[i] === li)
     if (!same) list.replaceChildren(...lis)
     if (lis.length === 0) list.replaceChildren(h('li', { class: 'muted small', text: 'Nothing yet: post something, or follow someone.' }))
+    badge.update(repliesToMe(posts, replies, ctx.myDid?.()))
     view = posts.map(p => ({
       id: p.id,
       author: p.author,
@@ -292,7 +331,7 @@ export function mountTimeline (ctx: TimelineContext): TimelinePanel {
 
   return {
     refresh,
-    hook: () => ({ posts: view.map(p => ({ ...p, replies: p.replies.map(r => ({ ...r })) })) }),
+    hook: () => ({ posts: view.map(p => ({ ...p, replies: p.replies.map(r => ({ ...r })) })), newReplies: badge.count() }),
     events: {
       'feed:entry': () => { debounce('timeline', TIMELINE_RELOAD_MS, refresh) }
     }
