@@ -118,7 +118,7 @@ export function mountShare (ctx: ShareContext): SharePanel {
     const on = capture != null
     button.setAttribute('aria-pressed', String(on))
     button.dataset.state = on ? 'on' : 'off'
-    button.textContent = on ? '🖵 Stop sharing' : '🖵 Share'
+    button.textContent = on ? 'Stop sharing' : 'Share'
     select.disabled = on
   }
 

@@ -258,7 +258,7 @@ export function mountVoice (ctx: VoiceContext): VoicePanel {
     button.dataset.state = state
     button.dataset.voice = socketState === 'open' ? (out.ctx.state === 'running' ? 'hearing' : 'suspended') : socketState
     button.setAttribute('aria-pressed', String(micOn))
-    button.textContent = micOn ? '🎙 Mic on' : ptt ? '🎙 Talking…' : '🎙 Mic off'
+    button.textContent = micOn ? 'Mic on' : ptt ? 'Talking…' : 'Mic off'
     const hearing = socketState === 'open'
       ? (out.ctx.state === 'running' ? 'you hear the people near you' : 'click anywhere to hear the people near you')
       : store.spaceId == null ? 'voice starts when you are in a space' : 'voice is connecting'
