@@ -1,14 +1,16 @@
 /**
  * Test helper: caps how often a page's requestAnimationFrame callbacks run. The client draws its
- * scene on every animation frame; in headless Chromium with software WebGL each page asks for a
- * whole core at 60 frames a second, and a few pages starve the peers a test drives. Capping the
- * rate leaves every frame the client draws a real one (same code, same state), only fewer of them.
+ * scene on every animation frame; in headless Chromium with software WebGL (SwiftShader) a
+ * 1280x800 frame costs about 100 ms of CPU, so each page takes a whole core, and two or three
+ * pages starve the peers a test drives. Capping the rate leaves every frame the client draws a
+ * real one (same code, same state), only fewer of them: the client moves by elapsed time (its
+ * step is capped at 0.1 s), so at a low rate walking takes longer but goes the same way.
  * Playwright's own checks run in their own world and keep the browser's real rate.
  */
 import type { Browser, BrowserContext, BrowserContextOptions, Page } from 'playwright-core'
 
 /** Animation frames a second a test page gets. */
-export const TEST_FRAMES_PER_SECOND = 10
+export const TEST_FRAMES_PER_SECOND = 5
 
 /** Makes every page of `context` run its animation frames at most `fps` times a second. */
 export async function capFrameRate (context: BrowserContext, fps = TEST_FRAMES_PER_SECOND): Promise<void> {
