@@ -15,7 +15,8 @@ import { PeerSet, type CliPeer } from '../helpers/cli-peer.ts'
 import { cappedPage } from '../helpers/frame-rate.ts'
 
 const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium'
-const WAIT = { timeout: 60_000 }
+/** Waits poll every 100 ms: polling on animation frames would follow the pages' capped frame rate. */
+const WAIT = { timeout: 60_000, polling: 100 }
 const set = new PeerSet()
 
 interface Ready { url: string }
