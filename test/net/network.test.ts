@@ -81,7 +81,7 @@ describe('a network with no centre', { timeout: 300_000 }, () => {
     peers.push(first)
     // The other nine start together, each told only the first.
     peers.push(...await Promise.all(Array.from({ length: PEERS - 1 }, async () => await set.start({ bootstrap: [first.addr] }))))
-    await Promise.all(peers.map(async p => { logs.set(p, await EventLog.open(p)) }))
+    for (const p of peers) logs.set(p, await EventLog.open(p))
   })
 
   after(async () => {
