@@ -171,6 +171,9 @@ describe('reach behind real NATs', { timeout: 400_000 }, () => {
     started.push(relay2)
     await relay1.kill()
     const killedAt = Date.now()
+    // The peer in the other home starts while a looks for another relay.
+    const cStarting = startNsPeer(tb.homes[1].hosts[0], ['--listen', '/webrtc', '--devnet', '--bootstrap', boot.addr]).then(p => { started.push(p); return p })
+    cStarting.catch(() => {})
     const s = await waitFor('a holding a slot on relay 2', async () => {
       const st = await a.peer.api.request<NodeStatus>('GET', '/api/v0/status')
       return st.reach.relays.includes(relay2.ready.peerId) && st.reach.relayedAddresses.some(x => x.includes(relay2.ready.peerId) && !x.includes('/webrtc')) && st
@@ -182,8 +185,7 @@ describe('reach behind real NATs', { timeout: 400_000 }, () => {
     assert.ok(!s.reach.relays.includes(relay1.ready.peerId))
     const through2 = s.reach.relayedAddresses.find(x => x.includes(relay2.ready.peerId) && !x.includes('/webrtc'))
     // A peer in another home dials a through relay 2 and a stream runs.
-    const c = await startNsPeer(tb.homes[1].hosts[0], ['--listen', '/webrtc', '--devnet', '--bootstrap', boot.addr])
-    started.push(c)
+    const c = await cStarting
     const { peerId } = await c.api.request<{ peerId: string }>('POST', '/api/v0/connect', { address: through2 })
     assert.equal(peerId, a.peer.ready.peerId)
     const { rttMs } = await c.api.request<{ rttMs: number }>('POST', '/api/v0/ping', { target: a.peer.ready.peerId })
@@ -215,6 +217,9 @@ describe('reach behind real NATs', { timeout: 400_000 }, () => {
     started.push(again)
     assert.equal(again.ready.peerId, relay.ready.peerId)
     const restartedAt = Date.now()
+    // The peer in the other home starts while a takes a slot on the restarted relay.
+    const cStarting = startNsPeer(tb.homes[1].hosts[0], ['--listen', '/webrtc', '--devnet', '--bootstrap', boot.addr]).then(p => { started.push(p); return p })
+    cStarting.catch(() => {})
     const s = await waitFor('a holding a slot on the restarted relay', async () => {
       const st = await a.peer.api.request<NodeStatus>('GET', '/api/v0/status')
       return st.reach.relays.includes(again.ready.peerId) && st.reach.relayedAddresses.some(x => x.includes(again.ready.peerId) && !x.includes('/webrtc')) && st
@@ -224,8 +229,7 @@ describe('reach behind real NATs', { timeout: 400_000 }, () => {
     })
     const backMs = Date.now() - restartedAt
     const through = s.reach.relayedAddresses.find(x => x.includes(again.ready.peerId) && !x.includes('/webrtc'))
-    const c = await startNsPeer(tb.homes[1].hosts[0], ['--listen', '/webrtc', '--devnet', '--bootstrap', boot.addr])
-    started.push(c)
+    const c = await cStarting
     const { peerId } = await waitFor('c connected to a through the restarted relay', async () => await c.api.request<{ peerId: string }>('POST', '/api/v0/connect', { address: through }), 60_000, 500)
     assert.equal(peerId, a.peer.ready.peerId)
     const { rttMs } = await c.api.request<{ rttMs: number }>('POST', '/api/v0/ping', { target: a.peer.ready.peerId })

@@ -56,10 +56,13 @@ async function gossipReachesAll (from: CliPeer, group: CliPeer[], text: string):
   }
 }
 
-/** Every peer of `group` finds every other through a DHT network lookup (never its local cache). */
+/**
+ * Every peer of `group` finds every other through a DHT network lookup (never its local cache).
+ * The peers look up side by side, each its own lookups one after another.
+ */
 async function allFindAllThroughDht (group: CliPeer[]): Promise<Set<string>> {
   const answeredBy = new Set<string>()
-  for (const a of group) {
+  await Promise.all(group.map(async a => {
     for (const b of group) {
       if (a === b) continue
       const found = await waitFor(`${a.ready.peerId} finds ${b.ready.peerId}`, async () =>
@@ -68,7 +71,7 @@ async function allFindAllThroughDht (group: CliPeer[]): Promise<Set<string>> {
       assert.ok(found.addresses.some(x => x.includes(`/tcp/${port}`)), `${b.ready.peerId}'s TCP address ${port} in ${found.addresses.join(',')}`)
       answeredBy.add(found.from)
     }
-  }
+  }))
   return answeredBy
 }
 

@@ -42,10 +42,15 @@ describe('social feeds across five peers', { timeout: 300_000 }, () => {
   after(async () => { await set.cleanup() })
 
   it('five peers follow each other and every post reaches everyone', async () => {
-    // Each peer names itself and follows the four others (its own commands in order, the peers side by side).
+    // Each peer names itself and follows the four others (its own commands in order, the peers side
+    // by side): the first through the CLI, the other three through the API the CLI calls.
     await Promise.all(peers.map(async (p, i) => {
       await cli(p, 'profile', 'set', '--name', names[i])
-      for (const q of peers) if (p !== q) await cli(p, 'follow', q.ready.did)
+      const [first, ...rest] = peers.filter(q => q !== p)
+      await cli(p, 'follow', first.ready.did)
+      for (const q of rest) await p.api.request('POST', '/api/v0/social/follow', { did: q.ready.did })
+      const { following } = await p.api.request<{ following: string[] }>('GET', '/api/v0/social/following')
+      assert.deepEqual([...following].sort(), peers.filter(q => q !== p).map(q => q.ready.did).sort())
     }))
     await Promise.all(peers.map(async (p, i) => await cli(p, 'post', `hello from ${names[i]}`)))
     for (const p of peers) {

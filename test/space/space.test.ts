@@ -54,14 +54,15 @@ describe('a space shared by five peer processes', { timeout: 300_000 }, () => {
     assert.equal(created.name, 'Town square')
     assert.equal(created.owner, peers[0].ready.did)
     space = created.id
-    for (let i = 1; i < 5; i++) {
+    // The four join side by side.
+    await Promise.all([1, 2, 3, 4].map(async i => {
       const joined = JSON.parse(await cli(peers[i], 'space', 'join', space, '--name', names[i], '--json')) as { id: string, owner: string }
       assert.equal(joined.id, space)
       assert.equal(joined.owner, peers[0].ready.did)
-    }
-    for (const p of peers) {
+    }))
+    await Promise.all(peers.map(async p => {
       await waitFor(`${p.ready.peerId} sees all five`, async () => (await who(p, space)).length === 5, 30_000)
-    }
+    }))
     const listed = await cli(peers[3], 'space', 'who', space)
     for (const n of names) assert.match(listed, new RegExp(`  ${n}  `))
   })
@@ -93,14 +94,17 @@ describe('a space shared by five peer processes', { timeout: 300_000 }, () => {
   })
 
   it('chat reaches all, and a late joiner gets the history', async () => {
-    for (const [i, p] of peers.entries()) await cli(p, 'space', 'say', space, `hi from ${names[i]}`)
-    for (const p of peers) {
+    // The late joiner starts while the five talk (side by side); it joins once they have.
+    const starting = set.start({ bootstrap: [peers[1].addr] })
+    starting.catch(() => {})
+    await Promise.all(peers.map(async (p, i) => await cli(p, 'space', 'say', space, `hi from ${names[i]}`)))
+    await Promise.all(peers.map(async p => {
       await waitFor('all five lines', async () => {
         const texts = new Set((await chat(p, space)).map(c => c.text))
         return names.every(n => texts.has(`hi from ${n}`))
       }, 20_000)
-    }
-    const late = await set.start({ bootstrap: [peers[1].addr] })
+    }))
+    const late = await starting
     peers.push(late)
     await cli(late, 'space', 'join', space, '--name', 'late')
     await waitFor('the late joiner has the history', async () => {
@@ -112,16 +116,15 @@ describe('a space shared by five peer processes', { timeout: 300_000 }, () => {
   })
 
   it('objects the owner places appear for all and survive everyone restarting', async () => {
-    const id1 = (await cli(peers[0], 'space', 'place', space, '--model', MODEL, '--at', '10,0,12')).trim()
-    const id2 = (await cli(peers[0], 'space', 'place', space, '--model', MODEL, '--at', '30,0,40')).trim()
+    const place = async (at: string): Promise<string> => (await cli(peers[0], 'space', 'place', space, '--model', MODEL, '--at', at)).trim()
+    const [id1, id2, id3] = await Promise.all([place('10,0,12'), place('30,0,40'), place('50,0,50')])
     await peers[0].api.request('POST', '/api/v0/space/object/move', { space, id: id2, position: [31, 0, 41] })
-    const id3 = (await cli(peers[0], 'space', 'place', space, '--model', MODEL, '--at', '50,0,50')).trim()
     await cli(peers[0], 'space', 'remove', space, id3)
     const expected = (list: ObjectView[]): boolean => {
       const byId = new Map(list.map(o => [o.id, o]))
       return list.length === 2 && byId.get(id1)?.position.join() === '10,0,12' && byId.get(id2)?.position.join() === '31,0,41'
     }
-    for (const p of peers) await waitFor(`${p.ready.peerId} sees the objects`, async () => expected(await objects(p, space)), 20_000)
+    await Promise.all(peers.map(async p => await waitFor(`${p.ready.peerId} sees the objects`, async () => expected(await objects(p, space)), 20_000)))
     // A member that is not an editor cannot place anything.
     const denied = await runCli(['space', 'place', space, '--model', MODEL, '--at', '5,0,5', '--data', peers[1].dataDir])
     assert.notEqual(denied.code, 0)

@@ -12,9 +12,11 @@ import { existsSync } from 'node:fs'
 import { join } from 'node:path'
 import { chromium, type Browser, type Page } from 'playwright-core'
 import { PeerSet, type CliPeer } from '../helpers/cli-peer.ts'
+import { cappedPage } from '../helpers/frame-rate.ts'
 
 const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium'
-const WAIT = { timeout: 60_000 }
+/** Waits poll every 100 ms: polling on animation frames would follow the pages' capped frame rate. */
+const WAIT = { timeout: 60_000, polling: 100 }
 const set = new PeerSet()
 
 interface Ready { url: string }
@@ -72,7 +74,7 @@ describe('moderation in the browser, three peers and three pages', { timeout: 48
       args: ['--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update', '--disable-sync', '--no-first-run', '--use-angle=swiftshader', '--enable-unsafe-swiftshader']
     })
     const open = async (name: string): Promise<Page> => {
-      const page = await (await browser.newContext({ viewport: { width: 1280, height: 800 } })).newPage()
+      const page = await cappedPage(browser, { viewport: { width: 1280, height: 800 } })
       page.on('pageerror', err => { problems.push(`${name}: ${err.message}`) })
       return page
     }

@@ -14,6 +14,7 @@ import { mkdir } from 'node:fs/promises'
 import { join } from 'node:path'
 import { chromium, type Browser, type Page } from 'playwright-core'
 import { PeerSet, ROOT, type CliPeer } from '../helpers/cli-peer.ts'
+import { cappedPage } from '../helpers/frame-rate.ts'
 import { hashLink, readPasted } from '../../web/src/links.ts'
 import { InvalidLinkError } from '../../src/net/links.ts'
 
@@ -63,8 +64,8 @@ describe('the browser client and the network: invites, links, Explore', { timeou
       headless: true,
       args: ['--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update', '--disable-sync', '--no-first-run', '--use-angle=swiftshader', '--enable-unsafe-swiftshader']
     })
-    pa = await (await browser.newContext({ viewport: { width: 1280, height: 900 } })).newPage()
-    pb = await (await browser.newContext({ viewport: { width: 1280, height: 900 } })).newPage()
+    pa = await cappedPage(browser, { viewport: { width: 1280, height: 900 } })
+    pb = await cappedPage(browser, { viewport: { width: 1280, height: 900 } })
     for (const [name, page] of [['A', pa], ['B', pb]] as const) {
       page.on('pageerror', err => { problems.push(`${name}: ${err.message}`) })
     }

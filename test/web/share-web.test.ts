@@ -13,6 +13,7 @@ import { mkdir } from 'node:fs/promises'
 import { join } from 'node:path'
 import { chromium, type Browser, type Page } from 'playwright-core'
 import { PeerSet, ROOT, type CliPeer } from '../helpers/cli-peer.ts'
+import { cappedPage } from '../helpers/frame-rate.ts'
 
 const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium'
 const SHOTS = join(ROOT, 'test/screenshots')
@@ -44,7 +45,7 @@ describe('sharing in the browser client, on real peers', { timeout: 600_000, ski
     const peer = first == null
       ? await set.start()
       : await set.start({ bootstrap: [first.peer.addr], extra: ['--genesis', join(first.peer.dataDir, 'genesis.json')] })
-    const page = await (await browser.newContext({ viewport: { width: 640, height: 400 } })).newPage()
+    const page = await cappedPage(browser, { viewport: { width: 640, height: 400 } })
     page.on('pageerror', err => { problems.push(`${name}: ${err.message}`) })
     const url = (peer.ready as unknown as { url: string }).url
     const member: Member = { name, peer, page, did: peer.ready.did }

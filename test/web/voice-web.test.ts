@@ -14,6 +14,7 @@ import { mkdir } from 'node:fs/promises'
 import { join } from 'node:path'
 import { chromium, type Browser, type Page } from 'playwright-core'
 import { PeerSet, ROOT, type CliPeer } from '../helpers/cli-peer.ts'
+import { cappedPage } from '../helpers/frame-rate.ts'
 import { writeToneWav } from '../helpers/wav.ts'
 
 const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium'
@@ -116,7 +117,7 @@ describe('voice in the browser client, on real peers', { timeout: 600_000, skip:
         '--use-fake-ui-for-media-stream', '--use-fake-device-for-media-stream', `--use-file-for-fake-audio-capture=${wav}`,
         '--autoplay-policy=no-user-gesture-required']
     })
-    const page = await (await browser.newContext({ viewport: { width: 640, height: 400 } })).newPage()
+    const page = await cappedPage(browser, { viewport: { width: 640, height: 400 } })
     page.on('pageerror', err => { problems.push(`${name}: ${err.message}`) })
     const url = (peer.ready as unknown as Ready).url
     const member: Member = { name, peer, browser, page, did: peer.ready.did }

@@ -13,6 +13,7 @@ import { connect, type AddressInfo } from 'node:net'
 import * as dagCbor from '@ipld/dag-cbor'
 import { chromium, type Browser, type Page } from 'playwright-core'
 import { PeerSet, type CliPeer } from '../helpers/cli-peer.ts'
+import { cappedPage } from '../helpers/frame-rate.ts'
 
 const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium'
 const set = new PeerSet()
@@ -124,7 +125,7 @@ describe('the wallet verifies what its peer says', { timeout: 180_000, skip: exi
   }
 
   async function open (url: string): Promise<Page> {
-    const page = await (await browser.newContext({ viewport: { width: 1280, height: 800 } })).newPage()
+    const page = await cappedPage(browser, { viewport: { width: 1280, height: 800 } })
     page.on('pageerror', err => { problems.push(err.message) })
     pages.push(page)
     await page.goto(url)

@@ -12,6 +12,7 @@ import { mkdir } from 'node:fs/promises'
 import { join } from 'node:path'
 import { chromium, type Browser, type Page } from 'playwright-core'
 import { PeerSet, ROOT, type CliPeer } from '../helpers/cli-peer.ts'
+import { cappedPage } from '../helpers/frame-rate.ts'
 
 const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium'
 const SHOTS = join(ROOT, 'test/screenshots')
@@ -72,8 +73,8 @@ describe('the browser client, two peers and two pages', { timeout: 300_000, skip
       headless: true,
       args: ['--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update', '--disable-sync', '--no-first-run', '--use-angle=swiftshader', '--enable-unsafe-swiftshader']
     })
-    pa = await (await browser.newContext({ viewport: { width: 1280, height: 800 } })).newPage()
-    pb = await (await browser.newContext({ viewport: { width: 1280, height: 800 } })).newPage()
+    pa = await cappedPage(browser, { viewport: { width: 1280, height: 800 } })
+    pb = await cappedPage(browser, { viewport: { width: 1280, height: 800 } })
     for (const [name, page] of [['A', pa], ['B', pb]] as const) {
       page.on('pageerror', err => { problems.push(`${name}: ${err.message}`) })
     }
