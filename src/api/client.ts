@@ -84,7 +84,7 @@ export class ApiClient {
     try {
       res = await fetch(`${this.url}${API_PROOF_PATH}?nonce=${nonce}`, { redirect: 'manual', signal: AbortSignal.timeout(API_PROOF_TIMEOUT_MS) })
     } catch (err) {
-      throw new PeerNotRunningError(`the peer's API at ${this.url} does not answer (${(err as Error).message})`)
+      throw new PeerNotRunningError(`the peer's API at ${this.url} does not answer (${fetchFailure(err)})`)
     }
     let answer: unknown
     try {
@@ -114,7 +114,7 @@ export class ApiClient {
         ...(init.body != null ? { duplex: 'half' } : {})
       } as RequestInit)
     } catch (err) {
-      throw new PeerNotRunningError(`the peer's API at ${this.url} does not answer (${(err as Error).message})`)
+      throw new PeerNotRunningError(`the peer's API at ${this.url} does not answer (${fetchFailure(err)})`)
     }
   }
 
@@ -138,10 +138,17 @@ export class ApiClient {
         redirect: 'manual'
       })
     } catch (err) {
-      throw new PeerNotRunningError(`the peer's API at ${this.url} does not answer (${(err as Error).message})`)
+      throw new PeerNotRunningError(`the peer's API at ${this.url} does not answer (${fetchFailure(err)})`)
     }
     const json = await res.json() as Record<string, unknown>
     if (!res.ok) throw new ApiError(res.status, String(json.error), String(json.message))
     return json as T
   }
+}
+
+/** Why a fetch failed: undici's "fetch failed" keeps the reason (ECONNRESET, ECONNREFUSED, …) in its cause. */
+function fetchFailure (err: unknown): string {
+  const e = err as Error & { cause?: { code?: string, message?: string } }
+  const cause = e.cause == null ? '' : `: ${e.cause.code ?? ''}${e.cause.code != null && e.cause.message != null ? ' ' : ''}${e.cause.message ?? ''}`
+  return `${e.message ?? String(err)}${cause}`
 }
