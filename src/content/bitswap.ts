@@ -302,7 +302,8 @@ export class Bitswap {
     if (this.isBanned(peer)) { stream.abort(new Error('banned')); return }
     try {
       for await (const frame of lp.decode(stream, { maxDataLength: BITSWAP_MAX_MESSAGE_BYTES })) {
-        const msg = decodeBitswap(frame.subarray(), BITSWAP_MAX_WANTLIST_ENTRIES + 1)
+        // A message may cancel a whole wantlist and send a new one: twice the limit is the most that can be valid.
+        const msg = decodeBitswap(frame.subarray(), 2 * BITSWAP_MAX_WANTLIST_ENTRIES)
         if (msg.wantlist != null) this.takeWants(peer, msg.wantlist)
         if (msg.blocks.length > 0 || msg.presences.length > 0) await this.client.received(peer, msg)
       }
