@@ -167,3 +167,34 @@ test('wantlists and messages past the limits are refused with their named errors
   await send(sh, encodeBitswap({ wantlist: { entries: [{ cid, priority: 1, cancel: false, wantType: 'block', sendDontHave: true }], full: false } }))
   await eventually('the honest peer gets the block', () => got.length === 1)
 })
+
+test('identify answers the standard id for stock libp2p programs, while our own peers identify each other on ours alone', async t => {
+  const peers = new LocalPeers('bitswap-identify')
+  t.after(async () => { await peers.stop() })
+  const { multiaddr } = await import('@multiformats/multiaddr')
+  const [a, b] = await Promise.all([peers.startNode(), peers.startNode()])
+  const standard: string[] = []
+  for (const n of [a, b]) {
+    n.net.use('/ipfs/id/1.0.0', (stream, connection, next) => { standard.push(connection.remotePeer.toString()); next(stream, connection) })
+  }
+  await b.net.dial(multiaddr(addrOf(a)))
+  await eventually('b has identified a', async () => (await b.net.peerStore.get(a.net.peerId)).protocols.includes('/peerverse/id/1.0.0'))
+  await eventually('a has identified b', async () => (await a.net.peerStore.get(b.net.peerId)).protocols.includes('/peerverse/id/1.0.0'))
+  const offered = (await b.net.peerStore.get(a.net.peerId)).protocols
+  for (const p of ['/ipfs/id/1.0.0', '/ipfs/id/push/1.0.0', BITSWAP_120]) assert.ok(offered.includes(p), `${p} in ${offered.join(' ')}`)
+  assert.equal(standard.length, 0, 'our peers asked each other on the standard id')
+
+  // A stock libp2p node (identify at its defaults: /ipfs/id/1.0.0) completes identify with us.
+  const { createLibp2p } = await import('libp2p')
+  const { tcp } = await import('@libp2p/tcp')
+  const { noise } = await import('@chainsafe/libp2p-noise')
+  const { yamux } = await import('@chainsafe/libp2p-yamux')
+  const { identify } = await import('@libp2p/identify')
+  const stock = await createLibp2p({ addresses: { listen: ['/ip4/127.0.0.1/tcp/0'] }, transports: [tcp()], connectionEncrypters: [noise()], streamMuxers: [yamux()], services: { identify: identify() } })
+  t.after(async () => { await stock.stop() })
+  await stock.dial(multiaddr(addrOf(a)))
+  await eventually('the stock node has identified us', async () => standard.includes(stock.peerId.toString()) &&
+    (await stock.peerStore.get(a.net.peerId)).protocols.includes(BITSWAP_120))
+  // ... and we it, on the standard id (it lacks ours).
+  await eventually('we have identified the stock node', async () => (await a.net.peerStore.get(stock.peerId)).protocols.includes('/ipfs/id/1.0.0'))
+})
