@@ -198,3 +198,27 @@ test('identify answers the standard id for stock libp2p programs, while our own 
   // ... and we it, on the standard id (it lacks ours).
   await eventually('we have identified the stock node', async () => (await a.net.peerStore.get(stock.peerId)).protocols.includes('/ipfs/id/1.0.0'))
 })
+
+test('the Bitswap codec reads what it writes, builds a block\'s CID from its bytes, and refuses malformed input', async () => {
+  const { blockCid, BitswapProtocolError } = await import('../../src/content/bitswap.ts')
+  const { sha256 } = await import('multiformats/hashes/sha2')
+  const data = seededBytes(1000, 7)
+  const cid = CID.createV1(0x55, await sha256.digest(data))
+  const entries: WantEntry[] = [
+    { cid, priority: 5, cancel: false, wantType: 'have', sendDontHave: true },
+    { cid, priority: 1, cancel: true, wantType: 'block', sendDontHave: false }
+  ]
+  const bytes = encodeBitswap({ wantlist: { entries, full: true }, blocks: [{ prefix: cidPrefix(cid), data }], presences: [{ cid, have: false }], pendingBytes: 3 })
+  const msg = decodeBitswap(bytes)
+  assert.equal(msg.wantlist?.full, true)
+  assert.deepEqual(msg.wantlist?.entries.map(e => [e.cid.toString(), e.priority, e.cancel, e.wantType, e.sendDontHave]),
+    entries.map(e => [e.cid.toString(), e.priority, e.cancel, e.wantType, e.sendDontHave]))
+  assert.equal(msg.presences[0].have, false)
+  assert.equal(msg.pendingBytes, 3)
+  assert.equal((await blockCid(msg.blocks[0])).toString(), cid.toString())
+  // Other bytes under the same prefix name another CID: never the one asked for.
+  assert.notEqual((await blockCid({ prefix: cidPrefix(cid), data: seededBytes(1000, 8) })).toString(), cid.toString())
+  assert.throws(() => decodeBitswap(bytes.subarray(0, bytes.length - 5)), BitswapProtocolError)
+  assert.throws(() => decodeBitswap(encodeBitswap({ wantlist: { entries, full: false } }), 1), BitswapProtocolError)
+  await assert.rejects(blockCid({ prefix: new Uint8Array([1, 0x55, 0x00, 4]), data: new Uint8Array(4) }), BitswapProtocolError)
+})
