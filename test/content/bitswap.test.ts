@@ -7,9 +7,9 @@ import assert from 'node:assert/strict'
 import { createHash } from 'node:crypto'
 import { readFile, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
-import { test } from 'node:test'
+import { after, before, test } from 'node:test'
 import { cleanups, tempDir } from '../helpers/cleanup.ts'
-import { PeerSet, runCli } from '../helpers/cli-peer.ts'
+import { PeerSet, runCli, type CliPeer } from '../helpers/cli-peer.ts'
 import { HeliaPeer } from '../helpers/helia-peer.ts'
 import { seededBytes } from '../helpers/random.ts'
 
@@ -19,13 +19,15 @@ function sha256 (bytes: Uint8Array): string {
   return createHash('sha256').update(bytes).digest('hex')
 }
 
+// One Peerverse process and one Helia process serve both tests (starting them is most of the time).
+const peers = new PeerSet()
+let peer: CliPeer
+let helia: HeliaPeer
+before(async () => { [peer, helia] = await Promise.all([peers.start(), HeliaPeer.start()]) })
+after(async () => { await Promise.all([helia?.stop(), peers.cleanup()]) })
+
 test('a stock Helia node fetches a 20 MiB file added by peerverse add, over Bitswap', async t => {
   const defer = cleanups(t)
-  const peers = new PeerSet()
-  defer(async () => { await peers.cleanup() })
-  const [peer, helia] = await Promise.all([peers.start(), HeliaPeer.start()])
-  defer(async () => { await helia.stop() })
-
   const dir = await tempDir(defer, 'bitswap-add')
   const file = join(dir, 'file.bin')
   const bytes = seededBytes(20 * MiB, 20)
@@ -45,11 +47,6 @@ test('a stock Helia node fetches a 20 MiB file added by peerverse add, over Bits
 
 test('peerverse get fetches a file that only a connected Helia node holds', async t => {
   const defer = cleanups(t)
-  const peers = new PeerSet()
-  defer(async () => { await peers.cleanup() })
-  const [peer, helia] = await Promise.all([peers.start(), HeliaPeer.start()])
-  defer(async () => { await helia.stop() })
-
   const size = 6 * MiB + 12_345
   const added = await helia.request({ cmd: 'add', size, seed: 21 })
   const cid = added.cid as string
