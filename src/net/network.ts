@@ -142,7 +142,7 @@ export async function createNetwork (init: NetworkInit): Promise<Network> {
     identify: identify({ protocolPrefix: PROTOCOL_PREFIX, maxMessageSize: L.IDENTIFY_MAX_MESSAGE_BYTES, runOnConnectionOpen: false }),
     identifyPush: identifyPush({ protocolPrefix: PROTOCOL_PREFIX, maxMessageSize: L.IDENTIFY_MAX_MESSAGE_BYTES }),
     // The standard ids (`/ipfs/id/1.0.0`, `/ipfs/id/push/1.0.0`), so stock libp2p programs (Helia, Kubo) identify us
-    // and learn that we speak Bitswap. We take their pushes; ours go to our own peers on our id only.
+    // and learn that we speak Bitswap. Its push is sent only while such a peer is connected (identifyConnections).
     ipfsIdentify: identify({ protocolPrefix: STANDARD_PROTOCOL_PREFIX, maxMessageSize: L.IDENTIFY_MAX_MESSAGE_BYTES, runOnConnectionOpen: false }),
     ipfsIdentifyPush: identifyPush({ protocolPrefix: STANDARD_PROTOCOL_PREFIX, maxMessageSize: L.IDENTIFY_MAX_MESSAGE_BYTES, runOnSelfUpdate: false }),
     ping: ping({ runOnLimitedConnection: true, maxInboundStreams: L.PING_MAX_STREAMS, maxOutboundStreams: L.PING_MAX_STREAMS }),
@@ -384,6 +384,20 @@ function identifyConnections (node: Network): void {
       if ((err as Error)?.name !== 'UnsupportedProtocolError' || connection.status !== 'open') return
       node.services.ipfsIdentify.identify(connection).catch(() => {})
     })
+  })
+  // Our protocols changed: peers that speak only the standard push are told on it (ours on our own id).
+  const ours = `/${PROTOCOL_PREFIX}/id/push/1.0.0`
+  const standard = `/${STANDARD_PROTOCOL_PREFIX}/id/push/1.0.0`
+  node.addEventListener('self:peer:update', () => {
+    void (async () => {
+      for (const peer of node.getPeers()) {
+        const protocols = (await node.peerStore.get(peer).catch(() => undefined))?.protocols ?? []
+        if (protocols.includes(standard) && !protocols.includes(ours)) {
+          await (node.services.ipfsIdentifyPush as { push: () => Promise<void> }).push()
+          return
+        }
+      }
+    })().catch(() => {})
   })
 }
 

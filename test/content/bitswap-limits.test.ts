@@ -190,14 +190,17 @@ test('identify answers the standard id for stock libp2p programs, while our own 
   const { tcp } = await import('@libp2p/tcp')
   const { noise } = await import('@chainsafe/libp2p-noise')
   const { yamux } = await import('@chainsafe/libp2p-yamux')
-  const { identify } = await import('@libp2p/identify')
-  const stock = await createLibp2p({ addresses: { listen: ['/ip4/127.0.0.1/tcp/0'] }, transports: [tcp()], connectionEncrypters: [noise()], streamMuxers: [yamux()], services: { identify: identify() } })
+  const { identify, identifyPush } = await import('@libp2p/identify')
+  const stock = await createLibp2p({ addresses: { listen: ['/ip4/127.0.0.1/tcp/0'] }, transports: [tcp()], connectionEncrypters: [noise()], streamMuxers: [yamux()], services: { identify: identify(), identifyPush: identifyPush() } })
   t.after(async () => { await stock.stop() })
   await stock.dial(multiaddr(addrOf(a)))
   await eventually('the stock node has identified us', async () => standard.includes(stock.peerId.toString()) &&
     (await stock.peerStore.get(a.net.peerId)).protocols.includes(BITSWAP_120))
   // ... and we it, on the standard id (it lacks ours).
   await eventually('we have identified the stock node', async () => (await a.net.peerStore.get(stock.peerId)).metadata.has('AgentVersion'))
+  // When our protocols change, the stock node is told on the standard push.
+  await a.net.handle('/peerverse/test-push/1.0.0', () => {})
+  await eventually('the stock node hears of our new protocol', async () => (await stock.peerStore.get(a.net.peerId)).protocols.includes('/peerverse/test-push/1.0.0'))
 })
 
 test('the Bitswap codec reads what it writes, builds a block\'s CID from its bytes, and refuses malformed input', async () => {
