@@ -226,3 +226,43 @@ test('the Bitswap codec reads what it writes, builds a block\'s CID from its byt
   assert.throws(() => decodeBitswap(encodeBitswap({ wantlist: { entries, full: false } }), 1), BitswapProtocolError)
   await assert.rejects(blockCid({ prefix: new Uint8Array([1, 0x55, 0x00, 4]), data: new Uint8Array(4) }), BitswapProtocolError)
 })
+
+test('a want for a block the peer lacks is answered DONT_HAVE when asked to, else with the block once it arrives', async t => {
+  const peers = new LocalPeers('bitswap-wait')
+  t.after(async () => { await peers.stop() })
+  const node = await peers.startNode()
+  const { multiaddr } = await import('@multiformats/multiaddr')
+  const { sha256 } = await import('multiformats/hashes/sha2')
+  const later = seededBytes(2048, 9)
+  const missing = seededBytes(2048, 10)
+  const laterCid = CID.createV1(0x55, await sha256.digest(later))
+  const missingCid = CID.createV1(0x55, await sha256.digest(missing))
+  const wanter = await peers.newPeer(['/ip4/127.0.0.1/tcp/0'])
+  const blocks: string[] = []
+  const dontHave: string[] = []
+  await wanter.handle(BITSWAP_120, stream => {
+    void (async () => {
+      for await (const frame of lp.decode(stream, { maxDataLength: BITSWAP_MAX_MESSAGE_BYTES })) {
+        const msg = decodeBitswap(frame.subarray())
+        for (const b of msg.blocks) blocks.push(String(b.data.length))
+        for (const p of msg.presences) if (!p.have) dontHave.push(p.cid.toString())
+      }
+    })().catch(() => {})
+  })
+  const s = await wanter.dialProtocol(multiaddr(addrOf(node)), BITSWAP_120)
+  await send(s, encodeBitswap({
+    wantlist: {
+      entries: [
+        { cid: missingCid, priority: 1, cancel: false, wantType: 'block', sendDontHave: true },
+        { cid: laterCid, priority: 1, cancel: false, wantType: 'block', sendDontHave: false }
+      ],
+      full: false
+    }
+  }))
+  await eventually('DONT_HAVE for the block asked with send-dont-have', () => dontHave.includes(missingCid.toString()))
+  assert.equal(blocks.length, 0)
+  assert.equal(node.content.bitswapWantlistSize(wanter.peerId.toString()), 1)
+  await node.content.add(later)
+  await eventually('the block is sent once it arrives', () => blocks.length === 1)
+  assert.equal(node.content.bitswapWantlistSize(wanter.peerId.toString()), 0)
+})
