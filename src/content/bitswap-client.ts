@@ -27,6 +27,8 @@ const log = logger('peerverse:bitswap')
 export const BITSWAP_RECENT_WANTS_PER_PEER = 4096
 /** Peers whose recent wants we remember at once. */
 export const BITSWAP_MAX_CLIENT_PEERS = 1024
+/** A peer found not to speak Bitswap is not asked again for this long. */
+export const BITSWAP_UNSUPPORTED_BACKOFF_MS = 60_000
 /** Messages one session holds for its download before it reads them (its window bounds them). */
 export const BITSWAP_MAX_SESSION_QUEUE = 1024
 
@@ -102,6 +104,8 @@ export class BitswapClient {
   private readonly probes = new Map<string, Set<Probe>>()
   /** Recently asked CIDs by peer, oldest first. */
   private readonly recent = new Map<string, Set<string>>()
+  /** Peers that do not speak Bitswap, and since when (at most BITSWAP_MAX_CLIENT_PEERS). */
+  private readonly unsupported = new Map<string, number>()
 
   constructor (init: BitswapClientInit) {
     this.init = init
@@ -126,6 +130,8 @@ export class BitswapClient {
    */
   async open (peer: string, root: CID): Promise<BitswapSession | undefined> {
     if (this.init.isBanned(peer)) return undefined
+    const since = this.unsupported.get(peer)
+    if (since != null && Date.now() - since < BITSWAP_UNSUPPORTED_BACKOFF_MS) return undefined
     const key = root.toString()
     this.remember(peer, key)
     let probe: Probe | undefined
@@ -187,6 +193,11 @@ export class BitswapClient {
 
   /** The peer went away or could not be sent to: its sessions end (nothing more is sent) and its probes get no answer. */
   peerGone (peer: string, err: Error): void {
+    if (err.name === 'UnsupportedProtocolError') {
+      this.unsupported.delete(peer)
+      if (this.unsupported.size >= BITSWAP_MAX_CLIENT_PEERS) this.unsupported.delete(this.unsupported.keys().next().value as string)
+      this.unsupported.set(peer, Date.now())
+    }
     for (const s of [...this.sessions.get(peer) ?? []]) { s.asked.clear(); s.end() }
     for (const p of this.probes.get(peer) ?? []) p.resolve(false)
     if (this.sessions.has(peer) || this.probes.has(peer)) log('Bitswap with %s ended: %s', peer, err.message)
