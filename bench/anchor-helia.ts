@@ -15,6 +15,7 @@
  * Run directly (`node bench/anchor-helia.ts [MiB]`) it moves 64 MiB (or the given size) of
  * seeded pseudo-random bytes and prints one line.
  */
+import { createHash } from 'node:crypto'
 import { performance } from 'node:perf_hooks'
 import { pathToFileURL } from 'node:url'
 import { noise } from '@chainsafe/libp2p-noise'
@@ -26,10 +27,12 @@ import { generateKeyPair } from '@libp2p/crypto/keys'
 import type { IdentifyResult } from '@libp2p/interface'
 import { identify } from '@libp2p/identify'
 import { tcp } from '@libp2p/tcp'
+import type { Multiaddr } from '@multiformats/multiaddr'
 import { MemoryBlockstore } from 'blockstore-core'
 import { MemoryDatastore } from 'datastore-core'
 import { createHeliaLight } from 'helia'
 import { fixedSize } from 'ipfs-unixfs-importer/chunker'
+import { CID } from 'multiformats/cid'
 import { seededBytes } from './lib.ts'
 
 const MiB = 1024 * 1024
@@ -106,6 +109,42 @@ export async function heliaBitswapFetch (bytes: Uint8Array, options?: { chunkSiz
     return { mibPerSecond: bytes.byteLength / MiB / seconds, seconds, cid: root.toString() }
   } finally {
     await Promise.all([a.stop(), b?.stop()])
+  }
+}
+
+/**
+ * A fresh Helia node fetches `cid` over bitswap from the peer at `addrs` (any Bitswap server: a
+ * Peerverse peer, in bench/content.ts) and checks the bytes against `bytes`; returns MiB/s of the
+ * fetch, timed as heliaBitswapFetch times it (from the start of `cat` to its last byte, once the
+ * Helia node has identified the server).
+ */
+export async function heliaFetchFrom (addrs: Multiaddr[], peerId: string, cid: string, bytes: Uint8Array): Promise<{ mibPerSecond: number, seconds: number }> {
+  const b = await createNode()
+  try {
+    const identified = new Promise<void>((resolve, reject) => {
+      const timer = setTimeout(() => { reject(new Error('the Helia node did not identify the server in time')) }, IDENTIFY_TIMEOUT_MS).unref()
+      const onIdentify = (evt: CustomEvent<IdentifyResult>): void => {
+        if (evt.detail.peerId.toString() !== peerId) return
+        clearTimeout(timer)
+        b.libp2p.removeEventListener('peer:identify', onIdentify)
+        resolve()
+      }
+      b.libp2p.addEventListener('peer:identify', onIdentify)
+    })
+    await Promise.all([b.libp2p.dial(addrs), identified])
+    const hash = createHash('sha256')
+    let received = 0
+    const started = performance.now()
+    for await (const chunk of unixfs(b).cat(CID.parse(cid))) {
+      hash.update(chunk)
+      received += chunk.byteLength
+    }
+    const seconds = (performance.now() - started) / 1000
+    if (received !== bytes.byteLength) throw new Error(`fetched ${received} bytes, expected ${bytes.byteLength}`)
+    if (hash.digest('hex') !== createHash('sha256').update(bytes).digest('hex')) throw new Error('fetched bytes differ from the original')
+    return { mibPerSecond: bytes.byteLength / MiB / seconds, seconds }
+  } finally {
+    await b.stop()
   }
 }
 

@@ -26,6 +26,8 @@
  * h. the trustless gateway: a CARv1 of the whole file (GET /ipfs/CID?format=car) against the raw
  *    byte stream of the same file (GET /content/CID), both read over HTTP from one peer in this
  *    process that holds the file, as a ratio.
+ * i. ours serving Bitswap: a Peerverse peer in this process that added the bytes, and a fresh
+ *    stock Helia node per run (also in this process) fetching them over bitswap, against (e).
  *
  * Whole-file figures are the median of BENCH_RUNS (default 3) runs, each with a fresh downloader
  * (fresh process, empty data dir, so nothing is cached); the range is printed beside them. CPU is
@@ -45,7 +47,7 @@ import { parseCid } from '../src/content/blockstore.ts'
 import { defaultConfig, mergeConfig, type NodeConfig } from '../src/node/config.ts'
 import { createNode, type PeerverseNode } from '../src/node/node.ts'
 import { ApiServer } from '../src/api/server.ts'
-import { heliaBitswapFetch } from './anchor-helia.ts'
+import { heliaBitswapFetch, heliaFetchFrom } from './anchor-helia.ts'
 import { type FetchResult, type PeerOps, type Ready, type Reply, type Request } from './content-peer.ts'
 import { seeded, seededBytes } from './lib.ts'
 
@@ -207,6 +209,8 @@ interface Figures {
   /** (h): one peer's whole-file reads over HTTP, as a CAR and as raw bytes. */
   gateway: Array<{ carMs: number, carBytes: number, contentMs: number }>
   helia: number[]
+  /** (h): MiB/s of a Helia downloader fetching over bitswap from us. */
+  bitswap: number[]
   heliaCid?: string
   ttfb1?: Reads
   ttfb4?: Reads
@@ -393,6 +397,28 @@ async function gatewayVsContent (bytes: Uint8Array, f: Figures): Promise<void> {
   }
 }
 
+/** (i): ours serving Bitswap to a stock Helia downloader, both in this process; a fresh Helia node per run. */
+async function bitswapServing (bytes: Uint8Array, f: Figures): Promise<void> {
+  progress(`ours serving bitswap to a helia downloader: ${RUNS} x ${SIZE_MIB} MiB`)
+  const dir = await mkdtemp(join(tmpdir(), 'peerverse-bench-bitswap-'))
+  let node: PeerverseNode | undefined
+  try {
+    node = await createNode(mergeConfig(defaultConfig(dir), { discovery: { mdns: false }, listen: ['/ip4/127.0.0.1/tcp/0'], api: false, dht: { mode: 'server' }, relay: { server: false } }))
+    await node.start()
+    const { cid } = await node.content.add(bytes)
+    for (let run = 0; run < RUNS; run++) {
+      const r = await heliaFetchFrom(node.net.getMultiaddrs(), node.net.peerId.toString(), cid.toString(), bytes)
+      f.bitswap.push(r.mibPerSecond)
+      progress(`run ${run} ours serving bitswap to helia: ${fmt(r.mibPerSecond)} MiB/s`)
+    }
+  } catch (err) {
+    f.failures.push(`ours serving bitswap: ${(err as Error).message.split('\n')[0]}`)
+  } finally {
+    await node?.stop().catch(() => {})
+    await rm(dir, { recursive: true, force: true })
+  }
+}
+
 // ---------------------------------------------------------------------------------------------
 
 function table (head: string[], rows: string[][]): void {
@@ -434,7 +460,8 @@ function report (f: Figures): void {
     row('anchor: helia bitswap 1 -> 1 (one process)', f.helia, [], []),
     row('ceiling: raw libp2p stream 1 -> 1', rates(f.raw.map(r => r.ms)), f.raw.map(r => r.receiverCpuMs), f.raw.map(r => r.senderCpuMs)),
     row('ours 1 -> 1, both peers in one process', rates(f.inProcess.map(r => r.ms)), f.inProcess.map(r => r.cpuMs), []),
-    row(`ours 1 -> 1, downloader data dir on ${TMPFS}`, rates(f.tmpfs.map(r => r.ms)), f.tmpfs.map(r => r.cpuMs), f.tmpfs.map(r => r.seederCpuMs))
+    row(`ours 1 -> 1, downloader data dir on ${TMPFS}`, rates(f.tmpfs.map(r => r.ms)), f.tmpfs.map(r => r.cpuMs), f.tmpfs.map(r => r.seederCpuMs)),
+    row('ours serving bitswap to a helia downloader 1 -> 1 (one process)', f.bitswap, [], [])
   ]
   table([`${SIZE_MIB} MiB whole file, median of ${RUNS}`, 'MiB/s', 'range', 'x helia', 'x raw', 'CPU ms/MiB: downloader', 'seeder(s)'], rows)
   console.log('(CPU is user + system time of the process, all its threads; in one process the downloader column counts both peers)')
@@ -473,7 +500,7 @@ async function main (): Promise<void> {
   if (!Number.isInteger(RUNS) || RUNS < 1) throw new Error(`BENCH_RUNS must be a positive integer, got ${process.env.BENCH_RUNS}`)
   const started = performance.now()
   console.log(`peerverse bench:content  seed ${SEED}  node ${process.version}  ${SIZE_MIB} MiB over loopback TCP  ${SEEDERS} seeders  ${RUNS} runs`)
-  const f: Figures = { addMs: [], raw: [], one: [], four: [], tmpfs: [], inProcess: [], gateway: [], helia: [], failures: [] }
+  const f: Figures = { addMs: [], raw: [], one: [], four: [], tmpfs: [], inProcess: [], gateway: [], helia: [], bitswap: [], failures: [] }
 
   if (process.env.BENCH_ONLY === 'gateway') {
     // (h) alone: BENCH_ONLY=gateway.
@@ -508,6 +535,8 @@ async function main (): Promise<void> {
     f.heliaCid = h.cid
     progress(`run ${run} helia: ${fmt(h.mibPerSecond)} MiB/s`)
   }
+
+  await bitswapServing(bytes, f)
 
   report(f)
   console.log(`\nadd on each seeder: ${f.addMs.map(ms => fmt(ms / 1000, 2)).join(' / ')} s; helia's root CID ${f.heliaCid === cid ? 'equals' : 'DIFFERS from'} ours (${cid})`)

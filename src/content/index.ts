@@ -1,6 +1,6 @@
 /**
  * The content capability's public face: content-addressed files and directories over the local
- * block store and the swarm. Build it with `content(init)(components)`; others import content only
+ * block store and the swarm (and Bitswap, for IPFS programs). Build it with `content(init)(components)`; others import content only
  * from here. The block store on disk (blockstore.ts, Node-only) is opened by the node and passed in
  * as a component.
  */
@@ -15,6 +15,10 @@ export {
 export {
   DIRECT_PATH_TIMEOUT_MS, DirectPathPendingError, NoProvidersError, RELAYED_CONTENT_MAX_BYTES, RELAYED_INDEX_MAX_BYTES, type DirectPath
 } from './swarm.ts'
+export {
+  BITSWAP_120, BITSWAP_MAX_MESSAGE_BYTES, BITSWAP_MAX_STREAMS_PER_CONNECTION, BITSWAP_MAX_WANTLIST_ENTRIES, BITSWAP_PROTOCOLS,
+  BITSWAP_WANTS_PER_PEER_PER_SECOND, BitswapMessageTooLargeError, BitswapProtocolError, BitswapRateLimitError, BitswapWantlistFullError
+} from './bitswap.ts'
 export { IMPORT_IDLE_MS, InvalidImportError, MAX_OPEN_IMPORTS } from './imports.ts'
 export {
   BlockNotFoundError, BlockTooLargeError, DiskFullError, InvalidCidError, MAX_BLOCK_BYTES, parseCid, StoreFullError,

@@ -230,6 +230,11 @@ export class ContentService extends TypedEventEmitter<ContentEvents> {
     return this.swarm.isBanned(peer)
   }
 
+  /** Wantlist entries a Bitswap peer keeps with us (at most BITSWAP_MAX_WANTLIST_ENTRIES). */
+  bitswapWantlistSize (peer: string): number {
+    return this.swarm.bitswapService.wantlistSize(peer)
+  }
+
   /** A block from the store, else from the swarm (as part of `root`'s download). */
   private getter (root: CID, options: { signal?: AbortSignal, hints?: CID[], used?: Download[], holders?: LinkHolder[] } = {}): { get: GetBlock, download: () => Download } {
     let download: Download | undefined

@@ -16,7 +16,7 @@ import {
 } from './swarm-limits.ts'
 import { RelayedBounds } from './swarm-relayed.ts'
 import { Scheduler, type Want } from './swarm-schedule.ts'
-import { BadBlockError, isViolation, NoProvidersError, openSession, Session, type DownloadHost, type DownloadProgress, type FrameReader } from './swarm-session.ts'
+import { BadBlockError, isViolation, NoProvidersError, openSession, Session, type DownloadHost, type DownloadProgress, type FrameReader, type OtherHolders } from './swarm-session.ts'
 import { bitfieldBytes, decodeMessage, getBit, setBit, SwarmProtocolError, type SwarmMessage } from './swarm-wire.ts'
 
 const log = logger('peerverse:swarm')
@@ -26,6 +26,15 @@ export type { Want } from './swarm-schedule.ts'
 interface Waiter {
   resolve: (bytes: Uint8Array) => void
   reject: (err: Error) => void
+}
+
+/** A swarm session's frames, decoded as they are read. */
+async function * decodeFrames (frames: FrameReader): AsyncGenerator<SwarmMessage> {
+  while (true) {
+    const next = await frames.next()
+    if (next.done === true) return
+    yield decodeMessage(next.value.subarray())
+  }
 }
 
 function delay (ms: number, signal?: AbortSignal): Promise<void> {
@@ -301,7 +310,15 @@ export class Download {
     log('probing %s for %s', peer, this.root)
     let stream: Stream | undefined
     try {
-      const opened = await openSession(this.swarm.protocols, peer, this.root, this.hinted.get(peer))
+      let opened: Awaited<ReturnType<typeof openSession>>
+      try {
+        opened = await openSession(this.swarm.protocols, peer, this.root, this.hinted.get(peer))
+      } catch (err) {
+        // A peer that does not speak our swarm (an IPFS program) may still hold the root over Bitswap.
+        if ((err as Error).name !== 'UnsupportedProtocolError' || this.swarm.bitswap == null) throw err
+        await this.probeOther(peer, this.swarm.bitswap)
+        return
+      }
       stream = opened.stream
       const msg = opened.bitfield
       log('probe of %s for %s: %s', peer, this.root, msg.status)
@@ -317,7 +334,7 @@ export class Download {
       this.relayed.classify(session)
       this.sessions.set(peer, session)
       this.schedule.countAvailability(session, 1)
-      void this.readLoop(session, opened.frames)
+      void this.readLoop(session, decodeFrames(opened.frames))
       this.schedule.pump()
     } catch (err) {
       log('probe of %s for %s failed: %s', peer, this.root, (err as Error).message)
@@ -329,13 +346,27 @@ export class Download {
     }
   }
 
-  private async readLoop (s: Session, frames: FrameReader): Promise<void> {
+  /** Asks a peer over another protocol (Bitswap); on HAVE it joins the download as a session like any other. */
+  private async probeOther (peer: string, other: OtherHolders): Promise<void> {
+    const session = await other.open(peer, this.root)
+    if (session == null || this.closed || this.swarm.isBanned(peer) || this.sessions.has(peer)) {
+      session?.stream.abort(new Error('not needed'))
+      this.probed.set(peer, Date.now())
+      return
+    }
+    this.relayed.classify(session)
+    this.sessions.set(peer, session)
+    this.schedule.countAvailability(session, 1)
+    void this.readLoop(session, session.messages()[Symbol.asyncIterator]())
+    this.schedule.pump()
+  }
+
+  private async readLoop (s: Session, messages: AsyncIterator<SwarmMessage>): Promise<void> {
     try {
       while (!s.closed) {
-        const next = await frames.next()
+        const next = await messages.next()
         if (next.done === true) break
-        const msg = decodeMessage(next.value.subarray())
-        await this.onMessage(s, msg)
+        await this.onMessage(s, next.value)
       }
     } catch (err) {
       log('session with %s for %s ended: %s', s.peer, this.root, (err as Error).message)

@@ -241,6 +241,13 @@ export interface DownloadHost {
   wake: () => void
   /** A block was stored: wake waiters, tell holders' sessions. */
   stored: (cid: CID) => void
+  /** Holders that do not speak our swarm are asked over Bitswap, where the swarm has it (bitswap-client.ts). */
+  readonly bitswap?: OtherHolders
+}
+
+/** Holders reached over another protocol: a session when the peer holds the root, undefined when not. */
+export interface OtherHolders {
+  open: (peer: string, root: CID) => Promise<(Session & { messages: () => AsyncIterable<SwarmMessage> }) | undefined>
 }
 
 export interface DownloadProgress {

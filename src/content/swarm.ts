@@ -25,6 +25,7 @@ import { BlockVerificationError } from './reader.ts'
 import { Download } from './swarm-download.ts'
 import type { DirectPath, DownloadHost, SwarmStats } from './swarm-session.ts'
 import { Holder } from './swarm-holder.ts'
+import { Bitswap } from './bitswap.ts'
 import { BAN_MS, DOWNLOAD_LINGER_MS, MAX_PROVIDERS_PER_LOOKUP, MAX_SESSIONS_PER_CONNECTION, NO_HOLDERS_TIMEOUT_MS, SESSION_OPEN_TIMEOUT_MS } from './swarm-limits.ts'
 import { SWARM_PROTOCOL } from './swarm-wire.ts'
 
@@ -56,6 +57,9 @@ export class Swarm implements DownloadHost {
   private readonly routing: RoutingPort
   private readonly onRejected: RejectSink
   private readonly holder: Holder
+  /** Bitswap beside our protocol: served to anyone, asked of holders that do not speak ours. */
+  readonly bitswapService: Bitswap
+  readonly bitswap: Bitswap['client']
   private readonly downloads = new Map<string, Download>()
   /** Peers banned until a time (they sent a bad block or broke the protocol as holders). */
   private readonly banned = new Map<string, number>()
@@ -81,6 +85,15 @@ export class Swarm implements DownloadHost {
       isBanned: peer => this.isBanned(peer),
       onRejected: this.onRejected
     })
+    this.bitswapService = new Bitswap({
+      protocols: this.protocols,
+      blockstore: this.blockstore,
+      onRejected: this.onRejected,
+      stats: this.stats,
+      isBanned: peer => this.isBanned(peer),
+      penalize: (peer, err) => { this.penalize(peer, err) }
+    })
+    this.bitswap = this.bitswapService.client
   }
 
   async start (): Promise<void> {
@@ -92,6 +105,7 @@ export class Swarm implements DownloadHost {
       // Downloaders bound what they take over a relay (RELAYED_CONTENT_MAX_BYTES); the relay its circuits.
       runOnLimitedConnection: true
     })
+    await this.bitswapService.start()
     this.sweepTimer = setInterval(() => { this.sweep() }, SWARM_SWEEP_MS)
     this.sweepTimer.unref?.()
   }
@@ -102,6 +116,7 @@ export class Swarm implements DownloadHost {
     clearInterval(this.sweepTimer)
     for (const d of this.downloads.values()) d.close()
     this.downloads.clear()
+    await this.bitswapService.stop()
     await this.protocols.unhandle(SWARM_PROTOCOL)
   }
 
@@ -191,5 +206,6 @@ export class Swarm implements DownloadHost {
   stored (cid: CID): void {
     this.wake()
     this.holder.pushHave(cid)
+    this.bitswapService.stored(cid)
   }
 }

@@ -48,6 +48,8 @@ export const MDNS_SERVICE_TAG = '_peerverse._udp.local'
 /** Time between mDNS queries on the LAN (the library's default). */
 export const MDNS_INTERVAL_MS = 10_000
 export const PROTOCOL_PREFIX = 'peerverse'
+/** The prefix of libp2p's standard identify ids, which other libp2p programs speak. */
+export const STANDARD_PROTOCOL_PREFIX = 'ipfs'
 export const AGENT_VERSION = 'peerverse/0.1.0'
 
 export type DhtMode = 'server' | 'client' | 'auto'
@@ -82,6 +84,9 @@ export interface NetworkInit {
 export interface NetworkServices {
   identify: Identify
   identifyPush: unknown
+  /** Identify on the standard id, for peers that do not speak ours. */
+  ipfsIdentify: Identify
+  ipfsIdentifyPush: unknown
   ping: Ping
   dht: KadDHT
   /** Absent only where the network was built without it (a benchmark's anchor). */
@@ -133,8 +138,13 @@ export function wanPeerInfoMapper (mode: DhtMode | undefined): typeof passthroug
 export async function createNetwork (init: NetworkInit): Promise<Network> {
   const usesMemory = init.listen.some(a => a.startsWith('/memory'))
   const services: Record<string, unknown> = {
-    identify: identify({ protocolPrefix: PROTOCOL_PREFIX, maxMessageSize: L.IDENTIFY_MAX_MESSAGE_BYTES }),
+    // Identify runs on each new connection in identifyConnections (ours first, the standard one if the peer lacks ours).
+    identify: identify({ protocolPrefix: PROTOCOL_PREFIX, maxMessageSize: L.IDENTIFY_MAX_MESSAGE_BYTES, runOnConnectionOpen: false }),
     identifyPush: identifyPush({ protocolPrefix: PROTOCOL_PREFIX, maxMessageSize: L.IDENTIFY_MAX_MESSAGE_BYTES }),
+    // The standard ids (`/ipfs/id/1.0.0`, `/ipfs/id/push/1.0.0`), so stock libp2p programs (Helia, Kubo) identify us
+    // and learn that we speak Bitswap. Its push is sent only while such a peer is connected (identifyConnections).
+    ipfsIdentify: identify({ protocolPrefix: STANDARD_PROTOCOL_PREFIX, maxMessageSize: L.IDENTIFY_MAX_MESSAGE_BYTES, runOnConnectionOpen: false }),
+    ipfsIdentifyPush: identifyPush({ protocolPrefix: STANDARD_PROTOCOL_PREFIX, maxMessageSize: L.IDENTIFY_MAX_MESSAGE_BYTES, runOnSelfUpdate: false }),
     ping: ping({ runOnLimitedConnection: true, maxInboundStreams: L.PING_MAX_STREAMS, maxOutboundStreams: L.PING_MAX_STREAMS }),
     dht: kadDHT({
       protocol: DHT_PROTOCOL,
@@ -236,6 +246,7 @@ export async function createNetwork (init: NetworkInit): Promise<Network> {
   let node: Network
   node = await createLibp2p(options)
   attachReach(node, init)
+  identifyConnections(node)
   fixMiddlewareSharing(node)
   reuseLimitedConnections(node)
   // Length-prefixed protocols read by libraries, not by framed.ts: their prefixes are bounded here.
@@ -362,6 +373,35 @@ function attachReach (node: Network, init: NetworkInit): void {
 }
 
 /**
+ * Identifies the peer of every new connection on our own identify id, and on the standard one
+ * when the peer does not speak ours (a stock libp2p program: Helia, Kubo), so its protocols (such
+ * as Bitswap) are known either way. Our own peers are identified once, on ours.
+ */
+function identifyConnections (node: Network): void {
+  node.addEventListener('connection:open', evt => {
+    const connection = evt.detail
+    node.services.identify.identify(connection).catch(err => {
+      if ((err as Error)?.name !== 'UnsupportedProtocolError' || connection.status !== 'open') return
+      node.services.ipfsIdentify.identify(connection).catch(() => {})
+    })
+  })
+  // Our protocols changed: peers that speak only the standard push are told on it (ours on our own id).
+  const ours = `/${PROTOCOL_PREFIX}/id/push/1.0.0`
+  const standard = `/${STANDARD_PROTOCOL_PREFIX}/id/push/1.0.0`
+  node.addEventListener('self:peer:update', () => {
+    void (async () => {
+      for (const peer of node.getPeers()) {
+        const protocols = (await node.peerStore.get(peer).catch(() => undefined))?.protocols ?? []
+        if (protocols.includes(standard) && !protocols.includes(ours)) {
+          await (node.services.ipfsIdentifyPush as { push: () => Promise<void> }).push()
+          return
+        }
+      }
+    })().catch(() => {})
+  })
+}
+
+/**
  * libp2p's registrar hands out the very array of middleware registered for a protocol, and its
  * inbound path pushes the protocol's handler onto that array, so with any middleware registered
  * every inbound stream would add the handler once more (the Nth stream would run it N times). The
@@ -398,6 +438,8 @@ export const GUARDED_PROTOCOLS: ReadonlyArray<readonly [string, number, number?]
   [LAN_DHT_PROTOCOL, L.DHT_MAX_MESSAGE_BYTES],
   [`/${PROTOCOL_PREFIX}/id/1.0.0`, L.IDENTIFY_MAX_MESSAGE_BYTES],
   [`/${PROTOCOL_PREFIX}/id/push/1.0.0`, L.IDENTIFY_MAX_MESSAGE_BYTES],
+  [`/${STANDARD_PROTOCOL_PREFIX}/id/1.0.0`, L.IDENTIFY_MAX_MESSAGE_BYTES],
+  [`/${STANDARD_PROTOCOL_PREFIX}/id/push/1.0.0`, L.IDENTIFY_MAX_MESSAGE_BYTES],
   ['/libp2p/circuit/relay/0.2.0/hop', L.LIBP2P_CONTROL_MAX_MESSAGE_BYTES, 1],
   ['/libp2p/circuit/relay/0.2.0/stop', L.LIBP2P_CONTROL_MAX_MESSAGE_BYTES, 1],
   ['/libp2p/autonat/1.0.0', L.LIBP2P_CONTROL_MAX_MESSAGE_BYTES],
