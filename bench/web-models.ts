@@ -6,16 +6,14 @@
  * chunk in), its untextured geometry (every non-image byte in) and the full model. Prints, asserts
  * nothing. CHROMIUM_PATH overrides /usr/bin/chromium.
  */
-import { spawn } from 'node:child_process'
 import { once } from 'node:events'
 import { mkdtemp, rm } from 'node:fs/promises'
 import { loadavg, tmpdir } from 'node:os'
 import { join, resolve } from 'node:path'
-import { chromium } from 'playwright-core'
+import { launchChromium, startPeer } from './lib.ts'
 import { model, png } from '../test/web/models-fixtures.ts'
 
 const ROOT = resolve(import.meta.dirname, '..')
-const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium'
 const MIB = Number(process.env.BENCH_WEB_MODEL_MIB ?? 20)
 
 async function main (): Promise<void> {
@@ -25,22 +23,10 @@ async function main (): Promise<void> {
   const vertices = Math.floor((MIB * 1024 * 1024 - texture.length) / 26 / 4) * 4
   const glb = await model({ vertices, image: { data: texture, mime: 'image/png' } })
   const dir = await mkdtemp(join(tmpdir(), 'peerverse-bench-models-'))
-  const peer = spawn(process.execPath, [join(ROOT, 'src/cli/main.ts'), 'start', '--data', dir, '--api', '127.0.0.1:0', '--listen', '/ip4/127.0.0.1/tcp/0', '--no-mdns', '--json'], { stdio: ['ignore', 'pipe', 'inherit'] })
-  const browser = await chromium.launch({
-    executablePath: CHROMIUM,
-    headless: true,
-    args: ['--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update', '--disable-sync', '--no-first-run', '--use-angle=swiftshader', '--enable-unsafe-swiftshader']
-  })
+  const { peer, ready: started } = startPeer(ROOT, dir)
+  const browser = await launchChromium()
   try {
-    const ready = await new Promise<{ url: string }>((resolve, reject) => {
-      let buf = ''
-      peer.stdout.on('data', d => {
-        buf += d
-        const line = buf.split('\n').find(l => l.includes('"ready"'))
-        if (line != null) resolve(JSON.parse(line))
-      })
-      peer.once('exit', code => { reject(new Error(`peer exited with ${code}`)) })
-    })
+    const ready = await started
     const url = new URL(ready.url)
     const token = url.searchParams.get('token') ?? ''
     const added = await fetch(new URL('/api/v0/content/add?name=large.glb', url), { method: 'POST', headers: { authorization: `Bearer ${token}` }, body: new Uint8Array(glb) })

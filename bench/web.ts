@@ -19,18 +19,17 @@
  *
  * BENCH_WEB_RUNS sets the number of cold loads (default 5). CHROMIUM_PATH overrides /usr/bin/chromium.
  */
-import { spawn } from 'node:child_process'
 import { once } from 'node:events'
 import { mkdtemp, readdir, readFile, rm, stat } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join, resolve } from 'node:path'
 import { gzipSync } from 'node:zlib'
-import { chromium, type Browser } from 'playwright-core'
+import type { Browser } from 'playwright-core'
+import { launchChromium, startPeer } from './lib.ts'
 import { CROWD_SEND_HZ, crowdInitScript } from '../test/helpers/crowd.ts'
 
 const ROOT = resolve(import.meta.dirname, '..')
 const DIST = join(ROOT, 'web/dist')
-const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium'
 const RUNS = Number(process.env.BENCH_WEB_RUNS ?? 5)
 const CROWD_MS = Number(process.env.BENCH_WEB_CROWD_MS ?? 4000)
 /** Members walking in view, in the order measured: the empty scene first and again last. */
@@ -66,22 +65,10 @@ async function sizes (): Promise<void> {
 async function main (): Promise<void> {
   await sizes()
   const dir = await mkdtemp(join(tmpdir(), 'peerverse-bench-web-'))
-  const peer = spawn(process.execPath, [join(ROOT, 'src/cli/main.ts'), 'start', '--data', dir, '--api', '127.0.0.1:0', '--listen', '/ip4/127.0.0.1/tcp/0', '--no-mdns', '--json'], { stdio: ['ignore', 'pipe', 'inherit'] })
-  const browser = await chromium.launch({
-    executablePath: CHROMIUM,
-    headless: true,
-    args: ['--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update', '--disable-sync', '--no-first-run', '--use-angle=swiftshader', '--enable-unsafe-swiftshader']
-  })
+  const { peer, ready: started } = startPeer(ROOT, dir)
+  const browser = await launchChromium()
   try {
-    const ready = await new Promise<{ url: string }>((resolve, reject) => {
-      let buf = ''
-      peer.stdout.on('data', d => {
-        buf += d
-        const line = buf.split('\n').find(l => l.includes('"ready"'))
-        if (line != null) resolve(JSON.parse(line))
-      })
-      peer.once('exit', code => { reject(new Error(`peer exited with ${code}`)) })
-    })
+    const ready = await started
     console.log(`chromium ${browser.version()}, ${RUNS} cold loads`)
 
     const cold: number[] = []; const dcl: number[] = []; const warm: number[] = []; const floor: number[] = []
