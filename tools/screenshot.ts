@@ -51,15 +51,19 @@ try {
     await page.click('#join-send')
     await page.waitForFunction(() => (window as any).peerverse.space() != null, null, WAIT)
   }
-  // A and C walk a few steps apart, then B turns until both stand in its view.
-  await pa.focus('#scene'); await hold(pa, 'KeyW', 900); await hold(pa, 'KeyA', 500)
-  await pc.focus('#scene'); await hold(pc, 'KeyW', 900); await hold(pc, 'KeyD', 500)
-  await pb.focus('#scene'); await hold(pb, 'KeyS', 1200)
+  // A and C step apart; B walks on ahead and turns round until both stand in its view, facing it.
+  await pa.focus('#scene'); await hold(pa, 'KeyA', 600)
+  await pc.focus('#scene'); await hold(pc, 'KeyD', 600)
+  await pb.focus('#scene'); await hold(pb, 'KeyW', 1500)
   const dids = await Promise.all([pa, pc].map(async p => await p.evaluate(() => (window as any).peerverse.did() as string)))
-  for (let i = 0; i < 72; i++) {
-    const seen = await pb.evaluate(ds => ds.every(d => (window as any).peerverse.avatarScreen(d) != null), dids)
+  for (let i = 0; i < 120; i++) {
+    const seen = await pb.evaluate(ds => ds.every(d => {
+      const at = (window as any).peerverse.avatarScreen(d) as { x: number } | null
+      const w = document.getElementById('scene')!.clientWidth
+      return at != null && at.x > w * 0.2 && at.x < w * 0.8
+    }), dids)
     if (seen) break
-    await hold(pb, 'ArrowLeft', 120)
+    await hold(pb, 'ArrowLeft', 80)
   }
   await pb.waitForFunction(ds => ds.every(d => (window as any).peerverse.avatars().find((x: any) => x.did === d)?.loaded === true), dids, WAIT)
   for (const [page, text] of [[pa, 'Welcome to the Square! Grab a parcel by the fountain.'], [pc, 'Hi Ana, love the jacket'], [pb, 'Just joined from a link, nothing to set up']] as const) {

@@ -282,7 +282,7 @@ export function mountVoice (ctx: VoiceContext): VoicePanel {
   }
 
   function paintMute (b: HTMLButtonElement, muted: boolean): void {
-    b.textContent = muted ? 'unmute' : 'mute'
+    b.textContent = muted ? 'hear' : 'silence'
     b.setAttribute('aria-pressed', String(muted))
     b.title = muted ? 'You do not hear them: click to hear them again' : 'Stop hearing them (only you)'
   }
