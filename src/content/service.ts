@@ -355,34 +355,38 @@ export class ContentService extends TypedEventEmitter<ContentEvents> {
     const leaves = await fileLeaves(get, cid, options)
     const offset = options.offset ?? 0
     const end = options.length == null ? Infinity : offset + options.length
-    let want: ReturnType<Download['addWant']> | undefined
-    let d: Download | undefined
-    if (leaves.some(l => l.offset + l.size > offset && l.offset < end && !this.blockstore.has(l.cid))) {
-      d = download()
-      d.setLeaves(leaves)
-      const range = d.leafRange(offset, end)
-      want = d.addWant(range.from, range.to, true)
-    }
-    const readGet: GetBlock = want == null || d == null
-      ? get
-      : async (c, o) => {
-        if (this.blockstore.has(c)) {
-          try { return await this.blockstore.get(c) } catch (err) { if (!(err instanceof BlockNotFoundError)) throw err }
-        }
-        return await (d as Download).getBlock(c, { signal: o.signal, want })
-      }
+    const reader = this.leafReader(get, download, leaves, offset, end, options.signal)
     let bytes = 0
     try {
-      for await (const chunk of readFile(readGet, cid, { offset: options.offset, length: options.length, signal: options.signal })) {
+      for await (const chunk of readFile(reader.get, cid, { offset: options.offset, length: options.length, signal: options.signal })) {
         bytes += chunk.length
         options.onProgress?.({ bytes })
         yield chunk
       }
     } finally {
-      if (want != null) d?.removeWant(want)
-      // The reader went away: withdraw what no one else waits for.
-      if (options.signal?.aborted === true) d?.cancelIdle()
+      reader.release()
     }
+  }
+
+  /**
+   * A block getter for the bytes [from, to) of a file whose leaves are known: when some of them
+   * are missing, they are asked of the swarm in order, ahead of the reader, as one want of the
+   * file's download. `release` withdraws that want, and what no one else waits for once the
+   * reader went away (its signal aborted).
+   */
+  private leafReader (get: GetBlock, download: () => Download, leaves: Leaf[], from: number, to: number, signal?: AbortSignal): { get: GetBlock, release: () => void } {
+    if (!leaves.some(l => l.offset + l.size > from && l.offset < to && !this.blockstore.has(l.cid))) return { get, release: () => {} }
+    const d = download()
+    d.setLeaves(leaves)
+    const range = d.leafRange(from, to)
+    const want = d.addWant(range.from, range.to, true)
+    const leafGet: GetBlock = async (c, o) => {
+      if (this.blockstore.has(c)) {
+        try { return await this.blockstore.get(c) } catch (err) { if (!(err instanceof BlockNotFoundError)) throw err }
+      }
+      return await d.getBlock(c, { signal: o.signal ?? signal, want })
+    }
+    return { get: leafGet, release: () => { d.removeWant(want); if (signal?.aborted === true) d.cancelIdle() } }
   }
 
   /**
@@ -487,20 +491,7 @@ export class ContentService extends TypedEventEmitter<ContentEvents> {
     const { get } = this.getter(cid, options)
     const source: DagSource = {
       get,
-      file: (root, leaves, from, to) => {
-        if (!leaves.some(l => l.offset + l.size > from && l.offset < to && !this.blockstore.has(l.cid))) return { get, release: () => {} }
-        const d = this.getter(root, { signal, hints: [cid, ...options.hints ?? []] }).download()
-        d.setLeaves(leaves)
-        const range = d.leafRange(from, to)
-        const want = d.addWant(range.from, range.to, true)
-        const fileGet: GetBlock = async (c, o) => {
-          if (this.blockstore.has(c)) {
-            try { return await this.blockstore.get(c) } catch (err) { if (!(err instanceof BlockNotFoundError)) throw err }
-          }
-          return await d.getBlock(c, { signal: o.signal ?? signal, want })
-        }
-        return { get: fileGet, release: () => { d.removeWant(want); if (signal?.aborted === true) d.cancelIdle() } }
-      }
+      file: (root, leaves, from, to) => this.leafReader(get, this.getter(root, { signal, hints: [cid, ...options.hints ?? []] }).download, leaves, from, to, signal)
     }
     return dagBlocks(source, cid, options)
   }
