@@ -8,7 +8,8 @@
  *    signed transfers used below, measured before the validators start.
  * 2. An open-loop sweep: for each offered rate, transfers pre-signed by their own set of funded
  *    genesis accounts (consecutive nonces, so refusals in one step leave no nonce gap in the next) are
- *    offered at that rate, spread round-robin over the four validators' APIs (HTTP keep-alive): every
+ *    offered at that rate, each sender through one of the four validators' APIs (its gateway, as a
+ *    wallet talks to its own peer; HTTP keep-alive): every
  *    20 ms tick, each validator gets that tick's transactions in one POST /api/v0/ledger/submit-batch,
  *    as a gateway relaying its users' transactions would (BENCH_SUBMIT=single: one POST
  *    /api/v0/ledger/submit per transaction, 5 ms ticks). Each validator's `ledger:block` events arrive over its API WebSocket;
@@ -20,8 +21,9 @@
  *    comes for 10 s with transactions waiting ends the sweep (the chain has stalled), and the
  *    validators' logged errors are printed. The load average is printed too: other work on the
  *    cores changes every figure; the validators' CPU time per committed transaction changes less.
- *    A transaction refused as MempoolFullError (the chain's back-pressure) is offered again at
- *    the next tick, as a client would, so no sender skips a nonce; its latency still counts from
+ *    A transaction refused as MempoolFullError (the chain's back-pressure) is held by its client,
+ *    with its sender's later ones behind it (so no sender skips a nonce), and offered again once
+ *    its validator announces the next block, as the error says; its latency still counts from
  *    when it was first due, and "p99 acc" counts from the answer that accepted it.
  *    Each validator's per-height record (rounds, timeouts by step, the decided proposal's size
  *    and times, build and check times, mempool size; the ledger:block event) gives rounds per
@@ -246,18 +248,29 @@ async function listen (v: Validator, onBlock: (v: Validator, height: number, txs
 interface Sent {
   b64: string
   step: number
-  /** Validator index it goes to. */
+  /** Validator index it goes to: its sender's gateway (a wallet talks to one peer). */
   to: number
+  /** Its sender's index within the step. */
+  from: number
+  /** The height its validator had announced when it was last refused as full: offered again once a later block is announced. */
+  refusedAt?: number
   submitted: number
   accepted: boolean
   /** performance.now() of the answer that accepted it. */
   acceptedAt?: number
-  /** Times refused as MempoolFullError (offered again at the next tick, as a client would, so no nonce is skipped). */
+  /** Times refused as MempoolFullError (offered again after the next block, as the error says, so no nonce is skipped). */
   full: number
   /** Refused as MempoolFullError at the last try: waits to be offered again. */
   retry?: boolean
   error?: string
   height?: number
+}
+
+/** The last height a validator announced. */
+function head (v: Validator): number {
+  let h = 0
+  for (const k of v.commits.keys()) if (k > h) h = k
+  return h
 }
 
 interface Step {
@@ -285,7 +298,7 @@ async function submit (v: Validator, group: Sent[]): Promise<void> {
   }
   const settle = (sent: Sent, error: string | undefined): void => {
     sent.retry = false
-    if (error == null || ALREADY_IN.has(error)) { sent.accepted = true; sent.acceptedAt = performance.now() } else if (error === 'MempoolFullError') { sent.full++; sent.retry = true } else sent.error = error
+    if (error == null || ALREADY_IN.has(error)) { sent.accepted = true; sent.acceptedAt = performance.now() } else if (error === 'MempoolFullError') { sent.full++; sent.retry = true; sent.refusedAt = head(v) } else sent.error = error
   }
   try {
     if (SUBMIT_MODE === 'single') {
@@ -358,7 +371,7 @@ async function main (runRows: Row[]): Promise<void> {
         let to = rand.int(SENDERS_PER_STEP - 1)
         if (to >= from) to++
         const tx = await signTx(senders[s][from], { chain, nonce: nonces[from]++, fee: 1n, kind: 'transfer', to: dids[to], amount: BigInt(1 + rand.int(1000)) })
-        const sent: Sent = { b64: Buffer.from(tx.bytes).toString('base64'), step: s, to: i % VALIDATORS, submitted: 0, accepted: false, full: 0 }
+        const sent: Sent = { b64: Buffer.from(tx.bytes).toString('base64'), step: s, to: from % VALIDATORS, from, submitted: 0, accepted: false, full: 0 }
         txs.push(sent)
         byB64.set(sent.b64, sent)
         if (sample.length < 2_000) sample.push(tx.bytes)
@@ -457,9 +470,18 @@ async function main (runRows: Row[]): Promise<void> {
       let next = 0
       const inflight = new Set<Promise<void>>()
       step.start = performance.now()
-      /** Refused as full: offered again (to the same validator) at the next tick, in order. */
-      let retries: Sent[] = []
+      /**
+       * Held by their clients: refused as full, or behind a refused one of the same sender (a
+       * wallet keeps its nonces in order), in order. The error says to try again after the next
+       * block: a held transaction is offered again once its validator announces a block after
+       * the refusal, with the sender's later ones behind it.
+       */
+      let held: Sent[] = []
+      const heldSenders = new Set<number>()
+      /** Senders with a request in flight: their next transactions wait for its answer (a client learns a refusal before it sends the nonce after). */
+      const busy = new Map<number, number>()
       const offer = (list: Sent[]): void => {
+        for (const sent of list) busy.set(sent.from, (busy.get(sent.from) ?? 0) + 1)
         const batches: Sent[][] = vals.map(() => [])
         for (const sent of list) batches[sent.to].push(sent)
         for (let i = 0; i < vals.length; i++) {
@@ -468,31 +490,62 @@ async function main (runRows: Row[]): Promise<void> {
             const part = group.slice(from, from + SUBMIT_BATCH)
             const p = submit(vals[i], part).finally(() => {
               inflight.delete(p)
-              for (const sent of part) if (sent.retry === true) retries.push(sent)
+              for (const sent of part) {
+                if (sent.retry === true) { held.push(sent); heldSenders.add(sent.from) }
+                const n = (busy.get(sent.from) ?? 1) - 1
+                if (n > 0) busy.set(sent.from, n)
+                else busy.delete(sent.from)
+              }
             })
             inflight.add(p)
           }
         }
       }
+      /** The held transactions whose turn came (their validator announced a block since the refusal), and the new ones, each sender's in nonce order; a sender with a request in flight waits for its answer. */
+      const release = (fresh: Sent[]): Sent[] => {
+        const out: Sent[] = []
+        const still: Sent[] = []
+        const blocked = new Set<number>(busy.keys())
+        for (const sent of held.sort((a, b) => a.submitted - b.submitted)) {
+          const waiting = blocked.has(sent.from) || (sent.retry === true && head(vals[sent.to]) <= (sent.refusedAt ?? 0))
+          if (waiting) { blocked.add(sent.from); still.push(sent) } else out.push(sent)
+        }
+        for (const sent of fresh) {
+          if (blocked.has(sent.from)) still.push(sent)
+          else out.push(sent)
+        }
+        held = still
+        heldSenders.clear()
+        for (const sent of still) heldSenders.add(sent.from)
+        return out
+      }
+      // BENCH_TRACE=1: validator 0's mempool and back-pressure readings every 250 ms, on stderr.
+      const trace = process.env.BENCH_TRACE === '1'
+        ? setInterval(() => {
+          void api<{ height: number, mempool: number, backlog: { txs: number, unchecked: number, waitMs: number, pace: number | null } }>(vals[0], 'GET', '/api/v0/ledger/status').then(r => {
+            const b = r.body
+            progress(`trace t=${fmt(performance.now() - step.start)} h=${b.height} mempool=${b.mempool} ready=${b.backlog?.txs} unchecked=${b.backlog?.unchecked} wait=${b.backlog?.waitMs} pace=${b.backlog?.pace} held=${held.length}`)
+          }, () => {})
+        }, 250)
+        : undefined
       while (next < step.txs.length) {
         const due = Math.min(step.txs.length, Math.floor((performance.now() - step.start) / 1000 * step.rate))
-        const list = retries
-        retries = []
+        const fresh: Sent[] = []
         for (; next < due; next++) {
           const sent = step.txs[next]
           sent.submitted = step.start + next * 1000 / step.rate
-          list.push(sent)
+          fresh.push(sent)
         }
-        offer(list)
+        offer(release(fresh))
         await sleep(TICK_MS)
       }
       step.end = performance.now()
+      clearInterval(trace)
       const drainEnd = performance.now() + DRAIN_DEADLINE_MS
-      while ((inflight.size > 0 || retries.length > 0 || step.txs.some(t => t.accepted && t.height == null)) && performance.now() < drainEnd) {
-        const list = retries
-        retries = []
+      while ((inflight.size > 0 || held.length > 0 || step.txs.some(t => t.accepted && t.height == null)) && performance.now() < drainEnd) {
+        const list = release([])
         offer(list)
-        await sleep(list.length > 0 ? TICK_MS : 200)
+        await sleep(held.length > 0 || list.length > 0 ? TICK_MS : 200)
       }
       await Promise.all(inflight)
       for (const t of step.txs) if (t.retry === true) t.error = 'MempoolFullError'
@@ -529,8 +582,8 @@ async function main (runRows: Row[]): Promise<void> {
     const ceiling = cores * verifyRate / VALIDATORS
     out(`   verification ceiling   ${pad(fmt(ceiling), 8)} tx/s = ${cores} cores x ${fmt(verifyRate)} verifies/s / ${VALIDATORS} validators (each verifies every tx at least once)`)
     out()
-    out(`2. Open-loop sweep, ${STEP_SECONDS} s per step, submissions round-robin over the 4 APIs (${SUBMIT_MODE === 'batch' ? `one submit-batch per validator per ${TICK_MS} ms tick` : 'one submit per transaction'}); committed/s = txs in the step's blocks after its first / time from its first block to its last;`)
-    out('   latency = block announced by the validator the tx was sent to - time the tx was due in the schedule (a tx refused as MempoolFullError is offered again at the next tick: its wait counts);')
+    out(`2. Open-loop sweep, ${STEP_SECONDS} s per step, each sender through one of the 4 APIs (${SUBMIT_MODE === 'batch' ? `one submit-batch per validator per ${TICK_MS} ms tick` : 'one submit per transaction'}); committed/s = txs in the step's blocks after its first / time from its first block to its last;`)
+    out('   latency = block announced by the validator the tx was sent to - time the tx was due in the schedule (a tx refused as MempoolFullError is offered again after the next block, its sender\'s later ones held behind it: its wait counts);')
     out('   p99 acc = the same from the answer that accepted it; full = MempoolFullError answers; rounds = rounds per height over the step\'s heights (1.00: no round failed)')
     out('   offered  submitted/s  accepted   full  refused  committed  committed/s   p50 ms   p99 ms   max ms  p99 acc  rounds  blocks  txs/block  interval ms   CPU v0..v3, load (cores)')
     let best: { rate: number, committed: number, p50: number, p99: number } | undefined

@@ -12,17 +12,23 @@
  * refused as forged, whatever nonce it names. `recheck` after each commit drops what the new state
  * makes unpayable, so transactions no block can hold do not sit in the pool.
  *
- * Back-pressure: a transaction submitted here (not one relayed by a peer) is refused with
- * MempoolFullError once the pool holds MEMPOOL_BACKLOG_BLOCKS blocks' worth (by count or bytes)
- * of transactions a block could take now (each sender's run of nonces from its next one; one
- * waiting for a missing nonce is not work ahead, and must not shut out everyone else), unless it
- * pays more than the cheapest one waiting. Past what the chain commits, the backlog would
- * otherwise grow until every transaction waits many heights (latency = backlog / throughput) and
- * each height's proposal is the largest allowed; capped at a few blocks, an accepted transaction
- * is in one of the next few blocks, and a sender told "full" can try again or pay more (CometBFT
- * refuses with "mempool is full" past its size and max_txs_bytes; a fee market is the price of a
- * place). Peers' transactions are taken up to the larger MAX_MEMPOOL_TXS / MAX_MEMPOOL_BYTES, so
- * what another validator accepted still reaches every proposer.
+ * Order: by fee, highest first, and among equal fees by arrival, first come first served
+ * (go-ethereum's price-and-time order), so no sender's long run holds back one that came earlier.
+ *
+ * Back-pressure, on the time a transaction waits rather than on a count (CoDel's lesson: bound the
+ * queue's delay, not its length). A transaction submitted here (not one relayed by a peer) is
+ * refused with MempoolFullError while a transaction a block could take now (each sender's run of
+ * nonces from its next one; one waiting for a missing nonce is not work ahead, and must not shut
+ * out everyone else) has waited here longer than MEMPOOL_MAX_WAIT_MS, or once the pool holds
+ * MEMPOOL_BACKLOG_BLOCKS blocks' worth (by count or bytes) of such transactions, unless it pays
+ * more than the cheapest one waiting. The wait is what a user feels, and it counts every queue
+ * on the way to a block (a proposer's unchecked inbox, a slow disk, a loaded machine), which a
+ * count cannot: past what the chain commits, the chain refuses at once, whatever its throughput
+ * on this machine, and what it accepts is in one of the next blocks. A sender told "full" can try
+ * again or pay more (CometBFT refuses with "mempool is full" past its size and max_txs_bytes; a
+ * fee market is the price of a place). Peers' transactions are taken up to the larger
+ * MAX_MEMPOOL_TXS / MAX_MEMPOOL_BYTES, so what another validator accepted still reaches every
+ * proposer.
  */
 import { InsufficientFundsError, NonceGapError } from './state.ts'
 import { decodeTx, type Tx, type TxDecoder } from './tx.ts'
@@ -35,12 +41,27 @@ export const MAX_TXS_PER_BLOCK = 2_000
  * MAX_PROPOSAL_MESSAGE_BYTES and a committed block with its commit under the gossip ceiling.
  */
 export const MAX_BLOCK_TX_BYTES = 320 * 1024
-/** Blocks' worth of waiting transactions past which a new submission is refused (MempoolFullError); see the top. */
-export const MEMPOOL_BACKLOG_BLOCKS = 2
+/**
+ * Blocks' worth of waiting transactions past which a new submission is refused (MempoolFullError);
+ * see the top. One: a burst accepted at once (a gateway's batch, clients trying again together)
+ * is at most the next block, so what is accepted is in one of the next two.
+ */
+export const MEMPOOL_BACKLOG_BLOCKS = 1
 /** Transactions waiting past which a submission is refused: MEMPOOL_BACKLOG_BLOCKS full blocks by count. */
 export const MAX_BACKLOG_TXS = MEMPOOL_BACKLOG_BLOCKS * MAX_TXS_PER_BLOCK
 /** Bytes waiting past which a submission is refused: MEMPOOL_BACKLOG_BLOCKS full blocks by bytes. */
 export const MAX_BACKLOG_BYTES = MEMPOOL_BACKLOG_BLOCKS * MAX_BLOCK_TX_BYTES
+/**
+ * A submission is refused (MempoolFullError) while a transaction a block could take now has waited
+ * longer than this since it came: the chain is behind. Above a height's time at full load (a
+ * transaction that just missed a proposal waits out that height), below the second a payment
+ * should take to be final.
+ */
+export const MEMPOOL_MAX_WAIT_MS = 400
+/** How long the oldest ready transaction's wait, once measured (O(senders)), is reused for admission. */
+export const WAIT_MEASURE_MS = 10
+/** The chain's measured pace (see `pace`) is forgotten after this long with no block that passed a transaction over. */
+export const PACE_FORGET_MS = 10_000
 /** Transactions held at most (peers' included). */
 export const MAX_MEMPOOL_TXS = 20_000
 /** Bytes of transactions held at most. */
@@ -89,15 +110,36 @@ export interface MempoolOptions {
 }
 
 export interface AddOptions {
-  /** Submitted to this peer (not relayed by another): refused past the backlog limits (MAX_BACKLOG_TXS, MAX_BACKLOG_BYTES). */
+  /** Submitted to this peer (not relayed by another): refused past the backlog limits (MAX_BACKLOG_TXS, MAX_BACKLOG_BYTES, MEMPOOL_MAX_WAIT_MS). */
   submitted?: boolean
+  /**
+   * Peers' transactions received and not checked yet (a loaded node's inbox): counted as work
+   * ahead, so a node that cannot keep up with checking refuses rather than hides a queue.
+   */
+  unchecked?: number
 }
 
 export class Mempool {
   private readonly byId = new Map<string, Tx>()
   private readonly bySender = new Map<string, Map<number, Tx>>()
-  /** When each waiting transaction came (for GAP_LIFETIME_MS). */
+  /** When each waiting transaction came (for GAP_LIFETIME_MS and MEMPOOL_MAX_WAIT_MS). */
   private readonly arrived = new Map<string, number>()
+  /** The order transactions came in (ties of fee go first come, first served). */
+  private readonly order = new Map<string, number>()
+  private arrivals = 0
+  /** The oldest ready transaction's wait, as last measured (see WAIT_MEASURE_MS). */
+  private waitMeasured = { at: -Infinity, ms: 0 }
+  /** When the last block was committed (`prune`): only a transaction that came before it was passed over. */
+  private lastCommitAt = -Infinity
+  /**
+   * Transactions a second the chain commits when it cannot take all that waits (measured over
+   * heights that passed a ready transaction over), or undefined while it keeps up. With it, the
+   * work ahead is a wait: backlog / pace.
+   */
+  private measuredPace?: number
+  private lastBehindAt = -Infinity
+  /** `cheapest()` as last found, or false once the pool changed. */
+  private cheapestKept: Tx | undefined | false = false
   private bytes = 0
   /** Transactions a block could take now (see `backlog`), kept up to date on add; recounted after a removal. */
   private ready = { txs: 0, bytes: 0 }
@@ -148,10 +190,19 @@ export class Mempool {
     const mine = this.bySender.get(tx.sender) ?? new Map<number, Tx>()
     const same = mine.get(tx.payload.nonce)
     const backlog = this.backlog(nextNonce)
-    if (options.submitted === true && same == null && (backlog.txs >= MAX_BACKLOG_TXS || backlog.bytes + bytes.length > MAX_BACKLOG_BYTES)) {
+    backlog.txs += options.unchecked ?? 0
+    const waited = options.submitted === true && same == null ? this.oldestWait(nextNonce, now) : 0
+    // The wait ahead of this one, at the pace the chain commits when behind.
+    const ahead = this.measuredPace == null ? 0 : (backlog.txs + 1) / this.measuredPace * 1000
+    if (options.submitted === true && same == null && (waited > MEMPOOL_MAX_WAIT_MS || ahead > MEMPOOL_MAX_WAIT_MS || backlog.txs >= MAX_BACKLOG_TXS || backlog.bytes + bytes.length > MAX_BACKLOG_BYTES)) {
       // A place in the next blocks goes to a higher fee only: the cheapest waiting one makes room.
       const cheapest = this.cheapest()
-      if (cheapest == null || cheapest.payload.fee >= tx.payload.fee) throw new MempoolFullError(`the chain is at capacity (${backlog.txs} transactions, ${backlog.bytes} bytes wait for the next blocks); try again after the next block, or pay a fee above ${cheapest?.payload.fee ?? 0n}`)
+      const why = waited > MEMPOOL_MAX_WAIT_MS
+        ? `a transaction ready for a block has waited ${Math.round(waited)} ms, over ${MEMPOOL_MAX_WAIT_MS}`
+        : ahead > MEMPOOL_MAX_WAIT_MS
+          ? `${backlog.txs} transactions wait, ${Math.round(ahead)} ms at the ${Math.round(this.measuredPace!)} a second the chain commits, over ${MEMPOOL_MAX_WAIT_MS}`
+          : `${backlog.txs} transactions, ${backlog.bytes} bytes wait for the next blocks`
+      if (cheapest == null || cheapest.payload.fee >= tx.payload.fee) throw new MempoolFullError(`the chain is at capacity (${why}); try again after the next block, or pay a fee above ${cheapest?.payload.fee ?? 0n}`)
       this.remove(cheapest.id)
       this.o.onReplaced?.(cheapest, new ReplacedTxError(`pushed out of a full mempool by ${tx.id}, which pays a higher fee`))
     }
@@ -170,6 +221,8 @@ export class Mempool {
     this.bySender.set(tx.sender, mine)
     this.byId.set(tx.id, tx)
     this.arrived.set(tx.id, now)
+    this.order.set(tx.id, this.arrivals++)
+    this.cheapestKept = false
     this.bytes += bytes.length
     // It extends its sender's run (and joins the ones that waited for it) only if it is the run's next nonce.
     if (!this.readyStale && tx.payload.nonce === runEnd) {
@@ -195,6 +248,26 @@ export class Mempool {
   }
 
   /**
+   * How long (ms) the transaction that has waited longest among those a block could take now (each
+   * sender's next one) and that a committed block passed over (it came before the last commit)
+   * has waited, at `now`. A chain that commits nothing (a peer cut off from the validators) has
+   * passed nothing over: its transactions wait as pending, and count only toward the backlog's
+   * size. O(senders): measured at most every WAIT_MEASURE_MS (a removal measures again).
+   */
+  oldestWait (nextNonce: (sender: string) => number, now = Date.now()): number {
+    if (now - this.waitMeasured.at < WAIT_MEASURE_MS && now >= this.waitMeasured.at) return this.waitMeasured.ms + (now - this.waitMeasured.at)
+    let oldest = now
+    for (const [sender, mine] of this.bySender) {
+      const head = mine.get(nextNonce(sender))
+      if (head == null) continue
+      const at = this.arrived.get(head.id) ?? now
+      if (at < oldest && at < this.lastCommitAt) oldest = at
+    }
+    this.waitMeasured = { at: now, ms: now - oldest }
+    return now - oldest
+  }
+
+  /**
    * The rules that need no signature and read no account: these exact bytes waiting or committed
    * already, the sender's limit. Throws their named errors.
    */
@@ -217,10 +290,16 @@ export class Mempool {
     if (same != null && same.payload.fee >= tx.payload.fee) throw new DuplicateTxError(`a transaction with nonce ${nonce} is already waiting; pay a higher fee to replace it`)
   }
 
-  /** The lowest fee waiting; among equals the latest to arrive (a sender's last nonce, as a rule: pushing it out leaves no gap). */
+  /**
+   * The lowest fee waiting; among equals the latest to arrive (a sender's last nonce, as a rule:
+   * pushing it out leaves no gap). O(n), kept until the pool changes: a refused submission changes
+   * nothing, so a storm of them scans the pool once.
+   */
   private cheapest (): Tx | undefined {
+    if (this.cheapestKept !== false) return this.cheapestKept
     let out: Tx | undefined
     for (const tx of this.byId.values()) if (out == null || tx.payload.fee <= out.payload.fee) out = tx
+    this.cheapestKept = out
     return out
   }
 
@@ -228,25 +307,52 @@ export class Mempool {
     const tx = this.byId.get(id)
     if (tx == null) return
     this.readyStale = true
+    this.waitMeasured.at = -Infinity
+    this.cheapestKept = false
     this.byId.delete(id)
     this.arrived.delete(id)
+    this.order.delete(id)
     this.bytes -= tx.bytes.length
     const mine = this.bySender.get(tx.sender)
     mine?.delete(tx.payload.nonce)
     if (mine?.size === 0) this.bySender.delete(tx.sender)
   }
 
-  /** Drops what a committed block made stale (included, or nonce now used); returns what it dropped. */
-  prune (nextNonce: (sender: string) => number): Tx[] {
+  /**
+   * After a commit of `committed` transactions (at `now`): drops what the block made stale
+   * (included, or nonce now used); returns what it dropped. A block that passed over a ready
+   * transaction that came before the previous commit (the chain is behind) measures the chain's
+   * pace: its transactions over the time since the previous commit (smoothed over such heights).
+   */
+  prune (nextNonce: (sender: string) => number, now = Date.now(), committed = 0): Tx[] {
     // A commit moves senders' next nonces: what a block could take is counted again.
     this.readyStale = true
+    this.waitMeasured.at = -Infinity
+    const previous = this.lastCommitAt
     const out: Tx[] = []
+    let passedOver = false
     for (const [sender, mine] of this.bySender) {
       const next = nextNonce(sender)
       for (const [nonce, tx] of mine) if (nonce < next) { out.push(tx); this.remove(tx.id) }
+      const head = mine.get(next)
+      if (head != null && (this.arrived.get(head.id) ?? now) < previous) passedOver = true
     }
+    const span = now - previous
+    // An empty block says nothing of the pace (a proposer that held none of what waits here).
+    if (Number.isFinite(span) && span > 0 && committed > 0) {
+      const pace = committed / span * 1000
+      if (passedOver) {
+        this.measuredPace = this.measuredPace == null ? pace : (this.measuredPace + pace) / 2
+        this.lastBehindAt = now
+      }
+    }
+    if (now - this.lastBehindAt > PACE_FORGET_MS) this.measuredPace = undefined
+    this.lastCommitAt = now
     return out
   }
+
+  /** The chain's pace when behind, in transactions a second (undefined while it keeps up). */
+  get pace (): number | undefined { return this.measuredPace }
 
   /**
    * Drops what has waited longer than `lifetimeMs` for a missing earlier nonce of its sender;
@@ -281,16 +387,16 @@ export class Mempool {
 
   /**
    * Transactions for the next block: each sender's run of consecutive nonces from its next one,
-   * merged by fee (highest first; among equal fees, senders in the order they arrived), up to
-   * `max` transactions and `maxBytes`. O(n log senders) with a heap of each sender's next one.
+   * merged by fee (highest first; among equal fees, the one that came first), up to `max`
+   * transactions and `maxBytes`. O(n log senders) with a heap of each sender's next one.
    */
   select (nextNonce: (sender: string) => number, max: number, maxBytes: number): Uint8Array[] {
     const heap = new HeadHeap()
-    let order = 0
+    const order = (tx: Tx): number => this.order.get(tx.id) ?? 0
     for (const [sender, mine] of this.bySender) {
       const nonce = nextNonce(sender)
       const tx = mine.get(nonce)
-      if (tx != null) heap.push({ tx, mine, order: order++ })
+      if (tx != null) heap.push({ tx, mine, order: order(tx) })
     }
     const out: Uint8Array[] = []
     let bytes = 0
@@ -300,7 +406,7 @@ export class Mempool {
       out.push(best.tx.bytes)
       bytes += best.tx.bytes.length
       const next = best.mine.get(best.tx.payload.nonce + 1)
-      if (next != null) heap.replaceTop({ tx: next, mine: best.mine, order: best.order })
+      if (next != null) heap.replaceTop({ tx: next, mine: best.mine, order: order(next) })
       else heap.pop()
     }
     return out
@@ -309,7 +415,7 @@ export class Mempool {
 
 interface Head { tx: Tx, mine: Map<number, Tx>, order: number }
 
-/** A binary max-heap of senders' next transactions: higher fee first, then lower arrival order. */
+/** A binary max-heap of senders' next transactions: higher fee first, then the one that came first. */
 class HeadHeap {
   private readonly items: Head[] = []
 

@@ -163,6 +163,7 @@ export class LedgerService extends LedgerIntake {
       validators: this.state.validators,
       validator: this.isValidator,
       mempool: this.mempool.size,
+      backlog: { ...this.mempool.backlog(s => this.nextNonce(s)), unchecked: this.txs.inboxSize, waitMs: Math.round(this.mempool.oldestWait(s => this.nextNonce(s))), pace: this.mempool.pace == null ? null : Math.round(this.mempool.pace) },
       consensusReceived: { ...this.consensusReceived },
       halted: this.halt.info == null ? null : { ...this.halt.info },
       pendingOwn: this.book.pendingCount,
@@ -575,6 +576,8 @@ export class LedgerService extends LedgerIntake {
   protected retryWrites (): void { void this.serial(async () => { await this.resume() }) }
 
   protected send (bytes: Uint8Array): void { this.txs.send(bytes) }
+
+  protected uncheckedTxs (): number { return this.txs.inboxSize }
 
   protected onTxs (): void { this.waitingForTxs?.onTx() }
 

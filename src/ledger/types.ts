@@ -73,6 +73,12 @@ export interface LedgerStatus {
   validator: boolean
   /** Transactions waiting in our mempool. */
   mempool: number
+  /**
+   * What back-pressure reads (mempool.ts): waiting transactions a block could take now (each
+   * sender's run from its next nonce), peers' not checked yet, how long the oldest one a block
+   * passed over has waited (ms), and the chain's pace when behind (tx/s; null while it keeps up).
+   */
+  backlog: { txs: number, bytes: number, unchecked: number, waitMs: number, pace: number | null }
   /** Consensus messages received over direct links and over gossip. */
   consensusReceived: { direct: number, gossip: number, copies: number }
   /** Why the ledger is halted (it cannot write to its store), or null while it runs. */

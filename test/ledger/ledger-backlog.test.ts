@@ -19,7 +19,7 @@ import { ed25519KeyFromSeed, type Ed25519Key } from '../../src/identity/ed25519.
 import { initIdentity } from '../../src/identity/keystore.ts'
 import { DEVNET_STAKE, FAUCET_GRANT, FAUCET_SUPPLY, faucetDid, genesisJson } from '../../src/ledger/genesis.ts'
 import {
-  MAX_BACKLOG_BYTES, MAX_BACKLOG_TXS, MAX_TXS_PER_SENDER, MEMPOOL_BACKLOG_BLOCKS, MAX_BLOCK_TX_BYTES, MAX_TXS_PER_BLOCK, Mempool, ReplacedTxError
+  MAX_BACKLOG_BYTES, MAX_BACKLOG_TXS, MAX_TXS_PER_SENDER, MEMPOOL_BACKLOG_BLOCKS, MEMPOOL_MAX_WAIT_MS, PACE_FORGET_MS, MAX_BLOCK_TX_BYTES, MAX_TXS_PER_BLOCK, Mempool, ReplacedTxError
 } from '../../src/ledger/mempool.ts'
 import type { Genesis } from '../../src/ledger/state.ts'
 import { signTx, type Tx } from '../../src/ledger/tx.ts'
@@ -100,17 +100,101 @@ describe('mempool back-pressure', () => {
   it('refuses a submission past MAX_BACKLOG_TXS with MempoolFullError', () => {
     const pool = new Mempool(CHAIN, { decode: stub })
     const next = (): number => 0
+    const t0 = 1_000_000
     let n = 0
     for (let s = 0; n < MAX_BACKLOG_TXS; s++) {
-      for (let nonce = 0; nonce < MAX_TXS_PER_SENDER && n < MAX_BACKLOG_TXS; nonce++, n++) pool.add(tiny(s, nonce), next, undefined, Date.now(), { submitted: true })
+      for (let nonce = 0; nonce < MAX_TXS_PER_SENDER && n < MAX_BACKLOG_TXS; nonce++, n++) pool.add(tiny(s, nonce), next, undefined, t0, { submitted: true })
     }
     assert.equal(pool.backlog(next).txs, MAX_BACKLOG_TXS)
-    assert.throws(() => pool.add(tiny(1000, 0), next, undefined, Date.now(), { submitted: true }), { name: 'MempoolFullError' })
+    assert.throws(() => pool.add(tiny(1000, 0), next, undefined, t0, { submitted: true }), { name: 'MempoolFullError' })
     // After a block takes some, there is room again.
     const committed = (s: string): number => s === 's0' ? MAX_TXS_PER_SENDER : 0
-    pool.prune(committed)
+    pool.prune(committed, t0 + 1)
     assert.equal(pool.backlog(committed).txs, MAX_BACKLOG_TXS - MAX_TXS_PER_SENDER)
-    pool.add(tiny(1000, 0), committed, undefined, Date.now(), { submitted: true })
+    pool.add(tiny(1000, 0), committed, undefined, t0 + 1, { submitted: true })
+  })
+
+  it('refuses a submission while a ready transaction a block passed over has waited past MEMPOOL_MAX_WAIT_MS; a peer\'s still gets in, a higher fee too', () => {
+    const pool = new Mempool(CHAIN, { decode: stub })
+    const next = (): number => 0
+    const t0 = 1_000_000
+    pool.add(tiny(0, 0), next, undefined, t0, { submitted: true })
+    // Nothing committed yet: the wait says nothing of the chain's pace.
+    pool.add(tiny(1, 0), next, undefined, t0 + 10 * MEMPOOL_MAX_WAIT_MS, { submitted: true })
+    // A block commits and passes both over (another sender's took its place).
+    pool.prune(next, t0 + 10 * MEMPOOL_MAX_WAIT_MS + 1)
+    const late = t0 + 10 * MEMPOOL_MAX_WAIT_MS + 2
+    assert.ok(pool.oldestWait(next, late) > MEMPOOL_MAX_WAIT_MS)
+    assert.throws(() => pool.add(tiny(2, 0), next, undefined, late, { submitted: true }), (err: Error) => err.name === 'MempoolFullError' && /waited \d+ ms, over 400/.test(err.message))
+    // Relayed by a peer: another validator accepted it, and every proposer needs it.
+    pool.add(tiny(3, 0), next, undefined, late, { submitted: false })
+    // A higher fee takes the cheapest one's place.
+    const rich = new Uint8Array([4, 0, 0, 9])
+    const richStub = (b: Uint8Array): Tx => {
+      const tx = stub(b)
+      return b.length === 4 ? { ...tx, payload: { ...tx.payload, fee: 5n } as Tx['payload'] } : tx
+    }
+    const pool2 = new Mempool(CHAIN, { decode: richStub })
+    pool2.add(tiny(0, 0), next, undefined, t0, { submitted: true })
+    pool2.prune(next, t0 + 1)
+    // At the limit exactly it is not over; past it, it is.
+    pool2.add(tiny(5, 0), next, undefined, t0 + MEMPOOL_MAX_WAIT_MS, { submitted: true })
+    assert.throws(() => pool2.add(tiny(2, 0), next, undefined, t0 + MEMPOOL_MAX_WAIT_MS + 1, { submitted: true }), { name: 'MempoolFullError' })
+    pool2.add(rich, next, undefined, t0 + MEMPOOL_MAX_WAIT_MS + 1, { submitted: true })
+    assert.equal(pool2.size, 2)
+    assert.equal(pool2.has('t5-0-0'), false)
+    // Once the one that waited is committed, submissions are taken again (the others came after the last commit, or just before it).
+    const committed = (s: string): number => s === 's0' ? 1 : 0
+    pool.prune(committed, late + 1)
+    assert.ok(pool.oldestWait(committed, late + 2) < MEMPOOL_MAX_WAIT_MS)
+    pool.add(tiny(2, 0), committed, undefined, late + 2, { submitted: true })
+  })
+
+  it('measures the chain\'s pace from a block that passed transactions over, and refuses a submission whose wait ahead at that pace is over MEMPOOL_MAX_WAIT_MS', () => {
+    const pool = new Mempool(CHAIN, { decode: stub })
+    const t0 = 1_000_000
+    const none = (): number => 0
+    pool.add(tiny(0, 0), none, undefined, t0, { submitted: true })
+    for (let s = 1; s < 10; s++) pool.add(tiny(s, 0), none, undefined, t0 + 9, { submitted: true })
+    pool.prune(none, t0 + 10, 0)
+    assert.equal(pool.pace, undefined)
+    // The next block takes one of ten in 200 ms: the chain is behind, at 5 a second.
+    const first = (s: string): number => s === 's0' ? 1 : 0
+    pool.prune(first, t0 + 210, 1)
+    assert.equal(pool.pace, 5)
+    assert.ok(pool.oldestWait(first, t0 + 220) <= MEMPOOL_MAX_WAIT_MS)
+    assert.throws(() => pool.add(tiny(20, 0), first, undefined, t0 + 220, { submitted: true }), (err: Error) => err.name === 'MempoolFullError' && /at the 5 a second/.test(err.message))
+    // A chain that keeps up for PACE_FORGET_MS forgets it.
+    const all = (s: string): number => Number(s.slice(1)) < 10 ? 1 : 0
+    pool.prune(all, t0 + 220 + PACE_FORGET_MS + 1, 9)
+    assert.equal(pool.pace, undefined)
+    pool.add(tiny(20, 0), all, undefined, t0 + 221 + PACE_FORGET_MS, { submitted: true })
+  })
+
+  it('counts peers\' transactions not checked yet as work ahead', () => {
+    const pool = new Mempool(CHAIN, { decode: stub })
+    const next = (): number => 0
+    assert.throws(() => pool.add(tiny(0, 0), next, undefined, 1_000_000, { submitted: true, unchecked: MAX_BACKLOG_TXS }), { name: 'MempoolFullError' })
+    pool.add(tiny(0, 0), next, undefined, 1_000_000, { submitted: true, unchecked: MAX_BACKLOG_TXS - 1 })
+  })
+
+  it('a transaction waiting for a missing nonce does not count as waiting for a block', () => {
+    const pool = new Mempool(CHAIN, { decode: stub })
+    const next = (): number => 0
+    const t0 = 1_000_000
+    pool.add(tiny(0, 3), next, undefined, t0, { submitted: true })
+    pool.prune(next, t0 + 1)
+    assert.equal(pool.oldestWait(next, t0 + 10 * MEMPOOL_MAX_WAIT_MS), 0)
+    pool.add(tiny(1, 0), next, undefined, t0 + 10 * MEMPOOL_MAX_WAIT_MS, { submitted: true })
+  })
+
+  it('orders equal fees first come, first served, across senders', () => {
+    const pool = new Mempool(CHAIN, { decode: stub })
+    const next = (): number => 0
+    const order: Array<[number, number]> = [[0, 0], [1, 0], [0, 1], [2, 0], [0, 2], [1, 1]]
+    for (const [s, nonce] of order) pool.add(tiny(s, nonce), next, undefined, 1_000_000, { submitted: true })
+    const picked = pool.select(next, 100, 1_000_000).map(b => [b[0], b[1]])
+    assert.deepEqual(picked, order)
   })
 
   it('does not count transactions waiting for a missing nonce as work ahead', () => {
