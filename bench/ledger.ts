@@ -57,6 +57,7 @@ import * as dagCbor from '@ipld/dag-cbor'
 import WebSocket from 'ws'
 import { MAX_API_SUBMIT_BATCH_TXS, readApiInfo } from '../src/api/server.ts'
 import { didFromPublicKey, publicKeyFromDid } from '../src/identity/did.ts'
+import { recordId } from '../src/identity/record.ts'
 import { ed25519KeyFromSeed, ed25519Verify, type Ed25519Key } from '../src/identity/ed25519.ts'
 import { initIdentity } from '../src/identity/keystore.ts'
 import { DEVNET_STAKE, FAUCET_GRANT, FAUCET_SUPPLY, faucetDid, genesisJson } from '../src/ledger/genesis.ts'
@@ -522,9 +523,9 @@ async function main (runRows: Row[]): Promise<void> {
       // BENCH_TRACE=1: validator 0's mempool and back-pressure readings every 250 ms, on stderr.
       const trace = process.env.BENCH_TRACE === '1'
         ? setInterval(() => {
-          void api<{ height: number, mempool: number, backlog: { txs: number, unchecked: number, waitMs: number, pace: number | null } }>(vals[0], 'GET', '/api/v0/ledger/status').then(r => {
+          void api<{ height: number, mempool: number, backlog: { txs: number, unchecked: number, waitMs: number, pace: number | null }, gossipRefused: Record<string, number> }>(vals[0], 'GET', '/api/v0/ledger/status').then(r => {
             const b = r.body
-            progress(`trace t=${fmt(performance.now() - step.start)} h=${b.height} mempool=${b.mempool} ready=${b.backlog?.txs} unchecked=${b.backlog?.unchecked} wait=${b.backlog?.waitMs} pace=${b.backlog?.pace} held=${held.length}`)
+            progress(`trace t=${fmt(performance.now() - step.start)} h=${b.height} mempool=${b.mempool} ready=${b.backlog?.txs} unchecked=${b.backlog?.unchecked} wait=${b.backlog?.waitMs} pace=${b.backlog?.pace} held=${held.length} peers' refused ${JSON.stringify(b.gossipRefused)}`)
           }, () => {})
         }, 250)
         : undefined
@@ -549,6 +550,19 @@ async function main (runRows: Row[]): Promise<void> {
       }
       await Promise.all(inflight)
       for (const t of step.txs) if (t.retry === true) t.error = 'MempoolFullError'
+      if (process.env.BENCH_TRACE === '1') {
+        // Each sender's first accepted transaction that no block holds: what its gateway says of it.
+        const first = new Map<number, Sent>()
+        for (const t of step.txs) if (t.accepted && t.height == null && !first.has(t.from)) first.set(t.from, t)
+        const says = new Map<string, number>()
+        for (const t of [...first.values()].slice(0, 40)) {
+          const id = recordId(new Uint8Array(Buffer.from(t.b64, 'base64')))
+          const r = await api<{ status?: string, error?: string, reason?: { name?: string } }>(vals[t.to], 'GET', `/api/v0/ledger/tx/${id}`).catch(() => undefined)
+          const k = `${r?.body?.status ?? r?.status}/${r?.body?.reason?.name ?? r?.body?.error ?? ''}`
+          says.set(k, (says.get(k) ?? 0) + 1)
+        }
+        progress(`trace: ${first.size} senders with an accepted transaction no block holds; their gateways say ${JSON.stringify(Object.fromEntries(says))}`)
+      }
       await sleep(500)
       const cpuAfter = await Promise.all(vals.map(async v => procCpuSeconds(v.proc.pid)))
       const self = process.cpuUsage(selfBefore)

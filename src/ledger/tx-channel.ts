@@ -30,7 +30,7 @@ export const TX_BATCH_INTERVAL_MS = 50
 export const TX_CHECK_SLICE_MS = 4
 /** Gossiped transactions waiting to be checked at most; a batch that would go past it is dropped whole. */
 export const MAX_TX_INBOX = MAX_MEMPOOL_TXS
-/** Batches queued for one peer's mempool stream at most; past it that peer misses batches (it gets them in the proposal). */
+/** Batches queued for one peer's mempool stream at most; past it the batch goes over GossipSub as well. */
 export const MAX_MEMPOOL_STREAM_QUEUE = 16
 /** A peer that refused the mempool (or consensus) protocol is not asked again for this long. */
 export const MEMPOOL_RETRY_MS = 30_000
@@ -121,19 +121,29 @@ export class TxChannel {
     const batch = encodeTxBatch(this.outbox)
     this.outbox = []
     this.outboxBytes = 0
-    if (this.started && this.o.direct() && this.sendDirect(batch) > 0) return
+    if (this.started && this.o.direct() && this.sendDirect(batch)) return
     this.channel.publish(batch)
   }
 
-  /** Sends a batch straight to every connected peer that speaks our chain's mempool protocol; returns how many open streams took it. */
-  private sendDirect (batch: Uint8Array): number {
+  /**
+   * Sends a batch straight to every connected peer that speaks our chain's mempool protocol;
+   * returns whether it went on an open stream and no peer's queue was full. When a peer's queue is
+   * full (a loaded peer reads slowly), GossipSub carries the
+   * batch too: a batch one validator misses leaves a gap in its senders' nonces, and every later
+   * transaction of theirs waits there (a proposer holding them as gaps cannot include them).
+   */
+  private sendDirect (batch: Uint8Array): boolean {
     const links = this.channel.links
-    if (links == null) return 0
-    let queued = 0
-    // Counted only on an open stream: while one is being dialled (and may be refused), or when a
-    // peer's queue is full (it gets the transactions in the proposal), GossipSub carries the batch too.
-    for (const peer of this.o.protocols.peers()) if (links.send(peer, batch) === 'open') queued++
-    return queued
+    if (links == null) return false
+    let open = 0
+    let missed = 0
+    for (const peer of this.o.protocols.peers()) {
+      const sent = links.send(peer, batch)
+      if (sent === 'open') open++
+      else if (sent === 'full') missed++
+    }
+    // With no open stream yet (one being dialled may be refused), GossipSub carries the batch too.
+    return open > 0 && missed === 0
   }
 
   /** A batch from a peer (gossiped, or on a mempool stream) into the inbox; false when refused. */
