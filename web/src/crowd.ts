@@ -107,7 +107,7 @@ export interface AvatarView {
   detail: 'near' | 'far' | 'hidden'
   /** The avatar worn: its CID, or the name of the default avatar. */
   model: string
-  /** Drawn as its own model (not the stand-in capsule). */
+  /** Drawn as its own model now (not the stand-in capsule nor an impostor). */
   loaded: boolean
   /** Drawn as a picture of its model (an impostor), not as the model nor the capsule. */
   impostor: boolean
@@ -145,7 +145,8 @@ interface Avatar {
   instKey?: string
   detailed: boolean
   detailedAt: number
-  /** Drawn as a picture of its model in the last frame. */
+  /** Drawn as its own model in the last frame; drawn as a picture of its model (an impostor). */
+  shown: boolean
   impostor: boolean
   anim: 'idle' | 'walk'
   /** Horizontal speed as drawn (m/s, smoothed), from the last drawn position. */
@@ -271,7 +272,7 @@ export class Crowd {
       label.dataset.did = m.did
       label.style.display = 'none'
       this.labels.append(label)
-      a = { did: m.did, name: '', track: new Track(), color: didColor(m.did), position: new Vector3(), quaternion: new Quaternion(), label, tagW: 0, tagH: 0, tagShown: false, displayed: false, keep: false, tagState: 'out', tagX: NaN, tagY: NaN, dist: 0, sx: 0, sy: 0, model: this.modelOf(m.did, m.avatar), detailed: false, detailedAt: 0, impostor: false, anim: 'idle', speed: 0, px: NaN, pz: NaN }
+      a = { did: m.did, name: '', track: new Track(), color: didColor(m.did), position: new Vector3(), quaternion: new Quaternion(), label, tagW: 0, tagH: 0, tagShown: false, displayed: false, keep: false, tagState: 'out', tagX: NaN, tagY: NaN, dist: 0, sx: 0, sy: 0, model: this.modelOf(m.did, m.avatar), detailed: false, detailedAt: 0, shown: false, impostor: false, anim: 'idle', speed: 0, px: NaN, pz: NaN }
       this.avatars.set(m.did, a)
       if (this.avatars.size > this.capacity) {
         while (this.capacity < this.avatars.size) this.capacity *= 2
@@ -350,7 +351,8 @@ export class Crowd {
     this.pickDetailed(camera)
     for (const a of this.avatars.values()) {
       a.impostor = false
-      if (this.showModel(a)) { near++; models++; continue }
+      a.shown = this.showModel(a)
+      if (a.shown) { near++; models++; continue }
       if (a.dist === Infinity) continue
       if (this.showImpostor(a, camera)) {
         a.impostor = true
@@ -511,9 +513,9 @@ export class Crowd {
       distance: a.dist,
       detail: a.dist === Infinity ? 'hidden' as const : a.dist <= DETAIL_DISTANCE ? 'near' as const : 'far' as const,
       model: a.model.name,
-      loaded: a.inst != null,
+      loaded: a.shown,
       impostor: a.impostor,
-      animation: a.inst != null ? a.anim : 'none' as const,
+      animation: a.shown ? a.anim : 'none' as const,
       ...(a.error != null ? { error: a.error } : {})
     }))
   }
