@@ -414,7 +414,7 @@ export class Crowd {
       if (e?.state !== 'ready') return false
       if (!imp.snapshot(key, () => models.instance(key), body => { models.release(key, body as AvatarBody) })) return false
     }
-    imp.add(key, a.position, camera.position)
+    imp.add(key, a.position, a.quaternion, camera.position)
     return true
   }
 

@@ -1,18 +1,19 @@
 /**
  * Impostors: members beyond the few drawn as their own animated model are drawn as a picture of
  * their avatar on a quad that turns to face the camera. The picture of a model is rendered once,
- * when its model is first ready (a body of the model, standing at rest, seen from the front, into
- * an IMPOSTOR_TEXTURE_PX-high texture), and everyone wearing that model is one instance of that
- * model's quad: one draw call per model worn, however many wear it. A quad is two triangles where
+ * when its model is first ready (a body of the model, standing at rest, seen from the front and
+ * from the back, side by side in one IMPOSTOR_TEXTURE_PX-square texture), and everyone wearing that
+ * model is one instance of that model's quad, showing the front or the back as the member faces
+ * the camera or not: one draw call per model worn, however many wear it. A quad is two triangles where
  * a model is thousands: under software WebGL the triangles are what a crowd costs.
  */
 import {
-  AmbientLight, Box3, Color, DirectionalLight, DynamicDrawUsage, HemisphereLight, InstancedMesh, Matrix4,
+  AmbientLight, Box3, Color, DirectionalLight, DynamicDrawUsage, HemisphereLight, InstancedBufferAttribute, InstancedMesh, Matrix4,
   MeshBasicMaterial, OrthographicCamera, PlaneGeometry, Quaternion, Scene, Vector3, WebGLRenderTarget,
-  type Object3D, type WebGLRenderer
+  type BufferGeometry, type Object3D, type WebGLRenderer
 } from 'three'
 
-/** Height of an impostor's picture in pixels (the width is half of it). */
+/** Height of an impostor's picture in pixels (front and back, each half as wide, side by side). */
 export const IMPOSTOR_TEXTURE_PX = 128
 /** Models whose picture is kept at once; past it the least recently drawn is freed. */
 export const MAX_IMPOSTOR_MODELS = 32
@@ -26,6 +27,8 @@ interface Sheet {
   target: WebGLRenderTarget
   mesh: InstancedMesh
   material: MeshBasicMaterial
+  /** Per instance: 0 shows the front, 1 the back. */
+  sides: Float32Array
   /** Quad size (metres) and the picture's lift below the feet. */
   width: number
   height: number
@@ -43,11 +46,13 @@ export class Impostors {
   private readonly geometry = new PlaneGeometry(1, 1).translate(0, 0.5, 0)
   private readonly stage = new Scene()
   private readonly camera = new OrthographicCamera(-1, 1, 1, -1, 0.01, 100)
+  private readonly sun = new DirectionalLight(0xffffff, 1.8)
   private readonly matrix = new Matrix4()
   private readonly q = new Quaternion()
   private readonly up = new Vector3(0, 1, 0)
   private readonly p = new Vector3()
   private readonly s = new Vector3()
+  private readonly ahead = new Vector3()
   private clock = 0
   private snapshots = 0
   /** Quads drawn in the last frame. */
@@ -57,9 +62,7 @@ export class Impostors {
     this.scene = scene
     this.renderer = renderer
     this.stage.add(new HemisphereLight(0xeef6ff, 0x5a6a4a, 1.6), new AmbientLight(0xffffff, 0.25))
-    const sun = new DirectionalLight(0xffffff, 1.8)
-    sun.position.set(20, 60, -40)
-    this.stage.add(sun)
+    this.stage.add(this.sun)
   }
 
   /** Whether a model has its picture (false before it is made, or when it could not be). */
@@ -88,25 +91,42 @@ export class Impostors {
       const half = Math.max(size.y / 2, Math.max(size.x, size.z)) * 1.04
       const c = this.camera
       c.left = -half / 2; c.right = half / 2; c.top = half; c.bottom = -half
-      c.position.set(centre.x, centre.y, box.min.z - 10)
-      c.lookAt(centre.x, centre.y, centre.z)
       c.near = 0.01; c.far = 20 + size.z
       c.updateProjectionMatrix()
-      c.updateMatrixWorld()
-      const target = new WebGLRenderTarget(IMPOSTOR_TEXTURE_PX / 2, IMPOSTOR_TEXTURE_PX)
+      const px = IMPOSTOR_TEXTURE_PX
+      const target = new WebGLRenderTarget(px, px)
+      target.scissorTest = true
       const r = this.renderer
       const before = r.getRenderTarget()
       const clear = r.getClearColor(new Color())
       const alpha = r.getClearAlpha()
-      r.setRenderTarget(target)
       r.setClearColor(0x000000, 0)
-      r.clear()
-      r.render(this.stage, c)
+      // Members face -z: the front is seen from -z (left half), the back from +z (right half).
+      for (const [side, z] of [[0, box.min.z - 10], [1, box.max.z + 10]]) {
+        target.viewport.set(side * px / 2, 0, px / 2, px)
+        target.scissor.set(side * px / 2, 0, px / 2, px)
+        r.setRenderTarget(target)
+        r.clear()
+        // Lit alike from either side: the sun is above and behind the camera.
+        this.sun.position.set(20, 60, side === 0 ? -40 : 40)
+        c.position.set(centre.x, centre.y, z)
+        c.lookAt(centre.x, centre.y, centre.z)
+        c.updateMatrixWorld()
+        r.render(this.stage, c)
+      }
       r.setRenderTarget(before)
       r.setClearColor(clear, alpha)
       this.stage.remove(root)
       const material = new MeshBasicMaterial({ map: target.texture, alphaTest: 0.5 })
-      const sheet: Sheet = { target, material, mesh: this.mesh(material, 8), width: half, height: half * 2, bottom: centre.y - half, count: 0, capacity: 8, used: ++this.clock }
+      // Each instance shows one half of the picture: the front or the back.
+      material.onBeforeCompile = shader => {
+        shader.vertexShader = shader.vertexShader
+          .replace('#include <common>', '#include <common>\nattribute float impostorSide;')
+          .replace('#include <uv_vertex>', '#include <uv_vertex>\n#ifdef USE_MAP\nvMapUv.x = vMapUv.x * 0.5 + impostorSide * 0.5;\n#endif')
+      }
+      material.customProgramCacheKey = () => 'impostor'
+      const sides = new Float32Array(8)
+      const sheet: Sheet = { target, material, sides, mesh: this.mesh(material, sides), width: half, height: half * 2, bottom: centre.y - half, count: 0, capacity: 8, used: ++this.clock }
       this.sheets.set(key, sheet)
       this.evict()
       return true
@@ -119,8 +139,12 @@ export class Impostors {
     }
   }
 
-  private mesh (material: MeshBasicMaterial, capacity: number): InstancedMesh {
-    const m = new InstancedMesh(this.geometry, material, capacity)
+  private mesh (material: MeshBasicMaterial, sides: Float32Array): InstancedMesh {
+    const geometry: BufferGeometry = this.geometry.clone()
+    const side = new InstancedBufferAttribute(sides, 1)
+    side.setUsage(DynamicDrawUsage)
+    geometry.setAttribute('impostorSide', side)
+    const m = new InstancedMesh(geometry, material, sides.length)
     m.instanceMatrix.setUsage(DynamicDrawUsage)
     m.frustumCulled = false
     m.count = 0
@@ -128,18 +152,25 @@ export class Impostors {
     return m
   }
 
-  /** Adds a member wearing `key` at `position`, turned to face the camera at `eye`. */
-  add (key: string, position: Vector3, eye: Vector3): void {
+  /** Adds a member wearing `key` at `position`, facing `facing`, its quad turned to the camera at `eye`. */
+  add (key: string, position: Vector3, facing: Quaternion, eye: Vector3): void {
     const sh = this.sheets.get(key)
     if (sh == null) return
     if (sh.count >= sh.capacity) {
       const old = sh.mesh
       sh.capacity *= 2
-      sh.mesh = this.mesh(sh.material, sh.capacity)
+      const sides = new Float32Array(sh.capacity)
+      sides.set(sh.sides)
+      sh.sides = sides
+      sh.mesh = this.mesh(sh.material, sides)
       for (let i = 0; i < sh.count; i++) { old.getMatrixAt(i, this.matrix); sh.mesh.setMatrixAt(i, this.matrix) }
       this.scene.remove(old)
+      old.geometry.dispose()
       old.dispose()
     }
+    // The member faces -z turned by `facing`: the front shows when that points towards the camera.
+    this.ahead.set(0, 0, -1).applyQuaternion(facing)
+    sh.sides[sh.count] = this.ahead.x * (eye.x - position.x) + this.ahead.z * (eye.z - position.z) >= 0 ? 0 : 1
     this.q.setFromAxisAngle(this.up, Math.atan2(eye.x - position.x, eye.z - position.z))
     this.p.set(position.x, position.y + sh.bottom, position.z)
     this.s.set(sh.width, sh.height, 1)
@@ -159,6 +190,10 @@ export class Impostors {
         sh.mesh.instanceMatrix.clearUpdateRanges()
         sh.mesh.instanceMatrix.addUpdateRange(0, sh.count * 16)
         sh.mesh.instanceMatrix.needsUpdate = true
+        const side = sh.mesh.geometry.getAttribute('impostorSide') as InstancedBufferAttribute
+        side.clearUpdateRanges()
+        side.addUpdateRange(0, sh.count)
+        side.needsUpdate = true
       }
       drawn += sh.count
       sh.count = 0
@@ -180,6 +215,7 @@ export class Impostors {
     if (sh == null) return
     this.sheets.delete(key)
     this.scene.remove(sh.mesh)
+    sh.mesh.geometry.dispose()
     sh.mesh.dispose()
     sh.material.dispose()
     sh.target.dispose()
