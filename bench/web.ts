@@ -15,7 +15,9 @@
  *   messages handed to the page's event stream, as the peer sends them: test/helpers/crowd.ts);
  *   frame time (the time between animation frames) p50/p99/max over BENCH_WEB_CROWD_MS, each
  *   against the empty scene of the same run (measured first and again last; the ratio is to the
- *   mean of the two p50s). Target: 50 members at most 1.5x the empty scene.
+ *   mean of the two p50s). Target: 50 members at most 1.5x the empty scene. Each row says what
+ *   was drawn in its last frame: members as their own model (as many as the frame time allows),
+ *   as impostors (a picture of their model) and as capsules (near and far count all three).
  *
  * BENCH_WEB_RUNS sets the number of cold loads (default 5). CHROMIUM_PATH overrides /usr/bin/chromium.
  */
@@ -158,8 +160,8 @@ async function crowds (browser: Browser, url: string): Promise<void> {
         return out
       }, CROWD_MS)
       const p = pct(times, 0.5)
-      const stats = await page.evaluate(() => (window as any).peerverse.crowd?.() as { near: number, far: number, tags: number, calls: number } | undefined)
-      const drawn = stats == null ? '' : `; ${stats.near} near, ${stats.far} far, ${stats.tags} tags, ${stats.calls} draw calls`
+      const stats = await page.evaluate(() => (window as any).peerverse.crowd?.() as { near: number, far: number, tags: number, models?: number, impostors?: number, calls: number, triangles?: number } | undefined)
+      const drawn = stats == null ? '' : `; ${stats.near} near, ${stats.far} far, ${stats.models ?? 0} models, ${stats.impostors ?? 0} impostors, ${stats.tags} tags, ${stats.calls} draw calls, ${stats.triangles ?? 0} triangles`
       rows.push({ n, p, line: `  ${String(n).padStart(3)} members: p50 ${p.toFixed(1)}, p99 ${pct(times, 0.99).toFixed(1)}, max ${Math.max(...times).toFixed(1)} (${(1000 / p).toFixed(1)} fps, ${times.length} frames${drawn})` })
     }
     const empties = rows.filter(r => r.n === 0).map(r => r.p)

@@ -3,7 +3,9 @@
  * and made-up members handed to the page's event stream as the peer would send their presence
  * (test/helpers/crowd.ts). With a crowd in view: at most MAX_TAGS name tags are shown, the nearest
  * first, and no two shown tags' screen rectangles overlap; the count beside the space, the people
- * list's count and its rows agree as members come and go. Saves test/screenshots/crowd.png.
+ * list's count and its rows agree as members come and go; members beyond the few nearest drawn as
+ * their own model are impostors (a picture of their model), with one draw call per model worn.
+ * Saves test/screenshots/crowd.png.
  */
 import { describe, it, before, after } from 'node:test'
 import assert from 'node:assert/strict'
@@ -13,7 +15,8 @@ import { join } from 'node:path'
 import { chromium, type Browser, type Page } from 'playwright-core'
 import { PeerSet, ROOT, type CliPeer } from '../helpers/cli-peer.ts'
 import { CROWD_SEND_HZ, crowdInitScript } from '../helpers/crowd.ts'
-import { MAX_TAGS, TAG_MAX_DISTANCE } from '../../web/src/crowd.ts'
+import { IMPOSTOR_LOAD_DISTANCE, MAX_DETAILED_AVATARS, MAX_TAGS, TAG_MAX_DISTANCE } from '../../web/src/crowd.ts'
+import { MIN_DETAILED_AVATARS } from '../../web/src/governor.ts'
 
 const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium'
 const SHOTS = join(ROOT, 'test/screenshots')
@@ -107,6 +110,31 @@ describe('crowds in the browser client', { timeout: 180_000, skip: existsSync(CH
     assert.ok(stats.far > 0 && stats.near > 0, `near and far bodies both drawn (${JSON.stringify(stats)})`)
     await mkdir(SHOTS, { recursive: true })
     await page.screenshot({ path: join(SHOTS, 'crowd.png') })
+  })
+
+  it('members beyond the few drawn as their own model are impostors of their avatar; the nearest are their model', async () => {
+    // The wide crowd of the test before is still there.
+    const n = 80
+    await page.waitForFunction(([k, far]) => {
+      const p = (window as any).peerverse
+      const s = p.crowd()
+      const inView = p.avatars().filter((x: { detail: string, distance: number }) => x.detail !== 'hidden' && x.distance <= far)
+      return p.avatars().length === k && s.models > 0 && s.models === s.detailLimit && inView.every((x: { loaded: boolean, impostor: boolean }) => x.loaded || x.impostor)
+    }, [n, IMPOSTOR_LOAD_DISTANCE] as const, { timeout: 60_000 })
+    const { list, stats } = await page.evaluate(() => ({ list: (window as any).peerverse.avatars(), stats: (window as any).peerverse.crowd() })) as { list: Array<{ did: string, detail: string, distance: number, loaded: boolean, impostor: boolean, model: string }>, stats: { models: number, impostors: number, detailLimit: number, calls: number } }
+    const inView = list.filter(x => x.detail !== 'hidden').sort((x, y) => x.distance - y.distance)
+    const models = inView.filter(x => x.loaded)
+    const impostors = inView.filter(x => x.impostor)
+    assert.ok(models.length >= MIN_DETAILED_AVATARS && models.length <= MAX_DETAILED_AVATARS, `${models.length} models`)
+    assert.equal(models.length, stats.models)
+    assert.equal(impostors.length, stats.impostors)
+    assert.ok(impostors.length >= inView.length - models.length - inView.filter(x => x.distance > IMPOSTOR_LOAD_DISTANCE).length, `${impostors.length} impostors of ${inView.length} in view`)
+    assert.ok(models.every(x => !x.impostor), 'a member is a model or an impostor, not both')
+    // The nearest in view are the models.
+    assert.deepEqual(inView.slice(0, models.length).map(x => x.did), models.map(x => x.did))
+    for (const x of impostors) assert.ok(x.model !== '', `${x.did} wears a model`)
+    // One draw per model worn, not per member: the draw calls stay far below the members in view.
+    assert.ok(stats.calls < inView.length / 2, `${stats.calls} draw calls for ${inView.length} members in view`)
   })
 
   it('a tight cluster hides the tags that would overlap', async () => {

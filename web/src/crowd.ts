@@ -11,15 +11,22 @@
  *   their own model (their avatar CID, or a default avatar chosen from their did: avatars/), animated
  *   from how fast they are drawn moving; everyone else stays an instance. A member's capsule stands
  *   in while their model loads, and stays when it fails (the named reason in the tag's title; the
- *   member's place among the detailed goes to the next nearest).
+ *   member's place among the detailed goes to the next nearest). How many are detailed follows the
+ *   measured frame time (governor.ts: fewer when frames are slow, between MIN_DETAILED_AVATARS and
+ *   MAX_DETAILED_AVATARS).
+ * - Impostors: every other member in view whose model is in is drawn as a picture of that model on
+ *   a quad facing the camera, one draw call per model worn (impostors.ts); the capsule stands in
+ *   until the model's picture is made, and for everyone when there is no renderer.
  * Nothing is allocated per frame beyond the interpolated samples.
  */
 import {
   BoxGeometry, CapsuleGeometry, Color, Frustum, InstancedMesh, Matrix4, MeshLambertMaterial,
-  type Object3D, type PerspectiveCamera, Quaternion, type Scene, Sphere, Vector3, DynamicDrawUsage, type BufferGeometry, type Material
+  type Object3D, type PerspectiveCamera, type WebGLRenderer, Quaternion, type Scene, Sphere, Vector3, DynamicDrawUsage, type BufferGeometry, type Material
 } from 'three'
 import { Track, type Quat, type Vec3 } from './interp.ts'
 import type { AnimationState } from './avatars/animate.ts'
+import { DetailGovernor } from './governor.ts'
+import { Impostors } from './impostors.ts'
 
 /** Name tags shown at once (the nearest members whose tags do not overlap). */
 export const MAX_TAGS = 12
@@ -39,6 +46,8 @@ export const TAG_GAP_PX = 2
 export const MAX_DETAILED_AVATARS = 12
 /** A model no longer drawn in detail is kept this long (ms) before it is freed, in case it returns. */
 export const DETAIL_KEEP_MS = 5000
+/** Members within this distance (metres) have their model loaded for their impostor. */
+export const IMPOSTOR_LOAD_DISTANCE = 60
 
 /** A tag on screen: its anchor (bottom middle) and size, in pixels. */
 interface Rect { sx: number, sy: number, tagW: number, tagH: number }
@@ -98,8 +107,10 @@ export interface AvatarView {
   detail: 'near' | 'far' | 'hidden'
   /** The avatar worn: its CID, or the name of the default avatar. */
   model: string
-  /** Drawn as its own model (not the stand-in capsule). */
+  /** Drawn as its own model now (not the stand-in capsule nor an impostor). */
   loaded: boolean
+  /** Drawn as a picture of its model (an impostor), not as the model nor the capsule. */
+  impostor: boolean
   animation: AnimationState
   /** Why the model could not be shown (`Name: message`). */
   error?: string
@@ -134,6 +145,9 @@ interface Avatar {
   instKey?: string
   detailed: boolean
   detailedAt: number
+  /** Drawn as its own model in the last frame; drawn as a picture of its model (an impostor). */
+  shown: boolean
+  impostor: boolean
   anim: 'idle' | 'walk'
   /** Horizontal speed as drawn (m/s, smoothed), from the last drawn position. */
   speed: number
@@ -216,8 +230,15 @@ export class Crowd {
   private readonly placed: Avatar[] = []
   private readonly measure: Avatar[] = []
   private readonly detail: Avatar[] = []
-  /** Bodies (near counts models too), models and tags drawn in the last frame (for the benchmark and tests). */
-  readonly last = { near: 0, far: 0, tags: 0, models: 0 }
+  /**
+   * Bodies (near and far count models and impostors too), models, impostors and tags drawn in the
+   * last frame, and the governor's limit of detailed models (for the benchmark and tests).
+   */
+  readonly last = { near: 0, far: 0, tags: 0, models: 0, impostors: 0, detailLimit: MAX_DETAILED_AVATARS }
+  private readonly governor = new DetailGovernor(MAX_DETAILED_AVATARS)
+  private readonly impostors?: Impostors
+  /** Members that would be detailed with no limit, in the last frame. */
+  private wanted = 0
 
   private readonly labels: HTMLElement
   private readonly scene: Scene
@@ -225,11 +246,12 @@ export class Crowd {
   private now = 0
   private dt = 0
 
-  /** Without a source of models, every member stays an instance. */
-  constructor (scene: Scene, labels: HTMLElement, models?: AvatarModelSource) {
+  /** Without a source of models, every member stays an instance; without a renderer, no impostors. */
+  constructor (scene: Scene, labels: HTMLElement, models?: AvatarModelSource, renderer?: WebGLRenderer) {
     this.labels = labels
     this.scene = scene
     this.models = models
+    if (models != null && renderer != null) this.impostors = new Impostors(scene, renderer)
     const bodyNear = new CapsuleGeometry(0.3, 1.0, 4, 12).translate(0, 0.8, 0)
     const bodyFar = new CapsuleGeometry(0.3, 1.0, 1, 6).translate(0, 0.8, 0)
     const visor = new BoxGeometry(0.36, 0.12, 0.12).translate(0, 1.35, -0.26)
@@ -250,7 +272,7 @@ export class Crowd {
       label.dataset.did = m.did
       label.style.display = 'none'
       this.labels.append(label)
-      a = { did: m.did, name: '', track: new Track(), color: didColor(m.did), position: new Vector3(), quaternion: new Quaternion(), label, tagW: 0, tagH: 0, tagShown: false, displayed: false, keep: false, tagState: 'out', tagX: NaN, tagY: NaN, dist: 0, sx: 0, sy: 0, model: this.modelOf(m.did, m.avatar), detailed: false, detailedAt: 0, anim: 'idle', speed: 0, px: NaN, pz: NaN }
+      a = { did: m.did, name: '', track: new Track(), color: didColor(m.did), position: new Vector3(), quaternion: new Quaternion(), label, tagW: 0, tagH: 0, tagShown: false, displayed: false, keep: false, tagState: 'out', tagX: NaN, tagY: NaN, dist: 0, sx: 0, sy: 0, model: this.modelOf(m.did, m.avatar), detailed: false, detailedAt: 0, shown: false, impostor: false, anim: 'idle', speed: 0, px: NaN, pz: NaN }
       this.avatars.set(m.did, a)
       if (this.avatars.size > this.capacity) {
         while (this.capacity < this.avatars.size) this.capacity *= 2
@@ -301,6 +323,7 @@ export class Crowd {
   /** Moves every member to where it is drawn now (ms, our clock). */
   advance (now: number): void {
     const dt = this.now === 0 ? 0 : Math.min(0.25, Math.max(0, (now - this.now) / 1000))
+    if (this.now !== 0) this.last.detailLimit = this.governor.frame(now - this.now, now, this.wanted)
     this.now = now
     this.dt = dt
     for (const a of this.avatars.values()) {
@@ -324,10 +347,20 @@ export class Crowd {
     let near = 0
     let far = 0
     let models = 0
+    let impostors = 0
     this.pickDetailed(camera)
     for (const a of this.avatars.values()) {
-      if (this.showModel(a)) { near++; models++; continue }
+      a.impostor = false
+      a.shown = this.showModel(a)
+      if (a.shown) { near++; models++; continue }
       if (a.dist === Infinity) continue
+      if (this.showImpostor(a, camera)) {
+        a.impostor = true
+        impostors++
+        if (a.dist <= DETAIL_DISTANCE) near++
+        else far++
+        continue
+      }
       this.matrix.compose(a.position, a.quaternion, this.unit)
       if (a.dist <= DETAIL_DISTANCE) {
         for (const p of this.near) p.add(this.matrix, a.color)
@@ -338,12 +371,14 @@ export class Crowd {
       }
     }
     for (const p of this.parts) p.flush()
+    this.impostors?.flush()
     this.last.near = near
     this.last.far = far
     this.last.models = models
+    this.last.impostors = impostors
   }
 
-  /** Distances and culling for this frame; marks the nearest MAX_DETAILED_AVATARS in view within DETAIL_DISTANCE. */
+  /** Distances and culling for this frame; marks the nearest (the governor's limit) in view within DETAIL_DISTANCE. */
   private pickDetailed (camera: PerspectiveCamera): void {
     const d = this.detail
     d.length = 0
@@ -362,8 +397,25 @@ export class Crowd {
       }
       d.push(a)
     }
-    if (d.length > MAX_DETAILED_AVATARS) d.sort((x, y) => x.dist - y.dist)
-    for (let i = 0; i < d.length && i < MAX_DETAILED_AVATARS; i++) { d[i].detailed = true; d[i].detailedAt = this.now }
+    const limit = this.governor.limit
+    this.wanted = Math.min(d.length, MAX_DETAILED_AVATARS)
+    if (d.length > limit) d.sort((x, y) => x.dist - y.dist)
+    for (let i = 0; i < d.length && i < limit; i++) { d[i].detailed = true; d[i].detailedAt = this.now }
+  }
+
+  /** Draws a member as the picture of its model when the model is in (its load asked for when near enough). */
+  private showImpostor (a: Avatar, camera: PerspectiveCamera): boolean {
+    const models = this.models
+    const imp = this.impostors
+    if (models == null || imp == null) return false
+    const key = a.model.key
+    if (!imp.has(key)) {
+      const e = a.dist <= IMPOSTOR_LOAD_DISTANCE ? models.request(key) : models.peek(key)
+      if (e?.state !== 'ready') return false
+      if (!imp.snapshot(key, () => models.instance(key), body => { models.release(key, body as AvatarBody) })) return false
+    }
+    imp.add(key, a.position, a.quaternion, camera.position)
+    return true
   }
 
   /** Draws a member as its model when it is detailed and the model is in; false to draw the capsule. */
@@ -461,8 +513,9 @@ export class Crowd {
       distance: a.dist,
       detail: a.dist === Infinity ? 'hidden' as const : a.dist <= DETAIL_DISTANCE ? 'near' as const : 'far' as const,
       model: a.model.name,
-      loaded: a.inst != null,
-      animation: a.inst != null ? a.anim : 'none' as const,
+      loaded: a.shown,
+      impostor: a.impostor,
+      animation: a.shown ? a.anim : 'none' as const,
       ...(a.error != null ? { error: a.error } : {})
     }))
   }
@@ -470,6 +523,7 @@ export class Crowd {
   dispose (): void {
     this.clear()
     for (const p of this.parts) p.dispose()
+    this.impostors?.dispose()
     this.models?.dispose()
   }
 }

@@ -104,7 +104,7 @@ export class View {
     this.camera.rotation.order = 'YXZ'
     this.models = new ModelLoader({ token, renderer })
     this.setGrid(this.grid)
-    this.crowd = new Crowd(this.scene, labels, avatars?.(this.models))
+    this.crowd = new Crowd(this.scene, labels, avatars?.(this.models), renderer ?? undefined)
   }
 
   start (): void {
@@ -462,8 +462,8 @@ export class View {
     return this.crowd.list()
   }
 
-  /** Bodies drawn near and far, tags shown, and the renderer's draw calls, in the last frame. */
-  crowdStats (): { members: number, near: number, far: number, tags: number, models: number, calls: number, triangles: number } {
+  /** Bodies drawn near and far (models and impostors among them), tags shown, the limit of detailed models, and the renderer's draw calls, in the last frame. */
+  crowdStats (): { members: number, near: number, far: number, tags: number, models: number, impostors: number, detailLimit: number, calls: number, triangles: number } {
     const info = this.renderer?.info.render
     return { members: this.crowd.size, ...this.crowd.last, calls: info?.calls ?? 0, triangles: info?.triangles ?? 0 }
   }
