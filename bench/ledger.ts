@@ -523,9 +523,9 @@ async function main (runRows: Row[]): Promise<void> {
       // BENCH_TRACE=1: validator 0's mempool and back-pressure readings every 250 ms, on stderr.
       const trace = process.env.BENCH_TRACE === '1'
         ? setInterval(() => {
-          void api<{ height: number, mempool: number, backlog: { txs: number, unchecked: number, waitMs: number, pace: number | null }, gossipRefused: Record<string, number> }>(vals[0], 'GET', '/api/v0/ledger/status').then(r => {
+          void api<{ height: number, mempool: number, backlog: { txs: number, unchecked: number, uncheckedWaitMs: number, waitMs: number }, gossipRefused: Record<string, number> }>(vals[0], 'GET', '/api/v0/ledger/status').then(r => {
             const b = r.body
-            progress(`trace t=${fmt(performance.now() - step.start)} h=${b.height} mempool=${b.mempool} ready=${b.backlog?.txs} unchecked=${b.backlog?.unchecked} wait=${b.backlog?.waitMs} pace=${b.backlog?.pace} held=${held.length} peers' refused ${JSON.stringify(b.gossipRefused)}`)
+            progress(`trace t=${fmt(performance.now() - step.start)} h=${b.height} mempool=${b.mempool} ready=${b.backlog?.txs} unchecked=${b.backlog?.unchecked}/${b.backlog?.uncheckedWaitMs}ms wait=${b.backlog?.waitMs} held=${held.length} peers' refused ${JSON.stringify(b.gossipRefused)}`)
           }, () => {})
         }, 250)
         : undefined

@@ -85,7 +85,7 @@ export abstract class LedgerIntake extends LedgerView {
    * longer pay, a nonce gap that waited too long).
    */
   protected settleMempool (included: Set<string>): void {
-    for (const tx of this.mempool.prune(s => this.nextNonce(s), Date.now(), included.size)) {
+    for (const tx of this.mempool.prune(s => this.nextNonce(s))) {
       if (!included.has(tx.id)) this.book.reject(tx.id, new StaleNonceError(`nonce ${tx.payload.nonce} of ${tx.sender} was used by another transaction, committed at height ${this.state.height}`))
     }
     for (const tx of this.mempool.recheck(s => this.nextNonce(s), s => this.balanceOf(s))) {
@@ -96,8 +96,8 @@ export abstract class LedgerIntake extends LedgerView {
     }
   }
 
-  /** Peers' transactions received and not checked yet (counted as work ahead on submission). */
-  protected uncheckedTxs (): number { return 0 }
+  /** Peers' transactions received and not checked yet, and how long the oldest has waited (ms): read on submission (mempool.ts). */
+  protected unchecked (): { unchecked: number, uncheckedWaitMs: number } { return { unchecked: 0, uncheckedWaitMs: 0 } }
 
   /** Whether `did` is one of the validators of the height being decided. */
   protected validates (did: string): boolean { return this.state.validators.some(v => v.id === did) }
@@ -157,7 +157,7 @@ export abstract class LedgerIntake extends LedgerView {
       }
       if (this.halt.halted) { results.push(this.halt.error()); continue }
       try {
-        const tx = this.mempool.add(bytes, s => this.nextNonce(s), s => this.balanceOf(s), Date.now(), { submitted: true, unchecked: this.uncheckedTxs() })
+        const tx = this.mempool.add(bytes, s => this.nextNonce(s), s => this.balanceOf(s), Date.now(), { submitted: true, ...this.unchecked() })
         accepted.push(tx)
         results.push(tx)
       } catch (err) {

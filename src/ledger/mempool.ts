@@ -17,17 +17,22 @@
  *
  * Back-pressure, on the time a transaction waits rather than on a count (CoDel's lesson: bound the
  * queue's delay, not its length). A transaction submitted here (not one relayed by a peer) is
- * refused with MempoolFullError while a transaction a block could take now (each sender's run of
- * nonces from its next one; one waiting for a missing nonce is not work ahead, and must not shut
- * out everyone else) has waited here longer than MEMPOOL_MAX_WAIT_MS, or once the pool holds
- * MEMPOOL_BACKLOG_BLOCKS blocks' worth (by count or bytes) of such transactions, unless it pays
- * more than the cheapest one waiting. The wait is what a user feels, and it counts every queue
- * on the way to a block (a proposer's unchecked inbox, a slow disk, a loaded machine), which a
- * count cannot: past what the chain commits, the chain refuses at once, whatever its throughput
- * on this machine, and what it accepts is in one of the next blocks. A sender told "full" can try
- * again or pay more (CometBFT refuses with "mempool is full" past its size and max_txs_bytes; a
- * fee market is the price of a place). Peers' transactions are taken up to the larger
- * MAX_MEMPOOL_TXS / MAX_MEMPOOL_BYTES, so what another validator accepted still reaches every
+ * refused with MempoolFullError, unless it pays more than the cheapest one waiting:
+ * - while one submitted here, which a block could take now (each sender's run of nonces from its
+ *   next one: one waiting for a missing nonce is its sender's doing, and must not shut out
+ *   everyone else) and which a committed block passed over, has waited longer than
+ *   MEMPOOL_MAX_WAIT_MS: what this peer accepted is not getting into blocks in time, whatever the
+ *   reason (a loaded machine, a slow disk, proposers that have not checked it yet);
+ * - while peers' transactions have waited here unchecked longer than UNCHECKED_MAX_WAIT_MS: this
+ *   peer cannot keep up with checking what the others accept, and they, under the same load,
+ *   cannot keep up with what it accepts;
+ * - past one full block of such transactions (MEMPOOL_BACKLOG_BLOCKS, by count or bytes), so a burst
+ *   accepted at once is at most the next block.
+ * So past what the chain commits the chain refuses at once, whatever its throughput on this
+ * machine, and what it accepts is in one of the next blocks. A sender told "full" tries again after
+ * the next block or pays more (CometBFT refuses with "mempool is full" past its size and
+ * max_txs_bytes; a fee market is the price of a place). Peers' transactions are taken up to the
+ * larger MAX_MEMPOOL_TXS / MAX_MEMPOOL_BYTES, so what another validator accepted still reaches every
  * proposer.
  */
 import { InsufficientFundsError, NonceGapError } from './state.ts'
@@ -52,16 +57,23 @@ export const MAX_BACKLOG_TXS = MEMPOOL_BACKLOG_BLOCKS * MAX_TXS_PER_BLOCK
 /** Bytes waiting past which a submission is refused: MEMPOOL_BACKLOG_BLOCKS full blocks by bytes. */
 export const MAX_BACKLOG_BYTES = MEMPOOL_BACKLOG_BLOCKS * MAX_BLOCK_TX_BYTES
 /**
- * A submission is refused (MempoolFullError) while a transaction a block could take now has waited
- * longer than this since it came: the chain is behind. Above a height's time at full load (a
- * transaction that just missed a proposal waits out that height), below the second a payment
- * should take to be final.
+ * A submission is refused (MempoolFullError) while one submitted here that a block could take and
+ * a committed block passed over has waited longer than this: the chain is behind. Above two
+ * heights' time at full load and the way to the proposer (a transaction that reached it just
+ * after its proposal waits out that height and the next), below the second a payment should take
+ * to be final.
  */
-export const MEMPOOL_MAX_WAIT_MS = 400
-/** How long the oldest ready transaction's wait, once measured (O(senders)), is reused for admission. */
+export const MEMPOOL_MAX_WAIT_MS = 600
+/**
+ * A transaction counts as passed over by a block only if it came this long (ms) before the
+ * previous commit: what came later may not have reached the proposer before it built the block
+ * (a batch waits up to TX_BATCH_INTERVAL_MS, 50 ms, to go out, and is then checked there).
+ */
+export const PASSED_OVER_MARGIN_MS = 100
+/** A submission is refused (MempoolFullError) while peers' transactions have waited this long unchecked (AddOptions.uncheckedWaitMs). */
+export const UNCHECKED_MAX_WAIT_MS = 200
+/** How long the oldest wait, once measured (O(senders)), is reused for admission. */
 export const WAIT_MEASURE_MS = 10
-/** The chain's measured pace (see `pace`) is forgotten after this long with no block that passed a transaction over. */
-export const PACE_FORGET_MS = 10_000
 /** Transactions held at most (peers' included). */
 export const MAX_MEMPOOL_TXS = 20_000
 /** Bytes of transactions held at most. */
@@ -117,6 +129,8 @@ export interface AddOptions {
    * ahead, so a node that cannot keep up with checking refuses rather than hides a queue.
    */
   unchecked?: number
+  /** How long (ms) the oldest of them has waited (see UNCHECKED_MAX_WAIT_MS). */
+  uncheckedWaitMs?: number
 }
 
 export class Mempool {
@@ -131,13 +145,8 @@ export class Mempool {
   private waitMeasured = { at: -Infinity, ms: 0 }
   /** When the last block was committed (`prune`): only a transaction that came before it was passed over. */
   private lastCommitAt = -Infinity
-  /**
-   * Transactions a second the chain commits when it cannot take all that waits (measured over
-   * heights that passed a ready transaction over), or undefined while it keeps up. With it, the
-   * work ahead is a wait: backlog / pace.
-   */
-  private measuredPace?: number
-  private lastBehindAt = -Infinity
+  /** Transactions submitted here (not relayed by a peer): their wait is what back-pressure reads. */
+  private readonly own = new Set<string>()
   /** `cheapest()` as last found, or false once the pool changed. */
   private cheapestKept: Tx | undefined | false = false
   private bytes = 0
@@ -192,15 +201,14 @@ export class Mempool {
     const backlog = this.backlog(nextNonce)
     backlog.txs += options.unchecked ?? 0
     const waited = options.submitted === true && same == null ? this.oldestWait(nextNonce, now) : 0
-    // The wait ahead of this one, at the pace the chain commits when behind.
-    const ahead = this.measuredPace == null ? 0 : (backlog.txs + 1) / this.measuredPace * 1000
-    if (options.submitted === true && same == null && (waited > MEMPOOL_MAX_WAIT_MS || ahead > MEMPOOL_MAX_WAIT_MS || backlog.txs >= MAX_BACKLOG_TXS || backlog.bytes + bytes.length > MAX_BACKLOG_BYTES)) {
+    const unchecked = options.uncheckedWaitMs ?? 0
+    if (options.submitted === true && same == null && (waited > MEMPOOL_MAX_WAIT_MS || unchecked > UNCHECKED_MAX_WAIT_MS || backlog.txs >= MAX_BACKLOG_TXS || backlog.bytes + bytes.length > MAX_BACKLOG_BYTES)) {
       // A place in the next blocks goes to a higher fee only: the cheapest waiting one makes room.
       const cheapest = this.cheapest()
       const why = waited > MEMPOOL_MAX_WAIT_MS
-        ? `a transaction ready for a block has waited ${Math.round(waited)} ms, over ${MEMPOOL_MAX_WAIT_MS}`
-        : ahead > MEMPOOL_MAX_WAIT_MS
-          ? `${backlog.txs} transactions wait, ${Math.round(ahead)} ms at the ${Math.round(this.measuredPace!)} a second the chain commits, over ${MEMPOOL_MAX_WAIT_MS}`
+        ? `a transaction submitted here and ready for a block has waited ${Math.round(waited)} ms, over ${MEMPOOL_MAX_WAIT_MS}`
+        : unchecked > UNCHECKED_MAX_WAIT_MS
+          ? `peers' transactions have waited ${Math.round(unchecked)} ms to be checked, over ${UNCHECKED_MAX_WAIT_MS}`
           : `${backlog.txs} transactions, ${backlog.bytes} bytes wait for the next blocks`
       if (cheapest == null || cheapest.payload.fee >= tx.payload.fee) throw new MempoolFullError(`the chain is at capacity (${why}); try again after the next block, or pay a fee above ${cheapest?.payload.fee ?? 0n}`)
       this.remove(cheapest.id)
@@ -222,6 +230,7 @@ export class Mempool {
     this.byId.set(tx.id, tx)
     this.arrived.set(tx.id, now)
     this.order.set(tx.id, this.arrivals++)
+    if (options.submitted === true) this.own.add(tx.id)
     this.cheapestKept = false
     this.bytes += bytes.length
     // It extends its sender's run (and joins the ones that waited for it) only if it is the run's next nonce.
@@ -248,20 +257,20 @@ export class Mempool {
   }
 
   /**
-   * How long (ms) the transaction that has waited longest among those a block could take now (each
-   * sender's next one) and that a committed block passed over (it came before the last commit)
-   * has waited, at `now`. A chain that commits nothing (a peer cut off from the validators) has
-   * passed nothing over: its transactions wait as pending, and count only toward the backlog's
-   * size. O(senders): measured at most every WAIT_MEASURE_MS (a removal measures again).
+   * How long (ms) the transaction that has waited longest among those submitted here that a block
+   * could take now (each sender's next one) and that a committed block passed over (it came before
+   * the last commit) has waited, at `now`. A chain that commits nothing (a peer cut off from the
+   * validators) has passed nothing over: its transactions wait as pending, and count only toward
+   * the backlog's size. O(senders): measured at most every WAIT_MEASURE_MS (a removal measures again).
    */
   oldestWait (nextNonce: (sender: string) => number, now = Date.now()): number {
     if (now - this.waitMeasured.at < WAIT_MEASURE_MS && now >= this.waitMeasured.at) return this.waitMeasured.ms + (now - this.waitMeasured.at)
     let oldest = now
     for (const [sender, mine] of this.bySender) {
       const head = mine.get(nextNonce(sender))
-      if (head == null) continue
+      if (head == null || !this.own.has(head.id)) continue
       const at = this.arrived.get(head.id) ?? now
-      if (at < oldest && at < this.lastCommitAt) oldest = at
+      if (at < oldest && at < this.lastCommitAt - PASSED_OVER_MARGIN_MS) oldest = at
     }
     this.waitMeasured = { at: now, ms: now - oldest }
     return now - oldest
@@ -312,47 +321,26 @@ export class Mempool {
     this.byId.delete(id)
     this.arrived.delete(id)
     this.order.delete(id)
+    this.own.delete(id)
     this.bytes -= tx.bytes.length
     const mine = this.bySender.get(tx.sender)
     mine?.delete(tx.payload.nonce)
     if (mine?.size === 0) this.bySender.delete(tx.sender)
   }
 
-  /**
-   * After a commit of `committed` transactions (at `now`): drops what the block made stale
-   * (included, or nonce now used); returns what it dropped. A block that passed over a ready
-   * transaction that came before the previous commit (the chain is behind) measures the chain's
-   * pace: its transactions over the time since the previous commit (smoothed over such heights).
-   */
-  prune (nextNonce: (sender: string) => number, now = Date.now(), committed = 0): Tx[] {
+  /** After a commit (at `now`): drops what the block made stale (included, or nonce now used); returns what it dropped. */
+  prune (nextNonce: (sender: string) => number, now = Date.now()): Tx[] {
     // A commit moves senders' next nonces: what a block could take is counted again.
     this.readyStale = true
     this.waitMeasured.at = -Infinity
-    const previous = this.lastCommitAt
+    this.lastCommitAt = now
     const out: Tx[] = []
-    let passedOver = false
     for (const [sender, mine] of this.bySender) {
       const next = nextNonce(sender)
       for (const [nonce, tx] of mine) if (nonce < next) { out.push(tx); this.remove(tx.id) }
-      const head = mine.get(next)
-      if (head != null && (this.arrived.get(head.id) ?? now) < previous) passedOver = true
     }
-    const span = now - previous
-    // An empty block says nothing of the pace (a proposer that held none of what waits here).
-    if (Number.isFinite(span) && span > 0 && committed > 0) {
-      const pace = committed / span * 1000
-      if (passedOver) {
-        this.measuredPace = this.measuredPace == null ? pace : (this.measuredPace + pace) / 2
-        this.lastBehindAt = now
-      }
-    }
-    if (now - this.lastBehindAt > PACE_FORGET_MS) this.measuredPace = undefined
-    this.lastCommitAt = now
     return out
   }
-
-  /** The chain's pace when behind, in transactions a second (undefined while it keeps up). */
-  get pace (): number | undefined { return this.measuredPace }
 
   /**
    * Drops what has waited longer than `lifetimeMs` for a missing earlier nonce of its sender;

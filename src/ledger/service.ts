@@ -163,7 +163,7 @@ export class LedgerService extends LedgerIntake {
       validators: this.state.validators,
       validator: this.isValidator,
       mempool: this.mempool.size,
-      backlog: { ...this.mempool.backlog(s => this.nextNonce(s)), unchecked: this.txs.inboxSize, waitMs: Math.round(this.mempool.oldestWait(s => this.nextNonce(s))), pace: this.mempool.pace == null ? null : Math.round(this.mempool.pace) },
+      backlog: { ...this.mempool.backlog(s => this.nextNonce(s)), unchecked: this.txs.inboxSize, uncheckedWaitMs: Math.round(this.txs.inboxWaitMs()), waitMs: Math.round(this.mempool.oldestWait(s => this.nextNonce(s))) },
       consensusReceived: { ...this.consensusReceived },
       halted: this.halt.info == null ? null : { ...this.halt.info },
       pendingOwn: this.book.pendingCount,
@@ -577,7 +577,7 @@ export class LedgerService extends LedgerIntake {
 
   protected send (bytes: Uint8Array): void { this.txs.send(bytes) }
 
-  protected uncheckedTxs (): number { return this.txs.inboxSize }
+  protected unchecked (): { unchecked: number, uncheckedWaitMs: number } { return { unchecked: this.txs.inboxSize, uncheckedWaitMs: this.txs.inboxWaitMs() } }
 
   protected onTxs (): void { this.waitingForTxs?.onTx() }
 

@@ -57,6 +57,8 @@ export class TxChannel {
   private started = false
   /** Peers' transactions waiting to be checked, from inboxHead on (see TX_CHECK_SLICE_MS). */
   private inbox: Uint8Array[] = []
+  /** When each inbox entry came (performance.now()). */
+  private inboxAt: number[] = []
   private inboxHead = 0
   private inboxTimer?: ReturnType<typeof setImmediate>
   /** Our transactions waiting to go as one batch (see TX_BATCH_INTERVAL_MS). */
@@ -91,6 +93,7 @@ export class TxChannel {
     if (this.inboxTimer != null) clearImmediate(this.inboxTimer)
     this.inboxTimer = undefined
     this.inbox = []
+    this.inboxAt = []
     this.inboxHead = 0
   }
 
@@ -101,6 +104,11 @@ export class TxChannel {
 
   /** Peers' transactions waiting to be checked. */
   get inboxSize (): number { return this.inbox.length - this.inboxHead }
+
+  /** How long (ms) the oldest transaction in the inbox has waited to be checked; 0 when it is empty. */
+  inboxWaitMs (now = performance.now()): number {
+    return this.inboxHead < this.inbox.length ? now - this.inboxAt[this.inboxHead] : 0
+  }
 
   /** Queues one of our transactions for the next batch. */
   send (bytes: Uint8Array): void {
@@ -160,7 +168,8 @@ export class TxChannel {
       log('transaction inbox full: dropped a batch of %d', txs.length)
       return true
     }
-    for (const t of txs) this.inbox.push(t)
+    const at = performance.now()
+    for (const t of txs) { this.inbox.push(t); this.inboxAt.push(at) }
     this.inboxTimer ??= setImmediate(() => { this.checkInbox() })
     return true
   }
@@ -202,9 +211,10 @@ export class TxChannel {
     }
     if (this.inboxHead === this.inbox.length) {
       this.inbox = []
+      this.inboxAt = []
       this.inboxHead = 0
     } else {
-      if (this.inboxHead > 4096) { this.inbox = this.inbox.slice(this.inboxHead); this.inboxHead = 0 }
+      if (this.inboxHead > 4096) { this.inbox = this.inbox.slice(this.inboxHead); this.inboxAt = this.inboxAt.slice(this.inboxHead); this.inboxHead = 0 }
       this.inboxTimer = setImmediate(() => { this.checkInbox() })
     }
     if (added > 0) this.o.onAdded()

@@ -75,10 +75,10 @@ export interface LedgerStatus {
   mempool: number
   /**
    * What back-pressure reads (mempool.ts): waiting transactions a block could take now (each
-   * sender's run from its next nonce), peers' not checked yet, how long the oldest one a block
-   * passed over has waited (ms), and the chain's pace when behind (tx/s; null while it keeps up).
+   * sender's run from its next nonce), peers' not checked yet and how long the oldest of those has
+   * waited (ms), and how long the oldest submitted here that a block passed over has waited (ms).
    */
-  backlog: { txs: number, bytes: number, unchecked: number, waitMs: number, pace: number | null }
+  backlog: { txs: number, bytes: number, unchecked: number, uncheckedWaitMs: number, waitMs: number }
   /** Consensus messages received over direct links and over gossip. */
   consensusReceived: { direct: number, gossip: number, copies: number }
   /** Why the ledger is halted (it cannot write to its store), or null while it runs. */
