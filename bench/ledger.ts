@@ -22,9 +22,12 @@
  *    validators' logged errors are printed. The load average is printed too: other work on the
  *    cores changes every figure; the validators' CPU time per committed transaction changes less.
  *    A transaction refused as MempoolFullError (the chain's back-pressure) is held by its client,
- *    with its sender's later ones behind it (so no sender skips a nonce), and offered again once
- *    its validator announces the next block, as the error says; its latency still counts from
- *    when it was first due, and "p99 acc" counts from the answer that accepted it.
+ *    with its sender's later ones behind it (so no sender skips a nonce), and offered again, alone,
+ *    once its validator announces the next block, as the error says; a client also holds its
+ *    sender's next while one request is unanswered or MAX_OUTSTANDING_PER_SENDER are accepted and
+ *    in no block yet (a wallet does not run further ahead of the chain). A held transaction's
+ *    latency still counts from when it was first due, and "p99 acc" counts from the answer that
+ *    accepted it.
  *    Each validator's per-height record (rounds, timeouts by step, the decided proposal's size
  *    and times, build and check times, mempool size; the ledger:block event) gives rounds per
  *    height per step, the share of heights with a timeout, and the slowest heights: these say
@@ -289,6 +292,19 @@ const ALREADY_IN = new Set(['DuplicateTxError'])
  * or one POST /api/v0/ledger/submit-batch for them all (the default: a gateway relaying its users'
  * transactions). Marks each accepted, or refused with the API's error name.
  */
+/**
+ * Transactions one sender's client has accepted and not yet seen in a block, at most: a wallet
+ * does not run further ahead of the chain (half the mempool's per-sender limit); the next wait
+ * with their client, their latency counting from when they were due.
+ */
+const MAX_OUTSTANDING_PER_SENDER = MAX_TXS_PER_SENDER / 2
+/** Accepted and not yet in a block, by `${step}/${from}`. */
+const outstanding = new Map<string, number>()
+const senderKey = (sent: Sent): string => `${sent.step}/${sent.from}`
+
+/** BENCH_TRACE=1: told of each transaction refused with NonceGapError (its sender has many waiting). */
+let onNonceGap: ((sent: Sent) => void) | undefined
+
 async function submit (v: Validator, group: Sent[]): Promise<void> {
   // A keep-alive socket the server closed while idle resets the next request on it: once, send again.
   const post = async <T>(path: string, body: string): Promise<{ status: number, body: T }> => {
@@ -299,7 +315,8 @@ async function submit (v: Validator, group: Sent[]): Promise<void> {
   }
   const settle = (sent: Sent, error: string | undefined): void => {
     sent.retry = false
-    if (error == null || ALREADY_IN.has(error)) { sent.accepted = true; sent.acceptedAt = performance.now() } else if (error === 'MempoolFullError') { sent.full++; sent.retry = true; sent.refusedAt = head(v) } else sent.error = error
+    if (error == null || ALREADY_IN.has(error)) { sent.accepted = true; sent.acceptedAt = performance.now(); if (sent.height == null) outstanding.set(senderKey(sent), (outstanding.get(senderKey(sent)) ?? 0) + 1) } else if (error === 'MempoolFullError') { sent.full++; sent.retry = true; sent.refusedAt = head(v) } else sent.error = error
+    if (error === 'NonceGapError') onNonceGap?.(sent)
   }
   try {
     if (SUBMIT_MODE === 'single') {
@@ -427,7 +444,10 @@ async function main (runRows: Row[]): Promise<void> {
             blockTxs.set(height, res.body.txs.length)
             for (const b64 of res.body.txs) {
               const sent = byB64.get(b64)
-              if (sent != null) sent.height = height
+              if (sent != null && sent.height == null) {
+                sent.height = height
+                if (sent.accepted) outstanding.set(senderKey(sent), (outstanding.get(senderKey(sent)) ?? 1) - 1)
+              }
             }
           } catch (err) {
             progress(`block ${height} from validator ${v.index}: ${(err as Error).message}`)
@@ -507,18 +527,39 @@ async function main (runRows: Row[]): Promise<void> {
         const out: Sent[] = []
         const still: Sent[] = []
         const blocked = new Set<number>(busy.keys())
+        // A client with MAX_OUTSTANDING_PER_SENDER accepted and not yet in a block waits for a block.
+        const room = new Map<number, number>()
+        const full = (sent: Sent): boolean => {
+          const left = room.get(sent.from) ?? MAX_OUTSTANDING_PER_SENDER - (outstanding.get(senderKey(sent)) ?? 0)
+          room.set(sent.from, left - 1)
+          return left <= 0
+        }
         for (const sent of held.sort((a, b) => a.submitted - b.submitted)) {
-          const waiting = blocked.has(sent.from) || (sent.retry === true && head(vals[sent.to]) <= (sent.refusedAt ?? 0))
+          const waiting = blocked.has(sent.from) || (sent.retry === true && head(vals[sent.to]) <= (sent.refusedAt ?? 0)) || full(sent)
           if (waiting) { blocked.add(sent.from); still.push(sent) } else out.push(sent)
+          // A refused one goes again alone: its sender's others follow once it is taken (no storm of tries).
+          if (!waiting && sent.retry === true) blocked.add(sent.from)
         }
         for (const sent of fresh) {
-          if (blocked.has(sent.from)) still.push(sent)
-          else out.push(sent)
+          if (blocked.has(sent.from) || full(sent)) { blocked.add(sent.from); still.push(sent) } else out.push(sent)
         }
         held = still
         heldSenders.clear()
         for (const sent of still) heldSenders.add(sent.from)
         return out
+      }
+      let gapsTraced = 0
+      if (process.env.BENCH_TRACE === '1') {
+        onNonceGap = sent => {
+          if (gapsTraced++ >= 3) return
+          // The sender's oldest accepted transaction no block holds yet: where is it?
+          const stuck = step.txs.find(t => t.from === sent.from && t.accepted && t.height == null)
+          if (stuck == null) return
+          const id = recordId(new Uint8Array(Buffer.from(stuck.b64, 'base64')))
+          void Promise.all(vals.map(async v => (await api<{ status?: string }>(v, 'GET', `/api/v0/ledger/tx/${id}`).catch(() => undefined))?.body?.status ?? '?')).then(st => {
+            progress(`trace gap: sender ${sent.from} (gateway v${sent.to}); its oldest accepted, accepted ${fmt(performance.now() - (stuck.acceptedAt ?? 0))} ms ago, is at v0..v3: ${st.join(' ')}`)
+          })
+        }
       }
       // BENCH_TRACE=1: validator 0's mempool and back-pressure readings every 250 ms, on stderr.
       const trace = process.env.BENCH_TRACE === '1'

@@ -49,7 +49,7 @@ export const MAX_BLOCK_TX_BYTES = 320 * 1024
 /**
  * Blocks' worth of waiting transactions past which a new submission is refused (MempoolFullError);
  * see the top. One: a burst accepted at once (a gateway's batch, clients trying again together)
- * is at most the next block, so what is accepted is in one of the next two.
+ * is at most the next block.
  */
 export const MEMPOOL_BACKLOG_BLOCKS = 1
 /** Transactions waiting past which a submission is refused: MEMPOOL_BACKLOG_BLOCKS full blocks by count. */
