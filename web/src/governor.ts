@@ -10,7 +10,7 @@ export const FRAME_BUDGET_MS = 40
 /** Frame time (ms) under which it may go up again. */
 export const FRAME_RAISE_MS = 28
 /** Members always drawn as their own model, however slow the frames (the nearest). */
-export const MIN_DETAILED_AVATARS = 2
+export const MIN_DETAILED_AVATARS = 1
 /** Time (ms) between two changes of the count, so each is measured before the next. */
 export const GOVERNOR_STEP_MS = 750
 /** Frames measured after a change before the next. */
