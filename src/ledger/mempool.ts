@@ -20,7 +20,7 @@
  * refused with MempoolFullError, unless it pays more than the cheapest one waiting:
  * - while one submitted here, which a block could take now (each sender's run of nonces from its
  *   next one: one waiting for a missing nonce is its sender's doing, and must not shut out
- *   everyone else) and which a committed block passed over, has waited longer than
+ *   everyone else) and which two committed blocks passed over, has waited longer than
  *   MEMPOOL_MAX_WAIT_MS: what this peer accepted is not getting into blocks in time, whatever the
  *   reason (a loaded machine, a slow disk, proposers that have not checked it yet);
  * - while peers' transactions have waited here unchecked longer than UNCHECKED_MAX_WAIT_MS: this
@@ -65,9 +65,11 @@ export const MAX_BACKLOG_BYTES = MEMPOOL_BACKLOG_BLOCKS * MAX_BLOCK_TX_BYTES
  */
 export const MEMPOOL_MAX_WAIT_MS = 600
 /**
- * A transaction counts as passed over by a block only if it came this long (ms) before the
- * previous commit: what came later may not have reached the proposer before it built the block
- * (a batch waits up to TX_BATCH_INTERVAL_MS, 50 ms, to go out, and is then checked there).
+ * A transaction counts as passed over only if it came this long (ms) before the commit before the
+ * last one: what came later may not have reached the proposer before it built the block (a batch
+ * waits up to TX_BATCH_INTERVAL_MS, 50 ms, to go out, and is then checked there). Two blocks, by
+ * two proposers, so one proposer that leaves transactions out (a faulty or byzantine one) does
+ * not make every peer refuse.
  */
 export const PASSED_OVER_MARGIN_MS = 100
 /** A submission is refused (MempoolFullError) while peers' transactions have waited this long unchecked (AddOptions.uncheckedWaitMs). */
@@ -143,8 +145,9 @@ export class Mempool {
   private arrivals = 0
   /** The oldest ready transaction's wait, as last measured (see WAIT_MEASURE_MS). */
   private waitMeasured = { at: -Infinity, ms: 0 }
-  /** When the last block was committed (`prune`): only a transaction that came before it was passed over. */
+  /** When the last two blocks were committed (`prune`): only a transaction that came before both was passed over. */
   private lastCommitAt = -Infinity
+  private commitBeforeAt = -Infinity
   /** Transactions submitted here (not relayed by a peer): their wait is what back-pressure reads. */
   private readonly own = new Set<string>()
   /** `cheapest()` as last found, or false once the pool changed. */
@@ -258,8 +261,8 @@ export class Mempool {
 
   /**
    * How long (ms) the transaction that has waited longest among those submitted here that a block
-   * could take now (each sender's next one) and that a committed block passed over (it came before
-   * the last commit) has waited, at `now`. A chain that commits nothing (a peer cut off from the
+   * could take now (each sender's next one) and that committed blocks passed over (it came before
+   * the last two commits) has waited, at `now`. A chain that commits nothing (a peer cut off from the
    * validators) has passed nothing over: its transactions wait as pending, and count only toward
    * the backlog's size. O(senders): measured at most every WAIT_MEASURE_MS (a removal measures again).
    */
@@ -270,7 +273,7 @@ export class Mempool {
       const head = mine.get(nextNonce(sender))
       if (head == null || !this.own.has(head.id)) continue
       const at = this.arrived.get(head.id) ?? now
-      if (at < oldest && at < this.lastCommitAt - PASSED_OVER_MARGIN_MS) oldest = at
+      if (at < oldest && at < this.commitBeforeAt - PASSED_OVER_MARGIN_MS) oldest = at
     }
     this.waitMeasured = { at: now, ms: now - oldest }
     return now - oldest
@@ -333,6 +336,7 @@ export class Mempool {
     // A commit moves senders' next nonces: what a block could take is counted again.
     this.readyStale = true
     this.waitMeasured.at = -Infinity
+    this.commitBeforeAt = this.lastCommitAt
     this.lastCommitAt = now
     const out: Tx[] = []
     for (const [sender, mine] of this.bySender) {

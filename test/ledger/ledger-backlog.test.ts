@@ -121,7 +121,9 @@ describe('mempool back-pressure', () => {
     pool.add(tiny(0, 0), next, undefined, t0, { submitted: true })
     // Nothing committed yet: the wait says nothing of the chain's pace.
     pool.add(tiny(1, 0), next, undefined, t0 + 10 * MEMPOOL_MAX_WAIT_MS, { submitted: true })
-    // A block commits and passes both over (another sender's took its place).
+    // Two blocks commit and pass them over (others' took their places); one block alone is not enough.
+    pool.prune(next, t0 + 10 * MEMPOOL_MAX_WAIT_MS + 1)
+    assert.equal(pool.oldestWait(next, t0 + 10 * MEMPOOL_MAX_WAIT_MS + 2), 0)
     pool.prune(next, t0 + 10 * MEMPOOL_MAX_WAIT_MS + 1)
     const late = t0 + 10 * MEMPOOL_MAX_WAIT_MS + 2
     assert.ok(pool.oldestWait(next, late) > MEMPOOL_MAX_WAIT_MS)
@@ -138,7 +140,9 @@ describe('mempool back-pressure', () => {
     pool2.add(tiny(0, 0), next, undefined, t0, { submitted: true })
     // Committed just after it came: it may not have reached the proposer yet, so it was not passed over.
     pool2.prune(next, t0 + PASSED_OVER_MARGIN_MS)
+    pool2.prune(next, t0 + PASSED_OVER_MARGIN_MS)
     assert.equal(pool2.oldestWait(next, t0 + 10 * MEMPOOL_MAX_WAIT_MS), 0)
+    pool2.prune(next, t0 + PASSED_OVER_MARGIN_MS + 1)
     pool2.prune(next, t0 + PASSED_OVER_MARGIN_MS + 1)
     // At the limit exactly it is not over; past it, it is.
     pool2.add(tiny(5, 0), next, undefined, t0 + MEMPOOL_MAX_WAIT_MS, { submitted: true })

@@ -71,7 +71,16 @@ async function load (vals: CliPeer[], count: number, pauseMs = 0): Promise<strin
   const ids: string[] = []
   for (let i = 0; i < count; i++) {
     const tx = await signTx(faucetKey(id), { chain: id, nonce: nonce++, fee: 1n, kind: 'transfer', to: vals[i % vals.length].ready.did, amount: 10n })
-    await vals[i % vals.length].api.request('POST', '/api/v0/ledger/submit', { tx: Buffer.from(tx.bytes).toString('base64') })
+    // As a client does: a chain at capacity (MempoolFullError) is tried again after a while.
+    await waitFor(`tx ${i} accepted`, async () => {
+      try {
+        await vals[i % vals.length].api.request('POST', '/api/v0/ledger/submit', { tx: Buffer.from(tx.bytes).toString('base64') })
+        return true
+      } catch (err) {
+        if ((err as { code?: string }).code !== 'MempoolFullError') throw err
+        return false
+      }
+    }, 60_000, 200)
     ids.push(tx.id)
     if (pauseMs > 0) await new Promise(resolve => setTimeout(resolve, pauseMs))
   }
