@@ -136,9 +136,9 @@ export class TxChannel {
   /**
    * Sends a batch straight to every connected peer that speaks our chain's mempool protocol;
    * returns whether it went on an open stream and no peer's queue was full. When a peer's queue is
-   * full (a loaded peer reads slowly), GossipSub carries the
-   * batch too: a batch one validator misses leaves a gap in its senders' nonces, and every later
-   * transaction of theirs waits there (a proposer holding them as gaps cannot include them).
+   * full (a loaded peer reads slowly), GossipSub carries the batch too: a batch one validator
+   * misses leaves a gap in its senders' nonces, and every later transaction of theirs waits there
+   * (a proposer holding them as gaps cannot include them).
    */
   private sendDirect (batch: Uint8Array): boolean {
     const links = this.channel.links
